@@ -1,0 +1,62 @@
+//! The CapabilityStatement at `/fhir/r4/metadata`: exactly what is implemented.
+
+use serde_json::{Value, json};
+
+use crate::{ResourceType, SearchParam, search_params};
+
+/// The server's CapabilityStatement. `base` is the FHIR base URL.
+pub fn capability_statement(base: &str, software_version: &str, date: &str) -> Value {
+    let resources: Vec<Value> =
+        ResourceType::ALL
+            .iter()
+            .map(|rt| {
+                let params: Vec<Value> = search_params(*rt)
+                .iter()
+                .map(|p| match p {
+                    SearchParam::Blind { name, fhir_type, doc, .. } => {
+                        json!({"name": name, "type": fhir_type, "documentation": doc})
+                    }
+                    SearchParam::Patient { name } => json!({
+                        "name": name, "type": "reference",
+                        "documentation": "The patient the record belongs to: Patient/{id} or {id}"
+                    }),
+                    SearchParam::Id => json!({"name": "_id", "type": "token"}),
+                })
+                .collect();
+                json!({
+                    "type": rt.as_str(),
+                    "interaction": [
+                        {"code": "read"}, {"code": "vread"}, {"code": "update"},
+                        {"code": "history-instance"}, {"code": "create"}, {"code": "search-type"}
+                    ],
+                    "versioning": "versioned",
+                    "readHistory": true,
+                    "updateCreate": false,
+                    "conditionalCreate": false,
+                    "conditionalUpdate": false,
+                    "conditionalDelete": "not-supported",
+                    "searchParam": params,
+                })
+            })
+            .collect();
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": date,
+        "publisher": "Confidant",
+        "kind": "instance",
+        "software": {"name": "Confidant", "version": software_version},
+        "implementation": {"description": "Confidant clinical records server", "url": base},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "rest": [{
+            "mode": "server",
+            "documentation": "Every resource is encrypted at rest with a per-patient key. Search is exact-match only, through blind indexes. Page with _count (at most 100); follow the Bundle's next link.",
+            "security": {
+                "cors": false,
+                "description": "Bearer token in the Authorization header (confidant token create)."
+            },
+            "resource": resources,
+        }]
+    })
+}

@@ -1,0 +1,565 @@
+//! Storage: where sealed records, wrapped keys and blind tokens are kept.
+//!
+//! The store sees only ciphertext ([`VersionRow::body`]), wrapped keys and
+//! blind tokens, plus the plaintext envelope DESIGN.md §8 allows: resource
+//! type, random id, version, owning compartment (a random patient id) and
+//! timestamps. It has no way to decrypt anything, and it must stay so.
+//!
+//! One [`Store`] runs on either backend through the [`Backend`] trait, which
+//! holds everything that differs between SQLite and PostgreSQL (connection
+//! set-up, DDL types, placeholder syntax). The SQL itself is shared, so both
+//! backends run the same statements and the same test suite.
+#![forbid(unsafe_code)]
+
+mod backend;
+mod schema;
+
+use std::fmt::Write as _;
+
+use std::borrow::Cow;
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, AnyPool, AssertSqlSafe, Row, Transaction};
+
+pub use backend::{Backend, PostgresBackend, SqliteBackend};
+
+/// Errors from the store. Messages name tables and operations, never values.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The resource changed since the version the caller expected, or already exists.
+    #[error("conflict: the resource was changed concurrently")]
+    Conflict,
+    /// The database could not be reached or refused the operation.
+    #[error("database error: {0}")]
+    Database(String),
+    /// The database schema is newer than this build understands.
+    #[error(
+        "database schema version {found} is newer than this build supports ({supported}); upgrade Confidant"
+    )]
+    SchemaTooNew { found: i64, supported: i64 },
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        if let Some(db) = e.as_database_error() {
+            if db.is_unique_violation() {
+                return StoreError::Conflict;
+            }
+            // Driver messages describe the statement or constraint, never bound values.
+            return StoreError::Database(db.message().to_owned());
+        }
+        StoreError::Database(e.to_string())
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// One stored version of a resource. `body` is a sealed envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionRow {
+    pub resource_type: String,
+    pub id: String,
+    pub version_id: i64,
+    /// The owning compartment: a patient id, or [`ORGANISATION`].
+    pub compartment: String,
+    /// The data key version that sealed `body`.
+    pub key_version: i64,
+    /// Unix time in milliseconds.
+    pub last_updated: i64,
+    pub body: Vec<u8>,
+}
+
+/// The compartment of resources that belong to no patient (e.g. Practitioner).
+pub const ORGANISATION: &str = "_organisation";
+
+/// A blind-index entry of the current version of a resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchToken {
+    pub param: &'static str,
+    pub token: Vec<u8>,
+}
+
+/// One condition of a search. Conditions are ANDed.
+#[derive(Debug, Clone)]
+pub enum Criterion {
+    /// The resource has a token for `param` equal to any of `tokens`.
+    Token {
+        param: &'static str,
+        tokens: Vec<Vec<u8>>,
+    },
+    /// The resource belongs to this compartment (patient).
+    Compartment(String),
+    /// The resource has this id.
+    Id(String),
+}
+
+/// A stored, wrapped data key.
+#[derive(Debug, Clone)]
+pub struct DataKeyRow {
+    pub compartment: String,
+    pub version: i64,
+    pub kek_version: i64,
+    pub wrapped: Vec<u8>,
+}
+
+/// A stored API token (only its hash).
+#[derive(Debug, Clone)]
+pub struct ApiTokenRow {
+    pub id: String,
+    pub label: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// The store over one database.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: &'static dyn Backend,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Store({})", self.backend.name())
+    }
+}
+
+const VERSION_COLUMNS: &str =
+    "resource_type, id, version_id, compartment, key_version, last_updated, body";
+
+fn version_row(r: &AnyRow) -> Result<VersionRow> {
+    Ok(VersionRow {
+        resource_type: r.try_get(0)?,
+        id: r.try_get(1)?,
+        version_id: r.try_get(2)?,
+        compartment: r.try_get(3)?,
+        key_version: r.try_get(4)?,
+        last_updated: r.try_get(5)?,
+        body: r.try_get(6)?,
+    })
+}
+
+impl Store {
+    /// Connect to `url` (`sqlite://PATH` or `postgres://...`). Does not create
+    /// or migrate anything: see [`Store::migrate`].
+    pub async fn connect(url: &str, create: bool) -> Result<Store> {
+        let backend = backend::for_url(url)?;
+        let pool = backend.connect(url, create).await?;
+        Ok(Store { pool, backend })
+    }
+
+    /// Which backend this store runs on (`sqlite` or `postgres`).
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    /// Bring the schema up to date. Idempotent.
+    pub async fn migrate(&self) -> Result<()> {
+        schema::migrate(&self.pool, self.backend).await
+    }
+
+    /// Close every connection (SQLite then checkpoints and removes its WAL).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Every statement is assembled in this crate from constant fragments;
+    /// values are always bound, never spliced, which is what makes this assertion true.
+    fn sql(&self, q: impl Into<Cow<'static, str>>) -> AssertSqlSafe<Cow<'static, str>> {
+        AssertSqlSafe(match q.into() {
+            Cow::Borrowed(s) => self.backend.placeholders(s),
+            Cow::Owned(s) => Cow::Owned(self.backend.placeholders(&s).into_owned()),
+        })
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Any>> {
+        Ok(self.pool.begin().await?)
+    }
+
+    // ----- instance settings and keys -------------------------------------------------
+
+    /// A named instance value (e.g. the instance id, a wrapped instance key).
+    pub async fn setting(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let row = sqlx::query(self.sql("SELECT value FROM instance_settings WHERE name = ?"))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get(0)?),
+            None => None,
+        })
+    }
+
+    /// Store a named instance value once; a second insert is a [`StoreError::Conflict`].
+    pub async fn insert_setting(&self, name: &str, value: &[u8], now: i64) -> Result<()> {
+        sqlx::query(
+            self.sql("INSERT INTO instance_settings (name, value, created_at) VALUES (?, ?, ?)"),
+        )
+        .bind(name)
+        .bind(value)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The newest data key of `compartment`.
+    pub async fn current_data_key(&self, compartment: &str) -> Result<Option<DataKeyRow>> {
+        let row = sqlx::query(self.sql(
+            "SELECT compartment, version, kek_version, wrapped FROM data_keys \
+             WHERE compartment = ? ORDER BY version DESC LIMIT 1",
+        ))
+        .bind(compartment)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(DataKeyRow {
+                compartment: r.try_get(0)?,
+                version: r.try_get(1)?,
+                kek_version: r.try_get(2)?,
+                wrapped: r.try_get(3)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// A given version of a compartment's data key.
+    pub async fn data_key(&self, compartment: &str, version: i64) -> Result<Option<DataKeyRow>> {
+        let row = sqlx::query(self.sql(
+            "SELECT compartment, version, kek_version, wrapped FROM data_keys WHERE compartment = ? AND version = ?",
+        ))
+        .bind(compartment)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(DataKeyRow {
+                compartment: r.try_get(0)?,
+                version: r.try_get(1)?,
+                kek_version: r.try_get(2)?,
+                wrapped: r.try_get(3)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Store a new data key; [`StoreError::Conflict`] if that version exists already.
+    pub async fn insert_data_key(&self, key: &DataKeyRow, now: i64) -> Result<()> {
+        sqlx::query(self.sql(
+            "INSERT INTO data_keys (compartment, version, kek_version, wrapped, created_at) VALUES (?, ?, ?, ?, ?)",
+        ))
+        .bind(key.compartment.as_str())
+        .bind(key.version)
+        .bind(key.kek_version)
+        .bind(key.wrapped.as_slice())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    // ----- resources ------------------------------------------------------------------
+
+    async fn insert_version(
+        tx: &mut Transaction<'static, Any>,
+        sql: AssertSqlSafe<Cow<'static, str>>,
+        row: &VersionRow,
+    ) -> Result<()> {
+        sqlx::query(sql)
+            .bind(row.resource_type.as_str())
+            .bind(row.id.as_str())
+            .bind(row.version_id)
+            .bind(row.compartment.as_str())
+            .bind(row.key_version)
+            .bind(row.last_updated)
+            .bind(row.body.as_slice())
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn replace_tokens(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        row: &VersionRow,
+        tokens: &[SearchToken],
+    ) -> Result<()> {
+        sqlx::query(self.sql("DELETE FROM search_tokens WHERE resource_type = ? AND id = ?"))
+            .bind(row.resource_type.as_str())
+            .bind(row.id.as_str())
+            .execute(&mut **tx)
+            .await?;
+        let insert = self
+            .sql("INSERT INTO search_tokens (resource_type, param, token, id) VALUES (?, ?, ?, ?)");
+        for t in tokens {
+            let r = sqlx::query(AssertSqlSafe(insert.0.clone()))
+                .bind(row.resource_type.as_str())
+                .bind(t.param)
+                .bind(t.token.as_slice())
+                .bind(row.id.as_str())
+                .execute(&mut **tx)
+                .await;
+            match r {
+                // Two values of one resource that normalise alike give one token; keep one.
+                Err(e)
+                    if e.as_database_error()
+                        .is_some_and(|d| d.is_unique_violation()) => {}
+                other => {
+                    other?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Store version 1 of a new resource with its search tokens, atomically.
+    pub async fn create(&self, row: &VersionRow, tokens: &[SearchToken]) -> Result<()> {
+        let mut tx = self.begin().await?;
+        // The head is written first so that SQLite takes its write lock at once.
+        sqlx::query(self.sql(
+            "INSERT INTO resource_heads (resource_type, id, version_id, compartment, last_updated) VALUES (?, ?, ?, ?, ?)",
+        ))
+        .bind(row.resource_type.as_str())
+        .bind(row.id.as_str())
+        .bind(row.version_id)
+        .bind(row.compartment.as_str())
+        .bind(row.last_updated)
+        .execute(&mut *tx)
+        .await?;
+        let insert = self.sql(format!(
+            "INSERT INTO resource_versions ({VERSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        ));
+        Self::insert_version(&mut tx, insert, row).await?;
+        self.replace_tokens(&mut tx, row, tokens).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Store a new version if the current one is still `expected_version`;
+    /// otherwise [`StoreError::Conflict`] and nothing changes.
+    pub async fn update(
+        &self,
+        row: &VersionRow,
+        expected_version: i64,
+        tokens: &[SearchToken],
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(self.sql(
+            "UPDATE resource_heads SET version_id = ?, last_updated = ? \
+             WHERE resource_type = ? AND id = ? AND version_id = ? AND compartment = ?",
+        ))
+        .bind(row.version_id)
+        .bind(row.last_updated)
+        .bind(row.resource_type.as_str())
+        .bind(row.id.as_str())
+        .bind(expected_version)
+        .bind(row.compartment.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Conflict);
+        }
+        let insert = self.sql(format!(
+            "INSERT INTO resource_versions ({VERSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        ));
+        Self::insert_version(&mut tx, insert, row).await?;
+        self.replace_tokens(&mut tx, row, tokens).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The current version of a resource.
+    pub async fn read(&self, resource_type: &str, id: &str) -> Result<Option<VersionRow>> {
+        let q = format!(
+            "SELECT v.resource_type, v.id, v.version_id, v.compartment, v.key_version, v.last_updated, v.body \
+             FROM resource_heads h JOIN resource_versions v \
+               ON v.resource_type = h.resource_type AND v.id = h.id AND v.version_id = h.version_id \
+             WHERE h.resource_type = ? AND h.id = ?"
+        );
+        let row = sqlx::query(self.sql(q))
+            .bind(resource_type)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(version_row).transpose()
+    }
+
+    /// One given version of a resource.
+    pub async fn read_version(
+        &self,
+        resource_type: &str,
+        id: &str,
+        version_id: i64,
+    ) -> Result<Option<VersionRow>> {
+        let q = format!(
+            "SELECT {VERSION_COLUMNS} FROM resource_versions WHERE resource_type = ? AND id = ? AND version_id = ?"
+        );
+        let row = sqlx::query(self.sql(q))
+            .bind(resource_type)
+            .bind(id)
+            .bind(version_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(version_row).transpose()
+    }
+
+    /// Every version of a resource, newest first, at most `limit`, older than `before` if given.
+    pub async fn history(
+        &self,
+        resource_type: &str,
+        id: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<VersionRow>> {
+        let q = format!(
+            "SELECT {VERSION_COLUMNS} FROM resource_versions \
+             WHERE resource_type = ? AND id = ? AND version_id < ? ORDER BY version_id DESC LIMIT ?"
+        );
+        let rows = sqlx::query(self.sql(q))
+            .bind(resource_type)
+            .bind(id)
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(version_row).collect()
+    }
+
+    /// Current versions of `resource_type` matching every criterion, ordered
+    /// by id, after `after` (exclusive), at most `limit`; and the total count.
+    pub async fn search(
+        &self,
+        resource_type: &str,
+        criteria: &[Criterion],
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<(Vec<VersionRow>, i64)> {
+        let mut filter = String::from(" WHERE h.resource_type = ?");
+        for c in criteria {
+            match c {
+                Criterion::Token { tokens, .. } => {
+                    let marks = vec!["?"; tokens.len().max(1)].join(", ");
+                    let _ = write!(
+                        filter,
+                        " AND h.id IN (SELECT s.id FROM search_tokens s \
+                           WHERE s.resource_type = ? AND s.param = ? AND s.token IN ({marks}))"
+                    );
+                }
+                Criterion::Compartment(_) => filter.push_str(" AND h.compartment = ?"),
+                Criterion::Id(_) => filter.push_str(" AND h.id = ?"),
+            }
+        }
+        fn bind_all<'q>(
+            mut q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
+            resource_type: &'q str,
+            criteria: &'q [Criterion],
+        ) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+            q = q.bind(resource_type);
+            for c in criteria {
+                match c {
+                    Criterion::Token { param, tokens } => {
+                        q = q.bind(resource_type).bind(*param);
+                        if tokens.is_empty() {
+                            // No value can match; bind one impossible token.
+                            q = q.bind(&[][..]);
+                        }
+                        for t in tokens {
+                            q = q.bind(t.as_slice());
+                        }
+                    }
+                    Criterion::Compartment(p) | Criterion::Id(p) => q = q.bind(p.as_str()),
+                }
+            }
+            q
+        }
+
+        let count_sql = self.sql(format!("SELECT COUNT(*) FROM resource_heads h{filter}"));
+        let total: i64 = bind_all(sqlx::query(count_sql), resource_type, criteria)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+
+        let page_sql = self.sql(format!(
+                "SELECT v.resource_type, v.id, v.version_id, v.compartment, v.key_version, v.last_updated, v.body \
+                 FROM resource_heads h JOIN resource_versions v \
+                   ON v.resource_type = h.resource_type AND v.id = h.id AND v.version_id = h.version_id\
+                 {filter} AND h.id > ? ORDER BY h.id LIMIT ?"
+        ));
+        let rows = bind_all(sqlx::query(page_sql), resource_type, criteria)
+            .bind(after.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok((rows.iter().map(version_row).collect::<Result<_>>()?, total))
+    }
+
+    // ----- API tokens -----------------------------------------------------------------
+
+    /// Store a new API token by its hash.
+    pub async fn insert_api_token(
+        &self,
+        id: &str,
+        hash: &[u8],
+        label: &str,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            self.sql(
+                "INSERT INTO api_tokens (id, token_hash, label, created_at) VALUES (?, ?, ?, ?)",
+            ),
+        )
+        .bind(id)
+        .bind(hash)
+        .bind(label)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The id of the live (not revoked) API token with this hash.
+    pub async fn api_token_by_hash(&self, hash: &[u8]) -> Result<Option<String>> {
+        let row = sqlx::query(
+            self.sql("SELECT id FROM api_tokens WHERE token_hash = ? AND revoked_at IS NULL"),
+        )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get(0)?),
+            None => None,
+        })
+    }
+
+    /// Revoke a token; false if no live token has this id.
+    pub async fn revoke_api_token(&self, id: &str, now: i64) -> Result<bool> {
+        let r = sqlx::query(
+            self.sql("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"),
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Every API token, oldest first.
+    pub async fn api_tokens(&self) -> Result<Vec<ApiTokenRow>> {
+        let rows = sqlx::query(
+            "SELECT id, label, created_at, revoked_at FROM api_tokens ORDER BY created_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ApiTokenRow {
+                    id: r.try_get(0)?,
+                    label: r.try_get(1)?,
+                    created_at: r.try_get(2)?,
+                    revoked_at: r.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+}

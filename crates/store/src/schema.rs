@@ -1,0 +1,101 @@
+//! Schema migrations, shared by both backends. Each migration runs once, in
+//! its own transaction, recorded in `schema_migrations`.
+
+use sqlx::Row;
+use sqlx::{AnyPool, AssertSqlSafe};
+
+use crate::backend::Backend;
+use crate::{Result, StoreError};
+
+/// Migrations in order. `{blob}` becomes the backend's byte-string type.
+/// Only ciphertext, wrapped keys, blind tokens and the plaintext envelope
+/// (type, random ids, versions, timestamps) are ever stored: no column here
+/// may hold clinical content in the clear.
+const MIGRATIONS: &[&str] = &[
+    // 1: records core
+    "CREATE TABLE instance_settings (
+        name TEXT PRIMARY KEY,
+        value {blob} NOT NULL,
+        created_at BIGINT NOT NULL
+    );
+    CREATE TABLE data_keys (
+        compartment TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        kek_version BIGINT NOT NULL,
+        wrapped {blob} NOT NULL,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (compartment, version)
+    );
+    CREATE TABLE resource_heads (
+        resource_type TEXT NOT NULL,
+        id TEXT NOT NULL,
+        version_id BIGINT NOT NULL,
+        compartment TEXT NOT NULL,
+        last_updated BIGINT NOT NULL,
+        PRIMARY KEY (resource_type, id)
+    );
+    CREATE INDEX resource_heads_by_compartment ON resource_heads (resource_type, compartment, id);
+    CREATE TABLE resource_versions (
+        resource_type TEXT NOT NULL,
+        id TEXT NOT NULL,
+        version_id BIGINT NOT NULL,
+        compartment TEXT NOT NULL,
+        key_version BIGINT NOT NULL,
+        last_updated BIGINT NOT NULL,
+        body {blob} NOT NULL,
+        PRIMARY KEY (resource_type, id, version_id)
+    );
+    CREATE TABLE search_tokens (
+        resource_type TEXT NOT NULL,
+        param TEXT NOT NULL,
+        token {blob} NOT NULL,
+        id TEXT NOT NULL,
+        PRIMARY KEY (resource_type, param, token, id)
+    );
+    CREATE INDEX search_tokens_by_resource ON search_tokens (resource_type, id);
+    CREATE TABLE api_tokens (
+        id TEXT PRIMARY KEY,
+        token_hash {blob} NOT NULL UNIQUE,
+        label TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        revoked_at BIGINT
+    );",
+];
+
+pub(crate) async fn migrate(pool: &AnyPool, backend: &dyn Backend) -> Result<()> {
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+    )
+    .execute(pool)
+    .await?;
+    let current: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+        .fetch_one(pool)
+        .await?
+        .try_get(0)?;
+    let supported = MIGRATIONS.len() as i64;
+    if current > supported {
+        return Err(StoreError::SchemaTooNew {
+            found: current,
+            supported,
+        });
+    }
+    for (i, ddl) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = i as i64 + 1;
+        let mut tx = pool.begin().await?;
+        sqlx::raw_sql(AssertSqlSafe(ddl.replace("{blob}", backend.blob_type())))
+            .execute(&mut *tx)
+            .await?;
+        // A concurrent migrator inserts the same version: the loser's unique
+        // violation rolls its whole transaction back.
+        sqlx::query(AssertSqlSafe(backend.placeholders(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+        )))
+        .bind(version)
+        .bind(0_i64)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        tracing::info!(version, "database schema migrated");
+    }
+    Ok(())
+}

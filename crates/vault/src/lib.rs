@@ -1,0 +1,87 @@
+//! The vault: the only place in Confidant that touches cryptographic primitives.
+//!
+//! Everything clinical is sealed here before it reaches storage, and opened here
+//! after it leaves it. No other crate calls an AEAD, an HMAC or a KDF.
+//!
+//! # Key hierarchy (DESIGN.md §4)
+//!
+//! ```text
+//! key-encryption key (KEK)      held by a [`KeyProvider`] outside the database
+//!   ├── wraps ── data key (DEK), one per compartment (a patient, or the organisation)
+//!   │              └── seals ── every record version of that compartment ([`DataKey::seal`])
+//!   └── wraps ── blind-index key ([`BlindIndexKey`]), used only for keyed HMACs
+//! ```
+//!
+//! # Invariants
+//!
+//! * Every seal uses AES-256-GCM with a fresh random 96-bit nonce drawn by
+//!   AWS-LC itself ([`aws_lc_rs::aead::RandomizedNonceKey`]); callers never supply nonces.
+//! * Associated data binds each ciphertext to its resource type, id, version,
+//!   compartment and key version ([`RecordContext`]), and to the envelope header.
+//!   A ciphertext moved to another row or another patient fails to open.
+//! * The envelope is versioned ([`envelope`]): a format byte, an algorithm byte
+//!   and the key version come first, so that algorithms and keys can change
+//!   without a flag day.
+//! * Key material is zeroized on drop and never printed (`Debug` is redacted).
+//! * An open that fails is an [`VaultError::Integrity`] error, never garbage.
+#![forbid(unsafe_code)]
+
+pub mod blind;
+pub mod envelope;
+pub mod keyfile;
+mod keys;
+
+pub use blind::{BlindIndexKey, BlindKind, BlindToken};
+pub use envelope::RecordContext;
+pub use keyfile::KeyFile;
+pub use keys::{DataKey, KEY_LEN, KeyProvider, Vault, WrappedKey};
+
+/// Errors from the vault. None of them carries plaintext or key material.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VaultError {
+    /// A ciphertext or wrapped key failed authentication: it was altered,
+    /// moved to another row, or sealed under another key.
+    #[error(
+        "integrity check failed: the stored ciphertext was altered, moved, or sealed under another key"
+    )]
+    Integrity,
+    /// The envelope names a format, algorithm or key version this build does not know.
+    #[error("unsupported envelope: {0}")]
+    Unsupported(String),
+    /// The key provider has no key of the requested version.
+    #[error("key version {0} is not available from the key provider")]
+    MissingKeyVersion(u32),
+    /// The key file is unreadable or malformed.
+    #[error("key file: {0}")]
+    KeyFile(String),
+    /// The system random number generator failed.
+    #[error("random number generator failure")]
+    Random,
+}
+
+/// Fill `buf` from the operating system's CSPRNG (via AWS-LC).
+pub fn random_bytes(buf: &mut [u8]) -> Result<(), VaultError> {
+    aws_lc_rs::rand::fill(buf).map_err(|_| VaultError::Random)
+}
+
+/// A new random identifier: 128 bits, lower-case hex (a valid FHIR id).
+pub fn random_id() -> Result<String, VaultError> {
+    let mut b = [0u8; 16];
+    random_bytes(&mut b)?;
+    Ok(hex::encode(b))
+}
+
+/// SHA-256 of `data`, for hashing high-entropy secrets such as API tokens
+/// (which need no slow hash: they are 256-bit random values, not passwords).
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// Constant-time equality for secrets.
+pub fn secrets_equal(a: &[u8], b: &[u8]) -> bool {
+    aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
+}
