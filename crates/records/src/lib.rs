@@ -1,1 +1,509 @@
+//! The records service: where FHIR resources are validated, sealed, stored,
+//! found and opened. The one place that joins the vault and the store.
+//!
+//! * Where is a record encrypted? [`Records::seal_record`].
+//! * Where is it decrypted? [`Records::open_record`].
+//! * Where are search values blinded? [`Records::tokens`] and [`Records::search`].
+//!
+//! The access-control and audit issues hook in here: every read, search hit
+//! and write of a patient's data passes through one method of [`Records`].
+#![forbid(unsafe_code)]
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use confidant_fhir::{ResourceType, SearchParam, ValueKind, search_params};
+use confidant_store::{Criterion, DataKeyRow, ORGANISATION, SearchToken, Store, StoreError, VersionRow};
+use confidant_vault::{BlindIndexKey, BlindKind, DataKey, RecordContext, Vault, VaultError, WrappedKey};
+use serde_json::Value;
+
+/// Errors of the records service. Messages name ids and elements, never content.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordsError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    /// Well-formed, but against a rule of the server (e.g. a subject that does not exist).
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("{0}")]
+    NotSupported(String),
+    #[error("version conflict: the resource is at version {current}, not the version in If-Match")]
+    PreconditionFailed { current: i64 },
+    #[error("conflict: the resource was changed concurrently; read it again and retry")]
+    Conflict,
+    #[error("stored data failed its integrity check")]
+    Integrity,
+    #[error("the key-encryption key does not match this instance's data")]
+    WrongKey,
+    #[error("instance is not initialised: {0}")]
+    NotInitialised(&'static str),
+    #[error(transparent)]
+    Store(StoreError),
+    #[error("key error: {0}")]
+    Vault(VaultError),
+}
+
+impl From<StoreError> for RecordsError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict => RecordsError::Conflict,
+            other => RecordsError::Store(other),
+        }
+    }
+}
+
+pub type Result<T, E = RecordsError> = std::result::Result<T, E>;
+
+/// The source of time. Injected, so that tests control it.
+pub trait Clock: Send + Sync {
+    /// Unix time in milliseconds.
+    fn now_millis(&self) -> i64;
+}
+
+/// The operating system's clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_millis(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0)
+    }
+}
+
+/// A resource as the API returns it (decrypted, in memory only).
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub resource_type: ResourceType,
+    pub id: String,
+    pub version_id: i64,
+    pub last_updated: i64,
+    pub resource: Value,
+}
+
+/// A search: `(parameter, value)` pairs ANDed (commas within a value OR),
+/// at most `count` results after the opaque cursor `after`.
+#[derive(Debug, Clone, Default)]
+pub struct SearchRequest {
+    pub params: Vec<(String, String)>,
+    pub count: i64,
+    pub after: Option<String>,
+}
+
+/// One page of search results.
+#[derive(Debug)]
+pub struct SearchPage {
+    pub entries: Vec<Stored>,
+    pub total: i64,
+    /// The cursor for the next page, if there is one.
+    pub next_after: Option<String>,
+}
+
+const SETTING_INSTANCE_ID: &str = "instance_id";
+const SETTING_BLIND_KEY: &str = "blind_index_key";
+/// Unwrapped data keys kept in memory; beyond this the cache starts over.
+const KEY_CACHE_LIMIT: usize = 4096;
+
+/// The records service.
+pub struct Records {
+    store: Store,
+    vault: Vault,
+    blind: BlindIndexKey,
+    keys: Mutex<HashMap<(String, i64), Arc<DataKey>>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Records {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Records({:?}, {:?})", self.store, self.vault)
+    }
+}
+
+fn blind_kind(kind: ValueKind) -> BlindKind {
+    match kind {
+        ValueKind::Text => BlindKind::Text,
+        ValueKind::Identifier => BlindKind::Identifier,
+        ValueKind::Date => BlindKind::Date,
+        ValueKind::Email => BlindKind::Email,
+        ValueKind::Phone => BlindKind::Phone,
+    }
+}
+
+fn kek_version(w: &WrappedKey) -> Result<i64> {
+    Ok(i64::from(w.kek_version().map_err(RecordsError::Vault)?))
+}
+
+/// The instance id recorded in a store, if it has been initialised.
+pub async fn instance_id(store: &Store) -> Result<Option<String>> {
+    Ok(store.setting(SETTING_INSTANCE_ID).await?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+}
+
+/// Set up a new, empty, migrated store for `instance_id`: the blind-index key
+/// and the organisation's data key, both wrapped by the vault's KEK.
+pub async fn initialise(store: &Store, vault: &Vault, instance_id: &str, now: i64) -> Result<()> {
+    let (_, wrapped_blind) = vault.new_blind_index_key().map_err(RecordsError::Vault)?;
+    let (_, wrapped_org) = vault.new_data_key(ORGANISATION, 1).map_err(RecordsError::Vault)?;
+    store.insert_setting(SETTING_INSTANCE_ID, instance_id.as_bytes(), now).await?;
+    store.insert_setting(SETTING_BLIND_KEY, &wrapped_blind.0, now).await?;
+    store
+        .insert_data_key(
+            &DataKeyRow {
+                compartment: ORGANISATION.into(),
+                version: 1,
+                kek_version: kek_version(&wrapped_org)?,
+                wrapped: wrapped_org.0,
+            },
+            now,
+        )
+        .await?;
+    Ok(())
+}
+
+impl Records {
+    /// Open the records of an initialised store. Fails with
+    /// [`RecordsError::WrongKey`] if the vault's KEK is not this instance's.
+    pub async fn open(store: Store, vault: Vault, clock: Arc<dyn Clock>) -> Result<Records> {
+        let wrapped = store
+            .setting(SETTING_BLIND_KEY)
+            .await?
+            .ok_or(RecordsError::NotInitialised("no blind-index key"))?;
+        let blind = vault.open_blind_index_key(&WrappedKey(wrapped)).map_err(|e| match e {
+            VaultError::Integrity | VaultError::MissingKeyVersion(_) => RecordsError::WrongKey,
+            other => RecordsError::Vault(other),
+        })?;
+        Ok(Records { store, vault, blind, keys: Mutex::new(HashMap::new()), clock })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn now_millis(&self) -> i64 {
+        self.clock.now_millis()
+    }
+
+    // ----- keys -----------------------------------------------------------------------
+
+    fn cached_key(&self, compartment: &str, version: i64) -> Option<Arc<DataKey>> {
+        self.keys.lock().ok()?.get(&(compartment.to_owned(), version)).cloned()
+    }
+
+    fn cache_key(&self, compartment: &str, version: i64, key: Arc<DataKey>) {
+        if let Ok(mut keys) = self.keys.lock() {
+            if keys.len() >= KEY_CACHE_LIMIT {
+                keys.clear();
+            }
+            keys.insert((compartment.to_owned(), version), key);
+        }
+    }
+
+    async fn data_key(&self, compartment: &str, version: Option<i64>) -> Result<Arc<DataKey>> {
+        if let Some(v) = version {
+            if let Some(k) = self.cached_key(compartment, v) {
+                return Ok(k);
+            }
+        }
+        let row = match version {
+            Some(v) => self.store.data_key(compartment, v).await?,
+            None => self.store.current_data_key(compartment).await?,
+        };
+        let row = row.ok_or_else(|| {
+            tracing::error!(compartment, "data key missing");
+            RecordsError::Integrity
+        })?;
+        let version = u32::try_from(row.version).map_err(|_| RecordsError::Integrity)?;
+        let key = self.vault.open_data_key(compartment, version, &WrappedKey(row.wrapped)).map_err(|e| {
+            tracing::error!(compartment, version, error = %e, "data key could not be unwrapped");
+            RecordsError::Integrity
+        })?;
+        let key = Arc::new(key);
+        self.cache_key(compartment, row.version, key.clone());
+        Ok(key)
+    }
+
+    // ----- sealing --------------------------------------------------------------------
+
+    /// Encrypt one resource version. The only place a record is sealed.
+    fn seal_record(&self, key: &DataKey, rt: ResourceType, id: &str, version: i64, compartment: &str, resource: &Value) -> Result<Vec<u8>> {
+        let plaintext = zeroize::Zeroizing::new(serde_json::to_vec(resource).map_err(|_| RecordsError::Integrity)?);
+        let ctx = RecordContext { resource_type: rt.as_str(), id, version, compartment };
+        key.seal(&ctx, &plaintext).map_err(RecordsError::Vault)
+    }
+
+    /// Decrypt one stored version. The only place a record is opened.
+    async fn open_record(&self, row: VersionRow) -> Result<Stored> {
+        let rt = ResourceType::parse(&row.resource_type).ok_or(RecordsError::Integrity)?;
+        let key = self.data_key(&row.compartment, Some(row.key_version)).await?;
+        let ctx = RecordContext {
+            resource_type: &row.resource_type,
+            id: &row.id,
+            version: row.version_id,
+            compartment: &row.compartment,
+        };
+        let plaintext = key.open(&ctx, &row.body).map_err(|e| {
+            // Ids only: never content (DESIGN.md §11.2).
+            tracing::error!(
+                resource_type = %row.resource_type, id = %row.id, version = row.version_id,
+                error = %e, "stored record failed its integrity check"
+            );
+            RecordsError::Integrity
+        })?;
+        let resource: Value = serde_json::from_slice(&plaintext).map_err(|_| RecordsError::Integrity)?;
+        Ok(Stored { resource_type: rt, id: row.id, version_id: row.version_id, last_updated: row.last_updated, resource })
+    }
+
+    /// Blind tokens for the validated search values of a resource.
+    fn tokens(&self, rt: ResourceType, index: &[(&'static str, ValueKind, String)]) -> Vec<SearchToken> {
+        index
+            .iter()
+            .map(|(param, kind, value)| SearchToken {
+                param,
+                token: self.blind.token(rt.as_str(), param, blind_kind(*kind), value).to_vec(),
+            })
+            .collect()
+    }
+
+    fn stamp(resource: &mut Value, id: &str, version: i64, now: i64) {
+        if let Value::Object(m) = resource {
+            m.insert("id".into(), Value::String(id.to_owned()));
+            let meta = m.entry("meta").or_insert_with(|| Value::Object(Default::default()));
+            if let Value::Object(meta) = meta {
+                meta.insert("versionId".into(), Value::String(version.to_string()));
+                meta.insert("lastUpdated".into(), Value::String(confidant_fhir::instant(now)));
+            }
+        }
+    }
+
+    async fn compartment_for(&self, rt: ResourceType, id: &str, subject: Option<&str>) -> Result<String> {
+        match (rt, subject) {
+            (ResourceType::Patient, _) => Ok(id.to_owned()),
+            (ResourceType::Practitioner, _) => Ok(ORGANISATION.to_owned()),
+            (_, Some(patient)) => match self.store.compartment_of("Patient", patient).await? {
+                Some(_) => Ok(patient.to_owned()),
+                None => Err(RecordsError::Unprocessable("subject refers to a Patient that does not exist".into())),
+            },
+            (_, None) => Err(RecordsError::Invalid("subject is required".into())),
+        }
+    }
+
+    // ----- operations -----------------------------------------------------------------
+
+    /// Create a resource with a new random id (FHIR create).
+    pub async fn create(&self, rt: ResourceType, mut resource: Value) -> Result<Stored> {
+        let checked = confidant_fhir::validate(rt, &mut resource).map_err(RecordsError::Invalid)?;
+        let id = confidant_vault::random_id().map_err(RecordsError::Vault)?;
+        let compartment = self.compartment_for(rt, &id, checked.subject_patient.as_deref()).await?;
+        let now = self.clock.now_millis();
+        let (key, new_key) = if rt == ResourceType::Patient {
+            let (key, wrapped) = self.vault.new_data_key(&compartment, 1).map_err(RecordsError::Vault)?;
+            let row = DataKeyRow { compartment: compartment.clone(), version: 1, kek_version: kek_version(&wrapped)?, wrapped: wrapped.0 };
+            (Arc::new(key), Some(row))
+        } else {
+            (self.data_key(&compartment, None).await?, None)
+        };
+        Self::stamp(&mut resource, &id, 1, now);
+        let body = self.seal_record(&key, rt, &id, 1, &compartment, &resource)?;
+        let row = VersionRow {
+            resource_type: rt.as_str().into(),
+            id: id.clone(),
+            version_id: 1,
+            compartment: compartment.clone(),
+            key_version: i64::from(key.version()),
+            last_updated: now,
+            body,
+        };
+        self.store.create(&row, &self.tokens(rt, &checked.index), new_key.as_ref()).await?;
+        if let Some(k) = new_key {
+            self.cache_key(&compartment, k.version, key);
+        }
+        Ok(Stored { resource_type: rt, id, version_id: 1, last_updated: now, resource })
+    }
+
+    /// Replace a resource with a new version (FHIR update). With `if_match`,
+    /// only if the current version is that one.
+    pub async fn update(&self, rt: ResourceType, id: &str, mut resource: Value, if_match: Option<i64>) -> Result<Stored> {
+        if !confidant_fhir::is_valid_id(id) {
+            return Err(RecordsError::NotFound(format!("{}/{}", rt.as_str(), "(invalid id)")));
+        }
+        let checked = confidant_fhir::validate(rt, &mut resource).map_err(RecordsError::Invalid)?;
+        match resource.get("id").and_then(Value::as_str) {
+            Some(body_id) if body_id != id => {
+                return Err(RecordsError::Invalid("the id in the body must match the id in the URL".into()));
+            }
+            _ => {}
+        }
+        let current = self
+            .store
+            .read(rt.as_str(), id)
+            .await?
+            .ok_or_else(|| RecordsError::NotFound(format!("{}/{id}", rt.as_str())))?;
+        if let Some(expected) = if_match {
+            if expected != current.version_id {
+                return Err(RecordsError::PreconditionFailed { current: current.version_id });
+            }
+        }
+        let compartment = match rt {
+            ResourceType::Patient => id.to_owned(),
+            ResourceType::Practitioner => ORGANISATION.to_owned(),
+            _ => {
+                if checked.subject_patient.as_deref() != Some(current.compartment.as_str()) {
+                    return Err(RecordsError::Unprocessable("subject cannot change: a record stays with its patient".into()));
+                }
+                current.compartment.clone()
+            }
+        };
+        let key = self.data_key(&compartment, None).await?;
+        let version = current.version_id + 1;
+        let now = self.clock.now_millis();
+        Self::stamp(&mut resource, id, version, now);
+        let body = self.seal_record(&key, rt, id, version, &compartment, &resource)?;
+        let row = VersionRow {
+            resource_type: rt.as_str().into(),
+            id: id.to_owned(),
+            version_id: version,
+            compartment,
+            key_version: i64::from(key.version()),
+            last_updated: now,
+            body,
+        };
+        match self.store.update(&row, current.version_id, &self.tokens(rt, &checked.index)).await {
+            Ok(()) => Ok(Stored { resource_type: rt, id: id.to_owned(), version_id: version, last_updated: now, resource }),
+            Err(StoreError::Conflict) if if_match.is_some() => {
+                let now_at = self.store.read(rt.as_str(), id).await?.map(|r| r.version_id).unwrap_or(version);
+                Err(RecordsError::PreconditionFailed { current: now_at })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The current version of a resource (FHIR read).
+    pub async fn read(&self, rt: ResourceType, id: &str) -> Result<Stored> {
+        let not_found = || RecordsError::NotFound(format!("{}/{id}", rt.as_str()));
+        if !confidant_fhir::is_valid_id(id) {
+            return Err(not_found());
+        }
+        let row = self.store.read(rt.as_str(), id).await?.ok_or_else(not_found)?;
+        self.open_record(row).await
+    }
+
+    /// One version of a resource (FHIR vread).
+    pub async fn vread(&self, rt: ResourceType, id: &str, version: i64) -> Result<Stored> {
+        let not_found = || RecordsError::NotFound(format!("{}/{id}/_history/{version}", rt.as_str()));
+        if !confidant_fhir::is_valid_id(id) {
+            return Err(not_found());
+        }
+        let row = self.store.read_version(rt.as_str(), id, version).await?.ok_or_else(not_found)?;
+        self.open_record(row).await
+    }
+
+    /// Versions of a resource, newest first (FHIR history-instance), with the
+    /// total number of versions.
+    pub async fn history(&self, rt: ResourceType, id: &str, before: Option<i64>, count: i64) -> Result<(Vec<Stored>, i64)> {
+        let current = self.read_head_version(rt, id).await?;
+        let rows = self.store.history(rt.as_str(), id, before, count).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            out.push(self.open_record(row).await?);
+        }
+        Ok((out, current))
+    }
+
+    async fn read_head_version(&self, rt: ResourceType, id: &str) -> Result<i64> {
+        let not_found = || RecordsError::NotFound(format!("{}/{id}", rt.as_str()));
+        if !confidant_fhir::is_valid_id(id) {
+            return Err(not_found());
+        }
+        Ok(self.store.read(rt.as_str(), id).await?.ok_or_else(not_found)?.version_id)
+    }
+
+    /// Find current resources of `rt` (FHIR search-type). Exact match only.
+    pub async fn search(&self, rt: ResourceType, req: &SearchRequest) -> Result<SearchPage> {
+        let mut criteria = Vec::new();
+        for (name, value) in &req.params {
+            let (base, modifier) = match name.split_once(':') {
+                Some((b, m)) => (b, Some(m)),
+                None => (name.as_str(), None),
+            };
+            let param = search_params(rt).iter().find(|p| p.name() == base).ok_or_else(|| {
+                RecordsError::Invalid(format!("{} has no search parameter '{}'", rt.as_str(), base.escape_default()))
+            })?;
+            if let Some(m) = modifier {
+                if m != "exact" || !matches!(param, SearchParam::Blind { .. }) {
+                    return Err(RecordsError::NotSupported(format!(
+                        "modifier ':{}' is not supported; search is exact-match",
+                        m.escape_default()
+                    )));
+                }
+            }
+            let values: Vec<&str> = value.split(',').map(str::trim).collect();
+            if values.iter().any(|v| v.is_empty()) {
+                return Err(RecordsError::Invalid(format!("search parameter '{base}' needs a value")));
+            }
+            criteria.push(self.criterion(rt, param, &values)?);
+        }
+        let count = req.count.clamp(0, 100);
+        // Fetch one extra row to learn whether a next page exists.
+        let (rows, total) = self.store.search(rt.as_str(), &criteria, req.after.as_deref(), count + 1).await?;
+        let more = rows.len() as i64 > count;
+        let mut entries = Vec::with_capacity(rows.len());
+        for row in rows.into_iter().take(count as usize) {
+            entries.push(self.open_record(row).await?);
+        }
+        let next_after = if more { entries.last().map(|s| s.id.clone()) } else { None };
+        Ok(SearchPage { entries, total, next_after })
+    }
+
+    fn criterion(&self, rt: ResourceType, param: &SearchParam, values: &[&str]) -> Result<Criterion> {
+        match param {
+            SearchParam::Id => {
+                if values.len() != 1 {
+                    return Err(RecordsError::NotSupported("_id takes one value".into()));
+                }
+                Ok(Criterion::Id(values[0].to_owned()))
+            }
+            SearchParam::Patient { name } => {
+                if values.len() != 1 {
+                    return Err(RecordsError::NotSupported(format!("{name} takes one value")));
+                }
+                let id = values[0].strip_prefix("Patient/").unwrap_or(values[0]);
+                if !confidant_fhir::is_valid_id(id) {
+                    return Err(RecordsError::Invalid(format!("{name} must be Patient/{{id}} or {{id}}")));
+                }
+                Ok(Criterion::Compartment(id.to_owned()))
+            }
+            SearchParam::Blind { name, kind, .. } => {
+                let mut tokens = Vec::with_capacity(values.len());
+                for v in values {
+                    let v = match kind {
+                        ValueKind::Date => {
+                            let v = v.strip_prefix("eq").unwrap_or(v);
+                            if v.starts_with(|c: char| c.is_ascii_alphabetic()) {
+                                return Err(RecordsError::NotSupported(
+                                    "birthdate supports exact dates only (no ge/le ranges): it is blind-indexed".into(),
+                                ));
+                            }
+                            v
+                        }
+                        ValueKind::Identifier => match v.split_once('|') {
+                            Some(("", value)) => value,
+                            Some((_, "")) => {
+                                return Err(RecordsError::NotSupported(
+                                    "identifier=system| (any value of a system) is not supported: identifiers are blind-indexed".into(),
+                                ));
+                            }
+                            _ => v,
+                        },
+                        _ => v,
+                    };
+                    tokens.push(self.blind.token(rt.as_str(), name, blind_kind(*kind), v).to_vec());
+                }
+                Ok(Criterion::Token { param: name, tokens })
+            }
+        }
+    }
+}

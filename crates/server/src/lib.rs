@@ -1,1 +1,105 @@
+//! The HTTP face of Confidant: the FHIR R4 API under `/fhir/r4` and `/healthz`.
+//!
+//! Requests flow one way: [`auth`] (bearer token) → handler → records service.
+//! Nothing here touches keys or SQL; nothing here logs request content
+//! (the request log holds method, route template, status and duration only).
+#![forbid(unsafe_code)]
 
+mod auth;
+mod error;
+mod fhir;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use confidant_records::Records;
+use serde_json::Value;
+
+pub use auth::{hash_token, new_token};
+pub use error::ApiError;
+
+/// Shared state of a running server.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub records: Arc<Records>,
+    /// The public base URL, e.g. `https://records.clinic.example`; links in
+    /// Bundles are built from it, never from the request's Host header.
+    pub base_url: String,
+}
+
+/// Settings of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Largest request body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+}
+
+/// The complete router.
+pub fn router(state: AppState, settings: &HttpSettings) -> Router {
+    let fhir = fhir::routes()
+        .layer(middleware::from_fn_with_state(state.clone(), auth::require_token))
+        .route("/metadata", get(fhir::metadata));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .nest("/fhir/r4", fhir)
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
+        .layer(middleware::from_fn(security_headers))
+        .layer(middleware::from_fn(request_log))
+        .with_state(state)
+}
+
+/// A FHIR JSON response body with its content type.
+pub(crate) fn fhir_json(v: &Value) -> Response {
+    let body = serde_json::to_vec(v).unwrap_or_default();
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/fhir+json; charset=utf-8"))], body)
+        .into_response()
+}
+
+/// Headers every response carries: nothing is cached, sniffed or framed.
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    resp
+}
+
+/// The request log: method, route template, status, duration. Never the
+/// query string (search values are PHI), never bodies.
+async fn request_log(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let route = route.as_deref().unwrap_or("(unmatched)");
+    if status.is_server_error() {
+        tracing::warn!(%method, route, status = status.as_u16(), ms, "request");
+    } else {
+        tracing::info!(%method, route, status = status.as_u16(), ms, "request");
+    }
+    resp
+}
+
+/// Serve `router` on `listener` until `shutdown` resolves; in-flight requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}

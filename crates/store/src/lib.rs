@@ -313,8 +313,22 @@ impl Store {
         Ok(())
     }
 
-    /// Store version 1 of a new resource with its search tokens, atomically.
-    pub async fn create(&self, row: &VersionRow, tokens: &[SearchToken]) -> Result<()> {
+    /// The compartment of a current resource, if it exists.
+    pub async fn compartment_of(&self, resource_type: &str, id: &str) -> Result<Option<String>> {
+        let row = sqlx::query(self.sql("SELECT compartment FROM resource_heads WHERE resource_type = ? AND id = ?"))
+            .bind(resource_type)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get(0)?),
+            None => None,
+        })
+    }
+
+    /// Store version 1 of a new resource with its search tokens, and the data
+    /// key of a new compartment if it comes with one, atomically.
+    pub async fn create(&self, row: &VersionRow, tokens: &[SearchToken], new_key: Option<&DataKeyRow>) -> Result<()> {
         let mut tx = self.begin().await?;
         // The head is written first so that SQLite takes its write lock at once.
         sqlx::query(self.sql(
@@ -327,6 +341,18 @@ impl Store {
         .bind(row.last_updated)
         .execute(&mut *tx)
         .await?;
+        if let Some(key) = new_key {
+            sqlx::query(self.sql(
+                "INSERT INTO data_keys (compartment, version, kek_version, wrapped, created_at) VALUES (?, ?, ?, ?, ?)",
+            ))
+            .bind(key.compartment.as_str())
+            .bind(key.version)
+            .bind(key.kek_version)
+            .bind(key.wrapped.as_slice())
+            .bind(row.last_updated)
+            .execute(&mut *tx)
+            .await?;
+        }
         let insert = self.sql(format!(
             "INSERT INTO resource_versions ({VERSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
         ));

@@ -1,0 +1,225 @@
+//! Instance life cycle: init, open, serve; API tokens.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use confidant_records::{Records, SystemClock};
+use confidant_server::{AppState, HttpSettings};
+use confidant_store::Store;
+use confidant_vault::{KeyFile, Vault};
+
+use crate::config::{self, Config, Database, Keys, SQLITE_FILE, Server};
+
+fn now_millis() -> i64 {
+    use confidant_records::Clock;
+    SystemClock.now_millis()
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    Ok(if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir()?.join(p) })
+}
+
+/// What `init` made.
+#[derive(Debug)]
+pub struct Initialised {
+    pub config: Config,
+    pub key_file: PathBuf,
+}
+
+/// `confidant init`: a new instance in `dir`, its key file outside `dir`.
+pub async fn init(dir: &Path, key_file: Option<PathBuf>, database_url: Option<String>) -> Result<Initialised> {
+    let made = init_quiet(dir, key_file, database_url).await?;
+    println!("Created a Confidant instance in {}", dir.display());
+    println!("  instance id:  {}", made.config.instance_id);
+    println!("  database:     {}", if made.config.database.url.starts_with("sqlite") { "SQLite (embedded)" } else { "PostgreSQL" });
+    println!("  key file:     {} (mode 0600)", made.key_file.display());
+    println!();
+    println!("Next:");
+    println!("  1. Back up the key file now, somewhere apart from the data. Without it the data cannot be read.");
+    println!("  2. Create an API token:   confidant token create --dir {}", dir.display());
+    println!("  3. Start the server:      confidant serve --dir {}", dir.display());
+    Ok(made)
+}
+
+pub async fn init_quiet(dir: &Path, key_file: Option<PathBuf>, database_url: Option<String>) -> Result<Initialised> {
+    let dir = absolute(dir)?;
+    if Config::path(&dir).exists() {
+        bail!("{} already holds a Confidant instance; choose another --dir", dir.display());
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let dir = dir.canonicalize()?;
+    let instance_id = confidant_vault::random_id()?;
+    let key_path = match key_file {
+        Some(p) => absolute(&p)?,
+        None => config::default_key_file(&instance_id)?,
+    };
+    // The key must not live next to the data (DESIGN.md §11.4).
+    let key_parent = key_path.parent().map(|p| p.canonicalize().unwrap_or_else(|_| p.to_path_buf()));
+    if key_parent.as_deref().is_some_and(|p| p.starts_with(&dir)) {
+        bail!("the key file must be outside the instance directory {}; pass --key-file elsewhere", dir.display());
+    }
+    if key_path.exists() {
+        bail!("{} already exists; a key file is never overwritten. Choose another --key-file", key_path.display());
+    }
+    let url = database_url.unwrap_or_else(|| format!("sqlite://{SQLITE_FILE}"));
+    let keys = KeyFile::generate(&instance_id)?;
+    let config = Config {
+        instance_id: instance_id.clone(),
+        database: Database { url },
+        keys: Keys { provider: "key-file".into(), key_file: key_path.clone(), check_value: keys.check_value().into() },
+        server: Server::default(),
+    };
+    let store = Store::connect(&config.database_url(&dir)?, true).await.context("cannot open the database")?;
+    if confidant_records::instance_id(&store).await.ok().flatten().is_some() {
+        bail!("the database already belongs to an instance; give an empty database");
+    }
+    store.migrate().await.context("cannot create the database schema")?;
+    keys.create(&key_path)?;
+    let vault = Vault::new(Arc::new(keys));
+    confidant_records::initialise(&store, &vault, &instance_id, now_millis()).await?;
+    store.close().await;
+    config.save_new(&dir)?;
+    Ok(Initialised { config, key_file: key_path })
+}
+
+/// Load the key named by the config, checking that it is this instance's key.
+/// Touches nothing on disk.
+fn load_key(config: &Config) -> Result<KeyFile> {
+    if config.keys.provider != "key-file" {
+        bail!("keys.provider '{}' is not supported by this build (supported: key-file)", config.keys.provider);
+    }
+    let path = &config.keys.key_file;
+    if !path.exists() {
+        bail!(
+            "the key file {} is missing. Restore it from your key backup (it is kept apart from the data); \
+             nothing was changed",
+            path.display()
+        );
+    }
+    let key = KeyFile::load(path).with_context(|| "cannot use the key file; nothing was changed".to_string())?;
+    if key.instance_id() != config.instance_id || key.check_value() != config.keys.check_value {
+        bail!(
+            "the key file {} is not the key of this instance (expected key check value {}, found {}); \
+             nothing was changed",
+            path.display(),
+            config.keys.check_value,
+            key.check_value()
+        );
+    }
+    Ok(key)
+}
+
+/// Open an instance's store only (no keys): for token management.
+async fn open_store(dir: &Path) -> Result<(Config, Store)> {
+    let config = Config::load(dir)?;
+    if let Some(db) = config.sqlite_path(dir) {
+        if !db.exists() {
+            bail!("the database {} is missing", db.display());
+        }
+    }
+    let store = Store::connect(&config.database_url(dir)?, false).await.context("cannot open the database")?;
+    Ok((config, store))
+}
+
+/// Open an instance for serving: key checked first, then database.
+pub async fn open(dir: &Path) -> Result<(Config, Records)> {
+    let config = Config::load(dir)?;
+    let key = load_key(&config)?;
+    let (_, store) = open_store(dir).await?;
+    store.migrate().await.context("cannot bring the database schema up to date")?;
+    match confidant_records::instance_id(&store).await? {
+        Some(id) if id == config.instance_id => {}
+        Some(_) => bail!("the database belongs to another instance than {}", Config::path(dir).display()),
+        None => bail!("the database was never initialised; run `confidant init`"),
+    }
+    let records = Records::open(store, Vault::new(Arc::new(key)), Arc::new(SystemClock))
+        .await
+        .context("cannot open the records")?;
+    Ok((config, records))
+}
+
+/// Run the HTTP server for opened records until Ctrl-C or SIGTERM.
+pub async fn run_server(config: &Config, records: Records, listener: tokio::net::TcpListener) -> Result<()> {
+    let addr = listener.local_addr()?;
+    let base_url = config.server.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let records = Arc::new(records);
+    let state = AppState { records: records.clone(), base_url: base_url.trim_end_matches('/').to_owned() };
+    let router = confidant_server::router(state, &HttpSettings { max_body_bytes: config.server.max_body_bytes });
+    println!("listening on http://{addr}");
+    tracing::info!(%addr, backend = records.store().backend_name(), "serving");
+    confidant_server::serve(listener, router, shutdown_signal()).await?;
+    tracing::info!("stopped; closing the database");
+    records.store().close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// `confidant serve`.
+pub async fn serve(dir: &Path, listen: Option<String>) -> Result<()> {
+    let (config, records) = open(dir).await?;
+    let addr = listen.unwrap_or_else(|| config.server.listen.clone());
+    let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    run_server(&config, records, listener).await
+}
+
+/// Create an API token; returns it (shown once).
+pub async fn create_token(store: &Store, label: &str) -> Result<(String, String)> {
+    if label.len() > 200 || label.chars().any(char::is_control) {
+        bail!("--label must be at most 200 printable characters");
+    }
+    let token = confidant_server::new_token()?;
+    let id = confidant_vault::random_id()?[..12].to_owned();
+    store.insert_api_token(&id, &confidant_server::hash_token(&token), label, now_millis()).await?;
+    Ok((id, token))
+}
+
+pub async fn token_create(dir: &Path, label: &str) -> Result<()> {
+    let (_, store) = open_store(dir).await?;
+    let (id, token) = create_token(&store, label).await?;
+    store.close().await;
+    println!("{token}");
+    eprintln!("Token {id} created. It is shown only this once; store it in the client's secret store.");
+    eprintln!("Use it as:  Authorization: Bearer <token>.  Revoke with: confidant token revoke --dir {} --id {id}", dir.display());
+    Ok(())
+}
+
+pub async fn token_list(dir: &Path) -> Result<()> {
+    let (_, store) = open_store(dir).await?;
+    let tokens = store.api_tokens().await?;
+    store.close().await;
+    println!("{:<14} {:<10} {:<26} label", "id", "status", "created");
+    for t in tokens {
+        let status = if t.revoked_at.is_some() { "revoked" } else { "active" };
+        println!("{:<14} {:<10} {:<26} {}", t.id, status, confidant_fhir::instant(t.created_at), t.label);
+    }
+    Ok(())
+}
+
+pub async fn token_revoke(dir: &Path, id: &str) -> Result<()> {
+    let (_, store) = open_store(dir).await?;
+    let revoked = store.revoke_api_token(id, now_millis()).await?;
+    store.close().await;
+    if !revoked {
+        bail!("no active token has id {id}; see `confidant token list --dir {}`", dir.display());
+    }
+    println!("Token {id} revoked.");
+    Ok(())
+}

@@ -1,0 +1,80 @@
+//! The one mapping from errors to HTTP responses. Every error a client sees
+//! is an OperationOutcome; none carries internals or record content.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use confidant_fhir::{IssueType, operation_outcome};
+use confidant_records::RecordsError;
+
+/// An error on its way to the client.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: IssueType,
+    pub diagnostics: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: IssueType, diagnostics: impl Into<String>) -> Self {
+        ApiError { status, code, diagnostics: diagnostics.into() }
+    }
+
+    pub fn bad_request(diagnostics: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, IssueType::Invalid, diagnostics)
+    }
+
+    pub fn not_found(diagnostics: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, IssueType::NotFound, diagnostics)
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            IssueType::Login,
+            "authentication required: send 'Authorization: Bearer <token>' (see `confidant token create`)",
+        )
+    }
+}
+
+impl From<RecordsError> for ApiError {
+    fn from(e: RecordsError) -> Self {
+        use RecordsError as E;
+        match e {
+            E::NotFound(what) => ApiError::not_found(format!("{what} not found")),
+            E::Invalid(why) => ApiError::new(StatusCode::BAD_REQUEST, IssueType::Invalid, why),
+            E::Unprocessable(why) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, IssueType::Processing, why),
+            E::NotSupported(why) => ApiError::new(StatusCode::BAD_REQUEST, IssueType::NotSupported, why),
+            e @ E::PreconditionFailed { .. } => {
+                ApiError::new(StatusCode::PRECONDITION_FAILED, IssueType::Conflict, e.to_string())
+            }
+            e @ E::Conflict => ApiError::new(StatusCode::CONFLICT, IssueType::Conflict, e.to_string()),
+            E::Integrity => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                IssueType::Exception,
+                "the stored record failed its integrity check (it was altered or moved); \
+                 the event is logged for the administrator",
+            ),
+            other => {
+                // Details go to the log (they hold no content); the client gets none.
+                tracing::error!(error = %other, "request failed");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    IssueType::Exception,
+                    "internal error; the event is logged for the administrator",
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = operation_outcome(self.code, &self.diagnostics);
+        let mut resp = (self.status, crate::fhir_json(&body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"confidant\""));
+        }
+        resp
+    }
+}

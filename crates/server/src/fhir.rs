@@ -1,0 +1,274 @@
+//! FHIR R4 REST handlers: create, read, vread, update, history, search.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use axum::routing::get;
+use confidant_fhir::{IssueType, ResourceType};
+use confidant_records::{SearchRequest, Stored};
+use serde_json::{Value, json};
+
+use crate::{ApiError, AppState, fhir_json};
+
+const DEFAULT_COUNT: i64 = 20;
+const MAX_COUNT: i64 = 100;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/{type}", get(search).post(create))
+        .route("/{type}/{id}", get(read).put(update))
+        .route("/{type}/{id}/_history", get(history))
+        .route("/{type}/{id}/_history/{vid}", get(vread))
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, IssueType::NotSupported, "method not supported here")
+        })
+}
+
+pub(crate) async fn metadata(State(state): State<AppState>) -> Response {
+    let date = confidant_fhir::instant(state.records.now_millis());
+    fhir_json(&confidant_fhir::capability_statement(
+        &format!("{}/fhir/r4", state.base_url),
+        env!("CARGO_PKG_VERSION"),
+        &date,
+    ))
+}
+
+fn resource_type(s: &str) -> Result<ResourceType, ApiError> {
+    ResourceType::parse(s).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            IssueType::NotSupported,
+            "resource type not supported; see /fhir/r4/metadata for what this server serves",
+        )
+    })
+}
+
+/// The body of a create or update: JSON, within the size limit, UTF-8.
+fn json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
+    let body = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, IssueType::TooCostly, "request body is larger than this server accepts")
+        } else {
+            ApiError::bad_request("could not read the request body")
+        }
+    })?;
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if mime != "application/fhir+json" && mime != "application/json" {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            IssueType::NotSupported,
+            "send the resource as Content-Type: application/fhir+json",
+        ));
+    }
+    if std::str::from_utf8(&body).is_err() {
+        return Err(ApiError::bad_request("request body is not valid UTF-8"));
+    }
+    // serde_json's syntax errors give a line and column, never the input itself.
+    serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))
+}
+
+fn etag(version: i64) -> HeaderValue {
+    HeaderValue::from_str(&format!("W/\"{version}\"")).unwrap_or(HeaderValue::from_static("W/\"0\""))
+}
+
+/// One resource with its ETag and Last-Modified.
+fn resource_response(status: StatusCode, s: &Stored, location: Option<String>) -> Response {
+    let mut resp = fhir_json(&s.resource);
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(header::ETAG, etag(s.version_id));
+    if let Ok(v) = HeaderValue::from_str(&confidant_fhir::http_date(s.last_updated)) {
+        h.insert(header::LAST_MODIFIED, v);
+    }
+    if let Some(loc) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        h.insert(header::LOCATION, loc);
+    }
+    resp
+}
+
+fn parse_version(v: &str) -> Option<i64> {
+    v.parse::<i64>().ok().filter(|v| *v > 0)
+}
+
+/// `If-Match: W/"3"` (or `"3"`) → 3.
+fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+    let Some(v) = headers.get(header::IF_MATCH) else { return Ok(None) };
+    let v = v.to_str().unwrap_or("").trim();
+    let v = v.strip_prefix("W/").unwrap_or(v);
+    v.strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .and_then(parse_version)
+        .map(Some)
+        .ok_or_else(|| ApiError::bad_request("If-Match must be a version ETag such as W/\"3\""))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Path(rt): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let rt = resource_type(&rt)?;
+    let resource = json_body(&headers, body)?;
+    let s = state.records.create(rt, resource).await?;
+    let location = format!("{}/fhir/r4/{}/{}/_history/{}", state.base_url, rt.as_str(), s.id, s.version_id);
+    Ok(resource_response(StatusCode::CREATED, &s, Some(location)))
+}
+
+async fn read(State(state): State<AppState>, Path((rt, id)): Path<(String, String)>) -> Result<Response, ApiError> {
+    let rt = resource_type(&rt)?;
+    let s = state.records.read(rt, &id).await?;
+    Ok(resource_response(StatusCode::OK, &s, None))
+}
+
+async fn vread(
+    State(state): State<AppState>,
+    Path((rt, id, vid)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let rt = resource_type(&rt)?;
+    let vid = parse_version(&vid).ok_or_else(|| ApiError::not_found("no such version"))?;
+    let s = state.records.vread(rt, &id, vid).await?;
+    Ok(resource_response(StatusCode::OK, &s, None))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Path((rt, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let rt = resource_type(&rt)?;
+    let expected = if_match(&headers)?;
+    let resource = json_body(&headers, body)?;
+    let s = state.records.update(rt, &id, resource, expected).await?;
+    let location = format!("{}/fhir/r4/{}/{}/_history/{}", state.base_url, rt.as_str(), s.id, s.version_id);
+    Ok(resource_response(StatusCode::OK, &s, Some(location)))
+}
+
+/// Query parameters, with the paging ones taken out.
+struct Query {
+    params: Vec<(String, String)>,
+    count: i64,
+    after: Option<String>,
+}
+
+fn parse_query(raw: Option<&str>) -> Result<Query, ApiError> {
+    let mut q = Query { params: Vec::new(), count: DEFAULT_COUNT, after: None };
+    for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        match k.as_ref() {
+            "_count" => {
+                q.count = v
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|c| *c >= 0)
+                    .ok_or_else(|| ApiError::bad_request("_count must be a whole number"))?
+                    .min(MAX_COUNT);
+            }
+            "_after" => {
+                if !confidant_fhir::is_valid_id(&v) {
+                    return Err(ApiError::bad_request("_after must be a cursor from a Bundle's next link"));
+                }
+                q.after = Some(v.into_owned());
+            }
+            // Only JSON is served; these change nothing.
+            "_format" | "_pretty" | "_total" => {}
+            "_id" => q.params.push((k.into_owned(), v.into_owned())),
+            k if k.starts_with('_') => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    IssueType::NotSupported,
+                    format!("parameter '{}' is not supported", k.escape_default()),
+                ));
+            }
+            _ => q.params.push((k.into_owned(), v.into_owned())),
+        }
+    }
+    Ok(q)
+}
+
+fn link(base: &str, path: &str, params: &[(String, String)], count: i64, after: Option<&str>) -> String {
+    let mut ser = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in params {
+        ser.append_pair(k, v);
+    }
+    ser.append_pair("_count", &count.to_string());
+    if let Some(a) = after {
+        ser.append_pair("_after", a);
+    }
+    format!("{base}{path}?{}", ser.finish())
+}
+
+fn entry(base: &str, s: &Stored, search: bool) -> Value {
+    let mut e = json!({
+        "fullUrl": format!("{base}/fhir/r4/{}/{}", s.resource_type.as_str(), s.id),
+        "resource": s.resource,
+    });
+    if search {
+        e["search"] = json!({"mode": "match"});
+    } else {
+        e["response"] = json!({
+            "status": "200",
+            "etag": format!("W/\"{}\"", s.version_id),
+            "lastModified": confidant_fhir::instant(s.last_updated),
+        });
+    }
+    e
+}
+
+async fn search(
+    State(state): State<AppState>,
+    Path(rt): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let rt = resource_type(&rt)?;
+    let q = parse_query(raw.as_deref())?;
+    let req = SearchRequest { params: q.params.clone(), count: q.count, after: q.after.clone() };
+    let page = state.records.search(rt, &req).await?;
+    let path = format!("/fhir/r4/{}", rt.as_str());
+    let mut links = vec![json!({"relation": "self", "url": link(&state.base_url, &path, &q.params, q.count, q.after.as_deref())})];
+    if let Some(next) = &page.next_after {
+        links.push(json!({"relation": "next", "url": link(&state.base_url, &path, &q.params, q.count, Some(next))}));
+    }
+    let entries: Vec<Value> = page.entries.iter().map(|s| entry(&state.base_url, s, true)).collect();
+    Ok(fhir_json(&json!({
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": page.total,
+        "link": links,
+        "entry": entries,
+    })))
+}
+
+async fn history(
+    State(state): State<AppState>,
+    Path((rt, id)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let rt = resource_type(&rt)?;
+    let q = parse_query(raw.as_deref())?;
+    if !q.params.is_empty() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, IssueType::NotSupported, "history takes only _count"));
+    }
+    let before = match &q.after {
+        Some(a) => Some(parse_version(a).ok_or_else(|| ApiError::bad_request("_after must be a cursor from a Bundle's next link"))?),
+        None => None,
+    };
+    let (versions, total) = state.records.history(rt, &id, before, q.count).await?;
+    let path = format!("/fhir/r4/{}/{}/_history", rt.as_str(), id);
+    let mut links = vec![json!({"relation": "self", "url": link(&state.base_url, &path, &[], q.count, q.after.as_deref())})];
+    if let Some(last) = versions.last().filter(|l| l.version_id > 1 && versions.len() as i64 == q.count) {
+        links.push(json!({"relation": "next", "url": link(&state.base_url, &path, &[], q.count, Some(&last.version_id.to_string()))}));
+    }
+    let entries: Vec<Value> = versions.iter().map(|s| entry(&state.base_url, s, false)).collect();
+    Ok(fhir_json(&json!({
+        "resourceType": "Bundle",
+        "type": "history",
+        "total": total,
+        "link": links,
+        "entry": entries,
+    })))
+}
