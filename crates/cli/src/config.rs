@@ -51,7 +51,11 @@ pub struct Server {
 
 impl Default for Server {
     fn default() -> Self {
-        Server { listen: "127.0.0.1:8080".into(), public_url: None, max_body_bytes: 1024 * 1024 }
+        Server {
+            listen: "127.0.0.1:8080".into(),
+            public_url: None,
+            max_body_bytes: 1024 * 1024,
+        }
     }
 }
 
@@ -69,7 +73,8 @@ impl Config {
                 dir.display()
             );
         }
-        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))
     }
 
@@ -89,9 +94,13 @@ impl Config {
     /// The database URL with a relative SQLite path resolved against `dir`.
     pub fn database_url(&self, dir: &Path) -> Result<String> {
         match self.database.url.strip_prefix("sqlite://") {
-            Some(p) if Path::new(p).is_relative() => Ok(format!("sqlite://{}", dir.join(p).display())),
+            Some(p) if Path::new(p).is_relative() => {
+                Ok(format!("sqlite://{}", dir.join(p).display()))
+            }
             Some(_) => Ok(self.database.url.clone()),
-            None if self.database.url.starts_with("postgres://") || self.database.url.starts_with("postgresql://") => {
+            None if self.database.url.starts_with("postgres://")
+                || self.database.url.starts_with("postgresql://") =>
+            {
                 Ok(self.database.url.clone())
             }
             None => bail!("database.url must start with sqlite:// or postgres://"),
@@ -101,7 +110,11 @@ impl Config {
     /// The path of the SQLite file, if this instance uses SQLite.
     pub fn sqlite_path(&self, dir: &Path) -> Option<PathBuf> {
         let p = self.database.url.strip_prefix("sqlite://")?;
-        Some(if Path::new(p).is_relative() { dir.join(p) } else { PathBuf::from(p) })
+        Some(if Path::new(p).is_relative() {
+            dir.join(p)
+        } else {
+            PathBuf::from(p)
+        })
     }
 }
 
@@ -114,7 +127,10 @@ pub fn default_key_file(instance_id: &str) -> Result<PathBuf> {
     } else if let Some(d) = std::env::var_os("XDG_CONFIG_HOME") {
         PathBuf::from(d).join("confidant").join("keys")
     } else if let Some(h) = std::env::var_os("HOME") {
-        PathBuf::from(h).join(".config").join("confidant").join("keys")
+        PathBuf::from(h)
+            .join(".config")
+            .join("confidant")
+            .join("keys")
     } else {
         bail!("cannot choose a key file location: set HOME or pass --key-file");
     };

@@ -18,7 +18,11 @@ const PATIENTS: &[(&str, &str, &str, &str)] = &[
     ("Väinö", "Laine", "1969-05-17", "male"),
 ];
 
-const CLINICIANS: &[(&str, &str)] = &[("Maria", "Lindqvist"), ("Juhani", "Salo"), ("Kaisa", "Heikkinen")];
+const CLINICIANS: &[(&str, &str)] = &[
+    ("Maria", "Lindqvist"),
+    ("Juhani", "Salo"),
+    ("Kaisa", "Heikkinen"),
+];
 
 const NOTES: &[&str] = &[
     "Initial assessment. Client describes low mood for several months and difficulty sleeping. Agreed on weekly sessions.",
@@ -36,7 +40,11 @@ fn synthetic_hetu(birth: &str, n: usize) -> String {
     let digits = format!("{d}{m}{}{individual}", &y[2..]);
     let number: u64 = digits.parse().unwrap_or(0);
     let sep = if y.starts_with("19") { '-' } else { 'A' };
-    format!("{d}{m}{}{sep}{individual}{}", &y[2..], CHECK[(number % 31) as usize] as char)
+    format!(
+        "{d}{m}{}{sep}{individual}{}",
+        &y[2..],
+        CHECK[(number % 31) as usize] as char
+    )
 }
 
 async fn seed(records: &Records) -> Result<()> {
@@ -107,19 +115,29 @@ async fn seed(records: &Records) -> Result<()> {
 }
 
 pub async fn run(listen: &str) -> Result<()> {
-    let tmp = tempfile::Builder::new().prefix("confidant-demo-").tempdir().context("cannot create a temporary folder")?;
+    let tmp = tempfile::Builder::new()
+        .prefix("confidant-demo-")
+        .tempdir()
+        .context("cannot create a temporary folder")?;
     let dir = tmp.path().join("data");
     let key_file = tmp.path().join("keys").join("demo.kek");
     instance::init_quiet(&dir, Some(key_file.clone()), None).await?;
     let (config, records) = instance::open(&dir).await?;
-    seed(&records).await.context("cannot create the synthetic patients")?;
+    seed(&records)
+        .await
+        .context("cannot create the synthetic patients")?;
     let (_, token) = instance::create_token(records.store(), "demo").await?;
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,
-        Err(_) => tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot listen on localhost")?,
+        Err(_) => tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("cannot listen on localhost")?,
     };
     let url = format!("http://{}", listener.local_addr()?);
-    println!("Confidant demo: a throwaway instance with {} synthetic patients.", PATIENTS.len());
+    println!(
+        "Confidant demo: a throwaway instance with {} synthetic patients.",
+        PATIENTS.len()
+    );
     println!("  data:      {} (deleted on exit)", dir.display());
     println!("  key file:  {}", key_file.display());
     println!("  FHIR API:  {url}/fhir/r4");
@@ -127,7 +145,9 @@ pub async fn run(listen: &str) -> Result<()> {
     println!();
     println!("Try:");
     println!("  curl -H 'Authorization: Bearer {token}' '{url}/fhir/r4/Patient?family=virtanen'");
-    println!("  curl -H 'Authorization: Bearer {token}' '{url}/fhir/r4/DocumentReference?_count=5'");
+    println!(
+        "  curl -H 'Authorization: Bearer {token}' '{url}/fhir/r4/DocumentReference?_count=5'"
+    );
     println!("Press Ctrl-C to stop and delete everything.");
     instance::run_server(&config, records, listener).await?;
     drop(tmp);
@@ -144,6 +164,9 @@ mod tests {
         assert_eq!(code.len(), 11);
         assert!(code.starts_with("131052-900"));
         let number: u64 = "131052308".parse().unwrap_or(0);
-        assert_eq!(b"0123456789ABCDEFHJKLMNPRSTUVWXY"[(number % 31) as usize], b'T');
+        assert_eq!(
+            b"0123456789ABCDEFHJKLMNPRSTUVWXY"[(number % 31) as usize],
+            b'T'
+        );
     }
 }

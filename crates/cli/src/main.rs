@@ -91,15 +91,27 @@ enum TokenAction {
 
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("CONFIDANT_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    let filter = EnvFilter::try_from_env("CONFIDANT_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
 }
 
 /// Panics print where, never what: a payload could carry data (DESIGN.md §11.1).
 fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
-        let at = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
-        eprintln!("confidant: internal error at {at}; please report it (no record content was printed)");
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!(
+            "confidant: internal error at {at}; please report it (no record content was printed)"
+        );
     }));
 }
 
@@ -107,7 +119,10 @@ fn main() -> ExitCode {
     install_panic_hook();
     let cli = Cli::parse();
     init_logging();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -117,9 +132,13 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         match cli.command {
             Command::Demo { listen } => demo::run(&listen).await,
-            Command::Init { dir, key_file, database_url } => {
-                instance::init(&dir, key_file, database_url).await.map(|_| ())
-            }
+            Command::Init {
+                dir,
+                key_file,
+                database_url,
+            } => instance::init(&dir, key_file, database_url)
+                .await
+                .map(|_| ()),
             Command::Serve { dir, listen } => instance::serve(&dir, listen).await,
             Command::Token { action } => match action {
                 TokenAction::Create { dir, label } => instance::token_create(&dir, &label).await,

@@ -13,8 +13,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use confidant_fhir::{ResourceType, SearchParam, ValueKind, search_params};
-use confidant_store::{Criterion, DataKeyRow, ORGANISATION, SearchToken, Store, StoreError, VersionRow};
-use confidant_vault::{BlindIndexKey, BlindKind, DataKey, RecordContext, Vault, VaultError, WrappedKey};
+use confidant_store::{
+    Criterion, DataKeyRow, ORGANISATION, SearchToken, Store, StoreError, VersionRow,
+};
+use confidant_vault::{
+    BlindIndexKey, BlindKind, DataKey, RecordContext, Vault, VaultError, WrappedKey,
+};
 use serde_json::Value;
 
 /// Errors of the records service. Messages name ids and elements, never content.
@@ -140,16 +144,25 @@ fn kek_version(w: &WrappedKey) -> Result<i64> {
 
 /// The instance id recorded in a store, if it has been initialised.
 pub async fn instance_id(store: &Store) -> Result<Option<String>> {
-    Ok(store.setting(SETTING_INSTANCE_ID).await?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    Ok(store
+        .setting(SETTING_INSTANCE_ID)
+        .await?
+        .map(|v| String::from_utf8_lossy(&v).into_owned()))
 }
 
 /// Set up a new, empty, migrated store for `instance_id`: the blind-index key
 /// and the organisation's data key, both wrapped by the vault's KEK.
 pub async fn initialise(store: &Store, vault: &Vault, instance_id: &str, now: i64) -> Result<()> {
     let (_, wrapped_blind) = vault.new_blind_index_key().map_err(RecordsError::Vault)?;
-    let (_, wrapped_org) = vault.new_data_key(ORGANISATION, 1).map_err(RecordsError::Vault)?;
-    store.insert_setting(SETTING_INSTANCE_ID, instance_id.as_bytes(), now).await?;
-    store.insert_setting(SETTING_BLIND_KEY, &wrapped_blind.0, now).await?;
+    let (_, wrapped_org) = vault
+        .new_data_key(ORGANISATION, 1)
+        .map_err(RecordsError::Vault)?;
+    store
+        .insert_setting(SETTING_INSTANCE_ID, instance_id.as_bytes(), now)
+        .await?;
+    store
+        .insert_setting(SETTING_BLIND_KEY, &wrapped_blind.0, now)
+        .await?;
     store
         .insert_data_key(
             &DataKeyRow {
@@ -172,11 +185,19 @@ impl Records {
             .setting(SETTING_BLIND_KEY)
             .await?
             .ok_or(RecordsError::NotInitialised("no blind-index key"))?;
-        let blind = vault.open_blind_index_key(&WrappedKey(wrapped)).map_err(|e| match e {
-            VaultError::Integrity | VaultError::MissingKeyVersion(_) => RecordsError::WrongKey,
-            other => RecordsError::Vault(other),
-        })?;
-        Ok(Records { store, vault, blind, keys: Mutex::new(HashMap::new()), clock })
+        let blind = vault
+            .open_blind_index_key(&WrappedKey(wrapped))
+            .map_err(|e| match e {
+                VaultError::Integrity | VaultError::MissingKeyVersion(_) => RecordsError::WrongKey,
+                other => RecordsError::Vault(other),
+            })?;
+        Ok(Records {
+            store,
+            vault,
+            blind,
+            keys: Mutex::new(HashMap::new()),
+            clock,
+        })
     }
 
     pub fn store(&self) -> &Store {
@@ -190,7 +211,11 @@ impl Records {
     // ----- keys -----------------------------------------------------------------------
 
     fn cached_key(&self, compartment: &str, version: i64) -> Option<Arc<DataKey>> {
-        self.keys.lock().ok()?.get(&(compartment.to_owned(), version)).cloned()
+        self.keys
+            .lock()
+            .ok()?
+            .get(&(compartment.to_owned(), version))
+            .cloned()
     }
 
     fn cache_key(&self, compartment: &str, version: i64, key: Arc<DataKey>) {
@@ -229,16 +254,33 @@ impl Records {
     // ----- sealing --------------------------------------------------------------------
 
     /// Encrypt one resource version. The only place a record is sealed.
-    fn seal_record(&self, key: &DataKey, rt: ResourceType, id: &str, version: i64, compartment: &str, resource: &Value) -> Result<Vec<u8>> {
-        let plaintext = zeroize::Zeroizing::new(serde_json::to_vec(resource).map_err(|_| RecordsError::Integrity)?);
-        let ctx = RecordContext { resource_type: rt.as_str(), id, version, compartment };
+    fn seal_record(
+        &self,
+        key: &DataKey,
+        rt: ResourceType,
+        id: &str,
+        version: i64,
+        compartment: &str,
+        resource: &Value,
+    ) -> Result<Vec<u8>> {
+        let plaintext = zeroize::Zeroizing::new(
+            serde_json::to_vec(resource).map_err(|_| RecordsError::Integrity)?,
+        );
+        let ctx = RecordContext {
+            resource_type: rt.as_str(),
+            id,
+            version,
+            compartment,
+        };
         key.seal(&ctx, &plaintext).map_err(RecordsError::Vault)
     }
 
     /// Decrypt one stored version. The only place a record is opened.
     async fn open_record(&self, row: VersionRow) -> Result<Stored> {
         let rt = ResourceType::parse(&row.resource_type).ok_or(RecordsError::Integrity)?;
-        let key = self.data_key(&row.compartment, Some(row.key_version)).await?;
+        let key = self
+            .data_key(&row.compartment, Some(row.key_version))
+            .await?;
         let ctx = RecordContext {
             resource_type: &row.resource_type,
             id: &row.id,
@@ -253,17 +295,31 @@ impl Records {
             );
             RecordsError::Integrity
         })?;
-        let resource: Value = serde_json::from_slice(&plaintext).map_err(|_| RecordsError::Integrity)?;
-        Ok(Stored { resource_type: rt, id: row.id, version_id: row.version_id, last_updated: row.last_updated, resource })
+        let resource: Value =
+            serde_json::from_slice(&plaintext).map_err(|_| RecordsError::Integrity)?;
+        Ok(Stored {
+            resource_type: rt,
+            id: row.id,
+            version_id: row.version_id,
+            last_updated: row.last_updated,
+            resource,
+        })
     }
 
     /// Blind tokens for the validated search values of a resource.
-    fn tokens(&self, rt: ResourceType, index: &[(&'static str, ValueKind, String)]) -> Vec<SearchToken> {
+    fn tokens(
+        &self,
+        rt: ResourceType,
+        index: &[(&'static str, ValueKind, String)],
+    ) -> Vec<SearchToken> {
         index
             .iter()
             .map(|(param, kind, value)| SearchToken {
                 param,
-                token: self.blind.token(rt.as_str(), param, blind_kind(*kind), value).to_vec(),
+                token: self
+                    .blind
+                    .token(rt.as_str(), param, blind_kind(*kind), value)
+                    .to_vec(),
             })
             .collect()
     }
@@ -271,21 +327,33 @@ impl Records {
     fn stamp(resource: &mut Value, id: &str, version: i64, now: i64) {
         if let Value::Object(m) = resource {
             m.insert("id".into(), Value::String(id.to_owned()));
-            let meta = m.entry("meta").or_insert_with(|| Value::Object(Default::default()));
+            let meta = m
+                .entry("meta")
+                .or_insert_with(|| Value::Object(Default::default()));
             if let Value::Object(meta) = meta {
                 meta.insert("versionId".into(), Value::String(version.to_string()));
-                meta.insert("lastUpdated".into(), Value::String(confidant_fhir::instant(now)));
+                meta.insert(
+                    "lastUpdated".into(),
+                    Value::String(confidant_fhir::instant(now)),
+                );
             }
         }
     }
 
-    async fn compartment_for(&self, rt: ResourceType, id: &str, subject: Option<&str>) -> Result<String> {
+    async fn compartment_for(
+        &self,
+        rt: ResourceType,
+        id: &str,
+        subject: Option<&str>,
+    ) -> Result<String> {
         match (rt, subject) {
             (ResourceType::Patient, _) => Ok(id.to_owned()),
             (ResourceType::Practitioner, _) => Ok(ORGANISATION.to_owned()),
             (_, Some(patient)) => match self.store.compartment_of("Patient", patient).await? {
                 Some(_) => Ok(patient.to_owned()),
-                None => Err(RecordsError::Unprocessable("subject refers to a Patient that does not exist".into())),
+                None => Err(RecordsError::Unprocessable(
+                    "subject refers to a Patient that does not exist".into(),
+                )),
             },
             (_, None) => Err(RecordsError::Invalid("subject is required".into())),
         }
@@ -297,11 +365,21 @@ impl Records {
     pub async fn create(&self, rt: ResourceType, mut resource: Value) -> Result<Stored> {
         let checked = confidant_fhir::validate(rt, &mut resource).map_err(RecordsError::Invalid)?;
         let id = confidant_vault::random_id().map_err(RecordsError::Vault)?;
-        let compartment = self.compartment_for(rt, &id, checked.subject_patient.as_deref()).await?;
+        let compartment = self
+            .compartment_for(rt, &id, checked.subject_patient.as_deref())
+            .await?;
         let now = self.clock.now_millis();
         let (key, new_key) = if rt == ResourceType::Patient {
-            let (key, wrapped) = self.vault.new_data_key(&compartment, 1).map_err(RecordsError::Vault)?;
-            let row = DataKeyRow { compartment: compartment.clone(), version: 1, kek_version: kek_version(&wrapped)?, wrapped: wrapped.0 };
+            let (key, wrapped) = self
+                .vault
+                .new_data_key(&compartment, 1)
+                .map_err(RecordsError::Vault)?;
+            let row = DataKeyRow {
+                compartment: compartment.clone(),
+                version: 1,
+                kek_version: kek_version(&wrapped)?,
+                wrapped: wrapped.0,
+            };
             (Arc::new(key), Some(row))
         } else {
             (self.data_key(&compartment, None).await?, None)
@@ -317,23 +395,43 @@ impl Records {
             last_updated: now,
             body,
         };
-        self.store.create(&row, &self.tokens(rt, &checked.index), new_key.as_ref()).await?;
+        self.store
+            .create(&row, &self.tokens(rt, &checked.index), new_key.as_ref())
+            .await?;
         if let Some(k) = new_key {
             self.cache_key(&compartment, k.version, key);
         }
-        Ok(Stored { resource_type: rt, id, version_id: 1, last_updated: now, resource })
+        Ok(Stored {
+            resource_type: rt,
+            id,
+            version_id: 1,
+            last_updated: now,
+            resource,
+        })
     }
 
     /// Replace a resource with a new version (FHIR update). With `if_match`,
     /// only if the current version is that one.
-    pub async fn update(&self, rt: ResourceType, id: &str, mut resource: Value, if_match: Option<i64>) -> Result<Stored> {
+    pub async fn update(
+        &self,
+        rt: ResourceType,
+        id: &str,
+        mut resource: Value,
+        if_match: Option<i64>,
+    ) -> Result<Stored> {
         if !confidant_fhir::is_valid_id(id) {
-            return Err(RecordsError::NotFound(format!("{}/{}", rt.as_str(), "(invalid id)")));
+            return Err(RecordsError::NotFound(format!(
+                "{}/{}",
+                rt.as_str(),
+                "(invalid id)"
+            )));
         }
         let checked = confidant_fhir::validate(rt, &mut resource).map_err(RecordsError::Invalid)?;
         match resource.get("id").and_then(Value::as_str) {
             Some(body_id) if body_id != id => {
-                return Err(RecordsError::Invalid("the id in the body must match the id in the URL".into()));
+                return Err(RecordsError::Invalid(
+                    "the id in the body must match the id in the URL".into(),
+                ));
             }
             _ => {}
         }
@@ -344,7 +442,9 @@ impl Records {
             .ok_or_else(|| RecordsError::NotFound(format!("{}/{id}", rt.as_str())))?;
         if let Some(expected) = if_match {
             if expected != current.version_id {
-                return Err(RecordsError::PreconditionFailed { current: current.version_id });
+                return Err(RecordsError::PreconditionFailed {
+                    current: current.version_id,
+                });
             }
         }
         let compartment = match rt {
@@ -352,7 +452,9 @@ impl Records {
             ResourceType::Practitioner => ORGANISATION.to_owned(),
             _ => {
                 if checked.subject_patient.as_deref() != Some(current.compartment.as_str()) {
-                    return Err(RecordsError::Unprocessable("subject cannot change: a record stays with its patient".into()));
+                    return Err(RecordsError::Unprocessable(
+                        "subject cannot change: a record stays with its patient".into(),
+                    ));
                 }
                 current.compartment.clone()
             }
@@ -371,10 +473,25 @@ impl Records {
             last_updated: now,
             body,
         };
-        match self.store.update(&row, current.version_id, &self.tokens(rt, &checked.index)).await {
-            Ok(()) => Ok(Stored { resource_type: rt, id: id.to_owned(), version_id: version, last_updated: now, resource }),
+        match self
+            .store
+            .update(&row, current.version_id, &self.tokens(rt, &checked.index))
+            .await
+        {
+            Ok(()) => Ok(Stored {
+                resource_type: rt,
+                id: id.to_owned(),
+                version_id: version,
+                last_updated: now,
+                resource,
+            }),
             Err(StoreError::Conflict) if if_match.is_some() => {
-                let now_at = self.store.read(rt.as_str(), id).await?.map(|r| r.version_id).unwrap_or(version);
+                let now_at = self
+                    .store
+                    .read(rt.as_str(), id)
+                    .await?
+                    .map(|r| r.version_id)
+                    .unwrap_or(version);
                 Err(RecordsError::PreconditionFailed { current: now_at })
             }
             Err(e) => Err(e.into()),
@@ -387,23 +504,38 @@ impl Records {
         if !confidant_fhir::is_valid_id(id) {
             return Err(not_found());
         }
-        let row = self.store.read(rt.as_str(), id).await?.ok_or_else(not_found)?;
+        let row = self
+            .store
+            .read(rt.as_str(), id)
+            .await?
+            .ok_or_else(not_found)?;
         self.open_record(row).await
     }
 
     /// One version of a resource (FHIR vread).
     pub async fn vread(&self, rt: ResourceType, id: &str, version: i64) -> Result<Stored> {
-        let not_found = || RecordsError::NotFound(format!("{}/{id}/_history/{version}", rt.as_str()));
+        let not_found =
+            || RecordsError::NotFound(format!("{}/{id}/_history/{version}", rt.as_str()));
         if !confidant_fhir::is_valid_id(id) {
             return Err(not_found());
         }
-        let row = self.store.read_version(rt.as_str(), id, version).await?.ok_or_else(not_found)?;
+        let row = self
+            .store
+            .read_version(rt.as_str(), id, version)
+            .await?
+            .ok_or_else(not_found)?;
         self.open_record(row).await
     }
 
     /// Versions of a resource, newest first (FHIR history-instance), with the
     /// total number of versions.
-    pub async fn history(&self, rt: ResourceType, id: &str, before: Option<i64>, count: i64) -> Result<(Vec<Stored>, i64)> {
+    pub async fn history(
+        &self,
+        rt: ResourceType,
+        id: &str,
+        before: Option<i64>,
+        count: i64,
+    ) -> Result<(Vec<Stored>, i64)> {
         let current = self.read_head_version(rt, id).await?;
         let rows = self.store.history(rt.as_str(), id, before, count).await?;
         let mut out = Vec::with_capacity(rows.len());
@@ -418,7 +550,12 @@ impl Records {
         if !confidant_fhir::is_valid_id(id) {
             return Err(not_found());
         }
-        Ok(self.store.read(rt.as_str(), id).await?.ok_or_else(not_found)?.version_id)
+        Ok(self
+            .store
+            .read(rt.as_str(), id)
+            .await?
+            .ok_or_else(not_found)?
+            .version_id)
     }
 
     /// Find current resources of `rt` (FHIR search-type). Exact match only.
@@ -429,9 +566,16 @@ impl Records {
                 Some((b, m)) => (b, Some(m)),
                 None => (name.as_str(), None),
             };
-            let param = search_params(rt).iter().find(|p| p.name() == base).ok_or_else(|| {
-                RecordsError::Invalid(format!("{} has no search parameter '{}'", rt.as_str(), base.escape_default()))
-            })?;
+            let param = search_params(rt)
+                .iter()
+                .find(|p| p.name() == base)
+                .ok_or_else(|| {
+                    RecordsError::Invalid(format!(
+                        "{} has no search parameter '{}'",
+                        rt.as_str(),
+                        base.escape_default()
+                    ))
+                })?;
             if let Some(m) = modifier {
                 if m != "exact" || !matches!(param, SearchParam::Blind { .. }) {
                     return Err(RecordsError::NotSupported(format!(
@@ -442,23 +586,41 @@ impl Records {
             }
             let values: Vec<&str> = value.split(',').map(str::trim).collect();
             if values.iter().any(|v| v.is_empty()) {
-                return Err(RecordsError::Invalid(format!("search parameter '{base}' needs a value")));
+                return Err(RecordsError::Invalid(format!(
+                    "search parameter '{base}' needs a value"
+                )));
             }
             criteria.push(self.criterion(rt, param, &values)?);
         }
         let count = req.count.clamp(0, 100);
         // Fetch one extra row to learn whether a next page exists.
-        let (rows, total) = self.store.search(rt.as_str(), &criteria, req.after.as_deref(), count + 1).await?;
+        let (rows, total) = self
+            .store
+            .search(rt.as_str(), &criteria, req.after.as_deref(), count + 1)
+            .await?;
         let more = rows.len() as i64 > count;
         let mut entries = Vec::with_capacity(rows.len());
         for row in rows.into_iter().take(count as usize) {
             entries.push(self.open_record(row).await?);
         }
-        let next_after = if more { entries.last().map(|s| s.id.clone()) } else { None };
-        Ok(SearchPage { entries, total, next_after })
+        let next_after = if more {
+            entries.last().map(|s| s.id.clone())
+        } else {
+            None
+        };
+        Ok(SearchPage {
+            entries,
+            total,
+            next_after,
+        })
     }
 
-    fn criterion(&self, rt: ResourceType, param: &SearchParam, values: &[&str]) -> Result<Criterion> {
+    fn criterion(
+        &self,
+        rt: ResourceType,
+        param: &SearchParam,
+        values: &[&str],
+    ) -> Result<Criterion> {
         match param {
             SearchParam::Id => {
                 if values.len() != 1 {
@@ -468,11 +630,15 @@ impl Records {
             }
             SearchParam::Patient { name } => {
                 if values.len() != 1 {
-                    return Err(RecordsError::NotSupported(format!("{name} takes one value")));
+                    return Err(RecordsError::NotSupported(format!(
+                        "{name} takes one value"
+                    )));
                 }
                 let id = values[0].strip_prefix("Patient/").unwrap_or(values[0]);
                 if !confidant_fhir::is_valid_id(id) {
-                    return Err(RecordsError::Invalid(format!("{name} must be Patient/{{id}} or {{id}}")));
+                    return Err(RecordsError::Invalid(format!(
+                        "{name} must be Patient/{{id}} or {{id}}"
+                    )));
                 }
                 Ok(Criterion::Compartment(id.to_owned()))
             }
@@ -500,9 +666,16 @@ impl Records {
                         },
                         _ => v,
                     };
-                    tokens.push(self.blind.token(rt.as_str(), name, blind_kind(*kind), v).to_vec());
+                    tokens.push(
+                        self.blind
+                            .token(rt.as_str(), name, blind_kind(*kind), v)
+                            .to_vec(),
+                    );
                 }
-                Ok(Criterion::Token { param: name, tokens })
+                Ok(Criterion::Token {
+                    param: name,
+                    tokens,
+                })
             }
         }
     }

@@ -38,11 +38,20 @@ fn bearer(req: &Request) -> Option<&str> {
 }
 
 /// Middleware: the request carries a live API token, or it gets 401.
-pub(crate) async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub(crate) async fn require_token(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
     let Some(token) = bearer(&req) else {
         return ApiError::unauthorized().into_response();
     };
-    match state.records.store().api_token_by_hash(&hash_token(token)).await {
+    match state
+        .records
+        .store()
+        .api_token_by_hash(&hash_token(token))
+        .await
+    {
         Ok(Some(_id)) => next.run(req).await,
         Ok(None) => ApiError::unauthorized().into_response(),
         Err(e) => {

@@ -16,7 +16,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: IssueType, diagnostics: impl Into<String>) -> Self {
-        ApiError { status, code, diagnostics: diagnostics.into() }
+        ApiError {
+            status,
+            code,
+            diagnostics: diagnostics.into(),
+        }
     }
 
     pub fn bad_request(diagnostics: impl Into<String>) -> Self {
@@ -42,12 +46,20 @@ impl From<RecordsError> for ApiError {
         match e {
             E::NotFound(what) => ApiError::not_found(format!("{what} not found")),
             E::Invalid(why) => ApiError::new(StatusCode::BAD_REQUEST, IssueType::Invalid, why),
-            E::Unprocessable(why) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, IssueType::Processing, why),
-            E::NotSupported(why) => ApiError::new(StatusCode::BAD_REQUEST, IssueType::NotSupported, why),
-            e @ E::PreconditionFailed { .. } => {
-                ApiError::new(StatusCode::PRECONDITION_FAILED, IssueType::Conflict, e.to_string())
+            E::Unprocessable(why) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, IssueType::Processing, why)
             }
-            e @ E::Conflict => ApiError::new(StatusCode::CONFLICT, IssueType::Conflict, e.to_string()),
+            E::NotSupported(why) => {
+                ApiError::new(StatusCode::BAD_REQUEST, IssueType::NotSupported, why)
+            }
+            e @ E::PreconditionFailed { .. } => ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                IssueType::Conflict,
+                e.to_string(),
+            ),
+            e @ E::Conflict => {
+                ApiError::new(StatusCode::CONFLICT, IssueType::Conflict, e.to_string())
+            }
             E::Integrity => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 IssueType::Exception,
@@ -72,8 +84,10 @@ impl IntoResponse for ApiError {
         let body = operation_outcome(self.code, &self.diagnostics);
         let mut resp = (self.status, crate::fhir_json(&body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"confidant\""));
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"confidant\""),
+            );
         }
         resp
     }

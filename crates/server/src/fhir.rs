@@ -23,7 +23,11 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/{type}/{id}/_history", get(history))
         .route("/{type}/{id}/_history/{vid}", get(vread))
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, IssueType::NotSupported, "method not supported here")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                IssueType::NotSupported,
+                "method not supported here",
+            )
         })
 }
 
@@ -50,13 +54,25 @@ fn resource_type(s: &str) -> Result<ResourceType, ApiError> {
 fn json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
     let body = body.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, IssueType::TooCostly, "request body is larger than this server accepts")
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                IssueType::TooCostly,
+                "request body is larger than this server accepts",
+            )
         } else {
             ApiError::bad_request("could not read the request body")
         }
     })?;
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if mime != "application/fhir+json" && mime != "application/json" {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -68,11 +84,13 @@ fn json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result
         return Err(ApiError::bad_request("request body is not valid UTF-8"));
     }
     // serde_json's syntax errors give a line and column, never the input itself.
-    serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))
 }
 
 fn etag(version: i64) -> HeaderValue {
-    HeaderValue::from_str(&format!("W/\"{version}\"")).unwrap_or(HeaderValue::from_static("W/\"0\""))
+    HeaderValue::from_str(&format!("W/\"{version}\""))
+        .unwrap_or(HeaderValue::from_static("W/\"0\""))
 }
 
 /// One resource with its ETag and Last-Modified.
@@ -96,7 +114,9 @@ fn parse_version(v: &str) -> Option<i64> {
 
 /// `If-Match: W/"3"` (or `"3"`) → 3.
 fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
-    let Some(v) = headers.get(header::IF_MATCH) else { return Ok(None) };
+    let Some(v) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
     let v = v.to_str().unwrap_or("").trim();
     let v = v.strip_prefix("W/").unwrap_or(v);
     v.strip_prefix('"')
@@ -115,11 +135,20 @@ async fn create(
     let rt = resource_type(&rt)?;
     let resource = json_body(&headers, body)?;
     let s = state.records.create(rt, resource).await?;
-    let location = format!("{}/fhir/r4/{}/{}/_history/{}", state.base_url, rt.as_str(), s.id, s.version_id);
+    let location = format!(
+        "{}/fhir/r4/{}/{}/_history/{}",
+        state.base_url,
+        rt.as_str(),
+        s.id,
+        s.version_id
+    );
     Ok(resource_response(StatusCode::CREATED, &s, Some(location)))
 }
 
-async fn read(State(state): State<AppState>, Path((rt, id)): Path<(String, String)>) -> Result<Response, ApiError> {
+async fn read(
+    State(state): State<AppState>,
+    Path((rt, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
     let rt = resource_type(&rt)?;
     let s = state.records.read(rt, &id).await?;
     Ok(resource_response(StatusCode::OK, &s, None))
@@ -145,7 +174,13 @@ async fn update(
     let expected = if_match(&headers)?;
     let resource = json_body(&headers, body)?;
     let s = state.records.update(rt, &id, resource, expected).await?;
-    let location = format!("{}/fhir/r4/{}/{}/_history/{}", state.base_url, rt.as_str(), s.id, s.version_id);
+    let location = format!(
+        "{}/fhir/r4/{}/{}/_history/{}",
+        state.base_url,
+        rt.as_str(),
+        s.id,
+        s.version_id
+    );
     Ok(resource_response(StatusCode::OK, &s, Some(location)))
 }
 
@@ -157,7 +192,11 @@ struct Query {
 }
 
 fn parse_query(raw: Option<&str>) -> Result<Query, ApiError> {
-    let mut q = Query { params: Vec::new(), count: DEFAULT_COUNT, after: None };
+    let mut q = Query {
+        params: Vec::new(),
+        count: DEFAULT_COUNT,
+        after: None,
+    };
     for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         match k.as_ref() {
             "_count" => {
@@ -170,7 +209,9 @@ fn parse_query(raw: Option<&str>) -> Result<Query, ApiError> {
             }
             "_after" => {
                 if !confidant_fhir::is_valid_id(&v) {
-                    return Err(ApiError::bad_request("_after must be a cursor from a Bundle's next link"));
+                    return Err(ApiError::bad_request(
+                        "_after must be a cursor from a Bundle's next link",
+                    ));
                 }
                 q.after = Some(v.into_owned());
             }
@@ -190,7 +231,13 @@ fn parse_query(raw: Option<&str>) -> Result<Query, ApiError> {
     Ok(q)
 }
 
-fn link(base: &str, path: &str, params: &[(String, String)], count: i64, after: Option<&str>) -> String {
+fn link(
+    base: &str,
+    path: &str,
+    params: &[(String, String)],
+    count: i64,
+    after: Option<&str>,
+) -> String {
     let mut ser = form_urlencoded::Serializer::new(String::new());
     for (k, v) in params {
         ser.append_pair(k, v);
@@ -226,14 +273,24 @@ async fn search(
 ) -> Result<Response, ApiError> {
     let rt = resource_type(&rt)?;
     let q = parse_query(raw.as_deref())?;
-    let req = SearchRequest { params: q.params.clone(), count: q.count, after: q.after.clone() };
+    let req = SearchRequest {
+        params: q.params.clone(),
+        count: q.count,
+        after: q.after.clone(),
+    };
     let page = state.records.search(rt, &req).await?;
     let path = format!("/fhir/r4/{}", rt.as_str());
-    let mut links = vec![json!({"relation": "self", "url": link(&state.base_url, &path, &q.params, q.count, q.after.as_deref())})];
+    let mut links = vec![
+        json!({"relation": "self", "url": link(&state.base_url, &path, &q.params, q.count, q.after.as_deref())}),
+    ];
     if let Some(next) = &page.next_after {
         links.push(json!({"relation": "next", "url": link(&state.base_url, &path, &q.params, q.count, Some(next))}));
     }
-    let entries: Vec<Value> = page.entries.iter().map(|s| entry(&state.base_url, s, true)).collect();
+    let entries: Vec<Value> = page
+        .entries
+        .iter()
+        .map(|s| entry(&state.base_url, s, true))
+        .collect();
     Ok(fhir_json(&json!({
         "resourceType": "Bundle",
         "type": "searchset",
@@ -251,19 +308,33 @@ async fn history(
     let rt = resource_type(&rt)?;
     let q = parse_query(raw.as_deref())?;
     if !q.params.is_empty() {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, IssueType::NotSupported, "history takes only _count"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            IssueType::NotSupported,
+            "history takes only _count",
+        ));
     }
     let before = match &q.after {
-        Some(a) => Some(parse_version(a).ok_or_else(|| ApiError::bad_request("_after must be a cursor from a Bundle's next link"))?),
+        Some(a) => Some(parse_version(a).ok_or_else(|| {
+            ApiError::bad_request("_after must be a cursor from a Bundle's next link")
+        })?),
         None => None,
     };
     let (versions, total) = state.records.history(rt, &id, before, q.count).await?;
     let path = format!("/fhir/r4/{}/{}/_history", rt.as_str(), id);
-    let mut links = vec![json!({"relation": "self", "url": link(&state.base_url, &path, &[], q.count, q.after.as_deref())})];
-    if let Some(last) = versions.last().filter(|l| l.version_id > 1 && versions.len() as i64 == q.count) {
+    let mut links = vec![
+        json!({"relation": "self", "url": link(&state.base_url, &path, &[], q.count, q.after.as_deref())}),
+    ];
+    if let Some(last) = versions
+        .last()
+        .filter(|l| l.version_id > 1 && versions.len() as i64 == q.count)
+    {
         links.push(json!({"relation": "next", "url": link(&state.base_url, &path, &[], q.count, Some(&last.version_id.to_string()))}));
     }
-    let entries: Vec<Value> = versions.iter().map(|s| entry(&state.base_url, s, false)).collect();
+    let entries: Vec<Value> = versions
+        .iter()
+        .map(|s| entry(&state.base_url, s, false))
+        .collect();
     Ok(fhir_json(&json!({
         "resourceType": "Bundle",
         "type": "history",

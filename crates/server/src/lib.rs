@@ -43,7 +43,10 @@ pub struct HttpSettings {
 /// The complete router.
 pub fn router(state: AppState, settings: &HttpSettings) -> Router {
     let fhir = fhir::routes()
-        .layer(middleware::from_fn_with_state(state.clone(), auth::require_token))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
         .route("/metadata", get(fhir::metadata));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -58,7 +61,13 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
 /// A FHIR JSON response body with its content type.
 pub(crate) fn fhir_json(v: &Value) -> Response {
     let body = serde_json::to_vec(v).unwrap_or_default();
-    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/fhir+json; charset=utf-8"))], body)
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/fhir+json; charset=utf-8"),
+        )],
+        body,
+    )
         .into_response()
 }
 
@@ -67,8 +76,14 @@ async fn security_headers(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
@@ -81,7 +96,10 @@ async fn security_headers(req: Request, next: Next) -> Response {
 /// query string (search values are PHI), never bodies.
 async fn request_log(req: Request, next: Next) -> Response {
     let method = req.method().clone();
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
     let started = Instant::now();
     let resp = next.run(req).await;
     let status = resp.status();
@@ -101,5 +119,7 @@ pub async fn serve(
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -315,11 +315,13 @@ impl Store {
 
     /// The compartment of a current resource, if it exists.
     pub async fn compartment_of(&self, resource_type: &str, id: &str) -> Result<Option<String>> {
-        let row = sqlx::query(self.sql("SELECT compartment FROM resource_heads WHERE resource_type = ? AND id = ?"))
-            .bind(resource_type)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            self.sql("SELECT compartment FROM resource_heads WHERE resource_type = ? AND id = ?"),
+        )
+        .bind(resource_type)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(match row {
             Some(r) => Some(r.try_get(0)?),
             None => None,
@@ -328,7 +330,12 @@ impl Store {
 
     /// Store version 1 of a new resource with its search tokens, and the data
     /// key of a new compartment if it comes with one, atomically.
-    pub async fn create(&self, row: &VersionRow, tokens: &[SearchToken], new_key: Option<&DataKeyRow>) -> Result<()> {
+    pub async fn create(
+        &self,
+        row: &VersionRow,
+        tokens: &[SearchToken],
+        new_key: Option<&DataKeyRow>,
+    ) -> Result<()> {
         let mut tx = self.begin().await?;
         // The head is written first so that SQLite takes its write lock at once.
         sqlx::query(self.sql(

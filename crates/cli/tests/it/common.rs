@@ -1,0 +1,396 @@
+//! Test harness: real `confidant` processes on real databases.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::{Client, Response, StatusCode};
+use serde_json::{Value, json};
+use sqlx::{AnyConnection, Connection, Executor};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_confidant");
+pub const PG_ENV: &str = "CONFIDANT_TEST_POSTGRES_URL";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs a test body against SQLite and against PostgreSQL. The PostgreSQL
+/// variant reads its server URL from CONFIDANT_TEST_POSTGRES_URL and says
+/// loudly when it is not set.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::common::Db::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if $crate::common::pg_url().is_none() {
+                    eprintln!(
+                        "\n*** SKIPPED {}::postgres: set {} (e.g. postgres://postgres@127.0.0.1:5432/test) to run it ***\n",
+                        module_path!(),
+                        $crate::common::PG_ENV
+                    );
+                    return;
+                }
+                super::$name($crate::common::Db::Postgres).await;
+            }
+        }
+    };
+}
+
+pub fn pg_url() -> Option<String> {
+    std::env::var(PG_ENV).ok().filter(|s| !s.is_empty())
+}
+
+pub fn random_hex(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    confidant_vault::random_bytes(&mut b).unwrap();
+    hex::encode(b)
+}
+
+/// A fresh instance: its directory, key file, database, and an API token.
+pub struct Instance {
+    pub tmp: tempfile::TempDir,
+    pub dir: PathBuf,
+    pub key_file: PathBuf,
+    pub db: Db,
+    /// For PostgreSQL: the instance's own database URL, and the admin URL to drop it.
+    pub pg: Option<(String, String, String)>,
+    pub token: String,
+}
+
+pub fn run(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .env("CONFIDANT_LOG", "info")
+        .output()
+        .unwrap()
+}
+
+fn pg_database_url(admin: &str, name: &str) -> String {
+    // Replace the database name (the path) of the admin URL.
+    let (base, query) = admin
+        .split_once('?')
+        .map(|(b, q)| (b, format!("?{q}")))
+        .unwrap_or((admin, String::new()));
+    let cut = base.rfind('/').unwrap();
+    format!("{}/{name}{query}", &base[..cut])
+}
+
+impl Instance {
+    pub async fn new(db: Db) -> Instance {
+        let tmp = tempfile::Builder::new()
+            .prefix("confidant-it-")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path().join("data");
+        let key_file = tmp.path().join("keys").join("kek");
+        std::fs::create_dir_all(tmp.path().join("logs")).unwrap();
+        let mut pg = None;
+        let mut args: Vec<String> = vec![
+            "init".into(),
+            "--dir".into(),
+            dir.display().to_string(),
+            "--key-file".into(),
+            key_file.display().to_string(),
+        ];
+        if db == Db::Postgres {
+            let admin = pg_url().unwrap();
+            let name = format!("confidant_it_{}", random_hex(6));
+            sqlx::any::install_default_drivers();
+            let mut conn = AnyConnection::connect(&admin).await.unwrap();
+            conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .await
+                .unwrap();
+            conn.close().await.unwrap();
+            let url = pg_database_url(&admin, &name);
+            args.push("--database-url".into());
+            args.push(url.clone());
+            pg = Some((url, admin, name));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run(&args);
+        assert!(
+            out.status.success(),
+            "init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = run(&["token", "create", "--dir", dir.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "token create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        Instance {
+            tmp,
+            dir,
+            key_file,
+            db,
+            pg,
+            token,
+        }
+    }
+
+    pub fn logs_dir(&self) -> PathBuf {
+        self.tmp.path().join("logs")
+    }
+
+    /// The database URL, for tests that reach behind the server's back.
+    pub fn database_url(&self) -> String {
+        match &self.pg {
+            Some((url, _, _)) => url.clone(),
+            None => format!("sqlite://{}", self.dir.join("confidant.db").display()),
+        }
+    }
+
+    pub async fn db(&self) -> AnyConnection {
+        sqlx::any::install_default_drivers();
+        AnyConnection::connect(&self.database_url()).await.unwrap()
+    }
+
+    pub fn start(&self) -> Server {
+        Server::start(self, &[])
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Some((_, admin, name)) = self.pg.take() {
+            // Best effort: a leftover test database is harmless.
+            let _ = Command::new("psql")
+                .args([
+                    admin.as_str(),
+                    "-q",
+                    "-c",
+                    &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                ])
+                .output();
+        }
+    }
+}
+
+/// A running `confidant serve`, its output captured to files.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub token: String,
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+    pub http: Client,
+}
+
+static SERVER_SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl Server {
+    pub fn start(inst: &Instance, extra: &[&str]) -> Server {
+        let n = SERVER_SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let stdout = inst.logs_dir().join(format!("serve-{n}.out"));
+        let stderr = inst.logs_dir().join(format!("serve-{n}.err"));
+        let child = Command::new(BIN)
+            .args([
+                "serve",
+                "--dir",
+                inst.dir.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .args(extra)
+            .env("CONFIDANT_LOG", "debug,sqlx=debug")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let mut server = Server {
+            child,
+            url: String::new(),
+            token: inst.token.clone(),
+            stdout,
+            stderr,
+            http: Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        };
+        // Wait for the line announcing the address (a condition, not a delay).
+        loop {
+            let text = std::fs::read_to_string(&server.stdout).unwrap_or_default();
+            if let Some(line) = text.lines().find(|l| l.starts_with("listening on ")) {
+                server.url = line.trim_start_matches("listening on ").trim().to_owned();
+                break;
+            }
+            if let Some(status) = server.child.try_wait().unwrap() {
+                panic!(
+                    "server exited with {status}: {}",
+                    std::fs::read_to_string(&server.stderr).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    pub fn fhir(&self, path: &str) -> String {
+        format!("{}/fhir/r4/{}", self.url, path.trim_start_matches('/'))
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.http
+            .get(self.fhir(path))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_json(&self, path: &str) -> (StatusCode, Value) {
+        let r = self.get(path).await;
+        let s = r.status();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, rt: &str, body: &Value) -> Response {
+        self.http
+            .post(self.fhir(rt))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/fhir+json")
+            .body(serde_json::to_vec(body).unwrap())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Create and return the stored resource; panics unless 201.
+    pub async fn create(&self, body: &Value) -> Value {
+        let rt = body["resourceType"].as_str().unwrap();
+        let r = self.post(rt, body).await;
+        let status = r.status();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(status, StatusCode::CREATED, "create {rt}: {v}");
+        v
+    }
+
+    pub async fn put(&self, path: &str, body: &Value, if_match: Option<&str>) -> Response {
+        let mut req = self
+            .http
+            .put(self.fhir(path))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/fhir+json")
+            .body(serde_json::to_vec(body).unwrap());
+        if let Some(m) = if_match {
+            req = req.header("if-match", m);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Stop with SIGTERM and wait.
+    pub fn stop(mut self) -> (PathBuf, PathBuf) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "server did not stop cleanly: {status}");
+        (self.stdout.clone(), self.stderr.clone())
+    }
+
+    /// kill -9.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    pub fn output(&self) -> String {
+        format!(
+            "{}{}",
+            std::fs::read_to_string(&self.stdout).unwrap_or_default(),
+            std::fs::read_to_string(&self.stderr).unwrap_or_default()
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn patient(family: &str, given: &str) -> Value {
+    json!({"resourceType": "Patient", "name": [{"family": family, "given": [given]}], "birthDate": "1980-02-01"})
+}
+
+pub fn note(patient_id: &str, text: &str) -> Value {
+    use base64::Engine as _;
+    json!({
+        "resourceType": "DocumentReference", "status": "current",
+        "subject": {"reference": format!("Patient/{patient_id}")},
+        "content": [{"attachment": {"contentType": "text/plain", "data": base64::engine::general_purpose::STANDARD.encode(text)}}]
+    })
+}
+
+pub fn encounter(patient_id: &str) -> Value {
+    json!({
+        "resourceType": "Encounter", "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+        "subject": {"reference": format!("Patient/{patient_id}")}
+    })
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// (path, content) of every file under `dir`, for before/after comparisons.
+pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    files_under(dir)
+        .into_iter()
+        .map(|p| {
+            let c = std::fs::read(&p).unwrap_or_default();
+            (p, c)
+        })
+        .collect()
+}
+
+/// Number of resource versions and heads in the database.
+pub async fn row_counts(inst: &Instance) -> (i64, i64, i64) {
+    use sqlx::Row;
+    let mut db = inst.db().await;
+    let v: i64 = sqlx::query("SELECT COUNT(*) FROM resource_versions")
+        .fetch_one(&mut db)
+        .await
+        .unwrap()
+        .get(0);
+    let h: i64 = sqlx::query("SELECT COUNT(*) FROM resource_heads")
+        .fetch_one(&mut db)
+        .await
+        .unwrap()
+        .get(0);
+    let t: i64 = sqlx::query("SELECT COUNT(*) FROM search_tokens")
+        .fetch_one(&mut db)
+        .await
+        .unwrap()
+        .get(0);
+    db.close().await.unwrap();
+    (v, h, t)
+}
