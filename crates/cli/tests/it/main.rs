@@ -5,7 +5,7 @@ mod common;
 
 mod api;
 // mod crash;
-// mod hostile;
+mod hostile;
 // mod keys;
-// mod tamper;
-// mod vastaamo;
+mod tamper;
+mod vastaamo;
