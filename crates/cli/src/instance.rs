@@ -200,10 +200,19 @@ pub async fn open(dir: &Path) -> Result<(Config, Records)> {
         ),
         None => bail!("the database was never initialised; run `confidant init`"),
     }
-    let records = Records::open(store, Vault::new(Arc::new(key)), Arc::new(SystemClock))
-        .await
-        .context("cannot open the records")?;
-    Ok((config, records))
+    match Records::open(
+        store.clone(),
+        Vault::new(Arc::new(key)),
+        Arc::new(SystemClock),
+    )
+    .await
+    {
+        Ok(records) => Ok((config, records)),
+        Err(e) => {
+            store.close().await;
+            Err(anyhow::Error::new(e).context("cannot open the records; nothing was changed"))
+        }
+    }
 }
 
 /// Run the HTTP server for opened records until Ctrl-C or SIGTERM.

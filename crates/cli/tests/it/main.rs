@@ -4,8 +4,9 @@
 mod common;
 
 mod api;
-// mod crash;
+mod crash;
+mod demo;
 mod hostile;
-// mod keys;
+mod keys;
 mod tamper;
 mod vastaamo;
