@@ -172,10 +172,10 @@ fn load_key(config: &Config) -> Result<KeyFile> {
 /// Open an instance's store only (no keys): for token management.
 async fn open_store(dir: &Path) -> Result<(Config, Store)> {
     let config = Config::load(dir)?;
-    if let Some(db) = config.sqlite_path(dir) {
-        if !db.exists() {
-            bail!("the database {} is missing", db.display());
-        }
+    if let Some(db) = config.sqlite_path(dir)
+        && !db.exists()
+    {
+        bail!("the database {} is missing", db.display());
     }
     let store = Store::connect(&config.database_url(dir)?, false)
         .await

@@ -351,10 +351,10 @@ fn index_person(
         }
         index.push(("birthdate", ValueKind::Date, d.to_owned()));
     }
-    if let Some(a) = m.get("active") {
-        if !a.is_boolean() {
-            return Err("active must be true or false".into());
-        }
+    if let Some(a) = m.get("active")
+        && !a.is_boolean()
+    {
+        return Err("active must be true or false".into());
     }
     Ok(())
 }
@@ -406,10 +406,10 @@ pub fn validate(rt: ResourceType, resource: &mut Value) -> Result<Validated, Str
         }
         _ => return Err("resourceType is required".into()),
     }
-    if let Some(id) = m.get("id") {
-        if !id.as_str().is_some_and(is_valid_id) {
-            return Err("id must be 1-64 characters of A-Z, a-z, 0-9, '-' and '.'".into());
-        }
+    if let Some(id) = m.get("id")
+        && !id.as_str().is_some_and(is_valid_id)
+    {
+        return Err("id must be 1-64 characters of A-Z, a-z, 0-9, '-' and '.'".into());
     }
     check_elements(rt, m)?;
     check_meta(rt, m)?;
@@ -463,12 +463,11 @@ pub fn validate(rt: ResourceType, resource: &mut Value) -> Result<Validated, Str
                     &format!("{path}.attachment"),
                 )?;
             }
-            if let Some(d) = string(m, "date", "")? {
-                if time::OffsetDateTime::parse(d, &time::format_description::well_known::Rfc3339)
+            if let Some(d) = string(m, "date", "")?
+                && time::OffsetDateTime::parse(d, &time::format_description::well_known::Rfc3339)
                     .is_err()
-                {
-                    return Err("date must be an instant, e.g. 2026-11-29T10:00:00Z".into());
-                }
+            {
+                return Err("date must be an instant, e.g. 2026-11-29T10:00:00Z".into());
             }
             subject = Some(subject_patient(m)?);
         }

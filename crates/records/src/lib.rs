@@ -228,10 +228,10 @@ impl Records {
     }
 
     async fn data_key(&self, compartment: &str, version: Option<i64>) -> Result<Arc<DataKey>> {
-        if let Some(v) = version {
-            if let Some(k) = self.cached_key(compartment, v) {
-                return Ok(k);
-            }
+        if let Some(v) = version
+            && let Some(k) = self.cached_key(compartment, v)
+        {
+            return Ok(k);
         }
         let row = match version {
             Some(v) => self.store.data_key(compartment, v).await?,
@@ -440,12 +440,12 @@ impl Records {
             .read(rt.as_str(), id)
             .await?
             .ok_or_else(|| RecordsError::NotFound(format!("{}/{id}", rt.as_str())))?;
-        if let Some(expected) = if_match {
-            if expected != current.version_id {
-                return Err(RecordsError::PreconditionFailed {
-                    current: current.version_id,
-                });
-            }
+        if let Some(expected) = if_match
+            && expected != current.version_id
+        {
+            return Err(RecordsError::PreconditionFailed {
+                current: current.version_id,
+            });
         }
         let compartment = match rt {
             ResourceType::Patient => id.to_owned(),
@@ -576,13 +576,13 @@ impl Records {
                         base.escape_default()
                     ))
                 })?;
-            if let Some(m) = modifier {
-                if m != "exact" || !matches!(param, SearchParam::Blind { .. }) {
-                    return Err(RecordsError::NotSupported(format!(
-                        "modifier ':{}' is not supported; search is exact-match",
-                        m.escape_default()
-                    )));
-                }
+            if let Some(m) = modifier
+                && (m != "exact" || !matches!(param, SearchParam::Blind { .. }))
+            {
+                return Err(RecordsError::NotSupported(format!(
+                    "modifier ':{}' is not supported; search is exact-match",
+                    m.escape_default()
+                )));
             }
             let values: Vec<&str> = value.split(',').map(str::trim).collect();
             if values.iter().any(|v| v.is_empty()) {

@@ -404,12 +404,10 @@ impl Store {
 
     /// The current version of a resource.
     pub async fn read(&self, resource_type: &str, id: &str) -> Result<Option<VersionRow>> {
-        let q = format!(
-            "SELECT v.resource_type, v.id, v.version_id, v.compartment, v.key_version, v.last_updated, v.body \
+        let q = "SELECT v.resource_type, v.id, v.version_id, v.compartment, v.key_version, v.last_updated, v.body \
              FROM resource_heads h JOIN resource_versions v \
                ON v.resource_type = h.resource_type AND v.id = h.id AND v.version_id = h.version_id \
-             WHERE h.resource_type = ? AND h.id = ?"
-        );
+             WHERE h.resource_type = ? AND h.id = ?".to_string();
         let row = sqlx::query(self.sql(q))
             .bind(resource_type)
             .bind(id)

@@ -171,14 +171,15 @@ impl KeyFile {
         let err = |e: std::io::Error| {
             VaultError::KeyFile(format!("cannot create {}: {e}", path.display()))
         };
-        if let Some(parent) = path.parent() {
-            if !parent.as_os_str().is_empty() && !parent.exists() {
-                let mut b = std::fs::DirBuilder::new();
-                b.recursive(true);
-                #[cfg(unix)]
-                std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-                b.create(parent).map_err(err)?;
-            }
+        if let Some(parent) = path.parent()
+            && !parent.as_os_str().is_empty()
+            && !parent.exists()
+        {
+            let mut b = std::fs::DirBuilder::new();
+            b.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+            b.create(parent).map_err(err)?;
         }
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create_new(true);

@@ -300,12 +300,6 @@ impl Server {
         (self.stdout.clone(), self.stderr.clone())
     }
 
-    /// kill -9.
-    pub fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
     pub fn output(&self) -> String {
         format!(
             "{}{}",

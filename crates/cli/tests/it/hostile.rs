@@ -49,7 +49,8 @@ async fn hostile_input_changes_nothing(db: Db) {
     };
     let fj = "application/fhir+json";
     use reqwest::Method as M;
-    let cases: Vec<(M, String, &str, Vec<u8>, StatusCode, &str)> = vec![
+    type Case<'a> = (M, String, &'a str, Vec<u8>, StatusCode, &'a str);
+    let cases: Vec<Case> = vec![
         (
             M::POST,
             "Patient".into(),

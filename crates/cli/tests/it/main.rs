@@ -1,6 +1,9 @@
 //! Integration tests: the `confidant` binary, over HTTP, on SQLite and PostgreSQL.
 //! One test binary (link once); each test builds its own instance.
 
+// A panic in a test is a failed test, not a crashed clinic.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 mod api;
