@@ -118,8 +118,16 @@ pub struct Records {
     store: Store,
     vault: Vault,
     blind: BlindIndexKey,
-    keys: Mutex<HashMap<(String, i64), Arc<DataKey>>>,
+    keys: Mutex<KeyCache>,
     clock: Arc<dyn Clock>,
+}
+
+/// Unwrapped data keys, and which version is current per compartment.
+/// Data key rotation (issue 5) must update `current` when it adds a version.
+#[derive(Default)]
+struct KeyCache {
+    keys: HashMap<(String, i64), Arc<DataKey>>,
+    current: HashMap<String, i64>,
 }
 
 impl std::fmt::Debug for Records {
@@ -195,7 +203,7 @@ impl Records {
             store,
             vault,
             blind,
-            keys: Mutex::new(HashMap::new()),
+            keys: Mutex::new(KeyCache::default()),
             clock,
         })
     }
@@ -210,27 +218,28 @@ impl Records {
 
     // ----- keys -----------------------------------------------------------------------
 
-    fn cached_key(&self, compartment: &str, version: i64) -> Option<Arc<DataKey>> {
-        self.keys
-            .lock()
-            .ok()?
-            .get(&(compartment.to_owned(), version))
-            .cloned()
+    fn cached_key(&self, compartment: &str, version: Option<i64>) -> Option<Arc<DataKey>> {
+        let cache = self.keys.lock().ok()?;
+        let version = version.or_else(|| cache.current.get(compartment).copied())?;
+        cache.keys.get(&(compartment.to_owned(), version)).cloned()
     }
 
-    fn cache_key(&self, compartment: &str, version: i64, key: Arc<DataKey>) {
-        if let Ok(mut keys) = self.keys.lock() {
-            if keys.len() >= KEY_CACHE_LIMIT {
-                keys.clear();
+    fn cache_key(&self, compartment: &str, version: i64, key: Arc<DataKey>, current: bool) {
+        if let Ok(mut cache) = self.keys.lock() {
+            if cache.keys.len() >= KEY_CACHE_LIMIT {
+                cache.keys.clear();
+                cache.current.clear();
             }
-            keys.insert((compartment.to_owned(), version), key);
+            cache.keys.insert((compartment.to_owned(), version), key);
+            if current {
+                cache.current.insert(compartment.to_owned(), version);
+            }
         }
     }
 
+    /// A compartment's data key: the given version, or the current one.
     async fn data_key(&self, compartment: &str, version: Option<i64>) -> Result<Arc<DataKey>> {
-        if let Some(v) = version
-            && let Some(k) = self.cached_key(compartment, v)
-        {
+        if let Some(k) = self.cached_key(compartment, version) {
             return Ok(k);
         }
         let row = match version {
@@ -241,13 +250,13 @@ impl Records {
             tracing::error!(compartment, "data key missing");
             RecordsError::Integrity
         })?;
-        let version = u32::try_from(row.version).map_err(|_| RecordsError::Integrity)?;
-        let key = self.vault.open_data_key(compartment, version, &WrappedKey(row.wrapped)).map_err(|e| {
-            tracing::error!(compartment, version, error = %e, "data key could not be unwrapped");
+        let version_u32 = u32::try_from(row.version).map_err(|_| RecordsError::Integrity)?;
+        let key = self.vault.open_data_key(compartment, version_u32, &WrappedKey(row.wrapped)).map_err(|e| {
+            tracing::error!(compartment, version = row.version, error = %e, "data key could not be unwrapped");
             RecordsError::Integrity
         })?;
         let key = Arc::new(key);
-        self.cache_key(compartment, row.version, key.clone());
+        self.cache_key(compartment, row.version, key.clone(), version.is_none());
         Ok(key)
     }
 
@@ -399,7 +408,7 @@ impl Records {
             .create(&row, &self.tokens(rt, &checked.index), new_key.as_ref())
             .await?;
         if let Some(k) = new_key {
-            self.cache_key(&compartment, k.version, key);
+            self.cache_key(&compartment, k.version, key, true);
         }
         Ok(Stored {
             resource_type: rt,

@@ -266,6 +266,15 @@ fn entry(base: &str, s: &Stored, search: bool) -> Value {
     e
 }
 
+/// A Bundle. FHIR JSON allows no empty arrays: `entry` is left out when there is none.
+fn bundle(kind: &str, total: i64, links: Vec<Value>, entries: Vec<Value>) -> Value {
+    let mut b = json!({"resourceType": "Bundle", "type": kind, "total": total, "link": links});
+    if !entries.is_empty() {
+        b["entry"] = Value::Array(entries);
+    }
+    b
+}
+
 async fn search(
     State(state): State<AppState>,
     Path(rt): Path<String>,
@@ -291,13 +300,7 @@ async fn search(
         .iter()
         .map(|s| entry(&state.base_url, s, true))
         .collect();
-    Ok(fhir_json(&json!({
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "total": page.total,
-        "link": links,
-        "entry": entries,
-    })))
+    Ok(fhir_json(&bundle("searchset", page.total, links, entries)))
 }
 
 async fn history(
@@ -335,11 +338,5 @@ async fn history(
         .iter()
         .map(|s| entry(&state.base_url, s, false))
         .collect();
-    Ok(fhir_json(&json!({
-        "resourceType": "Bundle",
-        "type": "history",
-        "total": total,
-        "link": links,
-        "entry": entries,
-    })))
+    Ok(fhir_json(&bundle("history", total, links, entries)))
 }

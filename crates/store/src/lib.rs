@@ -290,6 +290,15 @@ impl Store {
             .bind(row.id.as_str())
             .execute(&mut **tx)
             .await?;
+        self.insert_tokens(tx, row, tokens).await
+    }
+
+    async fn insert_tokens(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        row: &VersionRow,
+        tokens: &[SearchToken],
+    ) -> Result<()> {
         let insert = self
             .sql("INSERT INTO search_tokens (resource_type, param, token, id) VALUES (?, ?, ?, ?)");
         for t in tokens {
@@ -364,7 +373,7 @@ impl Store {
             "INSERT INTO resource_versions ({VERSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
         ));
         Self::insert_version(&mut tx, insert, row).await?;
-        self.replace_tokens(&mut tx, row, tokens).await?;
+        self.insert_tokens(&mut tx, row, tokens).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -505,12 +514,6 @@ impl Store {
             q
         }
 
-        let count_sql = self.sql(format!("SELECT COUNT(*) FROM resource_heads h{filter}"));
-        let total: i64 = bind_all(sqlx::query(count_sql), resource_type, criteria)
-            .fetch_one(&self.pool)
-            .await?
-            .try_get(0)?;
-
         let page_sql = self.sql(format!(
                 "SELECT v.resource_type, v.id, v.version_id, v.compartment, v.key_version, v.last_updated, v.body \
                  FROM resource_heads h JOIN resource_versions v \
@@ -522,6 +525,16 @@ impl Store {
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
+        // A first page that is not full is the whole result: no count needed.
+        let total = if after.is_none() && (rows.len() as i64) < limit {
+            rows.len() as i64
+        } else {
+            let count_sql = self.sql(format!("SELECT COUNT(*) FROM resource_heads h{filter}"));
+            bind_all(sqlx::query(count_sql), resource_type, criteria)
+                .fetch_one(&self.pool)
+                .await?
+                .try_get(0)?
+        };
         Ok((rows.iter().map(version_row).collect::<Result<_>>()?, total))
     }
 

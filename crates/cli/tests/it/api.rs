@@ -267,7 +267,7 @@ async fn paging_with_next_links(db: Db) {
     assert_eq!(seen, created, "every match exactly once, in id order");
     let (_, b) = s.get_json("Patient?family=nieminen&_count=0").await;
     assert_eq!(b["total"], 7);
-    assert_eq!(b["entry"].as_array().unwrap().len(), 0);
+    assert!(b.get("entry").is_none(), "no empty arrays in FHIR JSON");
 }
 both_backends!(paging_with_next_links);
 

@@ -31,6 +31,11 @@ macro_rules! both_backends {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
                 if $crate::common::pg_url().is_none() {
+                    assert!(
+                        std::env::var("CI").ok().as_deref() != Some("true"),
+                        "{} must be set in CI: the PostgreSQL suite may not be skipped there",
+                        $crate::common::PG_ENV
+                    );
                     eprintln!(
                         "\n*** SKIPPED {}::postgres: set {} (e.g. postgres://postgres@127.0.0.1:5432/test) to run it ***\n",
                         module_path!(),

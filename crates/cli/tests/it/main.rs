@@ -12,4 +12,5 @@ mod demo;
 mod hostile;
 mod keys;
 mod tamper;
+mod validator;
 mod vastaamo;

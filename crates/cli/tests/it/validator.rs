@@ -1,0 +1,111 @@
+//! What the API returns is valid FHIR R4 according to an independent
+//! validator (the `fhir.resources` Python package, FHIR 4.0.1).
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+
+use crate::common::{Db, Instance, encounter, note, patient};
+
+const VALIDATOR_ENV: &str = "CONFIDANT_FHIR_VALIDATOR_PATH";
+
+#[tokio::test]
+async fn responses_are_valid_fhir_r4() {
+    let Some(pythonpath) = std::env::var_os(VALIDATOR_ENV) else {
+        assert!(
+            std::env::var("CI").ok().as_deref() != Some("true"),
+            "{VALIDATOR_ENV} must be set in CI (.ci/run installs the validator)"
+        );
+        eprintln!(
+            "\n*** SKIPPED responses_are_valid_fhir_r4: set {VALIDATOR_ENV} (see .ci/run) ***\n"
+        );
+        return;
+    };
+    let inst = Instance::new(Db::Sqlite).await;
+    let s = inst.start();
+    let mut p = patient("Virtanen", "Aino");
+    p["identifier"] = json!([{"system": "urn:oid:1.2.246.21", "value": "131052-308T"}]);
+    p["telecom"] = json!([{"system": "email", "value": "aino@example.fi"}]);
+    let p = s.create(&p).await;
+    let pid = p["id"].as_str().unwrap();
+    let pr = s
+        .create(&json!({"resourceType": "Practitioner", "name": [{"family": "Salo", "given": ["Juhani"]}]}))
+        .await;
+    let e = s.create(&encounter(pid)).await;
+    let n = s.create(&note(pid, "Session note text.")).await;
+    let mut n2 = n.clone();
+    n2["description"] = json!("updated");
+    assert!(
+        s.put(
+            &format!("DocumentReference/{}", n["id"].as_str().unwrap()),
+            &n2,
+            None
+        )
+        .await
+        .status()
+        .is_success()
+    );
+
+    let mut docs: Vec<Value> = vec![p.clone(), pr, e, n];
+    for path in [
+        "Patient?identifier=131052-308T".to_owned(),
+        format!("DocumentReference?patient={pid}&_count=1"),
+        format!("DocumentReference/{}/_history", n2["id"].as_str().unwrap()),
+        "metadata".to_owned(),
+        "Patient/doesnotexist".to_owned(),
+        "Patient?nosuchparam=1".to_owned(),
+        "Patient?family=nobody".to_owned(),
+    ] {
+        let (_, v) = s.get_json(&path).await;
+        docs.push(v);
+    }
+    let mut child = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fhir_validate.py"
+        ))
+        .env("PYTHONPATH", pythonpath)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&serde_json::to_vec(&docs).unwrap())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{report}");
+    assert!(
+        report.contains(&format!("validated {} resources, 0 invalid", docs.len())),
+        "{report}"
+    );
+
+    // The validator is not a rubber stamp: it rejects what is invalid.
+    let mut child = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fhir_validate.py"
+        ))
+        .env("PYTHONPATH", std::env::var_os(VALIDATOR_ENV).unwrap())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let bad = json!([{"resourceType": "Patient", "birthDate": "1980-02-30"}]);
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&serde_json::to_vec(&bad).unwrap())
+        .unwrap();
+    assert!(!child.wait_with_output().unwrap().status.success());
+}
