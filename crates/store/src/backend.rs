@@ -15,6 +15,9 @@ pub trait Backend: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// The column type for opaque bytes (ciphertexts, wrapped keys, tokens).
     fn blob_type(&self) -> &'static str;
+    /// Text placed after `search_tokens s` in searches to make the planner look
+    /// tokens up by value (the primary key) rather than scan by id.
+    fn token_index_hint(&self) -> &'static str;
     /// Rewrite `?` placeholders into this backend's syntax.
     fn placeholders<'a>(&self, sql: &'a str) -> Cow<'a, str>;
     /// Open a connection pool; with `create`, create the database file if missing.
@@ -66,6 +69,12 @@ impl Backend for SqliteBackend {
         "BLOB"
     }
 
+    fn token_index_hint(&self) -> &'static str {
+        // Without statistics SQLite prefers the id-ordered index for `id > ?`;
+        // the primary key (resource_type, param, token, id) is the selective one.
+        "INDEXED BY sqlite_autoindex_search_tokens_1"
+    }
+
     fn placeholders<'a>(&self, sql: &'a str) -> Cow<'a, str> {
         Cow::Borrowed(sql)
     }
@@ -105,6 +114,11 @@ impl Backend for PostgresBackend {
 
     fn blob_type(&self) -> &'static str {
         "BYTEA"
+    }
+
+    fn token_index_hint(&self) -> &'static str {
+        // PostgreSQL's planner uses its statistics; it takes no hints.
+        ""
     }
 
     fn placeholders<'a>(&self, sql: &'a str) -> Cow<'a, str> {

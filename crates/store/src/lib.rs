@@ -468,6 +468,10 @@ impl Store {
 
     /// Current versions of `resource_type` matching every criterion, ordered
     /// by id, after `after` (exclusive), at most `limit`; and the total count.
+    ///
+    /// The first token criterion drives the query through the blind-index
+    /// table, so a search costs the number of matches, not the number of
+    /// resources; the other criteria filter those matches.
     pub async fn search(
         &self,
         resource_type: &str,
@@ -475,67 +479,127 @@ impl Store {
         after: Option<&str>,
         limit: i64,
     ) -> Result<(Vec<VersionRow>, i64)> {
-        let mut filter = String::from(" WHERE h.resource_type = ?");
-        for c in criteria {
-            match c {
-                Criterion::Token { tokens, .. } => {
-                    let marks = vec!["?"; tokens.len().max(1)].join(", ");
-                    let _ = write!(
-                        filter,
-                        " AND h.id IN (SELECT s.id FROM search_tokens s \
-                           WHERE s.resource_type = ? AND s.param = ? AND s.token IN ({marks}))"
-                    );
-                }
-                Criterion::Compartment(_) => filter.push_str(" AND h.compartment = ?"),
-                Criterion::Id(_) => filter.push_str(" AND h.id = ?"),
-            }
-        }
-        fn bind_all<'q>(
-            mut q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
-            resource_type: &'q str,
-            criteria: &'q [Criterion],
-        ) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
-            q = q.bind(resource_type);
-            for c in criteria {
-                match c {
-                    Criterion::Token { param, tokens } => {
-                        q = q.bind(resource_type).bind(*param);
-                        if tokens.is_empty() {
-                            // No value can match; bind one impossible token.
-                            q = q.bind(&[][..]);
-                        }
-                        for t in tokens {
-                            q = q.bind(t.as_slice());
-                        }
-                    }
-                    Criterion::Compartment(p) | Criterion::Id(p) => q = q.bind(p.as_str()),
-                }
-            }
-            q
-        }
-
-        let page_sql = self.sql(format!(
-                "SELECT v.resource_type, v.id, v.version_id, v.compartment, v.key_version, v.last_updated, v.body \
-                 FROM resource_heads h JOIN resource_versions v \
-                   ON v.resource_type = h.resource_type AND v.id = h.id AND v.version_id = h.version_id\
-                 {filter} AND h.id > ? ORDER BY h.id LIMIT ?"
-        ));
-        let rows = bind_all(sqlx::query(page_sql), resource_type, criteria)
-            .bind(after.unwrap_or(""))
-            .bind(limit)
-            .fetch_all(&self.pool)
+        let rows = self
+            .search_query(resource_type, criteria, after, Some(limit))
             .await?;
         // A first page that is not full is the whole result: no count needed.
         let total = if after.is_none() && (rows.len() as i64) < limit {
             rows.len() as i64
         } else {
-            let count_sql = self.sql(format!("SELECT COUNT(*) FROM resource_heads h{filter}"));
-            bind_all(sqlx::query(count_sql), resource_type, criteria)
-                .fetch_one(&self.pool)
-                .await?
-                .try_get(0)?
+            let r = self
+                .search_query(resource_type, criteria, None, None)
+                .await?;
+            r.first()
+                .map(|r| r.try_get::<i64, _>(0))
+                .transpose()?
+                .unwrap_or(0)
         };
         Ok((rows.iter().map(version_row).collect::<Result<_>>()?, total))
+    }
+
+    /// With `limit`, the page of rows; without, one row holding the count.
+    async fn search_query(
+        &self,
+        resource_type: &str,
+        criteria: &[Criterion],
+        after: Option<&str>,
+        limit: Option<i64>,
+    ) -> Result<Vec<AnyRow>> {
+        enum Bind<'a> {
+            Str(&'a str),
+            Bytes(&'a [u8]),
+            Int(i64),
+        }
+        // `s.resource_type = ? AND s.param = ? AND s.token IN (...)`, with its binds.
+        fn token_match<'a>(
+            sql: &mut String,
+            binds: &mut Vec<Bind<'a>>,
+            resource_type: &'a str,
+            param: &'static str,
+            tokens: &'a [Vec<u8>],
+        ) {
+            let marks = vec!["?"; tokens.len().max(1)].join(", ");
+            let _ = write!(
+                sql,
+                "s.resource_type = ? AND s.param = ? AND s.token IN ({marks})"
+            );
+            binds.push(Bind::Str(resource_type));
+            binds.push(Bind::Str(param));
+            if tokens.is_empty() {
+                binds.push(Bind::Bytes(&[])); // matches nothing
+            }
+            binds.extend(tokens.iter().map(|t| Bind::Bytes(t.as_slice())));
+        }
+
+        let mut from = String::new();
+        let mut filter = String::new();
+        let mut binds = Vec::new();
+        let driver = criteria
+            .iter()
+            .position(|c| matches!(c, Criterion::Token { .. }));
+        match driver.map(|i| &criteria[i]) {
+            Some(Criterion::Token { param, tokens }) => {
+                // CROSS JOIN fixes the join order in SQLite (and is a plain
+                // join to PostgreSQL): matches first, then their heads.
+                let _ = write!(
+                    from,
+                    "(SELECT DISTINCT s.id AS id FROM search_tokens s {} WHERE ",
+                    self.backend.token_index_hint()
+                );
+                token_match(&mut from, &mut binds, resource_type, param, tokens);
+                from.push_str(" AND s.id > ?) m CROSS JOIN resource_heads h");
+                binds.push(Bind::Str(after.unwrap_or("")));
+                filter.push_str(" WHERE h.resource_type = ? AND h.id = m.id");
+                binds.push(Bind::Str(resource_type));
+            }
+            _ => {
+                from.push_str("resource_heads h");
+                filter.push_str(" WHERE h.resource_type = ? AND h.id > ?");
+                binds.push(Bind::Str(resource_type));
+                binds.push(Bind::Str(after.unwrap_or("")));
+            }
+        }
+        for (i, c) in criteria.iter().enumerate() {
+            if Some(i) == driver {
+                continue;
+            }
+            match c {
+                Criterion::Token { param, tokens } => {
+                    filter.push_str(" AND h.id IN (SELECT s.id FROM search_tokens s WHERE ");
+                    token_match(&mut filter, &mut binds, resource_type, param, tokens);
+                    filter.push(')');
+                }
+                Criterion::Compartment(p) => {
+                    filter.push_str(" AND h.compartment = ?");
+                    binds.push(Bind::Str(p));
+                }
+                Criterion::Id(id) => {
+                    filter.push_str(" AND h.id = ?");
+                    binds.push(Bind::Str(id));
+                }
+            }
+        }
+        let sql = match limit {
+            Some(limit) => {
+                binds.push(Bind::Int(limit.max(0)));
+                format!(
+                    "SELECT v.resource_type, v.id, v.version_id, v.compartment, v.key_version, v.last_updated, v.body \
+                     FROM {from} CROSS JOIN resource_versions v{filter} \
+                     AND v.resource_type = h.resource_type AND v.id = h.id AND v.version_id = h.version_id \
+                     ORDER BY h.id LIMIT ?"
+                )
+            }
+            None => format!("SELECT COUNT(*) FROM {from}{filter}"),
+        };
+        let mut q = sqlx::query(self.sql(sql));
+        for b in binds {
+            q = match b {
+                Bind::Str(v) => q.bind(v),
+                Bind::Bytes(v) => q.bind(v),
+                Bind::Int(v) => q.bind(v),
+            };
+        }
+        Ok(q.fetch_all(&self.pool).await?)
     }
 
     // ----- API tokens -----------------------------------------------------------------

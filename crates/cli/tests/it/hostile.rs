@@ -38,7 +38,11 @@ async fn hostile_input_changes_nothing(db: Db) {
     let cfg_path = inst.dir.join("confidant.toml");
     let cfg = std::fs::read_to_string(&cfg_path).unwrap();
     assert!(cfg.contains("max_body_bytes = 1048576"));
-    std::fs::write(&cfg_path, cfg.replace("max_body_bytes = 1048576", "max_body_bytes = 65536")).unwrap();
+    std::fs::write(
+        &cfg_path,
+        cfg.replace("max_body_bytes = 1048576", "max_body_bytes = 65536"),
+    )
+    .unwrap();
     let s = inst.start();
     let p = s.create(&patient("Laine", "Väinö")).await;
     let pid = p["id"].as_str().unwrap().to_owned();
