@@ -322,6 +322,17 @@ async fn main() {
         }
     })
     .await;
+    // The floor: what one HTTP round trip costs here, with no database and no crypto.
+    let (h, root) = (http.clone(), base.trim_end_matches("/fhir/r4").to_owned());
+    let floor = run("http floor (GET /healthz)", ops, clients, move |_| {
+        let (h, root) = (h.clone(), root.clone());
+        async move {
+            let r = h.get(format!("{root}/healthz")).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            let _ = r.bytes().await.unwrap();
+        }
+    })
+    .await;
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -356,5 +367,12 @@ async fn main() {
         );
         let _ = b.name;
     }
+    println!(
+        "{:<26} {:>10.0} {:>9.2} {:>9.2} | (no baseline: the cost of HTTP alone on this machine)",
+        floor.name,
+        floor.ops_per_sec(),
+        floor.pct(0.5),
+        floor.pct(0.99)
+    );
     println!("\nratio = Confidant ops/s ÷ baseline ops/s (goal: ≥ 0.5)");
 }

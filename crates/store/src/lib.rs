@@ -206,33 +206,38 @@ impl Store {
 
     /// The newest data key of `compartment`.
     pub async fn current_data_key(&self, compartment: &str) -> Result<Option<DataKeyRow>> {
-        let row = sqlx::query(self.sql(
-            "SELECT compartment, version, kek_version, wrapped FROM data_keys \
-             WHERE compartment = ? ORDER BY version DESC LIMIT 1",
-        ))
-        .bind(compartment)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| {
-            Ok(DataKeyRow {
-                compartment: r.try_get(0)?,
-                version: r.try_get(1)?,
-                kek_version: r.try_get(2)?,
-                wrapped: r.try_get(3)?,
-            })
-        })
-        .transpose()
+        self.data_key_where(
+            "compartment = ? ORDER BY version DESC LIMIT 1",
+            compartment,
+            None,
+        )
+        .await
     }
 
     /// A given version of a compartment's data key.
     pub async fn data_key(&self, compartment: &str, version: i64) -> Result<Option<DataKeyRow>> {
-        let row = sqlx::query(self.sql(
-            "SELECT compartment, version, kek_version, wrapped FROM data_keys WHERE compartment = ? AND version = ?",
-        ))
-        .bind(compartment)
-        .bind(version)
-        .fetch_optional(&self.pool)
-        .await?;
+        self.data_key_where(
+            "compartment = ? AND version = ?",
+            compartment,
+            Some(version),
+        )
+        .await
+    }
+
+    async fn data_key_where(
+        &self,
+        condition: &'static str,
+        compartment: &str,
+        version: Option<i64>,
+    ) -> Result<Option<DataKeyRow>> {
+        let mut q = sqlx::query(self.sql(format!(
+            "SELECT compartment, version, kek_version, wrapped FROM data_keys WHERE {condition}"
+        )))
+        .bind(compartment);
+        if let Some(v) = version {
+            q = q.bind(v);
+        }
+        let row = q.fetch_optional(&self.pool).await?;
         row.map(|r| {
             Ok(DataKeyRow {
                 compartment: r.try_get(0)?,
@@ -246,6 +251,18 @@ impl Store {
 
     /// Store a new data key; [`StoreError::Conflict`] if that version exists already.
     pub async fn insert_data_key(&self, key: &DataKeyRow, now: i64) -> Result<()> {
+        let mut tx = self.begin().await?;
+        self.insert_data_key_in(&mut tx, key, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn insert_data_key_in(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        key: &DataKeyRow,
+        now: i64,
+    ) -> Result<()> {
         sqlx::query(self.sql(
             "INSERT INTO data_keys (compartment, version, kek_version, wrapped, created_at) VALUES (?, ?, ?, ?, ?)",
         ))
@@ -254,7 +271,7 @@ impl Store {
         .bind(key.kek_version)
         .bind(key.wrapped.as_slice())
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut **tx)
         .await?;
         Ok(())
     }
@@ -358,16 +375,8 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if let Some(key) = new_key {
-            sqlx::query(self.sql(
-                "INSERT INTO data_keys (compartment, version, kek_version, wrapped, created_at) VALUES (?, ?, ?, ?, ?)",
-            ))
-            .bind(key.compartment.as_str())
-            .bind(key.version)
-            .bind(key.kek_version)
-            .bind(key.wrapped.as_slice())
-            .bind(row.last_updated)
-            .execute(&mut *tx)
-            .await?;
+            self.insert_data_key_in(&mut tx, key, row.last_updated)
+                .await?;
         }
         let insert = self.sql(format!(
             "INSERT INTO resource_versions ({VERSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
