@@ -29,6 +29,8 @@
 pub mod blind;
 pub mod envelope;
 pub mod keyfile;
+pub mod password;
+pub mod totp;
 mod keys;
 
 pub use blind::{BlindIndexKey, BlindKind, BlindToken};
