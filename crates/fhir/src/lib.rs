@@ -15,7 +15,10 @@ mod search;
 
 pub use capability::capability_statement;
 pub use outcome::{IssueType, operation_outcome};
-pub use resource::{ResourceType, Validated, is_valid_id, validate};
+pub use resource::{
+    ACT_CODE_SYSTEM, PSYCHOTHERAPY_NOTE, RELEASED_TO_CARE_TEAM, ResourceType, SHARED_WITH_PATIENT,
+    SHARING_SYSTEM, Validated, is_valid_id, validate,
+};
 pub use search::{SearchParam, ValueKind, search_params};
 
 /// A FHIR instant (`2026-11-29T04:40:14.123Z`) from Unix milliseconds.

@@ -11,14 +11,16 @@ pub enum ResourceType {
     Practitioner,
     Encounter,
     DocumentReference,
+    CareTeam,
 }
 
 impl ResourceType {
-    pub const ALL: [ResourceType; 4] = [
+    pub const ALL: [ResourceType; 5] = [
         ResourceType::Patient,
         ResourceType::Practitioner,
         ResourceType::Encounter,
         ResourceType::DocumentReference,
+        ResourceType::CareTeam,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -27,6 +29,7 @@ impl ResourceType {
             ResourceType::Practitioner => "Practitioner",
             ResourceType::Encounter => "Encounter",
             ResourceType::DocumentReference => "DocumentReference",
+            ResourceType::CareTeam => "CareTeam",
         }
     }
 
@@ -120,6 +123,21 @@ impl ResourceType {
                 "content",
                 "context",
             ],
+            ResourceType::CareTeam => &[
+                "identifier",
+                "status",
+                "category",
+                "name",
+                "subject",
+                "encounter",
+                "period",
+                "participant",
+                "reasonCode",
+                "reasonReference",
+                "managingOrganization",
+                "telecom",
+                "note",
+            ],
         }
     }
 }
@@ -141,13 +159,66 @@ const COMMON_ELEMENTS: &[&str] = &[
 pub const CONFIDENTIALITY_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality";
 const CONFIDENTIALITY_CODES: &[&str] = &["U", "L", "M", "N", "R", "V"];
 
+/// v3 ActCode, whose `PSYTHPN` marks a psychotherapy note (the therapist's
+/// process notes, in the HIPAA sense): readable by its author alone.
+pub const ACT_CODE_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
+pub const PSYCHOTHERAPY_NOTE: &str = "PSYTHPN";
+/// Confidant's sharing tags (in `meta.tag`).
+pub const SHARING_SYSTEM: &str = "urn:confidant:sharing";
+/// A note the patient may read in the portal.
+pub const SHARED_WITH_PATIENT: &str = "shared-with-patient";
+/// A psychotherapy note its author released to the care team.
+pub const RELEASED_TO_CARE_TEAM: &str = "released-to-care-team";
+
 /// What validation learned about a resource.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Validated {
-    /// For Encounter and DocumentReference: the id of the Patient in `subject`.
+    /// For Encounter, DocumentReference and CareTeam: the id of the Patient in `subject`.
     pub subject_patient: Option<String>,
     /// Values to blind-index: search parameter, normalisation, value.
     pub index: Vec<(&'static str, ValueKind, String)>,
+    /// A note labelled as a psychotherapy note (`meta.security` PSYTHPN).
+    pub psychotherapy_note: bool,
+    /// Tagged `released-to-care-team` by its author.
+    pub released_to_care_team: bool,
+    /// Tagged `shared-with-patient`.
+    pub shared_with_patient: bool,
+    /// For an active CareTeam: the Practitioner ids among its members.
+    pub care_team_members: Vec<String>,
+}
+
+fn has_coding(m: &Map<String, Value>, element: &str, system: &str, code: &str) -> bool {
+    m.get("meta")
+        .and_then(|meta| meta.get(element))
+        .and_then(Value::as_array)
+        .is_some_and(|codings| {
+            codings.iter().any(|c| {
+                c.get("system").and_then(Value::as_str) == Some(system)
+                    && c.get("code").and_then(Value::as_str) == Some(code)
+            })
+        })
+}
+
+fn check_tags(m: &Map<String, Value>) -> Check<()> {
+    if let Some(meta) = m.get("meta").and_then(Value::as_object) {
+        for (i, c) in array(meta, "tag", "meta")?.iter().enumerate() {
+            let path = format!("meta.tag[{i}]");
+            let c = obj(c, &path)?;
+            string(c, "system", &path)?;
+            string(c, "code", &path)?;
+        }
+    }
+    Ok(())
+}
+
+fn reference_id(v: &Value, path: &str, target: &str) -> Check<String> {
+    let r = obj(v, path)?;
+    let reference =
+        string(r, "reference", path)?.ok_or_else(|| format!("{path}.reference is required"))?;
+    match reference.split_once('/') {
+        Some((t, id)) if t == target && is_valid_id(id) => Ok(id.to_owned()),
+        _ => Err(format!("{path}.reference must be '{target}/{{id}}'")),
+    }
 }
 
 /// A FHIR id: `[A-Za-z0-9\-\.]{1,64}`.
@@ -413,8 +484,10 @@ pub fn validate(rt: ResourceType, resource: &mut Value) -> Result<Validated, Str
     }
     check_elements(rt, m)?;
     check_meta(rt, m)?;
+    check_tags(m)?;
     let mut index = Vec::new();
     let mut subject = None;
+    let mut members = Vec::new();
     match rt {
         ResourceType::Patient | ResourceType::Practitioner => index_person(rt, m, &mut index)?,
         ResourceType::Encounter => {
@@ -471,10 +544,47 @@ pub fn validate(rt: ResourceType, resource: &mut Value) -> Result<Validated, Str
             }
             subject = Some(subject_patient(m)?);
         }
+        ResourceType::CareTeam => {
+            code_in(
+                m,
+                "status",
+                "",
+                &[
+                    "proposed",
+                    "active",
+                    "suspended",
+                    "inactive",
+                    "entered-in-error",
+                ],
+                false,
+            )?;
+            subject = Some(subject_patient(m)?);
+            let active = matches!(
+                m.get("status").and_then(Value::as_str),
+                None | Some("active")
+            );
+            for (i, p) in array(m, "participant", "")?.iter().enumerate() {
+                let path = format!("participant[{i}]");
+                let p = obj(p, &path)?;
+                let member = p
+                    .get("member")
+                    .ok_or_else(|| format!("{path}.member is required"))?;
+                let id = reference_id(member, &format!("{path}.member"), "Practitioner")?;
+                if active {
+                    members.push(id);
+                }
+            }
+        }
     }
+    let psychotherapy_note = rt == ResourceType::DocumentReference
+        && has_coding(m, "security", ACT_CODE_SYSTEM, PSYCHOTHERAPY_NOTE);
     Ok(Validated {
         subject_patient: subject,
         index,
+        psychotherapy_note,
+        released_to_care_team: has_coding(m, "tag", SHARING_SYSTEM, RELEASED_TO_CARE_TEAM),
+        shared_with_patient: has_coding(m, "tag", SHARING_SYSTEM, SHARED_WITH_PATIENT),
+        care_team_members: members,
     })
 }
 

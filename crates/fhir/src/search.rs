@@ -87,6 +87,8 @@ const BY_PATIENT: &[SearchParam] = &[
 pub fn search_params(rt: ResourceType) -> &'static [SearchParam] {
     match rt {
         ResourceType::Patient | ResourceType::Practitioner => PERSON,
-        ResourceType::Encounter | ResourceType::DocumentReference => BY_PATIENT,
+        ResourceType::Encounter | ResourceType::DocumentReference | ResourceType::CareTeam => {
+            BY_PATIENT
+        }
     }
 }

@@ -297,7 +297,7 @@ async fn tokens_metadata_and_health(db: Db) {
         .collect();
     assert_eq!(
         types,
-        ["Patient", "Practitioner", "Encounter", "DocumentReference"]
+        ["Patient", "Practitioner", "Encounter", "DocumentReference", "CareTeam"]
     );
     let patient_params: Vec<&str> = cs["rest"][0]["resource"][0]["searchParam"]
         .as_array()

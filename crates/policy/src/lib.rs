@@ -1,0 +1,444 @@
+//! Policy: who may do what to which patient's records. The one place where
+//! access is decided (DESIGN.md §6). Pure functions, no I/O: the records
+//! service asks, this crate answers, tests enumerate every cell.
+//!
+//! Two questions are answered separately:
+//! 1. [`allowed`]: may this role (and token scope) perform this action on
+//!    this resource type at all? Deny by default.
+//! 2. [`Visibility`]: of that type, which records? A care relationship
+//!    (the patient is on the clinician's care team, or an active break-glass)
+//!    decides, never the UI.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+
+use confidant_fhir::ResourceType;
+
+/// The roles of DESIGN.md §1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    Admin,
+    Clinician,
+    Reception,
+    Auditor,
+    Patient,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [
+        Role::Admin,
+        Role::Clinician,
+        Role::Reception,
+        Role::Auditor,
+        Role::Patient,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Clinician => "clinician",
+            Role::Reception => "reception",
+            Role::Auditor => "auditor",
+            Role::Patient => "patient",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// Staff roles must use a second factor.
+    pub fn is_staff(self) -> bool {
+        self != Role::Patient
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What is done to a resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// read, vread, history, search.
+    Read,
+    /// create, update.
+    Write,
+}
+
+/// SMART-on-FHIR style scopes of an API token: `user/Patient.read`,
+/// `user/DocumentReference.write`, `user/*.read`, `user/*.*`. A token never
+/// grants more than its user's role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scopes(Vec<(Option<ResourceType>, bool, bool)>);
+
+impl Scopes {
+    /// Parse a space-separated scope list; errors name the bad scope.
+    pub fn parse(s: &str) -> Result<Scopes, String> {
+        let mut out = Vec::new();
+        for scope in s.split_whitespace() {
+            let bad = || {
+                format!(
+                    "'{scope}' is not a scope like user/Patient.read, user/Encounter.write or user/*.read"
+                )
+            };
+            let rest = scope.strip_prefix("user/").ok_or_else(bad)?;
+            let (ty, perm) = rest.split_once('.').ok_or_else(bad)?;
+            let ty = match ty {
+                "*" => None,
+                t => Some(ResourceType::parse(t).ok_or_else(bad)?),
+            };
+            let (r, w) = match perm {
+                "read" => (true, false),
+                "write" => (false, true),
+                "*" => (true, true),
+                _ => return Err(bad()),
+            };
+            out.push((ty, r, w));
+        }
+        if out.is_empty() {
+            return Err("give at least one scope, e.g. user/Patient.read".into());
+        }
+        Ok(Scopes(out))
+    }
+
+    pub fn permits(&self, rt: ResourceType, action: Action) -> bool {
+        self.0.iter().any(|(ty, r, w)| {
+            ty.is_none_or(|t| t == rt)
+                && match action {
+                    Action::Read => *r,
+                    Action::Write => *w,
+                }
+        })
+    }
+}
+
+impl fmt::Display for Scopes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|(ty, r, w)| {
+                let ty = ty.map(|t| t.as_str()).unwrap_or("*");
+                let p = match (r, w) {
+                    (true, true) => "*",
+                    (true, false) => "read",
+                    _ => "write",
+                };
+                format!("user/{ty}.{p}")
+            })
+            .collect();
+        f.write_str(&parts.join(" "))
+    }
+}
+
+/// An authenticated user, as the request carries them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub user_id: String,
+    pub role: Role,
+    /// For clinicians: their Practitioner id.
+    pub practitioner_id: Option<String>,
+    /// For patients: their Patient id.
+    pub patient_id: Option<String>,
+    /// For API tokens: what the token may do (a session has its role's full rights).
+    pub scopes: Option<Scopes>,
+}
+
+/// Why access was refused. The message is safe to show the caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    #[error("the {role} role may not {action} {resource}")]
+    Role {
+        role: Role,
+        action: &'static str,
+        resource: &'static str,
+    },
+    #[error("this token's scopes do not allow {action} {resource}")]
+    Scope {
+        action: &'static str,
+        resource: &'static str,
+    },
+    #[error("this account is not linked to a {0}; ask an administrator")]
+    Unlinked(&'static str),
+}
+
+fn verb(a: Action) -> &'static str {
+    match a {
+        Action::Read => "read",
+        Action::Write => "write",
+    }
+}
+
+/// The role matrix: which role may do what to which type, regardless of
+/// patient. Deny by default. This table is the README's table.
+pub fn role_permits(role: Role, rt: ResourceType, action: Action) -> bool {
+    use Action::{Read, Write};
+    use ResourceType as T;
+    match (role, rt, action) {
+        // Clinicians: their patients' records (the care relationship decides which).
+        (
+            Role::Clinician,
+            T::Patient | T::Encounter | T::DocumentReference | T::CareTeam,
+            Read | Write,
+        ) => true,
+        (Role::Clinician, T::Practitioner, Read) => true,
+        // Reception: demographics and care-team assignments; never notes or encounters.
+        (Role::Reception, T::Patient | T::CareTeam, Read | Write) => true,
+        (Role::Reception, T::Practitioner, Read) => true,
+        // Admin: staff and care-team assignments; no clinical content at all.
+        (Role::Admin, T::Practitioner | T::CareTeam, Read | Write) => true,
+        // Auditor: the staff directory only (the audit log comes with its own API).
+        (Role::Auditor, T::Practitioner, Read) => true,
+        // Patients: their own record and the notes shared with them, read only.
+        (Role::Patient, T::Patient | T::DocumentReference, Read) => true,
+        _ => false,
+    }
+}
+
+/// May `p` perform `action` on resources of type `rt` at all?
+pub fn allowed(p: &Principal, rt: ResourceType, action: Action) -> Result<(), Denied> {
+    if !role_permits(p.role, rt, action) {
+        return Err(Denied::Role {
+            role: p.role,
+            action: verb(action),
+            resource: rt.as_str(),
+        });
+    }
+    if let Some(scopes) = &p.scopes {
+        if !scopes.permits(rt, action) {
+            return Err(Denied::Scope {
+                action: verb(action),
+                resource: rt.as_str(),
+            });
+        }
+    }
+    match p.role {
+        Role::Clinician if p.practitioner_id.is_none() => Err(Denied::Unlinked("Practitioner")),
+        Role::Patient if p.patient_id.is_none() => Err(Denied::Unlinked("Patient")),
+        _ => Ok(()),
+    }
+}
+
+/// Which records of an allowed type a principal sees. The store turns this
+/// into SQL, so that search results and totals hold nothing else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Visibility {
+    /// Every record of the type (staff directory, demographics for reception).
+    All,
+    /// Records of patients on this practitioner's care teams (psychotherapy
+    /// notes only if they are the author or released), plus patients under an
+    /// active break-glass of this user (everything).
+    CareTeam {
+        practitioner_id: String,
+        user_id: String,
+        now: i64,
+    },
+    /// The patient's own Patient resource, and notes shared with them.
+    OwnRecord { patient_id: String },
+}
+
+/// What `p` (already [`allowed`]) sees of type `rt`.
+pub fn visibility(p: &Principal, rt: ResourceType, now: i64) -> Visibility {
+    match (p.role, rt) {
+        (_, ResourceType::Practitioner) => Visibility::All,
+        (Role::Reception | Role::Admin, _) => Visibility::All,
+        (Role::Clinician, _) => Visibility::CareTeam {
+            practitioner_id: p.practitioner_id.clone().unwrap_or_default(),
+            user_id: p.user_id.clone(),
+            now,
+        },
+        (Role::Patient, _) => Visibility::OwnRecord {
+            patient_id: p.patient_id.clone().unwrap_or_default(),
+        },
+        // Not reachable after `allowed`; see nothing.
+        (Role::Auditor, _) => Visibility::OwnRecord {
+            patient_id: String::new(),
+        },
+    }
+}
+
+/// The access facts of one stored record, kept in plaintext beside its ciphertext.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordAccess<'a> {
+    pub resource_type: ResourceType,
+    /// The owning patient, if any.
+    pub patient: Option<&'a str>,
+    /// For an unreleased psychotherapy note: the authoring practitioner.
+    pub restricted_to: Option<&'a str>,
+    /// A note shared with the patient.
+    pub patient_visible: bool,
+}
+
+/// What the store knows of a clinician's relationship to a patient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Relationship {
+    pub care_team: bool,
+    pub break_glass: bool,
+}
+
+/// Does `visibility` include this record? `rel` is the caller's relationship
+/// to the record's patient (only consulted for [`Visibility::CareTeam`]).
+pub fn sees(visibility: &Visibility, record: &RecordAccess<'_>, rel: Relationship) -> bool {
+    match visibility {
+        Visibility::All => true,
+        Visibility::CareTeam {
+            practitioner_id, ..
+        } => {
+            rel.break_glass
+                || (rel.care_team
+                    && record
+                        .restricted_to
+                        .is_none_or(|author| author == practitioner_id))
+        }
+        Visibility::OwnRecord { patient_id } => {
+            record.patient == Some(patient_id.as_str())
+                && !patient_id.is_empty()
+                && (record.resource_type == ResourceType::Patient
+                    || (record.patient_visible && record.restricted_to.is_none()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(role: Role) -> Principal {
+        Principal {
+            user_id: "u1".into(),
+            role,
+            practitioner_id: (role == Role::Clinician).then(|| "pr1".into()),
+            patient_id: (role == Role::Patient).then(|| "pa1".into()),
+            scopes: None,
+        }
+    }
+
+    #[test]
+    fn separation_of_duties() {
+        for rt in [
+            ResourceType::Patient,
+            ResourceType::Encounter,
+            ResourceType::DocumentReference,
+        ] {
+            for a in [Action::Read, Action::Write] {
+                assert!(
+                    allowed(&principal(Role::Admin), rt, a).is_err(),
+                    "admin {rt:?} {a:?}"
+                );
+                assert!(
+                    allowed(&principal(Role::Auditor), rt, a).is_err(),
+                    "auditor {rt:?} {a:?}"
+                );
+            }
+        }
+        assert!(
+            allowed(
+                &principal(Role::Reception),
+                ResourceType::DocumentReference,
+                Action::Read
+            )
+            .is_err()
+        );
+        assert!(
+            allowed(
+                &principal(Role::Reception),
+                ResourceType::Patient,
+                Action::Write
+            )
+            .is_ok()
+        );
+        assert!(
+            allowed(
+                &principal(Role::Patient),
+                ResourceType::Patient,
+                Action::Write
+            )
+            .is_err()
+        );
+        let mut unlinked = principal(Role::Clinician);
+        unlinked.practitioner_id = None;
+        assert!(allowed(&unlinked, ResourceType::Patient, Action::Read).is_err());
+    }
+
+    #[test]
+    fn scopes_narrow_never_widen() {
+        let mut p = principal(Role::Clinician);
+        p.scopes = Some(Scopes::parse("user/Patient.read").unwrap());
+        assert!(allowed(&p, ResourceType::Patient, Action::Read).is_ok());
+        assert!(allowed(&p, ResourceType::Patient, Action::Write).is_err());
+        assert!(allowed(&p, ResourceType::DocumentReference, Action::Read).is_err());
+        let mut admin = principal(Role::Admin);
+        admin.scopes = Some(Scopes::parse("user/*.*").unwrap());
+        assert!(allowed(&admin, ResourceType::DocumentReference, Action::Read).is_err());
+        for bad in [
+            "",
+            "Patient.read",
+            "user/Observation.read",
+            "user/Patient.delete",
+            "patient/Patient.read",
+        ] {
+            assert!(Scopes::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            Scopes::parse("user/*.read  user/Encounter.*")
+                .unwrap()
+                .to_string(),
+            "user/*.read user/Encounter.*"
+        );
+    }
+
+    #[test]
+    fn psychotherapy_notes_are_the_authors() {
+        let v = visibility(
+            &principal(Role::Clinician),
+            ResourceType::DocumentReference,
+            0,
+        );
+        let mut note = RecordAccess {
+            resource_type: ResourceType::DocumentReference,
+            patient: Some("pa1"),
+            restricted_to: Some("other"),
+            patient_visible: false,
+        };
+        let team = Relationship {
+            care_team: true,
+            break_glass: false,
+        };
+        assert!(!sees(&v, &note, team));
+        assert!(sees(
+            &v,
+            &note,
+            Relationship {
+                care_team: false,
+                break_glass: true
+            }
+        ));
+        note.restricted_to = Some("pr1");
+        assert!(sees(&v, &note, team));
+        note.restricted_to = None;
+        assert!(!sees(
+            &v,
+            &note,
+            Relationship {
+                care_team: false,
+                break_glass: false
+            }
+        ));
+        // The patient portal never shows a psychotherapy note, shared or not.
+        let pv = visibility(
+            &principal(Role::Patient),
+            ResourceType::DocumentReference,
+            0,
+        );
+        note.patient_visible = true;
+        assert!(sees(&pv, &note, team));
+        note.restricted_to = Some("pr1");
+        assert!(!sees(&pv, &note, team));
+        note.restricted_to = None;
+        note.patient = Some("someone-else");
+        assert!(!sees(&pv, &note, team));
+    }
+}
