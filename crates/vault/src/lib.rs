@@ -29,9 +29,9 @@
 pub mod blind;
 pub mod envelope;
 pub mod keyfile;
+mod keys;
 pub mod password;
 pub mod totp;
-mod keys;
 
 pub use blind::{BlindIndexKey, BlindKind, BlindToken};
 pub use envelope::RecordContext;
