@@ -18,19 +18,14 @@ use sqlx::{AnyPool, Row};
 const BIN: &str = env!("CARGO_BIN_EXE_confidant");
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 /// A synthetic session note of realistic size (~1.5 KiB of text).
 fn note_text(i: usize) -> String {
     let mut s = format!("Session {i}. ");
     while s.len() < 1500 {
-        s.push_str(
-            "Client reflected on the week, sleep and work stress; we reviewed the thought record. ",
-        );
+        s.push_str("Client reflected on the week, sleep and work stress; we reviewed the thought record. ");
     }
     s
 }
@@ -84,20 +79,10 @@ where
     for t in tasks {
         latencies.extend(t.await.unwrap());
     }
-    Stats {
-        name,
-        ops,
-        elapsed: started.elapsed(),
-        latencies,
-    }
+    Stats { name, ops, elapsed: started.elapsed(), latencies }
 }
 
-async fn baseline(
-    dir: &std::path::Path,
-    ops: usize,
-    clients: usize,
-    note_len: usize,
-) -> Vec<Stats> {
+async fn baseline(dir: &std::path::Path, ops: usize, clients: usize, note_len: usize) -> Vec<Stats> {
     sqlx::any::install_default_drivers();
     let url = format!("sqlite://{}?mode=rwc", dir.join("baseline.db").display());
     let pool = sqlx::any::AnyPoolOptions::new()
@@ -105,18 +90,14 @@ async fn baseline(
         .after_connect(|c, _| {
             Box::pin(async move {
                 use sqlx::Executor;
-                c.execute("PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;")
-                    .await?;
+                c.execute("PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;").await?;
                 Ok(())
             })
         })
         .connect(&url)
         .await
         .unwrap();
-    sqlx::query("PRAGMA journal_mode = WAL")
-        .execute(&pool)
-        .await
-        .unwrap();
+    sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await.unwrap();
     sqlx::raw_sql(
         "CREATE TABLE patients (id TEXT PRIMARY KEY, identifier TEXT NOT NULL, body BLOB NOT NULL);
          CREATE INDEX patients_identifier ON patients (identifier);
@@ -191,53 +172,24 @@ async fn main() {
     let dir = tmp.path().join("data");
     let key = tmp.path().join("k.kek");
     let out = Command::new(BIN)
-        .args([
-            "init",
-            "--dir",
-            dir.to_str().unwrap(),
-            "--key-file",
-            key.to_str().unwrap(),
-        ])
+        .args(["init", "--dir", dir.to_str().unwrap(), "--key-file", key.to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new(BIN)
-        .args(["token", "create", "--dir", dir.to_str().unwrap()])
-        .output()
-        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN).args(["token", "create", "--dir", dir.to_str().unwrap()]).output().unwrap();
     let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     let log = std::fs::File::create(tmp.path().join("serve.log")).unwrap();
     let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--dir",
-            dir.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
+        .args(["serve", "--dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
         .env("CONFIDANT_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(log)
         .spawn()
         .unwrap();
     let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let base = format!(
-        "{}/fhir/r4",
-        line.trim().trim_start_matches("listening on ")
-    );
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(clients)
-        .build()
-        .unwrap();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut line).unwrap();
+    let base = format!("{}/fhir/r4", line.trim().trim_start_matches("listening on "));
+    let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build().unwrap();
 
     // Set-up: 200 patients with identifiers.
     let mut patients = Vec::new();
@@ -265,13 +217,7 @@ async fn main() {
     let note_len = serde_json::to_vec(&note(0, &patients[0])).unwrap().len();
 
     let ids = Arc::new(tokio::sync::Mutex::new(vec![String::new(); ops]));
-    let (h, b, t, p, ids2) = (
-        http.clone(),
-        base.clone(),
-        token.clone(),
-        patients.clone(),
-        ids.clone(),
-    );
+    let (h, b, t, p, ids2) = (http.clone(), base.clone(), token.clone(), patients.clone(), ids.clone());
     let create = run("confidant create note", ops, clients, move |i| {
         let (h, b, t, p, ids) = (h.clone(), b.clone(), t.clone(), p.clone(), ids2.clone());
         let body = note(i, &p[i % p.len()]);
@@ -295,12 +241,7 @@ async fn main() {
     let read = run("confidant read note", ops, clients, move |i| {
         let (h, b, t, ids) = (h.clone(), b.clone(), t.clone(), ids.clone());
         async move {
-            let r = h
-                .get(format!("{b}/DocumentReference/{}", ids[i]))
-                .bearer_auth(&t)
-                .send()
-                .await
-                .unwrap();
+            let r = h.get(format!("{b}/DocumentReference/{}", ids[i])).bearer_auth(&t).send().await.unwrap();
             assert_eq!(r.status(), 200);
             let _ = r.bytes().await.unwrap();
         }
@@ -310,12 +251,7 @@ async fn main() {
     let search = run("confidant search patient", ops, clients, move |i| {
         let (h, b, t) = (h.clone(), b.clone(), t.clone());
         async move {
-            let r = h
-                .get(format!("{b}/Patient?identifier=ident-{}", i % 200))
-                .bearer_auth(&t)
-                .send()
-                .await
-                .unwrap();
+            let r = h.get(format!("{b}/Patient?identifier=ident-{}", i % 200)).bearer_auth(&t).send().await.unwrap();
             assert_eq!(r.status(), 200);
             let v: Value = r.json().await.unwrap();
             assert_eq!(v["total"], 1);
@@ -333,22 +269,14 @@ async fn main() {
         }
     })
     .await;
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let _ = child.wait();
 
     let base_stats = baseline(tmp.path(), ops, clients, note_len).await;
 
-    println!(
-        "\nConfidant end-to-end (HTTP + AES-256-GCM + blind index, SQLite WAL, synchronous=FULL)"
-    );
-    println!(
-        "vs baseline (plaintext rows of the same size into SQLite, same settings, no HTTP, no crypto)"
-    );
-    println!(
-        "{ops} operations per phase, {clients} concurrent clients, note body {note_len} bytes\n"
-    );
+    println!("\nConfidant end-to-end (HTTP + AES-256-GCM + blind index, SQLite WAL, synchronous=FULL)");
+    println!("vs baseline (plaintext rows of the same size into SQLite, same settings, no HTTP, no crypto)");
+    println!("{ops} operations per phase, {clients} concurrent clients, note body {note_len} bytes\n");
     println!(
         "{:<26} {:>10} {:>9} {:>9} | {:>10} {:>9} {:>9} | {:>7}",
         "operation", "ops/s", "p50 ms", "p99 ms", "base ops/s", "p50 ms", "p99 ms", "ratio"

@@ -17,6 +17,59 @@ pub struct Config {
     pub keys: Keys,
     #[serde(default)]
     pub server: Server,
+    #[serde(default)]
+    pub access: Access,
+}
+
+/// Sessions, lockout and break-glass. Defaults follow OWASP's session and
+/// authentication cheat sheets.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Access {
+    /// A browser session ends after this many minutes without activity.
+    pub idle_timeout_minutes: i64,
+    /// A browser session ends this many hours after login.
+    pub session_hours: i64,
+    /// An API client's bearer session lasts this many minutes.
+    pub bearer_minutes: i64,
+    /// Failed logins per account (within 15 minutes) before a lockout.
+    pub max_failed_logins: i64,
+    /// Failed logins per source address (within 15 minutes) before it is locked out.
+    pub max_failed_logins_per_source: i64,
+    /// How long a lockout lasts (an admin can lift it: `confidant user unlock`).
+    pub lockout_minutes: i64,
+    /// How long a break-glass access lasts.
+    pub break_glass_minutes: i64,
+}
+
+impl Default for Access {
+    fn default() -> Self {
+        Access {
+            idle_timeout_minutes: 30,
+            session_hours: 12,
+            bearer_minutes: 60,
+            max_failed_logins: 5,
+            max_failed_logins_per_source: 50,
+            lockout_minutes: 15,
+            break_glass_minutes: 60,
+        }
+    }
+}
+
+impl Access {
+    pub fn identity_settings(&self) -> confidant_identity::Settings {
+        const MIN: i64 = 60_000;
+        confidant_identity::Settings {
+            idle_timeout_ms: self.idle_timeout_minutes.max(1) * MIN,
+            absolute_lifetime_ms: self.session_hours.max(1) * 60 * MIN,
+            bearer_lifetime_ms: self.bearer_minutes.max(1) * MIN,
+            account_max_failures: self.max_failed_logins.max(1),
+            source_max_failures: self.max_failed_logins_per_source.max(1),
+            window_ms: 15 * MIN,
+            lockout_ms: self.lockout_minutes.max(1) * MIN,
+            ..confidant_identity::Settings::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -51,11 +104,7 @@ pub struct Server {
 
 impl Default for Server {
     fn default() -> Self {
-        Server {
-            listen: "127.0.0.1:8080".into(),
-            public_url: None,
-            max_body_bytes: 1024 * 1024,
-        }
+        Server { listen: "127.0.0.1:8080".into(), public_url: None, max_body_bytes: 1024 * 1024 }
     }
 }
 
@@ -73,8 +122,7 @@ impl Config {
                 dir.display()
             );
         }
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))
     }
 
@@ -94,13 +142,9 @@ impl Config {
     /// The database URL with a relative SQLite path resolved against `dir`.
     pub fn database_url(&self, dir: &Path) -> Result<String> {
         match self.database.url.strip_prefix("sqlite://") {
-            Some(p) if Path::new(p).is_relative() => {
-                Ok(format!("sqlite://{}", dir.join(p).display()))
-            }
+            Some(p) if Path::new(p).is_relative() => Ok(format!("sqlite://{}", dir.join(p).display())),
             Some(_) => Ok(self.database.url.clone()),
-            None if self.database.url.starts_with("postgres://")
-                || self.database.url.starts_with("postgresql://") =>
-            {
+            None if self.database.url.starts_with("postgres://") || self.database.url.starts_with("postgresql://") => {
                 Ok(self.database.url.clone())
             }
             None => bail!("database.url must start with sqlite:// or postgres://"),
@@ -110,11 +154,7 @@ impl Config {
     /// The path of the SQLite file, if this instance uses SQLite.
     pub fn sqlite_path(&self, dir: &Path) -> Option<PathBuf> {
         let p = self.database.url.strip_prefix("sqlite://")?;
-        Some(if Path::new(p).is_relative() {
-            dir.join(p)
-        } else {
-            PathBuf::from(p)
-        })
+        Some(if Path::new(p).is_relative() { dir.join(p) } else { PathBuf::from(p) })
     }
 }
 
@@ -127,10 +167,7 @@ pub fn default_key_file(instance_id: &str) -> Result<PathBuf> {
     } else if let Some(d) = std::env::var_os("XDG_CONFIG_HOME") {
         PathBuf::from(d).join("confidant").join("keys")
     } else if let Some(h) = std::env::var_os("HOME") {
-        PathBuf::from(h)
-            .join(".config")
-            .join("confidant")
-            .join("keys")
+        PathBuf::from(h).join(".config").join("confidant").join("keys")
     } else {
         bail!("cannot choose a key file location: set HOME or pass --key-file");
     };

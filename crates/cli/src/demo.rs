@@ -3,6 +3,8 @@
 use anyhow::{Context, Result};
 use base64::Engine as _;
 use confidant_fhir::ResourceType;
+use confidant_identity::Identity;
+use confidant_policy::{Principal, Role};
 use confidant_records::Records;
 use serde_json::json;
 
@@ -18,11 +20,7 @@ const PATIENTS: &[(&str, &str, &str, &str)] = &[
     ("Väinö", "Laine", "1969-05-17", "male"),
 ];
 
-const CLINICIANS: &[(&str, &str)] = &[
-    ("Maria", "Lindqvist"),
-    ("Juhani", "Salo"),
-    ("Kaisa", "Heikkinen"),
-];
+const CLINICIANS: &[(&str, &str)] = &[("Maria", "Lindqvist"), ("Juhani", "Salo"), ("Kaisa", "Heikkinen")];
 
 const NOTES: &[&str] = &[
     "Initial assessment. Client describes low mood for several months and difficulty sleeping. Agreed on weekly sessions.",
@@ -40,29 +38,85 @@ fn synthetic_hetu(birth: &str, n: usize) -> String {
     let digits = format!("{d}{m}{}{individual}", &y[2..]);
     let number: u64 = digits.parse().unwrap_or(0);
     let sep = if y.starts_with("19") { '-' } else { 'A' };
-    format!(
-        "{d}{m}{}{sep}{individual}{}",
-        &y[2..],
-        CHECK[(number % 31) as usize] as char
-    )
+    format!("{d}{m}{}{sep}{individual}{}", &y[2..], CHECK[(number % 31) as usize] as char)
 }
 
-async fn seed(records: &Records) -> Result<()> {
+/// A demo account as printed.
+struct DemoUser {
+    username: String,
+    role: Role,
+    password: String,
+    totp_secret: Option<String>,
+}
+
+fn clinician(user_id: &str, practitioner_id: &str) -> Principal {
+    Principal {
+        user_id: user_id.into(),
+        role: Role::Clinician,
+        practitioner_id: Some(practitioner_id.into()),
+        patient_id: None,
+        scopes: None,
+    }
+}
+
+/// Random demo password: 20 hex characters (never on any common list).
+fn demo_password() -> Result<String> {
+    Ok(confidant_vault::random_id()?[..20].to_owned())
+}
+
+async fn add_user(
+    identity: &Identity,
+    users: &mut Vec<DemoUser>,
+    username: &str,
+    role: Role,
+    practitioner: Option<&str>,
+    patient: Option<&str>,
+) -> Result<String> {
+    let password = demo_password()?;
+    let id = identity.add_user(username, role, &password, practitioner, patient).await?;
+    let mut totp_secret = None;
+    if role.is_staff() {
+        // Enrol TOTP now, so that every role can log in at once (demo only).
+        let e = identity.totp_begin(&id).await?;
+        let secret = confidant_vault::totp::TotpSecret::from_bytes(
+            &data_encoding::BASE32_NOPAD.decode(e.secret_base32.as_bytes()).context("base32")?,
+        );
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        identity.totp_confirm(&id, None, &confidant_vault::totp::code_at(&secret, now)).await?;
+        totp_secret = Some(e.secret_base32);
+    }
+    users.push(DemoUser { username: username.into(), role, password, totp_secret });
+    Ok(id)
+}
+
+/// Synthetic practitioners, users of every role, patients on their
+/// clinicians' care teams, encounters and notes. Returns the accounts and
+/// an API token of the first clinician.
+async fn seed(records: &Records, identity: &Identity) -> Result<(Vec<DemoUser>, String)> {
+    let admin = crate::users::console_admin();
+    let mut users = Vec::new();
     let mut practitioners = Vec::new();
-    for (given, family) in CLINICIANS {
+    for (i, (given, family)) in CLINICIANS.iter().enumerate() {
         let p = records
             .create(
+                &admin,
                 ResourceType::Practitioner,
                 json!({"resourceType": "Practitioner", "active": true,
                        "name": [{"family": family, "given": [given], "prefix": ["PsM"]}],
                        "qualification": [{"code": {"text": "Licensed psychotherapist"}}]}),
             )
             .await?;
-        practitioners.push(p.id);
+        let user_id = add_user(identity, &mut users, &given.to_lowercase(), Role::Clinician, Some(&p.id), None).await?;
+        practitioners.push(clinician(&user_id, &p.id));
+        let _ = i;
     }
+    let mut first_patient = None;
     for (i, (given, family, birth, gender)) in PATIENTS.iter().enumerate() {
+        let by = &practitioners[i % practitioners.len()];
+        let pr = by.practitioner_id.clone().unwrap_or_default();
         let patient = records
             .create(
+                by,
                 ResourceType::Patient,
                 json!({
                     "resourceType": "Patient", "active": true,
@@ -76,31 +130,40 @@ async fn seed(records: &Records) -> Result<()> {
                 }),
             )
             .await?;
-        let clinician = &practitioners[i % practitioners.len()];
+        first_patient.get_or_insert(patient.id.clone());
         for (s, note) in NOTES.iter().enumerate().take(1 + i % NOTES.len()) {
             let day = format!("2026-11-{:02}", 2 + 7 * s);
             let enc = records
                 .create(
+                    by,
                     ResourceType::Encounter,
                     json!({
                         "resourceType": "Encounter", "status": "finished",
                         "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB", "display": "ambulatory"},
                         "type": [{"text": "Psychotherapy session"}],
                         "subject": {"reference": format!("Patient/{}", patient.id)},
-                        "participant": [{"individual": {"reference": format!("Practitioner/{clinician}")}}],
+                        "participant": [{"individual": {"reference": format!("Practitioner/{pr}")}}],
                         "period": {"start": format!("{day}T09:00:00Z"), "end": format!("{day}T09:50:00Z")}
                     }),
                 )
                 .await?;
+            // The first note of each patient is shared with them; later ones are
+            // the therapist's psychotherapy (process) notes.
+            let meta = if s == 0 {
+                json!({"tag": [{"system": confidant_fhir::SHARING_SYSTEM, "code": confidant_fhir::SHARED_WITH_PATIENT}]})
+            } else {
+                json!({"security": [{"system": confidant_fhir::ACT_CODE_SYSTEM, "code": confidant_fhir::PSYCHOTHERAPY_NOTE}]})
+            };
             records
                 .create(
+                    by,
                     ResourceType::DocumentReference,
                     json!({
                         "resourceType": "DocumentReference", "status": "current",
-                        "type": {"text": "Session note"},
+                        "meta": meta,
+                        "type": {"text": if s == 0 { "Session summary" } else { "Psychotherapy note" }},
                         "subject": {"reference": format!("Patient/{}", patient.id)},
                         "date": format!("{day}T10:00:00Z"),
-                        "author": [{"reference": format!("Practitioner/{clinician}")}],
                         "content": [{"attachment": {
                             "contentType": "text/plain; charset=utf-8",
                             "data": base64::engine::general_purpose::STANDARD.encode(note)
@@ -111,42 +174,53 @@ async fn seed(records: &Records) -> Result<()> {
                 .await?;
         }
     }
-    Ok(())
+    add_user(identity, &mut users, "admin", Role::Admin, None, None).await?;
+    add_user(identity, &mut users, "reception", Role::Reception, None, None).await?;
+    add_user(identity, &mut users, "auditor", Role::Auditor, None, None).await?;
+    add_user(identity, &mut users, "aino", Role::Patient, None, first_patient.as_deref()).await?;
+    let (_, token) = identity.create_api_token("maria", "demo", "user/*.*", 24 * 3_600_000).await?;
+    Ok((users, token))
 }
 
 pub async fn run(listen: &str) -> Result<()> {
-    let tmp = tempfile::Builder::new()
-        .prefix("confidant-demo-")
-        .tempdir()
-        .context("cannot create a temporary folder")?;
+    let tmp =
+        tempfile::Builder::new().prefix("confidant-demo-").tempdir().context("cannot create a temporary folder")?;
     let dir = tmp.path().join("data");
     let key_file = tmp.path().join("keys").join("demo.kek");
     instance::init_quiet(&dir, Some(key_file.clone()), None).await?;
-    let (config, records) = instance::open(&dir).await?;
-    seed(&records)
-        .await
-        .context("cannot create the synthetic patients")?;
-    let (_, token) = instance::create_token(records.store(), "demo").await?;
+    let (config, records, identity) = instance::open_identity(&dir).await?;
+    let (users, token) = seed(&records, &identity).await.context("cannot create the synthetic clinic")?;
+    drop(identity);
+    let records = std::sync::Arc::try_unwrap(records).map_err(|_| anyhow::anyhow!("records still shared"))?;
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,
-        Err(_) => tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .context("cannot listen on localhost")?,
+        Err(_) => tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot listen on localhost")?,
     };
     let url = format!("http://{}", listener.local_addr()?);
-    println!(
-        "Confidant demo: a throwaway instance with {} synthetic patients.",
-        PATIENTS.len()
-    );
+    println!("Confidant demo: a throwaway clinic with {} synthetic patients.", PATIENTS.len());
     println!("  data:      {} (deleted on exit)", dir.display());
     println!("  key file:  {}", key_file.display());
     println!("  FHIR API:  {url}/fhir/r4");
     println!("  API token: {token}");
+    println!("             (acts as clinician maria, scope user/*.*: she sees her own patients only)");
+    println!();
+    println!("Accounts (demo only: passwords and TOTP secrets are printed here and nowhere else):");
+    println!("  {:<10} {:<10} {:<22} TOTP secret (add to an authenticator app)", "username", "role", "password");
+    for u in &users {
+        println!(
+            "  {:<10} {:<10} {:<22} {}",
+            u.username,
+            u.role.as_str(),
+            u.password,
+            u.totp_secret.as_deref().unwrap_or("- (patients need none)")
+        );
+    }
     println!();
     println!("Try:");
     println!("  curl -H 'Authorization: Bearer {token}' '{url}/fhir/r4/Patient?family=virtanen'");
+    println!("  curl -H 'Authorization: Bearer {token}' '{url}/fhir/r4/DocumentReference?_count=5'");
     println!(
-        "  curl -H 'Authorization: Bearer {token}' '{url}/fhir/r4/DocumentReference?_count=5'"
+        "  curl -H 'Content-Type: application/json' -d '{{\"username\":\"reception\",\"password\":\"...\",\"code\":\"<TOTP>\",\"client\":\"bearer\"}}' {url}/api/v1/session"
     );
     println!("Press Ctrl-C to stop and delete everything.");
     instance::run_server(&config, records, listener).await?;
@@ -164,9 +238,6 @@ mod tests {
         assert_eq!(code.len(), 11);
         assert!(code.starts_with("131052-900"));
         let number: u64 = "131052308".parse().unwrap_or(0);
-        assert_eq!(
-            b"0123456789ABCDEFHJKLMNPRSTUVWXY"[(number % 31) as usize],
-            b'T'
-        );
+        assert_eq!(b"0123456789ABCDEFHJKLMNPRSTUVWXY"[(number % 31) as usize], b'T');
     }
 }

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use confidant_identity::Identity;
+use confidant_policy::Role;
 use confidant_records::{Records, SystemClock};
 use confidant_server::{AppState, HttpSettings};
 use confidant_store::Store;
@@ -17,11 +19,7 @@ fn now_millis() -> i64 {
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {
-    Ok(if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        std::env::current_dir()?.join(p)
-    })
+    Ok(if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir()?.join(p) })
 }
 
 /// What `init` made.
@@ -29,53 +27,37 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 pub struct Initialised {
     pub config: Config,
     pub key_file: PathBuf,
+    /// One-time code for the first administrator's account.
+    pub enrolment_code: String,
 }
 
 /// `confidant init`: a new instance in `dir`, its key file outside `dir`.
-pub async fn init(
-    dir: &Path,
-    key_file: Option<PathBuf>,
-    database_url: Option<String>,
-) -> Result<Initialised> {
+pub async fn init(dir: &Path, key_file: Option<PathBuf>, database_url: Option<String>) -> Result<Initialised> {
     let made = init_quiet(dir, key_file, database_url).await?;
     println!("Created a Confidant instance in {}", dir.display());
     println!("  instance id:  {}", made.config.instance_id);
     println!(
         "  database:     {}",
-        if made.config.database.url.starts_with("sqlite") {
-            "SQLite (embedded)"
-        } else {
-            "PostgreSQL"
-        }
+        if made.config.database.url.starts_with("sqlite") { "SQLite (embedded)" } else { "PostgreSQL" }
     );
     println!("  key file:     {} (mode 0600)", made.key_file.display());
     println!();
     println!("Next:");
-    println!(
-        "  1. Back up the key file now, somewhere apart from the data. Without it the data cannot be read."
-    );
-    println!(
-        "  2. Create an API token:   confidant token create --dir {}",
-        dir.display()
-    );
-    println!(
-        "  3. Start the server:      confidant serve --dir {}",
-        dir.display()
-    );
+    println!("  1. Back up the key file now, somewhere apart from the data. Without it the data cannot be read.");
+    println!("  2. Create the first administrator, either here:");
+    println!("       confidant user add --dir {} --username NAME --role admin", dir.display());
+    println!("     or over the API with this one-time enrolment code (valid 7 days):");
+    println!("       {}", made.enrolment_code);
+    println!("       POST /api/v1/enrol {{\"code\": \"...\", \"username\": \"...\", \"password\": \"...\"}}");
+    println!("  3. Start the server:      confidant serve --dir {}", dir.display());
+    println!("  4. Log in (POST /api/v1/session) and enrol the second factor; staff cannot work without it.");
     Ok(made)
 }
 
-pub async fn init_quiet(
-    dir: &Path,
-    key_file: Option<PathBuf>,
-    database_url: Option<String>,
-) -> Result<Initialised> {
+pub async fn init_quiet(dir: &Path, key_file: Option<PathBuf>, database_url: Option<String>) -> Result<Initialised> {
     let dir = absolute(dir)?;
     if Config::path(&dir).exists() {
-        bail!(
-            "{} already holds a Confidant instance; choose another --dir",
-            dir.display()
-        );
+        bail!("{} already holds a Confidant instance; choose another --dir", dir.display());
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = dir.canonicalize()?;
@@ -85,67 +67,43 @@ pub async fn init_quiet(
         None => config::default_key_file(&instance_id)?,
     };
     // The key must not live next to the data (DESIGN.md §11.4).
-    let key_parent = key_path
-        .parent()
-        .map(|p| p.canonicalize().unwrap_or_else(|_| p.to_path_buf()));
+    let key_parent = key_path.parent().map(|p| p.canonicalize().unwrap_or_else(|_| p.to_path_buf()));
     if key_parent.as_deref().is_some_and(|p| p.starts_with(&dir)) {
-        bail!(
-            "the key file must be outside the instance directory {}; pass --key-file elsewhere",
-            dir.display()
-        );
+        bail!("the key file must be outside the instance directory {}; pass --key-file elsewhere", dir.display());
     }
     if key_path.exists() {
-        bail!(
-            "{} already exists; a key file is never overwritten. Choose another --key-file",
-            key_path.display()
-        );
+        bail!("{} already exists; a key file is never overwritten. Choose another --key-file", key_path.display());
     }
     let url = database_url.unwrap_or_else(|| format!("sqlite://{SQLITE_FILE}"));
     let keys = KeyFile::generate(&instance_id)?;
     let config = Config {
         instance_id: instance_id.clone(),
         database: Database { url },
-        keys: Keys {
-            provider: "key-file".into(),
-            key_file: key_path.clone(),
-            check_value: keys.check_value().into(),
-        },
+        keys: Keys { provider: "key-file".into(), key_file: key_path.clone(), check_value: keys.check_value().into() },
         server: Server::default(),
+        access: Default::default(),
     };
-    let store = Store::connect(&config.database_url(&dir)?, true)
-        .await
-        .context("cannot open the database")?;
-    if confidant_records::instance_id(&store)
-        .await
-        .ok()
-        .flatten()
-        .is_some()
-    {
+    let store = Store::connect(&config.database_url(&dir)?, true).await.context("cannot open the database")?;
+    if confidant_records::instance_id(&store).await.ok().flatten().is_some() {
         bail!("the database already belongs to an instance; give an empty database");
     }
-    store
-        .migrate()
-        .await
-        .context("cannot create the database schema")?;
+    store.migrate().await.context("cannot create the database schema")?;
     keys.create(&key_path)?;
     let vault = Vault::new(Arc::new(keys));
     confidant_records::initialise(&store, &vault, &instance_id, now_millis()).await?;
+    let records = Arc::new(Records::open(store.clone(), vault, Arc::new(SystemClock)).await?);
+    let identity = Identity::new(records, config.access.identity_settings());
+    let enrolment_code = identity.create_enrolment_code(Role::Admin).await?;
     store.close().await;
     config.save_new(&dir)?;
-    Ok(Initialised {
-        config,
-        key_file: key_path,
-    })
+    Ok(Initialised { config, key_file: key_path, enrolment_code })
 }
 
 /// Load the key named by the config, checking that it is this instance's key.
 /// Touches nothing on disk.
 fn load_key(config: &Config) -> Result<KeyFile> {
     if config.keys.provider != "key-file" {
-        bail!(
-            "keys.provider '{}' is not supported by this build (supported: key-file)",
-            config.keys.provider
-        );
+        bail!("keys.provider '{}' is not supported by this build (supported: key-file)", config.keys.provider);
     }
     let path = &config.keys.key_file;
     if !path.exists() {
@@ -155,8 +113,7 @@ fn load_key(config: &Config) -> Result<KeyFile> {
             path.display()
         );
     }
-    let key = KeyFile::load(path)
-        .with_context(|| "cannot use the key file; nothing was changed".to_string())?;
+    let key = KeyFile::load(path).with_context(|| "cannot use the key file; nothing was changed".to_string())?;
     if key.instance_id() != config.instance_id || key.check_value() != config.keys.check_value {
         bail!(
             "the key file {} is not the key of this instance (expected key check value {}, found {}); \
@@ -177,9 +134,7 @@ async fn open_store(dir: &Path) -> Result<(Config, Store)> {
     {
         bail!("the database {} is missing", db.display());
     }
-    let store = Store::connect(&config.database_url(dir)?, false)
-        .await
-        .context("cannot open the database")?;
+    let store = Store::connect(&config.database_url(dir)?, false).await.context("cannot open the database")?;
     Ok((config, store))
 }
 
@@ -188,25 +143,13 @@ pub async fn open(dir: &Path) -> Result<(Config, Records)> {
     let config = Config::load(dir)?;
     let key = load_key(&config)?;
     let (_, store) = open_store(dir).await?;
-    store
-        .migrate()
-        .await
-        .context("cannot bring the database schema up to date")?;
+    store.migrate().await.context("cannot bring the database schema up to date")?;
     match confidant_records::instance_id(&store).await? {
         Some(id) if id == config.instance_id => {}
-        Some(_) => bail!(
-            "the database belongs to another instance than {}",
-            Config::path(dir).display()
-        ),
+        Some(_) => bail!("the database belongs to another instance than {}", Config::path(dir).display()),
         None => bail!("the database was never initialised; run `confidant init`"),
     }
-    match Records::open(
-        store.clone(),
-        Vault::new(Arc::new(key)),
-        Arc::new(SystemClock),
-    )
-    .await
-    {
+    match Records::open(store.clone(), Vault::new(Arc::new(key)), Arc::new(SystemClock)).await {
         Ok(records) => Ok((config, records)),
         Err(e) => {
             store.close().await;
@@ -216,28 +159,21 @@ pub async fn open(dir: &Path) -> Result<(Config, Records)> {
 }
 
 /// Run the HTTP server for opened records until Ctrl-C or SIGTERM.
-pub async fn run_server(
-    config: &Config,
-    records: Records,
-    listener: tokio::net::TcpListener,
-) -> Result<()> {
+pub async fn run_server(config: &Config, records: Records, listener: tokio::net::TcpListener) -> Result<()> {
     let addr = listener.local_addr()?;
-    let base_url = config
-        .server
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
+    let base_url = config.server.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
     let records = Arc::new(records);
+    let identity = Arc::new(Identity::new(records.clone(), config.access.identity_settings()));
+    // The first dummy password check computes its hash; do it before the first login.
+    confidant_vault::password::verify_dummy("warm-up");
     let state = AppState {
         records: records.clone(),
+        identity,
+        secure_cookies: base_url.starts_with("https://"),
+        break_glass_minutes: config.access.break_glass_minutes,
         base_url: base_url.trim_end_matches('/').to_owned(),
     };
-    let router = confidant_server::router(
-        state,
-        &HttpSettings {
-            max_body_bytes: config.server.max_body_bytes,
-        },
-    );
+    let router = confidant_server::router(state, &HttpSettings { max_body_bytes: config.server.max_body_bytes });
     println!("listening on http://{addr}");
     tracing::info!(%addr, backend = records.store().backend_name(), "serving");
     confidant_server::serve(listener, router, shutdown_signal()).await?;
@@ -268,38 +204,42 @@ async fn shutdown_signal() {
 pub async fn serve(dir: &Path, listen: Option<String>) -> Result<()> {
     let (config, records) = open(dir).await?;
     let addr = listen.unwrap_or_else(|| config.server.listen.clone());
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     run_server(&config, records, listener).await
 }
 
-/// Create an API token; returns it (shown once).
-pub async fn create_token(store: &Store, label: &str) -> Result<(String, String)> {
-    if label.len() > 200 || label.chars().any(char::is_control) {
-        bail!("--label must be at most 200 printable characters");
+/// Parse a lifetime such as `90d`, `12h` or `30m` into milliseconds.
+pub fn parse_lifetime(s: &str) -> Result<i64> {
+    let (num, unit) = s.trim().split_at(s.trim().len().saturating_sub(1));
+    let n: i64 = num.parse().map_err(|_| anyhow::anyhow!("lifetime must look like 90d, 12h or 30m"))?;
+    let ms = match unit {
+        "d" => n * 86_400_000,
+        "h" => n * 3_600_000,
+        "m" => n * 60_000,
+        _ => bail!("lifetime must look like 90d, 12h or 30m"),
+    };
+    if n <= 0 || n > 400 * 86_400_000 / (ms / n).max(1) {
+        bail!("lifetime must be positive and at most 400 days");
     }
-    let token = confidant_server::new_token()?;
-    let id = confidant_vault::random_id()?[..12].to_owned();
-    store
-        .insert_api_token(
-            &id,
-            &confidant_server::hash_token(&token),
-            label,
-            now_millis(),
-        )
-        .await?;
-    Ok((id, token))
+    Ok(ms)
 }
 
-pub async fn token_create(dir: &Path, label: &str) -> Result<()> {
-    let (_, store) = open_store(dir).await?;
-    let (id, token) = create_token(&store, label).await?;
-    store.close().await;
+/// Open an instance's identity service (needs the key: usernames are sealed).
+pub async fn open_identity(dir: &Path) -> Result<(Config, Arc<Records>, Identity)> {
+    let (config, records) = open(dir).await?;
+    let records = Arc::new(records);
+    let identity = Identity::new(records.clone(), config.access.identity_settings());
+    Ok((config, records, identity))
+}
+
+pub async fn token_create(dir: &Path, user: &str, scopes: &str, lifetime: &str, label: &str) -> Result<()> {
+    let lifetime = parse_lifetime(lifetime)?;
+    let (_, records, identity) = open_identity(dir).await?;
+    let result = identity.create_api_token(user, label, scopes, lifetime).await;
+    records.store().close().await;
+    let (id, token) = result?;
     println!("{token}");
-    eprintln!(
-        "Token {id} created. It is shown only this once; store it in the client's secret store."
-    );
+    eprintln!("Token {id} created for {user}. It is shown only this once; store it in the client's secret store.");
     eprintln!(
         "Use it as:  Authorization: Bearer <token>.  Revoke with: confidant token revoke --dir {} --id {id}",
         dir.display()
@@ -311,18 +251,24 @@ pub async fn token_list(dir: &Path) -> Result<()> {
     let (_, store) = open_store(dir).await?;
     let tokens = store.api_tokens().await?;
     store.close().await;
-    println!("{:<14} {:<10} {:<26} label", "id", "status", "created");
+    println!("{:<14} {:<8} {:<34} {:<26} {:<26} scopes / label", "id", "status", "user", "created", "expires");
+    let now = now_millis();
     for t in tokens {
         let status = if t.revoked_at.is_some() {
             "revoked"
+        } else if t.expires_at.is_some_and(|e| e <= now) {
+            "expired"
         } else {
             "active"
         };
         println!(
-            "{:<14} {:<10} {:<26} {}",
+            "{:<14} {:<8} {:<34} {:<26} {:<26} {} / {}",
             t.id,
             status,
+            t.user_id.as_deref().unwrap_or("-"),
             confidant_fhir::instant(t.created_at),
+            t.expires_at.map(confidant_fhir::instant).unwrap_or_else(|| "-".into()),
+            t.scopes.as_deref().unwrap_or("-"),
             t.label
         );
     }
@@ -334,10 +280,7 @@ pub async fn token_revoke(dir: &Path, id: &str) -> Result<()> {
     let revoked = store.revoke_api_token(id, now_millis()).await?;
     store.close().await;
     if !revoked {
-        bail!(
-            "no active token has id {id}; see `confidant token list --dir {}`",
-            dir.display()
-        );
+        bail!("no active token has id {id}; see `confidant token list --dir {}`", dir.display());
     }
     println!("Token {id} revoked.");
     Ok(())

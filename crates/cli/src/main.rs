@@ -5,6 +5,7 @@
 mod config;
 mod demo;
 mod instance;
+mod users;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -58,7 +59,12 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
-    /// API tokens for FHIR clients (until staff accounts arrive).
+    /// Staff and patient accounts.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+    /// API tokens for integrations: per user, scoped, expiring, revocable.
     Token {
         #[command(subcommand)]
         action: TokenAction,
@@ -66,16 +72,91 @@ enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+enum UserAction {
+    /// Add an account. The password is read from a prompt, or from stdin with
+    /// --password-stdin; never from the command line.
+    Add {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        username: String,
+        /// admin, clinician, reception, auditor or patient.
+        #[arg(long)]
+        role: String,
+        /// For a clinician without --practitioner: their name, to create their Practitioner record.
+        #[arg(long)]
+        name: Option<String>,
+        /// For a clinician: the id of their Practitioner record.
+        #[arg(long)]
+        practitioner: Option<String>,
+        /// For a patient: the id of their Patient record.
+        #[arg(long)]
+        patient: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List accounts: role, second factor, status (active, locked, disabled).
+    List {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Disable an account; its sessions and tokens end at once.
+    Disable {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Username or user id.
+        #[arg(long)]
+        user: String,
+    },
+    /// Re-enable a disabled account.
+    Enable {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        user: String,
+    },
+    /// Remove a user's second factor (lost phone); they enrol a new one at next login.
+    ResetMfa {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        user: String,
+    },
+    /// Lift a lockout after repeated failed logins.
+    Unlock {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Username.
+        #[arg(long)]
+        user: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum TokenAction {
-    /// Create a token and print it once. Only its hash is stored: copy it now.
+    /// Create a token for a user and print it once. Only its hash is stored.
+    ///
+    /// The token can do no more than the user's role allows, narrowed by its
+    /// scopes (SMART on FHIR style: user/Patient.read, user/Encounter.write,
+    /// user/*.read, user/*.*), and it expires.
     Create {
         #[arg(long)]
         dir: PathBuf,
+        /// Username or user id the token acts as.
+        #[arg(long)]
+        user: String,
+        /// Space-separated scopes, e.g. "user/Patient.read user/Encounter.read".
+        #[arg(long)]
+        scope: String,
+        /// Lifetime: 90d, 12h or 30m (at most 400 days).
+        #[arg(long, default_value = "90d")]
+        expires_in: String,
         /// A note on what the token is for (e.g. the integrating system's name).
         #[arg(long, default_value = "api")]
         label: String,
     },
-    /// List tokens (ids, labels, dates; never the tokens themselves).
+    /// List tokens (ids, users, scopes, dates; never the tokens themselves).
     List {
         #[arg(long)]
         dir: PathBuf,
@@ -91,8 +172,7 @@ enum TokenAction {
 
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("CONFIDANT_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let filter = EnvFilter::try_from_env("CONFIDANT_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -105,13 +185,8 @@ fn init_logging() {
 /// Panics print where, never what: a payload could carry data (DESIGN.md §11.1).
 fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
-        let at = info
-            .location()
-            .map(|l| format!("{}:{}", l.file(), l.line()))
-            .unwrap_or_default();
-        eprintln!(
-            "confidant: internal error at {at}; please report it (no record content was printed)"
-        );
+        let at = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+        eprintln!("confidant: internal error at {at}; please report it (no record content was printed)");
     }));
 }
 
@@ -119,10 +194,7 @@ fn main() -> ExitCode {
     install_panic_hook();
     let cli = Cli::parse();
     init_logging();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -132,16 +204,33 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         match cli.command {
             Command::Demo { listen } => demo::run(&listen).await,
-            Command::Init {
-                dir,
-                key_file,
-                database_url,
-            } => instance::init(&dir, key_file, database_url)
-                .await
-                .map(|_| ()),
+            Command::Init { dir, key_file, database_url } => {
+                instance::init(&dir, key_file, database_url).await.map(|_| ())
+            }
             Command::Serve { dir, listen } => instance::serve(&dir, listen).await,
+            Command::User { action } => match action {
+                UserAction::Add { dir, username, role, name, practitioner, patient, password_stdin } => {
+                    users::add(
+                        &dir,
+                        &username,
+                        &role,
+                        name.as_deref(),
+                        practitioner.as_deref(),
+                        patient.as_deref(),
+                        password_stdin,
+                    )
+                    .await
+                }
+                UserAction::List { dir } => users::list(&dir).await,
+                UserAction::Disable { dir, user } => users::change(&dir, &user, users::Change::Disable).await,
+                UserAction::Enable { dir, user } => users::change(&dir, &user, users::Change::Enable).await,
+                UserAction::ResetMfa { dir, user } => users::change(&dir, &user, users::Change::ResetMfa).await,
+                UserAction::Unlock { dir, user } => users::change(&dir, &user, users::Change::Unlock).await,
+            },
             Command::Token { action } => match action {
-                TokenAction::Create { dir, label } => instance::token_create(&dir, &label).await,
+                TokenAction::Create { dir, user, scope, expires_in, label } => {
+                    instance::token_create(&dir, &user, &scope, &expires_in, &label).await
+                }
                 TokenAction::List { dir } => instance::token_list(&dir).await,
                 TokenAction::Revoke { dir, id } => instance::token_revoke(&dir, &id).await,
             },

@@ -6,11 +6,10 @@ use crate::{ResourceType, SearchParam, search_params};
 
 /// The server's CapabilityStatement. `base` is the FHIR base URL.
 pub fn capability_statement(base: &str, software_version: &str, date: &str) -> Value {
-    let resources: Vec<Value> =
-        ResourceType::ALL
-            .iter()
-            .map(|rt| {
-                let params: Vec<Value> = search_params(*rt)
+    let resources: Vec<Value> = ResourceType::ALL
+        .iter()
+        .map(|rt| {
+            let params: Vec<Value> = search_params(*rt)
                 .iter()
                 .map(|p| match p {
                     SearchParam::Blind { name, fhir_type, doc, .. } => {
@@ -23,22 +22,22 @@ pub fn capability_statement(base: &str, software_version: &str, date: &str) -> V
                     SearchParam::Id => json!({"name": "_id", "type": "token"}),
                 })
                 .collect();
-                json!({
-                    "type": rt.as_str(),
-                    "interaction": [
-                        {"code": "read"}, {"code": "vread"}, {"code": "update"},
-                        {"code": "history-instance"}, {"code": "create"}, {"code": "search-type"}
-                    ],
-                    "versioning": "versioned",
-                    "readHistory": true,
-                    "updateCreate": false,
-                    "conditionalCreate": false,
-                    "conditionalUpdate": false,
-                    "conditionalDelete": "not-supported",
-                    "searchParam": params,
-                })
+            json!({
+                "type": rt.as_str(),
+                "interaction": [
+                    {"code": "read"}, {"code": "vread"}, {"code": "update"},
+                    {"code": "history-instance"}, {"code": "create"}, {"code": "search-type"}
+                ],
+                "versioning": "versioned",
+                "readHistory": true,
+                "updateCreate": false,
+                "conditionalCreate": false,
+                "conditionalUpdate": false,
+                "conditionalDelete": "not-supported",
+                "searchParam": params,
             })
-            .collect();
+        })
+        .collect();
     json!({
         "resourceType": "CapabilityStatement",
         "status": "active",

@@ -16,8 +16,8 @@ mod search;
 pub use capability::capability_statement;
 pub use outcome::{IssueType, operation_outcome};
 pub use resource::{
-    ACT_CODE_SYSTEM, PSYCHOTHERAPY_NOTE, RELEASED_TO_CARE_TEAM, ResourceType, SHARED_WITH_PATIENT,
-    SHARING_SYSTEM, Validated, is_valid_id, validate,
+    ACT_CODE_SYSTEM, PSYCHOTHERAPY_NOTE, RELEASED_TO_CARE_TEAM, ResourceType, SHARED_WITH_PATIENT, SHARING_SYSTEM,
+    Validated, is_valid_id, validate,
 };
 pub use search::{SearchParam, ValueKind, search_params};
 
@@ -25,9 +25,7 @@ pub use search::{SearchParam, ValueKind, search_params};
 pub fn instant(unix_millis: i64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_millis) * 1_000_000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let f = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
+    let f = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
     t.format(&f).unwrap_or_default()
 }
 
@@ -45,13 +43,7 @@ pub fn http_date(unix_millis: i64) -> String {
 mod tests {
     #[test]
     fn time_formats() {
-        assert_eq!(
-            super::instant(1_700_000_000_123),
-            "2023-11-14T22:13:20.123Z"
-        );
-        assert_eq!(
-            super::http_date(1_700_000_000_123),
-            "Tue, 14 Nov 2023 22:13:20 GMT"
-        );
+        assert_eq!(super::instant(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(super::http_date(1_700_000_000_123), "Tue, 14 Nov 2023 22:13:20 GMT");
     }
 }

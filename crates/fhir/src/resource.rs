@@ -39,10 +39,7 @@ impl ResourceType {
 
     /// Whether records of this type belong to a patient through `subject`.
     pub fn has_subject(self) -> bool {
-        matches!(
-            self,
-            ResourceType::Encounter | ResourceType::DocumentReference
-        )
+        matches!(self, ResourceType::Encounter | ResourceType::DocumentReference)
     }
 
     /// The elements R4 defines for this type (besides the common ones).
@@ -143,17 +140,8 @@ impl ResourceType {
 }
 
 /// Elements every DomainResource has.
-const COMMON_ELEMENTS: &[&str] = &[
-    "resourceType",
-    "id",
-    "meta",
-    "implicitRules",
-    "language",
-    "text",
-    "contained",
-    "extension",
-    "modifierExtension",
-];
+const COMMON_ELEMENTS: &[&str] =
+    &["resourceType", "id", "meta", "implicitRules", "language", "text", "contained", "extension", "modifierExtension"];
 
 /// The v3 Confidentiality code system (used in `meta.security`).
 pub const CONFIDENTIALITY_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality";
@@ -188,15 +176,12 @@ pub struct Validated {
 }
 
 fn has_coding(m: &Map<String, Value>, element: &str, system: &str, code: &str) -> bool {
-    m.get("meta")
-        .and_then(|meta| meta.get(element))
-        .and_then(Value::as_array)
-        .is_some_and(|codings| {
-            codings.iter().any(|c| {
-                c.get("system").and_then(Value::as_str) == Some(system)
-                    && c.get("code").and_then(Value::as_str) == Some(code)
-            })
+    m.get("meta").and_then(|meta| meta.get(element)).and_then(Value::as_array).is_some_and(|codings| {
+        codings.iter().any(|c| {
+            c.get("system").and_then(Value::as_str) == Some(system)
+                && c.get("code").and_then(Value::as_str) == Some(code)
         })
+    })
 }
 
 fn check_tags(m: &Map<String, Value>) -> Check<()> {
@@ -213,8 +198,7 @@ fn check_tags(m: &Map<String, Value>) -> Check<()> {
 
 fn reference_id(v: &Value, path: &str, target: &str) -> Check<String> {
     let r = obj(v, path)?;
-    let reference =
-        string(r, "reference", path)?.ok_or_else(|| format!("{path}.reference is required"))?;
+    let reference = string(r, "reference", path)?.ok_or_else(|| format!("{path}.reference is required"))?;
     match reference.split_once('/') {
         Some((t, id)) if t == target && is_valid_id(id) => Ok(id.to_owned()),
         _ => Err(format!("{path}.reference must be '{target}/{{id}}'")),
@@ -223,27 +207,20 @@ fn reference_id(v: &Value, path: &str, target: &str) -> Check<String> {
 
 /// A FHIR id: `[A-Za-z0-9\-\.]{1,64}`.
 pub fn is_valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
 type Check<T> = Result<T, String>;
 
 fn obj<'a>(v: &'a Value, path: &str) -> Check<&'a Map<String, Value>> {
-    v.as_object()
-        .ok_or_else(|| format!("{path} must be a JSON object"))
+    v.as_object().ok_or_else(|| format!("{path} must be a JSON object"))
 }
 
 fn array<'a>(m: &'a Map<String, Value>, key: &str, path: &str) -> Check<&'a [Value]> {
     match m.get(key) {
         None => Ok(&[]),
         Some(Value::Array(a)) if !a.is_empty() => Ok(a),
-        Some(Value::Array(_)) => Err(format!(
-            "{path}.{key} must not be an empty array (omit it instead)"
-        )),
+        Some(Value::Array(_)) => Err(format!("{path}.{key} must not be an empty array (omit it instead)")),
         Some(_) => Err(format!("{path}.{key} must be an array")),
     }
 }
@@ -257,21 +234,12 @@ fn string<'a>(m: &'a Map<String, Value>, key: &str, path: &str) -> Check<Option<
     }
 }
 
-fn code_in(
-    m: &Map<String, Value>,
-    key: &str,
-    path: &str,
-    allowed: &[&str],
-    required: bool,
-) -> Check<()> {
+fn code_in(m: &Map<String, Value>, key: &str, path: &str, allowed: &[&str], required: bool) -> Check<()> {
     match string(m, key, path)? {
         None if required => Err(format!("{path}.{key} is required")),
         None => Ok(()),
         Some(c) if allowed.contains(&c) => Ok(()),
-        Some(_) => Err(format!(
-            "{path}.{key} must be one of: {}",
-            allowed.join(", ")
-        )),
+        Some(_) => Err(format!("{path}.{key} must be one of: {}", allowed.join(", "))),
     }
 }
 
@@ -286,8 +254,7 @@ fn is_fhir_date(s: &str) -> bool {
             num(y, 4)
                 && num(m, 2)
                 && num(d, 2)
-                && time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]"))
-                    .is_ok()
+                && time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]")).is_ok()
         }
         _ => false,
     }
@@ -300,11 +267,7 @@ fn check_elements(rt: ResourceType, m: &Map<String, Value>) -> Check<()> {
             // Primitive extensions (`_birthDate`) accompany a known element.
             || key.strip_prefix('_').is_some_and(|k| rt.elements().contains(&k));
         if !known {
-            return Err(format!(
-                "{} has no element named '{}'",
-                rt.as_str(),
-                key.escape_default()
-            ));
+            return Err(format!("{} has no element named '{}'", rt.as_str(), key.escape_default()));
         }
     }
     Ok(())
@@ -330,17 +293,11 @@ fn check_meta(rt: ResourceType, m: &mut Map<String, Value>) -> Check<()> {
                 code_in(c, "code", &path, CONFIDENTIALITY_CODES, true)?;
             }
         }
-        security = meta
-            .get("security")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
+        security = meta.get("security").and_then(Value::as_array).cloned().unwrap_or_default();
     }
     // Session notes are restricted unless labelled otherwise (DESIGN.md §6).
     if rt == ResourceType::DocumentReference
-        && !security
-            .iter()
-            .any(|c| c.get("system").and_then(Value::as_str) == Some(CONFIDENTIALITY_SYSTEM))
+        && !security.iter().any(|c| c.get("system").and_then(Value::as_str) == Some(CONFIDENTIALITY_SYSTEM))
     {
         security.push(serde_json::json!({
             "system": CONFIDENTIALITY_SYSTEM,
@@ -368,11 +325,7 @@ fn index_person(
         if let Some(value) = string(ident, "value", &path)? {
             index.push(("identifier", ValueKind::Identifier, value.to_owned()));
             if let Some(system) = system {
-                index.push((
-                    "identifier",
-                    ValueKind::Identifier,
-                    format!("{system}|{value}"),
-                ));
+                index.push(("identifier", ValueKind::Identifier, format!("{system}|{value}")));
             }
         }
     }
@@ -383,9 +336,7 @@ fn index_person(
             index.push(("family", ValueKind::Text, family.to_owned()));
         }
         for (j, given) in array(name, "given", &path)?.iter().enumerate() {
-            let given = given
-                .as_str()
-                .ok_or_else(|| format!("{path}.given[{j}] must be a string"))?;
+            let given = given.as_str().ok_or_else(|| format!("{path}.given[{j}] must be a string"))?;
             index.push(("given", ValueKind::Text, given.to_owned()));
         }
         string(name, "text", &path)?;
@@ -393,29 +344,15 @@ fn index_person(
     for (i, t) in array(m, "telecom", "")?.iter().enumerate() {
         let path = format!("telecom[{i}]");
         let t = obj(t, &path)?;
-        code_in(
-            t,
-            "system",
-            &path,
-            &["phone", "fax", "email", "pager", "url", "sms", "other"],
-            false,
-        )?;
+        code_in(t, "system", &path, &["phone", "fax", "email", "pager", "url", "sms", "other"], false)?;
         let value = string(t, "value", &path)?;
         match (t.get("system").and_then(Value::as_str), value) {
             (Some("email"), Some(v)) => index.push(("email", ValueKind::Email, v.to_owned())),
-            (Some("phone" | "sms"), Some(v)) => {
-                index.push(("phone", ValueKind::Phone, v.to_owned()))
-            }
+            (Some("phone" | "sms"), Some(v)) => index.push(("phone", ValueKind::Phone, v.to_owned())),
             _ => {}
         }
     }
-    code_in(
-        m,
-        "gender",
-        "",
-        &["male", "female", "other", "unknown"],
-        false,
-    )?;
+    code_in(m, "gender", "", &["male", "female", "other", "unknown"], false)?;
     if let Some(d) = string(m, "birthDate", "")? {
         if !is_fhir_date(d) {
             return Err("birthDate must be a date: YYYY, YYYY-MM or YYYY-MM-DD".into());
@@ -432,12 +369,9 @@ fn index_person(
 
 /// The patient id in a `subject` reference, which must be `Patient/{id}`.
 fn subject_patient(m: &Map<String, Value>) -> Check<String> {
-    let subject = m
-        .get("subject")
-        .ok_or("subject is required: a reference to the Patient")?;
+    let subject = m.get("subject").ok_or("subject is required: a reference to the Patient")?;
     let subject = obj(subject, "subject")?;
-    let reference =
-        string(subject, "reference", "subject")?.ok_or("subject.reference is required")?;
+    let reference = string(subject, "reference", "subject")?.ok_or("subject.reference is required")?;
     match reference.split_once('/') {
         Some(("Patient", id)) if is_valid_id(id) => Ok(id.to_owned()),
         _ => Err("subject.reference must be 'Patient/{id}'".into()),
@@ -449,9 +383,7 @@ fn check_attachment(a: &Value, path: &str) -> Check<()> {
     let a = obj(a, path)?;
     string(a, "contentType", path)?;
     if let Some(data) = string(a, "data", path)? {
-        base64::engine::general_purpose::STANDARD
-            .decode(data)
-            .map_err(|_| format!("{path}.data must be base64"))?;
+        base64::engine::general_purpose::STANDARD.decode(data).map_err(|_| format!("{path}.data must be base64"))?;
     }
     if a.get("data").is_none() && a.get("url").is_none() {
         return Err(format!("{path} needs data (the note text, base64) or url"));
@@ -464,16 +396,11 @@ fn check_attachment(a: &Value, path: &str) -> Check<()> {
 /// notes), and return what the server needs from it. Errors name the
 /// element and what is expected; they never quote values.
 pub fn validate(rt: ResourceType, resource: &mut Value) -> Result<Validated, String> {
-    let m = resource
-        .as_object_mut()
-        .ok_or("the body must be a JSON object (a FHIR resource)")?;
+    let m = resource.as_object_mut().ok_or("the body must be a JSON object (a FHIR resource)")?;
     match m.get("resourceType") {
         Some(Value::String(t)) if t == rt.as_str() => {}
         Some(Value::String(_)) => {
-            return Err(format!(
-                "resourceType must be '{}' at this endpoint",
-                rt.as_str()
-            ));
+            return Err(format!("resourceType must be '{}' at this endpoint", rt.as_str()));
         }
         _ => return Err("resourceType is required".into()),
     }
@@ -508,21 +435,11 @@ pub fn validate(rt: ResourceType, resource: &mut Value) -> Result<Validated, Str
                 ],
                 true,
             )?;
-            obj(
-                m.get("class")
-                    .ok_or("class is required (a Coding, e.g. AMB)")?,
-                "class",
-            )?;
+            obj(m.get("class").ok_or("class is required (a Coding, e.g. AMB)")?, "class")?;
             subject = Some(subject_patient(m)?);
         }
         ResourceType::DocumentReference => {
-            code_in(
-                m,
-                "status",
-                "",
-                &["current", "superseded", "entered-in-error"],
-                true,
-            )?;
+            code_in(m, "status", "", &["current", "superseded", "entered-in-error"], true)?;
             let content = array(m, "content", "")?;
             if content.is_empty() {
                 return Err("content is required: at least one attachment".into());
@@ -531,44 +448,25 @@ pub fn validate(rt: ResourceType, resource: &mut Value) -> Result<Validated, Str
                 let path = format!("content[{i}]");
                 let c = obj(c, &path)?;
                 check_attachment(
-                    c.get("attachment")
-                        .ok_or(format!("{path}.attachment is required"))?,
+                    c.get("attachment").ok_or(format!("{path}.attachment is required"))?,
                     &format!("{path}.attachment"),
                 )?;
             }
             if let Some(d) = string(m, "date", "")?
-                && time::OffsetDateTime::parse(d, &time::format_description::well_known::Rfc3339)
-                    .is_err()
+                && time::OffsetDateTime::parse(d, &time::format_description::well_known::Rfc3339).is_err()
             {
                 return Err("date must be an instant, e.g. 2026-11-29T10:00:00Z".into());
             }
             subject = Some(subject_patient(m)?);
         }
         ResourceType::CareTeam => {
-            code_in(
-                m,
-                "status",
-                "",
-                &[
-                    "proposed",
-                    "active",
-                    "suspended",
-                    "inactive",
-                    "entered-in-error",
-                ],
-                false,
-            )?;
+            code_in(m, "status", "", &["proposed", "active", "suspended", "inactive", "entered-in-error"], false)?;
             subject = Some(subject_patient(m)?);
-            let active = matches!(
-                m.get("status").and_then(Value::as_str),
-                None | Some("active")
-            );
+            let active = matches!(m.get("status").and_then(Value::as_str), None | Some("active"));
             for (i, p) in array(m, "participant", "")?.iter().enumerate() {
                 let path = format!("participant[{i}]");
                 let p = obj(p, &path)?;
-                let member = p
-                    .get("member")
-                    .ok_or_else(|| format!("{path}.member is required"))?;
+                let member = p.get("member").ok_or_else(|| format!("{path}.member is required"))?;
                 let id = reference_id(member, &format!("{path}.member"), "Practitioner")?;
                 if active {
                     members.push(id);
@@ -576,8 +474,8 @@ pub fn validate(rt: ResourceType, resource: &mut Value) -> Result<Validated, Str
             }
         }
     }
-    let psychotherapy_note = rt == ResourceType::DocumentReference
-        && has_coding(m, "security", ACT_CODE_SYSTEM, PSYCHOTHERAPY_NOTE);
+    let psychotherapy_note =
+        rt == ResourceType::DocumentReference && has_coding(m, "security", ACT_CODE_SYSTEM, PSYCHOTHERAPY_NOTE);
     Ok(Validated {
         subject_patient: subject,
         index,
@@ -606,23 +504,8 @@ mod tests {
         let v = validate(ResourceType::Patient, &mut p).unwrap();
         assert_eq!(v.subject_patient, None);
         let params: Vec<&str> = v.index.iter().map(|(p, _, _)| *p).collect();
-        assert_eq!(
-            params,
-            [
-                "identifier",
-                "identifier",
-                "family",
-                "given",
-                "given",
-                "email",
-                "phone",
-                "birthdate"
-            ]
-        );
-        assert!(
-            p["meta"].get("versionId").is_none(),
-            "client versionId is dropped"
-        );
+        assert_eq!(params, ["identifier", "identifier", "family", "given", "given", "email", "phone", "birthdate"]);
+        assert!(p["meta"].get("versionId").is_none(), "client versionId is dropped");
     }
 
     #[test]
@@ -638,10 +521,7 @@ mod tests {
         ];
         for mut c in cases {
             let e = validate(ResourceType::Patient, &mut c).unwrap_err();
-            assert!(
-                !e.contains("SECRETVALUE") || e.contains("no element named"),
-                "{e}"
-            );
+            assert!(!e.contains("SECRETVALUE") || e.contains("no element named"), "{e}");
         }
     }
 

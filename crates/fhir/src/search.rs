@@ -16,12 +16,7 @@ pub enum ValueKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SearchParam {
     /// Exact match through a blind index.
-    Blind {
-        name: &'static str,
-        fhir_type: &'static str,
-        kind: ValueKind,
-        doc: &'static str,
-    },
+    Blind { name: &'static str, fhir_type: &'static str, kind: ValueKind, doc: &'static str },
     /// The owning patient (`patient` and `subject`), a reference.
     Patient { name: &'static str },
     /// The logical id.
@@ -77,18 +72,13 @@ const PERSON: &[SearchParam] = &[
     },
 ];
 
-const BY_PATIENT: &[SearchParam] = &[
-    SearchParam::Id,
-    SearchParam::Patient { name: "patient" },
-    SearchParam::Patient { name: "subject" },
-];
+const BY_PATIENT: &[SearchParam] =
+    &[SearchParam::Id, SearchParam::Patient { name: "patient" }, SearchParam::Patient { name: "subject" }];
 
 /// The search parameters of `rt`, besides `_count`.
 pub fn search_params(rt: ResourceType) -> &'static [SearchParam] {
     match rt {
         ResourceType::Patient | ResourceType::Practitioner => PERSON,
-        ResourceType::Encounter | ResourceType::DocumentReference | ResourceType::CareTeam => {
-            BY_PATIENT
-        }
+        ResourceType::Encounter | ResourceType::DocumentReference | ResourceType::CareTeam => BY_PATIENT,
     }
 }

@@ -25,13 +25,7 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [
-        Role::Admin,
-        Role::Clinician,
-        Role::Reception,
-        Role::Auditor,
-        Role::Patient,
-    ];
+    pub const ALL: [Role; 5] = [Role::Admin, Role::Clinician, Role::Reception, Role::Auditor, Role::Patient];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -79,11 +73,8 @@ impl Scopes {
     pub fn parse(s: &str) -> Result<Scopes, String> {
         let mut out = Vec::new();
         for scope in s.split_whitespace() {
-            let bad = || {
-                format!(
-                    "'{scope}' is not a scope like user/Patient.read, user/Encounter.write or user/*.read"
-                )
-            };
+            let bad =
+                || format!("'{scope}' is not a scope like user/Patient.read, user/Encounter.write or user/*.read");
             let rest = scope.strip_prefix("user/").ok_or_else(bad)?;
             let (ty, perm) = rest.split_once('.').ok_or_else(bad)?;
             let ty = match ty {
@@ -151,16 +142,9 @@ pub struct Principal {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Denied {
     #[error("the {role} role may not {action} {resource}")]
-    Role {
-        role: Role,
-        action: &'static str,
-        resource: &'static str,
-    },
+    Role { role: Role, action: &'static str, resource: &'static str },
     #[error("this token's scopes do not allow {action} {resource}")]
-    Scope {
-        action: &'static str,
-        resource: &'static str,
-    },
+    Scope { action: &'static str, resource: &'static str },
     #[error("this account is not linked to a {0}; ask an administrator")]
     Unlinked(&'static str),
 }
@@ -179,11 +163,7 @@ pub fn role_permits(role: Role, rt: ResourceType, action: Action) -> bool {
     use ResourceType as T;
     match (role, rt, action) {
         // Clinicians: their patients' records (the care relationship decides which).
-        (
-            Role::Clinician,
-            T::Patient | T::Encounter | T::DocumentReference | T::CareTeam,
-            Read | Write,
-        ) => true,
+        (Role::Clinician, T::Patient | T::Encounter | T::DocumentReference | T::CareTeam, Read | Write) => true,
         (Role::Clinician, T::Practitioner, Read) => true,
         // Reception: demographics and care-team assignments; never notes or encounters.
         (Role::Reception, T::Patient | T::CareTeam, Read | Write) => true,
@@ -201,19 +181,12 @@ pub fn role_permits(role: Role, rt: ResourceType, action: Action) -> bool {
 /// May `p` perform `action` on resources of type `rt` at all?
 pub fn allowed(p: &Principal, rt: ResourceType, action: Action) -> Result<(), Denied> {
     if !role_permits(p.role, rt, action) {
-        return Err(Denied::Role {
-            role: p.role,
-            action: verb(action),
-            resource: rt.as_str(),
-        });
+        return Err(Denied::Role { role: p.role, action: verb(action), resource: rt.as_str() });
     }
-    if let Some(scopes) = &p.scopes {
-        if !scopes.permits(rt, action) {
-            return Err(Denied::Scope {
-                action: verb(action),
-                resource: rt.as_str(),
-            });
-        }
+    if let Some(scopes) = &p.scopes
+        && !scopes.permits(rt, action)
+    {
+        return Err(Denied::Scope { action: verb(action), resource: rt.as_str() });
     }
     match p.role {
         Role::Clinician if p.practitioner_id.is_none() => Err(Denied::Unlinked("Practitioner")),
@@ -231,11 +204,7 @@ pub enum Visibility {
     /// Records of patients on this practitioner's care teams (psychotherapy
     /// notes only if they are the author or released), plus patients under an
     /// active break-glass of this user (everything).
-    CareTeam {
-        practitioner_id: String,
-        user_id: String,
-        now: i64,
-    },
+    CareTeam { practitioner_id: String, user_id: String, now: i64 },
     /// The patient's own Patient resource, and notes shared with them.
     OwnRecord { patient_id: String },
 }
@@ -250,13 +219,9 @@ pub fn visibility(p: &Principal, rt: ResourceType, now: i64) -> Visibility {
             user_id: p.user_id.clone(),
             now,
         },
-        (Role::Patient, _) => Visibility::OwnRecord {
-            patient_id: p.patient_id.clone().unwrap_or_default(),
-        },
+        (Role::Patient, _) => Visibility::OwnRecord { patient_id: p.patient_id.clone().unwrap_or_default() },
         // Not reachable after `allowed`; see nothing.
-        (Role::Auditor, _) => Visibility::OwnRecord {
-            patient_id: String::new(),
-        },
+        (Role::Auditor, _) => Visibility::OwnRecord { patient_id: String::new() },
     }
 }
 
@@ -284,14 +249,8 @@ pub struct Relationship {
 pub fn sees(visibility: &Visibility, record: &RecordAccess<'_>, rel: Relationship) -> bool {
     match visibility {
         Visibility::All => true,
-        Visibility::CareTeam {
-            practitioner_id, ..
-        } => {
-            rel.break_glass
-                || (rel.care_team
-                    && record
-                        .restricted_to
-                        .is_none_or(|author| author == practitioner_id))
+        Visibility::CareTeam { practitioner_id, .. } => {
+            rel.break_glass || (rel.care_team && record.restricted_to.is_none_or(|author| author == practitioner_id))
         }
         Visibility::OwnRecord { patient_id } => {
             record.patient == Some(patient_id.as_str())
@@ -318,46 +277,15 @@ mod tests {
 
     #[test]
     fn separation_of_duties() {
-        for rt in [
-            ResourceType::Patient,
-            ResourceType::Encounter,
-            ResourceType::DocumentReference,
-        ] {
+        for rt in [ResourceType::Patient, ResourceType::Encounter, ResourceType::DocumentReference] {
             for a in [Action::Read, Action::Write] {
-                assert!(
-                    allowed(&principal(Role::Admin), rt, a).is_err(),
-                    "admin {rt:?} {a:?}"
-                );
-                assert!(
-                    allowed(&principal(Role::Auditor), rt, a).is_err(),
-                    "auditor {rt:?} {a:?}"
-                );
+                assert!(allowed(&principal(Role::Admin), rt, a).is_err(), "admin {rt:?} {a:?}");
+                assert!(allowed(&principal(Role::Auditor), rt, a).is_err(), "auditor {rt:?} {a:?}");
             }
         }
-        assert!(
-            allowed(
-                &principal(Role::Reception),
-                ResourceType::DocumentReference,
-                Action::Read
-            )
-            .is_err()
-        );
-        assert!(
-            allowed(
-                &principal(Role::Reception),
-                ResourceType::Patient,
-                Action::Write
-            )
-            .is_ok()
-        );
-        assert!(
-            allowed(
-                &principal(Role::Patient),
-                ResourceType::Patient,
-                Action::Write
-            )
-            .is_err()
-        );
+        assert!(allowed(&principal(Role::Reception), ResourceType::DocumentReference, Action::Read).is_err());
+        assert!(allowed(&principal(Role::Reception), ResourceType::Patient, Action::Write).is_ok());
+        assert!(allowed(&principal(Role::Patient), ResourceType::Patient, Action::Write).is_err());
         let mut unlinked = principal(Role::Clinician);
         unlinked.practitioner_id = None;
         assert!(allowed(&unlinked, ResourceType::Patient, Action::Read).is_err());
@@ -373,66 +301,30 @@ mod tests {
         let mut admin = principal(Role::Admin);
         admin.scopes = Some(Scopes::parse("user/*.*").unwrap());
         assert!(allowed(&admin, ResourceType::DocumentReference, Action::Read).is_err());
-        for bad in [
-            "",
-            "Patient.read",
-            "user/Observation.read",
-            "user/Patient.delete",
-            "patient/Patient.read",
-        ] {
+        for bad in ["", "Patient.read", "user/Observation.read", "user/Patient.delete", "patient/Patient.read"] {
             assert!(Scopes::parse(bad).is_err(), "{bad}");
         }
-        assert_eq!(
-            Scopes::parse("user/*.read  user/Encounter.*")
-                .unwrap()
-                .to_string(),
-            "user/*.read user/Encounter.*"
-        );
+        assert_eq!(Scopes::parse("user/*.read  user/Encounter.*").unwrap().to_string(), "user/*.read user/Encounter.*");
     }
 
     #[test]
     fn psychotherapy_notes_are_the_authors() {
-        let v = visibility(
-            &principal(Role::Clinician),
-            ResourceType::DocumentReference,
-            0,
-        );
+        let v = visibility(&principal(Role::Clinician), ResourceType::DocumentReference, 0);
         let mut note = RecordAccess {
             resource_type: ResourceType::DocumentReference,
             patient: Some("pa1"),
             restricted_to: Some("other"),
             patient_visible: false,
         };
-        let team = Relationship {
-            care_team: true,
-            break_glass: false,
-        };
+        let team = Relationship { care_team: true, break_glass: false };
         assert!(!sees(&v, &note, team));
-        assert!(sees(
-            &v,
-            &note,
-            Relationship {
-                care_team: false,
-                break_glass: true
-            }
-        ));
+        assert!(sees(&v, &note, Relationship { care_team: false, break_glass: true }));
         note.restricted_to = Some("pr1");
         assert!(sees(&v, &note, team));
         note.restricted_to = None;
-        assert!(!sees(
-            &v,
-            &note,
-            Relationship {
-                care_team: false,
-                break_glass: false
-            }
-        ));
+        assert!(!sees(&v, &note, Relationship { care_team: false, break_glass: false }));
         // The patient portal never shows a psychotherapy note, shared or not.
-        let pv = visibility(
-            &principal(Role::Patient),
-            ResourceType::DocumentReference,
-            0,
-        );
+        let pv = visibility(&principal(Role::Patient), ResourceType::DocumentReference, 0);
         note.patient_visible = true;
         assert!(sees(&pv, &note, team));
         note.restricted_to = Some("pr1");

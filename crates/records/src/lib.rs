@@ -13,12 +13,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use confidant_fhir::{ResourceType, SearchParam, ValueKind, search_params};
-use confidant_store::{
-    Criterion, DataKeyRow, ORGANISATION, SearchToken, Store, StoreError, VersionRow,
-};
-use confidant_vault::{
-    BlindIndexKey, BlindKind, DataKey, RecordContext, Vault, VaultError, WrappedKey,
-};
+use confidant_policy::{self as policy, Action, Principal, RecordAccess, Relationship, Role, Visibility};
+use confidant_store::{Criterion, DataKeyRow, ORGANISATION, SearchToken, Store, StoreError, VersionRow, Write};
+use confidant_vault::{BlindIndexKey, BlindKind, DataKey, RecordContext, Vault, VaultError, WrappedKey};
 use serde_json::Value;
 
 /// Errors of the records service. Messages name ids and elements, never content.
@@ -34,6 +31,9 @@ pub enum RecordsError {
     Unprocessable(String),
     #[error("{0}")]
     NotSupported(String),
+    /// The principal's role or token scope does not allow this action.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("version conflict: the resource is at version {current}, not the version in If-Match")]
     PreconditionFailed { current: i64 },
     #[error("conflict: the resource was changed concurrently; read it again and retry")]
@@ -152,25 +152,16 @@ fn kek_version(w: &WrappedKey) -> Result<i64> {
 
 /// The instance id recorded in a store, if it has been initialised.
 pub async fn instance_id(store: &Store) -> Result<Option<String>> {
-    Ok(store
-        .setting(SETTING_INSTANCE_ID)
-        .await?
-        .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    Ok(store.setting(SETTING_INSTANCE_ID).await?.map(|v| String::from_utf8_lossy(&v).into_owned()))
 }
 
 /// Set up a new, empty, migrated store for `instance_id`: the blind-index key
 /// and the organisation's data key, both wrapped by the vault's KEK.
 pub async fn initialise(store: &Store, vault: &Vault, instance_id: &str, now: i64) -> Result<()> {
     let (_, wrapped_blind) = vault.new_blind_index_key().map_err(RecordsError::Vault)?;
-    let (_, wrapped_org) = vault
-        .new_data_key(ORGANISATION, 1)
-        .map_err(RecordsError::Vault)?;
-    store
-        .insert_setting(SETTING_INSTANCE_ID, instance_id.as_bytes(), now)
-        .await?;
-    store
-        .insert_setting(SETTING_BLIND_KEY, &wrapped_blind.0, now)
-        .await?;
+    let (_, wrapped_org) = vault.new_data_key(ORGANISATION, 1).map_err(RecordsError::Vault)?;
+    store.insert_setting(SETTING_INSTANCE_ID, instance_id.as_bytes(), now).await?;
+    store.insert_setting(SETTING_BLIND_KEY, &wrapped_blind.0, now).await?;
     store
         .insert_data_key(
             &DataKeyRow {
@@ -189,23 +180,13 @@ impl Records {
     /// Open the records of an initialised store. Fails with
     /// [`RecordsError::WrongKey`] if the vault's KEK is not this instance's.
     pub async fn open(store: Store, vault: Vault, clock: Arc<dyn Clock>) -> Result<Records> {
-        let wrapped = store
-            .setting(SETTING_BLIND_KEY)
-            .await?
-            .ok_or(RecordsError::NotInitialised("no blind-index key"))?;
-        let blind = vault
-            .open_blind_index_key(&WrappedKey(wrapped))
-            .map_err(|e| match e {
-                VaultError::Integrity | VaultError::MissingKeyVersion(_) => RecordsError::WrongKey,
-                other => RecordsError::Vault(other),
-            })?;
-        Ok(Records {
-            store,
-            vault,
-            blind,
-            keys: Mutex::new(KeyCache::default()),
-            clock,
-        })
+        let wrapped =
+            store.setting(SETTING_BLIND_KEY).await?.ok_or(RecordsError::NotInitialised("no blind-index key"))?;
+        let blind = vault.open_blind_index_key(&WrappedKey(wrapped)).map_err(|e| match e {
+            VaultError::Integrity | VaultError::MissingKeyVersion(_) => RecordsError::WrongKey,
+            other => RecordsError::Vault(other),
+        })?;
+        Ok(Records { store, vault, blind, keys: Mutex::new(KeyCache::default()), clock })
     }
 
     pub fn store(&self) -> &Store {
@@ -272,24 +253,15 @@ impl Records {
         compartment: &str,
         resource: &Value,
     ) -> Result<Vec<u8>> {
-        let plaintext = zeroize::Zeroizing::new(
-            serde_json::to_vec(resource).map_err(|_| RecordsError::Integrity)?,
-        );
-        let ctx = RecordContext {
-            resource_type: rt.as_str(),
-            id,
-            version,
-            compartment,
-        };
+        let plaintext = zeroize::Zeroizing::new(serde_json::to_vec(resource).map_err(|_| RecordsError::Integrity)?);
+        let ctx = RecordContext { resource_type: rt.as_str(), id, version, compartment };
         key.seal(&ctx, &plaintext).map_err(RecordsError::Vault)
     }
 
     /// Decrypt one stored version. The only place a record is opened.
     async fn open_record(&self, row: VersionRow) -> Result<Stored> {
         let rt = ResourceType::parse(&row.resource_type).ok_or(RecordsError::Integrity)?;
-        let key = self
-            .data_key(&row.compartment, Some(row.key_version))
-            .await?;
+        let key = self.data_key(&row.compartment, Some(row.key_version)).await?;
         let ctx = RecordContext {
             resource_type: &row.resource_type,
             id: &row.id,
@@ -304,8 +276,7 @@ impl Records {
             );
             RecordsError::Integrity
         })?;
-        let resource: Value =
-            serde_json::from_slice(&plaintext).map_err(|_| RecordsError::Integrity)?;
+        let resource: Value = serde_json::from_slice(&plaintext).map_err(|_| RecordsError::Integrity)?;
         Ok(Stored {
             resource_type: rt,
             id: row.id,
@@ -316,19 +287,12 @@ impl Records {
     }
 
     /// Blind tokens for the validated search values of a resource.
-    fn tokens(
-        &self,
-        rt: ResourceType,
-        index: &[(&'static str, ValueKind, String)],
-    ) -> Vec<SearchToken> {
+    fn tokens(&self, rt: ResourceType, index: &[(&'static str, ValueKind, String)]) -> Vec<SearchToken> {
         index
             .iter()
             .map(|(param, kind, value)| SearchToken {
                 param,
-                token: self
-                    .blind
-                    .token(rt.as_str(), param, blind_kind(*kind), value)
-                    .to_vec(),
+                token: self.blind.token(rt.as_str(), param, blind_kind(*kind), value).to_vec(),
             })
             .collect()
     }
@@ -336,53 +300,119 @@ impl Records {
     fn stamp(resource: &mut Value, id: &str, version: i64, now: i64) {
         if let Value::Object(m) = resource {
             m.insert("id".into(), Value::String(id.to_owned()));
-            let meta = m
-                .entry("meta")
-                .or_insert_with(|| Value::Object(Default::default()));
+            let meta = m.entry("meta").or_insert_with(|| Value::Object(Default::default()));
             if let Value::Object(meta) = meta {
                 meta.insert("versionId".into(), Value::String(version.to_string()));
-                meta.insert(
-                    "lastUpdated".into(),
-                    Value::String(confidant_fhir::instant(now)),
-                );
+                meta.insert("lastUpdated".into(), Value::String(confidant_fhir::instant(now)));
             }
         }
     }
 
-    async fn compartment_for(
-        &self,
-        rt: ResourceType,
-        id: &str,
-        subject: Option<&str>,
-    ) -> Result<String> {
+    async fn compartment_for(&self, rt: ResourceType, id: &str, subject: Option<&str>) -> Result<String> {
         match (rt, subject) {
             (ResourceType::Patient, _) => Ok(id.to_owned()),
             (ResourceType::Practitioner, _) => Ok(ORGANISATION.to_owned()),
             (_, Some(patient)) => match self.store.compartment_of("Patient", patient).await? {
                 Some(_) => Ok(patient.to_owned()),
-                None => Err(RecordsError::Unprocessable(
-                    "subject refers to a Patient that does not exist".into(),
-                )),
+                None => Err(RecordsError::Unprocessable("subject refers to a Patient that does not exist".into())),
             },
             (_, None) => Err(RecordsError::Invalid("subject is required".into())),
         }
     }
 
+    // ----- access --------------------------------------------------------------------
+
+    /// Check the role/scope matrix, or [`RecordsError::Forbidden`].
+    fn allow(p: &Principal, rt: ResourceType, action: Action) -> Result<()> {
+        policy::allowed(p, rt, action).map_err(|d| RecordsError::Forbidden(d.to_string()))
+    }
+
+    /// Does `p` see this stored record? The one place a single record's
+    /// visibility is decided (searches get the same rule as SQL).
+    async fn sees(&self, p: &Principal, row: &VersionRow) -> Result<bool> {
+        let rt = ResourceType::parse(&row.resource_type).ok_or(RecordsError::Integrity)?;
+        let visibility = policy::visibility(p, rt, self.clock.now_millis());
+        let patient = (row.compartment != ORGANISATION).then_some(row.compartment.as_str());
+        let rel = match (&visibility, patient) {
+            (Visibility::CareTeam { practitioner_id, user_id, now }, Some(patient)) => {
+                let (care_team, break_glass) = self.store.relationship(practitioner_id, user_id, patient, *now).await?;
+                Relationship { care_team, break_glass }
+            }
+            _ => Relationship { care_team: false, break_glass: false },
+        };
+        let access = RecordAccess {
+            resource_type: rt,
+            patient,
+            restricted_to: row.restricted_to.as_deref(),
+            patient_visible: row.patient_visible,
+        };
+        Ok(policy::sees(&visibility, &access, rel))
+    }
+
+    fn visibility_criterion(p: &Principal, rt: ResourceType, now: i64) -> Option<Criterion> {
+        match policy::visibility(p, rt, now) {
+            Visibility::All => None,
+            Visibility::CareTeam { practitioner_id, user_id, now } => {
+                Some(Criterion::CareTeam { practitioner_id, user_id, now })
+            }
+            Visibility::OwnRecord { patient_id } => Some(Criterion::OwnRecord { patient_id }),
+        }
+    }
+
+    /// For a write: who a note is restricted to, and whether the patient sees it.
+    fn access_of(
+        p: &Principal,
+        rt: ResourceType,
+        checked: &confidant_fhir::Validated,
+    ) -> Result<(Option<String>, bool)> {
+        if rt != ResourceType::DocumentReference {
+            return Ok((None, false));
+        }
+        if checked.psychotherapy_note {
+            let Some(author) = p.practitioner_id.clone().filter(|_| p.role == Role::Clinician) else {
+                return Err(RecordsError::Forbidden("only a clinician may write a psychotherapy note".into()));
+            };
+            let restricted = (!checked.released_to_care_team).then_some(author);
+            // A psychotherapy note never appears in the patient portal.
+            return Ok((restricted, false));
+        }
+        Ok((None, checked.shared_with_patient))
+    }
+
     // ----- operations -----------------------------------------------------------------
 
     /// Create a resource with a new random id (FHIR create).
-    pub async fn create(&self, rt: ResourceType, mut resource: Value) -> Result<Stored> {
-        let checked = confidant_fhir::validate(rt, &mut resource).map_err(RecordsError::Invalid)?;
+    pub async fn create(&self, p: &Principal, rt: ResourceType, mut resource: Value) -> Result<Stored> {
+        Self::allow(p, rt, Action::Write)?;
+        let mut checked = confidant_fhir::validate(rt, &mut resource).map_err(RecordsError::Invalid)?;
+        if rt == ResourceType::DocumentReference && p.role == Role::Clinician {
+            Self::default_author(p, &mut resource, &mut checked)?;
+        }
         let id = confidant_vault::random_id().map_err(RecordsError::Vault)?;
-        let compartment = self
-            .compartment_for(rt, &id, checked.subject_patient.as_deref())
-            .await?;
+        let compartment = self.compartment_for(rt, &id, checked.subject_patient.as_deref()).await?;
+        // Writing into a patient's record needs the same relationship as reading it.
+        if rt.has_subject() {
+            let probe = VersionRow {
+                resource_type: ResourceType::Patient.as_str().into(),
+                id: compartment.clone(),
+                version_id: 0,
+                compartment: compartment.clone(),
+                key_version: 0,
+                last_updated: 0,
+                body: Vec::new(),
+                restricted_to: None,
+                patient_visible: false,
+            };
+            if !self.sees(p, &probe).await? {
+                return Err(RecordsError::Unprocessable(
+                    "subject refers to a Patient that does not exist or is not in your care".into(),
+                ));
+            }
+        }
+        let (restricted_to, patient_visible) = Self::access_of(p, rt, &checked)?;
         let now = self.clock.now_millis();
         let (key, new_key) = if rt == ResourceType::Patient {
-            let (key, wrapped) = self
-                .vault
-                .new_data_key(&compartment, 1)
-                .map_err(RecordsError::Vault)?;
+            let (key, wrapped) = self.vault.new_data_key(&compartment, 1).map_err(RecordsError::Vault)?;
             let row = DataKeyRow {
                 compartment: compartment.clone(),
                 version: 1,
@@ -403,58 +433,85 @@ impl Records {
             key_version: i64::from(key.version()),
             last_updated: now,
             body,
+            restricted_to,
+            patient_visible,
         };
+        let care_team = (rt == ResourceType::CareTeam).then_some(checked.care_team_members.as_slice());
         self.store
-            .create(&row, &self.tokens(rt, &checked.index), new_key.as_ref())
+            .create(Write { row: &row, tokens: &self.tokens(rt, &checked.index), new_key: new_key.as_ref(), care_team })
             .await?;
         if let Some(k) = new_key {
             self.cache_key(&compartment, k.version, key, true);
         }
-        Ok(Stored {
-            resource_type: rt,
-            id,
-            version_id: 1,
-            last_updated: now,
-            resource,
-        })
+        // A clinician who registers a patient is put on that patient's care team.
+        if rt == ResourceType::Patient
+            && p.role == Role::Clinician
+            && let Some(practitioner) = &p.practitioner_id
+        {
+            let team = serde_json::json!({
+                "resourceType": "CareTeam", "status": "active",
+                "subject": {"reference": format!("Patient/{id}")},
+                "participant": [{"member": {"reference": format!("Practitioner/{practitioner}")}}]
+            });
+            Box::pin(self.create(p, ResourceType::CareTeam, team)).await?;
+        }
+        Ok(Stored { resource_type: rt, id, version_id: 1, last_updated: now, resource })
+    }
+
+    /// A clinician's note names its author: them, unless they name themselves.
+    fn default_author(p: &Principal, resource: &mut Value, checked: &mut confidant_fhir::Validated) -> Result<()> {
+        let Some(own) = &p.practitioner_id else { return Ok(()) };
+        let own_ref = format!("Practitioner/{own}");
+        match resource.get("author").and_then(Value::as_array) {
+            None => {
+                resource["author"] = serde_json::json!([{"reference": own_ref}]);
+            }
+            Some(authors) if checked.psychotherapy_note => {
+                let all_own = authors.iter().all(|a| a.get("reference").and_then(Value::as_str) == Some(&own_ref));
+                if !all_own {
+                    return Err(RecordsError::Unprocessable(
+                        "a psychotherapy note's author must be the clinician writing it".into(),
+                    ));
+                }
+            }
+            Some(_) => {}
+        }
+        Ok(())
     }
 
     /// Replace a resource with a new version (FHIR update). With `if_match`,
     /// only if the current version is that one.
     pub async fn update(
         &self,
+        p: &Principal,
         rt: ResourceType,
         id: &str,
         mut resource: Value,
         if_match: Option<i64>,
     ) -> Result<Stored> {
+        Self::allow(p, rt, Action::Write)?;
+        let not_found = || RecordsError::NotFound(format!("{}/{id}", rt.as_str()));
         if !confidant_fhir::is_valid_id(id) {
-            return Err(RecordsError::NotFound(format!(
-                "{}/{}",
-                rt.as_str(),
-                "(invalid id)"
-            )));
+            return Err(not_found());
         }
-        let checked = confidant_fhir::validate(rt, &mut resource).map_err(RecordsError::Invalid)?;
+        let mut checked = confidant_fhir::validate(rt, &mut resource).map_err(RecordsError::Invalid)?;
+        if rt == ResourceType::DocumentReference && p.role == Role::Clinician {
+            Self::default_author(p, &mut resource, &mut checked)?;
+        }
         match resource.get("id").and_then(Value::as_str) {
             Some(body_id) if body_id != id => {
-                return Err(RecordsError::Invalid(
-                    "the id in the body must match the id in the URL".into(),
-                ));
+                return Err(RecordsError::Invalid("the id in the body must match the id in the URL".into()));
             }
             _ => {}
         }
-        let current = self
-            .store
-            .read(rt.as_str(), id)
-            .await?
-            .ok_or_else(|| RecordsError::NotFound(format!("{}/{id}", rt.as_str())))?;
+        let current = self.store.read(rt.as_str(), id).await?.ok_or_else(not_found)?;
+        if !self.sees(p, &current).await? {
+            return Err(not_found());
+        }
         if let Some(expected) = if_match
             && expected != current.version_id
         {
-            return Err(RecordsError::PreconditionFailed {
-                current: current.version_id,
-            });
+            return Err(RecordsError::PreconditionFailed { current: current.version_id });
         }
         let compartment = match rt {
             ResourceType::Patient => id.to_owned(),
@@ -468,6 +525,7 @@ impl Records {
                 current.compartment.clone()
             }
         };
+        let (restricted_to, patient_visible) = Self::access_of(p, rt, &checked)?;
         let key = self.data_key(&compartment, None).await?;
         let version = current.version_id + 1;
         let now = self.clock.now_millis();
@@ -481,26 +539,17 @@ impl Records {
             key_version: i64::from(key.version()),
             last_updated: now,
             body,
+            restricted_to,
+            patient_visible,
         };
-        match self
-            .store
-            .update(&row, current.version_id, &self.tokens(rt, &checked.index))
-            .await
-        {
-            Ok(()) => Ok(Stored {
-                resource_type: rt,
-                id: id.to_owned(),
-                version_id: version,
-                last_updated: now,
-                resource,
-            }),
+        let care_team = (rt == ResourceType::CareTeam).then_some(checked.care_team_members.as_slice());
+        let write = Write { row: &row, tokens: &self.tokens(rt, &checked.index), new_key: None, care_team };
+        match self.store.update(write, current.version_id).await {
+            Ok(()) => {
+                Ok(Stored { resource_type: rt, id: id.to_owned(), version_id: version, last_updated: now, resource })
+            }
             Err(StoreError::Conflict) if if_match.is_some() => {
-                let now_at = self
-                    .store
-                    .read(rt.as_str(), id)
-                    .await?
-                    .map(|r| r.version_id)
-                    .unwrap_or(version);
+                let now_at = self.store.read(rt.as_str(), id).await?.map(|r| r.version_id).unwrap_or(version);
                 Err(RecordsError::PreconditionFailed { current: now_at })
             }
             Err(e) => Err(e.into()),
@@ -508,83 +557,133 @@ impl Records {
     }
 
     /// The current version of a resource (FHIR read).
-    pub async fn read(&self, rt: ResourceType, id: &str) -> Result<Stored> {
+    pub async fn read(&self, p: &Principal, rt: ResourceType, id: &str) -> Result<Stored> {
+        Self::allow(p, rt, Action::Read)?;
+        let row = self.visible_head(p, rt, id).await?;
+        self.open_record(row).await
+    }
+
+    /// The current row of a resource the principal may see, else NotFound.
+    async fn visible_head(&self, p: &Principal, rt: ResourceType, id: &str) -> Result<VersionRow> {
         let not_found = || RecordsError::NotFound(format!("{}/{id}", rt.as_str()));
         if !confidant_fhir::is_valid_id(id) {
             return Err(not_found());
         }
-        let row = self
-            .store
-            .read(rt.as_str(), id)
-            .await?
-            .ok_or_else(not_found)?;
-        self.open_record(row).await
-    }
-
-    /// One version of a resource (FHIR vread).
-    pub async fn vread(&self, rt: ResourceType, id: &str, version: i64) -> Result<Stored> {
-        let not_found =
-            || RecordsError::NotFound(format!("{}/{id}/_history/{version}", rt.as_str()));
-        if !confidant_fhir::is_valid_id(id) {
+        let row = self.store.read(rt.as_str(), id).await?.ok_or_else(not_found)?;
+        if !self.sees(p, &row).await? {
             return Err(not_found());
         }
+        Ok(row)
+    }
+
+    /// One version of a resource (FHIR vread). Visible if the current version is.
+    pub async fn vread(&self, p: &Principal, rt: ResourceType, id: &str, version: i64) -> Result<Stored> {
+        Self::allow(p, rt, Action::Read)?;
+        self.visible_head(p, rt, id).await?;
         let row = self
             .store
             .read_version(rt.as_str(), id, version)
             .await?
-            .ok_or_else(not_found)?;
+            .ok_or_else(|| RecordsError::NotFound(format!("{}/{id}/_history/{version}", rt.as_str())))?;
+        if !self.sees(p, &row).await? {
+            return Err(RecordsError::NotFound(format!("{}/{id}/_history/{version}", rt.as_str())));
+        }
         self.open_record(row).await
     }
 
     /// Versions of a resource, newest first (FHIR history-instance), with the
-    /// total number of versions.
+    /// total number of versions. Versions the principal may not see (say, before
+    /// a note was shared) are left out.
     pub async fn history(
         &self,
+        p: &Principal,
         rt: ResourceType,
         id: &str,
         before: Option<i64>,
         count: i64,
     ) -> Result<(Vec<Stored>, i64)> {
-        let current = self.read_head_version(rt, id).await?;
+        Self::allow(p, rt, Action::Read)?;
+        let current = self.visible_head(p, rt, id).await?.version_id;
         let rows = self.store.history(rt.as_str(), id, before, count).await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            out.push(self.open_record(row).await?);
+            if self.sees(p, &row).await? {
+                out.push(self.open_record(row).await?);
+            }
         }
         Ok((out, current))
     }
 
-    async fn read_head_version(&self, rt: ResourceType, id: &str) -> Result<i64> {
-        let not_found = || RecordsError::NotFound(format!("{}/{id}", rt.as_str()));
-        if !confidant_fhir::is_valid_id(id) {
-            return Err(not_found());
+    /// Open a patient's record outside one's care teams, for a stated reason,
+    /// for `minutes`. Clinicians only. Returns when it expires (Unix ms).
+    pub async fn break_glass(&self, p: &Principal, patient_id: &str, reason: &str, minutes: i64) -> Result<i64> {
+        if p.role != Role::Clinician || p.practitioner_id.is_none() {
+            return Err(RecordsError::Forbidden("only a clinician may use break-glass".into()));
         }
-        Ok(self
-            .store
-            .read(rt.as_str(), id)
-            .await?
-            .ok_or_else(not_found)?
-            .version_id)
+        let reason = reason.trim();
+        if reason.chars().count() < 10 {
+            return Err(RecordsError::Invalid(
+                "break-glass needs a reason of at least 10 characters: say why this patient's record must be opened"
+                    .into(),
+            ));
+        }
+        if reason.len() > 2000 {
+            return Err(RecordsError::Invalid("the reason is too long (at most 2000 bytes)".into()));
+        }
+        if !confidant_fhir::is_valid_id(patient_id) || self.store.compartment_of("Patient", patient_id).await?.is_none()
+        {
+            return Err(RecordsError::NotFound(format!("Patient/{patient_id}")));
+        }
+        let now = self.clock.now_millis();
+        let expires = now + minutes.clamp(1, 24 * 60) * 60_000;
+        let id = confidant_vault::random_id().map_err(RecordsError::Vault)?;
+        let key = self.data_key(patient_id, None).await?;
+        let ctx = RecordContext { resource_type: "BreakGlass", id: &id, version: 1, compartment: patient_id };
+        let sealed = key.seal(&ctx, reason.as_bytes()).map_err(RecordsError::Vault)?;
+        self.store.insert_break_glass(&id, &p.user_id, patient_id, &sealed, now, expires).await?;
+        tracing::warn!(user = %p.user_id, patient = %patient_id, break_glass = %id, "break-glass access opened");
+        Ok(expires)
+    }
+
+    // ----- small secrets of the identity service ----------------------------------------
+
+    /// Seal a small secret of the organisation (a username, a TOTP secret),
+    /// bound to its kind and owner id.
+    pub async fn seal_secret(&self, kind: &str, owner: &str, secret: &[u8]) -> Result<Vec<u8>> {
+        let key = self.data_key(ORGANISATION, None).await?;
+        let ctx = RecordContext { resource_type: kind, id: owner, version: 1, compartment: ORGANISATION };
+        key.seal(&ctx, secret).map_err(RecordsError::Vault)
+    }
+
+    /// Open a secret sealed by [`Records::seal_secret`].
+    pub async fn open_secret(&self, kind: &str, owner: &str, sealed: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        let version =
+            confidant_vault::envelope::Header::parse(sealed).map_err(|_| RecordsError::Integrity)?.key_version;
+        let key = self.data_key(ORGANISATION, Some(i64::from(version))).await?;
+        let ctx = RecordContext { resource_type: kind, id: owner, version: 1, compartment: ORGANISATION };
+        key.open(&ctx, sealed).map_err(|_| RecordsError::Integrity)
+    }
+
+    /// A keyed, one-way token of a value (usernames, recovery codes): the same
+    /// blind-index key, under its own domain.
+    pub fn blind(&self, kind: &str, value: &str) -> Vec<u8> {
+        self.blind.token("_identity", kind, BlindKind::Identifier, value).to_vec()
     }
 
     /// Find current resources of `rt` (FHIR search-type). Exact match only.
-    pub async fn search(&self, rt: ResourceType, req: &SearchRequest) -> Result<SearchPage> {
+    pub async fn search(&self, p: &Principal, rt: ResourceType, req: &SearchRequest) -> Result<SearchPage> {
+        Self::allow(p, rt, Action::Read)?;
         let mut criteria = Vec::new();
+        // Access first: results and totals hold only what the principal may see.
+        criteria.extend(Self::visibility_criterion(p, rt, self.clock.now_millis()));
         for (name, value) in &req.params {
             let (base, modifier) = match name.split_once(':') {
                 Some((b, m)) => (b, Some(m)),
                 None => (name.as_str(), None),
             };
-            let param = search_params(rt)
-                .iter()
-                .find(|p| p.name() == base)
-                .ok_or_else(|| {
-                    RecordsError::Invalid(format!(
-                        "{} has no search parameter '{}'",
-                        rt.as_str(),
-                        base.escape_default()
-                    ))
-                })?;
+            let param = search_params(rt).iter().find(|p| p.name() == base).ok_or_else(|| {
+                RecordsError::Invalid(format!("{} has no search parameter '{}'", rt.as_str(), base.escape_default()))
+            })?;
             if let Some(m) = modifier
                 && (m != "exact" || !matches!(param, SearchParam::Blind { .. }))
             {
@@ -595,41 +694,23 @@ impl Records {
             }
             let values: Vec<&str> = value.split(',').map(str::trim).collect();
             if values.iter().any(|v| v.is_empty()) {
-                return Err(RecordsError::Invalid(format!(
-                    "search parameter '{base}' needs a value"
-                )));
+                return Err(RecordsError::Invalid(format!("search parameter '{base}' needs a value")));
             }
             criteria.push(self.criterion(rt, param, &values)?);
         }
         let count = req.count.clamp(0, 100);
         // Fetch one extra row to learn whether a next page exists.
-        let (rows, total) = self
-            .store
-            .search(rt.as_str(), &criteria, req.after.as_deref(), count + 1)
-            .await?;
+        let (rows, total) = self.store.search(rt.as_str(), &criteria, req.after.as_deref(), count + 1).await?;
         let more = rows.len() as i64 > count;
         let mut entries = Vec::with_capacity(rows.len());
         for row in rows.into_iter().take(count as usize) {
             entries.push(self.open_record(row).await?);
         }
-        let next_after = if more {
-            entries.last().map(|s| s.id.clone())
-        } else {
-            None
-        };
-        Ok(SearchPage {
-            entries,
-            total,
-            next_after,
-        })
+        let next_after = if more { entries.last().map(|s| s.id.clone()) } else { None };
+        Ok(SearchPage { entries, total, next_after })
     }
 
-    fn criterion(
-        &self,
-        rt: ResourceType,
-        param: &SearchParam,
-        values: &[&str],
-    ) -> Result<Criterion> {
+    fn criterion(&self, rt: ResourceType, param: &SearchParam, values: &[&str]) -> Result<Criterion> {
         match param {
             SearchParam::Id => {
                 if values.len() != 1 {
@@ -639,15 +720,11 @@ impl Records {
             }
             SearchParam::Patient { name } => {
                 if values.len() != 1 {
-                    return Err(RecordsError::NotSupported(format!(
-                        "{name} takes one value"
-                    )));
+                    return Err(RecordsError::NotSupported(format!("{name} takes one value")));
                 }
                 let id = values[0].strip_prefix("Patient/").unwrap_or(values[0]);
                 if !confidant_fhir::is_valid_id(id) {
-                    return Err(RecordsError::Invalid(format!(
-                        "{name} must be Patient/{{id}} or {{id}}"
-                    )));
+                    return Err(RecordsError::Invalid(format!("{name} must be Patient/{{id}} or {{id}}")));
                 }
                 Ok(Criterion::Compartment(id.to_owned()))
             }
@@ -675,16 +752,9 @@ impl Records {
                         },
                         _ => v,
                     };
-                    tokens.push(
-                        self.blind
-                            .token(rt.as_str(), name, blind_kind(*kind), v)
-                            .to_vec(),
-                    );
+                    tokens.push(self.blind.token(rt.as_str(), name, blind_kind(*kind), v).to_vec());
                 }
-                Ok(Criterion::Token {
-                    param: name,
-                    tokens,
-                })
+                Ok(Criterion::Token { param: name, tokens })
             }
         }
     }

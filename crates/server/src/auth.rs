@@ -1,62 +1,81 @@
-//! Bearer-token authentication for the API (a stopgap until the
-//! access-control issue brings users, roles and sessions).
-//!
-//! A token is 256 random bits, shown once; the database keeps only its
-//! SHA-256. A high-entropy token needs no slow hash: guessing is hopeless.
+//! Authentication middleware: who is calling, and is a cookie-borne change
+//! really theirs (CSRF). Puts an [`Authenticated`] into the request.
 
 use axum::extract::{Request, State};
-use axum::http::header;
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use confidant_fhir::IssueType;
+use confidant_identity::{Authenticated, Identity, IdentityError};
 
 use crate::{ApiError, AppState};
 
-const TOKEN_PREFIX: &str = "cnf_";
-
-/// A new random API token: `cnf_` and 43 base64url characters.
-pub fn new_token() -> Result<String, confidant_vault::VaultError> {
-    let mut b = [0u8; 32];
-    confidant_vault::random_bytes(&mut b)?;
-    Ok(format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(b)))
-}
-
-/// The stored form of a token.
-pub fn hash_token(token: &str) -> [u8; 32] {
-    confidant_vault::sha256(token.as_bytes())
-}
+/// The session cookie's name. `__Host-` would pin it to HTTPS; the name is
+/// kept plain so that a loopback HTTP demo works, and `Secure` is set when
+/// the server is reached over HTTPS.
+pub const SESSION_COOKIE: &str = "confidant_session";
+/// The header that carries the CSRF token of a cookie session.
+pub const CSRF_HEADER: &str = "x-csrf-token";
 
 fn bearer(req: &Request) -> Option<&str> {
     let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return None;
-    }
-    let token = token.trim();
-    (token.starts_with(TOKEN_PREFIX) && token.len() < 128).then_some(token)
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty() && t.len() < 200)
 }
 
-/// Middleware: the request carries a live API token, or it gets 401.
-pub(crate) async fn require_token(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let Some(token) = bearer(&req) else {
-        return ApiError::unauthorized().into_response();
+pub(crate) fn cookie<'a>(req: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    req.get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_empty() && v.len() < 200)
+}
+
+/// Paths a session may use before its second factor is enrolled.
+fn enrolment_path(path: &str) -> bool {
+    path.starts_with("/api/v1/mfa/") || path == "/api/v1/session" || path == "/api/v1/me"
+}
+
+/// Middleware: authenticate, enforce MFA enrolment and CSRF, or refuse.
+pub(crate) async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let (token, via_cookie) = match bearer(&req) {
+        Some(t) => (t.to_owned(), false),
+        None => match cookie(req.headers(), SESSION_COOKIE) {
+            Some(t) => (t.to_owned(), true),
+            None => return ApiError::unauthorized().into_response(),
+        },
     };
-    match state
-        .records
-        .store()
-        .api_token_by_hash(&hash_token(token))
-        .await
-    {
-        Ok(Some(_id)) => next.run(req).await,
-        Ok(None) => ApiError::unauthorized().into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "token lookup failed");
-            ApiError::from(confidant_records::RecordsError::Store(e)).into_response()
+    let auth: Authenticated = match state.identity.authenticate(&token).await {
+        Ok(a) => a,
+        Err(IdentityError::Unauthenticated) => return ApiError::unauthorized().into_response(),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    if let Some(session) = &auth.session {
+        // Inside a nested router the URI is shortened; the original is whole.
+        let path = req
+            .extensions()
+            .get::<axum::extract::OriginalUri>()
+            .map(|u| u.path().to_owned())
+            .unwrap_or_else(|| req.uri().path().to_owned());
+        if !session.mfa_done && !enrolment_path(&path) {
+            return ApiError::from(IdentityError::MfaEnrolmentRequired).into_response();
+        }
+        let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+        if via_cookie && !safe {
+            let csrf = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+            if !Identity::csrf_matches(session, csrf) {
+                return ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    IssueType::Security,
+                    "missing or wrong CSRF token: send the session's token in the X-CSRF-Token header",
+                )
+                .into_response();
+            }
         }
     }
+    req.extensions_mut().insert(auth);
+    next.run(req).await
 }

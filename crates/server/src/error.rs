@@ -4,6 +4,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use confidant_fhir::{IssueType, operation_outcome};
+use confidant_identity::IdentityError;
 use confidant_records::RecordsError;
 
 /// An error on its way to the client.
@@ -16,11 +17,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: IssueType, diagnostics: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            diagnostics: diagnostics.into(),
-        }
+        ApiError { status, code, diagnostics: diagnostics.into() }
     }
 
     pub fn bad_request(diagnostics: impl Into<String>) -> Self {
@@ -35,8 +32,28 @@ impl ApiError {
         Self::new(
             StatusCode::UNAUTHORIZED,
             IssueType::Login,
-            "authentication required: send 'Authorization: Bearer <token>' (see `confidant token create`)",
+            "authentication required: log in (POST /api/v1/session) or send 'Authorization: Bearer <token>'",
         )
+    }
+}
+
+impl From<IdentityError> for ApiError {
+    fn from(e: IdentityError) -> Self {
+        use IdentityError as E;
+        match e {
+            e @ E::BadCredentials => ApiError::new(StatusCode::UNAUTHORIZED, IssueType::Login, e.to_string()),
+            E::Unauthenticated => ApiError::unauthorized(),
+            e @ E::Throttled { .. } => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, IssueType::Throttled, e.to_string())
+            }
+            e @ E::MfaEnrolmentRequired => ApiError::new(StatusCode::FORBIDDEN, IssueType::Security, e.to_string()),
+            E::Invalid(why) => ApiError::bad_request(why),
+            E::Forbidden(why) => ApiError::new(StatusCode::FORBIDDEN, IssueType::Forbidden, why),
+            E::NotFound(what) => ApiError::not_found(format!("{what} not found")),
+            E::Conflict(why) => ApiError::new(StatusCode::CONFLICT, IssueType::Conflict, why),
+            E::Records(e) => e.into(),
+            other => ApiError::from(RecordsError::NotSupported(other.to_string())),
+        }
     }
 }
 
@@ -46,20 +63,12 @@ impl From<RecordsError> for ApiError {
         match e {
             E::NotFound(what) => ApiError::not_found(format!("{what} not found")),
             E::Invalid(why) => ApiError::new(StatusCode::BAD_REQUEST, IssueType::Invalid, why),
-            E::Unprocessable(why) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, IssueType::Processing, why)
+            E::Unprocessable(why) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, IssueType::Processing, why),
+            E::NotSupported(why) => ApiError::new(StatusCode::BAD_REQUEST, IssueType::NotSupported, why),
+            e @ E::PreconditionFailed { .. } => {
+                ApiError::new(StatusCode::PRECONDITION_FAILED, IssueType::Conflict, e.to_string())
             }
-            E::NotSupported(why) => {
-                ApiError::new(StatusCode::BAD_REQUEST, IssueType::NotSupported, why)
-            }
-            e @ E::PreconditionFailed { .. } => ApiError::new(
-                StatusCode::PRECONDITION_FAILED,
-                IssueType::Conflict,
-                e.to_string(),
-            ),
-            e @ E::Conflict => {
-                ApiError::new(StatusCode::CONFLICT, IssueType::Conflict, e.to_string())
-            }
+            e @ E::Conflict => ApiError::new(StatusCode::CONFLICT, IssueType::Conflict, e.to_string()),
             E::Integrity => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 IssueType::Exception,
@@ -84,10 +93,7 @@ impl IntoResponse for ApiError {
         let body = operation_outcome(self.code, &self.diagnostics);
         let mut resp = (self.status, crate::fhir_json(&body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"confidant\""),
-            );
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"confidant\""));
         }
         resp
     }

@@ -1,5 +1,6 @@
 //! FHIR R4 REST handlers: create, read, vread, update, history, search.
 
+use axum::Extension;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -8,6 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
 use confidant_fhir::{IssueType, ResourceType};
+use confidant_identity::Authenticated;
 use confidant_records::{SearchRequest, Stored};
 use serde_json::{Value, json};
 
@@ -23,11 +25,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/{type}/{id}/_history", get(history))
         .route("/{type}/{id}/_history/{vid}", get(vread))
         .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                IssueType::NotSupported,
-                "method not supported here",
-            )
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, IssueType::NotSupported, "method not supported here")
         })
 }
 
@@ -63,16 +61,8 @@ fn json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result
             ApiError::bad_request("could not read the request body")
         }
     })?;
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let mime = ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     if mime != "application/fhir+json" && mime != "application/json" {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -84,13 +74,11 @@ fn json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result
         return Err(ApiError::bad_request("request body is not valid UTF-8"));
     }
     // serde_json's syntax errors give a line and column, never the input itself.
-    serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))
+    serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))
 }
 
 fn etag(version: i64) -> HeaderValue {
-    HeaderValue::from_str(&format!("W/\"{version}\""))
-        .unwrap_or(HeaderValue::from_static("W/\"0\""))
+    HeaderValue::from_str(&format!("W/\"{version}\"")).unwrap_or(HeaderValue::from_static("W/\"0\""))
 }
 
 /// One resource with its ETag and Last-Modified.
@@ -128,44 +116,42 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
 
 async fn create(
     State(state): State<AppState>,
+    Extension(auth): Extension<Authenticated>,
     Path(rt): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let rt = resource_type(&rt)?;
     let resource = json_body(&headers, body)?;
-    let s = state.records.create(rt, resource).await?;
-    let location = format!(
-        "{}/fhir/r4/{}/{}/_history/{}",
-        state.base_url,
-        rt.as_str(),
-        s.id,
-        s.version_id
-    );
+    let s = state.records.create(&auth.principal, rt, resource).await?;
+    let location = format!("{}/fhir/r4/{}/{}/_history/{}", state.base_url, rt.as_str(), s.id, s.version_id);
     Ok(resource_response(StatusCode::CREATED, &s, Some(location)))
 }
 
 async fn read(
     State(state): State<AppState>,
+    Extension(auth): Extension<Authenticated>,
     Path((rt, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let rt = resource_type(&rt)?;
-    let s = state.records.read(rt, &id).await?;
+    let s = state.records.read(&auth.principal, rt, &id).await?;
     Ok(resource_response(StatusCode::OK, &s, None))
 }
 
 async fn vread(
     State(state): State<AppState>,
+    Extension(auth): Extension<Authenticated>,
     Path((rt, id, vid)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
     let rt = resource_type(&rt)?;
     let vid = parse_version(&vid).ok_or_else(|| ApiError::not_found("no such version"))?;
-    let s = state.records.vread(rt, &id, vid).await?;
+    let s = state.records.vread(&auth.principal, rt, &id, vid).await?;
     Ok(resource_response(StatusCode::OK, &s, None))
 }
 
 async fn update(
     State(state): State<AppState>,
+    Extension(auth): Extension<Authenticated>,
     Path((rt, id)): Path<(String, String)>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -173,14 +159,8 @@ async fn update(
     let rt = resource_type(&rt)?;
     let expected = if_match(&headers)?;
     let resource = json_body(&headers, body)?;
-    let s = state.records.update(rt, &id, resource, expected).await?;
-    let location = format!(
-        "{}/fhir/r4/{}/{}/_history/{}",
-        state.base_url,
-        rt.as_str(),
-        s.id,
-        s.version_id
-    );
+    let s = state.records.update(&auth.principal, rt, &id, resource, expected).await?;
+    let location = format!("{}/fhir/r4/{}/{}/_history/{}", state.base_url, rt.as_str(), s.id, s.version_id);
     Ok(resource_response(StatusCode::OK, &s, Some(location)))
 }
 
@@ -192,11 +172,7 @@ struct Query {
 }
 
 fn parse_query(raw: Option<&str>) -> Result<Query, ApiError> {
-    let mut q = Query {
-        params: Vec::new(),
-        count: DEFAULT_COUNT,
-        after: None,
-    };
+    let mut q = Query { params: Vec::new(), count: DEFAULT_COUNT, after: None };
     for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         match k.as_ref() {
             "_count" => {
@@ -209,9 +185,7 @@ fn parse_query(raw: Option<&str>) -> Result<Query, ApiError> {
             }
             "_after" => {
                 if !confidant_fhir::is_valid_id(&v) {
-                    return Err(ApiError::bad_request(
-                        "_after must be a cursor from a Bundle's next link",
-                    ));
+                    return Err(ApiError::bad_request("_after must be a cursor from a Bundle's next link"));
                 }
                 q.after = Some(v.into_owned());
             }
@@ -231,13 +205,7 @@ fn parse_query(raw: Option<&str>) -> Result<Query, ApiError> {
     Ok(q)
 }
 
-fn link(
-    base: &str,
-    path: &str,
-    params: &[(String, String)],
-    count: i64,
-    after: Option<&str>,
-) -> String {
+fn link(base: &str, path: &str, params: &[(String, String)], count: i64, after: Option<&str>) -> String {
     let mut ser = form_urlencoded::Serializer::new(String::new());
     for (k, v) in params {
         ser.append_pair(k, v);
@@ -277,66 +245,49 @@ fn bundle(kind: &str, total: i64, links: Vec<Value>, entries: Vec<Value>) -> Val
 
 async fn search(
     State(state): State<AppState>,
+    Extension(auth): Extension<Authenticated>,
     Path(rt): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let rt = resource_type(&rt)?;
     let q = parse_query(raw.as_deref())?;
-    let req = SearchRequest {
-        params: q.params.clone(),
-        count: q.count,
-        after: q.after.clone(),
-    };
-    let page = state.records.search(rt, &req).await?;
+    let req = SearchRequest { params: q.params.clone(), count: q.count, after: q.after.clone() };
+    let page = state.records.search(&auth.principal, rt, &req).await?;
     let path = format!("/fhir/r4/{}", rt.as_str());
-    let mut links = vec![
-        json!({"relation": "self", "url": link(&state.base_url, &path, &q.params, q.count, q.after.as_deref())}),
-    ];
+    let mut links =
+        vec![json!({"relation": "self", "url": link(&state.base_url, &path, &q.params, q.count, q.after.as_deref())})];
     if let Some(next) = &page.next_after {
         links.push(json!({"relation": "next", "url": link(&state.base_url, &path, &q.params, q.count, Some(next))}));
     }
-    let entries: Vec<Value> = page
-        .entries
-        .iter()
-        .map(|s| entry(&state.base_url, s, true))
-        .collect();
+    let entries: Vec<Value> = page.entries.iter().map(|s| entry(&state.base_url, s, true)).collect();
     Ok(fhir_json(&bundle("searchset", page.total, links, entries)))
 }
 
 async fn history(
     State(state): State<AppState>,
+    Extension(auth): Extension<Authenticated>,
     Path((rt, id)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let rt = resource_type(&rt)?;
     let q = parse_query(raw.as_deref())?;
     if !q.params.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            IssueType::NotSupported,
-            "history takes only _count",
-        ));
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, IssueType::NotSupported, "history takes only _count"));
     }
     let before = match &q.after {
-        Some(a) => Some(parse_version(a).ok_or_else(|| {
-            ApiError::bad_request("_after must be a cursor from a Bundle's next link")
-        })?),
+        Some(a) => Some(
+            parse_version(a)
+                .ok_or_else(|| ApiError::bad_request("_after must be a cursor from a Bundle's next link"))?,
+        ),
         None => None,
     };
-    let (versions, total) = state.records.history(rt, &id, before, q.count).await?;
+    let (versions, total) = state.records.history(&auth.principal, rt, &id, before, q.count).await?;
     let path = format!("/fhir/r4/{}/{}/_history", rt.as_str(), id);
-    let mut links = vec![
-        json!({"relation": "self", "url": link(&state.base_url, &path, &[], q.count, q.after.as_deref())}),
-    ];
-    if let Some(last) = versions
-        .last()
-        .filter(|l| l.version_id > 1 && versions.len() as i64 == q.count)
-    {
+    let mut links =
+        vec![json!({"relation": "self", "url": link(&state.base_url, &path, &[], q.count, q.after.as_deref())})];
+    if let Some(last) = versions.last().filter(|l| l.version_id > 1 && versions.len() as i64 == q.count) {
         links.push(json!({"relation": "next", "url": link(&state.base_url, &path, &[], q.count, Some(&last.version_id.to_string()))}));
     }
-    let entries: Vec<Value> = versions
-        .iter()
-        .map(|s| entry(&state.base_url, s, false))
-        .collect();
+    let entries: Vec<Value> = versions.iter().map(|s| entry(&state.base_url, s, false)).collect();
     Ok(fhir_json(&bundle("history", total, links, entries)))
 }

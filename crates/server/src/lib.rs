@@ -1,10 +1,14 @@
-//! The HTTP face of Confidant: the FHIR R4 API under `/fhir/r4` and `/healthz`.
+//! The HTTP face of Confidant: the FHIR R4 API under `/fhir/r4`, the
+//! management API under `/api/v1`, and `/healthz`.
 //!
-//! Requests flow one way: [`auth`] (bearer token) → handler → records service.
+//! Requests flow one way: [`auth`] (session cookie with CSRF check, session
+//! bearer or API token → a `Principal`) → handler → records service, which
+//! asks the policy crate. No handler decides access itself.
 //! Nothing here touches keys or SQL; nothing here logs request content
 //! (the request log holds method, route template, status and duration only).
 #![forbid(unsafe_code)]
 
+mod api;
 mod auth;
 mod error;
 mod fhir;
@@ -21,13 +25,18 @@ use axum::routing::get;
 use confidant_records::Records;
 use serde_json::Value;
 
-pub use auth::{hash_token, new_token};
+pub use auth::SESSION_COOKIE;
 pub use error::ApiError;
 
 /// Shared state of a running server.
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub records: Arc<Records>,
+    pub identity: Arc<confidant_identity::Identity>,
+    /// Mark cookies `Secure` (when clients reach the server over HTTPS).
+    pub secure_cookies: bool,
+    /// How long a break-glass access lasts.
+    pub break_glass_minutes: i64,
     /// The public base URL, e.g. `https://records.clinic.example`; links in
     /// Bundles are built from it, never from the request's Host header.
     pub base_url: String,
@@ -43,14 +52,15 @@ pub struct HttpSettings {
 /// The complete router.
 pub fn router(state: AppState, settings: &HttpSettings) -> Router {
     let fhir = fhir::routes()
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_token,
-        ))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .route("/metadata", get(fhir::metadata));
+    let api = api::routes()
+        .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        .merge(api::public_routes());
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .nest("/fhir/r4", fhir)
+        .nest("/api/v1", api)
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(middleware::from_fn(security_headers))
@@ -61,14 +71,7 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
 /// A FHIR JSON response body with its content type.
 pub(crate) fn fhir_json(v: &Value) -> Response {
     let body = serde_json::to_vec(v).unwrap_or_default();
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/fhir+json; charset=utf-8"),
-        )],
-        body,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/fhir+json; charset=utf-8"))], body).into_response()
 }
 
 /// Headers every response carries: nothing is cached, sniffed or framed.
@@ -76,18 +79,9 @@ async fn security_headers(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
-    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     resp
 }
@@ -96,10 +90,7 @@ async fn security_headers(req: Request, next: Next) -> Response {
 /// query string (search values are PHI), never bodies.
 async fn request_log(req: Request, next: Next) -> Response {
     let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned());
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
     let started = Instant::now();
     let resp = next.run(req).await;
     let status = resp.status();
@@ -119,7 +110,5 @@ pub async fn serve(
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }

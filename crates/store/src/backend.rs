@@ -21,11 +21,7 @@ pub trait Backend: Send + Sync + 'static {
     /// Rewrite `?` placeholders into this backend's syntax.
     fn placeholders<'a>(&self, sql: &'a str) -> Cow<'a, str>;
     /// Open a connection pool; with `create`, create the database file if missing.
-    fn connect<'a>(
-        &'a self,
-        url: &'a str,
-        create: bool,
-    ) -> futures_like::BoxFuture<'a, Result<AnyPool>>;
+    fn connect<'a>(&'a self, url: &'a str, create: bool) -> futures_like::BoxFuture<'a, Result<AnyPool>>;
 }
 
 /// Minimal boxed-future alias, to keep the trait object-safe.
@@ -45,9 +41,7 @@ pub(crate) fn for_url(url: &str) -> Result<&'static dyn Backend> {
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(&PostgresBackend)
     } else {
-        Err(StoreError::Database(
-            "database.url must start with sqlite:// or postgres://".into(),
-        ))
+        Err(StoreError::Database("database.url must start with sqlite:// or postgres://".into()))
     }
 }
 
@@ -79,11 +73,7 @@ impl Backend for SqliteBackend {
         Cow::Borrowed(sql)
     }
 
-    fn connect<'a>(
-        &'a self,
-        url: &'a str,
-        create: bool,
-    ) -> futures_like::BoxFuture<'a, Result<AnyPool>> {
+    fn connect<'a>(&'a self, url: &'a str, create: bool) -> futures_like::BoxFuture<'a, Result<AnyPool>> {
         Box::pin(async move {
             let sep = if url.contains('?') { '&' } else { '?' };
             let url = format!("{url}{sep}mode={}", if create { "rwc" } else { "rw" });
@@ -99,9 +89,7 @@ impl Backend for SqliteBackend {
                 .connect(&url)
                 .await?;
             // WAL is a property of the database file; setting it again is a no-op.
-            sqlx::query("PRAGMA journal_mode = WAL")
-                .execute(&pool)
-                .await?;
+            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
             Ok(pool)
         })
     }
@@ -139,17 +127,9 @@ impl Backend for PostgresBackend {
         Cow::Owned(out)
     }
 
-    fn connect<'a>(
-        &'a self,
-        url: &'a str,
-        _create: bool,
-    ) -> futures_like::BoxFuture<'a, Result<AnyPool>> {
+    fn connect<'a>(&'a self, url: &'a str, _create: bool) -> futures_like::BoxFuture<'a, Result<AnyPool>> {
         Box::pin(async move {
-            Ok(AnyPoolOptions::new()
-                .max_connections(16)
-                .acquire_timeout(Duration::from_secs(30))
-                .connect(url)
-                .await?)
+            Ok(AnyPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(30)).connect(url).await?)
         })
     }
 }
@@ -160,10 +140,7 @@ mod tests {
 
     #[test]
     fn postgres_placeholders_are_numbered() {
-        assert_eq!(
-            PostgresBackend.placeholders("a = ? AND b IN (?, ?)"),
-            "a = $1 AND b IN ($2, $3)"
-        );
+        assert_eq!(PostgresBackend.placeholders("a = ? AND b IN (?, ?)"), "a = $1 AND b IN ($2, $3)");
         assert_eq!(SqliteBackend.placeholders("a = ?"), "a = ?");
     }
 }

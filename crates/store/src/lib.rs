@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod backend;
+mod identity;
 mod schema;
 
 use std::fmt::Write as _;
@@ -22,6 +23,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, AssertSqlSafe, Row, Transaction};
 
 pub use backend::{Backend, PostgresBackend, SqliteBackend};
+pub use identity::{ApiTokenAuth, ApiTokenRow, SessionRow, ThrottleRow, UserRow};
 
 /// Errors from the store. Messages name tables and operations, never values.
 #[derive(Debug, thiserror::Error)]
@@ -34,9 +36,7 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Database(String),
     /// The database schema is newer than this build understands.
-    #[error(
-        "database schema version {found} is newer than this build supports ({supported}); upgrade Confidant"
-    )]
+    #[error("database schema version {found} is newer than this build supports ({supported}); upgrade Confidant")]
     SchemaTooNew { found: i64, supported: i64 },
 }
 
@@ -68,6 +68,22 @@ pub struct VersionRow {
     /// Unix time in milliseconds.
     pub last_updated: i64,
     pub body: Vec<u8>,
+    /// For an unreleased psychotherapy note: the authoring practitioner's id.
+    pub restricted_to: Option<String>,
+    /// A note shared with the patient.
+    pub patient_visible: bool,
+}
+
+/// One write of a resource version, with what must change with it atomically.
+#[derive(Debug, Clone, Copy)]
+pub struct Write<'a> {
+    pub row: &'a VersionRow,
+    /// Blind-index tokens of this version (replacing the previous version's).
+    pub tokens: &'a [SearchToken],
+    /// The data key of a new compartment (a new patient).
+    pub new_key: Option<&'a DataKeyRow>,
+    /// For a CareTeam: the practitioners it now makes members of the patient's care.
+    pub care_team: Option<&'a [String]>,
 }
 
 /// The compartment of resources that belong to no patient (e.g. Practitioner).
@@ -84,14 +100,17 @@ pub struct SearchToken {
 #[derive(Debug, Clone)]
 pub enum Criterion {
     /// The resource has a token for `param` equal to any of `tokens`.
-    Token {
-        param: &'static str,
-        tokens: Vec<Vec<u8>>,
-    },
+    Token { param: &'static str, tokens: Vec<Vec<u8>> },
     /// The resource belongs to this compartment (patient).
     Compartment(String),
     /// The resource has this id.
     Id(String),
+    /// Access: records of patients on this practitioner's care teams (an
+    /// unreleased psychotherapy note only for its author), or under an active
+    /// break-glass of this user.
+    CareTeam { practitioner_id: String, user_id: String, now: i64 },
+    /// Access: this patient's own Patient resource and the notes shared with them.
+    OwnRecord { patient_id: String },
 }
 
 /// A stored, wrapped data key.
@@ -101,15 +120,6 @@ pub struct DataKeyRow {
     pub version: i64,
     pub kek_version: i64,
     pub wrapped: Vec<u8>,
-}
-
-/// A stored API token (only its hash).
-#[derive(Debug, Clone)]
-pub struct ApiTokenRow {
-    pub id: String,
-    pub label: String,
-    pub created_at: i64,
-    pub revoked_at: Option<i64>,
 }
 
 /// The store over one database.
@@ -125,8 +135,10 @@ impl std::fmt::Debug for Store {
     }
 }
 
-const VERSION_COLUMNS: &str =
-    "resource_type, id, version_id, compartment, key_version, last_updated, body";
+const VERSION_COLUMNS: &str = "resource_type, id, version_id, compartment, key_version, last_updated, body, \
+     restricted_to, patient_visible";
+const VERSION_COLUMNS_V: &str = "v.resource_type, v.id, v.version_id, v.compartment, v.key_version, v.last_updated, \
+     v.body, v.restricted_to, v.patient_visible";
 
 fn version_row(r: &AnyRow) -> Result<VersionRow> {
     Ok(VersionRow {
@@ -137,6 +149,8 @@ fn version_row(r: &AnyRow) -> Result<VersionRow> {
         key_version: r.try_get(4)?,
         last_updated: r.try_get(5)?,
         body: r.try_get(6)?,
+        restricted_to: r.try_get(7)?,
+        patient_visible: r.try_get::<i64, _>(8)? != 0,
     })
 }
 
@@ -193,35 +207,23 @@ impl Store {
 
     /// Store a named instance value once; a second insert is a [`StoreError::Conflict`].
     pub async fn insert_setting(&self, name: &str, value: &[u8], now: i64) -> Result<()> {
-        sqlx::query(
-            self.sql("INSERT INTO instance_settings (name, value, created_at) VALUES (?, ?, ?)"),
-        )
-        .bind(name)
-        .bind(value)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(self.sql("INSERT INTO instance_settings (name, value, created_at) VALUES (?, ?, ?)"))
+            .bind(name)
+            .bind(value)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     /// The newest data key of `compartment`.
     pub async fn current_data_key(&self, compartment: &str) -> Result<Option<DataKeyRow>> {
-        self.data_key_where(
-            "compartment = ? ORDER BY version DESC LIMIT 1",
-            compartment,
-            None,
-        )
-        .await
+        self.data_key_where("compartment = ? ORDER BY version DESC LIMIT 1", compartment, None).await
     }
 
     /// A given version of a compartment's data key.
     pub async fn data_key(&self, compartment: &str, version: i64) -> Result<Option<DataKeyRow>> {
-        self.data_key_where(
-            "compartment = ? AND version = ?",
-            compartment,
-            Some(version),
-        )
-        .await
+        self.data_key_where("compartment = ? AND version = ?", compartment, Some(version)).await
     }
 
     async fn data_key_where(
@@ -230,9 +232,9 @@ impl Store {
         compartment: &str,
         version: Option<i64>,
     ) -> Result<Option<DataKeyRow>> {
-        let mut q = sqlx::query(self.sql(format!(
-            "SELECT compartment, version, kek_version, wrapped FROM data_keys WHERE {condition}"
-        )))
+        let mut q = sqlx::query(
+            self.sql(format!("SELECT compartment, version, kek_version, wrapped FROM data_keys WHERE {condition}")),
+        )
         .bind(compartment);
         if let Some(v) = version {
             q = q.bind(v);
@@ -257,12 +259,7 @@ impl Store {
         Ok(())
     }
 
-    async fn insert_data_key_in(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        key: &DataKeyRow,
-        now: i64,
-    ) -> Result<()> {
+    async fn insert_data_key_in(&self, tx: &mut Transaction<'static, Any>, key: &DataKeyRow, now: i64) -> Result<()> {
         sqlx::query(self.sql(
             "INSERT INTO data_keys (compartment, version, kek_version, wrapped, created_at) VALUES (?, ?, ?, ?, ?)",
         ))
@@ -291,6 +288,8 @@ impl Store {
             .bind(row.key_version)
             .bind(row.last_updated)
             .bind(row.body.as_slice())
+            .bind(row.restricted_to.as_deref())
+            .bind(i64::from(row.patient_visible))
             .execute(&mut **tx)
             .await?;
         Ok(())
@@ -316,8 +315,7 @@ impl Store {
         row: &VersionRow,
         tokens: &[SearchToken],
     ) -> Result<()> {
-        let insert = self
-            .sql("INSERT INTO search_tokens (resource_type, param, token, id) VALUES (?, ?, ?, ?)");
+        let insert = self.sql("INSERT INTO search_tokens (resource_type, param, token, id) VALUES (?, ?, ?, ?)");
         for t in tokens {
             let r = sqlx::query(AssertSqlSafe(insert.0.clone()))
                 .bind(row.resource_type.as_str())
@@ -328,9 +326,7 @@ impl Store {
                 .await;
             match r {
                 // Two values of one resource that normalise alike give one token; keep one.
-                Err(e)
-                    if e.as_database_error()
-                        .is_some_and(|d| d.is_unique_violation()) => {}
+                Err(e) if e.as_database_error().is_some_and(|d| d.is_unique_violation()) => {}
                 other => {
                     other?;
                 }
@@ -341,13 +337,11 @@ impl Store {
 
     /// The compartment of a current resource, if it exists.
     pub async fn compartment_of(&self, resource_type: &str, id: &str) -> Result<Option<String>> {
-        let row = sqlx::query(
-            self.sql("SELECT compartment FROM resource_heads WHERE resource_type = ? AND id = ?"),
-        )
-        .bind(resource_type)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(self.sql("SELECT compartment FROM resource_heads WHERE resource_type = ? AND id = ?"))
+            .bind(resource_type)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(match row {
             Some(r) => Some(r.try_get(0)?),
             None => None,
@@ -356,52 +350,48 @@ impl Store {
 
     /// Store version 1 of a new resource with its search tokens, and the data
     /// key of a new compartment if it comes with one, atomically.
-    pub async fn create(
-        &self,
-        row: &VersionRow,
-        tokens: &[SearchToken],
-        new_key: Option<&DataKeyRow>,
-    ) -> Result<()> {
+    pub async fn create(&self, w: Write<'_>) -> Result<()> {
+        let row = w.row;
         let mut tx = self.begin().await?;
         // The head is written first so that SQLite takes its write lock at once.
         sqlx::query(self.sql(
-            "INSERT INTO resource_heads (resource_type, id, version_id, compartment, last_updated) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO resource_heads (resource_type, id, version_id, compartment, last_updated, \
+             restricted_to, patient_visible) VALUES (?, ?, ?, ?, ?, ?, ?)",
         ))
         .bind(row.resource_type.as_str())
         .bind(row.id.as_str())
         .bind(row.version_id)
         .bind(row.compartment.as_str())
         .bind(row.last_updated)
+        .bind(row.restricted_to.as_deref())
+        .bind(i64::from(row.patient_visible))
         .execute(&mut *tx)
         .await?;
-        if let Some(key) = new_key {
-            self.insert_data_key_in(&mut tx, key, row.last_updated)
-                .await?;
+        if let Some(key) = w.new_key {
+            self.insert_data_key_in(&mut tx, key, row.last_updated).await?;
         }
-        let insert = self.sql(format!(
-            "INSERT INTO resource_versions ({VERSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
-        ));
+        let insert =
+            self.sql(format!("INSERT INTO resource_versions ({VERSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"));
         Self::insert_version(&mut tx, insert, row).await?;
-        self.insert_tokens(&mut tx, row, tokens).await?;
+        self.insert_tokens(&mut tx, row, w.tokens).await?;
+        self.set_care_team(&mut tx, row, w.care_team).await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Store a new version if the current one is still `expected_version`;
     /// otherwise [`StoreError::Conflict`] and nothing changes.
-    pub async fn update(
-        &self,
-        row: &VersionRow,
-        expected_version: i64,
-        tokens: &[SearchToken],
-    ) -> Result<()> {
+    pub async fn update(&self, w: Write<'_>, expected_version: i64) -> Result<()> {
+        let row = w.row;
         let mut tx = self.begin().await?;
         let done = sqlx::query(self.sql(
-            "UPDATE resource_heads SET version_id = ?, last_updated = ? \
+            "UPDATE resource_heads SET version_id = ?, last_updated = ?, restricted_to = ?, patient_visible = ? \
              WHERE resource_type = ? AND id = ? AND version_id = ? AND compartment = ?",
         ))
         .bind(row.version_id)
         .bind(row.last_updated)
+        .bind(row.restricted_to.as_deref())
+        .bind(i64::from(row.patient_visible))
         .bind(row.resource_type.as_str())
         .bind(row.id.as_str())
         .bind(expected_version)
@@ -411,45 +401,108 @@ impl Store {
         if done.rows_affected() != 1 {
             return Err(StoreError::Conflict);
         }
-        let insert = self.sql(format!(
-            "INSERT INTO resource_versions ({VERSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
-        ));
+        let insert =
+            self.sql(format!("INSERT INTO resource_versions ({VERSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"));
         Self::insert_version(&mut tx, insert, row).await?;
-        self.replace_tokens(&mut tx, row, tokens).await?;
+        self.replace_tokens(&mut tx, row, w.tokens).await?;
+        self.set_care_team(&mut tx, row, w.care_team).await?;
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// Replace the membership rows a CareTeam resource defines.
+    async fn set_care_team(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        row: &VersionRow,
+        members: Option<&[String]>,
+    ) -> Result<()> {
+        let Some(members) = members else { return Ok(()) };
+        sqlx::query(self.sql("DELETE FROM care_team_members WHERE care_team_id = ?"))
+            .bind(row.id.as_str())
+            .execute(&mut **tx)
+            .await?;
+        let insert = self.sql(
+            "INSERT INTO care_team_members (care_team_id, patient_id, practitioner_id) VALUES (?, ?, ?) \
+             ON CONFLICT DO NOTHING",
+        );
+        for m in members {
+            sqlx::query(AssertSqlSafe(insert.0.clone()))
+                .bind(row.id.as_str())
+                .bind(row.compartment.as_str())
+                .bind(m.as_str())
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The caller's relationship to a patient: on a care team of
+    /// `practitioner_id`, or under an active break-glass of `user_id`.
+    pub async fn relationship(
+        &self,
+        practitioner_id: &str,
+        user_id: &str,
+        patient_id: &str,
+        now: i64,
+    ) -> Result<(bool, bool)> {
+        let r = sqlx::query(self.sql(
+            "SELECT \
+               (SELECT COUNT(*) FROM care_team_members WHERE practitioner_id = ? AND patient_id = ?), \
+               (SELECT COUNT(*) FROM break_glass WHERE user_id = ? AND patient_id = ? AND expires_at > ?)",
+        ))
+        .bind(practitioner_id)
+        .bind(patient_id)
+        .bind(user_id)
+        .bind(patient_id)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((r.try_get::<i64, _>(0)? > 0, r.try_get::<i64, _>(1)? > 0))
+    }
+
+    /// Record a break-glass access; `reason_sealed` is the sealed reason.
+    pub async fn insert_break_glass(
+        &self,
+        id: &str,
+        user_id: &str,
+        patient_id: &str,
+        reason_sealed: &[u8],
+        now: i64,
+        expires_at: i64,
+    ) -> Result<()> {
+        sqlx::query(self.sql(
+            "INSERT INTO break_glass (id, user_id, patient_id, reason_sealed, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+        ))
+        .bind(id)
+        .bind(user_id)
+        .bind(patient_id)
+        .bind(reason_sealed)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     /// The current version of a resource.
     pub async fn read(&self, resource_type: &str, id: &str) -> Result<Option<VersionRow>> {
-        let q = "SELECT v.resource_type, v.id, v.version_id, v.compartment, v.key_version, v.last_updated, v.body \
-             FROM resource_heads h JOIN resource_versions v \
+        let q = format!(
+            "SELECT {VERSION_COLUMNS_V} FROM resource_heads h JOIN resource_versions v \
                ON v.resource_type = h.resource_type AND v.id = h.id AND v.version_id = h.version_id \
-             WHERE h.resource_type = ? AND h.id = ?".to_string();
-        let row = sqlx::query(self.sql(q))
-            .bind(resource_type)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+             WHERE h.resource_type = ? AND h.id = ?"
+        );
+        let row = sqlx::query(self.sql(q)).bind(resource_type).bind(id).fetch_optional(&self.pool).await?;
         row.as_ref().map(version_row).transpose()
     }
 
     /// One given version of a resource.
-    pub async fn read_version(
-        &self,
-        resource_type: &str,
-        id: &str,
-        version_id: i64,
-    ) -> Result<Option<VersionRow>> {
+    pub async fn read_version(&self, resource_type: &str, id: &str, version_id: i64) -> Result<Option<VersionRow>> {
         let q = format!(
             "SELECT {VERSION_COLUMNS} FROM resource_versions WHERE resource_type = ? AND id = ? AND version_id = ?"
         );
-        let row = sqlx::query(self.sql(q))
-            .bind(resource_type)
-            .bind(id)
-            .bind(version_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query(self.sql(q)).bind(resource_type).bind(id).bind(version_id).fetch_optional(&self.pool).await?;
         row.as_ref().map(version_row).transpose()
     }
 
@@ -488,20 +541,13 @@ impl Store {
         after: Option<&str>,
         limit: i64,
     ) -> Result<(Vec<VersionRow>, i64)> {
-        let rows = self
-            .search_query(resource_type, criteria, after, Some(limit))
-            .await?;
+        let rows = self.search_query(resource_type, criteria, after, Some(limit)).await?;
         // A first page that is not full is the whole result: no count needed.
         let total = if after.is_none() && (rows.len() as i64) < limit {
             rows.len() as i64
         } else {
-            let r = self
-                .search_query(resource_type, criteria, None, None)
-                .await?;
-            r.first()
-                .map(|r| r.try_get::<i64, _>(0))
-                .transpose()?
-                .unwrap_or(0)
+            let r = self.search_query(resource_type, criteria, None, None).await?;
+            r.first().map(|r| r.try_get::<i64, _>(0)).transpose()?.unwrap_or(0)
         };
         Ok((rows.iter().map(version_row).collect::<Result<_>>()?, total))
     }
@@ -528,10 +574,7 @@ impl Store {
             tokens: &'a [Vec<u8>],
         ) {
             let marks = vec!["?"; tokens.len().max(1)].join(", ");
-            let _ = write!(
-                sql,
-                "s.resource_type = ? AND s.param = ? AND s.token IN ({marks})"
-            );
+            let _ = write!(sql, "s.resource_type = ? AND s.param = ? AND s.token IN ({marks})");
             binds.push(Bind::Str(resource_type));
             binds.push(Bind::Str(param));
             if tokens.is_empty() {
@@ -543,9 +586,7 @@ impl Store {
         let mut from = String::new();
         let mut filter = String::new();
         let mut binds = Vec::new();
-        let driver = criteria
-            .iter()
-            .position(|c| matches!(c, Criterion::Token { .. }));
+        let driver = criteria.iter().position(|c| matches!(c, Criterion::Token { .. }));
         match driver.map(|i| &criteria[i]) {
             Some(Criterion::Token { param, tokens }) => {
                 // CROSS JOIN fixes the join order in SQLite (and is a plain
@@ -586,13 +627,30 @@ impl Store {
                     filter.push_str(" AND h.id = ?");
                     binds.push(Bind::Str(id));
                 }
+                Criterion::CareTeam { practitioner_id, user_id, now } => {
+                    filter.push_str(
+                        " AND ((h.compartment IN (SELECT c.patient_id FROM care_team_members c WHERE c.practitioner_id = ?) \
+                           AND (h.restricted_to IS NULL OR h.restricted_to = ?)) \
+                          OR h.compartment IN (SELECT b.patient_id FROM break_glass b WHERE b.user_id = ? AND b.expires_at > ?))",
+                    );
+                    binds.push(Bind::Str(practitioner_id));
+                    binds.push(Bind::Str(practitioner_id));
+                    binds.push(Bind::Str(user_id));
+                    binds.push(Bind::Int(*now));
+                }
+                Criterion::OwnRecord { patient_id } => {
+                    filter.push_str(
+                        " AND h.compartment = ? AND (h.resource_type = 'Patient' OR (h.patient_visible = 1 AND h.restricted_to IS NULL))",
+                    );
+                    binds.push(Bind::Str(patient_id));
+                }
             }
         }
         let sql = match limit {
             Some(limit) => {
                 binds.push(Bind::Int(limit.max(0)));
                 format!(
-                    "SELECT v.resource_type, v.id, v.version_id, v.compartment, v.key_version, v.last_updated, v.body \
+                    "SELECT {VERSION_COLUMNS_V} \
                      FROM {from} CROSS JOIN resource_versions v{filter} \
                      AND v.resource_type = h.resource_type AND v.id = h.id AND v.version_id = h.version_id \
                      ORDER BY h.id LIMIT ?"
@@ -609,74 +667,5 @@ impl Store {
             };
         }
         Ok(q.fetch_all(&self.pool).await?)
-    }
-
-    // ----- API tokens -----------------------------------------------------------------
-
-    /// Store a new API token by its hash.
-    pub async fn insert_api_token(
-        &self,
-        id: &str,
-        hash: &[u8],
-        label: &str,
-        now: i64,
-    ) -> Result<()> {
-        sqlx::query(
-            self.sql(
-                "INSERT INTO api_tokens (id, token_hash, label, created_at) VALUES (?, ?, ?, ?)",
-            ),
-        )
-        .bind(id)
-        .bind(hash)
-        .bind(label)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// The id of the live (not revoked) API token with this hash.
-    pub async fn api_token_by_hash(&self, hash: &[u8]) -> Result<Option<String>> {
-        let row = sqlx::query(
-            self.sql("SELECT id FROM api_tokens WHERE token_hash = ? AND revoked_at IS NULL"),
-        )
-        .bind(hash)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(match row {
-            Some(r) => Some(r.try_get(0)?),
-            None => None,
-        })
-    }
-
-    /// Revoke a token; false if no live token has this id.
-    pub async fn revoke_api_token(&self, id: &str, now: i64) -> Result<bool> {
-        let r = sqlx::query(
-            self.sql("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"),
-        )
-        .bind(now)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() == 1)
-    }
-
-    /// Every API token, oldest first.
-    pub async fn api_tokens(&self) -> Result<Vec<ApiTokenRow>> {
-        let rows = sqlx::query(
-            "SELECT id, label, created_at, revoked_at FROM api_tokens ORDER BY created_at, id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ApiTokenRow {
-                    id: r.try_get(0)?,
-                    label: r.try_get(1)?,
-                    created_at: r.try_get(2)?,
-                    revoked_at: r.try_get(3)?,
-                })
-            })
-            .collect()
     }
 }

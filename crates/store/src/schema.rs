@@ -60,6 +60,75 @@ const MIGRATIONS: &[&str] = &[
         created_at BIGINT NOT NULL,
         revoked_at BIGINT
     );",
+    // 2: identity and access control
+    "ALTER TABLE resource_heads ADD COLUMN restricted_to TEXT;
+    ALTER TABLE resource_heads ADD COLUMN patient_visible BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE resource_versions ADD COLUMN restricted_to TEXT;
+    ALTER TABLE resource_versions ADD COLUMN patient_visible BIGINT NOT NULL DEFAULT 0;
+    CREATE TABLE care_team_members (
+        care_team_id TEXT NOT NULL,
+        patient_id TEXT NOT NULL,
+        practitioner_id TEXT NOT NULL,
+        PRIMARY KEY (care_team_id, practitioner_id)
+    );
+    CREATE INDEX care_team_members_by_practitioner ON care_team_members (practitioner_id, patient_id);
+    CREATE TABLE break_glass (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        patient_id TEXT NOT NULL,
+        reason_sealed {blob} NOT NULL,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL
+    );
+    CREATE INDEX break_glass_by_user ON break_glass (user_id, patient_id, expires_at);
+    CREATE TABLE users (
+        id TEXT PRIMARY KEY,
+        username_token {blob} NOT NULL UNIQUE,
+        username_sealed {blob} NOT NULL,
+        role TEXT NOT NULL,
+        password_hash TEXT,
+        totp_sealed {blob},
+        totp_last_step BIGINT,
+        mfa_enrolled_at BIGINT,
+        practitioner_id TEXT,
+        patient_id TEXT,
+        disabled_at BIGINT,
+        created_at BIGINT NOT NULL
+    );
+    CREATE TABLE recovery_codes (
+        user_id TEXT NOT NULL,
+        code_hash {blob} NOT NULL,
+        used_at BIGINT,
+        PRIMARY KEY (user_id, code_hash)
+    );
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        token_hash {blob} NOT NULL UNIQUE,
+        user_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        csrf_hash {blob},
+        mfa_done BIGINT NOT NULL,
+        created_at BIGINT NOT NULL,
+        last_seen BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        revoked_at BIGINT
+    );
+    CREATE INDEX sessions_by_user ON sessions (user_id);
+    CREATE TABLE login_throttle (
+        throttle_key {blob} PRIMARY KEY,
+        failures BIGINT NOT NULL,
+        window_start BIGINT NOT NULL,
+        locked_until BIGINT
+    );
+    CREATE TABLE enrolment_codes (
+        code_hash {blob} PRIMARY KEY,
+        role TEXT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        used_at BIGINT
+    );
+    ALTER TABLE api_tokens ADD COLUMN user_id TEXT;
+    ALTER TABLE api_tokens ADD COLUMN scopes TEXT;
+    ALTER TABLE api_tokens ADD COLUMN expires_at BIGINT;",
 ];
 
 pub(crate) async fn migrate(pool: &AnyPool, backend: &dyn Backend) -> Result<()> {
@@ -68,28 +137,21 @@ pub(crate) async fn migrate(pool: &AnyPool, backend: &dyn Backend) -> Result<()>
     )
     .execute(pool)
     .await?;
-    let current: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
-        .fetch_one(pool)
-        .await?
-        .try_get(0)?;
+    let current: i64 =
+        sqlx::query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetch_one(pool).await?.try_get(0)?;
     let supported = MIGRATIONS.len() as i64;
     if current > supported {
-        return Err(StoreError::SchemaTooNew {
-            found: current,
-            supported,
-        });
+        return Err(StoreError::SchemaTooNew { found: current, supported });
     }
     for (i, ddl) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let version = i as i64 + 1;
         let mut tx = pool.begin().await?;
-        sqlx::raw_sql(AssertSqlSafe(ddl.replace("{blob}", backend.blob_type())))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::raw_sql(AssertSqlSafe(ddl.replace("{blob}", backend.blob_type()))).execute(&mut *tx).await?;
         // A concurrent migrator inserts the same version: the loser's unique
         // violation rolls its whole transaction back.
-        sqlx::query(AssertSqlSafe(backend.placeholders(
-            "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
-        )))
+        sqlx::query(AssertSqlSafe(
+            backend.placeholders("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)"),
+        ))
         .bind(version)
         .bind(0_i64)
         .execute(&mut *tx)

@@ -43,17 +43,10 @@ pub enum BlindKind {
 pub fn normalise(kind: BlindKind, value: &str) -> String {
     let nfc: String = value.trim().nfc().collect();
     match kind {
-        BlindKind::Text => nfc
-            .to_lowercase()
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" "),
+        BlindKind::Text => nfc.to_lowercase().split_whitespace().collect::<Vec<_>>().join(" "),
         BlindKind::Identifier | BlindKind::Email => nfc.to_lowercase(),
         BlindKind::Date => nfc,
-        BlindKind::Phone => nfc
-            .chars()
-            .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')' | '\u{a0}'))
-            .collect(),
+        BlindKind::Phone => nfc.chars().filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')' | '\u{a0}')).collect(),
     }
 }
 
@@ -70,23 +63,13 @@ impl fmt::Debug for BlindIndexKey {
 
 impl BlindIndexKey {
     pub(crate) fn from_bytes(bytes: &[u8; KEY_LEN]) -> Self {
-        BlindIndexKey {
-            key: hmac::Key::new(hmac::HMAC_SHA256, bytes),
-        }
+        BlindIndexKey { key: hmac::Key::new(hmac::HMAC_SHA256, bytes) }
     }
 
     /// The token for `value` of search parameter `param` on `resource_type`.
-    pub fn token(
-        &self,
-        resource_type: &str,
-        param: &str,
-        kind: BlindKind,
-        value: &str,
-    ) -> BlindToken {
+    pub fn token(&self, resource_type: &str, param: &str, kind: BlindKind, value: &str) -> BlindToken {
         let mut a = Aad::new("confidant.blind.v1", Header::v1(0));
-        a.push(resource_type.as_bytes())
-            .push(param.as_bytes())
-            .push(normalise(kind, value).as_bytes());
+        a.push(resource_type.as_bytes()).push(param.as_bytes()).push(normalise(kind, value).as_bytes());
         let tag = hmac::sign(&self.key, a.bytes());
         let mut out = [0u8; TOKEN_LEN];
         out.copy_from_slice(&tag.as_ref()[..TOKEN_LEN]);
@@ -103,22 +86,10 @@ mod tests {
         assert_eq!(normalise(BlindKind::Text, "  VIRTANEN "), "virtanen");
         assert_eq!(normalise(BlindKind::Text, "Anna  Maria"), "anna maria");
         // "Å" precomposed and decomposed meet after NFC.
-        assert_eq!(
-            normalise(BlindKind::Text, "A\u{30a}berg"),
-            normalise(BlindKind::Text, "\u{c5}berg")
-        );
-        assert_eq!(
-            normalise(BlindKind::Identifier, " 131052-308t "),
-            "131052-308t"
-        );
-        assert_eq!(
-            normalise(BlindKind::Phone, "+358 (40) 123-45.67"),
-            "+358401234567"
-        );
-        assert_eq!(
-            normalise(BlindKind::Email, " Anna@Example.FI"),
-            "anna@example.fi"
-        );
+        assert_eq!(normalise(BlindKind::Text, "A\u{30a}berg"), normalise(BlindKind::Text, "\u{c5}berg"));
+        assert_eq!(normalise(BlindKind::Identifier, " 131052-308t "), "131052-308t");
+        assert_eq!(normalise(BlindKind::Phone, "+358 (40) 123-45.67"), "+358401234567");
+        assert_eq!(normalise(BlindKind::Email, " Anna@Example.FI"), "anna@example.fi");
         assert_eq!(normalise(BlindKind::Date, " 1980-02-01 "), "1980-02-01");
     }
 

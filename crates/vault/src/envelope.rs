@@ -49,11 +49,7 @@ pub struct Header {
 
 impl Header {
     pub(crate) fn v1(key_version: u32) -> Self {
-        Header {
-            format: FORMAT_V1,
-            algorithm: ALG_AES_256_GCM,
-            key_version,
-        }
+        Header { format: FORMAT_V1, algorithm: ALG_AES_256_GCM, key_version }
     }
 
     pub(crate) fn to_bytes(self) -> [u8; HEADER_LEN] {
@@ -72,16 +68,10 @@ impl Header {
             key_version: u32::from_be_bytes([envelope[2], envelope[3], envelope[4], envelope[5]]),
         };
         if h.format != FORMAT_V1 {
-            return Err(VaultError::Unsupported(format!(
-                "format version {}",
-                h.format
-            )));
+            return Err(VaultError::Unsupported(format!("format version {}", h.format)));
         }
         if h.algorithm != ALG_AES_256_GCM {
-            return Err(VaultError::Unsupported(format!(
-                "algorithm {}",
-                h.algorithm
-            )));
+            return Err(VaultError::Unsupported(format!("algorithm {}", h.algorithm)));
         }
         Ok(h)
     }

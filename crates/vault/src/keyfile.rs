@@ -45,12 +45,7 @@ pub struct KeyFile {
 
 impl fmt::Debug for KeyFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "KeyFile(instance {}, versions {:?})",
-            self.instance_id,
-            self.versions.keys()
-        )
+        write!(f, "KeyFile(instance {}, versions {:?})", self.instance_id, self.versions.keys())
     }
 }
 
@@ -58,12 +53,9 @@ fn hkdf_expand(secret: &[u8], info: &[u8]) -> Result<Zeroizing<[u8; KEY_LEN]>, V
     let salt = hkdf::Salt::new(hkdf::HKDF_SHA256, b"confidant");
     let prk = salt.extract(secret);
     let info = [info];
-    let okm = prk
-        .expand(&info, hkdf::HKDF_SHA256)
-        .map_err(|_| VaultError::Random)?;
+    let okm = prk.expand(&info, hkdf::HKDF_SHA256).map_err(|_| VaultError::Random)?;
     let mut out = Zeroizing::new([0u8; KEY_LEN]);
-    okm.fill(out.as_mut_slice())
-        .map_err(|_| VaultError::Random)?;
+    okm.fill(out.as_mut_slice()).map_err(|_| VaultError::Random)?;
     Ok(out)
 }
 
@@ -84,18 +76,13 @@ impl KeyFile {
     /// A new key file content with one fresh random version-1 key.
     pub fn generate(instance_id: &str) -> Result<KeyFile, VaultError> {
         if instance_id.contains(':') || instance_id.is_empty() {
-            return Err(VaultError::KeyFile(
-                "instance id must be non-empty and contain no ':'".into(),
-            ));
+            return Err(VaultError::KeyFile("instance id must be non-empty and contain no ':'".into()));
         }
         let mut secret = Zeroizing::new([0u8; KEY_LEN]);
         random_bytes(secret.as_mut_slice())?;
         let mut versions = BTreeMap::new();
         versions.insert(1, KekVersion::new(secret, 1)?);
-        Ok(KeyFile {
-            instance_id: instance_id.to_owned(),
-            versions,
-        })
+        Ok(KeyFile { instance_id: instance_id.to_owned(), versions })
     }
 
     /// Parse key file text.
@@ -110,8 +97,7 @@ impl KeyFile {
             let bad = || VaultError::KeyFile(format!("line {} is not a Confidant key line", n + 1));
             let rest = line.strip_prefix(LINE_PREFIX).ok_or_else(bad)?;
             let mut parts = rest.split(':');
-            let (Some(inst), Some(ver), Some(b64), None) =
-                (parts.next(), parts.next(), parts.next(), parts.next())
+            let (Some(inst), Some(ver), Some(b64), None) = (parts.next(), parts.next(), parts.next(), parts.next())
             else {
                 return Err(bad());
             };
@@ -120,27 +106,16 @@ impl KeyFile {
             let secret: [u8; KEY_LEN] = raw.as_slice().try_into().map_err(|_| bad())?;
             match &instance_id {
                 Some(i) if i != inst => {
-                    return Err(VaultError::KeyFile(
-                        "the file holds keys of two different instances".into(),
-                    ));
+                    return Err(VaultError::KeyFile("the file holds keys of two different instances".into()));
                 }
                 _ => instance_id = Some(inst.to_owned()),
             }
-            if versions
-                .insert(version, KekVersion::new(Zeroizing::new(secret), version)?)
-                .is_some()
-            {
-                return Err(VaultError::KeyFile(format!(
-                    "key version {version} appears twice"
-                )));
+            if versions.insert(version, KekVersion::new(Zeroizing::new(secret), version)?).is_some() {
+                return Err(VaultError::KeyFile(format!("key version {version} appears twice")));
             }
         }
-        let instance_id =
-            instance_id.ok_or_else(|| VaultError::KeyFile("the file holds no key".into()))?;
-        Ok(KeyFile {
-            instance_id,
-            versions,
-        })
+        let instance_id = instance_id.ok_or_else(|| VaultError::KeyFile("the file holds no key".into()))?;
+        Ok(KeyFile { instance_id, versions })
     }
 
     /// Read and parse the key file at `path`, refusing one that others can read.
@@ -158,19 +133,17 @@ impl KeyFile {
                 )));
             }
         }
-        let text =
-            Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-                VaultError::KeyFile(format!("cannot read {}: {e}", path.display()))
-            })?);
+        let text = Zeroizing::new(
+            std::fs::read_to_string(path)
+                .map_err(|e| VaultError::KeyFile(format!("cannot read {}: {e}", path.display())))?,
+        );
         KeyFile::parse(&text)
     }
 
     /// Write a new key file at `path` with mode 0600. Fails if anything exists there:
     /// a key file is never overwritten.
     pub fn create(&self, path: &Path) -> Result<(), VaultError> {
-        let err = |e: std::io::Error| {
-            VaultError::KeyFile(format!("cannot create {}: {e}", path.display()))
-        };
+        let err = |e: std::io::Error| VaultError::KeyFile(format!("cannot create {}: {e}", path.display()));
         if let Some(parent) = path.parent()
             && !parent.as_os_str().is_empty()
             && !parent.exists()
@@ -192,11 +165,7 @@ impl KeyFile {
              # Keep it secret, keep it off the data disk, and back it up apart from the data.\n",
         );
         for (v, k) in &self.versions {
-            text.push_str(&format!(
-                "{LINE_PREFIX}{}:{v}:{}\n",
-                self.instance_id,
-                STANDARD.encode(k.secret.as_slice())
-            ));
+            text.push_str(&format!("{LINE_PREFIX}{}:{v}:{}\n", self.instance_id, STANDARD.encode(k.secret.as_slice())));
         }
         f.write_all(text.as_bytes()).map_err(err)?;
         f.sync_all().map_err(err)?;
@@ -210,17 +179,11 @@ impl KeyFile {
 
     /// The key check value of the current version: identifies the key, reveals nothing.
     pub fn check_value(&self) -> &str {
-        self.versions
-            .values()
-            .next_back()
-            .map(|k| k.check_value.as_str())
-            .unwrap_or("")
+        self.versions.values().next_back().map(|k| k.check_value.as_str()).unwrap_or("")
     }
 
     fn version(&self, v: u32) -> Result<&KekVersion, VaultError> {
-        self.versions
-            .get(&v)
-            .ok_or(VaultError::MissingKeyVersion(v))
+        self.versions.get(&v).ok_or(VaultError::MissingKeyVersion(v))
     }
 }
 
@@ -241,22 +204,11 @@ impl KeyProvider for KeyFile {
         self.versions.keys().next_back().copied().unwrap_or(1)
     }
 
-    fn wrap(
-        &self,
-        version: u32,
-        label: &[u8],
-        key: &[u8; KEY_LEN],
-    ) -> Result<WrappedKey, VaultError> {
-        Ok(WrappedKey(
-            self.version(version)?.sealing.seal(key, wrap_aad(label))?,
-        ))
+    fn wrap(&self, version: u32, label: &[u8], key: &[u8; KEY_LEN]) -> Result<WrappedKey, VaultError> {
+        Ok(WrappedKey(self.version(version)?.sealing.seal(key, wrap_aad(label))?))
     }
 
-    fn unwrap(
-        &self,
-        label: &[u8],
-        wrapped: &WrappedKey,
-    ) -> Result<Zeroizing<[u8; KEY_LEN]>, VaultError> {
+    fn unwrap(&self, label: &[u8], wrapped: &WrappedKey) -> Result<Zeroizing<[u8; KEY_LEN]>, VaultError> {
         let kek = self.version(wrapped.kek_version()?)?;
         let plain = kek.sealing.open(&wrapped.0, wrap_aad(label))?;
         let mut out = Zeroizing::new([0u8; KEY_LEN]);
@@ -274,41 +226,28 @@ mod tests {
 
     #[test]
     fn file_roundtrip_mode_and_no_overwrite() {
-        let dir =
-            std::env::temp_dir().join(format!("confidant-kf-{}", crate::random_id().unwrap()));
+        let dir = std::env::temp_dir().join(format!("confidant-kf-{}", crate::random_id().unwrap()));
         let path = dir.join("keys").join("kek");
         let kf = KeyFile::generate("abc").unwrap();
         kf.create(&path).unwrap();
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(
-                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-                0o600
-            );
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         }
         let loaded = KeyFile::load(&path).unwrap();
         assert_eq!(loaded.instance_id(), "abc");
         assert_eq!(loaded.check_value(), kf.check_value());
         let before = std::fs::read(&path).unwrap();
         assert!(KeyFile::generate("abc").unwrap().create(&path).is_err());
-        assert_eq!(
-            std::fs::read(&path).unwrap(),
-            before,
-            "existing key file must not change"
-        );
+        assert_eq!(std::fs::read(&path).unwrap(), before, "existing key file must not change");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn malformed_files_are_rejected() {
-        for text in [
-            "",
-            "# only comments\n",
-            "confidant-kek:v1:a:1:notbase64!",
-            "confidant-kek:v1:a:1:AAAA",
-            "garbage",
-        ] {
+        for text in ["", "# only comments\n", "confidant-kek:v1:a:1:notbase64!", "confidant-kek:v1:a:1:AAAA", "garbage"]
+        {
             assert!(KeyFile::parse(text).is_err(), "{text:?} accepted");
         }
     }

@@ -43,19 +43,10 @@ pub trait KeyProvider: Send + Sync {
     /// The KEK version used for new wraps.
     fn current_version(&self) -> u32;
     /// Encrypt `key` under KEK version `version`, binding `label` as associated data.
-    fn wrap(
-        &self,
-        version: u32,
-        label: &[u8],
-        key: &[u8; KEY_LEN],
-    ) -> Result<WrappedKey, VaultError>;
+    fn wrap(&self, version: u32, label: &[u8], key: &[u8; KEY_LEN]) -> Result<WrappedKey, VaultError>;
     /// Decrypt a wrapped key; fails with [`VaultError::Integrity`] if it was
     /// altered, wrapped under another KEK, or for another label.
-    fn unwrap(
-        &self,
-        label: &[u8],
-        wrapped: &WrappedKey,
-    ) -> Result<Zeroizing<[u8; KEY_LEN]>, VaultError>;
+    fn unwrap(&self, label: &[u8], wrapped: &WrappedKey) -> Result<Zeroizing<[u8; KEY_LEN]>, VaultError>;
 }
 
 /// An AES-256-GCM key that seals into and opens envelopes. Shared by data keys
@@ -68,8 +59,7 @@ pub(crate) struct SealingKey {
 impl SealingKey {
     pub(crate) fn new(bytes: &[u8; KEY_LEN], version: u32) -> Result<Self, VaultError> {
         // AWS-LC zeroizes its copy of the key schedule when the key is dropped.
-        let key =
-            RandomizedNonceKey::new(&AES_256_GCM, bytes).map_err(|_| VaultError::Integrity)?;
+        let key = RandomizedNonceKey::new(&AES_256_GCM, bytes).map_err(|_| VaultError::Integrity)?;
         Ok(SealingKey { key, version })
     }
 
@@ -78,11 +68,7 @@ impl SealingKey {
     }
 
     /// Seal `plaintext`; `aad` receives the header and returns the full associated data.
-    pub(crate) fn seal(
-        &self,
-        plaintext: &[u8],
-        aad: impl FnOnce(Header) -> Aad,
-    ) -> Result<Vec<u8>, VaultError> {
+    pub(crate) fn seal(&self, plaintext: &[u8], aad: impl FnOnce(Header) -> Aad) -> Result<Vec<u8>, VaultError> {
         let header = Header::v1(self.version);
         let aad = aad(header);
         let mut out = Vec::with_capacity(HEADER_LEN + NONCE_LEN + plaintext.len() + 16);
@@ -110,9 +96,8 @@ impl SealingKey {
             return Err(VaultError::MissingKeyVersion(header.key_version));
         }
         let aad = aad(header);
-        let nonce =
-            aead::Nonce::try_assume_unique_for_key(&envelope[HEADER_LEN..HEADER_LEN + NONCE_LEN])
-                .map_err(|_| VaultError::Integrity)?;
+        let nonce = aead::Nonce::try_assume_unique_for_key(&envelope[HEADER_LEN..HEADER_LEN + NONCE_LEN])
+            .map_err(|_| VaultError::Integrity)?;
         let mut body = Zeroizing::new(envelope[HEADER_LEN + NONCE_LEN..].to_vec());
         let len = self
             .key
@@ -148,11 +133,7 @@ impl DataKey {
     }
 
     /// Open one record version sealed for exactly `ctx`.
-    pub fn open(
-        &self,
-        ctx: &RecordContext<'_>,
-        envelope: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+    pub fn open(&self, ctx: &RecordContext<'_>, envelope: &[u8]) -> Result<Zeroizing<Vec<u8>>, VaultError> {
         self.key.open(envelope, |h| ctx.aad(h))
     }
 }
@@ -187,39 +168,18 @@ impl Vault {
     }
 
     /// A fresh random data key for `compartment`, and its wrapped form to store.
-    pub fn new_data_key(
-        &self,
-        compartment: &str,
-        version: u32,
-    ) -> Result<(DataKey, WrappedKey), VaultError> {
+    pub fn new_data_key(&self, compartment: &str, version: u32) -> Result<(DataKey, WrappedKey), VaultError> {
         let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
         random_bytes(bytes.as_mut_slice())?;
-        let wrapped = self.provider.wrap(
-            self.provider.current_version(),
-            &data_key_label(compartment, version),
-            &bytes,
-        )?;
-        Ok((
-            DataKey {
-                key: SealingKey::new(&bytes, version)?,
-            },
-            wrapped,
-        ))
+        let wrapped =
+            self.provider.wrap(self.provider.current_version(), &data_key_label(compartment, version), &bytes)?;
+        Ok((DataKey { key: SealingKey::new(&bytes, version)? }, wrapped))
     }
 
     /// Unwrap the stored data key of `compartment`.
-    pub fn open_data_key(
-        &self,
-        compartment: &str,
-        version: u32,
-        wrapped: &WrappedKey,
-    ) -> Result<DataKey, VaultError> {
-        let bytes = self
-            .provider
-            .unwrap(&data_key_label(compartment, version), wrapped)?;
-        Ok(DataKey {
-            key: SealingKey::new(&bytes, version)?,
-        })
+    pub fn open_data_key(&self, compartment: &str, version: u32, wrapped: &WrappedKey) -> Result<DataKey, VaultError> {
+        let bytes = self.provider.unwrap(&data_key_label(compartment, version), wrapped)?;
+        Ok(DataKey { key: SealingKey::new(&bytes, version)? })
     }
 
     /// A fresh random blind-index key, and its wrapped form to store. Created
@@ -227,9 +187,7 @@ impl Vault {
     pub fn new_blind_index_key(&self) -> Result<(BlindIndexKey, WrappedKey), VaultError> {
         let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
         random_bytes(bytes.as_mut_slice())?;
-        let wrapped =
-            self.provider
-                .wrap(self.provider.current_version(), BLIND_INDEX_LABEL, &bytes)?;
+        let wrapped = self.provider.wrap(self.provider.current_version(), BLIND_INDEX_LABEL, &bytes)?;
         Ok((BlindIndexKey::from_bytes(&bytes), wrapped))
     }
 
@@ -246,18 +204,11 @@ mod tests {
     use crate::KeyFile;
 
     fn vault() -> Vault {
-        Vault::new(Arc::new(
-            KeyFile::generate("inst").unwrap_or_else(|e| panic!("{e}")),
-        ))
+        Vault::new(Arc::new(KeyFile::generate("inst").unwrap_or_else(|e| panic!("{e}"))))
     }
 
     fn ctx<'a>(id: &'a str, patient: &'a str) -> RecordContext<'a> {
-        RecordContext {
-            resource_type: "DocumentReference",
-            id,
-            version: 1,
-            compartment: patient,
-        }
+        RecordContext { resource_type: "DocumentReference", id, version: 1, compartment: patient }
     }
 
     #[test]
@@ -266,10 +217,7 @@ mod tests {
         let (dk, _) = v.new_data_key("p1", 1).unwrap();
         let a = dk.seal(&ctx("n1", "p1"), b"session note").unwrap();
         let b = dk.seal(&ctx("n1", "p1"), b"session note").unwrap();
-        assert_ne!(
-            a, b,
-            "two seals of the same plaintext must differ (random nonce)"
-        );
+        assert_ne!(a, b, "two seals of the same plaintext must differ (random nonce)");
         assert_eq!(&dk.open(&ctx("n1", "p1"), &a).unwrap()[..], b"session note");
         assert!(!a.windows(12).any(|w| w == b"session note"));
     }
@@ -282,10 +230,7 @@ mod tests {
         for i in 0..sealed.len() {
             let mut bad = sealed.clone();
             bad[i] ^= 0x01;
-            assert!(
-                dk.open(&ctx("n1", "p1"), &bad).is_err(),
-                "flip at byte {i} went unnoticed"
-            );
+            assert!(dk.open(&ctx("n1", "p1"), &bad).is_err(), "flip at byte {i} went unnoticed");
         }
     }
 
@@ -300,20 +245,14 @@ mod tests {
         other.version = 2;
         assert!(dk.open(&other, &sealed).is_err());
         // A wrapped data key moved to another patient does not unwrap.
-        assert!(matches!(
-            v.open_data_key("p2", 1, &wrapped),
-            Err(VaultError::Integrity)
-        ));
+        assert!(matches!(v.open_data_key("p2", 1, &wrapped), Err(VaultError::Integrity)));
         assert!(v.open_data_key("p1", 1, &wrapped).is_ok());
     }
 
     #[test]
     fn other_kek_cannot_unwrap() {
         let (_, wrapped) = vault().new_data_key("p1", 1).unwrap();
-        assert!(matches!(
-            vault().open_data_key("p1", 1, &wrapped),
-            Err(VaultError::Integrity)
-        ));
+        assert!(matches!(vault().open_data_key("p1", 1, &wrapped), Err(VaultError::Integrity)));
     }
 
     #[test]

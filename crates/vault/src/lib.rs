@@ -44,9 +44,7 @@ pub use keys::{DataKey, KEY_LEN, KeyProvider, Vault, WrappedKey};
 pub enum VaultError {
     /// A ciphertext or wrapped key failed authentication: it was altered,
     /// moved to another row, or sealed under another key.
-    #[error(
-        "integrity check failed: the stored ciphertext was altered, moved, or sealed under another key"
-    )]
+    #[error("integrity check failed: the stored ciphertext was altered, moved, or sealed under another key")]
     Integrity,
     /// The envelope names a format, algorithm or key version this build does not know.
     #[error("unsupported envelope: {0}")]

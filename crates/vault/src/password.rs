@@ -109,11 +109,7 @@ const COMMON_PASSWORDS_TEXT: &str = include_str!("../data/common-passwords.txt")
 
 /// The common-password list, parsed once on first use.
 static COMMON_PASSWORDS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
-    COMMON_PASSWORDS_TEXT
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty() && !line.starts_with('#'))
-        .collect()
+    COMMON_PASSWORDS_TEXT.lines().map(str::trim).filter(|line| !line.is_empty() && !line.starts_with('#')).collect()
 });
 
 /// How many passwords the embedded common-password list holds.
@@ -188,16 +184,12 @@ pub fn hash(password: &str) -> Result<String, VaultError> {
 
 /// Whether `phc` names an argon2 variant and costs that `verify` is willing to run.
 fn acceptable(parsed: &PasswordHash) -> bool {
-    let known = [Algorithm::Argon2id, Algorithm::Argon2i, Algorithm::Argon2d]
-        .iter()
-        .any(|alg| alg.ident() == parsed.algorithm);
+    let known =
+        [Algorithm::Argon2id, Algorithm::Argon2i, Algorithm::Argon2d].iter().any(|alg| alg.ident() == parsed.algorithm);
     let Ok(params) = Params::try_from(parsed) else {
         return false;
     };
-    known
-        && params.m_cost() <= MAX_M_COST_KIB
-        && params.t_cost() <= MAX_T_COST
-        && params.p_cost() <= MAX_P_COST
+    known && params.m_cost() <= MAX_M_COST_KIB && params.t_cost() <= MAX_T_COST && params.p_cost() <= MAX_P_COST
 }
 
 /// Whether `password` matches the stored PHC string `phc`.
@@ -215,9 +207,7 @@ pub fn verify(password: &str, phc: &str) -> bool {
     }
     let normalised = normalise(password);
     // The parameters in `phc` govern; the context's own are ignored.
-    hasher()
-        .verify_password(normalised.as_bytes(), &parsed)
-        .is_ok()
+    hasher().verify_password(normalised.as_bytes(), &parsed).is_ok()
 }
 
 /// A hash of a random value nobody knows, computed once, for [`verify_dummy`].
@@ -231,10 +221,7 @@ static DUMMY_PHC: LazyLock<String> = LazyLock::new(|| {
         salt.fill(0xa5);
     }
     let value = Zeroizing::new(hex::encode(secret.as_ref()));
-    hasher()
-        .hash_password_with_salt(value.as_bytes(), &salt)
-        .map(|phc| phc.to_string())
-        .unwrap_or_default()
+    hasher().hash_password_with_salt(value.as_bytes(), &salt).map(|phc| phc.to_string()).unwrap_or_default()
 });
 
 /// Spend the time of one [`verify`] without an account to verify against.
@@ -275,39 +262,23 @@ mod tests {
     #[test]
     fn list_is_big_and_holds_the_test_entry() {
         assert!(common_password_count() >= 10_000);
-        assert!(
-            COMMON_PASSWORDS_TEXT
-                .lines()
-                .any(|line| line == COMMON_LONG)
-        );
+        assert!(COMMON_PASSWORDS_TEXT.lines().any(|line| line == COMMON_LONG));
         assert!(COMMON_PASSWORDS_TEXT.starts_with('#'));
         assert!(!COMMON_PASSWORDS.iter().any(|p| p.starts_with('#')));
     }
 
     #[test]
     fn policy() {
-        assert_eq!(
-            check_policy("short", &[]),
-            Err(PasswordPolicyError::TooShort { min: MIN_LENGTH })
-        );
+        assert_eq!(check_policy("short", &[]), Err(PasswordPolicyError::TooShort { min: MIN_LENGTH }));
         assert_eq!(
             check_policy(&"a".repeat(MAX_LENGTH + 1), &[]),
             Err(PasswordPolicyError::TooLong { max: MAX_LENGTH })
         );
-        assert_eq!(
-            check_policy(COMMON_LONG, &[]),
-            Err(PasswordPolicyError::Common)
-        );
+        assert_eq!(check_policy(COMMON_LONG, &[]), Err(PasswordPolicyError::Common));
         // Case does not help.
-        assert_eq!(
-            check_policy(&COMMON_LONG.to_uppercase(), &[]),
-            Err(PasswordPolicyError::Common)
-        );
+        assert_eq!(check_policy(&COMMON_LONG.to_uppercase(), &[]), Err(PasswordPolicyError::Common));
         if COMMON_PASSWORDS.contains("password1234") {
-            assert_eq!(
-                check_policy("password1234", &[]),
-                Err(PasswordPolicyError::Common)
-            );
+            assert_eq!(check_policy("password1234", &[]), Err(PasswordPolicyError::Common));
         }
         assert_eq!(
             check_policy("xyz-Dr.Virtanen-2024", &["dr.virtanen", "confidant"]),
@@ -321,10 +292,7 @@ mod tests {
         assert_eq!(check_policy("annual-Tk7#pQ2vLx", &["ann"]), Ok(()));
         // Length is counted in characters after NFKC, not in bytes.
         assert!(check_policy("ääääääääääää", &[]).is_ok());
-        assert_eq!(
-            check_policy("äääääääääää", &[]),
-            Err(PasswordPolicyError::TooShort { min: MIN_LENGTH })
-        );
+        assert_eq!(check_policy("äääääääääää", &[]), Err(PasswordPolicyError::TooShort { min: MIN_LENGTH }));
 
         let mut raw = [0u8; 12];
         crate::random_bytes(&mut raw).unwrap();
@@ -351,10 +319,7 @@ mod tests {
         let password = "correct horse battery staple";
         let first = hash(password).unwrap();
         let second = hash(password).unwrap();
-        assert!(
-            first.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
-            "{first}"
-        );
+        assert!(first.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{first}");
         assert_ne!(first, second, "each hash has its own salt");
 
         assert!(verify(password, &first));

@@ -127,12 +127,7 @@ pub fn code_at(secret: &TotpSecret, unix_time: u64) -> String {
 /// other whitespace are ignored ("123 456"); anything but exactly 6 digits
 /// is refused. The comparison is constant-time. Store the returned step as
 /// the new `last_used_step`.
-pub fn verify(
-    secret: &TotpSecret,
-    code: &str,
-    unix_time: u64,
-    last_used_step: Option<u64>,
-) -> Option<u64> {
+pub fn verify(secret: &TotpSecret, code: &str, unix_time: u64, last_used_step: Option<u64>) -> Option<u64> {
     let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
     if code.len() != DIGITS as usize || !code.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -189,11 +184,7 @@ pub fn qr_svg(uri: &str) -> String {
     let Ok(code) = QrCode::new(uri.as_bytes()) else {
         return String::new();
     };
-    let image = code
-        .render::<svg::Color<'_>>()
-        .min_dimensions(200, 200)
-        .quiet_zone(true)
-        .build();
+    let image = code.render::<svg::Color<'_>>().min_dimensions(200, 200).quiet_zone(true).build();
     // Drop the XML declaration: it is not valid inside an HTML document.
     match image.find("<svg") {
         Some(start) => image.get(start..).unwrap_or_default().to_owned(),
@@ -257,11 +248,7 @@ fn new_recovery_code() -> Result<String, VaultError> {
 /// Normalise a recovery code as typed: upper-case, without spaces or dashes,
 /// so that "abcde fghjk" and "ABCDE-FGHJK" are the same code.
 pub fn normalise_recovery_code(input: &str) -> String {
-    input
-        .chars()
-        .filter(|c| !c.is_whitespace() && *c != '-')
-        .flat_map(char::to_uppercase)
-        .collect()
+    input.chars().filter(|c| !c.is_whitespace() && *c != '-').flat_map(char::to_uppercase).collect()
 }
 
 #[cfg(test)]
@@ -298,10 +285,7 @@ mod tests {
     #[test]
     fn rfc4226_hotp_vectors() {
         // RFC 4226 Appendix D, counters 0..=9.
-        let expected = [
-            755_224, 287_082, 359_152, 969_429, 338_314, 254_676, 287_922, 162_583, 399_871,
-            520_489,
-        ];
+        let expected = [755_224, 287_082, 359_152, 969_429, 338_314, 254_676, 287_922, 162_583, 399_871, 520_489];
         let secret = rfc_secret();
         for (counter, code) in expected.into_iter().enumerate() {
             assert_eq!(hotp(&secret, counter as u64), code);
@@ -358,10 +342,7 @@ mod tests {
         let generated = TotpSecret::generate().unwrap();
         assert_eq!(generated.as_bytes().len(), 20);
         assert_eq!(generated.to_base32().len(), 32);
-        assert_ne!(
-            generated.as_bytes(),
-            TotpSecret::generate().unwrap().as_bytes()
-        );
+        assert_ne!(generated.as_bytes(), TotpSecret::generate().unwrap().as_bytes());
     }
 
     #[test]
@@ -391,12 +372,7 @@ mod tests {
         for code in &codes {
             assert_eq!(code.len(), 11, "{code}");
             assert_eq!(code.as_bytes()[5], b'-');
-            assert!(
-                code.bytes()
-                    .enumerate()
-                    .all(|(i, b)| i == 5 || RECOVERY_ALPHABET.contains(&b)),
-                "{code}"
-            );
+            assert!(code.bytes().enumerate().all(|(i, b)| i == 5 || RECOVERY_ALPHABET.contains(&b)), "{code}");
             assert!(!code.contains(['0', 'O', '1', 'I', 'L']));
 
             let normal = normalise_recovery_code(code);

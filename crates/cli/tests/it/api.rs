@@ -19,28 +19,19 @@ async fn crud_versions_and_history(db: Db) {
     let r = s.get(&format!("Patient/{id}")).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["etag"], "W/\"1\"");
-    assert!(
-        r.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("application/fhir+json")
-    );
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/fhir+json"));
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["name"][0]["family"], "Virtanen");
 
     // update with the right If-Match → version 2
     let mut changed = body.clone();
     changed["name"][0]["family"] = json!("Korhonen");
-    let r = s
-        .put(&format!("Patient/{id}"), &changed, Some("W/\"1\""))
-        .await;
+    let r = s.put(&format!("Patient/{id}"), &changed, Some("W/\"1\"")).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["etag"], "W/\"2\"");
 
     // stale If-Match → 412, nothing changes
-    let r = s
-        .put(&format!("Patient/{id}"), &body, Some("W/\"1\""))
-        .await;
+    let r = s.put(&format!("Patient/{id}"), &body, Some("W/\"1\"")).await;
     assert_eq!(r.status(), StatusCode::PRECONDITION_FAILED);
     let oo: Value = r.json().await.unwrap();
     assert_eq!(oo["resourceType"], "OperationOutcome");
@@ -59,21 +50,14 @@ async fn crud_versions_and_history(db: Db) {
     // _history, newest first, paged
     for _ in 0..3 {
         let (_, cur) = s.get_json(&format!("Patient/{id}")).await;
-        assert_eq!(
-            s.put(&format!("Patient/{id}"), &cur, None).await.status(),
-            StatusCode::OK
-        );
+        assert_eq!(s.put(&format!("Patient/{id}"), &cur, None).await.status(), StatusCode::OK);
     }
     let (st, h) = s.get_json(&format!("Patient/{id}/_history?_count=2")).await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(h["type"], "history");
     assert_eq!(h["total"], 5);
-    let versions: Vec<&str> = h["entry"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["resource"]["meta"]["versionId"].as_str().unwrap())
-        .collect();
+    let versions: Vec<&str> =
+        h["entry"].as_array().unwrap().iter().map(|e| e["resource"]["meta"]["versionId"].as_str().unwrap()).collect();
     assert_eq!(versions, ["5", "4"]);
     let mut seen = versions.iter().map(|v| v.to_string()).collect::<Vec<_>>();
     let mut next = h["link"]
@@ -83,23 +67,9 @@ async fn crud_versions_and_history(db: Db) {
         .find(|l| l["relation"] == "next")
         .map(|l| l["url"].as_str().unwrap().to_owned());
     while let Some(url) = next {
-        let page: Value = s
-            .http
-            .get(&url)
-            .bearer_auth(&s.token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page: Value = s.http.get(&url).bearer_auth(&s.token).send().await.unwrap().json().await.unwrap();
         for e in page["entry"].as_array().unwrap() {
-            seen.push(
-                e["resource"]["meta"]["versionId"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned(),
-            );
+            seen.push(e["resource"]["meta"]["versionId"].as_str().unwrap().to_owned());
         }
         next = page["link"]
             .as_array()
@@ -113,17 +83,9 @@ async fn crud_versions_and_history(db: Db) {
     // the URL id wins over nothing: a different id in the body is refused
     let mut wrong = now.clone();
     wrong["id"] = json!("someoneelse");
-    assert_eq!(
-        s.put(&format!("Patient/{id}"), &wrong, None).await.status(),
-        StatusCode::BAD_REQUEST
-    );
+    assert_eq!(s.put(&format!("Patient/{id}"), &wrong, None).await.status(), StatusCode::BAD_REQUEST);
     // update of a resource that does not exist
-    assert_eq!(
-        s.put("Patient/doesnotexist", &patient("A", "B"), None)
-            .await
-            .status(),
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(s.put("Patient/doesnotexist", &patient("A", "B"), None).await.status(), StatusCode::NOT_FOUND);
 }
 both_backends!(crud_versions_and_history);
 
@@ -132,7 +94,8 @@ async fn search_by_blind_index_and_patient(db: Db) {
     let s = inst.start();
     let mut p = patient("Mäkinen", "Helmi");
     p["identifier"] = json!([{"system": "urn:oid:1.2.246.21", "value": "131052-308T"}]);
-    p["telecom"] = json!([{"system": "email", "value": "Helmi@Example.FI"}, {"system": "phone", "value": "+358 40 123 4567"}]);
+    p["telecom"] =
+        json!([{"system": "email", "value": "Helmi@Example.FI"}, {"system": "phone", "value": "+358 40 123 4567"}]);
     p["birthDate"] = json!("1952-10-13");
     let helmi = s.create(&p).await;
     let hid = helmi["id"].as_str().unwrap();
@@ -140,12 +103,7 @@ async fn search_by_blind_index_and_patient(db: Db) {
     let oid = other["id"].as_str().unwrap();
 
     let found = |b: &Value| -> Vec<String> {
-        b["entry"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["resource"]["id"].as_str().unwrap().to_owned())
-            .collect()
+        b["entry"].as_array().unwrap().iter().map(|e| e["resource"]["id"].as_str().unwrap().to_owned()).collect()
     };
     // Normalised exact matches: case, whitespace, Unicode NFC (A + combining ring vs Å)
     for q in [
@@ -166,22 +124,12 @@ async fn search_by_blind_index_and_patient(db: Db) {
         assert_eq!(b["total"], 1, "{q}");
     }
     // No prefix matching; AND across parameters
-    for q in [
-        "family=M%C3%A4k",
-        "family=M%C3%A4kinen&given=aino",
-        "identifier=other|131052-308T",
-    ] {
+    for q in ["family=M%C3%A4k", "family=M%C3%A4kinen&given=aino", "identifier=other|131052-308T"] {
         let (_, b) = s.get_json(&format!("Patient?{q}")).await;
         assert_eq!(b["total"], 0, "{q}");
     }
     // Unsupported searches say so
-    for q in [
-        "birthdate=ge1950",
-        "name=x",
-        "family:contains=x",
-        "_sort=family",
-        "identifier=urn:x|",
-    ] {
+    for q in ["birthdate=ge1950", "name=x", "family:contains=x", "_sort=family", "identifier=urn:x|"] {
         let (st, b) = s.get_json(&format!("Patient?{q}")).await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{q}");
         assert_eq!(b["resourceType"], "OperationOutcome");
@@ -192,10 +140,7 @@ async fn search_by_blind_index_and_patient(db: Db) {
     s.create(&note(hid, "note two")).await;
     s.create(&note(oid, "other")).await;
     s.create(&encounter(hid)).await;
-    for q in [
-        format!("DocumentReference?patient=Patient/{hid}"),
-        format!("DocumentReference?subject={hid}"),
-    ] {
+    for q in [format!("DocumentReference?patient=Patient/{hid}"), format!("DocumentReference?subject={hid}")] {
         let (_, b) = s.get_json(&q).await;
         assert_eq!(b["total"], 2, "{q}");
     }
@@ -203,19 +148,12 @@ async fn search_by_blind_index_and_patient(db: Db) {
     assert_eq!(b["total"], 1);
     // A note for a patient that does not exist is refused
     assert_eq!(
-        s.post("DocumentReference", &note("nosuchpatient", "x"))
-            .await
-            .status(),
+        s.post("DocumentReference", &note("nosuchpatient", "x")).await.status(),
         StatusCode::UNPROCESSABLE_ENTITY
     );
     // A note gets a confidentiality label
-    let (_, b) = s
-        .get_json(&format!("DocumentReference?patient={hid}"))
-        .await;
-    assert_eq!(
-        b["entry"][0]["resource"]["meta"]["security"][0]["code"],
-        "R"
-    );
+    let (_, b) = s.get_json(&format!("DocumentReference?patient={hid}")).await;
+    assert_eq!(b["entry"][0]["resource"]["meta"]["security"][0]["code"], "R");
 }
 both_backends!(search_by_blind_index_and_patient);
 
@@ -224,40 +162,21 @@ async fn paging_with_next_links(db: Db) {
     let s = inst.start();
     let mut created = Vec::new();
     for i in 0..7 {
-        created.push(
-            s.create(&patient("Nieminen", &format!("N{i}"))).await["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+        created.push(s.create(&patient("Nieminen", &format!("N{i}"))).await["id"].as_str().unwrap().to_owned());
     }
     s.create(&patient("Other", "X")).await;
     let mut url = s.fhir("Patient?family=nieminen&_count=3");
     let mut seen = Vec::new();
     let mut pages = 0;
     loop {
-        let b: Value = s
-            .http
-            .get(&url)
-            .bearer_auth(&s.token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let b: Value = s.http.get(&url).bearer_auth(&s.token).send().await.unwrap().json().await.unwrap();
         assert_eq!(b["total"], 7);
         assert_eq!(b["type"], "searchset");
         for e in b["entry"].as_array().unwrap() {
             seen.push(e["resource"]["id"].as_str().unwrap().to_owned());
         }
         pages += 1;
-        match b["link"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["relation"] == "next")
-        {
+        match b["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next") {
             Some(l) => url = l["url"].as_str().unwrap().to_owned(),
             None => break,
         }
@@ -275,12 +194,7 @@ async fn tokens_metadata_and_health(db: Db) {
     let inst = Instance::new(db).await;
     let s = inst.start();
     // healthz: no auth, no detail
-    let r = s
-        .http
-        .get(format!("{}/healthz", s.url))
-        .send()
-        .await
-        .unwrap();
+    let r = s.http.get(format!("{}/healthz", s.url)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.text().await.unwrap(), "ok");
     // metadata lists exactly what is implemented
@@ -289,97 +203,39 @@ async fn tokens_metadata_and_health(db: Db) {
     let cs: Value = r.json().await.unwrap();
     assert_eq!(cs["resourceType"], "CapabilityStatement");
     assert_eq!(cs["fhirVersion"], "4.0.1");
-    let types: Vec<&str> = cs["rest"][0]["resource"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["type"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        types,
-        ["Patient", "Practitioner", "Encounter", "DocumentReference", "CareTeam"]
-    );
+    let types: Vec<&str> =
+        cs["rest"][0]["resource"].as_array().unwrap().iter().map(|r| r["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["Patient", "Practitioner", "Encounter", "DocumentReference", "CareTeam"]);
     let patient_params: Vec<&str> = cs["rest"][0]["resource"][0]["searchParam"]
         .as_array()
         .unwrap()
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        patient_params,
-        [
-            "_id",
-            "identifier",
-            "family",
-            "given",
-            "birthdate",
-            "email",
-            "phone"
-        ]
-    );
+    assert_eq!(patient_params, ["_id", "identifier", "family", "given", "birthdate", "email", "phone"]);
 
     let p = s.create(&patient("A", "B")).await;
     let path = format!("Patient/{}", p["id"].as_str().unwrap());
     // no token, wrong token, malformed header → 401 OperationOutcome
-    for auth in [
-        None,
-        Some("Bearer cnf_wrong"),
-        Some("Basic abc"),
-        Some("Bearer "),
-    ] {
+    for auth in [None, Some("Bearer cnf_wrong"), Some("Basic abc"), Some("Bearer ")] {
         let mut req = s.http.get(s.fhir(&path));
         if let Some(a) = auth {
             req = req.header("authorization", a);
         }
         let r = req.send().await.unwrap();
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{auth:?}");
-        assert_eq!(
-            r.headers()["www-authenticate"],
-            "Bearer realm=\"confidant\""
-        );
+        assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"confidant\"");
         let oo: Value = r.json().await.unwrap();
         assert_eq!(oo["issue"][0]["code"], "login");
     }
     // a revoked token stops working at once
     let list = run(&["token", "list", "--dir", inst.dir.to_str().unwrap()]);
     let listing = String::from_utf8(list.stdout).unwrap();
-    let id = listing
-        .lines()
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned();
-    assert!(
-        !listing.contains(&s.token),
-        "token list must not print tokens"
-    );
-    assert!(
-        run(&[
-            "token",
-            "revoke",
-            "--dir",
-            inst.dir.to_str().unwrap(),
-            "--id",
-            &id
-        ])
-        .status
-        .success()
-    );
+    let id = listing.lines().nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
+    assert!(!listing.contains(&s.token), "token list must not print tokens");
+    assert!(run(&["token", "revoke", "--dir", inst.dir.to_str().unwrap(), "--id", &id]).status.success());
     assert_eq!(s.get(&path).await.status(), StatusCode::UNAUTHORIZED);
-    assert!(
-        !run(&[
-            "token",
-            "revoke",
-            "--dir",
-            inst.dir.to_str().unwrap(),
-            "--id",
-            &id
-        ])
-        .status
-        .success()
-    );
+    assert!(!run(&["token", "revoke", "--dir", inst.dir.to_str().unwrap(), "--id", &id]).status.success());
 }
 both_backends!(tokens_metadata_and_health);
 
@@ -407,14 +263,8 @@ async fn concurrent_updates_lose_nothing(db: Db) {
     // Without If-Match both writes land, as consecutive versions: none is lost.
     let (_, cur) = s.get_json(&path).await;
     let (ra, rb) = tokio::join!(s.put(&path, &cur, None), s.put(&path, &cur, None));
-    let ok = [ra.status(), rb.status()]
-        .iter()
-        .filter(|s| **s == StatusCode::OK)
-        .count();
-    let conflicts = [ra.status(), rb.status()]
-        .iter()
-        .filter(|s| **s == StatusCode::CONFLICT)
-        .count();
+    let ok = [ra.status(), rb.status()].iter().filter(|s| **s == StatusCode::OK).count();
+    let conflicts = [ra.status(), rb.status()].iter().filter(|s| **s == StatusCode::CONFLICT).count();
     assert_eq!(ok + conflicts, 2);
     assert!(ok >= 1);
     let (_, h) = s.get_json(&format!("{path}/_history?_count=100")).await;

@@ -67,33 +67,71 @@ pub struct Instance {
     pub db: Db,
     /// For PostgreSQL: the instance's own database URL, and the admin URL to drop it.
     pub pg: Option<(String, String, String)>,
+    /// An API token of a clinician (`clin1`, scope user/*.*).
     pub token: String,
+    /// An API token of an admin (`admin1`, scope user/*.*).
+    pub admin_token: String,
 }
 
 pub fn run(args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
+    Command::new(BIN).args(args).env("CONFIDANT_LOG", "info").output().unwrap()
+}
+
+/// Run the binary with `input` on standard input.
+pub fn run_stdin(args: &[&str], input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
         .args(args)
         .env("CONFIDANT_LOG", "info")
-        .output()
-        .unwrap()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The password every test account gets.
+pub const PASSWORD: &str = "correct horse battery staple 7";
+
+/// `confidant user add` with the test password; panics on failure.
+pub fn add_user(dir: &Path, username: &str, role: &str, extra: &[&str]) {
+    let mut args =
+        vec!["user", "add", "--dir", dir.to_str().unwrap(), "--username", username, "--role", role, "--password-stdin"];
+    args.extend_from_slice(extra);
+    let out = run_stdin(&args, &format!("{PASSWORD}\n"));
+    assert!(out.status.success(), "user add {username}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `confidant token create`; returns the token.
+pub fn create_token(dir: &Path, user: &str, scope: &str) -> String {
+    let out = run(&[
+        "token",
+        "create",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--user",
+        user,
+        "--scope",
+        scope,
+        "--expires-in",
+        "1d",
+    ]);
+    assert!(out.status.success(), "token create: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 fn pg_database_url(admin: &str, name: &str) -> String {
     // Replace the database name (the path) of the admin URL.
-    let (base, query) = admin
-        .split_once('?')
-        .map(|(b, q)| (b, format!("?{q}")))
-        .unwrap_or((admin, String::new()));
+    let (base, query) = admin.split_once('?').map(|(b, q)| (b, format!("?{q}"))).unwrap_or((admin, String::new()));
     let cut = base.rfind('/').unwrap();
     format!("{}/{name}{query}", &base[..cut])
 }
 
 impl Instance {
     pub async fn new(db: Db) -> Instance {
-        let tmp = tempfile::Builder::new()
-            .prefix("confidant-it-")
-            .tempdir()
-            .unwrap();
+        let tmp = tempfile::Builder::new().prefix("confidant-it-").tempdir().unwrap();
         let dir = tmp.path().join("data");
         let key_file = tmp.path().join("keys").join("kek");
         std::fs::create_dir_all(tmp.path().join("logs")).unwrap();
@@ -110,9 +148,7 @@ impl Instance {
             let name = format!("confidant_it_{}", random_hex(6));
             sqlx::any::install_default_drivers();
             let mut conn = AnyConnection::connect(&admin).await.unwrap();
-            conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .await
-                .unwrap();
+            conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
             conn.close().await.unwrap();
             let url = pg_database_url(&admin, &name);
             args.push("--database-url".into());
@@ -121,26 +157,12 @@ impl Instance {
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = run(&args);
-        assert!(
-            out.status.success(),
-            "init failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let out = run(&["token", "create", "--dir", dir.to_str().unwrap()]);
-        assert!(
-            out.status.success(),
-            "token create failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-        Instance {
-            tmp,
-            dir,
-            key_file,
-            db,
-            pg,
-            token,
-        }
+        assert!(out.status.success(), "init failed: {}", String::from_utf8_lossy(&out.stderr));
+        add_user(&dir, "admin1", "admin", &[]);
+        add_user(&dir, "clin1", "clinician", &["--name", "Test Clinician"]);
+        let token = create_token(&dir, "clin1", "user/*.*");
+        let admin_token = create_token(&dir, "admin1", "user/*.*");
+        Instance { tmp, dir, key_file, db, pg, token, admin_token }
     }
 
     pub fn logs_dir(&self) -> PathBuf {
@@ -170,12 +192,7 @@ impl Drop for Instance {
         if let Some((_, admin, name)) = self.pg.take() {
             // Best effort: a leftover test database is harmless.
             let _ = Command::new("psql")
-                .args([
-                    admin.as_str(),
-                    "-q",
-                    "-c",
-                    &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-                ])
+                .args([admin.as_str(), "-q", "-c", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")])
                 .output();
         }
     }
@@ -186,6 +203,7 @@ pub struct Server {
     pub child: Child,
     pub url: String,
     pub token: String,
+    pub admin_token: String,
     pub stdout: PathBuf,
     pub stderr: PathBuf,
     pub http: Client,
@@ -199,13 +217,7 @@ impl Server {
         let stdout = inst.logs_dir().join(format!("serve-{n}.out"));
         let stderr = inst.logs_dir().join(format!("serve-{n}.err"));
         let child = Command::new(BIN)
-            .args([
-                "serve",
-                "--dir",
-                inst.dir.to_str().unwrap(),
-                "--listen",
-                "127.0.0.1:0",
-            ])
+            .args(["serve", "--dir", inst.dir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
             .args(extra)
             .env("CONFIDANT_LOG", "debug,sqlx=debug")
             .stdin(Stdio::null())
@@ -217,12 +229,10 @@ impl Server {
             child,
             url: String::new(),
             token: inst.token.clone(),
+            admin_token: inst.admin_token.clone(),
             stdout,
             stderr,
-            http: Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .unwrap(),
+            http: Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
         };
         // Wait for the line announcing the address (a condition, not a delay).
         loop {
@@ -232,10 +242,7 @@ impl Server {
                 break;
             }
             if let Some(status) = server.child.try_wait().unwrap() {
-                panic!(
-                    "server exited with {status}: {}",
-                    std::fs::read_to_string(&server.stderr).unwrap_or_default()
-                );
+                panic!("server exited with {status}: {}", std::fs::read_to_string(&server.stderr).unwrap_or_default());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -247,12 +254,7 @@ impl Server {
     }
 
     pub async fn get(&self, path: &str) -> Response {
-        self.http
-            .get(self.fhir(path))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap()
+        self.http.get(self.fhir(path)).bearer_auth(&self.token).send().await.unwrap()
     }
 
     pub async fn get_json(&self, path: &str) -> (StatusCode, Value) {
@@ -272,10 +274,23 @@ impl Server {
             .unwrap()
     }
 
-    /// Create and return the stored resource; panics unless 201.
+    /// Create (as the clinician) and return the stored resource; panics unless 201.
     pub async fn create(&self, body: &Value) -> Value {
+        self.create_as(&self.token, body).await
+    }
+
+    /// Create with `token`; panics unless 201.
+    pub async fn create_as(&self, token: &str, body: &Value) -> Value {
         let rt = body["resourceType"].as_str().unwrap();
-        let r = self.post(rt, body).await;
+        let r = self
+            .http
+            .post(self.fhir(rt))
+            .bearer_auth(token)
+            .header("content-type", "application/fhir+json")
+            .body(serde_json::to_vec(body).unwrap())
+            .send()
+            .await
+            .unwrap();
         let status = r.status();
         let v: Value = r.json().await.unwrap();
         assert_eq!(status, StatusCode::CREATED, "create {rt}: {v}");
@@ -297,9 +312,7 @@ impl Server {
 
     /// Stop with SIGTERM and wait.
     pub fn stop(mut self) -> (PathBuf, PathBuf) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         let status = self.child.wait().unwrap();
         assert!(status.success(), "server did not stop cleanly: {status}");
         (self.stdout.clone(), self.stderr.clone())
@@ -375,21 +388,9 @@ pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 pub async fn row_counts(inst: &Instance) -> (i64, i64, i64) {
     use sqlx::Row;
     let mut db = inst.db().await;
-    let v: i64 = sqlx::query("SELECT COUNT(*) FROM resource_versions")
-        .fetch_one(&mut db)
-        .await
-        .unwrap()
-        .get(0);
-    let h: i64 = sqlx::query("SELECT COUNT(*) FROM resource_heads")
-        .fetch_one(&mut db)
-        .await
-        .unwrap()
-        .get(0);
-    let t: i64 = sqlx::query("SELECT COUNT(*) FROM search_tokens")
-        .fetch_one(&mut db)
-        .await
-        .unwrap()
-        .get(0);
+    let v: i64 = sqlx::query("SELECT COUNT(*) FROM resource_versions").fetch_one(&mut db).await.unwrap().get(0);
+    let h: i64 = sqlx::query("SELECT COUNT(*) FROM resource_heads").fetch_one(&mut db).await.unwrap().get(0);
+    let t: i64 = sqlx::query("SELECT COUNT(*) FROM search_tokens").fetch_one(&mut db).await.unwrap().get(0);
     db.close().await.unwrap();
     (v, h, t)
 }

@@ -21,13 +21,8 @@ async fn kill_9_loses_no_acknowledged_create(db: Db) {
 
     let mut writers = Vec::new();
     for w in 0..4 {
-        let (s, acknowledged, successes, killed, enough) = (
-            s.clone(),
-            acknowledged.clone(),
-            successes.clone(),
-            killed_rx.clone(),
-            enough.clone(),
-        );
+        let (s, acknowledged, successes, killed, enough) =
+            (s.clone(), acknowledged.clone(), successes.clone(), killed_rx.clone(), enough.clone());
         writers.push(tokio::spawn(async move {
             // Bounded: at most 2,000 attempts per writer.
             for i in 0..2000 {
@@ -46,10 +41,7 @@ async fn kill_9_loses_no_acknowledged_create(db: Db) {
                             Ok(v) => v,
                             Err(_) => break, // killed mid-response: not acknowledged
                         };
-                        acknowledged
-                            .lock()
-                            .await
-                            .push((v["id"].as_str().unwrap().to_owned(), given));
+                        acknowledged.lock().await.push((v["id"].as_str().unwrap().to_owned(), given));
                         if successes.fetch_add(1, Ordering::SeqCst) + 1 == 150 {
                             enough.notify_one();
                         }
@@ -65,10 +57,7 @@ async fn kill_9_loses_no_acknowledged_create(db: Db) {
     // Kill once enough creates are acknowledged (a condition, not a delay).
     enough.notified().await;
     killed_tx.send(true).unwrap();
-    let status = std::process::Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()
-        .unwrap();
+    let status = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
     assert!(status.success());
     for w in writers {
         w.await.unwrap();
@@ -85,10 +74,7 @@ async fn kill_9_loses_no_acknowledged_create(db: Db) {
     }
     let (_, b) = s.get_json("Patient?family=crash&_count=0").await;
     let stored = b["total"].as_i64().unwrap();
-    eprintln!(
-        "kill -9 after {} acknowledged creates; {stored} stored after restart",
-        acknowledged.len()
-    );
+    eprintln!("kill -9 after {} acknowledged creates; {stored} stored after restart", acknowledged.len());
     assert!(stored >= acknowledged.len() as i64);
 }
 both_backends!(kill_9_loses_no_acknowledged_create);

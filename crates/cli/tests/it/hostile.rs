@@ -8,27 +8,11 @@ use crate::common::{Db, Instance, note, patient, row_counts};
 
 async fn expect_outcome(r: reqwest::Response, status: StatusCode, what: &str) {
     assert_eq!(r.status(), status, "{what}");
-    let ct = r
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    assert!(
-        ct.starts_with("application/fhir+json"),
-        "{what}: content-type {ct}"
-    );
-    let oo: Value = r
-        .json()
-        .await
-        .unwrap_or_else(|e| panic!("{what}: not JSON: {e}"));
+    let ct = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    assert!(ct.starts_with("application/fhir+json"), "{what}: content-type {ct}");
+    let oo: Value = r.json().await.unwrap_or_else(|e| panic!("{what}: not JSON: {e}"));
     assert_eq!(oo["resourceType"], "OperationOutcome", "{what}");
-    assert!(
-        !oo["issue"][0]["diagnostics"]
-            .as_str()
-            .unwrap_or("")
-            .is_empty(),
-        "{what}"
-    );
+    assert!(!oo["issue"][0]["diagnostics"].as_str().unwrap_or("").is_empty(), "{what}");
 }
 
 async fn hostile_input_changes_nothing(db: Db) {
@@ -38,11 +22,7 @@ async fn hostile_input_changes_nothing(db: Db) {
     let cfg_path = inst.dir.join("confidant.toml");
     let cfg = std::fs::read_to_string(&cfg_path).unwrap();
     assert!(cfg.contains("max_body_bytes = 1048576"));
-    std::fs::write(
-        &cfg_path,
-        cfg.replace("max_body_bytes = 1048576", "max_body_bytes = 65536"),
-    )
-    .unwrap();
+    std::fs::write(&cfg_path, cfg.replace("max_body_bytes = 1048576", "max_body_bytes = 65536")).unwrap();
     let s = inst.start();
     let p = s.create(&patient("Laine", "Väinö")).await;
     let pid = p["id"].as_str().unwrap().to_owned();
@@ -69,22 +49,8 @@ async fn hostile_input_changes_nothing(db: Db) {
             StatusCode::BAD_REQUEST,
             "truncated JSON",
         ),
-        (
-            M::POST,
-            "Patient".into(),
-            fj,
-            b"not json at all".to_vec(),
-            StatusCode::BAD_REQUEST,
-            "not JSON",
-        ),
-        (
-            M::POST,
-            "Patient".into(),
-            fj,
-            b"[1,2,3]".to_vec(),
-            StatusCode::BAD_REQUEST,
-            "array",
-        ),
+        (M::POST, "Patient".into(), fj, b"not json at all".to_vec(), StatusCode::BAD_REQUEST, "not JSON"),
+        (M::POST, "Patient".into(), fj, b"[1,2,3]".to_vec(), StatusCode::BAD_REQUEST, "array"),
         (
             M::POST,
             "Patient".into(),
@@ -113,8 +79,7 @@ async fn hostile_input_changes_nothing(db: Db) {
             M::POST,
             "Patient".into(),
             fj,
-            serde_json::to_vec(&json!({"resourceType": "Patient", "birthDate": "1980-02-30"}))
-                .unwrap(),
+            serde_json::to_vec(&json!({"resourceType": "Patient", "birthDate": "1980-02-30"})).unwrap(),
             StatusCode::BAD_REQUEST,
             "impossible date",
         ),
@@ -134,14 +99,7 @@ async fn hostile_input_changes_nothing(db: Db) {
             StatusCode::BAD_REQUEST,
             "deep nesting",
         ),
-        (
-            M::POST,
-            "Patient".into(),
-            fj,
-            vec![b' '; 100 * 1024],
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body over the limit",
-        ),
+        (M::POST, "Patient".into(), fj, vec![b' '; 100 * 1024], StatusCode::PAYLOAD_TOO_LARGE, "body over the limit"),
         (
             M::POST,
             "Patient".into(),
@@ -158,14 +116,7 @@ async fn hostile_input_changes_nothing(db: Db) {
             StatusCode::BAD_REQUEST,
             "path in reference",
         ),
-        (
-            M::POST,
-            "Observation".into(),
-            fj,
-            b"{}".to_vec(),
-            StatusCode::NOT_FOUND,
-            "unsupported type",
-        ),
+        (M::POST, "Observation".into(), fj, b"{}".to_vec(), StatusCode::NOT_FOUND, "unsupported type"),
         (
             M::PUT,
             format!("Patient/{pid}"),
@@ -182,26 +133,13 @@ async fn hostile_input_changes_nothing(db: Db) {
             StatusCode::NOT_FOUND,
             "malformed id in update",
         ),
-        (
-            M::DELETE,
-            format!("Patient/{pid}"),
-            fj,
-            vec![],
-            StatusCode::METHOD_NOT_ALLOWED,
-            "delete is not offered",
-        ),
+        (M::DELETE, format!("Patient/{pid}"), fj, vec![], StatusCode::METHOD_NOT_ALLOWED, "delete is not offered"),
     ];
     for (method, path, ct, body, status, what) in cases {
         expect_outcome(raw(method, &path, ct, body).await.unwrap(), status, what).await;
     }
     // If-Match that is not a version
-    let r = s
-        .put(
-            &format!("Patient/{pid}"),
-            &p,
-            Some("\"; DROP TABLE resource_versions; --\""),
-        )
-        .await;
+    let r = s.put(&format!("Patient/{pid}"), &p, Some("\"; DROP TABLE resource_versions; --\"")).await;
     expect_outcome(r, StatusCode::BAD_REQUEST, "garbage If-Match").await;
 
     // Malformed ids on read, vread and history: 404, never an error page or a crash.
@@ -234,19 +172,9 @@ async fn hostile_input_changes_nothing(db: Db) {
         assert_eq!(b["total"], 0, "{q}");
     }
     for q in ["patient=' OR 1=1 --", "subject=Patient/x%27%3B%20DROP"] {
-        expect_outcome(
-            s.get(&format!("DocumentReference?{q}")).await,
-            StatusCode::BAD_REQUEST,
-            q,
-        )
-        .await;
+        expect_outcome(s.get(&format!("DocumentReference?{q}")).await, StatusCode::BAD_REQUEST, q).await;
     }
-    for q in [
-        "Patient?_count=-1",
-        "Patient?_count=abc",
-        "Patient?_after=%27",
-        "Patient?family=",
-    ] {
+    for q in ["Patient?_count=-1", "Patient?_count=abc", "Patient?_after=%27", "Patient?family="] {
         expect_outcome(s.get(q).await, StatusCode::BAD_REQUEST, q).await;
     }
 

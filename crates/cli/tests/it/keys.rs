@@ -8,21 +8,12 @@ use crate::common::{BIN, Db, Instance, run, snapshot};
 fn serve_fails(inst: &Instance, expect: &str) {
     let before = snapshot(&inst.dir);
     let out = std::process::Command::new(BIN)
-        .args([
-            "serve",
-            "--dir",
-            inst.dir.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
+        .args(["serve", "--dir", inst.dir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "serve must fail: {stderr}");
-    assert!(
-        stderr.contains(expect),
-        "message should say '{expect}': {stderr}"
-    );
+    assert!(stderr.contains(expect), "message should say '{expect}': {stderr}");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("listening"));
     assert_eq!(snapshot(&inst.dir), before, "serve changed files on disk");
 }
@@ -31,8 +22,7 @@ async fn wrong_or_missing_key_refuses_to_serve(db: Db) {
     let inst = Instance::new(db).await;
     // Put some data in first, then stop cleanly.
     let s = inst.start();
-    s.create(&crate::common::patient("Heikkinen", "Kaisa"))
-        .await;
+    s.create(&crate::common::patient("Heikkinen", "Kaisa")).await;
     s.stop();
     let key = std::fs::read(&inst.key_file).unwrap();
 
@@ -62,19 +52,8 @@ async fn wrong_or_missing_key_refuses_to_serve(db: Db) {
     forged.create(&inst.key_file).unwrap();
     let cfg_path = inst.dir.join("confidant.toml");
     let cfg = std::fs::read_to_string(&cfg_path).unwrap();
-    let old_kcv = cfg
-        .lines()
-        .find(|l| l.starts_with("check_value"))
-        .unwrap()
-        .to_owned();
-    std::fs::write(
-        &cfg_path,
-        cfg.replace(
-            &old_kcv,
-            &format!("check_value = \"{}\"", forged.check_value()),
-        ),
-    )
-    .unwrap();
+    let old_kcv = cfg.lines().find(|l| l.starts_with("check_value")).unwrap().to_owned();
+    std::fs::write(&cfg_path, cfg.replace(&old_kcv, &format!("check_value = \"{}\"", forged.check_value()))).unwrap();
     serve_fails(&inst, "does not match");
     std::fs::write(&cfg_path, cfg).unwrap();
 
@@ -99,56 +78,25 @@ fn init_protects_keys_and_instances() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let key = tmp.path().join("keys").join("k.kek");
-    let ok = run(&[
-        "init",
-        "--dir",
-        dir.to_str().unwrap(),
-        "--key-file",
-        key.to_str().unwrap(),
-    ]);
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
+    let ok = run(&["init", "--dir", dir.to_str().unwrap(), "--key-file", key.to_str().unwrap()]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     let stdout = String::from_utf8_lossy(&ok.stdout);
     assert!(stdout.contains("Back up the key file") && stdout.contains("confidant serve"));
-    assert_eq!(
-        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
     let key_bytes = std::fs::read(&key).unwrap();
 
     // Never overwrites a key file.
     let dir2 = tmp.path().join("data2");
-    let out = run(&[
-        "init",
-        "--dir",
-        dir2.to_str().unwrap(),
-        "--key-file",
-        key.to_str().unwrap(),
-    ]);
+    let out = run(&["init", "--dir", dir2.to_str().unwrap(), "--key-file", key.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("never overwritten"));
     assert_eq!(std::fs::read(&key).unwrap(), key_bytes);
     // Never puts the key inside the instance directory.
-    let out = run(&[
-        "init",
-        "--dir",
-        dir2.to_str().unwrap(),
-        "--key-file",
-        dir2.join("k").to_str().unwrap(),
-    ]);
+    let out = run(&["init", "--dir", dir2.to_str().unwrap(), "--key-file", dir2.join("k").to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("outside the instance directory"));
     // Never re-initialises an instance.
-    let out = run(&[
-        "init",
-        "--dir",
-        dir.to_str().unwrap(),
-        "--key-file",
-        tmp.path().join("k2").to_str().unwrap(),
-    ]);
+    let out = run(&["init", "--dir", dir.to_str().unwrap(), "--key-file", tmp.path().join("k2").to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("already holds"));
     // The default key location is outside the directory, named by CONFIDANT_KEY_DIR here.
@@ -158,18 +106,10 @@ fn init_protects_keys_and_instances() {
         .env("CONFIDANT_KEY_DIR", &keydir)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(std::fs::read_dir(&keydir).unwrap().count(), 1);
     // A directory that is not an instance.
-    let out = run(&[
-        "serve",
-        "--dir",
-        tmp.path().join("nothing").to_str().unwrap(),
-    ]);
+    let out = run(&["serve", "--dir", tmp.path().join("nothing").to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a Confidant instance"));
 }

@@ -14,12 +14,7 @@ async fn body_of(inst: &Instance, id: &str) -> Vec<u8> {
     } else {
         "SELECT body FROM resource_versions WHERE id = ?"
     };
-    let b: Vec<u8> = sqlx::query(q)
-        .bind(id)
-        .fetch_one(&mut db)
-        .await
-        .unwrap()
-        .get(0);
+    let b: Vec<u8> = sqlx::query(q).bind(id).fetch_one(&mut db).await.unwrap().get(0);
     db.close().await.unwrap();
     b
 }
@@ -31,12 +26,7 @@ async fn set_body(inst: &Instance, id: &str, body: &[u8]) {
     } else {
         "UPDATE resource_versions SET body = ? WHERE id = ?"
     };
-    let r = sqlx::query(q)
-        .bind(body)
-        .bind(id)
-        .execute(&mut db)
-        .await
-        .unwrap();
+    let r = sqlx::query(q).bind(body).bind(id).execute(&mut db).await.unwrap();
     assert_eq!(r.rows_affected(), 1);
     db.close().await.unwrap();
 }
@@ -46,13 +36,7 @@ async fn assert_integrity_error(s: &crate::common::Server, path: &str) {
     assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR, "{path}");
     let oo: Value = r.json().await.unwrap();
     assert_eq!(oo["resourceType"], "OperationOutcome");
-    assert!(
-        oo["issue"][0]["diagnostics"]
-            .as_str()
-            .unwrap()
-            .contains("integrity"),
-        "{oo}"
-    );
+    assert!(oo["issue"][0]["diagnostics"].as_str().unwrap().contains("integrity"), "{oo}");
 }
 
 async fn tampered_ciphertext_is_refused(db: Db) {
@@ -62,9 +46,7 @@ async fn tampered_ciphertext_is_refused(db: Db) {
     let b = s.create(&patient("Korhonen", "Eero")).await;
     let secret_a = "AINO-NOTE-TEXT-7f3a";
     let na = s.create(&note(a["id"].as_str().unwrap(), secret_a)).await;
-    let nb = s
-        .create(&note(b["id"].as_str().unwrap(), "eero note"))
-        .await;
+    let nb = s.create(&note(b["id"].as_str().unwrap(), "eero note")).await;
     let na_id = na["id"].as_str().unwrap();
     let nb_id = nb["id"].as_str().unwrap();
 
@@ -76,28 +58,17 @@ async fn tampered_ciphertext_is_refused(db: Db) {
     set_body(&inst, na_id, &flipped).await;
     assert_integrity_error(&s, &format!("DocumentReference/{na_id}")).await;
     // A search that meets the altered row fails the same way, returning nothing.
-    let r = s
-        .get(&format!(
-            "DocumentReference?patient={}",
-            a["id"].as_str().unwrap()
-        ))
-        .await;
+    let r = s.get(&format!("DocumentReference?patient={}", a["id"].as_str().unwrap())).await;
     assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
     set_body(&inst, na_id, &original).await;
-    assert_eq!(
-        s.get(&format!("DocumentReference/{na_id}")).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(s.get(&format!("DocumentReference/{na_id}")).await.status(), StatusCode::OK);
 
     // 2. Copy A's (intact) note ciphertext onto B's note row.
     let original_b = body_of(&inst, nb_id).await;
     set_body(&inst, nb_id, &original).await;
     assert_integrity_error(&s, &format!("DocumentReference/{nb_id}")).await;
     set_body(&inst, nb_id, &original_b).await;
-    assert_eq!(
-        s.get(&format!("DocumentReference/{nb_id}")).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(s.get(&format!("DocumentReference/{nb_id}")).await.status(), StatusCode::OK);
 
     // 3. Truncate a ciphertext to less than a header.
     set_body(&inst, na_id, &original[..5]).await;

@@ -17,9 +17,7 @@ async fn responses_are_valid_fhir_r4() {
             std::env::var("CI").ok().as_deref() != Some("true"),
             "{VALIDATOR_ENV} must be set in CI (.ci/run installs the validator)"
         );
-        eprintln!(
-            "\n*** SKIPPED responses_are_valid_fhir_r4: set {VALIDATOR_ENV} (see .ci/run) ***\n"
-        );
+        eprintln!("\n*** SKIPPED responses_are_valid_fhir_r4: set {VALIDATOR_ENV} (see .ci/run) ***\n");
         return;
     };
     let inst = Instance::new(Db::Sqlite).await;
@@ -30,22 +28,16 @@ async fn responses_are_valid_fhir_r4() {
     let p = s.create(&p).await;
     let pid = p["id"].as_str().unwrap();
     let pr = s
-        .create(&json!({"resourceType": "Practitioner", "name": [{"family": "Salo", "given": ["Juhani"]}]}))
+        .create_as(
+            &s.admin_token,
+            &json!({"resourceType": "Practitioner", "name": [{"family": "Salo", "given": ["Juhani"]}]}),
+        )
         .await;
     let e = s.create(&encounter(pid)).await;
     let n = s.create(&note(pid, "Session note text.")).await;
     let mut n2 = n.clone();
     n2["description"] = json!("updated");
-    assert!(
-        s.put(
-            &format!("DocumentReference/{}", n["id"].as_str().unwrap()),
-            &n2,
-            None
-        )
-        .await
-        .status()
-        .is_success()
-    );
+    assert!(s.put(&format!("DocumentReference/{}", n["id"].as_str().unwrap()), &n2, None).await.status().is_success());
 
     let mut docs: Vec<Value> = vec![p.clone(), pr, e, n];
     for path in [
@@ -61,51 +53,28 @@ async fn responses_are_valid_fhir_r4() {
         docs.push(v);
     }
     let mut child = Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fhir_validate.py"
-        ))
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fhir_validate.py"))
         .env("PYTHONPATH", pythonpath)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(&serde_json::to_vec(&docs).unwrap())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(&serde_json::to_vec(&docs).unwrap()).unwrap();
     let out = child.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{report}");
-    assert!(
-        report.contains(&format!("validated {} resources, 0 invalid", docs.len())),
-        "{report}"
-    );
+    assert!(report.contains(&format!("validated {} resources, 0 invalid", docs.len())), "{report}");
 
     // The validator is not a rubber stamp: it rejects what is invalid.
     let mut child = Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fhir_validate.py"
-        ))
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fhir_validate.py"))
         .env("PYTHONPATH", std::env::var_os(VALIDATOR_ENV).unwrap())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let bad = json!([{"resourceType": "Patient", "birthDate": "1980-02-30"}]);
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(&serde_json::to_vec(&bad).unwrap())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(&serde_json::to_vec(&bad).unwrap()).unwrap();
     assert!(!child.wait_with_output().unwrap().status.success());
 }

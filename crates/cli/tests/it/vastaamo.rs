@@ -19,11 +19,7 @@ fn canary() -> String {
 /// base64 at each of the three alignments, hex, UTF-16 LE and BE.
 fn needles(canary: &str) -> Vec<Vec<u8>> {
     let raw = canary.as_bytes();
-    let mut out = vec![
-        raw.to_vec(),
-        canary.to_lowercase().into_bytes(),
-        canary.to_uppercase().into_bytes(),
-    ];
+    let mut out = vec![raw.to_vec(), canary.to_lowercase().into_bytes(), canary.to_uppercase().into_bytes()];
     for k in 0..3usize {
         let mut prefixed = vec![0u8; k];
         prefixed.extend_from_slice(raw);
@@ -57,15 +53,7 @@ fn hits(places: &[(String, Vec<u8>)], canaries: &[String]) -> Vec<String> {
 }
 
 fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    files_under(dir)
-        .into_iter()
-        .map(|p| {
-            (
-                p.display().to_string(),
-                std::fs::read(&p).unwrap_or_default(),
-            )
-        })
-        .collect()
+    files_under(dir).into_iter().map(|p| (p.display().to_string(), std::fs::read(&p).unwrap_or_default())).collect()
 }
 
 #[test]
@@ -73,16 +61,8 @@ fn the_scanner_finds_what_it_should() {
     let c = canary();
     let note = STANDARD.encode(format!("ab{c}cd"));
     let utf16: Vec<u8> = c.encode_utf16().flat_map(u16::to_le_bytes).collect();
-    for hay in [
-        c.as_bytes().to_vec(),
-        note.into_bytes(),
-        hex::encode(c.as_bytes()).into_bytes(),
-        utf16,
-    ] {
-        assert_eq!(
-            hits(&[("x".into(), hay)], std::slice::from_ref(&c)).len(),
-            1
-        );
+    for hay in [c.as_bytes().to_vec(), note.into_bytes(), hex::encode(c.as_bytes()).into_bytes(), utf16] {
+        assert_eq!(hits(&[("x".into(), hay)], std::slice::from_ref(&c)).len(), 1);
     }
     assert!(hits(&[("x".into(), b"nothing here".to_vec())], &[c]).is_empty());
 }
@@ -98,12 +78,15 @@ async fn no_plaintext_at_rest_or_in_logs(db: Db) {
     };
 
     let practitioner = s
-        .create(&json!({
-            "resourceType": "Practitioner",
-            "name": [{"family": c(), "given": [c()]}],
-            "telecom": [{"system": "email", "value": format!("{}@example.fi", c())}],
-            "qualification": [{"code": {"text": c()}}]
-        }))
+        .create_as(
+            &s.admin_token,
+            &json!({
+                "resourceType": "Practitioner",
+                "name": [{"family": c(), "given": [c()]}],
+                "telecom": [{"system": "email", "value": format!("{}@example.fi", c())}],
+                "qualification": [{"code": {"text": c()}}]
+            }),
+        )
         .await;
     let mut patient_ids = Vec::new();
     let mut family_names = Vec::new();
@@ -136,12 +119,7 @@ async fn no_plaintext_at_rest_or_in_logs(db: Db) {
                 "participant": [{"individual": {"reference": format!("Practitioner/{}", practitioner["id"].as_str().unwrap())}}]
             }))
             .await;
-        let text = format!(
-            "Session note. {} Client discussed {} at length. {}",
-            c(),
-            c(),
-            c()
-        );
+        let text = format!("Session note. {} Client discussed {} at length. {}", c(), c(), c());
         let n = s
             .create(&json!({
                 "resourceType": "DocumentReference", "status": "current",
@@ -156,30 +134,17 @@ async fn no_plaintext_at_rest_or_in_logs(db: Db) {
         let mut n2 = n.clone();
         n2["description"] = json!(c());
         assert!(
-            s.put(
-                &format!("DocumentReference/{}", n["id"].as_str().unwrap()),
-                &n2,
-                None
-            )
-            .await
-            .status()
-            .is_success()
+            s.put(&format!("DocumentReference/{}", n["id"].as_str().unwrap()), &n2, None).await.status().is_success()
         );
         patient_ids.push(pid);
     }
     canaries.push("1911-07-13".into()); // the birth date
     // Positive control: the data is really there, and searchable.
     for (pid, family) in patient_ids.iter().zip(&family_names) {
-        let (_, b) = s
-            .get_json(&format!("Patient?family={}", family.to_lowercase()))
-            .await;
+        let (_, b) = s.get_json(&format!("Patient?family={}", family.to_lowercase())).await;
         assert_eq!(b["entry"][0]["resource"]["id"], Value::String(pid.clone()));
-        let (_, notes) = s
-            .get_json(&format!("DocumentReference?patient={pid}"))
-            .await;
-        let data = notes["entry"][0]["resource"]["content"][0]["attachment"]["data"]
-            .as_str()
-            .unwrap();
+        let (_, notes) = s.get_json(&format!("DocumentReference?patient={pid}")).await;
+        let data = notes["entry"][0]["resource"]["content"][0]["attachment"]["data"].as_str().unwrap();
         let text = String::from_utf8(STANDARD.decode(data).unwrap()).unwrap();
         assert!(text.starts_with("Session note. CnRy"));
     }
@@ -189,49 +154,23 @@ async fn no_plaintext_at_rest_or_in_logs(db: Db) {
     // While the server runs: database, WAL, shared memory, everything under DIR.
     let running = files(&inst.dir);
     assert!(running.iter().any(|(n, _)| n.ends_with("confidant.db")) || db == Db::Postgres);
-    assert_eq!(
-        hits(&running, &canaries),
-        Vec::<String>::new(),
-        "plaintext in the data directory while running"
-    );
+    assert_eq!(hits(&running, &canaries), Vec::<String>::new(), "plaintext in the data directory while running");
     let logs_running = vec![("server output".to_owned(), s.output().into_bytes())];
-    assert!(
-        !logs_running[0].1.is_empty(),
-        "the server logged its requests"
-    );
-    assert_eq!(
-        hits(&logs_running, &canaries),
-        Vec::<String>::new(),
-        "plaintext in the server's output"
-    );
+    assert!(!logs_running[0].1.is_empty(), "the server logged its requests");
+    assert_eq!(hits(&logs_running, &canaries), Vec::<String>::new(), "plaintext in the server's output");
 
     let (out, err) = s.stop();
     let mut after = files(&inst.dir);
     after.push(("stdout".into(), std::fs::read(out).unwrap()));
     after.push(("stderr".into(), std::fs::read(err).unwrap()));
-    assert_eq!(
-        hits(&after, &canaries),
-        Vec::<String>::new(),
-        "plaintext after the server stopped"
-    );
+    assert_eq!(hits(&after, &canaries), Vec::<String>::new(), "plaintext after the server stopped");
 
     if let Some((url, _, _)) = &inst.pg {
-        let dump = std::process::Command::new("pg_dump")
-            .arg(url)
-            .output()
-            .unwrap();
-        assert!(
-            dump.status.success(),
-            "pg_dump failed: {}",
-            String::from_utf8_lossy(&dump.stderr)
-        );
+        let dump = std::process::Command::new("pg_dump").arg(url).output().unwrap();
+        assert!(dump.status.success(), "pg_dump failed: {}", String::from_utf8_lossy(&dump.stderr));
         assert!(dump.stdout.len() > 1000 && contains(&dump.stdout, b"resource_versions"));
         let dumps = vec![("pg_dump".to_owned(), dump.stdout)];
-        assert_eq!(
-            hits(&dumps, &canaries),
-            Vec::<String>::new(),
-            "plaintext in pg_dump"
-        );
+        assert_eq!(hits(&dumps, &canaries), Vec::<String>::new(), "plaintext in pg_dump");
     }
 }
 both_backends!(no_plaintext_at_rest_or_in_logs);

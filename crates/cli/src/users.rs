@@ -1,0 +1,140 @@
+//! `confidant user ...`: staff and patient accounts, from the server's shell.
+
+use std::io::BufRead;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use confidant_fhir::ResourceType;
+use confidant_policy::{Principal, Role};
+use serde_json::json;
+
+use crate::instance::open_identity;
+
+/// The operator at the server's console: acts with the admin role's rights
+/// (staff directory, care teams), never more.
+pub fn console_admin() -> Principal {
+    Principal { user_id: "console".into(), role: Role::Admin, practitioner_id: None, patient_id: None, scopes: None }
+}
+
+/// Read a password: one line from stdin with `--password-stdin`, else an
+/// unechoed prompt, twice. Never from the command line.
+fn read_password(from_stdin: bool) -> Result<String> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).context("cannot read the password from stdin")?;
+        return Ok(line.trim_end_matches(['\n', '\r']).to_owned());
+    }
+    let a = rpassword::prompt_password("Password (at least 12 characters): ").context("cannot read the password")?;
+    let b = rpassword::prompt_password("Again: ").context("cannot read the password")?;
+    if a != b {
+        bail!("the two passwords differ; nothing was changed");
+    }
+    Ok(a)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn add(
+    dir: &Path,
+    username: &str,
+    role: &str,
+    name: Option<&str>,
+    practitioner: Option<&str>,
+    patient: Option<&str>,
+    password_stdin: bool,
+) -> Result<()> {
+    let role = Role::parse(role)
+        .with_context(|| format!("unknown role '{role}': choose admin, clinician, reception, auditor or patient"))?;
+    let password = zeroize::Zeroizing::new(read_password(password_stdin)?);
+    let (_, records, identity) = open_identity(dir).await?;
+    let result = async {
+        let mut practitioner = practitioner.map(str::to_owned);
+        if role == Role::Clinician && practitioner.is_none() {
+            let Some(name) = name else {
+                bail!("a clinician needs --practitioner ID, or --name \"Given Family\" to create their Practitioner record");
+            };
+            let mut parts: Vec<&str> = name.split_whitespace().collect();
+            let family = parts.pop().context("--name needs at least a family name")?;
+            let p = records
+                .create(
+                    &console_admin(),
+                    ResourceType::Practitioner,
+                    json!({"resourceType": "Practitioner", "active": true, "name": [{"family": family, "given": parts}]}),
+                )
+                .await?;
+            practitioner = Some(p.id);
+        }
+        let id = identity.add_user(username, role, &password, practitioner.as_deref(), patient).await?;
+        Ok((id, practitioner))
+    }
+    .await;
+    records.store().close().await;
+    let (id, practitioner) = result?;
+    println!("User {id} added with role {role}.");
+    if let Some(p) = practitioner {
+        println!("Linked to Practitioner/{p}.");
+    }
+    if role.is_staff() {
+        println!("At first login they enrol a second factor (TOTP); until then they can do nothing else.");
+    }
+    Ok(())
+}
+
+pub async fn list(dir: &Path) -> Result<()> {
+    let (_, records, identity) = open_identity(dir).await?;
+    let users = identity.list_users().await;
+    records.store().close().await;
+    println!("{:<34} {:<24} {:<10} {:<5} {:<9} linked to", "id", "username", "role", "mfa", "status");
+    for u in users? {
+        let status = if u.disabled {
+            "disabled"
+        } else if u.locked {
+            "locked"
+        } else {
+            "active"
+        };
+        let linked = match (&u.practitioner_id, &u.patient_id) {
+            (Some(p), _) => format!("Practitioner/{p}"),
+            (_, Some(p)) => format!("Patient/{p}"),
+            _ => "-".into(),
+        };
+        println!(
+            "{:<34} {:<24} {:<10} {:<5} {:<9} {linked}",
+            u.id,
+            u.username,
+            u.role.as_str(),
+            if u.mfa_enrolled { "yes" } else { "no" },
+            status
+        );
+    }
+    Ok(())
+}
+
+/// What `user disable|enable|reset-mfa|unlock` do.
+#[derive(Debug, Clone, Copy)]
+pub enum Change {
+    Disable,
+    Enable,
+    ResetMfa,
+    Unlock,
+}
+
+pub async fn change(dir: &Path, user: &str, change: Change) -> Result<()> {
+    let (_, records, identity) = open_identity(dir).await?;
+    let result = match change {
+        Change::Disable => {
+            identity.disable(user).await.map(|_| format!("{user} disabled; their sessions and tokens are revoked."))
+        }
+        Change::Enable => identity.enable(user).await.map(|_| format!("{user} enabled.")),
+        Change::ResetMfa => identity
+            .reset_mfa(user)
+            .await
+            .map(|_| format!("{user}'s second factor and recovery codes removed; they enrol again at next login.")),
+        Change::Unlock => identity
+            .unlock(user)
+            .await
+            .map(|was| if was { format!("{user} unlocked.") } else { format!("{user} was not locked.") }),
+    };
+    records.store().close().await;
+    println!("{}", result?);
+    Ok(())
+}

@@ -1,0 +1,669 @@
+//! Identity: who is calling. Users and roles, passwords (argon2id), the TOTP
+//! second factor and recovery codes, sessions (cookie and bearer), API
+//! tokens, login throttling and lockout (DESIGN.md §6).
+//!
+//! What is decided here is *who*; what they may do is `confidant-policy`'s.
+//! Every secret is stored hashed or sealed (see `confidant-store::identity`).
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use confidant_policy::{Principal, Role, Scopes};
+use confidant_records::{Records, RecordsError};
+use confidant_store::{ApiTokenRow, SessionRow, Store, StoreError, ThrottleRow, UserRow};
+use confidant_vault::{password, totp};
+
+/// Errors of the identity service. None reveals whether an account exists.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdentityError {
+    /// Unknown user, wrong password, wrong code, disabled account: one answer for all.
+    #[error("invalid username, password or code")]
+    BadCredentials,
+    /// Too many failures for this account or from this address.
+    #[error(
+        "too many failed attempts; try again in {retry_after_secs} seconds or ask an administrator to unlock the account"
+    )]
+    Throttled { retry_after_secs: i64 },
+    /// No valid session or token.
+    #[error("authentication required")]
+    Unauthenticated,
+    /// The second factor must be enrolled before anything else.
+    #[error("enrol a second factor first: POST /api/v1/mfa/totp then /api/v1/mfa/totp/confirm")]
+    MfaEnrolmentRequired,
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Records(#[from] RecordsError),
+}
+
+impl From<StoreError> for IdentityError {
+    fn from(e: StoreError) -> Self {
+        IdentityError::Records(RecordsError::from(e))
+    }
+}
+
+pub type Result<T, E = IdentityError> = std::result::Result<T, E>;
+
+/// Session and throttling settings. Defaults follow OWASP's Session Management
+/// and Authentication cheat sheets: short idle timeouts, bounded lifetime,
+/// lockout after a handful of failures.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// A cookie session ends after this much inactivity.
+    pub idle_timeout_ms: i64,
+    /// A cookie session ends this long after login, active or not.
+    pub absolute_lifetime_ms: i64,
+    /// Lifetime of a bearer session token for API clients.
+    pub bearer_lifetime_ms: i64,
+    /// Failed logins per account within `window_ms` before a lockout.
+    pub account_max_failures: i64,
+    /// Failed logins per source address within `window_ms` before a lockout.
+    pub source_max_failures: i64,
+    pub window_ms: i64,
+    pub lockout_ms: i64,
+    /// Lifetime of an enrolment code.
+    pub enrolment_code_ms: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        const MIN: i64 = 60_000;
+        Settings {
+            idle_timeout_ms: 30 * MIN,
+            absolute_lifetime_ms: 12 * 60 * MIN,
+            bearer_lifetime_ms: 60 * MIN,
+            account_max_failures: 5,
+            source_max_failures: 50,
+            window_ms: 15 * MIN,
+            lockout_ms: 15 * MIN,
+            enrolment_code_ms: 7 * 24 * 60 * MIN,
+        }
+    }
+}
+
+/// How a session is carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind {
+    /// A browser cookie, with a CSRF token for state-changing requests.
+    Cookie,
+    /// A short-lived bearer token for API clients.
+    Bearer,
+}
+
+impl SessionKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            SessionKind::Cookie => "cookie",
+            SessionKind::Bearer => "bearer",
+        }
+    }
+}
+
+/// A successful login.
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub session_id: String,
+    /// The session secret: the cookie value, or the bearer token. Shown once.
+    pub token: String,
+    /// For cookie sessions: send it back in `X-CSRF-Token` on every change.
+    pub csrf_token: Option<String>,
+    pub expires_at: i64,
+    /// Staff without a second factor must enrol one before anything else.
+    pub mfa_enrolment_required: bool,
+}
+
+/// An authenticated request's identity.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub principal: Principal,
+    /// The session, if the request came with one (not an API token).
+    pub session: Option<SessionRow>,
+}
+
+/// A user as `user list` shows it.
+#[derive(Debug, Clone)]
+pub struct UserInfo {
+    pub id: String,
+    pub username: String,
+    pub role: Role,
+    pub practitioner_id: Option<String>,
+    pub patient_id: Option<String>,
+    pub mfa_enrolled: bool,
+    pub disabled: bool,
+    pub locked: bool,
+}
+
+/// A TOTP enrolment in progress.
+#[derive(Debug, Clone)]
+pub struct TotpEnrolment {
+    pub secret_base32: String,
+    pub otpauth_uri: String,
+    pub qr_svg: String,
+}
+
+const SESSION_PREFIX: &str = "cns_";
+const API_TOKEN_PREFIX: &str = "cnf_";
+const RECOVERY_CODES: usize = 10;
+
+fn random_token(prefix: &str) -> Result<String> {
+    let mut b = [0u8; 32];
+    confidant_vault::random_bytes(&mut b).map_err(|e| IdentityError::Records(RecordsError::Vault(e)))?;
+    Ok(format!("{prefix}{}", URL_SAFE_NO_PAD.encode(b)))
+}
+
+fn random_id() -> Result<String> {
+    confidant_vault::random_id().map_err(|e| IdentityError::Records(RecordsError::Vault(e)))
+}
+
+/// Usernames: 3–64 characters of a–z, 0–9, `.`, `_`, `-`, `@`; compared lower-cased.
+pub fn normalise_username(u: &str) -> Result<String> {
+    let u = u.trim().to_lowercase();
+    let ok = (3..=64).contains(&u.len())
+        && u.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-' | b'@'));
+    if ok {
+        Ok(u)
+    } else {
+        Err(IdentityError::Invalid("a username is 3–64 characters of a–z, 0–9, '.', '_', '-' and '@'".into()))
+    }
+}
+
+/// The identity service.
+pub struct Identity {
+    records: Arc<Records>,
+    settings: Settings,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Identity")
+    }
+}
+
+impl Identity {
+    pub fn new(records: Arc<Records>, settings: Settings) -> Identity {
+        Identity { records, settings }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    fn store(&self) -> &Store {
+        self.records.store()
+    }
+
+    fn now(&self) -> i64 {
+        self.records.now_millis()
+    }
+
+    fn hash_token(token: &str) -> Vec<u8> {
+        confidant_vault::sha256(token.as_bytes()).to_vec()
+    }
+
+    async fn user_by_name(&self, username: &str) -> Result<Option<UserRow>> {
+        Ok(self.store().user_by_username_token(&self.records.blind("username", username)).await?)
+    }
+
+    /// A user by username or id.
+    pub async fn find_user(&self, name_or_id: &str) -> Result<UserRow> {
+        if let Ok(name) = normalise_username(name_or_id)
+            && let Some(u) = self.user_by_name(&name).await?
+        {
+            return Ok(u);
+        }
+        self.store().user_by_id(name_or_id).await?.ok_or_else(|| IdentityError::NotFound("user".into()))
+    }
+
+    // ----- accounts -------------------------------------------------------------------
+
+    /// Create an account. A clinician links to a Practitioner id, a patient to
+    /// a Patient id. The password must pass the policy.
+    pub async fn add_user(
+        &self,
+        username: &str,
+        role: Role,
+        password: &str,
+        practitioner_id: Option<&str>,
+        patient_id: Option<&str>,
+    ) -> Result<String> {
+        let username = normalise_username(username)?;
+        password::check_policy(password, &[&username, "confidant"])
+            .map_err(|e| IdentityError::Invalid(e.to_string()))?;
+        let (practitioner_id, patient_id) = match role {
+            Role::Clinician => {
+                let p = practitioner_id.ok_or_else(|| {
+                    IdentityError::Invalid("a clinician must be linked to a Practitioner (--practitioner ID)".into())
+                })?;
+                self.require_resource("Practitioner", p).await?;
+                (Some(p.to_owned()), None)
+            }
+            Role::Patient => {
+                let p = patient_id.ok_or_else(|| {
+                    IdentityError::Invalid("a patient account must be linked to a Patient (--patient ID)".into())
+                })?;
+                self.require_resource("Patient", p).await?;
+                (None, Some(p.to_owned()))
+            }
+            _ if practitioner_id.is_some() || patient_id.is_some() => {
+                return Err(IdentityError::Invalid(format!("the {role} role is not linked to a record")));
+            }
+            _ => (None, None),
+        };
+        let id = random_id()?;
+        let token = self.records.blind("username", &username);
+        if self.store().user_by_username_token(&token).await?.is_some() {
+            return Err(IdentityError::Conflict("that username is taken".into()));
+        }
+        let hash = password::hash(password).map_err(|e| IdentityError::Records(RecordsError::Vault(e)))?;
+        let row = UserRow {
+            id: id.clone(),
+            username_token: token,
+            username_sealed: self.records.seal_secret("Username", &id, username.as_bytes()).await?,
+            role: role.as_str().into(),
+            password_hash: Some(hash),
+            totp_sealed: None,
+            totp_last_step: None,
+            mfa_enrolled_at: None,
+            practitioner_id,
+            patient_id,
+            disabled_at: None,
+            created_at: self.now(),
+        };
+        self.store().insert_user(&row).await.map_err(|e| match e {
+            StoreError::Conflict => IdentityError::Conflict("that username is taken".into()),
+            other => other.into(),
+        })?;
+        tracing::info!(user = %id, role = %role, "user added");
+        Ok(id)
+    }
+
+    async fn require_resource(&self, rt: &str, id: &str) -> Result<()> {
+        if !confidant_fhir_id_ok(id) || self.store().compartment_of(rt, id).await?.is_none() {
+            return Err(IdentityError::Invalid(format!("no {rt} has id {id}")));
+        }
+        Ok(())
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<UserInfo>> {
+        let now = self.now();
+        let mut out = Vec::new();
+        for u in self.store().users().await? {
+            let username = self.records.open_secret("Username", &u.id, &u.username_sealed).await?;
+            let username = String::from_utf8_lossy(&username).into_owned();
+            let locked = self
+                .store()
+                .throttle(&self.records.blind("login-account", &username))
+                .await?
+                .and_then(|t| t.locked_until)
+                .is_some_and(|l| l > now);
+            out.push(UserInfo {
+                id: u.id,
+                username,
+                role: Role::parse(&u.role).unwrap_or(Role::Patient),
+                practitioner_id: u.practitioner_id,
+                patient_id: u.patient_id,
+                mfa_enrolled: u.mfa_enrolled_at.is_some(),
+                disabled: u.disabled_at.is_some(),
+                locked,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Disable an account: it can no longer log in, and its sessions and tokens end.
+    pub async fn disable(&self, name_or_id: &str) -> Result<()> {
+        let u = self.find_user(name_or_id).await?;
+        let now = self.now();
+        self.store().set_user_disabled(&u.id, Some(now)).await?;
+        self.store().revoke_user_credentials(&u.id, now).await?;
+        tracing::warn!(user = %u.id, "user disabled");
+        Ok(())
+    }
+
+    pub async fn enable(&self, name_or_id: &str) -> Result<()> {
+        let u = self.find_user(name_or_id).await?;
+        self.store().set_user_disabled(&u.id, None).await?;
+        Ok(())
+    }
+
+    /// Remove a user's second factor and recovery codes; they enrol again at next login.
+    pub async fn reset_mfa(&self, name_or_id: &str) -> Result<()> {
+        let u = self.find_user(name_or_id).await?;
+        self.store().set_totp(&u.id, None, None).await?;
+        self.store().revoke_user_credentials(&u.id, self.now()).await?;
+        tracing::warn!(user = %u.id, "second factor reset");
+        Ok(())
+    }
+
+    /// Lift a lockout (an admin's decision).
+    pub async fn unlock(&self, username: &str) -> Result<bool> {
+        let username = normalise_username(username)?;
+        Ok(self.store().clear_throttle(&self.records.blind("login-account", &username)).await?)
+    }
+
+    /// End every session and API token of a user; returns how many.
+    pub async fn revoke_all(&self, name_or_id: &str) -> Result<u64> {
+        let u = self.find_user(name_or_id).await?;
+        Ok(self.store().revoke_user_credentials(&u.id, self.now()).await?)
+    }
+
+    /// A one-time code with which someone creates their own account of `role`
+    /// (`init` prints one for the first admin).
+    pub async fn create_enrolment_code(&self, role: Role) -> Result<String> {
+        let code = random_token("enrol_")?;
+        let expires = self.now() + self.settings.enrolment_code_ms;
+        self.store().insert_enrolment_code(&Self::hash_token(&code), role.as_str(), expires).await?;
+        Ok(code)
+    }
+
+    /// Create an account with an enrolment code (admins and other unlinked roles only).
+    pub async fn enrol(&self, code: &str, username: &str, password: &str) -> Result<String> {
+        let role = self
+            .store()
+            .consume_enrolment_code(&Self::hash_token(code.trim()), self.now())
+            .await?
+            .and_then(|r| Role::parse(&r))
+            .ok_or_else(|| IdentityError::Forbidden("the enrolment code is unknown, used or expired".into()))?;
+        self.add_user(username, role, password, None, None).await
+    }
+
+    // ----- login ----------------------------------------------------------------------
+
+    async fn check_throttle(&self, key: &[u8], now: i64) -> Result<()> {
+        if let Some(t) = self.store().throttle(key).await?
+            && let Some(until) = t.locked_until.filter(|u| *u > now)
+        {
+            return Err(IdentityError::Throttled { retry_after_secs: (until - now + 999) / 1000 });
+        }
+        Ok(())
+    }
+
+    async fn record_failure(&self, key: &[u8], max: i64, now: i64) -> Result<()> {
+        let mut t = self.store().throttle(key).await?.unwrap_or(ThrottleRow {
+            failures: 0,
+            window_start: now,
+            locked_until: None,
+        });
+        if now - t.window_start > self.settings.window_ms || t.locked_until.is_some_and(|u| u <= now) {
+            t = ThrottleRow { failures: 0, window_start: now, locked_until: None };
+        }
+        t.failures += 1;
+        if t.failures >= max {
+            t.locked_until = Some(now + self.settings.lockout_ms);
+        }
+        self.store().put_throttle(key, t).await?;
+        Ok(())
+    }
+
+    /// Log in with username, password and (for staff with MFA) a TOTP or recovery code.
+    /// `source` is the client address, for per-source throttling.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        code: Option<&str>,
+        source: &str,
+        kind: SessionKind,
+    ) -> Result<Login> {
+        let now = self.now();
+        // Throttle keys are blind tokens: a dump shows no usernames or addresses.
+        let name = username.trim().to_lowercase();
+        let account_key = self.records.blind("login-account", &name);
+        let source_key = self.records.blind("login-source", source);
+        self.check_throttle(&source_key, now).await?;
+        self.check_throttle(&account_key, now).await?;
+        let user = match normalise_username(&name) {
+            Ok(n) => self.user_by_name(&n).await?,
+            Err(_) => None,
+        };
+        let verified = match user.as_ref().and_then(|u| u.password_hash.as_deref()) {
+            Some(hash) => password::verify(password, hash),
+            None => {
+                // Same work as a real check, so timing does not tell who exists.
+                password::verify_dummy(password);
+                false
+            }
+        };
+        let user = match user {
+            Some(u) if verified && u.disabled_at.is_none() => u,
+            _ => {
+                self.record_failure(&account_key, self.settings.account_max_failures, now).await?;
+                self.record_failure(&source_key, self.settings.source_max_failures, now).await?;
+                return Err(IdentityError::BadCredentials);
+            }
+        };
+        let role = Role::parse(&user.role).ok_or(IdentityError::BadCredentials)?;
+        let mfa_enrolled = user.mfa_enrolled_at.is_some();
+        if mfa_enrolled {
+            let ok = match code {
+                Some(c) => self.check_second_factor(&user, c, now).await?,
+                None => false,
+            };
+            if !ok {
+                self.record_failure(&account_key, self.settings.account_max_failures, now).await?;
+                self.record_failure(&source_key, self.settings.source_max_failures, now).await?;
+                return Err(IdentityError::BadCredentials);
+            }
+        }
+        self.store().clear_throttle(&account_key).await?;
+        let mfa_enrolment_required = role.is_staff() && !mfa_enrolled;
+        let login = self.start_session(&user.id, kind, !mfa_enrolment_required, now).await?;
+        tracing::info!(user = %user.id, kind = kind.as_str(), "login");
+        Ok(Login { mfa_enrolment_required, ..login })
+    }
+
+    async fn check_second_factor(&self, user: &UserRow, code: &str, now: i64) -> Result<bool> {
+        let code = code.trim();
+        if code.len() == totp::DIGITS as usize && code.bytes().all(|b| b.is_ascii_digit()) {
+            let Some(sealed) = &user.totp_sealed else { return Ok(false) };
+            let secret = totp::TotpSecret::from_bytes(&self.records.open_secret("Totp", &user.id, sealed).await?);
+            let last = user.totp_last_step.and_then(|s| u64::try_from(s).ok());
+            let unix = u64::try_from(now / 1000).unwrap_or(0);
+            return Ok(match totp::verify(&secret, code, unix, last) {
+                // The conditional update refuses a replay across server nodes too.
+                Some(step) => self.store().advance_totp_step(&user.id, i64::try_from(step).unwrap_or(i64::MAX)).await?,
+                None => false,
+            });
+        }
+        let normalised = totp::normalise_recovery_code(code);
+        Ok(self.store().use_recovery_code(&user.id, &self.records.blind("recovery-code", &normalised), now).await?)
+    }
+
+    async fn start_session(&self, user_id: &str, kind: SessionKind, mfa_done: bool, now: i64) -> Result<Login> {
+        let token = random_token(SESSION_PREFIX)?;
+        let csrf = match kind {
+            SessionKind::Cookie => Some(random_token("")?),
+            SessionKind::Bearer => None,
+        };
+        let lifetime = match kind {
+            SessionKind::Cookie => self.settings.absolute_lifetime_ms,
+            SessionKind::Bearer => self.settings.bearer_lifetime_ms,
+        };
+        let row = SessionRow {
+            id: random_id()?[..16].to_owned(),
+            user_id: user_id.to_owned(),
+            kind: kind.as_str().into(),
+            csrf_hash: csrf.as_deref().map(Self::hash_token),
+            mfa_done,
+            created_at: now,
+            last_seen: now,
+            expires_at: now + lifetime,
+            revoked_at: None,
+        };
+        self.store().insert_session(&row, &Self::hash_token(&token)).await?;
+        Ok(Login {
+            session_id: row.id,
+            token,
+            csrf_token: csrf,
+            expires_at: row.expires_at,
+            mfa_enrolment_required: false,
+        })
+    }
+
+    fn principal(user: &UserRow, scopes: Option<Scopes>) -> Result<Principal> {
+        Ok(Principal {
+            user_id: user.id.clone(),
+            role: Role::parse(&user.role).ok_or(IdentityError::Unauthenticated)?,
+            practitioner_id: user.practitioner_id.clone(),
+            patient_id: user.patient_id.clone(),
+            scopes,
+        })
+    }
+
+    /// Who a bearer token or session cookie belongs to. API tokens (`cnf_`)
+    /// and session tokens (`cns_`) are both accepted.
+    pub async fn authenticate(&self, token: &str) -> Result<Authenticated> {
+        let now = self.now();
+        let hash = Self::hash_token(token);
+        if token.starts_with(API_TOKEN_PREFIX) {
+            let t = self.store().api_token_by_hash(&hash).await?.ok_or(IdentityError::Unauthenticated)?;
+            if t.expires_at.is_some_and(|e| e <= now) {
+                return Err(IdentityError::Unauthenticated);
+            }
+            let user_id = t.user_id.ok_or(IdentityError::Unauthenticated)?;
+            let user = self.store().user_by_id(&user_id).await?.ok_or(IdentityError::Unauthenticated)?;
+            if user.disabled_at.is_some() {
+                return Err(IdentityError::Unauthenticated);
+            }
+            let scopes =
+                Scopes::parse(t.scopes.as_deref().unwrap_or("")).map_err(|_| IdentityError::Unauthenticated)?;
+            return Ok(Authenticated { principal: Self::principal(&user, Some(scopes))?, session: None });
+        }
+        if !token.starts_with(SESSION_PREFIX) {
+            return Err(IdentityError::Unauthenticated);
+        }
+        let s = self.store().session_by_token_hash(&hash).await?.ok_or(IdentityError::Unauthenticated)?;
+        let idle_expired = s.kind == "cookie" && now - s.last_seen > self.settings.idle_timeout_ms;
+        if s.revoked_at.is_some() || s.expires_at <= now || idle_expired {
+            return Err(IdentityError::Unauthenticated);
+        }
+        let user = self.store().user_by_id(&s.user_id).await?.ok_or(IdentityError::Unauthenticated)?;
+        if user.disabled_at.is_some() {
+            return Err(IdentityError::Unauthenticated);
+        }
+        // Activity extends an idle timeout; recorded at most once a minute.
+        if now - s.last_seen > 60_000 {
+            self.store().touch_session(&s.id, now).await?;
+        }
+        Ok(Authenticated { principal: Self::principal(&user, None)?, session: Some(s) })
+    }
+
+    /// Is `csrf` the CSRF token of `session`? Constant-time.
+    pub fn csrf_matches(session: &SessionRow, csrf: &str) -> bool {
+        session.csrf_hash.as_deref().is_some_and(|h| confidant_vault::secrets_equal(h, &Self::hash_token(csrf)))
+    }
+
+    pub async fn logout(&self, session: &SessionRow) -> Result<()> {
+        self.store().revoke_session(&session.id, None, self.now()).await?;
+        Ok(())
+    }
+
+    /// A user's live sessions.
+    pub async fn sessions(&self, user_id: &str) -> Result<Vec<SessionRow>> {
+        Ok(self.store().live_sessions(user_id, self.now()).await?)
+    }
+
+    /// Revoke a session: one's own, or anyone's for an admin.
+    pub async fn revoke_session(&self, by: &Principal, session_id: &str) -> Result<()> {
+        let owner = (by.role != Role::Admin).then_some(by.user_id.as_str());
+        if self.store().revoke_session(session_id, owner, self.now()).await? {
+            Ok(())
+        } else {
+            Err(IdentityError::NotFound("session".into()))
+        }
+    }
+
+    // ----- second factor --------------------------------------------------------------
+
+    /// Start TOTP enrolment: a new secret, stored sealed, not yet active.
+    pub async fn totp_begin(&self, user_id: &str) -> Result<TotpEnrolment> {
+        let user = self.store().user_by_id(user_id).await?.ok_or(IdentityError::Unauthenticated)?;
+        if user.mfa_enrolled_at.is_some() {
+            return Err(IdentityError::Conflict(
+                "a second factor is already enrolled; an administrator can reset it".into(),
+            ));
+        }
+        let secret = totp::TotpSecret::generate().map_err(|e| IdentityError::Records(RecordsError::Vault(e)))?;
+        let sealed = self.records.seal_secret("Totp", &user.id, secret.as_bytes()).await?;
+        self.store().set_totp(&user.id, Some(&sealed), None).await?;
+        let username = self.records.open_secret("Username", &user.id, &user.username_sealed).await?;
+        let uri = totp::otpauth_uri(&secret, "Confidant", &String::from_utf8_lossy(&username));
+        Ok(TotpEnrolment { secret_base32: secret.to_base32(), qr_svg: totp::qr_svg(&uri), otpauth_uri: uri })
+    }
+
+    /// Finish TOTP enrolment with a first code; returns single-use recovery
+    /// codes (shown once, stored as keyed hashes) and completes the session.
+    pub async fn totp_confirm(&self, user_id: &str, session: Option<&SessionRow>, code: &str) -> Result<Vec<String>> {
+        let user = self.store().user_by_id(user_id).await?.ok_or(IdentityError::Unauthenticated)?;
+        let (Some(sealed), None) = (&user.totp_sealed, user.mfa_enrolled_at) else {
+            return Err(IdentityError::Conflict("no TOTP enrolment is in progress".into()));
+        };
+        let now = self.now();
+        let secret = totp::TotpSecret::from_bytes(&self.records.open_secret("Totp", &user.id, sealed).await?);
+        let step = totp::verify(&secret, code, u64::try_from(now / 1000).unwrap_or(0), None).ok_or_else(|| {
+            IdentityError::Invalid("that code is not valid; check the device's clock and try the next code".into())
+        })?;
+        let codes =
+            totp::new_recovery_codes(RECOVERY_CODES).map_err(|e| IdentityError::Records(RecordsError::Vault(e)))?;
+        let hashes: Vec<Vec<u8>> =
+            codes.iter().map(|c| self.records.blind("recovery-code", &totp::normalise_recovery_code(c))).collect();
+        self.store().replace_recovery_codes(&user.id, &hashes).await?;
+        self.store().set_totp(&user.id, Some(sealed), Some(now)).await?;
+        self.store().advance_totp_step(&user.id, i64::try_from(step).unwrap_or(i64::MAX)).await?;
+        if let Some(s) = session {
+            self.store().set_session_mfa_done(&s.id).await?;
+        }
+        tracing::info!(user = %user.id, "second factor enrolled");
+        Ok(codes)
+    }
+
+    // ----- API tokens -----------------------------------------------------------------
+
+    /// A scoped, expiring API token for a user; returns (id, token), the token shown once.
+    pub async fn create_api_token(
+        &self,
+        name_or_id: &str,
+        label: &str,
+        scopes: &str,
+        lifetime_ms: i64,
+    ) -> Result<(String, String)> {
+        let user = self.find_user(name_or_id).await?;
+        if user.disabled_at.is_some() {
+            return Err(IdentityError::Invalid("the user is disabled".into()));
+        }
+        let scopes = Scopes::parse(scopes).map_err(IdentityError::Invalid)?;
+        if label.len() > 200 || label.chars().any(char::is_control) {
+            return Err(IdentityError::Invalid("the label must be at most 200 printable characters".into()));
+        }
+        if lifetime_ms <= 0 {
+            return Err(IdentityError::Invalid("a token must expire: give a positive lifetime".into()));
+        }
+        let token = random_token(API_TOKEN_PREFIX)?;
+        let now = self.now();
+        let row = ApiTokenRow {
+            id: random_id()?[..12].to_owned(),
+            label: label.to_owned(),
+            user_id: Some(user.id.clone()),
+            scopes: Some(scopes.to_string()),
+            created_at: now,
+            expires_at: Some(now + lifetime_ms),
+            revoked_at: None,
+        };
+        self.store().insert_api_token(&row, &Self::hash_token(&token)).await?;
+        tracing::info!(user = %user.id, token = %row.id, "API token created");
+        Ok((row.id, token))
+    }
+}
+
+fn confidant_fhir_id_ok(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}

@@ -1,0 +1,315 @@
+//! The management API under `/api/v1`: sessions, second factor, break-glass.
+
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Extension, Json, Router};
+use confidant_fhir::IssueType;
+use confidant_identity::{Authenticated, IdentityError, SessionKind};
+use confidant_policy::Role;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::auth::SESSION_COOKIE;
+use crate::{ApiError, AppState};
+
+/// Routes that need no authentication.
+pub(crate) fn public_routes() -> Router<AppState> {
+    Router::new().route("/session", post(login)).route("/enrol", post(enrol)).route("/openapi.json", get(openapi))
+}
+
+/// Routes behind [`crate::auth::authenticate`].
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/session", delete(logout))
+        .route("/me", get(me))
+        .route("/sessions", get(sessions))
+        .route("/sessions/{id}", delete(revoke_session))
+        .route("/mfa/totp", post(totp_begin))
+        .route("/mfa/totp/confirm", post(totp_confirm))
+        .route("/break-glass", post(break_glass))
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, IssueType::NotSupported, "method not supported here")
+        })
+}
+
+/// A JSON request body, or a clear 400/413/415.
+fn json_in<T: DeserializeOwned>(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let body = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                IssueType::TooCostly,
+                "request body is larger than this server accepts",
+            )
+        } else {
+            ApiError::bad_request("could not read the request body")
+        }
+    })?;
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if ct.split(';').next().unwrap_or("").trim() != "application/json" {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            IssueType::NotSupported,
+            "send Content-Type: application/json",
+        ));
+    }
+    // Field errors name the field, not the value the caller sent.
+    serde_json::from_slice(&body).map_err(|e| {
+        let what = if e.is_data() { "a field is missing or has the wrong type" } else { "the body is not valid JSON" };
+        ApiError::bad_request(format!("{what} (line {}, column {})", e.line(), e.column()))
+    })
+}
+
+fn session_cookie(value: &str, max_age_secs: i64, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}"
+    ))
+    .unwrap_or(HeaderValue::from_static("invalid=1"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginRequest {
+    username: String,
+    password: String,
+    #[serde(default)]
+    code: Option<String>,
+    /// `cookie` (browsers, the default) or `bearer` (API clients).
+    #[serde(default)]
+    client: Option<String>,
+}
+
+async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: LoginRequest = json_in(&headers, body)?;
+    let kind = match req.client.as_deref() {
+        None | Some("cookie") => SessionKind::Cookie,
+        Some("bearer") => SessionKind::Bearer,
+        Some(_) => return Err(ApiError::bad_request("client must be 'cookie' or 'bearer'")),
+    };
+    if req.username.len() > 256 || req.password.len() > 1024 {
+        return Err(IdentityError::BadCredentials.into());
+    }
+    let result =
+        state.identity.login(&req.username, &req.password, req.code.as_deref(), &peer.ip().to_string(), kind).await;
+    let login = match result {
+        Ok(l) => l,
+        Err(e @ IdentityError::Throttled { retry_after_secs }) => {
+            let mut resp = ApiError::from(e).into_response();
+            if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return Ok(resp);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let now = state.records.now_millis();
+    let mut body = json!({
+        "session_id": login.session_id,
+        "expires_at": confidant_fhir::instant(login.expires_at),
+        "mfa_enrolment_required": login.mfa_enrolment_required,
+    });
+    let mut resp_headers = HeaderMap::new();
+    match kind {
+        SessionKind::Bearer => body["token"] = json!(login.token),
+        SessionKind::Cookie => {
+            body["csrf_token"] = json!(login.csrf_token);
+            let max_age = (login.expires_at - now) / 1000;
+            resp_headers.insert(header::SET_COOKIE, session_cookie(&login.token, max_age, state.secure_cookies));
+        }
+    }
+    Ok((StatusCode::OK, resp_headers, Json(body)).into_response())
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    Extension(auth): Extension<Authenticated>,
+) -> Result<Response, ApiError> {
+    let Some(session) = &auth.session else {
+        return Err(ApiError::bad_request("an API token is not a session; revoke it with `confidant token revoke`"));
+    };
+    state.identity.logout(session).await?;
+    let mut h = HeaderMap::new();
+    h.insert(header::SET_COOKIE, session_cookie("", 0, state.secure_cookies));
+    Ok((StatusCode::NO_CONTENT, h).into_response())
+}
+
+async fn me(Extension(auth): Extension<Authenticated>) -> Json<serde_json::Value> {
+    let p = &auth.principal;
+    Json(json!({
+        "user_id": p.user_id,
+        "role": p.role.as_str(),
+        "practitioner_id": p.practitioner_id,
+        "patient_id": p.patient_id,
+        "scopes": p.scopes.as_ref().map(|s| s.to_string()),
+        "mfa_done": auth.session.as_ref().map(|s| s.mfa_done),
+    }))
+}
+
+#[derive(Deserialize)]
+struct SessionsQuery {
+    user: Option<String>,
+}
+
+async fn sessions(
+    State(state): State<AppState>,
+    Extension(auth): Extension<Authenticated>,
+    axum::extract::Query(q): axum::extract::Query<SessionsQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let user = match q.user {
+        Some(u) if u != auth.principal.user_id => {
+            if auth.principal.role != Role::Admin {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    IssueType::Forbidden,
+                    "only an admin may list others' sessions",
+                ));
+            }
+            u
+        }
+        _ => auth.principal.user_id.clone(),
+    };
+    let list: Vec<_> = state
+        .identity
+        .sessions(&user)
+        .await?
+        .into_iter()
+        .map(|s| {
+            json!({
+                "id": s.id, "kind": s.kind,
+                "created": confidant_fhir::instant(s.created_at),
+                "last_seen": confidant_fhir::instant(s.last_seen),
+                "expires": confidant_fhir::instant(s.expires_at),
+                "current": auth.session.as_ref().is_some_and(|c| c.id == s.id),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "sessions": list })))
+}
+
+async fn revoke_session(
+    State(state): State<AppState>,
+    Extension(auth): Extension<Authenticated>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if id.len() > 64 {
+        return Err(ApiError::not_found("session not found"));
+    }
+    state.identity.revoke_session(&auth.principal, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn totp_begin(
+    State(state): State<AppState>,
+    Extension(auth): Extension<Authenticated>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if auth.session.is_none() {
+        return Err(ApiError::bad_request("enrol a second factor from a login session, not with an API token"));
+    }
+    let e = state.identity.totp_begin(&auth.principal.user_id).await?;
+    Ok(Json(json!({
+        "secret": e.secret_base32,
+        "otpauth_uri": e.otpauth_uri,
+        "qr_svg": e.qr_svg,
+        "next": "scan the QR code (or type the secret) into an authenticator app, then POST /api/v1/mfa/totp/confirm {\"code\": \"123456\"}"
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CodeRequest {
+    code: String,
+}
+
+async fn totp_confirm(
+    State(state): State<AppState>,
+    Extension(auth): Extension<Authenticated>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let req: CodeRequest = json_in(&headers, body)?;
+    let codes = state.identity.totp_confirm(&auth.principal.user_id, auth.session.as_ref(), &req.code).await?;
+    Ok(Json(json!({
+        "recovery_codes": codes,
+        "note": "each recovery code works once, in place of a TOTP code; store them offline, they are not shown again"
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrolRequest {
+    code: String,
+    username: String,
+    password: String,
+}
+
+async fn enrol(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: EnrolRequest = json_in(&headers, body)?;
+    let id = state.identity.enrol(&req.code, &req.username, &req.password).await?;
+    Ok((StatusCode::CREATED, Json(json!({"user_id": id, "next": "log in with POST /api/v1/session, then enrol TOTP"})))
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BreakGlassRequest {
+    patient: String,
+    reason: String,
+}
+
+async fn break_glass(
+    State(state): State<AppState>,
+    Extension(auth): Extension<Authenticated>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: BreakGlassRequest = json_in(&headers, body)?;
+    let patient = req.patient.strip_prefix("Patient/").unwrap_or(&req.patient);
+    let expires = state.records.break_glass(&auth.principal, patient, &req.reason, state.break_glass_minutes).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "patient": format!("Patient/{patient}"),
+            "expires_at": confidant_fhir::instant(expires),
+            "note": "this access is recorded, will be reviewed, and is shown to the patient"
+        })),
+    )
+        .into_response())
+}
+
+async fn openapi() -> Response {
+    let doc = json!({
+        "openapi": "3.0.3",
+        "info": {"title": "Confidant management API", "version": env!("CARGO_PKG_VERSION")},
+        "paths": {
+            "/api/v1/session": {
+                "post": {"summary": "Log in (username, password, TOTP or recovery code); client cookie|bearer", "responses": {"200": {"description": "session"}, "401": {"description": "invalid credentials"}, "429": {"description": "throttled"}}},
+                "delete": {"summary": "Log out", "responses": {"204": {"description": "logged out"}}}
+            },
+            "/api/v1/me": {"get": {"summary": "Who am I", "responses": {"200": {"description": "principal"}}}},
+            "/api/v1/sessions": {"get": {"summary": "My live sessions (admin: ?user=ID)", "responses": {"200": {"description": "sessions"}}}},
+            "/api/v1/sessions/{id}": {"delete": {"summary": "Revoke a session (own; admin: any)", "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}], "responses": {"204": {"description": "revoked"}, "404": {"description": "no such session"}}}},
+            "/api/v1/mfa/totp": {"post": {"summary": "Begin TOTP enrolment", "responses": {"200": {"description": "secret and QR code"}}}},
+            "/api/v1/mfa/totp/confirm": {"post": {"summary": "Confirm TOTP with a first code; returns recovery codes", "responses": {"200": {"description": "recovery codes"}}}},
+            "/api/v1/enrol": {"post": {"summary": "Create an account with an enrolment code", "responses": {"201": {"description": "created"}}}},
+            "/api/v1/break-glass": {"post": {"summary": "Open a patient outside one's care teams, with a reason (clinicians)", "responses": {"201": {"description": "opened, time-limited"}}}}
+        }
+    });
+    Json(doc).into_response()
+}

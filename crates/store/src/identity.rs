@@ -1,0 +1,483 @@
+//! Users, sessions, API tokens, login throttling and enrolment codes.
+//!
+//! Nothing secret is stored in the clear: usernames as a blind token plus a
+//! sealed copy, passwords as argon2id PHC strings, TOTP secrets sealed,
+//! recovery codes, session tokens, API tokens and enrolment codes as hashes.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::{Result, Store};
+
+/// A user account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    pub id: String,
+    /// Blind token of the normalised username (for lookup).
+    pub username_token: Vec<u8>,
+    /// The username, sealed (for display to admins).
+    pub username_sealed: Vec<u8>,
+    pub role: String,
+    /// argon2id PHC string.
+    pub password_hash: Option<String>,
+    /// The TOTP secret, sealed.
+    pub totp_sealed: Option<Vec<u8>>,
+    /// The last TOTP time step accepted (no replay).
+    pub totp_last_step: Option<i64>,
+    pub mfa_enrolled_at: Option<i64>,
+    pub practitioner_id: Option<String>,
+    pub patient_id: Option<String>,
+    pub disabled_at: Option<i64>,
+    pub created_at: i64,
+}
+
+const USER_COLUMNS: &str = "id, username_token, username_sealed, role, password_hash, totp_sealed, totp_last_step, \
+     mfa_enrolled_at, practitioner_id, patient_id, disabled_at, created_at";
+
+fn user_row(r: &AnyRow) -> Result<UserRow> {
+    Ok(UserRow {
+        id: r.try_get(0)?,
+        username_token: r.try_get(1)?,
+        username_sealed: r.try_get(2)?,
+        role: r.try_get(3)?,
+        password_hash: r.try_get(4)?,
+        totp_sealed: r.try_get(5)?,
+        totp_last_step: r.try_get(6)?,
+        mfa_enrolled_at: r.try_get(7)?,
+        practitioner_id: r.try_get(8)?,
+        patient_id: r.try_get(9)?,
+        disabled_at: r.try_get(10)?,
+        created_at: r.try_get(11)?,
+    })
+}
+
+/// A login session (cookie for the UI, short-lived bearer for API clients).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    pub id: String,
+    pub user_id: String,
+    /// `cookie` or `bearer`.
+    pub kind: String,
+    /// Hash of the CSRF token (cookie sessions).
+    pub csrf_hash: Option<Vec<u8>>,
+    /// Whether the second factor was given (false only while enrolling it).
+    pub mfa_done: bool,
+    pub created_at: i64,
+    pub last_seen: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+const SESSION_COLUMNS: &str = "id, user_id, kind, csrf_hash, mfa_done, created_at, last_seen, expires_at, revoked_at";
+
+fn session_row(r: &AnyRow) -> Result<SessionRow> {
+    Ok(SessionRow {
+        id: r.try_get(0)?,
+        user_id: r.try_get(1)?,
+        kind: r.try_get(2)?,
+        csrf_hash: r.try_get(3)?,
+        mfa_done: r.try_get::<i64, _>(4)? != 0,
+        created_at: r.try_get(5)?,
+        last_seen: r.try_get(6)?,
+        expires_at: r.try_get(7)?,
+        revoked_at: r.try_get(8)?,
+    })
+}
+
+/// Failed-login state of one account or source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThrottleRow {
+    pub failures: i64,
+    pub window_start: i64,
+    pub locked_until: Option<i64>,
+}
+
+/// A stored API token (only its hash is kept).
+#[derive(Debug, Clone)]
+pub struct ApiTokenRow {
+    pub id: String,
+    pub label: String,
+    pub user_id: Option<String>,
+    pub scopes: Option<String>,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+/// What a live API token grants.
+#[derive(Debug, Clone)]
+pub struct ApiTokenAuth {
+    pub id: String,
+    pub user_id: Option<String>,
+    pub scopes: Option<String>,
+    pub expires_at: Option<i64>,
+}
+
+impl Store {
+    // ----- users ----------------------------------------------------------------------
+
+    pub async fn insert_user(&self, u: &UserRow) -> Result<()> {
+        sqlx::query(
+            self.sql(format!("INSERT INTO users ({USER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")),
+        )
+        .bind(u.id.as_str())
+        .bind(u.username_token.as_slice())
+        .bind(u.username_sealed.as_slice())
+        .bind(u.role.as_str())
+        .bind(u.password_hash.as_deref())
+        .bind(u.totp_sealed.as_deref())
+        .bind(u.totp_last_step)
+        .bind(u.mfa_enrolled_at)
+        .bind(u.practitioner_id.as_deref())
+        .bind(u.patient_id.as_deref())
+        .bind(u.disabled_at)
+        .bind(u.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn user_by_username_token(&self, token: &[u8]) -> Result<Option<UserRow>> {
+        let r = sqlx::query(self.sql(format!("SELECT {USER_COLUMNS} FROM users WHERE username_token = ?")))
+            .bind(token)
+            .fetch_optional(&self.pool)
+            .await?;
+        r.as_ref().map(user_row).transpose()
+    }
+
+    pub async fn user_by_id(&self, id: &str) -> Result<Option<UserRow>> {
+        let r = sqlx::query(self.sql(format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?")))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        r.as_ref().map(user_row).transpose()
+    }
+
+    pub async fn users(&self) -> Result<Vec<UserRow>> {
+        let rows = sqlx::query(self.sql(format!("SELECT {USER_COLUMNS} FROM users ORDER BY created_at, id")))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(user_row).collect()
+    }
+
+    /// Disable (Some(now)) or enable (None) an account; false if no such user.
+    pub async fn set_user_disabled(&self, id: &str, disabled_at: Option<i64>) -> Result<bool> {
+        let r = sqlx::query(self.sql("UPDATE users SET disabled_at = ? WHERE id = ?"))
+            .bind(disabled_at)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn set_password_hash(&self, id: &str, hash: &str) -> Result<bool> {
+        let r = sqlx::query(self.sql("UPDATE users SET password_hash = ? WHERE id = ?"))
+            .bind(hash)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Set the sealed TOTP secret (enrolled when `enrolled_at` is set), or clear
+    /// it with its recovery codes (`None, None`: MFA reset).
+    pub async fn set_totp(&self, id: &str, sealed: Option<&[u8]>, enrolled_at: Option<i64>) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let r = sqlx::query(
+            self.sql("UPDATE users SET totp_sealed = ?, mfa_enrolled_at = ?, totp_last_step = NULL WHERE id = ?"),
+        )
+        .bind(sealed)
+        .bind(enrolled_at)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if sealed.is_none() {
+            sqlx::query(self.sql("DELETE FROM recovery_codes WHERE user_id = ?")).bind(id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Record that TOTP step `step` was used; false if it (or a later one)
+    /// was used already — a replayed code.
+    pub async fn advance_totp_step(&self, id: &str, step: i64) -> Result<bool> {
+        let r = sqlx::query(self.sql(
+            "UPDATE users SET totp_last_step = ? WHERE id = ? AND (totp_last_step IS NULL OR totp_last_step < ?)",
+        ))
+        .bind(step)
+        .bind(id)
+        .bind(step)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn replace_recovery_codes(&self, user_id: &str, hashes: &[Vec<u8>]) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(self.sql("DELETE FROM recovery_codes WHERE user_id = ?")).bind(user_id).execute(&mut *tx).await?;
+        for h in hashes {
+            sqlx::query(self.sql("INSERT INTO recovery_codes (user_id, code_hash) VALUES (?, ?)"))
+                .bind(user_id)
+                .bind(h.as_slice())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Use up a recovery code; false if it is unknown or used.
+    pub async fn use_recovery_code(&self, user_id: &str, hash: &[u8], now: i64) -> Result<bool> {
+        let r = sqlx::query(
+            self.sql("UPDATE recovery_codes SET used_at = ? WHERE user_id = ? AND code_hash = ? AND used_at IS NULL"),
+        )
+        .bind(now)
+        .bind(user_id)
+        .bind(hash)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    // ----- sessions -------------------------------------------------------------------
+
+    pub async fn insert_session(&self, s: &SessionRow, token_hash: &[u8]) -> Result<()> {
+        sqlx::query(self.sql(format!(
+            "INSERT INTO sessions ({SESSION_COLUMNS}, token_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )))
+        .bind(s.id.as_str())
+        .bind(s.user_id.as_str())
+        .bind(s.kind.as_str())
+        .bind(s.csrf_hash.as_deref())
+        .bind(i64::from(s.mfa_done))
+        .bind(s.created_at)
+        .bind(s.last_seen)
+        .bind(s.expires_at)
+        .bind(s.revoked_at)
+        .bind(token_hash)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn session_by_token_hash(&self, hash: &[u8]) -> Result<Option<SessionRow>> {
+        let r = sqlx::query(self.sql(format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE token_hash = ?")))
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        r.as_ref().map(session_row).transpose()
+    }
+
+    pub async fn touch_session(&self, id: &str, now: i64) -> Result<()> {
+        sqlx::query(self.sql("UPDATE sessions SET last_seen = ? WHERE id = ? AND last_seen < ?"))
+            .bind(now)
+            .bind(id)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_session_mfa_done(&self, id: &str) -> Result<()> {
+        sqlx::query(self.sql("UPDATE sessions SET mfa_done = 1 WHERE id = ?")).bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Revoke one session, of `user_id` if given; false if none was live.
+    pub async fn revoke_session(&self, id: &str, user_id: Option<&str>, now: i64) -> Result<bool> {
+        let r = match user_id {
+            Some(u) => {
+                sqlx::query(
+                    self.sql("UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL AND user_id = ?"),
+                )
+                .bind(now)
+                .bind(id)
+                .bind(u)
+                .execute(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(self.sql("UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"))
+                    .bind(now)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?
+            }
+        };
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Revoke every live session and API token of a user; returns how many.
+    pub async fn revoke_user_credentials(&self, user_id: &str, now: i64) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        let a = sqlx::query(self.sql("UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL"))
+            .bind(now)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        let b = sqlx::query(self.sql("UPDATE api_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL"))
+            .bind(now)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(a.rows_affected() + b.rows_affected())
+    }
+
+    /// A user's sessions that are not revoked and not expired, newest first.
+    pub async fn live_sessions(&self, user_id: &str, now: i64) -> Result<Vec<SessionRow>> {
+        let rows = sqlx::query(self.sql(format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ? \
+             ORDER BY created_at DESC"
+        )))
+        .bind(user_id)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(session_row).collect()
+    }
+
+    // ----- login throttling -----------------------------------------------------------
+
+    pub async fn throttle(&self, key: &[u8]) -> Result<Option<ThrottleRow>> {
+        let r = sqlx::query(
+            self.sql("SELECT failures, window_start, locked_until FROM login_throttle WHERE throttle_key = ?"),
+        )
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        r.map(|r| Ok(ThrottleRow { failures: r.try_get(0)?, window_start: r.try_get(1)?, locked_until: r.try_get(2)? }))
+            .transpose()
+    }
+
+    pub async fn put_throttle(&self, key: &[u8], t: ThrottleRow) -> Result<()> {
+        sqlx::query(self.sql(
+            "INSERT INTO login_throttle (throttle_key, failures, window_start, locked_until) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (throttle_key) DO UPDATE SET failures = excluded.failures, \
+             window_start = excluded.window_start, locked_until = excluded.locked_until",
+        ))
+        .bind(key)
+        .bind(t.failures)
+        .bind(t.window_start)
+        .bind(t.locked_until)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn clear_throttle(&self, key: &[u8]) -> Result<bool> {
+        let r = sqlx::query(self.sql("DELETE FROM login_throttle WHERE throttle_key = ?"))
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    // ----- enrolment codes ------------------------------------------------------------
+
+    pub async fn insert_enrolment_code(&self, hash: &[u8], role: &str, expires_at: i64) -> Result<()> {
+        sqlx::query(self.sql("INSERT INTO enrolment_codes (code_hash, role, expires_at) VALUES (?, ?, ?)"))
+            .bind(hash)
+            .bind(role)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Use up an enrolment code; its role if it was live.
+    pub async fn consume_enrolment_code(&self, hash: &[u8], now: i64) -> Result<Option<String>> {
+        let mut tx = self.begin().await?;
+        let r =
+            sqlx::query(self.sql(
+                "UPDATE enrolment_codes SET used_at = ? WHERE code_hash = ? AND used_at IS NULL AND expires_at > ?",
+            ))
+            .bind(now)
+            .bind(hash)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        if r.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let role: String = sqlx::query(self.sql("SELECT role FROM enrolment_codes WHERE code_hash = ?"))
+            .bind(hash)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        tx.commit().await?;
+        Ok(Some(role))
+    }
+
+    // ----- API tokens -----------------------------------------------------------------
+
+    /// Store a new API token by its hash.
+    pub async fn insert_api_token(&self, t: &ApiTokenRow, hash: &[u8]) -> Result<()> {
+        sqlx::query(self.sql(
+            "INSERT INTO api_tokens (id, token_hash, label, user_id, scopes, created_at, expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        ))
+        .bind(t.id.as_str())
+        .bind(hash)
+        .bind(t.label.as_str())
+        .bind(t.user_id.as_deref())
+        .bind(t.scopes.as_deref())
+        .bind(t.created_at)
+        .bind(t.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The live (not revoked) API token with this hash.
+    pub async fn api_token_by_hash(&self, hash: &[u8]) -> Result<Option<ApiTokenAuth>> {
+        let r =
+            sqlx::query(self.sql(
+                "SELECT id, user_id, scopes, expires_at FROM api_tokens WHERE token_hash = ? AND revoked_at IS NULL",
+            ))
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        r.map(|r| {
+            Ok(ApiTokenAuth {
+                id: r.try_get(0)?,
+                user_id: r.try_get(1)?,
+                scopes: r.try_get(2)?,
+                expires_at: r.try_get(3)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Revoke a token; false if no live token has this id.
+    pub async fn revoke_api_token(&self, id: &str, now: i64) -> Result<bool> {
+        let r = sqlx::query(self.sql("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"))
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Every API token, oldest first.
+    pub async fn api_tokens(&self) -> Result<Vec<ApiTokenRow>> {
+        let rows = sqlx::query(
+            "SELECT id, label, user_id, scopes, created_at, expires_at, revoked_at FROM api_tokens ORDER BY created_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ApiTokenRow {
+                    id: r.try_get(0)?,
+                    label: r.try_get(1)?,
+                    user_id: r.try_get(2)?,
+                    scopes: r.try_get(3)?,
+                    created_at: r.try_get(4)?,
+                    expires_at: r.try_get(5)?,
+                    revoked_at: r.try_get(6)?,
+                })
+            })
+            .collect()
+    }
+}
