@@ -1,0 +1,267 @@
+//! The identity service with a controlled clock, on a real SQLite store:
+//! lockout and its end, session timeouts, TOTP replay, recovery codes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use confidant_identity::{Identity, IdentityError, SessionKind, Settings};
+use confidant_policy::Role;
+use confidant_records::{Clock, Records};
+use confidant_store::Store;
+use confidant_vault::{KeyFile, Vault, totp};
+
+#[derive(Default)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    pub fn advance_minutes(&self, m: i64) {
+        self.0.fetch_add(m * 60_000, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_millis(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+const PASSWORD: &str = "correct horse battery staple 7";
+
+pub struct Fixture {
+    _tmp: tempfile::TempDir,
+    pub clock: Arc<ManualClock>,
+    pub records: Arc<Records>,
+    pub identity: Identity,
+}
+
+pub async fn fixture() -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::connect(&format!("sqlite://{}", tmp.path().join("t.db").display()), true).await.unwrap();
+    store.migrate().await.unwrap();
+    let vault = Vault::new(Arc::new(KeyFile::generate("test").unwrap()));
+    // Starts at a realistic time: TOTP steps count from the Unix epoch.
+    let clock = Arc::new(ManualClock(AtomicI64::new(1_790_000_000_000)));
+    confidant_records::initialise(&store, &vault, "test", clock.now_millis()).await.unwrap();
+    let records = Arc::new(Records::open(store, vault, clock.clone()).await.unwrap());
+    let identity = Identity::new(records.clone(), Settings::default());
+    Fixture { _tmp: tmp, clock, records, identity }
+}
+
+fn now_secs(f: &Fixture) -> u64 {
+    u64::try_from(f.clock.now_millis() / 1000).unwrap()
+}
+
+fn secret_of(base32: &str) -> totp::TotpSecret {
+    totp::TotpSecret::from_bytes(&data_encoding::BASE32_NOPAD.decode(base32.as_bytes()).unwrap())
+}
+
+/// Add a user with TOTP enrolled; returns (user id, TOTP secret).
+async fn staff(f: &Fixture, username: &str, role: Role) -> (String, totp::TotpSecret) {
+    let id = f.identity.add_user(username, role, PASSWORD, None, None).await.unwrap();
+    let e = f.identity.totp_begin(&id).await.unwrap();
+    let secret = secret_of(&e.secret_base32);
+    f.identity.totp_confirm(&id, None, &totp::code_at(&secret, now_secs(f))).await.unwrap();
+    (id, secret)
+}
+
+/// A fresh code: one minute later, so that no step is reused.
+fn next_code(f: &Fixture, secret: &totp::TotpSecret) -> String {
+    f.clock.advance_minutes(1);
+    totp::code_at(secret, now_secs(f))
+}
+
+#[tokio::test]
+async fn brute_force_locks_the_account_until_the_lock_ends() {
+    let f = fixture().await;
+    let (_, secret) = staff(&f, "maria", Role::Admin).await;
+    let mut throttled = 0;
+    for i in 0..1000 {
+        match f
+            .identity
+            .login("maria", &format!("wrong password {i}"), Some("000000"), "10.0.0.1", SessionKind::Bearer)
+            .await
+        {
+            Err(IdentityError::BadCredentials) => assert!(i < 5, "attempt {i} was not throttled"),
+            Err(IdentityError::Throttled { .. }) => throttled += 1,
+            other => panic!("attempt {i}: {other:?}"),
+        }
+    }
+    assert_eq!(throttled, 995, "after 5 failures every attempt is throttled");
+    // The right password and code are refused while the lock lasts...
+    let code = next_code(&f, &secret);
+    assert!(matches!(
+        f.identity.login("maria", PASSWORD, Some(&code), "10.0.0.2", SessionKind::Bearer).await,
+        Err(IdentityError::Throttled { .. })
+    ));
+    // ...and accepted once it ends.
+    f.clock.advance_minutes(15);
+    let code = next_code(&f, &secret);
+    let login = f.identity.login("maria", PASSWORD, Some(&code), "10.0.0.2", SessionKind::Bearer).await.unwrap();
+    assert!(!login.mfa_enrolment_required);
+    // An admin can lift a lock early.
+    for _ in 0..5 {
+        let _ = f.identity.login("maria", "nope nope nope", None, "10.0.0.3", SessionKind::Bearer).await;
+    }
+    let code = next_code(&f, &secret);
+    assert!(matches!(
+        f.identity.login("maria", PASSWORD, Some(&code), "10.0.0.3", SessionKind::Bearer).await,
+        Err(IdentityError::Throttled { .. })
+    ));
+    assert!(f.identity.unlock("maria").await.unwrap());
+    f.identity.login("maria", PASSWORD, Some(&code), "10.0.0.3", SessionKind::Bearer).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_source_address_is_throttled_across_accounts() {
+    let f = fixture().await;
+    for i in 0..50 {
+        let r = f.identity.login(&format!("nobody{i}"), "wrong password", None, "192.0.2.7", SessionKind::Bearer).await;
+        assert!(matches!(r, Err(IdentityError::BadCredentials)), "{i}: {r:?}");
+    }
+    let r = f.identity.login("somebody", "wrong password", None, "192.0.2.7", SessionKind::Bearer).await;
+    assert!(matches!(r, Err(IdentityError::Throttled { .. })));
+    let r = f.identity.login("somebody", "wrong password", None, "192.0.2.8", SessionKind::Bearer).await;
+    assert!(matches!(r, Err(IdentityError::BadCredentials)));
+}
+
+#[tokio::test]
+async fn unknown_user_and_wrong_password_or_code_are_indistinguishable() {
+    let f = fixture().await;
+    staff(&f, "juhani", Role::Reception).await;
+    let a = f.identity.login("juhani", "wrong password!", None, "a", SessionKind::Bearer).await.unwrap_err();
+    let b = f.identity.login("nosuchuser", "wrong password!", None, "b", SessionKind::Bearer).await.unwrap_err();
+    let c = f.identity.login("juhani", PASSWORD, Some("000000"), "c", SessionKind::Bearer).await.unwrap_err();
+    assert!(matches!(a, IdentityError::BadCredentials));
+    assert_eq!(a.to_string(), b.to_string());
+    assert_eq!(a.to_string(), c.to_string());
+}
+
+#[tokio::test]
+async fn totp_codes_are_single_use_and_recovery_codes_work_once() {
+    let f = fixture().await;
+    assert!(
+        f.identity.add_user("kaisa", Role::Clinician, PASSWORD, None, None).await.is_err(),
+        "a clinician must be linked to a Practitioner"
+    );
+    let id = f.identity.add_user("kaisa", Role::Auditor, PASSWORD, None, None).await.unwrap();
+    // Before enrolment the password alone gives a session limited to enrolment.
+    let first = f.identity.login("kaisa", PASSWORD, None, "x", SessionKind::Cookie).await.unwrap();
+    assert!(first.mfa_enrolment_required);
+    let auth = f.identity.authenticate(&first.token).await.unwrap();
+    assert!(!auth.session.as_ref().unwrap().mfa_done);
+    let e = f.identity.totp_begin(&id).await.unwrap();
+    assert!(e.otpauth_uri.starts_with("otpauth://totp/") && e.qr_svg.contains("<svg"));
+    let secret = secret_of(&e.secret_base32);
+    assert!(f.identity.totp_confirm(&id, auth.session.as_ref(), "abcdef").await.is_err());
+    let recovery =
+        f.identity.totp_confirm(&id, auth.session.as_ref(), &totp::code_at(&secret, now_secs(&f))).await.unwrap();
+    assert_eq!(recovery.len(), 10);
+    assert!(f.identity.authenticate(&first.token).await.unwrap().session.unwrap().mfa_done);
+    // The password alone no longer logs in.
+    assert!(matches!(
+        f.identity.login("kaisa", PASSWORD, None, "x", SessionKind::Bearer).await,
+        Err(IdentityError::BadCredentials)
+    ));
+    // A code works once.
+    let code = next_code(&f, &secret);
+    f.identity.login("kaisa", PASSWORD, Some(&code), "x", SessionKind::Bearer).await.unwrap();
+    assert!(matches!(
+        f.identity.login("kaisa", PASSWORD, Some(&code), "x", SessionKind::Bearer).await,
+        Err(IdentityError::BadCredentials)
+    ));
+    // A recovery code works once, typed loosely.
+    let loose = recovery[0].to_lowercase().replace('-', " ");
+    f.identity.login("kaisa", PASSWORD, Some(&loose), "x", SessionKind::Bearer).await.unwrap();
+    assert!(matches!(
+        f.identity.login("kaisa", PASSWORD, Some(&recovery[0]), "x", SessionKind::Bearer).await,
+        Err(IdentityError::BadCredentials)
+    ));
+    // An admin's reset removes the factor: the next login must enrol again.
+    f.identity.reset_mfa("kaisa").await.unwrap();
+    assert!(f.identity.login("kaisa", PASSWORD, None, "x", SessionKind::Bearer).await.unwrap().mfa_enrolment_required);
+}
+
+#[tokio::test]
+async fn sessions_end_by_idle_timeout_lifetime_and_disabling() {
+    let f = fixture().await;
+    let (_, secret) = staff(&f, "eero", Role::Reception).await;
+    let code = next_code(&f, &secret);
+    let s = f.identity.login("eero", PASSWORD, Some(&code), "x", SessionKind::Cookie).await.unwrap();
+    assert!(s.csrf_token.is_some());
+    // Activity keeps it alive; 31 idle minutes end it.
+    f.clock.advance_minutes(20);
+    f.identity.authenticate(&s.token).await.unwrap();
+    f.clock.advance_minutes(20);
+    f.identity.authenticate(&s.token).await.unwrap();
+    f.clock.advance_minutes(31);
+    assert!(matches!(f.identity.authenticate(&s.token).await, Err(IdentityError::Unauthenticated)));
+    // The absolute lifetime (12 h) ends even an active session.
+    let code = next_code(&f, &secret);
+    let s = f.identity.login("eero", PASSWORD, Some(&code), "x", SessionKind::Cookie).await.unwrap();
+    for _ in 0..35 {
+        f.clock.advance_minutes(20);
+        f.identity.authenticate(&s.token).await.unwrap();
+    }
+    f.clock.advance_minutes(20);
+    assert!(matches!(f.identity.authenticate(&s.token).await, Err(IdentityError::Unauthenticated)));
+    // Bearer sessions last an hour.
+    let code = next_code(&f, &secret);
+    let b = f.identity.login("eero", PASSWORD, Some(&code), "x", SessionKind::Bearer).await.unwrap();
+    assert!(b.csrf_token.is_none());
+    f.clock.advance_minutes(61);
+    assert!(matches!(f.identity.authenticate(&b.token).await, Err(IdentityError::Unauthenticated)));
+    // Disabling ends sessions at once, and the account cannot log in.
+    let code = next_code(&f, &secret);
+    let s = f.identity.login("eero", PASSWORD, Some(&code), "x", SessionKind::Bearer).await.unwrap();
+    f.identity.authenticate(&s.token).await.unwrap();
+    f.identity.disable("eero").await.unwrap();
+    assert!(matches!(f.identity.authenticate(&s.token).await, Err(IdentityError::Unauthenticated)));
+    let code = next_code(&f, &secret);
+    assert!(matches!(
+        f.identity.login("eero", PASSWORD, Some(&code), "x", SessionKind::Bearer).await,
+        Err(IdentityError::BadCredentials)
+    ));
+}
+
+#[tokio::test]
+async fn passwords_follow_the_policy_and_are_never_stored_in_clear() {
+    let f = fixture().await;
+    for bad in ["short", "qwerty123456", "my name is reception1 ok"] {
+        assert!(matches!(
+            f.identity.add_user("reception1", Role::Reception, bad, None, None).await,
+            Err(IdentityError::Invalid(_))
+        ));
+    }
+    f.identity.add_user("reception1", Role::Reception, PASSWORD, None, None).await.unwrap();
+    assert!(matches!(
+        f.identity.add_user("RECEPTION1", Role::Reception, PASSWORD, None, None).await,
+        Err(IdentityError::Conflict(_))
+    ));
+    let users = f.records.store().users().await.unwrap();
+    assert_eq!(users.len(), 1);
+    let u = &users[0];
+    assert!(u.password_hash.as_deref().unwrap().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+    assert!(!u.username_sealed.windows(10).any(|w| w == b"reception1"));
+    assert_eq!(f.identity.list_users().await.unwrap()[0].username, "reception1");
+}
+
+#[tokio::test]
+async fn api_tokens_are_scoped_expire_and_die_with_their_user() {
+    let f = fixture().await;
+    staff(&f, "admin1", Role::Admin).await;
+    assert!(f.identity.create_api_token("admin1", "x", "user/Observation.read", 60_000).await.is_err());
+    assert!(f.identity.create_api_token("admin1", "x", "user/*.read", 0).await.is_err());
+    let (_, token) = f.identity.create_api_token("admin1", "x", "user/Practitioner.read", 60 * 60_000).await.unwrap();
+    let auth = f.identity.authenticate(&token).await.unwrap();
+    assert_eq!(auth.principal.role, Role::Admin);
+    assert_eq!(auth.principal.scopes.unwrap().to_string(), "user/Practitioner.read");
+    f.clock.advance_minutes(61);
+    assert!(matches!(f.identity.authenticate(&token).await, Err(IdentityError::Unauthenticated)));
+    let (_, token) = f.identity.create_api_token("admin1", "x", "user/*.*", 60 * 60_000).await.unwrap();
+    // Both tokens (the expired one too) are revoked.
+    assert_eq!(f.identity.revoke_all("admin1").await.unwrap(), 2);
+    assert!(matches!(f.identity.authenticate(&token).await, Err(IdentityError::Unauthenticated)));
+    assert!(matches!(f.identity.authenticate("cnf_forged").await, Err(IdentityError::Unauthenticated)));
+    assert!(matches!(f.identity.authenticate("garbage").await, Err(IdentityError::Unauthenticated)));
+}
