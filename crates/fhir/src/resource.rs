@@ -39,7 +39,7 @@ impl ResourceType {
 
     /// Whether records of this type belong to a patient through `subject`.
     pub fn has_subject(self) -> bool {
-        matches!(self, ResourceType::Encounter | ResourceType::DocumentReference)
+        matches!(self, ResourceType::Encounter | ResourceType::DocumentReference | ResourceType::CareTeam)
     }
 
     /// The elements R4 defines for this type (besides the common ones).

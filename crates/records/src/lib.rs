@@ -382,7 +382,19 @@ impl Records {
     // ----- operations -----------------------------------------------------------------
 
     /// Create a resource with a new random id (FHIR create).
-    pub async fn create(&self, p: &Principal, rt: ResourceType, mut resource: Value) -> Result<Stored> {
+    pub async fn create(&self, p: &Principal, rt: ResourceType, resource: Value) -> Result<Stored> {
+        self.create_checked(p, rt, resource, true).await
+    }
+
+    /// `create`; `check_relationship` is false only for the care team that a
+    /// clinician's new patient gets automatically (there is no relationship yet).
+    async fn create_checked(
+        &self,
+        p: &Principal,
+        rt: ResourceType,
+        mut resource: Value,
+        check_relationship: bool,
+    ) -> Result<Stored> {
         Self::allow(p, rt, Action::Write)?;
         let mut checked = confidant_fhir::validate(rt, &mut resource).map_err(RecordsError::Invalid)?;
         if rt == ResourceType::DocumentReference && p.role == Role::Clinician {
@@ -391,7 +403,7 @@ impl Records {
         let id = confidant_vault::random_id().map_err(RecordsError::Vault)?;
         let compartment = self.compartment_for(rt, &id, checked.subject_patient.as_deref()).await?;
         // Writing into a patient's record needs the same relationship as reading it.
-        if rt.has_subject() {
+        if rt.has_subject() && check_relationship {
             let probe = VersionRow {
                 resource_type: ResourceType::Patient.as_str().into(),
                 id: compartment.clone(),
@@ -453,7 +465,7 @@ impl Records {
                 "subject": {"reference": format!("Patient/{id}")},
                 "participant": [{"member": {"reference": format!("Practitioner/{practitioner}")}}]
             });
-            Box::pin(self.create(p, ResourceType::CareTeam, team)).await?;
+            Box::pin(self.create_checked(p, ResourceType::CareTeam, team, false)).await?;
         }
         Ok(Stored { resource_type: rt, id, version_id: 1, last_updated: now, resource })
     }
@@ -495,9 +507,6 @@ impl Records {
             return Err(not_found());
         }
         let mut checked = confidant_fhir::validate(rt, &mut resource).map_err(RecordsError::Invalid)?;
-        if rt == ResourceType::DocumentReference && p.role == Role::Clinician {
-            Self::default_author(p, &mut resource, &mut checked)?;
-        }
         match resource.get("id").and_then(Value::as_str) {
             Some(body_id) if body_id != id => {
                 return Err(RecordsError::Invalid("the id in the body must match the id in the URL".into()));
@@ -507,6 +516,9 @@ impl Records {
         let current = self.store.read(rt.as_str(), id).await?.ok_or_else(not_found)?;
         if !self.sees(p, &current).await? {
             return Err(not_found());
+        }
+        if rt == ResourceType::DocumentReference && p.role == Role::Clinician {
+            Self::default_author(p, &mut resource, &mut checked)?;
         }
         if let Some(expected) = if_match
             && expected != current.version_id

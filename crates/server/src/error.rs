@@ -65,6 +65,7 @@ impl From<RecordsError> for ApiError {
             E::Invalid(why) => ApiError::new(StatusCode::BAD_REQUEST, IssueType::Invalid, why),
             E::Unprocessable(why) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, IssueType::Processing, why),
             E::NotSupported(why) => ApiError::new(StatusCode::BAD_REQUEST, IssueType::NotSupported, why),
+            E::Forbidden(why) => ApiError::new(StatusCode::FORBIDDEN, IssueType::Forbidden, why),
             e @ E::PreconditionFailed { .. } => {
                 ApiError::new(StatusCode::PRECONDITION_FAILED, IssueType::Conflict, e.to_string())
             }

@@ -55,7 +55,16 @@ async fn kill_9_loses_no_acknowledged_create(db: Db) {
         }));
     }
     // Kill once enough creates are acknowledged (a condition, not a delay).
-    enough.notified().await;
+    // Writers stop on their own after a failure, so this cannot wait forever.
+    let all_done = async {
+        for w in &mut writers {
+            let _ = w.await;
+        }
+    };
+    tokio::select! {
+        _ = enough.notified() => {}
+        _ = all_done => panic!("the writers stopped before 150 creates were acknowledged"),
+    }
     killed_tx.send(true).unwrap();
     let status = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
     assert!(status.success());

@@ -6,6 +6,7 @@
 
 mod common;
 
+mod access;
 mod api;
 mod crash;
 mod demo;
