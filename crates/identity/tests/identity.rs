@@ -265,3 +265,61 @@ async fn api_tokens_are_scoped_expire_and_die_with_their_user() {
     assert!(matches!(f.identity.authenticate("cnf_forged").await, Err(IdentityError::Unauthenticated)));
     assert!(matches!(f.identity.authenticate("garbage").await, Err(IdentityError::Unauthenticated)));
 }
+
+#[tokio::test]
+async fn break_glass_needs_a_reason_and_expires() {
+    use confidant_fhir::ResourceType;
+    use confidant_policy::Principal;
+    use serde_json::json;
+    let f = fixture().await;
+    let admin = Principal {
+        user_id: "console".into(),
+        role: Role::Admin,
+        practitioner_id: None,
+        patient_id: None,
+        scopes: None,
+    };
+    let mut clinicians = Vec::new();
+    for name in ["One", "Two"] {
+        let pr = f
+            .records
+            .create(
+                &admin,
+                ResourceType::Practitioner,
+                json!({"resourceType": "Practitioner", "name": [{"family": name}]}),
+            )
+            .await
+            .unwrap();
+        clinicians.push(Principal {
+            user_id: format!("user-{name}"),
+            role: Role::Clinician,
+            practitioner_id: Some(pr.id),
+            patient_id: None,
+            scopes: None,
+        });
+    }
+    let patient = f
+        .records
+        .create(
+            &clinicians[0],
+            ResourceType::Patient,
+            json!({"resourceType": "Patient", "name": [{"family": "Laine"}]}),
+        )
+        .await
+        .unwrap();
+    let other = &clinicians[1];
+    assert!(f.records.read(other, ResourceType::Patient, &patient.id).await.is_err());
+    for reason in ["", "   ", "too short"] {
+        assert!(f.records.break_glass(other, &patient.id, reason, 60).await.is_err(), "{reason:?}");
+    }
+    assert!(f.records.break_glass(&admin, &patient.id, "an admin may never break the glass", 60).await.is_err());
+    let expires = f.records.break_glass(other, &patient.id, "on call: patient in acute crisis", 60).await.unwrap();
+    assert_eq!(expires, f.clock.now_millis() + 60 * 60_000);
+    f.records.read(other, ResourceType::Patient, &patient.id).await.unwrap();
+    f.clock.advance_minutes(59);
+    f.records.read(other, ResourceType::Patient, &patient.id).await.unwrap();
+    f.clock.advance_minutes(2);
+    assert!(f.records.read(other, ResourceType::Patient, &patient.id).await.is_err(), "break-glass expired");
+    // The author's access never lapsed.
+    f.records.read(&clinicians[0], ResourceType::Patient, &patient.id).await.unwrap();
+}

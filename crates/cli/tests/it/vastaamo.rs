@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::common::{Db, Instance, files_under, random_hex};
+use crate::common::{Db, Instance, files_under, random_hex, run_stdin};
 
 /// A canary: a random mixed-case string that cannot occur by chance.
 fn canary() -> String {
@@ -139,6 +139,67 @@ async fn no_plaintext_at_rest_or_in_logs(db: Db) {
         patient_ids.push(pid);
     }
     canaries.push("1911-07-13".into()); // the birth date
+
+    // Credentials are canaries too: a username, a password, a TOTP secret
+    // (as text and as raw bytes), recovery codes, session and CSRF tokens.
+    let username = format!("cnry{}", random_hex(10));
+    let password = canary();
+    let out = run_stdin(
+        &[
+            "user",
+            "add",
+            "--dir",
+            inst.dir.to_str().unwrap(),
+            "--username",
+            &username,
+            "--role",
+            "auditor",
+            "--password-stdin",
+        ],
+        &format!("{password}\n"),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = s
+        .http
+        .post(format!("{}/api/v1/session", s.url))
+        .json(&json!({"username": username, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let session_token = cookie.trim_start_matches("confidant_session=").to_owned();
+    let csrf = r.json::<Value>().await.unwrap()["csrf_token"].as_str().unwrap().to_owned();
+    let api = |path: &str| {
+        s.http
+            .post(format!("{}/api/v1/{path}", s.url))
+            .header("cookie", cookie.clone())
+            .header("x-csrf-token", csrf.clone())
+    };
+    let enrol: Value = api("mfa/totp").send().await.unwrap().json().await.unwrap();
+    let secret_b32 = enrol["secret"].as_str().unwrap().to_owned();
+    let secret = confidant_vault::totp::TotpSecret::from_bytes(
+        &data_encoding::BASE32_NOPAD.decode(secret_b32.as_bytes()).unwrap(),
+    );
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let confirm: Value = api("mfa/totp/confirm")
+        .json(&json!({"code": confidant_vault::totp::code_at(&secret, now)}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let recovery: Vec<String> =
+        confirm["recovery_codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_owned()).collect();
+    assert_eq!(recovery.len(), 10);
+    let raw_secret = secret.as_bytes().to_vec();
+    // The secret's hex form is how a bytea column would show it in pg_dump.
+    canaries.extend([username, password, secret_b32, session_token, csrf, hex::encode(&raw_secret)]);
+    for code in recovery {
+        canaries.push(code.replace('-', ""));
+        canaries.push(code);
+    }
     // Positive control: the data is really there, and searchable.
     for (pid, family) in patient_ids.iter().zip(&family_names) {
         let (_, b) = s.get_json(&format!("Patient?family={}", family.to_lowercase())).await;
@@ -153,6 +214,9 @@ async fn no_plaintext_at_rest_or_in_logs(db: Db) {
 
     // While the server runs: database, WAL, shared memory, everything under DIR.
     let running = files(&inst.dir);
+    for (name, bytes) in &running {
+        assert!(!contains(bytes, &raw_secret), "the raw TOTP secret is in {name}");
+    }
     assert!(running.iter().any(|(n, _)| n.ends_with("confidant.db")) || db == Db::Postgres);
     assert_eq!(hits(&running, &canaries), Vec::<String>::new(), "plaintext in the data directory while running");
     let logs_running = vec![("server output".to_owned(), s.output().into_bytes())];
