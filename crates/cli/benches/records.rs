@@ -176,7 +176,22 @@ async fn main() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = Command::new(BIN).args(["token", "create", "--dir", dir.to_str().unwrap()]).output().unwrap();
+    // A clinician: patients they create land on their care team, so every
+    // read and search below also pays for the access check.
+    let mut add = Command::new(BIN)
+        .args(["user", "add", "--dir", dir.to_str().unwrap(), "--username", "bench", "--role", "clinician"])
+        .args(["--name", "Bench Clinician", "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut add.stdin.take().unwrap(), b"correct horse battery staple 7\n").unwrap();
+    assert!(add.wait().unwrap().success());
+    let out = Command::new(BIN)
+        .args(["token", "create", "--dir", dir.to_str().unwrap(), "--user", "bench", "--scope", "user/*.*"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     let log = std::fs::File::create(tmp.path().join("serve.log")).unwrap();
     let mut child = Command::new(BIN)

@@ -525,12 +525,10 @@ impl Identity {
         let now = self.now();
         let hash = Self::hash_token(token);
         if token.starts_with(API_TOKEN_PREFIX) {
-            let t = self.store().api_token_by_hash(&hash).await?.ok_or(IdentityError::Unauthenticated)?;
+            let (t, user) = self.store().api_token_by_hash(&hash).await?.ok_or(IdentityError::Unauthenticated)?;
             if t.expires_at.is_some_and(|e| e <= now) {
                 return Err(IdentityError::Unauthenticated);
             }
-            let user_id = t.user_id.ok_or(IdentityError::Unauthenticated)?;
-            let user = self.store().user_by_id(&user_id).await?.ok_or(IdentityError::Unauthenticated)?;
             if user.disabled_at.is_some() {
                 return Err(IdentityError::Unauthenticated);
             }
