@@ -39,6 +39,7 @@ enum Command {
     /// file is never overwritten.
     Init {
         /// The instance directory (created if missing; must not hold an instance).
+        /// The instance directory (holds confidant.toml).
         #[arg(long)]
         dir: PathBuf,
         /// Where to create the key file (must be outside DIR and not exist yet).
@@ -53,6 +54,7 @@ enum Command {
     /// Refuses to start, changing nothing, if the key file is missing or is not
     /// this instance's key. Stops cleanly on Ctrl-C or SIGTERM.
     Serve {
+        /// The instance directory (holds confidant.toml).
         #[arg(long)]
         dir: PathBuf,
         /// Address to listen on, overriding the configuration (default 127.0.0.1:8080).
@@ -76,6 +78,7 @@ enum UserAction {
     /// Add an account. The password is read from a prompt, or from stdin with
     /// --password-stdin; never from the command line.
     Add {
+        /// The instance directory (holds confidant.toml).
         #[arg(long)]
         dir: PathBuf,
         #[arg(long)]
@@ -98,11 +101,13 @@ enum UserAction {
     },
     /// List accounts: role, second factor, status (active, locked, disabled).
     List {
+        /// The instance directory (holds confidant.toml).
         #[arg(long)]
         dir: PathBuf,
     },
     /// Disable an account; its sessions and tokens end at once.
     Disable {
+        /// The instance directory (holds confidant.toml).
         #[arg(long)]
         dir: PathBuf,
         /// Username or user id.
@@ -111,6 +116,7 @@ enum UserAction {
     },
     /// Re-enable a disabled account.
     Enable {
+        /// The instance directory (holds confidant.toml).
         #[arg(long)]
         dir: PathBuf,
         #[arg(long)]
@@ -118,6 +124,7 @@ enum UserAction {
     },
     /// Remove a user's second factor (lost phone); they enrol a new one at next login.
     ResetMfa {
+        /// The instance directory (holds confidant.toml).
         #[arg(long)]
         dir: PathBuf,
         #[arg(long)]
@@ -125,6 +132,7 @@ enum UserAction {
     },
     /// Lift a lockout after repeated failed logins.
     Unlock {
+        /// The instance directory (holds confidant.toml).
         #[arg(long)]
         dir: PathBuf,
         /// Username.
@@ -141,6 +149,7 @@ enum TokenAction {
     /// scopes (SMART on FHIR style: user/Patient.read, user/Encounter.write,
     /// user/*.read, user/*.*), and it expires.
     Create {
+        /// The instance directory (holds confidant.toml).
         #[arg(long)]
         dir: PathBuf,
         /// Username or user id the token acts as.
@@ -158,11 +167,13 @@ enum TokenAction {
     },
     /// List tokens (ids, users, scopes, dates; never the tokens themselves).
     List {
+        /// The instance directory (holds confidant.toml).
         #[arg(long)]
         dir: PathBuf,
     },
     /// Revoke a token by its id (from `token list`); it stops working at once.
     Revoke {
+        /// The instance directory (holds confidant.toml).
         #[arg(long)]
         dir: PathBuf,
         #[arg(long)]

@@ -45,6 +45,10 @@ pub async fn add(
     let role = Role::parse(role)
         .with_context(|| format!("unknown role '{role}': choose admin, clinician, reception, auditor or patient"))?;
     let password = zeroize::Zeroizing::new(read_password(password_stdin)?);
+    // Check the password before anything is created.
+    let lower = username.trim().to_lowercase();
+    confidant_vault::password::check_policy(&password, &[&lower, "confidant"])
+        .map_err(|e| anyhow::anyhow!("{e}; nothing was changed"))?;
     let (_, records, identity) = open_identity(dir).await?;
     let result = async {
         let mut practitioner = practitioner.map(str::to_owned);
