@@ -12,15 +12,17 @@ pub enum ResourceType {
     Encounter,
     DocumentReference,
     CareTeam,
+    Appointment,
 }
 
 impl ResourceType {
-    pub const ALL: [ResourceType; 5] = [
+    pub const ALL: [ResourceType; 6] = [
         ResourceType::Patient,
         ResourceType::Practitioner,
         ResourceType::Encounter,
         ResourceType::DocumentReference,
         ResourceType::CareTeam,
+        ResourceType::Appointment,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -30,6 +32,7 @@ impl ResourceType {
             ResourceType::Encounter => "Encounter",
             ResourceType::DocumentReference => "DocumentReference",
             ResourceType::CareTeam => "CareTeam",
+            ResourceType::Appointment => "Appointment",
         }
     }
 
@@ -39,7 +42,13 @@ impl ResourceType {
 
     /// Whether records of this type belong to a patient through `subject`.
     pub fn has_subject(self) -> bool {
-        matches!(self, ResourceType::Encounter | ResourceType::DocumentReference | ResourceType::CareTeam)
+        matches!(
+            self,
+            ResourceType::Encounter
+                | ResourceType::DocumentReference
+                | ResourceType::CareTeam
+                | ResourceType::Appointment
+        )
     }
 
     /// The elements R4 defines for this type (besides the common ones).
@@ -134,6 +143,30 @@ impl ResourceType {
                 "managingOrganization",
                 "telecom",
                 "note",
+            ],
+            ResourceType::Appointment => &[
+                "identifier",
+                "status",
+                "cancelationReason",
+                "serviceCategory",
+                "serviceType",
+                "specialty",
+                "appointmentType",
+                "reasonCode",
+                "reasonReference",
+                "priority",
+                "description",
+                "supportingInformation",
+                "start",
+                "end",
+                "minutesDuration",
+                "slot",
+                "created",
+                "comment",
+                "patientInstruction",
+                "basedOn",
+                "participant",
+                "requestedPeriod",
             ],
         }
     }
@@ -458,6 +491,53 @@ pub fn validate(rt: ResourceType, resource: &mut Value) -> Result<Validated, Str
                 return Err("date must be an instant, e.g. 2026-11-29T10:00:00Z".into());
             }
             subject = Some(subject_patient(m)?);
+        }
+        ResourceType::Appointment => {
+            code_in(
+                m,
+                "status",
+                "",
+                &[
+                    "proposed",
+                    "pending",
+                    "booked",
+                    "arrived",
+                    "fulfilled",
+                    "cancelled",
+                    "noshow",
+                    "entered-in-error",
+                    "checked-in",
+                    "waitlist",
+                ],
+                true,
+            )?;
+            for key in ["start", "end"] {
+                if let Some(t) = string(m, key, "")?
+                    && time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).is_err()
+                {
+                    return Err(format!("{key} must be an instant, e.g. 2026-11-29T10:00:00Z"));
+                }
+            }
+            let participants = array(m, "participant", "")?;
+            if participants.is_empty() {
+                return Err("participant is required: the patient (and usually a practitioner)".into());
+            }
+            let mut patients = Vec::new();
+            for (i, p) in participants.iter().enumerate() {
+                let path = format!("participant[{i}]");
+                let p = obj(p, &path)?;
+                code_in(p, "status", &path, &["accepted", "declined", "tentative", "needs-action"], true)?;
+                if let Some(actor) = p.get("actor") {
+                    let r = obj(actor, &format!("{path}.actor"))?;
+                    if string(r, "reference", &path)?.is_some_and(|r| r.starts_with("Patient/")) {
+                        patients.push(reference_id(actor, &format!("{path}.actor"), "Patient")?);
+                    }
+                }
+            }
+            match patients.as_slice() {
+                [one] => subject = Some(one.clone()),
+                _ => return Err("an appointment needs exactly one participant whose actor is 'Patient/{id}'".into()),
+            }
         }
         ResourceType::CareTeam => {
             code_in(m, "status", "", &["proposed", "active", "suspended", "inactive", "entered-in-error"], false)?;

@@ -79,6 +79,9 @@ const BY_PATIENT: &[SearchParam] =
 pub fn search_params(rt: ResourceType) -> &'static [SearchParam] {
     match rt {
         ResourceType::Patient | ResourceType::Practitioner => PERSON,
-        ResourceType::Encounter | ResourceType::DocumentReference | ResourceType::CareTeam => BY_PATIENT,
+        ResourceType::Encounter
+        | ResourceType::DocumentReference
+        | ResourceType::CareTeam
+        | ResourceType::Appointment => BY_PATIENT,
     }
 }

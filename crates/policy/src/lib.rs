@@ -163,10 +163,14 @@ pub fn role_permits(role: Role, rt: ResourceType, action: Action) -> bool {
     use ResourceType as T;
     match (role, rt, action) {
         // Clinicians: their patients' records (the care relationship decides which).
-        (Role::Clinician, T::Patient | T::Encounter | T::DocumentReference | T::CareTeam, Read | Write) => true,
+        (
+            Role::Clinician,
+            T::Patient | T::Encounter | T::DocumentReference | T::CareTeam | T::Appointment,
+            Read | Write,
+        ) => true,
         (Role::Clinician, T::Practitioner, Read) => true,
         // Reception: demographics and care-team assignments; never notes or encounters.
-        (Role::Reception, T::Patient | T::CareTeam, Read | Write) => true,
+        (Role::Reception, T::Patient | T::CareTeam | T::Appointment, Read | Write) => true,
         (Role::Reception, T::Practitioner, Read) => true,
         // Admin: staff and care-team assignments; no clinical content at all.
         (Role::Admin, T::Practitioner | T::CareTeam, Read | Write) => true,

@@ -13,13 +13,13 @@ use crate::common::{Db, Instance, PASSWORD, Server, add_user, create_token, enco
 
 /// What each role may do to each type: R read, W write, - nothing.
 /// This is the README's table; the test derives every expected status from it.
-const TYPES: [&str; 5] = ["Patient", "Practitioner", "Encounter", "DocumentReference", "CareTeam"];
-const MATRIX: &[(&str, [&str; 5])] = &[
-    ("admin", ["-", "RW", "-", "-", "RW"]),
-    ("clinician", ["RW", "R", "RW", "RW", "RW"]),
-    ("reception", ["RW", "R", "-", "-", "RW"]),
-    ("auditor", ["-", "R", "-", "-", "-"]),
-    ("patient", ["R", "-", "-", "R", "-"]),
+const TYPES: [&str; 6] = ["Patient", "Practitioner", "Encounter", "DocumentReference", "CareTeam", "Appointment"];
+const MATRIX: &[(&str, [&str; 6])] = &[
+    ("admin", ["-", "RW", "-", "-", "RW", "-"]),
+    ("clinician", ["RW", "R", "RW", "RW", "RW", "RW"]),
+    ("reception", ["RW", "R", "-", "-", "RW", "RW"]),
+    ("auditor", ["-", "R", "-", "-", "-", "-"]),
+    ("patient", ["R", "-", "-", "R", "-", "-"]),
 ];
 /// Roles that see only their patients (care team / own record); the others see all of an allowed type.
 const NARROW: &[&str] = &["clinician", "patient"];
@@ -101,6 +101,8 @@ async fn clinic(db: Db) -> Clinic {
     psy["meta"] =
         json!({"security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "PSYTHPN"}]});
     let psy_note = id_of(&s.create(&psy).await);
+    let aa = id_of(&s.create(&appointment(&pa, "x")).await);
+    let ab = id_of(&s.create_as(&clin2, &appointment(&pb, "x")).await);
 
     let cta = team_of(&s, &inst.admin_token, &pa).await;
     let ctb = team_of(&s, &inst.admin_token, &pb).await;
@@ -120,6 +122,7 @@ async fn clinic(db: Db) -> Clinic {
     ids.insert("Encounter", (ea, eb));
     ids.insert("DocumentReference", (na, nb));
     ids.insert("CareTeam", (cta, ctb));
+    ids.insert("Appointment", (aa, ab));
     let spare = json!({"resourceType": "Practitioner", "name": [{"family": "Spare"}]});
     let spare_practitioner = id_of(&s.create_as(&inst.admin_token, &spare).await);
     Clinic { inst, s, tokens, ids, clin2_token: clin2, psy_note, spare_practitioner }
@@ -135,6 +138,15 @@ async fn me(s: &Server, token: &str) -> Value {
     call(s, Some(token), Method::GET, "/api/v1/me", None).await.1
 }
 
+fn appointment(p: &str, practitioner: &str) -> Value {
+    json!({"resourceType": "Appointment", "status": "booked",
+    "start": "2026-12-01T09:00:00Z", "end": "2026-12-01T09:50:00Z",
+    "participant": [
+        {"actor": {"reference": format!("Patient/{p}")}, "status": "accepted"},
+        {"actor": {"reference": format!("Practitioner/{practitioner}")}, "status": "accepted"}
+    ]})
+}
+
 /// A new resource of `ty` for the patient `p` (or none for Patient / Practitioner).
 fn new_resource(ty: &str, p: &str, practitioner: &str) -> Value {
     match ty {
@@ -146,7 +158,8 @@ fn new_resource(ty: &str, p: &str, practitioner: &str) -> Value {
             json!({"resourceType": "CareTeam", "status": "active", "subject": {"reference": format!("Patient/{p}")},
                              "participant": [{"member": {"reference": format!("Practitioner/{practitioner}")}}]})
         }
-        _ => unreachable!(),
+        "Appointment" => appointment(p, practitioner),
+        other => panic!("no test resource for {other}: add one"),
     }
 }
 

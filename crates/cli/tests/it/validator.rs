@@ -39,7 +39,13 @@ async fn responses_are_valid_fhir_r4() {
     n2["description"] = json!("updated");
     assert!(s.put(&format!("DocumentReference/{}", n["id"].as_str().unwrap()), &n2, None).await.status().is_success());
 
-    let mut docs: Vec<Value> = vec![p.clone(), pr, e, n];
+    let appt = s
+        .create(&json!({"resourceType": "Appointment", "status": "booked",
+                        "start": "2026-12-01T09:00:00Z", "end": "2026-12-01T09:50:00Z",
+                        "participant": [{"actor": {"reference": format!("Patient/{pid}")}, "status": "accepted"}]}))
+        .await;
+    let (_, team) = s.get_json(&format!("CareTeam?patient={pid}")).await;
+    let mut docs: Vec<Value> = vec![p.clone(), pr, e, n, appt, team];
     for path in [
         "Patient?identifier=131052-308T".to_owned(),
         format!("DocumentReference?patient={pid}&_count=1"),
