@@ -6,4 +6,5 @@
 //! `audit verify` command build on this module (issue 4, in progress).
 #![forbid(unsafe_code)]
 
+pub mod checkpoint;
 pub mod merkle;

@@ -31,6 +31,7 @@ pub mod envelope;
 pub mod keyfile;
 mod keys;
 pub mod password;
+pub mod signing;
 pub mod totp;
 
 pub use blind::{BlindIndexKey, BlindKind, BlindToken};
