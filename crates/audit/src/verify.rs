@@ -1,0 +1,232 @@
+//! Verifying an audit log against its signed checkpoints: the heart of
+//! `confidant audit verify` (S5: someone with write access to the database
+//! edits, deletes, inserts, reorders or truncates entries).
+//!
+//! The entries are streamed in sequence order through an [`Accumulator`];
+//! at every checkpoint size the recomputed root must equal the signed root.
+//! A forger who rewrites the table and recomputes every hash still cannot
+//! produce a signature for the new roots without the signing key.
+
+use std::collections::BTreeMap;
+
+use crate::checkpoint::SignedCheckpoint;
+use crate::merkle::{Accumulator, Hash, leaf_hash};
+
+/// What verification found wrong, the earliest problem first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// A checkpoint's signature is not valid for the audit public key (or names another log).
+    BadCheckpoint { line: usize },
+    /// Two checkpoints claim different roots for the same size.
+    ConflictingCheckpoints { size: u64 },
+    /// Sequence numbers are not 1, 2, 3, …: an entry was deleted, inserted or reordered.
+    Sequence { expected: u64, found: u64 },
+    /// An entry's stored leaf hash does not match its content: it was edited.
+    EntryAltered { seq: u64 },
+    /// The recomputed root differs from a signed checkpoint: an entry at or before
+    /// `size` (and after the previous good checkpoint) was altered, added, removed or moved.
+    RootMismatch { size: u64, after: u64 },
+    /// The log ends before a signed checkpoint: entries were cut off the tail.
+    Truncated { entries: u64, checkpoint_size: u64 },
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::BadCheckpoint { line } => {
+                write!(f, "checkpoint {line} has an invalid signature or belongs to another log")
+            }
+            Problem::ConflictingCheckpoints { size } => {
+                write!(f, "two signed checkpoints disagree about the tree of {size} entries (a fork)")
+            }
+            Problem::Sequence { expected, found } => {
+                write!(f, "entry {expected} is missing or out of order (found entry {found} in its place)")
+            }
+            Problem::EntryAltered { seq } => write!(f, "entry {seq} was altered: its content does not match its hash"),
+            Problem::RootMismatch { size, after } => write!(
+                f,
+                "the log does not match the signed checkpoint at {size} entries: an entry between {} and {size} was altered, inserted, removed or moved",
+                after + 1
+            ),
+            Problem::Truncated { entries, checkpoint_size } => {
+                write!(
+                    f,
+                    "the log ends at entry {entries}, but a signed checkpoint covers {checkpoint_size} entries: the tail was removed"
+                )
+            }
+        }
+    }
+}
+
+/// A successful verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub entries: u64,
+    pub checkpoints: usize,
+    /// The root over all entries (beyond the last checkpoint too).
+    pub root: Hash,
+}
+
+/// One stored entry: its sequence number, its bytes, and the leaf hash stored beside it.
+#[derive(Debug, Clone)]
+pub struct StoredEntry {
+    pub seq: u64,
+    pub entry: Vec<u8>,
+    pub leaf_hash: Hash,
+}
+
+/// Verify `entries` (in stored order) against `checkpoints` (witness lines,
+/// in any order) signed by `public_key` for log `origin`.
+pub fn verify(
+    entries: impl IntoIterator<Item = StoredEntry>,
+    checkpoints: &[SignedCheckpoint],
+    public_key: &[u8; 32],
+    origin: &str,
+) -> Result<Report, Problem> {
+    let mut by_size: BTreeMap<u64, Hash> = BTreeMap::new();
+    for (i, c) in checkpoints.iter().enumerate() {
+        if c.checkpoint.origin != origin || !c.verify(public_key) {
+            return Err(Problem::BadCheckpoint { line: i + 1 });
+        }
+        match by_size.insert(c.checkpoint.size, c.checkpoint.root) {
+            Some(other) if other != c.checkpoint.root => {
+                return Err(Problem::ConflictingCheckpoints { size: c.checkpoint.size });
+            }
+            _ => {}
+        }
+    }
+    let mut acc = Accumulator::new();
+    let mut last_good = 0;
+    if let Some(root) = by_size.get(&0) {
+        if *root != acc.root() {
+            return Err(Problem::RootMismatch { size: 0, after: 0 });
+        }
+    }
+    for e in entries {
+        let expected = acc.size() + 1;
+        if e.seq != expected {
+            return Err(Problem::Sequence { expected, found: e.seq });
+        }
+        let leaf = leaf_hash(&e.entry);
+        if leaf != e.leaf_hash {
+            return Err(Problem::EntryAltered { seq: e.seq });
+        }
+        acc.push(leaf);
+        if let Some(root) = by_size.get(&acc.size()) {
+            if *root != acc.root() {
+                return Err(Problem::RootMismatch { size: acc.size(), after: last_good });
+            }
+            last_good = acc.size();
+        }
+    }
+    if let Some((&size, _)) = by_size.range(acc.size() + 1..).next() {
+        return Err(Problem::Truncated { entries: acc.size(), checkpoint_size: size });
+    }
+    Ok(Report { entries: acc.size(), checkpoints: by_size.len(), root: acc.root() })
+}
+
+#[cfg(test)]
+mod tests {
+    use confidant_vault::signing::SigningKey;
+
+    use super::*;
+    use crate::checkpoint::Checkpoint;
+
+    fn log(n: u64) -> Vec<StoredEntry> {
+        (1..=n)
+            .map(|seq| {
+                let entry = format!("{{\"seq\":{seq},\"action\":\"read\"}}").into_bytes();
+                StoredEntry { seq, leaf_hash: leaf_hash(&entry), entry }
+            })
+            .collect()
+    }
+
+    /// Checkpoints every `every` entries over `entries`, signed by `key`.
+    fn checkpoints(entries: &[StoredEntry], every: usize, key: &SigningKey) -> Vec<SignedCheckpoint> {
+        let mut acc = Accumulator::new();
+        let mut out = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            acc.push(e.leaf_hash);
+            if (i + 1) % every == 0 {
+                let c = Checkpoint { origin: "inst".into(), size: acc.size(), root: acc.root(), timestamp: i as i64 };
+                out.push(c.sign(key).unwrap());
+            }
+        }
+        out
+    }
+
+    fn rehash(e: &mut StoredEntry) {
+        e.leaf_hash = leaf_hash(&e.entry);
+    }
+
+    #[test]
+    fn an_intact_log_verifies() {
+        let key = SigningKey::generate().unwrap();
+        let l = log(100);
+        let c = checkpoints(&l, 10, &key);
+        let r = verify(l, &c, &key.public_key(), "inst").unwrap();
+        assert_eq!((r.entries, r.checkpoints), (100, 10));
+    }
+
+    #[test]
+    fn every_kind_of_tampering_is_detected() {
+        let key = SigningKey::generate().unwrap();
+        let pk = key.public_key();
+        let l = log(100);
+        let c = checkpoints(&l, 10, &key);
+
+        // One byte changed, hash left alone.
+        let mut t = l.clone();
+        t[41].entry[3] ^= 1;
+        assert_eq!(verify(t, &c, &pk, "inst"), Err(Problem::EntryAltered { seq: 42 }));
+        // One byte changed and its leaf hash recomputed: the checkpoint catches it.
+        let mut t = l.clone();
+        t[41].entry[3] ^= 1;
+        rehash(&mut t[41]);
+        assert_eq!(verify(t, &c, &pk, "inst"), Err(Problem::RootMismatch { size: 50, after: 40 }));
+        // One entry deleted.
+        let mut t = l.clone();
+        t.remove(41);
+        assert_eq!(verify(t, &c, &pk, "inst"), Err(Problem::Sequence { expected: 42, found: 43 }));
+        // Deleted and renumbered.
+        let mut t = l.clone();
+        t.remove(41);
+        for (i, e) in t.iter_mut().enumerate() {
+            e.seq = i as u64 + 1;
+        }
+        assert_eq!(verify(t, &c, &pk, "inst"), Err(Problem::RootMismatch { size: 50, after: 40 }));
+        // Two entries swapped (their numbers swapped too).
+        let mut t = l.clone();
+        t.swap(41, 42);
+        t[41].seq = 42;
+        t[42].seq = 43;
+        assert_eq!(verify(t, &c, &pk, "inst"), Err(Problem::RootMismatch { size: 50, after: 40 }));
+        // An entry inserted.
+        let mut t = l.clone();
+        let extra = b"{\"forged\":true}".to_vec();
+        t.insert(41, StoredEntry { seq: 42, leaf_hash: leaf_hash(&extra), entry: extra });
+        for (i, e) in t.iter_mut().enumerate() {
+            e.seq = i as u64 + 1;
+        }
+        assert_eq!(verify(t, &c, &pk, "inst"), Err(Problem::RootMismatch { size: 50, after: 40 }));
+        // The tail truncated below the last checkpoint.
+        let t: Vec<_> = l.iter().take(95).cloned().collect();
+        assert_eq!(verify(t, &c, &pk, "inst"), Err(Problem::Truncated { entries: 95, checkpoint_size: 100 }));
+        // A whole forged log, re-hashed, with checkpoints signed by another key.
+        let mut forged = log(100);
+        forged[10].entry = b"{\"seq\":11,\"action\":\"nothing to see\"}".to_vec();
+        rehash(&mut forged[10]);
+        let other = SigningKey::generate().unwrap();
+        let fc = checkpoints(&forged, 10, &other);
+        assert_eq!(verify(forged.clone(), &fc, &pk, "inst"), Err(Problem::BadCheckpoint { line: 1 }));
+        // ... or with the real checkpoints: the roots differ.
+        assert_eq!(verify(forged, &c, &pk, "inst"), Err(Problem::RootMismatch { size: 20, after: 10 }));
+        // Checkpoints of another log are refused.
+        assert_eq!(verify(l.clone(), &c, &pk, "other"), Err(Problem::BadCheckpoint { line: 1 }));
+        // Two signed heads for one size that disagree: a fork.
+        let mut c2 = c.clone();
+        let fork = Checkpoint { origin: "inst".into(), size: 10, root: [0u8; 32], timestamp: 0 }.sign(&key).unwrap();
+        c2.push(fork);
+        assert_eq!(verify(l, &c2, &pk, "inst"), Err(Problem::ConflictingCheckpoints { size: 10 }));
+    }
+}
