@@ -97,10 +97,10 @@ pub fn verify(
     }
     let mut acc = Accumulator::new();
     let mut last_good = 0;
-    if let Some(root) = by_size.get(&0) {
-        if *root != acc.root() {
-            return Err(Problem::RootMismatch { size: 0, after: 0 });
-        }
+    if let Some(root) = by_size.get(&0)
+        && *root != acc.root()
+    {
+        return Err(Problem::RootMismatch { size: 0, after: 0 });
     }
     for e in entries {
         let expected = acc.size() + 1;
