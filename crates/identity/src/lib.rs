@@ -12,7 +12,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use confidant_policy::{Principal, Role, Scopes};
 use confidant_records::{Records, RecordsError};
-use confidant_store::{ApiTokenRow, SessionRow, Store, StoreError, ThrottleRow, UserRow};
+use confidant_store::{ApiTokenRow, SessionRow, Store, StoreError, UserRow};
 use confidant_vault::{password, totp};
 
 /// Errors of the identity service. None reveals whether an account exists.
@@ -366,14 +366,20 @@ impl Identity {
     }
 
     /// Create an account with an enrolment code (admins and other unlinked roles only).
+    /// The username and password are checked before the code is used up.
     pub async fn enrol(&self, code: &str, username: &str, password: &str) -> Result<String> {
+        let name = normalise_username(username)?;
+        password::check_policy(password, &[&name, "confidant"]).map_err(|e| IdentityError::Invalid(e.to_string()))?;
+        if self.user_by_name(&name).await?.is_some() {
+            return Err(IdentityError::Conflict("that username is taken".into()));
+        }
         let role = self
             .store()
             .consume_enrolment_code(&Self::hash_token(code.trim()), self.now())
             .await?
             .and_then(|r| Role::parse(&r))
             .ok_or_else(|| IdentityError::Forbidden("the enrolment code is unknown, used or expired".into()))?;
-        self.add_user(username, role, password, None, None).await
+        self.add_user(&name, role, password, None, None).await
     }
 
     // ----- login ----------------------------------------------------------------------
@@ -387,20 +393,15 @@ impl Identity {
         Ok(())
     }
 
-    async fn record_failure(&self, key: &[u8], max: i64, now: i64) -> Result<()> {
-        let mut t = self.store().throttle(key).await?.unwrap_or(ThrottleRow {
-            failures: 0,
-            window_start: now,
-            locked_until: None,
-        });
-        if now - t.window_start > self.settings.window_ms || t.locked_until.is_some_and(|u| u <= now) {
-            t = ThrottleRow { failures: 0, window_start: now, locked_until: None };
+    /// Count one attempt atomically (concurrent attempts cannot slip past the
+    /// limit); Throttled if this attempt is over it.
+    async fn count_attempt(&self, key: &[u8], max: i64, now: i64) -> Result<()> {
+        let t =
+            self.store().count_login_attempt(key, now, self.settings.window_ms, max, self.settings.lockout_ms).await?;
+        if t.failures > max {
+            let until = t.locked_until.unwrap_or(now + self.settings.lockout_ms);
+            return Err(IdentityError::Throttled { retry_after_secs: (until - now + 999) / 1000 });
         }
-        t.failures += 1;
-        if t.failures >= max {
-            t.locked_until = Some(now + self.settings.lockout_ms);
-        }
-        self.store().put_throttle(key, t).await?;
         Ok(())
     }
 
@@ -421,6 +422,9 @@ impl Identity {
         let source_key = self.records.blind("login-source", source);
         self.check_throttle(&source_key, now).await?;
         self.check_throttle(&account_key, now).await?;
+        // Every attempt on an account is counted before the password is checked;
+        // a success clears the count. Sources count failures only.
+        self.count_attempt(&account_key, self.settings.account_max_failures, now).await?;
         let user = match normalise_username(&name) {
             Ok(n) => self.user_by_name(&n).await?,
             Err(_) => None,
@@ -436,8 +440,7 @@ impl Identity {
         let user = match user {
             Some(u) if verified && u.disabled_at.is_none() => u,
             _ => {
-                self.record_failure(&account_key, self.settings.account_max_failures, now).await?;
-                self.record_failure(&source_key, self.settings.source_max_failures, now).await?;
+                self.count_attempt(&source_key, self.settings.source_max_failures, now).await.ok();
                 return Err(IdentityError::BadCredentials);
             }
         };
@@ -449,8 +452,7 @@ impl Identity {
                 None => false,
             };
             if !ok {
-                self.record_failure(&account_key, self.settings.account_max_failures, now).await?;
-                self.record_failure(&source_key, self.settings.source_max_failures, now).await?;
+                self.count_attempt(&source_key, self.settings.source_max_failures, now).await.ok();
                 return Err(IdentityError::BadCredentials);
             }
         }

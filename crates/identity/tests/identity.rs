@@ -323,3 +323,35 @@ async fn break_glass_needs_a_reason_and_expires() {
     // The author's access never lapsed.
     f.records.read(&clinicians[0], ResourceType::Patient, &patient.id).await.unwrap();
 }
+
+#[tokio::test]
+async fn concurrent_guesses_cannot_slip_past_the_limit() {
+    let f = fixture().await;
+    staff(&f, "aino", Role::Reception).await;
+    let identity = Arc::new(Identity::new(f.records.clone(), Settings::default()));
+    let mut tasks = Vec::new();
+    for i in 0..30 {
+        let identity = identity.clone();
+        tasks.push(tokio::spawn(async move {
+            identity.login("aino", &format!("guess number {i}"), Some("000000"), "10.1.1.1", SessionKind::Bearer).await
+        }));
+    }
+    let mut checked = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Err(IdentityError::BadCredentials) => checked += 1,
+            Err(IdentityError::Throttled { .. }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(checked <= 5, "{checked} passwords were checked; the limit is 5");
+}
+
+#[tokio::test]
+async fn a_failed_enrolment_does_not_use_up_the_code() {
+    let f = fixture().await;
+    let code = f.identity.create_enrolment_code(Role::Admin).await.unwrap();
+    assert!(matches!(f.identity.enrol(&code, "boss", "qwerty123456").await, Err(IdentityError::Invalid(_))));
+    f.identity.enrol(&code, "boss", PASSWORD).await.unwrap();
+    assert!(matches!(f.identity.enrol(&code, "boss2", PASSWORD).await, Err(IdentityError::Forbidden(_))));
+}

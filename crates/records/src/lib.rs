@@ -108,6 +108,12 @@ pub struct SearchPage {
     pub next_after: Option<String>,
 }
 
+/// One answer for "no such patient" and "not your patient": ids are not probed.
+const NOT_IN_CARE: &str = "subject refers to a Patient that does not exist or is not in your care";
+
+const MAX_SEARCH_PARAMS: usize = 20;
+const MAX_SEARCH_VALUES: usize = 100;
+
 const SETTING_INSTANCE_ID: &str = "instance_id";
 const SETTING_BLIND_KEY: &str = "blind_index_key";
 /// Unwrapped data keys kept in memory; beyond this the cache starts over.
@@ -314,7 +320,7 @@ impl Records {
             (ResourceType::Practitioner, _) => Ok(ORGANISATION.to_owned()),
             (_, Some(patient)) => match self.store.compartment_of("Patient", patient).await? {
                 Some(_) => Ok(patient.to_owned()),
-                None => Err(RecordsError::Unprocessable("subject refers to a Patient that does not exist".into())),
+                None => Err(RecordsError::Unprocessable(NOT_IN_CARE.into())),
             },
             (_, None) => Err(RecordsError::Invalid("subject is required".into())),
         }
@@ -379,6 +385,55 @@ impl Records {
         Ok((None, checked.shared_with_patient))
     }
 
+    /// Care-team membership grants access, so a clinician may change a patient's
+    /// care teams only as a member of one — never on the strength of a break-glass,
+    /// which would turn a one-hour exception into permanent access.
+    async fn require_care_team_for_care_team_change(
+        &self,
+        p: &Principal,
+        rt: ResourceType,
+        patient: &str,
+    ) -> Result<()> {
+        if rt != ResourceType::CareTeam || p.role != Role::Clinician {
+            return Ok(());
+        }
+        let practitioner = p.practitioner_id.as_deref().unwrap_or("");
+        let (care_team, _) =
+            self.store.relationship(practitioner, &p.user_id, patient, self.clock.now_millis()).await?;
+        if care_team {
+            Ok(())
+        } else {
+            Err(RecordsError::Forbidden(
+                "only a member of a patient's care team (or reception, or an admin) may change its care teams".into(),
+            ))
+        }
+    }
+
+    /// A psychotherapy note, even once released, is changed by its author alone.
+    async fn require_author_of_psychotherapy_note(&self, p: &Principal, current: &VersionRow) -> Result<()> {
+        if current.resource_type != ResourceType::DocumentReference.as_str() {
+            return Ok(());
+        }
+        let stored = self.open_record(current.clone()).await?;
+        let mut resource = stored.resource;
+        let was = confidant_fhir::validate(ResourceType::DocumentReference, &mut resource)
+            .map_err(|_| RecordsError::Integrity)?;
+        if !was.psychotherapy_note {
+            return Ok(());
+        }
+        let own = p.practitioner_id.as_deref().map(|id| format!("Practitioner/{id}"));
+        let authors: Vec<&str> = resource
+            .get("author")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|r| r.get("reference").and_then(Value::as_str)).collect())
+            .unwrap_or_default();
+        if p.role == Role::Clinician && !authors.is_empty() && authors.iter().all(|a| Some(*a) == own.as_deref()) {
+            Ok(())
+        } else {
+            Err(RecordsError::Forbidden("only its author may change a psychotherapy note".into()))
+        }
+    }
+
     // ----- operations -----------------------------------------------------------------
 
     /// Create a resource with a new random id (FHIR create).
@@ -416,10 +471,13 @@ impl Records {
                 patient_visible: false,
             };
             if !self.sees(p, &probe).await? {
-                return Err(RecordsError::Unprocessable(
-                    "subject refers to a Patient that does not exist or is not in your care".into(),
-                ));
+                return Err(RecordsError::Unprocessable(NOT_IN_CARE.into()));
             }
+            self.require_care_team_for_care_team_change(p, rt, &compartment).await?;
+        }
+        // A clinician's new patient gets a care team: the token must allow writing one.
+        if rt == ResourceType::Patient && p.role == Role::Clinician {
+            Self::allow(p, ResourceType::CareTeam, Action::Write)?;
         }
         let (restricted_to, patient_visible) = Self::access_of(p, rt, &checked)?;
         let now = self.clock.now_millis();
@@ -517,6 +575,8 @@ impl Records {
         if !self.sees(p, &current).await? {
             return Err(not_found());
         }
+        self.require_care_team_for_care_team_change(p, rt, &current.compartment).await?;
+        self.require_author_of_psychotherapy_note(p, &current).await?;
         if rt == ResourceType::DocumentReference && p.role == Role::Clinician {
             Self::default_author(p, &mut resource, &mut checked)?;
         }
@@ -688,6 +748,10 @@ impl Records {
         let mut criteria = Vec::new();
         // Access first: results and totals hold only what the principal may see.
         criteria.extend(Self::visibility_criterion(p, rt, self.clock.now_millis()));
+        // Bounded work per request: a search is a handful of exact matches.
+        if req.params.len() > MAX_SEARCH_PARAMS {
+            return Err(RecordsError::Invalid(format!("at most {MAX_SEARCH_PARAMS} search parameters per request")));
+        }
         for (name, value) in &req.params {
             let (base, modifier) = match name.split_once(':') {
                 Some((b, m)) => (b, Some(m)),
@@ -705,6 +769,11 @@ impl Records {
                 )));
             }
             let values: Vec<&str> = value.split(',').map(str::trim).collect();
+            if values.len() > MAX_SEARCH_VALUES {
+                return Err(RecordsError::Invalid(format!(
+                    "at most {MAX_SEARCH_VALUES} comma-separated values per parameter"
+                )));
+            }
             if values.iter().any(|v| v.is_empty()) {
                 return Err(RecordsError::Invalid(format!("search parameter '{base}' needs a value")));
             }

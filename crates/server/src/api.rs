@@ -279,6 +279,15 @@ async fn break_glass(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    // Break-glass is for a person at work, not for an integration: it needs a
+    // login session with the second factor, never an API token.
+    if !auth.session.as_ref().is_some_and(|s| s.mfa_done) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            IssueType::Forbidden,
+            "break-glass needs a login session with the second factor, not an API token",
+        ));
+    }
     let req: BreakGlassRequest = json_in(&headers, body)?;
     let patient = req.patient.strip_prefix("Patient/").unwrap_or(&req.patient);
     let expires = state.records.break_glass(&auth.principal, patient, &req.reason, state.break_glass_minutes).await?;

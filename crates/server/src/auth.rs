@@ -43,7 +43,9 @@ fn enrolment_path(path: &str) -> bool {
 pub(crate) async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let (token, via_cookie) = match bearer(&req) {
         Some(t) => (t.to_owned(), false),
-        None => match cookie(req.headers(), SESSION_COOKIE) {
+        // The cookie carries login sessions only: an API token there would
+        // dodge the CSRF check below.
+        None => match cookie(req.headers(), SESSION_COOKIE).filter(|t| t.starts_with("cns_")) {
             Some(t) => (t.to_owned(), true),
             None => return ApiError::unauthorized().into_response(),
         },

@@ -365,6 +365,56 @@ impl Store {
         Ok(())
     }
 
+    /// Count one login attempt for `key` in one atomic statement: a new window
+    /// after `window_ms`, a lock of `lockout_ms` from the attempt that reaches `max`.
+    /// Returns the state after this attempt.
+    pub async fn count_login_attempt(
+        &self,
+        key: &[u8],
+        now: i64,
+        window_ms: i64,
+        max: i64,
+        lockout_ms: i64,
+    ) -> Result<ThrottleRow> {
+        let fresh = "(login_throttle.window_start < ? OR (login_throttle.locked_until IS NOT NULL AND login_throttle.locked_until <= ?))";
+        let sql = format!(
+            "INSERT INTO login_throttle (throttle_key, failures, window_start, locked_until) \
+             VALUES (?, 1, ?, CASE WHEN 1 >= ? THEN ? ELSE NULL END) \
+             ON CONFLICT (throttle_key) DO UPDATE SET \
+               failures = CASE WHEN {fresh} THEN 1 ELSE login_throttle.failures + 1 END, \
+               window_start = CASE WHEN {fresh} THEN ? ELSE login_throttle.window_start END, \
+               locked_until = CASE \
+                 WHEN {fresh} THEN CASE WHEN 1 >= ? THEN ? ELSE NULL END \
+                 WHEN login_throttle.failures + 1 >= ? AND login_throttle.locked_until IS NULL THEN ? \
+                 ELSE login_throttle.locked_until END \
+             RETURNING failures, window_start, locked_until"
+        );
+        let cutoff = now - window_ms;
+        let until = now + lockout_ms;
+        let r = sqlx::query(self.sql(sql))
+            .bind(key)
+            .bind(now)
+            .bind(max)
+            .bind(until)
+            // failures
+            .bind(cutoff)
+            .bind(now)
+            // window_start
+            .bind(cutoff)
+            .bind(now)
+            .bind(now)
+            // locked_until
+            .bind(cutoff)
+            .bind(now)
+            .bind(max)
+            .bind(until)
+            .bind(max)
+            .bind(until)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(ThrottleRow { failures: r.try_get(0)?, window_start: r.try_get(1)?, locked_until: r.try_get(2)? })
+    }
+
     pub async fn clear_throttle(&self, key: &[u8]) -> Result<bool> {
         let r = sqlx::query(self.sql("DELETE FROM login_throttle WHERE throttle_key = ?"))
             .bind(key)

@@ -271,10 +271,10 @@ async fn authorization_matrix(db: Db) {
         assert_eq!(call(&c.s, t, Method::POST, "/api/v1/mfa/totp", None).await.0, StatusCode::BAD_REQUEST);
         let code = json!({"code": "123456"});
         assert!(call(&c.s, t, Method::POST, "/api/v1/mfa/totp/confirm", Some(&code)).await.0.is_client_error());
+        // Break-glass needs a login session with MFA: an API token never opens it.
         let bg = json!({"patient": c.ids["Patient"].1, "reason": "urgent: covering for a colleague on sick leave"});
         let (st, _) = call(&c.s, t, Method::POST, "/api/v1/break-glass", Some(&bg)).await;
-        let expected = if *role == "clinician" { StatusCode::CREATED } else { StatusCode::FORBIDDEN };
-        assert_eq!(st, expected, "{role} break-glass");
+        assert_eq!(st, StatusCode::FORBIDDEN, "{role} break-glass with an API token");
         let (st, _) = call(&c.s, t, Method::GET, "/api/v1/sessions?user=someone-else", None).await;
         let expected = if *role == "admin" { StatusCode::OK } else { StatusCode::FORBIDDEN };
         assert_eq!(st, expected, "{role} lists others' sessions");
@@ -453,6 +453,23 @@ async fn sessions_mfa_csrf_and_enumeration(db: Db) {
 }
 both_backends!(sessions_mfa_csrf_and_enumeration);
 
+/// Log in as `username` (password only), enrol TOTP, and return the bearer
+/// session token, now with its second factor done.
+async fn mfa_bearer_session(s: &Server, username: &str) -> String {
+    let r = login(s, &json!({"username": username, "password": PASSWORD, "client": "bearer"})).await;
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["mfa_enrolment_required"], true);
+    let token = v["token"].as_str().unwrap().to_owned();
+    let (_, e) = call(s, Some(&token), Method::POST, "/api/v1/mfa/totp", None).await;
+    let secret = confidant_vault::totp::TotpSecret::from_bytes(
+        &data_encoding::BASE32_NOPAD.decode(e["secret"].as_str().unwrap().as_bytes()).unwrap(),
+    );
+    let code = json!({"code": confidant_vault::totp::code_at(&secret, now_secs())});
+    let (st, _) = call(s, Some(&token), Method::POST, "/api/v1/mfa/totp/confirm", Some(&code)).await;
+    assert_eq!(st, StatusCode::OK);
+    token
+}
+
 fn db_is_pg(inst: &Instance) -> bool {
     inst.db == Db::Postgres
 }
@@ -496,6 +513,17 @@ async fn psychotherapy_notes_portal_and_break_glass(db: Db) {
     assert_eq!(call(s, Some(&clin2), Method::GET, &psy, None).await.0, StatusCode::OK);
     assert_eq!(call(s, Some(pat), Method::GET, &psy, None).await.0, StatusCode::NOT_FOUND, "still not in the portal");
 
+    // A clinician on the care team, but not the author, may not change it.
+    let (st, _) = call(s, Some(&clin2), Method::PUT, &psy, Some(&released)).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "only the author changes a psychotherapy note");
+    let mut unlabelled = released.clone();
+    unlabelled["meta"].as_object_mut().unwrap().remove("security");
+    unlabelled["meta"]["tag"] = json!([{"system": "urn:confidant:sharing", "code": "shared-with-patient"}]);
+    assert_eq!(call(s, Some(&clin2), Method::PUT, &psy, Some(&unlabelled)).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(call(s, Some(pat), Method::GET, &psy, None).await.0, StatusCode::NOT_FOUND);
+
+    // Break-glass needs a login session with the second factor: enrol clinician 1's TOTP.
+    let clin1 = mfa_bearer_session(s, "clin1").await;
     // Break-glass: clinician 1 cannot see patient B...
     assert_eq!(call(s, Some(&clin1), Method::GET, &format!("Patient/{pb}"), None).await.0, StatusCode::NOT_FOUND);
     // ...without a reason it is refused...
@@ -529,6 +557,13 @@ async fn psychotherapy_notes_portal_and_break_glass(db: Db) {
     assert_eq!(call(s, Some(&clin1), Method::GET, &format!("Patient/{pb}"), None).await.0, StatusCode::OK);
     let (_, b) = call(s, Some(&clin1), Method::GET, &format!("DocumentReference?patient={pb}"), None).await;
     assert_eq!(b["total"], 1);
+    // Break-glass does not let a clinician put anyone on the patient's care team.
+    let team_b = json!({"resourceType": "CareTeam", "status": "active", "subject": {"reference": format!("Patient/{pb}")},
+                        "participant": [{"member": {"reference": format!("Practitioner/{}", c.ids["Practitioner"].0)}}]});
+    assert_eq!(call(s, Some(&clin1), Method::POST, "CareTeam", Some(&team_b)).await.0, StatusCode::FORBIDDEN);
+    let ctb = format!("CareTeam/{}", c.ids["CareTeam"].1);
+    let current = call(s, Some(&clin1), Method::GET, &ctb, None).await.1;
+    assert_eq!(call(s, Some(&clin1), Method::PUT, &ctb, Some(&current)).await.0, StatusCode::FORBIDDEN);
     // The reason is stored sealed, and the server log names ids only.
     let out = s.output();
     assert!(out.contains("break-glass access opened"));

@@ -174,7 +174,11 @@ async fn hostile_input_changes_nothing(db: Db) {
     for q in ["patient=' OR 1=1 --", "subject=Patient/x%27%3B%20DROP"] {
         expect_outcome(s.get(&format!("DocumentReference?{q}")).await, StatusCode::BAD_REQUEST, q).await;
     }
-    for q in ["Patient?_count=-1", "Patient?_count=abc", "Patient?_after=%27", "Patient?family="] {
+    let many_params = format!("Patient?{}", vec!["family=a"; 3000].join("&"));
+    let many_values = format!("Patient?family={}", vec!["a"; 3000].join(","));
+    for q in
+        ["Patient?_count=-1", "Patient?_count=abc", "Patient?_after=%27", "Patient?family=", &many_params, &many_values]
+    {
         expect_outcome(s.get(q).await, StatusCode::BAD_REQUEST, q).await;
     }
 
