@@ -130,19 +130,17 @@ impl ResourceType {
                 "context",
             ],
             ResourceType::CareTeam => &[
+                // Membership only: reasons and notes are clinical content, and
+                // reception and admins read care teams (separation of duties).
                 "identifier",
                 "status",
                 "category",
                 "name",
                 "subject",
-                "encounter",
                 "period",
                 "participant",
-                "reasonCode",
-                "reasonReference",
                 "managingOrganization",
                 "telecom",
-                "note",
             ],
             ResourceType::Appointment => &[
                 "identifier",

@@ -75,6 +75,21 @@ fn session_cookie(value: &str, max_age_secs: i64, secure: bool) -> HeaderValue {
     .unwrap_or(HeaderValue::from_static("invalid=1"))
 }
 
+/// The throttling key of a client address: IPv6 clients usually hold a whole
+/// /64, so they are counted per /64, IPv4 per address.
+fn throttle_source(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LoginRequest {
@@ -102,8 +117,10 @@ async fn login(
     if req.username.len() > 256 || req.password.len() > 1024 {
         return Err(IdentityError::BadCredentials.into());
     }
-    let result =
-        state.identity.login(&req.username, &req.password, req.code.as_deref(), &peer.ip().to_string(), kind).await;
+    let result = state
+        .identity
+        .login(&req.username, &req.password, req.code.as_deref(), &throttle_source(peer.ip()), kind)
+        .await;
     let login = match result {
         Ok(l) => l,
         Err(e @ IdentityError::Throttled { retry_after_secs }) => {
@@ -300,6 +317,23 @@ async fn break_glass(
         })),
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    #[test]
+    fn ipv6_clients_are_throttled_per_64() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            super::throttle_source(ip("2001:db8:1:2:aaaa::1")),
+            super::throttle_source(ip("2001:db8:1:2:bbbb::9"))
+        );
+        assert_ne!(super::throttle_source(ip("2001:db8:1:2::1")), super::throttle_source(ip("2001:db8:1:3::1")));
+        assert_eq!(super::throttle_source(ip("192.0.2.7")), "192.0.2.7");
+        assert_eq!(super::throttle_source(ip("::ffff:192.0.2.7")), "192.0.2.7");
+    }
 }
 
 async fn openapi() -> Response {
