@@ -319,23 +319,6 @@ async fn break_glass(
         .into_response())
 }
 
-#[cfg(test)]
-mod tests {
-    use std::net::IpAddr;
-
-    #[test]
-    fn ipv6_clients_are_throttled_per_64() {
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        assert_eq!(
-            super::throttle_source(ip("2001:db8:1:2:aaaa::1")),
-            super::throttle_source(ip("2001:db8:1:2:bbbb::9"))
-        );
-        assert_ne!(super::throttle_source(ip("2001:db8:1:2::1")), super::throttle_source(ip("2001:db8:1:3::1")));
-        assert_eq!(super::throttle_source(ip("192.0.2.7")), "192.0.2.7");
-        assert_eq!(super::throttle_source(ip("::ffff:192.0.2.7")), "192.0.2.7");
-    }
-}
-
 async fn openapi() -> Response {
     let doc = json!({
         "openapi": "3.0.3",
@@ -355,4 +338,21 @@ async fn openapi() -> Response {
         }
     });
     Json(doc).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    #[test]
+    fn ipv6_clients_are_throttled_per_64() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            super::throttle_source(ip("2001:db8:1:2:aaaa::1")),
+            super::throttle_source(ip("2001:db8:1:2:bbbb::9"))
+        );
+        assert_ne!(super::throttle_source(ip("2001:db8:1:2::1")), super::throttle_source(ip("2001:db8:1:3::1")));
+        assert_eq!(super::throttle_source(ip("192.0.2.7")), "192.0.2.7");
+        assert_eq!(super::throttle_source(ip("::ffff:192.0.2.7")), "192.0.2.7");
+    }
 }
