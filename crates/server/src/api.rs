@@ -41,25 +41,7 @@ pub(crate) fn routes() -> Router<AppState> {
 
 /// A JSON request body, or a clear 400/413/415.
 fn json_in<T: DeserializeOwned>(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
-    let body = body.map_err(|r| {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                IssueType::TooCostly,
-                "request body is larger than this server accepts",
-            )
-        } else {
-            ApiError::bad_request("could not read the request body")
-        }
-    })?;
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if ct.split(';').next().unwrap_or("").trim() != "application/json" {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            IssueType::NotSupported,
-            "send Content-Type: application/json",
-        ));
-    }
+    let body = crate::error::admit_body(headers, body, &["application/json"])?;
     // Field errors name the field, not the value the caller sent.
     serde_json::from_slice(&body).map_err(|e| {
         let what = if e.is_data() { "a field is missing or has the wrong type" } else { "the body is not valid JSON" };

@@ -99,3 +99,33 @@ impl IntoResponse for ApiError {
         resp
     }
 }
+
+/// A request body within the size limit, with the media type one of `accepted`:
+/// the one place bodies are admitted (413 and 415 as OperationOutcome).
+pub(crate) fn admit_body(
+    headers: &axum::http::HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+    accepted: &[&str],
+) -> Result<axum::body::Bytes, ApiError> {
+    let body = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                IssueType::TooCostly,
+                "request body is larger than this server accepts",
+            )
+        } else {
+            ApiError::bad_request("could not read the request body")
+        }
+    })?;
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if !accepted.contains(&mime.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            IssueType::NotSupported,
+            format!("send Content-Type: {}", accepted.first().copied().unwrap_or("application/json")),
+        ));
+    }
+    Ok(body)
+}

@@ -50,26 +50,7 @@ fn resource_type(s: &str) -> Result<ResourceType, ApiError> {
 
 /// The body of a create or update: JSON, within the size limit, UTF-8.
 fn json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
-    let body = body.map_err(|r| {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                IssueType::TooCostly,
-                "request body is larger than this server accepts",
-            )
-        } else {
-            ApiError::bad_request("could not read the request body")
-        }
-    })?;
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    if mime != "application/fhir+json" && mime != "application/json" {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            IssueType::NotSupported,
-            "send the resource as Content-Type: application/fhir+json",
-        ));
-    }
+    let body = crate::error::admit_body(headers, body, &["application/fhir+json", "application/json"])?;
     if std::str::from_utf8(&body).is_err() {
         return Err(ApiError::bad_request("request body is not valid UTF-8"));
     }
