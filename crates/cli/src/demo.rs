@@ -131,6 +131,22 @@ async fn seed(records: &Records, identity: &Identity) -> Result<(Vec<DemoUser>, 
             )
             .await?;
         first_patient.get_or_insert(patient.id.clone());
+        records
+            .create(
+                by,
+                ResourceType::Appointment,
+                json!({
+                    "resourceType": "Appointment", "status": "booked",
+                    "description": "Psychotherapy session",
+                    "start": format!("2026-12-{:02}T{:02}:00:00Z", 1 + i, 9 + i % 6),
+                    "end": format!("2026-12-{:02}T{:02}:50:00Z", 1 + i, 9 + i % 6),
+                    "participant": [
+                        {"actor": {"reference": format!("Patient/{}", patient.id)}, "status": "accepted"},
+                        {"actor": {"reference": format!("Practitioner/{pr}")}, "status": "accepted"}
+                    ]
+                }),
+            )
+            .await?;
         for (s, note) in NOTES.iter().enumerate().take(1 + i % NOTES.len()) {
             let day = format!("2026-11-{:02}", 2 + 7 * s);
             let enc = records
