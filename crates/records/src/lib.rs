@@ -338,21 +338,30 @@ impl Records {
     async fn sees(&self, p: &Principal, row: &VersionRow) -> Result<bool> {
         let rt = ResourceType::parse(&row.resource_type).ok_or(RecordsError::Integrity)?;
         let visibility = policy::visibility(p, rt, self.clock.now_millis());
-        let patient = (row.compartment != ORGANISATION).then_some(row.compartment.as_str());
-        let rel = match (&visibility, patient) {
-            (Visibility::CareTeam { practitioner_id, user_id, now }, Some(patient)) => {
-                let (care_team, break_glass) = self.store.relationship(practitioner_id, user_id, patient, *now).await?;
+        let rel = self.relationship(&visibility, &row.compartment).await?;
+        Ok(policy::sees(&visibility, &Self::access(rt, row), rel))
+    }
+
+    /// The caller's relationship to the patient owning `compartment` (consulted
+    /// only for care-team visibility).
+    async fn relationship(&self, visibility: &Visibility, compartment: &str) -> Result<Relationship> {
+        Ok(match visibility {
+            Visibility::CareTeam { practitioner_id, user_id, now } if compartment != ORGANISATION => {
+                let (care_team, break_glass) =
+                    self.store.relationship(practitioner_id, user_id, compartment, *now).await?;
                 Relationship { care_team, break_glass }
             }
             _ => Relationship { care_team: false, break_glass: false },
-        };
-        let access = RecordAccess {
+        })
+    }
+
+    fn access(rt: ResourceType, row: &VersionRow) -> RecordAccess<'_> {
+        RecordAccess {
             resource_type: rt,
-            patient,
+            patient: (row.compartment != ORGANISATION).then_some(row.compartment.as_str()),
             restricted_to: row.restricted_to.as_deref(),
             patient_visible: row.patient_visible,
-        };
-        Ok(policy::sees(&visibility, &access, rel))
+        }
     }
 
     fn visibility_criterion(p: &Principal, rt: ResourceType, now: i64) -> Option<Criterion> {
@@ -675,15 +684,25 @@ impl Records {
         count: i64,
     ) -> Result<(Vec<Stored>, i64)> {
         Self::allow(p, rt, Action::Read)?;
-        let current = self.visible_head(p, rt, id).await?.version_id;
+        let head = self.visible_head(p, rt, id).await?;
+        let visibility = policy::visibility(p, rt, self.clock.now_millis());
+        let rel = self.relationship(&visibility, &head.compartment).await?;
+        // The total counts only versions the caller may see (a note's versions
+        // from before it was shared stay uncounted as well as unshown).
+        let mut total = 0;
+        let base = VersionRow { body: Vec::new(), ..head };
+        for (restricted_to, patient_visible) in self.store.version_access(rt.as_str(), id).await? {
+            let row = VersionRow { restricted_to, patient_visible, ..base.clone() };
+            total += i64::from(policy::sees(&visibility, &Self::access(rt, &row), rel));
+        }
         let rows = self.store.history(rt.as_str(), id, before, count).await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            if self.sees(p, &row).await? {
+            if policy::sees(&visibility, &Self::access(rt, &row), rel) {
                 out.push(self.open_record(row).await?);
             }
         }
-        Ok((out, current))
+        Ok((out, total))
     }
 
     /// Open a patient's record outside one's care teams, for a stated reason,

@@ -496,6 +496,18 @@ impl Store {
         row.as_ref().map(version_row).transpose()
     }
 
+    /// The access columns of every version of a resource, oldest first.
+    pub async fn version_access(&self, resource_type: &str, id: &str) -> Result<Vec<(Option<String>, bool)>> {
+        let rows = sqlx::query(self.sql(
+            "SELECT restricted_to, patient_visible FROM resource_versions WHERE resource_type = ? AND id = ? ORDER BY version_id",
+        ))
+        .bind(resource_type)
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get::<i64, _>(1)? != 0))).collect()
+    }
+
     /// One given version of a resource.
     pub async fn read_version(&self, resource_type: &str, id: &str, version_id: i64) -> Result<Option<VersionRow>> {
         let q = format!(

@@ -506,6 +506,26 @@ async fn psychotherapy_notes_portal_and_break_glass(db: Db) {
     let (_, b) = call(s, Some(pat), Method::GET, "Patient", None).await;
     assert_eq!(b["total"], 1);
     assert_eq!(b["entry"][0]["resource"]["id"], json!(pa));
+    // A note shared only from its second version: the patient sees that version
+    // alone, and the history's total does not count the first.
+    let later = id_of(&s.create(&note(&pa, "draft, not for the patient")).await);
+    let mut v2 = call(s, Some(&clin1), Method::GET, &format!("DocumentReference/{later}"), None).await.1;
+    v2["meta"]["tag"] = json!([{"system": "urn:confidant:sharing", "code": "shared-with-patient"}]);
+    assert_eq!(
+        call(s, Some(&clin1), Method::PUT, &format!("DocumentReference/{later}"), Some(&v2)).await.0,
+        StatusCode::OK
+    );
+    let (st, h) = call(s, Some(pat), Method::GET, &format!("DocumentReference/{later}/_history"), None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(h["total"], 1, "{h}");
+    assert_eq!(h["entry"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        call(s, Some(pat), Method::GET, &format!("DocumentReference/{later}/_history/1"), None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (_, h) = call(s, Some(&clin1), Method::GET, &format!("DocumentReference/{later}/_history"), None).await;
+    assert_eq!(h["total"], 2);
+
     // The author releases the note to the care team.
     let mut released = call(s, Some(&clin1), Method::GET, &psy, None).await.1;
     released["meta"]["tag"] = json!([{"system": "urn:confidant:sharing", "code": "released-to-care-team"}]);
