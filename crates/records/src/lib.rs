@@ -446,19 +446,7 @@ impl Records {
     // ----- operations -----------------------------------------------------------------
 
     /// Create a resource with a new random id (FHIR create).
-    pub async fn create(&self, p: &Principal, rt: ResourceType, resource: Value) -> Result<Stored> {
-        self.create_checked(p, rt, resource, true).await
-    }
-
-    /// `create`; `check_relationship` is false only for the care team that a
-    /// clinician's new patient gets automatically (there is no relationship yet).
-    async fn create_checked(
-        &self,
-        p: &Principal,
-        rt: ResourceType,
-        mut resource: Value,
-        check_relationship: bool,
-    ) -> Result<Stored> {
+    pub async fn create(&self, p: &Principal, rt: ResourceType, mut resource: Value) -> Result<Stored> {
         Self::allow(p, rt, Action::Write)?;
         let mut checked = confidant_fhir::validate(rt, &mut resource).map_err(RecordsError::Invalid)?;
         if rt == ResourceType::DocumentReference && p.role == Role::Clinician {
@@ -467,7 +455,7 @@ impl Records {
         let id = confidant_vault::random_id().map_err(RecordsError::Vault)?;
         let compartment = self.compartment_for(rt, &id, checked.subject_patient.as_deref()).await?;
         // Writing into a patient's record needs the same relationship as reading it.
-        if rt.has_subject() && check_relationship {
+        if rt.has_subject() {
             let probe = VersionRow {
                 resource_type: ResourceType::Patient.as_str().into(),
                 id: compartment.clone(),
@@ -516,25 +504,58 @@ impl Records {
             patient_visible,
         };
         let care_team = (rt == ResourceType::CareTeam).then_some(checked.care_team_members.as_slice());
-        self.store
-            .create(Write { row: &row, tokens: &self.tokens(rt, &checked.index), new_key: new_key.as_ref(), care_team })
-            .await?;
+        let tokens = self.tokens(rt, &checked.index);
+        let write = Write { row: &row, tokens: &tokens, new_key: new_key.as_ref(), care_team };
+        // A clinician who registers a patient is put on that patient's care team,
+        // in the same transaction: never a patient that nobody can see.
+        let team = match (rt, p.role, &p.practitioner_id) {
+            (ResourceType::Patient, Role::Clinician, Some(practitioner)) => {
+                Some(self.new_care_team_row(&id, practitioner, &key, now)?)
+            }
+            _ => None,
+        };
+        match &team {
+            Some((team_row, members)) => {
+                let team_write = Write { row: team_row, tokens: &[], new_key: None, care_team: Some(members) };
+                self.store.create_all(&[write, team_write]).await?;
+            }
+            None => self.store.create(write).await?,
+        }
         if let Some(k) = new_key {
             self.cache_key(&compartment, k.version, key, true);
         }
-        // A clinician who registers a patient is put on that patient's care team.
-        if rt == ResourceType::Patient
-            && p.role == Role::Clinician
-            && let Some(practitioner) = &p.practitioner_id
-        {
-            let team = serde_json::json!({
-                "resourceType": "CareTeam", "status": "active",
-                "subject": {"reference": format!("Patient/{id}")},
-                "participant": [{"member": {"reference": format!("Practitioner/{practitioner}")}}]
-            });
-            Box::pin(self.create_checked(p, ResourceType::CareTeam, team, false)).await?;
-        }
         Ok(Stored { resource_type: rt, id, version_id: 1, last_updated: now, resource })
+    }
+
+    /// The CareTeam (sealed, ready to store) that puts `practitioner` on a new patient's care.
+    fn new_care_team_row(
+        &self,
+        patient: &str,
+        practitioner: &str,
+        key: &DataKey,
+        now: i64,
+    ) -> Result<(VersionRow, Vec<String>)> {
+        let mut team = serde_json::json!({
+            "resourceType": "CareTeam", "status": "active",
+            "subject": {"reference": format!("Patient/{patient}")},
+            "participant": [{"member": {"reference": format!("Practitioner/{practitioner}")}}]
+        });
+        let checked = confidant_fhir::validate(ResourceType::CareTeam, &mut team).map_err(RecordsError::Invalid)?;
+        let id = confidant_vault::random_id().map_err(RecordsError::Vault)?;
+        Self::stamp(&mut team, &id, 1, now);
+        let body = self.seal_record(key, ResourceType::CareTeam, &id, 1, patient, &team)?;
+        let row = VersionRow {
+            resource_type: ResourceType::CareTeam.as_str().into(),
+            id,
+            version_id: 1,
+            compartment: patient.to_owned(),
+            key_version: i64::from(key.version()),
+            last_updated: now,
+            body,
+            restricted_to: None,
+            patient_visible: false,
+        };
+        Ok((row, checked.care_team_members))
     }
 
     /// A clinician's note names its author: them, unless they name themselves.

@@ -351,8 +351,21 @@ impl Store {
     /// Store version 1 of a new resource with its search tokens, and the data
     /// key of a new compartment if it comes with one, atomically.
     pub async fn create(&self, w: Write<'_>) -> Result<()> {
-        let row = w.row;
+        self.create_all(&[w]).await
+    }
+
+    /// Store several new resources in one transaction: all or none.
+    pub async fn create_all(&self, writes: &[Write<'_>]) -> Result<()> {
         let mut tx = self.begin().await?;
+        for w in writes {
+            self.create_in(&mut tx, *w).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn create_in(&self, tx: &mut Transaction<'static, Any>, w: Write<'_>) -> Result<()> {
+        let row = w.row;
         // The head is written first so that SQLite takes its write lock at once.
         sqlx::query(self.sql(
             "INSERT INTO resource_heads (resource_type, id, version_id, compartment, last_updated, \
@@ -365,17 +378,16 @@ impl Store {
         .bind(row.last_updated)
         .bind(row.restricted_to.as_deref())
         .bind(i64::from(row.patient_visible))
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         if let Some(key) = w.new_key {
-            self.insert_data_key_in(&mut tx, key, row.last_updated).await?;
+            self.insert_data_key_in(tx, key, row.last_updated).await?;
         }
         let insert =
             self.sql(format!("INSERT INTO resource_versions ({VERSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"));
-        Self::insert_version(&mut tx, insert, row).await?;
-        self.insert_tokens(&mut tx, row, w.tokens).await?;
-        self.set_care_team(&mut tx, row, w.care_team).await?;
-        tx.commit().await?;
+        Self::insert_version(tx, insert, row).await?;
+        self.insert_tokens(tx, row, w.tokens).await?;
+        self.set_care_team(tx, row, w.care_team).await?;
         Ok(())
     }
 
