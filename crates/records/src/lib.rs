@@ -492,17 +492,7 @@ impl Records {
         };
         Self::stamp(&mut resource, &id, 1, now);
         let body = self.seal_record(&key, rt, &id, 1, &compartment, &resource)?;
-        let row = VersionRow {
-            resource_type: rt.as_str().into(),
-            id: id.clone(),
-            version_id: 1,
-            compartment: compartment.clone(),
-            key_version: i64::from(key.version()),
-            last_updated: now,
-            body,
-            restricted_to,
-            patient_visible,
-        };
+        let row = Self::version_row(rt, &id, 1, &compartment, &key, now, body, (restricted_to, patient_visible));
         let care_team = (rt == ResourceType::CareTeam).then_some(checked.care_team_members.as_slice());
         let tokens = self.tokens(rt, &checked.index);
         let write = Write { row: &row, tokens: &tokens, new_key: new_key.as_ref(), care_team };
@@ -527,6 +517,31 @@ impl Records {
         Ok(Stored { resource_type: rt, id, version_id: 1, last_updated: now, resource })
     }
 
+    /// The stored form of one sealed version.
+    #[allow(clippy::too_many_arguments)]
+    fn version_row(
+        rt: ResourceType,
+        id: &str,
+        version: i64,
+        compartment: &str,
+        key: &DataKey,
+        now: i64,
+        body: Vec<u8>,
+        (restricted_to, patient_visible): (Option<String>, bool),
+    ) -> VersionRow {
+        VersionRow {
+            resource_type: rt.as_str().into(),
+            id: id.to_owned(),
+            version_id: version,
+            compartment: compartment.to_owned(),
+            key_version: i64::from(key.version()),
+            last_updated: now,
+            body,
+            restricted_to,
+            patient_visible,
+        }
+    }
+
     /// The CareTeam (sealed, ready to store) that puts `practitioner` on a new patient's care.
     fn new_care_team_row(
         &self,
@@ -544,17 +559,7 @@ impl Records {
         let id = confidant_vault::random_id().map_err(RecordsError::Vault)?;
         Self::stamp(&mut team, &id, 1, now);
         let body = self.seal_record(key, ResourceType::CareTeam, &id, 1, patient, &team)?;
-        let row = VersionRow {
-            resource_type: ResourceType::CareTeam.as_str().into(),
-            id,
-            version_id: 1,
-            compartment: patient.to_owned(),
-            key_version: i64::from(key.version()),
-            last_updated: now,
-            body,
-            restricted_to: None,
-            patient_visible: false,
-        };
+        let row = Self::version_row(ResourceType::CareTeam, &id, 1, patient, key, now, body, (None, false));
         Ok((row, checked.care_team_members))
     }
 
@@ -633,17 +638,7 @@ impl Records {
         let now = self.clock.now_millis();
         Self::stamp(&mut resource, id, version, now);
         let body = self.seal_record(&key, rt, id, version, &compartment, &resource)?;
-        let row = VersionRow {
-            resource_type: rt.as_str().into(),
-            id: id.to_owned(),
-            version_id: version,
-            compartment,
-            key_version: i64::from(key.version()),
-            last_updated: now,
-            body,
-            restricted_to,
-            patient_visible,
-        };
+        let row = Self::version_row(rt, id, version, &compartment, &key, now, body, (restricted_to, patient_visible));
         let care_team = (rt == ResourceType::CareTeam).then_some(checked.care_team_members.as_slice());
         let write = Write { row: &row, tokens: &self.tokens(rt, &checked.index), new_key: None, care_team };
         match self.store.update(write, current.version_id).await {

@@ -216,37 +216,45 @@ impl Server {
         let n = SERVER_SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let stdout = inst.logs_dir().join(format!("serve-{n}.out"));
         let stderr = inst.logs_dir().join(format!("serve-{n}.err"));
-        let child = Command::new(BIN)
+        let mut child = Command::new(BIN)
             .args(["serve", "--dir", inst.dir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
             .args(extra)
             .env("CONFIDANT_LOG", "debug,sqlx=debug")
             .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
             .unwrap();
-        let mut server = Server {
+        // Copy stdout to its file (the canary scan reads it) and hand over the
+        // line announcing the address: the test waits on that line, not on a clock.
+        let pipe = child.stdout.take().unwrap();
+        let mut file = std::fs::File::create(&stdout).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            use std::io::{BufRead, Write};
+            let mut tx = Some(tx);
+            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                let _ = writeln!(file, "{line}");
+                let _ = file.flush();
+                if let Some(url) = line.strip_prefix("listening on ")
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(url.trim().to_owned());
+                }
+            }
+        });
+        let url = rx.recv().unwrap_or_else(|_| {
+            panic!("server exited before listening: {}", std::fs::read_to_string(&stderr).unwrap_or_default())
+        });
+        Server {
             child,
-            url: String::new(),
+            url,
             token: inst.token.clone(),
             admin_token: inst.admin_token.clone(),
             stdout,
             stderr,
             http: Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
-        };
-        // Wait for the line announcing the address (a condition, not a delay).
-        loop {
-            let text = std::fs::read_to_string(&server.stdout).unwrap_or_default();
-            if let Some(line) = text.lines().find(|l| l.starts_with("listening on ")) {
-                server.url = line.trim_start_matches("listening on ").trim().to_owned();
-                break;
-            }
-            if let Some(status) = server.child.try_wait().unwrap() {
-                panic!("server exited with {status}: {}", std::fs::read_to_string(&server.stderr).unwrap_or_default());
-            }
-            std::thread::sleep(Duration::from_millis(20));
         }
-        server
     }
 
     pub fn fhir(&self, path: &str) -> String {
