@@ -1,11 +1,19 @@
-//! The tamper-evident audit log (DESIGN.md §5) — its Merkle tree first.
+//! The tamper-evident audit log (DESIGN.md §5): every access to patient data
+//! and every security event, as leaves of an append-only Merkle tree.
 //!
-//! Entries are the leaves of an append-only Merkle tree hashed as in
-//! RFC 6962 / RFC 9162: leaf `SHA-256(0x00 || entry)`, node
-//! `SHA-256(0x01 || left || right)`. Signed tree heads, the witness and the
-//! `audit verify` command build on this module (issue 4, in progress).
+//! * [`entry`]: what an entry says (ids only, never clinical content).
+//! * [`merkle`]: RFC 6962 / RFC 9162 hashing and proofs: leaf
+//!   `SHA-256(0x00 || entry)`, node `SHA-256(0x01 || left || right)`.
+//! * [`checkpoint`]: signed tree heads, one witness line each.
+//! * [`log`]: appending with group commit, signing checkpoints, the witness.
+//! * [`verify`]: what `confidant audit verify` checks.
 #![forbid(unsafe_code)]
 
 pub mod checkpoint;
+pub mod entry;
+pub mod log;
 pub mod merkle;
 pub mod verify;
+
+pub use entry::{Action, Entry, Outcome};
+pub use log::{AuditError, Auditor, Checkpointer, Witness};

@@ -28,6 +28,8 @@ pub enum Problem {
     RootMismatch { size: u64, after: u64 },
     /// The log ends before a signed checkpoint: entries were cut off the tail.
     Truncated { entries: u64, checkpoint_size: u64 },
+    /// The search columns stored beside an entry disagree with the entry (edited to hide it from searches).
+    ColumnsAltered { seq: u64 },
 }
 
 impl std::fmt::Display for Problem {
@@ -48,6 +50,9 @@ impl std::fmt::Display for Problem {
                 "the log does not match the signed checkpoint at {size} entries: an entry between {} and {size} was altered, inserted, removed or moved",
                 after + 1
             ),
+            Problem::ColumnsAltered { seq } => {
+                write!(f, "entry {seq} was altered: the columns stored beside it disagree with its content")
+            }
             Problem::Truncated { entries, checkpoint_size } => {
                 write!(
                     f,
@@ -63,6 +68,8 @@ impl std::fmt::Display for Problem {
 pub struct Report {
     pub entries: u64,
     pub checkpoints: usize,
+    /// The size of the largest checkpoint (entries after it are not yet covered by a signature).
+    pub last_checkpoint: u64,
     /// The root over all entries (beyond the last checkpoint too).
     pub root: Hash,
 }
@@ -83,27 +90,53 @@ pub fn verify(
     public_key: &[u8; 32],
     origin: &str,
 ) -> Result<Report, Problem> {
-    let mut by_size: BTreeMap<u64, Hash> = BTreeMap::new();
-    for (i, c) in checkpoints.iter().enumerate() {
-        if c.checkpoint.origin != origin || !c.verify(public_key) {
-            return Err(Problem::BadCheckpoint { line: i + 1 });
-        }
-        match by_size.insert(c.checkpoint.size, c.checkpoint.root) {
-            Some(other) if other != c.checkpoint.root => {
-                return Err(Problem::ConflictingCheckpoints { size: c.checkpoint.size });
-            }
-            _ => {}
-        }
-    }
-    let mut acc = Accumulator::new();
-    let mut last_good = 0;
-    if let Some(root) = by_size.get(&0)
-        && *root != acc.root()
-    {
-        return Err(Problem::RootMismatch { size: 0, after: 0 });
-    }
+    let mut v = Verifier::new(checkpoints, public_key, origin)?;
     for e in entries {
-        let expected = acc.size() + 1;
+        v.push(&e)?;
+    }
+    v.finish()
+}
+
+/// Verification one entry at a time, for logs streamed from a database.
+#[derive(Debug)]
+pub struct Verifier {
+    by_size: BTreeMap<u64, Hash>,
+    acc: Accumulator,
+    last_good: u64,
+}
+
+impl Verifier {
+    /// Check the checkpoints' signatures, origin and agreement.
+    pub fn new(checkpoints: &[SignedCheckpoint], public_key: &[u8; 32], origin: &str) -> Result<Verifier, Problem> {
+        let mut by_size: BTreeMap<u64, Hash> = BTreeMap::new();
+        for (i, c) in checkpoints.iter().enumerate() {
+            if c.checkpoint.origin != origin || !c.verify(public_key) {
+                return Err(Problem::BadCheckpoint { line: i + 1 });
+            }
+            match by_size.insert(c.checkpoint.size, c.checkpoint.root) {
+                Some(other) if other != c.checkpoint.root => {
+                    return Err(Problem::ConflictingCheckpoints { size: c.checkpoint.size });
+                }
+                _ => {}
+            }
+        }
+        let acc = Accumulator::new();
+        if let Some(root) = by_size.get(&0)
+            && *root != acc.root()
+        {
+            return Err(Problem::RootMismatch { size: 0, after: 0 });
+        }
+        Ok(Verifier { by_size, acc, last_good: 0 })
+    }
+
+    /// Entries checked so far.
+    pub fn size(&self) -> u64 {
+        self.acc.size()
+    }
+
+    /// Check the next entry.
+    pub fn push(&mut self, e: &StoredEntry) -> Result<(), Problem> {
+        let expected = self.acc.size() + 1;
         if e.seq != expected {
             return Err(Problem::Sequence { expected, found: e.seq });
         }
@@ -111,18 +144,28 @@ pub fn verify(
         if leaf != e.leaf_hash {
             return Err(Problem::EntryAltered { seq: e.seq });
         }
-        acc.push(leaf);
-        if let Some(root) = by_size.get(&acc.size()) {
-            if *root != acc.root() {
-                return Err(Problem::RootMismatch { size: acc.size(), after: last_good });
+        self.acc.push(leaf);
+        if let Some(root) = self.by_size.get(&self.acc.size()) {
+            if *root != self.acc.root() {
+                return Err(Problem::RootMismatch { size: self.acc.size(), after: self.last_good });
             }
-            last_good = acc.size();
+            self.last_good = self.acc.size();
         }
+        Ok(())
     }
-    if let Some((&size, _)) = by_size.range(acc.size() + 1..).next() {
-        return Err(Problem::Truncated { entries: acc.size(), checkpoint_size: size });
+
+    /// After the last entry: no checkpoint may lie beyond it.
+    pub fn finish(self) -> Result<Report, Problem> {
+        if let Some((&size, _)) = self.by_size.range(self.acc.size() + 1..).next() {
+            return Err(Problem::Truncated { entries: self.acc.size(), checkpoint_size: size });
+        }
+        Ok(Report {
+            entries: self.acc.size(),
+            checkpoints: self.by_size.len(),
+            last_checkpoint: self.last_good,
+            root: self.acc.root(),
+        })
     }
-    Ok(Report { entries: acc.size(), checkpoints: by_size.len(), root: acc.root() })
 }
 
 #[cfg(test)]

@@ -19,6 +19,36 @@ pub struct Config {
     pub server: Server,
     #[serde(default)]
     pub access: Access,
+    #[serde(default)]
+    pub audit: Audit,
+}
+
+/// The audit log's signing key, witness and checkpoint schedule.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Audit {
+    /// The Ed25519 key that signs checkpoints, held apart from the data like
+    /// the key-encryption key. Default: beside the key file, `<instance>.audit-key`.
+    pub signing_key_file: Option<PathBuf>,
+    /// The append-only file checkpoints are written to (relative to the
+    /// instance directory, or absolute: better on another disk or a mount of
+    /// another machine). Default `audit-witness.log`.
+    pub witness_file: PathBuf,
+    /// Sign a checkpoint after this many entries...
+    pub checkpoint_every_entries: u64,
+    /// ...or this many seconds, whichever comes first (if anything was appended).
+    pub checkpoint_interval_seconds: u64,
+}
+
+impl Default for Audit {
+    fn default() -> Self {
+        Audit {
+            signing_key_file: None,
+            witness_file: PathBuf::from("audit-witness.log"),
+            checkpoint_every_entries: 1000,
+            checkpoint_interval_seconds: 60,
+        }
+    }
 }
 
 /// Sessions, lockout and break-glass. Defaults follow OWASP's session and
@@ -148,6 +178,20 @@ impl Config {
                 Ok(self.database.url.clone())
             }
             None => bail!("database.url must start with sqlite:// or postgres://"),
+        }
+    }
+
+    /// The audit signing key file.
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.audit.signing_key_file.clone().unwrap_or_else(|| self.keys.key_file.with_extension("audit-key"))
+    }
+
+    /// The witness file, resolved against `dir`.
+    pub fn witness_path(&self, dir: &Path) -> PathBuf {
+        if self.audit.witness_file.is_absolute() {
+            self.audit.witness_file.clone()
+        } else {
+            dir.join(&self.audit.witness_file)
         }
     }
 

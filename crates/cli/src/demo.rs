@@ -56,6 +56,7 @@ fn clinician(user_id: &str, practitioner_id: &str) -> Principal {
         practitioner_id: Some(practitioner_id.into()),
         patient_id: None,
         scopes: None,
+        source: None,
     }
 }
 
@@ -239,7 +240,7 @@ pub async fn run(listen: &str) -> Result<()> {
         "  curl -H 'Content-Type: application/json' -d '{{\"username\":\"reception\",\"password\":\"...\",\"code\":\"<TOTP>\",\"client\":\"bearer\"}}' {url}/api/v1/session"
     );
     println!("Press Ctrl-C to stop and delete everything.");
-    instance::run_server(&config, records, listener).await?;
+    instance::run_server(&config, &dir, records, listener).await?;
     drop(tmp);
     println!("Demo stopped; temporary data deleted.");
     Ok(())

@@ -13,7 +13,7 @@ use confidant_vault::{KeyFile, Vault};
 
 use crate::config::{self, Config, Database, Keys, SQLITE_FILE, Server};
 
-fn now_millis() -> i64 {
+pub fn now_millis() -> i64 {
     use confidant_records::Clock;
     SystemClock.now_millis()
 }
@@ -27,6 +27,9 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 pub struct Initialised {
     pub config: Config,
     pub key_file: PathBuf,
+    /// The audit signing key file and its public key (hex).
+    pub signing_key_file: PathBuf,
+    pub audit_public_key: String,
     /// One-time code for the first administrator's account.
     pub enrolment_code: String,
 }
@@ -41,9 +44,14 @@ pub async fn init(dir: &Path, key_file: Option<PathBuf>, database_url: Option<St
         if made.config.database.url.starts_with("sqlite") { "SQLite (embedded)" } else { "PostgreSQL" }
     );
     println!("  key file:     {} (mode 0600)", made.key_file.display());
+    println!("  audit key:    {} (mode 0600)", made.signing_key_file.display());
+    println!("  audit public key (write it down; `audit verify --public-key` checks against it):");
+    println!("                {}", made.audit_public_key);
     println!();
     println!("Next:");
-    println!("  1. Back up the key file now, somewhere apart from the data. Without it the data cannot be read.");
+    println!(
+        "  1. Back up the key file and the audit key now, apart from the data. Without the key file the data cannot be read."
+    );
     println!("  2. Create the first administrator, either here:");
     println!("       confidant user add --dir {} --username NAME --role admin", dir.display());
     println!("     or over the API with this one-time enrolment code (valid 7 days):");
@@ -71,8 +79,11 @@ pub async fn init_quiet(dir: &Path, key_file: Option<PathBuf>, database_url: Opt
     if key_parent.as_deref().is_some_and(|p| p.starts_with(&dir)) {
         bail!("the key file must be outside the instance directory {}; pass --key-file elsewhere", dir.display());
     }
-    if key_path.exists() {
-        bail!("{} already exists; a key file is never overwritten. Choose another --key-file", key_path.display());
+    let signing_path = key_path.with_extension("audit-key");
+    for p in [&key_path, &signing_path] {
+        if p.exists() {
+            bail!("{} already exists; a key file is never overwritten. Choose another --key-file", p.display());
+        }
     }
     let url = database_url.unwrap_or_else(|| format!("sqlite://{SQLITE_FILE}"));
     let keys = KeyFile::generate(&instance_id)?;
@@ -82,13 +93,16 @@ pub async fn init_quiet(dir: &Path, key_file: Option<PathBuf>, database_url: Opt
         keys: Keys { provider: "key-file".into(), key_file: key_path.clone(), check_value: keys.check_value().into() },
         server: Server::default(),
         access: Default::default(),
+        audit: Default::default(),
     };
     let store = Store::connect(&config.database_url(&dir)?, true).await.context("cannot open the database")?;
     if confidant_records::instance_id(&store).await.ok().flatten().is_some() {
         bail!("the database already belongs to an instance; give an empty database");
     }
     store.migrate().await.context("cannot create the database schema")?;
+    let signing = confidant_vault::signing::SigningKey::generate()?;
     keys.create(&key_path)?;
+    signing.create_file(&signing_path, &instance_id)?;
     let vault = Vault::new(Arc::new(keys));
     confidant_records::initialise(&store, &vault, &instance_id, now_millis()).await?;
     let records = Arc::new(Records::open(store.clone(), vault, Arc::new(SystemClock)).await?);
@@ -96,7 +110,13 @@ pub async fn init_quiet(dir: &Path, key_file: Option<PathBuf>, database_url: Opt
     let enrolment_code = identity.create_enrolment_code(Role::Admin).await?;
     store.close().await;
     config.save_new(&dir)?;
-    Ok(Initialised { config, key_file: key_path, enrolment_code })
+    Ok(Initialised {
+        config,
+        key_file: key_path,
+        signing_key_file: signing_path,
+        audit_public_key: hex::encode(signing.public_key()),
+        enrolment_code,
+    })
 }
 
 /// Load the key named by the config, checking that it is this instance's key.
@@ -127,7 +147,7 @@ fn load_key(config: &Config) -> Result<KeyFile> {
 }
 
 /// Open an instance's store only (no keys): for token management.
-async fn open_store(dir: &Path) -> Result<(Config, Store)> {
+pub async fn open_store(dir: &Path) -> Result<(Config, Store)> {
     let config = Config::load(dir)?;
     if let Some(db) = config.sqlite_path(dir)
         && !db.exists()
@@ -159,8 +179,18 @@ pub async fn open(dir: &Path) -> Result<(Config, Records)> {
 }
 
 /// Run the HTTP server for opened records until Ctrl-C or SIGTERM.
-pub async fn run_server(config: &Config, records: Records, listener: tokio::net::TcpListener) -> Result<()> {
+pub async fn run_server(
+    config: &Config,
+    dir: &Path,
+    records: Records,
+    listener: tokio::net::TcpListener,
+) -> Result<()> {
     let addr = listener.local_addr()?;
+    let auditor = records.auditor().clone();
+    let checkpointer = crate::audit::start_checkpointer(config, dir, records.store().clone(), &auditor).await?;
+    let (stop_checkpoints, stopped) = tokio::sync::watch::channel(false);
+    let interval = std::time::Duration::from_secs(config.audit.checkpoint_interval_seconds.max(1));
+    let checkpoints = tokio::spawn(crate::audit::run_checkpoints(checkpointer.clone(), auditor, interval, stopped));
     let base_url = config.server.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
     let records = Arc::new(records);
     let identity = Arc::new(Identity::new(records.clone(), config.access.identity_settings()));
@@ -172,11 +202,15 @@ pub async fn run_server(config: &Config, records: Records, listener: tokio::net:
         secure_cookies: base_url.starts_with("https://"),
         break_glass_minutes: config.access.break_glass_minutes,
         base_url: base_url.trim_end_matches('/').to_owned(),
+        audit: Some(checkpointer),
     };
     let router = confidant_server::router(state, &HttpSettings { max_body_bytes: config.server.max_body_bytes });
     println!("listening on http://{addr}");
     tracing::info!(%addr, backend = records.store().backend_name(), "serving");
     confidant_server::serve(listener, router, shutdown_signal()).await?;
+    // A last checkpoint covers everything this node appended.
+    let _ = stop_checkpoints.send(true);
+    let _ = checkpoints.await;
     tracing::info!("stopped; closing the database");
     records.store().close().await;
     Ok(())
@@ -202,10 +236,12 @@ async fn shutdown_signal() {
 
 /// `confidant serve`.
 pub async fn serve(dir: &Path, listen: Option<String>) -> Result<()> {
+    // Both keys are checked before the database is touched.
+    crate::audit::load_signing_key(&Config::load(dir)?)?;
     let (config, records) = open(dir).await?;
     let addr = listen.unwrap_or_else(|| config.server.listen.clone());
     let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-    run_server(&config, records, listener).await
+    run_server(&config, dir, records, listener).await
 }
 
 /// Parse a lifetime such as `90d`, `12h` or `30m` into milliseconds.
@@ -278,6 +314,20 @@ pub async fn token_list(dir: &Path) -> Result<()> {
 pub async fn token_revoke(dir: &Path, id: &str) -> Result<()> {
     let (_, store) = open_store(dir).await?;
     let revoked = store.revoke_api_token(id, now_millis()).await?;
+    if revoked {
+        let mut e = confidant_audit::Entry::new(
+            now_millis(),
+            confidant_audit::Action::TokenRevoke,
+            confidant_audit::Outcome::Success,
+        );
+        e.actor = Some(confidant_identity::CONSOLE.into());
+        e.target = Some(id.to_owned());
+        let appended = confidant_audit::Auditor::start(store.clone()).append(&[e]).await;
+        if let Err(e) = appended {
+            store.close().await;
+            bail!("token {id} is revoked, but the audit log could not record it: {e}");
+        }
+    }
     store.close().await;
     if !revoked {
         bail!("no active token has id {id}; see `confidant token list --dir {}`", dir.display());

@@ -2,6 +2,7 @@
 //! arguments, reads the configuration and calls the library crates.
 #![forbid(unsafe_code)]
 
+mod audit;
 mod config;
 mod demo;
 mod instance;
@@ -70,6 +71,74 @@ enum Command {
     Token {
         #[command(subcommand)]
         action: TokenAction,
+    },
+    /// The tamper-evident audit log: verify it, prove entries, export it.
+    ///
+    /// Every access to patient data and every security event is an entry of an
+    /// append-only Merkle tree (RFC 6962). The server signs its head (a
+    /// checkpoint) every N entries or T seconds and appends it to the witness
+    /// file; `verify` recomputes the tree and checks it against them.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditAction {
+    /// Check the whole log against the signed checkpoints in the witness file.
+    ///
+    /// Detects edited, deleted, inserted, reordered and truncated entries, and
+    /// forged checkpoints. Exits non-zero naming the first bad entry. Needs no
+    /// data key; the public key comes from the audit signing key file, or from
+    /// --public-key (the value `confidant init` printed) on another machine.
+    Verify {
+        /// The instance directory (holds confidant.toml).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The witness file (default: audit.witness_file of the configuration).
+        #[arg(long)]
+        witness: Option<PathBuf>,
+        /// The audit public key in hex, instead of reading the signing key file.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+    /// Print an inclusion proof (--seq) or a consistency proof (--from) as JSON.
+    ///
+    /// Proofs follow RFC 9162: an inclusion proof shows entry SEQ is in the tree
+    /// of SIZE entries whose root a checkpoint signed; a consistency proof shows
+    /// the tree of FROM entries is a prefix of the tree of TO entries.
+    Proof {
+        /// The instance directory (holds confidant.toml).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The entry (sequence number, from 1) to prove included.
+        #[arg(long, conflicts_with = "from")]
+        seq: Option<u64>,
+        /// Tree size for the inclusion proof (default: the latest checkpoint's).
+        #[arg(long, requires = "seq")]
+        size: Option<u64>,
+        /// The smaller tree size of a consistency proof.
+        #[arg(long)]
+        from: Option<u64>,
+        /// The larger tree size (default: the latest checkpoint's).
+        #[arg(long, requires = "from")]
+        to: Option<u64>,
+    },
+    /// Write every entry as one JSON line to stdout (for a SIEM). The export is itself audited.
+    Export {
+        /// The instance directory (holds confidant.toml).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Only entries after this sequence number (to continue an earlier export).
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+    },
+    /// Sign a checkpoint now and append it to the witness (a running server does this by itself).
+    Checkpoint {
+        /// The instance directory (holds confidant.toml).
+        #[arg(long)]
+        dir: PathBuf,
     },
 }
 
@@ -244,6 +313,25 @@ fn main() -> ExitCode {
                 }
                 TokenAction::List { dir } => instance::token_list(&dir).await,
                 TokenAction::Revoke { dir, id } => instance::token_revoke(&dir, &id).await,
+            },
+            Command::Audit { action } => match action {
+                AuditAction::Verify { dir, witness, public_key } => {
+                    audit::verify(&dir, witness.as_deref(), public_key.as_deref()).await
+                }
+                AuditAction::Proof { dir, seq, size, from, to } => {
+                    let request = match (seq, from) {
+                        (Some(seq), _) => audit::ProofRequest::Inclusion { seq, size },
+                        (None, Some(from)) => audit::ProofRequest::Consistency { from, to },
+                        (None, None) => {
+                            return Err(anyhow::anyhow!(
+                                "give --seq N (an inclusion proof) or --from N (a consistency proof)"
+                            ));
+                        }
+                    };
+                    audit::proof(&dir, request).await
+                }
+                AuditAction::Export { dir, after } => audit::export(&dir, after).await,
+                AuditAction::Checkpoint { dir } => audit::checkpoint(&dir).await,
             },
         }
     });

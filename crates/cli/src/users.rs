@@ -13,7 +13,14 @@ use crate::instance::open_identity;
 /// The operator at the server's console: acts with the admin role's rights
 /// (staff directory, care teams), never more.
 pub fn console_admin() -> Principal {
-    Principal { user_id: "console".into(), role: Role::Admin, practitioner_id: None, patient_id: None, scopes: None }
+    Principal {
+        user_id: "console".into(),
+        role: Role::Admin,
+        practitioner_id: None,
+        patient_id: None,
+        scopes: None,
+        source: None,
+    }
 }
 
 /// Read a password: one line from stdin with `--password-stdin`, else an

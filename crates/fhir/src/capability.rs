@@ -6,7 +6,7 @@ use crate::{ResourceType, SearchParam, search_params};
 
 /// The server's CapabilityStatement. `base` is the FHIR base URL.
 pub fn capability_statement(base: &str, software_version: &str, date: &str) -> Value {
-    let resources: Vec<Value> = ResourceType::ALL
+    let mut resources: Vec<Value> = ResourceType::ALL
         .iter()
         .map(|rt| {
             let params: Vec<Value> = search_params(*rt)
@@ -38,6 +38,18 @@ pub fn capability_statement(base: &str, software_version: &str, date: &str) -> V
             })
         })
         .collect();
+    // The audit log, read-only: auditors search it all, a patient reads their own access log.
+    resources.push(json!({
+        "type": "AuditEvent",
+        "documentation": "The tamper-evident audit log, read-only. Auditors see every entry; a patient sees the entries about their own record.",
+        "interaction": [{"code": "read"}, {"code": "search-type"}],
+        "searchParam": [
+            {"name": "patient", "type": "reference", "documentation": "Entries about this patient: Patient/{id} or {id}"},
+            {"name": "agent", "type": "reference", "documentation": "Entries by this user (user id)"},
+            {"name": "action", "type": "token", "documentation": "An action code of urn:confidant:audit-action, e.g. read, search-hit, create, update, break-glass, login-failed"},
+            {"name": "date", "type": "date", "documentation": "When: a day or instant, with eq, ge, gt, le or lt; repeat for a range"},
+        ],
+    }));
     json!({
         "resourceType": "CapabilityStatement",
         "status": "active",

@@ -29,6 +29,33 @@ pub fn instant(unix_millis: i64) -> String {
     t.format(&f).unwrap_or_default()
 }
 
+/// A FHIR date search value (`2026-11-29`, `ge2026-11-01`, `lt2026-11-29T12:00:00Z`)
+/// as a half-open range of Unix milliseconds `[from, until)`; either end may be open.
+/// `None` if it is not a date or instant with an optional eq/ge/gt/le/lt prefix.
+pub fn date_range(value: &str) -> Option<(Option<i64>, Option<i64>)> {
+    let (prefix, v) = match value.get(..2) {
+        Some(p @ ("eq" | "ge" | "gt" | "le" | "lt")) => (p, &value[2..]),
+        _ => ("eq", value),
+    };
+    let (start, end) = if v.len() == 10 {
+        let f = time::macros::format_description!("[year]-[month]-[day]");
+        let d = time::Date::parse(v, &f).ok()?;
+        let start = d.midnight().assume_utc().unix_timestamp() * 1000;
+        (start, start + 86_400_000)
+    } else {
+        let t = time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339).ok()?;
+        let ms = i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()?;
+        (ms, ms + 1)
+    };
+    Some(match prefix {
+        "ge" => (Some(start), None),
+        "gt" => (Some(end), None),
+        "le" => (None, Some(end)),
+        "lt" => (None, Some(start)),
+        _ => (Some(start), Some(end)),
+    })
+}
+
 /// An HTTP date (RFC 9110 IMF-fixdate) from Unix milliseconds, for Last-Modified.
 pub fn http_date(unix_millis: i64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp(unix_millis.div_euclid(1000))
@@ -45,5 +72,14 @@ mod tests {
     fn time_formats() {
         assert_eq!(super::instant(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
         assert_eq!(super::http_date(1_700_000_000_123), "Tue, 14 Nov 2023 22:13:20 GMT");
+        let day = 1_700_000_000_000 - 1_700_000_000_000 % 86_400_000; // 2023-11-14T00:00Z
+        assert_eq!(super::date_range("2023-11-14"), Some((Some(day), Some(day + 86_400_000))));
+        assert_eq!(super::date_range("ge2023-11-14"), Some((Some(day), None)));
+        assert_eq!(super::date_range("lt2023-11-14"), Some((None, Some(day))));
+        assert_eq!(super::date_range("le2023-11-14"), Some((None, Some(day + 86_400_000))));
+        assert_eq!(super::date_range("gt2023-11-14T22:13:20.123Z"), Some((Some(1_700_000_000_124), None)));
+        for bad in ["", "2023-13-01", "xx2023-11-14", "2023-11-14T25:00:00Z", "yesterday"] {
+            assert_eq!(super::date_range(bad), None, "{bad}");
+        }
     }
 }

@@ -16,6 +16,8 @@ pub enum IssueType {
     Login,
     Forbidden,
     Throttled,
+    /// A temporary failure: try again later.
+    Transient,
     TooCostly,
     Exception,
     Processing,
@@ -35,6 +37,7 @@ impl IssueType {
             IssueType::Login => "login",
             IssueType::Forbidden => "forbidden",
             IssueType::Throttled => "throttled",
+            IssueType::Transient => "transient",
             IssueType::TooCostly => "too-costly",
             IssueType::Exception => "exception",
             IssueType::Processing => "processing",

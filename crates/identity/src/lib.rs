@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use confidant_audit::{Action as AuditAction, Entry, Outcome};
 use confidant_policy::{Principal, Role, Scopes};
 use confidant_records::{Records, RecordsError};
 use confidant_store::{ApiTokenRow, SessionRow, Store, StoreError, UserRow};
@@ -112,6 +113,7 @@ impl SessionKind {
 #[derive(Debug, Clone)]
 pub struct Login {
     pub session_id: String,
+    pub user_id: String,
     /// The session secret: the cookie value, or the bearer token. Shown once.
     pub token: String,
     /// For cookie sessions: send it back in `X-CSRF-Token` on every change.
@@ -150,6 +152,8 @@ pub struct TotpEnrolment {
     pub qr_svg: String,
 }
 
+/// The actor of changes made from the command line (by whoever can run it on the server).
+pub const CONSOLE: &str = "console";
 const SESSION_PREFIX: &str = "cns_";
 const API_TOKEN_PREFIX: &str = "cnf_";
 const RECOVERY_CODES: usize = 10;
@@ -203,6 +207,26 @@ impl Identity {
 
     fn now(&self) -> i64 {
         self.records.now_millis()
+    }
+
+    /// Append a security event to the audit log and wait for its commit.
+    /// `actor` is a user id, or `console` for the command line.
+    async fn audit(
+        &self,
+        action: AuditAction,
+        outcome: Outcome,
+        actor: Option<&str>,
+        target: Option<&str>,
+        source: Option<&str>,
+    ) -> Result<()> {
+        let mut e = Entry::new(self.now(), action, outcome);
+        e.actor = actor.map(str::to_owned);
+        e.target = target.map(str::to_owned);
+        e.source = source.map(str::to_owned);
+        self.records.auditor().append(&[e]).await.map_err(|err| {
+            tracing::error!(error = %err, "audit append of a security event failed");
+            IdentityError::Records(RecordsError::AuditFailed)
+        })
     }
 
     fn hash_token(token: &str) -> Vec<u8> {
@@ -283,6 +307,7 @@ impl Identity {
             other => other.into(),
         })?;
         tracing::info!(user = %id, role = %role, "user added");
+        self.audit(AuditAction::UserAdd, Outcome::Success, Some(CONSOLE), Some(&id), None).await?;
         Ok(id)
     }
 
@@ -326,13 +351,13 @@ impl Identity {
         self.store().set_user_disabled(&u.id, Some(now)).await?;
         self.store().revoke_user_credentials(&u.id, now).await?;
         tracing::warn!(user = %u.id, "user disabled");
-        Ok(())
+        self.audit(AuditAction::UserDisable, Outcome::Success, Some(CONSOLE), Some(&u.id), None).await
     }
 
     pub async fn enable(&self, name_or_id: &str) -> Result<()> {
         let u = self.find_user(name_or_id).await?;
         self.store().set_user_disabled(&u.id, None).await?;
-        Ok(())
+        self.audit(AuditAction::UserEnable, Outcome::Success, Some(CONSOLE), Some(&u.id), None).await
     }
 
     /// Remove a user's second factor and recovery codes; they enrol again at next login.
@@ -341,19 +366,24 @@ impl Identity {
         self.store().set_totp(&u.id, None, None).await?;
         self.store().revoke_user_credentials(&u.id, self.now()).await?;
         tracing::warn!(user = %u.id, "second factor reset");
-        Ok(())
+        self.audit(AuditAction::MfaReset, Outcome::Success, Some(CONSOLE), Some(&u.id), None).await
     }
 
     /// Lift a lockout (an admin's decision).
     pub async fn unlock(&self, username: &str) -> Result<bool> {
         let username = normalise_username(username)?;
-        Ok(self.store().clear_throttle(&self.records.blind("login-account", &username)).await?)
+        let lifted = self.store().clear_throttle(&self.records.blind("login-account", &username)).await?;
+        let target = self.user_by_name(&username).await?.map(|u| u.id);
+        self.audit(AuditAction::Unlock, Outcome::Success, Some(CONSOLE), target.as_deref(), None).await?;
+        Ok(lifted)
     }
 
     /// End every session and API token of a user; returns how many.
     pub async fn revoke_all(&self, name_or_id: &str) -> Result<u64> {
         let u = self.find_user(name_or_id).await?;
-        Ok(self.store().revoke_user_credentials(&u.id, self.now()).await?)
+        let n = self.store().revoke_user_credentials(&u.id, self.now()).await?;
+        self.audit(AuditAction::SessionRevoke, Outcome::Success, Some(CONSOLE), Some(&u.id), None).await?;
+        Ok(n)
     }
 
     /// A one-time code with which someone creates their own account of `role`
@@ -415,6 +445,29 @@ impl Identity {
         source: &str,
         kind: SessionKind,
     ) -> Result<Login> {
+        let result = self.login_unaudited(username, password, code, source, kind).await;
+        match &result {
+            Ok(l) => {
+                let session = l.session_id.as_str();
+                self.audit(AuditAction::Login, Outcome::Success, Some(&l.user_id), Some(session), Some(source)).await?;
+            }
+            // Throttled attempts are recorded (detection counts them); failing to record one changes nothing.
+            Err(IdentityError::Throttled { .. }) => {
+                self.audit(AuditAction::Lockout, Outcome::Denied, None, None, Some(source)).await.ok();
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn login_unaudited(
+        &self,
+        username: &str,
+        password: &str,
+        code: Option<&str>,
+        source: &str,
+        kind: SessionKind,
+    ) -> Result<Login> {
         let now = self.now();
         // Throttle keys are blind tokens: a dump shows no usernames or addresses.
         let name = username.trim().to_lowercase();
@@ -441,6 +494,8 @@ impl Identity {
             Some(u) if verified && u.disabled_at.is_none() => u,
             _ => {
                 self.count_attempt(&source_key, self.settings.source_max_failures, now).await.ok();
+                let actor = user.as_ref().map(|u| u.id.as_str());
+                self.audit(AuditAction::LoginFailed, Outcome::Denied, actor, None, Some(source)).await.ok();
                 return Err(IdentityError::BadCredentials);
             }
         };
@@ -453,6 +508,8 @@ impl Identity {
             };
             if !ok {
                 self.count_attempt(&source_key, self.settings.source_max_failures, now).await.ok();
+                let actor = Some(user.id.as_str());
+                self.audit(AuditAction::LoginFailed, Outcome::Denied, actor, None, Some(source)).await.ok();
                 return Err(IdentityError::BadCredentials);
             }
         }
@@ -503,6 +560,7 @@ impl Identity {
         };
         self.store().insert_session(&row, &Self::hash_token(&token)).await?;
         Ok(Login {
+            user_id: row.user_id.clone(),
             session_id: row.id,
             token,
             csrf_token: csrf,
@@ -518,6 +576,7 @@ impl Identity {
             practitioner_id: user.practitioner_id.clone(),
             patient_id: user.patient_id.clone(),
             scopes,
+            source: None,
         })
     }
 
@@ -564,7 +623,7 @@ impl Identity {
 
     pub async fn logout(&self, session: &SessionRow) -> Result<()> {
         self.store().revoke_session(&session.id, None, self.now()).await?;
-        Ok(())
+        self.audit(AuditAction::Logout, Outcome::Success, Some(&session.user_id), Some(&session.id), None).await
     }
 
     /// A user's live sessions.
@@ -576,7 +635,9 @@ impl Identity {
     pub async fn revoke_session(&self, by: &Principal, session_id: &str) -> Result<()> {
         let owner = (by.role != Role::Admin).then_some(by.user_id.as_str());
         if self.store().revoke_session(session_id, owner, self.now()).await? {
-            Ok(())
+            let actor = Some(by.user_id.as_str());
+            self.audit(AuditAction::SessionRevoke, Outcome::Success, actor, Some(session_id), by.source.as_deref())
+                .await
         } else {
             Err(IdentityError::NotFound("session".into()))
         }
@@ -623,6 +684,7 @@ impl Identity {
             self.store().set_session_mfa_done(&s.id).await?;
         }
         tracing::info!(user = %user.id, "second factor enrolled");
+        self.audit(AuditAction::MfaEnrol, Outcome::Success, Some(&user.id), Some(&user.id), None).await?;
         Ok(codes)
     }
 
@@ -660,6 +722,7 @@ impl Identity {
         };
         self.store().insert_api_token(&row, &Self::hash_token(&token)).await?;
         tracing::info!(user = %user.id, token = %row.id, "API token created");
+        self.audit(AuditAction::TokenCreate, Outcome::Success, Some(CONSOLE), Some(&row.id), None).await?;
         Ok((row.id, token))
     }
 }

@@ -278,6 +278,7 @@ async fn break_glass_needs_a_reason_and_expires() {
         practitioner_id: None,
         patient_id: None,
         scopes: None,
+        source: None,
     };
     let mut clinicians = Vec::new();
     for name in ["One", "Two"] {
@@ -296,6 +297,7 @@ async fn break_glass_needs_a_reason_and_expires() {
             practitioner_id: Some(pr.id),
             patient_id: None,
             scopes: None,
+            source: None,
         });
     }
     let patient = f

@@ -95,6 +95,11 @@ impl Scopes {
         Ok(Scopes(out))
     }
 
+    /// Reading the audit log (AuditEvent, a read-only view) needs a read scope on every type.
+    pub fn permits_audit_read(&self) -> bool {
+        self.0.iter().any(|(ty, r, _)| ty.is_none() && *r)
+    }
+
     pub fn permits(&self, rt: ResourceType, action: Action) -> bool {
         self.0.iter().any(|(ty, r, w)| {
             ty.is_none_or(|t| t == rt)
@@ -136,6 +141,8 @@ pub struct Principal {
     pub patient_id: Option<String>,
     /// For API tokens: what the token may do (a session has its role's full rights).
     pub scopes: Option<Scopes>,
+    /// The network address the request came from (for the audit log).
+    pub source: Option<String>,
 }
 
 /// Why access was refused. The message is safe to show the caller.
@@ -196,6 +203,33 @@ pub fn allowed(p: &Principal, rt: ResourceType, action: Action) -> Result<(), De
         Role::Clinician if p.practitioner_id.is_none() => Err(Denied::Unlinked("Practitioner")),
         Role::Patient if p.patient_id.is_none() => Err(Denied::Unlinked("Patient")),
         _ => Ok(()),
+    }
+}
+
+/// How much of the audit log a principal may read (as FHIR AuditEvent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditScope {
+    /// Auditors: every entry.
+    All,
+    /// A patient: the entries about their own record (their access log).
+    Patient(String),
+}
+
+/// Who may read the audit log: auditors all of it, a patient their own
+/// access log; nobody else (an admin who could read it could learn whom to
+/// cover up for). API tokens need `user/*.read` (or `user/*.*`).
+pub fn audit_scope(p: &Principal) -> Result<AuditScope, Denied> {
+    let denied = || Denied::Role { role: p.role, action: "read", resource: "AuditEvent" };
+    if let Some(scopes) = &p.scopes
+        && !scopes.permits_audit_read()
+    {
+        return Err(Denied::Scope { action: "read", resource: "AuditEvent" });
+    }
+    match (p.role, &p.patient_id) {
+        (Role::Auditor, _) => Ok(AuditScope::All),
+        (Role::Patient, Some(id)) if !id.is_empty() => Ok(AuditScope::Patient(id.clone())),
+        (Role::Patient, _) => Err(Denied::Unlinked("Patient")),
+        _ => Err(denied()),
     }
 }
 
@@ -276,6 +310,7 @@ mod tests {
             practitioner_id: (role == Role::Clinician).then(|| "pr1".into()),
             patient_id: (role == Role::Patient).then(|| "pa1".into()),
             scopes: None,
+            source: None,
         }
     }
 

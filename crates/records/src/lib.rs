@@ -9,12 +9,19 @@
 //! and write of a patient's data passes through one method of [`Records`].
 #![forbid(unsafe_code)]
 
+mod audit_view;
+
+pub use audit_view::{ACTION_SYSTEM, AuditPage, AuditQuery};
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use confidant_audit::{Action as AuditAction, Auditor, Entry, Outcome};
 use confidant_fhir::{ResourceType, SearchParam, ValueKind, search_params};
 use confidant_policy::{self as policy, Action, Principal, RecordAccess, Relationship, Role, Visibility};
-use confidant_store::{Criterion, DataKeyRow, ORGANISATION, SearchToken, Store, StoreError, VersionRow, Write};
+use confidant_store::{
+    AuditRow, Criterion, DataKeyRow, ORGANISATION, SearchToken, Store, StoreError, VersionRow, Write,
+};
 use confidant_vault::{BlindIndexKey, BlindKind, DataKey, RecordContext, Vault, VaultError, WrappedKey};
 use serde_json::Value;
 
@@ -44,6 +51,9 @@ pub enum RecordsError {
     WrongKey,
     #[error("instance is not initialised: {0}")]
     NotInitialised(&'static str),
+    /// The access could not be recorded in the audit log, so it was not given.
+    #[error("the access could not be recorded in the audit log, so nothing was returned; try again later")]
+    AuditFailed,
     #[error(transparent)]
     Store(StoreError),
     #[error("key error: {0}")]
@@ -126,6 +136,16 @@ pub struct Records {
     blind: BlindIndexKey,
     keys: Mutex<KeyCache>,
     clock: Arc<dyn Clock>,
+    auditor: Arc<Auditor>,
+}
+
+/// Whether the principal sees a record, and on what grounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    No,
+    Yes,
+    /// Only thanks to an active break-glass: the audit entry says so.
+    ByBreakGlass,
 }
 
 /// Unwrapped data keys, and which version is current per compartment.
@@ -185,18 +205,35 @@ pub async fn initialise(store: &Store, vault: &Vault, instance_id: &str, now: i6
 impl Records {
     /// Open the records of an initialised store. Fails with
     /// [`RecordsError::WrongKey`] if the vault's KEK is not this instance's.
+    /// Starts the audit log's group-commit appender (inside a Tokio runtime).
     pub async fn open(store: Store, vault: Vault, clock: Arc<dyn Clock>) -> Result<Records> {
+        let auditor = Arc::new(Auditor::start(store.clone()));
+        Records::open_with_auditor(store, vault, clock, auditor).await
+    }
+
+    /// [`Records::open`] with a given auditor.
+    pub async fn open_with_auditor(
+        store: Store,
+        vault: Vault,
+        clock: Arc<dyn Clock>,
+        auditor: Arc<Auditor>,
+    ) -> Result<Records> {
         let wrapped =
             store.setting(SETTING_BLIND_KEY).await?.ok_or(RecordsError::NotInitialised("no blind-index key"))?;
         let blind = vault.open_blind_index_key(&WrappedKey(wrapped)).map_err(|e| match e {
             VaultError::Integrity | VaultError::MissingKeyVersion(_) => RecordsError::WrongKey,
             other => RecordsError::Vault(other),
         })?;
-        Ok(Records { store, vault, blind, keys: Mutex::new(KeyCache::default()), clock })
+        Ok(Records { store, vault, blind, keys: Mutex::new(KeyCache::default()), clock, auditor })
     }
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The audit log's appender (the identity service records security events through it).
+    pub fn auditor(&self) -> &Arc<Auditor> {
+        &self.auditor
     }
 
     pub fn now_millis(&self) -> i64 {
@@ -335,11 +372,21 @@ impl Records {
 
     /// Does `p` see this stored record? The one place a single record's
     /// visibility is decided (searches get the same rule as SQL).
-    async fn sees(&self, p: &Principal, row: &VersionRow) -> Result<bool> {
+    async fn sees(&self, p: &Principal, row: &VersionRow) -> Result<Seen> {
         let rt = ResourceType::parse(&row.resource_type).ok_or(RecordsError::Integrity)?;
         let visibility = policy::visibility(p, rt, self.clock.now_millis());
         let rel = self.relationship(&visibility, &row.compartment).await?;
-        Ok(policy::sees(&visibility, &Self::access(rt, row), rel))
+        Ok(Self::seen(&visibility, &Self::access(rt, row), rel))
+    }
+
+    fn seen(visibility: &Visibility, access: &RecordAccess<'_>, rel: Relationship) -> Seen {
+        if !policy::sees(visibility, access, rel) {
+            Seen::No
+        } else if rel.break_glass && !policy::sees(visibility, access, Relationship { break_glass: false, ..rel }) {
+            Seen::ByBreakGlass
+        } else {
+            Seen::Yes
+        }
     }
 
     /// The caller's relationship to the patient owning `compartment` (consulted
@@ -443,11 +490,72 @@ impl Records {
         }
     }
 
+    // ----- audit ----------------------------------------------------------------------
+
+    /// The audit entry of `p` doing `action` on `row`: ids only (DESIGN.md §5).
+    fn entry(
+        &self,
+        p: &Principal,
+        action: AuditAction,
+        outcome: Outcome,
+        row: Option<&VersionRow>,
+        seen: Seen,
+    ) -> Entry {
+        let mut e = Entry::new(self.clock.now_millis(), action, outcome);
+        e.actor = Some(p.user_id.clone());
+        e.role = Some(p.role.as_str().to_owned());
+        e.source = p.source.clone();
+        if let Some(row) = row {
+            e.resource = Some(format!("{}/{}", row.resource_type, row.id));
+            e.version = Some(row.version_id);
+            e.patient = (row.compartment != ORGANISATION).then(|| row.compartment.clone());
+        }
+        if seen == Seen::ByBreakGlass {
+            e.purpose = Some("break-glass".into());
+        }
+        e
+    }
+
+    /// Append the entries of an access and wait for their commit; only then
+    /// is `value` released. No audit entry, no data (fail closed).
+    async fn audited<T>(&self, entries: &[Entry], value: T) -> Result<T> {
+        match self.auditor.append(entries).await {
+            Ok(()) => Ok(value),
+            Err(e) => {
+                tracing::error!(error = %e, "audit append failed: the requested data is withheld");
+                Err(RecordsError::AuditFailed)
+            }
+        }
+    }
+
+    /// Record a refused access. The caller returns its own error either way.
+    async fn audit_denied(&self, p: &Principal, action: AuditAction, rt: ResourceType, row: Option<&VersionRow>) {
+        let mut e = self.entry(p, action, Outcome::Denied, row, Seen::Yes);
+        e.resource.get_or_insert_with(|| rt.as_str().to_owned());
+        if let Err(err) = self.auditor.append(&[e]).await {
+            tracing::error!(error = %err, "audit append of a refused access failed");
+        }
+    }
+
+    /// The role/scope check of [`Records::allow`], with refusals audited.
+    async fn permit(&self, p: &Principal, rt: ResourceType, action: Action, audit: AuditAction) -> Result<()> {
+        let r = Self::allow(p, rt, action);
+        if r.is_err() {
+            self.audit_denied(p, audit, rt, None).await;
+        }
+        r
+    }
+
+    /// Note entries committed inside a record write's transaction.
+    fn committed(&self, audit: &[AuditRow]) {
+        self.auditor.appended(audit.len() as u64);
+    }
+
     // ----- operations -----------------------------------------------------------------
 
     /// Create a resource with a new random id (FHIR create).
     pub async fn create(&self, p: &Principal, rt: ResourceType, mut resource: Value) -> Result<Stored> {
-        Self::allow(p, rt, Action::Write)?;
+        self.permit(p, rt, Action::Write, AuditAction::Create).await?;
         let mut checked = confidant_fhir::validate(rt, &mut resource).map_err(RecordsError::Invalid)?;
         if rt == ResourceType::DocumentReference && p.role == Role::Clinician {
             Self::default_author(p, &mut resource, &mut checked)?;
@@ -455,6 +563,7 @@ impl Records {
         let id = confidant_vault::random_id().map_err(RecordsError::Vault)?;
         let compartment = self.compartment_for(rt, &id, checked.subject_patient.as_deref()).await?;
         // Writing into a patient's record needs the same relationship as reading it.
+        let mut seen = Seen::Yes;
         if rt.has_subject() {
             let probe = VersionRow {
                 resource_type: ResourceType::Patient.as_str().into(),
@@ -467,7 +576,9 @@ impl Records {
                 restricted_to: None,
                 patient_visible: false,
             };
-            if !self.sees(p, &probe).await? {
+            seen = self.sees(p, &probe).await?;
+            if seen == Seen::No {
+                self.audit_denied(p, AuditAction::Create, rt, None).await;
                 return Err(RecordsError::Unprocessable(NOT_IN_CARE.into()));
             }
             self.require_care_team_for_care_team_change(p, rt, &compartment).await?;
@@ -504,13 +615,16 @@ impl Records {
             }
             _ => None,
         };
+        let mut audit = vec![self.entry(p, AuditAction::Create, Outcome::Success, Some(&row), seen).to_row()];
         match &team {
             Some((team_row, members)) => {
+                audit.push(self.entry(p, AuditAction::Create, Outcome::Success, Some(team_row), seen).to_row());
                 let team_write = Write { row: team_row, tokens: &[], new_key: None, care_team: Some(members) };
-                self.store.create_all(&[write, team_write]).await?;
+                self.store.create_all(&[write, team_write], &audit).await?;
             }
-            None => self.store.create(write).await?,
+            None => self.store.create_all(&[write], &audit).await?,
         }
+        self.committed(&audit);
         if let Some(k) = new_key {
             self.cache_key(&compartment, k.version, key, true);
         }
@@ -594,7 +708,7 @@ impl Records {
         mut resource: Value,
         if_match: Option<i64>,
     ) -> Result<Stored> {
-        Self::allow(p, rt, Action::Write)?;
+        self.permit(p, rt, Action::Write, AuditAction::Update).await?;
         let not_found = || RecordsError::NotFound(format!("{}/{id}", rt.as_str()));
         if !confidant_fhir::is_valid_id(id) {
             return Err(not_found());
@@ -607,7 +721,9 @@ impl Records {
             _ => {}
         }
         let current = self.store.read(rt.as_str(), id).await?.ok_or_else(not_found)?;
-        if !self.sees(p, &current).await? {
+        let seen = self.sees(p, &current).await?;
+        if seen == Seen::No {
+            self.audit_denied(p, AuditAction::Update, rt, Some(&current)).await;
             return Err(not_found());
         }
         self.require_care_team_for_care_team_change(p, rt, &current.compartment).await?;
@@ -641,8 +757,10 @@ impl Records {
         let row = Self::version_row(rt, id, version, &compartment, &key, now, body, (restricted_to, patient_visible));
         let care_team = (rt == ResourceType::CareTeam).then_some(checked.care_team_members.as_slice());
         let write = Write { row: &row, tokens: &self.tokens(rt, &checked.index), new_key: None, care_team };
-        match self.store.update(write, current.version_id).await {
+        let audit = [self.entry(p, AuditAction::Update, Outcome::Success, Some(&row), seen).to_row()];
+        match self.store.update(write, current.version_id, &audit).await {
             Ok(()) => {
+                self.committed(&audit);
                 Ok(Stored { resource_type: rt, id: id.to_owned(), version_id: version, last_updated: now, resource })
             }
             Err(StoreError::Conflict) if if_match.is_some() => {
@@ -655,37 +773,52 @@ impl Records {
 
     /// The current version of a resource (FHIR read).
     pub async fn read(&self, p: &Principal, rt: ResourceType, id: &str) -> Result<Stored> {
-        Self::allow(p, rt, Action::Read)?;
-        let row = self.visible_head(p, rt, id).await?;
-        self.open_record(row).await
+        self.permit(p, rt, Action::Read, AuditAction::Read).await?;
+        let (row, seen) = self.visible_head(p, rt, id, AuditAction::Read).await?;
+        let entry = self.entry(p, AuditAction::Read, Outcome::Success, Some(&row), seen);
+        let stored = self.open_record(row).await?;
+        self.audited(&[entry], stored).await
     }
 
     /// The current row of a resource the principal may see, else NotFound.
-    async fn visible_head(&self, p: &Principal, rt: ResourceType, id: &str) -> Result<VersionRow> {
+    /// A refusal is audited as `action`.
+    async fn visible_head(
+        &self,
+        p: &Principal,
+        rt: ResourceType,
+        id: &str,
+        action: AuditAction,
+    ) -> Result<(VersionRow, Seen)> {
         let not_found = || RecordsError::NotFound(format!("{}/{id}", rt.as_str()));
         if !confidant_fhir::is_valid_id(id) {
             return Err(not_found());
         }
         let row = self.store.read(rt.as_str(), id).await?.ok_or_else(not_found)?;
-        if !self.sees(p, &row).await? {
+        let seen = self.sees(p, &row).await?;
+        if seen == Seen::No {
+            self.audit_denied(p, action, rt, Some(&row)).await;
             return Err(not_found());
         }
-        Ok(row)
+        Ok((row, seen))
     }
 
     /// One version of a resource (FHIR vread). Visible if the current version is.
     pub async fn vread(&self, p: &Principal, rt: ResourceType, id: &str, version: i64) -> Result<Stored> {
-        Self::allow(p, rt, Action::Read)?;
-        self.visible_head(p, rt, id).await?;
+        self.permit(p, rt, Action::Read, AuditAction::Vread).await?;
+        self.visible_head(p, rt, id, AuditAction::Vread).await?;
         let row = self
             .store
             .read_version(rt.as_str(), id, version)
             .await?
             .ok_or_else(|| RecordsError::NotFound(format!("{}/{id}/_history/{version}", rt.as_str())))?;
-        if !self.sees(p, &row).await? {
+        let seen = self.sees(p, &row).await?;
+        if seen == Seen::No {
+            self.audit_denied(p, AuditAction::Vread, rt, Some(&row)).await;
             return Err(RecordsError::NotFound(format!("{}/{id}/_history/{version}", rt.as_str())));
         }
-        self.open_record(row).await
+        let entry = self.entry(p, AuditAction::Vread, Outcome::Success, Some(&row), seen);
+        let stored = self.open_record(row).await?;
+        self.audited(&[entry], stored).await
     }
 
     /// Versions of a resource, newest first (FHIR history-instance), with the
@@ -699,8 +832,8 @@ impl Records {
         before: Option<i64>,
         count: i64,
     ) -> Result<(Vec<Stored>, i64)> {
-        Self::allow(p, rt, Action::Read)?;
-        let head = self.visible_head(p, rt, id).await?;
+        self.permit(p, rt, Action::Read, AuditAction::History).await?;
+        let (head, _) = self.visible_head(p, rt, id, AuditAction::History).await?;
         let visibility = policy::visibility(p, rt, self.clock.now_millis());
         let rel = self.relationship(&visibility, &head.compartment).await?;
         // The total counts only versions the caller may see (a note's versions
@@ -713,18 +846,22 @@ impl Records {
         }
         let rows = self.store.history(rt.as_str(), id, before, count).await?;
         let mut out = Vec::with_capacity(rows.len());
+        let mut entries = Vec::with_capacity(rows.len());
         for row in rows {
-            if policy::sees(&visibility, &Self::access(rt, &row), rel) {
+            let seen = Self::seen(&visibility, &Self::access(rt, &row), rel);
+            if seen != Seen::No {
+                entries.push(self.entry(p, AuditAction::History, Outcome::Success, Some(&row), seen));
                 out.push(self.open_record(row).await?);
             }
         }
-        Ok((out, total))
+        self.audited(&entries, (out, total)).await
     }
 
     /// Open a patient's record outside one's care teams, for a stated reason,
     /// for `minutes`. Clinicians only. Returns when it expires (Unix ms).
     pub async fn break_glass(&self, p: &Principal, patient_id: &str, reason: &str, minutes: i64) -> Result<i64> {
         if p.role != Role::Clinician || p.practitioner_id.is_none() {
+            self.audit_denied(p, AuditAction::BreakGlass, ResourceType::Patient, None).await;
             return Err(RecordsError::Forbidden("only a clinician may use break-glass".into()));
         }
         let reason = reason.trim();
@@ -747,7 +884,13 @@ impl Records {
         let key = self.data_key(patient_id, None).await?;
         let ctx = RecordContext { resource_type: "BreakGlass", id: &id, version: 1, compartment: patient_id };
         let sealed = key.seal(&ctx, reason.as_bytes()).map_err(RecordsError::Vault)?;
-        self.store.insert_break_glass(&id, &p.user_id, patient_id, &sealed, now, expires).await?;
+        let mut entry = self.entry(p, AuditAction::BreakGlass, Outcome::Success, None, Seen::Yes);
+        entry.patient = Some(patient_id.to_owned());
+        entry.resource = Some(format!("Patient/{patient_id}"));
+        entry.purpose = Some(format!("break-glass/{id}"));
+        let audit = [entry.to_row()];
+        self.store.insert_break_glass(&id, &p.user_id, patient_id, &sealed, now, expires, &audit).await?;
+        self.committed(&audit);
         tracing::warn!(user = %p.user_id, patient = %patient_id, break_glass = %id, "break-glass access opened");
         Ok(expires)
     }
@@ -779,7 +922,7 @@ impl Records {
 
     /// Find current resources of `rt` (FHIR search-type). Exact match only.
     pub async fn search(&self, p: &Principal, rt: ResourceType, req: &SearchRequest) -> Result<SearchPage> {
-        Self::allow(p, rt, Action::Read)?;
+        self.permit(p, rt, Action::Read, AuditAction::SearchHit).await?;
         let mut criteria = Vec::new();
         // Access first: results and totals hold only what the principal may see.
         criteria.extend(Self::visibility_criterion(p, rt, self.clock.now_millis()));
@@ -819,11 +962,14 @@ impl Records {
         let (rows, total) = self.store.search(rt.as_str(), &criteria, req.after.as_deref(), count + 1).await?;
         let more = rows.len() as i64 > count;
         let mut entries = Vec::with_capacity(rows.len());
+        let mut audit = Vec::with_capacity(rows.len());
         for row in rows.into_iter().take(count as usize) {
+            // One entry per hit: each names the patient whose record was returned.
+            audit.push(self.entry(p, AuditAction::SearchHit, Outcome::Success, Some(&row), Seen::Yes));
             entries.push(self.open_record(row).await?);
         }
         let next_after = if more { entries.last().map(|s| s.id.clone()) } else { None };
-        Ok(SearchPage { entries, total, next_after })
+        self.audited(&audit, SearchPage { entries, total, next_after }).await
     }
 
     fn criterion(&self, rt: ResourceType, param: &SearchParam, values: &[&str]) -> Result<Criterion> {

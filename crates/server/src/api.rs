@@ -34,6 +34,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/mfa/totp", post(totp_begin))
         .route("/mfa/totp/confirm", post(totp_confirm))
         .route("/break-glass", post(break_glass))
+        .route("/audit/checkpoint", get(audit_checkpoint))
+        .route("/audit/proof", get(audit_proof))
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, IssueType::NotSupported, "method not supported here")
         })
@@ -301,6 +303,118 @@ async fn break_glass(
         .into_response())
 }
 
+/// The audit endpoints are the auditor's.
+fn require_auditor(auth: &Authenticated) -> Result<(), ApiError> {
+    if auth.principal.role == Role::Auditor {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            IssueType::Forbidden,
+            "only an auditor may read the audit log's proofs",
+        ))
+    }
+}
+
+fn checkpointer(
+    state: &AppState,
+) -> Result<&std::sync::Arc<tokio::sync::Mutex<confidant_audit::Checkpointer>>, ApiError> {
+    state.audit.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            IssueType::Transient,
+            "this node does not sign audit checkpoints",
+        )
+    })
+}
+
+/// The latest signed checkpoint (tree head), with the public key to check it.
+async fn audit_checkpoint(
+    State(state): State<AppState>,
+    Extension(auth): Extension<Authenticated>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_auditor(&auth)?;
+    let c = checkpointer(&state)?.lock().await;
+    let latest = c.latest().ok_or_else(|| ApiError::not_found("no checkpoint has been signed yet"))?;
+    Ok(Json(json!({
+        "checkpoint": latest.to_line(),
+        "origin": latest.checkpoint.origin,
+        "tree_size": latest.checkpoint.size,
+        "root": hex::encode(latest.checkpoint.root),
+        "timestamp": latest.checkpoint.timestamp,
+        "signature": hex::encode(latest.signature),
+        "public_key": hex::encode(c.public_key()),
+        "signed_text": "the checkpoint line up to the last space; Ed25519 (RFC 8032)",
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProofQuery {
+    seq: Option<u64>,
+    size: Option<u64>,
+    from: Option<u64>,
+    to: Option<u64>,
+}
+
+/// An inclusion proof (`?seq=N[&size=M]`, with the entry itself) or a
+/// consistency proof (`?from=A[&to=B]`); sizes default to the latest checkpoint's.
+async fn audit_proof(
+    State(state): State<AppState>,
+    Extension(auth): Extension<Authenticated>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_auditor(&auth)?;
+    let q: ProofQuery = serde_urlencoded_query(raw.as_deref())?;
+    let mut c = checkpointer(&state)?.lock().await;
+    c.catch_up().await.map_err(|e| {
+        tracing::error!(error = %e, "audit log could not be read for a proof");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception, "the audit log could not be read")
+    })?;
+    let latest = c.latest().map(|l| l.checkpoint.size);
+    let no_size = || ApiError::not_found("no checkpoint has been signed yet; give the tree size");
+    match (q.seq, q.from) {
+        (Some(seq), None) => {
+            let size = q.size.or(latest).ok_or_else(no_size)?;
+            let p = c
+                .inclusion(seq, size)
+                .ok_or_else(|| ApiError::bad_request(format!("no entry {seq} in a tree of {size} entries")))?;
+            drop(c);
+            let entry = state
+                .records
+                .store()
+                .audit_entry(seq as i64)
+                .await
+                .map_err(|e| ApiError::from(confidant_records::RecordsError::from(e)))?;
+            let entry = entry.map(|e| String::from_utf8_lossy(&e.row.entry).into_owned());
+            Ok(Json(json!({"inclusion": p, "entry": entry})))
+        }
+        (None, Some(from)) => {
+            let to = q.to.or(latest).ok_or_else(no_size)?;
+            let p = c.consistency(from, to).ok_or_else(|| {
+                ApiError::bad_request(format!("need 0 < from ≤ to ≤ the log's size (got {from} and {to})"))
+            })?;
+            Ok(Json(json!({"consistency": p})))
+        }
+        _ => Err(ApiError::bad_request("give seq (an inclusion proof) or from (a consistency proof), not both")),
+    }
+}
+
+/// Parse a query string into `T`, with a clear 400.
+fn serde_urlencoded_query<T: DeserializeOwned>(raw: Option<&str>) -> Result<T, ApiError> {
+    let pairs: serde_json::Map<String, serde_json::Value> = form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+        .map(|(k, v)| {
+            let n = v
+                .parse::<u64>()
+                .map(serde_json::Value::from)
+                .unwrap_or_else(|_| serde_json::Value::String(v.into_owned()));
+            (k.into_owned(), n)
+        })
+        .collect();
+    serde_json::from_value(serde_json::Value::Object(pairs))
+        .map_err(|_| ApiError::bad_request("parameters must be whole numbers: seq and size, or from and to"))
+}
+
 async fn openapi() -> Response {
     let doc = json!({
         "openapi": "3.0.3",
@@ -316,7 +430,9 @@ async fn openapi() -> Response {
             "/api/v1/mfa/totp": {"post": {"summary": "Begin TOTP enrolment", "responses": {"200": {"description": "secret and QR code"}}}},
             "/api/v1/mfa/totp/confirm": {"post": {"summary": "Confirm TOTP with a first code; returns recovery codes", "responses": {"200": {"description": "recovery codes"}}}},
             "/api/v1/enrol": {"post": {"summary": "Create an account with an enrolment code", "responses": {"201": {"description": "created"}}}},
-            "/api/v1/break-glass": {"post": {"summary": "Open a patient outside one's care teams, with a reason (clinicians)", "responses": {"201": {"description": "opened, time-limited"}}}}
+            "/api/v1/break-glass": {"post": {"summary": "Open a patient outside one's care teams, with a reason (clinicians)", "responses": {"201": {"description": "opened, time-limited"}}}},
+            "/api/v1/audit/checkpoint": {"get": {"summary": "The latest signed audit checkpoint and the public key (auditors)", "responses": {"200": {"description": "checkpoint"}, "404": {"description": "none signed yet"}}}},
+            "/api/v1/audit/proof": {"get": {"summary": "RFC 9162 inclusion (?seq=N[&size=M]) or consistency (?from=A[&to=B]) proof (auditors)", "parameters": [{"name": "seq", "in": "query", "schema": {"type": "integer"}}, {"name": "size", "in": "query", "schema": {"type": "integer"}}, {"name": "from", "in": "query", "schema": {"type": "integer"}}, {"name": "to", "in": "query", "schema": {"type": "integer"}}], "responses": {"200": {"description": "proof"}, "400": {"description": "bad sizes"}}}}
         }
     });
     Json(doc).into_response()

@@ -50,7 +50,7 @@ pub(crate) async fn authenticate(State(state): State<AppState>, mut req: Request
             None => return ApiError::unauthorized().into_response(),
         },
     };
-    let auth: Authenticated = match state.identity.authenticate(&token).await {
+    let mut auth: Authenticated = match state.identity.authenticate(&token).await {
         Ok(a) => a,
         Err(IdentityError::Unauthenticated) => return ApiError::unauthorized().into_response(),
         Err(e) => return ApiError::from(e).into_response(),
@@ -78,6 +78,11 @@ pub(crate) async fn authenticate(State(state): State<AppState>, mut req: Request
             }
         }
     }
+    // "From where", for the audit log.
+    auth.principal.source = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|axum::extract::ConnectInfo(peer)| peer.ip().to_string());
     req.extensions_mut().insert(auth);
     next.run(req).await
 }

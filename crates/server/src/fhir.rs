@@ -10,7 +10,7 @@ use axum::response::Response;
 use axum::routing::get;
 use confidant_fhir::{IssueType, ResourceType};
 use confidant_identity::Authenticated;
-use confidant_records::{SearchRequest, Stored};
+use confidant_records::{AuditQuery, SearchRequest, Stored};
 use serde_json::{Value, json};
 
 use crate::{ApiError, AppState, fhir_json};
@@ -20,6 +20,8 @@ const MAX_COUNT: i64 = 100;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
+        .route("/AuditEvent", get(audit_search))
+        .route("/AuditEvent/{id}", get(audit_read))
         .route("/{type}", get(search).post(create))
         .route("/{type}/{id}", get(read).put(update))
         .route("/{type}/{id}/_history", get(history))
@@ -152,18 +154,20 @@ struct Query {
     after: Option<String>,
 }
 
+/// `_count`: a whole number, at most [`MAX_COUNT`].
+fn parse_count(v: &str) -> Result<i64, ApiError> {
+    Ok(v.parse::<i64>()
+        .ok()
+        .filter(|c| *c >= 0)
+        .ok_or_else(|| ApiError::bad_request("_count must be a whole number"))?
+        .min(MAX_COUNT))
+}
+
 fn parse_query(raw: Option<&str>) -> Result<Query, ApiError> {
     let mut q = Query { params: Vec::new(), count: DEFAULT_COUNT, after: None };
     for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         match k.as_ref() {
-            "_count" => {
-                q.count = v
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|c| *c >= 0)
-                    .ok_or_else(|| ApiError::bad_request("_count must be a whole number"))?
-                    .min(MAX_COUNT);
-            }
+            "_count" => q.count = parse_count(&v)?,
             "_after" => {
                 if !confidant_fhir::is_valid_id(&v) {
                     return Err(ApiError::bad_request("_after must be a cursor from a Bundle's next link"));
@@ -271,4 +275,99 @@ async fn history(
     }
     let entries: Vec<Value> = versions.iter().map(|s| entry(&state.base_url, s, false)).collect();
     Ok(fhir_json(&bundle("history", total, links, entries)))
+}
+
+/// `GET /fhir/r4/AuditEvent`: the audit log, newest first.
+async fn audit_search(
+    State(state): State<AppState>,
+    Extension(auth): Extension<Authenticated>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let mut q = AuditQuery { count: DEFAULT_COUNT, ..AuditQuery::default() };
+    let mut params = Vec::new();
+    for (k, v) in form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes()) {
+        let once = |slot: &Option<String>| {
+            if slot.is_some() {
+                Err(ApiError::bad_request(format!("give '{k}' once")))
+            } else {
+                Ok(Some(v.clone().into_owned()))
+            }
+        };
+        match k.as_ref() {
+            "patient" => q.patient = once(&q.patient)?,
+            "agent" => q.agent = once(&q.agent)?,
+            "action" => q.action = once(&q.action)?,
+            "date" => {
+                let (from, until) = confidant_fhir::date_range(&v).ok_or_else(|| {
+                    ApiError::bad_request(
+                        "date must be a day (2026-11-29) or an instant, optionally prefixed eq, ge, gt, le or lt",
+                    )
+                })?;
+                q.from = from.max(q.from);
+                q.until = match (q.until, until) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            "_count" => {
+                q.count = parse_count(&v)?;
+                continue;
+            }
+            "_after" => {
+                q.before = Some(
+                    v.parse::<i64>()
+                        .ok()
+                        .filter(|s| *s > 0)
+                        .ok_or_else(|| ApiError::bad_request("_after must be a cursor from a Bundle's next link"))?,
+                );
+                continue;
+            }
+            "_format" | "_pretty" => continue,
+            other => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    IssueType::NotSupported,
+                    format!("AuditEvent has no search parameter '{}'", other.escape_default()),
+                ));
+            }
+        }
+        params.push((k.into_owned(), v.into_owned()));
+    }
+    let page = state.records.audit_events(&auth.principal, &q).await?;
+    let path = "/fhir/r4/AuditEvent";
+    let before = q.before.map(|b| b.to_string());
+    let mut links =
+        vec![json!({"relation": "self", "url": link(&state.base_url, path, &params, q.count, before.as_deref())})];
+    if let Some(next) = page.next_before {
+        links.push(
+            json!({"relation": "next", "url": link(&state.base_url, path, &params, q.count, Some(&next.to_string()))}),
+        );
+    }
+    let entries: Vec<Value> = page
+        .events
+        .into_iter()
+        .map(|e| {
+            json!({
+                "fullUrl": format!("{}/fhir/r4/AuditEvent/{}", state.base_url, e["id"].as_str().unwrap_or("")),
+                "resource": e,
+                "search": {"mode": "match"},
+            })
+        })
+        .collect();
+    // The total is left out: counting a large log for every page is not worth it.
+    let mut b = bundle("searchset", 0, links, entries);
+    if let Value::Object(m) = &mut b {
+        m.remove("total");
+    }
+    Ok(fhir_json(&b))
+}
+
+/// `GET /fhir/r4/AuditEvent/{id}`.
+async fn audit_read(
+    State(state): State<AppState>,
+    Extension(auth): Extension<Authenticated>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let event = state.records.audit_event(&auth.principal, &id).await?;
+    Ok(fhir_json(&event))
 }

@@ -40,6 +40,8 @@ pub struct AppState {
     /// The public base URL, e.g. `https://records.clinic.example`; links in
     /// Bundles are built from it, never from the request's Host header.
     pub base_url: String,
+    /// This node's audit checkpointer (signed heads and proofs), if it signs.
+    pub audit: Option<Arc<tokio::sync::Mutex<confidant_audit::Checkpointer>>>,
 }
 
 /// Settings of the HTTP layer.

@@ -11,6 +11,7 @@
 //! backends run the same statements and the same test suite.
 #![forbid(unsafe_code)]
 
+mod audit;
 mod backend;
 mod identity;
 mod schema;
@@ -22,6 +23,7 @@ use std::borrow::Cow;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, AssertSqlSafe, Row, Transaction};
 
+pub use audit::{AuditFilter, AuditRow, StoredAudit};
 pub use backend::{Backend, PostgresBackend, SqliteBackend};
 pub use identity::{ApiTokenAuth, ApiTokenRow, SessionRow, ThrottleRow, UserRow};
 
@@ -348,18 +350,15 @@ impl Store {
         })
     }
 
-    /// Store version 1 of a new resource with its search tokens, and the data
-    /// key of a new compartment if it comes with one, atomically.
-    pub async fn create(&self, w: Write<'_>) -> Result<()> {
-        self.create_all(&[w]).await
-    }
-
-    /// Store several new resources in one transaction: all or none.
-    pub async fn create_all(&self, writes: &[Write<'_>]) -> Result<()> {
+    /// Store version 1 of new resources (each with its search tokens, and the
+    /// data key of a new compartment if it comes with one) and their audit
+    /// entries in one transaction: all or none.
+    pub async fn create_all(&self, writes: &[Write<'_>], audit: &[AuditRow]) -> Result<()> {
         let mut tx = self.begin().await?;
         for w in writes {
             self.create_in(&mut tx, *w).await?;
         }
+        self.append_audit_in(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -391,9 +390,9 @@ impl Store {
         Ok(())
     }
 
-    /// Store a new version if the current one is still `expected_version`;
-    /// otherwise [`StoreError::Conflict`] and nothing changes.
-    pub async fn update(&self, w: Write<'_>, expected_version: i64) -> Result<()> {
+    /// Store a new version, with its audit entries, if the current one is still
+    /// `expected_version`; otherwise [`StoreError::Conflict`] and nothing changes.
+    pub async fn update(&self, w: Write<'_>, expected_version: i64, audit: &[AuditRow]) -> Result<()> {
         let row = w.row;
         let mut tx = self.begin().await?;
         let done = sqlx::query(self.sql(
@@ -418,6 +417,7 @@ impl Store {
         Self::insert_version(&mut tx, insert, row).await?;
         self.replace_tokens(&mut tx, row, w.tokens).await?;
         self.set_care_team(&mut tx, row, w.care_team).await?;
+        self.append_audit_in(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -473,7 +473,8 @@ impl Store {
         Ok((r.try_get::<i64, _>(0)? > 0, r.try_get::<i64, _>(1)? > 0))
     }
 
-    /// Record a break-glass access; `reason_sealed` is the sealed reason.
+    /// Record a break-glass access (`reason_sealed` is the sealed reason) with its audit entry.
+    #[allow(clippy::too_many_arguments)]
     pub async fn insert_break_glass(
         &self,
         id: &str,
@@ -482,7 +483,9 @@ impl Store {
         reason_sealed: &[u8],
         now: i64,
         expires_at: i64,
+        audit: &[AuditRow],
     ) -> Result<()> {
+        let mut tx = self.begin().await?;
         sqlx::query(self.sql(
             "INSERT INTO break_glass (id, user_id, patient_id, reason_sealed, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
         ))
@@ -492,9 +495,20 @@ impl Store {
         .bind(reason_sealed)
         .bind(now)
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        self.append_audit_in(&mut tx, audit).await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    /// A break-glass record: (user id, patient id, sealed reason).
+    pub async fn break_glass(&self, id: &str) -> Result<Option<(String, String, Vec<u8>)>> {
+        let row = sqlx::query(self.sql("SELECT user_id, patient_id, reason_sealed FROM break_glass WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).transpose()
     }
 
     /// The current version of a resource.

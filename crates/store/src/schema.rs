@@ -129,6 +129,33 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE api_tokens ADD COLUMN user_id TEXT;
     ALTER TABLE api_tokens ADD COLUMN scopes TEXT;
     ALTER TABLE api_tokens ADD COLUMN expires_at BIGINT;",
+    // 3: the audit log. `audit_head` is one row: the log's size, and the lock
+    // every append takes (a row lock in PostgreSQL, the write lock in SQLite),
+    // so that sequence numbers are assigned and committed in order by every
+    // node: no gaps, no forks. `entry` holds ids and blind values only; the
+    // columns beside it repeat what is in it, for searching (verify checks them).
+    "CREATE TABLE audit_head (
+        id BIGINT PRIMARY KEY,
+        size BIGINT NOT NULL
+    );
+    INSERT INTO audit_head (id, size) VALUES (1, 0);
+    CREATE TABLE audit_log (
+        seq BIGINT PRIMARY KEY,
+        entry {blob} NOT NULL,
+        leaf_hash {blob} NOT NULL,
+        at BIGINT NOT NULL,
+        actor TEXT,
+        patient TEXT,
+        action TEXT NOT NULL
+    );
+    CREATE INDEX audit_log_by_patient ON audit_log (patient, seq);
+    CREATE INDEX audit_log_by_actor ON audit_log (actor, seq);
+    CREATE TABLE audit_checkpoints (
+        line TEXT PRIMARY KEY,
+        size BIGINT NOT NULL,
+        created_at BIGINT NOT NULL
+    );
+    CREATE INDEX audit_checkpoints_by_size ON audit_checkpoints (size);",
 ];
 
 pub(crate) async fn migrate(pool: &AnyPool, backend: &dyn Backend) -> Result<()> {

@@ -120,45 +120,12 @@ impl KeyFile {
 
     /// Read and parse the key file at `path`, refusing one that others can read.
     pub fn load(path: &Path) -> Result<KeyFile, VaultError> {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let meta = std::fs::metadata(path)
-                .map_err(|e| VaultError::KeyFile(format!("cannot read {}: {e}", path.display())))?;
-            if meta.permissions().mode() & 0o077 != 0 {
-                return Err(VaultError::KeyFile(format!(
-                    "{} is readable by other users; run `chmod 600 {}`",
-                    path.display(),
-                    path.display()
-                )));
-            }
-        }
-        let text = Zeroizing::new(
-            std::fs::read_to_string(path)
-                .map_err(|e| VaultError::KeyFile(format!("cannot read {}: {e}", path.display())))?,
-        );
-        KeyFile::parse(&text)
+        KeyFile::parse(&read_secret_file(path)?)
     }
 
     /// Write a new key file at `path` with mode 0600. Fails if anything exists there:
     /// a key file is never overwritten.
     pub fn create(&self, path: &Path) -> Result<(), VaultError> {
-        let err = |e: std::io::Error| VaultError::KeyFile(format!("cannot create {}: {e}", path.display()));
-        if let Some(parent) = path.parent()
-            && !parent.as_os_str().is_empty()
-            && !parent.exists()
-        {
-            let mut b = std::fs::DirBuilder::new();
-            b.recursive(true);
-            #[cfg(unix)]
-            std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-            b.create(parent).map_err(err)?;
-        }
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-        let mut f = opts.open(path).map_err(err)?;
         let mut text = Zeroizing::new(String::new());
         text.push_str(
             "# Confidant key-encryption key. Without it the data cannot be read.\n\
@@ -167,9 +134,7 @@ impl KeyFile {
         for (v, k) in &self.versions {
             text.push_str(&format!("{LINE_PREFIX}{}:{v}:{}\n", self.instance_id, STANDARD.encode(k.secret.as_slice())));
         }
-        f.write_all(text.as_bytes()).map_err(err)?;
-        f.sync_all().map_err(err)?;
-        Ok(())
+        write_secret_file(path, &text)
     }
 
     /// The instance this key belongs to.
@@ -185,6 +150,51 @@ impl KeyFile {
     fn version(&self, v: u32) -> Result<&KekVersion, VaultError> {
         self.versions.get(&v).ok_or(VaultError::MissingKeyVersion(v))
     }
+}
+
+/// Read a secret file, refusing one that other users can read.
+pub(crate) fn read_secret_file(path: &Path) -> Result<Zeroizing<String>, VaultError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta =
+            std::fs::metadata(path).map_err(|e| VaultError::KeyFile(format!("cannot read {}: {e}", path.display())))?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err(VaultError::KeyFile(format!(
+                "{} is readable by other users; run `chmod 600 {}`",
+                path.display(),
+                path.display()
+            )));
+        }
+    }
+    Ok(Zeroizing::new(
+        std::fs::read_to_string(path)
+            .map_err(|e| VaultError::KeyFile(format!("cannot read {}: {e}", path.display())))?,
+    ))
+}
+
+/// Create a secret file with mode 0600 (its folder 0700), synced to disk.
+/// Fails if anything exists at `path`: a key file is never overwritten.
+pub(crate) fn write_secret_file(path: &Path, text: &str) -> Result<(), VaultError> {
+    let err = |e: std::io::Error| VaultError::KeyFile(format!("cannot create {}: {e}", path.display()));
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+        && !parent.exists()
+    {
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+        b.create(parent).map_err(err)?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path).map_err(err)?;
+    f.write_all(text.as_bytes()).map_err(err)?;
+    f.sync_all().map_err(err)?;
+    Ok(())
 }
 
 fn wrap_aad(label: &[u8]) -> impl FnOnce(crate::envelope::Header) -> Aad + '_ {

@@ -55,6 +55,36 @@ impl SigningKey {
     }
 }
 
+const KEY_LINE_PREFIX: &str = "confidant-audit-signing-key:v1:";
+
+impl SigningKey {
+    /// Write this key to a new key file (mode 0600, never overwritten), for `instance_id`.
+    pub fn create_file(&self, path: &std::path::Path, instance_id: &str) -> Result<(), VaultError> {
+        use base64::Engine;
+        let mut text = Zeroizing::new(String::from(
+            "# Confidant audit signing key: signs the audit log's checkpoints.\n\
+             # Keep it secret and apart from the data, like the key-encryption key.\n",
+        ));
+        text.push_str(&format!(
+            "{KEY_LINE_PREFIX}{instance_id}:{}\n",
+            base64::engine::general_purpose::STANDARD.encode(self.seed.as_slice())
+        ));
+        crate::keyfile::write_secret_file(path, &text)
+    }
+
+    /// Read a key file written by [`SigningKey::create_file`]: the instance id and the key.
+    pub fn load_file(path: &std::path::Path) -> Result<(String, SigningKey), VaultError> {
+        use base64::Engine;
+        let text = crate::keyfile::read_secret_file(path)?;
+        let bad = || VaultError::KeyFile(format!("{} is not a Confidant audit signing key file", path.display()));
+        let line = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#')).ok_or_else(bad)?;
+        let (instance, b64) = line.strip_prefix(KEY_LINE_PREFIX).and_then(|r| r.split_once(':')).ok_or_else(bad)?;
+        let raw = Zeroizing::new(base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| bad())?);
+        let seed: Zeroizing<[u8; 32]> = Zeroizing::new(raw.as_slice().try_into().map_err(|_| bad())?);
+        Ok((instance.to_owned(), SigningKey::from_seed(&seed)?))
+    }
+}
+
 /// Verify an Ed25519 signature.
 pub fn verify(public_key: &[u8; 32], message: &[u8], signature: &[u8]) -> bool {
     UnparsedPublicKey::new(&ED25519, public_key).verify(message, signature).is_ok()

@@ -36,6 +36,8 @@ const API_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/mfa/totp/confirm"),
     ("POST", "/api/v1/enrol"),
     ("POST", "/api/v1/break-glass"),
+    ("GET", "/api/v1/audit/checkpoint"),
+    ("GET", "/api/v1/audit/proof"),
 ];
 
 /// A small clinic: two clinicians with a patient each, reception, auditor,
@@ -167,8 +169,10 @@ async fn authorization_matrix(db: Db) {
     let c = clinic(db).await;
     // The table covers exactly what the server says it serves.
     let (_, cs) = call(&c.s, None, Method::GET, "metadata", None).await;
-    let served: BTreeSet<String> =
+    let mut served: BTreeSet<String> =
         cs["rest"][0]["resource"].as_array().unwrap().iter().map(|r| r["type"].as_str().unwrap().to_owned()).collect();
+    // The audit log's view has its own test (audit::audit_event_access).
+    assert!(served.remove("AuditEvent"), "AuditEvent is served");
     assert_eq!(served, TYPES.iter().map(|t| t.to_string()).collect(), "a resource type without a matrix row");
     for r in cs["rest"][0]["resource"].as_array().unwrap() {
         for i in r["interaction"].as_array().unwrap() {
@@ -275,6 +279,16 @@ async fn authorization_matrix(db: Db) {
         let bg = json!({"patient": c.ids["Patient"].1, "reason": "urgent: covering for a colleague on sick leave"});
         let (st, _) = call(&c.s, t, Method::POST, "/api/v1/break-glass", Some(&bg)).await;
         assert_eq!(st, StatusCode::FORBIDDEN, "{role} break-glass with an API token");
+        // The audit log's proofs are the auditor's alone.
+        let (st, b) = call(&c.s, t, Method::GET, "/api/v1/audit/proof?seq=1&size=1", None).await;
+        let expected = if *role == "auditor" { StatusCode::OK } else { StatusCode::FORBIDDEN };
+        assert_eq!(st, expected, "{role} audit proof: {b}");
+        let (st, _) = call(&c.s, t, Method::GET, "/api/v1/audit/checkpoint", None).await;
+        if *role == "auditor" {
+            assert!(st == StatusCode::OK || st == StatusCode::NOT_FOUND, "auditor checkpoint: {st}");
+        } else {
+            assert_eq!(st, StatusCode::FORBIDDEN, "{role} audit checkpoint");
+        }
         let (st, _) = call(&c.s, t, Method::GET, "/api/v1/sessions?user=someone-else", None).await;
         let expected = if *role == "admin" { StatusCode::OK } else { StatusCode::FORBIDDEN };
         assert_eq!(st, expected, "{role} lists others' sessions");

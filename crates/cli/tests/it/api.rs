@@ -205,7 +205,10 @@ async fn tokens_metadata_and_health(db: Db) {
     assert_eq!(cs["fhirVersion"], "4.0.1");
     let types: Vec<&str> =
         cs["rest"][0]["resource"].as_array().unwrap().iter().map(|r| r["type"].as_str().unwrap()).collect();
-    assert_eq!(types, ["Patient", "Practitioner", "Encounter", "DocumentReference", "CareTeam", "Appointment"]);
+    assert_eq!(
+        types,
+        ["Patient", "Practitioner", "Encounter", "DocumentReference", "CareTeam", "Appointment", "AuditEvent"]
+    );
     let patient_params: Vec<&str> = cs["rest"][0]["resource"][0]["searchParam"]
         .as_array()
         .unwrap()

@@ -107,7 +107,26 @@ fn init_protects_keys_and_instances() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(std::fs::read_dir(&keydir).unwrap().count(), 1);
+    // The key-encryption key and the audit signing key, both 0600, nothing else.
+    let mut names: Vec<String> =
+        std::fs::read_dir(&keydir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names[0].ends_with(".audit-key") && names[1].ends_with(".kek"), "{names:?}");
+    for n in &names {
+        assert_eq!(std::fs::metadata(keydir.join(n)).unwrap().permissions().mode() & 0o777, 0o600, "{n}");
+    }
+    // Without its audit signing key, an instance does not serve (and changes nothing).
+    let audit_key = key.with_extension("audit-key");
+    std::fs::rename(&audit_key, tmp.path().join("moved")).unwrap();
+    let out = run(&["serve", "--dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("audit signing key"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::rename(tmp.path().join("moved"), &audit_key).unwrap();
     // A directory that is not an instance.
     let out = run(&["serve", "--dir", tmp.path().join("nothing").to_str().unwrap()]);
     assert!(!out.status.success());

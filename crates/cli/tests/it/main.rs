@@ -8,6 +8,7 @@ mod common;
 
 mod access;
 mod api;
+mod audit;
 mod crash;
 mod demo;
 mod hostile;

@@ -1,0 +1,435 @@
+//! The running audit log: appending entries (group commit), signing
+//! checkpoints, writing them to the witness, serving proofs.
+//!
+//! * [`Auditor`] appends. Writes of records carry their entries into the
+//!   record's own transaction ([`Entry::to_row`]); reads hand theirs to
+//!   [`Auditor::append`], which waits until they are committed. Concurrent
+//!   appends are batched into one transaction (group commit): one fsync per
+//!   batch, not per read. If the batch fails, every caller in it gets the
+//!   error, and a read returns its error instead of its data (fail closed).
+//! * [`Checkpointer`] follows the log in sequence order, recomputes every
+//!   leaf hash, signs the tree head with the audit signing key and appends it
+//!   to the witness file, outside the database.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use confidant_store::{AuditRow, Store, StoreError};
+use confidant_vault::signing::SigningKey;
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use crate::checkpoint::{Checkpoint, SignedCheckpoint};
+use crate::entry::Entry;
+use crate::merkle::{self, Hash, leaf_hash};
+use crate::verify::{Problem, Report, StoredEntry, Verifier};
+
+/// Errors of the audit log. Messages name sequence numbers and files, never content.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuditError {
+    #[error("the audit log could not be written: {0}")]
+    Append(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the audit log failed verification: {0}")]
+    Tampered(Problem),
+    #[error("witness file {path}: {error}")]
+    Witness { path: PathBuf, error: std::io::Error },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Entries one group commit takes at most.
+const MAX_BATCH_ROWS: usize = 4096;
+
+struct Request {
+    rows: Vec<AuditRow>,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// Appends audit entries. Cheap to share (`Arc`).
+pub struct Auditor {
+    sender: Option<mpsc::UnboundedSender<Request>>,
+    /// Entries appended by this process since the last checkpoint.
+    pending: Arc<AtomicU64>,
+    /// Woken when `pending` reaches `checkpoint_every`.
+    checkpoint_due: Arc<Notify>,
+    checkpoint_every: AtomicU64,
+}
+
+impl std::fmt::Debug for Auditor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Auditor({})", if self.sender.is_some() { "group commit" } else { "off" })
+    }
+}
+
+impl Auditor {
+    /// Start the group-commit appender on `store` (inside a Tokio runtime).
+    pub fn start(store: Store) -> Auditor {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let auditor = Auditor {
+            sender: Some(sender),
+            pending: Arc::new(AtomicU64::new(0)),
+            checkpoint_due: Arc::new(Notify::new()),
+            checkpoint_every: AtomicU64::new(u64::MAX),
+        };
+        tokio::spawn(group_commit(store, receiver));
+        auditor
+    }
+
+    /// An auditor that records nothing, for the audited-vs-unaudited read
+    /// benchmark only. It exists only in builds with the `bench-switch`
+    /// feature; the product never enables it.
+    #[cfg(feature = "bench-switch")]
+    pub fn off_for_benchmarks() -> Auditor {
+        Auditor {
+            sender: None,
+            pending: Arc::new(AtomicU64::new(0)),
+            checkpoint_due: Arc::new(Notify::new()),
+            checkpoint_every: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    /// Append `entries` and wait until they are committed. An error means
+    /// they were not recorded: the caller must not release the data.
+    pub async fn append(&self, entries: &[Entry]) -> Result<(), AuditError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let Some(sender) = &self.sender else {
+            #[cfg(feature = "bench-switch")]
+            return Ok(());
+            #[cfg(not(feature = "bench-switch"))]
+            return Err(AuditError::Append("no appender".into()));
+        };
+        let rows: Vec<AuditRow> = entries.iter().map(Entry::to_row).collect();
+        let (done, wait) = oneshot::channel();
+        sender.send(Request { rows, done }).map_err(|_| AuditError::Append("the appender has stopped".into()))?;
+        let result = wait.await.map_err(|_| AuditError::Append("the appender has stopped".into()))?;
+        result.map_err(AuditError::Append)?;
+        self.appended(entries.len() as u64);
+        Ok(())
+    }
+
+    /// Note entries committed by a record write's own transaction.
+    pub fn appended(&self, n: u64) {
+        let before = self.pending.fetch_add(n, Ordering::Relaxed);
+        if before + n >= self.checkpoint_every.load(Ordering::Relaxed) {
+            self.checkpoint_due.notify_one();
+        }
+    }
+
+    /// Ask for a checkpoint after every `n` entries appended here.
+    pub fn set_checkpoint_every(&self, n: u64) {
+        self.checkpoint_every.store(n.max(1), Ordering::Relaxed);
+    }
+
+    /// Resolves when enough entries were appended for a checkpoint.
+    pub async fn checkpoint_due(&self) {
+        self.checkpoint_due.notified().await;
+    }
+
+    fn checkpointed(&self) {
+        self.pending.store(0, Ordering::Relaxed);
+    }
+}
+
+/// The appender task: take every request waiting, commit them together,
+/// answer each. One transaction in flight at a time; the next batch gathers
+/// while this one commits.
+async fn group_commit(store: Store, mut receiver: mpsc::UnboundedReceiver<Request>) {
+    while let Some(first) = receiver.recv().await {
+        let mut rows = first.rows;
+        let mut waiting = vec![first.done];
+        while rows.len() < MAX_BATCH_ROWS {
+            match receiver.try_recv() {
+                Ok(mut r) => {
+                    rows.append(&mut r.rows);
+                    waiting.push(r.done);
+                }
+                Err(_) => break,
+            }
+        }
+        let result = store.append_audit(&rows).await.map(|_| ()).map_err(|e| {
+            tracing::error!(error = %e, entries = rows.len(), "audit append failed; the requests get an error");
+            e.to_string()
+        });
+        for w in waiting {
+            let _ = w.send(result.clone());
+        }
+    }
+}
+
+/// The witness: an append-only file of signed checkpoint lines.
+#[derive(Debug, Clone)]
+pub struct Witness {
+    path: PathBuf,
+}
+
+impl Witness {
+    pub fn new(path: impl Into<PathBuf>) -> Witness {
+        Witness { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Append one line and sync it. One `write` of a short line with
+    /// O_APPEND: lines of several processes do not interleave.
+    pub fn append(&self, line: &str) -> Result<(), AuditError> {
+        let err = |error| AuditError::Witness { path: self.path.clone(), error };
+        let mut f = std::fs::OpenOptions::new().append(true).create(true).open(&self.path).map_err(err)?;
+        f.write_all(format!("{line}\n").as_bytes()).map_err(err)?;
+        f.sync_data().map_err(err)?;
+        Ok(())
+    }
+
+    /// Every checkpoint in the file (missing file: none). A line that is not
+    /// a checkpoint is an error naming its number.
+    pub fn read(&self) -> Result<Vec<SignedCheckpoint>, AuditError> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(AuditError::Witness { path: self.path.clone(), error }),
+        };
+        parse_witness(&text)
+    }
+}
+
+/// Parse witness text: one signed checkpoint per non-empty line.
+pub fn parse_witness(text: &str) -> Result<Vec<SignedCheckpoint>, AuditError> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        out.push(
+            SignedCheckpoint::parse(line)
+                .ok_or_else(|| AuditError::Invalid(format!("witness line {} is not a signed checkpoint", i + 1)))?,
+        );
+    }
+    Ok(out)
+}
+
+/// Rows read per query when following the log.
+const PAGE: i64 = 10_000;
+
+/// Read the whole log from `store` in order, checking each entry (sequence,
+/// leaf hash, search columns) against `checkpoints`. `progress` is called
+/// after every page with the entries checked so far.
+pub async fn verify_store(
+    store: &Store,
+    checkpoints: &[SignedCheckpoint],
+    public_key: &[u8; 32],
+    origin: &str,
+    mut progress: impl FnMut(u64),
+) -> Result<Report, AuditError> {
+    let mut v = Verifier::new(checkpoints, public_key, origin).map_err(AuditError::Tampered)?;
+    // Read the head's size first: entries appended while we read only add rows.
+    let size = store.audit_size().await?;
+    loop {
+        let page = store.audit_entries(v.size() as i64, PAGE).await?;
+        if page.is_empty() {
+            break;
+        }
+        for s in &page {
+            let e = stored_entry(s);
+            v.push(&e).map_err(AuditError::Tampered)?;
+            let ok = Entry::parse(&s.row.entry).is_some_and(|entry| entry.columns_match(&s.row));
+            if !ok {
+                return Err(AuditError::Tampered(Problem::ColumnsAltered { seq: e.seq }));
+            }
+        }
+        progress(v.size());
+    }
+    let report = v.finish().map_err(AuditError::Tampered)?;
+    // The head says how many entries were appended: fewer rows means the tail was cut.
+    if report.entries < size as u64 {
+        return Err(AuditError::Tampered(Problem::Truncated { entries: report.entries, checkpoint_size: size as u64 }));
+    }
+    Ok(report)
+}
+
+fn stored_entry(s: &confidant_store::StoredAudit) -> StoredEntry {
+    let mut leaf = [0u8; 32];
+    if s.row.leaf_hash.len() == 32 {
+        leaf.copy_from_slice(&s.row.leaf_hash);
+    }
+    StoredEntry { seq: s.seq.max(0) as u64, entry: s.row.entry.clone(), leaf_hash: leaf }
+}
+
+/// An inclusion proof (RFC 9162 §2.1.3), 0-based leaf index as in the RFC.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct InclusionProof {
+    pub seq: u64,
+    pub leaf_index: u64,
+    pub tree_size: u64,
+    pub leaf_hash: String,
+    pub root: String,
+    pub audit_path: Vec<String>,
+}
+
+/// A consistency proof (RFC 9162 §2.1.4) between two tree sizes.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConsistencyProof {
+    pub first: u64,
+    pub second: u64,
+    pub first_root: String,
+    pub second_root: String,
+    pub proof: Vec<String>,
+}
+
+/// Follows the log, signs checkpoints and serves proofs. It keeps every leaf
+/// hash in memory (32 bytes an entry: 32 MB per million).
+pub struct Checkpointer {
+    store: Store,
+    key: SigningKey,
+    origin: String,
+    witness: Witness,
+    leaves: Vec<Hash>,
+    latest: Option<SignedCheckpoint>,
+}
+
+impl std::fmt::Debug for Checkpointer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Checkpointer({}, {} entries)", self.origin, self.leaves.len())
+    }
+}
+
+impl Checkpointer {
+    /// Load the log (recomputing every leaf hash) and check it against the
+    /// witness. A log that fails is reported as [`AuditError::Tampered`]; the
+    /// caller decides (`serve` raises an alert and keeps signing: the
+    /// witness keeps the old, contradicting heads, so nothing is hidden).
+    pub async fn open(
+        store: Store,
+        key: SigningKey,
+        origin: &str,
+        witness: Witness,
+    ) -> Result<(Checkpointer, Option<AuditError>), AuditError> {
+        let checkpoints = witness.read()?;
+        let problem =
+            verify_store(&store, &checkpoints, &key.public_key(), origin, |_| {}).await.err().and_then(|e| match e {
+                AuditError::Tampered(_) => Some(e),
+                _ => None,
+            });
+        let mut c = Checkpointer { store, key, origin: origin.to_owned(), witness, leaves: Vec::new(), latest: None };
+        c.latest =
+            checkpoints.into_iter().filter(|s| s.checkpoint.origin == c.origin).max_by_key(|s| s.checkpoint.size);
+        c.catch_up().await?;
+        Ok((c, problem))
+    }
+
+    /// Read entries appended since the last look (by any node).
+    pub async fn catch_up(&mut self) -> Result<u64, AuditError> {
+        loop {
+            let page = self.store.audit_entries(self.leaves.len() as i64, PAGE).await?;
+            if page.is_empty() {
+                return Ok(self.leaves.len() as u64);
+            }
+            for s in &page {
+                if s.seq as usize != self.leaves.len() + 1 {
+                    return Err(AuditError::Tampered(Problem::Sequence {
+                        expected: self.leaves.len() as u64 + 1,
+                        found: s.seq.max(0) as u64,
+                    }));
+                }
+                // The hash is recomputed, never taken from the table.
+                self.leaves.push(leaf_hash(&s.row.entry));
+            }
+        }
+    }
+
+    /// Sign a checkpoint over everything appended so far, if there is
+    /// anything new; append it to the witness and the database.
+    pub async fn checkpoint(
+        &mut self,
+        now: i64,
+        auditor: Option<&Auditor>,
+    ) -> Result<Option<SignedCheckpoint>, AuditError> {
+        self.catch_up().await?;
+        let size = self.leaves.len() as u64;
+        if self.latest.as_ref().is_some_and(|l| l.checkpoint.size >= size) {
+            return Ok(None);
+        }
+        let c = Checkpoint { origin: self.origin.clone(), size, root: merkle::root(&self.leaves), timestamp: now };
+        let signed =
+            c.sign(&self.key).ok_or_else(|| AuditError::Invalid("the instance id cannot be an origin".into()))?;
+        let line = signed.to_line();
+        self.witness.append(&line)?;
+        self.store.insert_audit_checkpoint(&line, size as i64, now).await?;
+        if let Some(a) = auditor {
+            a.checkpointed();
+        }
+        tracing::info!(size, "audit checkpoint signed");
+        self.latest = Some(signed.clone());
+        Ok(Some(signed))
+    }
+
+    /// The latest checkpoint this node signed or read from the witness.
+    pub fn latest(&self) -> Option<&SignedCheckpoint> {
+        self.latest.as_ref()
+    }
+
+    pub fn public_key(&self) -> [u8; 32] {
+        self.key.public_key()
+    }
+
+    /// Inclusion proof of entry `seq` in the tree of `size` entries.
+    pub fn inclusion(&self, seq: u64, size: u64) -> Option<InclusionProof> {
+        inclusion(&self.leaves, seq, size)
+    }
+
+    /// Consistency proof between the trees of `first` and `second` entries.
+    pub fn consistency(&self, first: u64, second: u64) -> Option<ConsistencyProof> {
+        consistency(&self.leaves, first, second)
+    }
+}
+
+/// Inclusion proof of entry `seq` (1-based) in the tree of the first `size` leaves.
+pub fn inclusion(leaves: &[Hash], seq: u64, size: u64) -> Option<InclusionProof> {
+    if seq == 0 || seq > size || size > leaves.len() as u64 {
+        return None;
+    }
+    let tree = &leaves[..size as usize];
+    let path = merkle::inclusion_proof(tree, (seq - 1) as usize)?;
+    Some(InclusionProof {
+        seq,
+        leaf_index: seq - 1,
+        tree_size: size,
+        leaf_hash: hex::encode(tree[(seq - 1) as usize]),
+        root: hex::encode(merkle::root(tree)),
+        audit_path: path.iter().map(hex::encode).collect(),
+    })
+}
+
+/// Consistency proof between the trees of the first `first` and `second` leaves.
+pub fn consistency(leaves: &[Hash], first: u64, second: u64) -> Option<ConsistencyProof> {
+    if first == 0 || first > second || second > leaves.len() as u64 {
+        return None;
+    }
+    let tree = &leaves[..second as usize];
+    let proof = merkle::consistency_proof(tree, first as usize)?;
+    Some(ConsistencyProof {
+        first,
+        second,
+        first_root: hex::encode(merkle::root(&tree[..first as usize])),
+        second_root: hex::encode(merkle::root(tree)),
+        proof: proof.iter().map(hex::encode).collect(),
+    })
+}
+
+/// Every leaf hash of the log, recomputed from the entries.
+pub async fn load_leaves(store: &Store) -> Result<Vec<Hash>, AuditError> {
+    let mut leaves = Vec::new();
+    loop {
+        let page = store.audit_entries(leaves.len() as i64, PAGE).await?;
+        if page.is_empty() {
+            return Ok(leaves);
+        }
+        leaves.extend(page.iter().map(|s| leaf_hash(&s.row.entry)));
+    }
+}

@@ -1,0 +1,247 @@
+//! `confidant audit ...` and the serving node's checkpoint schedule.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use confidant_audit::log::{self as audit_log, AuditError, Checkpointer, Witness};
+use confidant_audit::{Action, Auditor, Entry, Outcome};
+use confidant_identity::CONSOLE;
+use confidant_store::Store;
+use confidant_vault::signing::SigningKey;
+use tokio::sync::Mutex;
+
+use crate::config::Config;
+use crate::instance::{now_millis, open_store};
+
+/// Load the audit signing key named by the config; it must be this instance's.
+pub fn load_signing_key(config: &Config) -> Result<SigningKey> {
+    let path = config.signing_key_path();
+    if !path.exists() {
+        bail!(
+            "the audit signing key {} is missing. Restore it from your key backup, or set audit.signing_key_file \
+             in confidant.toml; nothing was changed",
+            path.display()
+        );
+    }
+    let (instance, key) =
+        SigningKey::load_file(&path).context("cannot use the audit signing key; nothing was changed")?;
+    if instance != config.instance_id {
+        bail!("the audit signing key {} belongs to another instance; nothing was changed", path.display());
+    }
+    Ok(key)
+}
+
+/// The public key that checkpoints must verify against: `--public-key`, else
+/// the signing key file's. Never the database's word.
+fn public_key(config: &Config, given: Option<&str>) -> Result<[u8; 32]> {
+    match given {
+        Some(hexkey) => hex::decode(hexkey.trim())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .context("--public-key must be 64 hexadecimal characters (from `confidant init`)"),
+        None => Ok(load_signing_key(config)
+            .context("without --public-key, the audit signing key file is needed to know the public key")?
+            .public_key()),
+    }
+}
+
+/// The node's checkpointer, shared with the HTTP API (proofs).
+pub type SharedCheckpointer = Arc<Mutex<Checkpointer>>;
+
+/// Open the checkpointer of a serving node: load and verify the log against
+/// the witness. A log that fails is an alarm, not a reason to stop serving:
+/// the failure is logged and entered into the log itself.
+pub async fn start_checkpointer(
+    config: &Config,
+    dir: &Path,
+    store: Store,
+    auditor: &Auditor,
+) -> Result<SharedCheckpointer> {
+    let key = load_signing_key(config)?;
+    let witness = Witness::new(config.witness_path(dir));
+    let (checkpointer, problem) =
+        Checkpointer::open(store, key, &config.instance_id, witness).await.context("cannot open the audit log")?;
+    if let Some(p) = problem {
+        tracing::error!(
+            problem = %p,
+            "SECURITY ALERT: the audit log does not match its signed checkpoints; run `confidant audit verify`"
+        );
+        let mut e = Entry::new(now_millis(), Action::Alert, Outcome::Success);
+        e.target = Some("audit-log-verification-failed".into());
+        auditor.append(&[e]).await.context("cannot append to the audit log")?;
+    }
+    auditor.set_checkpoint_every(config.audit.checkpoint_every_entries);
+    Ok(Arc::new(Mutex::new(checkpointer)))
+}
+
+/// Sign checkpoints every N entries or T seconds until `stop` fires; then a last one.
+pub async fn run_checkpoints(
+    checkpointer: SharedCheckpointer,
+    auditor: Arc<Auditor>,
+    interval: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let stopping = tokio::select! {
+            _ = tokio::time::sleep(interval) => false,
+            _ = auditor.checkpoint_due() => false,
+            _ = stop.changed() => true,
+        };
+        if let Err(e) = checkpointer.lock().await.checkpoint(now_millis(), Some(&auditor)).await {
+            tracing::error!(error = %e, "audit checkpoint failed; will retry");
+        }
+        if stopping {
+            return;
+        }
+    }
+}
+
+/// `confidant audit verify`.
+pub async fn verify(dir: &Path, witness: Option<&Path>, public_key_hex: Option<&str>) -> Result<()> {
+    let (config, store) = open_store(dir).await?;
+    let pk = public_key(&config, public_key_hex)?;
+    let witness_path = witness.map(Path::to_path_buf).unwrap_or_else(|| config.witness_path(dir));
+    let checkpoints = Witness::new(&witness_path).read()?;
+    let total = store.audit_size().await?;
+    eprintln!(
+        "Verifying {total} audit entries against {} signed checkpoints in {}",
+        checkpoints.len(),
+        witness_path.display()
+    );
+    let started = std::time::Instant::now();
+    let mut last_print = std::time::Instant::now();
+    let result = audit_log::verify_store(&store, &checkpoints, &pk, &config.instance_id, |done| {
+        if last_print.elapsed() > Duration::from_millis(500) {
+            last_print = std::time::Instant::now();
+            eprint!("\r  {done} / {total} entries checked");
+        }
+    })
+    .await;
+    store.close().await;
+    eprint!("\r");
+    match result {
+        Ok(r) => {
+            let secs = started.elapsed().as_secs_f64();
+            println!("OK: the audit log is intact.");
+            println!("  entries:     {}", r.entries);
+            println!("  checkpoints: {} (the latest covers {} entries)", r.checkpoints, r.last_checkpoint);
+            println!("  root:        {}", hex::encode(r.root));
+            println!("  public key:  {}", hex::encode(pk));
+            println!("  checked in {secs:.2} s ({:.0} entries/s)", r.entries as f64 / secs.max(1e-9));
+            if r.entries > r.last_checkpoint {
+                println!(
+                    "  note: {} newest entries are not yet covered by a signed checkpoint (one is signed every \
+                     {} entries or {} s while the server runs)",
+                    r.entries - r.last_checkpoint,
+                    config.audit.checkpoint_every_entries,
+                    config.audit.checkpoint_interval_seconds
+                );
+            }
+            if checkpoints.is_empty() && r.entries > 0 {
+                bail!(
+                    "the witness {} holds no checkpoint: nothing vouches for this log. Is --witness right?",
+                    witness_path.display()
+                );
+            }
+            Ok(())
+        }
+        Err(AuditError::Tampered(p)) => {
+            bail!(
+                "AUDIT LOG VERIFICATION FAILED: {p}. Treat this as a security incident: keep a copy of the database and the witness file as they are."
+            )
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `confidant audit checkpoint`: sign a checkpoint now.
+pub async fn checkpoint(dir: &Path) -> Result<()> {
+    let (config, store) = open_store(dir).await?;
+    let key = load_signing_key(&config)?;
+    let witness = Witness::new(config.witness_path(dir));
+    let (mut c, problem) = Checkpointer::open(store.clone(), key, &config.instance_id, witness).await?;
+    if let Some(p) = problem {
+        store.close().await;
+        bail!("{p}; no checkpoint was signed. Run `confidant audit verify` and treat this as a security incident.");
+    }
+    let signed = c.checkpoint(now_millis(), None).await;
+    store.close().await;
+    match signed? {
+        Some(s) => println!("{}", s.to_line()),
+        None => println!("The latest checkpoint already covers every entry; nothing to sign."),
+    }
+    Ok(())
+}
+
+/// What `audit proof` proves.
+#[derive(Debug)]
+pub enum ProofRequest {
+    Inclusion { seq: u64, size: Option<u64> },
+    Consistency { from: u64, to: Option<u64> },
+}
+
+/// `confidant audit proof`: JSON on stdout.
+pub async fn proof(dir: &Path, request: ProofRequest) -> Result<()> {
+    let (config, store) = open_store(dir).await?;
+    let leaves = audit_log::load_leaves(&store).await;
+    store.close().await;
+    let leaves = leaves?;
+    let latest = Witness::new(config.witness_path(dir))
+        .read()?
+        .into_iter()
+        .filter(|c| c.checkpoint.origin == config.instance_id)
+        .map(|c| c.checkpoint.size)
+        .max();
+    let default_size = latest.unwrap_or(leaves.len() as u64);
+    let json = match request {
+        ProofRequest::Inclusion { seq, size } => {
+            let size = size.unwrap_or(default_size);
+            let p = audit_log::inclusion(&leaves, seq, size).with_context(|| {
+                format!("no entry {seq} in a tree of {size} entries (the log holds {})", leaves.len())
+            })?;
+            serde_json::to_string_pretty(&p)?
+        }
+        ProofRequest::Consistency { from, to } => {
+            let to = to.unwrap_or(default_size);
+            let p = audit_log::consistency(&leaves, from, to)
+                .with_context(|| format!("need 0 < --from ≤ --to ≤ {} entries (got {from} and {to})", leaves.len()))?;
+            serde_json::to_string_pretty(&p)?
+        }
+    };
+    println!("{json}");
+    Ok(())
+}
+
+/// `confidant audit export`: every entry after `after`, as JSON lines, for a SIEM.
+pub async fn export(dir: &Path, after: i64) -> Result<()> {
+    let (_, store) = open_store(dir).await?;
+    let auditor = Auditor::start(store.clone());
+    // The export itself is audited before anything is written out.
+    let mut e = Entry::new(now_millis(), Action::AuditAccess, Outcome::Success);
+    e.actor = Some(CONSOLE.into());
+    e.target = Some("export".into());
+    auditor.append(&[e]).await.context("cannot record the export in the audit log; nothing was exported")?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut next = after.max(0);
+    let mut count = 0u64;
+    loop {
+        let page = store.audit_entries(next, 5000).await?;
+        let Some(last) = page.last() else { break };
+        next = last.seq;
+        for s in &page {
+            let entry: serde_json::Value =
+                serde_json::from_slice(&s.row.entry).unwrap_or_else(|_| serde_json::Value::String("(not JSON)".into()));
+            let line = serde_json::json!({"seq": s.seq, "leaf_hash": hex::encode(&s.row.leaf_hash), "entry": entry});
+            writeln!(out, "{line}")?;
+            count += 1;
+        }
+    }
+    out.flush()?;
+    store.close().await;
+    eprintln!("Exported {count} entries.");
+    Ok(())
+}
