@@ -152,7 +152,7 @@ async fn group_commit(store: Store, mut receiver: mpsc::UnboundedReceiver<Reques
                 Err(_) => break,
             }
         }
-        let result = store.append_audit(&rows).await.map(|_| ()).map_err(|e| {
+        let result = store.append_audit(&rows).await.map_err(|e| {
             tracing::error!(error = %e, entries = rows.len(), "audit append failed; the requests get an error");
             e.to_string()
         });
@@ -290,6 +290,8 @@ pub struct Checkpointer {
     origin: String,
     witness: Witness,
     leaves: Vec<Hash>,
+    /// The same leaves, for the root in O(log n) at every checkpoint.
+    acc: merkle::Accumulator,
     latest: Option<SignedCheckpoint>,
 }
 
@@ -316,7 +318,15 @@ impl Checkpointer {
                 AuditError::Tampered(_) => Some(e),
                 _ => None,
             });
-        let mut c = Checkpointer { store, key, origin: origin.to_owned(), witness, leaves: Vec::new(), latest: None };
+        let mut c = Checkpointer {
+            store,
+            key,
+            origin: origin.to_owned(),
+            witness,
+            leaves: Vec::new(),
+            acc: merkle::Accumulator::new(),
+            latest: None,
+        };
         c.latest =
             checkpoints.into_iter().filter(|s| s.checkpoint.origin == c.origin).max_by_key(|s| s.checkpoint.size);
         c.catch_up().await?;
@@ -338,7 +348,9 @@ impl Checkpointer {
                     }));
                 }
                 // The hash is recomputed, never taken from the table.
-                self.leaves.push(leaf_hash(&s.row.entry));
+                let leaf = leaf_hash(&s.row.entry);
+                self.leaves.push(leaf);
+                self.acc.push(leaf);
             }
         }
     }
@@ -355,7 +367,7 @@ impl Checkpointer {
         if self.latest.as_ref().is_some_and(|l| l.checkpoint.size >= size) {
             return Ok(None);
         }
-        let c = Checkpoint { origin: self.origin.clone(), size, root: merkle::root(&self.leaves), timestamp: now };
+        let c = Checkpoint { origin: self.origin.clone(), size, root: self.acc.root(), timestamp: now };
         let signed =
             c.sign(&self.key).ok_or_else(|| AuditError::Invalid("the instance id cannot be an origin".into()))?;
         let line = signed.to_line();

@@ -1,11 +1,15 @@
 //! The audit log's rows. The store appends and reads them; what an entry
 //! means, how it is hashed and how the log is verified live in the audit crate.
 //!
-//! Sequence numbers come from the one-row `audit_head` table: an append first
-//! increments its size (`UPDATE … RETURNING`), which takes a row lock in
-//! PostgreSQL and the write lock in SQLite, held until commit. So one append
-//! at a time, across every node, gets the next numbers, and the numbers
-//! become visible in order: readers never see a gap that fills in later.
+//! Sequence numbers are assigned so that one append at a time, across every
+//! process, gets the next numbers, and the numbers become visible in order:
+//! readers never see a gap that fills in later.
+//!
+//! * PostgreSQL (several nodes): an append first increments the one-row
+//!   `audit_head` (`UPDATE … RETURNING`), taking its row lock until commit.
+//! * SQLite (one writer at a time by design): the append is a single INSERT
+//!   that numbers its rows after `MAX(seq)`; SQLite holds its write lock for
+//!   the whole statement, and a trigger keeps `audit_head` in step.
 
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -50,6 +54,18 @@ pub struct AuditFilter {
 const INSERT_CHUNK: usize = 64;
 const AUDIT_COLUMNS: &str = "seq, entry, leaf_hash, at, actor, patient, action";
 
+fn bind_row<'q>(
+    q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
+    r: &'q AuditRow,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+    q.bind(r.entry.as_slice())
+        .bind(r.leaf_hash.as_slice())
+        .bind(r.at)
+        .bind(r.actor.as_deref())
+        .bind(r.patient.as_deref())
+        .bind(r.action.as_str())
+}
+
 fn stored_audit(r: &AnyRow) -> Result<StoredAudit> {
     Ok(StoredAudit {
         seq: r.try_get(0)?,
@@ -65,21 +81,41 @@ fn stored_audit(r: &AnyRow) -> Result<StoredAudit> {
 }
 
 impl Store {
-    /// Append `rows` in one transaction of their own; returns the sequence
-    /// number of the first. Returns only once they are committed.
-    pub async fn append_audit(&self, rows: &[AuditRow]) -> Result<i64> {
+    /// Append `rows` and return once they are committed.
+    ///
+    /// On SQLite this is one statement in its own implicit transaction (one
+    /// round trip, one fsync): SQLite takes its single write lock when the
+    /// statement starts, so the numbers it reads and writes cannot race, and
+    /// a trigger moves the head along. On PostgreSQL several nodes append at
+    /// once, so the head row is locked first (see the module comment).
+    pub async fn append_audit(&self, rows: &[AuditRow]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        if self.backend.single_writer() {
+            for chunk in rows.chunks(INSERT_CHUNK) {
+                self.sqlite_insert(chunk).execute(&self.pool).await?;
+            }
+            return Ok(());
+        }
         let mut tx = self.begin().await?;
-        let first = self.append_audit_in(&mut tx, rows).await?;
+        self.append_audit_in(&mut tx, rows).await?;
         tx.commit().await?;
-        Ok(first)
+        Ok(())
     }
 
     /// Append `rows` inside a caller's transaction (a record write and its
     /// audit entries commit together or not at all). Take this lock last in
     /// a transaction: nothing waits for another lock while holding it.
-    pub(crate) async fn append_audit_in(&self, tx: &mut Transaction<'static, Any>, rows: &[AuditRow]) -> Result<i64> {
+    pub(crate) async fn append_audit_in(&self, tx: &mut Transaction<'static, Any>, rows: &[AuditRow]) -> Result<()> {
         if rows.is_empty() {
-            return Ok(0);
+            return Ok(());
+        }
+        if self.backend.single_writer() {
+            for chunk in rows.chunks(INSERT_CHUNK) {
+                self.sqlite_insert(chunk).execute(&mut **tx).await?;
+            }
+            return Ok(());
         }
         let n = rows.len() as i64;
         let size: i64 = sqlx::query(self.sql("UPDATE audit_head SET size = size + ? WHERE id = 1 RETURNING size"))
@@ -94,18 +130,30 @@ impl Store {
             let sql = format!("INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES {marks}");
             let mut q = sqlx::query(self.sql(sql));
             for (i, r) in chunk.iter().enumerate() {
-                q = q
-                    .bind(first + (c * INSERT_CHUNK + i) as i64)
-                    .bind(r.entry.as_slice())
-                    .bind(r.leaf_hash.as_slice())
-                    .bind(r.at)
-                    .bind(r.actor.as_deref())
-                    .bind(r.patient.as_deref())
-                    .bind(r.action.as_str());
+                q = q.bind(first + (c * INSERT_CHUNK + i) as i64);
+                q = bind_row(q, r);
             }
             q.execute(&mut **tx).await?;
         }
-        Ok(first)
+        Ok(())
+    }
+
+    /// SQLite: one INSERT numbering `rows` after the current last entry.
+    /// The scalar subquery is evaluated once, before any row is inserted.
+    fn sqlite_insert<'q>(&self, rows: &'q [AuditRow]) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+        let values: Vec<String> = (1..=rows.len()).map(|i| format!("({i}, ?, ?, ?, ?, ?, ?)")).collect();
+        let sql = format!(
+            "INSERT INTO audit_log ({AUDIT_COLUMNS}) \
+             SELECT (SELECT COALESCE(MAX(seq), 0) FROM audit_log) + v.column1, \
+                    v.column2, v.column3, v.column4, v.column5, v.column6, v.column7 \
+             FROM (VALUES {}) v",
+            values.join(", ")
+        );
+        let mut q = sqlx::query(self.sql(sql));
+        for r in rows {
+            q = bind_row(q, r);
+        }
+        q
     }
 
     /// The number of entries the log claims to hold.

@@ -18,6 +18,11 @@ pub trait Backend: Send + Sync + 'static {
     /// Text placed after `search_tokens s` in searches to make the planner look
     /// tokens up by value (the primary key) rather than scan by id.
     fn token_index_hint(&self) -> &'static str;
+    /// Does the database let one writer at a time in (SQLite), so that a single
+    /// statement may read and extend the audit log without an explicit lock?
+    fn single_writer(&self) -> bool;
+    /// DDL that keeps `audit_head` in step with single-statement appends (SQLite).
+    fn audit_head_trigger(&self) -> &'static str;
     /// Rewrite `?` placeholders into this backend's syntax.
     fn placeholders<'a>(&self, sql: &'a str) -> Cow<'a, str>;
     /// Open a connection pool; with `create`, create the database file if missing.
@@ -63,6 +68,15 @@ impl Backend for SqliteBackend {
         "BLOB"
     }
 
+    fn single_writer(&self) -> bool {
+        true
+    }
+
+    fn audit_head_trigger(&self) -> &'static str {
+        "CREATE TRIGGER audit_head_follows AFTER INSERT ON audit_log \
+         BEGIN UPDATE audit_head SET size = NEW.seq WHERE id = 1 AND size < NEW.seq; END;"
+    }
+
     fn token_index_hint(&self) -> &'static str {
         // Without statistics SQLite prefers the id-ordered index for `id > ?`;
         // the primary key (resource_type, param, token, id) is the selective one.
@@ -102,6 +116,15 @@ impl Backend for PostgresBackend {
 
     fn blob_type(&self) -> &'static str {
         "BYTEA"
+    }
+
+    fn single_writer(&self) -> bool {
+        false
+    }
+
+    fn audit_head_trigger(&self) -> &'static str {
+        // Appends move the head themselves, under its row lock.
+        ""
     }
 
     fn token_index_hint(&self) -> &'static str {

@@ -155,7 +155,8 @@ const MIGRATIONS: &[&str] = &[
         size BIGINT NOT NULL,
         created_at BIGINT NOT NULL
     );
-    CREATE INDEX audit_checkpoints_by_size ON audit_checkpoints (size);",
+    CREATE INDEX audit_checkpoints_by_size ON audit_checkpoints (size);
+    {audit_head_trigger}",
 ];
 
 pub(crate) async fn migrate(pool: &AnyPool, backend: &dyn Backend) -> Result<()> {
@@ -173,7 +174,9 @@ pub(crate) async fn migrate(pool: &AnyPool, backend: &dyn Backend) -> Result<()>
     for (i, ddl) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let version = i as i64 + 1;
         let mut tx = pool.begin().await?;
-        sqlx::raw_sql(AssertSqlSafe(ddl.replace("{blob}", backend.blob_type()))).execute(&mut *tx).await?;
+        let ddl =
+            ddl.replace("{blob}", backend.blob_type()).replace("{audit_head_trigger}", backend.audit_head_trigger());
+        sqlx::raw_sql(AssertSqlSafe(ddl)).execute(&mut *tx).await?;
         // A concurrent migrator inserts the same version: the loser's unique
         // violation rolls its whole transaction back.
         sqlx::query(AssertSqlSafe(
