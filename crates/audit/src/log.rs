@@ -445,3 +445,95 @@ pub async fn load_leaves(store: &Store) -> Result<Vec<Hash>, AuditError> {
         leaves.extend(page.iter().map(|s| leaf_hash(&s.row.entry)));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::{Action, Outcome};
+
+    async fn store() -> (tempfile::TempDir, Store) {
+        let tmp = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", tmp.path().join("a.db").display());
+        let store = Store::connect(&url, true).await.unwrap();
+        store.migrate().await.unwrap();
+        (tmp, store)
+    }
+
+    fn entry(i: i64) -> Entry {
+        let mut e = Entry::new(i, Action::Read, Outcome::Success);
+        e.actor = Some(format!("user{}", i % 7));
+        e
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn group_commit_keeps_every_entry_in_one_gap_free_sequence() {
+        let (_tmp, store) = store().await;
+        let auditor = Arc::new(Auditor::start(store.clone()));
+        let mut tasks = Vec::new();
+        for t in 0..16 {
+            let a = auditor.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..25 {
+                    let batch: Vec<Entry> = (0..(i % 3 + 1)).map(|k| entry(t * 1000 + i * 10 + k)).collect();
+                    a.append(&batch).await.unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let expected: i64 = 16 * (0..25).map(|i| i % 3 + 1).sum::<i64>();
+        assert_eq!(store.audit_size().await.unwrap(), expected);
+        let rows = store.audit_entries(0, 10_000).await.unwrap();
+        assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), (1..=expected).collect::<Vec<_>>());
+        // Entries of one append stay together and in order.
+        for w in rows.windows(2) {
+            let (a, b) = (Entry::parse(&w[0].row.entry).unwrap(), Entry::parse(&w[1].row.entry).unwrap());
+            if b.time == a.time + 1 {
+                assert_eq!(w[1].seq, w[0].seq + 1);
+            }
+        }
+        // The checkpointer signs them, and the log verifies against its witness.
+        let key = SigningKey::generate().unwrap();
+        let witness = Witness::new(_tmp.path().join("witness"));
+        let (mut c, problem) = Checkpointer::open(store.clone(), key, "inst", witness.clone()).await.unwrap();
+        assert!(problem.is_none());
+        let signed = c.checkpoint(1, Some(&auditor)).await.unwrap().unwrap();
+        assert_eq!(signed.checkpoint.size, expected as u64);
+        assert!(c.checkpoint(2, None).await.unwrap().is_none(), "nothing new, nothing signed");
+        let pk = c.public_key();
+        let report = verify_store(&store, &witness.read().unwrap(), &pk, "inst", |_| {}).await.unwrap();
+        assert_eq!(report.entries, expected as u64);
+        // A proof from the checkpointer verifies against the signed root.
+        let p = c.inclusion(7, expected as u64).unwrap();
+        let path: Vec<Hash> = p.audit_path.iter().map(|h| hex::decode(h).unwrap().try_into().unwrap()).collect();
+        let leaf: Hash = hex::decode(&p.leaf_hash).unwrap().try_into().unwrap();
+        assert!(merkle::verify_inclusion(&leaf, 6, expected as u64, &path, &signed.checkpoint.root));
+        store.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_append_that_cannot_commit_is_an_error() {
+        let (_tmp, store) = store().await;
+        let auditor = Auditor::start(store.clone());
+        auditor.append(&[entry(1)]).await.unwrap();
+        store.close().await;
+        assert!(auditor.append(&[entry(2)]).await.is_err(), "a closed database must fail the append");
+    }
+
+    #[test]
+    fn proofs_refuse_impossible_sizes_and_witness_lines_are_checked() {
+        let leaves: Vec<Hash> = (0u8..10).map(|i| leaf_hash(&[i])).collect();
+        for (seq, size) in [(0, 5), (6, 5), (1, 11), (11, 10)] {
+            assert!(inclusion(&leaves, seq, size).is_none(), "{seq} in {size}");
+        }
+        assert!(inclusion(&leaves, 10, 10).is_some());
+        for (a, b) in [(0, 5), (6, 5), (3, 11)] {
+            assert!(consistency(&leaves, a, b).is_none(), "{a} → {b}");
+        }
+        assert!(consistency(&leaves, 3, 10).is_some());
+        let err = parse_witness("\nnot a checkpoint\n").unwrap_err().to_string();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(parse_witness("").unwrap().is_empty());
+    }
+}

@@ -1,5 +1,5 @@
 //! End-to-end benchmark: create a note, read a note, search a patient by
-//! identifier — over HTTP, encrypted, audited by nothing yet — against a
+//! identifier — over HTTP, encrypted, access-checked and audited — against a
 //! baseline that writes and reads same-sized plaintext rows straight into a
 //! SQLite file (same WAL and fsync settings) with no HTTP and no crypto.
 //!

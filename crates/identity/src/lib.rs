@@ -259,6 +259,19 @@ impl Identity {
         practitioner_id: Option<&str>,
         patient_id: Option<&str>,
     ) -> Result<String> {
+        self.add_user_by(Some(CONSOLE), username, role, password, practitioner_id, patient_id).await
+    }
+
+    /// [`Identity::add_user`], recorded as done by `by` (`None`: the new user, enrolling themselves).
+    async fn add_user_by(
+        &self,
+        by: Option<&str>,
+        username: &str,
+        role: Role,
+        password: &str,
+        practitioner_id: Option<&str>,
+        patient_id: Option<&str>,
+    ) -> Result<String> {
         let username = normalise_username(username)?;
         password::check_policy(password, &[&username, "confidant"])
             .map_err(|e| IdentityError::Invalid(e.to_string()))?;
@@ -307,7 +320,7 @@ impl Identity {
             other => other.into(),
         })?;
         tracing::info!(user = %id, role = %role, "user added");
-        self.audit(AuditAction::UserAdd, Outcome::Success, Some(CONSOLE), Some(&id), None).await?;
+        self.audit(AuditAction::UserAdd, Outcome::Success, Some(by.unwrap_or(&id)), Some(&id), None).await?;
         Ok(id)
     }
 
@@ -409,7 +422,7 @@ impl Identity {
             .await?
             .and_then(|r| Role::parse(&r))
             .ok_or_else(|| IdentityError::Forbidden("the enrolment code is unknown, used or expired".into()))?;
-        self.add_user(&name, role, password, None, None).await
+        self.add_user_by(None, &name, role, password, None, None).await
     }
 
     // ----- login ----------------------------------------------------------------------

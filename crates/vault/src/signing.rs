@@ -113,4 +113,30 @@ mod tests {
         assert!(!verify(&other.public_key(), b"", &k.sign(b"")));
         assert!(!format!("{k:?}").contains(&hex::encode(seed)));
     }
+
+    #[test]
+    fn key_file_roundtrip_mode_no_overwrite_and_bad_files() {
+        let dir = std::env::temp_dir().join(format!("confidant-sk-{}", crate::random_id().unwrap()));
+        let path = dir.join("keys").join("inst.audit-key");
+        let key = SigningKey::generate().unwrap();
+        key.create_file(&path, "inst").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        let (instance, loaded) = SigningKey::load_file(&path).unwrap();
+        assert_eq!(instance, "inst");
+        assert_eq!(loaded.public_key(), key.public_key());
+        let before = std::fs::read(&path).unwrap();
+        assert!(SigningKey::generate().unwrap().create_file(&path, "inst").is_err(), "never overwritten");
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        for bad in ["", "# nothing\n", "confidant-audit-signing-key:v1:inst:AAAA\n", "confidant-kek:v1:inst:1:AAAA\n"] {
+            let p = dir.join("bad");
+            let _ = std::fs::remove_file(&p);
+            crate::keyfile::write_secret_file(&p, bad).unwrap();
+            assert!(SigningKey::load_file(&p).is_err(), "{bad:?} accepted");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
