@@ -77,11 +77,56 @@ pub async fn start_checkpointer(
     Ok(Arc::new(Mutex::new(checkpointer)))
 }
 
+/// The optional second witness: each new checkpoint line POSTed to a URL.
+/// A failed delivery is logged, not queued: the next checkpoint covers every
+/// entry the lost one did, and it is sent in its turn.
+pub struct Webhook {
+    url: String,
+    client: reqwest::Client,
+}
+
+impl Webhook {
+    pub fn new(url: &str) -> Result<Webhook> {
+        let parsed = reqwest::Url::parse(url).with_context(|| "audit.witness_webhook is not a URL")?;
+        if !matches!(parsed.scheme(), "https" | "http") {
+            bail!("audit.witness_webhook must be an https:// (or http://) URL");
+        }
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .context("cannot set up the webhook client")?;
+        Ok(Webhook { url: url.to_owned(), client })
+    }
+
+    /// POST one checkpoint line (text/plain).
+    pub async fn deliver(&self, line: &str) {
+        let sent = self
+            .client
+            .post(&self.url)
+            .header(reqwest::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .body(format!("{line}\n"))
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status().is_success() => tracing::debug!("audit checkpoint delivered to the webhook"),
+            Ok(r) => tracing::error!(
+                status = r.status().as_u16(),
+                "audit witness webhook refused a checkpoint; the next one will be sent"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "audit witness webhook unreachable; the next checkpoint will be sent")
+            }
+        }
+    }
+}
+
 /// Sign checkpoints every N entries or T seconds until `stop` fires; then a last one.
 pub async fn run_checkpoints(
     checkpointer: SharedCheckpointer,
     auditor: Arc<Auditor>,
     interval: Duration,
+    webhook: Option<Webhook>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
@@ -90,8 +135,11 @@ pub async fn run_checkpoints(
             _ = auditor.checkpoint_due() => false,
             _ = stop.changed() => true,
         };
-        if let Err(e) = checkpointer.lock().await.checkpoint(now_millis(), Some(&auditor)).await {
-            tracing::error!(error = %e, "audit checkpoint failed; will retry");
+        let signed = checkpointer.lock().await.checkpoint(now_millis(), Some(&auditor)).await;
+        match (signed, &webhook) {
+            (Ok(Some(s)), Some(w)) => w.deliver(&s.to_line()).await,
+            (Ok(_), _) => {}
+            (Err(e), _) => tracing::error!(error = %e, "audit checkpoint failed; will retry"),
         }
         if stopping {
             return;

@@ -34,6 +34,9 @@ pub struct Audit {
     /// instance directory, or absolute: better on another disk or a mount of
     /// another machine). Default `audit-witness.log`.
     pub witness_file: PathBuf,
+    /// Optionally, a URL each checkpoint line is also POSTed to (text/plain), e.g.
+    /// a collector on another machine. Failures are logged and retried with the next.
+    pub witness_webhook: Option<String>,
     /// Sign a checkpoint after this many entries...
     pub checkpoint_every_entries: u64,
     /// ...or this many seconds, whichever comes first (if anything was appended).
@@ -45,6 +48,7 @@ impl Default for Audit {
         Audit {
             signing_key_file: None,
             witness_file: PathBuf::from("audit-witness.log"),
+            witness_webhook: None,
             checkpoint_every_entries: 1000,
             checkpoint_interval_seconds: 60,
         }

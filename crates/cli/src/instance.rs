@@ -190,7 +190,9 @@ pub async fn run_server(
     let checkpointer = crate::audit::start_checkpointer(config, dir, records.store().clone(), &auditor).await?;
     let (stop_checkpoints, stopped) = tokio::sync::watch::channel(false);
     let interval = std::time::Duration::from_secs(config.audit.checkpoint_interval_seconds.max(1));
-    let checkpoints = tokio::spawn(crate::audit::run_checkpoints(checkpointer.clone(), auditor, interval, stopped));
+    let webhook = config.audit.witness_webhook.as_deref().map(crate::audit::Webhook::new).transpose()?;
+    let checkpoints =
+        tokio::spawn(crate::audit::run_checkpoints(checkpointer.clone(), auditor, interval, webhook, stopped));
     let base_url = config.server.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
     let records = Arc::new(records);
     let identity = Arc::new(Identity::new(records.clone(), config.access.identity_settings()));

@@ -647,3 +647,88 @@ async fn audit_event_access(db: Db) {
     assert!(lines.iter().all(|l| l["entry"]["action"].is_string() && l["leaf_hash"].as_str().unwrap().len() == 64));
 }
 both_backends!(audit_event_access);
+
+/// A minimal HTTP receiver: collects request bodies, answers 204.
+async fn webhook_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/witness", listener.local_addr().unwrap());
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = got.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else { return };
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // Read the head, then Content-Length bytes of body.
+                let (head_end, length) = loop {
+                    let n = conn.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..i]).to_lowercase();
+                        let len = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap()))
+                            .unwrap_or(0);
+                        break (i + 4, len);
+                    }
+                };
+                while buf.len() < head_end + length {
+                    let n = conn.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                sink.lock().unwrap().push(String::from_utf8_lossy(&buf[head_end..]).into_owned());
+                let _ = conn.write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n").await;
+            });
+        }
+    });
+    (url, got)
+}
+
+/// The optional webhook witness receives the checkpoints the witness file holds;
+/// an unreachable webhook neither stops the server nor the witness file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_witness() {
+    let inst = Instance::new(Db::Sqlite).await;
+    let config_path = inst.dir.join("confidant.toml");
+    let config = std::fs::read_to_string(&config_path).unwrap();
+    assert!(config.contains("[audit]\n"), "{config}");
+    let (url, got) = webhook_receiver().await;
+    std::fs::write(&config_path, config.replace("[audit]\n", &format!("[audit]\nwitness_webhook = \"{url}\"\n")))
+        .unwrap();
+    let s = inst.start();
+    let p = s.create(&patient("Salo", "Ilmari")).await;
+    assert_eq!(s.get(&format!("Patient/{}", p["id"].as_str().unwrap())).await.status(), StatusCode::OK);
+    s.stop();
+    let witness = std::fs::read_to_string(inst.dir.join("audit-witness.log")).unwrap();
+    let last = witness.lines().last().unwrap().to_owned();
+    let received = got.lock().unwrap().clone();
+    assert_eq!(received.last().map(|l| l.trim_end()), Some(last.as_str()), "the webhook got the final checkpoint");
+    for line in &received {
+        assert!(witness.lines().any(|w| w == line.trim_end()), "the webhook got a line the file does not hold");
+    }
+
+    // Pointed at nothing: the server serves, the file witness still grows, the failure is logged.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let config = std::fs::read_to_string(&config_path).unwrap();
+    std::fs::write(&config_path, config.replace(&url, &format!("http://{dead}/witness"))).unwrap();
+    let s = inst.start();
+    assert_eq!(s.get(&format!("Patient/{}", p["id"].as_str().unwrap())).await.status(), StatusCode::OK);
+    let (_, stderr) = s.stop();
+    let log = std::fs::read_to_string(stderr).unwrap();
+    assert!(log.contains("webhook unreachable"), "{log}");
+    let after = std::fs::read_to_string(inst.dir.join("audit-witness.log")).unwrap();
+    assert!(after.lines().count() > witness.lines().count(), "the file witness still gets checkpoints");
+    assert!(verify(&inst).0);
+}
