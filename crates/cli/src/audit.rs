@@ -74,6 +74,9 @@ pub async fn start_checkpointer(
         auditor.append(&[e]).await.context("cannot append to the audit log")?;
     }
     auditor.set_checkpoint_every(config.audit.checkpoint_every_entries);
+    // Vouch at once for what is already there (e.g. entries made from the command line).
+    let mut checkpointer = checkpointer;
+    checkpointer.checkpoint(now_millis(), Some(auditor)).await.context("cannot sign the first audit checkpoint")?;
     Ok(Arc::new(Mutex::new(checkpointer)))
 }
 

@@ -239,6 +239,9 @@ pub async fn run(listen: &str) -> Result<()> {
     println!(
         "  curl -H 'Content-Type: application/json' -d '{{\"username\":\"reception\",\"password\":\"...\",\"code\":\"<TOTP>\",\"client\":\"bearer\"}}' {url}/api/v1/session"
     );
+    println!("Every access above is in the audit log; while the demo runs, check it with:");
+    println!("  confidant audit verify --dir {}", dir.display());
+    println!("  (as the auditor, or as patient aino for her own access log: GET {url}/fhir/r4/AuditEvent)");
     println!("Press Ctrl-C to stop and delete everything.");
     instance::run_server(&config, &dir, records, listener).await?;
     drop(tmp);
