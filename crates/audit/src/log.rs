@@ -246,6 +246,15 @@ pub async fn verify_store(
         progress(v.size());
     }
     let report = v.finish().map_err(AuditError::Tampered)?;
+    // Every row must be one of those read in order (none numbered ≤ 0 or otherwise aside).
+    let (rows, min, max) = store.audit_extent().await?;
+    let n = report.entries;
+    let in_sequence = rows as u64 == n && (n == 0 || (min == Some(1) && max == Some(n as i64)));
+    // Rows appended while we read are fine: they extend the sequence past n.
+    let appended_meanwhile = rows as u64 > n && min == Some(1) && max == Some(rows);
+    if !in_sequence && !appended_meanwhile {
+        return Err(AuditError::Tampered(Problem::StrayRows { rows: rows.max(0) as u64, entries: n }));
+    }
     // The head says how many entries were appended: fewer rows means the tail was cut.
     if report.entries < size as u64 {
         return Err(AuditError::Tampered(Problem::Truncated { entries: report.entries, checkpoint_size: size as u64 }));
@@ -292,6 +301,9 @@ pub struct Checkpointer {
     leaves: Vec<Hash>,
     /// The same leaves, for the root in O(log n) at every checkpoint.
     acc: merkle::Accumulator,
+    /// The last sequence number read (equal to the number of leaves unless the
+    /// log has a gap, which start-up verification has then reported).
+    last_seq: i64,
     latest: Option<SignedCheckpoint>,
 }
 
@@ -325,6 +337,7 @@ impl Checkpointer {
             witness,
             leaves: Vec::new(),
             acc: merkle::Accumulator::new(),
+            last_seq: 0,
             latest: None,
         };
         c.latest =
@@ -333,20 +346,24 @@ impl Checkpointer {
         Ok((c, problem))
     }
 
-    /// Read entries appended since the last look (by any node).
+    /// Read entries appended since the last look (by any node). A gap (which
+    /// only tampering makes) is logged and read past: the node keeps signing
+    /// what the table holds, and `audit verify` names the gap.
     pub async fn catch_up(&mut self) -> Result<u64, AuditError> {
         loop {
-            let page = self.store.audit_entries(self.leaves.len() as i64, PAGE).await?;
+            let page = self.store.audit_entries(self.last_seq, PAGE).await?;
             if page.is_empty() {
                 return Ok(self.leaves.len() as u64);
             }
             for s in &page {
-                if s.seq as usize != self.leaves.len() + 1 {
-                    return Err(AuditError::Tampered(Problem::Sequence {
-                        expected: self.leaves.len() as u64 + 1,
-                        found: s.seq.max(0) as u64,
-                    }));
+                if s.seq != self.last_seq + 1 {
+                    tracing::error!(
+                        expected = self.last_seq + 1,
+                        found = s.seq,
+                        "SECURITY ALERT: the audit log has a gap; run `confidant audit verify`"
+                    );
                 }
+                self.last_seq = s.seq;
                 // The hash is recomputed, never taken from the table.
                 let leaf = leaf_hash(&s.row.entry);
                 self.leaves.push(leaf);

@@ -30,6 +30,9 @@ pub enum Problem {
     Truncated { entries: u64, checkpoint_size: u64 },
     /// The search columns stored beside an entry disagree with the entry (edited to hide it from searches).
     ColumnsAltered { seq: u64 },
+    /// The table holds rows outside the sequence 1..=entries (numbered zero, negative, or
+    /// beyond a gap-free read): inserted where an in-order read never meets them.
+    StrayRows { rows: u64, entries: u64 },
 }
 
 impl std::fmt::Display for Problem {
@@ -49,6 +52,10 @@ impl std::fmt::Display for Problem {
                 f,
                 "the log does not match the signed checkpoint at {size} entries: an entry between {} and {size} was altered, inserted, removed or moved",
                 after + 1
+            ),
+            Problem::StrayRows { rows, entries } => write!(
+                f,
+                "the log table holds {rows} rows but only {entries} form the sequence 1..{entries}: rows were inserted out of sequence"
             ),
             Problem::ColumnsAltered { seq } => {
                 write!(f, "entry {seq} was altered: the columns stored beside it disagree with its content")

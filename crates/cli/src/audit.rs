@@ -155,12 +155,30 @@ pub async fn verify(dir: &Path, witness: Option<&Path>, public_key_hex: Option<&
     let (config, store) = open_store(dir).await?;
     let pk = public_key(&config, public_key_hex)?;
     let witness_path = witness.map(Path::to_path_buf).unwrap_or_else(|| config.witness_path(dir));
-    let checkpoints = Witness::new(&witness_path).read()?;
+    let mut checkpoints = Witness::new(&witness_path).read()?;
+    let from_witness = checkpoints.len();
+    // The database keeps signed copies too. They are checked like the witness's and
+    // can only add constraints: a witness cut short is still held to them.
+    for line in store.audit_checkpoint_lines().await? {
+        let copy = confidant_audit::checkpoint::SignedCheckpoint::parse(&line)
+            .filter(|c| c.checkpoint.origin == config.instance_id && c.verify(&pk));
+        match copy {
+            Some(c) => checkpoints.push(c),
+            None => {
+                store.close().await;
+                bail!(
+                    "AUDIT LOG VERIFICATION FAILED: a checkpoint copy in the database (table audit_checkpoints) is \
+                     not signed by this instance's audit key: the database was tampered with. Treat this as a \
+                     security incident."
+                );
+            }
+        }
+    }
     let total = store.audit_size().await?;
     eprintln!(
-        "Verifying {total} audit entries against {} signed checkpoints in {}",
-        checkpoints.len(),
-        witness_path.display()
+        "Verifying {total} audit entries against {from_witness} signed checkpoints in {} and {} copies in the database",
+        witness_path.display(),
+        checkpoints.len() - from_witness
     );
     let started = std::time::Instant::now();
     let mut last_print = std::time::Instant::now();
@@ -180,7 +198,14 @@ pub async fn verify(dir: &Path, witness: Option<&Path>, public_key_hex: Option<&
             println!("  entries:     {}", r.entries);
             println!("  checkpoints: {} (the latest covers {} entries)", r.checkpoints, r.last_checkpoint);
             println!("  root:        {}", hex::encode(r.root));
-            println!("  public key:  {}", hex::encode(pk));
+            match public_key_hex {
+                Some(_) => println!("  public key:  {} (as given)", hex::encode(pk)),
+                None => println!(
+                    "  public key:  {} (from {}; compare it with the one `confidant init` printed, or pass --public-key)",
+                    hex::encode(pk),
+                    config.signing_key_path().display()
+                ),
+            }
             println!("  checked in {secs:.2} s ({:.0} entries/s)", r.entries as f64 / secs.max(1e-9));
             if r.entries > r.last_checkpoint {
                 println!(
@@ -191,7 +216,7 @@ pub async fn verify(dir: &Path, witness: Option<&Path>, public_key_hex: Option<&
                     config.audit.checkpoint_interval_seconds
                 );
             }
-            if checkpoints.is_empty() && r.entries > 0 {
+            if from_witness == 0 && r.entries > 0 {
                 bail!(
                     "the witness {} holds no checkpoint: nothing vouches for this log. Is --witness right?",
                     witness_path.display()

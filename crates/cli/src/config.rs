@@ -30,10 +30,11 @@ pub struct Audit {
     /// The Ed25519 key that signs checkpoints, held apart from the data like
     /// the key-encryption key. Default: beside the key file, `<instance>.audit-key`.
     pub signing_key_file: Option<PathBuf>,
-    /// The append-only file checkpoints are written to (relative to the
-    /// instance directory, or absolute: better on another disk or a mount of
-    /// another machine). Default `audit-witness.log`.
-    pub witness_file: PathBuf,
+    /// The append-only file checkpoints are written to: outside the instance
+    /// directory, so that whoever can change the database there cannot cut it
+    /// too (better still on another disk or a mount of another machine).
+    /// Default: beside the key file, `<instance>.witness`.
+    pub witness_file: Option<PathBuf>,
     /// Optionally, a URL each checkpoint line is also POSTed to (text/plain), e.g.
     /// a collector on another machine. Failures are logged and retried with the next.
     pub witness_webhook: Option<String>,
@@ -47,7 +48,7 @@ impl Default for Audit {
     fn default() -> Self {
         Audit {
             signing_key_file: None,
-            witness_file: PathBuf::from("audit-witness.log"),
+            witness_file: None,
             witness_webhook: None,
             checkpoint_every_entries: 1000,
             checkpoint_interval_seconds: 60,
@@ -192,10 +193,10 @@ impl Config {
 
     /// The witness file, resolved against `dir`.
     pub fn witness_path(&self, dir: &Path) -> PathBuf {
-        if self.audit.witness_file.is_absolute() {
-            self.audit.witness_file.clone()
-        } else {
-            dir.join(&self.audit.witness_file)
+        match &self.audit.witness_file {
+            Some(p) if p.is_absolute() => p.clone(),
+            Some(p) => dir.join(p),
+            None => self.keys.key_file.with_extension("witness"),
         }
     }
 

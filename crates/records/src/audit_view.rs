@@ -57,6 +57,15 @@ impl Records {
             from: q.from,
             until: q.until,
         };
+        // Filter values are ids; anything else (a name, say) is refused before it
+        // could reach the audit-access entry written below.
+        for (name, value) in [("patient", &filter.patient), ("agent", &filter.actor)] {
+            if value.as_deref().is_some_and(|v| !confidant_fhir::is_valid_id(v)) {
+                return Err(RecordsError::Invalid(format!(
+                    "{name} must be an id (Patient/{{id}}, a user id), not a name or other value"
+                )));
+            }
+        }
         if let Some(a) = &q.action
             && AuditAction::parse(a).is_none()
         {
@@ -80,7 +89,7 @@ impl Records {
         let rows: Vec<StoredAudit> = rows.into_iter().take(count as usize).collect();
         self.audit_read(p, &filter).await?;
         let next_before = if more { rows.last().map(|r| r.seq) } else { None };
-        let events = self.events(&rows, &scope).await?;
+        let events = self.events(&rows, &scope, p).await?;
         Ok(AuditPage { events, next_before })
     }
 
@@ -88,7 +97,7 @@ impl Records {
     pub async fn audit_event(&self, p: &Principal, seq: &str) -> Result<Value> {
         let scope = self.audit_scope(p).await?;
         let not_found = || RecordsError::NotFound(format!("AuditEvent/{}", seq.escape_default()));
-        let n: i64 = seq.parse().map_err(|_| not_found())?;
+        let n: i64 = seq.parse().ok().filter(|n| *n > 0).ok_or_else(not_found)?;
         let row = self.store.audit_entry(n).await?.ok_or_else(not_found)?;
         if let AuditScope::Patient(own) = &scope
             && row.row.patient.as_deref() != Some(own)
@@ -97,7 +106,7 @@ impl Records {
         }
         let filter = AuditFilter { patient: row.row.patient.clone(), ..AuditFilter::default() };
         self.audit_read(p, &filter).await?;
-        self.events(std::slice::from_ref(&row), &scope).await?.pop().ok_or_else(not_found)
+        self.events(std::slice::from_ref(&row), &scope, p).await?.pop().ok_or_else(not_found)
     }
 
     async fn audit_scope(&self, p: &Principal) -> Result<AuditScope> {
@@ -126,7 +135,7 @@ impl Records {
         self.audited(&[e], ()).await
     }
 
-    async fn events(&self, rows: &[StoredAudit], scope: &AuditScope) -> Result<Vec<Value>> {
+    async fn events(&self, rows: &[StoredAudit], scope: &AuditScope, viewer: &Principal) -> Result<Vec<Value>> {
         let mut names: HashMap<String, Option<(String, String)>> = HashMap::new();
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
@@ -134,6 +143,14 @@ impl Records {
                 tracing::error!(seq = r.seq, "audit entry is not valid JSON");
                 return Err(RecordsError::Integrity);
             };
+            // Rows are chosen by their columns but shown from their entry: they must agree.
+            let consistent = entry.columns_match(&r.row);
+            if !consistent {
+                tracing::error!(seq = r.seq, "audit entry disagrees with its columns; run `confidant audit verify`");
+                if matches!(scope, AuditScope::Patient(_)) {
+                    continue;
+                }
+            }
             let who = match &entry.actor {
                 Some(a) => {
                     if !names.contains_key(a) {
@@ -148,7 +165,12 @@ impl Records {
                 Some(id) => self.break_glass_reason(id).await?,
                 None => None,
             };
-            out.push(audit_event_json(r.seq, &entry, who.as_ref(), reason.as_deref(), scope));
+            let mut event = audit_event_json(r.seq, &entry, who.as_ref(), reason.as_deref(), scope, &viewer.user_id);
+            if !consistent {
+                event["outcomeDesc"] =
+                    json!("this entry disagrees with the columns stored beside it: run confidant audit verify");
+            }
+            out.push(event);
         }
         Ok(out)
     }
@@ -192,7 +214,10 @@ fn audit_event_json(
     who: Option<&(String, String)>,
     break_glass_reason: Option<&str>,
     scope: &AuditScope,
+    viewer: &str,
 ) -> Value {
+    // A patient sees who (a clinician's name, or a role), not staff ids or addresses.
+    let for_patient = matches!(scope, AuditScope::Patient(_));
     let action = AuditAction::parse(&e.action);
     let rest = action.is_some_and(AuditAction::is_record_access);
     let event_type = if rest {
@@ -225,16 +250,21 @@ fn audit_event_json(
         (None, Some(actor)) => {
             let display = match (role, actor.as_str()) {
                 (_, "console") => "system administrator (server console)".to_owned(),
-                ("patient", _) if matches!(scope, AuditScope::Patient(_)) => "you".to_owned(),
+                _ if actor == viewer => "you".to_owned(),
+                ("patient", _) => "another patient account".to_owned(),
                 (r, _) => format!("{r} staff member"),
             };
-            agent["who"] = json!({"identifier": {"system": "urn:confidant:user", "value": actor}, "display": display});
+            agent["who"] = if for_patient {
+                json!({"display": display})
+            } else {
+                json!({"identifier": {"system": "urn:confidant:user", "value": actor}, "display": display})
+            };
         }
         (None, None) => {
             agent["who"] = json!({"display": "unknown user"});
         }
     }
-    if let Some(src) = &e.source {
+    if let Some(src) = e.source.as_ref().filter(|_| !for_patient) {
         agent["network"] = json!({"address": src, "type": "2"});
     }
     let mut ev = json!({

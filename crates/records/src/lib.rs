@@ -506,8 +506,13 @@ impl Records {
         e.role = Some(p.role.as_str().to_owned());
         e.source = p.source.clone();
         if let Some(row) = row {
-            e.resource = Some(format!("{}/{}", row.resource_type, row.id));
-            e.version = Some(row.version_id);
+            // A refused create has no id yet: the type alone.
+            e.resource = Some(if row.id.is_empty() {
+                row.resource_type.clone()
+            } else {
+                format!("{}/{}", row.resource_type, row.id)
+            });
+            e.version = (row.version_id > 0).then_some(row.version_id);
             e.patient = (row.compartment != ORGANISATION).then(|| row.compartment.clone());
         }
         if seen == Seen::ByBreakGlass {
@@ -578,7 +583,9 @@ impl Records {
             };
             seen = self.sees(p, &probe).await?;
             if seen == Seen::No {
-                self.audit_denied(p, AuditAction::Create, rt, None).await;
+                // The refusal names the patient: it belongs in their access log.
+                let target = VersionRow { resource_type: rt.as_str().into(), id: String::new(), ..probe };
+                self.audit_denied(p, AuditAction::Create, rt, Some(&target)).await;
                 return Err(RecordsError::Unprocessable(NOT_IN_CARE.into()));
             }
             self.require_care_team_for_care_team_change(p, rt, &compartment).await?;
@@ -833,6 +840,7 @@ impl Records {
         count: i64,
     ) -> Result<(Vec<Stored>, i64)> {
         self.permit(p, rt, Action::Read, AuditAction::History).await?;
+        let count = count.clamp(1, 100);
         let (head, _) = self.visible_head(p, rt, id, AuditAction::History).await?;
         let visibility = policy::visibility(p, rt, self.clock.now_millis());
         let rel = self.relationship(&visibility, &head.compartment).await?;
@@ -957,15 +965,33 @@ impl Records {
             }
             criteria.push(self.criterion(rt, param, &values)?);
         }
-        let count = req.count.clamp(0, 100);
+        // At least one: every match counted in the total is one that could be returned and audited.
+        let count = req.count.clamp(1, 100);
         // Fetch one extra row to learn whether a next page exists.
         let (rows, total) = self.store.search(rt.as_str(), &criteria, req.after.as_deref(), count + 1).await?;
         let more = rows.len() as i64 > count;
         let mut entries = Vec::with_capacity(rows.len());
         let mut audit = Vec::with_capacity(rows.len());
+        // The SQL let in care-team and break-glass patients alike; the audit entry
+        // says which hits rested on a break-glass (one relationship query per patient,
+        // and only for care-team visibility).
+        let visibility = policy::visibility(p, rt, self.clock.now_millis());
+        let mut relationships: HashMap<String, Relationship> = HashMap::new();
         for row in rows.into_iter().take(count as usize) {
+            let rel = match relationships.get(&row.compartment) {
+                Some(r) => *r,
+                None => {
+                    let r = self.relationship(&visibility, &row.compartment).await?;
+                    relationships.insert(row.compartment.clone(), r);
+                    r
+                }
+            };
+            let seen = match Self::seen(&visibility, &Self::access(rt, &row), rel) {
+                Seen::ByBreakGlass => Seen::ByBreakGlass,
+                _ => Seen::Yes,
+            };
             // One entry per hit: each names the patient whose record was returned.
-            audit.push(self.entry(p, AuditAction::SearchHit, Outcome::Success, Some(&row), Seen::Yes));
+            audit.push(self.entry(p, AuditAction::SearchHit, Outcome::Success, Some(&row), seen));
             entries.push(self.open_record(row).await?);
         }
         let next_after = if more { entries.last().map(|s| s.id.clone()) } else { None };

@@ -305,14 +305,14 @@ async fn break_glass(
 
 /// The audit endpoints are the auditor's.
 fn require_auditor(auth: &Authenticated) -> Result<(), ApiError> {
-    if auth.principal.role == Role::Auditor {
-        Ok(())
-    } else {
-        Err(ApiError::new(
+    // The same rule as for AuditEvent: the auditor role, and API tokens need `user/*.read`.
+    match confidant_policy::audit_scope(&auth.principal) {
+        Ok(confidant_policy::AuditScope::All) => Ok(()),
+        _ => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             IssueType::Forbidden,
             "only an auditor may read the audit log's proofs",
-        ))
+        )),
     }
 }
 
@@ -380,6 +380,22 @@ async fn audit_proof(
                 .inclusion(seq, size)
                 .ok_or_else(|| ApiError::bad_request(format!("no entry {seq} in a tree of {size} entries")))?;
             drop(c);
+            // The entry is returned with its proof: reading it is an access to the log.
+            let mut access = confidant_audit::Entry::new(
+                state.records.now_millis(),
+                confidant_audit::Action::AuditAccess,
+                confidant_audit::Outcome::Success,
+            );
+            access.actor = Some(auth.principal.user_id.clone());
+            access.role = Some(auth.principal.role.as_str().to_owned());
+            access.source = auth.principal.source.clone();
+            access.target = Some(format!("proof/{seq}"));
+            state
+                .records
+                .auditor()
+                .append(&[access])
+                .await
+                .map_err(|_| ApiError::from(confidant_records::RecordsError::AuditFailed))?;
             let entry = state
                 .records
                 .store()

@@ -154,12 +154,13 @@ struct Query {
     after: Option<String>,
 }
 
-/// `_count`: a whole number, at most [`MAX_COUNT`].
+/// `_count`: a whole number, at most [`MAX_COUNT`]. Not 0: a count without the matches would tell whether someone is a patient
+/// here without an audit entry naming them (every match returned is audited).
 fn parse_count(v: &str) -> Result<i64, ApiError> {
     Ok(v.parse::<i64>()
         .ok()
-        .filter(|c| *c >= 0)
-        .ok_or_else(|| ApiError::bad_request("_count must be a whole number"))?
+        .filter(|c| *c >= 1)
+        .ok_or_else(|| ApiError::bad_request("_count must be a whole number from 1 to 100"))?
         .min(MAX_COUNT))
 }
 

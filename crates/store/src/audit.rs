@@ -161,6 +161,14 @@ impl Store {
         Ok(sqlx::query("SELECT size FROM audit_head WHERE id = 1").fetch_one(&self.pool).await?.try_get(0)?)
     }
 
+    /// How many rows the table holds, and their smallest and largest sequence
+    /// numbers: `verify` compares them with what it read in order, so that a
+    /// row numbered outside 1..=n (which a paged read never meets) is caught.
+    pub async fn audit_extent(&self) -> Result<(i64, Option<i64>, Option<i64>)> {
+        let r = sqlx::query("SELECT COUNT(*), MIN(seq), MAX(seq) FROM audit_log").fetch_one(&self.pool).await?;
+        Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))
+    }
+
     /// Entries with `seq > after`, in sequence order, at most `limit`.
     pub async fn audit_entries(&self, after: i64, limit: i64) -> Result<Vec<StoredAudit>> {
         let rows =
@@ -188,7 +196,7 @@ impl Store {
         before: Option<i64>,
         limit: i64,
     ) -> Result<Vec<StoredAudit>> {
-        let mut sql = format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq < ?");
+        let mut sql = format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > 0 AND seq < ?");
         let mut strs: Vec<&str> = Vec::new();
         let mut ints: Vec<i64> = Vec::new();
         // Binds go in this order: every text condition, then every number.
@@ -229,6 +237,12 @@ impl Store {
             Err(e) if e.as_database_error().is_some_and(|d| d.is_unique_violation()) => Ok(()),
             other => other.map(|_| ()).map_err(Into::into),
         }
+    }
+
+    /// Every checkpoint line recorded in the database.
+    pub async fn audit_checkpoint_lines(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT line FROM audit_checkpoints ORDER BY size").fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 
     /// The signed checkpoint line covering the most entries, if any.

@@ -140,7 +140,7 @@ const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO audit_head (id, size) VALUES (1, 0);
     CREATE TABLE audit_log (
-        seq BIGINT PRIMARY KEY,
+        seq BIGINT PRIMARY KEY NOT NULL CHECK (seq > 0),
         entry {blob} NOT NULL,
         leaf_hash {blob} NOT NULL,
         at BIGINT NOT NULL,

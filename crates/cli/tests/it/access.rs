@@ -602,5 +602,38 @@ async fn psychotherapy_notes_portal_and_break_glass(db: Db) {
     let out = s.output();
     assert!(out.contains("break-glass access opened"));
     assert!(!out.contains("acute crisis"));
+    // The audit log says why: the break-glass with its reason (shown only through the
+    // AuditEvent view, never in the entry), and every access it allowed, searches included.
+    let auditor = &c.tokens["auditor"];
+    let clin1_user = call(s, Some(&c.inst.token), Method::GET, "/api/v1/me", None).await.1["user_id"].clone();
+    let clin1_user = clin1_user.as_str().unwrap();
+    let (st, bg) =
+        call(s, Some(auditor), Method::GET, &format!("AuditEvent?patient={pb}&action=break-glass"), None).await;
+    assert_eq!(st, StatusCode::OK, "{bg}");
+    let event = &bg["entry"][0]["resource"];
+    assert_eq!(event["purposeOfEvent"][0]["coding"][0]["code"], "BTG", "{event}");
+    assert_eq!(event["purposeOfEvent"][0]["text"], "acute crisis call from the emergency unit");
+    for action in ["read", "search-hit"] {
+        let (_, log) = call(
+            s,
+            Some(auditor),
+            Method::GET,
+            &format!("AuditEvent?patient={pb}&action={action}&agent={clin1_user}"),
+            None,
+        )
+        .await;
+        let events = log["entry"].as_array().unwrap_or_else(|| panic!("no {action} entries: {log}"));
+        // Before the break-glass, clinician 1's reads were refused (and recorded as such).
+        let (allowed, refused): (Vec<&Value>, Vec<&Value>) =
+            events.iter().map(|e| &e["resource"]).partition(|e| e["outcome"] == "0");
+        assert!(!allowed.is_empty(), "{action}: {log}");
+        assert!(
+            allowed.iter().all(|e| e["purposeOfEvent"][0]["coding"][0]["code"] == "BTG"),
+            "{action} under break-glass must say so: {log}"
+        );
+        if action == "read" {
+            assert!(!refused.is_empty(), "the refused reads before the break-glass are recorded");
+        }
+    }
 }
 both_backends!(psychotherapy_notes_portal_and_break_glass);

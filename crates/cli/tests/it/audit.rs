@@ -22,6 +22,11 @@ struct Row7 {
     action: String,
 }
 
+/// Where an instance's witness file is by default: beside its key file, outside DIR.
+fn witness_path(inst: &Instance) -> std::path::PathBuf {
+    inst.key_file.with_extension("witness")
+}
+
 fn q(inst: &Instance, sql: &str) -> String {
     if inst.db == Db::Sqlite {
         return sql.to_owned();
@@ -232,13 +237,61 @@ async fn tamper_evident_log(db: Db) {
     write_rows(&inst, &t).await;
     assert_detected(&inst, "forged table", "does not match the signed checkpoint");
     // ...with a forged checkpoint line appended, signed by another key: refused.
-    let witness = inst.dir.join("audit-witness.log");
+    let witness = witness_path(&inst);
     let real = std::fs::read_to_string(&witness).unwrap();
     let last = real.lines().last().unwrap();
     let (body, _sig) = last.rsplit_once(' ').unwrap();
     std::fs::write(&witness, format!("{real}{body} {}\n", "ab".repeat(64))).unwrap();
     assert_detected(&inst, "forged checkpoint", "invalid signature");
     std::fs::write(&witness, &real).unwrap();
+
+    // 10. A row numbered outside the sequence (0 or negative), where an in-order read never
+    // meets it: the attacker first disarms the table's CHECK constraint.
+    write_rows(&inst, &original).await;
+    let mut db = inst.db().await;
+    let disarm = match inst.db {
+        Db::Sqlite => "PRAGMA ignore_check_constraints = ON",
+        Db::Postgres => "ALTER TABLE audit_log DROP CONSTRAINT IF EXISTS audit_log_seq_check",
+    };
+    sqlx::raw_sql(disarm).execute(&mut db).await.unwrap();
+    let framed = br#"{"v":1,"time":1,"action":"read","outcome":"success"}"#.to_vec();
+    sqlx::query(sqlx::AssertSqlSafe(q(
+        &inst,
+        "INSERT INTO audit_log (seq, entry, leaf_hash, at, action) VALUES (-1, ?, ?, 1, 'read')",
+    )))
+    .bind(framed.as_slice())
+    .bind(leaf(&framed))
+    .execute(&mut db)
+    .await
+    .unwrap();
+    db.close().await.unwrap();
+    assert_detected(&inst, "stray row", "rows were inserted out of sequence");
+    write_rows(&inst, &original).await;
+    // 11. The witness file cut back to its first line, and the log's tail with it: the
+    // signed copies in the database still hold the log to its length.
+    let witness = witness_path(&inst);
+    let real = std::fs::read_to_string(&witness).unwrap();
+    std::fs::write(&witness, format!("{}\n", real.lines().next().unwrap())).unwrap();
+    write_rows(&inst, &original[..original.len() - 2]).await;
+    assert_detected(&inst, "witness and tail cut", "the tail was removed");
+    std::fs::write(&witness, &real).unwrap();
+    // 12. A forged checkpoint copy in the database is refused.
+    write_rows(&inst, &original).await;
+    let mut db = inst.db().await;
+    let last = real.lines().last().unwrap();
+    let (body, sig) = last.rsplit_once(' ').unwrap();
+    let forged_line = format!("{} {sig}", body.replacen(&format!(" {} ", original.len()), " 99999 ", 1));
+    sqlx::query(sqlx::AssertSqlSafe(q(
+        &inst,
+        "INSERT INTO audit_checkpoints (line, size, created_at) VALUES (?, 99999, 0)",
+    )))
+    .bind(forged_line.as_str())
+    .execute(&mut db)
+    .await
+    .unwrap();
+    assert_detected(&inst, "forged checkpoint copy", "not signed by this instance's audit key");
+    sqlx::raw_sql("DELETE FROM audit_checkpoints WHERE size = 99999").execute(&mut db).await.unwrap();
+    db.close().await.unwrap();
 
     // Restored, it verifies again; and a serving node notices tampering at start-up.
     write_rows(&inst, &original).await;
@@ -253,6 +306,14 @@ async fn tamper_evident_log(db: Db) {
     s.stop();
     let alert = entries_of(&inst).await.into_iter().any(|e| e["action"] == "alert");
     assert!(alert, "the alert is itself in the log");
+    // A deleted row does not keep the server from starting: it serves, and raises the alert.
+    let mut t = rows(&inst).await;
+    t.remove(3);
+    write_rows(&inst, &t).await;
+    let s = inst.start();
+    assert!(s.output().contains("SECURITY ALERT"), "{}", s.output());
+    assert_eq!(s.get(&format!("Patient/{pid}")).await.status(), StatusCode::OK);
+    s.stop();
 }
 both_backends!(tamper_evident_log);
 
@@ -346,7 +407,7 @@ async fn two_nodes_one_log() {
     let reads = all[before..].iter().filter(|r| r.action == "read").count();
     assert_eq!(reads, 8 * PER_TASK, "one entry per audited read");
     assert_eq!(all.len() - before, 8 * PER_TASK, "nothing else was appended");
-    let witness = std::fs::read_to_string(inst.dir.join("audit-witness.log")).unwrap();
+    let witness = std::fs::read_to_string(witness_path(&inst)).unwrap();
     assert!(witness.lines().count() >= 2, "both nodes signed checkpoints");
     let (ok, text) = verify(&inst);
     assert!(ok, "{text}");
@@ -470,7 +531,7 @@ async fn proofs_check_out_independently(db: Db) {
     }
     let out = run(&["audit", "checkpoint", "--dir", inst.dir.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let witness = std::fs::read_to_string(inst.dir.join("audit-witness.log")).unwrap();
+    let witness = std::fs::read_to_string(witness_path(&inst)).unwrap();
     let sizes: Vec<u64> = witness.lines().map(|l| l.split(' ').nth(3).unwrap().parse().unwrap()).collect();
     assert!(sizes.len() >= 2, "{witness}");
     let (first, latest) = (sizes[0], *sizes.iter().max().unwrap());
@@ -625,6 +686,8 @@ async fn audit_event_access(db: Db) {
         "AuditEvent?subject=x",
         "AuditEvent?patient=a&patient=b",
         "AuditEvent?_after=0",
+        "AuditEvent?patient=Aino%20Virtanen%20010190-123A",
+        "AuditEvent?agent=x%27%20OR%201=1",
     ] {
         assert_eq!(fhir(&s, &auditor, bad).await.0, StatusCode::BAD_REQUEST, "{bad}");
     }
@@ -708,7 +771,7 @@ async fn webhook_witness() {
     let p = s.create(&patient("Salo", "Ilmari")).await;
     assert_eq!(s.get(&format!("Patient/{}", p["id"].as_str().unwrap())).await.status(), StatusCode::OK);
     s.stop();
-    let witness = std::fs::read_to_string(inst.dir.join("audit-witness.log")).unwrap();
+    let witness = std::fs::read_to_string(witness_path(&inst)).unwrap();
     let last = witness.lines().last().unwrap().to_owned();
     let received = got.lock().unwrap().clone();
     assert_eq!(received.last().map(|l| l.trim_end()), Some(last.as_str()), "the webhook got the final checkpoint");
@@ -728,7 +791,7 @@ async fn webhook_witness() {
     let (_, stderr) = s.stop();
     let log = std::fs::read_to_string(stderr).unwrap();
     assert!(log.contains("webhook unreachable"), "{log}");
-    let after = std::fs::read_to_string(inst.dir.join("audit-witness.log")).unwrap();
+    let after = std::fs::read_to_string(witness_path(&inst)).unwrap();
     assert!(after.lines().count() > witness.lines().count(), "the file witness still gets checkpoints");
     assert!(verify(&inst).0);
 }
