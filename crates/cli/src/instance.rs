@@ -207,9 +207,10 @@ pub async fn run_server(
         audit: Some(checkpointer),
     };
     let router = confidant_server::router(state, &HttpSettings { max_body_bytes: config.server.max_body_bytes });
+    let shutdown = shutdown_signal();
     println!("listening on http://{addr}");
     tracing::info!(%addr, backend = records.store().backend_name(), "serving");
-    confidant_server::serve(listener, router, shutdown_signal()).await?;
+    confidant_server::serve(listener, router, shutdown).await?;
     // A last checkpoint covers everything this node appended.
     let _ = stop_checkpoints.send(true);
     let _ = checkpoints.await;
@@ -218,22 +219,31 @@ pub async fn run_server(
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Ctrl-C or SIGTERM. The handlers are installed when this is called (not when
+/// the future is first polled), so a signal right after "listening on" is
+/// never lost to the default action.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let int = signal(SignalKind::interrupt()).ok();
+        let term = signal(SignalKind::terminate()).ok();
+        async move {
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! { _ = wait(int) => {}, _ = wait(term) => {} }
         }
-    };
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// `confidant serve`.

@@ -972,24 +972,8 @@ impl Records {
         let more = rows.len() as i64 > count;
         let mut entries = Vec::with_capacity(rows.len());
         let mut audit = Vec::with_capacity(rows.len());
-        // The SQL let in care-team and break-glass patients alike; the audit entry
-        // says which hits rested on a break-glass (one relationship query per patient,
-        // and only for care-team visibility).
-        let visibility = policy::visibility(p, rt, self.clock.now_millis());
-        let mut relationships: HashMap<String, Relationship> = HashMap::new();
-        for row in rows.into_iter().take(count as usize) {
-            let rel = match relationships.get(&row.compartment) {
-                Some(r) => *r,
-                None => {
-                    let r = self.relationship(&visibility, &row.compartment).await?;
-                    relationships.insert(row.compartment.clone(), r);
-                    r
-                }
-            };
-            let seen = match Self::seen(&visibility, &Self::access(rt, &row), rel) {
-                Seen::ByBreakGlass => Seen::ByBreakGlass,
-                _ => Seen::Yes,
-            };
+        for (row, via_break_glass) in rows.into_iter().take(count as usize) {
+            let seen = if via_break_glass { Seen::ByBreakGlass } else { Seen::Yes };
             // One entry per hit: each names the patient whose record was returned.
             audit.push(self.entry(p, AuditAction::SearchHit, Outcome::Success, Some(&row), seen));
             entries.push(self.open_record(row).await?);

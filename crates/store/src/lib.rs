@@ -578,7 +578,7 @@ impl Store {
         criteria: &[Criterion],
         after: Option<&str>,
         limit: i64,
-    ) -> Result<(Vec<VersionRow>, i64)> {
+    ) -> Result<(Vec<(VersionRow, bool)>, i64)> {
         let rows = self.search_query(resource_type, criteria, after, Some(limit)).await?;
         // A first page that is not full is the whole result: no count needed.
         let total = if after.is_none() && (rows.len() as i64) < limit {
@@ -587,7 +587,8 @@ impl Store {
             let r = self.search_query(resource_type, criteria, None, None).await?;
             r.first().map(|r| r.try_get::<i64, _>(0)).transpose()?.unwrap_or(0)
         };
-        Ok((rows.iter().map(version_row).collect::<Result<_>>()?, total))
+        let rows = rows.iter().map(|r| Ok((version_row(r)?, r.try_get::<i64, _>(9)? != 0))).collect::<Result<_>>()?;
+        Ok((rows, total))
     }
 
     /// With `limit`, the page of rows; without, one row holding the count.
@@ -687,8 +688,23 @@ impl Store {
         let sql = match limit {
             Some(limit) => {
                 binds.push(Bind::Int(limit.max(0)));
+                // A tenth column: 1 if a care-team principal sees the row only through
+                // a break-glass (the audit entry says so). Its binds come first.
+                let via_break_glass = match criteria.iter().find_map(|c| match c {
+                    Criterion::CareTeam { practitioner_id, .. } => Some(practitioner_id),
+                    _ => None,
+                }) {
+                    Some(practitioner_id) => {
+                        binds.insert(0, Bind::Str(practitioner_id));
+                        binds.insert(0, Bind::Str(practitioner_id));
+                        "CASE WHEN h.compartment IN (SELECT c.patient_id FROM care_team_members c \
+                         WHERE c.practitioner_id = ?) AND (h.restricted_to IS NULL OR h.restricted_to = ?) \
+                         THEN 0 ELSE 1 END"
+                    }
+                    None => "0",
+                };
                 format!(
-                    "SELECT {VERSION_COLUMNS_V} \
+                    "SELECT {VERSION_COLUMNS_V}, {via_break_glass} \
                      FROM {from} CROSS JOIN resource_versions v{filter} \
                      AND v.resource_type = h.resource_type AND v.id = h.id AND v.version_id = h.version_id \
                      ORDER BY h.id LIMIT ?"

@@ -322,7 +322,17 @@ impl Server {
     pub fn stop(mut self) -> (PathBuf, PathBuf) {
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         let status = self.child.wait().unwrap();
-        assert!(status.success(), "server did not stop cleanly: {status}");
+        assert!(
+            status.success(),
+            "server did not stop cleanly: {status}\n{}",
+            std::fs::read_to_string(&self.stderr)
+                .unwrap_or_default()
+                .lines()
+                .rev()
+                .take(15)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
         (self.stdout.clone(), self.stderr.clone())
     }
 
