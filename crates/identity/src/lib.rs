@@ -220,6 +220,12 @@ impl Identity {
         source: Option<&str>,
     ) -> Result<()> {
         let mut e = Entry::new(self.now(), action, outcome);
+        // Who, with their role (security events are rare: one lookup is cheap).
+        e.role = match actor {
+            Some(CONSOLE) => Some(Role::Admin.as_str().to_owned()),
+            Some(id) => self.store().user_by_id(id).await.ok().flatten().map(|u| u.role),
+            None => None,
+        };
         e.actor = actor.map(str::to_owned);
         e.target = target.map(str::to_owned);
         e.source = source.map(str::to_owned);
