@@ -90,7 +90,7 @@ pub async fn init_quiet(dir: &Path, key_file: Option<PathBuf>, database_url: Opt
     let config = Config {
         instance_id: instance_id.clone(),
         database: Database { url },
-        keys: Keys { provider: "key-file".into(), key_file: key_path.clone(), check_value: keys.check_value().into() },
+        keys: Keys { provider: "key-file".into(), key_file: key_path.clone(), check_value: keys.check_value() },
         server: Server::default(),
         access: Default::default(),
         audit: Default::default(),
@@ -121,7 +121,7 @@ pub async fn init_quiet(dir: &Path, key_file: Option<PathBuf>, database_url: Opt
 
 /// Load the key named by the config, checking that it is this instance's key.
 /// Touches nothing on disk.
-fn load_key(config: &Config) -> Result<KeyFile> {
+pub fn load_key(config: &Config) -> Result<KeyFile> {
     if config.keys.provider != "key-file" {
         bail!("keys.provider '{}' is not supported by this build (supported: key-file)", config.keys.provider);
     }

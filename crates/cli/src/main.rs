@@ -6,6 +6,7 @@ mod audit;
 mod config;
 mod demo;
 mod instance;
+mod keys;
 mod users;
 
 use std::path::PathBuf;
@@ -81,6 +82,33 @@ enum Command {
     Audit {
         #[command(subcommand)]
         action: AuditAction,
+    },
+    /// The key-encryption key: its versions, and rotation to a new one.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysAction {
+    /// Show the key provider, each key version, and how many data keys it wraps.
+    Status {
+        /// The instance directory (holds confidant.toml).
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Rotate the key-encryption key: add a new version to the key file and
+    /// re-wrap every data key under it.
+    ///
+    /// Safe while `confidant serve` runs (it picks up the new version); safe to
+    /// interrupt: run it again and it resumes. Records are not re-encrypted —
+    /// their data keys do not change, only how those are wrapped. Back up the
+    /// key file afterwards: it holds the new version.
+    Rotate {
+        /// The instance directory (holds confidant.toml).
+        #[arg(long)]
+        dir: PathBuf,
     },
 }
 
@@ -332,6 +360,10 @@ fn main() -> ExitCode {
                 }
                 AuditAction::Export { dir, after } => audit::export(&dir, after).await,
                 AuditAction::Checkpoint { dir } => audit::checkpoint(&dir).await,
+            },
+            Command::Keys { action } => match action {
+                KeysAction::Status { dir } => keys::status(&dir).await,
+                KeysAction::Rotate { dir } => keys::rotate(&dir).await,
             },
         }
     });

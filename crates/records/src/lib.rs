@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod audit_view;
+pub mod rotation;
 
 pub use audit_view::{ACTION_SYSTEM, AuditPage, AuditQuery};
 

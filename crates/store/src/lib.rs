@@ -142,6 +142,16 @@ const VERSION_COLUMNS: &str = "resource_type, id, version_id, compartment, key_v
 const VERSION_COLUMNS_V: &str = "v.resource_type, v.id, v.version_id, v.compartment, v.key_version, v.last_updated, \
      v.body, v.restricted_to, v.patient_visible";
 
+/// `compartment, version, kek_version, wrapped` → a [`DataKeyRow`].
+fn data_key_row(r: &AnyRow) -> Result<DataKeyRow> {
+    Ok(DataKeyRow {
+        compartment: r.try_get(0)?,
+        version: r.try_get(1)?,
+        kek_version: r.try_get(2)?,
+        wrapped: r.try_get(3)?,
+    })
+}
+
 fn version_row(r: &AnyRow) -> Result<VersionRow> {
     Ok(VersionRow {
         resource_type: r.try_get(0)?,
@@ -241,16 +251,7 @@ impl Store {
         if let Some(v) = version {
             q = q.bind(v);
         }
-        let row = q.fetch_optional(&self.pool).await?;
-        row.map(|r| {
-            Ok(DataKeyRow {
-                compartment: r.try_get(0)?,
-                version: r.try_get(1)?,
-                kek_version: r.try_get(2)?,
-                wrapped: r.try_get(3)?,
-            })
-        })
-        .transpose()
+        q.fetch_optional(&self.pool).await?.as_ref().map(data_key_row).transpose()
     }
 
     /// Store a new data key; [`StoreError::Conflict`] if that version exists already.
@@ -273,6 +274,54 @@ impl Store {
         .execute(&mut **tx)
         .await?;
         Ok(())
+    }
+
+    /// How many data keys each KEK version wraps, oldest version first.
+    pub async fn kek_usage(&self) -> Result<Vec<(i64, i64)>> {
+        let rows = sqlx::query("SELECT kek_version, COUNT(*) FROM data_keys GROUP BY kek_version ORDER BY kek_version")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
+    /// Up to `limit` data keys wrapped under a KEK version older than `kek_version`.
+    pub async fn data_keys_older_than(&self, kek_version: i64, limit: i64) -> Result<Vec<DataKeyRow>> {
+        let rows = sqlx::query(self.sql(
+            "SELECT compartment, version, kek_version, wrapped FROM data_keys WHERE kek_version < ? \
+             ORDER BY compartment, version LIMIT ?",
+        ))
+        .bind(kek_version)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(data_key_row).collect()
+    }
+
+    /// Replace a data key's wrapping if it is still `old` (a concurrent
+    /// rotation may have done it first); true if this call did.
+    pub async fn rewrap_data_key(&self, old: &DataKeyRow, wrapped: &[u8], kek_version: i64) -> Result<bool> {
+        let done = sqlx::query(self.sql(
+            "UPDATE data_keys SET wrapped = ?, kek_version = ? WHERE compartment = ? AND version = ? AND wrapped = ?",
+        ))
+        .bind(wrapped)
+        .bind(kek_version)
+        .bind(old.compartment.as_str())
+        .bind(old.version)
+        .bind(old.wrapped.as_slice())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Replace a setting's value if it is still `old`; true if this call did.
+    pub async fn replace_setting(&self, name: &str, old: &[u8], new: &[u8]) -> Result<bool> {
+        let done = sqlx::query(self.sql("UPDATE instance_settings SET value = ? WHERE name = ? AND value = ?"))
+            .bind(new)
+            .bind(name)
+            .bind(old)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     // ----- resources ------------------------------------------------------------------

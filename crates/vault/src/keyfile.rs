@@ -16,7 +16,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use aws_lc_rs::hkdf;
 use base64::Engine;
@@ -37,15 +38,29 @@ struct KekVersion {
     secret: Zeroizing<[u8; KEY_LEN]>,
 }
 
+/// What tells that a file changed: its length and modification time.
+type FileStamp = (u64, Option<std::time::SystemTime>);
+
+fn stamp(path: &Path) -> FileStamp {
+    std::fs::metadata(path).map(|m| (m.len(), m.modified().ok())).unwrap_or((0, None))
+}
+
 /// A key-encryption key read from (or generated for) a key file.
+///
+/// Rotation (`confidant keys rotate`) appends a version to the file while a
+/// server may be running; a loaded key file notices (its length changes) and
+/// reads the new version before it next wraps, or when asked to unwrap under a
+/// version it does not hold yet.
 pub struct KeyFile {
     instance_id: String,
-    versions: BTreeMap<u32, KekVersion>,
+    versions: RwLock<Arc<BTreeMap<u32, KekVersion>>>,
+    /// Where it was loaded from, and the file's length and modification time then.
+    source: Option<(PathBuf, RwLock<FileStamp>)>,
 }
 
 impl fmt::Debug for KeyFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "KeyFile(instance {}, versions {:?})", self.instance_id, self.versions.keys())
+        write!(f, "KeyFile(instance {}, versions {:?})", self.instance_id, self.snapshot().keys())
     }
 }
 
@@ -82,7 +97,7 @@ impl KeyFile {
         random_bytes(secret.as_mut_slice())?;
         let mut versions = BTreeMap::new();
         versions.insert(1, KekVersion::new(secret, 1)?);
-        Ok(KeyFile { instance_id: instance_id.to_owned(), versions })
+        Ok(KeyFile { instance_id: instance_id.to_owned(), versions: RwLock::new(Arc::new(versions)), source: None })
     }
 
     /// Parse key file text.
@@ -115,12 +130,81 @@ impl KeyFile {
             }
         }
         let instance_id = instance_id.ok_or_else(|| VaultError::KeyFile("the file holds no key".into()))?;
-        Ok(KeyFile { instance_id, versions })
+        Ok(KeyFile { instance_id, versions: RwLock::new(Arc::new(versions)), source: None })
     }
 
     /// Read and parse the key file at `path`, refusing one that others can read.
     pub fn load(path: &Path) -> Result<KeyFile, VaultError> {
-        KeyFile::parse(&read_secret_file(path)?)
+        let seen = stamp(path);
+        let text = read_secret_file(path)?;
+        let mut kf = KeyFile::parse(&text)?;
+        kf.source = Some((path.to_path_buf(), RwLock::new(seen)));
+        Ok(kf)
+    }
+
+    fn snapshot(&self) -> Arc<BTreeMap<u32, KekVersion>> {
+        match self.versions.read() {
+            Ok(v) => v.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Re-read the file if it changed (a rotation appended a version). Only a file
+    /// of the same instance that still holds every version already known is
+    /// taken; otherwise the keys in memory stay, and the error says why.
+    pub fn refresh(&self) -> Result<bool, VaultError> {
+        let Some((path, seen)) = &self.source else { return Ok(false) };
+        let now = stamp(path);
+        if seen.read().map(|s| *s == now).unwrap_or(false) {
+            return Ok(false);
+        }
+        let fresh = KeyFile::parse(&read_secret_file(path)?)?;
+        let known = self.snapshot();
+        let fresh_versions = fresh.snapshot();
+        if fresh.instance_id != self.instance_id
+            || known.iter().any(|(v, k)| fresh_versions.get(v).is_none_or(|f| f.check_value != k.check_value))
+        {
+            return Err(VaultError::KeyFile(format!(
+                "{} changed and no longer holds the keys in use; keeping the keys loaded at start",
+                path.display()
+            )));
+        }
+        if let Ok(mut v) = self.versions.write() {
+            *v = fresh_versions;
+        }
+        if let Ok(mut s) = seen.write() {
+            *s = now;
+        }
+        Ok(true)
+    }
+
+    /// Append a new, random key version to the key file at `path` (never
+    /// rewriting what is there) and return its number.
+    pub fn add_version(path: &Path) -> Result<u32, VaultError> {
+        let current = KeyFile::load(path)?;
+        let next = current.snapshot().keys().next_back().copied().unwrap_or(0) + 1;
+        let mut secret = Zeroizing::new([0u8; KEY_LEN]);
+        random_bytes(secret.as_mut_slice())?;
+        let line = Zeroizing::new(format!(
+            "{LINE_PREFIX}{}:{next}:{}\n",
+            current.instance_id,
+            STANDARD.encode(secret.as_slice())
+        ));
+        let err = |e: std::io::Error| VaultError::KeyFile(format!("cannot append to {}: {e}", path.display()));
+        let mut f = std::fs::OpenOptions::new().append(true).open(path).map_err(err)?;
+        f.write_all(line.as_bytes()).map_err(err)?;
+        f.sync_all().map_err(err)?;
+        Ok(next)
+    }
+
+    /// The versions in the file, oldest first, with their key check values.
+    pub fn versions(&self) -> Vec<(u32, String)> {
+        self.snapshot().iter().map(|(v, k)| (*v, k.check_value.clone())).collect()
+    }
+
+    /// Does any version of this file have key check value `cv`?
+    pub fn has_check_value(&self, cv: &str) -> bool {
+        self.snapshot().values().any(|k| k.check_value == cv)
     }
 
     /// Write a new key file at `path` with mode 0600. Fails if anything exists there:
@@ -131,7 +215,7 @@ impl KeyFile {
             "# Confidant key-encryption key. Without it the data cannot be read.\n\
              # Keep it secret, keep it off the data disk, and back it up apart from the data.\n",
         );
-        for (v, k) in &self.versions {
+        for (v, k) in self.snapshot().iter() {
             text.push_str(&format!("{LINE_PREFIX}{}:{v}:{}\n", self.instance_id, STANDARD.encode(k.secret.as_slice())));
         }
         write_secret_file(path, &text)
@@ -142,13 +226,24 @@ impl KeyFile {
         &self.instance_id
     }
 
-    /// The key check value of the current version: identifies the key, reveals nothing.
-    pub fn check_value(&self) -> &str {
-        self.versions.values().next_back().map(|k| k.check_value.as_str()).unwrap_or("")
+    /// The key check value of the first version: identifies the instance's key file
+    /// (the config records it), reveals nothing.
+    pub fn check_value(&self) -> String {
+        self.snapshot().values().next().map(|k| k.check_value.clone()).unwrap_or_default()
     }
 
-    fn version(&self, v: u32) -> Result<&KekVersion, VaultError> {
-        self.versions.get(&v).ok_or(VaultError::MissingKeyVersion(v))
+    /// Run `f` with KEK version `v`, re-reading the file once if it lacks it.
+    fn with_version<T>(&self, v: u32, f: impl FnOnce(&KekVersion) -> Result<T, VaultError>) -> Result<T, VaultError> {
+        let snap = self.snapshot();
+        if let Some(k) = snap.get(&v) {
+            return f(k);
+        }
+        if self.refresh().unwrap_or(false)
+            && let Some(k) = self.snapshot().get(&v)
+        {
+            return f(k);
+        }
+        Err(VaultError::MissingKeyVersion(v))
     }
 }
 
@@ -211,22 +306,27 @@ impl KeyProvider for KeyFile {
     }
 
     fn current_version(&self) -> u32 {
-        self.versions.keys().next_back().copied().unwrap_or(1)
+        // A rotation may have appended a version: new wraps use it at once. A file
+        // that cannot be re-read leaves the loaded keys in use (an unwrap under a
+        // version they lack then says so).
+        let _ = self.refresh();
+        self.snapshot().keys().next_back().copied().unwrap_or(1)
     }
 
     fn wrap(&self, version: u32, label: &[u8], key: &[u8; KEY_LEN]) -> Result<WrappedKey, VaultError> {
-        Ok(WrappedKey(self.version(version)?.sealing.seal(key, wrap_aad(label))?))
+        self.with_version(version, |k| Ok(WrappedKey(k.sealing.seal(key, wrap_aad(label))?)))
     }
 
     fn unwrap(&self, label: &[u8], wrapped: &WrappedKey) -> Result<Zeroizing<[u8; KEY_LEN]>, VaultError> {
-        let kek = self.version(wrapped.kek_version()?)?;
-        let plain = kek.sealing.open(&wrapped.0, wrap_aad(label))?;
-        let mut out = Zeroizing::new([0u8; KEY_LEN]);
-        if plain.len() != KEY_LEN {
-            return Err(VaultError::Integrity);
-        }
-        out.copy_from_slice(&plain);
-        Ok(out)
+        self.with_version(wrapped.kek_version()?, |kek| {
+            let plain = kek.sealing.open(&wrapped.0, wrap_aad(label))?;
+            let mut out = Zeroizing::new([0u8; KEY_LEN]);
+            if plain.len() != KEY_LEN {
+                return Err(VaultError::Integrity);
+            }
+            out.copy_from_slice(&plain);
+            Ok(out)
+        })
     }
 }
 
@@ -251,6 +351,35 @@ mod tests {
         let before = std::fs::read(&path).unwrap();
         assert!(KeyFile::generate("abc").unwrap().create(&path).is_err());
         assert_eq!(std::fs::read(&path).unwrap(), before, "existing key file must not change");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_loaded_key_file_picks_up_an_added_version() {
+        let dir = std::env::temp_dir().join(format!("confidant-kf-{}", crate::random_id().unwrap()));
+        let path = dir.join("kek");
+        KeyFile::generate("abc").unwrap().create(&path).unwrap();
+        let running = KeyFile::load(&path).unwrap();
+        let first_check = running.check_value();
+        let wrapped_v1 = running.wrap(1, b"label", &[7u8; KEY_LEN]).unwrap();
+        assert_eq!(running.current_version(), 1);
+        // Another process (keys rotate) appends version 2.
+        assert_eq!(KeyFile::add_version(&path).unwrap(), 2);
+        let rotator = KeyFile::load(&path).unwrap();
+        let wrapped_v2 = rotator.wrap(2, b"label", &[7u8; KEY_LEN]).unwrap();
+        // The running one unwraps version 2 (re-reading the file) and wraps with it from now on.
+        assert_eq!(*running.unwrap(b"label", &wrapped_v2).unwrap(), [7u8; KEY_LEN]);
+        assert_eq!(running.current_version(), 2);
+        assert_eq!(*running.unwrap(b"label", &wrapped_v1).unwrap(), [7u8; KEY_LEN]);
+        // The file's identity (its first version's check value) is unchanged.
+        assert_eq!(rotator.check_value(), first_check);
+        assert_eq!(rotator.versions().len(), 2);
+        // A file replaced by another key is refused: the keys in memory stay.
+        std::fs::remove_file(&path).unwrap();
+        KeyFile::generate("abc").unwrap().create(&path).unwrap();
+        let _ = KeyFile::add_version(&path);
+        assert!(running.refresh().is_err());
+        assert_eq!(*running.unwrap(b"label", &wrapped_v1).unwrap(), [7u8; KEY_LEN]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

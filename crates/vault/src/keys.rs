@@ -182,6 +182,25 @@ impl Vault {
         Ok(DataKey { key: SealingKey::new(&bytes, version)? })
     }
 
+    /// Re-wrap a stored data key under the provider's current KEK version
+    /// (key rotation). The data key itself, and so every record, is unchanged.
+    pub fn rewrap_data_key(
+        &self,
+        compartment: &str,
+        version: u32,
+        wrapped: &WrappedKey,
+    ) -> Result<WrappedKey, VaultError> {
+        let label = data_key_label(compartment, version);
+        let bytes = self.provider.unwrap(&label, wrapped)?;
+        self.provider.wrap(self.provider.current_version(), &label, &bytes)
+    }
+
+    /// Re-wrap the stored blind-index key under the current KEK version.
+    pub fn rewrap_blind_index_key(&self, wrapped: &WrappedKey) -> Result<WrappedKey, VaultError> {
+        let bytes = self.provider.unwrap(BLIND_INDEX_LABEL, wrapped)?;
+        self.provider.wrap(self.provider.current_version(), BLIND_INDEX_LABEL, &bytes)
+    }
+
     /// A fresh random blind-index key, and its wrapped form to store. Created
     /// once per instance; independent of every encryption key.
     pub fn new_blind_index_key(&self) -> Result<(BlindIndexKey, WrappedKey), VaultError> {

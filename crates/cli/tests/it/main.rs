@@ -13,6 +13,7 @@ mod crash;
 mod demo;
 mod hostile;
 mod keys;
+mod rotation;
 mod tamper;
 mod validator;
 mod vastaamo;

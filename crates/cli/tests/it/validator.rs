@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::common::{Db, Instance, encounter, note, patient};
+use crate::common::{Db, Instance, add_user, create_token, encounter, note, patient};
 
 const VALIDATOR_ENV: &str = "CONFIDANT_FHIR_VALIDATOR_PATH";
 
@@ -57,6 +57,25 @@ async fn responses_are_valid_fhir_r4() {
     ] {
         let (_, v) = s.get_json(&path).await;
         docs.push(v);
+    }
+    // The audit log as AuditEvents: everything so far (reads, creates, updates, refusals,
+    // security events), as the auditor sees it, and one patient's access log.
+    let r = s
+        .http
+        .post(format!("{}/api/v1/session", s.url))
+        .json(&json!({"username": "nobody-here", "password": "not the password", "client": "bearer"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::UNAUTHORIZED);
+    add_user(&inst.dir, "aud1", "auditor", &[]);
+    let auditor = create_token(&inst.dir, "aud1", "user/*.read");
+    add_user(&inst.dir, "aino", "patient", &["--patient", pid]);
+    let aino = create_token(&inst.dir, "aino", "user/*.read");
+    for (token, path) in [(&auditor, "AuditEvent?_count=100"), (&aino, "AuditEvent"), (&auditor, "AuditEvent/1")] {
+        let r = s.http.get(s.fhir(path)).bearer_auth(token).send().await.unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::OK, "{path}");
+        docs.push(r.json().await.unwrap());
     }
     let mut child = Command::new("python3")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fhir_validate.py"))

@@ -1,0 +1,131 @@
+//! `confidant keys status|rotate`: the key-encryption key's versions and
+//! what each wraps; rotation to a new version while the server runs.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use confidant_audit::{Action, Auditor, Entry, Outcome};
+use confidant_identity::CONSOLE;
+use confidant_records::rotation;
+use confidant_vault::{KeyFile, Vault, WrappedKey};
+
+use crate::instance::{load_key, now_millis, open_store};
+
+/// Data keys re-wrapped per query.
+const BATCH: i64 = 200;
+
+/// `confidant keys status`.
+pub async fn status(dir: &Path) -> Result<()> {
+    let (config, store) = open_store(dir).await?;
+    let key = load_key(&config)?;
+    let usage = store.kek_usage().await?;
+    let blind = store.setting("blind_index_key").await?.map(WrappedKey);
+    store.close().await;
+    let blind_version = blind.as_ref().and_then(|w| w.kek_version().ok());
+    println!("Key-encryption key: key file {} (mode 0600)", config.keys.key_file.display());
+    println!("  {:<8} {:<18} {:>10}  wraps", "version", "key check value", "data keys");
+    let current = key.versions().last().map(|(v, _)| *v).unwrap_or(1);
+    for (v, cv) in key.versions() {
+        let n = usage.iter().find(|(kv, _)| *kv == i64::from(v)).map(|(_, n)| *n).unwrap_or(0);
+        let mut notes = Vec::new();
+        if v == current {
+            notes.push("current: new keys are wrapped with it".to_owned());
+        }
+        if blind_version == Some(v) {
+            notes.push("the blind-index key".to_owned());
+        }
+        if v != current && n == 0 && blind_version != Some(v) {
+            notes.push("unused: can be retired".to_owned());
+        }
+        println!("  {v:<8} {cv:<18} {n:>10}  {}", notes.join("; "));
+    }
+    let stale: i64 = usage.iter().filter(|(v, _)| *v < i64::from(current)).map(|(_, n)| n).sum();
+    if stale > 0 || blind_version.is_some_and(|b| b < current) {
+        println!(
+            "{stale} data keys still wrap under an older version: run `confidant keys rotate --dir {}` to finish.",
+            dir.display()
+        );
+    }
+    match crate::audit::load_signing_key(&config) {
+        Ok(k) => println!(
+            "Audit signing key: {} (public key {})",
+            config.signing_key_path().display(),
+            hex::encode(k.public_key())
+        ),
+        Err(e) => println!("Audit signing key: {e}"),
+    }
+    Ok(())
+}
+
+/// `confidant keys rotate`: add a KEK version (unless a rotation is unfinished)
+/// and re-wrap every key under it. Safe while `serve` runs; safe to rerun.
+pub async fn rotate(dir: &Path) -> Result<()> {
+    let (config, store) = open_store(dir).await?;
+    let key = load_key(&config)?;
+    let current = key.versions().last().map(|(v, _)| *v).unwrap_or(1);
+    let usage = store.kek_usage().await?;
+    let blind = store.setting("blind_index_key").await?.map(WrappedKey);
+    let unfinished = usage.iter().any(|(v, n)| *v < i64::from(current) && *n > 0)
+        || blind.as_ref().and_then(|w| w.kek_version().ok()).is_some_and(|b| b < current);
+    let auditor = Auditor::start(store.clone());
+    let target = if unfinished {
+        eprintln!("Resuming the rotation to key version {current}.");
+        current
+    } else {
+        let v = KeyFile::add_version(&config.keys.key_file).context("cannot add a key version to the key file")?;
+        eprintln!("Added key version {v} to {}.", config.keys.key_file.display());
+        v
+    };
+    let mut e = Entry::new(now_millis(), Action::KeyOperation, Outcome::Success);
+    e.actor = Some(CONSOLE.into());
+    e.role = Some("admin".into());
+    e.target = Some(format!("kek-rotation-start/v{target}"));
+    auditor.append(&[e]).await.context("cannot record the rotation in the audit log; nothing was re-wrapped")?;
+
+    let key = Arc::new(load_key(&config)?);
+    let vault = Vault::new(key);
+    // Test hook: stop (as a crash would) after this many keys, waiting to be killed.
+    let pause_after: Option<u64> =
+        std::env::var("CONFIDANT_TEST_PAUSE_ROTATION_AFTER").ok().and_then(|v| v.parse().ok());
+    let mut last_print = std::time::Instant::now();
+    let result = rotation::rewrap_to_current(&store, &vault, BATCH, |done, total| {
+        if last_print.elapsed().as_millis() > 300 || done == total {
+            last_print = std::time::Instant::now();
+            eprint!("\r  re-wrapped {done} / {total} data keys");
+        }
+        if pause_after == Some(done) {
+            eprintln!("\npaused (test hook)");
+            loop {
+                std::thread::park();
+            }
+        }
+    })
+    .await;
+    eprintln!();
+    let done = match result {
+        Ok(r) => r,
+        Err(e) => {
+            store.close().await;
+            return Err(
+                anyhow::Error::new(e).context("the rotation stopped; run `confidant keys rotate` again to resume")
+            );
+        }
+    };
+    let mut e = Entry::new(now_millis(), Action::KeyOperation, Outcome::Success);
+    e.actor = Some(CONSOLE.into());
+    e.role = Some("admin".into());
+    e.target = Some(format!("kek-rotation-done/v{}", done.kek_version));
+    auditor.append(&[e]).await.context("cannot record the end of the rotation in the audit log")?;
+    store.close().await;
+    println!(
+        "Rotation to key version {} complete: {} data keys re-wrapped{}.",
+        done.kek_version,
+        done.data_keys,
+        if done.blind_index_key { " and the blind-index key" } else { "" }
+    );
+    println!(
+        "Back up the key file now: it holds the new version. `confidant keys status` shows what each version wraps."
+    );
+    Ok(())
+}
