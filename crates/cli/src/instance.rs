@@ -35,8 +35,13 @@ pub struct Initialised {
 }
 
 /// `confidant init`: a new instance in `dir`, its key file outside `dir`.
-pub async fn init(dir: &Path, key_file: Option<PathBuf>, database_url: Option<String>) -> Result<Initialised> {
-    let made = init_quiet(dir, key_file, database_url).await?;
+pub async fn init(
+    dir: &Path,
+    key_file: Option<PathBuf>,
+    database_url: Option<String>,
+    passphrase: bool,
+) -> Result<Initialised> {
+    let made = init_quiet(dir, key_file, database_url, passphrase).await?;
     println!("Created a Confidant instance in {}", dir.display());
     println!("  instance id:  {}", made.config.instance_id);
     println!(
@@ -62,7 +67,12 @@ pub async fn init(dir: &Path, key_file: Option<PathBuf>, database_url: Option<St
     Ok(made)
 }
 
-pub async fn init_quiet(dir: &Path, key_file: Option<PathBuf>, database_url: Option<String>) -> Result<Initialised> {
+pub async fn init_quiet(
+    dir: &Path,
+    key_file: Option<PathBuf>,
+    database_url: Option<String>,
+    passphrase: bool,
+) -> Result<Initialised> {
     let dir = absolute(dir)?;
     if Config::path(&dir).exists() {
         bail!("{} already holds a Confidant instance; choose another --dir", dir.display());
@@ -87,10 +97,16 @@ pub async fn init_quiet(dir: &Path, key_file: Option<PathBuf>, database_url: Opt
     }
     let url = database_url.unwrap_or_else(|| format!("sqlite://{SQLITE_FILE}"));
     let keys = KeyFile::generate(&instance_id)?;
+    // Asked for before anything is created: a refused passphrase leaves nothing behind.
+    let sealed_with = if passphrase { Some(new_passphrase()?) } else { None };
     let config = Config {
         instance_id: instance_id.clone(),
         database: Database { url },
-        keys: Keys { provider: "key-file".into(), key_file: key_path.clone(), check_value: keys.check_value() },
+        keys: Keys {
+            provider: if passphrase { "passphrase" } else { "key-file" }.into(),
+            key_file: key_path.clone(),
+            check_value: keys.check_value(),
+        },
         server: Server::default(),
         access: Default::default(),
         audit: Default::default(),
@@ -101,7 +117,10 @@ pub async fn init_quiet(dir: &Path, key_file: Option<PathBuf>, database_url: Opt
     }
     store.migrate().await.context("cannot create the database schema")?;
     let signing = confidant_vault::signing::SigningKey::generate()?;
-    keys.create(&key_path)?;
+    match &sealed_with {
+        Some(p) => keys.create_sealed(&key_path, p)?,
+        None => keys.create(&key_path)?,
+    }
     signing.create_file(&signing_path, &instance_id)?;
     let vault = Vault::new(Arc::new(keys));
     confidant_records::initialise(&store, &vault, &instance_id, now_millis()).await?;
@@ -122,9 +141,11 @@ pub async fn init_quiet(dir: &Path, key_file: Option<PathBuf>, database_url: Opt
 /// Load the key named by the config, checking that it is this instance's key.
 /// Touches nothing on disk.
 pub fn load_key(config: &Config) -> Result<KeyFile> {
-    if config.keys.provider != "key-file" {
-        bail!("keys.provider '{}' is not supported by this build (supported: key-file)", config.keys.provider);
-    }
+    let sealed = match config.keys.provider.as_str() {
+        "key-file" => false,
+        "passphrase" => true,
+        other => bail!("keys.provider '{other}' is not supported by this build (supported: key-file, passphrase)"),
+    };
     let path = &config.keys.key_file;
     if !path.exists() {
         bail!(
@@ -133,7 +154,9 @@ pub fn load_key(config: &Config) -> Result<KeyFile> {
             path.display()
         );
     }
-    let key = KeyFile::load(path).with_context(|| "cannot use the key file; nothing was changed".to_string())?;
+    let passphrase = if sealed { Some(passphrase()?) } else { None };
+    let key = KeyFile::load_with(path, passphrase.as_ref().map(|p| p.as_str()))
+        .with_context(|| "cannot use the key file; nothing was changed".to_string())?;
     if key.instance_id() != config.instance_id || key.check_value() != config.keys.check_value {
         bail!(
             "the key file {} is not the key of this instance (expected key check value {}, found {}); \
@@ -144,6 +167,50 @@ pub fn load_key(config: &Config) -> Result<KeyFile> {
         );
     }
     Ok(key)
+}
+
+/// The passphrase of a sealed key file, read once per process: from
+/// CONFIDANT_PASSPHRASE, from the descriptor named by CONFIDANT_PASSPHRASE_FD,
+/// or from a prompt. Never from the command line.
+pub fn passphrase() -> Result<zeroize::Zeroizing<String>> {
+    static READ: std::sync::OnceLock<zeroize::Zeroizing<String>> = std::sync::OnceLock::new();
+    if let Some(p) = READ.get() {
+        return Ok(p.clone());
+    }
+    let p = read_passphrase("Passphrase of the key file: ")?;
+    Ok(READ.get_or_init(|| p).clone())
+}
+
+fn read_passphrase(prompt: &str) -> Result<zeroize::Zeroizing<String>> {
+    if let Ok(p) = std::env::var("CONFIDANT_PASSPHRASE") {
+        return Ok(zeroize::Zeroizing::new(p));
+    }
+    if let Ok(fd) = std::env::var("CONFIDANT_PASSPHRASE_FD") {
+        let fd: u32 = fd.trim().parse().context("CONFIDANT_PASSPHRASE_FD must be a file descriptor number")?;
+        let mut line = zeroize::Zeroizing::new(String::new());
+        let f = std::fs::File::open(format!("/dev/fd/{fd}"))
+            .with_context(|| format!("cannot read the passphrase from file descriptor {fd}"))?;
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(f), &mut line)?;
+        return Ok(zeroize::Zeroizing::new(line.trim_end_matches(['\n', '\r']).to_owned()));
+    }
+    let p = rpassword::prompt_password(prompt).context(
+        "cannot read the passphrase: set CONFIDANT_PASSPHRASE or CONFIDANT_PASSPHRASE_FD, or run from a terminal",
+    )?;
+    Ok(zeroize::Zeroizing::new(p))
+}
+
+/// A new passphrase for `init --passphrase`: asked twice at a prompt; it must pass the password policy.
+fn new_passphrase() -> Result<zeroize::Zeroizing<String>> {
+    let p = read_passphrase("New passphrase for the key file (at least 12 characters): ")?;
+    if std::env::var_os("CONFIDANT_PASSPHRASE").is_none() && std::env::var_os("CONFIDANT_PASSPHRASE_FD").is_none() {
+        let again = rpassword::prompt_password("Again: ").context("cannot read the passphrase")?;
+        if again != *p {
+            bail!("the two passphrases differ; nothing was created");
+        }
+    }
+    confidant_vault::password::check_policy(&p, &["confidant"])
+        .map_err(|e| anyhow::anyhow!("passphrase refused: {e}; nothing was created"))?;
+    Ok(p)
 }
 
 /// Open an instance's store only (no keys): for token management.

@@ -73,7 +73,9 @@ pub async fn rotate(dir: &Path) -> Result<()> {
         eprintln!("Resuming the rotation to key version {current}.");
         current
     } else {
-        let v = KeyFile::add_version(&config.keys.key_file).context("cannot add a key version to the key file")?;
+        let passphrase = if config.keys.provider == "passphrase" { Some(crate::instance::passphrase()?) } else { None };
+        let v = KeyFile::add_version_with(&config.keys.key_file, passphrase.as_ref().map(|p| p.as_str()))
+            .context("cannot add a key version to the key file")?;
         eprintln!("Added key version {v} to {}.", config.keys.key_file.display());
         v
     };

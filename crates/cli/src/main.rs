@@ -41,12 +41,17 @@ enum Command {
     /// file is never overwritten.
     Init {
         /// The instance directory (created if missing; must not hold an instance).
-        /// The instance directory (holds confidant.toml).
         #[arg(long)]
         dir: PathBuf,
         /// Where to create the key file (must be outside DIR and not exist yet).
         #[arg(long)]
         key_file: Option<PathBuf>,
+        /// Seal the key file with a passphrase (argon2id): every command that needs
+        /// the key then asks for it. It is read from the CONFIDANT_PASSPHRASE
+        /// environment variable, from the file descriptor in CONFIDANT_PASSPHRASE_FD,
+        /// or from a prompt — never from the command line.
+        #[arg(long)]
+        passphrase: bool,
         /// Use PostgreSQL instead of the embedded SQLite (postgres://user@host/db).
         #[arg(long)]
         database_url: Option<String>,
@@ -312,8 +317,8 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         match cli.command {
             Command::Demo { listen } => demo::run(&listen).await,
-            Command::Init { dir, key_file, database_url } => {
-                instance::init(&dir, key_file, database_url).await.map(|_| ())
+            Command::Init { dir, key_file, database_url, passphrase } => {
+                instance::init(&dir, key_file, database_url, passphrase).await.map(|_| ())
             }
             Command::Serve { dir, listen } => instance::serve(&dir, listen).await,
             Command::User { action } => match action {

@@ -29,6 +29,14 @@ use crate::keys::{KEY_LEN, KeyProvider, SealingKey, WrappedKey};
 use crate::{VaultError, random_bytes};
 
 const LINE_PREFIX: &str = "confidant-kek:v1:";
+/// A key file sealed with a passphrase: one line, the plain key file text
+/// encrypted with AES-256-GCM under argon2id(passphrase, salt).
+const SEALED_PREFIX: &str = "confidant-kek-sealed:v1:";
+/// argon2id costs for the passphrase: 64 MiB, 3 passes, 1 lane (RFC 9106's
+/// second recommended option), far above the login hash's: it runs once per start.
+const PASSPHRASE_M_KIB: u32 = 64 * 1024;
+const PASSPHRASE_T: u32 = 3;
+const PASSPHRASE_P: u32 = 1;
 const WRAP_INFO: &[u8] = b"confidant kek wrap v1";
 const CHECK_INFO: &[u8] = b"confidant kek check value v1";
 
@@ -56,6 +64,65 @@ pub struct KeyFile {
     versions: RwLock<Arc<BTreeMap<u32, KekVersion>>>,
     /// Where it was loaded from, and the file's length and modification time then.
     source: Option<(PathBuf, RwLock<FileStamp>)>,
+    /// For a file sealed with a passphrase: the key derived from it, to re-read the file.
+    passphrase_key: Option<PassphraseKey>,
+}
+
+/// The key derived from a passphrase and the salt it was derived with.
+struct PassphraseKey {
+    salt: [u8; 16],
+    key: Zeroizing<[u8; KEY_LEN]>,
+}
+
+impl PassphraseKey {
+    fn derive(passphrase: &str, salt: [u8; 16]) -> Result<PassphraseKey, VaultError> {
+        let params = argon2::Params::new(PASSPHRASE_M_KIB, PASSPHRASE_T, PASSPHRASE_P, Some(KEY_LEN))
+            .map_err(|_| VaultError::KeyFile("argon2 parameters out of range".into()))?;
+        let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let mut key = Zeroizing::new([0u8; KEY_LEN]);
+        argon
+            .hash_password_into(passphrase.as_bytes(), &salt, key.as_mut_slice())
+            .map_err(|_| VaultError::KeyFile("the passphrase could not be processed".into()))?;
+        Ok(PassphraseKey { salt, key })
+    }
+
+    fn aad(&self) -> impl FnOnce(crate::envelope::Header) -> Aad + '_ {
+        move |h| {
+            let mut a = Aad::new("confidant.kek-sealed.v1", h);
+            a.push(&self.salt);
+            a
+        }
+    }
+
+    /// The one-line sealed form of key file `text`.
+    fn seal(&self, text: &str) -> Result<String, VaultError> {
+        let sk = SealingKey::new(&self.key, 0)?;
+        let sealed = sk.seal(text.as_bytes(), self.aad())?;
+        Ok(format!("{SEALED_PREFIX}{}:{}\n", STANDARD.encode(self.salt), STANDARD.encode(sealed)))
+    }
+
+    fn open(&self, sealed: &[u8]) -> Result<Zeroizing<String>, VaultError> {
+        let sk = SealingKey::new(&self.key, 0)?;
+        let plain = sk.open(sealed, self.aad()).map_err(|_| {
+            VaultError::KeyFile("wrong passphrase (or the key file was altered); nothing was changed".into())
+        })?;
+        Ok(Zeroizing::new(String::from_utf8(plain.to_vec()).map_err(|_| VaultError::Integrity)?))
+    }
+}
+
+/// A sealed key file's salt and ciphertext.
+type SealedParts = ([u8; 16], Vec<u8>);
+
+/// Split a sealed key file into its salt and ciphertext, if it is one.
+fn sealed_parts(text: &str) -> Option<Result<SealedParts, VaultError>> {
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#'))?;
+    let rest = line.strip_prefix(SEALED_PREFIX)?;
+    let bad = || VaultError::KeyFile("the sealed key file is malformed".into());
+    Some((|| {
+        let (salt, sealed) = rest.split_once(':').ok_or_else(bad)?;
+        let salt: [u8; 16] = STANDARD.decode(salt).map_err(|_| bad())?.try_into().map_err(|_| bad())?;
+        Ok((salt, STANDARD.decode(sealed).map_err(|_| bad())?))
+    })())
 }
 
 impl fmt::Debug for KeyFile {
@@ -97,7 +164,12 @@ impl KeyFile {
         random_bytes(secret.as_mut_slice())?;
         let mut versions = BTreeMap::new();
         versions.insert(1, KekVersion::new(secret, 1)?);
-        Ok(KeyFile { instance_id: instance_id.to_owned(), versions: RwLock::new(Arc::new(versions)), source: None })
+        Ok(KeyFile {
+            instance_id: instance_id.to_owned(),
+            versions: RwLock::new(Arc::new(versions)),
+            source: None,
+            passphrase_key: None,
+        })
     }
 
     /// Parse key file text.
@@ -130,16 +202,60 @@ impl KeyFile {
             }
         }
         let instance_id = instance_id.ok_or_else(|| VaultError::KeyFile("the file holds no key".into()))?;
-        Ok(KeyFile { instance_id, versions: RwLock::new(Arc::new(versions)), source: None })
+        Ok(KeyFile { instance_id, versions: RwLock::new(Arc::new(versions)), source: None, passphrase_key: None })
     }
 
     /// Read and parse the key file at `path`, refusing one that others can read.
     pub fn load(path: &Path) -> Result<KeyFile, VaultError> {
+        KeyFile::load_with(path, None)
+    }
+
+    /// Is the key file at `path` sealed with a passphrase?
+    pub fn is_sealed(path: &Path) -> Result<bool, VaultError> {
+        Ok(sealed_parts(&read_secret_file(path)?).is_some())
+    }
+
+    /// [`KeyFile::load`], opening a file sealed with a passphrase with `passphrase`.
+    pub fn load_with(path: &Path, passphrase: Option<&str>) -> Result<KeyFile, VaultError> {
         let seen = stamp(path);
         let text = read_secret_file(path)?;
-        let mut kf = KeyFile::parse(&text)?;
+        let mut kf = match sealed_parts(&text) {
+            None => KeyFile::parse(&text)?,
+            Some(parts) => {
+                let (salt, sealed) = parts?;
+                let passphrase = passphrase.ok_or_else(|| {
+                    VaultError::KeyFile(format!("{} is sealed with a passphrase, and none was given", path.display()))
+                })?;
+                let pk = PassphraseKey::derive(passphrase, salt)?;
+                let mut kf = KeyFile::parse(&pk.open(&sealed)?)?;
+                kf.passphrase_key = Some(pk);
+                kf
+            }
+        };
         kf.source = Some((path.to_path_buf(), RwLock::new(seen)));
         Ok(kf)
+    }
+
+    /// The plain key file text (every version).
+    fn plain_text(&self) -> Zeroizing<String> {
+        let mut text = Zeroizing::new(String::new());
+        text.push_str(
+            "# Confidant key-encryption key. Without it the data cannot be read.\n\
+             # Keep it secret, keep it off the data disk, and back it up apart from the data.\n",
+        );
+        for (v, k) in self.snapshot().iter() {
+            text.push_str(&format!("{LINE_PREFIX}{}:{v}:{}\n", self.instance_id, STANDARD.encode(k.secret.as_slice())));
+        }
+        text
+    }
+
+    /// Write a new key file at `path`, sealed with `passphrase` (argon2id, then
+    /// AES-256-GCM); mode 0600, never overwriting anything.
+    pub fn create_sealed(&self, path: &Path, passphrase: &str) -> Result<(), VaultError> {
+        let mut salt = [0u8; 16];
+        random_bytes(&mut salt)?;
+        let pk = PassphraseKey::derive(passphrase, salt)?;
+        write_secret_file(path, &sealed_file_text(&pk.seal(&self.plain_text())?))
     }
 
     fn snapshot(&self) -> Arc<BTreeMap<u32, KekVersion>> {
@@ -158,7 +274,20 @@ impl KeyFile {
         if seen.read().map(|s| *s == now).unwrap_or(false) {
             return Ok(false);
         }
-        let fresh = KeyFile::parse(&read_secret_file(path)?)?;
+        let text = read_secret_file(path)?;
+        let fresh = match (sealed_parts(&text), &self.passphrase_key) {
+            (None, _) => KeyFile::parse(&text)?,
+            (Some(parts), Some(pk)) => {
+                let (salt, sealed) = parts?;
+                if salt != pk.salt {
+                    return Err(VaultError::KeyFile(format!("{} was sealed anew; restart to read it", path.display())));
+                }
+                KeyFile::parse(&pk.open(&sealed)?)?
+            }
+            (Some(_), None) => {
+                return Err(VaultError::KeyFile(format!("{} is now sealed; restart to read it", path.display())));
+            }
+        };
         let known = self.snapshot();
         let fresh_versions = fresh.snapshot();
         if fresh.instance_id != self.instance_id
@@ -181,7 +310,26 @@ impl KeyFile {
     /// Append a new, random key version to the key file at `path` (never
     /// rewriting what is there) and return its number.
     pub fn add_version(path: &Path) -> Result<u32, VaultError> {
-        let current = KeyFile::load(path)?;
+        KeyFile::add_version_with(path, None)
+    }
+
+    /// [`KeyFile::add_version`] for a file sealed with `passphrase`: the file is
+    /// sealed anew with the new version inside and replaced atomically.
+    pub fn add_version_with(path: &Path, passphrase: Option<&str>) -> Result<u32, VaultError> {
+        let current = KeyFile::load_with(path, passphrase)?;
+        if let Some(pk) = &current.passphrase_key {
+            let next = current.snapshot().keys().next_back().copied().unwrap_or(0) + 1;
+            let mut secret = Zeroizing::new([0u8; KEY_LEN]);
+            random_bytes(secret.as_mut_slice())?;
+            let mut text = current.plain_text();
+            text.push_str(&format!(
+                "{LINE_PREFIX}{}:{next}:{}\n",
+                current.instance_id,
+                STANDARD.encode(secret.as_slice())
+            ));
+            replace_secret_file(path, &sealed_file_text(&pk.seal(&text)?))?;
+            return Ok(next);
+        }
         let next = current.snapshot().keys().next_back().copied().unwrap_or(0) + 1;
         let mut secret = Zeroizing::new([0u8; KEY_LEN]);
         random_bytes(secret.as_mut_slice())?;
@@ -210,15 +358,7 @@ impl KeyFile {
     /// Write a new key file at `path` with mode 0600. Fails if anything exists there:
     /// a key file is never overwritten.
     pub fn create(&self, path: &Path) -> Result<(), VaultError> {
-        let mut text = Zeroizing::new(String::new());
-        text.push_str(
-            "# Confidant key-encryption key. Without it the data cannot be read.\n\
-             # Keep it secret, keep it off the data disk, and back it up apart from the data.\n",
-        );
-        for (v, k) in self.snapshot().iter() {
-            text.push_str(&format!("{LINE_PREFIX}{}:{v}:{}\n", self.instance_id, STANDARD.encode(k.secret.as_slice())));
-        }
-        write_secret_file(path, &text)
+        write_secret_file(path, &self.plain_text())
     }
 
     /// The instance this key belongs to.
@@ -245,6 +385,24 @@ impl KeyFile {
         }
         Err(VaultError::MissingKeyVersion(v))
     }
+}
+
+fn sealed_file_text(sealed_line: &str) -> String {
+    format!(
+        "# Confidant key-encryption key, sealed with a passphrase (argon2id m=64 MiB, t=3; AES-256-GCM).\n\
+         # Without it and the passphrase the data cannot be read. Back both up, apart from the data.\n{sealed_line}"
+    )
+}
+
+/// Replace a secret file atomically: a new file (0600) beside it, synced, renamed over it.
+fn replace_secret_file(path: &Path, text: &str) -> Result<(), VaultError> {
+    let tmp = path.with_extension(format!("tmp-{}", crate::random_id()?));
+    write_secret_file(&tmp, text)?;
+    std::fs::rename(&tmp, path).map_err(|e| VaultError::KeyFile(format!("cannot replace {}: {e}", path.display())))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+    Ok(())
 }
 
 /// Read a secret file, refusing one that other users can read.
@@ -380,6 +538,32 @@ mod tests {
         let _ = KeyFile::add_version(&path);
         assert!(running.refresh().is_err());
         assert_eq!(*running.unwrap(b"label", &wrapped_v1).unwrap(), [7u8; KEY_LEN]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_key_file_sealed_with_a_passphrase() {
+        let dir = std::env::temp_dir().join(format!("confidant-kf-{}", crate::random_id().unwrap()));
+        let path = dir.join("kek");
+        let kf = KeyFile::generate("abc").unwrap();
+        kf.create_sealed(&path, "a long and private passphrase").unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains(LINE_PREFIX), "the key lines are not in the file in the clear");
+        assert!(KeyFile::is_sealed(&path).unwrap());
+        let opened = KeyFile::load_with(&path, Some("a long and private passphrase")).unwrap();
+        assert_eq!(opened.check_value(), kf.check_value());
+        let wrapped = opened.wrap(1, b"l", &[3u8; KEY_LEN]).unwrap();
+        let wrong = KeyFile::load_with(&path, Some("a long and private passphrasE")).unwrap_err().to_string();
+        assert!(wrong.contains("wrong passphrase"), "{wrong}");
+        let none = KeyFile::load(&path).unwrap_err().to_string();
+        assert!(none.contains("sealed with a passphrase"), "{none}");
+        // A rotation seals the file anew with both versions; a running instance reads it.
+        assert_eq!(KeyFile::add_version_with(&path, Some("a long and private passphrase")).unwrap(), 2);
+        assert!(!std::fs::read_to_string(&path).unwrap().contains(LINE_PREFIX));
+        assert_eq!(opened.current_version(), 2);
+        let after = KeyFile::load_with(&path, Some("a long and private passphrase")).unwrap();
+        assert_eq!(*after.unwrap(b"l", &wrapped).unwrap(), [3u8; KEY_LEN]);
+        assert!(KeyFile::add_version_with(&path, Some("wrong")).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -79,10 +79,16 @@ pub fn run(args: &[&str]) -> std::process::Output {
 
 /// Run the binary with `input` on standard input.
 pub fn run_stdin(args: &[&str], input: &str) -> std::process::Output {
+    run_stdin_env(args, input, &[])
+}
+
+/// [`run_stdin`] with extra environment variables.
+pub fn run_stdin_env(args: &[&str], input: &str, env: &[(&str, &str)]) -> std::process::Output {
     use std::io::Write;
     let mut child = Command::new(BIN)
         .args(args)
         .env("CONFIDANT_LOG", "info")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -213,6 +219,11 @@ static SERVER_SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsi
 
 impl Server {
     pub fn start(inst: &Instance, extra: &[&str]) -> Server {
+        Server::start_env(inst, extra, &[])
+    }
+
+    /// [`Server::start`] with extra environment variables.
+    pub fn start_env(inst: &Instance, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let n = SERVER_SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let stdout = inst.logs_dir().join(format!("serve-{n}.out"));
         let stderr = inst.logs_dir().join(format!("serve-{n}.err"));
@@ -220,6 +231,7 @@ impl Server {
             .args(["serve", "--dir", inst.dir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
             .args(extra)
             .env("CONFIDANT_LOG", "debug,sqlx=debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).unwrap())

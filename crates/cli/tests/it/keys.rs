@@ -3,7 +3,7 @@
 use std::os::unix::fs::PermissionsExt;
 
 use crate::both_backends;
-use crate::common::{BIN, Db, Instance, run, snapshot};
+use crate::common::{BIN, Db, Instance, Server, run, snapshot};
 
 fn serve_fails(inst: &Instance, expect: &str) {
     let before = snapshot(&inst.dir);
@@ -131,4 +131,118 @@ fn init_protects_keys_and_instances() {
     let out = run(&["serve", "--dir", tmp.path().join("nothing").to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a Confidant instance"));
+}
+
+/// A key file sealed with a passphrase: without it or with a wrong one nothing
+/// starts and nothing changes; with it (from a descriptor or the environment)
+/// everything works, rotation included, and the file never holds a key in the clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passphrase_sealed_key_file() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    const PASS: &str = "seven quiet lanterns over the harbour";
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let key = tmp.path().join("keys").join("k.kek");
+    let d = dir.to_str().unwrap();
+    // A weak passphrase is refused before anything exists.
+    let out = Command::new(BIN)
+        .args(["init", "--dir", d, "--key-file", key.to_str().unwrap(), "--passphrase"])
+        .env("CONFIDANT_PASSPHRASE", "short")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("passphrase refused"), "{out:?}");
+    assert!(!key.exists() && !dir.join("confidant.toml").exists(), "nothing was created");
+    let out = Command::new(BIN)
+        .args(["init", "--dir", d, "--key-file", key.to_str().unwrap(), "--passphrase"])
+        .env("CONFIDANT_PASSPHRASE", PASS)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let sealed = std::fs::read_to_string(&key).unwrap();
+    assert!(sealed.contains("confidant-kek-sealed:v1:") && !sealed.contains("confidant-kek:v1:"), "{sealed}");
+    assert!(std::fs::read_to_string(dir.join("confidant.toml")).unwrap().contains("provider = \"passphrase\""));
+
+    // No passphrase (no terminal either), or a wrong one: a clear error, nothing changed.
+    for (env, expect) in [(None, "cannot read the passphrase"), (Some("not the passphrase"), "wrong passphrase")] {
+        let before = snapshot(&dir);
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--dir", d, "--listen", "127.0.0.1:0"]).stdin(Stdio::null());
+        if let Some(p) = env {
+            cmd.env("CONFIDANT_PASSPHRASE", p);
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(expect), "{expect}: {stderr}");
+        assert!(stderr.contains("nothing was changed") || env.is_none(), "{stderr}");
+        assert_eq!(snapshot(&dir), before, "a refused start changed files");
+    }
+
+    // Accounts and a token from the command line, with the passphrase on a descriptor (stdin here).
+    let with_fd = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env("CONFIDANT_PASSPHRASE_FD", "0")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // (The account's password comes on stdin, so the passphrase comes from the environment here.)
+    let out = crate::common::run_stdin_env(
+        &[
+            "user",
+            "add",
+            "--dir",
+            d,
+            "--username",
+            "clin1",
+            "--role",
+            "clinician",
+            "--name",
+            "Pass Phrase",
+            "--password-stdin",
+        ],
+        "correct horse battery staple 7\n",
+        &[("CONFIDANT_PASSPHRASE", PASS)],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token =
+        with_fd(&["token", "create", "--dir", d, "--user", "clin1", "--scope", "user/*.*"], &format!("{PASS}\n"));
+    let token = token.trim().to_owned();
+
+    let inst = Instance {
+        tmp,
+        dir: dir.clone(),
+        key_file: key.clone(),
+        db: Db::Sqlite,
+        pg: None,
+        token: token.clone(),
+        admin_token: token,
+    };
+    std::fs::create_dir_all(inst.logs_dir()).unwrap();
+    let s = Server::start_env(&inst, &[], &[("CONFIDANT_PASSPHRASE", PASS)]);
+    let p = s.create(&crate::common::patient("Lind", "Eeva")).await;
+    let path = format!("Patient/{}", p["id"].as_str().unwrap());
+    assert_eq!(s.get(&path).await.status(), reqwest::StatusCode::OK);
+    // Rotation seals the file anew, with the new version inside; the server keeps serving.
+    let out =
+        Command::new(BIN).args(["keys", "rotate", "--dir", d]).env("CONFIDANT_PASSPHRASE", PASS).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let resealed = std::fs::read_to_string(&key).unwrap();
+    assert!(resealed.contains("confidant-kek-sealed:v1:") && !resealed.contains("confidant-kek:v1:"));
+    assert_ne!(resealed, sealed);
+    let q = s.create(&crate::common::patient("Lind", "Ville")).await;
+    assert_eq!(s.get(&path).await.status(), reqwest::StatusCode::OK);
+    s.stop();
+    let s = Server::start_env(&inst, &[], &[("CONFIDANT_PASSPHRASE", PASS)]);
+    assert_eq!(s.get(&path).await.status(), reqwest::StatusCode::OK);
+    assert_eq!(s.get(&format!("Patient/{}", q["id"].as_str().unwrap())).await.status(), reqwest::StatusCode::OK);
+    s.stop();
 }
