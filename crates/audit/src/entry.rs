@@ -48,6 +48,8 @@ pub enum Action {
     Alert,
     /// Someone read or exported the audit log itself.
     AuditAccess,
+    /// A legal hold set on or lifted from a patient (erasure waits for it).
+    LegalHold,
 }
 
 impl Action {
@@ -78,6 +80,7 @@ impl Action {
         Action::Backup,
         Action::Alert,
         Action::AuditAccess,
+        Action::LegalHold,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -108,6 +111,7 @@ impl Action {
             Action::Backup => "backup",
             Action::Alert => "alert",
             Action::AuditAccess => "audit-access",
+            Action::LegalHold => "legal-hold",
         }
     }
 

@@ -7,6 +7,7 @@ mod config;
 mod demo;
 mod instance;
 mod keys;
+mod patient;
 mod users;
 
 use std::path::PathBuf;
@@ -88,10 +89,78 @@ enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
+    /// Erasing a patient (crypto-shredding) and legal holds.
+    Patient {
+        #[command(subcommand)]
+        action: PatientAction,
+    },
     /// The key-encryption key: its versions, and rotation to a new one.
     Keys {
         #[command(subcommand)]
         action: KeysAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PatientAction {
+    /// Set a legal hold: the patient cannot be erased until it is released.
+    Hold {
+        /// The instance directory (holds confidant.toml).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The Patient id.
+        #[arg(long)]
+        id: String,
+    },
+    /// Lift a legal hold.
+    Release {
+        /// The instance directory (holds confidant.toml).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The Patient id.
+        #[arg(long)]
+        id: String,
+    },
+    /// Ask for a patient's erasure; prints an approval code for a second person (valid 24 h).
+    EraseRequest {
+        /// The instance directory (holds confidant.toml).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The Patient id.
+        #[arg(long)]
+        id: String,
+        /// Your name (the approver must be someone else).
+        #[arg(long)]
+        requested_by: String,
+        /// Why (stored sealed; write no clinical details).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Erase a patient for good: their data keys are destroyed and their records deleted.
+    ///
+    /// Needs a second person's approval code (from `erase-request`), or --force
+    /// with a --reason. Refused while a legal hold is set. The audit log keeps its
+    /// entries about the patient (ids only). Older backups still hold the records,
+    /// sealed under the destroyed keys: see README, "Erasure".
+    Erase {
+        /// The instance directory (holds confidant.toml).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The Patient id.
+        #[arg(long)]
+        id: String,
+        /// The approval code printed by `erase-request`.
+        #[arg(long, requires = "approved_by", conflicts_with = "force")]
+        approval: Option<String>,
+        /// The approver's name (not the requester's).
+        #[arg(long)]
+        approved_by: Option<String>,
+        /// Erase without a second person's approval; needs --reason, which is audited.
+        #[arg(long, requires = "reason")]
+        force: bool,
+        /// Why (stored sealed; write no clinical details).
+        #[arg(long)]
+        reason: Option<String>,
     },
 }
 
@@ -365,6 +434,28 @@ fn main() -> ExitCode {
                 }
                 AuditAction::Export { dir, after } => audit::export(&dir, after).await,
                 AuditAction::Checkpoint { dir } => audit::checkpoint(&dir).await,
+            },
+            Command::Patient { action } => match action {
+                PatientAction::Hold { dir, id } => patient::hold(&dir, &id, true).await,
+                PatientAction::Release { dir, id } => patient::hold(&dir, &id, false).await,
+                PatientAction::EraseRequest { dir, id, requested_by, reason } => {
+                    patient::request(&dir, &id, &requested_by, &reason).await
+                }
+                PatientAction::Erase { dir, id, approval, approved_by, force, reason } => {
+                    let authority = match (approval, force, reason) {
+                        (Some(code), _, _) => {
+                            patient::Authority::Approval { code, approved_by: approved_by.unwrap_or_default() }
+                        }
+                        (None, true, Some(reason)) => patient::Authority::Forced { reason },
+                        _ => {
+                            return Err(anyhow::anyhow!(
+                                "give --approval CODE --approved-by NAME (from `patient erase-request`), \
+                                 or --force --reason \"...\"; nothing was changed"
+                            ));
+                        }
+                    };
+                    patient::erase(&dir, &id, authority).await
+                }
             },
             Command::Keys { action } => match action {
                 KeysAction::Status { dir } => keys::status(&dir).await,

@@ -13,6 +13,7 @@
 
 mod audit;
 mod backend;
+mod erasure;
 mod identity;
 mod schema;
 
@@ -25,6 +26,7 @@ use sqlx::{Any, AnyPool, AssertSqlSafe, Row, Transaction};
 
 pub use audit::{AuditFilter, AuditRow, StoredAudit};
 pub use backend::{Backend, PostgresBackend, SqliteBackend};
+pub use erasure::Erased;
 pub use identity::{ApiTokenAuth, ApiTokenRow, SessionRow, ThrottleRow, UserRow};
 
 /// Errors from the store. Messages name tables and operations, never values.

@@ -157,6 +157,19 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX audit_checkpoints_by_size ON audit_checkpoints (size);
     {audit_head_trigger}",
+    // 4: erasure. A legal hold stops a patient's erasure; an erasure request
+    // waits for a second person's approval code (stored as a hash).
+    "CREATE TABLE legal_holds (
+        patient_id TEXT PRIMARY KEY,
+        placed_at BIGINT NOT NULL
+    );
+    CREATE TABLE erasure_requests (
+        code_hash {blob} PRIMARY KEY,
+        patient_id TEXT NOT NULL,
+        requested_by TEXT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        used_at BIGINT
+    );",
 ];
 
 pub(crate) async fn migrate(pool: &AnyPool, backend: &dyn Backend) -> Result<()> {

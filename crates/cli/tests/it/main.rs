@@ -11,6 +11,7 @@ mod api;
 mod audit;
 mod crash;
 mod demo;
+mod erasure;
 mod hostile;
 mod keys;
 mod rotation;

@@ -1,0 +1,151 @@
+//! `confidant patient hold|release|erase-request|erase`: crypto-shredding a
+//! patient, with a second person's approval (or a forced, reasoned erasure),
+//! never while a legal hold is set.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use base64::Engine as _;
+use confidant_audit::{Action, Entry, Outcome};
+use confidant_identity::CONSOLE;
+use confidant_records::Records;
+
+use crate::instance::{now_millis, open_identity};
+
+/// How long an erasure approval code stays valid.
+const APPROVAL_HOURS: i64 = 24;
+
+fn entry(action: Action, patient: &str, target: &str) -> Entry {
+    let mut e = Entry::new(now_millis(), action, Outcome::Success);
+    e.actor = Some(CONSOLE.into());
+    e.role = Some("admin".into());
+    e.patient = Some(patient.to_owned());
+    e.resource = Some(format!("Patient/{patient}"));
+    e.target = Some(target.to_owned());
+    e
+}
+
+/// A reason, sealed under the organisation's key (it may name people, so it is
+/// never stored in the clear, not even in the audit log), for the audit entry.
+async fn sealed_reason(records: &Records, patient: &str, reason: &str) -> Result<String> {
+    let reason = reason.trim();
+    if reason.chars().count() < 10 || reason.len() > 2000 {
+        bail!("give a --reason of 10 to 2000 characters: why this patient's records must go");
+    }
+    let sealed = records.seal_secret("ErasureReason", patient, reason.as_bytes()).await?;
+    Ok(base64::engine::general_purpose::STANDARD_NO_PAD.encode(sealed))
+}
+
+async fn existing_patient(records: &Records, id: &str) -> Result<()> {
+    if !confidant_fhir::is_valid_id(id) || records.store().compartment_of("Patient", id).await?.is_none() {
+        bail!("no patient has id {id} (already erased, or a typo?); nothing was changed");
+    }
+    Ok(())
+}
+
+fn code_hash(code: &str) -> Vec<u8> {
+    confidant_vault::sha256(code.trim().as_bytes()).to_vec()
+}
+
+/// `patient hold` / `patient release`.
+pub async fn hold(dir: &Path, id: &str, hold: bool) -> Result<()> {
+    let (_, records, _) = open_identity(dir).await?;
+    existing_patient(&records, id).await?;
+    let e = entry(Action::LegalHold, id, if hold { "legal-hold-set" } else { "legal-hold-lifted" });
+    let changed = records.store().set_legal_hold(id, hold, now_millis(), &[e.to_row()]).await?;
+    records.store().close().await;
+    match (hold, changed) {
+        (true, true) => println!("Legal hold set on Patient/{id}: it cannot be erased until released."),
+        (true, false) => println!("Patient/{id} was already on legal hold."),
+        (false, true) => println!("Legal hold on Patient/{id} lifted."),
+        (false, false) => println!("Patient/{id} had no legal hold."),
+    }
+    Ok(())
+}
+
+/// `patient erase-request`: the first person's half; prints the approval code.
+pub async fn request(dir: &Path, id: &str, requested_by: &str, reason: &str) -> Result<()> {
+    let (_, records, _) = open_identity(dir).await?;
+    existing_patient(&records, id).await?;
+    if records.store().legal_hold(id).await? {
+        bail!("Patient/{id} is on legal hold; lift it first (confidant patient release); nothing was changed");
+    }
+    let sealed = sealed_reason(&records, id, reason).await?;
+    let code = format!("erase_{}", confidant_vault::random_id()?);
+    // Who asked and who approved are kept with the request, not in the log (ids only there).
+    let mut e = entry(Action::Delete, id, "erasure-requested");
+    e.purpose = Some(format!("sealed-reason:{sealed}"));
+    let expires = now_millis() + APPROVAL_HOURS * 3_600_000;
+    records.store().insert_erasure_request(&code_hash(&code), id, requested_by.trim(), expires, &[e.to_row()]).await?;
+    records.store().close().await;
+    println!("{code}");
+    eprintln!(
+        "Erasure of Patient/{id} requested by {requested_by}. A second person approves it within {APPROVAL_HOURS} h with:\n  \
+         confidant patient erase --dir {} --id {id} --approval <the code above> --approved-by <their name>",
+        dir.display()
+    );
+    Ok(())
+}
+
+/// How an erasure is authorised.
+pub enum Authority {
+    Approval { code: String, approved_by: String },
+    Forced { reason: String },
+}
+
+/// `patient erase`: crypto-shred a patient.
+pub async fn erase(dir: &Path, id: &str, authority: Authority) -> Result<()> {
+    let (_, records, _) = open_identity(dir).await?;
+    existing_patient(&records, id).await?;
+    let now = now_millis();
+    let (approval, mut e) = match &authority {
+        Authority::Approval { code, approved_by } => {
+            let Some((patient, requested_by)) = records.store().erasure_request(&code_hash(code), now).await? else {
+                bail!("that approval code is unknown, used or expired; nothing was changed");
+            };
+            if patient != id {
+                bail!("that approval code is for another patient; nothing was changed");
+            }
+            if requested_by.trim().eq_ignore_ascii_case(approved_by.trim()) || approved_by.trim().is_empty() {
+                bail!("the approval must come from a second person, not from {requested_by}; nothing was changed");
+            }
+            (Some(code_hash(code)), entry(Action::Delete, id, "erased-approved"))
+        }
+        Authority::Forced { reason } => {
+            let sealed = sealed_reason(&records, id, reason).await?;
+            let mut e = entry(Action::Delete, id, "erased-forced");
+            e.purpose = Some(format!("sealed-reason:{sealed}"));
+            (None, e)
+        }
+    };
+    e.time = now;
+    let result = records.store().erase_patient(id, approval.as_deref(), now, &[e.to_row()]).await;
+    let erased = match result {
+        Ok(x) => x,
+        Err(confidant_store::StoreError::Database(m)) if m.contains("legal hold") => {
+            records.store().close().await;
+            bail!("Patient/{id} is on legal hold; nothing was changed");
+        }
+        Err(confidant_store::StoreError::Conflict) => {
+            records.store().close().await;
+            bail!("that approval code was used or expired meanwhile; nothing was changed");
+        }
+        Err(other) => {
+            records.store().close().await;
+            return Err(anyhow::Error::new(other).context("the erasure failed; nothing was changed"));
+        }
+    };
+    records.store().checkpoint_wal().await.context("erased, but the WAL could not be truncated")?;
+    records.store().close().await;
+    println!(
+        "Patient/{id} erased: {} data keys destroyed, {} records ({} versions) and {} search tokens deleted{}.",
+        erased.data_keys,
+        erased.resources,
+        erased.versions,
+        erased.search_tokens,
+        if erased.accounts_disabled > 0 { ", their portal account disabled" } else { "" }
+    );
+    println!("The audit log keeps its entries about them (ids only). Backups made before now still hold");
+    println!("their records, sealed under the destroyed key: see README, \"Erasure\".");
+    Ok(())
+}
