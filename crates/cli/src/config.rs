@@ -21,6 +21,17 @@ pub struct Config {
     pub access: Access,
     #[serde(default)]
     pub audit: Audit,
+    #[serde(default)]
+    pub retention: Retention,
+}
+
+/// How long records are kept (`confidant retention run`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// Erase a patient this many years after their last encounter (or, without
+    /// one, the last change to their records). Unset: no policy.
+    pub years_after_last_encounter: Option<u32>,
 }
 
 /// The audit log's signing key, witness and checkpoint schedule.

@@ -110,6 +110,7 @@ pub async fn init_quiet(
         server: Server::default(),
         access: Default::default(),
         audit: Default::default(),
+        retention: Default::default(),
     };
     let store = Store::connect(&config.database_url(&dir)?, true).await.context("cannot open the database")?;
     if confidant_records::instance_id(&store).await.ok().flatten().is_some() {

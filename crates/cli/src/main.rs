@@ -94,6 +94,11 @@ enum Command {
         #[command(subcommand)]
         action: PatientAction,
     },
+    /// The retention policy: erase patients whose records have expired.
+    Retention {
+        #[command(subcommand)]
+        action: RetentionAction,
+    },
     /// The key-encryption key: its versions, and rotation to a new one.
     Keys {
         #[command(subcommand)]
@@ -161,6 +166,21 @@ enum PatientAction {
         /// Why (stored sealed; write no clinical details).
         #[arg(long)]
         reason: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RetentionAction {
+    /// Erase every patient whose last encounter is older than the policy in
+    /// confidant.toml ([retention] years_after_last_encounter), except those on
+    /// legal hold. Try --dry-run first: it lists them and changes nothing.
+    Run {
+        /// The instance directory (holds confidant.toml).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Only list what would be erased.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -456,6 +476,9 @@ fn main() -> ExitCode {
                     };
                     patient::erase(&dir, &id, authority).await
                 }
+            },
+            Command::Retention { action } => match action {
+                RetentionAction::Run { dir, dry_run } => patient::retention(&dir, dry_run).await,
             },
             Command::Keys { action } => match action {
                 KeysAction::Status { dir } => keys::status(&dir).await,

@@ -96,7 +96,25 @@ pub enum Authority {
 /// `patient erase`: crypto-shred a patient.
 pub async fn erase(dir: &Path, id: &str, authority: Authority) -> Result<()> {
     let (_, records, _) = open_identity(dir).await?;
-    existing_patient(&records, id).await?;
+    let result = erase_with(&records, id, authority).await;
+    records.store().close().await;
+    let erased = result?;
+    println!(
+        "Patient/{id} erased: {} data keys destroyed, {} records ({} versions) and {} search tokens deleted{}.",
+        erased.data_keys,
+        erased.resources,
+        erased.versions,
+        erased.search_tokens,
+        if erased.accounts_disabled > 0 { ", their portal account disabled" } else { "" }
+    );
+    println!("The audit log keeps its entries about them (ids only). Backups made before now still hold");
+    println!("their records, sealed under the destroyed key: see README, \"Erasure\".");
+    Ok(())
+}
+
+/// Erase one patient with open records (the store stays open).
+async fn erase_with(records: &Records, id: &str, authority: Authority) -> Result<confidant_store::Erased> {
+    existing_patient(records, id).await?;
     let now = now_millis();
     let (approval, mut e) = match &authority {
         Authority::Approval { code, approved_by } => {
@@ -112,40 +130,66 @@ pub async fn erase(dir: &Path, id: &str, authority: Authority) -> Result<()> {
             (Some(code_hash(code)), entry(Action::Delete, id, "erased-approved"))
         }
         Authority::Forced { reason } => {
-            let sealed = sealed_reason(&records, id, reason).await?;
+            let sealed = sealed_reason(records, id, reason).await?;
             let mut e = entry(Action::Delete, id, "erased-forced");
             e.purpose = Some(format!("sealed-reason:{sealed}"));
             (None, e)
         }
     };
     e.time = now;
-    let result = records.store().erase_patient(id, approval.as_deref(), now, &[e.to_row()]).await;
-    let erased = match result {
-        Ok(x) => x,
+    match records.store().erase_patient(id, approval.as_deref(), now, &[e.to_row()]).await {
+        Ok(erased) => {
+            records.store().checkpoint_wal().await.context("erased, but the WAL could not be truncated")?;
+            Ok(erased)
+        }
         Err(confidant_store::StoreError::Database(m)) if m.contains("legal hold") => {
-            records.store().close().await;
-            bail!("Patient/{id} is on legal hold; nothing was changed");
+            bail!("Patient/{id} is on legal hold; nothing was changed")
         }
         Err(confidant_store::StoreError::Conflict) => {
-            records.store().close().await;
-            bail!("that approval code was used or expired meanwhile; nothing was changed");
+            bail!("that approval code was used or expired meanwhile; nothing was changed")
         }
-        Err(other) => {
-            records.store().close().await;
-            return Err(anyhow::Error::new(other).context("the erasure failed; nothing was changed"));
-        }
+        Err(other) => Err(anyhow::Error::new(other).context("the erasure failed; nothing was changed")),
+    }
+}
+
+/// `retention run`: erase the patients the retention policy says have expired
+/// (all but those on legal hold); with `dry_run`, only list them.
+pub async fn retention(dir: &Path, dry_run: bool) -> Result<()> {
+    let (config, records, _) = open_identity(dir).await?;
+    let Some(years) = config.retention.years_after_last_encounter else {
+        records.store().close().await;
+        bail!(
+            "no retention policy is set: add [retention] years_after_last_encounter = N to {}; nothing was changed",
+            crate::config::Config::path(dir).display()
+        );
     };
-    records.store().checkpoint_wal().await.context("erased, but the WAL could not be truncated")?;
-    records.store().close().await;
+    let cutoff = now_millis() - i64::from(years) * 365 * 86_400_000 - i64::from(years / 4) * 86_400_000;
+    let expired = records.store().patients_inactive_since(cutoff).await?;
     println!(
-        "Patient/{id} erased: {} data keys destroyed, {} records ({} versions) and {} search tokens deleted{}.",
-        erased.data_keys,
-        erased.resources,
-        erased.versions,
-        erased.search_tokens,
-        if erased.accounts_disabled > 0 { ", their portal account disabled" } else { "" }
+        "Retention: {years} years after the last encounter; {} patients expired (last activity before {}).",
+        expired.len(),
+        &confidant_fhir::instant(cutoff)[..10]
     );
-    println!("The audit log keeps its entries about them (ids only). Backups made before now still hold");
-    println!("their records, sealed under the destroyed key: see README, \"Erasure\".");
+    let mut erased = 0;
+    for (i, (id, last)) in expired.iter().enumerate() {
+        let held = records.store().legal_hold(id).await?;
+        let when = &confidant_fhir::instant(*last)[..10];
+        if held {
+            println!("  Patient/{id}  last activity {when}  kept: legal hold");
+        } else if dry_run {
+            println!("  Patient/{id}  last activity {when}  would be erased");
+        } else {
+            let reason = format!("retention policy: {years} years after the last encounter");
+            erase_with(&records, id, Authority::Forced { reason }).await?;
+            erased += 1;
+            println!("  Patient/{id}  last activity {when}  erased ({}/{})", i + 1, expired.len());
+        }
+    }
+    records.store().close().await;
+    if dry_run {
+        println!("Dry run: nothing was changed. Run without --dry-run to erase them.");
+    } else {
+        println!("{erased} patients erased.");
+    }
     Ok(())
 }

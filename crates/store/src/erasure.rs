@@ -167,6 +167,25 @@ impl Store {
         Ok(erased)
     }
 
+    /// Patients whose last encounter (or, without one, the last change to any of
+    /// their records) is before `cutoff` (Unix ms): (patient id, that time), oldest first.
+    pub async fn patients_inactive_since(&self, cutoff: i64) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(self.sql(
+            "SELECT p.id, COALESCE( \
+                 (SELECT MAX(e.last_updated) FROM resource_heads e WHERE e.resource_type = 'Encounter' AND e.compartment = p.id), \
+                 (SELECT MAX(r.last_updated) FROM resource_heads r WHERE r.compartment = p.id)) AS last_activity \
+             FROM resource_heads p WHERE p.resource_type = 'Patient' \
+             AND COALESCE( \
+                 (SELECT MAX(e.last_updated) FROM resource_heads e WHERE e.resource_type = 'Encounter' AND e.compartment = p.id), \
+                 (SELECT MAX(r.last_updated) FROM resource_heads r WHERE r.compartment = p.id)) < ? \
+             ORDER BY last_activity",
+        ))
+        .bind(cutoff)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
     /// After an erasure on SQLite: move the WAL into the database file and
     /// truncate it, so that deleted pages (overwritten: `secure_delete`) leave no
     /// copy in the WAL either.

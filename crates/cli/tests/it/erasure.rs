@@ -165,3 +165,59 @@ async fn erasure(db: Db) {
     assert!(ok, "{out}{err}");
 }
 both_backends!(erasure);
+
+/// The retention policy: a dry run lists and changes nothing; a run erases all
+/// expired patients except those on legal hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_policy() {
+    let inst = Instance::new(Db::Sqlite).await;
+    let d = inst.dir.to_str().unwrap().to_owned();
+    let (ok, _, err) = cli(&["retention", "run", "--dir", &d, "--dry-run"]);
+    assert!(!ok && err.contains("no retention policy"), "{err}");
+    let s = inst.start();
+    let mut ids = Vec::new();
+    for family in ["Expired", "Held", "Alsoexpired"] {
+        let p = s.create(&patient(family, "R")).await;
+        let id = p["id"].as_str().unwrap().to_owned();
+        s.create(&encounter(&id)).await;
+        ids.push(id);
+    }
+    s.stop();
+    // Zero years: everything before now has expired (a test of the mechanism, not a policy).
+    let config = inst.dir.join("confidant.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let policy = "[retention]\nyears_after_last_encounter = 0\n";
+    let text = if text.contains("[retention]\n") {
+        text.replace("[retention]\n", policy)
+    } else {
+        format!("{text}\n{policy}")
+    };
+    std::fs::write(&config, text).unwrap();
+    assert!(cli(&["patient", "hold", "--dir", &d, "--id", &ids[1]]).0);
+    let (ok, out, err) = cli(&["retention", "run", "--dir", &d, "--dry-run"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.matches("would be erased").count(), 2, "{out}");
+    assert!(out.contains(&format!("Patient/{}", ids[1])) && out.contains("kept: legal hold"), "{out}");
+    let s = inst.start();
+    for id in &ids {
+        assert_eq!(s.get(&format!("Patient/{id}")).await.status(), StatusCode::OK, "a dry run changes nothing");
+    }
+    s.stop();
+    let (ok, out, err) = cli(&["retention", "run", "--dir", &d]);
+    assert!(ok, "{err}");
+    assert!(out.contains("2 patients erased"), "{out}");
+    let s = inst.start();
+    let statuses: Vec<StatusCode> =
+        futures_statuses(&s, &ids.iter().map(|id| format!("Patient/{id}")).collect::<Vec<_>>()).await;
+    assert_eq!(statuses, [StatusCode::NOT_FOUND, StatusCode::OK, StatusCode::NOT_FOUND]);
+    s.stop();
+    assert!(cli(&["audit", "verify", "--dir", &d]).0);
+}
+
+async fn futures_statuses(s: &crate::common::Server, paths: &[String]) -> Vec<StatusCode> {
+    let mut out = Vec::new();
+    for p in paths {
+        out.push(s.get(p).await.status());
+    }
+    out
+}
