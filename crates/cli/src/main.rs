@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod backup;
 mod config;
 mod demo;
 mod instance;
@@ -94,6 +95,11 @@ enum Command {
         #[command(subcommand)]
         action: PatientAction,
     },
+    /// Encrypted, signed backups: create, verify, restore.
+    Backup {
+        #[command(subcommand)]
+        action: BackupAction,
+    },
     /// The retention policy: erase patients whose records have expired.
     Retention {
         #[command(subcommand)]
@@ -166,6 +172,60 @@ enum PatientAction {
         /// Why (stored sealed; write no clinical details).
         #[arg(long)]
         reason: Option<String>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct BackupKeyArgs {
+    /// The instance whose keys open the backup (its backup key and audit key).
+    #[arg(long = "keys-from")]
+    keys_from: Option<PathBuf>,
+    /// The backup key file, instead of --keys-from.
+    #[arg(long)]
+    backup_key: Option<PathBuf>,
+    /// The audit public key (hex, as `init` printed it), instead of --keys-from.
+    #[arg(long)]
+    public_key: Option<String>,
+}
+
+impl BackupKeyArgs {
+    fn keys(self) -> backup::BackupKeys {
+        backup::BackupKeys { backup_key: self.backup_key, public_key: self.public_key, dir: self.keys_from }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum BackupAction {
+    /// Write a backup of the instance in DIR to a new file, while it serves (SQLite).
+    ///
+    /// A consistent snapshot (VACUUM INTO), sealed whole with the backup key
+    /// (AES-256-GCM; created beside the key file on first use — keep it apart from
+    /// the backups) and signed with the audit key. The records inside stay sealed
+    /// under their own data keys too. PostgreSQL: use pg_dump (see README).
+    Create {
+        /// The instance directory (holds confidant.toml).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The backup file to create (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check a backup's signature, seal and database without restoring it.
+    Verify {
+        /// The backup file.
+        file: PathBuf,
+        #[command(flatten)]
+        keys: BackupKeyArgs,
+    },
+    /// Restore a backup into a new instance directory, after verifying it.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// The new instance directory (must not hold an instance).
+        #[arg(long)]
+        dir: PathBuf,
+        #[command(flatten)]
+        keys: BackupKeyArgs,
     },
 }
 
@@ -476,6 +536,11 @@ fn main() -> ExitCode {
                     };
                     patient::erase(&dir, &id, authority).await
                 }
+            },
+            Command::Backup { action } => match action {
+                BackupAction::Create { dir, out } => backup::create(&dir, &out).await,
+                BackupAction::Verify { file, keys } => backup::verify(&file, &keys.keys()).await,
+                BackupAction::Restore { file, dir, keys } => backup::restore(&file, &keys.keys(), &dir).await,
             },
             Command::Retention { action } => match action {
                 RetentionAction::Run { dir, dry_run } => patient::retention(&dir, dry_run).await,

@@ -186,6 +186,24 @@ impl Store {
         rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
     }
 
+    /// SQLite: a consistent copy of the whole database, taken online, into the new
+    /// file `path` (`VACUUM INTO`). `None` on PostgreSQL (use `pg_dump`).
+    pub async fn snapshot_sqlite(&self, path: &std::path::Path) -> Result<Option<()>> {
+        if !self.backend.single_writer() {
+            return Ok(None);
+        }
+        sqlx::query("VACUUM INTO ?").bind(path.to_string_lossy().into_owned()).execute(&self.pool).await?;
+        Ok(Some(()))
+    }
+
+    /// SQLite's `PRAGMA integrity_check` ("ok", or what is wrong).
+    pub async fn sqlite_integrity_check(&self) -> Result<String> {
+        let rows = sqlx::query("PRAGMA integrity_check").fetch_all(&self.pool).await?;
+        let lines: Vec<String> =
+            rows.iter().map(|r| r.try_get::<String, _>(0)).collect::<std::result::Result<_, _>>()?;
+        Ok(lines.join("; "))
+    }
+
     /// After an erasure on SQLite: move the WAL into the database file and
     /// truncate it, so that deleted pages (overwritten: `secure_delete`) leave no
     /// copy in the WAL either.

@@ -26,6 +26,7 @@
 //! * An open that fails is an [`VaultError::Integrity`] error, never garbage.
 #![forbid(unsafe_code)]
 
+pub mod backup;
 pub mod blind;
 pub mod envelope;
 pub mod keyfile;

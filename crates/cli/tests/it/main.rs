@@ -9,6 +9,7 @@ mod common;
 mod access;
 mod api;
 mod audit;
+mod backup;
 mod crash;
 mod demo;
 mod erasure;

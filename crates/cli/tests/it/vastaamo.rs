@@ -11,7 +11,7 @@ use crate::both_backends;
 use crate::common::{Db, Instance, files_under, random_hex, run_stdin};
 
 /// A canary: a random mixed-case string that cannot occur by chance.
-fn canary() -> String {
+pub fn canary() -> String {
     format!("CnRy{}", random_hex(10).to_uppercase())
 }
 
@@ -40,7 +40,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 }
 
 /// Every (place, canary) where a needle is found.
-fn hits(places: &[(String, Vec<u8>)], canaries: &[String]) -> Vec<String> {
+pub fn hits(places: &[(String, Vec<u8>)], canaries: &[String]) -> Vec<String> {
     let mut found = Vec::new();
     for (name, bytes) in places {
         for c in canaries {

@@ -1,0 +1,254 @@
+//! `confidant backup create|verify|restore`: an online snapshot of the
+//! database, sealed whole with the backup key (AES-256-GCM, a key of its own,
+//! kept apart from the data) and signed with the audit signing key (Ed25519).
+//! The records inside stay sealed under their own data keys as well.
+//!
+//! File layout:
+//! ```text
+//! confidant-backup v1\n
+//! <header: one line of JSON (instance, time, backup key check value, signing public key)>\n
+//! <AES-256-GCM envelope of: manifest JSON \n database bytes>   (the header is its associated data)
+//! <64-byte Ed25519 signature of everything before it>
+//! ```
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use confidant_audit::{Action, Auditor, Entry, Outcome};
+use confidant_identity::CONSOLE;
+use confidant_vault::backup::BackupKey;
+use confidant_vault::signing;
+use serde_json::{Value, json};
+
+use crate::config::{Config, SQLITE_FILE};
+use crate::instance::{now_millis, open_store};
+
+const MAGIC: &[u8] = b"confidant-backup v1\n";
+const SIG_LEN: usize = 64;
+
+/// Where an instance's backup key lives: beside its key file.
+pub fn backup_key_path(config: &Config) -> PathBuf {
+    config.keys.key_file.with_extension("backup-key")
+}
+
+fn mb(n: usize) -> String {
+    format!("{:.1} MB", n as f64 / 1_000_000.0)
+}
+
+/// `backup create`: snapshot, seal, sign, write (never over an existing file).
+pub async fn create(dir: &Path, out: &Path) -> Result<()> {
+    if out.exists() {
+        bail!("{} exists; a backup never overwrites a file. Choose another --out", out.display());
+    }
+    let (config, store) = open_store(dir).await?;
+    if config.sqlite_path(dir).is_none() {
+        store.close().await;
+        bail!(
+            "this instance runs on PostgreSQL: back it up with PostgreSQL's own tools (pg_dump or base backups \
+             with WAL archiving). They hold what the tables hold: ciphertext, wrapped keys, blind tokens, the \
+             audit log. Keep the key file and the audit key apart from those backups."
+        );
+    }
+    let signer = crate::audit::load_signing_key(&config)?;
+    let key_path = backup_key_path(&config);
+    let backup_key = if key_path.exists() {
+        BackupKey::load_file(&key_path)?
+    } else {
+        let k = BackupKey::generate(&config.instance_id)?;
+        k.create_file(&key_path)?;
+        eprintln!("Created the backup key {} (mode 0600). Back it up apart from the backups.", key_path.display());
+        k
+    };
+    // The backup is an audited event, recorded before the snapshot so that the backup holds it.
+    let mut e = Entry::new(now_millis(), Action::Backup, Outcome::Success);
+    e.actor = Some(CONSOLE.into());
+    e.role = Some("admin".into());
+    e.target = Some("backup-create".into());
+    Auditor::start(store.clone()).append(&[e]).await.context("cannot record the backup in the audit log")?;
+
+    let tmp = tempfile::Builder::new().prefix("confidant-backup-").tempdir()?;
+    let snap = tmp.path().join("snapshot.db");
+    eprintln!("[1/3] taking a consistent snapshot of the database (the server may keep running)…");
+    store.snapshot_sqlite(&snap).await?.context("snapshots need SQLite")?;
+    let entries = store.audit_size().await?;
+    store.close().await;
+    let db = zeroize::Zeroizing::new(std::fs::read(&snap)?);
+    drop(tmp);
+    eprintln!("[2/3] sealing {} with the backup key and signing it…", mb(db.len()));
+    let created = now_millis();
+    let manifest = json!({
+        "format": "confidant-backup-manifest", "version": 1,
+        "instance_id": config.instance_id,
+        "created": confidant_fhir::instant(created),
+        "database": "sqlite",
+        "database_bytes": db.len(),
+        "database_sha256": hex::encode(confidant_vault::sha256(&db)),
+        "audit_entries_at_least": entries,
+        "config": std::fs::read_to_string(Config::path(dir))?,
+    });
+    let header = serde_json::to_vec(&json!({
+        "format": "confidant-backup", "version": 1,
+        "instance_id": config.instance_id,
+        "created": confidant_fhir::instant(created),
+        "backup_key_check": backup_key.check_value(),
+        "signing_public_key": hex::encode(signer.public_key()),
+    }))?;
+    let mut payload = zeroize::Zeroizing::new(serde_json::to_vec(&manifest)?);
+    payload.push(b'\n');
+    payload.extend_from_slice(&db);
+    let sealed = backup_key.seal(&header, &payload)?;
+    let mut body = Vec::with_capacity(MAGIC.len() + header.len() + 1 + sealed.len() + SIG_LEN);
+    body.extend_from_slice(MAGIC);
+    body.extend_from_slice(&header);
+    body.push(b'\n');
+    body.extend_from_slice(&sealed);
+    let signature = signer.sign(&body);
+    body.extend_from_slice(&signature);
+    eprintln!("[3/3] writing {} to {}…", mb(body.len()), out.display());
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(out).with_context(|| format!("cannot create {}", out.display()))?;
+    f.write_all(&body)?;
+    f.sync_all()?;
+    println!("Backup written: {} ({}, {} audit entries).", out.display(), mb(body.len()), entries);
+    println!(
+        "It opens only with the backup key ({}) and is checked with `confidant backup verify`.",
+        key_path.display()
+    );
+    Ok(())
+}
+
+/// A backup file taken apart and checked.
+struct Opened {
+    manifest: Value,
+    db: zeroize::Zeroizing<Vec<u8>>,
+}
+
+/// The keys to check and open a backup: given, or beside the instance's key file.
+pub struct BackupKeys {
+    pub backup_key: Option<PathBuf>,
+    pub public_key: Option<String>,
+    pub dir: Option<PathBuf>,
+}
+
+fn open_backup(file: &Path, keys: &BackupKeys, progress: bool) -> Result<Opened> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let not_backup = || anyhow::anyhow!("{} is not a Confidant backup (or is truncated)", file.display());
+    if !bytes.starts_with(MAGIC) || bytes.len() < MAGIC.len() + SIG_LEN + 2 {
+        return Err(not_backup());
+    }
+    let (body, signature) = bytes.split_at(bytes.len() - SIG_LEN);
+    let rest = &body[MAGIC.len()..];
+    let nl = rest.iter().position(|b| *b == b'\n').ok_or_else(not_backup)?;
+    let (header_bytes, sealed) = (&rest[..nl], &rest[nl + 1..]);
+    let header: Value = serde_json::from_slice(header_bytes).map_err(|_| not_backup())?;
+    let instance = header["instance_id"].as_str().ok_or_else(not_backup)?;
+    let config = keys.dir.as_deref().map(Config::load).transpose()?;
+    // The public key: given, or the instance's audit signing key — never the file's own word.
+    let pk: [u8; 32] = match (&keys.public_key, &config) {
+        (Some(h), _) => {
+            hex::decode(h.trim()).ok().and_then(|b| b.try_into().ok()).context("--public-key must be 64 hex digits")?
+        }
+        (None, Some(c)) => crate::audit::load_signing_key(c)?.public_key(),
+        (None, None) => bail!("give --dir (the instance whose keys open it) or --public-key and --backup-key"),
+    };
+    if progress {
+        eprintln!("[1/3] checking the signature…");
+    }
+    if !signing::verify(&pk, body, signature) {
+        bail!(
+            "BACKUP VERIFICATION FAILED: the signature does not match: the file was altered or damaged, or was not \
+             signed by this instance's audit key. Do not restore it."
+        );
+    }
+    let key_path = match (&keys.backup_key, &config) {
+        (Some(p), _) => p.clone(),
+        (None, Some(c)) => backup_key_path(c),
+        (None, None) => bail!("give --backup-key FILE"),
+    };
+    let backup_key = BackupKey::load_file(&key_path)?;
+    if backup_key.instance_id() != instance || header["backup_key_check"] != backup_key.check_value() {
+        bail!("{} is not the backup key this backup was made with", key_path.display());
+    }
+    if progress {
+        eprintln!("[2/3] decrypting {} …", mb(sealed.len()));
+    }
+    let payload = backup_key
+        .open(header_bytes, sealed)
+        .map_err(|_| anyhow::anyhow!("BACKUP VERIFICATION FAILED: the sealed content does not open: it was altered"))?;
+    let nl = payload.iter().position(|b| *b == b'\n').ok_or_else(not_backup)?;
+    let manifest: Value = serde_json::from_slice(&payload[..nl]).map_err(|_| not_backup())?;
+    let db = zeroize::Zeroizing::new(payload[nl + 1..].to_vec());
+    if progress {
+        eprintln!("[3/3] checking the database inside ({})…", mb(db.len()));
+    }
+    if manifest["database_sha256"] != hex::encode(confidant_vault::sha256(&db)) || manifest["instance_id"] != instance {
+        bail!("BACKUP VERIFICATION FAILED: the manifest does not match the database inside");
+    }
+    Ok(Opened { manifest, db })
+}
+
+/// SQLite's own check of a database file.
+async fn integrity_check(path: &Path) -> Result<()> {
+    let store = confidant_store::Store::connect(&format!("sqlite://{}", path.display()), false).await?;
+    let result = store.sqlite_integrity_check().await;
+    store.close().await;
+    match result? {
+        s if s == "ok" => Ok(()),
+        s => bail!("BACKUP VERIFICATION FAILED: the database inside is damaged: {s}"),
+    }
+}
+
+/// `backup verify`.
+pub async fn verify(file: &Path, keys: &BackupKeys) -> Result<()> {
+    let opened = open_backup(file, keys, true)?;
+    let tmp = tempfile::Builder::new().prefix("confidant-verify-").tempdir()?;
+    let path = tmp.path().join("check.db");
+    std::fs::write(&path, &opened.db)?;
+    integrity_check(&path).await?;
+    println!(
+        "OK: {} is intact: signed by the instance's audit key, sealed with its backup key, database consistent.",
+        file.display()
+    );
+    println!(
+        "  instance {}, made {}, {} database bytes, at least {} audit entries.",
+        opened.manifest["instance_id"].as_str().unwrap_or("?"),
+        opened.manifest["created"].as_str().unwrap_or("?"),
+        opened.manifest["database_bytes"],
+        opened.manifest["audit_entries_at_least"]
+    );
+    Ok(())
+}
+
+/// `backup restore`: into a new directory, after full verification.
+pub async fn restore(file: &Path, keys: &BackupKeys, to: &Path) -> Result<()> {
+    if Config::path(to).exists() {
+        bail!("{} already holds an instance; restore into a new directory", to.display());
+    }
+    let opened = open_backup(file, keys, true)?;
+    let config_text = opened.manifest["config"].as_str().context("the backup holds no configuration")?;
+    let mut config: Config = toml::from_str(config_text).context("the configuration in the backup is not valid")?;
+    config.database.url = format!("sqlite://{SQLITE_FILE}");
+    std::fs::create_dir_all(to)?;
+    let db_path = to.join(SQLITE_FILE);
+    eprintln!("writing {} …", db_path.display());
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(&db_path).with_context(|| format!("cannot create {}", db_path.display()))?;
+    f.write_all(&opened.db)?;
+    f.sync_all()?;
+    integrity_check(&db_path).await?;
+    config.save_new(to)?;
+    println!("Restored into {}: instance {}.", to.display(), config.instance_id);
+    println!(
+        "It uses the key file {} and the audit key beside it: they must be present here.",
+        config.keys.key_file.display()
+    );
+    println!("Check it: confidant audit verify --dir {}", to.display());
+    Ok(())
+}
