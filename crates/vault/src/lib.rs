@@ -32,6 +32,7 @@ pub mod envelope;
 pub mod keyfile;
 mod keys;
 pub mod password;
+pub mod pkcs11;
 pub mod signing;
 pub mod totp;
 
