@@ -128,12 +128,20 @@ pub struct Database {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Keys {
-    /// Where the key-encryption key is held: `key-file` (more providers follow).
+    /// Where the key-encryption key is held: `key-file`, `passphrase` (a key file
+    /// sealed with a passphrase) or `pkcs11` (a non-extractable key in a token).
     pub provider: String,
-    /// The key file, outside the instance directory.
+    /// The key file, outside the instance directory. For `pkcs11` no key file
+    /// exists: this names the folder the audit key and backup key are kept in.
     pub key_file: PathBuf,
     /// Identifies the key without revealing it; `serve` refuses a key that does not match.
     pub check_value: String,
+    /// For `pkcs11`: the PKCS#11 module (e.g. /usr/lib/softhsm/libsofthsm2.so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkcs11_module: Option<PathBuf>,
+    /// For `pkcs11`: the label of the token that holds the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkcs11_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -40,15 +40,22 @@ pub async fn init(
     key_file: Option<PathBuf>,
     database_url: Option<String>,
     passphrase: bool,
+    token: Option<TokenChoice>,
 ) -> Result<Initialised> {
-    let made = init_quiet(dir, key_file, database_url, passphrase).await?;
+    let made = init_with(dir, key_file, database_url, passphrase, token).await?;
     println!("Created a Confidant instance in {}", dir.display());
     println!("  instance id:  {}", made.config.instance_id);
     println!(
         "  database:     {}",
         if made.config.database.url.starts_with("sqlite") { "SQLite (embedded)" } else { "PostgreSQL" }
     );
-    println!("  key file:     {} (mode 0600)", made.key_file.display());
+    match made.config.keys.provider.as_str() {
+        "pkcs11" => println!(
+            "  key:          in the PKCS#11 token '{}' (not extractable)",
+            made.config.keys.pkcs11_token.as_deref().unwrap_or("?")
+        ),
+        _ => println!("  key file:     {} (mode 0600)", made.key_file.display()),
+    }
     println!("  audit key:    {} (mode 0600)", made.signing_key_file.display());
     println!("  audit public key (write it down; `audit verify --public-key` checks against it):");
     println!("                {}", made.audit_public_key);
@@ -72,6 +79,22 @@ pub async fn init_quiet(
     key_file: Option<PathBuf>,
     database_url: Option<String>,
     passphrase: bool,
+) -> Result<Initialised> {
+    init_with(dir, key_file, database_url, passphrase, None).await
+}
+
+/// Where a new instance's key-encryption key is made.
+pub struct TokenChoice {
+    pub module: PathBuf,
+    pub token: String,
+}
+
+pub async fn init_with(
+    dir: &Path,
+    key_file: Option<PathBuf>,
+    database_url: Option<String>,
+    passphrase: bool,
+    token: Option<TokenChoice>,
 ) -> Result<Initialised> {
     let dir = absolute(dir)?;
     if Config::path(&dir).exists() {
@@ -99,13 +122,35 @@ pub async fn init_quiet(
     let keys = KeyFile::generate(&instance_id)?;
     // Asked for before anything is created: a refused passphrase leaves nothing behind.
     let sealed_with = if passphrase { Some(new_passphrase()?) } else { None };
+    // With a token, the key-encryption key is made inside it (and never leaves it).
+    let in_token = match &token {
+        Some(t) => {
+            let pin = pkcs11_pin()?;
+            let kek = confidant_vault::pkcs11::Pkcs11Kek::open(&t.module, &t.token, &pin, &instance_id)
+                .context("cannot use the PKCS#11 token; nothing was created")?;
+            kek.generate_version()?;
+            Some(kek)
+        }
+        None => None,
+    };
+    let check_value = match &in_token {
+        Some(k) => k.check_value()?,
+        None => keys.check_value(),
+    };
+    let provider = match (&in_token, passphrase) {
+        (Some(_), _) => "pkcs11",
+        (None, true) => "passphrase",
+        (None, false) => "key-file",
+    };
     let config = Config {
         instance_id: instance_id.clone(),
         database: Database { url },
         keys: Keys {
-            provider: if passphrase { "passphrase" } else { "key-file" }.into(),
+            provider: provider.into(),
             key_file: key_path.clone(),
-            check_value: keys.check_value(),
+            check_value,
+            pkcs11_module: token.as_ref().map(|t| t.module.clone()),
+            pkcs11_token: token.as_ref().map(|t| t.token.clone()),
         },
         server: Server::default(),
         access: Default::default(),
@@ -118,12 +163,19 @@ pub async fn init_quiet(
     }
     store.migrate().await.context("cannot create the database schema")?;
     let signing = confidant_vault::signing::SigningKey::generate()?;
-    match &sealed_with {
-        Some(p) => keys.create_sealed(&key_path, p)?,
-        None => keys.create(&key_path)?,
-    }
+    let provider: Arc<dyn confidant_vault::KeyProvider> = match (in_token, &sealed_with) {
+        (Some(kek), _) => Arc::new(kek),
+        (None, Some(p)) => {
+            keys.create_sealed(&key_path, p)?;
+            Arc::new(keys)
+        }
+        (None, None) => {
+            keys.create(&key_path)?;
+            Arc::new(keys)
+        }
+    };
     signing.create_file(&signing_path, &instance_id)?;
-    let vault = Vault::new(Arc::new(keys));
+    let vault = Vault::new(provider);
     confidant_records::initialise(&store, &vault, &instance_id, now_millis()).await?;
     let records = Arc::new(Records::open(store.clone(), vault, Arc::new(SystemClock)).await?);
     let identity = Identity::new(records, config.access.identity_settings());
@@ -139,13 +191,50 @@ pub async fn init_quiet(
     })
 }
 
+/// The key-encryption key, wherever the configuration says it is.
+pub enum Kek {
+    File(KeyFile),
+    Token(confidant_vault::pkcs11::Pkcs11Kek),
+}
+
+impl Kek {
+    /// Versions, oldest first, with a key check value where one is known.
+    pub fn versions(&self) -> Vec<(u32, String)> {
+        match self {
+            Kek::File(k) => k.versions(),
+            Kek::Token(t) => t.versions().into_iter().map(|v| (v, "(in the token)".to_owned())).collect(),
+        }
+    }
+
+    /// Add a version (appended to the key file, or generated in the token).
+    pub fn add_version(&self, config: &Config) -> Result<u32> {
+        Ok(match self {
+            Kek::File(_) => {
+                let passphrase = if config.keys.provider == "passphrase" { Some(passphrase()?) } else { None };
+                KeyFile::add_version_with(&config.keys.key_file, passphrase.as_ref().map(|p| p.as_str()))?
+            }
+            Kek::Token(t) => t.generate_version()?,
+        })
+    }
+
+    pub fn provider(self) -> Arc<dyn confidant_vault::KeyProvider> {
+        match self {
+            Kek::File(k) => Arc::new(k),
+            Kek::Token(t) => Arc::new(t),
+        }
+    }
+}
+
 /// Load the key named by the config, checking that it is this instance's key.
 /// Touches nothing on disk.
-pub fn load_key(config: &Config) -> Result<KeyFile> {
+pub fn load_key(config: &Config) -> Result<Kek> {
     let sealed = match config.keys.provider.as_str() {
         "key-file" => false,
         "passphrase" => true,
-        other => bail!("keys.provider '{other}' is not supported by this build (supported: key-file, passphrase)"),
+        "pkcs11" => return load_token(config).map(Kek::Token),
+        other => {
+            bail!("keys.provider '{other}' is not supported by this build (supported: key-file, passphrase, pkcs11)")
+        }
     };
     let path = &config.keys.key_file;
     if !path.exists() {
@@ -167,42 +256,74 @@ pub fn load_key(config: &Config) -> Result<KeyFile> {
             key.check_value()
         );
     }
-    Ok(key)
+    Ok(Kek::File(key))
 }
 
-/// The passphrase of a sealed key file, read once per process: from
-/// CONFIDANT_PASSPHRASE, from the descriptor named by CONFIDANT_PASSPHRASE_FD,
-/// or from a prompt. Never from the command line.
-pub fn passphrase() -> Result<zeroize::Zeroizing<String>> {
-    static READ: std::sync::OnceLock<zeroize::Zeroizing<String>> = std::sync::OnceLock::new();
-    if let Some(p) = READ.get() {
+fn load_token(config: &Config) -> Result<confidant_vault::pkcs11::Pkcs11Kek> {
+    let (Some(module), Some(token)) = (&config.keys.pkcs11_module, &config.keys.pkcs11_token) else {
+        bail!("keys.provider is pkcs11, but keys.pkcs11_module or keys.pkcs11_token is not set");
+    };
+    let pin = pkcs11_pin()?;
+    let kek = confidant_vault::pkcs11::Pkcs11Kek::open(module, token, &pin, &config.instance_id)
+        .context("cannot use the PKCS#11 token; nothing was changed")?;
+    let check = kek.check_value().context("the token holds no key of this instance; nothing was changed")?;
+    if check != config.keys.check_value {
+        bail!("the token's key is not the key of this instance (key check value {check}); nothing was changed");
+    }
+    Ok(kek)
+}
+
+type Secret = zeroize::Zeroizing<String>;
+
+/// Read a secret once per process (a descriptor can be read only once).
+fn read_once(cell: &'static std::sync::OnceLock<Secret>, var: &str, fd_var: &str, prompt: &str) -> Result<Secret> {
+    if let Some(p) = cell.get() {
         return Ok(p.clone());
     }
-    let p = read_passphrase("Passphrase of the key file: ")?;
-    Ok(READ.get_or_init(|| p).clone())
+    let p = read_secret(var, fd_var, prompt)?;
+    Ok(cell.get_or_init(|| p).clone())
 }
 
-fn read_passphrase(prompt: &str) -> Result<zeroize::Zeroizing<String>> {
-    if let Ok(p) = std::env::var("CONFIDANT_PASSPHRASE") {
+/// The PIN of the PKCS#11 token: from CONFIDANT_PKCS11_PIN, from the descriptor
+/// named by CONFIDANT_PKCS11_PIN_FD, or from a prompt.
+pub fn pkcs11_pin() -> Result<Secret> {
+    static READ: std::sync::OnceLock<Secret> = std::sync::OnceLock::new();
+    read_once(&READ, "CONFIDANT_PKCS11_PIN", "CONFIDANT_PKCS11_PIN_FD", "PIN of the PKCS#11 token: ")
+}
+
+/// The passphrase of a sealed key file: from CONFIDANT_PASSPHRASE, from the
+/// descriptor named by CONFIDANT_PASSPHRASE_FD, or from a prompt. Never from the command line.
+pub fn passphrase() -> Result<Secret> {
+    static READ: std::sync::OnceLock<Secret> = std::sync::OnceLock::new();
+    read_once(&READ, "CONFIDANT_PASSPHRASE", "CONFIDANT_PASSPHRASE_FD", "Passphrase of the key file: ")
+}
+
+/// A secret from the environment variable `var`, from the descriptor named by
+/// `fd_var`, or from a prompt — never from the command line.
+fn read_secret(var: &str, fd_var: &str, prompt: &str) -> Result<zeroize::Zeroizing<String>> {
+    if let Ok(p) = std::env::var(var) {
         return Ok(zeroize::Zeroizing::new(p));
     }
-    if let Ok(fd) = std::env::var("CONFIDANT_PASSPHRASE_FD") {
-        let fd: u32 = fd.trim().parse().context("CONFIDANT_PASSPHRASE_FD must be a file descriptor number")?;
+    if let Ok(fd) = std::env::var(fd_var) {
+        let fd: u32 = fd.trim().parse().with_context(|| format!("{fd_var} must be a file descriptor number"))?;
         let mut line = zeroize::Zeroizing::new(String::new());
         let f = std::fs::File::open(format!("/dev/fd/{fd}"))
             .with_context(|| format!("cannot read the passphrase from file descriptor {fd}"))?;
         std::io::BufRead::read_line(&mut std::io::BufReader::new(f), &mut line)?;
         return Ok(zeroize::Zeroizing::new(line.trim_end_matches(['\n', '\r']).to_owned()));
     }
-    let p = rpassword::prompt_password(prompt).context(
-        "cannot read the passphrase: set CONFIDANT_PASSPHRASE or CONFIDANT_PASSPHRASE_FD, or run from a terminal",
-    )?;
+    let p = rpassword::prompt_password(prompt)
+        .with_context(|| format!("cannot read the passphrase or PIN: set {var} or {fd_var}, or run from a terminal"))?;
     Ok(zeroize::Zeroizing::new(p))
 }
 
 /// A new passphrase for `init --passphrase`: asked twice at a prompt; it must pass the password policy.
 fn new_passphrase() -> Result<zeroize::Zeroizing<String>> {
-    let p = read_passphrase("New passphrase for the key file (at least 12 characters): ")?;
+    let p = read_secret(
+        "CONFIDANT_PASSPHRASE",
+        "CONFIDANT_PASSPHRASE_FD",
+        "New passphrase for the key file (at least 12 characters): ",
+    )?;
     if std::env::var_os("CONFIDANT_PASSPHRASE").is_none() && std::env::var_os("CONFIDANT_PASSPHRASE_FD").is_none() {
         let again = rpassword::prompt_password("Again: ").context("cannot read the passphrase")?;
         if again != *p {
@@ -237,7 +358,7 @@ pub async fn open(dir: &Path) -> Result<(Config, Records)> {
         Some(_) => bail!("the database belongs to another instance than {}", Config::path(dir).display()),
         None => bail!("the database was never initialised; run `confidant init`"),
     }
-    match Records::open(store.clone(), Vault::new(Arc::new(key)), Arc::new(SystemClock)).await {
+    match Records::open(store.clone(), Vault::new(key.provider()), Arc::new(SystemClock)).await {
         Ok(records) => Ok((config, records)),
         Err(e) => {
             store.close().await;

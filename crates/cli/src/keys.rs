@@ -2,13 +2,12 @@
 //! what each wraps; rotation to a new version while the server runs.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use confidant_audit::{Action, Auditor, Entry, Outcome};
 use confidant_identity::CONSOLE;
 use confidant_records::rotation;
-use confidant_vault::{KeyFile, Vault, WrappedKey};
+use confidant_vault::{Vault, WrappedKey};
 
 use crate::instance::{load_key, now_millis, open_store};
 
@@ -23,7 +22,17 @@ pub async fn status(dir: &Path) -> Result<()> {
     let blind = store.setting("blind_index_key").await?.map(WrappedKey);
     store.close().await;
     let blind_version = blind.as_ref().and_then(|w| w.kek_version().ok());
-    println!("Key-encryption key: key file {} (mode 0600)", config.keys.key_file.display());
+    match config.keys.provider.as_str() {
+        "pkcs11" => println!(
+            "Key-encryption key: PKCS#11 token '{}' ({}), not extractable",
+            config.keys.pkcs11_token.as_deref().unwrap_or("?"),
+            config.keys.pkcs11_module.as_deref().map(|p| p.display().to_string()).unwrap_or_default()
+        ),
+        "passphrase" => {
+            println!("Key-encryption key: key file {} sealed with a passphrase", config.keys.key_file.display())
+        }
+        _ => println!("Key-encryption key: key file {} (mode 0600)", config.keys.key_file.display()),
+    }
     println!("  {:<8} {:<18} {:>10}  wraps", "version", "key check value", "data keys");
     let current = key.versions().last().map(|(v, _)| *v).unwrap_or(1);
     for (v, cv) in key.versions() {
@@ -73,10 +82,8 @@ pub async fn rotate(dir: &Path) -> Result<()> {
         eprintln!("Resuming the rotation to key version {current}.");
         current
     } else {
-        let passphrase = if config.keys.provider == "passphrase" { Some(crate::instance::passphrase()?) } else { None };
-        let v = KeyFile::add_version_with(&config.keys.key_file, passphrase.as_ref().map(|p| p.as_str()))
-            .context("cannot add a key version to the key file")?;
-        eprintln!("Added key version {v} to {}.", config.keys.key_file.display());
+        let v = key.add_version(&config).context("cannot add a key version")?;
+        eprintln!("Added key version {v} ({}).", config.keys.provider);
         v
     };
     let mut e = Entry::new(now_millis(), Action::KeyOperation, Outcome::Success);
@@ -85,8 +92,7 @@ pub async fn rotate(dir: &Path) -> Result<()> {
     e.target = Some(format!("kek-rotation-start/v{target}"));
     auditor.append(&[e]).await.context("cannot record the rotation in the audit log; nothing was re-wrapped")?;
 
-    let key = Arc::new(load_key(&config)?);
-    let vault = Vault::new(key);
+    let vault = Vault::new(key.provider());
     // Test hook: stop (as a crash would) after this many keys, waiting to be killed.
     let pause_after: Option<u64> =
         std::env::var("CONFIDANT_TEST_PAUSE_ROTATION_AFTER").ok().and_then(|v| v.parse().ok());

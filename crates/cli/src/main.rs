@@ -52,8 +52,17 @@ enum Command {
         /// the key then asks for it. It is read from the CONFIDANT_PASSPHRASE
         /// environment variable, from the file descriptor in CONFIDANT_PASSPHRASE_FD,
         /// or from a prompt — never from the command line.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "pkcs11_module")]
         passphrase: bool,
+        /// Keep the key-encryption key in a PKCS#11 token (an HSM) instead of a file:
+        /// the module to load, e.g. /usr/lib/softhsm/libsofthsm2.so. The key is made
+        /// inside the token and never leaves it. The PIN is read from
+        /// CONFIDANT_PKCS11_PIN, from the descriptor in CONFIDANT_PKCS11_PIN_FD, or a prompt.
+        #[arg(long, requires = "pkcs11_token")]
+        pkcs11_module: Option<PathBuf>,
+        /// The label of the token to use (with --pkcs11-module).
+        #[arg(long, requires = "pkcs11_module")]
+        pkcs11_token: Option<String>,
         /// Use PostgreSQL instead of the embedded SQLite (postgres://user@host/db).
         #[arg(long)]
         database_url: Option<String>,
@@ -466,8 +475,10 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         match cli.command {
             Command::Demo { listen } => demo::run(&listen).await,
-            Command::Init { dir, key_file, database_url, passphrase } => {
-                instance::init(&dir, key_file, database_url, passphrase).await.map(|_| ())
+            Command::Init { dir, key_file, database_url, passphrase, pkcs11_module, pkcs11_token } => {
+                let token =
+                    pkcs11_module.zip(pkcs11_token).map(|(module, token)| instance::TokenChoice { module, token });
+                instance::init(&dir, key_file, database_url, passphrase, token).await.map(|_| ())
             }
             Command::Serve { dir, listen } => instance::serve(&dir, listen).await,
             Command::User { action } => match action {

@@ -246,3 +246,139 @@ async fn passphrase_sealed_key_file() {
     assert_eq!(s.get(&format!("Patient/{}", q["id"].as_str().unwrap())).await.status(), reqwest::StatusCode::OK);
     s.stop();
 }
+
+/// The key-encryption key in a PKCS#11 token (SoftHSM2): init, write, restart,
+/// read back, rotate inside the token; a wrong PIN changes nothing; the key
+/// cannot be read out of the token (checked with OpenSC's pkcs11-tool).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_in_a_pkcs11_token() {
+    use std::process::Command;
+    const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+    if !std::path::Path::new(MODULE).exists() || Command::new("pkcs11-tool").arg("--help").output().is_err() {
+        assert!(std::env::var("CI").ok().as_deref() != Some("true"), "SoftHSM2 and OpenSC must be installed in CI");
+        eprintln!("\n*** SKIPPED keys::key_in_a_pkcs11_token: install softhsm2 and opensc ***\n");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // A token store of this test's own.
+    let tokens = tmp.path().join("tokens");
+    std::fs::create_dir_all(&tokens).unwrap();
+    let conf = tmp.path().join("softhsm2.conf");
+    std::fs::write(&conf, format!("directories.tokendir = {}\nobjectstore.backend = file\n", tokens.display()))
+        .unwrap();
+    let conf = conf.to_str().unwrap().to_owned();
+    let env = |pin: &'static str| vec![("SOFTHSM2_CONF", conf.clone()), ("CONFIDANT_PKCS11_PIN", pin.to_owned())];
+    let out = Command::new("softhsm2-util")
+        .args(["--init-token", "--free", "--label", "clinic", "--pin", "246810", "--so-pin", "13579111"])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let run_env = |args: &[&str], pin: &'static str| {
+        let e = env(pin);
+        let e: Vec<(&str, &str)> = e.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        crate::common::run_stdin_env(args, "", &e)
+    };
+    let dir = tmp.path().join("data");
+    let d = dir.to_str().unwrap().to_owned();
+    let key = tmp.path().join("keys").join("k.kek");
+    let out = run_env(
+        &[
+            "init",
+            "--dir",
+            &d,
+            "--key-file",
+            key.to_str().unwrap(),
+            "--pkcs11-module",
+            MODULE,
+            "--pkcs11-token",
+            "clinic",
+        ],
+        "246810",
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!key.exists(), "no key file: the key is in the token");
+    let out = {
+        let e = env("246810");
+        let e: Vec<(&str, &str)> = e.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        crate::common::run_stdin_env(
+            &[
+                "user",
+                "add",
+                "--dir",
+                &d,
+                "--username",
+                "clin1",
+                "--role",
+                "clinician",
+                "--name",
+                "Token User",
+                "--password-stdin",
+            ],
+            "correct horse battery staple 7\n",
+            &e,
+        )
+    };
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run_env(&["token", "create", "--dir", &d, "--user", "clin1", "--scope", "user/*.*"], "246810");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+
+    let inst = Instance {
+        tmp,
+        dir: dir.clone(),
+        key_file: key.clone(),
+        db: Db::Sqlite,
+        pg: None,
+        token: token.clone(),
+        admin_token: token,
+    };
+    std::fs::create_dir_all(inst.logs_dir()).unwrap();
+    let server_env = [("SOFTHSM2_CONF", conf.as_str()), ("CONFIDANT_PKCS11_PIN", "246810")];
+    let s = Server::start_env(&inst, &[], &server_env);
+    let p = s.create(&crate::common::patient("Hsm", "Helmi")).await;
+    let path = format!("Patient/{}", p["id"].as_str().unwrap());
+    s.stop();
+    // Restart: read back through the token.
+    let s = Server::start_env(&inst, &[], &server_env);
+    assert_eq!(s.get(&path).await.status(), reqwest::StatusCode::OK);
+    // Rotation makes version 2 inside the token while the server serves.
+    let out = run_env(&["keys", "rotate", "--dir", &d], "246810");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let q = s.create(&crate::common::patient("Hsm", "Hilkka")).await;
+    assert_eq!(s.get(&path).await.status(), reqwest::StatusCode::OK);
+    s.stop();
+    let status = run_env(&["keys", "status", "--dir", &d], "246810");
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("PKCS#11 token 'clinic'") && text.contains("unused: can be retired"), "{text}");
+    let s = Server::start_env(&inst, &[], &server_env);
+    assert_eq!(s.get(&format!("Patient/{}", q["id"].as_str().unwrap())).await.status(), reqwest::StatusCode::OK);
+    s.stop();
+
+    // A wrong PIN: a clear error, and nothing on disk changes.
+    let before = snapshot(&dir);
+    let out = run_env(&["serve", "--dir", &d, "--listen", "127.0.0.1:0"], "000000");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("refused the PIN"), "{stderr}");
+    assert_eq!(snapshot(&dir), before);
+
+    // The independent client: both versions are in the token, sensitive and never extractable.
+    let tool = |args: &[&str]| {
+        Command::new("pkcs11-tool")
+            .args(["--module", MODULE, "--token-label", "clinic", "--login", "--pin", "246810"])
+            .args(args)
+            .env("SOFTHSM2_CONF", &conf)
+            .output()
+            .unwrap()
+    };
+    let list = String::from_utf8_lossy(&tool(&["--list-objects", "--type", "secrkey"]).stdout).into_owned();
+    assert_eq!(list.matches("never extractable").count(), 2, "{list}");
+    let read =
+        tool(&["--read-object", "--type", "secrkey", "--label", &format!("confidant-kek:{}:v1", instance_id(&dir))]);
+    assert!(!read.status.success(), "the key was read out of the token");
+}
+
+fn instance_id(dir: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(dir.join("confidant.toml")).unwrap();
+    text.lines().find_map(|l| l.strip_prefix("instance_id = ")).unwrap().trim_matches('"').to_owned()
+}
