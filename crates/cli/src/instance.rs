@@ -217,6 +217,21 @@ impl Kek {
         })
     }
 
+    /// Remove a version (from the key file, or destroy it in the token); returns
+    /// the key check value that identifies the key from now on.
+    pub fn retire(&self, config: &Config, version: u32) -> Result<String> {
+        Ok(match self {
+            Kek::File(_) => {
+                let passphrase = if config.keys.provider == "passphrase" { Some(passphrase()?) } else { None };
+                KeyFile::retire_version(&config.keys.key_file, passphrase.as_ref().map(|p| p.as_str()), version)?
+            }
+            Kek::Token(t) => {
+                t.destroy_version(version)?;
+                t.check_value()?
+            }
+        })
+    }
+
     pub fn provider(self) -> Arc<dyn confidant_vault::KeyProvider> {
         match self {
             Kek::File(k) => Arc::new(k),

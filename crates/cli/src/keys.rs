@@ -137,3 +137,45 @@ pub async fn rotate(dir: &Path) -> Result<()> {
     );
     Ok(())
 }
+
+/// `confidant keys retire`: remove a key version nothing is wrapped under any more.
+pub async fn retire(dir: &Path, version: u32) -> Result<()> {
+    let (mut config, store) = open_store(dir).await?;
+    let key = load_key(&config)?;
+    let usage = store.kek_usage().await?;
+    let blind = store.setting("blind_index_key").await?.map(WrappedKey);
+    if key.versions().last().map(|(v, _)| *v) == Some(version) {
+        store.close().await;
+        anyhow::bail!("key version {version} is the current version: rotate first; nothing was changed");
+    }
+    let in_use = usage.iter().find(|(v, _)| *v == i64::from(version)).map(|(_, n)| *n).unwrap_or(0);
+    let blind_uses = blind.as_ref().and_then(|w| w.kek_version().ok()) == Some(version);
+    if in_use > 0 || blind_uses {
+        store.close().await;
+        anyhow::bail!(
+            "key version {version} still wraps {in_use} data keys{}; run `confidant keys rotate` first; nothing was changed",
+            if blind_uses { " and the blind-index key" } else { "" }
+        );
+    }
+    if !key.versions().iter().any(|(v, _)| *v == version) {
+        store.close().await;
+        anyhow::bail!("there is no key version {version}; see `confidant keys status`");
+    }
+    let mut e = Entry::new(now_millis(), Action::KeyOperation, Outcome::Success);
+    e.actor = Some(CONSOLE.into());
+    e.role = Some("admin".into());
+    e.target = Some(format!("kek-retire/v{version}"));
+    Auditor::start(store.clone()).append(&[e]).await.context("cannot record the retirement in the audit log")?;
+    store.close().await;
+    let check = key.retire(&config, version).context("cannot retire the key version; nothing was changed")?;
+    if check != config.keys.check_value {
+        config.keys.check_value = check;
+        config.save_new(dir).context("the version is retired, but confidant.toml could not be updated")?;
+    }
+    println!(
+        "Key version {version} retired: it is gone from the {}.",
+        if config.keys.provider == "pkcs11" { "token" } else { "key file" }
+    );
+    println!("Backups made while it was in use can no longer be opened with the current key — which is the point.");
+    Ok(())
+}

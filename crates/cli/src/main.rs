@@ -273,6 +273,19 @@ enum KeysAction {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// Remove an old key version that no data key is wrapped under any more.
+    ///
+    /// Afterwards, backups made while that version was in use cannot be opened
+    /// with the current key: retiring after a rotation is how old backups (and
+    /// erased patients in them) become unreadable. The current version cannot be retired.
+    Retire {
+        /// The instance directory (holds confidant.toml).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The version to retire (see `confidant keys status`).
+        #[arg(long)]
+        version: u32,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -559,6 +572,7 @@ fn main() -> ExitCode {
             Command::Keys { action } => match action {
                 KeysAction::Status { dir } => keys::status(&dir).await,
                 KeysAction::Rotate { dir } => keys::rotate(&dir).await,
+                KeysAction::Retire { dir, version } => keys::retire(&dir, version).await,
             },
         }
     });

@@ -290,8 +290,12 @@ impl KeyFile {
         };
         let known = self.snapshot();
         let fresh_versions = fresh.snapshot();
+        // Versions may be added (rotation) and old ones removed (retirement), but the
+        // versions only move forward and none may change: otherwise this is another key.
+        let forward = fresh_versions.keys().next_back() >= known.keys().next_back();
         if fresh.instance_id != self.instance_id
-            || known.iter().any(|(v, k)| fresh_versions.get(v).is_none_or(|f| f.check_value != k.check_value))
+            || !forward
+            || known.iter().any(|(v, k)| fresh_versions.get(v).is_some_and(|f| f.check_value != k.check_value))
         {
             return Err(VaultError::KeyFile(format!(
                 "{} changed and no longer holds the keys in use; keeping the keys loaded at start",
@@ -343,6 +347,39 @@ impl KeyFile {
         f.write_all(line.as_bytes()).map_err(err)?;
         f.sync_all().map_err(err)?;
         Ok(next)
+    }
+
+    /// Remove version `version` from the key file at `path` (it must not be the
+    /// current one; the caller checks that nothing is wrapped under it). The file
+    /// is replaced atomically. Returns the key check value of the oldest version
+    /// left, which identifies the file from now on.
+    pub fn retire_version(path: &Path, passphrase: Option<&str>, version: u32) -> Result<String, VaultError> {
+        let current = KeyFile::load_with(path, passphrase)?;
+        let versions = current.snapshot();
+        if !versions.contains_key(&version) {
+            return Err(VaultError::MissingKeyVersion(version));
+        }
+        if versions.keys().next_back() == Some(&version) {
+            return Err(VaultError::KeyFile(format!("version {version} is the current version; rotate first")));
+        }
+        let mut text = Zeroizing::new(String::new());
+        text.push_str(
+            "# Confidant key-encryption key. Without it the data cannot be read.\n\
+             # Keep it secret, keep it off the data disk, and back it up apart from the data.\n",
+        );
+        for (v, k) in versions.iter().filter(|(v, _)| **v != version) {
+            text.push_str(&format!(
+                "{LINE_PREFIX}{}:{v}:{}\n",
+                current.instance_id,
+                STANDARD.encode(k.secret.as_slice())
+            ));
+        }
+        match &current.passphrase_key {
+            Some(pk) => replace_secret_file(path, &sealed_file_text(&pk.seal(&text)?))?,
+            None => replace_secret_file(path, &text)?,
+        }
+        let left = versions.iter().find(|(v, _)| **v != version).map(|(_, k)| k.check_value.clone());
+        left.ok_or_else(|| VaultError::KeyFile("no version would be left".into()))
     }
 
     /// The versions in the file, oldest first, with their key check values.
@@ -564,6 +601,30 @@ mod tests {
         let after = KeyFile::load_with(&path, Some("a long and private passphrase")).unwrap();
         assert_eq!(*after.unwrap(b"l", &wrapped).unwrap(), [3u8; KEY_LEN]);
         assert!(KeyFile::add_version_with(&path, Some("wrong")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn retiring_a_version() {
+        let dir = std::env::temp_dir().join(format!("confidant-kf-{}", crate::random_id().unwrap()));
+        let path = dir.join("kek");
+        KeyFile::generate("abc").unwrap().create(&path).unwrap();
+        let running = KeyFile::load(&path).unwrap();
+        assert_eq!(KeyFile::add_version(&path).unwrap(), 2);
+        let v2_check = KeyFile::load(&path).unwrap().versions()[1].1.clone();
+        assert!(KeyFile::retire_version(&path, None, 2).is_err(), "not the current version");
+        assert!(KeyFile::retire_version(&path, None, 7).is_err(), "no such version");
+        assert_eq!(KeyFile::retire_version(&path, None, 1).unwrap(), v2_check, "the file is identified by v2 now");
+        let after = KeyFile::load(&path).unwrap();
+        assert_eq!(after.versions().iter().map(|(v, _)| *v).collect::<Vec<_>>(), [2]);
+        // A running instance follows: version 2 current, version 1 gone from memory.
+        assert_eq!(running.current_version(), 2);
+        let w1 = WrappedKey({
+            let mut e = crate::envelope::Header::v1(1).to_bytes().to_vec();
+            e.extend_from_slice(&[0u8; 40]);
+            e
+        });
+        assert!(matches!(running.unwrap(b"l", &w1), Err(VaultError::MissingKeyVersion(1))));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

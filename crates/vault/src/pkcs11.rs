@@ -153,10 +153,22 @@ impl Pkcs11Kek {
         self.versions.read().ok().and_then(|v| v.get(&version).copied()).ok_or(VaultError::MissingKeyVersion(version))
     }
 
-    /// Identifies version 1 without revealing it: the first 8 bytes of its
+    /// Destroy key version `version` in the token (never the current one; the
+    /// caller checks that nothing is wrapped under it).
+    pub fn destroy_version(&self, version: u32) -> Result<(), VaultError> {
+        if self.versions().last() == Some(&version) {
+            return Err(VaultError::KeyFile(format!("version {version} is the current version; rotate first")));
+        }
+        let h = self.handle(version)?;
+        self.session().destroy_object(h).map_err(err("destroy a key"))?;
+        self.scan()
+    }
+
+    /// Identifies the oldest version without revealing it: the first 8 bytes of its
     /// AES-GCM encryption of 16 zero bytes under a fixed, labelled nonce-and-AAD.
     pub fn check_value(&self) -> Result<String, VaultError> {
-        let h = self.handle(1)?;
+        let first = self.versions().first().copied().ok_or(VaultError::MissingKeyVersion(1))?;
+        let h = self.handle(first)?;
         let mut iv = [0u8; NONCE_LEN];
         let params = GcmParams::new(&mut iv, b"confidant kek check value v1", 128.into()).map_err(err("GCM"))?;
         let out = self.session().encrypt(&Mechanism::AesGcm(params), h, &[0u8; 16]).map_err(err("encrypt"))?;

@@ -351,8 +351,12 @@ async fn key_in_a_pkcs11_token() {
     let status = run_env(&["keys", "status", "--dir", &d], "246810");
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(text.contains("PKCS#11 token 'clinic'") && text.contains("unused: can be retired"), "{text}");
+    // Retire version 1: it is destroyed in the token; everything still reads.
+    let out = run_env(&["keys", "retire", "--dir", &d, "--version", "1"], "246810");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let s = Server::start_env(&inst, &[], &server_env);
     assert_eq!(s.get(&format!("Patient/{}", q["id"].as_str().unwrap())).await.status(), reqwest::StatusCode::OK);
+    assert_eq!(s.get(&path).await.status(), reqwest::StatusCode::OK);
     s.stop();
 
     // A wrong PIN: a clear error, and nothing on disk changes.
@@ -362,7 +366,7 @@ async fn key_in_a_pkcs11_token() {
     assert!(!out.status.success() && stderr.contains("refused the PIN"), "{stderr}");
     assert_eq!(snapshot(&dir), before);
 
-    // The independent client: both versions are in the token, sensitive and never extractable.
+    // The independent client: the key left is in the token, sensitive and never extractable.
     let tool = |args: &[&str]| {
         Command::new("pkcs11-tool")
             .args(["--module", MODULE, "--token-label", "clinic", "--login", "--pin", "246810"])
@@ -372,9 +376,10 @@ async fn key_in_a_pkcs11_token() {
             .unwrap()
     };
     let list = String::from_utf8_lossy(&tool(&["--list-objects", "--type", "secrkey"]).stdout).into_owned();
-    assert_eq!(list.matches("never extractable").count(), 2, "{list}");
+    assert_eq!(list.matches("never extractable").count(), 1, "{list}");
+    assert!(!list.contains(":v1"), "version 1 was destroyed: {list}");
     let read =
-        tool(&["--read-object", "--type", "secrkey", "--label", &format!("confidant-kek:{}:v1", instance_id(&dir))]);
+        tool(&["--read-object", "--type", "secrkey", "--label", &format!("confidant-kek:{}:v2", instance_id(&dir))]);
     assert!(!read.status.success(), "the key was read out of the token");
 }
 

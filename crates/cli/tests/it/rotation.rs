@@ -133,6 +133,9 @@ async fn rotation_resumes_after_kill(db: Db) {
     assert!(!child.wait().unwrap().success());
     let u = usage(&inst).await;
     assert_eq!(u, vec![(1, 8), (2, 5)], "half done: 5 of 13 data keys (12 patients and the organisation)");
+    // A version still in use cannot be retired.
+    let out = run(&["keys", "retire", "--dir", inst.dir.to_str().unwrap(), "--version", "1"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("still wraps 8 data keys"));
     // Mid-rotation, the data is readable: both versions are in the key file.
     let s = inst.start();
     all_readable(&s, &records).await;
@@ -142,6 +145,14 @@ async fn rotation_resumes_after_kill(db: Db) {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("Resuming the rotation to key version 2"));
     assert_eq!(usage(&inst).await, vec![(2, 13)]);
+    // Version 1 wraps nothing now: retire it. The current version cannot be retired.
+    let d = inst.dir.to_str().unwrap();
+    let out = run(&["keys", "retire", "--dir", d, "--version", "2"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("current version"));
+    let out = run(&["keys", "retire", "--dir", d, "--version", "1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let key_text = std::fs::read_to_string(&inst.key_file).unwrap();
+    assert!(!key_text.contains(":1:") && key_text.contains(":2:"), "version 1 is gone from the key file");
     let s = inst.start();
     all_readable(&s, &records).await;
     let (st, b): (StatusCode, Value) = s.get_json("Patient?family=rotation3").await;
