@@ -20,6 +20,14 @@ pub async fn status(dir: &Path) -> Result<()> {
     let key = load_key(&config)?;
     let usage = store.kek_usage().await?;
     let blind = store.setting("blind_index_key").await?.map(WrappedKey);
+    // Version 1 is as old as the instance; later ones note when a rotation made them.
+    let mut made = std::collections::BTreeMap::new();
+    for (v, _) in key.versions() {
+        let name = if v == 1 { "instance_id".to_owned() } else { version_setting(v) };
+        if let Some(t) = store.setting_created(&name).await? {
+            made.insert(v, t);
+        }
+    }
     store.close().await;
     let blind_version = blind.as_ref().and_then(|w| w.kek_version().ok());
     match config.keys.provider.as_str() {
@@ -33,7 +41,7 @@ pub async fn status(dir: &Path) -> Result<()> {
         }
         _ => println!("Key-encryption key: key file {} (mode 0600)", config.keys.key_file.display()),
     }
-    println!("  {:<8} {:<18} {:>10}  wraps", "version", "key check value", "data keys");
+    println!("  {:<8} {:<18} {:>10} {:>10}  notes", "version", "key check value", "age", "data keys");
     let current = key.versions().last().map(|(v, _)| *v).unwrap_or(1);
     for (v, cv) in key.versions() {
         let n = usage.iter().find(|(kv, _)| *kv == i64::from(v)).map(|(_, n)| *n).unwrap_or(0);
@@ -47,7 +55,11 @@ pub async fn status(dir: &Path) -> Result<()> {
         if v != current && n == 0 && blind_version != Some(v) {
             notes.push("unused: can be retired".to_owned());
         }
-        println!("  {v:<8} {cv:<18} {n:>10}  {}", notes.join("; "));
+        let age = made
+            .get(&v)
+            .map(|t| format!("{} days", (now_millis() - t).max(0) / 86_400_000))
+            .unwrap_or_else(|| "-".to_owned());
+        println!("  {v:<8} {cv:<18} {age:>10} {n:>10}  {}", notes.join("; "));
     }
     let stale: i64 = usage.iter().filter(|(v, _)| *v < i64::from(current)).map(|(_, n)| n).sum();
     if stale > 0 || blind_version.is_some_and(|b| b < current) {
@@ -83,6 +95,8 @@ pub async fn rotate(dir: &Path) -> Result<()> {
         current
     } else {
         let v = key.add_version(&config).context("cannot add a key version")?;
+        // When it was made, for `keys status` (a second record of the same version is harmless).
+        let _ = store.insert_setting(&version_setting(v), b"", now_millis()).await;
         eprintln!("Added key version {v} ({}).", config.keys.provider);
         v
     };
@@ -178,4 +192,9 @@ pub async fn retire(dir: &Path, version: u32) -> Result<()> {
     );
     println!("Backups made while it was in use can no longer be opened with the current key — which is the point.");
     Ok(())
+}
+
+/// The instance setting that records when key version `v` was made.
+fn version_setting(v: u32) -> String {
+    format!("kek_v{v}_created")
 }

@@ -219,6 +219,15 @@ impl Store {
         })
     }
 
+    /// When a named instance value was stored (Unix ms).
+    pub async fn setting_created(&self, name: &str) -> Result<Option<i64>> {
+        let row = sqlx::query(self.sql("SELECT created_at FROM instance_settings WHERE name = ?"))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok(r.try_get(0)?)).transpose()
+    }
+
     /// Store a named instance value once; a second insert is a [`StoreError::Conflict`].
     pub async fn insert_setting(&self, name: &str, value: &[u8], now: i64) -> Result<()> {
         sqlx::query(self.sql("INSERT INTO instance_settings (name, value, created_at) VALUES (?, ?, ?)"))

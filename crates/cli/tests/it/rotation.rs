@@ -98,6 +98,8 @@ async fn rotation_under_load(db: Db) {
     let status = run(&["keys", "status", "--dir", inst.dir.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(text.contains("unused: can be retired"), "{text}");
+    let versions = text.lines().filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit())).count();
+    assert!(versions >= 2 && text.matches(" days ").count() == versions, "every version's age is known: {text}");
     s.stop();
     let out = run(&["audit", "export", "--dir", inst.dir.to_str().unwrap()]);
     let log = String::from_utf8_lossy(&out.stdout);
