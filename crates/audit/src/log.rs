@@ -225,7 +225,20 @@ pub async fn verify_store(
     checkpoints: &[SignedCheckpoint],
     public_key: &[u8; 32],
     origin: &str,
+    progress: impl FnMut(u64),
+) -> Result<Report, AuditError> {
+    verify_store_visiting(store, checkpoints, public_key, origin, progress, |_| {}).await
+}
+
+/// [`verify_store`], handing every row read to `visit` before it is checked
+/// (so that a caller that needs the rows reads them once, not twice).
+async fn verify_store_visiting(
+    store: &Store,
+    checkpoints: &[SignedCheckpoint],
+    public_key: &[u8; 32],
+    origin: &str,
     mut progress: impl FnMut(u64),
+    mut visit: impl FnMut(&confidant_store::StoredAudit),
 ) -> Result<Report, AuditError> {
     let mut v = Verifier::new(checkpoints, public_key, origin).map_err(AuditError::Tampered)?;
     // Read the head's size first: entries appended while we read only add rows.
@@ -236,6 +249,7 @@ pub async fn verify_store(
             break;
         }
         for s in &page {
+            visit(s);
             let e = stored_entry(s);
             v.push(&e).map_err(AuditError::Tampered)?;
             let ok = Entry::parse(&s.row.entry).is_some_and(|entry| entry.columns_match(&s.row));
@@ -325,23 +339,24 @@ impl Checkpointer {
         witness: Witness,
     ) -> Result<(Checkpointer, Option<AuditError>), AuditError> {
         let checkpoints = witness.read()?;
-        let problem =
-            verify_store(&store, &checkpoints, &key.public_key(), origin, |_| {}).await.err().and_then(|e| match e {
-                AuditError::Tampered(_) => Some(e),
-                _ => None,
-            });
-        let mut c = Checkpointer {
-            store,
-            key,
-            origin: origin.to_owned(),
-            witness,
-            leaves: Vec::new(),
-            acc: merkle::Accumulator::new(),
-            last_seq: 0,
-            latest: None,
+        // One pass: the leaves are collected while the log is verified.
+        let (mut leaves, mut acc, mut last_seq) = (Vec::new(), merkle::Accumulator::new(), 0);
+        let collect = |s: &confidant_store::StoredAudit| {
+            let leaf = leaf_hash(&s.row.entry);
+            leaves.push(leaf);
+            acc.push(leaf);
+            last_seq = s.seq;
         };
+        let verified = verify_store_visiting(&store, &checkpoints, &key.public_key(), origin, |_| {}, collect).await;
+        let problem = verified.err().and_then(|e| match e {
+            AuditError::Tampered(_) => Some(e),
+            _ => None,
+        });
+        let mut c =
+            Checkpointer { store, key, origin: origin.to_owned(), witness, leaves, acc, last_seq, latest: None };
         c.latest =
             checkpoints.into_iter().filter(|s| s.checkpoint.origin == c.origin).max_by_key(|s| s.checkpoint.size);
+        // Rows after a problem (verification stopped there), or appended meanwhile.
         c.catch_up().await?;
         Ok((c, problem))
     }

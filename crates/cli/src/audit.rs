@@ -16,6 +16,16 @@ use tokio::sync::Mutex;
 use crate::config::Config;
 use crate::instance::{now_millis, open_store};
 
+/// The audit entry of something done at the server's console (the command
+/// line), by whoever may run it there: an administrator.
+pub fn console_entry(action: Action, target: &str) -> Entry {
+    let mut e = Entry::new(now_millis(), action, Outcome::Success);
+    e.actor = Some(CONSOLE.into());
+    e.role = Some("admin".into());
+    e.target = Some(target.to_owned());
+    e
+}
+
 /// Load the audit signing key named by the config; it must be this instance's.
 pub fn load_signing_key(config: &Config) -> Result<SigningKey> {
     let path = config.signing_key_path();
@@ -296,9 +306,7 @@ pub async fn export(dir: &Path, after: i64) -> Result<()> {
     let (_, store) = open_store(dir).await?;
     let auditor = Auditor::start(store.clone());
     // The export itself is audited before anything is written out.
-    let mut e = Entry::new(now_millis(), Action::AuditAccess, Outcome::Success);
-    e.actor = Some(CONSOLE.into());
-    e.target = Some("export".into());
+    let e = console_entry(Action::AuditAccess, "export");
     auditor.append(&[e]).await.context("cannot record the export in the audit log; nothing was exported")?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());

@@ -15,8 +15,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use confidant_audit::{Action, Auditor, Entry, Outcome};
-use confidant_identity::CONSOLE;
+use confidant_audit::{Action, Auditor};
 use confidant_vault::backup::BackupKey;
 use confidant_vault::signing;
 use serde_json::{Value, json};
@@ -61,10 +60,7 @@ pub async fn create(dir: &Path, out: &Path) -> Result<()> {
         k
     };
     // The backup is an audited event, recorded before the snapshot so that the backup holds it.
-    let mut e = Entry::new(now_millis(), Action::Backup, Outcome::Success);
-    e.actor = Some(CONSOLE.into());
-    e.role = Some("admin".into());
-    e.target = Some("backup-create".into());
+    let e = crate::audit::console_entry(Action::Backup, "backup-create");
     Auditor::start(store.clone()).append(&[e]).await.context("cannot record the backup in the audit log")?;
 
     let tmp = tempfile::Builder::new().prefix("confidant-backup-").tempdir()?;
@@ -98,26 +94,34 @@ pub async fn create(dir: &Path, out: &Path) -> Result<()> {
     payload.push(b'\n');
     payload.extend_from_slice(&db);
     let sealed = backup_key.seal(&header, &payload)?;
-    let mut body = Vec::with_capacity(MAGIC.len() + header.len() + 1 + sealed.len() + SIG_LEN);
-    body.extend_from_slice(MAGIC);
-    body.extend_from_slice(&header);
-    body.push(b'\n');
-    body.extend_from_slice(&sealed);
-    let signature = signer.sign(&body);
-    body.extend_from_slice(&signature);
-    eprintln!("[3/3] writing {} to {}…", mb(body.len()), out.display());
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(out).with_context(|| format!("cannot create {}", out.display()))?;
-    f.write_all(&body)?;
-    f.sync_all()?;
-    println!("Backup written: {} ({}, {} audit entries).", out.display(), mb(body.len()), entries);
+    // Only ciphertext from here on: the sealed payload, framed and signed.
+    let mut sealed_file = Vec::with_capacity(MAGIC.len() + header.len() + 1 + sealed.len() + SIG_LEN);
+    sealed_file.extend_from_slice(MAGIC);
+    sealed_file.extend_from_slice(&header);
+    sealed_file.push(b'\n');
+    sealed_file.extend_from_slice(&sealed);
+    let signature = signer.sign(&sealed_file);
+    sealed_file.extend_from_slice(&signature);
+    let size = mb(sealed_file.len());
+    eprintln!("[3/3] writing {size} to {}…", out.display());
+    write_new_private(out, &sealed_file)?;
+    println!("Backup written: {} ({size}, {entries} audit entries).", out.display());
     println!(
         "It opens only with the backup key ({}) and is checked with `confidant backup verify`.",
         key_path.display()
     );
+    Ok(())
+}
+
+/// Create `path` (never over an existing file), readable by its owner only, synced.
+fn write_new_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path).with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
     Ok(())
 }
 
@@ -140,8 +144,8 @@ fn open_backup(file: &Path, keys: &BackupKeys, progress: bool) -> Result<Opened>
     if !bytes.starts_with(MAGIC) || bytes.len() < MAGIC.len() + SIG_LEN + 2 {
         return Err(not_backup());
     }
-    let (body, signature) = bytes.split_at(bytes.len() - SIG_LEN);
-    let rest = &body[MAGIC.len()..];
+    let (signed, signature) = bytes.split_at(bytes.len() - SIG_LEN);
+    let rest = &signed[MAGIC.len()..];
     let nl = rest.iter().position(|b| *b == b'\n').ok_or_else(not_backup)?;
     let (header_bytes, sealed) = (&rest[..nl], &rest[nl + 1..]);
     let header: Value = serde_json::from_slice(header_bytes).map_err(|_| not_backup())?;
@@ -158,7 +162,7 @@ fn open_backup(file: &Path, keys: &BackupKeys, progress: bool) -> Result<Opened>
     if progress {
         eprintln!("[1/3] checking the signature…");
     }
-    if !signing::verify(&pk, body, signature) {
+    if !signing::verify(&pk, signed, signature) {
         bail!(
             "BACKUP VERIFICATION FAILED: the signature does not match: the file was altered or damaged, or was not \
              signed by this instance's audit key. Do not restore it."
@@ -235,13 +239,7 @@ pub async fn restore(file: &Path, keys: &BackupKeys, to: &Path) -> Result<()> {
     std::fs::create_dir_all(to)?;
     let db_path = to.join(SQLITE_FILE);
     eprintln!("writing {} …", db_path.display());
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(&db_path).with_context(|| format!("cannot create {}", db_path.display()))?;
-    f.write_all(&opened.db)?;
-    f.sync_all()?;
+    write_new_private(&db_path, &opened.db)?;
     integrity_check(&db_path).await?;
     config.save_new(to)?;
     println!("Restored into {}: instance {}.", to.display(), config.instance_id);

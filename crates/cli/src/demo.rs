@@ -204,7 +204,7 @@ pub async fn run(listen: &str) -> Result<()> {
         tempfile::Builder::new().prefix("confidant-demo-").tempdir().context("cannot create a temporary folder")?;
     let dir = tmp.path().join("data");
     let key_file = tmp.path().join("keys").join("demo.kek");
-    instance::init_quiet(&dir, Some(key_file.clone()), None, false).await?;
+    instance::init_with(&dir, Some(key_file.clone()), None, false, None).await?;
     let (config, records, identity) = instance::open_identity(&dir).await?;
     let (users, token) = seed(&records, &identity).await.context("cannot create the synthetic clinic")?;
     drop(identity);

@@ -74,21 +74,13 @@ pub async fn init(
     Ok(made)
 }
 
-pub async fn init_quiet(
-    dir: &Path,
-    key_file: Option<PathBuf>,
-    database_url: Option<String>,
-    passphrase: bool,
-) -> Result<Initialised> {
-    init_with(dir, key_file, database_url, passphrase, None).await
-}
-
 /// Where a new instance's key-encryption key is made.
 pub struct TokenChoice {
     pub module: PathBuf,
     pub token: String,
 }
 
+/// Create a new instance in `dir`, printing nothing (`init` prints; `demo` does not).
 pub async fn init_with(
     dir: &Path,
     key_file: Option<PathBuf>,
@@ -531,13 +523,7 @@ pub async fn token_revoke(dir: &Path, id: &str) -> Result<()> {
     let (_, store) = open_store(dir).await?;
     let revoked = store.revoke_api_token(id, now_millis()).await?;
     if revoked {
-        let mut e = confidant_audit::Entry::new(
-            now_millis(),
-            confidant_audit::Action::TokenRevoke,
-            confidant_audit::Outcome::Success,
-        );
-        e.actor = Some(confidant_identity::CONSOLE.into());
-        e.target = Some(id.to_owned());
+        let e = crate::audit::console_entry(confidant_audit::Action::TokenRevoke, id);
         let appended = confidant_audit::Auditor::start(store.clone()).append(&[e]).await;
         if let Err(e) = appended {
             store.close().await;

@@ -4,11 +4,11 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use confidant_audit::{Action, Auditor, Entry, Outcome};
-use confidant_identity::CONSOLE;
+use confidant_audit::{Action, Auditor};
 use confidant_records::rotation;
 use confidant_vault::{Vault, WrappedKey};
 
+use crate::audit::console_entry;
 use crate::instance::{load_key, now_millis, open_store};
 
 /// Data keys re-wrapped per query.
@@ -100,10 +100,7 @@ pub async fn rotate(dir: &Path) -> Result<()> {
         eprintln!("Added key version {v} ({}).", config.keys.provider);
         v
     };
-    let mut e = Entry::new(now_millis(), Action::KeyOperation, Outcome::Success);
-    e.actor = Some(CONSOLE.into());
-    e.role = Some("admin".into());
-    e.target = Some(format!("kek-rotation-start/v{target}"));
+    let e = console_entry(Action::KeyOperation, &format!("kek-rotation-start/v{target}"));
     auditor.append(&[e]).await.context("cannot record the rotation in the audit log; nothing was re-wrapped")?;
 
     let vault = Vault::new(key.provider());
@@ -134,10 +131,7 @@ pub async fn rotate(dir: &Path) -> Result<()> {
             );
         }
     };
-    let mut e = Entry::new(now_millis(), Action::KeyOperation, Outcome::Success);
-    e.actor = Some(CONSOLE.into());
-    e.role = Some("admin".into());
-    e.target = Some(format!("kek-rotation-done/v{}", done.kek_version));
+    let e = console_entry(Action::KeyOperation, &format!("kek-rotation-done/v{}", done.kek_version));
     auditor.append(&[e]).await.context("cannot record the end of the rotation in the audit log")?;
     store.close().await;
     println!(
@@ -175,10 +169,7 @@ pub async fn retire(dir: &Path, version: u32) -> Result<()> {
         store.close().await;
         anyhow::bail!("there is no key version {version}; see `confidant keys status`");
     }
-    let mut e = Entry::new(now_millis(), Action::KeyOperation, Outcome::Success);
-    e.actor = Some(CONSOLE.into());
-    e.role = Some("admin".into());
-    e.target = Some(format!("kek-retire/v{version}"));
+    let e = console_entry(Action::KeyOperation, &format!("kek-retire/v{version}"));
     Auditor::start(store.clone()).append(&[e]).await.context("cannot record the retirement in the audit log")?;
     store.close().await;
     let check = key.retire(&config, version).context("cannot retire the key version; nothing was changed")?;

@@ -6,8 +6,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
-use confidant_audit::{Action, Entry, Outcome};
-use confidant_identity::CONSOLE;
+use confidant_audit::{Action, Entry};
 use confidant_records::Records;
 
 use crate::instance::{now_millis, open_identity};
@@ -16,12 +15,9 @@ use crate::instance::{now_millis, open_identity};
 const APPROVAL_HOURS: i64 = 24;
 
 fn entry(action: Action, patient: &str, target: &str) -> Entry {
-    let mut e = Entry::new(now_millis(), action, Outcome::Success);
-    e.actor = Some(CONSOLE.into());
-    e.role = Some("admin".into());
+    let mut e = crate::audit::console_entry(action, target);
     e.patient = Some(patient.to_owned());
     e.resource = Some(format!("Patient/{patient}"));
-    e.target = Some(target.to_owned());
     e
 }
 

@@ -511,12 +511,7 @@ impl Identity {
         };
         let user = match user {
             Some(u) if verified && u.disabled_at.is_none() => u,
-            _ => {
-                self.count_attempt(&source_key, self.settings.source_max_failures, now).await.ok();
-                let actor = user.as_ref().map(|u| u.id.as_str());
-                self.audit(AuditAction::LoginFailed, Outcome::Denied, actor, None, Some(source)).await.ok();
-                return Err(IdentityError::BadCredentials);
-            }
+            _ => return Err(self.failed_login(&source_key, user.as_ref().map(|u| u.id.as_str()), source, now).await),
         };
         let role = Role::parse(&user.role).ok_or(IdentityError::BadCredentials)?;
         let mfa_enrolled = user.mfa_enrolled_at.is_some();
@@ -526,10 +521,7 @@ impl Identity {
                 None => false,
             };
             if !ok {
-                self.count_attempt(&source_key, self.settings.source_max_failures, now).await.ok();
-                let actor = Some(user.id.as_str());
-                self.audit(AuditAction::LoginFailed, Outcome::Denied, actor, None, Some(source)).await.ok();
-                return Err(IdentityError::BadCredentials);
+                return Err(self.failed_login(&source_key, Some(&user.id), source, now).await);
             }
         }
         self.store().clear_throttle(&account_key).await?;
@@ -537,6 +529,14 @@ impl Identity {
         let login = self.start_session(&user.id, kind, !mfa_enrolment_required, now).await?;
         tracing::info!(user = %user.id, kind = kind.as_str(), "login");
         Ok(Login { mfa_enrolment_required, ..login })
+    }
+
+    /// A failed login: counted against its source, recorded (a failure to record
+    /// it changes nothing), and answered the same whatever failed.
+    async fn failed_login(&self, source_key: &[u8], actor: Option<&str>, source: &str, now: i64) -> IdentityError {
+        self.count_attempt(source_key, self.settings.source_max_failures, now).await.ok();
+        self.audit(AuditAction::LoginFailed, Outcome::Denied, actor, None, Some(source)).await.ok();
+        IdentityError::BadCredentials
     }
 
     async fn check_second_factor(&self, user: &UserRow, code: &str, now: i64) -> Result<bool> {

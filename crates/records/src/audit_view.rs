@@ -15,7 +15,7 @@ use confidant_store::{AuditFilter, ORGANISATION, StoredAudit};
 use confidant_vault::RecordContext;
 use serde_json::{Value, json};
 
-use crate::{Records, RecordsError, Result};
+use crate::{Records, RecordsError, Result, Seen};
 
 /// An AuditEvent search.
 #[derive(Debug, Clone, Default)]
@@ -113,10 +113,7 @@ impl Records {
         match policy::audit_scope(p) {
             Ok(s) => Ok(s),
             Err(d) => {
-                let mut e = Entry::new(self.clock.now_millis(), AuditAction::AuditAccess, Outcome::Denied);
-                e.actor = Some(p.user_id.clone());
-                e.role = Some(p.role.as_str().to_owned());
-                e.source = p.source.clone();
+                let e = self.entry(p, AuditAction::AuditAccess, Outcome::Denied, None, Seen::Yes);
                 if let Err(err) = self.auditor.append(&[e]).await {
                     tracing::error!(error = %err, "audit append of a refused access failed");
                 }
@@ -127,11 +124,16 @@ impl Records {
 
     /// Reading the log is itself an entry (fail closed, like any access).
     async fn audit_read(&self, p: &Principal, filter: &AuditFilter) -> Result<()> {
-        let mut e = Entry::new(self.clock.now_millis(), AuditAction::AuditAccess, Outcome::Success);
-        e.actor = Some(p.user_id.clone());
-        e.role = Some(p.role.as_str().to_owned());
-        e.source = p.source.clone();
+        let mut e = self.entry(p, AuditAction::AuditAccess, Outcome::Success, None, Seen::Yes);
         e.patient = filter.patient.clone();
+        self.audited(&[e], ()).await
+    }
+
+    /// Record that `p` read part of the log outside the AuditEvent view (a
+    /// proof with its entry); an error means nothing may be returned.
+    pub async fn audit_log_read(&self, p: &Principal, target: &str) -> Result<()> {
+        let mut e = self.entry(p, AuditAction::AuditAccess, Outcome::Success, None, Seen::Yes);
+        e.target = Some(target.to_owned());
         self.audited(&[e], ()).await
     }
 

@@ -381,21 +381,7 @@ async fn audit_proof(
                 .ok_or_else(|| ApiError::bad_request(format!("no entry {seq} in a tree of {size} entries")))?;
             drop(c);
             // The entry is returned with its proof: reading it is an access to the log.
-            let mut access = confidant_audit::Entry::new(
-                state.records.now_millis(),
-                confidant_audit::Action::AuditAccess,
-                confidant_audit::Outcome::Success,
-            );
-            access.actor = Some(auth.principal.user_id.clone());
-            access.role = Some(auth.principal.role.as_str().to_owned());
-            access.source = auth.principal.source.clone();
-            access.target = Some(format!("proof/{seq}"));
-            state
-                .records
-                .auditor()
-                .append(&[access])
-                .await
-                .map_err(|_| ApiError::from(confidant_records::RecordsError::AuditFailed))?;
+            state.records.audit_log_read(&auth.principal, &format!("proof/{seq}")).await?;
             let entry = state
                 .records
                 .store()

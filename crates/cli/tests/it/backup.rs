@@ -91,16 +91,8 @@ async fn backup_verify_restore() {
     let to = inst.tmp.path().join("restored");
     let (ok, out) = cli(&["backup", "restore", &f, "--dir", to.to_str().unwrap(), "--keys-from", &d]);
     assert!(ok, "{out}");
-    let restored = Instance {
-        tmp: tempfile::tempdir().unwrap(),
-        dir: to.clone(),
-        key_file: inst.key_file.clone(),
-        db: Db::Sqlite,
-        pg: None,
-        token: inst.token.clone(),
-        admin_token: inst.admin_token.clone(),
-    };
-    std::fs::create_dir_all(restored.logs_dir()).unwrap();
+    let restored =
+        Instance::existing(tempfile::tempdir().unwrap(), to.clone(), inst.key_file.clone(), inst.token.clone());
     let s = Server::start(&restored, &[]);
     for (path, expected) in paths.iter().zip(&before) {
         let (st, got) = s.get_json(path).await;

@@ -191,6 +191,28 @@ impl Instance {
     pub fn start(&self) -> Server {
         Server::start(self, &[])
     }
+
+    /// An instance made outside [`Instance::new`] (another key provider, a restore),
+    /// with `token` for both API tokens.
+    pub fn existing(tmp: tempfile::TempDir, dir: PathBuf, key_file: PathBuf, token: String) -> Instance {
+        let inst = Instance { tmp, dir, key_file, db: Db::Sqlite, pg: None, token: token.clone(), admin_token: token };
+        std::fs::create_dir_all(inst.logs_dir()).unwrap();
+        inst
+    }
+
+    /// The stored (sealed) body of a resource's version 1, from the database.
+    pub async fn stored_body(&self, id: &str) -> Vec<u8> {
+        use sqlx::Row;
+        let mut db = self.db().await;
+        let q = if self.db == Db::Postgres {
+            "SELECT body FROM resource_versions WHERE id = $1 AND version_id = 1"
+        } else {
+            "SELECT body FROM resource_versions WHERE id = ? AND version_id = 1"
+        };
+        let b: Vec<u8> = sqlx::query(q).bind(id).fetch_one(&mut db).await.unwrap().get(0);
+        db.close().await.unwrap();
+        b
+    }
 }
 
 impl Drop for Instance {

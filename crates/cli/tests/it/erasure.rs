@@ -18,18 +18,6 @@ fn cli(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-async fn note_ciphertext(inst: &Instance, id: &str) -> Vec<u8> {
-    let mut db = inst.db().await;
-    let q = if inst.db == Db::Postgres {
-        "SELECT body FROM resource_versions WHERE id = $1"
-    } else {
-        "SELECT body FROM resource_versions WHERE id = ?"
-    };
-    let b: Vec<u8> = sqlx::query(q).bind(id).fetch_one(&mut db).await.unwrap().get(0);
-    sqlx::Connection::close(db).await.unwrap();
-    b
-}
-
 async fn count(inst: &Instance, sql: &str, id: &str) -> i64 {
     let mut db = inst.db().await;
     let sql = if inst.db == Db::Postgres { sql.replace('?', "$1") } else { sql.to_owned() };
@@ -53,7 +41,7 @@ async fn erasure(db: Db) {
     let (na, nb) = (na["id"].as_str().unwrap().to_owned(), nb["id"].as_str().unwrap().to_owned());
     add_user(&inst.dir, "aino", "patient", &["--patient", &pa]);
     let aino = create_token(&inst.dir, "aino", "user/*.read");
-    let ciphertext = note_ciphertext(&inst, &na).await;
+    let ciphertext = inst.stored_body(&na).await;
 
     // Neither without authority, nor with one's own approval, nor under a legal hold.
     let (ok, _, err) = cli(&["patient", "erase", "--dir", &d, "--id", &pa]);
@@ -61,36 +49,18 @@ async fn erasure(db: Db) {
     let (ok, _, err) =
         cli(&["patient", "erase", "--dir", &d, "--id", "nosuchpatient", "--force", "--reason", "duplicate record"]);
     assert!(!ok && err.contains("no patient has id"), "{err}");
+    let request = || {
+        let reason = "patient asked under GDPR Art. 17";
+        cli(&["patient", "erase-request", "--dir", &d, "--id", &pa, "--requested-by", "alice", "--reason", reason])
+    };
     assert!(cli(&["patient", "hold", "--dir", &d, "--id", &pa]).0);
     let (ok, _, err) =
         cli(&["patient", "erase", "--dir", &d, "--id", &pa, "--force", "--reason", "patient asked under GDPR Art. 17"]);
     assert!(!ok && err.contains("legal hold"), "{err}");
-    let (ok, _, err) = cli(&[
-        "patient",
-        "erase-request",
-        "--dir",
-        &d,
-        "--id",
-        &pa,
-        "--requested-by",
-        "alice",
-        "--reason",
-        "patient asked under GDPR Art. 17",
-    ]);
+    let (ok, _, err) = request();
     assert!(!ok && err.contains("legal hold"), "{err}");
     assert!(cli(&["patient", "release", "--dir", &d, "--id", &pa]).0);
-    let (ok, code, err) = cli(&[
-        "patient",
-        "erase-request",
-        "--dir",
-        &d,
-        "--id",
-        &pa,
-        "--requested-by",
-        "alice",
-        "--reason",
-        "patient asked under GDPR Art. 17",
-    ]);
+    let (ok, code, err) = request();
     assert!(ok, "{err}");
     let code = code.trim().to_owned();
     for (approver, other_id, expect) in

@@ -217,16 +217,7 @@ async fn passphrase_sealed_key_file() {
         with_fd(&["token", "create", "--dir", d, "--user", "clin1", "--scope", "user/*.*"], &format!("{PASS}\n"));
     let token = token.trim().to_owned();
 
-    let inst = Instance {
-        tmp,
-        dir: dir.clone(),
-        key_file: key.clone(),
-        db: Db::Sqlite,
-        pg: None,
-        token: token.clone(),
-        admin_token: token,
-    };
-    std::fs::create_dir_all(inst.logs_dir()).unwrap();
+    let inst = Instance::existing(tmp, dir.clone(), key.clone(), token);
     let s = Server::start_env(&inst, &[], &[("CONFIDANT_PASSPHRASE", PASS)]);
     let p = s.create(&crate::common::patient("Lind", "Eeva")).await;
     let path = format!("Patient/{}", p["id"].as_str().unwrap());
@@ -324,16 +315,7 @@ async fn key_in_a_pkcs11_token() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
 
-    let inst = Instance {
-        tmp,
-        dir: dir.clone(),
-        key_file: key.clone(),
-        db: Db::Sqlite,
-        pg: None,
-        token: token.clone(),
-        admin_token: token,
-    };
-    std::fs::create_dir_all(inst.logs_dir()).unwrap();
+    let inst = Instance::existing(tmp, dir.clone(), key.clone(), token);
     let server_env = [("SOFTHSM2_CONF", conf.as_str()), ("CONFIDANT_PKCS11_PIN", "246810")];
     let s = Server::start_env(&inst, &[], &server_env);
     let p = s.create(&crate::common::patient("Hsm", "Helmi")).await;

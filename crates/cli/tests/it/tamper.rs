@@ -2,22 +2,10 @@
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use sqlx::{Connection, Row};
+use sqlx::Connection;
 
 use crate::both_backends;
 use crate::common::{Db, Instance, note, patient};
-
-async fn body_of(inst: &Instance, id: &str) -> Vec<u8> {
-    let mut db = inst.db().await;
-    let q = if inst.db == Db::Postgres {
-        "SELECT body FROM resource_versions WHERE id = $1"
-    } else {
-        "SELECT body FROM resource_versions WHERE id = ?"
-    };
-    let b: Vec<u8> = sqlx::query(q).bind(id).fetch_one(&mut db).await.unwrap().get(0);
-    db.close().await.unwrap();
-    b
-}
 
 async fn set_body(inst: &Instance, id: &str, body: &[u8]) {
     let mut db = inst.db().await;
@@ -51,7 +39,7 @@ async fn tampered_ciphertext_is_refused(db: Db) {
     let nb_id = nb["id"].as_str().unwrap();
 
     // 1. Flip one byte in the middle of A's note ciphertext.
-    let original = body_of(&inst, na_id).await;
+    let original = inst.stored_body(na_id).await;
     let mut flipped = original.clone();
     let mid = flipped.len() / 2;
     flipped[mid] ^= 0x01;
@@ -64,7 +52,7 @@ async fn tampered_ciphertext_is_refused(db: Db) {
     assert_eq!(s.get(&format!("DocumentReference/{na_id}")).await.status(), StatusCode::OK);
 
     // 2. Copy A's (intact) note ciphertext onto B's note row.
-    let original_b = body_of(&inst, nb_id).await;
+    let original_b = inst.stored_body(nb_id).await;
     set_body(&inst, nb_id, &original).await;
     assert_integrity_error(&s, &format!("DocumentReference/{nb_id}")).await;
     set_body(&inst, nb_id, &original_b).await;
