@@ -9,7 +9,7 @@
 //! The signature covers everything before it on the line, so an attacker
 //! with the database but without the signing key cannot forge one.
 
-use confidant_vault::signing::{self, SigningKey};
+use confidant_vault::signing::{self, Signer};
 
 use crate::merkle::Hash;
 
@@ -40,12 +40,12 @@ impl Checkpoint {
     }
 
     /// Sign with the audit signing key. The origin may hold no whitespace.
-    pub fn sign(self, key: &SigningKey) -> Option<SignedCheckpoint> {
+    pub fn sign(self, key: &dyn Signer) -> Result<SignedCheckpoint, String> {
         if self.origin.is_empty() || self.origin.chars().any(char::is_whitespace) {
-            return None;
+            return Err("the instance id cannot be an origin".into());
         }
-        let signature = key.sign(self.body().as_bytes());
-        Some(SignedCheckpoint { checkpoint: self, signature })
+        let signature = key.sign(self.body().as_bytes()).map_err(|e| format!("cannot sign a checkpoint: {e}"))?;
+        Ok(SignedCheckpoint { checkpoint: self, signature })
     }
 }
 
@@ -85,7 +85,7 @@ mod tests {
 
     #[test]
     fn sign_print_parse_verify() {
-        let key = SigningKey::generate().unwrap();
+        let key = confidant_vault::signing::SigningKey::generate().unwrap();
         let c = Checkpoint { origin: "inst1".into(), size: 42, root: [7u8; 32], timestamp: 1_790_000_000_000 };
         let s = c.clone().sign(&key).unwrap();
         let line = s.to_line();
@@ -97,10 +97,10 @@ mod tests {
             let forged = SignedCheckpoint::parse(&line.replacen(from, to, 1)).unwrap();
             assert!(!forged.verify(&key.public_key()), "{from} -> {to}");
         }
-        assert!(!s.verify(&SigningKey::generate().unwrap().public_key()));
+        assert!(!s.verify(&confidant_vault::signing::SigningKey::generate().unwrap().public_key()));
         for bad in ["", "garbage", &line[..line.len() - 2], &format!("{line} extra"), &line.replace(" 42 ", " 042 ")] {
             assert!(SignedCheckpoint::parse(bad).is_none(), "{bad}");
         }
-        assert!(Checkpoint { origin: "has space".into(), ..c }.sign(&key).is_none());
+        assert!(Checkpoint { origin: "has space".into(), ..c }.sign(&key).is_err());
     }
 }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use confidant_store::{AuditRow, Store, StoreError};
-use confidant_vault::signing::SigningKey;
+use confidant_vault::signing::Signer;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::checkpoint::{Checkpoint, SignedCheckpoint};
@@ -309,7 +309,7 @@ pub struct ConsistencyProof {
 /// hash in memory (32 bytes an entry: 32 MB per million).
 pub struct Checkpointer {
     store: Store,
-    key: SigningKey,
+    key: Box<dyn Signer>,
     origin: String,
     witness: Witness,
     leaves: Vec<Hash>,
@@ -334,7 +334,7 @@ impl Checkpointer {
     /// witness keeps the old, contradicting heads, so nothing is hidden).
     pub async fn open(
         store: Store,
-        key: SigningKey,
+        key: Box<dyn Signer>,
         origin: &str,
         witness: Witness,
     ) -> Result<(Checkpointer, Option<AuditError>), AuditError> {
@@ -400,8 +400,7 @@ impl Checkpointer {
             return Ok(None);
         }
         let c = Checkpoint { origin: self.origin.clone(), size, root: self.acc.root(), timestamp: now };
-        let signed =
-            c.sign(&self.key).ok_or_else(|| AuditError::Invalid("the instance id cannot be an origin".into()))?;
+        let signed = c.sign(self.key.as_ref()).map_err(AuditError::Invalid)?;
         let line = signed.to_line();
         self.witness.append(&line)?;
         self.store.insert_audit_checkpoint(&line, size as i64, now).await?;
@@ -526,7 +525,7 @@ mod tests {
             }
         }
         // The checkpointer signs them, and the log verifies against its witness.
-        let key = SigningKey::generate().unwrap();
+        let key = Box::new(confidant_vault::signing::SigningKey::generate().unwrap());
         let witness = Witness::new(_tmp.path().join("witness"));
         let (mut c, problem) = Checkpointer::open(store.clone(), key, "inst", witness.clone()).await.unwrap();
         assert!(problem.is_none());

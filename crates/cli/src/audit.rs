@@ -10,7 +10,8 @@ use confidant_audit::log::{self as audit_log, AuditError, Checkpointer, Witness}
 use confidant_audit::{Action, Auditor, Entry, Outcome};
 use confidant_identity::CONSOLE;
 use confidant_store::Store;
-use confidant_vault::signing::SigningKey;
+use confidant_vault::pkcs11::Pkcs11Signer;
+use confidant_vault::signing::{Signer, SigningKey};
 use tokio::sync::Mutex;
 
 use crate::config::Config;
@@ -27,7 +28,44 @@ pub fn console_entry(action: Action, target: &str) -> Entry {
 }
 
 /// Load the audit signing key named by the config; it must be this instance's.
-pub fn load_signing_key(config: &Config) -> Result<SigningKey> {
+pub fn load_signing_key(config: &Config) -> Result<Box<dyn Signer>> {
+    match config.signing_provider() {
+        "pkcs11" => {
+            let (module, token) = token_of(config)?;
+            let pin = crate::instance::pkcs11_pin()?;
+            let signer = Pkcs11Signer::open(module, token, &pin, &config.instance_id)
+                .context("cannot use the audit signing key in the token; nothing was changed")?;
+            Ok(Box::new(signer))
+        }
+        "key-file" | "passphrase" => {
+            let path = signing_key_file(config)?;
+            let passphrase =
+                if SigningKey::file_is_sealed(&path)? { Some(crate::instance::passphrase()?) } else { None };
+            let (instance, key) = SigningKey::load_file_with(&path, passphrase.as_ref().map(|p| p.as_str()))
+                .context("cannot use the audit signing key; nothing was changed")?;
+            if instance != config.instance_id {
+                bail!("the audit signing key {} belongs to another instance; nothing was changed", path.display());
+            }
+            Ok(Box::new(key))
+        }
+        other => bail!(
+            "audit.signing_key_provider '{other}' is not supported by this build (supported: key-file, passphrase, pkcs11)"
+        ),
+    }
+}
+
+/// The token that holds the keys, as the config names it.
+fn token_of(config: &Config) -> Result<(&Path, &str)> {
+    match (&config.keys.pkcs11_module, &config.keys.pkcs11_token) {
+        (Some(m), Some(t)) => Ok((m.as_path(), t.as_str())),
+        _ => {
+            bail!("the audit signing key is in a PKCS#11 token, but keys.pkcs11_module or keys.pkcs11_token is not set")
+        }
+    }
+}
+
+/// The audit signing key file, which must exist.
+fn signing_key_file(config: &Config) -> Result<std::path::PathBuf> {
     let path = config.signing_key_path();
     if !path.exists() {
         bail!(
@@ -36,25 +74,44 @@ pub fn load_signing_key(config: &Config) -> Result<SigningKey> {
             path.display()
         );
     }
-    let (instance, key) =
-        SigningKey::load_file(&path).context("cannot use the audit signing key; nothing was changed")?;
-    if instance != config.instance_id {
-        bail!("the audit signing key {} belongs to another instance; nothing was changed", path.display());
+    Ok(path)
+}
+
+/// The instance's audit public key, read without any passphrase (a sealed key
+/// file keeps it in the clear; a token shows it after the PIN).
+pub fn instance_public_key(config: &Config) -> Result<[u8; 32]> {
+    if config.signing_provider() == "pkcs11" {
+        return Ok(load_signing_key(config)?.public_key());
     }
-    Ok(key)
+    let path = signing_key_file(config)?;
+    let (instance, pk) = SigningKey::public_key_of_file(&path).context("cannot read the audit signing key")?;
+    if instance != config.instance_id {
+        bail!("the audit signing key {} belongs to another instance", path.display());
+    }
+    Ok(pk)
+}
+
+/// Where the audit signing key is, in words.
+pub fn describe_signing_key(config: &Config) -> String {
+    match config.signing_provider() {
+        "pkcs11" => {
+            format!("in the PKCS#11 token '{}' (not extractable)", config.keys.pkcs11_token.as_deref().unwrap_or("?"))
+        }
+        "passphrase" => format!("{} (sealed with the passphrase)", config.signing_key_path().display()),
+        _ => format!("{} (mode 0600)", config.signing_key_path().display()),
+    }
 }
 
 /// The public key that checkpoints must verify against: `--public-key`, else
-/// the signing key file's. Never the database's word.
+/// the signing key's. Never the database's word.
 fn public_key(config: &Config, given: Option<&str>) -> Result<[u8; 32]> {
     match given {
         Some(hexkey) => hex::decode(hexkey.trim())
             .ok()
             .and_then(|b| b.try_into().ok())
             .context("--public-key must be 64 hexadecimal characters (from `confidant init`)"),
-        None => Ok(load_signing_key(config)
-            .context("without --public-key, the audit signing key file is needed to know the public key")?
-            .public_key()),
+        None => instance_public_key(config)
+            .context("without --public-key, the audit signing key is needed to know the public key"),
     }
 }
 
@@ -191,16 +248,11 @@ pub async fn verify(dir: &Path, witness: Option<&Path>, public_key_hex: Option<&
         checkpoints.len() - from_witness
     );
     let started = std::time::Instant::now();
-    let mut last_print = std::time::Instant::now();
-    let result = audit_log::verify_store(&store, &checkpoints, &pk, &config.instance_id, |done| {
-        if last_print.elapsed() > Duration::from_millis(500) {
-            last_print = std::time::Instant::now();
-            eprint!("\r  {done} / {total} entries checked");
-        }
-    })
-    .await;
+    let mut bar =
+        crate::progress::Progress::new("verifying", total.max(0) as u64, crate::progress::Unit::Items("entries"));
+    let result = audit_log::verify_store(&store, &checkpoints, &pk, &config.instance_id, |done| bar.set(done)).await;
     store.close().await;
-    eprint!("\r");
+    bar.finish();
     match result {
         Ok(r) => {
             let secs = started.elapsed().as_secs_f64();
@@ -211,9 +263,10 @@ pub async fn verify(dir: &Path, witness: Option<&Path>, public_key_hex: Option<&
             match public_key_hex {
                 Some(_) => println!("  public key:  {} (as given)", hex::encode(pk)),
                 None => println!(
-                    "  public key:  {} (from {}; compare it with the one `confidant init` printed, or pass --public-key)",
+                    "  public key:  {} (the audit signing key {}; compare it with the one `confidant init` printed, \
+                     or pass --public-key)",
                     hex::encode(pk),
-                    config.signing_key_path().display()
+                    describe_signing_key(&config)
                 ),
             }
             println!("  checked in {secs:.2} s ({:.0} entries/s)", r.entries as f64 / secs.max(1e-9));

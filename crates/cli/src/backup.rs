@@ -11,7 +11,6 @@
 //! <64-byte Ed25519 signature of everything before it>
 //! ```
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -69,7 +68,7 @@ pub async fn create(dir: &Path, out: &Path) -> Result<()> {
     store.snapshot_sqlite(&snap).await?.context("snapshots need SQLite")?;
     let entries = store.audit_size().await?;
     store.close().await;
-    let db = zeroize::Zeroizing::new(std::fs::read(&snap)?);
+    let db = crate::progress::read_file(&snap, "reading the snapshot")?;
     drop(tmp);
     eprintln!("[2/3] sealing {} with the backup key and signing it…", mb(db.len()));
     let created = now_millis();
@@ -100,28 +99,17 @@ pub async fn create(dir: &Path, out: &Path) -> Result<()> {
     sealed_file.extend_from_slice(&header);
     sealed_file.push(b'\n');
     sealed_file.extend_from_slice(&sealed);
-    let signature = signer.sign(&sealed_file);
+    let signature = signer.sign(&sealed_file).context("cannot sign the backup")?;
     sealed_file.extend_from_slice(&signature);
     let size = mb(sealed_file.len());
     eprintln!("[3/3] writing {size} to {}…", out.display());
-    write_new_private(out, &sealed_file)?;
+    crate::progress::write_new_private(out, &sealed_file, "writing")
+        .with_context(|| format!("cannot write {}", out.display()))?;
     println!("Backup written: {} ({size}, {entries} audit entries).", out.display());
     println!(
         "It opens only with the backup key ({}) and is checked with `confidant backup verify`.",
         key_path.display()
     );
-    Ok(())
-}
-
-/// Create `path` (never over an existing file), readable by its owner only, synced.
-fn write_new_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(path).with_context(|| format!("cannot create {}", path.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
     Ok(())
 }
 
@@ -139,7 +127,12 @@ pub struct BackupKeys {
 }
 
 fn open_backup(file: &Path, keys: &BackupKeys, progress: bool) -> Result<Opened> {
-    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let bytes = if progress {
+        crate::progress::read_file(file, "reading")
+    } else {
+        std::fs::read(file).map(zeroize::Zeroizing::new)
+    }
+    .with_context(|| format!("cannot read {}", file.display()))?;
     let not_backup = || anyhow::anyhow!("{} is not a Confidant backup (or is truncated)", file.display());
     if !bytes.starts_with(MAGIC) || bytes.len() < MAGIC.len() + SIG_LEN + 2 {
         return Err(not_backup());
@@ -156,7 +149,7 @@ fn open_backup(file: &Path, keys: &BackupKeys, progress: bool) -> Result<Opened>
         (Some(h), _) => {
             hex::decode(h.trim()).ok().and_then(|b| b.try_into().ok()).context("--public-key must be 64 hex digits")?
         }
-        (None, Some(c)) => crate::audit::load_signing_key(c)?.public_key(),
+        (None, Some(c)) => crate::audit::instance_public_key(c)?,
         (None, None) => bail!("give --dir (the instance whose keys open it) or --public-key and --backup-key"),
     };
     if progress {
@@ -238,8 +231,8 @@ pub async fn restore(file: &Path, keys: &BackupKeys, to: &Path) -> Result<()> {
     config.database.url = format!("sqlite://{SQLITE_FILE}");
     std::fs::create_dir_all(to)?;
     let db_path = to.join(SQLITE_FILE);
-    eprintln!("writing {} …", db_path.display());
-    write_new_private(&db_path, &opened.db)?;
+    crate::progress::write_new_private(&db_path, &opened.db, "restoring the database")
+        .with_context(|| format!("cannot write {}", db_path.display()))?;
     integrity_check(&db_path).await?;
     config.save_new(to)?;
     println!("Restored into {}: instance {}.", to.display(), config.instance_id);

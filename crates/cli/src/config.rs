@@ -38,6 +38,11 @@ pub struct Retention {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Audit {
+    /// Where the Ed25519 key that signs checkpoints and backups lives:
+    /// `key-file`, `passphrase` (the key file sealed with the passphrase of
+    /// the key-encryption key) or `pkcs11` (a non-extractable key pair in the
+    /// token of `keys.pkcs11_token`). Default: the same as `keys.provider`.
+    pub signing_key_provider: Option<String>,
     /// The Ed25519 key that signs checkpoints, held apart from the data like
     /// the key-encryption key. Default: beside the key file, `<instance>.audit-key`.
     pub signing_key_file: Option<PathBuf>,
@@ -58,6 +63,7 @@ pub struct Audit {
 impl Default for Audit {
     fn default() -> Self {
         Audit {
+            signing_key_provider: None,
             signing_key_file: None,
             witness_file: None,
             witness_webhook: None,
@@ -203,6 +209,11 @@ impl Config {
             }
             None => bail!("database.url must start with sqlite:// or postgres://"),
         }
+    }
+
+    /// Where the audit signing key lives: `key-file`, `passphrase` or `pkcs11`.
+    pub fn signing_provider(&self) -> &str {
+        self.audit.signing_key_provider.as_deref().unwrap_or(&self.keys.provider)
     }
 
     /// The audit signing key file.

@@ -27,8 +27,7 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 pub struct Initialised {
     pub config: Config,
     pub key_file: PathBuf,
-    /// The audit signing key file and its public key (hex).
-    pub signing_key_file: PathBuf,
+    /// The audit signing key's public key (hex).
     pub audit_public_key: String,
     /// One-time code for the first administrator's account.
     pub enrolment_code: String,
@@ -56,7 +55,7 @@ pub async fn init(
         ),
         _ => println!("  key file:     {} (mode 0600)", made.key_file.display()),
     }
-    println!("  audit key:    {} (mode 0600)", made.signing_key_file.display());
+    println!("  audit key:    {}", crate::audit::describe_signing_key(&made.config));
     println!("  audit public key (write it down; `audit verify --public-key` checks against it):");
     println!("                {}", made.audit_public_key);
     println!();
@@ -121,12 +120,15 @@ pub async fn init_with(
             let kek = confidant_vault::pkcs11::Pkcs11Kek::open(&t.module, &t.token, &pin, &instance_id)
                 .context("cannot use the PKCS#11 token; nothing was created")?;
             kek.generate_version()?;
-            Some(kek)
+            // The audit signing key pair is made in the same token, for the same reason.
+            let signer = confidant_vault::pkcs11::Pkcs11Signer::generate(&t.module, &t.token, &pin, &instance_id)
+                .context("cannot make the audit signing key in the PKCS#11 token")?;
+            Some((kek, signer))
         }
         None => None,
     };
     let check_value = match &in_token {
-        Some(k) => k.check_value()?,
+        Some((k, _)) => k.check_value()?,
         None => keys.check_value(),
     };
     let provider = match (&in_token, passphrase) {
@@ -146,7 +148,7 @@ pub async fn init_with(
         },
         server: Server::default(),
         access: Default::default(),
-        audit: Default::default(),
+        audit: config::Audit { signing_key_provider: Some(provider.into()), ..Default::default() },
         retention: Default::default(),
     };
     let store = Store::connect(&config.database_url(&dir)?, true).await.context("cannot open the database")?;
@@ -154,19 +156,34 @@ pub async fn init_with(
         bail!("the database already belongs to an instance; give an empty database");
     }
     store.migrate().await.context("cannot create the database schema")?;
-    let signing = confidant_vault::signing::SigningKey::generate()?;
-    let provider: Arc<dyn confidant_vault::KeyProvider> = match (in_token, &sealed_with) {
-        (Some(kek), _) => Arc::new(kek),
+    // The key folder also holds the witness (and, but for a token, the keys): owner only.
+    if let Some(parent) = key_path.parent().filter(|p| !p.exists()) {
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+        b.create(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    // The audit signing key lives where the key-encryption key does.
+    let (provider, audit_public_key): (Arc<dyn confidant_vault::KeyProvider>, [u8; 32]) = match (in_token, &sealed_with)
+    {
+        (Some((kek, signer)), _) => {
+            use confidant_vault::signing::Signer as _;
+            (Arc::new(kek), signer.public_key())
+        }
         (None, Some(p)) => {
+            let signing = confidant_vault::signing::SigningKey::generate()?;
             keys.create_sealed(&key_path, p)?;
-            Arc::new(keys)
+            signing.create_sealed_file(&signing_path, &instance_id, p)?;
+            (Arc::new(keys), signing.public_key())
         }
         (None, None) => {
+            let signing = confidant_vault::signing::SigningKey::generate()?;
             keys.create(&key_path)?;
-            Arc::new(keys)
+            signing.create_file(&signing_path, &instance_id)?;
+            (Arc::new(keys), signing.public_key())
         }
     };
-    signing.create_file(&signing_path, &instance_id)?;
     let vault = Vault::new(provider);
     confidant_records::initialise(&store, &vault, &instance_id, now_millis()).await?;
     let records = Arc::new(Records::open(store.clone(), vault, Arc::new(SystemClock)).await?);
@@ -174,13 +191,7 @@ pub async fn init_with(
     let enrolment_code = identity.create_enrolment_code(Role::Admin).await?;
     store.close().await;
     config.save_new(&dir)?;
-    Ok(Initialised {
-        config,
-        key_file: key_path,
-        signing_key_file: signing_path,
-        audit_public_key: hex::encode(signing.public_key()),
-        enrolment_code,
-    })
+    Ok(Initialised { config, key_file: key_path, audit_public_key: hex::encode(audit_public_key), enrolment_code })
 }
 
 /// The key-encryption key, wherever the configuration says it is.

@@ -10,6 +10,7 @@ use confidant_vault::{Vault, WrappedKey};
 
 use crate::audit::console_entry;
 use crate::instance::{load_key, now_millis, open_store};
+use crate::progress::{Progress, Unit};
 
 /// Data keys re-wrapped per query.
 const BATCH: i64 = 200;
@@ -68,13 +69,13 @@ pub async fn status(dir: &Path) -> Result<()> {
             dir.display()
         );
     }
-    match crate::audit::load_signing_key(&config) {
-        Ok(k) => println!(
+    match crate::audit::instance_public_key(&config) {
+        Ok(pk) => println!(
             "Audit signing key: {} (public key {})",
-            config.signing_key_path().display(),
-            hex::encode(k.public_key())
+            crate::audit::describe_signing_key(&config),
+            hex::encode(pk)
         ),
-        Err(e) => println!("Audit signing key: {e}"),
+        Err(e) => println!("Audit signing key: {e:#}"),
     }
     Ok(())
 }
@@ -107,12 +108,9 @@ pub async fn rotate(dir: &Path) -> Result<()> {
     // Test hook: stop (as a crash would) after this many keys, waiting to be killed.
     let pause_after: Option<u64> =
         std::env::var("CONFIDANT_TEST_PAUSE_ROTATION_AFTER").ok().and_then(|v| v.parse().ok());
-    let mut last_print = std::time::Instant::now();
+    let mut bar: Option<Progress> = None;
     let result = rotation::rewrap_to_current(&store, &vault, BATCH, |done, total| {
-        if last_print.elapsed().as_millis() > 300 || done == total {
-            last_print = std::time::Instant::now();
-            eprint!("\r  re-wrapped {done} / {total} data keys");
-        }
+        bar.get_or_insert_with(|| Progress::new("re-wrapping", total, Unit::Items("data keys"))).set(done);
         if pause_after == Some(done) {
             eprintln!("\npaused (test hook)");
             loop {
@@ -121,7 +119,9 @@ pub async fn rotate(dir: &Path) -> Result<()> {
         }
     })
     .await;
-    eprintln!();
+    if let Some(bar) = bar {
+        bar.finish();
+    }
     let done = match result {
         Ok(r) => r,
         Err(e) => {
@@ -142,6 +142,43 @@ pub async fn rotate(dir: &Path) -> Result<()> {
     );
     println!(
         "Back up the key file now: it holds the new version. `confidant keys status` shows what each version wraps."
+    );
+    Ok(())
+}
+
+/// `confidant keys rotate --patient ID`: a new data key for one patient, their
+/// records re-encrypted under it, the old key destroyed.
+pub async fn rotate_patient(dir: &Path, patient_id: &str) -> Result<()> {
+    let (_config, records) = crate::instance::open(dir).await?;
+    let mut e = console_entry(Action::KeyOperation, &format!("patient-key-rotation/{patient_id}"));
+    e.patient = Some(patient_id.to_owned());
+    eprintln!("Re-encrypting the records of Patient/{patient_id} under a new data key…");
+    let result = rotation::rotate_patient_key(&records, patient_id, &[e]).await;
+    let store = records.store().clone();
+    let done = match result {
+        Ok(d) => d,
+        Err(confidant_records::RecordsError::NotFound(_)) => {
+            store.close().await;
+            anyhow::bail!("there is no Patient/{patient_id}; nothing was changed")
+        }
+        Err(e) => {
+            store.close().await;
+            return Err(anyhow::Error::new(e).context("the rotation failed; nothing was changed"));
+        }
+    };
+    // Old pages are overwritten (secure_delete); the WAL is cut so no copy of the old key lingers there.
+    let wal = store.checkpoint_wal().await;
+    store.close().await;
+    wal.context("rotated, but the WAL could not be truncated")?;
+    println!(
+        "Patient/{patient_id}: {} record versions{} re-encrypted under a new data key; {} old data key{} destroyed.",
+        done.versions,
+        if done.break_glass > 0 { format!(" and {} break-glass reasons", done.break_glass) } else { String::new() },
+        done.old_keys,
+        if done.old_keys == 1 { "" } else { "s" }
+    );
+    println!(
+        "Backups made before now still hold the old key (wrapped by the key-encryption key): see README, Backups."
     );
     Ok(())
 }

@@ -9,6 +9,7 @@ mod demo;
 mod instance;
 mod keys;
 mod patient;
+mod progress;
 mod users;
 
 use std::path::PathBuf;
@@ -268,10 +269,18 @@ enum KeysAction {
     /// interrupt: run it again and it resumes. Records are not re-encrypted —
     /// their data keys do not change, only how those are wrapped. Back up the
     /// key file afterwards: it holds the new version.
+    ///
+    /// With --patient, rotates that patient's data key instead: every version
+    /// of their records is re-encrypted under a new data key and the old one is
+    /// destroyed, in one transaction (use it when a patient's key may have been
+    /// exposed). Safe while `confidant serve` runs.
     Rotate {
         /// The instance directory (holds confidant.toml).
         #[arg(long)]
         dir: PathBuf,
+        /// Rotate this patient's data key (a Patient id) instead of the key-encryption key.
+        #[arg(long, value_name = "ID")]
+        patient: Option<String>,
     },
     /// Remove an old key version that no data key is wrapped under any more.
     ///
@@ -571,7 +580,8 @@ fn main() -> ExitCode {
             },
             Command::Keys { action } => match action {
                 KeysAction::Status { dir } => keys::status(&dir).await,
-                KeysAction::Rotate { dir } => keys::rotate(&dir).await,
+                KeysAction::Rotate { dir, patient: None } => keys::rotate(&dir).await,
+                KeysAction::Rotate { dir, patient: Some(id) } => keys::rotate_patient(&dir, &id).await,
                 KeysAction::Retire { dir, version } => keys::retire(&dir, version).await,
             },
         }

@@ -149,8 +149,10 @@ enum Seen {
     ByBreakGlass,
 }
 
-/// Unwrapped data keys, and which version is current per compartment.
-/// Data key rotation (issue 5) must update `current` when it adds a version.
+/// Unwrapped data keys, and which version is current per compartment. A
+/// per-patient key rotation in another process makes `current` stale: the
+/// store refuses a write sealed with a replaced key ([`StoreError::StaleKey`]),
+/// and the write forgets the entry and seals again.
 #[derive(Default)]
 struct KeyCache {
     keys: HashMap<(String, i64), Arc<DataKey>>,
@@ -259,6 +261,14 @@ impl Records {
             if current {
                 cache.current.insert(compartment.to_owned(), version);
             }
+        }
+    }
+
+    /// Forget which data key version is current for `compartment` (a rotation
+    /// replaced it); the next write looks it up again.
+    fn forget_current_key(&self, compartment: &str) {
+        if let Ok(mut cache) = self.keys.lock() {
+            cache.current.remove(compartment);
         }
     }
 
@@ -597,41 +607,54 @@ impl Records {
         }
         let (restricted_to, patient_visible) = Self::access_of(p, rt, &checked)?;
         let now = self.clock.now_millis();
-        let (key, new_key) = if rt == ResourceType::Patient {
-            let (key, wrapped) = self.vault.new_data_key(&compartment, 1).map_err(RecordsError::Vault)?;
-            let row = DataKeyRow {
-                compartment: compartment.clone(),
-                version: 1,
-                kek_version: kek_version(&wrapped)?,
-                wrapped: wrapped.0,
+        // Sealed again, once, if a key rotation replaced the patient's key meanwhile.
+        let mut retried = false;
+        let (key, new_key, audit) = loop {
+            let (key, new_key) = if rt == ResourceType::Patient {
+                let (key, wrapped) = self.vault.new_data_key(&compartment, 1).map_err(RecordsError::Vault)?;
+                let row = DataKeyRow {
+                    compartment: compartment.clone(),
+                    version: 1,
+                    kek_version: kek_version(&wrapped)?,
+                    wrapped: wrapped.0,
+                };
+                (Arc::new(key), Some(row))
+            } else {
+                (self.data_key(&compartment, None).await?, None)
             };
-            (Arc::new(key), Some(row))
-        } else {
-            (self.data_key(&compartment, None).await?, None)
-        };
-        Self::stamp(&mut resource, &id, 1, now);
-        let body = self.seal_record(&key, rt, &id, 1, &compartment, &resource)?;
-        let row = Self::version_row(rt, &id, 1, &compartment, &key, now, body, (restricted_to, patient_visible));
-        let care_team = (rt == ResourceType::CareTeam).then_some(checked.care_team_members.as_slice());
-        let tokens = self.tokens(rt, &checked.index);
-        let write = Write { row: &row, tokens: &tokens, new_key: new_key.as_ref(), care_team };
-        // A clinician who registers a patient is put on that patient's care team,
-        // in the same transaction: never a patient that nobody can see.
-        let team = match (rt, p.role, &p.practitioner_id) {
-            (ResourceType::Patient, Role::Clinician, Some(practitioner)) => {
-                Some(self.new_care_team_row(&id, practitioner, &key, now)?)
+            Self::stamp(&mut resource, &id, 1, now);
+            let body = self.seal_record(&key, rt, &id, 1, &compartment, &resource)?;
+            let row =
+                Self::version_row(rt, &id, 1, &compartment, &key, now, body, (restricted_to.clone(), patient_visible));
+            let care_team = (rt == ResourceType::CareTeam).then_some(checked.care_team_members.as_slice());
+            let tokens = self.tokens(rt, &checked.index);
+            let write = Write { row: &row, tokens: &tokens, new_key: new_key.as_ref(), care_team };
+            // A clinician who registers a patient is put on that patient's care team,
+            // in the same transaction: never a patient that nobody can see.
+            let team = match (rt, p.role, &p.practitioner_id) {
+                (ResourceType::Patient, Role::Clinician, Some(practitioner)) => {
+                    Some(self.new_care_team_row(&id, practitioner, &key, now)?)
+                }
+                _ => None,
+            };
+            let mut audit = vec![self.entry(p, AuditAction::Create, Outcome::Success, Some(&row), seen).to_row()];
+            let stored = match &team {
+                Some((team_row, members)) => {
+                    audit.push(self.entry(p, AuditAction::Create, Outcome::Success, Some(team_row), seen).to_row());
+                    let team_write = Write { row: team_row, tokens: &[], new_key: None, care_team: Some(members) };
+                    self.store.create_all(&[write, team_write], &audit).await
+                }
+                None => self.store.create_all(&[write], &audit).await,
+            };
+            match stored {
+                Ok(()) => break (key, new_key, audit),
+                Err(StoreError::StaleKey) if !retried => {
+                    retried = true;
+                    self.forget_current_key(&compartment);
+                }
+                Err(e) => return Err(e.into()),
             }
-            _ => None,
         };
-        let mut audit = vec![self.entry(p, AuditAction::Create, Outcome::Success, Some(&row), seen).to_row()];
-        match &team {
-            Some((team_row, members)) => {
-                audit.push(self.entry(p, AuditAction::Create, Outcome::Success, Some(team_row), seen).to_row());
-                let team_write = Write { row: team_row, tokens: &[], new_key: None, care_team: Some(members) };
-                self.store.create_all(&[write, team_write], &audit).await?;
-            }
-            None => self.store.create_all(&[write], &audit).await?,
-        }
         self.committed(&audit);
         if let Some(k) = new_key {
             self.cache_key(&compartment, k.version, key, true);
@@ -757,25 +780,49 @@ impl Records {
             }
         };
         let (restricted_to, patient_visible) = Self::access_of(p, rt, &checked)?;
-        let key = self.data_key(&compartment, None).await?;
         let version = current.version_id + 1;
         let now = self.clock.now_millis();
         Self::stamp(&mut resource, id, version, now);
-        let body = self.seal_record(&key, rt, id, version, &compartment, &resource)?;
-        let row = Self::version_row(rt, id, version, &compartment, &key, now, body, (restricted_to, patient_visible));
         let care_team = (rt == ResourceType::CareTeam).then_some(checked.care_team_members.as_slice());
-        let write = Write { row: &row, tokens: &self.tokens(rt, &checked.index), new_key: None, care_team };
-        let audit = [self.entry(p, AuditAction::Update, Outcome::Success, Some(&row), seen).to_row()];
-        match self.store.update(write, current.version_id, &audit).await {
-            Ok(()) => {
-                self.committed(&audit);
-                Ok(Stored { resource_type: rt, id: id.to_owned(), version_id: version, last_updated: now, resource })
+        let tokens = self.tokens(rt, &checked.index);
+        // Sealed again, once, if a key rotation replaced the patient's key meanwhile.
+        let mut retried = false;
+        loop {
+            let key = self.data_key(&compartment, None).await?;
+            let body = self.seal_record(&key, rt, id, version, &compartment, &resource)?;
+            let row = Self::version_row(
+                rt,
+                id,
+                version,
+                &compartment,
+                &key,
+                now,
+                body,
+                (restricted_to.clone(), patient_visible),
+            );
+            let write = Write { row: &row, tokens: &tokens, new_key: None, care_team };
+            let audit = [self.entry(p, AuditAction::Update, Outcome::Success, Some(&row), seen).to_row()];
+            match self.store.update(write, current.version_id, &audit).await {
+                Ok(()) => {
+                    self.committed(&audit);
+                    return Ok(Stored {
+                        resource_type: rt,
+                        id: id.to_owned(),
+                        version_id: version,
+                        last_updated: now,
+                        resource,
+                    });
+                }
+                Err(StoreError::StaleKey) if !retried => {
+                    retried = true;
+                    self.forget_current_key(&compartment);
+                }
+                Err(StoreError::Conflict) if if_match.is_some() => {
+                    let now_at = self.store.read(rt.as_str(), id).await?.map(|r| r.version_id).unwrap_or(version);
+                    return Err(RecordsError::PreconditionFailed { current: now_at });
+                }
+                Err(e) => return Err(e.into()),
             }
-            Err(StoreError::Conflict) if if_match.is_some() => {
-                let now_at = self.store.read(rt.as_str(), id).await?.map(|r| r.version_id).unwrap_or(version);
-                Err(RecordsError::PreconditionFailed { current: now_at })
-            }
-            Err(e) => Err(e.into()),
         }
     }
 

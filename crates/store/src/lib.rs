@@ -15,6 +15,7 @@ mod audit;
 mod backend;
 mod erasure;
 mod identity;
+mod rekey;
 mod schema;
 
 use std::fmt::Write as _;
@@ -28,6 +29,7 @@ pub use audit::{AuditFilter, AuditRow, StoredAudit};
 pub use backend::{Backend, PostgresBackend, SqliteBackend};
 pub use erasure::Erased;
 pub use identity::{ApiTokenAuth, ApiTokenRow, SessionRow, ThrottleRow, UserRow};
+pub use rekey::{Rekeyed, Sealed};
 
 /// Errors from the store. Messages name tables and operations, never values.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +44,13 @@ pub enum StoreError {
     /// The database schema is newer than this build understands.
     #[error("database schema version {found} is newer than this build supports ({supported}); upgrade Confidant")]
     SchemaTooNew { found: i64, supported: i64 },
+    /// A write was sealed with a data key that a rotation has replaced; seal
+    /// again with the current one. Nothing was written.
+    #[error("the data key was rotated meanwhile; nothing was written")]
+    StaleKey,
+    /// A rotation could not re-seal a row; nothing was changed.
+    #[error("a record could not be re-sealed ({0}); nothing was changed")]
+    Reseal(String),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -439,8 +448,9 @@ impl Store {
         .bind(i64::from(row.patient_visible))
         .execute(&mut **tx)
         .await?;
-        if let Some(key) = w.new_key {
-            self.insert_data_key_in(tx, key, row.last_updated).await?;
+        match w.new_key {
+            Some(key) => self.insert_data_key_in(tx, key, row.last_updated).await?,
+            None => self.require_current_key(tx, &row.compartment, row.key_version).await?,
         }
         let insert =
             self.sql(format!("INSERT INTO resource_versions ({VERSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"));
@@ -472,6 +482,7 @@ impl Store {
         if done.rows_affected() != 1 {
             return Err(StoreError::Conflict);
         }
+        self.require_current_key(&mut tx, &row.compartment, row.key_version).await?;
         let insert =
             self.sql(format!("INSERT INTO resource_versions ({VERSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"));
         Self::insert_version(&mut tx, insert, row).await?;

@@ -69,13 +69,47 @@ pub struct KeyFile {
 }
 
 /// The key derived from a passphrase and the salt it was derived with.
-struct PassphraseKey {
-    salt: [u8; 16],
+pub(crate) struct PassphraseKey {
+    pub(crate) salt: [u8; 16],
     key: Zeroizing<[u8; KEY_LEN]>,
 }
 
 impl PassphraseKey {
-    fn derive(passphrase: &str, salt: [u8; 16]) -> Result<PassphraseKey, VaultError> {
+    /// A new random salt and the key derived from `passphrase` with it.
+    pub(crate) fn new(passphrase: &str) -> Result<PassphraseKey, VaultError> {
+        let mut salt = [0u8; 16];
+        random_bytes(&mut salt)?;
+        PassphraseKey::derive(passphrase, salt)
+    }
+
+    /// Seal `plain` under this key, bound to `purpose` and `bound` (and the salt).
+    pub(crate) fn seal_bytes(&self, purpose: &str, bound: &[u8], plain: &[u8]) -> Result<Vec<u8>, VaultError> {
+        let sk = SealingKey::new(&self.key, 0)?;
+        sk.seal(plain, |h| {
+            let mut a = Aad::new(purpose, h);
+            a.push(&self.salt);
+            a.push(bound);
+            a
+        })
+    }
+
+    /// Open what [`PassphraseKey::seal_bytes`] sealed; a wrong passphrase fails here.
+    pub(crate) fn open_bytes(
+        &self,
+        purpose: &str,
+        bound: &[u8],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        let sk = SealingKey::new(&self.key, 0)?;
+        sk.open(sealed, |h| {
+            let mut a = Aad::new(purpose, h);
+            a.push(&self.salt);
+            a.push(bound);
+            a
+        })
+    }
+
+    pub(crate) fn derive(passphrase: &str, salt: [u8; 16]) -> Result<PassphraseKey, VaultError> {
         let params = argon2::Params::new(PASSPHRASE_M_KIB, PASSPHRASE_T, PASSPHRASE_P, Some(KEY_LEN))
             .map_err(|_| VaultError::KeyFile("argon2 parameters out of range".into()))?;
         let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
@@ -252,9 +286,7 @@ impl KeyFile {
     /// Write a new key file at `path`, sealed with `passphrase` (argon2id, then
     /// AES-256-GCM); mode 0600, never overwriting anything.
     pub fn create_sealed(&self, path: &Path, passphrase: &str) -> Result<(), VaultError> {
-        let mut salt = [0u8; 16];
-        random_bytes(&mut salt)?;
-        let pk = PassphraseKey::derive(passphrase, salt)?;
+        let pk = PassphraseKey::new(passphrase)?;
         write_secret_file(path, &sealed_file_text(&pk.seal(&self.plain_text())?))
     }
 

@@ -6,14 +6,15 @@
 //!
 //! Key versions are objects labelled `confidant-kek:<instance>:v<N>`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::path::Path;
-use std::sync::{Mutex, RwLock};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock, RwLock};
 
 use cryptoki::context::{CInitializeArgs, Pkcs11};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::mechanism::aead::GcmParams;
+use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
@@ -42,6 +43,48 @@ impl fmt::Debug for Pkcs11Kek {
     }
 }
 
+/// The PKCS#11 library of `module`, loaded and initialised once per process:
+/// finalising it (which dropping a context does) would end every session of
+/// the process, so contexts are kept for the life of the process.
+fn context(module: &Path) -> Result<Pkcs11, VaultError> {
+    static CONTEXTS: OnceLock<Mutex<HashMap<PathBuf, Pkcs11>>> = OnceLock::new();
+    let mut contexts = match CONTEXTS.get_or_init(Default::default).lock() {
+        Ok(c) => c,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if let Some(c) = contexts.get(module) {
+        return Ok(c.clone());
+    }
+    let context = Pkcs11::new(module)
+        .map_err(|e| VaultError::KeyFile(format!("cannot load the PKCS#11 module {}: {e}", module.display())))?;
+    match context.initialize(CInitializeArgs::OsThreads) {
+        Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::CryptokiAlreadyInitialized, _)) | Ok(()) => {}
+        Err(e) => return Err(err("initialise")(e)),
+    }
+    contexts.insert(module.to_path_buf(), context.clone());
+    Ok(context)
+}
+
+/// A read-write session with the token labelled `token`, logged in with `pin`.
+fn login(module: &Path, token: &str, pin: &str) -> Result<(Pkcs11, Session), VaultError> {
+    let context = context(module)?;
+    let slot = context
+        .get_slots_with_token()
+        .map_err(err("list slots"))?
+        .into_iter()
+        .find(|s| context.get_token_info(*s).map(|t| t.label().trim() == token).unwrap_or(false))
+        .ok_or_else(|| VaultError::KeyFile(format!("PKCS#11: no token labelled '{token}' is present")))?;
+    let session = context.open_rw_session(slot).map_err(err("open a session"))?;
+    match session.login(UserType::User, Some(&AuthPin::new(pin.into()))) {
+        // Logins are per application: another session of this process logged in already.
+        Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::UserAlreadyLoggedIn, _)) | Ok(()) => {}
+        Err(e) => {
+            return Err(VaultError::KeyFile(format!("PKCS#11: the token refused the PIN ({e}); nothing was changed")));
+        }
+    }
+    Ok((context, session))
+}
+
 fn label(instance_id: &str, version: u32) -> String {
     format!("confidant-kek:{instance_id}:v{version}")
 }
@@ -50,29 +93,7 @@ impl Pkcs11Kek {
     /// Open the token labelled `token` through the PKCS#11 `module`, log in with
     /// `pin`, and find this instance's key versions.
     pub fn open(module: &Path, token: &str, pin: &str, instance_id: &str) -> Result<Pkcs11Kek, VaultError> {
-        let context = Pkcs11::new(module)
-            .map_err(|e| VaultError::KeyFile(format!("cannot load the PKCS#11 module {}: {e}", module.display())))?;
-        match context.initialize(CInitializeArgs::OsThreads) {
-            // Another handle in this process initialised the library already.
-            Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::CryptokiAlreadyInitialized, _)) | Ok(()) => {}
-            Err(e) => return Err(err("initialise")(e)),
-        }
-        let slot = context
-            .get_slots_with_token()
-            .map_err(err("list slots"))?
-            .into_iter()
-            .find(|s| context.get_token_info(*s).map(|t| t.label().trim() == token).unwrap_or(false))
-            .ok_or_else(|| VaultError::KeyFile(format!("PKCS#11: no token labelled '{token}' is present")))?;
-        let session = context.open_rw_session(slot).map_err(err("open a session"))?;
-        match session.login(UserType::User, Some(&AuthPin::new(pin.into()))) {
-            // Logins are per application: another handle in this process logged in already.
-            Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::UserAlreadyLoggedIn, _)) | Ok(()) => {}
-            Err(e) => {
-                return Err(VaultError::KeyFile(format!(
-                    "PKCS#11: the token refused the PIN ({e}); nothing was changed"
-                )));
-            }
-        }
+        let (context, session) = login(module, token, pin)?;
         let kek = Pkcs11Kek {
             instance_id: instance_id.to_owned(),
             token: token.to_owned(),
@@ -229,5 +250,119 @@ impl KeyProvider for Pkcs11Kek {
         }
         out.copy_from_slice(&plain);
         Ok(out)
+    }
+}
+
+// ----- the audit signing key ---------------------------------------------------------
+
+/// DER of the Ed25519 curve's object identifier (RFC 8410: 1.3.101.112).
+const ED25519_OID: [u8; 5] = [0x06, 0x03, 0x2b, 0x65, 0x70];
+
+fn signing_label(instance_id: &str) -> String {
+    format!("confidant-audit-signing:{instance_id}")
+}
+
+/// The audit signing key as an Ed25519 key pair in a PKCS#11 token: the private
+/// half is sensitive and never extractable; signing happens in the token.
+pub struct Pkcs11Signer {
+    token: String,
+    session: Mutex<Session>,
+    private: ObjectHandle,
+    public: [u8; 32],
+    _context: Pkcs11,
+}
+
+impl fmt::Debug for Pkcs11Signer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Pkcs11Signer(token {}, public {})", self.token, hex::encode(self.public))
+    }
+}
+
+impl Pkcs11Signer {
+    /// Generate this instance's audit signing key in the token. Refuses if one exists.
+    pub fn generate(module: &Path, token: &str, pin: &str, instance_id: &str) -> Result<Pkcs11Signer, VaultError> {
+        let (context, session) = login(module, token, pin)?;
+        let label = signing_label(instance_id).into_bytes();
+        if find(&session, ObjectClass::PRIVATE_KEY, &label)?.is_some() {
+            return Err(VaultError::KeyFile(format!(
+                "PKCS#11: the token already holds an audit signing key for instance {instance_id}"
+            )));
+        }
+        let public_template = [
+            Attribute::Token(true),
+            Attribute::Private(false),
+            Attribute::Verify(true),
+            Attribute::EcParams(ED25519_OID.to_vec()),
+            Attribute::Label(label.clone()),
+        ];
+        let private_template = [
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Sign(true),
+            Attribute::Label(label),
+        ];
+        let (public, private) = session
+            .generate_key_pair(&Mechanism::EccEdwardsKeyPairGen, &public_template, &private_template)
+            .map_err(err("generate the Ed25519 audit signing key"))?;
+        let public = public_key(&session, public)?;
+        Ok(Pkcs11Signer { token: token.to_owned(), session: Mutex::new(session), private, public, _context: context })
+    }
+
+    /// Open this instance's audit signing key in the token.
+    pub fn open(module: &Path, token: &str, pin: &str, instance_id: &str) -> Result<Pkcs11Signer, VaultError> {
+        let (context, session) = login(module, token, pin)?;
+        let label = signing_label(instance_id).into_bytes();
+        let missing =
+            || VaultError::KeyFile(format!("PKCS#11: the token '{token}' holds no audit signing key of this instance"));
+        let private = find(&session, ObjectClass::PRIVATE_KEY, &label)?.ok_or_else(missing)?;
+        let public = find(&session, ObjectClass::PUBLIC_KEY, &label)?.ok_or_else(missing)?;
+        let public = public_key(&session, public)?;
+        Ok(Pkcs11Signer { token: token.to_owned(), session: Mutex::new(session), private, public, _context: context })
+    }
+}
+
+fn find(session: &Session, class: ObjectClass, label: &[u8]) -> Result<Option<ObjectHandle>, VaultError> {
+    let found = session
+        .find_objects(&[Attribute::Class(class), Attribute::Label(label.to_vec())])
+        .map_err(err("find the audit signing key"))?;
+    Ok(found.first().copied())
+}
+
+/// The 32-byte Ed25519 public key of a public key object (CKA_EC_POINT holds
+/// it raw, or DER-wrapped as an OCTET STRING, depending on the token).
+fn public_key(session: &Session, handle: ObjectHandle) -> Result<[u8; 32], VaultError> {
+    let attrs = session.get_attributes(handle, &[AttributeType::EcPoint]).map_err(err("read the public key"))?;
+    let point = attrs
+        .into_iter()
+        .find_map(|a| match a {
+            Attribute::EcPoint(p) => Some(p),
+            _ => None,
+        })
+        .ok_or_else(|| VaultError::KeyFile("PKCS#11: the audit public key has no EC point".into()))?;
+    let raw = match point.as_slice() {
+        [0x04, 0x20, rest @ ..] if rest.len() == 32 => rest,
+        p if p.len() == 32 => p,
+        _ => return Err(VaultError::KeyFile("PKCS#11: the audit public key is not an Ed25519 key".into())),
+    };
+    let mut out = [0u8; 32];
+    out.copy_from_slice(raw);
+    Ok(out)
+}
+
+impl crate::signing::Signer for Pkcs11Signer {
+    fn public_key(&self) -> [u8; 32] {
+        self.public
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<[u8; 64], VaultError> {
+        let session = match self.session.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mechanism = Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure));
+        let sig = session.sign(&mechanism, self.private, message).map_err(err("sign"))?;
+        sig.try_into().map_err(|_| VaultError::KeyFile("PKCS#11: the token's signature is not 64 bytes".into()))
     }
 }

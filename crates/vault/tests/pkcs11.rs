@@ -103,6 +103,23 @@ fn a_kek_inside_softhsm2() {
     assert_eq!(rewrapped.kek_version().unwrap(), 2);
     assert_eq!(&vault.open_data_key("p1", 1, &rewrapped).unwrap().open(&ctx, &sealed).unwrap()[..], b"note");
 
+    // The audit signing key: an Ed25519 pair made in the token; its signatures verify
+    // with the ordinary verifier; a second one for the same instance is refused.
+    use confidant_vault::signing::{Signer, verify};
+    let signer = confidant_vault::pkcs11::Pkcs11Signer::generate(module, &token.0, "4321", "inst").unwrap();
+    let sig = signer.sign(b"checkpoint").unwrap();
+    assert!(verify(&signer.public_key(), b"checkpoint", &sig));
+    assert!(!verify(&signer.public_key(), b"checkpoinT", &sig));
+    let reopened = confidant_vault::pkcs11::Pkcs11Signer::open(module, &token.0, "4321", "inst").unwrap();
+    assert_eq!(reopened.public_key(), signer.public_key());
+    assert!(verify(&signer.public_key(), b"x", &reopened.sign(b"x").unwrap()));
+    assert!(confidant_vault::pkcs11::Pkcs11Signer::generate(module, &token.0, "4321", "inst").is_err());
+    let none = confidant_vault::pkcs11::Pkcs11Signer::open(module, &token.0, "4321", "other").unwrap_err();
+    assert!(none.to_string().contains("holds no audit signing key"), "{none}");
+    drop((signer, reopened));
+    // The KEK still works after those sessions closed (the library stays initialised).
+    assert_eq!(&vault.open_data_key("p1", 1, &rewrapped).unwrap().open(&ctx, &sealed).unwrap()[..], b"note");
+
     // The independent client: the key is sensitive and never extractable, and reading it fails.
     let tool = |args: &[&str]| {
         Command::new("pkcs11-tool")
@@ -117,4 +134,9 @@ fn a_kek_inside_softhsm2() {
     assert!(text.contains("never extractable") && text.contains("sensitive"), "{text}");
     let read = tool(&["--read-object", "--type", "secrkey", "--label", "confidant-kek:inst:v1"]);
     assert!(!read.status.success(), "the key was exported: {}", String::from_utf8_lossy(&read.stdout));
+    let list = tool(&["--list-objects", "--type", "privkey"]);
+    let text = String::from_utf8_lossy(&list.stdout);
+    // (pkcs11-tool cannot read out private EC keys at all, so its attributes are the evidence.)
+    assert!(text.contains("EC_EDWARDS") && text.contains("confidant-audit-signing:inst"), "{text}");
+    assert!(text.contains("sensitive, always sensitive, never extractable"), "{text}");
 }

@@ -236,6 +236,26 @@ async fn passphrase_sealed_key_file() {
     assert_eq!(s.get(&path).await.status(), reqwest::StatusCode::OK);
     assert_eq!(s.get(&format!("Patient/{}", q["id"].as_str().unwrap())).await.status(), reqwest::StatusCode::OK);
     s.stop();
+
+    // The audit signing key is sealed with the same passphrase; its public key stays
+    // readable, so verifying the log needs no secret at all.
+    let audit_key = std::fs::read_to_string(key.with_extension("audit-key")).unwrap();
+    assert!(audit_key.contains("confidant-audit-signing-key-sealed:v1:"), "{audit_key}");
+    assert!(!audit_key.contains("confidant-audit-signing-key:v1:"), "{audit_key}");
+    let out = Command::new(BIN).args(["audit", "verify", "--dir", d]).stdin(Stdio::null()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sealed with the passphrase"));
+    // Signing does need it: a wrong one signs nothing and changes nothing.
+    let before = snapshot(&dir);
+    let witness = std::fs::read(key.with_extension("witness")).unwrap();
+    let out = Command::new(BIN)
+        .args(["audit", "checkpoint", "--dir", d])
+        .env("CONFIDANT_PASSPHRASE", "not the passphrase")
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("wrong passphrase"), "{out:?}");
+    assert_eq!(snapshot(&dir), before);
+    assert_eq!(std::fs::read(key.with_extension("witness")).unwrap(), witness, "nothing was signed");
 }
 
 /// The key-encryption key in a PKCS#11 token (SoftHSM2): init, write, restart,
@@ -363,6 +383,24 @@ async fn key_in_a_pkcs11_token() {
     let read =
         tool(&["--read-object", "--type", "secrkey", "--label", &format!("confidant-kek:{}:v2", instance_id(&dir))]);
     assert!(!read.status.success(), "the key was read out of the token");
+
+    // The audit signing key is an Ed25519 pair in the same token: no file, a private
+    // half that never leaves it, and checkpoints it signed verify.
+    assert!(!key.with_extension("audit-key").exists(), "no audit key file: the key is in the token");
+    let label = format!("confidant-audit-signing:{}", instance_id(&dir));
+    let list = String::from_utf8_lossy(&tool(&["--list-objects", "--type", "privkey"]).stdout).into_owned();
+    assert!(list.contains(&label) && list.contains("sensitive, always sensitive, never extractable"), "{list}");
+    let out = run_env(&["audit", "verify", "--dir", &d], "246810");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("OK: the audit log is intact") && stdout.contains("PKCS#11 token 'clinic'"), "{stdout}");
+    let public = stdout.lines().find_map(|l| l.trim().strip_prefix("public key:")).unwrap().split_whitespace().next();
+    // The token's own word for the public key (OpenSC prints CKA_EC_POINT) is the one verify used.
+    let listed = String::from_utf8_lossy(&tool(&["--list-objects", "--type", "pubkey"]).stdout).into_owned();
+    let point = listed.lines().find_map(|l| l.trim().strip_prefix("EC_POINT:")).map(|p| p.trim().to_lowercase());
+    assert_eq!(point.as_deref().and_then(|p| p.strip_prefix("0420")), public, "{listed}");
+    let witness = std::fs::read_to_string(key.with_extension("witness")).unwrap();
+    assert!(witness.lines().count() >= 2, "the servers signed checkpoints with the token's key: {witness}");
 }
 
 fn instance_id(dir: &std::path::Path) -> String {

@@ -162,3 +162,86 @@ async fn rotation_resumes_after_kill(db: Db) {
     s.stop();
 }
 both_backends!(rotation_resumes_after_kill);
+
+/// (data key versions, (key version, body) of every stored version) of one patient.
+async fn patient_keys(inst: &Instance, pid: &str) -> (Vec<i64>, Vec<(i64, Vec<u8>)>) {
+    let mut db = inst.db().await;
+    let keys = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT version FROM data_keys WHERE compartment = '{pid}' ORDER BY version"
+    )))
+    .fetch_all(&mut db)
+    .await
+    .unwrap();
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT key_version, body FROM resource_versions WHERE compartment = '{pid}' \
+         ORDER BY resource_type, id, version_id"
+    )))
+    .fetch_all(&mut db)
+    .await
+    .unwrap();
+    sqlx::Connection::close(db).await.unwrap();
+    (keys.iter().map(|r| r.get(0)).collect(), rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// A patient's data key rotation re-encrypts their records under a new key and
+/// destroys the old one, while the server runs; a write by a server that still
+/// holds the old key is sealed again under the new one; others are untouched.
+async fn patient_key_rotation(db: Db) {
+    let inst = Instance::new(db).await;
+    let s = inst.start();
+    let records = seed(&s, 3).await;
+    let (pid, nid) = records[0].clone();
+    let mut edited = note(&pid, "the second version of the note");
+    edited["id"] = Value::from(nid.clone());
+    assert_eq!(s.put(&format!("DocumentReference/{nid}"), &edited, None).await.status(), StatusCode::OK);
+    let (keys, before) = patient_keys(&inst, &pid).await;
+    assert_eq!((keys, before.len()), (vec![1], 4), "Patient, CareTeam, and two versions of the note");
+    let (_, other_before) = patient_keys(&inst, &records[1].0).await;
+
+    let d = inst.dir.to_str().unwrap().to_owned();
+    // A wrong or unknown id: a clear error, nothing changed.
+    for bad in ["does-not-exist", "../../etc", &nid] {
+        let out = run(&["keys", "rotate", "--dir", &d, "--patient", bad]);
+        assert!(!out.status.success(), "{bad}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("nothing was changed"), "{out:?}");
+    }
+    assert_eq!(patient_keys(&inst, &pid).await.1, before);
+    let dd = d.clone();
+    let p2 = pid.clone();
+    let out =
+        tokio::task::spawn_blocking(move || run(&["keys", "rotate", "--dir", &dd, "--patient", &p2])).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("4 record versions") && said.contains("1 old data key destroyed"), "{said}");
+    let (keys, after) = patient_keys(&inst, &pid).await;
+    assert_eq!(keys, vec![2], "the old data key is gone");
+    assert_eq!(after.len(), 4);
+    for ((v0, b0), (v1, b1)) in before.iter().zip(&after) {
+        assert_eq!((*v0, *v1), (1, 2));
+        assert_ne!(b0, b1, "re-encrypted");
+    }
+    assert_eq!(patient_keys(&inst, &records[1].0).await.1, other_before, "another patient is untouched");
+
+    // The running server still knows key 1 as current: its next write is refused by the
+    // store and sealed again under key 2. Every version reads back.
+    let (st, n) = s.get_json(&format!("DocumentReference/{nid}")).await;
+    assert_eq!(st, StatusCode::OK, "{n}");
+    let (st, h) = s.get_json(&format!("DocumentReference/{nid}/_history")).await;
+    assert_eq!((st, h["total"].as_i64()), (StatusCode::OK, Some(2)), "{h}");
+    let fresh = s.create(&note(&pid, "written after the rotation")).await;
+    let (keys, rows) = patient_keys(&inst, &pid).await;
+    assert_eq!(keys, vec![2]);
+    assert!(rows.iter().all(|(v, _)| *v == 2), "the new note is under the new key: {:?}", rows.len());
+    s.stop();
+    let s = inst.start();
+    all_readable(&s, &records).await;
+    let (st, v1) = s.get_json(&format!("DocumentReference/{nid}/_history/1")).await;
+    assert_eq!(st, StatusCode::OK, "{v1}");
+    let (st, _) = s.get_json(&format!("DocumentReference/{}", fresh["id"].as_str().unwrap())).await;
+    assert_eq!(st, StatusCode::OK);
+    s.stop();
+    let out = run(&["audit", "export", "--dir", &d]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("patient-key-rotation/{pid}")));
+    assert!(run(&["audit", "verify", "--dir", &d]).status.success());
+}
+both_backends!(patient_key_rotation);
