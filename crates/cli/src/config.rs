@@ -23,6 +23,12 @@ pub struct Config {
     pub audit: Audit,
     #[serde(default)]
     pub retention: Retention,
+    /// Breach detection: honey records, rules and their thresholds.
+    #[serde(default)]
+    pub detection: confidant_detect::Settings,
+    /// Where alerts go besides the log: a webhook, e-mail.
+    #[serde(default)]
+    pub alerts: confidant_detect::sinks::AlertSettings,
 }
 
 /// How long records are kept (`confidant retention run`).

@@ -30,7 +30,7 @@ const NOTES: &[&str] = &[
 
 /// A synthetic Finnish personal identity code with a valid check character,
 /// from the 900–999 individual-number range used for test identities.
-fn synthetic_hetu(birth: &str, n: usize) -> String {
+pub(crate) fn synthetic_hetu(birth: &str, n: usize) -> String {
     const CHECK: &[u8] = b"0123456789ABCDEFHJKLMNPRSTUVWXY";
     let (y, rest) = birth.split_at(4);
     let (m, d) = (&rest[1..3], &rest[4..6]);
@@ -57,6 +57,7 @@ fn clinician(user_id: &str, practitioner_id: &str) -> Principal {
         patient_id: None,
         scopes: None,
         source: None,
+        credential: None,
     }
 }
 
@@ -204,7 +205,14 @@ pub async fn run(listen: &str) -> Result<()> {
         tempfile::Builder::new().prefix("confidant-demo-").tempdir().context("cannot create a temporary folder")?;
     let dir = tmp.path().join("data");
     let key_file = tmp.path().join("keys").join("demo.kek");
-    instance::init_with(&dir, Some(key_file.clone()), None, false, None).await?;
+    let options = instance::InitOptions {
+        key_file: Some(key_file.clone()),
+        database_url: None,
+        passphrase: false,
+        token: None,
+        honey_records: confidant_detect::Settings::default().honey_records,
+    };
+    instance::init_with(&dir, options).await?;
     let (config, records, identity) = instance::open_identity(&dir).await?;
     let (users, token) = seed(&records, &identity).await.context("cannot create the synthetic clinic")?;
     drop(identity);

@@ -34,14 +34,8 @@ pub struct Initialised {
 }
 
 /// `confidant init`: a new instance in `dir`, its key file outside `dir`.
-pub async fn init(
-    dir: &Path,
-    key_file: Option<PathBuf>,
-    database_url: Option<String>,
-    passphrase: bool,
-    token: Option<TokenChoice>,
-) -> Result<Initialised> {
-    let made = init_with(dir, key_file, database_url, passphrase, token).await?;
+pub async fn init(dir: &Path, options: InitOptions) -> Result<Initialised> {
+    let made = init_with(dir, options).await?;
     println!("Created a Confidant instance in {}", dir.display());
     println!("  instance id:  {}", made.config.instance_id);
     println!(
@@ -79,14 +73,23 @@ pub struct TokenChoice {
     pub token: String,
 }
 
+/// What `init` is asked for.
+pub struct InitOptions {
+    /// Where the key file goes (default: per user, outside DIR).
+    pub key_file: Option<PathBuf>,
+    /// PostgreSQL instead of the embedded SQLite.
+    pub database_url: Option<String>,
+    /// Seal the key files with a passphrase.
+    pub passphrase: bool,
+    /// Keep the keys in a PKCS#11 token.
+    pub token: Option<TokenChoice>,
+    /// How many honey records to plant.
+    pub honey_records: u32,
+}
+
 /// Create a new instance in `dir`, printing nothing (`init` prints; `demo` does not).
-pub async fn init_with(
-    dir: &Path,
-    key_file: Option<PathBuf>,
-    database_url: Option<String>,
-    passphrase: bool,
-    token: Option<TokenChoice>,
-) -> Result<Initialised> {
+pub async fn init_with(dir: &Path, options: InitOptions) -> Result<Initialised> {
+    let InitOptions { key_file, database_url, passphrase, token, honey_records } = options;
     let dir = absolute(dir)?;
     if Config::path(&dir).exists() {
         bail!("{} already holds a Confidant instance; choose another --dir", dir.display());
@@ -150,6 +153,8 @@ pub async fn init_with(
         access: Default::default(),
         audit: config::Audit { signing_key_provider: Some(provider.into()), ..Default::default() },
         retention: Default::default(),
+        detection: confidant_detect::Settings { honey_records, ..Default::default() },
+        alerts: Default::default(),
     };
     let store = Store::connect(&config.database_url(&dir)?, true).await.context("cannot open the database")?;
     if confidant_records::instance_id(&store).await.ok().flatten().is_some() {
@@ -187,8 +192,9 @@ pub async fn init_with(
     let vault = Vault::new(provider);
     confidant_records::initialise(&store, &vault, &instance_id, now_millis()).await?;
     let records = Arc::new(Records::open(store.clone(), vault, Arc::new(SystemClock)).await?);
-    let identity = Identity::new(records, config.access.identity_settings());
+    let identity = Identity::new(records.clone(), config.access.identity_settings());
     let enrolment_code = identity.create_enrolment_code(Role::Admin).await?;
+    crate::honey::plant(&records, honey_records).await.context("cannot plant the honey records")?;
     store.close().await;
     config.save_new(&dir)?;
     Ok(Initialised { config, key_file: key_path, audit_public_key: hex::encode(audit_public_key), enrolment_code })
@@ -401,6 +407,19 @@ pub async fn run_server(
     let checkpoints =
         tokio::spawn(crate::audit::run_checkpoints(checkpointer.clone(), auditor, interval, webhook, stopped));
     let base_url = config.server.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    // The detector watches every access from the first request on.
+    let honey = records.honey_records().await.context("cannot read the honey records")?;
+    let detector = Arc::new(confidant_detect::Detector::new(
+        records.store().clone(),
+        records.auditor().clone(),
+        config.detection.clone(),
+        honey,
+        config.alerts.sinks(),
+    ));
+    records.set_detector(detector.clone());
+    let sinks =
+        confidant_detect::sinks::spawn(records.store().clone(), &config.alerts, &config.instance_id, detector.wake())
+            .map_err(|e| anyhow::anyhow!("{e} (in [alerts] of {})", Config::path(dir).display()))?;
     let records = Arc::new(records);
     let identity = Arc::new(Identity::new(records.clone(), config.access.identity_settings()));
     // The first dummy password check computes its hash; do it before the first login.
@@ -421,6 +440,10 @@ pub async fn run_server(
     // A last checkpoint covers everything this node appended.
     let _ = stop_checkpoints.send(true);
     let _ = checkpoints.await;
+    // Undelivered alerts stay queued in the database for the next start.
+    for s in sinks {
+        s.abort();
+    }
     tracing::info!("stopped; closing the database");
     records.store().close().await;
     Ok(())

@@ -6,6 +6,8 @@ mod audit;
 mod backup;
 mod config;
 mod demo;
+mod honey;
+mod incident;
 mod instance;
 mod keys;
 mod patient;
@@ -67,6 +69,11 @@ enum Command {
         /// Use PostgreSQL instead of the embedded SQLite (postgres://user@host/db).
         #[arg(long)]
         database_url: Option<String>,
+        /// How many honey records to plant: synthetic patients, indistinguishable
+        /// from real ones in the database, that nobody has a reason to open; any
+        /// touch raises a critical alert. 0 plants none.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=100))]
+        honey_records: u32,
     },
     /// Serve the instance in DIR over HTTP, as configured in DIR/confidant.toml.
     ///
@@ -99,6 +106,11 @@ enum Command {
     Audit {
         #[command(subcommand)]
         action: AuditAction,
+    },
+    /// Incident response: who was affected, and stopping an account.
+    Incident {
+        #[command(subcommand)]
+        action: IncidentAction,
     },
     /// Erasing a patient (crypto-shredding) and legal holds.
     Patient {
@@ -251,6 +263,43 @@ enum RetentionAction {
         /// Only list what would be erased.
         #[arg(long)]
         dry_run: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum IncidentAction {
+    /// From the audit log: every patient whose records were touched, by whom,
+    /// when and how often — the list a GDPR Art. 33/34 notification needs.
+    ///
+    /// Narrow it to a time window and one account. Lists patient ids (look each
+    /// up in Confidant to reach the person); honey records are marked.
+    /// Written to stdout; the report is itself recorded in the audit log.
+    Report {
+        /// The instance directory (holds confidant.toml).
+        #[arg(long)]
+        dir: PathBuf,
+        /// From this date or instant (2026-11-30, or 2026-11-30T14:00:00Z).
+        #[arg(long)]
+        from: Option<String>,
+        /// Up to this date (the whole day) or instant.
+        #[arg(long)]
+        to: Option<String>,
+        /// Only this account (username or user id).
+        #[arg(long, value_name = "USER")]
+        actor: Option<String>,
+        /// json or csv.
+        #[arg(long, default_value = "json")]
+        format: String,
+    },
+    /// Stop an account at once: end all its sessions and API tokens and
+    /// disable it. Recorded in the audit log. `user enable` undoes it.
+    Contain {
+        /// The instance directory (holds confidant.toml).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The account (username or user id).
+        #[arg(long, value_name = "USER")]
+        actor: String,
     },
 }
 
@@ -497,10 +546,11 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         match cli.command {
             Command::Demo { listen } => demo::run(&listen).await,
-            Command::Init { dir, key_file, database_url, passphrase, pkcs11_module, pkcs11_token } => {
+            Command::Init { dir, key_file, database_url, passphrase, pkcs11_module, pkcs11_token, honey_records } => {
                 let token =
                     pkcs11_module.zip(pkcs11_token).map(|(module, token)| instance::TokenChoice { module, token });
-                instance::init(&dir, key_file, database_url, passphrase, token).await.map(|_| ())
+                let options = instance::InitOptions { key_file, database_url, passphrase, token, honey_records };
+                instance::init(&dir, options).await.map(|_| ())
             }
             Command::Serve { dir, listen } => instance::serve(&dir, listen).await,
             Command::User { action } => match action {
@@ -528,6 +578,12 @@ fn main() -> ExitCode {
                 }
                 TokenAction::List { dir } => instance::token_list(&dir).await,
                 TokenAction::Revoke { dir, id } => instance::token_revoke(&dir, &id).await,
+            },
+            Command::Incident { action } => match action {
+                IncidentAction::Report { dir, from, to, actor, format } => {
+                    incident::report(&dir, from.as_deref(), to.as_deref(), actor.as_deref(), &format).await
+                }
+                IncidentAction::Contain { dir, actor } => incident::contain(&dir, &actor).await,
             },
             Command::Audit { action } => match action {
                 AuditAction::Verify { dir, witness, public_key } => {

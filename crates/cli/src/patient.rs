@@ -160,7 +160,10 @@ pub async fn retention(dir: &Path, dry_run: bool) -> Result<()> {
         );
     };
     let cutoff = now_millis() - i64::from(years) * 365 * 86_400_000 - i64::from(years / 4) * 86_400_000;
-    let expired = records.store().patients_inactive_since(cutoff).await?;
+    // Honey records are synthetic: no retention applies, and they must stay in place.
+    let honey = records.honey_records().await?;
+    let mut expired = records.store().patients_inactive_since(cutoff).await?;
+    expired.retain(|(id, _)| !honey.contains(id));
     println!(
         "Retention: {years} years after the last encounter; {} patients expired (last activity before {}).",
         expired.len(),

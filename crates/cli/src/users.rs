@@ -20,6 +20,7 @@ pub fn console_admin() -> Principal {
         patient_id: None,
         scopes: None,
         source: None,
+        credential: None,
     }
 }
 

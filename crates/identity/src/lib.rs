@@ -229,10 +229,13 @@ impl Identity {
         e.actor = actor.map(str::to_owned);
         e.target = target.map(str::to_owned);
         e.source = source.map(str::to_owned);
-        self.records.auditor().append(&[e]).await.map_err(|err| {
+        self.records.auditor().append(std::slice::from_ref(&e)).await.map_err(|err| {
             tracing::error!(error = %err, "audit append of a security event failed");
             IdentityError::Records(RecordsError::AuditFailed)
-        })
+        })?;
+        // Failed-login bursts are the detector's to see.
+        self.records.observe(None, &[e]).await;
+        Ok(())
     }
 
     fn hash_token(token: &str) -> Vec<u8> {
@@ -596,6 +599,7 @@ impl Identity {
             patient_id: user.patient_id.clone(),
             scopes,
             source: None,
+            credential: None,
         })
     }
 
@@ -614,7 +618,9 @@ impl Identity {
             }
             let scopes =
                 Scopes::parse(t.scopes.as_deref().unwrap_or("")).map_err(|_| IdentityError::Unauthenticated)?;
-            return Ok(Authenticated { principal: Self::principal(&user, Some(scopes))?, session: None });
+            let mut principal = Self::principal(&user, Some(scopes))?;
+            principal.credential = Some(format!("token/{}", t.id));
+            return Ok(Authenticated { principal, session: None });
         }
         if !token.starts_with(SESSION_PREFIX) {
             return Err(IdentityError::Unauthenticated);
@@ -632,7 +638,9 @@ impl Identity {
         if now - s.last_seen > 60_000 {
             self.store().touch_session(&s.id, now).await?;
         }
-        Ok(Authenticated { principal: Self::principal(&user, None)?, session: Some(s) })
+        let mut principal = Self::principal(&user, None)?;
+        principal.credential = Some(format!("session/{}", s.id));
+        Ok(Authenticated { principal, session: Some(s) })
     }
 
     /// Is `csrf` the CSRF token of `session`? Constant-time.

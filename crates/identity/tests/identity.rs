@@ -279,6 +279,7 @@ async fn break_glass_needs_a_reason_and_expires() {
         patient_id: None,
         scopes: None,
         source: None,
+        credential: None,
     };
     let mut clinicians = Vec::new();
     for name in ["One", "Two"] {
@@ -298,6 +299,7 @@ async fn break_glass_needs_a_reason_and_expires() {
             patient_id: None,
             scopes: None,
             source: None,
+            credential: None,
         });
     }
     let patient = f

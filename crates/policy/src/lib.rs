@@ -143,6 +143,9 @@ pub struct Principal {
     pub scopes: Option<Scopes>,
     /// The network address the request came from (for the audit log).
     pub source: Option<String>,
+    /// The credential of the request, `session/<id>` or `token/<id>` (for the
+    /// detector, which may lock it).
+    pub credential: Option<String>,
 }
 
 /// Why access was refused. The message is safe to show the caller.
@@ -233,6 +236,21 @@ pub fn audit_scope(p: &Principal) -> Result<AuditScope, Denied> {
     }
 }
 
+/// Who may see and acknowledge the detector's alerts: admins and auditors
+/// (alerts hold ids and counts, no clinical content). API tokens need
+/// `user/*.read` (or `user/*.*`), as for the audit log.
+pub fn may_handle_alerts(p: &Principal) -> Result<(), Denied> {
+    if let Some(scopes) = &p.scopes
+        && !scopes.permits_audit_read()
+    {
+        return Err(Denied::Scope { action: "read", resource: "alerts" });
+    }
+    match p.role {
+        Role::Admin | Role::Auditor => Ok(()),
+        role => Err(Denied::Role { role, action: "read", resource: "alerts" }),
+    }
+}
+
 /// Which records of an allowed type a principal sees. The store turns this
 /// into SQL, so that search results and totals hold nothing else.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -311,6 +329,7 @@ mod tests {
             patient_id: (role == Role::Patient).then(|| "pa1".into()),
             scopes: None,
             source: None,
+            credential: None,
         }
     }
 

@@ -36,6 +36,7 @@ fn principal(role: Role, practitioner: Option<String>) -> Principal {
         patient_id: None,
         scopes: None,
         source: Some("127.0.0.1".into()),
+        credential: None,
     }
 }
 

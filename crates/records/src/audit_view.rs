@@ -126,7 +126,7 @@ impl Records {
     async fn audit_read(&self, p: &Principal, filter: &AuditFilter) -> Result<()> {
         let mut e = self.entry(p, AuditAction::AuditAccess, Outcome::Success, None, Seen::Yes);
         e.patient = filter.patient.clone();
-        self.audited(&[e], ()).await
+        self.audited(p, &[e], ()).await
     }
 
     /// Record that `p` read part of the log outside the AuditEvent view (a
@@ -134,7 +134,7 @@ impl Records {
     pub async fn audit_log_read(&self, p: &Principal, target: &str) -> Result<()> {
         let mut e = self.entry(p, AuditAction::AuditAccess, Outcome::Success, None, Seen::Yes);
         e.target = Some(target.to_owned());
-        self.audited(&[e], ()).await
+        self.audited(p, &[e], ()).await
     }
 
     async fn events(&self, rows: &[StoredAudit], scope: &AuditScope, viewer: &Principal) -> Result<Vec<Value>> {

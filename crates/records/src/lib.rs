@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod audit_view;
+mod honey;
 pub mod rotation;
 
 pub use audit_view::{ACTION_SYSTEM, AuditPage, AuditQuery};
@@ -138,6 +139,7 @@ pub struct Records {
     keys: Mutex<KeyCache>,
     clock: Arc<dyn Clock>,
     auditor: Arc<Auditor>,
+    detector: std::sync::OnceLock<Arc<confidant_detect::Detector>>,
 }
 
 /// Whether the principal sees a record, and on what grounds.
@@ -227,7 +229,15 @@ impl Records {
             VaultError::Integrity | VaultError::MissingKeyVersion(_) => RecordsError::WrongKey,
             other => RecordsError::Vault(other),
         })?;
-        Ok(Records { store, vault, blind, keys: Mutex::new(KeyCache::default()), clock, auditor })
+        Ok(Records {
+            store,
+            vault,
+            blind,
+            keys: Mutex::new(KeyCache::default()),
+            clock,
+            auditor,
+            detector: std::sync::OnceLock::new(),
+        })
     }
 
     pub fn store(&self) -> &Store {
@@ -534,9 +544,12 @@ impl Records {
 
     /// Append the entries of an access and wait for their commit; only then
     /// is `value` released. No audit entry, no data (fail closed).
-    async fn audited<T>(&self, entries: &[Entry], value: T) -> Result<T> {
+    async fn audited<T>(&self, p: &Principal, entries: &[Entry], value: T) -> Result<T> {
         match self.auditor.append(entries).await {
-            Ok(()) => Ok(value),
+            Ok(()) => {
+                self.observe(p.credential.as_deref(), entries).await;
+                Ok(value)
+            }
             Err(e) => {
                 tracing::error!(error = %e, "audit append failed: the requested data is withheld");
                 Err(RecordsError::AuditFailed)
@@ -548,8 +561,9 @@ impl Records {
     async fn audit_denied(&self, p: &Principal, action: AuditAction, rt: ResourceType, row: Option<&VersionRow>) {
         let mut e = self.entry(p, action, Outcome::Denied, row, Seen::Yes);
         e.resource.get_or_insert_with(|| rt.as_str().to_owned());
-        if let Err(err) = self.auditor.append(&[e]).await {
-            tracing::error!(error = %err, "audit append of a refused access failed");
+        match self.auditor.append(std::slice::from_ref(&e)).await {
+            Ok(()) => self.observe(p.credential.as_deref(), &[e]).await,
+            Err(err) => tracing::error!(error = %err, "audit append of a refused access failed"),
         }
     }
 
@@ -562,9 +576,27 @@ impl Records {
         r
     }
 
-    /// Note entries committed inside a record write's transaction.
-    fn committed(&self, audit: &[AuditRow]) {
+    /// Note entries committed inside a record write's transaction (and show
+    /// them to the detector).
+    async fn committed(&self, p: Option<&Principal>, audit: &[AuditRow]) {
         self.auditor.appended(audit.len() as u64);
+        if let (Some(p), Some(_)) = (p, self.detector.get()) {
+            let entries: Vec<Entry> = audit.iter().filter_map(|r| Entry::parse(&r.entry)).collect();
+            self.observe(p.credential.as_deref(), &entries).await;
+        }
+    }
+
+    /// Show committed entries to the detector, if one watches (`credential`:
+    /// the session or token of the request, for rules that lock it).
+    pub async fn observe(&self, credential: Option<&str>, entries: &[Entry]) {
+        if let Some(d) = self.detector.get() {
+            d.observe(credential, entries).await;
+        }
+    }
+
+    /// Let `detector` watch every access from now on (once).
+    pub fn set_detector(&self, detector: Arc<confidant_detect::Detector>) {
+        let _ = self.detector.set(detector);
     }
 
     // ----- operations -----------------------------------------------------------------
@@ -655,7 +687,7 @@ impl Records {
                 Err(e) => return Err(e.into()),
             }
         };
-        self.committed(&audit);
+        self.committed(Some(p), &audit).await;
         if let Some(k) = new_key {
             self.cache_key(&compartment, k.version, key, true);
         }
@@ -804,7 +836,7 @@ impl Records {
             let audit = [self.entry(p, AuditAction::Update, Outcome::Success, Some(&row), seen).to_row()];
             match self.store.update(write, current.version_id, &audit).await {
                 Ok(()) => {
-                    self.committed(&audit);
+                    self.committed(Some(p), &audit).await;
                     return Ok(Stored {
                         resource_type: rt,
                         id: id.to_owned(),
@@ -832,7 +864,7 @@ impl Records {
         let (row, seen) = self.visible_head(p, rt, id, AuditAction::Read).await?;
         let entry = self.entry(p, AuditAction::Read, Outcome::Success, Some(&row), seen);
         let stored = self.open_record(row).await?;
-        self.audited(&[entry], stored).await
+        self.audited(p, &[entry], stored).await
     }
 
     /// The current row of a resource the principal may see, else NotFound.
@@ -873,7 +905,7 @@ impl Records {
         }
         let entry = self.entry(p, AuditAction::Vread, Outcome::Success, Some(&row), seen);
         let stored = self.open_record(row).await?;
-        self.audited(&[entry], stored).await
+        self.audited(p, &[entry], stored).await
     }
 
     /// Versions of a resource, newest first (FHIR history-instance), with the
@@ -910,7 +942,7 @@ impl Records {
                 out.push(self.open_record(row).await?);
             }
         }
-        self.audited(&entries, (out, total)).await
+        self.audited(p, &entries, (out, total)).await
     }
 
     /// Open a patient's record outside one's care teams, for a stated reason,
@@ -946,7 +978,7 @@ impl Records {
         entry.purpose = Some(format!("break-glass/{id}"));
         let audit = [entry.to_row()];
         self.store.insert_break_glass(&id, &p.user_id, patient_id, &sealed, now, expires, &audit).await?;
-        self.committed(&audit);
+        self.committed(Some(p), &audit).await;
         tracing::warn!(user = %p.user_id, patient = %patient_id, break_glass = %id, "break-glass access opened");
         Ok(expires)
     }
@@ -1027,7 +1059,7 @@ impl Records {
             entries.push(self.open_record(row).await?);
         }
         let next_after = if more { entries.last().map(|s| s.id.clone()) } else { None };
-        self.audited(&audit, SearchPage { entries, total, next_after }).await
+        self.audited(p, &audit, SearchPage { entries, total, next_after }).await
     }
 
     fn criterion(&self, rt: ResourceType, param: &SearchParam, values: &[&str]) -> Result<Criterion> {

@@ -121,7 +121,7 @@ pub async fn rotate_patient_key(records: &Records, patient_id: &str, audit: &[En
     };
     let rows: Vec<_> = audit.iter().map(Entry::to_row).collect();
     let done = store.rekey_compartment(&row, reseal, &rows, records.clock.now_millis()).await?;
-    records.committed(&rows);
+    records.committed(None, &rows).await;
     records.forget_current_key(patient_id);
     Ok(done)
 }

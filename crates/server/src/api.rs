@@ -36,6 +36,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/break-glass", post(break_glass))
         .route("/audit/checkpoint", get(audit_checkpoint))
         .route("/audit/proof", get(audit_proof))
+        .route("/alerts", get(alerts))
+        .route("/alerts/{id}/acknowledge", post(acknowledge_alert))
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, IssueType::NotSupported, "method not supported here")
         })
@@ -303,6 +305,58 @@ async fn break_glass(
         .into_response())
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertsQuery {
+    status: Option<String>,
+    #[serde(rename = "_count")]
+    count: Option<u64>,
+}
+
+fn alert_json(a: &confidant_store::AlertRow) -> serde_json::Value {
+    json!({
+        "id": a.id,
+        "rule": a.rule,
+        "severity": a.severity,
+        "subject": a.subject,
+        "summary": a.summary,
+        "response": a.action_taken,
+        "first_at": confidant_fhir::instant(a.first_at),
+        "last_at": confidant_fhir::instant(a.last_at),
+        "count": a.count,
+        "acknowledged_at": a.acknowledged_at.map(confidant_fhir::instant),
+        "acknowledged_by": a.acknowledged_by,
+    })
+}
+
+/// The detector's alerts, newest first: `?status=open` (default) or `all`.
+async fn alerts(
+    State(state): State<AppState>,
+    Extension(auth): Extension<Authenticated>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let q: AlertsQuery = serde_urlencoded_query(raw.as_deref())
+        .map_err(|_| ApiError::bad_request("parameters: status=open|all and _count=N"))?;
+    let open_only = match q.status.as_deref() {
+        None | Some("open") => true,
+        Some("all") => false,
+        Some(_) => return Err(ApiError::bad_request("status must be open or all")),
+    };
+    let limit = i64::try_from(q.count.unwrap_or(100)).unwrap_or(1000);
+    let list = state.records.alerts(&auth.principal, open_only, limit).await?;
+    Ok(Json(json!({"alerts": list.iter().map(alert_json).collect::<Vec<_>>()})))
+}
+
+/// Acknowledge an open alert: someone has looked at it. Audited.
+async fn acknowledge_alert(
+    State(state): State<AppState>,
+    Extension(auth): Extension<Authenticated>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let a = state.records.acknowledge_alert(&auth.principal, &id).await?;
+    Ok(Json(alert_json(&a)))
+}
+
 /// The audit endpoints are the auditor's.
 fn require_auditor(auth: &Authenticated) -> Result<(), ApiError> {
     // The same rule as for AuditEvent: the auditor role, and API tokens need `user/*.read`.
@@ -433,6 +487,8 @@ async fn openapi() -> Response {
             "/api/v1/mfa/totp/confirm": {"post": {"summary": "Confirm TOTP with a first code; returns recovery codes", "responses": {"200": {"description": "recovery codes"}}}},
             "/api/v1/enrol": {"post": {"summary": "Create an account with an enrolment code", "responses": {"201": {"description": "created"}}}},
             "/api/v1/break-glass": {"post": {"summary": "Open a patient outside one's care teams, with a reason (clinicians)", "responses": {"201": {"description": "opened, time-limited"}}}},
+            "/api/v1/alerts": {"get": {"summary": "The detector's alerts, newest first (admins, auditors)", "parameters": [{"name": "status", "in": "query", "schema": {"type": "string", "enum": ["open", "all"]}}, {"name": "_count", "in": "query", "schema": {"type": "integer"}}], "responses": {"200": {"description": "alerts"}, "403": {"description": "not an admin or auditor"}}}},
+            "/api/v1/alerts/{id}/acknowledge": {"post": {"summary": "Acknowledge an open alert (admins, auditors); audited", "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}], "responses": {"200": {"description": "the acknowledged alert"}, "404": {"description": "no such open alert"}}}},
             "/api/v1/audit/checkpoint": {"get": {"summary": "The latest signed audit checkpoint and the public key (auditors)", "responses": {"200": {"description": "checkpoint"}, "404": {"description": "none signed yet"}}}},
             "/api/v1/audit/proof": {"get": {"summary": "RFC 9162 inclusion (?seq=N[&size=M]) or consistency (?from=A[&to=B]) proof (auditors)", "parameters": [{"name": "seq", "in": "query", "schema": {"type": "integer"}}, {"name": "size", "in": "query", "schema": {"type": "integer"}}, {"name": "from", "in": "query", "schema": {"type": "integer"}}, {"name": "to", "in": "query", "schema": {"type": "integer"}}], "responses": {"200": {"description": "proof"}, "400": {"description": "bad sizes"}}}}
         }

@@ -11,6 +11,7 @@
 //! backends run the same statements and the same test suite.
 #![forbid(unsafe_code)]
 
+mod alerts;
 mod audit;
 mod backend;
 mod erasure;
@@ -25,6 +26,7 @@ use std::borrow::Cow;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, AssertSqlSafe, Row, Transaction};
 
+pub use alerts::{AlertRow, Sink};
 pub use audit::{AuditFilter, AuditRow, StoredAudit};
 pub use backend::{Backend, PostgresBackend, SqliteBackend};
 pub use erasure::Erased;

@@ -170,6 +170,24 @@ const MIGRATIONS: &[&str] = &[
         expires_at BIGINT NOT NULL,
         used_at BIGINT
     );",
+    // 5: alerts of the detector. `summary` holds ids and counts only; each
+    // sink marks when it delivered the alert (the table is their queue).
+    "CREATE TABLE alerts (
+        id TEXT PRIMARY KEY,
+        rule TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        subject TEXT,
+        summary TEXT NOT NULL,
+        action_taken TEXT,
+        first_at BIGINT NOT NULL,
+        last_at BIGINT NOT NULL,
+        count BIGINT NOT NULL,
+        acknowledged_at BIGINT,
+        acknowledged_by TEXT,
+        webhook_done_at BIGINT,
+        email_done_at BIGINT
+    );
+    CREATE INDEX alerts_by_time ON alerts (first_at);",
 ];
 
 pub(crate) async fn migrate(pool: &AnyPool, backend: &dyn Backend) -> Result<()> {

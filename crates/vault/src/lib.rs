@@ -75,6 +75,14 @@ pub fn random_id() -> Result<String, VaultError> {
     Ok(hex::encode(b))
 }
 
+/// HMAC-SHA256 of `message` under `key` (RFC 2104), e.g. to sign a webhook body.
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    let tag = aws_lc_rs::hmac::sign(&aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key), message);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(tag.as_ref());
+    out
+}
+
 /// SHA-256 of `data`, for hashing high-entropy secrets such as API tokens
 /// (which need no slow hash: they are 256-bit random values, not passwords).
 pub fn sha256(data: &[u8]) -> [u8; 32] {
@@ -87,4 +95,13 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
 /// Constant-time equality for secrets.
 pub fn secrets_equal(a: &[u8], b: &[u8]) -> bool {
     aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
+}
+
+#[cfg(test)]
+mod hmac_tests {
+    #[test]
+    fn rfc4231_test_case_2() {
+        let tag = super::hmac_sha256(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(hex::encode(tag), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    }
 }

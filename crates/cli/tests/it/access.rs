@@ -38,6 +38,8 @@ const API_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/break-glass"),
     ("GET", "/api/v1/audit/checkpoint"),
     ("GET", "/api/v1/audit/proof"),
+    ("GET", "/api/v1/alerts"),
+    ("POST", "/api/v1/alerts/{id}/acknowledge"),
 ];
 
 /// A small clinic: two clinicians with a patient each, reception, auditor,
@@ -292,6 +294,14 @@ async fn authorization_matrix(db: Db) {
         let (st, _) = call(&c.s, t, Method::GET, "/api/v1/sessions?user=someone-else", None).await;
         let expected = if *role == "admin" { StatusCode::OK } else { StatusCode::FORBIDDEN };
         assert_eq!(st, expected, "{role} lists others' sessions");
+        // Alerts are the admin's and the auditor's (ids and counts, no clinical content).
+        let handles_alerts = matches!(*role, "admin" | "auditor");
+        let (st, b) = call(&c.s, t, Method::GET, "/api/v1/alerts?status=all", None).await;
+        let expected = if handles_alerts { StatusCode::OK } else { StatusCode::FORBIDDEN };
+        assert_eq!(st, expected, "{role} lists alerts: {b}");
+        let (st, _) = call(&c.s, t, Method::POST, "/api/v1/alerts/0123456789abcdef0123456789abcdef/acknowledge", None).await;
+        let expected = if handles_alerts { StatusCode::NOT_FOUND } else { StatusCode::FORBIDDEN };
+        assert_eq!(st, expected, "{role} acknowledges an alert that does not exist");
     }
     // Without a session: everything but the public routes is 401.
     for (method, path) in API_ROUTES {

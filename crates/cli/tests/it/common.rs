@@ -171,6 +171,23 @@ impl Instance {
         Instance { tmp, dir, key_file, db, pg, token, admin_token }
     }
 
+    /// Change `confidant.toml` (e.g. a detection threshold), as an admin would.
+    pub fn configure(&self, change: impl FnOnce(&mut toml::Table)) {
+        let path = self.dir.join("confidant.toml");
+        let mut t: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+        change(&mut t);
+        std::fs::write(&path, toml::to_string(&t).unwrap()).unwrap();
+    }
+
+    /// For tests that read many patients on purpose (bulk checks, crash and
+    /// load tests): the detector alerts but locks nothing.
+    pub fn detector_locks_nothing(&self) {
+        self.configure(|t| {
+            let d = t.entry("detection").or_insert(toml::Value::Table(Default::default()));
+            d.as_table_mut().unwrap().insert("lock_session_on".into(), toml::Value::Array(Vec::new()));
+        });
+    }
+
     pub fn logs_dir(&self) -> PathBuf {
         self.tmp.path().join("logs")
     }

@@ -1,0 +1,560 @@
+//! Breach detection (DESIGN.md §7): rules over the audit stream, evaluated on
+//! the request path as each request's entries commit, so that a rule that
+//! locks a session does so before the attacker's next request.
+//!
+//! The rules (thresholds in `[detection]` of the configuration):
+//!
+//! | rule | fires when | severity |
+//! |---|---|---|
+//! | `honey-record` | anyone touches a honey record, by any path | critical |
+//! | `bulk-patients` | one user reads more than N different patients' records within the window | high |
+//! | `bulk-search` | one user's searches return more than N hits within the window | high |
+//! | `outside-care` | one user is refused N times (records outside their care) within the window | high |
+//! | `break-glass` | someone opens a record by break-glass | high |
+//! | `failed-logins` | N failed logins for one account, or M from one address, within the window | high |
+//! | `new-address` | a session or API token is used from another address than its first | medium |
+//!
+//! An alert is stored (with its own audit entry, in one transaction), logged,
+//! and delivered by the sinks ([`sinks`]); the same rule firing again for the
+//! same subject while the alert is open counts up that alert instead. A rule
+//! may also lock the session (or API token) that triggered it, or the account.
+//!
+//! Each node counts what it serves: behind a load balancer, windows are per
+//! node (use sticky sessions, or lower thresholds).
+
+pub mod sinks;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use confidant_audit::{Action, Auditor, Entry, Outcome};
+use confidant_store::{AlertRow, Sink, Store};
+use serde::{Deserialize, Serialize};
+
+/// The actor of what the detector itself does (lock a session, raise an alert).
+pub const DETECTOR: &str = "detector";
+/// The actor of what is done at the command line (the identity crate's `CONSOLE`).
+const CONSOLE: &str = "console";
+
+/// A detection rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rule {
+    HoneyRecord,
+    BulkPatients,
+    BulkSearch,
+    OutsideCare,
+    BreakGlass,
+    FailedLogins,
+    NewAddress,
+}
+
+impl Rule {
+    pub const ALL: &[Rule] = &[
+        Rule::HoneyRecord,
+        Rule::BulkPatients,
+        Rule::BulkSearch,
+        Rule::OutsideCare,
+        Rule::BreakGlass,
+        Rule::FailedLogins,
+        Rule::NewAddress,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::HoneyRecord => "honey-record",
+            Rule::BulkPatients => "bulk-patients",
+            Rule::BulkSearch => "bulk-search",
+            Rule::OutsideCare => "outside-care",
+            Rule::BreakGlass => "break-glass",
+            Rule::FailedLogins => "failed-logins",
+            Rule::NewAddress => "new-address",
+        }
+    }
+
+    pub fn severity(self) -> &'static str {
+        match self {
+            Rule::HoneyRecord => "critical",
+            Rule::NewAddress => "medium",
+            _ => "high",
+        }
+    }
+}
+
+/// `[detection]` in the configuration. Windows and thresholds are per user
+/// (or per address for failed logins).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Honey records `init` plants (synthetic patients nobody should ever open).
+    pub honey_records: u32,
+    pub window_minutes: u32,
+    /// More different patients' records opened than this within the window fires `bulk-patients`.
+    pub max_patients_per_user: u32,
+    /// More search hits than this within the window fires `bulk-search`.
+    pub max_search_hits_per_user: u32,
+    /// This many refusals within the window fires `outside-care`.
+    pub max_refusals_per_user: u32,
+    /// This many failed logins for one account within the window fires `failed-logins`...
+    pub max_failed_logins_per_account: u32,
+    /// ...and this many from one address.
+    pub max_failed_logins_per_source: u32,
+    /// Rules that also lock the session or API token that set them off.
+    pub lock_session_on: Vec<Rule>,
+    /// Rules that also disable the account (an admin enables it again).
+    pub lock_account_on: Vec<Rule>,
+    /// An open alert absorbs the same rule firing again for this long.
+    pub dedupe_minutes: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            honey_records: 3,
+            window_minutes: 10,
+            max_patients_per_user: 30,
+            max_search_hits_per_user: 300,
+            max_refusals_per_user: 10,
+            max_failed_logins_per_account: 5,
+            max_failed_logins_per_source: 20,
+            lock_session_on: vec![Rule::BulkPatients, Rule::BulkSearch],
+            lock_account_on: Vec::new(),
+            dedupe_minutes: 60,
+        }
+    }
+}
+
+impl Settings {
+    fn window_ms(&self) -> i64 {
+        i64::from(self.window_minutes.max(1)) * 60_000
+    }
+
+    fn response(&self, rule: Rule) -> Option<&'static str> {
+        if self.lock_account_on.contains(&rule) {
+            Some("lock-account")
+        } else if self.lock_session_on.contains(&rule) {
+            Some("lock-session")
+        } else {
+            None
+        }
+    }
+}
+
+/// Events in a sliding window: how many, and how many different items.
+#[derive(Default)]
+struct Window {
+    events: VecDeque<(i64, String)>,
+    distinct: HashMap<String, u32>,
+}
+
+impl Window {
+    /// Add an event at `at`, forget those older than `span`; (events, distinct items).
+    fn push(&mut self, at: i64, item: &str, span: i64) -> (usize, usize) {
+        while let Some((t, _)) = self.events.front()
+            && *t <= at - span
+        {
+            if let Some((_, old)) = self.events.pop_front()
+                && let Some(n) = self.distinct.get_mut(&old)
+            {
+                *n -= 1;
+                if *n == 0 {
+                    self.distinct.remove(&old);
+                }
+            }
+        }
+        self.events.push_back((at, item.to_owned()));
+        *self.distinct.entry(item.to_owned()).or_default() += 1;
+        (self.events.len(), self.distinct.len())
+    }
+}
+
+/// Windows per subject; forgotten wholesale beyond this many subjects (a flood
+/// of made-up subjects must not exhaust memory).
+const MAX_SUBJECTS: usize = 100_000;
+
+#[derive(Default)]
+struct Windows(HashMap<String, Window>);
+
+impl Windows {
+    fn push(&mut self, subject: &str, at: i64, item: &str, span: i64) -> (usize, usize) {
+        if self.0.len() >= MAX_SUBJECTS && !self.0.contains_key(subject) {
+            self.0.clear();
+        }
+        self.0.entry(subject.to_owned()).or_default().push(at, item, span)
+    }
+}
+
+#[derive(Default)]
+struct State {
+    patients: Windows,
+    search_hits: Windows,
+    refusals: Windows,
+    failed_by_account: Windows,
+    failed_by_source: Windows,
+    /// Credential → the address it was first used from.
+    first_address: HashMap<String, String>,
+    /// Dedupe key → (open alert id, when it last fired).
+    open: HashMap<String, (String, i64)>,
+}
+
+/// A rule that fired.
+#[derive(Debug, Clone)]
+struct Firing {
+    rule: Rule,
+    /// What makes two firings the same alert.
+    key: String,
+    subject: Option<String>,
+    summary: String,
+    at: i64,
+    actor: Option<String>,
+    credential: Option<String>,
+}
+
+/// Actions that touch a patient's records.
+fn touches_patient(action: &str) -> bool {
+    matches!(
+        Action::parse(action),
+        Some(
+            Action::Read
+                | Action::Vread
+                | Action::History
+                | Action::SearchHit
+                | Action::Create
+                | Action::Update
+                | Action::Delete
+                | Action::Export
+                | Action::BreakGlass
+        )
+    )
+}
+
+/// The detector of one serving node.
+pub struct Detector {
+    store: Store,
+    auditor: Arc<Auditor>,
+    settings: Settings,
+    honey: HashSet<String>,
+    state: Mutex<State>,
+    /// Sinks that deliver alerts (the others are marked done at once).
+    sinks: Vec<Sink>,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+impl std::fmt::Debug for Detector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Detector({} honey records)", self.honey.len())
+    }
+}
+
+impl Detector {
+    /// A detector over `store`'s log. `honey`: the honey records' patient ids;
+    /// `sinks`: the sinks configured (their workers are started by [`sinks::spawn`]).
+    pub fn new(
+        store: Store,
+        auditor: Arc<Auditor>,
+        settings: Settings,
+        honey: HashSet<String>,
+        sinks: Vec<Sink>,
+    ) -> Detector {
+        Detector {
+            store,
+            auditor,
+            settings,
+            honey,
+            state: Mutex::new(State::default()),
+            sinks,
+            wake: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
+    /// Woken whenever an alert is raised (the sinks' workers wait on it).
+    pub fn wake(&self) -> Arc<tokio::sync::Notify> {
+        self.wake.clone()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        match self.state.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Entries of one request that were just committed to the log.
+    /// `credential`: `session/<id>` or `token/<id>`, if the request had one.
+    /// Cheap unless a rule fires; then the alert is stored and the response
+    /// taken before this returns.
+    pub async fn observe(&self, credential: Option<&str>, entries: &[Entry]) {
+        let fired: Vec<Firing> = {
+            let mut state = self.state();
+            entries.iter().flat_map(|e| self.check(&mut state, e, credential)).collect()
+        };
+        for f in fired {
+            self.raise(f).await;
+        }
+    }
+
+    fn check(&self, st: &mut State, e: &Entry, credential: Option<&str>) -> Vec<Firing> {
+        let s = &self.settings;
+        let span = s.window_ms();
+        let actor = e.actor.as_deref();
+        if matches!(actor, Some(CONSOLE) | Some(DETECTOR)) {
+            return Vec::new();
+        }
+        let who = actor.unwrap_or("an unknown user");
+        let from = e.source.as_deref().unwrap_or("an unknown address");
+        let mut out = Vec::new();
+        let mut fire = |rule: Rule, key: String, subject: Option<&str>, summary: String| {
+            out.push(Firing {
+                rule,
+                key: format!("{}:{key}", rule.as_str()),
+                subject: subject.map(str::to_owned),
+                summary,
+                at: e.time,
+                actor: actor.map(str::to_owned),
+                credential: credential.map(str::to_owned),
+            });
+        };
+        let action = e.action.as_str();
+        if let Some(patient) = e.patient.as_deref()
+            && touches_patient(action)
+        {
+            if self.honey.contains(patient) {
+                // The summary does not name the record: that would mark it in the log.
+                fire(
+                    Rule::HoneyRecord,
+                    who.to_owned(),
+                    actor,
+                    format!("a honey record was touched ({action}, {:?}) by user {who} from {from}", e.outcome),
+                );
+            }
+            match (e.outcome, action) {
+                (Outcome::Success, "search-hit") => {
+                    let (hits, _) = st.search_hits.push(who, e.time, patient, span);
+                    if hits > s.max_search_hits_per_user as usize {
+                        fire(
+                            Rule::BulkSearch,
+                            who.to_owned(),
+                            actor,
+                            format!(
+                                "user {who} received {hits} search hits within {} minutes (from {from})",
+                                s.window_minutes
+                            ),
+                        );
+                    }
+                }
+                (Outcome::Success, "break-glass") => fire(
+                    Rule::BreakGlass,
+                    e.purpose.clone().unwrap_or_else(|| format!("{who}:{}", e.time)),
+                    actor,
+                    format!("user {who} opened a patient's record by break-glass (from {from})"),
+                ),
+                // Writes carry what the caller sent; reads disclose.
+                (Outcome::Success, "read" | "vread" | "history" | "export") => {
+                    let (_, patients) = st.patients.push(who, e.time, patient, span);
+                    if patients > s.max_patients_per_user as usize {
+                        fire(
+                            Rule::BulkPatients,
+                            who.to_owned(),
+                            actor,
+                            format!(
+                                "user {who} opened {patients} different patients' records within {} minutes (from {from})",
+                                s.window_minutes
+                            ),
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+        if e.outcome == Outcome::Denied && touches_patient(action) {
+            let (refusals, _) = st.refusals.push(who, e.time, "", span);
+            if refusals >= s.max_refusals_per_user.max(1) as usize {
+                fire(
+                    Rule::OutsideCare,
+                    who.to_owned(),
+                    actor,
+                    format!(
+                        "user {who} was refused {refusals} times within {} minutes: records outside their care (from {from})",
+                        s.window_minutes
+                    ),
+                );
+            }
+        }
+        if action == Action::LoginFailed.as_str() {
+            if let Some(account) = actor {
+                let (n, _) = st.failed_by_account.push(account, e.time, "", span);
+                if n >= s.max_failed_logins_per_account.max(1) as usize {
+                    fire(
+                        Rule::FailedLogins,
+                        format!("account:{account}"),
+                        Some(account),
+                        format!("{n} failed logins for account {account} within {} minutes", s.window_minutes),
+                    );
+                }
+            }
+            if let Some(source) = e.source.as_deref() {
+                let (n, _) = st.failed_by_source.push(source, e.time, "", span);
+                if n >= s.max_failed_logins_per_source.max(1) as usize {
+                    fire(
+                        Rule::FailedLogins,
+                        format!("source:{source}"),
+                        Some(source),
+                        format!("{n} failed logins from {source} within {} minutes", s.window_minutes),
+                    );
+                }
+            }
+        }
+        if let (Some(cred), Some(source)) = (credential, e.source.as_deref()) {
+            if st.first_address.len() >= MAX_SUBJECTS && !st.first_address.contains_key(cred) {
+                st.first_address.clear();
+            }
+            let first = st.first_address.entry(cred.to_owned()).or_insert_with(|| source.to_owned()).clone();
+            if first != source {
+                fire(
+                    Rule::NewAddress,
+                    format!("{cred}:{source}"),
+                    actor,
+                    format!("{cred} of user {who} was used from {source}; it was first used from {first}"),
+                );
+            }
+        }
+        out
+    }
+
+    /// Store (or count up) the alert, log it, wake the sinks, take the response.
+    async fn raise(&self, f: Firing) {
+        let response = self.settings.response(f.rule);
+        let dedupe_ms = i64::from(self.settings.dedupe_minutes) * 60_000;
+        let open = self.state().open.get(&f.key).filter(|(_, last)| f.at - last < dedupe_ms).cloned();
+        let repeated = match open {
+            Some((id, _)) => match self.store.repeat_alert(&id, f.at, &f.summary).await {
+                Ok(true) => Some(id),
+                Ok(false) => None,
+                Err(e) => {
+                    tracing::error!(error = %e, alert = %id, "an alert could not be counted up");
+                    Some(id)
+                }
+            },
+            None => None,
+        };
+        let id = match repeated {
+            Some(id) => id,
+            None => match self.store_new(&f, response).await {
+                Some(id) => id,
+                None => return self.respond(&f, response, "unrecorded").await,
+            },
+        };
+        self.state().open.insert(f.key.clone(), (id.clone(), f.at));
+        // The structured log is a sink of its own: ids and counts only.
+        tracing::error!(
+            alert = %id, rule = f.rule.as_str(), severity = f.rule.severity(), subject = f.subject.as_deref().unwrap_or("-"),
+            response = response.unwrap_or("alert"), summary = %f.summary, "SECURITY ALERT"
+        );
+        self.respond(&f, response, &id).await;
+    }
+
+    async fn store_new(&self, f: &Firing, response: Option<&str>) -> Option<String> {
+        let id = match confidant_vault::random_id() {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::error!(error = %e, "no random id for an alert");
+                return None;
+            }
+        };
+        let row = AlertRow {
+            id: id.clone(),
+            rule: f.rule.as_str().to_owned(),
+            severity: f.rule.severity().to_owned(),
+            subject: f.subject.clone(),
+            summary: f.summary.clone(),
+            action_taken: response.map(str::to_owned),
+            first_at: f.at,
+            last_at: f.at,
+            count: 1,
+            acknowledged_at: None,
+            acknowledged_by: None,
+        };
+        let mut e = Entry::new(f.at, Action::Alert, Outcome::Success);
+        e.actor = Some(DETECTOR.into());
+        e.target = Some(format!("alert/{id}"));
+        e.purpose = Some(f.rule.as_str().to_owned());
+        let skip: Vec<Sink> = [Sink::Webhook, Sink::Email].into_iter().filter(|s| !self.sinks.contains(s)).collect();
+        match self.store.insert_alert(&row, &[e.to_row()], &skip).await {
+            Ok(()) => {
+                self.auditor.appended(1);
+                self.wake.notify_waiters();
+                self.wake.notify_one();
+                Some(id)
+            }
+            Err(err) => {
+                tracing::error!(
+                    error = %err, rule = f.rule.as_str(), summary = %f.summary,
+                    "SECURITY ALERT (could not be stored)"
+                );
+                None
+            }
+        }
+    }
+
+    /// Lock what the configuration says to lock, and record it.
+    async fn respond(&self, f: &Firing, response: Option<&str>, alert: &str) {
+        let now = f.at;
+        let result = match (response, f.credential.as_deref(), f.actor.as_deref()) {
+            (Some("lock-session"), Some(cred), _) => {
+                let done = match cred.split_once('/') {
+                    Some(("session", id)) => self.store.revoke_session(id, None, now).await,
+                    Some(("token", id)) => self.store.revoke_api_token(id, now).await,
+                    _ => Ok(false),
+                };
+                done.map(|d| d.then(|| (Action::SessionRevoke, cred.to_owned())))
+            }
+            (Some("lock-account"), _, Some(user)) => {
+                let disabled = self.store.set_user_disabled(user, Some(now)).await;
+                let revoked = self.store.revoke_user_credentials(user, now).await;
+                disabled.and(revoked).map(|_| Some((Action::UserDisable, user.to_owned())))
+            }
+            _ => Ok(None),
+        };
+        match result {
+            Ok(Some((action, target))) => {
+                tracing::warn!(alert, rule = f.rule.as_str(), target = %target, "locked by the detector");
+                let mut e = Entry::new(now, action, Outcome::Success);
+                e.actor = Some(DETECTOR.into());
+                e.target = Some(target);
+                e.purpose = Some(format!("alert/{alert}"));
+                if let Err(err) = self.auditor.append(&[e]).await {
+                    tracing::error!(error = %err, "the detector's lock could not be recorded in the audit log");
+                }
+            }
+            Ok(None) => {}
+            Err(err) => tracing::error!(error = %err, alert, "the detector could not lock what the rule says"),
+        }
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_counts_events_and_distinct_items_and_forgets_old_ones() {
+        let mut w = Window::default();
+        assert_eq!(w.push(0, "a", 100), (1, 1));
+        assert_eq!(w.push(10, "a", 100), (2, 1));
+        assert_eq!(w.push(20, "b", 100), (3, 2));
+        // At 105 the event at 0 is older than the span; at 120, also 10 and 20.
+        assert_eq!(w.push(105, "c", 100), (3, 3));
+        assert_eq!(w.push(120, "c", 100), (2, 1));
+    }
+
+    #[test]
+    fn rule_names_are_stable_and_parse_from_the_configuration() {
+        for r in Rule::ALL {
+            let toml = format!("\"{}\"", r.as_str());
+            let parsed: Rule = serde_json::from_str(&toml).unwrap();
+            assert_eq!(parsed, *r);
+        }
+        assert!(serde_json::from_str::<Rule>("\"bulk\"").is_err());
+    }
+}
