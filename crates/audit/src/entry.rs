@@ -119,6 +119,23 @@ impl Action {
         Action::ALL.iter().copied().find(|a| a.as_str() == s)
     }
 
+    /// Whether this action discloses or changes a patient's records (what an
+    /// incident report lists and the detector watches).
+    pub fn touches_patient(self) -> bool {
+        matches!(
+            self,
+            Action::Read
+                | Action::Vread
+                | Action::History
+                | Action::SearchHit
+                | Action::Create
+                | Action::Update
+                | Action::Delete
+                | Action::Export
+                | Action::BreakGlass
+        )
+    }
+
     /// Does this action touch patient data (as opposed to a security event)?
     pub fn is_record_access(self) -> bool {
         matches!(

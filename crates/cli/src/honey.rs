@@ -9,11 +9,23 @@ use confidant_fhir::ResourceType;
 use confidant_records::Records;
 use serde_json::{Value, json};
 
-const GIVEN_F: &[&str] = &["Kerttu", "Iida", "Elina", "Hanna", "Maija", "Saara", "Linnea", "Tuulikki", "Riikka", "Ella"];
-const GIVEN_M: &[&str] = &["Arvo", "Jaakko", "Mikael", "Teemu", "Ilmari", "Ossi", "Santeri", "Pekka", "Rasmus", "Lauri"];
+const GIVEN_F: &[&str] =
+    &["Kerttu", "Iida", "Elina", "Hanna", "Maija", "Saara", "Linnea", "Tuulikki", "Riikka", "Ella"];
+const GIVEN_M: &[&str] =
+    &["Arvo", "Jaakko", "Mikael", "Teemu", "Ilmari", "Ossi", "Santeri", "Pekka", "Rasmus", "Lauri"];
 const FAMILY: &[&str] = &[
-    "Saarinen", "Kivelä", "Ahonen", "Rautio", "Lehtola", "Honkanen", "Vainio", "Peltonen", "Ruotsalainen", "Kettunen",
-    "Lindholm", "Aaltonen",
+    "Saarinen",
+    "Kivelä",
+    "Ahonen",
+    "Rautio",
+    "Lehtola",
+    "Honkanen",
+    "Vainio",
+    "Peltonen",
+    "Ruotsalainen",
+    "Kettunen",
+    "Lindholm",
+    "Aaltonen",
 ];
 const OPENINGS: &[&str] = &[
     "Client arrived on time and engaged well.",

@@ -25,38 +25,20 @@ struct Accesses {
 
 /// Actions that disclose or change a patient's records.
 fn touches_patient(action: &str) -> bool {
-    matches!(
-        Action::parse(action),
-        Some(
-            Action::Read
-                | Action::Vread
-                | Action::History
-                | Action::SearchHit
-                | Action::Create
-                | Action::Update
-                | Action::Delete
-                | Action::Export
-                | Action::BreakGlass
-        )
-    )
+    Action::parse(action).is_some_and(Action::touches_patient)
 }
 
 fn time_arg(value: Option<&str>, what: &str, end: bool) -> Result<Option<i64>> {
     let Some(v) = value else { return Ok(None) };
-    let (from, until) = confidant_fhir::date_range(v)
-        .filter(|_| !v.starts_with(|c: char| c.is_ascii_alphabetic()))
-        .with_context(|| format!("{what} must be a date (2026-11-30) or an instant (2026-11-30T14:00:00Z), not {v:?}"))?;
+    let (from, until) =
+        confidant_fhir::date_range(v).filter(|_| !v.starts_with(|c: char| c.is_ascii_alphabetic())).with_context(
+            || format!("{what} must be a date (2026-11-30) or an instant (2026-11-30T14:00:00Z), not {v:?}"),
+        )?;
     Ok(if end { until } else { from })
 }
 
 /// `incident report`.
-pub async fn report(
-    dir: &Path,
-    from: Option<&str>,
-    to: Option<&str>,
-    actor: Option<&str>,
-    format: &str,
-) -> Result<()> {
+pub async fn report(dir: &Path, from: Option<&str>, to: Option<&str>, actor: Option<&str>, format: &str) -> Result<()> {
     if !matches!(format, "json" | "csv") {
         bail!("--format must be json or csv");
     }
@@ -67,8 +49,13 @@ pub async fn report(
     let result = async {
         let actor_id = match actor {
             Some(a) => Some(
+                // A user id of an account since erased still names its entries.
                 identity.find_user(a).await.map(|u| u.id).or_else(|_| {
-                    if confidant_fhir::is_valid_id(a) { Ok(a.to_owned()) } else { bail!("there is no user {a:?}") }
+                    if a.len() == 32 && a.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        Ok(a.to_owned())
+                    } else {
+                        bail!("there is no user {a:?}")
+                    }
                 })?,
             ),
             None => None,
@@ -178,7 +165,10 @@ pub async fn report(
 pub async fn contain(dir: &Path, actor: &str) -> Result<()> {
     let (_, records, identity) = open_identity(dir).await?;
     let result = async {
-        let user = identity.find_user(actor).await.with_context(|| format!("there is no user {actor:?}; nothing was changed"))?;
+        let user = identity
+            .find_user(actor)
+            .await
+            .with_context(|| format!("there is no user {actor:?}; nothing was changed"))?;
         let ended = identity.revoke_all(&user.id).await?;
         identity.disable(&user.id).await?;
         let mut e = console_entry(Action::UserDisable, &user.id);

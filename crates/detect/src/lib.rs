@@ -210,22 +210,9 @@ struct Firing {
     credential: Option<String>,
 }
 
-/// Actions that touch a patient's records.
+/// Actions that disclose or change a patient's records.
 fn touches_patient(action: &str) -> bool {
-    matches!(
-        Action::parse(action),
-        Some(
-            Action::Read
-                | Action::Vread
-                | Action::History
-                | Action::SearchHit
-                | Action::Create
-                | Action::Update
-                | Action::Delete
-                | Action::Export
-                | Action::BreakGlass
-        )
-    )
+    Action::parse(action).is_some_and(Action::touches_patient)
 }
 
 /// The detector of one serving node.
@@ -531,7 +518,6 @@ impl Detector {
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests {

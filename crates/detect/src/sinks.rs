@@ -106,7 +106,11 @@ fn read_secret(path: &std::path::Path, what: &str) -> Result<String, String> {
         use std::os::unix::fs::PermissionsExt;
         let meta = std::fs::metadata(path).map_err(|e| format!("cannot read the {what} {}: {e}", path.display()))?;
         if meta.permissions().mode() & 0o077 != 0 {
-            return Err(format!("the {what} {} is readable by others; run `chmod 600 {}`", path.display(), path.display()));
+            return Err(format!(
+                "the {what} {} is readable by others; run `chmod 600 {}`",
+                path.display(),
+                path.display()
+            ));
         }
     }
     let s = std::fs::read_to_string(path).map_err(|e| format!("cannot read the {what} {}: {e}", path.display()))?;
@@ -154,7 +158,10 @@ impl Delivery {
                     builder = builder.port(port);
                 }
                 if let Some(user) = &settings.smtp_username {
-                    let path = settings.smtp_password_file.as_ref().ok_or("alerts.smtp_username needs alerts.smtp_password_file")?;
+                    let path = settings
+                        .smtp_password_file
+                        .as_ref()
+                        .ok_or("alerts.smtp_username needs alerts.smtp_password_file")?;
                     builder = builder.credentials(Credentials::new(user.clone(), read_secret(path, "SMTP password")?));
                 }
                 let from = settings.email_from.as_deref().ok_or("alerts.email_to needs alerts.email_from")?;

@@ -27,7 +27,12 @@ impl Records {
         let now = self.clock.now_millis();
         let pid = confidant_vault::random_id().map_err(RecordsError::Vault)?;
         let (key, wrapped) = self.vault.new_data_key(&pid, 1).map_err(RecordsError::Vault)?;
-        let key_row = DataKeyRow { compartment: pid.clone(), version: 1, kek_version: kek_version(&wrapped)?, wrapped: wrapped.0 };
+        let key_row = DataKeyRow {
+            compartment: pid.clone(),
+            version: 1,
+            kek_version: kek_version(&wrapped)?,
+            wrapped: wrapped.0,
+        };
         let mut items = vec![(ResourceType::Patient, patient.take(), pid.clone())];
         for (rt, mut v) in related {
             v["subject"] = json!({"reference": format!("Patient/{pid}")});

@@ -65,22 +65,20 @@ impl Store {
     /// `skip` (not configured) are marked done at once.
     pub async fn insert_alert(&self, a: &AlertRow, audit: &[AuditRow], skip: &[Sink]) -> Result<()> {
         let mut tx = self.begin().await?;
-        sqlx::query(self.sql(format!(
-            "INSERT INTO alerts ({ALERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        )))
-        .bind(a.id.as_str())
-        .bind(a.rule.as_str())
-        .bind(a.severity.as_str())
-        .bind(a.subject.as_deref())
-        .bind(a.summary.as_str())
-        .bind(a.action_taken.as_deref())
-        .bind(a.first_at)
-        .bind(a.last_at)
-        .bind(a.count)
-        .bind(a.acknowledged_at)
-        .bind(a.acknowledged_by.as_deref())
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(self.sql(format!("INSERT INTO alerts ({ALERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")))
+            .bind(a.id.as_str())
+            .bind(a.rule.as_str())
+            .bind(a.severity.as_str())
+            .bind(a.subject.as_deref())
+            .bind(a.summary.as_str())
+            .bind(a.action_taken.as_deref())
+            .bind(a.first_at)
+            .bind(a.last_at)
+            .bind(a.count)
+            .bind(a.acknowledged_at)
+            .bind(a.acknowledged_by.as_deref())
+            .execute(&mut *tx)
+            .await?;
         for sink in skip {
             sqlx::query(self.sql(format!("UPDATE alerts SET {} = 0 WHERE id = ?", sink.column())))
                 .bind(a.id.as_str())
@@ -110,9 +108,9 @@ impl Store {
     /// Alerts, newest first: all, or only those nobody has acknowledged.
     pub async fn alerts(&self, open_only: bool, limit: i64) -> Result<Vec<AlertRow>> {
         let filter = if open_only { "WHERE acknowledged_at IS NULL " } else { "" };
-        let rows = sqlx::query(self.sql(format!(
-            "SELECT {ALERT_COLUMNS} FROM alerts {filter}ORDER BY first_at DESC, id LIMIT ?"
-        )))
+        let rows = sqlx::query(
+            self.sql(format!("SELECT {ALERT_COLUMNS} FROM alerts {filter}ORDER BY first_at DESC, id DESC LIMIT ?")),
+        )
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;

@@ -57,7 +57,7 @@ struct Clinic {
     spare_practitioner: String,
 }
 
-async fn call(
+pub(crate) async fn call(
     s: &Server,
     token: Option<&str>,
     method: Method,
@@ -299,7 +299,8 @@ async fn authorization_matrix(db: Db) {
         let (st, b) = call(&c.s, t, Method::GET, "/api/v1/alerts?status=all", None).await;
         let expected = if handles_alerts { StatusCode::OK } else { StatusCode::FORBIDDEN };
         assert_eq!(st, expected, "{role} lists alerts: {b}");
-        let (st, _) = call(&c.s, t, Method::POST, "/api/v1/alerts/0123456789abcdef0123456789abcdef/acknowledge", None).await;
+        let (st, _) =
+            call(&c.s, t, Method::POST, "/api/v1/alerts/0123456789abcdef0123456789abcdef/acknowledge", None).await;
         let expected = if handles_alerts { StatusCode::NOT_FOUND } else { StatusCode::FORBIDDEN };
         assert_eq!(st, expected, "{role} acknowledges an alert that does not exist");
     }
@@ -323,7 +324,7 @@ async fn authorization_matrix(db: Db) {
 }
 both_backends!(authorization_matrix);
 
-async fn login(s: &Server, body: &Value) -> reqwest::Response {
+pub(crate) async fn login(s: &Server, body: &Value) -> reqwest::Response {
     s.http.post(format!("{}/api/v1/session", s.url)).json(body).send().await.unwrap()
 }
 
@@ -333,7 +334,7 @@ fn session_cookie(r: &reqwest::Response) -> String {
     c.split(';').next().unwrap().to_owned()
 }
 
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
 
@@ -479,7 +480,7 @@ both_backends!(sessions_mfa_csrf_and_enumeration);
 
 /// Log in as `username` (password only), enrol TOTP, and return the bearer
 /// session token, now with its second factor done.
-async fn mfa_bearer_session(s: &Server, username: &str) -> String {
+pub(crate) async fn mfa_bearer_session(s: &Server, username: &str) -> String {
     let r = login(s, &json!({"username": username, "password": PASSWORD, "client": "bearer"})).await;
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["mfa_enrolment_required"], true);

@@ -12,6 +12,7 @@ mod audit;
 mod backup;
 mod crash;
 mod demo;
+mod detection;
 mod erasure;
 mod hostile;
 mod keys;

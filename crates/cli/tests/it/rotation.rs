@@ -136,7 +136,11 @@ async fn rotation_resumes_after_kill(db: Db) {
     child.kill().unwrap();
     assert!(!child.wait().unwrap().success());
     let u = usage(&inst).await;
-    assert_eq!(u, vec![(1, 11), (2, 5)], "half done: 5 of 16 data keys (12 patients, 3 honey records, the organisation)");
+    assert_eq!(
+        u,
+        vec![(1, 11), (2, 5)],
+        "half done: 5 of 16 data keys (12 patients, 3 honey records, the organisation)"
+    );
     // A version still in use cannot be retired.
     let out = run(&["keys", "retire", "--dir", inst.dir.to_str().unwrap(), "--version", "1"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("still wraps 11 data keys"));
