@@ -121,6 +121,18 @@ pub async fn plant(records: &Records, count: u32) -> Result<Vec<String>> {
     Ok(ids)
 }
 
+/// `confidant honey plant`.
+pub async fn plant_command(dir: &std::path::Path, count: u32) -> Result<()> {
+    let (_, records) = crate::instance::open(dir).await?;
+    let result = plant(&records, count).await;
+    let total = records.honey_records().await.map(|h| h.len());
+    records.store().close().await;
+    result?;
+    // The ids are not printed: a terminal's scrollback is no place for them.
+    println!("Planted {count} honey records ({} in all). Restart `confidant serve` to watch them.", total?);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

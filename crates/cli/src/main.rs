@@ -107,6 +107,11 @@ enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
+    /// Honey records: plant more synthetic patients that nobody should open.
+    Honey {
+        #[command(subcommand)]
+        action: HoneyAction,
+    },
     /// Incident response: who was affected, and stopping an account.
     Incident {
         #[command(subcommand)]
@@ -263,6 +268,23 @@ enum RetentionAction {
         /// Only list what would be erased.
         #[arg(long)]
         dry_run: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum HoneyAction {
+    /// Plant honey records: synthetic patients with sessions and notes, stored
+    /// and sealed like real ones and listed nowhere in the clear. Any touch
+    /// raises a critical alert. `init` plants some; plant more from time to
+    /// time, so that they sit among real patients. Safe while `serve` runs
+    /// (restart it to watch the new ones).
+    Plant {
+        /// The instance directory (holds confidant.toml).
+        #[arg(long)]
+        dir: PathBuf,
+        /// How many.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+        count: u32,
     },
 }
 
@@ -579,6 +601,7 @@ fn main() -> ExitCode {
                 TokenAction::List { dir } => instance::token_list(&dir).await,
                 TokenAction::Revoke { dir, id } => instance::token_revoke(&dir, &id).await,
             },
+            Command::Honey { action: HoneyAction::Plant { dir, count } } => honey::plant_command(&dir, count).await,
             Command::Incident { action } => match action {
                 IncidentAction::Report { dir, from, to, actor, format } => {
                     incident::report(&dir, from.as_deref(), to.as_deref(), actor.as_deref(), &format).await

@@ -351,6 +351,21 @@ async fn honey_records_alert_on_every_path(db: Db) {
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let marked = report["patients"].as_array().unwrap().iter().filter(|p| p["honey_record"] == true).count();
     assert_eq!(marked, 3, "{report}");
+    // More can be planted later, among the real patients; they alert too once served.
+    let out = run(&["honey", "plant", "--dir", inst.dir.to_str().unwrap(), "--count", "2"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Planted 2 honey records (5 in all)"), "{out:?}");
+    let now: Vec<String> = planted(&inst).await;
+    let new: Vec<&String> = now.iter().filter(|p| !honey.contains(p) && **p != real).collect();
+    assert_eq!(new.len(), 2);
+    let s = inst.start();
+    let touches = |list: &[Value]| -> i64 {
+        list.iter().filter(|a| a["rule"] == "honey-record").map(|a| a["count"].as_i64().unwrap()).sum()
+    };
+    let before = touches(&alerts(&s, &inst.admin_token).await);
+    let (st, _) = call(&s, Some(&desk), Method::GET, &format!("Patient/{}", new[0]), None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(touches(&alerts(&s, &inst.admin_token).await), before + 1, "a newly planted record alerts");
+    s.stop();
 }
 both_backends!(honey_records_alert_on_every_path);
 
