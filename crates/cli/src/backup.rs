@@ -36,6 +36,16 @@ fn mb(n: usize) -> String {
 
 /// `backup create`: snapshot, seal, sign, write (never over an existing file).
 pub async fn create(dir: &Path, out: &Path) -> Result<()> {
+    let config = Config::load(dir)?;
+    create_with(dir, out, &backup_key_path(&config), false).await
+}
+
+/// A backup of the drill's private copy, under a backup key of its own, saying nothing on stdout.
+pub async fn create_quiet(dir: &Path, out: &Path, backup_key: &Path) -> Result<()> {
+    create_with(dir, out, backup_key, true).await
+}
+
+async fn create_with(dir: &Path, out: &Path, key_path: &Path, quiet: bool) -> Result<()> {
     if out.exists() {
         bail!("{} exists; a backup never overwrites a file. Choose another --out", out.display());
     }
@@ -49,12 +59,11 @@ pub async fn create(dir: &Path, out: &Path) -> Result<()> {
         );
     }
     let signer = crate::audit::load_signing_key(&config)?;
-    let key_path = backup_key_path(&config);
     let backup_key = if key_path.exists() {
-        BackupKey::load_file(&key_path)?
+        BackupKey::load_file(key_path)?
     } else {
         let k = BackupKey::generate(&config.instance_id)?;
-        k.create_file(&key_path)?;
+        k.create_file(key_path)?;
         eprintln!("Created the backup key {} (mode 0600). Back it up apart from the backups.", key_path.display());
         k
     };
@@ -105,11 +114,13 @@ pub async fn create(dir: &Path, out: &Path) -> Result<()> {
     eprintln!("[3/3] writing {size} to {}…", out.display());
     crate::progress::write_new_private(out, &sealed_file, "writing")
         .with_context(|| format!("cannot write {}", out.display()))?;
-    println!("Backup written: {} ({size}, {entries} audit entries).", out.display());
-    println!(
-        "It opens only with the backup key ({}) and is checked with `confidant backup verify`.",
-        key_path.display()
-    );
+    if !quiet {
+        println!("Backup written: {} ({size}, {entries} audit entries).", out.display());
+        println!(
+            "It opens only with the backup key ({}) and is checked with `confidant backup verify`.",
+            key_path.display()
+        );
+    }
     Ok(())
 }
 
@@ -206,6 +217,16 @@ pub async fn verify(file: &Path, keys: &BackupKeys) -> Result<()> {
     let path = tmp.path().join("check.db");
     std::fs::write(&path, &opened.db)?;
     integrity_check(&path).await?;
+    // With the instance at hand, the check is recorded (`confidant doctor` asks when it last passed).
+    if let Some(dir) = &keys.dir
+        && opened.manifest["instance_id"].as_str() == Config::load(dir).ok().map(|c| c.instance_id).as_deref()
+    {
+        let (_, store) = open_store(dir).await?;
+        let e = crate::audit::console_entry(Action::Backup, "backup-verify");
+        let recorded = Auditor::start(store.clone()).append(&[e]).await;
+        store.close().await;
+        recorded.context("the backup is intact, but the check could not be recorded in the audit log")?;
+    }
     println!(
         "OK: {} is intact: signed by the instance's audit key, sealed with its backup key, database consistent.",
         file.display()

@@ -98,6 +98,9 @@ pub struct Access {
     pub lockout_minutes: i64,
     /// How long a break-glass access lasts.
     pub break_glass_minutes: i64,
+    /// Staff must enrol and use a second factor (TOTP). Turning this off lets
+    /// a stolen password alone in; `confidant doctor` reports it as high.
+    pub require_second_factor: bool,
 }
 
 impl Default for Access {
@@ -110,6 +113,7 @@ impl Default for Access {
             max_failed_logins_per_source: 50,
             lockout_minutes: 15,
             break_glass_minutes: 60,
+            require_second_factor: true,
         }
     }
 }
@@ -125,6 +129,7 @@ impl Access {
             source_max_failures: self.max_failed_logins_per_source.max(1),
             window_ms: 15 * MIN,
             lockout_ms: self.lockout_minutes.max(1) * MIN,
+            require_second_factor: self.require_second_factor,
             ..confidant_identity::Settings::default()
         }
     }
@@ -154,6 +159,13 @@ pub struct Keys {
     /// For `pkcs11`: the label of the token that holds the key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pkcs11_token: Option<String>,
+    /// `confidant doctor` reports a key-encryption key older than this.
+    #[serde(default = "default_rotate_after_days")]
+    pub rotate_after_days: u32,
+}
+
+fn default_rotate_after_days() -> u32 {
+    365
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

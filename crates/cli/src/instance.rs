@@ -95,6 +95,13 @@ pub async fn init_with(dir: &Path, options: InitOptions) -> Result<Initialised> 
         bail!("{} already holds a Confidant instance; choose another --dir", dir.display());
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // The data folder is the service's alone (the database files inside inherit nothing looser).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot restrict {} to its owner", dir.display()))?;
+    }
     let dir = dir.canonicalize()?;
     let instance_id = confidant_vault::random_id()?;
     let key_path = match key_file {
@@ -148,6 +155,7 @@ pub async fn init_with(dir: &Path, options: InitOptions) -> Result<Initialised> 
             check_value,
             pkcs11_module: token.as_ref().map(|t| t.module.clone()),
             pkcs11_token: token.as_ref().map(|t| t.token.clone()),
+            rotate_after_days: 365,
         },
         server: Server::default(),
         access: Default::default(),
@@ -170,31 +178,34 @@ pub async fn init_with(dir: &Path, options: InitOptions) -> Result<Initialised> 
         b.create(parent).with_context(|| format!("cannot create {}", parent.display()))?;
     }
     // The audit signing key lives where the key-encryption key does.
-    let (provider, audit_public_key): (Arc<dyn confidant_vault::KeyProvider>, [u8; 32]) = match (in_token, &sealed_with)
-    {
-        (Some((kek, signer)), _) => {
-            use confidant_vault::signing::Signer as _;
-            (Arc::new(kek), signer.public_key())
-        }
+    type Signer = Box<dyn confidant_vault::signing::Signer>;
+    let (provider, signer): (Arc<dyn confidant_vault::KeyProvider>, Signer) = match (in_token, &sealed_with) {
+        (Some((kek, signer)), _) => (Arc::new(kek), Box::new(signer)),
         (None, Some(p)) => {
             let signing = confidant_vault::signing::SigningKey::generate()?;
             keys.create_sealed(&key_path, p)?;
             signing.create_sealed_file(&signing_path, &instance_id, p)?;
-            (Arc::new(keys), signing.public_key())
+            (Arc::new(keys), Box::new(signing))
         }
         (None, None) => {
             let signing = confidant_vault::signing::SigningKey::generate()?;
             keys.create(&key_path)?;
             signing.create_file(&signing_path, &instance_id)?;
-            (Arc::new(keys), signing.public_key())
+            (Arc::new(keys), Box::new(signing))
         }
     };
+    let audit_public_key = signer.public_key();
     let vault = Vault::new(provider);
     confidant_records::initialise(&store, &vault, &instance_id, now_millis()).await?;
     let records = Arc::new(Records::open(store.clone(), vault, Arc::new(SystemClock)).await?);
     let identity = Identity::new(records.clone(), config.access.identity_settings());
     let enrolment_code = identity.create_enrolment_code(Role::Admin).await?;
     crate::honey::plant(&records, honey_records).await.context("cannot plant the honey records")?;
+    // A first signed checkpoint: from its first minute, the log has a witness.
+    let witness = confidant_audit::Witness::new(config.witness_path(&dir));
+    let (mut checkpointer, _) =
+        confidant_audit::Checkpointer::open(store.clone(), signer, &instance_id, witness).await?;
+    checkpointer.checkpoint(now_millis(), Some(records.auditor())).await?;
     store.close().await;
     config.save_new(&dir)?;
     Ok(Initialised { config, key_file: key_path, audit_public_key: hex::encode(audit_public_key), enrolment_code })
@@ -399,6 +410,20 @@ pub async fn run_server(
     listener: tokio::net::TcpListener,
 ) -> Result<()> {
     let addr = listener.local_addr()?;
+    let shutdown = shutdown_signal();
+    println!("listening on http://{addr}");
+    run_server_until(config, dir, records, listener, shutdown).await
+}
+
+/// Run the HTTP server for opened records until `shutdown` completes.
+pub async fn run_server_until(
+    config: &Config,
+    dir: &Path,
+    records: Records,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let addr = listener.local_addr()?;
     let auditor = records.auditor().clone();
     let checkpointer = crate::audit::start_checkpointer(config, dir, records.store().clone(), &auditor).await?;
     let (stop_checkpoints, stopped) = tokio::sync::watch::channel(false);
@@ -433,8 +458,6 @@ pub async fn run_server(
         audit: Some(checkpointer),
     };
     let router = confidant_server::router(state, &HttpSettings { max_body_bytes: config.server.max_body_bytes });
-    let shutdown = shutdown_signal();
-    println!("listening on http://{addr}");
     tracing::info!(%addr, backend = records.store().backend_name(), "serving");
     confidant_server::serve(listener, router, shutdown).await?;
     // A last checkpoint covers everything this node appended.

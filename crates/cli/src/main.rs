@@ -6,6 +6,8 @@ mod audit;
 mod backup;
 mod config;
 mod demo;
+mod doctor;
+mod drill;
 mod honey;
 mod incident;
 mod instance;
@@ -106,6 +108,42 @@ enum Command {
     Audit {
         #[command(subcommand)]
         action: AuditAction,
+    },
+    /// Review this instance's security posture: each check with its severity,
+    /// evidence and fix.
+    ///
+    /// Checks TLS, where the keys live and who can read them, key age, the
+    /// audit witness, second factors, unused accounts, API tokens without
+    /// expiry, backups, file permissions, the database connection, honey
+    /// records, alert delivery and debug logging. Exits non-zero on any high
+    /// finding: run it from cron or a monitor.
+    Doctor {
+        /// The instance directory (holds confidant.toml).
+        #[arg(long)]
+        dir: PathBuf,
+        /// text or json.
+        #[arg(long, default_value = "text")]
+        format: String,
+    },
+    /// Simulate a breach against a private copy of this instance and report,
+    /// step by step, what an attacker got and whether Confidant blocked and
+    /// detected it.
+    ///
+    /// Steps: another local user reading the files; a password without the
+    /// second factor; another clinician's patient; a bulk read with a stolen
+    /// session (expect a lock and an alert); a honey record (expect an alert);
+    /// hostile input to the API; the data folder and a backup searched for the
+    /// plaintext of sample records (expect nothing); an edited audit entry
+    /// (expect `audit verify` to fail). Real data is never touched: the drill
+    /// works on a snapshot in a private temporary folder and deletes it. Exits
+    /// non-zero if a step fails. SQLite instances only.
+    Drill {
+        /// The instance directory (holds confidant.toml).
+        #[arg(long)]
+        dir: PathBuf,
+        /// text or json.
+        #[arg(long, default_value = "text")]
+        format: String,
     },
     /// Honey records: plant more synthetic patients that nobody should open.
     Honey {
@@ -601,6 +639,8 @@ fn main() -> ExitCode {
                 TokenAction::List { dir } => instance::token_list(&dir).await,
                 TokenAction::Revoke { dir, id } => instance::token_revoke(&dir, &id).await,
             },
+            Command::Doctor { dir, format } => doctor::run(&dir, &format).await,
+            Command::Drill { dir, format } => drill::run(&dir, &format).await,
             Command::Honey { action: HoneyAction::Plant { dir, count } } => honey::plant_command(&dir, count).await,
             Command::Incident { action } => match action {
                 IncidentAction::Report { dir, from, to, actor, format } => {

@@ -324,6 +324,13 @@ impl Store {
         Ok(a.rows_affected() + b.rows_affected())
     }
 
+    /// When each user last started a session (logged in), by user id.
+    pub async fn last_logins(&self) -> Result<Vec<(String, i64)>> {
+        let rows =
+            sqlx::query("SELECT user_id, MAX(created_at) FROM sessions GROUP BY user_id").fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
     /// A user's sessions that are not revoked and not expired, newest first.
     pub async fn live_sessions(&self, user_id: &str, now: i64) -> Result<Vec<SessionRow>> {
         let rows = sqlx::query(self.sql(format!(

@@ -1,0 +1,597 @@
+//! `confidant drill`: a breach simulated against a copy of this instance,
+//! step by step: what an attacker got, and whether Confidant blocked and
+//! detected it.
+//!
+//! The drill never touches real data. It takes a consistent snapshot of the
+//! database into a private temporary folder, serves that copy in-process on a
+//! loopback port (same key-encryption key, read only; its own throwaway audit
+//! signing key, witness and no alert sinks), creates its own synthetic staff
+//! and patients there, attacks it, and deletes the folder. The real instance
+//! gets one audit entry (`audit-access`, target `drill`), and its files and
+//! witness are only read.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use confidant_audit::Action;
+use confidant_policy::Role;
+use reqwest::StatusCode;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::config::{Config, SQLITE_FILE};
+use crate::instance::{now_millis, open_store};
+
+/// One step's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub step: &'static str,
+    pub title: &'static str,
+    pub passed: bool,
+    pub evidence: String,
+}
+
+fn step(step: &'static str, title: &'static str, passed: bool, evidence: impl Into<String>) -> Step {
+    Step { step, title, passed, evidence: evidence.into() }
+}
+
+/// Random hex, for canaries and passwords.
+fn random() -> Result<String> {
+    Ok(confidant_vault::random_id()?)
+}
+
+/// Could another local user read the data or the keys? (Read only.)
+fn permissions(config: &Config, dir: &Path) -> Step {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mut paths = vec![dir.to_path_buf(), config.signing_key_path(), config.witness_path(dir)];
+        if config.keys.provider != "pkcs11" {
+            paths.push(config.keys.key_file.clone());
+        }
+        if let Some(folder) = config.keys.key_file.parent() {
+            paths.push(folder.to_path_buf());
+        }
+        let open: Vec<String> = paths
+            .iter()
+            .filter_map(|p| {
+                let m = std::fs::metadata(p).ok()?.permissions().mode() & 0o777;
+                // The witness may be world-readable (it is public by design); nothing else.
+                let limit = if *p == config.witness_path(dir) { 0o022 } else { 0o077 };
+                (m & limit != 0).then(|| format!("{} (mode {m:o})", p.display()))
+            })
+            .collect();
+        if open.is_empty() {
+            step(
+                "file-permissions",
+                "another local user reads the data folder or the keys",
+                true,
+                format!("blocked: {} paths are their owner's alone", paths.len()),
+            )
+        } else {
+            step(
+                "file-permissions",
+                "another local user reads the data folder or the keys",
+                false,
+                format!("open to others: {}", open.join(", ")),
+            )
+        }
+    }
+    #[cfg(not(unix))]
+    step(
+        "file-permissions",
+        "another local user reads the data folder or the keys",
+        true,
+        "not checked on this platform",
+    )
+}
+
+struct Drill {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Drill {
+    async fn call(
+        &self,
+        token: Option<&str>,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> (StatusCode, Value) {
+        let url = if path.starts_with("/api/") {
+            format!("{}{path}", self.base)
+        } else {
+            format!("{}/fhir/r4/{path}", self.base)
+        };
+        let mut req = self.http.request(method, url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            let ct = if path.starts_with("/api/") { "application/json" } else { "application/fhir+json" };
+            req = req.header("content-type", ct).body(b);
+        }
+        match req.send().await {
+            Ok(r) => {
+                let st = r.status();
+                (st, r.json().await.unwrap_or(Value::Null))
+            }
+            Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Value::Null),
+        }
+    }
+
+    async fn get(&self, token: &str, path: &str) -> StatusCode {
+        self.call(Some(token), reqwest::Method::GET, path, None).await.0
+    }
+
+    async fn create(&self, token: &str, body: &Value) -> Result<String> {
+        let (st, b) = self
+            .call(
+                Some(token),
+                reqwest::Method::POST,
+                body["resourceType"].as_str().unwrap_or(""),
+                Some(serde_json::to_vec(body)?),
+            )
+            .await;
+        if st != StatusCode::CREATED {
+            bail!("the drill could not create its own {} ({st})", body["resourceType"]);
+        }
+        Ok(b["id"].as_str().unwrap_or_default().to_owned())
+    }
+
+    async fn login(&self, username: &str, password: &str, code: Option<&str>) -> (StatusCode, Value) {
+        let body = json!({"username": username, "password": password, "code": code, "client": "bearer"});
+        self.call(None, reqwest::Method::POST, "/api/v1/session", Some(serde_json::to_vec(&body).unwrap_or_default()))
+            .await
+    }
+}
+
+/// A drill account with a second factor, logged in: its session token.
+struct Staff {
+    username: String,
+    password: String,
+    recovery: Vec<String>,
+}
+
+async fn staff(
+    identity: &confidant_identity::Identity,
+    records: &confidant_records::Records,
+    role: Role,
+    mfa: bool,
+) -> Result<Staff> {
+    let username = format!("drill-{}", &random()?[..10]);
+    let password = format!("drill {} {}", random()?, random()?);
+    let practitioner = if role == Role::Clinician {
+        let p = records
+            .create(&crate::users::console_admin(), confidant_fhir::ResourceType::Practitioner,
+                json!({"resourceType": "Practitioner", "active": true, "name": [{"family": "Drill", "given": ["Synthetic"]}]}))
+            .await?;
+        Some(p.id)
+    } else {
+        None
+    };
+    let id = identity.add_user(&username, role, &password, practitioner.as_deref(), None).await?;
+    let mut recovery = Vec::new();
+    if mfa {
+        let e = identity.totp_begin(&id).await?;
+        let secret = confidant_vault::totp::TotpSecret::from_bytes(
+            &data_encoding::BASE32_NOPAD.decode(e.secret_base32.as_bytes()).context("TOTP secret")?,
+        );
+        let now = u64::try_from(now_millis() / 1000).unwrap_or(0);
+        recovery = identity.totp_confirm(&id, None, &confidant_vault::totp::code_at(&secret, now)).await?;
+    }
+    Ok(Staff { username, password, recovery })
+}
+
+impl Staff {
+    /// A fresh session with the second factor (a recovery code each time: a TOTP step may not be replayed).
+    async fn session(&mut self, d: &Drill) -> Result<String> {
+        let code = self.recovery.pop().context("the drill ran out of recovery codes")?;
+        let (st, b) = d.login(&self.username, &self.password, Some(&code)).await;
+        if st != StatusCode::OK {
+            bail!("the drill's own login failed ({st})");
+        }
+        Ok(b["token"].as_str().unwrap_or_default().to_owned())
+    }
+}
+
+fn patient(family: &str, given: &str) -> Value {
+    json!({"resourceType": "Patient", "name": [{"family": family, "given": [given]}], "birthDate": "1979-04-12"})
+}
+
+fn note(pid: &str, text: &str) -> Value {
+    use base64::Engine as _;
+    json!({"resourceType": "DocumentReference", "status": "current",
+           "subject": {"reference": format!("Patient/{pid}")},
+           "content": [{"attachment": {"contentType": "text/plain", "data": base64::engine::general_purpose::STANDARD.encode(text)}}]})
+}
+
+/// Every file under `root`.
+fn files_under(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        if let Ok(rd) = std::fs::read_dir(&p) {
+            for e in rd.flatten() {
+                let path = e.path();
+                if path.is_dir() { stack.push(path) } else { out.push(path) }
+            }
+        }
+    }
+    out
+}
+
+/// `confidant drill`.
+pub async fn run(dir: &Path, format: &str) -> Result<()> {
+    if !matches!(format, "text" | "json") {
+        bail!("--format must be text or json");
+    }
+    let config = Config::load(dir)?;
+    if config.sqlite_path(dir).is_none() {
+        bail!(
+            "the drill works on a copy of the database, which it makes for SQLite only: on PostgreSQL, restore a \
+             pg_dump into a staging instance on SQLite or PostgreSQL and run the drill there"
+        );
+    }
+    let steps = simulate(&config, dir).await?;
+    let failed = steps.iter().filter(|s| !s.passed).count();
+    if format == "json" {
+        let report = json!({
+            "type": "confidant-drill-report",
+            "instance": config.instance_id,
+            "ran_at": confidant_fhir::instant(now_millis()),
+            "summary": {"passed": steps.len() - failed, "failed": failed},
+            "steps": steps,
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("Confidant breach drill: {} (on a private copy; real data untouched)", dir.display());
+        for s in &steps {
+            println!("  {:<5} {:<17} {}", if s.passed { "PASS" } else { "FAIL" }, s.step, s.title);
+            println!("        {}", s.evidence);
+        }
+        println!("{} of {} steps passed.", steps.len() - failed, steps.len());
+    }
+    if failed > 0 {
+        bail!("{failed} drill steps failed: see above; `confidant doctor` says how to fix most");
+    }
+    Ok(())
+}
+
+async fn simulate(config: &Config, dir: &Path) -> Result<Vec<Step>> {
+    let mut steps = vec![permissions(config, dir)];
+    // A private copy: the database (a consistent snapshot), a configuration pointing
+    // at it, a throwaway audit key and witness, no alert sinks.
+    let tmp = tempfile::Builder::new().prefix("confidant-drill-").tempdir()?;
+    let copy = tmp.path().join("data");
+    let keys = tmp.path().join("keys");
+    for d in [&copy, &keys] {
+        std::fs::create_dir_all(d)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    let (_, store) = open_store(dir).await?;
+    let e = crate::audit::console_entry(Action::AuditAccess, "drill");
+    let recorded = confidant_audit::Auditor::start(store.clone()).append(&[e]).await;
+    let snap = store.snapshot_sqlite(&copy.join(SQLITE_FILE)).await;
+    store.close().await;
+    recorded.context("cannot record the drill in the audit log; nothing was done")?;
+    snap?.context("the drill needs SQLite")?;
+    let real_witness = config.witness_path(dir);
+    let real_checkpoints = confidant_audit::Witness::new(real_witness).read().unwrap_or_default();
+    let real_public_key = crate::audit::instance_public_key(config)?;
+    let throwaway = confidant_vault::signing::SigningKey::generate()?;
+    throwaway.create_file(&keys.join("drill.audit-key"), &config.instance_id)?;
+    let mut c = config.clone();
+    c.database.url = format!("sqlite://{SQLITE_FILE}");
+    c.server.listen = "127.0.0.1:0".into();
+    c.server.public_url = None;
+    c.alerts = Default::default();
+    c.audit.signing_key_provider = Some("key-file".into());
+    c.audit.signing_key_file = Some(keys.join("drill.audit-key"));
+    c.audit.witness_file = Some(keys.join("drill.witness"));
+    c.audit.witness_webhook = None;
+    c.save_new(&copy)?;
+
+    let (c, records) = crate::instance::open(&copy).await?;
+    let records = std::sync::Arc::new(records);
+    let identity = confidant_identity::Identity::new(records.clone(), c.access.identity_settings());
+    let honey: Vec<String> = records.honey_records().await?.into_iter().collect();
+    let mut clin_a = staff(&identity, &records, Role::Clinician, true).await?;
+    let mut clin_b = staff(&identity, &records, Role::Clinician, true).await?;
+    let mut desk = staff(&identity, &records, Role::Reception, true).await?;
+    let newcomer = staff(&identity, &records, Role::Clinician, false).await?;
+    drop(identity);
+    let records = std::sync::Arc::try_unwrap(records).ok().context("the drill's records are still shared")?;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = {
+        let (c, copy) = (c.clone(), copy.clone());
+        tokio::spawn(async move {
+            crate::instance::run_server_until(&c, &copy, records, listener, async {
+                let _ = stopped.await;
+            })
+            .await
+        })
+    };
+    let d = Drill { http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?, base };
+    let attack = attack(&d, &c, &copy, &mut clin_a, &mut clin_b, &mut desk, &newcomer, &honey).await;
+    let _ = stop.send(());
+    server.await.context("the drill's server")??;
+    let (mut attack_steps, canaries) = attack?;
+    steps.append(&mut attack_steps);
+    steps.push(stolen_files(&copy, tmp.path(), &canaries).await?);
+    steps.push(tamper(&copy, &config.instance_id, &real_checkpoints, &real_public_key).await?);
+    drop(tmp);
+    Ok(steps)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn attack(
+    d: &Drill,
+    c: &Config,
+    copy: &Path,
+    clin_a: &mut Staff,
+    clin_b: &mut Staff,
+    desk: &mut Staff,
+    newcomer: &Staff,
+    honey: &[String],
+) -> Result<(Vec<Step>, Vec<String>)> {
+    let mut steps = Vec::new();
+    let a = clin_a.session(d).await?;
+    let b = clin_b.session(d).await?;
+    // Sample records with canaries: what a thief would look for in the files.
+    let canary = format!("DRILLCANARY{}", &random()?[..12]);
+    let canaries = vec![format!("{canary}FAMILY"), format!("{canary} note text")];
+    let b_patient = d.create(&b, &patient(&canaries[0], "Drill")).await?;
+    d.create(&b, &note(&b_patient, &canaries[1])).await?;
+    let threshold = c.detection.max_patients_per_user as usize;
+    let mut a_patients = Vec::new();
+    // One past the threshold fires the rule; the one after shows whether the session was locked.
+    for i in 0..threshold + 2 {
+        a_patients.push(d.create(&a, &patient(&format!("Drillpatient{i}"), "Synthetic")).await?);
+    }
+
+    // 1. A known password without the second factor.
+    let (st, _) = d.login(&clin_a.username, &clin_a.password, None).await;
+    let (st2, body) = d.login(&newcomer.username, &newcomer.password, None).await;
+    let token = body["token"].as_str().unwrap_or_default().to_owned();
+    let got_in = d.get(&token, "Patient?_count=1").await;
+    let blocked = st == StatusCode::UNAUTHORIZED && (st2 != StatusCode::OK || got_in == StatusCode::FORBIDDEN);
+    steps.push(step(
+        "password-only",
+        "log in with a known password but no second factor",
+        blocked,
+        format!(
+            "with a second factor enrolled: {st}; a staff account without one: login {st2}, records {got_in}{}",
+            if blocked { " (blocked)" } else { ": a password alone opened the records" }
+        ),
+    ));
+
+    // 2. Another clinician's patient.
+    let st = d.get(&a, &format!("Patient/{b_patient}")).await;
+    let (_, search) = d.call(Some(&a), reqwest::Method::GET, &format!("Patient?family={}", canaries[0]), None).await;
+    let found = search["total"].as_i64().unwrap_or(-1);
+    let blocked = st == StatusCode::NOT_FOUND && found == 0;
+    steps.push(step(
+        "other-clinician",
+        "read another clinician's patient",
+        blocked,
+        format!("read: {st}; search by name: {found} found"),
+    ));
+
+    // 3. Bulk reading with a stolen session.
+    let mut read = 0;
+    let mut stopped_at = None;
+    for pid in &a_patients {
+        match d.get(&a, &format!("Patient/{pid}")).await {
+            StatusCode::OK => read += 1,
+            st => {
+                stopped_at = Some(st);
+                break;
+            }
+        }
+    }
+    let store = confidant_store::Store::connect(&c.database_url(copy)?, false).await?;
+    let alerts = store.alerts(false, 100).await?;
+    let bulk_alert = alerts.iter().any(|a| a.rule == "bulk-patients");
+    let locked = stopped_at == Some(StatusCode::UNAUTHORIZED);
+    steps.push(step(
+        "bulk-read",
+        "bulk-read patients with a stolen session",
+        locked && bulk_alert,
+        format!(
+            "{read} of {} read before {}; alert raised: {bulk_alert}",
+            a_patients.len(),
+            stopped_at
+                .map(|s| format!("the session was refused ({s})"))
+                .unwrap_or_else(|| "the end: never stopped".into())
+        ),
+    ));
+
+    // 4. A honey record.
+    let desk_session = desk.session(d).await?;
+    let touched = match honey.first() {
+        Some(h) => Some(d.get(&desk_session, &format!("Patient/{h}")).await),
+        None => None,
+    };
+    let alerts = store.alerts(false, 100).await?;
+    let honey_alert = alerts.iter().any(|a| a.rule == "honey-record");
+    steps.push(step(
+        "honey-record",
+        "touch a honey record",
+        touched.is_some() && honey_alert,
+        match touched {
+            None => "no honey records are planted: nothing to touch, nothing detected".to_owned(),
+            Some(st) => format!("read {st}; critical alert raised: {honey_alert}"),
+        },
+    ));
+
+    // 5. Hostile input.
+    let mut problems = Vec::new();
+    let hostile_gets = [
+        "Patient?family=%27%20OR%201%3D1--",
+        "Patient?family=%22%3E%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+        "Patient/..%2F..%2Fetc%2Fpasswd",
+        "Patient?unknown_param=1",
+        "Patient?_count=-1",
+        "DocumentReference?patient=Patient/%00",
+    ];
+    for path in hostile_gets {
+        let (st, body) = d.call(Some(&b), reqwest::Method::GET, path, None).await;
+        let leaked = body.to_string().contains(&canaries[0]);
+        if st.is_server_error() || leaked || (st == StatusCode::OK && body["total"].as_i64().unwrap_or(0) > 0) {
+            problems.push(format!("GET {path}: {st}{}", if leaked { " and it leaked a record" } else { "" }));
+        }
+    }
+    let big = vec![b'x'; c.server.max_body_bytes + 1];
+    for (what, body) in [
+        ("oversized body", big),
+        ("malformed JSON", b"{\"resourceType\": \"Patient\",".to_vec()),
+        ("not an object", b"[1,2,3]".to_vec()),
+    ] {
+        let (st, _) = d.call(Some(&b), reqwest::Method::POST, "Patient", Some(body)).await;
+        if !st.is_client_error() {
+            problems.push(format!("{what}: {st}"));
+        }
+    }
+    let script = "<script>alert('drill')</script>";
+    let (st, created) =
+        d.call(Some(&b), reqwest::Method::POST, "Patient", Some(serde_json::to_vec(&patient(script, "X"))?)).await;
+    if st == StatusCode::CREATED {
+        let resp = d
+            .http
+            .get(format!("{}/fhir/r4/Patient/{}", d.base, created["id"].as_str().unwrap_or("")))
+            .bearer_auth(&b)
+            .send()
+            .await?;
+        let ct = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let nosniff = resp.headers().get("x-content-type-options").is_some();
+        if !ct.contains("json") || !nosniff {
+            problems.push(format!("a stored <script> comes back as {ct} (nosniff: {nosniff})"));
+        }
+    }
+    steps.push(step(
+        "hostile-input",
+        "send hostile input to the API",
+        problems.is_empty(),
+        if problems.is_empty() {
+            format!(
+                "{} hostile requests: each refused with a clear 4xx or answered as data; no 5xx, no leak",
+                hostile_gets.len() + 4
+            )
+        } else {
+            problems.join("; ")
+        },
+    ));
+    store.close().await;
+    Ok((steps, canaries))
+}
+
+/// Copy the data folder and a backup of it, and search them for the samples' plaintext.
+async fn stolen_files(copy: &Path, tmp: &Path, canaries: &[String]) -> Result<Step> {
+    let backup = tmp.join("stolen.backup");
+    crate::backup::create_quiet(copy, &backup, &tmp.join("keys").join("drill.backup-key"))
+        .await
+        .context("the drill could not back up its copy")?;
+    let mut files = files_under(copy);
+    files.push(backup);
+    let mut bytes = 0usize;
+    let mut found = Vec::new();
+    for f in &files {
+        let data = std::fs::read(f).unwrap_or_default();
+        bytes += data.len();
+        for c in canaries {
+            if data.windows(c.len()).any(|w| w == c.as_bytes()) {
+                found.push(format!("{} holds {c:?}", f.display()));
+            }
+        }
+    }
+    Ok(step(
+        "stolen-files",
+        "copy the data folder and a backup, search them for sample records",
+        found.is_empty(),
+        if found.is_empty() {
+            format!("{} files, {} bytes: no plaintext of the sample records", files.len(), bytes)
+        } else {
+            found.join("; ")
+        },
+    ))
+}
+
+/// Edit an audit entry as a careful attacker with write access would (re-hashing
+/// it), and see whether the real witness catches it.
+async fn tamper(
+    copy: &Path,
+    origin: &str,
+    checkpoints: &[confidant_audit::checkpoint::SignedCheckpoint],
+    public_key: &[u8; 32],
+) -> Result<Step> {
+    let url = format!("sqlite://{}", copy.join(SQLITE_FILE).display());
+    let store = confidant_store::Store::connect(&url, false).await?;
+    let before = confidant_audit::log::verify_store(&store, checkpoints, public_key, origin, |_| {}).await;
+    store.close().await;
+    if let Err(e) = before {
+        return Ok(step(
+            "audit-tamper",
+            "edit an audit entry",
+            false,
+            format!("the log already fails verification before the edit: {e}"),
+        ));
+    }
+    // An attacker with the database: drop the guard, change the first entry, fix its hash.
+    use sqlx::{Connection, Row};
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&url).await?;
+    let row = sqlx::query("SELECT entry FROM audit_log WHERE seq = 1").fetch_one(&mut conn).await?;
+    let mut entry: Vec<u8> = row.try_get(0)?;
+    let text = String::from_utf8_lossy(&entry).replace("\"outcome\":\"success\"", "\"outcome\":\"denied\"");
+    entry = if text.as_bytes() != entry.as_slice() {
+        text.into_bytes()
+    } else {
+        entry.iter().map(|b| if *b == b'1' { b'2' } else { *b }).collect()
+    };
+    let leaf = confidant_audit::merkle::leaf_hash(&entry);
+    let triggers = sqlx::query("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_log'")
+        .fetch_all(&mut conn)
+        .await?;
+    for t in triggers {
+        let name: String = t.try_get(0)?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP TRIGGER \"{}\"", name.replace('"', ""))))
+            .execute(&mut conn)
+            .await?;
+    }
+    sqlx::query("UPDATE audit_log SET entry = ?, leaf_hash = ? WHERE seq = 1")
+        .bind(entry.as_slice())
+        .bind(leaf.as_slice())
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
+    let store = confidant_store::Store::connect(&url, false).await?;
+    let after = confidant_audit::log::verify_store(&store, checkpoints, public_key, origin, |_| {}).await;
+    store.close().await;
+    Ok(match after {
+        Err(e) => step(
+            "audit-tamper",
+            "edit an audit entry (and re-hash it)",
+            true,
+            format!("detected by `audit verify` against the witness: {e}"),
+        ),
+        Ok(r) => step(
+            "audit-tamper",
+            "edit an audit entry (and re-hash it)",
+            false,
+            format!(
+                "the edit went unnoticed: {} signed checkpoints in the witness cover {} of {} entries",
+                r.checkpoints, r.last_checkpoint, r.entries
+            ),
+        ),
+    })
+}
