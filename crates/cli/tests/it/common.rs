@@ -179,13 +179,16 @@ impl Instance {
         std::fs::write(&path, toml::to_string(&t).unwrap()).unwrap();
     }
 
+    /// Set `key` in `[section]` of the configuration table.
+    pub fn set(t: &mut toml::Table, section: &str, key: &str, value: toml::Value) {
+        let s = t.entry(section).or_insert(toml::Value::Table(Default::default()));
+        s.as_table_mut().unwrap().insert(key.into(), value);
+    }
+
     /// For tests that read many patients on purpose (bulk checks, crash and
     /// load tests): the detector alerts but locks nothing.
     pub fn detector_locks_nothing(&self) {
-        self.configure(|t| {
-            let d = t.entry("detection").or_insert(toml::Value::Table(Default::default()));
-            d.as_table_mut().unwrap().insert("lock_session_on".into(), toml::Value::Array(Vec::new()));
-        });
+        self.configure(|t| Instance::set(t, "detection", "lock_session_on", toml::Value::Array(Vec::new())));
     }
 
     pub fn logs_dir(&self) -> PathBuf {

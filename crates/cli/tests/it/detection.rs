@@ -137,10 +137,6 @@ fn webhook_secret(inst: &Instance) -> (String, std::path::PathBuf) {
     (secret, path)
 }
 
-fn set(t: &mut toml::Table, section: &str, key: &str, value: toml::Value) {
-    let s = t.entry(section).or_insert(toml::Value::Table(Default::default()));
-    s.as_table_mut().unwrap().insert(key.into(), value);
-}
 
 async fn alerts(s: &crate::common::Server, token: &str) -> Vec<Value> {
     let (st, b) = call(s, Some(token), Method::GET, "/api/v1/alerts?status=all", None).await;
@@ -172,15 +168,15 @@ async fn stolen_session_is_locked_alerted_and_reported(db: Db) {
     let mut mails = smtp_receiver(smtp).await;
     let (secret, secret_file) = webhook_secret(&inst);
     inst.configure(|t| {
-        set(t, "detection", "max_patients_per_user", 10.into());
-        set(t, "alerts", "webhook_url", hook_url.clone().into());
-        set(t, "alerts", "webhook_secret_file", secret_file.display().to_string().into());
-        set(t, "alerts", "smtp_host", "127.0.0.1".into());
-        set(t, "alerts", "smtp_port", i64::from(smtp_port).into());
-        set(t, "alerts", "smtp_security", "none".into());
-        set(t, "alerts", "email_from", "confidant@clinic.example".into());
-        set(t, "alerts", "email_to", toml::Value::Array(vec!["security@clinic.example".into()]));
-        set(t, "alerts", "max_backoff_seconds", 1.into());
+        Instance::set(t, "detection", "max_patients_per_user", 10.into());
+        Instance::set(t, "alerts", "webhook_url", hook_url.clone().into());
+        Instance::set(t, "alerts", "webhook_secret_file", secret_file.display().to_string().into());
+        Instance::set(t, "alerts", "smtp_host", "127.0.0.1".into());
+        Instance::set(t, "alerts", "smtp_port", i64::from(smtp_port).into());
+        Instance::set(t, "alerts", "smtp_security", "none".into());
+        Instance::set(t, "alerts", "email_from", "confidant@clinic.example".into());
+        Instance::set(t, "alerts", "email_to", toml::Value::Array(vec!["security@clinic.example".into()]));
+        Instance::set(t, "alerts", "max_backoff_seconds", 1.into());
     });
     let s = inst.start();
     // Clinician 1 has 15 patients of their own (creating them is no read).
@@ -458,10 +454,10 @@ async fn a_dead_webhook_queues_alerts_and_slows_nobody() {
     });
     let (secret, secret_file) = webhook_secret(&inst);
     inst.configure(|t| {
-        set(t, "detection", "max_failed_logins_per_account", 2.into());
-        set(t, "alerts", "webhook_url", format!("http://{addr}/hook").into());
-        set(t, "alerts", "webhook_secret_file", secret_file.display().to_string().into());
-        set(t, "alerts", "max_backoff_seconds", 1.into());
+        Instance::set(t, "detection", "max_failed_logins_per_account", 2.into());
+        Instance::set(t, "alerts", "webhook_url", format!("http://{addr}/hook").into());
+        Instance::set(t, "alerts", "webhook_secret_file", secret_file.display().to_string().into());
+        Instance::set(t, "alerts", "max_backoff_seconds", 1.into());
     });
     for u in ["usr1", "usr2", "usr3"] {
         add_user(&inst.dir, u, "clinician", &["--name", "Some One"]);

@@ -7,10 +7,6 @@ use serde_json::Value;
 
 use crate::common::{Db, Instance, run, run_stdin_env};
 
-fn set(t: &mut toml::Table, section: &str, key: &str, value: toml::Value) {
-    let s = t.entry(section).or_insert(toml::Value::Table(Default::default()));
-    s.as_table_mut().unwrap().insert(key.into(), value);
-}
 
 fn doctor(inst: &Instance, env: &[(&str, &str)]) -> (bool, Value) {
     let out = run_stdin_env(&["doctor", "--dir", inst.dir.to_str().unwrap(), "--format", "json"], "", env);
@@ -75,9 +71,9 @@ async fn doctor_finds_each_misconfiguration_and_passes_a_good_instance() {
 
     // Now everything wrong at once.
     inst.configure(|t| {
-        set(t, "server", "listen", "0.0.0.0:8080".into());
-        set(t, "access", "require_second_factor", false.into());
-        set(t, "keys", "rotate_after_days", 30.into());
+        Instance::set(t, "server", "listen", "0.0.0.0:8080".into());
+        Instance::set(t, "access", "require_second_factor", false.into());
+        Instance::set(t, "keys", "rotate_after_days", 30.into());
     });
     chmod(&inst.dir, 0o755);
     chmod(&inst.dir.join("confidant.db"), 0o644);
@@ -182,9 +178,9 @@ async fn the_drill_passes_on_a_healthy_instance_and_fails_the_step_of_each_broke
     assert_eq!(drill_folders(), drills_before, "the drill deleted its private copy");
 
     // MFA off: the password step fails.
-    inst.configure(|t| set(t, "access", "require_second_factor", false.into()));
+    inst.configure(|t| Instance::set(t, "access", "require_second_factor", false.into()));
     assert_eq!(failed_steps(&drill(&inst).1), ["password-only"]);
-    inst.configure(|t| set(t, "access", "require_second_factor", true.into()));
+    inst.configure(|t| Instance::set(t, "access", "require_second_factor", true.into()));
     // No honey records: the honey step fails.
     let honey = {
         use sqlx::Row;
