@@ -315,10 +315,10 @@ async fn simulate(config: &Config, dir: &Path) -> Result<Vec<Step>> {
     let server = {
         let (c, copy) = (c.clone(), copy.clone());
         tokio::spawn(async move {
-            crate::instance::run_server_until(&c, &copy, records, listener, async {
+            let stop = async {
                 let _ = stopped.await;
-            })
-            .await
+            };
+            crate::instance::run_server_until(&c, &copy, records, listener, stop, false).await
         })
     };
     let d = Drill { http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?, base };

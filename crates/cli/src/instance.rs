@@ -409,19 +409,20 @@ pub async fn run_server(
     records: Records,
     listener: tokio::net::TcpListener,
 ) -> Result<()> {
-    let addr = listener.local_addr()?;
+    // The signal handlers are in place before "listening on" is printed.
     let shutdown = shutdown_signal();
-    println!("listening on http://{addr}");
-    run_server_until(config, dir, records, listener, shutdown).await
+    run_server_until(config, dir, records, listener, shutdown, true).await
 }
 
-/// Run the HTTP server for opened records until `shutdown` completes.
+/// Run the HTTP server for opened records until `shutdown` completes;
+/// with `announce`, print "listening on" when it is ready (after start-up checks).
 pub async fn run_server_until(
     config: &Config,
     dir: &Path,
     records: Records,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    announce: bool,
 ) -> Result<()> {
     let addr = listener.local_addr()?;
     let auditor = records.auditor().clone();
@@ -458,6 +459,9 @@ pub async fn run_server_until(
         audit: Some(checkpointer),
     };
     let router = confidant_server::router(state, &HttpSettings { max_body_bytes: config.server.max_body_bytes });
+    if announce {
+        println!("listening on http://{addr}");
+    }
     tracing::info!(%addr, backend = records.store().backend_name(), "serving");
     confidant_server::serve(listener, router, shutdown).await?;
     // A last checkpoint covers everything this node appended.

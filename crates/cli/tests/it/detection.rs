@@ -137,7 +137,6 @@ fn webhook_secret(inst: &Instance) -> (String, std::path::PathBuf) {
     (secret, path)
 }
 
-
 async fn alerts(s: &crate::common::Server, token: &str) -> Vec<Value> {
     let (st, b) = call(s, Some(token), Method::GET, "/api/v1/alerts?status=all", None).await;
     assert_eq!(st, StatusCode::OK, "{b}");

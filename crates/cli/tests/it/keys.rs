@@ -107,13 +107,16 @@ fn init_protects_keys_and_instances() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    // The key-encryption key and the audit signing key, both 0600, nothing else.
+    // The key-encryption key and the audit signing key, both 0600, and the witness
+    // with the first signed checkpoint; nothing else.
     let mut names: Vec<String> =
         std::fs::read_dir(&keydir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     names.sort();
-    assert_eq!(names.len(), 2, "{names:?}");
+    assert_eq!(names.len(), 3, "{names:?}");
     assert!(names[0].ends_with(".audit-key") && names[1].ends_with(".kek"), "{names:?}");
-    for n in &names {
+    let witness = std::fs::read_to_string(keydir.join(&names[2])).unwrap();
+    assert!(names[2].ends_with(".witness") && witness.lines().count() == 1, "{names:?}: {witness}");
+    for n in &names[..2] {
         assert_eq!(std::fs::metadata(keydir.join(n)).unwrap().permissions().mode() & 0o777, 0o600, "{n}");
     }
     // Without its audit signing key, an instance does not serve (and changes nothing).

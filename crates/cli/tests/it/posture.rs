@@ -7,7 +7,6 @@ use serde_json::Value;
 
 use crate::common::{Db, Instance, run, run_stdin_env};
 
-
 fn doctor(inst: &Instance, env: &[(&str, &str)]) -> (bool, Value) {
     let out = run_stdin_env(&["doctor", "--dir", inst.dir.to_str().unwrap(), "--format", "json"], "", env);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
