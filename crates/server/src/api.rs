@@ -63,7 +63,7 @@ fn session_cookie(value: &str, max_age_secs: i64, secure: bool) -> HeaderValue {
 
 /// The throttling key of a client address: IPv6 clients usually hold a whole
 /// /64, so they are counted per /64, IPv4 per address.
-fn throttle_source(ip: std::net::IpAddr) -> String {
+pub(crate) fn throttle_source(ip: std::net::IpAddr) -> String {
     match ip {
         std::net::IpAddr::V4(v4) => v4.to_string(),
         std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

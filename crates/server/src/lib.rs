@@ -1,5 +1,5 @@
 //! The HTTP face of Confidant: the FHIR R4 API under `/fhir/r4`, the
-//! management API under `/api/v1`, and `/healthz`.
+//! management API under `/api/v1`, the web UI at `/`, and `/healthz`.
 //!
 //! Requests flow one way: [`auth`] (session cookie with CSRF check, session
 //! bearer or API token → a `Principal`) → handler → records service, which
@@ -12,6 +12,7 @@ mod api;
 mod auth;
 mod error;
 mod fhir;
+mod web;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -63,6 +64,7 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .nest("/fhir/r4", fhir)
         .nest("/api/v1", api)
+        .merge(web::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(middleware::from_fn(security_headers))
@@ -83,7 +85,10 @@ async fn security_headers(req: Request, next: Next) -> Response {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"));
+    // Pages get their own policy (our stylesheet, nothing inline); everything else none at all.
+    let is_page = h.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    let csp = if is_page { web::PAGE_CSP } else { "default-src 'none'; frame-ancestors 'none'" };
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     resp
 }

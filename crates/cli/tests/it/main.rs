@@ -19,5 +19,6 @@ mod keys;
 mod posture;
 mod rotation;
 mod tamper;
+mod ui;
 mod validator;
 mod vastaamo;

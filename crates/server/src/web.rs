@@ -1,0 +1,511 @@
+//! The web UI (first part): sign-in with TOTP enrolment, sign-out, and the
+//! clinician's patients, chart and session notes. Server-rendered with maud
+//! (every value escaped), no inline script or style (the CSP forbids them),
+//! every form carries the session's CSRF token. Pages go through the same
+//! records service and policy as the API: a page decides nothing itself.
+
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use base64::Engine as _;
+use confidant_fhir::ResourceType;
+use confidant_identity::{Authenticated, SessionKind};
+use confidant_records::{RecordsError, SearchRequest};
+use maud::{DOCTYPE, Markup, html};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::auth::{SESSION_COOKIE, cookie};
+
+/// The cookie that carries the session's CSRF token to the server-rendered forms.
+const CSRF_COOKIE: &str = "confidant_csrf";
+/// The page CSP: our own origin only; no inline script or style, no framing.
+pub(crate) const PAGE_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+     frame-ancestors 'none'; base-uri 'none'";
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(home))
+        .route("/static/app.css", get(css))
+        .route("/static/icon.svg", get(icon))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/mfa", get(mfa_page).post(mfa_confirm))
+        .route("/patients", get(patients))
+        .route("/patients/{id}", get(chart))
+        .route("/patients/{id}/notes", post(write_note))
+        .route("/notes/{id}", get(note))
+}
+
+async fn css() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("web/app.css")).into_response()
+}
+
+async fn icon() -> Response {
+    const SVG: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 16 16\"><rect width=\"16\" height=\"16\" rx=\"3\" fill=\"#1f5f8b\"/><path d=\"M4 8h8M8 4v8\" stroke=\"#fff\" stroke-width=\"2\"/></svg>";
+    ([(header::CONTENT_TYPE, "image/svg+xml")], SVG).into_response()
+}
+
+fn page(title: &str, who: Option<&Authenticated>, csrf: &str, body: Markup) -> Response {
+    let markup = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · Confidant" }
+                link rel="stylesheet" href="/static/app.css";
+                link rel="icon" href="/static/icon.svg";
+            }
+            body {
+                header.top {
+                    a.brand href="/" { "Confidant" }
+                    @if let Some(a) = who {
+                        nav {
+                            @if a.principal.role == confidant_policy::Role::Clinician { a href="/patients" { "My patients" } }
+                        }
+                        span.who { (a.principal.role.as_str()) }
+                        form method="post" action="/logout" {
+                            input type="hidden" name="csrf" value=(csrf);
+                            button type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                main { h1 { (title) } (body) }
+            }
+        }
+    };
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"))], markup.into_string())
+        .into_response()
+}
+
+fn message(status: StatusCode, title: &str, who: Option<&Authenticated>, text: &str) -> Response {
+    let mut r = page(title, who, "", html! { p.notice { (text) } p { a href="/" { "Back" } } });
+    *r.status_mut() = status;
+    r
+}
+
+/// The signed-in user of a page request, or where to send them.
+async fn signed_in(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: std::net::SocketAddr,
+) -> Result<(Authenticated, String), Response> {
+    let Some(token) = cookie(headers, SESSION_COOKIE).filter(|t| t.starts_with("cns_")) else {
+        return Err(Redirect::to("/login").into_response());
+    };
+    let mut auth = state.identity.authenticate(token).await.map_err(|_| Redirect::to("/login").into_response())?;
+    if auth.session.as_ref().is_some_and(|s| !s.mfa_done) {
+        return Err(Redirect::to("/mfa").into_response());
+    }
+    auth.principal.source = Some(peer.ip().to_string());
+    let csrf = cookie(headers, CSRF_COOKIE).unwrap_or("").to_owned();
+    Ok((auth, csrf))
+}
+
+/// A form post must carry the session's CSRF token.
+fn csrf_ok(auth: &Authenticated, field: &str) -> bool {
+    auth.session.as_ref().is_some_and(|s| confidant_identity::Identity::csrf_matches(s, field))
+}
+
+fn records_error(e: RecordsError, who: &Authenticated) -> Response {
+    match e {
+        RecordsError::NotFound(_) => {
+            message(StatusCode::NOT_FOUND, "Not found", Some(who), "There is no such record in your care.")
+        }
+        RecordsError::Forbidden(m) => message(StatusCode::FORBIDDEN, "Not allowed", Some(who), &m),
+        RecordsError::Invalid(m) | RecordsError::Unprocessable(m) => {
+            message(StatusCode::BAD_REQUEST, "Please check the form", Some(who), &m)
+        }
+        other => {
+            tracing::error!(error = %other, "a page failed");
+            message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Try again",
+                Some(who),
+                "Something went wrong; nothing was shown or changed. Try again in a moment.",
+            )
+        }
+    }
+}
+
+async fn home(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+) -> Response {
+    match signed_in(&state, &headers, peer).await {
+        Ok((auth, csrf)) if auth.principal.role == confidant_policy::Role::Clinician => {
+            let _ = csrf;
+            Redirect::to("/patients").into_response()
+        }
+        Ok((auth, csrf)) => page(
+            "Welcome",
+            Some(&auth),
+            &csrf,
+            html! {
+                p { "Signed in as " (auth.principal.role.as_str()) ". The pages for this role come next; the API serves everything meanwhile." }
+            },
+        ),
+        Err(r) => r,
+    }
+}
+
+async fn login_page() -> Response {
+    page(
+        "Sign in",
+        None,
+        "",
+        html! {
+            form.card method="post" action="/login" {
+                label for="username" { "Username" }
+                input id="username" name="username" autocomplete="username" required;
+                label for="password" { "Password" }
+                input id="password" name="password" type="password" autocomplete="current-password" required;
+                label for="code" { "Authenticator code (or a recovery code)" }
+                input id="code" name="code" inputmode="numeric" autocomplete="one-time-code";
+                button type="submit" { "Sign in" }
+            }
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    username: String,
+    password: String,
+    #[serde(default)]
+    code: String,
+}
+
+fn session_cookies(state: &AppState, token: &str, csrf: &str, max_age: i64) -> [(header::HeaderName, String); 2] {
+    let secure = if state.secure_cookies { "; Secure" } else { "" };
+    [
+        (
+            header::SET_COOKIE,
+            format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"),
+        ),
+        (
+            header::SET_COOKIE,
+            format!("{CSRF_COOKIE}={csrf}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"),
+        ),
+    ]
+}
+
+async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    Form(f): Form<LoginForm>,
+) -> Response {
+    let code = Some(f.code.trim()).filter(|c| !c.is_empty());
+    let source = crate::api::throttle_source(peer.ip());
+    match state.identity.login(&f.username, &f.password, code, &source, SessionKind::Cookie).await {
+        Ok(l) => {
+            let max_age = ((l.expires_at - state.records.now_millis()) / 1000).max(0);
+            let cookies = session_cookies(&state, &l.token, l.csrf_token.as_deref().unwrap_or(""), max_age);
+            let to = if l.mfa_enrolment_required { "/mfa" } else { "/" };
+            let mut r = Redirect::to(to).into_response();
+            for (k, v) in cookies {
+                if let Ok(v) = HeaderValue::from_str(&v) {
+                    r.headers_mut().append(k, v);
+                }
+            }
+            r
+        }
+        Err(confidant_identity::IdentityError::Throttled { .. }) => message(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Sign in",
+            None,
+            "Too many attempts. Wait a few minutes, or ask an administrator to unlock the account.",
+        ),
+        Err(_) => message(StatusCode::UNAUTHORIZED, "Sign in", None, "Wrong username, password or code."),
+    }
+}
+
+async fn logout(State(state): State<AppState>, headers: HeaderMap, Form(f): Form<CsrfForm>) -> Response {
+    if let Some(token) = cookie(&headers, SESSION_COOKIE)
+        && let Ok(auth) = state.identity.authenticate(token).await
+        && let Some(s) = &auth.session
+    {
+        if !csrf_ok(&auth, &f.csrf) {
+            return message(
+                StatusCode::FORBIDDEN,
+                "Not allowed",
+                None,
+                "This form has expired. Reload the page and try again.",
+            );
+        }
+        let _ = state.identity.logout(s).await;
+    }
+    let mut r = Redirect::to("/login").into_response();
+    for c in [SESSION_COOKIE, CSRF_COOKIE] {
+        if let Ok(v) = HeaderValue::from_str(&format!("{c}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")) {
+            r.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    r
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// A signed-in session that has not enrolled its second factor yet.
+async fn enrolling(state: &AppState, headers: &HeaderMap) -> Option<Authenticated> {
+    let token = cookie(headers, SESSION_COOKIE)?;
+    state.identity.authenticate(token).await.ok()
+}
+
+async fn mfa_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(auth) = enrolling(&state, &headers).await else { return Redirect::to("/login").into_response() };
+    if auth.session.as_ref().is_some_and(|s| s.mfa_done) {
+        return Redirect::to("/").into_response();
+    }
+    let csrf = cookie(&headers, CSRF_COOKIE).unwrap_or("").to_owned();
+    match state.identity.totp_begin(&auth.principal.user_id).await {
+        Ok(e) => page(
+            "Set up your authenticator",
+            None,
+            &csrf,
+            html! {
+                p { "Scan this code with an authenticator app, or type the secret, then enter the code it shows." }
+                figure.qr { (maud::PreEscaped(e.qr_svg)) }
+                p { "Secret: " code #secret { (e.secret_base32) } }
+                form.card method="post" action="/mfa" {
+                    input type="hidden" name="csrf" value=(csrf);
+                    label for="code" { "Code from the app" }
+                    input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" required;
+                    button type="submit" { "Confirm" }
+                }
+            },
+        ),
+        Err(e) => message(StatusCode::CONFLICT, "Second factor", None, &e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+struct CodeForm {
+    #[serde(default)]
+    csrf: String,
+    code: String,
+}
+
+async fn mfa_confirm(State(state): State<AppState>, headers: HeaderMap, Form(f): Form<CodeForm>) -> Response {
+    let Some(auth) = enrolling(&state, &headers).await else { return Redirect::to("/login").into_response() };
+    if !csrf_ok(&auth, &f.csrf) {
+        return message(
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            None,
+            "This form has expired. Reload the page and try again.",
+        );
+    }
+    match state.identity.totp_confirm(&auth.principal.user_id, auth.session.as_ref(), f.code.trim()).await {
+        Ok(codes) => page(
+            "Recovery codes",
+            None,
+            "",
+            html! {
+                p { "Your authenticator is set up. Keep these one-time recovery codes somewhere safe, apart from your phone: each opens your account once if the phone is lost." }
+                ul.codes { @for c in &codes { li { code { (c) } } } }
+                p { a.button href="/" { "Continue" } }
+            },
+        ),
+        Err(e) => message(StatusCode::BAD_REQUEST, "Second factor", None, &e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+struct PatientQuery {
+    q: Option<String>,
+}
+
+/// Text of a FHIR HumanName array's first name.
+fn name_of(p: &Value) -> String {
+    let n = &p["name"][0];
+    let given: Vec<&str> =
+        n["given"].as_array().map(|g| g.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    format!("{} {}", given.join(" "), n["family"].as_str().unwrap_or("")).trim().to_owned()
+}
+
+async fn patients(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    Query(q): Query<PatientQuery>,
+) -> Response {
+    let (auth, csrf) = match signed_in(&state, &headers, peer).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let query = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    // A birth date, an identifier with digits, or else a family name.
+    let params = match query {
+        Some(v) if v.len() == 10 && v.as_bytes()[4] == b'-' => vec![("birthdate".to_owned(), v.to_owned())],
+        Some(v) if v.chars().any(|c| c.is_ascii_digit()) => vec![("identifier".to_owned(), v.to_owned())],
+        Some(v) => vec![("family".to_owned(), v.to_owned())],
+        None => Vec::new(),
+    };
+    let found = state
+        .records
+        .search(&auth.principal, ResourceType::Patient, &SearchRequest { params, count: 50, after: None })
+        .await;
+    let found = match found {
+        Ok(f) => f,
+        Err(e) => return records_error(e, &auth),
+    };
+    page(
+        "My patients",
+        Some(&auth),
+        &csrf,
+        html! {
+            form.search method="get" action="/patients" role="search" {
+                label for="q" { "Find by family name, identifier or birth date (YYYY-MM-DD)" }
+                input id="q" name="q" value=(query.unwrap_or(""));
+                button type="submit" { "Search" }
+            }
+            @if found.entries.is_empty() { p { "No patients found." } }
+            ul.list {
+                @for p in &found.entries {
+                    li { a href={ "/patients/" (p.id) } { (name_of(&p.resource)) } " " span.muted { (p.resource["birthDate"].as_str().unwrap_or("")) } }
+                }
+            }
+        },
+    )
+}
+
+fn note_text(doc: &Value) -> String {
+    let data = doc["content"][0]["attachment"]["data"].as_str().unwrap_or("");
+    let bytes = base64::engine::general_purpose::STANDARD.decode(data).unwrap_or_default();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+async fn chart(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    Path(id): Path<String>,
+) -> Response {
+    let (auth, csrf) = match signed_in(&state, &headers, peer).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let p = match state.records.read(&auth.principal, ResourceType::Patient, &id).await {
+        Ok(p) => p,
+        Err(e) => return records_error(e, &auth),
+    };
+    let by_patient = vec![("patient".to_owned(), id.clone())];
+    let notes = state
+        .records
+        .search(
+            &auth.principal,
+            ResourceType::DocumentReference,
+            &SearchRequest { params: by_patient, count: 100, after: None },
+        )
+        .await;
+    let mut notes = match notes {
+        Ok(n) => n.entries,
+        Err(e) => return records_error(e, &auth),
+    };
+    notes.sort_by_key(|n| std::cmp::Reverse(n.last_updated));
+    let r = &p.resource;
+    page(
+        &name_of(r),
+        Some(&auth),
+        &csrf,
+        html! {
+            dl.demographics {
+                dt { "Born" } dd { (r["birthDate"].as_str().unwrap_or("—")) }
+                dt { "Gender" } dd { (r["gender"].as_str().unwrap_or("—")) }
+                @if let Some(idf) = r["identifier"][0]["value"].as_str() { dt { "Identifier" } dd { (idf) } }
+            }
+            section {
+                h2 { "New session note" }
+                form.card method="post" action={ "/patients/" (id) "/notes" } {
+                    input type="hidden" name="csrf" value=(csrf);
+                    label for="text" { "Note" }
+                    textarea id="text" name="text" rows="8" required autocomplete="off" {}
+                    button type="submit" { "Save note" }
+                }
+            }
+            section {
+                h2 { "Notes, newest first" }
+                @if notes.is_empty() { p { "No notes yet." } }
+                @for n in &notes {
+                    article.note {
+                        p.muted { a href={ "/notes/" (n.id) } { (confidant_fhir::instant(n.last_updated)) } }
+                        p.text { (note_text(&n.resource)) }
+                    }
+                }
+            }
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct NoteForm {
+    #[serde(default)]
+    csrf: String,
+    text: String,
+}
+
+async fn write_note(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    Path(id): Path<String>,
+    Form(f): Form<NoteForm>,
+) -> Response {
+    let (auth, _) = match signed_in(&state, &headers, peer).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    if !csrf_ok(&auth, &f.csrf) {
+        return message(
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            Some(&auth),
+            "This form has expired. Reload the page and try again; nothing was saved.",
+        );
+    }
+    let doc = json!({
+        "resourceType": "DocumentReference", "status": "current",
+        "type": {"text": "Session note"},
+        "subject": {"reference": format!("Patient/{id}")},
+        "content": [{"attachment": {"contentType": "text/plain; charset=utf-8",
+                                    "data": base64::engine::general_purpose::STANDARD.encode(f.text.as_bytes())}}]
+    });
+    match state.records.create(&auth.principal, ResourceType::DocumentReference, doc).await {
+        Ok(_) => Redirect::to(&format!("/patients/{id}")).into_response(),
+        Err(e) => records_error(e, &auth),
+    }
+}
+
+async fn note(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    Path(id): Path<String>,
+) -> Response {
+    let (auth, csrf) = match signed_in(&state, &headers, peer).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    match state.records.read(&auth.principal, ResourceType::DocumentReference, &id).await {
+        Ok(n) => page(
+            "Session note",
+            Some(&auth),
+            &csrf,
+            html! {
+                p.muted { (confidant_fhir::instant(n.last_updated)) }
+                p.text { (note_text(&n.resource)) }
+            },
+        ),
+        Err(e) => records_error(e, &auth),
+    }
+}

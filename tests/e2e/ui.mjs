@@ -1,0 +1,138 @@
+// End-to-end test of the web UI in headless Chromium (Debian's chromium,
+// driven by playwright-core). Run by crates/cli/tests/it/ui.rs, which starts
+// a Confidant instance and passes it in the environment:
+//   BASE_URL, CLINICIAN, RECEPTION, PASSWORD, PATIENT_FAMILY, SCREENSHOTS
+// Exits non-zero with a message on the first failed expectation.
+import { chromium } from 'playwright-core';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+
+const env = (k) => {
+  const v = process.env[k];
+  if (!v) throw new Error(`missing ${k}`);
+  return v;
+};
+const BASE = env('BASE_URL');
+const SHOTS = env('SCREENSHOTS');
+fs.mkdirSync(SHOTS, { recursive: true });
+
+function expect(ok, what) {
+  if (!ok) throw new Error(`expectation failed: ${what}`);
+}
+
+// RFC 6238 TOTP (SHA-1, 6 digits, 30 s), written here: the receiver's own implementation.
+function totp(base32, at = Date.now()) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = '';
+  for (const c of base32.replace(/=+$/, '').toUpperCase()) bits += alphabet.indexOf(c).toString(2).padStart(5, '0');
+  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(at / 1000 / 30)));
+  const mac = crypto.createHmac('sha1', key).update(counter).digest();
+  const off = mac[mac.length - 1] & 0xf;
+  const n = (mac.readUInt32BE(off) & 0x7fffffff) % 1_000_000;
+  return String(n).padStart(6, '0');
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+
+// Every page must carry the security headers, and the CSP must never fire.
+function watch(page, label) {
+  const problems = [];
+  page.on('console', (m) => {
+    // A refused page (403/404) logs its own status; those are asserted where they happen.
+    if (m.type() === 'error' && !/status of 40[34]/.test(m.text())) problems.push(`${label} console: ${m.text()}`);
+  });
+  page.on('dialog', async (d) => {
+    problems.push(`${label}: a script ran and opened a dialog: ${d.message()}`);
+    await d.dismiss();
+  });
+  page.on('response', (r) => {
+    const h = r.headers();
+    if ((h['content-type'] || '').startsWith('text/html')) {
+      for (const need of ['content-security-policy', 'x-content-type-options', 'referrer-policy']) {
+        if (!h[need]) problems.push(`${label}: ${r.url()} lacks ${need}`);
+      }
+      if (!/default-src 'none'/.test(h['content-security-policy'] || '') || /unsafe-inline/.test(h['content-security-policy'] || '')) {
+        problems.push(`${label}: weak CSP on ${r.url()}: ${h['content-security-policy']}`);
+      }
+    }
+  });
+  return problems;
+}
+
+// Sign in for the first time: password, then TOTP enrolment; returns the page on the home screen.
+async function firstSignIn(context, username, label) {
+  const page = await context.newPage();
+  const problems = watch(page, label);
+  await page.goto(`${BASE}/`);
+  expect(page.url().endsWith('/login'), `${label}: an anonymous visitor is sent to sign in (at ${page.url()})`);
+  await page.screenshot({ path: `${SHOTS}/login.png`, fullPage: true });
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password').fill(env('PASSWORD'));
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForURL(/\/mfa$/);
+  const secret = (await page.locator('#secret').textContent()).trim();
+  expect(await page.locator('figure.qr svg').count() === 1, `${label}: the QR code is shown`);
+  await page.screenshot({ path: `${SHOTS}/mfa-${label}.png`, fullPage: true });
+  await page.getByLabel('Code from the app').fill(totp(secret));
+  await page.getByRole('button', { name: 'Confirm' }).click();
+  await page.getByRole('heading', { name: 'Recovery codes' }).waitFor();
+  expect(await page.locator('ul.codes li').count() === 10, `${label}: ten recovery codes`);
+  await page.getByRole('link', { name: 'Continue' }).click();
+  return { page, problems };
+}
+
+const clinicianCtx = await browser.newContext();
+const { page, problems } = await firstSignIn(clinicianCtx, env('CLINICIAN'), 'clinician');
+await page.waitForURL(/\/patients$/);
+await page.screenshot({ path: `${SHOTS}/patients.png`, fullPage: true });
+
+// Find the patient by family name and open the chart.
+await page.getByLabel(/Find by family name/).fill(env('PATIENT_FAMILY'));
+await page.getByRole('button', { name: 'Search' }).click();
+const link = page.locator('ul.list a').first();
+expect(await link.count() === 1, 'the search finds the patient');
+await link.click();
+await page.waitForURL(/\/patients\/[0-9a-f]+$/);
+const chartUrl = page.url();
+
+// Write a note with markup in it; it must come back as text, and no script may run.
+const text = `Session 3: client slept better. <script>alert('x')</script> <b>not bold</b>`;
+await page.getByLabel('Note').fill(text);
+await page.getByRole('button', { name: 'Save note' }).click();
+await page.waitForURL(chartUrl);
+const shown = await page.locator('article.note p.text').first().textContent();
+expect(shown === text, `the note reads back as written, as text (got ${JSON.stringify(shown)})`);
+expect(await page.locator('article.note b').count() === 0, 'markup in a note is not rendered');
+await page.screenshot({ path: `${SHOTS}/chart.png`, fullPage: true });
+const noteHref = await page.locator('article.note a').first().getAttribute('href');
+
+// A form post without the CSRF token is refused, and nothing is saved.
+const before = await page.locator('article.note').count();
+const forged = await page.request.post(`${chartUrl}/notes`, { form: { text: 'forged' }, maxRedirects: 0 });
+expect(forged.status() === 403, `a post without the CSRF token is refused (got ${forged.status()})`);
+await page.reload();
+expect(await page.locator('article.note').count() === before, 'the forged note was not saved');
+
+// Reception cannot open the note's URL.
+const receptionCtx = await browser.newContext();
+const rec = await firstSignIn(receptionCtx, env('RECEPTION'), 'reception');
+const r = await rec.page.goto(`${BASE}${noteHref}`);
+expect(r.status() === 403 || r.status() === 404, `reception cannot open a note (got ${r.status()})`);
+expect(!(await rec.page.content()).includes('client slept better'), 'reception sees nothing of the note');
+await rec.page.screenshot({ path: `${SHOTS}/reception-note-refused.png`, fullPage: true });
+
+// Sign out ends the session: the chart is gone.
+await page.getByRole('button', { name: 'Sign out' }).click();
+await page.waitForURL(/\/login$/);
+await page.goto(chartUrl);
+expect(page.url().endsWith('/login'), 'after signing out, the chart needs a new sign-in');
+
+const all = [...problems, ...rec.problems];
+expect(all.length === 0, all.join('\n'));
+await browser.close();
+console.log('ui: all expectations met');
