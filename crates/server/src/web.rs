@@ -88,22 +88,29 @@ fn message(status: StatusCode, title: &str, who: Option<&Authenticated>, text: &
     r
 }
 
-/// The signed-in user of a page request, or where to send them.
-async fn signed_in(
-    state: &AppState,
-    headers: &HeaderMap,
-    peer: std::net::SocketAddr,
-) -> Result<(Authenticated, String), Response> {
-    let Some(token) = cookie(headers, SESSION_COOKIE).filter(|t| t.starts_with("cns_")) else {
-        return Err(Redirect::to("/login").into_response());
-    };
-    let mut auth = state.identity.authenticate(token).await.map_err(|_| Redirect::to("/login").into_response())?;
-    if auth.session.as_ref().is_some_and(|s| !s.mfa_done) {
-        return Err(Redirect::to("/mfa").into_response());
+/// The signed-in user of a page request (with the CSRF token its forms carry);
+/// without one, the request is sent to sign in (or to finish enrolling the second factor).
+struct SignedIn {
+    auth: Authenticated,
+    csrf: String,
+}
+
+impl axum::extract::FromRequestParts<AppState> for SignedIn {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &AppState) -> Result<Self, Response> {
+        let Some(token) = cookie(&parts.headers, SESSION_COOKIE).filter(|t| t.starts_with("cns_")) else {
+            return Err(Redirect::to("/login").into_response());
+        };
+        let mut auth = state.identity.authenticate(token).await.map_err(|_| Redirect::to("/login").into_response())?;
+        if auth.session.as_ref().is_some_and(|s| !s.mfa_done) {
+            return Err(Redirect::to("/mfa").into_response());
+        }
+        auth.principal.source =
+            parts.extensions.get::<ConnectInfo<std::net::SocketAddr>>().map(|ConnectInfo(peer)| peer.ip().to_string());
+        let csrf = cookie(&parts.headers, CSRF_COOKIE).unwrap_or("").to_owned();
+        Ok(SignedIn { auth, csrf })
     }
-    auth.principal.source = Some(peer.ip().to_string());
-    let csrf = cookie(headers, CSRF_COOKIE).unwrap_or("").to_owned();
-    Ok((auth, csrf))
 }
 
 /// A form post must carry the session's CSRF token.
@@ -132,26 +139,12 @@ fn records_error(e: RecordsError, who: &Authenticated) -> Response {
     }
 }
 
-async fn home(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
-) -> Response {
-    match signed_in(&state, &headers, peer).await {
-        Ok((auth, csrf)) if auth.principal.role == confidant_policy::Role::Clinician => {
-            let _ = csrf;
-            Redirect::to("/patients").into_response()
-        }
-        Ok((auth, csrf)) => page(
-            "Welcome",
-            Some(&auth),
-            &csrf,
-            html! {
-                p { "Signed in as " (auth.principal.role.as_str()) ". The pages for this role come next; the API serves everything meanwhile." }
-            },
-        ),
-        Err(r) => r,
+async fn home(SignedIn { auth, csrf }: SignedIn) -> Response {
+    if auth.principal.role == confidant_policy::Role::Clinician {
+        return Redirect::to("/patients").into_response();
     }
+    let text = "The pages for this role come next; the API serves everything meanwhile.";
+    page("Welcome", Some(&auth), &csrf, html! { p { "Signed in as " (auth.principal.role.as_str()) ". " (text) } })
 }
 
 async fn login_page() -> Response {
@@ -335,14 +328,9 @@ fn name_of(p: &Value) -> String {
 
 async fn patients(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    SignedIn { auth, csrf }: SignedIn,
     Query(q): Query<PatientQuery>,
 ) -> Response {
-    let (auth, csrf) = match signed_in(&state, &headers, peer).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
     let query = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty());
     // A birth date, an identifier with digits, or else a family name.
     let params = match query {
@@ -385,16 +373,7 @@ fn note_text(doc: &Value) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-async fn chart(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
-    Path(id): Path<String>,
-) -> Response {
-    let (auth, csrf) = match signed_in(&state, &headers, peer).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+async fn chart(State(state): State<AppState>, SignedIn { auth, csrf }: SignedIn, Path(id): Path<String>) -> Response {
     let p = match state.records.read(&auth.principal, ResourceType::Patient, &id).await {
         Ok(p) => p,
         Err(e) => return records_error(e, &auth),
@@ -456,15 +435,10 @@ struct NoteForm {
 
 async fn write_note(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    SignedIn { auth, .. }: SignedIn,
     Path(id): Path<String>,
     Form(f): Form<NoteForm>,
 ) -> Response {
-    let (auth, _) = match signed_in(&state, &headers, peer).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
     if !csrf_ok(&auth, &f.csrf) {
         return message(
             StatusCode::FORBIDDEN,
@@ -486,16 +460,7 @@ async fn write_note(
     }
 }
 
-async fn note(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
-    Path(id): Path<String>,
-) -> Response {
-    let (auth, csrf) = match signed_in(&state, &headers, peer).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+async fn note(State(state): State<AppState>, SignedIn { auth, csrf }: SignedIn, Path(id): Path<String>) -> Response {
     match state.records.read(&auth.principal, ResourceType::DocumentReference, &id).await {
         Ok(n) => page(
             "Session note",
