@@ -126,13 +126,34 @@ expect(r.status() === 403 || r.status() === 404, `reception cannot open a note (
 expect(!(await rec.page.content()).includes('client slept better'), 'reception sees nothing of the note');
 await rec.page.screenshot({ path: `${SHOTS}/reception-note-refused.png`, fullPage: true });
 
+// The patient sees the clinician's read in their access log, and downloads their data.
+const patientCtx = await browser.newContext();
+const pt = await patientCtx.newPage();
+const ptProblems = watch(pt, 'patient');
+await pt.goto(`${BASE}/login`);
+await pt.getByLabel('Username').fill(env('PATIENT_USER'));
+await pt.getByLabel('Password').fill(env('PASSWORD'));
+await pt.getByRole('button', { name: 'Sign in' }).click();
+await pt.getByRole('heading', { name: 'Your records' }).waitFor();
+await pt.getByRole('link', { name: 'Who has looked at my records' }).click();
+await pt.getByRole('heading', { name: 'Who has looked at my records' }).waitFor();
+const rows = await pt.locator('table.log tbody tr').allTextContents();
+const seen = rows.some((r) => r.includes(env('CLINICIAN_NAME')) && r.includes('clinician') && r.includes('read'));
+expect(seen, `the access log shows the clinician's read: ${JSON.stringify(rows.slice(0, 5))}`);
+await pt.screenshot({ path: `${SHOTS}/access-log.png`, fullPage: true });
+const data = await pt.request.get(`${BASE}/me/data`);
+expect(data.status() === 200 && /attachment/.test(data.headers()['content-disposition'] || ''), 'my data downloads');
+const bundle = await data.json();
+expect(bundle.resourceType === 'Bundle' && bundle.entry.some((e) => e.resource.resourceType === 'Patient'), 'a FHIR Bundle with my Patient');
+expect(!JSON.stringify(bundle).includes('client slept better'), "the therapist's unshared note is not in the patient's download");
+
 // Sign out ends the session: the chart is gone.
 await page.getByRole('button', { name: 'Sign out' }).click();
 await page.waitForURL(/\/login$/);
 await page.goto(chartUrl);
 expect(page.url().endsWith('/login'), 'after signing out, the chart needs a new sign-in');
 
-const all = [...problems, ...rec.problems];
+const all = [...problems, ...rec.problems, ...ptProblems];
 expect(all.length === 0, all.join('\n'));
 await browser.close();
 console.log('ui: all expectations met');

@@ -38,6 +38,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/patients/{id}", get(chart))
         .route("/patients/{id}/notes", post(write_note))
         .route("/notes/{id}", get(note))
+        .route("/me/access-log", get(access_log))
+        .route("/me/data", get(my_data))
 }
 
 async fn css() -> Response {
@@ -66,6 +68,7 @@ fn page(title: &str, who: Option<&Authenticated>, csrf: &str, body: Markup) -> R
                     @if let Some(a) = who {
                         nav {
                             @if a.principal.role == confidant_policy::Role::Clinician { a href="/patients" { "My patients" } }
+                            @if a.principal.role == confidant_policy::Role::Patient { a href="/me/access-log" { "Access log" } }
                         }
                         span.who { (a.principal.role.as_str()) }
                         form method="post" action="/logout" {
@@ -140,8 +143,22 @@ fn records_error(e: RecordsError, who: &Authenticated) -> Response {
 }
 
 async fn home(SignedIn { auth, csrf }: SignedIn) -> Response {
-    if auth.principal.role == confidant_policy::Role::Clinician {
-        return Redirect::to("/patients").into_response();
+    match auth.principal.role {
+        confidant_policy::Role::Clinician => return Redirect::to("/patients").into_response(),
+        confidant_policy::Role::Patient => {
+            return page(
+                "Your records",
+                Some(&auth),
+                &csrf,
+                html! {
+                    ul.list {
+                        li { a href="/me/access-log" { "Who has looked at my records" } }
+                        li { a href="/me/data" download="my-records.json" { "Download my data (FHIR Bundle, JSON)" } }
+                    }
+                },
+            );
+        }
+        _ => {}
     }
     let text = "The pages for this role come next; the API serves everything meanwhile.";
     page("Welcome", Some(&auth), &csrf, html! { p { "Signed in as " (auth.principal.role.as_str()) ". " (text) } })
@@ -417,7 +434,7 @@ async fn chart(State(state): State<AppState>, SignedIn { auth, csrf }: SignedIn,
                 @if notes.is_empty() { p { "No notes yet." } }
                 @for n in &notes {
                     article.note {
-                        p.muted { a href={ "/notes/" (n.id) } { (confidant_fhir::instant(n.last_updated)) } }
+                        p.muted { a href={ "/notes/" (n.id) } { (readable_time(&confidant_fhir::instant(n.last_updated))) } }
                         p.text { (note_text(&n.resource)) }
                     }
                 }
@@ -467,10 +484,98 @@ async fn note(State(state): State<AppState>, SignedIn { auth, csrf }: SignedIn, 
             Some(&auth),
             &csrf,
             html! {
-                p.muted { (confidant_fhir::instant(n.last_updated)) }
+                p.muted { (readable_time(&confidant_fhir::instant(n.last_updated))) }
                 p.text { (note_text(&n.resource)) }
             },
         ),
         Err(e) => records_error(e, &auth),
     }
+}
+
+/// `2026-12-01T20:41:32.857Z` as `2026-12-01 20:41:32 UTC`.
+fn readable_time(instant: &str) -> String {
+    match instant.get(..19) {
+        Some(t) => format!("{} UTC", t.replacen('T', " ", 1)),
+        None => instant.to_owned(),
+    }
+}
+
+/// The patient's access log: who looked at their records, in what role, when and why.
+async fn access_log(State(state): State<AppState>, SignedIn { auth, csrf }: SignedIn) -> Response {
+    let q = confidant_records::AuditQuery {
+        patient: None,
+        agent: None,
+        action: None,
+        from: None,
+        until: None,
+        before: None,
+        count: 200,
+    };
+    let events = match state.records.audit_events(&auth.principal, &q).await {
+        Ok(p) => p.events,
+        Err(e) => return records_error(e, &auth),
+    };
+    page(
+        "Who has looked at my records",
+        Some(&auth),
+        &csrf,
+        html! {
+            p { "Every time someone opens, searches or changes your records it is recorded here. Ask your clinic about anything you do not recognise." }
+            @if events.is_empty() { p { "Nothing yet." } }
+            @else {
+                table.log {
+                    thead { tr { th scope="col" { "When" } th scope="col" { "Who" } th scope="col" { "Role" } th scope="col" { "What" } th scope="col" { "Why" } } }
+                    tbody {
+                        @for e in &events {
+                            tr {
+                                td { (readable_time(e["recorded"].as_str().unwrap_or(""))) }
+                                td { (e["agent"][0]["who"]["display"].as_str().unwrap_or("")) }
+                                td { (e["agent"][0]["role"][0]["text"].as_str().unwrap_or("")) }
+                                td { (e["subtype"][0]["code"].as_str().unwrap_or("")) @if e["outcome"] == "4" { " (refused)" } }
+                                td { (e["purposeOfEvent"][0]["text"].as_str().or(e["purposeOfEvent"][0]["coding"][0]["display"].as_str()).unwrap_or("care")) }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// "Download my data": the patient's own records as a FHIR Bundle (each read audited).
+async fn my_data(State(state): State<AppState>, SignedIn { auth, .. }: SignedIn) -> Response {
+    let Some(pid) = auth.principal.patient_id.clone() else {
+        return message(
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            Some(&auth),
+            "Only a patient account has its own records to download.",
+        );
+    };
+    let mut entries = Vec::new();
+    match state.records.read(&auth.principal, ResourceType::Patient, &pid).await {
+        Ok(p) => entries.push(p.resource),
+        Err(e) => return records_error(e, &auth),
+    }
+    for rt in [ResourceType::Encounter, ResourceType::DocumentReference, ResourceType::Appointment] {
+        let req = SearchRequest { params: vec![("patient".to_owned(), pid.clone())], count: 100, after: None };
+        match state.records.search(&auth.principal, rt, &req).await {
+            Ok(page) => entries.extend(page.entries.into_iter().map(|s| s.resource)),
+            Err(RecordsError::Forbidden(_)) => {}
+            Err(e) => return records_error(e, &auth),
+        }
+    }
+    let bundle = json!({
+        "resourceType": "Bundle", "type": "collection",
+        "timestamp": confidant_fhir::instant(state.records.now_millis()),
+        "entry": entries.into_iter().map(|r| json!({"resource": r})).collect::<Vec<_>>(),
+    });
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("application/fhir+json; charset=utf-8")),
+            (header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"my-records.json\"")),
+        ],
+        serde_json::to_vec_pretty(&bundle).unwrap_or_default(),
+    )
+        .into_response()
 }

@@ -1,7 +1,8 @@
 //! The web UI in headless Chromium (tests/e2e/ui.mjs, playwright-core driving
 //! Debian's chromium): sign-in with TOTP enrolment, a clinician writes a note
 //! and reads it back as text, a form post without the CSRF token is refused,
-//! reception cannot open the note's URL, security headers on every page.
+//! reception cannot open the note's URL, the patient sees the clinician's read
+//! in their access log and downloads their data, security headers on every page.
 //! Screenshots land in target/screenshots (git-ignored).
 
 use std::path::Path;
@@ -26,7 +27,8 @@ async fn the_web_ui_in_chromium() {
     let inst = Instance::new(Db::Sqlite).await;
     add_user(&inst.dir, "desk", "reception", &[]);
     let s = inst.start();
-    s.create(&patient("Uitestfamily", "Anna")).await;
+    let p = s.create(&patient("Uitestfamily", "Anna")).await;
+    add_user(&inst.dir, "anna", "patient", &["--patient", p["id"].as_str().unwrap()]);
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
     let out = Command::new("node")
         .arg(e2e.join("ui.mjs"))
@@ -35,13 +37,17 @@ async fn the_web_ui_in_chromium() {
         .env("RECEPTION", "desk")
         .env("PASSWORD", crate::common::PASSWORD)
         .env("PATIENT_FAMILY", "Uitestfamily")
+        .env("PATIENT_USER", "anna")
+        .env("CLINICIAN_NAME", "Test Clinician")
         .env("SCREENSHOTS", &shots)
         .output()
         .unwrap();
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     s.stop();
     assert!(out.status.success() && said.contains("all expectations met"), "{said}");
-    for shot in ["login.png", "mfa-clinician.png", "patients.png", "chart.png", "reception-note-refused.png"] {
+    for shot in
+        ["login.png", "mfa-clinician.png", "patients.png", "chart.png", "reception-note-refused.png", "access-log.png"]
+    {
         assert!(shots.join(shot).exists(), "screenshot {shot}");
     }
 }
