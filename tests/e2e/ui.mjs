@@ -126,6 +126,35 @@ expect(r.status() === 403 || r.status() === 404, `reception cannot open a note (
 expect(!(await rec.page.content()).includes('client slept better'), 'reception sees nothing of the note');
 await rec.page.screenshot({ path: `${SHOTS}/reception-note-refused.png`, fullPage: true });
 
+// Reception registers a walk-in, then books the clinician's patient a session; no note anywhere.
+const rp = rec.page;
+await rp.goto(`${BASE}/`);
+await rp.getByRole('link', { name: 'Register a patient' }).click();
+await rp.getByLabel('Given name').fill('Walk');
+await rp.getByLabel('Family name').fill('Inregistered');
+await rp.getByLabel('Birth date').fill('1990-05-17');
+await rp.getByLabel('Phone (optional)').fill('+358 40 555 0199');
+await rp.screenshot({ path: `${SHOTS}/register.png`, fullPage: true });
+await rp.getByRole('button', { name: 'Register' }).click();
+await rp.getByRole('heading', { name: 'Walk Inregistered' }).waitFor();
+await rp.goto(`${BASE}/patients`);
+await rp.getByLabel(/Find by family name/).fill(env('PATIENT_FAMILY'));
+await rp.getByRole('button', { name: 'Search' }).click();
+await rp.locator('ul.list a').first().click();
+await rp.getByRole('heading', { name: 'Book an appointment' }).waitFor();
+expect(await rp.locator('a[href^="/notes"]').count() === 0, 'reception sees no link to a note');
+expect(!/note/i.test(await rp.locator('main').textContent()), 'reception sees nothing about notes');
+await rp.getByLabel('With').selectOption({ label: env('CLINICIAN_NAME') });
+await rp.getByLabel('Date').fill('2026-12-14');
+await rp.getByLabel('Time (UTC)').fill('09:00');
+await rp.getByRole('button', { name: 'Book' }).click();
+await rp.locator('ul.list li', { hasText: '2026-12-14 09:00:00 UTC' }).waitFor();
+await rp.screenshot({ path: `${SHOTS}/reception-patient.png`, fullPage: true });
+// The clinician sees it in their schedule.
+await page.goto(`${BASE}/schedule`);
+expect((await page.locator('main').textContent()).includes('2026-12-14 09:00:00 UTC'), 'the booking is in the clinician\'s schedule');
+await page.screenshot({ path: `${SHOTS}/schedule.png`, fullPage: true });
+
 // The patient sees the clinician's read in their access log, and downloads their data.
 const patientCtx = await browser.newContext();
 const pt = await patientCtx.newPage();

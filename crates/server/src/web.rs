@@ -37,6 +37,9 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/patients", get(patients))
         .route("/patients/{id}", get(chart))
         .route("/patients/{id}/notes", post(write_note))
+        .route("/patients/{id}/appointments", post(book))
+        .route("/register", get(register_page).post(register))
+        .route("/schedule", get(schedule))
         .route("/notes/{id}", get(note))
         .route("/me/access-log", get(access_log))
         .route("/me/data", get(my_data))
@@ -67,7 +70,14 @@ fn page(title: &str, who: Option<&Authenticated>, csrf: &str, body: Markup) -> R
                     a.brand href="/" { "Confidant" }
                     @if let Some(a) = who {
                         nav {
-                            @if a.principal.role == confidant_policy::Role::Clinician { a href="/patients" { "My patients" } }
+                            @if a.principal.role == confidant_policy::Role::Clinician {
+                                a href="/patients" { "My patients" }
+                                a href="/schedule" { "My schedule" }
+                            }
+                            @if a.principal.role == confidant_policy::Role::Reception {
+                                a href="/patients" { "Patients" }
+                                a href="/register" { "Register a patient" }
+                            }
                             @if a.principal.role == confidant_policy::Role::Patient { a href="/me/access-log" { "Access log" } }
                         }
                         span.who { (a.principal.role.as_str()) }
@@ -144,7 +154,9 @@ fn records_error(e: RecordsError, who: &Authenticated) -> Response {
 
 async fn home(SignedIn { auth, csrf }: SignedIn) -> Response {
     match auth.principal.role {
-        confidant_policy::Role::Clinician => return Redirect::to("/patients").into_response(),
+        confidant_policy::Role::Clinician | confidant_policy::Role::Reception => {
+            return Redirect::to("/patients").into_response();
+        }
         confidant_policy::Role::Patient => {
             return page(
                 "Your records",
@@ -364,8 +376,9 @@ async fn patients(
         Ok(f) => f,
         Err(e) => return records_error(e, &auth),
     };
+    let title = if auth.principal.role == confidant_policy::Role::Clinician { "My patients" } else { "Patients" };
     page(
-        "My patients",
+        title,
         Some(&auth),
         &csrf,
         html! {
@@ -395,6 +408,9 @@ async fn chart(State(state): State<AppState>, SignedIn { auth, csrf }: SignedIn,
         Ok(p) => p,
         Err(e) => return records_error(e, &auth),
     };
+    if auth.principal.role == confidant_policy::Role::Reception {
+        return reception_view(&state, &auth, &csrf, &id, &p.resource).await;
+    }
     let by_patient = vec![("patient".to_owned(), id.clone())];
     let notes = state
         .records
@@ -578,4 +594,231 @@ async fn my_data(State(state): State<AppState>, SignedIn { auth, .. }: SignedIn)
         serde_json::to_vec_pretty(&bundle).unwrap_or_default(),
     )
         .into_response()
+}
+
+// ----- reception and scheduling ------------------------------------------------------
+
+fn demographics(r: &Value) -> Markup {
+    html! {
+        dl.demographics {
+            dt { "Born" } dd { (r["birthDate"].as_str().unwrap_or("—")) }
+            dt { "Gender" } dd { (r["gender"].as_str().unwrap_or("—")) }
+            @if let Some(idf) = r["identifier"][0]["value"].as_str() { dt { "Identifier" } dd { (idf) } }
+            @for t in r["telecom"].as_array().into_iter().flatten() {
+                dt { (t["system"].as_str().unwrap_or("contact")) } dd { (t["value"].as_str().unwrap_or("")) }
+            }
+        }
+    }
+}
+
+/// The appointment's practitioner reference, if any.
+fn practitioner_of(a: &Value) -> Option<&str> {
+    a["participant"]
+        .as_array()?
+        .iter()
+        .filter_map(|p| p["actor"]["reference"].as_str())
+        .find(|r| r.starts_with("Practitioner/"))
+}
+
+fn appointments_list(list: &[confidant_records::Stored], names: &std::collections::HashMap<String, String>) -> Markup {
+    html! {
+        @if list.is_empty() { p { "No appointments." } }
+        ul.list {
+            @for a in list {
+                li {
+                    (readable_time(a.resource["start"].as_str().unwrap_or("")))
+                    " · " (a.resource["description"].as_str().unwrap_or("Appointment"))
+                    @if let Some(pr) = practitioner_of(&a.resource) { " · " (names.get(pr).map(String::as_str).unwrap_or(pr)) }
+                    " · " span.muted { (a.resource["status"].as_str().unwrap_or("")) }
+                }
+            }
+        }
+    }
+}
+
+/// Practitioners by reference, with their names (the staff directory).
+async fn practitioners(state: &AppState, auth: &Authenticated) -> Vec<(String, String)> {
+    let req = SearchRequest { params: Vec::new(), count: 100, after: None };
+    match state.records.search(&auth.principal, ResourceType::Practitioner, &req).await {
+        Ok(p) => p.entries.iter().map(|s| (format!("Practitioner/{}", s.id), name_of(&s.resource))).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+async fn sorted_appointments(
+    state: &AppState,
+    auth: &Authenticated,
+    params: Vec<(String, String)>,
+) -> Result<Vec<confidant_records::Stored>, RecordsError> {
+    let req = SearchRequest { params, count: 100, after: None };
+    let mut list = state.records.search(&auth.principal, ResourceType::Appointment, &req).await?.entries;
+    list.sort_by(|a, b| a.resource["start"].as_str().cmp(&b.resource["start"].as_str()));
+    Ok(list)
+}
+
+/// Reception's view of a patient: demographics and appointments; nothing clinical, not even a link.
+async fn reception_view(state: &AppState, auth: &Authenticated, csrf: &str, id: &str, r: &Value) -> Response {
+    let list = match sorted_appointments(state, auth, vec![("patient".to_owned(), id.to_owned())]).await {
+        Ok(l) => l,
+        Err(e) => return records_error(e, auth),
+    };
+    let staff = practitioners(state, auth).await;
+    let names: std::collections::HashMap<String, String> = staff.iter().cloned().collect();
+    page(
+        &name_of(r),
+        Some(auth),
+        csrf,
+        html! {
+            (demographics(r))
+            section {
+                h2 { "Appointments" }
+                (appointments_list(&list, &names))
+            }
+            section {
+                h2 { "Book an appointment" }
+                form.card method="post" action={ "/patients/" (id) "/appointments" } {
+                    input type="hidden" name="csrf" value=(csrf);
+                    label for="practitioner" { "With" }
+                    select id="practitioner" name="practitioner" required {
+                        @for (reference, name) in &staff { option value=(reference) { (name) } }
+                    }
+                    label for="date" { "Date" }
+                    input id="date" name="date" type="date" required;
+                    label for="time" { "Time (UTC)" }
+                    input id="time" name="time" type="time" required;
+                    button type="submit" { "Book" }
+                }
+            }
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct BookForm {
+    #[serde(default)]
+    csrf: String,
+    practitioner: String,
+    date: String,
+    time: String,
+}
+
+async fn book(
+    State(state): State<AppState>,
+    SignedIn { auth, .. }: SignedIn,
+    Path(id): Path<String>,
+    Form(f): Form<BookForm>,
+) -> Response {
+    if !csrf_ok(&auth, &f.csrf) {
+        return message(
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            Some(&auth),
+            "This form has expired. Reload the page and try again; nothing was booked.",
+        );
+    }
+    let valid = f.date.len() == 10 && f.time.len() == 5 && f.practitioner.starts_with("Practitioner/");
+    let start = format!("{}T{}:00Z", f.date, f.time);
+    let end = time::OffsetDateTime::parse(&start, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .filter(|_| valid)
+        .map(|t| t + time::Duration::minutes(50));
+    let Some(end) = end.and_then(|e| e.format(&time::format_description::well_known::Rfc3339).ok()) else {
+        return message(
+            StatusCode::BAD_REQUEST,
+            "Please check the form",
+            Some(&auth),
+            "Give a date, a time and a practitioner.",
+        );
+    };
+    let appointment = json!({
+        "resourceType": "Appointment", "status": "booked", "description": "Psychotherapy session",
+        "start": start, "end": end,
+        "participant": [
+            {"actor": {"reference": format!("Patient/{id}")}, "status": "accepted"},
+            {"actor": {"reference": f.practitioner}, "status": "accepted"}
+        ]
+    });
+    match state.records.create(&auth.principal, ResourceType::Appointment, appointment).await {
+        Ok(_) => Redirect::to(&format!("/patients/{id}")).into_response(),
+        Err(e) => records_error(e, &auth),
+    }
+}
+
+async fn register_page(SignedIn { auth, csrf }: SignedIn) -> Response {
+    page(
+        "Register a patient",
+        Some(&auth),
+        &csrf,
+        html! {
+            form.card method="post" action="/register" {
+                input type="hidden" name="csrf" value=(csrf);
+                label for="given" { "Given name" }
+                input id="given" name="given" required autocomplete="off";
+                label for="family" { "Family name" }
+                input id="family" name="family" required autocomplete="off";
+                label for="birth" { "Birth date" }
+                input id="birth" name="birth" type="date" required;
+                label for="identifier" { "Personal identity code (optional)" }
+                input id="identifier" name="identifier" autocomplete="off";
+                label for="phone" { "Phone (optional)" }
+                input id="phone" name="phone" type="tel" autocomplete="off";
+                button type="submit" { "Register" }
+            }
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct RegisterForm {
+    #[serde(default)]
+    csrf: String,
+    given: String,
+    family: String,
+    birth: String,
+    #[serde(default)]
+    identifier: String,
+    #[serde(default)]
+    phone: String,
+}
+
+async fn register(
+    State(state): State<AppState>,
+    SignedIn { auth, .. }: SignedIn,
+    Form(f): Form<RegisterForm>,
+) -> Response {
+    if !csrf_ok(&auth, &f.csrf) {
+        return message(
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            Some(&auth),
+            "This form has expired. Reload the page and try again; nothing was saved.",
+        );
+    }
+    let mut patient = json!({
+        "resourceType": "Patient", "active": true,
+        "name": [{"family": f.family.trim(), "given": [f.given.trim()]}],
+        "birthDate": f.birth.trim(),
+    });
+    if !f.identifier.trim().is_empty() {
+        patient["identifier"] = json!([{"system": "urn:oid:1.2.246.21", "value": f.identifier.trim()}]);
+    }
+    if !f.phone.trim().is_empty() {
+        patient["telecom"] = json!([{"system": "phone", "value": f.phone.trim()}]);
+    }
+    match state.records.create(&auth.principal, ResourceType::Patient, patient).await {
+        Ok(p) => Redirect::to(&format!("/patients/{}", p.id)).into_response(),
+        Err(e) => records_error(e, &auth),
+    }
+}
+
+/// The clinician's schedule: appointments with them, soonest first.
+async fn schedule(State(state): State<AppState>, SignedIn { auth, csrf }: SignedIn) -> Response {
+    let list = match sorted_appointments(&state, &auth, Vec::new()).await {
+        Ok(l) => l,
+        Err(e) => return records_error(e, &auth),
+    };
+    let mine = auth.principal.practitioner_id.as_ref().map(|p| format!("Practitioner/{p}"));
+    let list: Vec<_> = list.into_iter().filter(|a| practitioner_of(&a.resource) == mine.as_deref()).collect();
+    let names = std::collections::HashMap::new();
+    page("My schedule", Some(&auth), &csrf, html! { (appointments_list(&list, &names)) })
 }

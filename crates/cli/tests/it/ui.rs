@@ -45,9 +45,17 @@ async fn the_web_ui_in_chromium() {
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     s.stop();
     assert!(out.status.success() && said.contains("all expectations met"), "{said}");
-    for shot in
-        ["login.png", "mfa-clinician.png", "patients.png", "chart.png", "reception-note-refused.png", "access-log.png"]
-    {
+    for shot in [
+        "login.png",
+        "mfa-clinician.png",
+        "patients.png",
+        "chart.png",
+        "reception-note-refused.png",
+        "access-log.png",
+        "register.png",
+        "reception-patient.png",
+        "schedule.png",
+    ] {
         assert!(shots.join(shot).exists(), "screenshot {shot}");
     }
 }
