@@ -176,13 +176,37 @@ const bundle = await data.json();
 expect(bundle.resourceType === 'Bundle' && bundle.entry.some((e) => e.resource.resourceType === 'Patient'), 'a FHIR Bundle with my Patient');
 expect(!JSON.stringify(bundle).includes('client slept better'), "the therapist's unshared note is not in the patient's download");
 
+// The admin: accounts with their second-factor state, open alerts to acknowledge; nothing clinical.
+const adminCtx = await browser.newContext();
+const adm = await firstSignIn(adminCtx, env('ADMIN'), 'admin');
+await adm.page.getByRole('heading', { name: 'Accounts and alerts' }).waitFor();
+const adminText = await adm.page.locator('main').textContent();
+expect(adminText.includes(env('CLINICIAN')) && adminText.includes('clinician'), 'the admin sees the accounts');
+expect(!adminText.includes(env('PATIENT_FAMILY')) && !adminText.includes('slept better'), 'the admin sees no clinical content');
+expect(adminText.includes('failed-logins'), 'the admin sees the open alert');
+await adm.page.screenshot({ path: `${SHOTS}/admin.png`, fullPage: true });
+await adm.page.getByRole('button', { name: 'Acknowledge' }).first().click();
+await adm.page.getByRole('heading', { name: 'Accounts and alerts' }).waitFor();
+expect((await adm.page.locator('main').textContent()).includes('No open alerts.'), 'the acknowledged alert is closed');
+
+// The auditor searches the audit log.
+const audCtx = await browser.newContext();
+const aud = await firstSignIn(audCtx, env('AUDITOR'), 'auditor');
+await aud.page.getByRole('heading', { name: 'Audit log and alerts' }).waitFor();
+await aud.page.getByLabel(/^Action/).fill('read');
+await aud.page.getByRole('button', { name: 'Search' }).click();
+const auditRows = await aud.page.locator('table.log tbody tr').count();
+expect(auditRows > 0, 'the auditor finds the reads');
+expect((await aud.page.locator('table.log tbody').textContent()).includes('read'), 'rows are reads');
+await aud.page.screenshot({ path: `${SHOTS}/audit.png`, fullPage: true });
+
 // Sign out ends the session: the chart is gone.
 await page.getByRole('button', { name: 'Sign out' }).click();
 await page.waitForURL(/\/login$/);
 await page.goto(chartUrl);
 expect(page.url().endsWith('/login'), 'after signing out, the chart needs a new sign-in');
 
-const all = [...problems, ...rec.problems, ...ptProblems];
+const all = [...problems, ...rec.problems, ...ptProblems, ...adm.problems, ...aud.problems];
 expect(all.length === 0, all.join('\n'));
 await browser.close();
 console.log('ui: all expectations met');

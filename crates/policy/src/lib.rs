@@ -236,6 +236,15 @@ pub fn audit_scope(p: &Principal) -> Result<AuditScope, Denied> {
     }
 }
 
+/// Who may see the staff directory with its security state (second factor,
+/// locked, disabled) and manage accounts: admins.
+pub fn may_manage_accounts(p: &Principal) -> Result<(), Denied> {
+    match p.role {
+        Role::Admin => Ok(()),
+        role => Err(Denied::Role { role, action: "manage", resource: "accounts" }),
+    }
+}
+
 /// Who may see and acknowledge the detector's alerts: admins and auditors
 /// (alerts hold ids and counts, no clinical content). API tokens need
 /// `user/*.read` (or `user/*.*`), as for the audit log.

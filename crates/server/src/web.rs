@@ -40,6 +40,9 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/patients/{id}/appointments", post(book))
         .route("/register", get(register_page).post(register))
         .route("/schedule", get(schedule))
+        .route("/admin", get(admin))
+        .route("/audit", get(audit_search))
+        .route("/alerts/{id}/acknowledge", post(acknowledge))
         .route("/notes/{id}", get(note))
         .route("/me/access-log", get(access_log))
         .route("/me/data", get(my_data))
@@ -79,6 +82,8 @@ fn page(title: &str, who: Option<&Authenticated>, csrf: &str, body: Markup) -> R
                                 a href="/register" { "Register a patient" }
                             }
                             @if a.principal.role == confidant_policy::Role::Patient { a href="/me/access-log" { "Access log" } }
+                            @if a.principal.role == confidant_policy::Role::Admin { a href="/admin" { "Accounts and alerts" } }
+                            @if a.principal.role == confidant_policy::Role::Auditor { a href="/audit" { "Audit log and alerts" } }
                         }
                         span.who { (a.principal.role.as_str()) }
                         form method="post" action="/logout" {
@@ -153,11 +158,12 @@ fn records_error(e: RecordsError, who: &Authenticated) -> Response {
 }
 
 async fn home(SignedIn { auth, csrf }: SignedIn) -> Response {
-    match auth.principal.role {
-        confidant_policy::Role::Clinician | confidant_policy::Role::Reception => {
-            return Redirect::to("/patients").into_response();
-        }
-        confidant_policy::Role::Patient => {
+    use confidant_policy::Role;
+    let to = match auth.principal.role {
+        Role::Clinician | Role::Reception => "/patients",
+        Role::Admin => "/admin",
+        Role::Auditor => "/audit",
+        Role::Patient => {
             return page(
                 "Your records",
                 Some(&auth),
@@ -170,10 +176,8 @@ async fn home(SignedIn { auth, csrf }: SignedIn) -> Response {
                 },
             );
         }
-        _ => {}
-    }
-    let text = "The pages for this role come next; the API serves everything meanwhile.";
-    page("Welcome", Some(&auth), &csrf, html! { p { "Signed in as " (auth.principal.role.as_str()) ". " (text) } })
+    };
+    Redirect::to(to).into_response()
 }
 
 async fn login_page() -> Response {
@@ -368,10 +372,16 @@ async fn patients(
         Some(v) => vec![("family".to_owned(), v.to_owned())],
         None => Vec::new(),
     };
-    let found = state
-        .records
-        .search(&auth.principal, ResourceType::Patient, &SearchRequest { params, count: 50, after: None })
-        .await;
+    // A clinician's list is their own care. Anyone else (reception) sees the whole
+    // clinic only through a search: nobody browses everyone (and honey records stay
+    // out of sight unless someone looks for them by name).
+    let browse_all = params.is_empty() && auth.principal.role != confidant_policy::Role::Clinician;
+    let found = if browse_all {
+        Ok(confidant_records::SearchPage { entries: Vec::new(), total: 0, next_after: None })
+    } else {
+        let req = SearchRequest { params, count: 50, after: None };
+        state.records.search(&auth.principal, ResourceType::Patient, &req).await
+    };
     let found = match found {
         Ok(f) => f,
         Err(e) => return records_error(e, &auth),
@@ -387,7 +397,8 @@ async fn patients(
                 input id="q" name="q" value=(query.unwrap_or(""));
                 button type="submit" { "Search" }
             }
-            @if found.entries.is_empty() { p { "No patients found." } }
+            @if browse_all { p { "Search to find a patient." } }
+        @else if found.entries.is_empty() { p { "No patients found." } }
             ul.list {
                 @for p in &found.entries {
                     li { a href={ "/patients/" (p.id) } { (name_of(&p.resource)) } " " span.muted { (p.resource["birthDate"].as_str().unwrap_or("")) } }
@@ -821,4 +832,164 @@ async fn schedule(State(state): State<AppState>, SignedIn { auth, csrf }: Signed
     let list: Vec<_> = list.into_iter().filter(|a| practitioner_of(&a.resource) == mine.as_deref()).collect();
     let names = std::collections::HashMap::new();
     page("My schedule", Some(&auth), &csrf, html! { (appointments_list(&list, &names)) })
+}
+
+// ----- admin and auditor ---------------------------------------------------------------
+
+fn alerts_section(alerts: &[confidant_store::AlertRow], csrf: &str) -> Markup {
+    html! {
+        section {
+            h2 { "Open alerts" }
+            @if alerts.is_empty() { p { "No open alerts." } }
+            @for a in alerts {
+                article.note {
+                    p { strong { (a.severity) } " · " (a.rule) " · " span.muted { (readable_time(&confidant_fhir::instant(a.first_at))) @if a.count > 1 { " · " (a.count) " times" } } }
+                    p { (a.summary) }
+                    form method="post" action={ "/alerts/" (a.id) "/acknowledge" } {
+                        input type="hidden" name="csrf" value=(csrf);
+                        button type="submit" { "Acknowledge" }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The admin's page: accounts and their security state, and open alerts. No clinical content.
+async fn admin(State(state): State<AppState>, SignedIn { auth, csrf }: SignedIn) -> Response {
+    if let Err(d) = confidant_policy::may_manage_accounts(&auth.principal) {
+        return message(StatusCode::FORBIDDEN, "Not allowed", Some(&auth), &d.to_string());
+    }
+    let users = match state.identity.list_users().await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::error!(error = %e, "accounts could not be listed");
+            return message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Try again",
+                Some(&auth),
+                "The accounts could not be listed.",
+            );
+        }
+    };
+    let alerts = match state.records.alerts(&auth.principal, true, 100).await {
+        Ok(a) => a,
+        Err(e) => return records_error(e, &auth),
+    };
+    page(
+        "Accounts and alerts",
+        Some(&auth),
+        &csrf,
+        html! {
+            (alerts_section(&alerts, &csrf))
+            section {
+                h2 { "Accounts" }
+                table.log {
+                    thead { tr { th scope="col" { "Username" } th scope="col" { "Role" } th scope="col" { "Second factor" } th scope="col" { "Status" } } }
+                    tbody {
+                        @for u in &users {
+                            tr {
+                                td { (u.username) }
+                                td { (u.role.as_str()) }
+                                td { @if u.mfa_enrolled { "enrolled" } @else if u.role.is_staff() { strong { "not yet" } } @else { "—" } }
+                                td { @if u.disabled { "disabled" } @else if u.locked { "locked" } @else { "active" } }
+                            }
+                        }
+                    }
+                }
+                p.muted { "Accounts are added, disabled and unlocked with `confidant user` at the server for now." }
+            }
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct AuditForm {
+    patient: Option<String>,
+    agent: Option<String>,
+    action: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// The auditor's page: search the audit log; open alerts.
+async fn audit_search(
+    State(state): State<AppState>,
+    SignedIn { auth, csrf }: SignedIn,
+    Query(f): Query<AuditForm>,
+) -> Response {
+    let text = |v: &Option<String>| v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+    let day = |v: &Option<String>, end: bool| {
+        text(v).and_then(|d| confidant_fhir::date_range(&d)).and_then(|(a, b)| if end { b } else { a })
+    };
+    let q = confidant_records::AuditQuery {
+        patient: text(&f.patient),
+        agent: text(&f.agent),
+        action: text(&f.action),
+        from: day(&f.from, false),
+        until: day(&f.to, true),
+        before: None,
+        count: 200,
+    };
+    let events = match state.records.audit_events(&auth.principal, &q).await {
+        Ok(p) => p.events,
+        Err(e) => return records_error(e, &auth),
+    };
+    let alerts = state.records.alerts(&auth.principal, true, 100).await.unwrap_or_default();
+    let v = |o: &Option<String>| o.clone().unwrap_or_default();
+    page(
+        "Audit log and alerts",
+        Some(&auth),
+        &csrf,
+        html! {
+            (alerts_section(&alerts, &csrf))
+            section {
+                h2 { "Search the audit log" }
+                form.card.wide method="get" action="/audit" {
+                    div.field { label for="patient" { "Patient id" } input id="patient" name="patient" value=(v(&f.patient)); }
+                    div.field { label for="agent" { "User id" } input id="agent" name="agent" value=(v(&f.agent)); }
+                    div.field { label for="action" { "Action (read, search-hit, break-glass, …)" } input id="action" name="action" value=(v(&f.action)); }
+                    div.field { label for="from" { "From" } input id="from" name="from" type="date" value=(v(&f.from)); }
+                    div.field { label for="to" { "To" } input id="to" name="to" type="date" value=(v(&f.to)); }
+                    button type="submit" { "Search" }
+                }
+                table.log {
+                    thead { tr { th scope="col" { "#" } th scope="col" { "When" } th scope="col" { "Who" } th scope="col" { "Action" } th scope="col" { "Record" } th scope="col" { "From" } } }
+                    tbody {
+                        @for e in &events {
+                            tr {
+                                td { (e["id"].as_str().unwrap_or("")) }
+                                td { (readable_time(e["recorded"].as_str().unwrap_or(""))) }
+                                td.wrap { (e["agent"][0]["who"]["display"].as_str().unwrap_or("")) " " span.muted { (e["agent"][0]["who"]["identifier"]["value"].as_str().unwrap_or("")) } }
+                                td { (e["subtype"][0]["code"].as_str().unwrap_or("")) @if e["outcome"] == "4" { " (refused)" } }
+                                td.wrap { (e["entity"][0]["what"]["reference"].as_str().or(e["entity"][0]["what"]["display"].as_str()).unwrap_or("")) }
+                                td { (e["agent"][0]["network"]["address"].as_str().unwrap_or("")) }
+                            }
+                        }
+                    }
+                }
+                p.muted { "The incident report (patients touched, by whom, how often) is `confidant incident report` at the server for now." }
+            }
+        },
+    )
+}
+
+async fn acknowledge(
+    State(state): State<AppState>,
+    SignedIn { auth, .. }: SignedIn,
+    Path(id): Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    if !csrf_ok(&auth, &f.csrf) {
+        return message(
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            Some(&auth),
+            "This form has expired. Reload the page and try again.",
+        );
+    }
+    match state.records.acknowledge_alert(&auth.principal, &id).await {
+        Ok(_) => Redirect::to("/").into_response(),
+        Err(e) => records_error(e, &auth),
+    }
 }

@@ -26,7 +26,20 @@ async fn the_web_ui_in_chromium() {
     }
     let inst = Instance::new(Db::Sqlite).await;
     add_user(&inst.dir, "desk", "reception", &[]);
+    add_user(&inst.dir, "audi", "auditor", &[]);
+    add_user(&inst.dir, "victim", "clinician", &["--name", "Often Mistyped"]);
     let s = inst.start();
+    // An alert for the admin to acknowledge: a burst of failed logins on one account.
+    for _ in 0..5 {
+        let r = s
+            .http
+            .post(format!("{}/api/v1/session", s.url))
+            .json(&serde_json::json!({"username": "victim", "password": "not the password at all", "client": "bearer"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::UNAUTHORIZED);
+    }
     let p = s.create(&patient("Uitestfamily", "Anna")).await;
     add_user(&inst.dir, "anna", "patient", &["--patient", p["id"].as_str().unwrap()]);
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
@@ -39,6 +52,8 @@ async fn the_web_ui_in_chromium() {
         .env("PATIENT_FAMILY", "Uitestfamily")
         .env("PATIENT_USER", "anna")
         .env("CLINICIAN_NAME", "Test Clinician")
+        .env("ADMIN", "admin1")
+        .env("AUDITOR", "audi")
         .env("SCREENSHOTS", &shots)
         .output()
         .unwrap();
