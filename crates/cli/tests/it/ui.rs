@@ -74,3 +74,36 @@ async fn the_web_ui_in_chromium() {
         assert!(shots.join(shot).exists(), "screenshot {shot}");
     }
 }
+
+/// Behind an HTTPS proxy (`server.public_url = https://…`) pages carry HSTS and
+/// the cookies are `Secure`; over plain loopback HTTP neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_over_https_carry_hsts_and_secure_cookies() {
+    let inst = Instance::new(Db::Sqlite).await;
+    let s = inst.start();
+    let r = s.http.get(format!("{}/login", s.url)).send().await.unwrap();
+    assert!(r.headers().get("strict-transport-security").is_none(), "no HSTS over plain HTTP");
+    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("default-src 'none'") && !csp.contains("unsafe-inline"), "{csp}");
+    s.stop();
+    inst.configure(|t| Instance::set(t, "server", "public_url", "https://records.clinic.example".into()));
+    let s = inst.start();
+    let r = s.http.get(format!("{}/login", s.url)).send().await.unwrap();
+    assert!(r.headers()["strict-transport-security"].to_str().unwrap().contains("max-age=31536000"));
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = client
+        .post(format!("{}/login", s.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("username=clin1&password={}", crate::common::PASSWORD.replace(' ', "+")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::SEE_OTHER);
+    let cookies: Vec<String> =
+        r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+    assert_eq!(cookies.len(), 2, "{cookies:?}");
+    for c in &cookies {
+        assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict") && c.contains("; Secure"), "{c}");
+    }
+    s.stop();
+}
