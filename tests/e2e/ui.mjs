@@ -56,8 +56,9 @@ function watch(page, label) {
       for (const need of ['content-security-policy', 'x-content-type-options', 'referrer-policy']) {
         if (!h[need]) problems.push(`${label}: ${r.url()} lacks ${need}`);
       }
-      if (!/default-src 'none'/.test(h['content-security-policy'] || '') || /unsafe-inline/.test(h['content-security-policy'] || '')) {
-        problems.push(`${label}: weak CSP on ${r.url()}: ${h['content-security-policy']}`);
+      const csp = h['content-security-policy'] || '';
+      if (!/default-src 'none'/.test(csp) || /unsafe-inline|unsafe-eval/.test(csp) || !/frame-ancestors 'none'/.test(csp)) {
+        problems.push(`${label}: weak CSP on ${r.url()}: ${csp}`);
       }
     }
   });
@@ -200,13 +201,26 @@ expect(auditRows > 0, 'the auditor finds the reads');
 expect((await aud.page.locator('table.log tbody').textContent()).includes('read'), 'rows are reads');
 await aud.page.screenshot({ path: `${SHOTS}/audit.png`, fullPage: true });
 
+// Two minutes before an idle session ends, a warning; "Stay signed in" keeps it (the page's clock is faked).
+const tp = await clinicianCtx.newPage();
+const tpProblems = watch(tp, 'timeout');
+await tp.clock.install();
+await tp.goto(`${BASE}/patients`);
+expect(await tp.locator('#timeout-warning').isHidden(), 'no warning at first');
+await tp.clock.fastForward('28:30');
+await tp.locator('#timeout-warning').waitFor({ state: 'visible' });
+await tp.screenshot({ path: `${SHOTS}/timeout-warning.png` });
+await tp.getByRole('button', { name: 'Stay signed in' }).click();
+await tp.locator('#timeout-warning').waitFor({ state: 'hidden' });
+await tp.close();
+
 // Sign out ends the session: the chart is gone.
 await page.getByRole('button', { name: 'Sign out' }).click();
 await page.waitForURL(/\/login$/);
 await page.goto(chartUrl);
 expect(page.url().endsWith('/login'), 'after signing out, the chart needs a new sign-in');
 
-const all = [...problems, ...rec.problems, ...ptProblems, ...adm.problems, ...aud.problems];
+const all = [...problems, ...rec.problems, ...ptProblems, ...adm.problems, ...aud.problems, ...tpProblems];
 expect(all.length === 0, all.join('\n'));
 await browser.close();
 console.log('ui: all expectations met');

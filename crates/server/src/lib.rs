@@ -64,7 +64,7 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .nest("/fhir/r4", fhir)
         .nest("/api/v1", api)
-        .merge(web::routes())
+        .merge(web::routes(&state))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), security_headers))

@@ -23,14 +23,20 @@ use crate::auth::{SESSION_COOKIE, cookie};
 /// The cookie that carries the session's CSRF token to the server-rendered forms.
 const CSRF_COOKIE: &str = "confidant_csrf";
 /// The page CSP: our own origin only; no inline script or style, no framing.
-pub(crate) const PAGE_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
-     frame-ancestors 'none'; base-uri 'none'";
+pub(crate) const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+     connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-pub(crate) fn routes() -> Router<AppState> {
+/// The idle timeout of browser sessions, in seconds, for the page's warning
+/// (a server setting, fixed when the router is built).
+static IDLE_SECONDS: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+
+pub(crate) fn routes(state: &AppState) -> Router<AppState> {
+    let _ = IDLE_SECONDS.set(state.identity.settings().idle_timeout_ms / 1000);
     Router::new()
         .route("/", get(home))
         .route("/static/app.css", get(css))
         .route("/static/icon.svg", get(icon))
+        .route("/static/app.js", get(js))
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .route("/mfa", get(mfa_page).post(mfa_confirm))
@@ -52,6 +58,10 @@ async fn css() -> Response {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("web/app.css")).into_response()
 }
 
+async fn js() -> Response {
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("web/app.js")).into_response()
+}
+
 async fn icon() -> Response {
     const SVG: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 16 16\"><rect width=\"16\" height=\"16\" rx=\"3\" fill=\"#1f5f8b\"/><path d=\"M4 8h8M8 4v8\" stroke=\"#fff\" stroke-width=\"2\"/></svg>";
     ([(header::CONTENT_TYPE, "image/svg+xml")], SVG).into_response()
@@ -67,8 +77,15 @@ fn page(title: &str, who: Option<&Authenticated>, csrf: &str, body: Markup) -> R
                 title { (title) " · Confidant" }
                 link rel="stylesheet" href="/static/app.css";
                 link rel="icon" href="/static/icon.svg";
+                @if who.is_some() { script src="/static/app.js" defer {} }
             }
-            body {
+            body data-idle-seconds=[who.and(IDLE_SECONDS.get())] {
+                @if who.is_some() {
+                    div #timeout-warning.banner.hidden role="alert" {
+                        "Your session ends in two minutes unless you continue. "
+                        button #stay type="button" { "Stay signed in" }
+                    }
+                }
                 header.top {
                     a.brand href="/" { "Confidant" }
                     @if let Some(a) = who {
