@@ -44,6 +44,7 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
         .route("/patients/{id}", get(chart))
         .route("/patients/{id}/notes", post(write_note))
         .route("/patients/{id}/appointments", post(book))
+        .route("/patients/{id}/break-glass", post(break_glass))
         .route("/register", get(register_page).post(register))
         .route("/schedule", get(schedule))
         .route("/admin", get(admin))
@@ -434,6 +435,10 @@ fn note_text(doc: &Value) -> String {
 async fn chart(State(state): State<AppState>, SignedIn { auth, csrf }: SignedIn, Path(id): Path<String>) -> Response {
     let p = match state.records.read(&auth.principal, ResourceType::Patient, &id).await {
         Ok(p) => p,
+        // Not in their care (or no such patient: the same answer): a clinician may break the glass.
+        Err(RecordsError::NotFound(_)) if auth.principal.role == confidant_policy::Role::Clinician => {
+            return break_glass_page(&auth, &csrf, &id, state.break_glass_minutes);
+        }
         Err(e) => return records_error(e, &auth),
     };
     if auth.principal.role == confidant_policy::Role::Reception {
@@ -1007,6 +1012,61 @@ async fn acknowledge(
     }
     match state.records.acknowledge_alert(&auth.principal, &id).await {
         Ok(_) => Redirect::to("/").into_response(),
+        Err(e) => records_error(e, &auth),
+    }
+}
+
+// ----- break-glass --------------------------------------------------------------------
+
+fn break_glass_page(auth: &Authenticated, csrf: &str, id: &str, minutes: i64) -> Response {
+    let mut r = page(
+        "Not in your care",
+        Some(auth),
+        csrf,
+        html! {
+            p { "This patient is not in your care, or does not exist." }
+            section.card.warning {
+                h2 { "Emergency access (break the glass)" }
+                p {
+                    "Only if this is urgent and nobody in their care team can help. Access lasts " (minutes) " minutes, "
+                    "your reason is recorded, reviewed, raises an alert, and is shown to the patient."
+                }
+                form method="post" action={ "/patients/" (id) "/break-glass" } {
+                    input type="hidden" name="csrf" value=(csrf);
+                    label for="reason" { "Reason (at least 10 characters)" }
+                    textarea id="reason" name="reason" rows="3" required minlength="10" maxlength="2000" autocomplete="off" {}
+                    button type="submit" { "Open the record" }
+                }
+            }
+        },
+    );
+    *r.status_mut() = StatusCode::NOT_FOUND;
+    r
+}
+
+#[derive(Deserialize)]
+struct ReasonForm {
+    #[serde(default)]
+    csrf: String,
+    reason: String,
+}
+
+async fn break_glass(
+    State(state): State<AppState>,
+    SignedIn { auth, .. }: SignedIn,
+    Path(id): Path<String>,
+    Form(f): Form<ReasonForm>,
+) -> Response {
+    if !csrf_ok(&auth, &f.csrf) {
+        return message(
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            Some(&auth),
+            "This form has expired. Reload the page and try again; nothing was opened.",
+        );
+    }
+    match state.records.break_glass(&auth.principal, &id, &f.reason, state.break_glass_minutes).await {
+        Ok(_) => Redirect::to(&format!("/patients/{id}")).into_response(),
         Err(e) => records_error(e, &auth),
     }
 }

@@ -27,6 +27,7 @@ async fn the_web_ui_in_chromium() {
     let inst = Instance::new(Db::Sqlite).await;
     add_user(&inst.dir, "desk", "reception", &[]);
     add_user(&inst.dir, "audi", "auditor", &[]);
+    add_user(&inst.dir, "clin2", "clinician", &["--name", "Second Clinician"]);
     add_user(&inst.dir, "victim", "clinician", &["--name", "Often Mistyped"]);
     let s = inst.start();
     // An alert for the admin to acknowledge: a burst of failed logins on one account.
@@ -53,6 +54,8 @@ async fn the_web_ui_in_chromium() {
         .env("PATIENT_USER", "anna")
         .env("CLINICIAN_NAME", "Test Clinician")
         .env("ADMIN", "admin1")
+        .env("CLINICIAN2", "clin2")
+        .env("CLINICIAN2_NAME", "Second Clinician")
         .env("AUDITOR", "audi")
         .env("SCREENSHOTS", &shots)
         .output()
