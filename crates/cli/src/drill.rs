@@ -297,6 +297,8 @@ async fn simulate(config: &Config, dir: &Path) -> Result<Vec<Step>> {
     c.audit.witness_file = Some(keys.join("drill.witness"));
     c.audit.witness_webhook = None;
     c.save_new(&copy)?;
+    // The copy holds the real accounts: none of their sessions or tokens may open it.
+    lock_out_real_accounts(&copy).await?;
 
     let (c, records) = crate::instance::open(&copy).await?;
     let records = std::sync::Arc::new(records);
@@ -594,4 +596,23 @@ async fn tamper(
             ),
         ),
     })
+}
+
+/// In the drill's copy, end every real session and API token and disable every
+/// real account, before the copy is served: only the drill's own accounts work there.
+async fn lock_out_real_accounts(copy: &Path) -> Result<()> {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let url = format!("sqlite://{}", copy.join(SQLITE_FILE).display());
+    let mut conn = sqlx::AnyConnection::connect(&url).await?;
+    let now = now_millis();
+    for sql in [
+        "UPDATE sessions SET revoked_at = ? WHERE revoked_at IS NULL",
+        "UPDATE api_tokens SET revoked_at = ? WHERE revoked_at IS NULL",
+        "UPDATE users SET disabled_at = ? WHERE disabled_at IS NULL",
+    ] {
+        sqlx::query(sql).bind(now).execute(&mut conn).await?;
+    }
+    conn.close().await?;
+    Ok(())
 }

@@ -95,8 +95,7 @@ fn synthetic_patient(n: usize) -> Result<(Value, Vec<(ResourceType, Value)>)> {
             ResourceType::DocumentReference,
             json!({
                 "resourceType": "DocumentReference", "status": "current",
-                "meta": {"security": [{"system": confidant_fhir::ACT_CODE_SYSTEM, "code": confidant_fhir::PSYCHOTHERAPY_NOTE}]},
-                "type": {"text": "Psychotherapy note"},
+                "type": {"text": "Session note"},
                 "date": format!("{day}T10:00:00Z"),
                 "content": [{"attachment": {
                     "contentType": "text/plain; charset=utf-8",

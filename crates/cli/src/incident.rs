@@ -102,7 +102,8 @@ pub async fn report(dir: &Path, from: Option<&str>, to: Option<&str>, actor: Opt
     store.close().await;
     let (actor_id, honey, by_patient, scanned) = result?;
     // Patients whose records were disclosed (refusals alone disclose nothing, but are listed).
-    let disclosed = by_patient.values().filter(|m| m.values().any(|a| a.count > 0)).count();
+    // Honey records are synthetic: nobody to notify, so they are not counted (but listed, marked).
+    let disclosed = by_patient.iter().filter(|(p, m)| !honey.contains(*p) && m.values().any(|a| a.count > 0)).count();
     let t = |ms: i64| confidant_fhir::instant(ms);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if format == "csv" {

@@ -290,15 +290,16 @@ impl Detector {
         let who = actor.unwrap_or("an unknown user");
         let from = e.source.as_deref().unwrap_or("an unknown address");
         let mut out = Vec::new();
-        let mut fire = |rule: Rule, key: String, subject: Option<&str>, summary: String| {
+        // `about_a_person`: false for a rule about an address, which locks no one's account.
+        let mut fire = |rule: Rule, key: String, subject: Option<&str>, summary: String, about_a_person: bool| {
             out.push(Firing {
                 rule,
                 key: format!("{}:{key}", rule.as_str()),
                 subject: subject.map(str::to_owned),
                 summary,
                 at: e.time,
-                actor: actor.map(str::to_owned),
-                credential: credential.map(str::to_owned),
+                actor: actor.filter(|_| about_a_person).map(str::to_owned),
+                credential: credential.filter(|_| about_a_person).map(str::to_owned),
             });
         };
         let action = e.action.as_str();
@@ -312,10 +313,29 @@ impl Detector {
                     who.to_owned(),
                     actor,
                     format!("a honey record was touched ({action}, {:?}) by user {who} from {from}", e.outcome),
+                    true,
                 );
             }
             match (e.outcome, action) {
                 (Outcome::Success, "search-hit") => {
+                    // Hits that carry clinical content (notes, encounters) disclose like reads;
+                    // a patient list (demographics) counts only toward bulk-search.
+                    let clinical = e.resource.as_deref().is_some_and(|r| !r.starts_with("Patient/"));
+                    if clinical {
+                        let (_, patients) = st.patients.push(who, e.time, patient, span);
+                        if patients > s.max_patients_per_user as usize {
+                            fire(
+                                Rule::BulkPatients,
+                                who.to_owned(),
+                                actor,
+                                format!(
+                                    "user {who} received clinical records of {patients} different patients within {} minutes (from {from})",
+                                    s.window_minutes
+                                ),
+                                true,
+                            );
+                        }
+                    }
                     let (hits, _) = st.search_hits.push(who, e.time, patient, span);
                     if hits > s.max_search_hits_per_user as usize {
                         fire(
@@ -326,6 +346,7 @@ impl Detector {
                                 "user {who} received {hits} search hits within {} minutes (from {from})",
                                 s.window_minutes
                             ),
+                            true,
                         );
                     }
                 }
@@ -334,6 +355,7 @@ impl Detector {
                     e.purpose.clone().unwrap_or_else(|| format!("{who}:{}", e.time)),
                     actor,
                     format!("user {who} opened a patient's record by break-glass (from {from})"),
+                    true,
                 ),
                 // Writes carry what the caller sent; reads disclose.
                 (Outcome::Success, "read" | "vread" | "history" | "export") => {
@@ -347,6 +369,7 @@ impl Detector {
                                 "user {who} opened {patients} different patients' records within {} minutes (from {from})",
                                 s.window_minutes
                             ),
+                            true,
                         );
                     }
                 }
@@ -364,6 +387,7 @@ impl Detector {
                         "user {who} was refused {refusals} times within {} minutes: records outside their care (from {from})",
                         s.window_minutes
                     ),
+                    true,
                 );
             }
         }
@@ -376,6 +400,7 @@ impl Detector {
                         format!("account:{account}"),
                         Some(account),
                         format!("{n} failed logins for account {account} within {} minutes", s.window_minutes),
+                        true,
                     );
                 }
             }
@@ -387,6 +412,7 @@ impl Detector {
                         format!("source:{source}"),
                         Some(source),
                         format!("{n} failed logins from {source} within {} minutes", s.window_minutes),
+                        false,
                     );
                 }
             }
@@ -402,6 +428,7 @@ impl Detector {
                     format!("{cred}:{source}"),
                     actor,
                     format!("{cred} of user {who} was used from {source}; it was first used from {first}"),
+                    true,
                 );
             }
         }
@@ -424,6 +451,7 @@ impl Detector {
             },
             None => None,
         };
+        let repeated_id_is_new = repeated.is_none();
         let id = match repeated {
             Some(id) => id,
             None => match self.store_new(&f, response).await {
@@ -431,7 +459,11 @@ impl Detector {
                 None => return self.respond(&f, response, "unrecorded").await,
             },
         };
-        self.state().open.insert(f.key.clone(), (id.clone(), f.at));
+        // The dedupe window runs from the alert's first firing: a rule that keeps firing
+        // raises a fresh alert (and notifies again) once the window has passed.
+        if repeated_id_is_new {
+            self.state().open.insert(f.key.clone(), (id.clone(), f.at));
+        }
         // The structured log is a sink of its own: ids and counts only.
         tracing::error!(
             alert = %id, rule = f.rule.as_str(), severity = f.rule.severity(), subject = f.subject.as_deref().unwrap_or("-"),

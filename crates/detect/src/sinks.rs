@@ -175,7 +175,12 @@ impl Delivery {
             }
             _ => None,
         };
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().map_err(|e| e.to_string())?;
+        // A redirect would turn the POST into a body-less GET that "succeeds": not followed.
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| e.to_string())?;
         Ok(Delivery { instance_id: instance_id.to_owned(), http, webhook, smtp })
     }
 

@@ -166,3 +166,47 @@ async fn refusals_break_glass_failed_logins_searches_and_new_addresses() {
     let alert_entries = log.iter().filter(|s| s.row.action == "alert" && s.row.actor.as_deref() == Some("detector"));
     assert_eq!(alert_entries.count(), all.len());
 }
+
+#[tokio::test]
+async fn clinical_search_hits_count_as_reads_and_an_address_locks_no_account() {
+    let (_tmp, store) = store().await;
+    user(&store, "u8").await;
+    user(&store, "u9").await;
+    let settings = Settings {
+        max_patients_per_user: 3,
+        max_failed_logins_per_source: 2,
+        max_failed_logins_per_account: 100,
+        lock_account_on: vec![Rule::FailedLogins],
+        lock_session_on: Vec::new(),
+        ..Settings::default()
+    };
+    let d = detector(&store, settings, &[]);
+    // A patient list (demographics) of four: bulk-search's business, not bulk-patients'.
+    let list: Vec<Entry> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|p| {
+            let mut e = entry(T0, Action::SearchHit, Outcome::Success, Some("u8"), Some(p));
+            e.resource = Some(format!("Patient/{p}"));
+            e
+        })
+        .collect();
+    d.observe(None, &list).await;
+    assert!(fired(&store).await.is_empty());
+    // Notes of four different patients in one search: as good as reading them.
+    let notes: Vec<Entry> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|p| {
+            let mut e = entry(T0 + 1, Action::SearchHit, Outcome::Success, Some("u8"), Some(p));
+            e.resource = Some(format!("DocumentReference/n-{p}"));
+            e
+        })
+        .collect();
+    d.observe(None, &notes).await;
+    assert_eq!(fired(&store).await, vec![("bulk-patients".into(), 1, None)]);
+    // Failed logins from one address, the last for account u9: an alert, and u9 stays enabled.
+    d.observe(None, &[entry(T0 + 2, Action::LoginFailed, Outcome::Denied, None, None)]).await;
+    d.observe(None, &[entry(T0 + 3, Action::LoginFailed, Outcome::Denied, Some("u9"), None)]).await;
+    let got = fired(&store).await;
+    assert!(got.iter().any(|(r, _, _)| r == "failed-logins"), "{got:?}");
+    assert!(store.user_by_id("u9").await.unwrap().unwrap().disabled_at.is_none(), "an address locks no account");
+}

@@ -202,7 +202,10 @@ impl Records {
         if patient == ORGANISATION {
             return Ok(None);
         }
-        let key = self.data_key(&patient, None).await?;
+        // The key version it was sealed with (a rotation may have made another current since).
+        let version =
+            confidant_vault::envelope::Header::parse(&sealed).map_err(|_| RecordsError::Integrity)?.key_version;
+        let key = self.data_key(&patient, Some(i64::from(version))).await?;
         let ctx = RecordContext { resource_type: "BreakGlass", id, version: 1, compartment: &patient };
         let plain = key.open(&ctx, &sealed).map_err(|_| RecordsError::Integrity)?;
         Ok(Some(String::from_utf8_lossy(&plain).into_owned()))

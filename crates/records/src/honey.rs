@@ -109,9 +109,23 @@ impl Records {
     /// Acknowledge an open alert (admins and auditors), with its audit entry.
     pub async fn acknowledge_alert(&self, p: &Principal, id: &str) -> Result<AlertRow> {
         confidant_policy::may_handle_alerts(p).map_err(|d| RecordsError::Forbidden(d.to_string()))?;
+        // Closing an alert is a person's decision: a login session, not an API token.
+        if p.scopes.is_some() {
+            return Err(RecordsError::Forbidden(
+                "acknowledging an alert needs a login session, not an API token".into(),
+            ));
+        }
         let not_found = || RecordsError::NotFound(format!("open alert {id}"));
         if !confidant_fhir::is_valid_id(id) {
             return Err(not_found());
+        }
+        // Nobody closes an alert about themselves.
+        if let Some(a) = self.store.alert(id).await?
+            && a.subject.as_deref() == Some(p.user_id.as_str())
+        {
+            return Err(RecordsError::Forbidden(
+                "an alert about your own account is for someone else to acknowledge".into(),
+            ));
         }
         let mut e = Entry::new(self.clock.now_millis(), AuditAction::Alert, Outcome::Success);
         e.actor = Some(p.user_id.clone());

@@ -969,15 +969,27 @@ impl Records {
         let now = self.clock.now_millis();
         let expires = now + minutes.clamp(1, 24 * 60) * 60_000;
         let id = confidant_vault::random_id().map_err(RecordsError::Vault)?;
-        let key = self.data_key(patient_id, None).await?;
-        let ctx = RecordContext { resource_type: "BreakGlass", id: &id, version: 1, compartment: patient_id };
-        let sealed = key.seal(&ctx, reason.as_bytes()).map_err(RecordsError::Vault)?;
         let mut entry = self.entry(p, AuditAction::BreakGlass, Outcome::Success, None, Seen::Yes);
         entry.patient = Some(patient_id.to_owned());
         entry.resource = Some(format!("Patient/{patient_id}"));
         entry.purpose = Some(format!("break-glass/{id}"));
         let audit = [entry.to_row()];
-        self.store.insert_break_glass(&id, &p.user_id, patient_id, &sealed, now, expires, &audit).await?;
+        // Sealed again, once, if a key rotation replaced the patient's key meanwhile.
+        let mut retried = false;
+        loop {
+            let key = self.data_key(patient_id, None).await?;
+            let ctx = RecordContext { resource_type: "BreakGlass", id: &id, version: 1, compartment: patient_id };
+            let sealed = key.seal(&ctx, reason.as_bytes()).map_err(RecordsError::Vault)?;
+            let sealed = (sealed.as_slice(), i64::from(key.version()));
+            match self.store.insert_break_glass(&id, &p.user_id, patient_id, sealed, now, expires, &audit).await {
+                Ok(()) => break,
+                Err(StoreError::StaleKey) if !retried => {
+                    retried = true;
+                    self.forget_current_key(patient_id);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         self.committed(Some(p), &audit).await;
         tracing::warn!(user = %p.user_id, patient = %patient_id, break_glass = %id, "break-glass access opened");
         Ok(expires)

@@ -553,7 +553,7 @@ impl Store {
         id: &str,
         user_id: &str,
         patient_id: &str,
-        reason_sealed: &[u8],
+        (reason_sealed, key_version): (&[u8], i64),
         now: i64,
         expires_at: i64,
         audit: &[AuditRow],
@@ -570,6 +570,8 @@ impl Store {
         .bind(expires_at)
         .execute(&mut *tx)
         .await?;
+        // The reason is sealed under the patient's key: never under one a rotation is deleting.
+        self.require_current_key(&mut tx, patient_id, key_version).await?;
         self.append_audit_in(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())

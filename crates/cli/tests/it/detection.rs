@@ -225,15 +225,18 @@ async fn stolen_session_is_locked_alerted_and_reported(db: Db) {
     assert_eq!(list.len(), 1, "{list:?}");
     assert_eq!(list[0]["id"], alert["id"]);
     let path = format!("/api/v1/alerts/{}/acknowledge", alert["id"].as_str().unwrap());
-    let (st, acked) = call(&s, Some(&inst.admin_token), Method::POST, &path, None).await;
+    // Not with an API token (a person closes an alert), nor by its own subject.
+    assert_eq!(call(&s, Some(&inst.admin_token), Method::POST, &path, None).await.0, StatusCode::FORBIDDEN);
+    let admin = mfa_bearer_session(&s, "admin1").await;
+    let (st, acked) = call(&s, Some(&admin), Method::POST, &path, None).await;
     assert_eq!(st, StatusCode::OK, "{acked}");
     assert!(acked["acknowledged_at"].is_string());
-    assert_eq!(call(&s, Some(&inst.admin_token), Method::POST, &path, None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(call(&s, Some(&admin), Method::POST, &path, None).await.0, StatusCode::NOT_FOUND);
     // Not without a session (other roles: the access matrix); hostile ids are just not found.
     assert_eq!(call(&s, None, Method::GET, "/api/v1/alerts", None).await.0, StatusCode::UNAUTHORIZED);
     for bad in ["..%2f..%2fetc", "x'%20OR%201=1", "%3Cscript%3E"] {
         let p = format!("/api/v1/alerts/{bad}/acknowledge");
-        assert_eq!(call(&s, Some(&inst.admin_token), Method::POST, &p, None).await.0, StatusCode::NOT_FOUND, "{bad}");
+        assert_eq!(call(&s, Some(&admin), Method::POST, &p, None).await.0, StatusCode::NOT_FOUND, "{bad}");
     }
     let (st, _) = call(&s, Some(&inst.admin_token), Method::GET, "/api/v1/alerts?status=%27", None).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
