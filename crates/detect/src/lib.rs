@@ -316,26 +316,32 @@ impl Detector {
                     true,
                 );
             }
+            // Reads disclose; so do search hits that carry clinical content (notes,
+            // encounters). Writes carry what the caller sent; a patient list
+            // (demographics) counts only toward bulk-search.
+            let discloses = e.outcome == Outcome::Success
+                && match action {
+                    "read" | "vread" | "history" | "export" => true,
+                    "search-hit" => e.resource.as_deref().is_some_and(|r| !r.starts_with("Patient/")),
+                    _ => false,
+                };
+            if discloses {
+                let (_, patients) = st.patients.push(who, e.time, patient, span);
+                if patients > s.max_patients_per_user as usize {
+                    fire(
+                        Rule::BulkPatients,
+                        who.to_owned(),
+                        actor,
+                        format!(
+                            "user {who} read {patients} different patients' records within {} minutes (from {from})",
+                            s.window_minutes
+                        ),
+                        true,
+                    );
+                }
+            }
             match (e.outcome, action) {
                 (Outcome::Success, "search-hit") => {
-                    // Hits that carry clinical content (notes, encounters) disclose like reads;
-                    // a patient list (demographics) counts only toward bulk-search.
-                    let clinical = e.resource.as_deref().is_some_and(|r| !r.starts_with("Patient/"));
-                    if clinical {
-                        let (_, patients) = st.patients.push(who, e.time, patient, span);
-                        if patients > s.max_patients_per_user as usize {
-                            fire(
-                                Rule::BulkPatients,
-                                who.to_owned(),
-                                actor,
-                                format!(
-                                    "user {who} received clinical records of {patients} different patients within {} minutes (from {from})",
-                                    s.window_minutes
-                                ),
-                                true,
-                            );
-                        }
-                    }
                     let (hits, _) = st.search_hits.push(who, e.time, patient, span);
                     if hits > s.max_search_hits_per_user as usize {
                         fire(
@@ -357,22 +363,6 @@ impl Detector {
                     format!("user {who} opened a patient's record by break-glass (from {from})"),
                     true,
                 ),
-                // Writes carry what the caller sent; reads disclose.
-                (Outcome::Success, "read" | "vread" | "history" | "export") => {
-                    let (_, patients) = st.patients.push(who, e.time, patient, span);
-                    if patients > s.max_patients_per_user as usize {
-                        fire(
-                            Rule::BulkPatients,
-                            who.to_owned(),
-                            actor,
-                            format!(
-                                "user {who} opened {patients} different patients' records within {} minutes (from {from})",
-                                s.window_minutes
-                            ),
-                            true,
-                        );
-                    }
-                }
                 _ => {}
             }
         }
