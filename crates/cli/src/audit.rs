@@ -27,8 +27,30 @@ pub fn console_entry(action: Action, target: &str) -> Entry {
     e
 }
 
+/// Refuse a public key other than the one pinned in confidant.toml at `init`.
+fn check_pinned(config: &Config, public: &[u8; 32]) -> Result<()> {
+    if let Some(pinned) = &config.audit.public_key
+        && !pinned.eq_ignore_ascii_case(&hex::encode(public))
+    {
+        bail!(
+            "the audit signing key ({}) is not the one this instance was created with: confidant.toml pins \
+             public key {pinned}, the key found is {}. Someone replaced it. Treat this as a security incident; \
+             restore the key from your key backup; nothing was changed",
+            describe_signing_key(config),
+            hex::encode(public)
+        );
+    }
+    Ok(())
+}
+
 /// Load the audit signing key named by the config; it must be this instance's.
 pub fn load_signing_key(config: &Config) -> Result<Box<dyn Signer>> {
+    let key = load_signing_key_unpinned(config)?;
+    check_pinned(config, &key.public_key())?;
+    Ok(key)
+}
+
+fn load_signing_key_unpinned(config: &Config) -> Result<Box<dyn Signer>> {
     match config.signing_provider() {
         "pkcs11" => {
             let (module, token) = token_of(config)?;
@@ -88,6 +110,7 @@ pub fn instance_public_key(config: &Config) -> Result<[u8; 32]> {
     if instance != config.instance_id {
         bail!("the audit signing key {} belongs to another instance", path.display());
     }
+    check_pinned(config, &pk)?;
     Ok(pk)
 }
 

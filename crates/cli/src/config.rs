@@ -49,6 +49,9 @@ pub struct Audit {
     /// the key-encryption key) or `pkcs11` (a non-extractable key pair in the
     /// token of `keys.pkcs11_token`). Default: the same as `keys.provider`.
     pub signing_key_provider: Option<String>,
+    /// The audit signing key's public key (hex), pinned at `init`: a key file
+    /// or token key that does not match it is refused (someone replaced it).
+    pub public_key: Option<String>,
     /// The Ed25519 key that signs checkpoints, held apart from the data like
     /// the key-encryption key. Default: beside the key file, `<instance>.audit-key`.
     pub signing_key_file: Option<PathBuf>,
@@ -70,6 +73,7 @@ impl Default for Audit {
     fn default() -> Self {
         Audit {
             signing_key_provider: None,
+            public_key: None,
             signing_key_file: None,
             witness_file: None,
             witness_webhook: None,

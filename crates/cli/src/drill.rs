@@ -294,6 +294,7 @@ async fn simulate(config: &Config, dir: &Path) -> Result<Vec<Step>> {
     c.alerts = Default::default();
     c.audit.signing_key_provider = Some("key-file".into());
     c.audit.signing_key_file = Some(keys.join("drill.audit-key"));
+    c.audit.public_key = Some(hex::encode(throwaway.public_key()));
     c.audit.witness_file = Some(keys.join("drill.witness"));
     c.audit.witness_webhook = None;
     c.save_new(&copy)?;

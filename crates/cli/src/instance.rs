@@ -195,6 +195,8 @@ pub async fn init_with(dir: &Path, options: InitOptions) -> Result<Initialised> 
         }
     };
     let audit_public_key = signer.public_key();
+    let mut config = config;
+    config.audit.public_key = Some(hex::encode(audit_public_key));
     let vault = Vault::new(provider);
     confidant_records::initialise(&store, &vault, &instance_id, now_millis()).await?;
     let records = Arc::new(Records::open(store.clone(), vault, Arc::new(SystemClock)).await?);

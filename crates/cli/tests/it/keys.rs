@@ -130,6 +130,35 @@ fn init_protects_keys_and_instances() {
         String::from_utf8_lossy(&out.stderr)
     );
     std::fs::rename(tmp.path().join("moved"), &audit_key).unwrap();
+    // A swapped audit key (same instance, another key): confidant.toml pins the public
+    // key, so neither verify nor serve accepts it, and nothing changes.
+    {
+        use base64::Engine as _;
+        use std::os::unix::fs::PermissionsExt;
+        let original = std::fs::read(&audit_key).unwrap();
+        let forged = format!(
+            "confidant-audit-signing-key:v1:{}:{}\n",
+            instance_id(&dir),
+            base64::engine::general_purpose::STANDARD.encode([7u8; 32])
+        );
+        std::fs::write(&audit_key, forged).unwrap();
+        std::fs::set_permissions(&audit_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let before = snapshot(&dir);
+        for args in [
+            vec!["audit", "verify", "--dir", dir.to_str().unwrap()],
+            vec!["serve", "--dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"],
+        ] {
+            let out = run(&args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !out.status.success() && err.contains("not the one this instance was created with"),
+                "{args:?}: {err}"
+            );
+        }
+        assert_eq!(snapshot(&dir), before);
+        std::fs::write(&audit_key, original).unwrap();
+        assert!(run(&["audit", "verify", "--dir", dir.to_str().unwrap()]).status.success());
+    }
     // A directory that is not an instance.
     let out = run(&["serve", "--dir", tmp.path().join("nothing").to_str().unwrap()]);
     assert!(!out.status.success());
