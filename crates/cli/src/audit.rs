@@ -242,8 +242,9 @@ pub async fn run_checkpoints(
 
 /// `confidant audit verify`.
 pub async fn verify(dir: &Path, witness: Option<&Path>, public_key_hex: Option<&str>) -> Result<()> {
+    // The key first: a swapped or missing key stops here, before the database is opened.
+    let pk = public_key(&Config::load(dir)?, public_key_hex)?;
     let (config, store) = open_store(dir).await?;
-    let pk = public_key(&config, public_key_hex)?;
     let witness_path = witness.map(Path::to_path_buf).unwrap_or_else(|| config.witness_path(dir));
     let mut checkpoints = Witness::new(&witness_path).read()?;
     let from_witness = checkpoints.len();
