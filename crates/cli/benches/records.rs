@@ -176,6 +176,15 @@ async fn main() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // One clinician reading 200 patients over and over is exactly what the bulk-read
+    // rule stops: thresholds out of reach, so the detector runs on every request
+    // (its normal cost) but never fires.
+    let config = dir.join("confidant.toml");
+    let mut t: toml::Table = std::fs::read_to_string(&config).unwrap().parse().unwrap();
+    let d = t.entry("detection").or_insert(toml::Value::Table(Default::default())).as_table_mut().unwrap();
+    d.insert("max_patients_per_user".into(), toml::Value::Integer(1_000_000_000));
+    d.insert("max_search_hits_per_user".into(), toml::Value::Integer(1_000_000_000));
+    std::fs::write(&config, toml::to_string(&t).unwrap()).unwrap();
     // A clinician: patients they create land on their care team, so every
     // read and search below also pays for the access check.
     let mut add = Command::new(BIN)
