@@ -149,6 +149,13 @@ impl axum::extract::FromRequestParts<AppState> for SignedIn {
     }
 }
 
+/// The answer to a form post without the session's CSRF token; `unchanged`
+/// says what did not happen (e.g. "; nothing was saved").
+fn stale_form(who: Option<&Authenticated>, unchanged: &str) -> Response {
+    let text = format!("This form has expired. Reload the page and try again{unchanged}.");
+    message(StatusCode::FORBIDDEN, "Not allowed", who, &text)
+}
+
 /// A form post must carry the session's CSRF token.
 fn csrf_ok(auth: &Authenticated, field: &str) -> bool {
     auth.session.as_ref().is_some_and(|s| confidant_identity::Identity::csrf_matches(s, field))
@@ -275,12 +282,7 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap, Form(f): Form
         && let Some(s) = &auth.session
     {
         if !csrf_ok(&auth, &f.csrf) {
-            return message(
-                StatusCode::FORBIDDEN,
-                "Not allowed",
-                None,
-                "This form has expired. Reload the page and try again.",
-            );
+            return stale_form(None, "");
         }
         let _ = state.identity.logout(s).await;
     }
@@ -342,12 +344,7 @@ struct CodeForm {
 async fn mfa_confirm(State(state): State<AppState>, headers: HeaderMap, Form(f): Form<CodeForm>) -> Response {
     let Some(auth) = enrolling(&state, &headers).await else { return Redirect::to("/login").into_response() };
     if !csrf_ok(&auth, &f.csrf) {
-        return message(
-            StatusCode::FORBIDDEN,
-            "Not allowed",
-            None,
-            "This form has expired. Reload the page and try again.",
-        );
+        return stale_form(None, "");
     }
     match state.identity.totp_confirm(&auth.principal.user_id, auth.session.as_ref(), f.code.trim()).await {
         Ok(codes) => page(
@@ -506,12 +503,7 @@ async fn write_note(
     Form(f): Form<NoteForm>,
 ) -> Response {
     if !csrf_ok(&auth, &f.csrf) {
-        return message(
-            StatusCode::FORBIDDEN,
-            "Not allowed",
-            Some(&auth),
-            "This form has expired. Reload the page and try again; nothing was saved.",
-        );
+        return stale_form(Some(&auth), "; nothing was saved");
     }
     let doc = json!({
         "resourceType": "DocumentReference", "status": "current",
@@ -742,12 +734,7 @@ async fn book(
     Form(f): Form<BookForm>,
 ) -> Response {
     if !csrf_ok(&auth, &f.csrf) {
-        return message(
-            StatusCode::FORBIDDEN,
-            "Not allowed",
-            Some(&auth),
-            "This form has expired. Reload the page and try again; nothing was booked.",
-        );
+        return stale_form(Some(&auth), "; nothing was booked");
     }
     let valid = f.date.len() == 10 && f.time.len() == 5 && f.practitioner.starts_with("Practitioner/");
     let start = format!("{}T{}:00Z", f.date, f.time);
@@ -820,12 +807,7 @@ async fn register(
     Form(f): Form<RegisterForm>,
 ) -> Response {
     if !csrf_ok(&auth, &f.csrf) {
-        return message(
-            StatusCode::FORBIDDEN,
-            "Not allowed",
-            Some(&auth),
-            "This form has expired. Reload the page and try again; nothing was saved.",
-        );
+        return stale_form(Some(&auth), "; nothing was saved");
     }
     let mut patient = json!({
         "resourceType": "Patient", "active": true,
@@ -1003,12 +985,7 @@ async fn acknowledge(
     Form(f): Form<CsrfForm>,
 ) -> Response {
     if !csrf_ok(&auth, &f.csrf) {
-        return message(
-            StatusCode::FORBIDDEN,
-            "Not allowed",
-            Some(&auth),
-            "This form has expired. Reload the page and try again.",
-        );
+        return stale_form(Some(&auth), "");
     }
     match state.records.acknowledge_alert(&auth.principal, &id).await {
         Ok(_) => Redirect::to("/").into_response(),
@@ -1058,12 +1035,7 @@ async fn break_glass(
     Form(f): Form<ReasonForm>,
 ) -> Response {
     if !csrf_ok(&auth, &f.csrf) {
-        return message(
-            StatusCode::FORBIDDEN,
-            "Not allowed",
-            Some(&auth),
-            "This form has expired. Reload the page and try again; nothing was opened.",
-        );
+        return stale_form(Some(&auth), "; nothing was opened");
     }
     match state.records.break_glass(&auth.principal, &id, &f.reason, state.break_glass_minutes).await {
         Ok(_) => Redirect::to(&format!("/patients/{id}")).into_response(),
