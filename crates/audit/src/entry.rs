@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::merkle::leaf_hash;
 
+/// The actor of what is done at the server's command line (by whoever can run
+/// it there: an administrator).
+pub const CONSOLE: &str = "console";
+
 /// The format version written into every entry.
 pub const FORMAT: u32 = 1;
 
@@ -119,23 +123,6 @@ impl Action {
         Action::ALL.iter().copied().find(|a| a.as_str() == s)
     }
 
-    /// Whether this action discloses or changes a patient's records (what an
-    /// incident report lists and the detector watches).
-    pub fn touches_patient(self) -> bool {
-        matches!(
-            self,
-            Action::Read
-                | Action::Vread
-                | Action::History
-                | Action::SearchHit
-                | Action::Create
-                | Action::Update
-                | Action::Delete
-                | Action::Export
-                | Action::BreakGlass
-        )
-    }
-
     /// Does this action touch patient data (as opposed to a security event)?
     pub fn is_record_access(self) -> bool {
         matches!(
@@ -229,6 +216,11 @@ impl Entry {
             patient: self.patient.clone(),
             action: self.action.clone(),
         }
+    }
+
+    /// Whether this entry is an access to patient data (not a security event).
+    pub fn is_record_access(&self) -> bool {
+        Action::parse(&self.action).is_some_and(Action::is_record_access)
     }
 
     /// Parse stored entry bytes.

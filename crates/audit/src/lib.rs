@@ -15,5 +15,5 @@ pub mod log;
 pub mod merkle;
 pub mod verify;
 
-pub use entry::{Action, Entry, Outcome};
+pub use entry::{Action, CONSOLE, Entry, Outcome};
 pub use log::{AuditError, Auditor, Checkpointer, Witness};

@@ -23,11 +23,6 @@ struct Accesses {
     actions: BTreeSet<String>,
 }
 
-/// Actions that disclose or change a patient's records.
-fn touches_patient(action: &str) -> bool {
-    Action::parse(action).is_some_and(Action::touches_patient)
-}
-
 fn time_arg(value: Option<&str>, what: &str, end: bool) -> Result<Option<i64>> {
     let Some(v) = value else { return Ok(None) };
     let (from, until) =
@@ -77,7 +72,7 @@ pub async fn report(dir: &Path, from: Option<&str>, to: Option<&str>, actor: Opt
                 scanned += 1;
                 let Some(e) = Entry::parse(&s.row.entry) else { continue };
                 let (Some(patient), Some(who)) = (&e.patient, &e.actor) else { continue };
-                if !touches_patient(&e.action) || who == "console" {
+                if !e.is_record_access() || who == confidant_audit::CONSOLE {
                     continue;
                 }
                 let a = by_patient.entry(patient.clone()).or_default().entry(who.clone()).or_default();

@@ -14,7 +14,7 @@ use crate::instance::open_identity;
 /// (staff directory, care teams), never more.
 pub fn console_admin() -> Principal {
     Principal {
-        user_id: "console".into(),
+        user_id: confidant_identity::CONSOLE.into(),
         role: Role::Admin,
         practitioner_id: None,
         patient_id: None,

@@ -27,14 +27,12 @@ pub mod sinks;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use confidant_audit::{Action, Auditor, Entry, Outcome};
+use confidant_audit::{Action, Auditor, CONSOLE, Entry, Outcome};
 use confidant_store::{AlertRow, Sink, Store};
 use serde::{Deserialize, Serialize};
 
 /// The actor of what the detector itself does (lock a session, raise an alert).
 pub const DETECTOR: &str = "detector";
-/// The actor of what is done at the command line (the identity crate's `CONSOLE`).
-const CONSOLE: &str = "console";
 
 /// A detection rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -210,11 +208,6 @@ struct Firing {
     credential: Option<String>,
 }
 
-/// Actions that disclose or change a patient's records.
-fn touches_patient(action: &str) -> bool {
-    Action::parse(action).is_some_and(Action::touches_patient)
-}
-
 /// The detector of one serving node.
 pub struct Detector {
     store: Store,
@@ -304,7 +297,7 @@ impl Detector {
         };
         let action = e.action.as_str();
         if let Some(patient) = e.patient.as_deref()
-            && touches_patient(action)
+            && e.is_record_access()
         {
             if self.honey.contains(patient) {
                 // The summary does not name the record: that would mark it in the log.
@@ -366,7 +359,7 @@ impl Detector {
                 _ => {}
             }
         }
-        if e.outcome == Outcome::Denied && touches_patient(action) {
+        if e.outcome == Outcome::Denied && e.is_record_access() {
             let (refusals, _) = st.refusals.push(who, e.time, "", span);
             if refusals >= s.max_refusals_per_user.max(1) as usize {
                 fire(

@@ -157,7 +157,7 @@ pub struct TotpEnrolment {
 }
 
 /// The actor of changes made from the command line (by whoever can run it on the server).
-pub const CONSOLE: &str = "console";
+pub use confidant_audit::CONSOLE;
 const SESSION_PREFIX: &str = "cns_";
 const API_TOKEN_PREFIX: &str = "cnf_";
 const RECOVERY_CODES: usize = 10;

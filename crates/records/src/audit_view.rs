@@ -242,7 +242,11 @@ fn audit_event_json(
         Some(AuditAction::Read | AuditAction::Vread | AuditAction::History | AuditAction::SearchHit) => "R",
         _ => "E",
     };
-    let role = e.role.as_deref().unwrap_or(if e.actor.as_deref() == Some("console") { "admin" } else { "unknown" });
+    let role = e.role.as_deref().unwrap_or(if e.actor.as_deref() == Some(confidant_audit::CONSOLE) {
+        "admin"
+    } else {
+        "unknown"
+    });
     let mut agent = json!({
         "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type", "code": "humanuser", "display": "human user"}]},
         "role": [{"text": role}],
@@ -254,7 +258,7 @@ fn audit_event_json(
         }
         (None, Some(actor)) => {
             let display = match (role, actor.as_str()) {
-                (_, "console") => "system administrator (server console)".to_owned(),
+                (_, confidant_audit::CONSOLE) => "system administrator (server console)".to_owned(),
                 _ if actor == viewer => "you".to_owned(),
                 ("patient", _) => "another patient account".to_owned(),
                 (r, _) => format!("{r} staff member"),

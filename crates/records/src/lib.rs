@@ -9,6 +9,7 @@
 //! and write of a patient's data passes through one method of [`Records`].
 #![forbid(unsafe_code)]
 
+mod alerts;
 mod audit_view;
 mod honey;
 pub mod rotation;

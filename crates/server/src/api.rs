@@ -54,11 +54,7 @@ fn json_in<T: DeserializeOwned>(headers: &HeaderMap, body: Result<Bytes, BytesRe
 }
 
 fn session_cookie(value: &str, max_age_secs: i64, secure: bool) -> HeaderValue {
-    let secure = if secure { "; Secure" } else { "" };
-    HeaderValue::from_str(&format!(
-        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}"
-    ))
-    .unwrap_or(HeaderValue::from_static("invalid=1"))
+    crate::auth::cookie_header(SESSION_COOKIE, value, max_age_secs, secure)
 }
 
 /// The throttling key of a client address: IPv6 clients usually hold a whole

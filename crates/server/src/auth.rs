@@ -17,6 +17,16 @@ pub const SESSION_COOKIE: &str = "confidant_session";
 /// The header that carries the CSRF token of a cookie session.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
+/// A `Set-Cookie` value as every cookie of ours is set: whole site, script
+/// cannot read it, never sent cross-site, `Secure` behind HTTPS. Max-Age 0 deletes.
+pub(crate) fn cookie_header(name: &str, value: &str, max_age_secs: i64, secure: bool) -> axum::http::HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    axum::http::HeaderValue::from_str(&format!(
+        "{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}"
+    ))
+    .unwrap_or(axum::http::HeaderValue::from_static("invalid=1"))
+}
+
 fn bearer(req: &Request) -> Option<&str> {
     let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::auth::{SESSION_COOKIE, cookie};
+use crate::auth::{SESSION_COOKIE, cookie, cookie_header};
 
 /// The cookie that carries the session's CSRF token to the server-rendered forms.
 const CSRF_COOKIE: &str = "confidant_csrf";
@@ -232,20 +232,6 @@ struct LoginForm {
     code: String,
 }
 
-fn session_cookies(state: &AppState, token: &str, csrf: &str, max_age: i64) -> [(header::HeaderName, String); 2] {
-    let secure = if state.secure_cookies { "; Secure" } else { "" };
-    [
-        (
-            header::SET_COOKIE,
-            format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"),
-        ),
-        (
-            header::SET_COOKIE,
-            format!("{CSRF_COOKIE}={csrf}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"),
-        ),
-    ]
-}
-
 async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
@@ -256,13 +242,11 @@ async fn login(
     match state.identity.login(&f.username, &f.password, code, &source, SessionKind::Cookie).await {
         Ok(l) => {
             let max_age = ((l.expires_at - state.records.now_millis()) / 1000).max(0);
-            let cookies = session_cookies(&state, &l.token, l.csrf_token.as_deref().unwrap_or(""), max_age);
             let to = if l.mfa_enrolment_required { "/mfa" } else { "/" };
             let mut r = Redirect::to(to).into_response();
-            for (k, v) in cookies {
-                if let Ok(v) = HeaderValue::from_str(&v) {
-                    r.headers_mut().append(k, v);
-                }
+            let csrf = l.csrf_token.as_deref().unwrap_or("");
+            for (name, value) in [(SESSION_COOKIE, l.token.as_str()), (CSRF_COOKIE, csrf)] {
+                r.headers_mut().append(header::SET_COOKIE, cookie_header(name, value, max_age, state.secure_cookies));
             }
             r
         }
@@ -288,9 +272,7 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap, Form(f): Form
     }
     let mut r = Redirect::to("/login").into_response();
     for c in [SESSION_COOKIE, CSRF_COOKIE] {
-        if let Ok(v) = HeaderValue::from_str(&format!("{c}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")) {
-            r.headers_mut().append(header::SET_COOKIE, v);
-        }
+        r.headers_mut().append(header::SET_COOKIE, cookie_header(c, "", 0, state.secure_cookies));
     }
     r
 }
