@@ -322,8 +322,9 @@ pub async fn verify(dir: &Path, witness: Option<&Path>, public_key_hex: Option<&
 
 /// `confidant audit checkpoint`: sign a checkpoint now.
 pub async fn checkpoint(dir: &Path) -> Result<()> {
+    // The key first: a wrong passphrase or PIN stops here, before the database is opened.
+    let key = load_signing_key(&Config::load(dir)?)?;
     let (config, store) = open_store(dir).await?;
-    let key = load_signing_key(&config)?;
     let witness = Witness::new(config.witness_path(dir));
     let (mut c, problem) = Checkpointer::open(store.clone(), key, &config.instance_id, witness).await?;
     if let Some(p) = problem {

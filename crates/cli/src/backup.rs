@@ -49,16 +49,17 @@ async fn create_with(dir: &Path, out: &Path, key_path: &Path, quiet: bool) -> Re
     if out.exists() {
         bail!("{} exists; a backup never overwrites a file. Choose another --out", out.display());
     }
-    let (config, store) = open_store(dir).await?;
+    let config = Config::load(dir)?;
     if config.sqlite_path(dir).is_none() {
-        store.close().await;
         bail!(
             "this instance runs on PostgreSQL: back it up with PostgreSQL's own tools (pg_dump or base backups \
              with WAL archiving). They hold what the tables hold: ciphertext, wrapped keys, blind tokens, the \
              audit log. Keep the key file and the audit key apart from those backups."
         );
     }
+    // The keys before the database: a wrong passphrase or PIN changes nothing.
     let signer = crate::audit::load_signing_key(&config)?;
+    let (config, store) = open_store(dir).await?;
     let backup_key = if key_path.exists() {
         BackupKey::load_file(key_path)?
     } else {
