@@ -240,6 +240,13 @@ async fn stolen_session_is_locked_alerted_and_reported(db: Db) {
     }
     let (st, _) = call(&s, Some(&inst.admin_token), Method::GET, "/api/v1/alerts?status=%27", None).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
+    // The server's log saw the alert, the lock and the sinks at work: ids and counts only,
+    // never a name, the webhook secret or a password (DESIGN.md §11.2).
+    let logs = s.output();
+    assert!(logs.contains("SECURITY ALERT"), "the alert is logged");
+    for secret_or_phi in ["Caseload", secret.as_str(), crate::common::PASSWORD] {
+        assert!(!logs.contains(secret_or_phi), "the log holds {secret_or_phi:?}");
+    }
     s.stop();
 
     // The incident report lists exactly the patients the attacker read.
@@ -445,13 +452,16 @@ both_backends!(a_clinic_day_raises_no_alert);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_webhook_queues_alerts_and_slows_nobody() {
     let inst = Instance::new(Db::Sqlite).await;
-    // An endpoint that accepts connections and never answers.
+    // An endpoint that accepts connections and never answers; it says when the
+    // alert worker has connected (and is now stuck waiting on it).
     let hanging = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = hanging.local_addr().unwrap();
+    let (connected, mut worker_stuck) = mpsc::unbounded_channel();
     let held = tokio::spawn(async move {
         let mut socks = Vec::new();
         while let Ok((sock, _)) = hanging.accept().await {
             socks.push(sock);
+            let _ = connected.send(());
         }
     });
     let (secret, secret_file) = webhook_secret(&inst);
@@ -465,31 +475,29 @@ async fn a_dead_webhook_queues_alerts_and_slows_nobody() {
         add_user(&inst.dir, u, "clinician", &["--name", "Some One"]);
     }
     let s = inst.start();
-    // Three accounts, two bad passwords each: three alerts. Every request is answered
-    // (the client gives up after 30 s, so a request held up by the webhook fails here).
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-    for u in ["usr1", "usr2", "usr3"] {
-        for _ in 0..2 {
-            let r = client
-                .post(format!("{}/api/v1/session", s.url))
-                .json(&json!({"username": u, "password": "wrong wrong wrong wrong", "client": "bearer"}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-        }
-    }
-    let list = alerts(&s, &inst.admin_token).await;
-    assert_eq!(list.iter().filter(|a| a["rule"] == "failed-logins").count(), 3, "{list:?}");
-    // The endpoint comes back on the same address.
-    held.abort();
-    let _ = held.await;
-    let back = loop {
-        match TcpListener::bind(addr).await {
-            Ok(l) => break l,
-            Err(_) => tokio::task::yield_now().await,
+    let fail_twice = |u: &'static str| {
+        let (http, url) = (s.http.clone(), format!("{}/api/v1/session", s.url));
+        async move {
+            for _ in 0..2 {
+                let body = json!({"username": u, "password": "wrong wrong wrong wrong", "client": "bearer"});
+                let r = http.post(&url).json(&body).send().await.unwrap();
+                assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+            }
         }
     };
+    // The first alert: its delivery hangs on the endpoint.
+    fail_twice("usr1").await;
+    next(&mut worker_stuck, "the alert worker's connection").await;
+    // While the worker is stuck there, requests (and new alerts) are answered all the
+    // same: were any of them waiting on the webhook, it would never return.
+    fail_twice("usr2").await;
+    fail_twice("usr3").await;
+    let list = alerts(&s, &inst.admin_token).await;
+    assert_eq!(list.iter().filter(|a| a["rule"] == "failed-logins").count(), 3, "{list:?}");
+    // The endpoint comes back on the same address (the old listener is gone once its task is).
+    held.abort();
+    let _ = held.await;
+    let back = TcpListener::bind(addr).await.unwrap();
     let mut hooks = webhook_receiver(back).await;
     let mut got = Vec::new();
     while got.len() < 3 {
