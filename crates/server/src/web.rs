@@ -12,6 +12,7 @@ use axum::{Form, Router};
 use base64::Engine as _;
 use confidant_fhir::ResourceType;
 use confidant_identity::{Authenticated, SessionKind};
+use confidant_policy::Role;
 use confidant_records::{RecordsError, SearchRequest};
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
@@ -154,6 +155,15 @@ impl axum::extract::FromRequestParts<AppState> for SignedIn {
 fn stale_form(who: Option<&Authenticated>, unchanged: &str) -> Response {
     let text = format!("This form has expired. Reload the page and try again{unchanged}.");
     message(StatusCode::FORBIDDEN, "Not allowed", who, &text)
+}
+
+/// Refuse a page meant for other roles (the records service refuses the data
+/// anyway; this keeps people on the pages made for them).
+fn only_for(auth: &Authenticated, roles: &[confidant_policy::Role], page: &str) -> Option<Response> {
+    (!roles.contains(&auth.principal.role)).then(|| {
+        let text = format!("The {page} page is not for the {} role.", auth.principal.role.as_str());
+        message(StatusCode::FORBIDDEN, "Not allowed", Some(auth), &text)
+    })
 }
 
 /// A form post must carry the session's CSRF token.
@@ -361,6 +371,9 @@ async fn patients(
     SignedIn { auth, csrf }: SignedIn,
     Query(q): Query<PatientQuery>,
 ) -> Response {
+    if let Some(r) = only_for(&auth, &[Role::Clinician, Role::Reception], "patients") {
+        return r;
+    }
     let query = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty());
     // A birth date, an identifier with digits, or else a family name.
     let params = match query {
@@ -412,6 +425,9 @@ fn note_text(doc: &Value) -> String {
 }
 
 async fn chart(State(state): State<AppState>, SignedIn { auth, csrf }: SignedIn, Path(id): Path<String>) -> Response {
+    if let Some(r) = only_for(&auth, &[Role::Clinician, Role::Reception], "patient") {
+        return r;
+    }
     let p = match state.records.read(&auth.principal, ResourceType::Patient, &id).await {
         Ok(p) => p,
         // Not in their care (or no such patient: the same answer): a clinician may break the glass.
@@ -484,6 +500,9 @@ async fn write_note(
     Path(id): Path<String>,
     Form(f): Form<NoteForm>,
 ) -> Response {
+    if let Some(r) = only_for(&auth, &[Role::Clinician], "note") {
+        return r;
+    }
     if !csrf_ok(&auth, &f.csrf) {
         return stale_form(Some(&auth), "; nothing was saved");
     }
@@ -525,6 +544,9 @@ fn readable_time(instant: &str) -> String {
 
 /// The patient's access log: who looked at their records, in what role, when and why.
 async fn access_log(State(state): State<AppState>, SignedIn { auth, csrf }: SignedIn) -> Response {
+    if let Some(r) = only_for(&auth, &[Role::Patient], "access log") {
+        return r;
+    }
     let q = confidant_records::AuditQuery {
         patient: None,
         agent: None,
@@ -567,6 +589,9 @@ async fn access_log(State(state): State<AppState>, SignedIn { auth, csrf }: Sign
 
 /// "Download my data": the patient's own records as a FHIR Bundle (each read audited).
 async fn my_data(State(state): State<AppState>, SignedIn { auth, .. }: SignedIn) -> Response {
+    if let Some(r) = only_for(&auth, &[Role::Patient], "download") {
+        return r;
+    }
     let Some(pid) = auth.principal.patient_id.clone() else {
         return message(
             StatusCode::FORBIDDEN,
@@ -715,6 +740,9 @@ async fn book(
     Path(id): Path<String>,
     Form(f): Form<BookForm>,
 ) -> Response {
+    if let Some(r) = only_for(&auth, &[Role::Reception, Role::Clinician], "booking") {
+        return r;
+    }
     if !csrf_ok(&auth, &f.csrf) {
         return stale_form(Some(&auth), "; nothing was booked");
     }
@@ -747,6 +775,9 @@ async fn book(
 }
 
 async fn register_page(SignedIn { auth, csrf }: SignedIn) -> Response {
+    if let Some(r) = only_for(&auth, &[Role::Reception, Role::Clinician], "register") {
+        return r;
+    }
     page(
         "Register a patient",
         Some(&auth),
@@ -788,6 +819,9 @@ async fn register(
     SignedIn { auth, .. }: SignedIn,
     Form(f): Form<RegisterForm>,
 ) -> Response {
+    if let Some(r) = only_for(&auth, &[Role::Reception, Role::Clinician], "register") {
+        return r;
+    }
     if !csrf_ok(&auth, &f.csrf) {
         return stale_form(Some(&auth), "; nothing was saved");
     }
@@ -810,6 +844,9 @@ async fn register(
 
 /// The clinician's schedule: appointments with them, soonest first.
 async fn schedule(State(state): State<AppState>, SignedIn { auth, csrf }: SignedIn) -> Response {
+    if let Some(r) = only_for(&auth, &[Role::Clinician], "schedule") {
+        return r;
+    }
     let list = match sorted_appointments(&state, &auth, Vec::new()).await {
         Ok(l) => l,
         Err(e) => return records_error(e, &auth),
@@ -904,6 +941,9 @@ async fn audit_search(
     SignedIn { auth, csrf }: SignedIn,
     Query(f): Query<AuditForm>,
 ) -> Response {
+    if let Some(r) = only_for(&auth, &[Role::Auditor], "audit") {
+        return r;
+    }
     let text = |v: &Option<String>| v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
     let day = |v: &Option<String>, end: bool| {
         text(v).and_then(|d| confidant_fhir::date_range(&d)).and_then(|(a, b)| if end { b } else { a })
@@ -1016,6 +1056,9 @@ async fn break_glass(
     Path(id): Path<String>,
     Form(f): Form<ReasonForm>,
 ) -> Response {
+    if let Some(r) = only_for(&auth, &[Role::Clinician], "break-glass") {
+        return r;
+    }
     if !csrf_ok(&auth, &f.csrf) {
         return stale_form(Some(&auth), "; nothing was opened");
     }
