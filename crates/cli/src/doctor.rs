@@ -280,6 +280,54 @@ pub async fn examine(dir: &Path) -> Result<Vec<Finding>> {
     Ok(out)
 }
 
+/// The same checks, from inside a running server (its open instance): the
+/// admin's posture page. An error of one check shows as a finding.
+pub async fn examine_running(
+    config: &Config,
+    dir: &Path,
+    records: &confidant_records::Records,
+    identity: &confidant_identity::Identity,
+) -> Vec<Finding> {
+    let mut out = vec![
+        check_tls(config),
+        check_key_files(config, dir),
+        check_permissions(config, dir),
+        check_database_url(config),
+        check_logging(),
+    ];
+    if let Err(e) = examine_instance(config, dir, records, identity, &mut out).await {
+        out.push(Finding::fail(
+            "instance",
+            Severity::High,
+            "a check could not read the instance",
+            format!("{e:#}"),
+            "run `confidant doctor` at the server for the details",
+        ));
+    }
+    out
+}
+
+/// Findings as the web UI shows them.
+pub fn for_page(findings: Vec<Finding>) -> Vec<confidant_server::PostureFinding> {
+    findings
+        .into_iter()
+        .map(|f| confidant_server::PostureFinding {
+            check: f.check.to_owned(),
+            severity: f.severity.map(|s| {
+                match s {
+                    Severity::High => "high",
+                    Severity::Medium => "medium",
+                    Severity::Low => "low",
+                }
+                .to_owned()
+            }),
+            title: f.title,
+            evidence: f.evidence,
+            fix: f.fix,
+        })
+        .collect()
+}
+
 async fn examine_instance(
     config: &Config,
     dir: &Path,
@@ -290,8 +338,7 @@ async fn examine_instance(
     let store = records.store();
     let now = now_millis();
     // Key age.
-    let key = crate::instance::load_key(config)?;
-    let current = key.versions().last().map(|(v, _)| *v).unwrap_or(1);
+    let current = records.current_kek_version();
     let made_setting = if current == 1 { "instance_id".to_owned() } else { format!("kek_v{current}_created") };
     let made = store.setting_created(&made_setting).await?.unwrap_or(now);
     let age_days = (now - made) / DAY;

@@ -450,6 +450,16 @@ pub async fn run_server_until(
             .map_err(|e| anyhow::anyhow!("{e} (in [alerts] of {})", Config::path(dir).display()))?;
     let records = Arc::new(records);
     let identity = Arc::new(Identity::new(records.clone(), config.access.identity_settings()));
+    // The admin's posture page runs `confidant doctor`'s checks against this running instance.
+    let posture = {
+        let (config, dir, records, identity) = (config.clone(), dir.to_path_buf(), records.clone(), identity.clone());
+        confidant_server::Posture(Arc::new(move || {
+            let (config, dir, records, identity) = (config.clone(), dir.clone(), records.clone(), identity.clone());
+            Box::pin(async move {
+                crate::doctor::for_page(crate::doctor::examine_running(&config, &dir, &records, &identity).await)
+            })
+        }))
+    };
     // The first dummy password check computes its hash; do it before the first login.
     confidant_vault::password::verify_dummy("warm-up");
     let state = AppState {
@@ -459,6 +469,7 @@ pub async fn run_server_until(
         break_glass_minutes: config.access.break_glass_minutes,
         base_url: base_url.trim_end_matches('/').to_owned(),
         audit: Some(checkpointer),
+        posture: Some(posture),
     };
     let router = confidant_server::router(state, &HttpSettings { max_body_bytes: config.server.max_body_bytes });
     if announce {

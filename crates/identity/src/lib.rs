@@ -148,6 +148,48 @@ pub struct UserInfo {
     pub locked: bool,
 }
 
+/// What an administrator may do to an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountChange {
+    /// It can no longer sign in; its sessions and tokens end.
+    Disable,
+    Enable,
+    /// Lift a lockout after failed sign-ins.
+    Unlock,
+    /// Remove the second factor and recovery codes: enrolled again at the next sign-in.
+    ResetSecondFactor,
+    /// End every session and API token.
+    EndSessions,
+}
+
+impl AccountChange {
+    pub fn parse(s: &str) -> Option<AccountChange> {
+        Some(match s {
+            "disable" => AccountChange::Disable,
+            "enable" => AccountChange::Enable,
+            "unlock" => AccountChange::Unlock,
+            "reset-second-factor" => AccountChange::ResetSecondFactor,
+            "end-sessions" => AccountChange::EndSessions,
+            _ => return None,
+        })
+    }
+}
+
+/// Who made a change to an account: the console or a signed-in administrator.
+#[derive(Clone, Copy)]
+struct Actor<'a> {
+    id: &'a str,
+    source: Option<&'a str>,
+}
+
+impl<'a> Actor<'a> {
+    const CONSOLE: Actor<'static> = Actor { id: CONSOLE, source: None };
+
+    fn of(p: &'a Principal) -> Actor<'a> {
+        Actor { id: &p.user_id, source: p.source.as_deref() }
+    }
+}
+
 /// A TOTP enrolment in progress.
 #[derive(Debug, Clone)]
 pub struct TotpEnrolment {
@@ -373,29 +415,21 @@ impl Identity {
     /// Disable an account: it can no longer log in, and its sessions and tokens end.
     pub async fn disable(&self, name_or_id: &str) -> Result<()> {
         let u = self.find_user(name_or_id).await?;
-        let now = self.now();
-        self.store().set_user_disabled(&u.id, Some(now)).await?;
-        self.store().revoke_user_credentials(&u.id, now).await?;
-        tracing::warn!(user = %u.id, "user disabled");
-        self.audit(AuditAction::UserDisable, Outcome::Success, Some(CONSOLE), Some(&u.id), None).await
+        self.apply(Actor::CONSOLE, &u, AccountChange::Disable).await
     }
 
     pub async fn enable(&self, name_or_id: &str) -> Result<()> {
         let u = self.find_user(name_or_id).await?;
-        self.store().set_user_disabled(&u.id, None).await?;
-        self.audit(AuditAction::UserEnable, Outcome::Success, Some(CONSOLE), Some(&u.id), None).await
+        self.apply(Actor::CONSOLE, &u, AccountChange::Enable).await
     }
 
     /// Remove a user's second factor and recovery codes; they enrol again at next login.
     pub async fn reset_mfa(&self, name_or_id: &str) -> Result<()> {
         let u = self.find_user(name_or_id).await?;
-        self.store().set_totp(&u.id, None, None).await?;
-        self.store().revoke_user_credentials(&u.id, self.now()).await?;
-        tracing::warn!(user = %u.id, "second factor reset");
-        self.audit(AuditAction::MfaReset, Outcome::Success, Some(CONSOLE), Some(&u.id), None).await
+        self.apply(Actor::CONSOLE, &u, AccountChange::ResetSecondFactor).await
     }
 
-    /// Lift a lockout (an admin's decision).
+    /// Lift a lockout (an admin's decision); false if there was none.
     pub async fn unlock(&self, username: &str) -> Result<bool> {
         let username = normalise_username(username)?;
         let lifted = self.store().clear_throttle(&self.records.blind("login-account", &username)).await?;
@@ -410,6 +444,125 @@ impl Identity {
         let n = self.store().revoke_user_credentials(&u.id, self.now()).await?;
         self.audit(AuditAction::SessionRevoke, Outcome::Success, Some(CONSOLE), Some(&u.id), None).await?;
         Ok(n)
+    }
+
+    /// An administrator's change to an account (the web UI), recorded as
+    /// theirs. Nobody disables their own account or resets their own second
+    /// factor: that takes a second administrator.
+    pub async fn change_account(&self, by: &Principal, user_id: &str, change: AccountChange) -> Result<()> {
+        Self::require_admin(by)?;
+        if user_id == by.user_id && matches!(change, AccountChange::Disable | AccountChange::ResetSecondFactor) {
+            return Err(IdentityError::Forbidden(
+                "you cannot disable your own account or reset your own second factor; ask another administrator".into(),
+            ));
+        }
+        let u = self.store().user_by_id(user_id).await?.ok_or_else(|| IdentityError::NotFound("user".into()))?;
+        self.apply(Actor::of(by), &u, change).await
+    }
+
+    async fn apply(&self, by: Actor<'_>, u: &UserRow, change: AccountChange) -> Result<()> {
+        let now = self.now();
+        let action = match change {
+            AccountChange::Disable => {
+                self.store().set_user_disabled(&u.id, Some(now)).await?;
+                self.store().revoke_user_credentials(&u.id, now).await?;
+                tracing::warn!(user = %u.id, "user disabled");
+                AuditAction::UserDisable
+            }
+            AccountChange::Enable => {
+                self.store().set_user_disabled(&u.id, None).await?;
+                AuditAction::UserEnable
+            }
+            AccountChange::ResetSecondFactor => {
+                self.store().set_totp(&u.id, None, None).await?;
+                self.store().revoke_user_credentials(&u.id, now).await?;
+                tracing::warn!(user = %u.id, "second factor reset");
+                AuditAction::MfaReset
+            }
+            AccountChange::Unlock => {
+                let username = self.records.open_secret("Username", &u.id, &u.username_sealed).await?;
+                let username = String::from_utf8_lossy(&username).into_owned();
+                self.store().clear_throttle(&self.records.blind("login-account", &username)).await?;
+                AuditAction::Unlock
+            }
+            AccountChange::EndSessions => {
+                self.store().revoke_user_credentials(&u.id, now).await?;
+                AuditAction::SessionRevoke
+            }
+        };
+        self.audit(action, Outcome::Success, Some(by.id), Some(&u.id), by.source).await
+    }
+
+    /// Account management is for administrators, signed in (never an API token).
+    fn require_admin(by: &Principal) -> Result<()> {
+        confidant_policy::may_manage_accounts(by).map_err(|d| IdentityError::Forbidden(d.to_string()))?;
+        if by.scopes.is_some() {
+            return Err(IdentityError::Forbidden("accounts are managed from a signed-in session, not a token".into()));
+        }
+        Ok(())
+    }
+
+    /// An administrator makes a one-time enrolment code for someone to create
+    /// their own account of `role` (roles not linked to a record: admin,
+    /// auditor, reception). Recorded as theirs; the code is shown once.
+    pub async fn invite(&self, by: &Principal, role: Role) -> Result<String> {
+        Self::require_admin(by)?;
+        if matches!(role, Role::Clinician | Role::Patient) {
+            return Err(IdentityError::Invalid(format!(
+                "a {role} account is linked to a record: create it at the server with `confidant user add`"
+            )));
+        }
+        let code = self.create_enrolment_code(role).await?;
+        let target = format!("role/{role}");
+        self.audit(AuditAction::Invite, Outcome::Success, Some(&by.user_id), Some(&target), by.source.as_deref())
+            .await?;
+        Ok(code)
+    }
+
+    /// Every API token, with its user's name (administrators).
+    pub async fn api_tokens(&self, by: &Principal) -> Result<Vec<(ApiTokenRow, Option<String>)>> {
+        Self::require_admin(by)?;
+        let names: std::collections::HashMap<String, String> =
+            self.list_users().await?.into_iter().map(|u| (u.id, u.username)).collect();
+        let tokens = self.store().api_tokens().await?;
+        Ok(tokens
+            .into_iter()
+            .map(|t| {
+                let name = t.user_id.as_ref().and_then(|u| names.get(u).cloned());
+                (t, name)
+            })
+            .collect())
+    }
+
+    /// An administrator revokes an API token; false if it was not active.
+    pub async fn revoke_api_token(&self, by: &Principal, token_id: &str) -> Result<bool> {
+        Self::require_admin(by)?;
+        let revoked = self.store().revoke_api_token(token_id, self.now()).await?;
+        if revoked {
+            self.audit(
+                AuditAction::TokenRevoke,
+                Outcome::Success,
+                Some(&by.user_id),
+                Some(token_id),
+                by.source.as_deref(),
+            )
+            .await?;
+        }
+        Ok(revoked)
+    }
+
+    /// [`Identity::create_api_token`] by an administrator, recorded as theirs.
+    pub async fn create_api_token_by(
+        &self,
+        by: &Principal,
+        user_id: &str,
+        label: &str,
+        scopes: &str,
+        lifetime_ms: i64,
+    ) -> Result<(String, String)> {
+        Self::require_admin(by)?;
+        let user = self.store().user_by_id(user_id).await?.ok_or_else(|| IdentityError::NotFound("user".into()))?;
+        self.create_token_as(Actor::of(by), &user, label, scopes, lifetime_ms).await
     }
 
     /// A one-time code with which someone creates their own account of `role`
@@ -730,6 +883,17 @@ impl Identity {
         lifetime_ms: i64,
     ) -> Result<(String, String)> {
         let user = self.find_user(name_or_id).await?;
+        self.create_token_as(Actor::CONSOLE, &user, label, scopes, lifetime_ms).await
+    }
+
+    async fn create_token_as(
+        &self,
+        by: Actor<'_>,
+        user: &UserRow,
+        label: &str,
+        scopes: &str,
+        lifetime_ms: i64,
+    ) -> Result<(String, String)> {
         if user.disabled_at.is_some() {
             return Err(IdentityError::Invalid("the user is disabled".into()));
         }
@@ -753,7 +917,7 @@ impl Identity {
         };
         self.store().insert_api_token(&row, &Self::hash_token(&token)).await?;
         tracing::info!(user = %user.id, token = %row.id, "API token created");
-        self.audit(AuditAction::TokenCreate, Outcome::Success, Some(CONSOLE), Some(&row.id), None).await?;
+        self.audit(AuditAction::TokenCreate, Outcome::Success, Some(by.id), Some(&row.id), by.source).await?;
         Ok((row.id, token))
     }
 }

@@ -245,6 +245,16 @@ pub fn may_manage_accounts(p: &Principal) -> Result<(), Denied> {
     }
 }
 
+/// Who may see the keys' state (versions, ages, counts; never key material)
+/// and the security posture: admins.
+pub fn may_manage_keys(p: &Principal) -> Result<(), Denied> {
+    match p.role {
+        Role::Admin if p.scopes.is_none() => Ok(()),
+        Role::Admin => Err(Denied::Scope { action: "read", resource: "keys" }),
+        role => Err(Denied::Role { role, action: "manage", resource: "keys" }),
+    }
+}
+
 /// Who may see and acknowledge the detector's alerts: admins and auditors
 /// (alerts hold ids and counts, no clinical content). API tokens need
 /// `user/*.read` (or `user/*.*`), as for the audit log.

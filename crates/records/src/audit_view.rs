@@ -236,7 +236,7 @@ fn audit_event_json(
         json!({"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110113", "display": "Security Alert"})
     };
     let crud = match action {
-        Some(AuditAction::Create | AuditAction::UserAdd | AuditAction::TokenCreate) => "C",
+        Some(AuditAction::Create | AuditAction::UserAdd | AuditAction::Invite | AuditAction::TokenCreate) => "C",
         Some(AuditAction::Update) => "U",
         Some(AuditAction::Delete) => "D",
         Some(AuditAction::Read | AuditAction::Vread | AuditAction::History | AuditAction::SearchHit) => "R",

@@ -12,9 +12,13 @@
 mod alerts;
 mod audit_view;
 mod honey;
+mod incident;
+mod key_status;
 pub mod rotation;
 
 pub use audit_view::{ACTION_SYSTEM, AuditPage, AuditQuery};
+pub use incident::{Accesses, IncidentQuery, IncidentReport};
+pub use key_status::{KekVersion, KeyStatus};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -43,6 +43,33 @@ pub struct AppState {
     pub base_url: String,
     /// This node's audit checkpointer (signed heads and proofs), if it signs.
     pub audit: Option<Arc<tokio::sync::Mutex<confidant_audit::Checkpointer>>>,
+    /// The security posture checks (`confidant doctor`) for the admin's page.
+    pub posture: Option<Posture>,
+}
+
+/// One result of the security posture checks, as the admin's page shows it.
+#[derive(Debug, Clone)]
+pub struct PostureFinding {
+    pub check: String,
+    /// `None`: the check passed; else `high`, `medium` or `low`.
+    pub severity: Option<String>,
+    pub title: String,
+    pub evidence: String,
+    pub fix: String,
+}
+
+/// Runs the posture checks on demand. The binary provides it: it knows the
+/// configuration and the files the checks look at.
+#[derive(Clone)]
+pub struct Posture(pub Arc<dyn Fn() -> PostureFuture + Send + Sync>);
+
+/// The posture checks' results, when they are done.
+pub type PostureFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Vec<PostureFinding>> + Send>>;
+
+impl std::fmt::Debug for Posture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Posture")
+    }
 }
 
 /// Settings of the HTTP layer.

@@ -118,6 +118,8 @@ struct Browser {
     base: String,
     cookie: String,
     csrf: String,
+    /// The recovery codes shown at TOTP enrolment (each signs in once).
+    recovery: Vec<String>,
 }
 
 fn set_cookies(r: &reqwest::Response) -> std::collections::BTreeMap<String, String> {
@@ -131,7 +133,7 @@ fn set_cookies(r: &reqwest::Response) -> std::collections::BTreeMap<String, Stri
 impl Browser {
     async fn anonymous(s: &crate::common::Server) -> Browser {
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Browser { http, base: s.url.clone(), cookie: String::new(), csrf: String::new() }
+        Browser { http, base: s.url.clone(), cookie: String::new(), csrf: String::new(), recovery: Vec::new() }
     }
 
     async fn sign_in(s: &crate::common::Server, username: &str) -> Browser {
@@ -152,6 +154,8 @@ impl Browser {
             let code = confidant_vault::totp::code_at(&secret, crate::access::now_secs());
             let r = b.post_raw("/mfa", &format!("csrf={}&code={code}", b.csrf)).await;
             assert_eq!(r.status(), reqwest::StatusCode::OK, "{username} enrols TOTP");
+            let page = r.text().await.unwrap();
+            b.recovery = page.split("<li><code>").skip(1).map(|c| c.split('<').next().unwrap().to_owned()).collect();
         }
         b
     }
@@ -200,8 +204,17 @@ async fn pages_refuse_the_wrong_role_the_wrong_patient_no_session_and_hostile_in
     for u in ["clin1", "clin2", "desk", "admin1", "audi", "ulla"] {
         users.insert(u, Browser::sign_in(&s, u).await);
     }
-    let pages: [(&str, &[&str]); 10] = [
+    let pages: [(&str, &[&str]); 19] = [
         ("/patients", &["clin1", "clin2", "desk"]),
+        (&format!("/notes/{n1}/edit"), &["clin1"]),
+        ("/admin/accounts", &["admin1"]),
+        ("/admin/tokens", &["admin1"]),
+        ("/admin/care-teams", &["admin1"]),
+        (&format!("/admin/care-teams?patient={p1}"), &["admin1"]),
+        ("/admin/keys", &["admin1"]),
+        ("/admin/posture", &["admin1"]),
+        ("/audit/incident", &["audi"]),
+        ("/audit/incident/report", &["audi"]),
         ("/schedule", &["clin1", "clin2"]),
         ("/register", &["clin1", "clin2", "desk"]),
         ("/admin", &["admin1"]),
@@ -250,10 +263,16 @@ async fn pages_refuse_the_wrong_role_the_wrong_patient_no_session_and_hostile_in
         (format!("/patients/{p1}/appointments"), "practitioner=Practitioner/x&date=2026-12-14&time=09:00".to_owned()),
         (format!("/patients/{p1}/break-glass"), "reason=an+urgent+reason+of+some+length".to_owned()),
         ("/alerts/0123456789abcdef0123456789abcdef/acknowledge".to_owned(), String::new()),
+        (format!("/notes/{n1}"), "text=overwritten&version=1".to_owned()),
+        ("/admin/accounts".to_owned(), "role=admin".to_owned()),
+        (format!("/admin/accounts/{}", users_id(&users["admin1"], "clin1").await), "change=disable".to_owned()),
+        ("/admin/tokens".to_owned(), "user=x&label=y&scopes=user%2F*.read&days=3".to_owned()),
+        ("/admin/tokens/abcdef123456/revoke".to_owned(), String::new()),
+        ("/admin/care-teams".to_owned(), format!("patient={p2}&practitioner=Practitioner/x")),
     ] {
         let r = Browser::anonymous(&s).await.post_raw(&path, &form).await;
         assert_eq!(r.status(), S::SEE_OTHER, "{path} without a session");
-        let who = if path.contains("acknowledge") {
+        let who = if path.contains("acknowledge") || path.starts_with("/admin") {
             "admin1"
         } else if path.contains("break-glass") {
             "clin2"
@@ -264,6 +283,25 @@ async fn pages_refuse_the_wrong_role_the_wrong_patient_no_session_and_hostile_in
         assert_eq!(r.status(), S::FORBIDDEN, "{who} {path} without the CSRF token");
     }
     assert_eq!(s.get_json(&format!("DocumentReference?patient={p1}")).await.1["total"], before, "nothing was saved");
+    assert!(!users["clin1"].get(&format!("/notes/{n1}")).await.text().await.unwrap().contains("overwritten"));
+    let accounts = users["admin1"].get("/admin/accounts").await.text().await.unwrap();
+    assert!(!accounts.contains("enrolment-code") && !accounts.contains(">disabled<"), "no invitation, nobody disabled");
+    // The wrong role, with a valid CSRF token: refused, nothing changed.
+    let clin1_id = users_id(&users["admin1"], "clin1").await;
+    for (who, path, form) in [
+        ("clin1", format!("/admin/accounts/{clin1_id}"), "change=disable".to_owned()),
+        ("desk", "/admin/accounts".to_owned(), "role=admin".to_owned()),
+        ("audi", "/admin/tokens".to_owned(), format!("user={clin1_id}&label=x&scopes=user%2F*.*&days=3")),
+        ("clin2", "/admin/care-teams".to_owned(), format!("patient={p1}&practitioner=Practitioner/x")),
+        ("desk", format!("/notes/{n1}"), "text=overwritten&version=1".to_owned()),
+        ("admin1", format!("/patients/{p1}/notes"), "text=an+admin+note".to_owned()),
+    ] {
+        let r = users[who].post(&path, &form).await;
+        assert_eq!(r.status(), S::FORBIDDEN, "{who} {path}");
+        assert!(!r.text().await.unwrap().contains("enrol_"), "{who} {path}: no enrolment code");
+    }
+    assert!(users["clin1"].get("/patients").await.status() == S::OK, "clin1 is still enabled");
+    assert!(!users["clin1"].get(&format!("/notes/{n1}")).await.text().await.unwrap().contains("overwritten"));
     // Hostile input: clear refusals, never a 500, markup never echoed as markup.
     let c = &users["clin1"];
     for path in [
@@ -286,5 +324,212 @@ async fn pages_refuse_the_wrong_role_the_wrong_patient_no_session_and_hostile_in
     let r =
         d.post(&format!("/patients/{p1}/appointments"), "practitioner=Practitioner/x&date=2026-13-45&time=25:99").await;
     assert_eq!(r.status(), S::BAD_REQUEST);
+    let a = &users["admin1"];
+    for (path, form) in [
+        (format!("/admin/accounts/{clin1_id}"), "change=drop-table"),
+        ("/admin/accounts/%3Cscript%3E".to_owned(), "change=disable"),
+        ("/admin/accounts".to_owned(), "role=%3Cscript%3E"),
+        ("/admin/tokens".to_owned(), "user=x&label=y&scopes=%3Cscript%3E&days=3"),
+        (
+            "/admin/tokens".to_owned(),
+            &*Box::leak(format!("user={clin1_id}&label=y&scopes=user%2F*.read&days=0").into_boxed_str()),
+        ),
+        (
+            "/admin/tokens".to_owned(),
+            &*Box::leak(format!("user={clin1_id}&label=y&scopes=%3Cb%3E&days=3").into_boxed_str()),
+        ),
+        ("/admin/care-teams".to_owned(), "patient=..%2F..&practitioner=Practitioner/x"),
+    ] {
+        let r = a.post(&path, form).await;
+        assert!(r.status().is_client_error(), "{path} {form}: {}", r.status());
+        let text = r.text().await.unwrap();
+        assert!(!text.contains("<script>") && !text.contains("<b>") && !text.contains("cnt_"), "{path}: {text}");
+    }
+    for path in ["/admin/care-teams?patient=%3Cscript%3E", "/audit/incident/report?from=yesterday"] {
+        let who = if path.starts_with("/admin") { a } else { &users["audi"] };
+        let r = who.get(path).await;
+        assert_eq!(r.status(), S::BAD_REQUEST, "{path}");
+        assert!(!r.text().await.unwrap().contains("<script>"), "{path}");
+    }
+    s.stop();
+}
+
+/// A user's id, read off the admin's accounts page (the row with their username).
+async fn users_id(admin: &Browser, username: &str) -> String {
+    let page = admin.get("/admin/accounts").await.text().await.unwrap();
+    let row = page.split(&format!("<td>{username}</td>")).nth(1).unwrap_or_else(|| panic!("{username} in {page}"));
+    row.split("action=\"/admin/accounts/").nth(1).unwrap().split('"').next().unwrap().to_owned()
+}
+
+/// The admin's pages change accounts, tokens and care teams for real, each
+/// change recorded as the admin's; the admin cannot lock themselves out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_manages_accounts_tokens_and_care_teams_from_the_pages() {
+    use reqwest::StatusCode as S;
+    let inst = Instance::new(Db::Sqlite).await;
+    add_user(&inst.dir, "desk", "reception", &[]);
+    add_user(&inst.dir, "audi", "auditor", &[]);
+    add_user(&inst.dir, "clin2", "clinician", &["--name", "Second Clinician"]);
+    let s = inst.start();
+    let p1 = s.create(&patient("Teamowner", "Tove")).await["id"].as_str().unwrap().to_owned();
+    let admin = Browser::sign_in(&s, "admin1").await;
+    let mut desk = Browser::sign_in(&s, "desk").await;
+    let clin2 = Browser::sign_in(&s, "clin2").await;
+    let desk_id = users_id(&admin, "desk").await;
+    let admin_id = users_id(&admin, "admin1").await;
+
+    // Disable: the desk's session ends at once and they cannot sign in; enable: they can.
+    assert_eq!(admin.post(&format!("/admin/accounts/{desk_id}"), "change=disable").await.status(), S::SEE_OTHER);
+    assert_eq!(desk.get("/patients").await.headers()["location"], "/login", "the disabled account's session ended");
+    let password = crate::common::PASSWORD.replace(' ', "+");
+    let mut login = || format!("username=desk&password={password}&code={}", desk.recovery.pop().unwrap());
+    assert_eq!(Browser::anonymous(&s).await.post_raw("/login", &login()).await.status(), S::UNAUTHORIZED);
+    assert!(admin.get("/admin/accounts").await.text().await.unwrap().contains("disabled"));
+    assert_eq!(admin.post(&format!("/admin/accounts/{desk_id}"), "change=enable").await.status(), S::SEE_OTHER);
+    assert_eq!(Browser::anonymous(&s).await.post_raw("/login", &login()).await.status(), S::SEE_OTHER);
+    // Nobody disables themselves or resets their own second factor.
+    for change in ["disable", "reset-second-factor"] {
+        let r = admin.post(&format!("/admin/accounts/{admin_id}"), &format!("change={change}")).await;
+        assert_eq!(r.status(), S::FORBIDDEN, "{change} of one's own account");
+    }
+    assert_eq!(admin.get("/admin/accounts").await.status(), S::OK, "the admin is still signed in");
+
+    // An invitation: a one-time code, shown once, with which someone creates their account.
+    let page = admin.post("/admin/accounts", "role=auditor").await.text().await.unwrap();
+    let code = page.split("<code id=\"enrolment-code\">").nth(1).unwrap().split('<').next().unwrap().to_owned();
+    let anon = Browser::anonymous(&s).await;
+    let enrol = format!("code={code}&username=newaudit&password={}", crate::common::PASSWORD.replace(' ', "+"));
+    let r = anon.post_raw("/enrol", &enrol).await;
+    assert_eq!(r.status(), S::OK);
+    assert!(r.text().await.unwrap().contains("Your account is ready"));
+    let again = anon.post_raw("/enrol", &enrol.replace("newaudit", "another")).await;
+    assert_eq!(again.status(), S::FORBIDDEN, "the code works once");
+    let _new_auditor = Browser::sign_in(&s, "newaudit").await;
+    assert!(admin.post("/admin/accounts", "role=clinician").await.status().is_client_error(), "clinicians are linked");
+
+    // A token for the desk: it works on the API until the admin revokes it.
+    let form = format!("user={desk_id}&label=booking+kiosk&scopes=user%2FAppointment.read&days=3");
+    let page = admin.post("/admin/tokens", &form).await.text().await.unwrap();
+    let token = page.split("<code id=\"new-token\">").nth(1).unwrap().split('<').next().unwrap().to_owned();
+    let api = |t: String| {
+        let http = s.http.clone();
+        let url = format!("{}/fhir/r4/Appointment?patient={p1}", s.url);
+        async move { http.get(url).bearer_auth(t).send().await.unwrap().status() }
+    };
+    assert_eq!(api(token.clone()).await, S::OK);
+    let id = page.split("<h2>New token ").nth(1).unwrap().split('<').next().unwrap().to_owned();
+    let page = admin.get("/admin/tokens").await.text().await.unwrap();
+    assert!(page.contains("booking kiosk") && !page.contains(&token), "the token is listed, its secret never again");
+    assert_eq!(admin.post(&format!("/admin/tokens/{id}/revoke"), "").await.status(), S::SEE_OTHER);
+    assert_eq!(api(token).await, S::UNAUTHORIZED, "a revoked token opens nothing");
+
+    // Care teams: clin2 opens the chart only while in the patient's care team.
+    assert_eq!(clin2.get(&format!("/patients/{p1}")).await.status(), S::NOT_FOUND);
+    let page = admin.get(&format!("/admin/care-teams?patient={p1}")).await.text().await.unwrap();
+    assert!(!page.contains("Teamowner"), "the admin sees ids, not names");
+    let clin2_practitioner = page.split("<option value=\"").find(|o| o.contains("Second Clinician")).unwrap();
+    let clin2_practitioner = clin2_practitioner.split('"').next().unwrap().to_owned();
+    let form = format!("patient={p1}&practitioner={clin2_practitioner}");
+    assert_eq!(admin.post("/admin/care-teams", &form).await.status(), S::SEE_OTHER);
+    assert_eq!(clin2.get(&format!("/patients/{p1}")).await.status(), S::OK, "in the care team now");
+    let form = format!("practitioner={clin2_practitioner}");
+    assert_eq!(admin.post(&format!("/admin/care-teams/{p1}/remove"), &form).await.status(), S::SEE_OTHER);
+    assert_eq!(clin2.get(&format!("/patients/{p1}")).await.status(), S::NOT_FOUND, "out again");
+
+    // Keys and posture: versions and findings, no key material.
+    let keys = admin.get("/admin/keys").await.text().await.unwrap();
+    assert!(keys.contains("current: new keys are wrapped with it"), "{keys}");
+    let posture = admin.get("/admin/posture").await.text().await.unwrap();
+    for check in ["key-files", "audit-witness", "second-factor", "honey-records"] {
+        assert!(posture.contains(check), "{check} in the posture page");
+    }
+    // Over plain HTTP without TLS the doctor's tls check is a finding, as on the command line.
+    assert!(posture.contains("high-severity finding"), "{posture}");
+
+    // Every change is in the audit log as the admin's (not the console's).
+    let audi = Browser::sign_in(&s, "audi").await;
+    for action in ["user-disable", "user-enable", "invite", "token-create", "token-revoke"] {
+        let page = audi.get(&format!("/audit?action={action}&agent={admin_id}")).await.text().await.unwrap();
+        assert!(page.contains(&format!("<td>{action}")), "{action} by the admin: {page}");
+    }
+    s.stop();
+}
+
+/// Notes: a draft stays a draft until finished; an edit never overwrites a
+/// version saved meanwhile; every version is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notes_are_drafted_edited_and_never_overwritten() {
+    use reqwest::StatusCode as S;
+    let inst = Instance::new(Db::Sqlite).await;
+    let s = inst.start();
+    let p = s.create(&patient("Draftowner", "Dora")).await["id"].as_str().unwrap().to_owned();
+    let c = Browser::sign_in(&s, "clin1").await;
+    let r = c.post(&format!("/patients/{p}/notes"), "text=first+thoughts&status=draft").await;
+    assert_eq!(r.status(), S::SEE_OTHER);
+    let (_, found) = s.get_json(&format!("DocumentReference?patient={p}")).await;
+    let doc = &found["entry"][0]["resource"];
+    assert_eq!(doc["docStatus"], "preliminary", "saved as a draft");
+    let id = doc["id"].as_str().unwrap().to_owned();
+    let chart = c.get(&format!("/patients/{p}")).await.text().await.unwrap();
+    assert!(chart.contains("Draft") && chart.contains(&format!("/notes/{id}/edit")), "{chart}");
+    let edit = c.get(&format!("/notes/{id}/edit")).await.text().await.unwrap();
+    assert!(edit.contains("first thoughts") && edit.contains("name=\"version\" value=\"1\""));
+    // Someone else's save lands first (here: the same clinician in another tab).
+    assert_eq!(c.post(&format!("/notes/{id}"), "text=second+tab&status=draft&version=1").await.status(), S::SEE_OTHER);
+    let r = c.post(&format!("/notes/{id}"), "text=my+finished+note&status=final&version=1").await;
+    assert_eq!(r.status(), S::CONFLICT, "a stale edit is not saved");
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("my finished note") && page.contains("Nothing was overwritten"),
+        "the text as typed comes back"
+    );
+    assert!(page.contains("name=\"version\" value=\"2\""), "the form now starts from the saved version");
+    let (_, now) = s.get_json(&format!("DocumentReference/{id}")).await;
+    assert_eq!(now["meta"]["versionId"], "2");
+    assert_eq!(now["docStatus"], "preliminary");
+    assert_eq!(
+        c.post(&format!("/notes/{id}"), "text=my+finished+note&status=final&version=2").await.status(),
+        S::SEE_OTHER
+    );
+    let (_, done) = s.get_json(&format!("DocumentReference/{id}")).await;
+    assert_eq!(done["docStatus"], "final");
+    let (_, history) = s.get_json(&format!("DocumentReference/{id}/_history")).await;
+    assert_eq!(history["total"], 3, "every version is kept");
+    let chart = c.get(&format!("/patients/{p}")).await.text().await.unwrap();
+    assert!(chart.contains("my finished note") && chart.contains("edited") && !chart.contains(">Draft<"), "{chart}");
+    s.stop();
+}
+
+/// The auditor downloads the incident report (JSON and CSV): exactly the
+/// patients read, by whom; making it is recorded; nobody else gets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_auditor_downloads_the_incident_report() {
+    use reqwest::StatusCode as S;
+    let inst = Instance::new(Db::Sqlite).await;
+    add_user(&inst.dir, "audi", "auditor", &[]);
+    let s = inst.start();
+    let read = s.create(&patient("Readone", "Rita")).await["id"].as_str().unwrap().to_owned();
+    let c = Browser::sign_in(&s, "clin1").await;
+    assert_eq!(c.get(&format!("/patients/{read}")).await.status(), S::OK);
+    let a = Browser::sign_in(&s, "audi").await;
+    let r = a.get("/audit/incident/report?format=json").await;
+    assert_eq!(r.status(), S::OK);
+    assert!(r.headers()["content-disposition"].to_str().unwrap().contains("incident-report.json"));
+    let report: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(report["type"], "confidant-incident-report");
+    let patients = report["patients"].as_array().unwrap();
+    let mine = patients.iter().find(|p| p["patient"] == format!("Patient/{read}")).expect("the patient read is listed");
+    assert_eq!(mine["disclosed"], true);
+    assert!(
+        mine["by"].as_array().unwrap().iter().any(|b| b["role"] == "clinician" && b["accesses"].as_u64() >= Some(1))
+    );
+    assert!(!serde_json::to_string(&report).unwrap().contains("Readone"), "ids only");
+    let csv = a.get("/audit/incident/report?format=csv").await.text().await.unwrap();
+    assert!(csv.starts_with("patient,honey_record,actor") && csv.contains(&read), "{csv}");
+    let log = a.get("/audit?action=audit-access").await.text().await.unwrap();
+    assert_eq!(log.matches("<td class=\"wrap\">incident-report</td>").count(), 2, "making each report is recorded");
+    for who in [c, Browser::sign_in(&s, "admin1").await] {
+        assert_eq!(who.get("/audit/incident/report").await.status(), S::FORBIDDEN);
+    }
     s.stop();
 }

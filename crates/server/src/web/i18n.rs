@@ -1,0 +1,446 @@
+//! The pages' texts in English (the default) and Finnish. Code is written
+//! with the English text, `lang.t("Sign in")`; Finnish comes from the table
+//! below. A test reads the page sources and fails on any text without a
+//! Finnish line (and on lines no page uses any more).
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use axum::http::HeaderMap;
+use confidant_policy::Role;
+
+/// The cookie that keeps the chosen language (`en` or `fi`).
+pub(crate) const LANG_COOKIE: &str = "confidant_lang";
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Lang {
+    #[default]
+    En,
+    Fi,
+}
+
+impl Lang {
+    pub(crate) fn parse(s: &str) -> Lang {
+        if s == "fi" { Lang::Fi } else { Lang::En }
+    }
+
+    pub(crate) fn from_headers(h: &HeaderMap) -> Lang {
+        crate::auth::cookie(h, LANG_COOKIE).map(Lang::parse).unwrap_or_default()
+    }
+
+    pub(crate) fn code(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Fi => "fi",
+        }
+    }
+
+    /// The text in this language (English where a Finnish line is missing,
+    /// which the test below does not allow).
+    pub(crate) fn t(self, en: &'static str) -> &'static str {
+        match self {
+            Lang::En => en,
+            Lang::Fi => finnish().get(en).copied().unwrap_or(en),
+        }
+    }
+}
+
+fn finnish() -> &'static HashMap<&'static str, &'static str> {
+    static TABLE: OnceLock<HashMap<&'static str, &'static str>> = OnceLock::new();
+    TABLE.get_or_init(|| FI.iter().copied().collect())
+}
+
+pub(crate) fn role_name(l: Lang, role: Role) -> &'static str {
+    match role {
+        Role::Clinician => l.t("clinician"),
+        Role::Reception => l.t("reception"),
+        Role::Admin => l.t("admin"),
+        Role::Auditor => l.t("auditor"),
+        Role::Patient => l.t("patient"),
+    }
+}
+
+/// A role as the audit view writes it (`clinician`, ...); other text as is.
+pub(crate) fn role_code_name(l: Lang, code: &str) -> String {
+    match Role::parse(code) {
+        Some(r) => role_name(l, r).to_owned(),
+        None => code.to_owned(),
+    }
+}
+
+/// An audit action code in words (English keeps the code: auditors search by it).
+pub(crate) fn action_name(l: Lang, code: &str) -> String {
+    if l == Lang::En {
+        return code.to_owned();
+    }
+    let fi = match code {
+        "read" | "vread" => "luki",
+        "history" => "luki historian",
+        "search-hit" => "haku löysi",
+        "create" => "loi",
+        "update" => "muutti",
+        "delete" => "poisti",
+        "export" => "vei ulos",
+        "break-glass" => "hätäkäyttö",
+        _ => return code.to_owned(),
+    };
+    format!("{fi} ({code})")
+}
+
+pub(crate) fn severity_name(l: Lang, s: &str) -> &'static str {
+    match s {
+        "critical" => l.t("critical"),
+        "high" => l.t("high"),
+        "medium" => l.t("medium"),
+        "low" => l.t("low"),
+        _ => l.t("notice"),
+    }
+}
+
+/// English → Finnish.
+static FI: &[(&str, &str)] = &[
+    ("", ""),
+    ("(refused)", "(estetty)"),
+    (
+        "A patient id has letters, digits, '-' and '.' only.",
+        "Potilastunnisteessa on vain kirjaimia, numeroita, '-' ja '.'.",
+    ),
+    ("A token is valid for 1 to 365 days.", "Avain on voimassa 1–365 päivää."),
+    ("API tokens", "API-avaimet"),
+    ("Access log", "Käyttöloki"),
+    ("Account created", "Tili luotu"),
+    ("Accounts", "Käyttäjätilit"),
+    ("Acknowledge", "Kuittaa"),
+    ("Action (read, search-hit, break-glass, …)", "Toiminto (read, search-hit, break-glass, …)"),
+    ("Action", "Toiminto"),
+    ("Actions", "Toiminnot"),
+    ("Add a clinician", "Lisää terapeutti"),
+    ("Add to the care team", "Lisää hoitotiimiin"),
+    ("Administration", "Ylläpito"),
+    ("Age (days)", "Ikä (päivää)"),
+    ("Alerts", "Hälytykset"),
+    ("Appointment", "Aika"),
+    ("Appointments", "Ajat"),
+    ("Audit log and alerts", "Tapahtumaloki ja hälytykset"),
+    ("Audit log", "Tapahtumaloki"),
+    ("Authenticator code (or a recovery code)", "Todennussovelluksen koodi (tai varakoodi)"),
+    ("Back to the chart", "Takaisin potilaskertomukseen"),
+    ("Back", "Takaisin"),
+    ("Birth date", "Syntymäaika"),
+    ("Book an appointment", "Varaa aika"),
+    ("Book", "Varaa"),
+    ("Born", "Syntynyt"),
+    ("Care team of patient", "Potilaan hoitotiimi"),
+    ("Care teams", "Hoitotiimit"),
+    ("Choose a password (at least 12 characters)", "Valitse salasana (vähintään 12 merkkiä)"),
+    ("Choose a role.", "Valitse rooli."),
+    ("Choose a username", "Valitse käyttäjätunnus"),
+    (
+        "Clinician and patient accounts are linked to a record: create them at the server with `confidant user add`.",
+        "Terapeutin ja potilaan tilit liittyvät tietueeseen: luo ne palvelimella komennolla `confidant user add`.",
+    ),
+    ("Code from the app", "Sovelluksen koodi"),
+    ("Confirm", "Vahvista"),
+    ("Continue the draft", "Jatka luonnosta"),
+    ("Continue writing", "Jatka kirjoittamista"),
+    ("Continue", "Jatka"),
+    (
+        "Copy it into the client's secret store now: it is shown only this once.",
+        "Kopioi se nyt asiakasohjelman salaisuusvarastoon: se näytetään vain tämän kerran.",
+    ),
+    ("Create a token", "Luo avain"),
+    ("Create account", "Luo tili"),
+    ("Create token", "Luo avain"),
+    ("Create your account", "Luo tilisi"),
+    ("Data keys it wraps", "Sen salaamat datan avaimet"),
+    ("Date", "Päivä"),
+    ("Disable", "Poista käytöstä"),
+    ("Download my data (FHIR Bundle, JSON)", "Lataa tietoni (FHIR Bundle, JSON)"),
+    ("Download the report", "Lataa raportti"),
+    ("Draft", "Luonnos"),
+    (
+        "Earlier versions are kept and can be read in the record's history.",
+        "Aiemmat versiot säilyvät ja näkyvät tietueen historiassa.",
+    ),
+    ("Edit the note", "Muokkaa merkintää"),
+    ("Edit", "Muokkaa"),
+    ("Emergency access (break the glass)", "Hätäkäyttö (lasin rikkominen)"),
+    ("Enable", "Ota käyttöön"),
+    ("Encounters", "Käynnit"),
+    ("End sessions", "Päätä istunnot"),
+    ("Enrolment code", "Rekisteröintikoodi"),
+    (
+        "Every time someone opens, searches or changes your records it is recorded here. Ask your clinic about anything you do not recognise.",
+        "Aina kun joku avaa, hakee tai muuttaa tietojasi, siitä jää merkintä tähän. Kysy klinikaltasi kaikesta, mitä et tunnista.",
+    ),
+    ("Expires", "Vanhenee"),
+    ("Family name", "Sukunimi"),
+    (
+        "Find by family name, identifier or birth date (YYYY-MM-DD)",
+        "Hae sukunimellä, henkilötunnuksella tai syntymäajalla (VVVV-KK-PP)",
+    ),
+    ("Fix:", "Korjaus:"),
+    ("For", "Kenelle"),
+    ("Format", "Muoto"),
+    ("From", "Alkaen"),
+    ("Gender", "Sukupuoli"),
+    ("Give a date, a time and a practitioner.", "Anna päivä, kellonaika ja terapeutti."),
+    ("Give a patient id and a clinician.", "Anna potilastunniste ja terapeutti."),
+    ("Give dates as YYYY-MM-DD, and JSON or CSV.", "Anna päivät muodossa VVVV-KK-PP, ja JSON tai CSV."),
+    (
+        "Give this one-time code to the new {role} in person or by phone; it is shown only now. They create their account at /enrol.",
+        "Anna tämä kertakäyttöinen koodi uudelle käyttäjälle (rooli: {role}) henkilökohtaisesti tai puhelimessa; se näytetään vain nyt. Hän luo tilinsä sivulla /enrol.",
+    ),
+    ("Given name", "Etunimi"),
+    ("Identifier", "Henkilötunnus"),
+    ("Incident report", "Tietoturvaloukkausraportti"),
+    ("Invite someone", "Kutsu käyttäjä"),
+    ("Key-encryption key:", "Avainten salausavain:"),
+    (
+        "Keys are rotated and retired at the server: `confidant keys rotate` and `confidant keys retire`; both are audited.",
+        "Avaimet vaihdetaan ja poistetaan palvelimella: `confidant keys rotate` ja `confidant keys retire`; molemmat kirjataan lokiin.",
+    ),
+    ("Keys", "Avaimet"),
+    ("Look up", "Hae"),
+    ("Made", "Luotu"),
+    ("Main", "Päävalikko"),
+    ("Make an enrolment code", "Luo rekisteröintikoodi"),
+    ("My patients", "Potilaani"),
+    ("My schedule", "Aikatauluni"),
+    (
+        "New here with an enrolment code from your administrator?",
+        "Uusi käyttäjä, ja sait ylläpitäjältä rekisteröintikoodin?",
+    ),
+    ("New session note", "Uusi käyntimerkintä"),
+    ("New token", "Uusi avain"),
+    ("No API tokens.", "Ei API-avaimia."),
+    ("No active token has that id.", "Voimassa olevaa avainta tällä tunnisteella ei ole."),
+    ("No appointments.", "Ei varattuja aikoja."),
+    ("No high-severity findings.", "Ei vakavia havaintoja."),
+    ("No notes yet.", "Ei vielä merkintöjä."),
+    ("No open alerts.", "Ei avoimia hälytyksiä."),
+    ("No patients found.", "Potilaita ei löytynyt."),
+    ("Nobody is in this patient's care team.", "Potilaan hoitotiimissä ei ole ketään."),
+    ("Not allowed", "Ei sallittu"),
+    ("Not found", "Ei löytynyt"),
+    ("Not in your care", "Ei hoidossasi"),
+    ("Note", "Merkintä"),
+    ("Notes", "Huomiot"),
+    ("Notes, newest first", "Merkinnät, uusin ensin"),
+    ("Nothing was booked.", "Mitään ei varattu."),
+    ("Nothing was changed.", "Mitään ei muutettu."),
+    ("Nothing was opened.", "Mitään ei avattu."),
+    ("Nothing was saved.", "Mitään ei tallennettu."),
+    ("Nothing yet.", "Ei vielä mitään."),
+    ("Only a patient account has its own records to download.", "Vain potilastilillä on omia tietoja ladattavaksi."),
+    (
+        "Only if this is urgent and nobody in their care team can help. Access lasts {minutes} minutes, your reason is recorded, reviewed, raises an alert, and is shown to the patient.",
+        "Vain jos asia on kiireellinen eikä kukaan potilaan hoitotiimistä voi auttaa. Pääsy kestää {minutes} minuuttia; perustelusi kirjataan, tarkastetaan, se nostaa hälytyksen ja näytetään potilaalle.",
+    ),
+    ("Only this user (user id, optional)", "Vain tämä käyttäjä (käyttäjätunniste, valinnainen)"),
+    ("Open alerts", "Avoimet hälytykset"),
+    ("Open the record", "Avaa tiedot"),
+    ("Password", "Salasana"),
+    ("Patient id", "Potilastunniste"),
+    ("Patients", "Potilaat"),
+    ("Personal identity code (optional)", "Henkilötunnus (valinnainen)"),
+    ("Phone (optional)", "Puhelin (valinnainen)"),
+    ("Phone", "Puhelin"),
+    ("Please check the form", "Tarkista lomake"),
+    ("Reason (at least 10 characters)", "Perustelu (vähintään 10 merkkiä)"),
+    ("Record", "Tietue"),
+    ("Recovery codes", "Varakoodit"),
+    ("Register a patient", "Rekisteröi potilas"),
+    ("Register", "Rekisteröi"),
+    ("Remove", "Poista"),
+    ("Reset second factor", "Nollaa toinen tunnistustekijä"),
+    ("Revoke", "Peru"),
+    ("Role", "Rooli"),
+    ("Save as draft", "Tallenna luonnoksena"),
+    ("Save note", "Tallenna merkintä"),
+    (
+        "Scan this code with an authenticator app, or type the secret, then enter the code it shows.",
+        "Lue tämä koodi todennussovelluksella tai kirjoita salaisuus, ja anna sitten sovelluksen näyttämä koodi.",
+    ),
+    ("Scopes (e.g. user/Patient.read user/Appointment.*)", "Oikeudet (esim. user/Patient.read user/Appointment.*)"),
+    ("Scopes", "Oikeudet"),
+    ("Search the audit log", "Hae tapahtumalokista"),
+    ("Search to find a patient.", "Hae potilasta."),
+    ("Search", "Hae"),
+    ("Second factor", "Toinen tunnistustekijä"),
+    ("Secret:", "Salaisuus:"),
+    ("Security posture", "Tietoturvan tila"),
+    ("Session note (draft)", "Käyntimerkintä (luonnos)"),
+    ("Session note", "Käyntimerkintä"),
+    ("Set up your authenticator", "Ota todennussovellus käyttöön"),
+    ("Sign in", "Kirjaudu sisään"),
+    ("Sign out", "Kirjaudu ulos"),
+    (
+        "Someone saved this note after you opened it. Nothing was overwritten: your text is below; compare it with the saved note, then save again.",
+        "Joku tallensi tämän merkinnän sen jälkeen, kun avasit sen. Mitään ei kirjoitettu yli: tekstisi on alla; vertaa sitä tallennettuun merkintään ja tallenna uudelleen.",
+    ),
+    (
+        "Something went wrong; nothing was shown or changed. Try again in a moment.",
+        "Jokin meni vikaan; mitään ei näytetty eikä muutettu. Yritä hetken kuluttua uudelleen.",
+    ),
+    ("Status", "Tila"),
+    ("Stay signed in", "Pysy kirjautuneena"),
+    (
+        "The enrolment code is unknown, used or expired. Ask your administrator for a new one.",
+        "Rekisteröintikoodi on tuntematon, käytetty tai vanhentunut. Pyydä ylläpitäjältä uusi.",
+    ),
+    (
+        "The same checks as `confidant doctor` at the server; `confidant drill` tries the attacks.",
+        "Samat tarkistukset kuin `confidant doctor` palvelimella; `confidant drill` kokeilee hyökkäykset.",
+    ),
+    ("There is no such account.", "Tällaista tiliä ei ole."),
+    ("There is no such record in your care.", "Hoidossasi ei ole tällaista tietuetta."),
+    (
+        "This form has expired. Reload the page and try again.",
+        "Lomake on vanhentunut. Lataa sivu uudelleen ja yritä uudestaan.",
+    ),
+    ("This page is not for your role.", "Tämä sivu ei ole roolillesi."),
+    ("This patient is not in your care, or does not exist.", "Tämä potilas ei ole hoidossasi, tai häntä ei ole."),
+    (
+        "This server was started without its posture checks; run `confidant doctor` at the server.",
+        "Palvelin käynnistettiin ilman tietoturvatarkistuksia; aja `confidant doctor` palvelimella.",
+    ),
+    ("Time (UTC)", "Kellonaika (UTC)"),
+    ("To", "Asti"),
+    ("Token", "Avain"),
+    (
+        "Too many attempts. Wait a few minutes, or ask an administrator to unlock the account.",
+        "Liian monta yritystä. Odota muutama minuutti tai pyydä ylläpitäjää avaamaan tili.",
+    ),
+    ("Try again", "Yritä uudelleen"),
+    ("Unknown change.", "Tuntematon muutos."),
+    ("Unlock", "Avaa lukitus"),
+    ("User id", "Käyttäjätunniste"),
+    ("User", "Käyttäjä"),
+    ("Username", "Käyttäjätunnus"),
+    ("Valid for (days)", "Voimassa (päivää)"),
+    ("Version", "Versio"),
+    ("What it is for", "Käyttötarkoitus"),
+    ("What", "Mitä"),
+    ("When", "Milloin"),
+    (
+        "Which patients' records were opened, by whom, how often and when, read from the audit log: the list a data breach notification (GDPR Art. 33 and 34) needs. Patient ids only; honey records are marked (synthetic: nobody to notify). Making the report is itself recorded.",
+        "Keiden potilaiden tietoja avattiin, kuka, kuinka usein ja milloin, tapahtumalokista luettuna: luettelo, jota tietoturvaloukkauksen ilmoitus (GDPR 33 ja 34 artikla) tarvitsee. Vain potilastunnisteet; ansatietueet on merkitty (keksittyjä: ei ketään ilmoitettavaa). Raportin laatiminen kirjataan itsekin.",
+    ),
+    ("Who has looked at my records", "Kuka on katsonut tietojani"),
+    (
+        "Who may open a patient's records is their care team. Look a patient up by the id reception or their clinician gives you.",
+        "Potilaan tietoja saa avata hänen hoitotiiminsä. Hae potilas tunnisteella, jonka vastaanotto tai hänen terapeuttinsa antaa.",
+    ),
+    ("Who", "Kuka"),
+    ("Why", "Miksi"),
+    ("With", "Kenelle"),
+    ("Wrong username, password or code.", "Väärä käyttäjätunnus, salasana tai koodi."),
+    (
+        "Your account is ready. Sign in, then set up your authenticator app.",
+        "Tilisi on valmis. Kirjaudu sisään ja ota sitten todennussovellus käyttöön.",
+    ),
+    (
+        "Your authenticator is set up. Keep these one-time recovery codes somewhere safe, apart from your phone: each opens your account once if the phone is lost.",
+        "Todennussovellus on käytössä. Säilytä nämä kertakäyttöiset varakoodit turvassa, erillään puhelimestasi: kukin avaa tilisi kerran, jos puhelin katoaa.",
+    ),
+    ("Your records", "Tietosi"),
+    (
+        "Your session ends in two minutes unless you continue.",
+        "Istuntosi päättyy kahden minuutin kuluttua, ellet jatka.",
+    ),
+    ("active", "käytössä"),
+    ("admin", "ylläpitäjä"),
+    ("auditor", "tarkastaja"),
+    ("care", "hoito"),
+    ("clinician", "terapeutti"),
+    ("critical", "kriittinen"),
+    ("current: new keys are wrapped with it", "nykyinen: uudet avaimet salataan sillä"),
+    ("disabled", "poistettu käytöstä"),
+    ("edited", "muokattu"),
+    ("enrolled", "käytössä"),
+    ("expired", "vanhentunut"),
+    ("high", "vakava"),
+    ("locked", "lukittu"),
+    ("low", "vähäinen"),
+    ("medium", "kohtalainen"),
+    ("not yet", "ei vielä"),
+    ("notice", "huomio"),
+    ("pass", "kunnossa"),
+    ("patient", "potilas"),
+    ("reception", "vastaanotto"),
+    ("revoked", "peruttu"),
+    ("unused: can be retired", "käyttämätön: voidaan poistaa"),
+    ("{n} high-severity findings: fix these first.", "{n} vakavaa havaintoa: korjaa nämä ensin."),
+    ("{n} times", "{n} kertaa"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The English texts the page sources pass to `t` (and the other
+    /// helpers that translate literal texts).
+    fn texts_in_sources() -> Vec<String> {
+        let sources = [
+            include_str!("../web.rs"),
+            include_str!("admin.rs"),
+            include_str!("audit.rs"),
+            include_str!("clinical.rs"),
+            include_str!("front_desk.rs"),
+            include_str!("i18n.rs"),
+            include_str!("portal.rs"),
+            include_str!("sign_in.rs"),
+        ];
+        let mut out = Vec::new();
+        for src in sources {
+            for opener in [".t(\"", "stale_form(\"", "tab(\"", "account_button(me, &u.id, \""] {
+                for (at, _) in src.match_indices(opener) {
+                    let rest = &src[at + opener.len()..];
+                    let mut literal = &rest[..rest.find('"').unwrap_or(0)];
+                    // For tab and account_button the text is the second literal.
+                    if opener == "tab(\"" || opener.starts_with("account_button") {
+                        let after = &rest[literal.len() + 1..];
+                        let Some(start) = after.find('"') else { continue };
+                        let after = &after[start + 1..];
+                        literal = &after[..after.find('"').unwrap_or(0)];
+                    }
+                    out.push(literal.replace("\\'", "'"));
+                }
+            }
+            // refuse_post: its one literal (what did not happen) before the closing parenthesis.
+            for (at, _) in src.match_indices("refuse_post(&[") {
+                let call = &src[at..at + src[at..].find(')').unwrap_or(0)];
+                if let Some(text) = call.split('"').nth(1) {
+                    out.push(text.to_owned());
+                }
+            }
+        }
+        out.retain(|t| !t.contains('\\'));
+        out
+    }
+
+    #[test]
+    fn every_text_has_a_finnish_line_and_every_line_is_used() {
+        let used = texts_in_sources();
+        assert!(used.len() > 150, "the scan found the page texts ({})", used.len());
+        let missing: Vec<&String> = used.iter().filter(|t| !finnish().contains_key(t.as_str())).collect();
+        assert!(missing.is_empty(), "texts without Finnish: {missing:#?}");
+        let unused: Vec<&str> = FI.iter().map(|(en, _)| *en).filter(|en| !used.iter().any(|u| u == en)).collect();
+        assert!(unused.is_empty(), "Finnish lines no page uses: {unused:#?}");
+        assert_eq!(finnish().len(), FI.len(), "no English text twice in the table");
+    }
+
+    #[test]
+    fn english_is_the_default_and_placeholders_survive() {
+        assert_eq!(Lang::default(), Lang::En);
+        assert_eq!(Lang::parse("de"), Lang::En);
+        assert_eq!(Lang::Fi.t("Sign in"), "Kirjaudu sisään");
+        assert_eq!(Lang::En.t("Sign in"), "Sign in");
+        for (en, fi) in FI {
+            for p in ["{n}", "{role}", "{minutes}"] {
+                assert_eq!(en.contains(p), fi.contains(p), "placeholder {p} in {en:?}");
+            }
+        }
+    }
+}

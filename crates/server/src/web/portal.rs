@@ -1,0 +1,116 @@
+//! The patient portal: who has looked at my records (who, role, when, what,
+//! why), and "download my data" as a FHIR Bundle.
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use confidant_fhir::ResourceType;
+use confidant_policy::Role;
+use confidant_records::{RecordsError, SearchRequest};
+use maud::html;
+use serde_json::json;
+
+use super::{SignedIn, i18n, readable_time};
+use crate::AppState;
+
+pub(super) fn home(me: &SignedIn) -> Response {
+    let l = me.lang;
+    me.page(
+        l.t("Your records"),
+        html! {
+            ul.list {
+                li { a href="/me/access-log" { (l.t("Who has looked at my records")) } }
+                li { a href="/me/data" download="my-records.json" { (l.t("Download my data (FHIR Bundle, JSON)")) } }
+            }
+        },
+    )
+}
+
+/// The patient's access log: who looked at their records, in what role, when and why.
+pub(super) async fn access_log(State(state): State<AppState>, me: SignedIn) -> Response {
+    if let Some(r) = me.only_for(&[Role::Patient]) {
+        return r;
+    }
+    let l = me.lang;
+    let q = confidant_records::AuditQuery {
+        patient: None,
+        agent: None,
+        action: None,
+        from: None,
+        until: None,
+        before: None,
+        count: 200,
+    };
+    let events = match state.records.audit_events(&me.auth.principal, &q).await {
+        Ok(p) => p.events,
+        Err(e) => return me.records_error(e),
+    };
+    me.page(
+        l.t("Who has looked at my records"),
+        html! {
+            p { (l.t("Every time someone opens, searches or changes your records it is recorded here. Ask your clinic about anything you do not recognise.")) }
+            @if events.is_empty() { p { (l.t("Nothing yet.")) } }
+            @else {
+                table.log {
+                    thead { tr {
+                        th scope="col" { (l.t("When")) } th scope="col" { (l.t("Who")) } th scope="col" { (l.t("Role")) }
+                        th scope="col" { (l.t("What")) } th scope="col" { (l.t("Why")) }
+                    } }
+                    tbody {
+                        @for e in &events {
+                            tr {
+                                td { (readable_time(e["recorded"].as_str().unwrap_or(""))) }
+                                td { (e["agent"][0]["who"]["display"].as_str().unwrap_or("")) }
+                                td { (i18n::role_code_name(l, e["agent"][0]["role"][0]["text"].as_str().unwrap_or(""))) }
+                                td { (i18n::action_name(l, e["subtype"][0]["code"].as_str().unwrap_or(""))) @if e["outcome"] == "4" { " " (l.t("(refused)")) } }
+                                td { (e["purposeOfEvent"][0]["text"].as_str().or(e["purposeOfEvent"][0]["coding"][0]["display"].as_str()).unwrap_or(l.t("care"))) }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// "Download my data": the patient's own records as a FHIR Bundle (each read audited).
+pub(super) async fn my_data(State(state): State<AppState>, me: SignedIn) -> Response {
+    if let Some(r) = me.only_for(&[Role::Patient]) {
+        return r;
+    }
+    let Some(pid) = me.auth.principal.patient_id.clone() else {
+        let l = me.lang;
+        return me.message(
+            StatusCode::FORBIDDEN,
+            l.t("Not allowed"),
+            l.t("Only a patient account has its own records to download."),
+        );
+    };
+    let p = &me.auth.principal;
+    let mut entries = Vec::new();
+    match state.records.read(p, ResourceType::Patient, &pid).await {
+        Ok(p) => entries.push(p.resource),
+        Err(e) => return me.records_error(e),
+    }
+    for rt in [ResourceType::Encounter, ResourceType::DocumentReference, ResourceType::Appointment] {
+        let req = SearchRequest { params: vec![("patient".to_owned(), pid.clone())], count: 100, after: None };
+        match state.records.search(p, rt, &req).await {
+            Ok(page) => entries.extend(page.entries.into_iter().map(|s| s.resource)),
+            Err(RecordsError::Forbidden(_)) => {}
+            Err(e) => return me.records_error(e),
+        }
+    }
+    let bundle = json!({
+        "resourceType": "Bundle", "type": "collection",
+        "timestamp": confidant_fhir::instant(state.records.now_millis()),
+        "entry": entries.into_iter().map(|r| json!({"resource": r})).collect::<Vec<_>>(),
+    });
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("application/fhir+json; charset=utf-8")),
+            (header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"my-records.json\"")),
+        ],
+        serde_json::to_vec_pretty(&bundle).unwrap_or_default(),
+    )
+        .into_response()
+}
