@@ -6,6 +6,7 @@
 import { chromium } from 'playwright-core';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 
 const env = (k) => {
   const v = process.env[k];
@@ -83,12 +84,13 @@ async function firstSignIn(context, username, label) {
   await page.getByRole('button', { name: 'Confirm' }).click();
   await page.getByRole('heading', { name: 'Recovery codes' }).waitFor();
   expect(await page.locator('ul.codes li').count() === 10, `${label}: ten recovery codes`);
+  const recovery = await page.locator('ul.codes code').allTextContents();
   await page.getByRole('link', { name: 'Continue' }).click();
-  return { page, problems };
+  return { page, problems, recovery };
 }
 
 const clinicianCtx = await browser.newContext();
-const { page, problems } = await firstSignIn(clinicianCtx, env('CLINICIAN'), 'clinician');
+const { page, problems, recovery } = await firstSignIn(clinicianCtx, env('CLINICIAN'), 'clinician');
 await page.waitForURL(/\/patients$/);
 await page.screenshot({ path: `${SHOTS}/patients.png`, fullPage: true });
 
@@ -118,6 +120,34 @@ const forged = await page.request.post(`${chartUrl}/notes`, { form: { text: 'for
 expect(forged.status() === 403, `a post without the CSRF token is refused (got ${forged.status()})`);
 await page.reload();
 expect(await page.locator('article.note').count() === before, 'the forged note was not saved');
+
+// A draft: saved on the server (marked Draft), continued later, then finished.
+await page.getByLabel('Note').fill('Draft: themes to pick up next time');
+await page.getByRole('button', { name: 'Save as draft' }).click();
+await page.waitForURL(chartUrl);
+const draft = page.locator('article.note', { hasText: 'themes to pick up' });
+expect(await draft.locator('.badge', { hasText: 'Draft' }).count() === 1, 'the draft is marked as a draft');
+await draft.getByRole('link', { name: 'Continue writing' }).click();
+await page.getByRole('heading', { name: 'Continue the draft' }).waitFor();
+await page.getByLabel('Note').fill('Finished: themes picked up, homework agreed.');
+await page.screenshot({ path: `${SHOTS}/note-edit.png`, fullPage: true });
+await page.getByRole('button', { name: 'Save note' }).click();
+await page.waitForURL(chartUrl);
+const finished = page.locator('article.note', { hasText: 'homework agreed' });
+expect(await finished.count() === 1 && (await finished.locator('.badge').count()) === 0, 'the finished note is no longer a draft');
+expect((await finished.textContent()).includes('edited'), 'an edited note says so');
+expect(await page.locator('article.note', { hasText: 'themes to pick up next time' }).count() === 0, 'the draft text was replaced');
+
+// The pages in Finnish, and back; English is the default.
+expect(await page.locator('html').getAttribute('lang') === 'en', 'English by default');
+await page.getByRole('link', { name: 'Suomeksi' }).click();
+await page.waitForURL(chartUrl);
+expect(await page.locator('html').getAttribute('lang') === 'fi', 'the page says it is Finnish');
+await page.getByRole('heading', { name: 'Uusi käyntimerkintä' }).waitFor();
+expect((await page.locator('header nav').textContent()).includes('Potilaani'), 'the navigation is Finnish');
+await page.screenshot({ path: `${SHOTS}/chart-fi.png`, fullPage: true });
+await page.getByRole('link', { name: 'In English' }).click();
+await page.getByRole('heading', { name: 'New session note' }).waitFor();
 
 // Another clinician: the chart is not theirs (404, nothing shown) until they break the glass.
 const c2Ctx = await browser.newContext();
@@ -191,21 +221,54 @@ const bundle = await data.json();
 expect(bundle.resourceType === 'Bundle' && bundle.entry.some((e) => e.resource.resourceType === 'Patient'), 'a FHIR Bundle with my Patient');
 expect(!JSON.stringify(bundle).includes('client slept better'), "the therapist's unshared note is not in the patient's download");
 
-// The admin: accounts with their second-factor state, open alerts to acknowledge; nothing clinical.
+// The admin: open alerts to acknowledge, accounts, tokens, care teams, keys, posture; nothing clinical.
 const adminCtx = await browser.newContext();
 const adm = await firstSignIn(adminCtx, env('ADMIN'), 'admin');
-await adm.page.getByRole('heading', { name: 'Accounts and alerts' }).waitFor();
-const adminText = await adm.page.locator('main').textContent();
-expect(adminText.includes(env('CLINICIAN')) && adminText.includes('clinician'), 'the admin sees the accounts');
-expect(!adminText.includes(env('PATIENT_FAMILY')) && !adminText.includes('slept better'), 'the admin sees no clinical content');
-expect(adminText.includes('failed-logins') && adminText.includes('break-glass'), 'the admin sees the open alerts');
-expect((await adm.page.locator('article.note').count()) === 2, 'exactly the two alerts: failed logins and the break-glass');
+await adm.page.getByRole('heading', { name: 'Alerts', exact: true }).waitFor();
+const alertsText = await adm.page.locator('main').textContent();
+expect(alertsText.includes('failed-logins') && alertsText.includes('break-glass'), 'the admin sees the open alerts');
+expect((await adm.page.locator('article.alert').count()) === 2, 'exactly the two alerts: failed logins and the break-glass');
 await adm.page.screenshot({ path: `${SHOTS}/admin.png`, fullPage: true });
 for (let i = 0; i < 2; i++) {
   await adm.page.getByRole('button', { name: 'Acknowledge' }).first().click();
-  await adm.page.getByRole('heading', { name: 'Accounts and alerts' }).waitFor();
+  await adm.page.getByRole('heading', { name: 'Alerts', exact: true }).waitFor();
 }
 expect((await adm.page.locator('main').textContent()).includes('No open alerts.'), 'acknowledged alerts are closed');
+const adminPages = [
+  ['Accounts', 'admin-accounts'],
+  ['API tokens', 'admin-tokens'],
+  ['Care teams', 'admin-care-teams'],
+  ['Keys', 'admin-keys'],
+  ['Security posture', 'admin-posture'],
+];
+for (const [tab, shot] of adminPages) {
+  await adm.page.locator('nav.tabs').getByRole('link', { name: tab, exact: true }).click();
+  await adm.page.getByRole('heading', { name: tab, exact: true }).waitFor();
+  const text = await adm.page.locator('main').textContent();
+  expect(!text.includes(env('PATIENT_FAMILY')) && !text.includes('slept better'), `the admin's ${tab} page shows nothing clinical`);
+  if (tab === 'Accounts') expect(text.includes(env('CLINICIAN')) && text.includes('clinician'), 'the admin sees the accounts');
+  if (tab === 'Security posture') expect(/key-files/.test(text) && /audit-witness/.test(text), 'the posture page shows the doctor checks');
+  await adm.page.screenshot({ path: `${SHOTS}/${shot}.png`, fullPage: true });
+}
+// An invitation: a one-time enrolment code, shown once.
+await adm.page.locator('nav.tabs').getByRole('link', { name: 'Accounts', exact: true }).click();
+await adm.page.getByLabel('Role').selectOption('reception');
+await adm.page.getByRole('button', { name: 'Make an enrolment code' }).click();
+const code = (await adm.page.locator('#enrolment-code').textContent()).trim();
+expect(code.startsWith('enrol_'), 'an enrolment code is shown');
+// The new receptionist creates their account with it.
+const newCtx = await browser.newContext();
+const np = await newCtx.newPage();
+const npProblems = watch(np, 'enrol');
+await np.goto(`${BASE}/login`);
+await np.getByRole('link', { name: 'Create your account' }).click();
+await np.getByLabel('Enrolment code').fill(code);
+await np.getByLabel('Choose a username').fill('newdesk');
+await np.getByLabel(/Choose a password/).fill(env('PASSWORD'));
+await np.screenshot({ path: `${SHOTS}/enrol.png`, fullPage: true });
+await np.getByRole('button', { name: 'Create account' }).click();
+await np.getByRole('heading', { name: 'Account created' }).waitFor();
+await newCtx.close();
 
 // The auditor searches the audit log.
 const audCtx = await browser.newContext();
@@ -217,6 +280,17 @@ const auditRows = await aud.page.locator('table.log tbody tr').count();
 expect(auditRows > 0, 'the auditor finds the reads');
 expect((await aud.page.locator('table.log tbody').textContent()).includes('read'), 'rows are reads');
 await aud.page.screenshot({ path: `${SHOTS}/audit.png`, fullPage: true });
+// ... and downloads the incident report: the patient the clinician read is in it.
+await aud.page.getByRole('link', { name: 'Incident report' }).click();
+await aud.page.getByRole('heading', { name: 'Incident report' }).waitFor();
+await aud.page.screenshot({ path: `${SHOTS}/incident.png`, fullPage: true });
+const download = aud.page.waitForEvent('download');
+await aud.page.getByRole('button', { name: 'Download the report' }).click();
+const report = JSON.parse(fs.readFileSync(await (await download).path(), 'utf8'));
+expect(report.type === 'confidant-incident-report' && report.patients_disclosed >= 1, 'the incident report downloads');
+expect(report.patients.some((p) => chartUrl.endsWith(p.patient.replace('Patient/', '')) && p.by.some((b) => b.role === 'clinician')),
+  "the report lists the clinician's patient");
+expect(!JSON.stringify(report).includes(env('PATIENT_FAMILY')), 'the report holds ids, not names');
 
 // Two minutes before an idle session ends, a warning; "Stay signed in" keeps it (the page's clock is faked).
 const tp = await clinicianCtx.newPage();
@@ -237,7 +311,63 @@ await page.waitForURL(/\/login$/);
 await page.goto(chartUrl);
 expect(page.url().endsWith('/login'), 'after signing out, the chart needs a new sign-in');
 
-const all = [...problems, ...c2.problems, ...rec.problems, ...ptProblems, ...adm.problems, ...aud.problems, ...tpProblems];
+// A draft leaves no plaintext in the browser: nothing in web storage, nothing
+// anywhere in the profile on disk (caches, session restore, form history)
+// after a draft is saved and another is left typed but unsaved.
+const profile = fs.mkdtempSync(`${os.tmpdir()}/confidant-profile-`);
+const persistent = await chromium.launchPersistentContext(profile, {
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+const dp = await persistent.newPage();
+const dpProblems = watch(dp, 'draft-storage');
+await dp.goto(`${BASE}/login`);
+await dp.getByLabel('Username').fill(env('CLINICIAN'));
+await dp.getByLabel('Password').fill(env('PASSWORD'));
+await dp.getByLabel(/Authenticator code/).fill(recovery[0]);
+await dp.getByRole('button', { name: 'Sign in' }).click();
+await dp.waitForURL(/\/patients$/);
+await dp.goto(chartUrl);
+const saved = `Saved draft ${crypto.randomBytes(8).toString('hex')}`;
+const typed = `Unsaved words ${crypto.randomBytes(8).toString('hex')}`;
+await dp.getByLabel('Note').fill(saved);
+await dp.getByRole('button', { name: 'Save as draft' }).click();
+await dp.waitForURL(chartUrl);
+await dp.locator('article.note', { hasText: saved }).getByRole('link', { name: 'Continue writing' }).click();
+await dp.getByLabel('Note').fill(typed);
+await dp.goto(`${BASE}/schedule`);
+const stored = await dp.evaluate(async () => ({
+  local: localStorage.length,
+  session: sessionStorage.length,
+  idb: (await indexedDB.databases()).length,
+  caches: (await caches.keys()).length,
+}));
+expect(stored.local === 0 && stored.session === 0 && stored.idb === 0 && stored.caches === 0,
+  `no web storage is used: ${JSON.stringify(stored)}`);
+// A control: text that IS put in web storage must be found by the scan below.
+const control = `Control text ${crypto.randomBytes(8).toString('hex')}`;
+await dp.evaluate((c) => localStorage.setItem('control', c), control);
+await persistent.close();
+const leaks = [];
+(function scan(dir) {
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+    const path = `${dir}/${entry.name}`;
+    if (entry.isDirectory()) scan(path);
+    else if (entry.isFile()) {
+      const bytes = fs.readFileSync(path);
+      for (const secret of [saved, typed, control]) {
+        for (const enc of ['utf8', 'utf16le']) {
+          if (bytes.includes(Buffer.from(secret, enc))) leaks.push(`${secret === control ? 'control' : 'draft'}: ${path} (${enc})`);
+        }
+      }
+    }
+  }
+})(profile);
+expect(leaks.some((l) => l.startsWith('control')), `the scan finds text a page did store (${leaks.join(', ')})`);
+expect(leaks.every((l) => l.startsWith('control')), `draft text found in the browser profile: ${leaks.join(', ')}`);
+fs.rmSync(profile, { recursive: true, force: true });
+
+const all = [...problems, ...c2.problems, ...rec.problems, ...ptProblems, ...adm.problems, ...aud.problems, ...tpProblems, ...npProblems, ...dpProblems];
 expect(all.length === 0, all.join('\n'));
 await browser.close();
 console.log('ui: all expectations met');

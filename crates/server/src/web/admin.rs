@@ -95,12 +95,14 @@ pub(super) async fn acknowledge(
 
 // ----- accounts -------------------------------------------------------------------------
 
-fn account_button(me: &SignedIn, user_id: &str, change: &'static str, text: &'static str) -> Markup {
+/// One change to one account; its accessible name says whose ("Disable desk").
+fn account_button(me: &SignedIn, u: &confidant_identity::UserInfo, change: &'static str, text: &'static str) -> Markup {
+    let label = format!("{} {}", me.lang.t(text), u.username);
     html! {
-        form.inline method="post" action={ "/admin/accounts/" (user_id) } {
+        form.inline method="post" action={ "/admin/accounts/" (u.id) } {
             (me.csrf_field())
             input type="hidden" name="change" value=(change);
-            button.small type="submit" { (me.lang.t(text)) }
+            button.small type="submit" aria-label=(label) { (me.lang.t(text)) }
         }
     }
 }
@@ -136,12 +138,12 @@ async fn accounts_page(state: &AppState, me: &SignedIn, shown_code: Option<(Role
                             td { @if u.disabled { (l.t("disabled")) } @else if u.locked { strong { (l.t("locked")) } } @else { (l.t("active")) } }
                             td.actions {
                                 @if u.id != me.auth.principal.user_id {
-                                    @if u.disabled { (account_button(me, &u.id, "enable", "Enable")) }
-                                    @else { (account_button(me, &u.id, "disable", "Disable")) }
-                                    @if u.mfa_enrolled { (account_button(me, &u.id, "reset-second-factor", "Reset second factor")) }
+                                    @if u.disabled { (account_button(me, u, "enable", "Enable")) }
+                                    @else { (account_button(me, u, "disable", "Disable")) }
+                                    @if u.mfa_enrolled { (account_button(me, u, "reset-second-factor", "Reset second factor")) }
                                 }
-                                @if u.locked { (account_button(me, &u.id, "unlock", "Unlock")) }
-                                (account_button(me, &u.id, "end-sessions", "End sessions"))
+                                @if u.locked { (account_button(me, u, "unlock", "Unlock")) }
+                                (account_button(me, u, "end-sessions", "End sessions"))
                             }
                         }
                     }
@@ -256,7 +258,7 @@ async fn tokens_page(state: &AppState, me: &SignedIn, shown: Option<(String, Str
                                     @if active {
                                         form.inline method="post" action={ "/admin/tokens/" (t.id) "/revoke" } {
                                             (me.csrf_field())
-                                            button.small type="submit" { (l.t("Revoke")) }
+                                            button.small type="submit" aria-label={ (l.t("Revoke")) " " (t.id) } { (l.t("Revoke")) }
                                         }
                                     }
                                 }
@@ -398,7 +400,7 @@ pub(super) async fn care_teams(
                             form.inline method="post" action={ "/admin/care-teams/" (p) "/remove" } {
                                 (me.csrf_field())
                                 input type="hidden" name="practitioner" value=(m);
-                                button.small type="submit" { (l.t("Remove")) }
+                                button.small type="submit" aria-label={ (l.t("Remove")) " " (name(m)) } { (l.t("Remove")) }
                             }
                         }
                     }

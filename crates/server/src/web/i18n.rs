@@ -394,7 +394,7 @@ mod tests {
         ];
         let mut out = Vec::new();
         for src in sources {
-            for opener in [".t(\"", "stale_form(\"", "tab(\"", "account_button(me, &u.id, \""] {
+            for opener in [".t(\"", "stale_form(\"", "tab(\"", "account_button(me, u, \""] {
                 for (at, _) in src.match_indices(opener) {
                     let rest = &src[at + opener.len()..];
                     let mut literal = &rest[..rest.find('"').unwrap_or(0)];
