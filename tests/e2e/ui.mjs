@@ -44,8 +44,8 @@ const browser = await chromium.launch({
 function watch(page, label) {
   const problems = [];
   page.on('console', (m) => {
-    // A refused page (403/404) logs its own status; those are asserted where they happen.
-    if (m.type() === 'error' && !/status of 40[34]/.test(m.text())) problems.push(`${label} console: ${m.text()}`);
+    // A refused page (401/403/404) logs its own status; those are asserted where they happen.
+    if (m.type() === 'error' && !/status of 40[134]/.test(m.text())) problems.push(`${label} console: ${m.text()}`);
   });
   page.on('dialog', async (d) => {
     problems.push(`${label}: a script ran and opened a dialog: ${d.message()}`);
@@ -75,7 +75,7 @@ async function firstSignIn(context, username, label) {
   await page.screenshot({ path: `${SHOTS}/login.png`, fullPage: true });
   await page.getByLabel('Username').fill(username);
   await page.getByLabel('Password').fill(env('PASSWORD'));
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
   await page.waitForURL(/\/mfa$/);
   const secret = (await page.locator('#secret').textContent()).trim();
   expect(await page.locator('figure.qr svg').count() === 1, `${label}: the QR code is shown`);
@@ -205,7 +205,7 @@ const ptProblems = watch(pt, 'patient');
 await pt.goto(`${BASE}/login`);
 await pt.getByLabel('Username').fill(env('PATIENT_USER'));
 await pt.getByLabel('Password').fill(env('PASSWORD'));
-await pt.getByRole('button', { name: 'Sign in' }).click();
+await pt.getByRole('button', { name: 'Sign in', exact: true }).click();
 await pt.getByRole('heading', { name: 'Your records' }).waitFor();
 await pt.getByRole('link', { name: 'Who has looked at my records' }).click();
 await pt.getByRole('heading', { name: 'Who has looked at my records' }).waitFor();
@@ -305,11 +305,43 @@ await tp.getByRole('button', { name: 'Stay signed in' }).click();
 await tp.locator('#timeout-warning').waitFor({ state: 'hidden' });
 await tp.close();
 
+// A passkey (WebAuthn), with Chromium's virtual authenticator standing in for
+// the laptop's: added on the Passkeys page, then used to sign in instead of the code.
+await page.goto(`${BASE}/me/passkeys`);
+const cdp = await clinicianCtx.newCDPSession(page);
+await cdp.send('WebAuthn.enable', { enableUI: false });
+const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
+  options: { protocol: 'ctap2', transport: 'internal', hasResidentKey: true, hasUserVerification: true,
+    isUserVerified: true, automaticPresenceSimulation: true },
+});
+await page.getByLabel(/Name it/).fill('work laptop');
+await page.getByRole('button', { name: 'Add a passkey' }).click();
+await page.locator('table.log td', { hasText: 'work laptop' }).waitFor();
+expect((await cdp.send('WebAuthn.getCredentials', { authenticatorId })).credentials.length === 1, 'the authenticator holds one passkey');
+await page.screenshot({ path: `${SHOTS}/passkeys.png`, fullPage: true });
+
 // Sign out ends the session: the chart is gone.
 await page.getByRole('button', { name: 'Sign out' }).click();
 await page.waitForURL(/\/login$/);
 await page.goto(chartUrl);
 expect(page.url().endsWith('/login'), 'after signing out, the chart needs a new sign-in');
+
+// Sign in again: password, then the passkey instead of the authenticator code.
+await page.getByLabel('Username').fill(env('CLINICIAN'));
+await page.getByLabel('Password').fill(env('PASSWORD'));
+await page.getByRole('button', { name: 'Sign in with a passkey instead of the code' }).click();
+await page.waitForURL(/\/patients$/);
+const used = (await cdp.send('WebAuthn.getCredentials', { authenticatorId })).credentials[0];
+expect(used.signCount >= 1, `the passkey signed the sign-in (signCount ${used.signCount})`);
+await page.goto(`${BASE}/me/passkeys`);
+expect(!(await page.locator('table.log tbody td').nth(2).textContent()).includes('—'), 'the passkey shows when it was last used');
+// A wrong password never reaches the passkey step.
+await page.getByRole('button', { name: 'Sign out' }).click();
+await page.getByLabel('Username').fill(env('CLINICIAN'));
+await page.getByLabel('Password').fill('not the password');
+await page.getByRole('button', { name: 'Sign in with a passkey instead of the code' }).click();
+await page.locator('#passkey-status', { hasText: 'Wrong username, password or passkey.' }).waitFor();
+expect(page.url().endsWith('/login'), 'still signed out');
 
 // A draft leaves no plaintext in the browser: nothing in web storage, nothing
 // anywhere in the profile on disk (caches, session restore, form history)
@@ -325,7 +357,7 @@ await dp.goto(`${BASE}/login`);
 await dp.getByLabel('Username').fill(env('CLINICIAN'));
 await dp.getByLabel('Password').fill(env('PASSWORD'));
 await dp.getByLabel(/Authenticator code/).fill(recovery[0]);
-await dp.getByRole('button', { name: 'Sign in' }).click();
+await dp.getByRole('button', { name: 'Sign in', exact: true }).click();
 await dp.waitForURL(/\/patients$/);
 await dp.goto(chartUrl);
 const saved = `Saved draft ${crypto.randomBytes(8).toString('hex')}`;

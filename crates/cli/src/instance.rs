@@ -449,7 +449,11 @@ pub async fn run_server_until(
         confidant_detect::sinks::spawn(records.store().clone(), &config.alerts, &config.instance_id, detector.wake())
             .map_err(|e| anyhow::anyhow!("{e} (in [alerts] of {})", Config::path(dir).display()))?;
     let records = Arc::new(records);
-    let identity = Arc::new(Identity::new(records.clone(), config.access.identity_settings()));
+    let settings = confidant_identity::Settings {
+        passkey_site: config.server.public_url.clone(),
+        ..config.access.identity_settings()
+    };
+    let identity = Arc::new(Identity::new(records.clone(), settings));
     // The admin's posture page runs `confidant doctor`'s checks against this running instance.
     let posture = {
         let (config, dir, records, identity) = (config.clone(), dir.to_path_buf(), records.clone(), identity.clone());

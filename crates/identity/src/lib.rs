@@ -6,6 +6,7 @@
 //! Every secret is stored hashed or sealed (see `confidant-store::identity`).
 #![forbid(unsafe_code)]
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -15,6 +16,7 @@ use confidant_policy::{Principal, Role, Scopes};
 use confidant_records::{Records, RecordsError};
 use confidant_store::{ApiTokenRow, SessionRow, Store, StoreError, UserRow};
 use confidant_vault::{password, totp};
+use serde_json::Value;
 
 /// Errors of the identity service. None reveals whether an account exists.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +78,9 @@ pub struct Settings {
     /// Staff need a second factor (on unless a clinic turns it off, which
     /// `confidant doctor` reports).
     pub require_second_factor: bool,
+    /// The clinic's public URL (`server.public_url`): passkeys are for this
+    /// site. Without it (or without https, except on localhost) passkeys are off.
+    pub passkey_site: Option<String>,
 }
 
 impl Default for Settings {
@@ -91,6 +96,7 @@ impl Default for Settings {
             lockout_ms: 15 * MIN,
             enrolment_code_ms: 7 * 24 * 60 * MIN,
             require_second_factor: true,
+            passkey_site: None,
         }
     }
 }
@@ -146,6 +152,12 @@ pub struct UserInfo {
     pub mfa_enrolled: bool,
     pub disabled: bool,
     pub locked: bool,
+}
+
+/// The throttle counters of a sign-in: its account and its source address.
+struct ThrottleKeys {
+    account: Vec<u8>,
+    source: Vec<u8>,
 }
 
 /// What an administrator may do to an account.
@@ -230,6 +242,39 @@ pub fn normalise_username(u: &str) -> Result<String> {
 pub struct Identity {
     records: Arc<Records>,
     settings: Settings,
+    /// The passkey relying party, when passkeys are on.
+    passkeys: Option<confidant_vault::passkey::RelyingParty>,
+    /// Passkey ceremonies in progress, by handle (this node's memory: both
+    /// steps of a ceremony must reach the same node).
+    ceremonies: std::sync::Mutex<HashMap<String, Ceremony>>,
+}
+
+/// A passkey ceremony between its two requests.
+enum Ceremony {
+    Register { user_id: String, state: confidant_vault::passkey::Registration, expires: i64 },
+    SignIn { user_id: String, state: confidant_vault::passkey::Authentication, expires: i64 },
+}
+
+impl Ceremony {
+    fn expires(&self) -> i64 {
+        match self {
+            Ceremony::Register { expires, .. } | Ceremony::SignIn { expires, .. } => *expires,
+        }
+    }
+}
+
+/// How long a passkey ceremony may take, and how many may be open at once
+/// (the sign-in's first step needs the password, so this bounds memory, not guesses).
+const CEREMONY_MS: i64 = 5 * 60_000;
+const MAX_CEREMONIES: usize = 10_000;
+
+/// A registered passkey, as its owner sees it.
+#[derive(Debug, Clone)]
+pub struct PasskeyInfo {
+    pub id: String,
+    pub label: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
 }
 
 impl std::fmt::Debug for Identity {
@@ -240,7 +285,12 @@ impl std::fmt::Debug for Identity {
 
 impl Identity {
     pub fn new(records: Arc<Records>, settings: Settings) -> Identity {
-        Identity { records, settings }
+        let passkeys = settings.passkey_site.as_deref().and_then(|site| {
+            confidant_vault::passkey::RelyingParty::new(site, "Confidant")
+                .map_err(|e| tracing::warn!(error = %e, "passkeys are off"))
+                .ok()
+        });
+        Identity { records, settings, passkeys, ceremonies: std::sync::Mutex::new(HashMap::new()) }
     }
 
     pub fn settings(&self) -> &Settings {
@@ -648,15 +698,44 @@ impl Identity {
         kind: SessionKind,
     ) -> Result<Login> {
         let now = self.now();
+        let (user, keys) = self.first_factor(username, password, source, now).await?;
+        let role = Role::parse(&user.role).ok_or(IdentityError::BadCredentials)?;
+        let mfa_enrolled = user.mfa_enrolled_at.is_some();
+        if mfa_enrolled {
+            let ok = match code {
+                Some(c) => self.check_second_factor(&user, c, now).await?,
+                None => false,
+            };
+            if !ok {
+                return Err(self.failed_login(&keys.source, Some(&user.id), source, now).await);
+            }
+        }
+        self.store().clear_throttle(&keys.account).await?;
+        let mfa_enrolment_required = role.is_staff() && !mfa_enrolled && self.settings.require_second_factor;
+        let login = self.start_session(&user.id, kind, !mfa_enrolment_required, now).await?;
+        tracing::info!(user = %user.id, kind = kind.as_str(), "login");
+        Ok(Login { mfa_enrolment_required, ..login })
+    }
+
+    /// The password step of every sign-in: throttled per account and per
+    /// source, every attempt on an account counted before the password is
+    /// checked (a success of the whole sign-in clears the count).
+    async fn first_factor(
+        &self,
+        username: &str,
+        password: &str,
+        source: &str,
+        now: i64,
+    ) -> Result<(UserRow, ThrottleKeys)> {
         // Throttle keys are blind tokens: a dump shows no usernames or addresses.
         let name = username.trim().to_lowercase();
-        let account_key = self.records.blind("login-account", &name);
-        let source_key = self.records.blind("login-source", source);
-        self.check_throttle(&source_key, now).await?;
-        self.check_throttle(&account_key, now).await?;
-        // Every attempt on an account is counted before the password is checked;
-        // a success clears the count. Sources count failures only.
-        self.count_attempt(&account_key, self.settings.account_max_failures, now).await?;
+        let keys = ThrottleKeys {
+            account: self.records.blind("login-account", &name),
+            source: self.records.blind("login-source", source),
+        };
+        self.check_throttle(&keys.source, now).await?;
+        self.check_throttle(&keys.account, now).await?;
+        self.count_attempt(&keys.account, self.settings.account_max_failures, now).await?;
         let user = match normalise_username(&name) {
             Ok(n) => self.user_by_name(&n).await?,
             Err(_) => None,
@@ -669,26 +748,10 @@ impl Identity {
                 false
             }
         };
-        let user = match user {
-            Some(u) if verified && u.disabled_at.is_none() => u,
-            _ => return Err(self.failed_login(&source_key, user.as_ref().map(|u| u.id.as_str()), source, now).await),
-        };
-        let role = Role::parse(&user.role).ok_or(IdentityError::BadCredentials)?;
-        let mfa_enrolled = user.mfa_enrolled_at.is_some();
-        if mfa_enrolled {
-            let ok = match code {
-                Some(c) => self.check_second_factor(&user, c, now).await?,
-                None => false,
-            };
-            if !ok {
-                return Err(self.failed_login(&source_key, Some(&user.id), source, now).await);
-            }
+        match user {
+            Some(u) if verified && u.disabled_at.is_none() => Ok((u, keys)),
+            _ => Err(self.failed_login(&keys.source, user.as_ref().map(|u| u.id.as_str()), source, now).await),
         }
-        self.store().clear_throttle(&account_key).await?;
-        let mfa_enrolment_required = role.is_staff() && !mfa_enrolled && self.settings.require_second_factor;
-        let login = self.start_session(&user.id, kind, !mfa_enrolment_required, now).await?;
-        tracing::info!(user = %user.id, kind = kind.as_str(), "login");
-        Ok(Login { mfa_enrolment_required, ..login })
     }
 
     /// A failed login: counted against its source, recorded (a failure to record
@@ -924,4 +987,198 @@ impl Identity {
 
 fn confidant_fhir_id_ok(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+// ----- passkeys ---------------------------------------------------------------------------
+
+impl Identity {
+    pub fn passkeys_enabled(&self) -> bool {
+        self.passkeys.is_some()
+    }
+
+    fn relying_party(&self) -> Result<&confidant_vault::passkey::RelyingParty> {
+        self.passkeys.as_ref().ok_or_else(|| {
+            IdentityError::Invalid("passkeys are off: set server.public_url to the clinic's https address".into())
+        })
+    }
+
+    fn open_ceremony(&self, c: Ceremony) -> Result<String> {
+        let handle = random_id()?;
+        let now = self.now();
+        let mut open = self.ceremonies.lock().map_err(|_| IdentityError::Invalid("try again".into()))?;
+        open.retain(|_, c| c.expires() > now);
+        if open.len() >= MAX_CEREMONIES {
+            return Err(IdentityError::Throttled { retry_after_secs: 60 });
+        }
+        open.insert(handle.clone(), c);
+        Ok(handle)
+    }
+
+    /// Take a ceremony (once: a replayed answer finds nothing).
+    fn take_ceremony(&self, handle: &str) -> Option<Ceremony> {
+        let now = self.now();
+        let mut open = self.ceremonies.lock().ok()?;
+        open.remove(handle).filter(|c| c.expires() > now)
+    }
+
+    async fn stored_passkeys(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<(confidant_store::PasskeyRow, confidant_vault::passkey::StoredPasskey)>> {
+        let mut out = Vec::new();
+        for row in self.store().passkeys(user_id).await? {
+            let plain = self.records.open_secret("Passkey", user_id, &row.sealed).await?;
+            let key = confidant_vault::passkey::StoredPasskey::from_json(&plain)
+                .map_err(|e| IdentityError::Records(RecordsError::Vault(e)))?;
+            out.push((row, key));
+        }
+        Ok(out)
+    }
+
+    /// A user's passkeys.
+    pub async fn passkey_list(&self, user_id: &str) -> Result<Vec<PasskeyInfo>> {
+        Ok(self
+            .store()
+            .passkeys(user_id)
+            .await?
+            .into_iter()
+            .map(|r| PasskeyInfo { id: r.id, label: r.label, created_at: r.created_at, last_used_at: r.last_used_at })
+            .collect())
+    }
+
+    /// A signed-in user (browser session, second factor done) begins adding a
+    /// passkey: options for `navigator.credentials.create`, and the handle of
+    /// the ceremony. Accounts add passkeys after enrolling the authenticator
+    /// app, which stays their way back in.
+    pub async fn passkey_register_begin(&self, auth: &Authenticated) -> Result<(String, Value)> {
+        let rp = self.relying_party()?;
+        let session = auth
+            .session
+            .as_ref()
+            .filter(|s| s.mfa_done)
+            .ok_or_else(|| IdentityError::Forbidden("add a passkey from a signed-in browser session".into()))?;
+        let user = self.store().user_by_id(&session.user_id).await?.ok_or(IdentityError::Unauthenticated)?;
+        if user.mfa_enrolled_at.is_none() {
+            return Err(IdentityError::Invalid(
+                "set up the authenticator app first: it is your way back in if a passkey is lost".into(),
+            ));
+        }
+        let username = self.records.open_secret("Username", &user.id, &user.username_sealed).await?;
+        let username = String::from_utf8_lossy(&username).into_owned();
+        let existing: Vec<_> = self.stored_passkeys(&user.id).await?.into_iter().map(|(_, k)| k).collect();
+        let (options, state) = rp
+            .start_registration(&user.id, &username, &existing)
+            .map_err(|e| IdentityError::Records(RecordsError::Vault(e)))?;
+        let expires = self.now() + CEREMONY_MS;
+        let handle = self.open_ceremony(Ceremony::Register { user_id: user.id, state, expires })?;
+        Ok((handle, options))
+    }
+
+    /// Finish adding a passkey with the browser's answer; returns its id.
+    pub async fn passkey_register_finish(
+        &self,
+        auth: &Authenticated,
+        handle: &str,
+        answer: &Value,
+        label: &str,
+    ) -> Result<String> {
+        let rp = self.relying_party()?;
+        let label = label.trim();
+        if label.is_empty() || label.len() > 100 || label.chars().any(char::is_control) {
+            return Err(IdentityError::Invalid("name the passkey (at most 100 printable characters)".into()));
+        }
+        let Some(Ceremony::Register { user_id, state, .. }) = self.take_ceremony(handle) else {
+            return Err(IdentityError::Invalid("this passkey registration has expired; start again".into()));
+        };
+        if auth.session.as_ref().map(|s| s.user_id.as_str()) != Some(user_id.as_str()) {
+            return Err(IdentityError::Forbidden("this registration belongs to another session".into()));
+        }
+        let key = rp
+            .finish_registration(answer, &state)
+            .map_err(|e| IdentityError::Invalid(format!("the passkey was not accepted: {e}")))?;
+        let id = random_id()?[..16].to_owned();
+        let row = confidant_store::PasskeyRow {
+            id: id.clone(),
+            user_id: user_id.clone(),
+            label: label.to_owned(),
+            sealed: self.records.seal_secret("Passkey", &user_id, &key.to_json()).await?,
+            created_at: self.now(),
+            last_used_at: None,
+        };
+        self.store().insert_passkey(&row).await?;
+        tracing::info!(user = %user_id, passkey = %id, "passkey added");
+        let target = format!("passkey/{id}");
+        let source = auth.principal.source.as_deref();
+        self.audit(AuditAction::MfaEnrol, Outcome::Success, Some(&user_id), Some(&target), source).await?;
+        Ok(id)
+    }
+
+    /// Remove one of the signed-in user's passkeys.
+    pub async fn passkey_remove(&self, auth: &Authenticated, id: &str) -> Result<()> {
+        let user_id = &auth.principal.user_id;
+        if auth.session.is_none() || !self.store().delete_passkey(user_id, id).await? {
+            return Err(IdentityError::NotFound("passkey".into()));
+        }
+        let target = format!("passkey/{id}");
+        let source = auth.principal.source.as_deref();
+        self.audit(AuditAction::MfaReset, Outcome::Success, Some(user_id), Some(&target), source).await
+    }
+
+    /// Sign-in with a passkey, step one: the password (throttled and counted
+    /// like every sign-in), then options for `navigator.credentials.get` for
+    /// the account's passkeys, and the handle of the ceremony.
+    pub async fn passkey_login_begin(&self, username: &str, password: &str, source: &str) -> Result<(String, Value)> {
+        let rp = self.relying_party()?;
+        let now = self.now();
+        let (user, _) = self.first_factor(username, password, source, now).await?;
+        let keys: Vec<_> = self.stored_passkeys(&user.id).await?.into_iter().map(|(_, k)| k).collect();
+        if keys.is_empty() {
+            return Err(IdentityError::Invalid(
+                "this account has no passkey: sign in with the authenticator code".into(),
+            ));
+        }
+        let (options, state) =
+            rp.start_authentication(&keys).map_err(|e| IdentityError::Records(RecordsError::Vault(e)))?;
+        let handle = self.open_ceremony(Ceremony::SignIn { user_id: user.id, state, expires: now + CEREMONY_MS })?;
+        Ok((handle, options))
+    }
+
+    /// Sign-in with a passkey, step two: the authenticator's answer. A
+    /// session like [`Identity::login`]'s; a wrong, replayed or late answer
+    /// is a failed sign-in (counted and audited).
+    pub async fn passkey_login_finish(
+        &self,
+        handle: &str,
+        answer: &Value,
+        source: &str,
+        kind: SessionKind,
+    ) -> Result<Login> {
+        let rp = self.relying_party()?;
+        let now = self.now();
+        let source_key = self.records.blind("login-source", source);
+        let Some(Ceremony::SignIn { user_id, state, .. }) = self.take_ceremony(handle) else {
+            return Err(self.failed_login(&source_key, None, source, now).await);
+        };
+        let mut stored = self.stored_passkeys(&user_id).await?;
+        let mut keys: Vec<_> = stored.iter().map(|(_, k)| k.clone()).collect();
+        let user = self.store().user_by_id(&user_id).await?.filter(|u| u.disabled_at.is_none());
+        let (user, index) = match (user, rp.finish_authentication(answer, &state, &mut keys)) {
+            (Some(u), Ok(i)) => (u, i),
+            (_, Err(e)) => {
+                tracing::info!(user = %user_id, error = %e, "passkey sign-in refused");
+                return Err(self.failed_login(&source_key, Some(&user_id), source, now).await);
+            }
+            (None, _) => return Err(self.failed_login(&source_key, Some(&user_id), source, now).await),
+        };
+        let (row, _) = &mut stored[index];
+        let sealed = self.records.seal_secret("Passkey", &user_id, &keys[index].to_json()).await?;
+        self.store().passkey_used(&row.id, &sealed, now).await?;
+        let username = self.records.open_secret("Username", &user.id, &user.username_sealed).await?;
+        let account_key = self.records.blind("login-account", &String::from_utf8_lossy(&username));
+        self.store().clear_throttle(&account_key).await?;
+        let login = self.start_session(&user.id, kind, true, now).await?;
+        tracing::info!(user = %user.id, kind = kind.as_str(), "login with a passkey");
+        self.audit(AuditAction::Login, Outcome::Success, Some(&user.id), Some(&login.session_id), Some(source)).await?;
+        Ok(login)
+    }
 }

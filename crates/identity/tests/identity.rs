@@ -36,6 +36,10 @@ pub struct Fixture {
 }
 
 pub async fn fixture() -> Fixture {
+    fixture_with(Settings::default()).await
+}
+
+pub async fn fixture_with(settings: Settings) -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::connect(&format!("sqlite://{}", tmp.path().join("t.db").display()), true).await.unwrap();
     store.migrate().await.unwrap();
@@ -44,7 +48,7 @@ pub async fn fixture() -> Fixture {
     let clock = Arc::new(ManualClock(AtomicI64::new(1_790_000_000_000)));
     confidant_records::initialise(&store, &vault, "test", clock.now_millis()).await.unwrap();
     let records = Arc::new(Records::open(store, vault, clock.clone()).await.unwrap());
-    let identity = Identity::new(records.clone(), Settings::default());
+    let identity = Identity::new(records.clone(), settings);
     Fixture { _tmp: tmp, clock, records, identity }
 }
 
@@ -358,4 +362,65 @@ async fn a_failed_enrolment_does_not_use_up_the_code() {
     assert!(matches!(f.identity.enrol(&code, "boss", "qwerty123456").await, Err(IdentityError::Invalid(_))));
     f.identity.enrol(&code, "boss", PASSWORD).await.unwrap();
     assert!(matches!(f.identity.enrol(&code, "boss2", PASSWORD).await, Err(IdentityError::Forbidden(_))));
+}
+
+/// Passkey ceremonies (without an authenticator here: the browser test has
+/// Chromium's): the options name our site, a ceremony is used once and expires,
+/// answers that are not an authenticator's are refused, and an admin's reset
+/// of the second factor removes passkeys too.
+#[tokio::test]
+async fn passkey_ceremonies_expire_are_used_once_and_a_reset_removes_passkeys() {
+    let off = fixture().await;
+    assert!(!off.identity.passkeys_enabled(), "no public URL: passkeys are off");
+    let f = fixture_with(Settings { passkey_site: Some("http://localhost".into()), ..Settings::default() }).await;
+    assert!(f.identity.passkeys_enabled());
+    let (kaisa, secret) = staff(&f, "kaisa", Role::Reception).await;
+    let code = next_code(&f, &secret);
+    let login = f.identity.login("kaisa", PASSWORD, Some(&code), "x", SessionKind::Cookie).await.unwrap();
+    let auth = f.identity.authenticate(&login.token).await.unwrap();
+
+    let (handle, options) = f.identity.passkey_register_begin(&auth).await.unwrap();
+    assert_eq!(options["publicKey"]["rp"]["id"], "localhost");
+    assert_eq!(options["publicKey"]["user"]["name"], "kaisa");
+    assert!(options["publicKey"]["challenge"].as_str().is_some_and(|c| c.len() >= 43), "a 256-bit challenge");
+    assert_eq!(options["publicKey"]["authenticatorSelection"]["userVerification"], "required");
+    f.clock.advance_minutes(6);
+    let late = f.identity.passkey_register_finish(&auth, &handle, &serde_json::json!({}), "laptop").await;
+    assert!(matches!(late, Err(IdentityError::Invalid(m)) if m.contains("expired")), "a ceremony lasts five minutes");
+
+    let auth = f.identity.authenticate(&login.token).await.unwrap();
+    let (handle, _) = f.identity.passkey_register_begin(&auth).await.unwrap();
+    let forged = serde_json::json!({"id": "AAAA", "rawId": "AAAA", "type": "public-key",
+        "response": {"attestationObject": "o2NmbXRkbm9uZQ", "clientDataJSON": "e30"}});
+    let refused = f.identity.passkey_register_finish(&auth, &handle, &forged, "laptop").await;
+    assert!(
+        matches!(refused, Err(IdentityError::Invalid(m)) if m.contains("not accepted")),
+        "not an authenticator's answer"
+    );
+    let again = f.identity.passkey_register_finish(&auth, &handle, &forged, "laptop").await;
+    assert!(matches!(again, Err(IdentityError::Invalid(m)) if m.contains("expired")), "a ceremony is used once");
+    assert!(f.identity.passkey_list(&kaisa).await.unwrap().is_empty(), "nothing was stored");
+
+    // Signing in with a passkey: the password first; an account without one is told so.
+    let wrong = f.identity.passkey_login_begin("kaisa", "not the password", "x").await;
+    assert!(matches!(wrong, Err(IdentityError::BadCredentials)));
+    let none = f.identity.passkey_login_begin("kaisa", PASSWORD, "x").await;
+    assert!(matches!(none, Err(IdentityError::Invalid(m)) if m.contains("no passkey")));
+    let unknown = f.identity.passkey_login_finish("nohandle", &forged, "x", SessionKind::Cookie).await;
+    assert!(matches!(unknown, Err(IdentityError::BadCredentials)), "an unknown ceremony is a failed sign-in");
+
+    // A stored passkey (sealed to its user) goes with an admin's reset of the second factor.
+    let sealed = f.records.seal_secret("Passkey", &kaisa, b"{}").await.unwrap();
+    let row = confidant_store::PasskeyRow {
+        id: "pk1".into(),
+        user_id: kaisa.clone(),
+        label: "laptop".into(),
+        sealed,
+        created_at: f.clock.now_millis(),
+        last_used_at: None,
+    };
+    f.records.store().insert_passkey(&row).await.unwrap();
+    assert_eq!(f.identity.passkey_list(&kaisa).await.unwrap().len(), 1);
+    f.identity.reset_mfa("kaisa").await.unwrap();
+    assert!(f.identity.passkey_list(&kaisa).await.unwrap().is_empty(), "the reset removed the passkey");
 }

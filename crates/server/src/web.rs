@@ -16,6 +16,7 @@ mod audit;
 mod clinical;
 mod front_desk;
 pub(crate) mod i18n;
+mod passkeys;
 mod portal;
 mod sign_in;
 
@@ -56,6 +57,12 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
         .route("/logout", post(sign_in::logout))
         .route("/mfa", get(sign_in::mfa_page).post(sign_in::mfa_confirm))
         .route("/enrol", get(sign_in::enrol_page).post(sign_in::enrol))
+        .route("/login/passkey/begin", post(passkeys::login_begin))
+        .route("/login/passkey/finish", post(passkeys::login_finish))
+        .route("/me/passkeys", get(passkeys::page))
+        .route("/me/passkeys/begin", post(passkeys::register_begin))
+        .route("/me/passkeys/finish", post(passkeys::register_finish))
+        .route("/me/passkeys/{id}/remove", post(passkeys::remove))
         .route("/patients", get(clinical::patients))
         .route("/patients/{id}", get(clinical::chart))
         .route("/patients/{id}/notes", post(clinical::write_note))
@@ -143,7 +150,7 @@ fn layout(v: Viewer<'_>, title: &str, body: Markup) -> Response {
                 title { (title) " · Confidant" }
                 link rel="stylesheet" href="/static/app.css";
                 link rel="icon" href="/static/icon.svg";
-                @if who.is_some() { script src="/static/app.js" defer {} }
+                script src="/static/app.js" defer {}
             }
             body data-idle-seconds=[who.and(IDLE_SECONDS.get())] {
                 @if who.is_some() {
@@ -175,6 +182,7 @@ fn layout(v: Viewer<'_>, title: &str, body: Markup) -> Response {
                     }
                     a.lang href={ "/lang?to=" (other.code()) "&back=" (v.path) } lang=(other.code()) hreflang=(other.code()) { (other_name) }
                     @if let Some((a, csrf)) = v.signed_in {
+                        @if a.principal.role.is_staff() { a href="/me/passkeys" { (l.t("Passkeys")) } }
                         span.who { (i18n::role_name(l, a.principal.role)) }
                         form method="post" action="/logout" {
                             input type="hidden" name="csrf" value=(csrf);

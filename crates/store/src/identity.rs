@@ -92,6 +92,17 @@ pub struct ThrottleRow {
     pub locked_until: Option<i64>,
 }
 
+/// A registered passkey (sealed; see migration 6).
+#[derive(Debug, Clone)]
+pub struct PasskeyRow {
+    pub id: String,
+    pub user_id: String,
+    pub label: String,
+    pub sealed: Vec<u8>,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
 /// A stored API token (only its hash is kept).
 #[derive(Debug, Clone)]
 pub struct ApiTokenRow {
@@ -192,7 +203,9 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if sealed.is_none() {
+            // A reset removes every second factor: recovery codes and passkeys too.
             sqlx::query(self.sql("DELETE FROM recovery_codes WHERE user_id = ?")).bind(id).execute(&mut *tx).await?;
+            sqlx::query(self.sql("DELETE FROM passkeys WHERE user_id = ?")).bind(id).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(r.rows_affected() == 1)
@@ -236,6 +249,67 @@ impl Store {
         .bind(hash)
         .execute(&self.pool)
         .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    // ----- passkeys -------------------------------------------------------------------
+
+    pub async fn insert_passkey(&self, p: &PasskeyRow) -> Result<()> {
+        sqlx::query(self.sql(
+            "INSERT INTO passkeys (id, user_id, label, sealed, created_at, last_used_at) VALUES (?, ?, ?, ?, ?, ?)",
+        ))
+        .bind(&p.id)
+        .bind(&p.user_id)
+        .bind(&p.label)
+        .bind(p.sealed.as_slice())
+        .bind(p.created_at)
+        .bind(p.last_used_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A user's passkeys, oldest first.
+    pub async fn passkeys(&self, user_id: &str) -> Result<Vec<PasskeyRow>> {
+        let rows = sqlx::query(self.sql(
+            "SELECT id, user_id, label, sealed, created_at, last_used_at FROM passkeys WHERE user_id = ? \
+             ORDER BY created_at, id",
+        ))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PasskeyRow {
+                    id: r.try_get(0)?,
+                    user_id: r.try_get(1)?,
+                    label: r.try_get(2)?,
+                    sealed: r.try_get(3)?,
+                    created_at: r.try_get(4)?,
+                    last_used_at: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Store a passkey again after a sign-in (its counter moved).
+    pub async fn passkey_used(&self, id: &str, sealed: &[u8], now: i64) -> Result<()> {
+        sqlx::query(self.sql("UPDATE passkeys SET sealed = ?, last_used_at = ? WHERE id = ?"))
+            .bind(sealed)
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Remove one of a user's passkeys; false if they have none by that id.
+    pub async fn delete_passkey(&self, user_id: &str, id: &str) -> Result<bool> {
+        let r = sqlx::query(self.sql("DELETE FROM passkeys WHERE user_id = ? AND id = ?"))
+            .bind(user_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(r.rows_affected() == 1)
     }
 

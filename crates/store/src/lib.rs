@@ -30,7 +30,7 @@ pub use alerts::{AlertRow, Sink};
 pub use audit::{AuditFilter, AuditRow, StoredAudit};
 pub use backend::{Backend, PostgresBackend, SqliteBackend};
 pub use erasure::Erased;
-pub use identity::{ApiTokenAuth, ApiTokenRow, SessionRow, ThrottleRow, UserRow};
+pub use identity::{ApiTokenAuth, ApiTokenRow, PasskeyRow, SessionRow, ThrottleRow, UserRow};
 pub use rekey::{Rekeyed, Sealed};
 
 /// Errors from the store. Messages name tables and operations, never values.

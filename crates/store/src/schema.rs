@@ -188,6 +188,18 @@ const MIGRATIONS: &[&str] = &[
         email_done_at BIGINT
     );
     CREATE INDEX alerts_by_time ON alerts (first_at);",
+    // 6: passkeys (WebAuthn second factor). `sealed` is the credential
+    // (public key, id, counter) sealed under the organisation key and bound
+    // to its user: nobody adds a passkey to an account by writing here.
+    "CREATE TABLE passkeys (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        label TEXT NOT NULL,
+        sealed {blob} NOT NULL,
+        created_at BIGINT NOT NULL,
+        last_used_at BIGINT
+    );
+    CREATE INDEX passkeys_by_user ON passkeys (user_id);",
 ];
 
 pub(crate) async fn migrate(pool: &AnyPool, backend: &dyn Backend) -> Result<()> {

@@ -31,6 +31,7 @@ pub mod blind;
 pub mod envelope;
 pub mod keyfile;
 mod keys;
+pub mod passkey;
 pub mod password;
 pub mod pkcs11;
 pub mod signing;
@@ -61,6 +62,9 @@ pub enum VaultError {
     /// The system random number generator failed.
     #[error("random number generator failure")]
     Random,
+    /// A passkey (WebAuthn) ceremony failed: a wrong or replayed answer, or a bad configuration.
+    #[error("passkey: {0}")]
+    Passkey(String),
 }
 
 /// Fill `buf` from the operating system's CSPRNG (via AWS-LC).

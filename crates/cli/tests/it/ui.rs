@@ -29,6 +29,9 @@ async fn the_web_ui_in_chromium() {
     add_user(&inst.dir, "audi", "auditor", &[]);
     add_user(&inst.dir, "clin2", "clinician", &["--name", "Second Clinician"]);
     add_user(&inst.dir, "victim", "clinician", &["--name", "Often Mistyped"]);
+    // Passkeys are for the site at public_url; an IP address cannot be a WebAuthn
+    // relying party, so the browser uses localhost (any port, for tests only).
+    inst.configure(|t| Instance::set(t, "server", "public_url", "http://localhost".into()));
     let s = inst.start();
     // An alert for the admin to acknowledge: a burst of failed logins on one account.
     for _ in 0..5 {
@@ -46,7 +49,7 @@ async fn the_web_ui_in_chromium() {
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
     let out = Command::new("node")
         .arg(e2e.join("ui.mjs"))
-        .env("BASE_URL", &s.url)
+        .env("BASE_URL", s.url.replace("127.0.0.1", "localhost"))
         .env("CLINICIAN", "clin1")
         .env("RECEPTION", "desk")
         .env("PASSWORD", crate::common::PASSWORD)
@@ -175,6 +178,10 @@ impl Browser {
             .unwrap()
     }
 
+    async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.http.post(format!("{}{path}", self.base)).header("cookie", &self.cookie).json(body).send().await.unwrap()
+    }
+
     /// A form post with this session's CSRF token.
     async fn post(&self, path: &str, form: &str) -> reqwest::Response {
         self.post_raw(path, &format!("csrf={}&{form}", self.csrf)).await
@@ -204,8 +211,9 @@ async fn pages_refuse_the_wrong_role_the_wrong_patient_no_session_and_hostile_in
     for u in ["clin1", "clin2", "desk", "admin1", "audi", "ulla"] {
         users.insert(u, Browser::sign_in(&s, u).await);
     }
-    let pages: [(&str, &[&str]); 19] = [
+    let pages: [(&str, &[&str]); 20] = [
         ("/patients", &["clin1", "clin2", "desk"]),
+        ("/me/passkeys", &["clin1", "clin2", "desk", "admin1", "audi"]),
         (&format!("/notes/{n1}/edit"), &["clin1"]),
         ("/admin/accounts", &["admin1"]),
         ("/admin/tokens", &["admin1"]),
@@ -531,5 +539,82 @@ async fn the_auditor_downloads_the_incident_report() {
     for who in [c, Browser::sign_in(&s, "admin1").await] {
         assert_eq!(who.get("/audit/incident/report").await.status(), S::FORBIDDEN);
     }
+    s.stop();
+}
+
+/// The passkey endpoints: JSON only (no cross-site form reaches them), the
+/// session's CSRF token for registration, staff only, a wrong password never
+/// reaches the passkey step, forged or replayed answers open nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passkey_endpoints_refuse_forms_forgeries_wrong_roles_and_no_session() {
+    use reqwest::StatusCode as S;
+    use serde_json::json;
+    let inst = Instance::new(Db::Sqlite).await;
+    inst.configure(|t| Instance::set(t, "server", "public_url", "http://localhost".into()));
+    let s = inst.start();
+    let p = s.create(&patient("Keyowner", "Kim")).await["id"].as_str().unwrap().to_owned();
+    add_user(&inst.dir, "kim", "patient", &["--patient", &p]);
+    let c = Browser::sign_in(&s, "clin1").await;
+    let anon = Browser::anonymous(&s).await;
+    let password = crate::common::PASSWORD;
+
+    // A form post (what a cross-site page could send) is not JSON: refused.
+    let r =
+        anon.post_raw("/login/passkey/begin", &format!("username=clin1&password={}", password.replace(' ', "+"))).await;
+    assert_eq!(r.status(), S::UNSUPPORTED_MEDIA_TYPE);
+    // The password comes first, and a wrong one is a failed sign-in.
+    let r = anon.post_json("/login/passkey/begin", &json!({"username": "clin1", "password": "wrong"})).await;
+    assert_eq!(r.status(), S::UNAUTHORIZED);
+    assert!(r.headers().get("set-cookie").is_none());
+    let r = anon.post_json("/login/passkey/begin", &json!({"username": "clin1", "password": password})).await;
+    assert_eq!(r.status(), S::BAD_REQUEST, "no passkey yet");
+    assert!(r.text().await.unwrap().contains("no passkey"));
+    // Forged answers and unknown ceremonies open nothing.
+    for body in [
+        json!({"handle": "0123456789abcdef", "answer": {}}),
+        json!({"handle": "<script>", "answer": {"id": "x", "rawId": "eA", "type": "public-key",
+               "response": {"authenticatorData": "AA", "clientDataJSON": "e30", "signature": "AA"}}}),
+    ] {
+        let r = anon.post_json("/login/passkey/finish", &body).await;
+        assert_eq!(r.status(), S::UNAUTHORIZED, "{body}");
+        assert!(r.headers().get("set-cookie").is_none());
+        assert!(!r.text().await.unwrap().contains("<script>"));
+    }
+    let r = anon.post_json("/login/passkey/finish", &json!({"handle": 7})).await;
+    assert!(r.status().is_client_error(), "malformed JSON: {}", r.status());
+
+    // Registration: no session → sign in; no CSRF token → refused; a patient → not for them.
+    let r = anon.post_json("/me/passkeys/begin", &json!({"csrf": "x"})).await;
+    assert_eq!((r.status(), r.headers()["location"].to_str().unwrap()), (S::SEE_OTHER, "/login"));
+    assert_eq!(c.post_json("/me/passkeys/begin", &json!({})).await.status(), S::FORBIDDEN);
+    assert_eq!(c.post_json("/me/passkeys/begin", &json!({"csrf": "not-the-token"})).await.status(), S::FORBIDDEN);
+    let kim = Browser::sign_in(&s, "kim").await;
+    assert_eq!(kim.post_json("/me/passkeys/begin", &json!({"csrf": kim.csrf})).await.status(), S::FORBIDDEN);
+    assert_eq!(kim.get("/me/passkeys").await.status(), S::FORBIDDEN);
+    // A real ceremony for clin1: the options name our site; a forged answer stores nothing.
+    let r = c.post_json("/me/passkeys/begin", &json!({"csrf": c.csrf})).await;
+    assert_eq!(r.status(), S::OK);
+    let begun: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(begun["options"]["publicKey"]["rp"]["id"], "localhost");
+    let handle = begun["handle"].as_str().unwrap();
+    // Another staff member cannot finish clin1's ceremony.
+    let desk_in = {
+        add_user(&inst.dir, "desk", "reception", &[]);
+        Browser::sign_in(&s, "desk").await
+    };
+    let forged = json!({"csrf": desk_in.csrf, "handle": handle, "label": "mine now",
+        "answer": {"id": "AAAA", "rawId": "AAAA", "type": "public-key",
+                   "response": {"attestationObject": "o2NmbXRkbm9uZQ", "clientDataJSON": "e30"}}});
+    let r = desk_in.post_json("/me/passkeys/finish", &forged).await;
+    assert_eq!(r.status(), S::BAD_REQUEST);
+    let mut mine = forged.clone();
+    mine["csrf"] = json!(c.csrf);
+    let r = c.post_json("/me/passkeys/finish", &mine).await;
+    assert_eq!(r.status(), S::BAD_REQUEST, "the ceremony was used up by the other session's attempt");
+    let page = c.get("/me/passkeys").await.text().await.unwrap();
+    assert!(page.contains("No passkeys yet."), "nothing was stored");
+    // Removing a passkey that is not yours: not found; without the CSRF token: refused.
+    assert_eq!(c.post("/me/passkeys/abcdef0123456789/remove", "").await.status(), S::NOT_FOUND);
+    assert_eq!(c.post_raw("/me/passkeys/abcdef0123456789/remove", "").await.status(), S::FORBIDDEN);
     s.stop();
 }

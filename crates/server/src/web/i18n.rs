@@ -100,6 +100,27 @@ pub(crate) fn severity_name(l: Lang, s: &str) -> &'static str {
 /// English → Finnish.
 static FI: &[(&str, &str)] = &[
     ("", ""),
+    (
+        "A passkey on this device or a security key signs you in instead of the authenticator code: nothing to type, and it works only on this site. Keep the authenticator app: it is your way back in if a passkey is lost.",
+        "Tämän laitteen pääsyavain tai turva-avain kirjaa sinut sisään todennussovelluksen koodin sijaan: mitään ei tarvitse kirjoittaa, ja se toimii vain tällä sivustolla. Pidä todennussovellus: sillä pääset takaisin, jos pääsyavain katoaa.",
+    ),
+    ("Add a passkey", "Lisää pääsyavain"),
+    ("Added", "Lisätty"),
+    (
+        "Adding a passkey needs JavaScript and a browser that supports passkeys.",
+        "Pääsyavaimen lisääminen vaatii JavaScriptin ja selaimen, joka tukee pääsyavaimia.",
+    ),
+    ("Last used", "Viimeksi käytetty"),
+    ("Name", "Nimi"),
+    ("Name it (e.g. work laptop)", "Anna sille nimi (esim. työkannettava)"),
+    ("No passkeys yet.", "Ei vielä pääsyavaimia."),
+    ("Passkeys", "Pääsyavaimet"),
+    (
+        "Passkeys are off on this server: the administrator sets server.public_url to the clinic's https address.",
+        "Pääsyavaimet eivät ole käytössä tällä palvelimella: ylläpitäjä asettaa server.public_url-arvoksi klinikan https-osoitteen.",
+    ),
+    ("Sign in with a passkey instead of the code", "Kirjaudu pääsyavaimella koodin sijaan"),
+    ("Wrong username, password or passkey.", "Väärä käyttäjätunnus, salasana tai pääsyavain."),
     ("(refused)", "(estetty)"),
     (
         "A patient id has letters, digits, '-' and '.' only.",
@@ -389,6 +410,7 @@ mod tests {
             include_str!("clinical.rs"),
             include_str!("front_desk.rs"),
             include_str!("i18n.rs"),
+            include_str!("passkeys.rs"),
             include_str!("portal.rs"),
             include_str!("sign_in.rs"),
         ];

@@ -14,8 +14,9 @@ use super::{CSRF_COOKIE, CsrfForm, Visitor, session_of};
 use crate::AppState;
 use crate::auth::{SESSION_COOKIE, cookie, cookie_header};
 
-pub(super) async fn login_page(v: Visitor) -> Response {
+pub(super) async fn login_page(State(state): State<AppState>, v: Visitor) -> Response {
     let l = v.lang;
+    let passkeys = state.identity.passkeys_enabled();
     v.page(
         l.t("Sign in"),
         html! {
@@ -26,8 +27,12 @@ pub(super) async fn login_page(v: Visitor) -> Response {
                 input id="password" name="password" type="password" autocomplete="current-password" required;
                 label for="code" { (l.t("Authenticator code (or a recovery code)")) }
                 input id="code" name="code" inputmode="numeric" autocomplete="one-time-code";
-                button type="submit" { (l.t("Sign in")) }
+                div.buttons {
+                    button type="submit" { (l.t("Sign in")) }
+                    @if passkeys { button #passkey-login.secondary.hidden type="button" { (l.t("Sign in with a passkey instead of the code")) } }
+                }
             }
+            p #passkey-status.notice.hidden role="alert" {}
             p.muted { (l.t("New here with an enrolment code from your administrator?")) " " a href="/enrol" { (l.t("Create your account")) } }
         },
     )

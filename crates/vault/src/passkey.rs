@@ -1,0 +1,130 @@
+//! Passkeys (WebAuthn) as a second factor, through webauthn-rs (the Kanidm
+//! project's relying-party library): this module only adapts it to
+//! Confidant's types and keeps its state types out of the other crates.
+//!
+//! The relying party is the clinic's public URL (`server.public_url`): its
+//! host is the RP ID, and only that origin is accepted (any port only for
+//! `localhost`, for development and tests). Passkeys must verify the user
+//! (PIN or biometric): a passkey and a password together are two factors.
+//!
+//! A stored passkey is a public key, a credential id and a counter: nothing
+//! secret, but callers seal it (bound to its user) so that nobody can add a
+//! passkey to an account by writing to the database.
+
+use serde_json::Value;
+use webauthn_rs::prelude::{
+    Passkey, PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential, Url, Uuid,
+    Webauthn, WebauthnBuilder,
+};
+
+use crate::VaultError;
+
+fn err(e: impl std::fmt::Display) -> VaultError {
+    VaultError::Passkey(e.to_string())
+}
+
+/// The relying party: which site passkeys are for.
+pub struct RelyingParty {
+    webauthn: Webauthn,
+}
+
+impl std::fmt::Debug for RelyingParty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RelyingParty")
+    }
+}
+
+/// A registration in progress (kept by the server, never sent).
+pub struct Registration(PasskeyRegistration);
+
+/// A sign-in in progress (kept by the server, never sent: a replayed answer
+/// finds no state).
+pub struct Authentication(PasskeyAuthentication);
+
+/// A registered passkey.
+#[derive(Clone)]
+pub struct StoredPasskey(Passkey);
+
+impl StoredPasskey {
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.0).unwrap_or_default()
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<StoredPasskey, VaultError> {
+        serde_json::from_slice(bytes).map(StoredPasskey).map_err(|_| VaultError::Integrity)
+    }
+
+    /// The credential id, as the browser names it (base64url).
+    pub fn credential_id(&self) -> String {
+        data_encoding::BASE64URL_NOPAD.encode(self.0.cred_id().as_ref())
+    }
+}
+
+impl RelyingParty {
+    /// The relying party of the site at `public_url` (`https://records.clinic.example`).
+    pub fn new(public_url: &str, name: &str) -> Result<RelyingParty, VaultError> {
+        let url = Url::parse(public_url).map_err(|e| err(format!("server.public_url {public_url:?}: {e}")))?;
+        let host = url.host_str().ok_or_else(|| err("server.public_url has no host"))?.to_owned();
+        let local = host == "localhost";
+        if url.scheme() != "https" && !local {
+            return Err(err("passkeys need an https public URL (or localhost for development)"));
+        }
+        let webauthn =
+            WebauthnBuilder::new(&host, &url).map_err(err)?.rp_name(name).allow_any_port(local).build().map_err(err)?;
+        Ok(RelyingParty { webauthn })
+    }
+
+    /// Options for `navigator.credentials.create` (JSON), and the state to keep.
+    /// `user_id` is the account's id (32 hex digits); `existing` are its passkeys
+    /// (an authenticator already registered is not registered twice).
+    pub fn start_registration(
+        &self,
+        user_id: &str,
+        username: &str,
+        existing: &[StoredPasskey],
+    ) -> Result<(Value, Registration), VaultError> {
+        let bytes = hex::decode(user_id).map_err(|_| err("the user id is not hex"))?;
+        let uuid = Uuid::from_slice(bytes.get(..16).ok_or_else(|| err("the user id is too short"))?).map_err(err)?;
+        let exclude = Some(existing.iter().map(|p| p.0.cred_id().clone()).collect());
+        let (options, state) =
+            self.webauthn.start_passkey_registration(uuid, username, username, exclude).map_err(err)?;
+        Ok((serde_json::to_value(options).map_err(err)?, Registration(state)))
+    }
+
+    /// Check the browser's answer to [`RelyingParty::start_registration`].
+    pub fn finish_registration(&self, answer: &Value, state: &Registration) -> Result<StoredPasskey, VaultError> {
+        let answer: RegisterPublicKeyCredential = serde_json::from_value(answer.clone()).map_err(err)?;
+        self.webauthn.finish_passkey_registration(&answer, &state.0).map(StoredPasskey).map_err(err)
+    }
+
+    /// Options for `navigator.credentials.get` (JSON) for these passkeys, and the state to keep.
+    pub fn start_authentication(&self, keys: &[StoredPasskey]) -> Result<(Value, Authentication), VaultError> {
+        let keys: Vec<Passkey> = keys.iter().map(|k| k.0.clone()).collect();
+        let (options, state) = self.webauthn.start_passkey_authentication(&keys).map_err(err)?;
+        Ok((serde_json::to_value(options).map_err(err)?, Authentication(state)))
+    }
+
+    /// Check the browser's answer: which of `keys` signed it (its counter
+    /// updated, to be stored again). A counter that went backwards (a cloned
+    /// authenticator) is refused.
+    pub fn finish_authentication(
+        &self,
+        answer: &Value,
+        state: &Authentication,
+        keys: &mut [StoredPasskey],
+    ) -> Result<usize, VaultError> {
+        let answer: PublicKeyCredential = serde_json::from_value(answer.clone()).map_err(err)?;
+        let result = self.webauthn.finish_passkey_authentication(&answer, &state.0).map_err(err)?;
+        if !result.user_verified() {
+            return Err(err("the authenticator did not verify the user"));
+        }
+        let index = keys
+            .iter()
+            .position(|k| k.0.cred_id() == result.cred_id())
+            .ok_or_else(|| err("the answer came from a passkey of another account"))?;
+        if result.needs_update() {
+            keys[index].0.update_credential(&result);
+        }
+        Ok(index)
+    }
+}
