@@ -15,11 +15,12 @@ async fn the_web_ui_in_chromium() {
     let e2e = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e");
     let ready = Path::new("/usr/bin/chromium").exists()
         && e2e.join("node_modules/playwright-core").exists()
+        && e2e.join("node_modules/axe-core").exists()
         && Command::new("node").arg("--version").output().is_ok();
     if !ready {
         assert!(
             std::env::var("CI").ok().as_deref() != Some("true"),
-            "Chromium and playwright-core must be installed in CI"
+            "Chromium, playwright-core and axe-core must be installed in CI"
         );
         eprintln!("\n*** SKIPPED ui::the_web_ui_in_chromium: install chromium and run `npm ci` in tests/e2e ***\n");
         return;
