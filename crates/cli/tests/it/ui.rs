@@ -97,18 +97,17 @@ async fn pages_over_https_carry_hsts_and_secure_cookies() {
     let s = inst.start();
     let r = s.http.get(format!("{}/login", s.url)).send().await.unwrap();
     assert!(r.headers()["strict-transport-security"].to_str().unwrap().contains("max-age=31536000"));
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let r = client
-        .post(format!("{}/login", s.url))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("username=clin1&password={}", crate::common::PASSWORD.replace(' ', "+")))
-        .send()
+    let page_cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(page_cookie.starts_with("confidant_login=") && page_cookie.contains("; Secure"), "{page_cookie}");
+    let r = Browser::anonymous(&s)
         .await
-        .unwrap();
+        .login(&format!("username=clin1&password={}", crate::common::PASSWORD.replace(' ', "+")))
+        .await;
     assert_eq!(r.status(), reqwest::StatusCode::SEE_OTHER);
     let cookies: Vec<String> =
         r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect();
-    assert_eq!(cookies.len(), 2, "{cookies:?}");
+    let names: Vec<&str> = cookies.iter().filter_map(|c| c.split('=').next()).collect();
+    assert_eq!(names, ["confidant_session", "confidant_csrf", "confidant_login"], "{cookies:?}");
     for c in &cookies {
         assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict") && c.contains("; Secure"), "{c}");
     }
@@ -140,10 +139,26 @@ impl Browser {
         Browser { http, base: s.url.clone(), cookie: String::new(), csrf: String::new(), recovery: Vec::new() }
     }
 
+    /// Post the sign-in form as a browser does: load it first (its token and cookie).
+    async fn login(&self, form: &str) -> reqwest::Response {
+        let page = self.get("/login").await;
+        let cookie = set_cookies(&page)["confidant_login"].clone();
+        let html = page.text().await.unwrap();
+        let token = html.split("name=\"form\" value=\"").nth(1).unwrap().split('"').next().unwrap();
+        self.http
+            .post(format!("{}/login", self.base))
+            .header("cookie", format!("confidant_login={cookie}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("form={token}&{form}"))
+            .send()
+            .await
+            .unwrap()
+    }
+
     async fn sign_in(s: &crate::common::Server, username: &str) -> Browser {
         let mut b = Browser::anonymous(s).await;
         let body = format!("username={username}&password={}", crate::common::PASSWORD.replace(' ', "+"));
-        let r = b.post_raw("/login", &body).await;
+        let r = b.login(&body).await;
         assert_eq!(r.status(), reqwest::StatusCode::SEE_OTHER, "{username} signs in");
         let to = r.headers()["location"].to_str().unwrap().to_owned();
         let c = set_cookies(&r);
@@ -253,6 +268,25 @@ async fn pages_refuse_the_wrong_role_the_wrong_patient_no_session_and_hostile_in
             (r.status(), r.headers().get("location").map(|l| l.to_str().unwrap())),
             (S::SEE_OTHER, Some("/login")),
             "{page}"
+        );
+    }
+    // Login CSRF: a sign-in post without the form's token (or with another browser's) is refused
+    // before any password is tried, and sets no session.
+    let body = format!("username=clin1&password={}", crate::common::PASSWORD.replace(' ', "+"));
+    for cookie in ["", "confidant_login=0123456789abcdef0123456789abcdef"] {
+        let r = Browser::anonymous(&s)
+            .await
+            .http
+            .post(format!("{}/login", s.url))
+            .header("cookie", cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("form=fedcba9876543210fedcba9876543210&{body}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), S::FORBIDDEN, "cookie {cookie:?}");
+        assert!(
+            r.headers().get_all("set-cookie").iter().all(|c| !c.to_str().unwrap().starts_with("confidant_session"))
         );
     }
     // The wrong patient: another clinician's chart is a 404 offering break-glass, with
@@ -392,10 +426,10 @@ async fn the_admin_manages_accounts_tokens_and_care_teams_from_the_pages() {
     assert_eq!(desk.get("/patients").await.headers()["location"], "/login", "the disabled account's session ended");
     let password = crate::common::PASSWORD.replace(' ', "+");
     let mut login = || format!("username=desk&password={password}&code={}", desk.recovery.pop().unwrap());
-    assert_eq!(Browser::anonymous(&s).await.post_raw("/login", &login()).await.status(), S::UNAUTHORIZED);
+    assert_eq!(Browser::anonymous(&s).await.login(&login()).await.status(), S::UNAUTHORIZED);
     assert!(admin.get("/admin/accounts").await.text().await.unwrap().contains("disabled"));
     assert_eq!(admin.post(&format!("/admin/accounts/{desk_id}"), "change=enable").await.status(), S::SEE_OTHER);
-    assert_eq!(Browser::anonymous(&s).await.post_raw("/login", &login()).await.status(), S::SEE_OTHER);
+    assert_eq!(Browser::anonymous(&s).await.login(&login()).await.status(), S::SEE_OTHER);
     // Nobody disables themselves or resets their own second factor.
     for change in ["disable", "reset-second-factor"] {
         let r = admin.post(&format!("/admin/accounts/{admin_id}"), &format!("change={change}")).await;

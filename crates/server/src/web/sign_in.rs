@@ -14,13 +14,22 @@ use super::{CSRF_COOKIE, CsrfForm, Visitor, session_of};
 use crate::AppState;
 use crate::auth::{SESSION_COOKIE, cookie, cookie_header};
 
+/// The cookie that ties the sign-in form to the browser that loaded it
+/// (double submit): a page on another site cannot sign a victim's browser
+/// into the attacker's account (login CSRF).
+const LOGIN_COOKIE: &str = "confidant_login";
+
 pub(super) async fn login_page(State(state): State<AppState>, v: Visitor) -> Response {
     let l = v.lang;
     let passkeys = state.identity.passkeys_enabled();
-    v.page(
+    let Ok(token) = confidant_vault::random_id() else {
+        return v.message(StatusCode::SERVICE_UNAVAILABLE, l.t("Try again"), l.t("Try again"));
+    };
+    let mut r = v.page(
         l.t("Sign in"),
         html! {
             form.card method="post" action="/login" {
+                input type="hidden" name="form" value=(token);
                 label for="username" { (l.t("Username")) }
                 input id="username" name="username" autocomplete="username" required;
                 label for="password" { (l.t("Password")) }
@@ -35,11 +44,16 @@ pub(super) async fn login_page(State(state): State<AppState>, v: Visitor) -> Res
             p #passkey-status.notice.hidden role="alert" {}
             p.muted { (l.t("New here with an enrolment code from your administrator?")) " " a href="/enrol" { (l.t("Create your account")) } }
         },
-    )
+    );
+    r.headers_mut().append(header::SET_COOKIE, cookie_header(LOGIN_COOKIE, &token, 3600, state.secure_cookies));
+    r
 }
 
 #[derive(Deserialize)]
 pub(super) struct LoginForm {
+    /// The token of the form, the same as the browser's `confidant_login` cookie.
+    #[serde(default)]
+    form: String,
     username: String,
     password: String,
     #[serde(default)]
@@ -49,10 +63,21 @@ pub(super) struct LoginForm {
 pub(super) async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
     v: Visitor,
     Form(f): Form<LoginForm>,
 ) -> Response {
     let l = v.lang;
+    let same_browser =
+        cookie(&headers, LOGIN_COOKIE).is_some_and(|c| confidant_vault::secrets_equal(c.as_bytes(), f.form.as_bytes()));
+    if !same_browser {
+        // Not counted as a failed sign-in: no password was tried.
+        return v.message(
+            StatusCode::FORBIDDEN,
+            l.t("Sign in"),
+            l.t("This form has expired. Reload the page and try again."),
+        );
+    }
     let code = Some(f.code.trim()).filter(|c| !c.is_empty());
     let source = crate::api::throttle_source(peer.ip());
     match state.identity.login(&f.username, &f.password, code, &source, SessionKind::Cookie).await {
@@ -64,6 +89,7 @@ pub(super) async fn login(
             for (name, value) in [(SESSION_COOKIE, login.token.as_str()), (CSRF_COOKIE, csrf)] {
                 r.headers_mut().append(header::SET_COOKIE, cookie_header(name, value, max_age, state.secure_cookies));
             }
+            r.headers_mut().append(header::SET_COOKIE, cookie_header(LOGIN_COOKIE, "", 0, state.secure_cookies));
             r
         }
         Err(confidant_identity::IdentityError::Throttled { .. }) => v.message(
