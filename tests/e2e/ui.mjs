@@ -362,6 +362,7 @@ const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
     isUserVerified: true, automaticPresenceSimulation: true },
 });
 await page.getByLabel(/Name it/).fill('work laptop');
+await page.getByLabel(/Code from your authenticator app/).fill(recovery[1]);
 await page.getByRole('button', { name: 'Add a passkey' }).click();
 await page.locator('table.log td', { hasText: 'work laptop' }).waitFor();
 expect((await cdp.send('WebAuthn.getCredentials', { authenticatorId })).credentials.length === 1, 'the authenticator holds one passkey');

@@ -154,6 +154,14 @@ pub struct UserInfo {
     pub locked: bool,
 }
 
+/// The second step of a sign-in.
+enum SecondFactor<'a> {
+    /// A TOTP or recovery code (`None`: none given; enough only for accounts without one).
+    Code(Option<&'a str>),
+    /// A passkey's answer to the ceremony `handle`.
+    Passkey { handle: &'a str, answer: &'a Value },
+}
+
 /// The throttle counters of a sign-in: its account and its source address.
 struct ThrottleKeys {
     account: Vec<u8>,
@@ -252,7 +260,7 @@ pub struct Identity {
 /// A passkey ceremony between its two requests.
 enum Ceremony {
     Register { user_id: String, state: confidant_vault::passkey::Registration, expires: i64 },
-    SignIn { user_id: String, state: confidant_vault::passkey::Authentication, expires: i64 },
+    SignIn { state: confidant_vault::passkey::Authentication, expires: i64 },
 }
 
 impl Ceremony {
@@ -264,7 +272,8 @@ impl Ceremony {
 }
 
 /// How long a passkey ceremony may take, and how many may be open at once
-/// (the sign-in's first step needs the password, so this bounds memory, not guesses).
+/// (a bound on memory: when full, the oldest make way; a user has one
+/// registration open at a time).
 const CEREMONY_MS: i64 = 5 * 60_000;
 const MAX_CEREMONIES: usize = 10_000;
 
@@ -612,6 +621,15 @@ impl Identity {
     ) -> Result<(String, String)> {
         Self::require_admin(by)?;
         let user = self.store().user_by_id(user_id).await?.ok_or_else(|| IdentityError::NotFound("user".into()))?;
+        // A token acts as its user: an admin may not make one that reads what
+        // admins must not (a clinician's notes, a patient's records, the audit
+        // log) or that acts as another admin. Those are made at the console.
+        if user.id != by.user_id && user.role != Role::Reception.as_str() {
+            return Err(IdentityError::Forbidden(
+                "from here, tokens are made for reception accounts and your own; others with `confidant token create` at the server"
+                    .into(),
+            ));
+        }
         self.create_token_as(Actor::of(by), &user, label, scopes, lifetime_ms).await
     }
 
@@ -629,6 +647,10 @@ impl Identity {
     pub async fn enrol(&self, code: &str, username: &str, password: &str) -> Result<String> {
         let name = normalise_username(username)?;
         password::check_policy(password, &[&name, "confidant"]).map_err(|e| IdentityError::Invalid(e.to_string()))?;
+        // The code first: without a valid one nobody learns whether a username is taken.
+        if !self.store().enrolment_code_valid(&Self::hash_token(code.trim()), self.now()).await? {
+            return Err(IdentityError::Forbidden("the enrolment code is unknown, used or expired".into()));
+        }
         if self.user_by_name(&name).await?.is_some() {
             return Err(IdentityError::Conflict("that username is taken".into()));
         }
@@ -674,7 +696,34 @@ impl Identity {
         source: &str,
         kind: SessionKind,
     ) -> Result<Login> {
-        let result = self.login_unaudited(username, password, code, source, kind).await;
+        self.sign_in(username, password, SecondFactor::Code(code), source, kind).await
+    }
+
+    /// Log in with username, password and a passkey's answer to the ceremony
+    /// `handle` (from [`Identity::passkey_challenge`]): one step, so a wrong
+    /// password and a wrong passkey get the same answer, counted and audited
+    /// like every sign-in.
+    pub async fn login_with_passkey(
+        &self,
+        username: &str,
+        password: &str,
+        handle: &str,
+        answer: &Value,
+        source: &str,
+        kind: SessionKind,
+    ) -> Result<Login> {
+        self.sign_in(username, password, SecondFactor::Passkey { handle, answer }, source, kind).await
+    }
+
+    async fn sign_in(
+        &self,
+        username: &str,
+        password: &str,
+        factor: SecondFactor<'_>,
+        source: &str,
+        kind: SessionKind,
+    ) -> Result<Login> {
+        let result = self.login_unaudited(username, password, factor, source, kind).await;
         match &result {
             Ok(l) => {
                 let session = l.session_id.as_str();
@@ -693,7 +742,7 @@ impl Identity {
         &self,
         username: &str,
         password: &str,
-        code: Option<&str>,
+        factor: SecondFactor<'_>,
         source: &str,
         kind: SessionKind,
     ) -> Result<Login> {
@@ -701,14 +750,14 @@ impl Identity {
         let (user, keys) = self.first_factor(username, password, source, now).await?;
         let role = Role::parse(&user.role).ok_or(IdentityError::BadCredentials)?;
         let mfa_enrolled = user.mfa_enrolled_at.is_some();
-        if mfa_enrolled {
-            let ok = match code {
-                Some(c) => self.check_second_factor(&user, c, now).await?,
-                None => false,
-            };
-            if !ok {
-                return Err(self.failed_login(&keys.source, Some(&user.id), source, now).await);
-            }
+        let second_factor_ok = match factor {
+            SecondFactor::Code(_) if !mfa_enrolled => true,
+            SecondFactor::Code(Some(c)) => self.check_second_factor(&user, c, now).await?,
+            SecondFactor::Code(None) => false,
+            SecondFactor::Passkey { handle, answer } => self.check_passkey(&user, handle, answer, now).await?,
+        };
+        if !second_factor_ok {
+            return Err(self.failed_login(&keys.source, Some(&user.id), source, now).await);
         }
         self.store().clear_throttle(&keys.account).await?;
         let mfa_enrolment_required = role.is_staff() && !mfa_enrolled && self.settings.require_second_factor;
@@ -1007,8 +1056,12 @@ impl Identity {
         let now = self.now();
         let mut open = self.ceremonies.lock().map_err(|_| IdentityError::Invalid("try again".into()))?;
         open.retain(|_, c| c.expires() > now);
-        if open.len() >= MAX_CEREMONIES {
-            return Err(IdentityError::Throttled { retry_after_secs: 60 });
+        if let Ceremony::Register { user_id, .. } = &c {
+            open.retain(|_, o| !matches!(o, Ceremony::Register { user_id: u, .. } if u == user_id));
+        }
+        while open.len() >= MAX_CEREMONIES {
+            let Some(oldest) = open.iter().min_by_key(|(_, c)| c.expires()).map(|(h, _)| h.clone()) else { break };
+            open.remove(&oldest);
         }
         open.insert(handle.clone(), c);
         Ok(handle)
@@ -1050,7 +1103,7 @@ impl Identity {
     /// passkey: options for `navigator.credentials.create`, and the handle of
     /// the ceremony. Accounts add passkeys after enrolling the authenticator
     /// app, which stays their way back in.
-    pub async fn passkey_register_begin(&self, auth: &Authenticated) -> Result<(String, Value)> {
+    pub async fn passkey_register_begin(&self, auth: &Authenticated, code: &str) -> Result<(String, Value)> {
         let rp = self.relying_party()?;
         let session = auth
             .session
@@ -1065,6 +1118,19 @@ impl Identity {
         }
         let username = self.records.open_secret("Username", &user.id, &user.username_sealed).await?;
         let username = String::from_utf8_lossy(&username).into_owned();
+        // A fresh code from the authenticator app: a stolen session alone cannot
+        // plant a lasting way in. Wrong codes count against the account like failed sign-ins.
+        let now = self.now();
+        let account_key = self.records.blind("login-account", &username);
+        self.check_throttle(&account_key, now).await?;
+        if !self.check_second_factor(&user, code, now).await? {
+            self.count_attempt(&account_key, self.settings.account_max_failures, now).await?;
+            let source = auth.principal.source.as_deref();
+            self.audit(AuditAction::LoginFailed, Outcome::Denied, Some(&user.id), Some("passkey-add"), source)
+                .await
+                .ok();
+            return Err(IdentityError::Forbidden("wrong authenticator code: no passkey was added".into()));
+        }
         let existing: Vec<_> = self.stored_passkeys(&user.id).await?.into_iter().map(|(_, k)| k).collect();
         let (options, state) = rp
             .start_registration(&user.id, &username, &existing)
@@ -1124,61 +1190,33 @@ impl Identity {
         self.audit(AuditAction::MfaReset, Outcome::Success, Some(user_id), Some(&target), source).await
     }
 
-    /// Sign-in with a passkey, step one: the password (throttled and counted
-    /// like every sign-in), then options for `navigator.credentials.get` for
-    /// the account's passkeys, and the handle of the ceremony.
-    pub async fn passkey_login_begin(&self, username: &str, password: &str, source: &str) -> Result<(String, Value)> {
+    /// A passkey sign-in begins: options for `navigator.credentials.get` that
+    /// name no account (so this step tells nobody anything), and the handle of
+    /// the ceremony; [`Identity::login_with_passkey`] finishes it.
+    pub fn passkey_challenge(&self) -> Result<(String, Value)> {
         let rp = self.relying_party()?;
-        let now = self.now();
-        let (user, _) = self.first_factor(username, password, source, now).await?;
-        let keys: Vec<_> = self.stored_passkeys(&user.id).await?.into_iter().map(|(_, k)| k).collect();
-        if keys.is_empty() {
-            return Err(IdentityError::Invalid(
-                "this account has no passkey: sign in with the authenticator code".into(),
-            ));
-        }
-        let (options, state) =
-            rp.start_authentication(&keys).map_err(|e| IdentityError::Records(RecordsError::Vault(e)))?;
-        let handle = self.open_ceremony(Ceremony::SignIn { user_id: user.id, state, expires: now + CEREMONY_MS })?;
+        let (options, state) = rp.start_authentication().map_err(|e| IdentityError::Records(RecordsError::Vault(e)))?;
+        let handle = self.open_ceremony(Ceremony::SignIn { state, expires: self.now() + CEREMONY_MS })?;
         Ok((handle, options))
     }
 
-    /// Sign-in with a passkey, step two: the authenticator's answer. A
-    /// session like [`Identity::login`]'s; a wrong, replayed or late answer
-    /// is a failed sign-in (counted and audited).
-    pub async fn passkey_login_finish(
-        &self,
-        handle: &str,
-        answer: &Value,
-        source: &str,
-        kind: SessionKind,
-    ) -> Result<Login> {
+    /// The passkey step of a sign-in (the password was right): the ceremony
+    /// is used up whatever happens; false for a wrong, replayed or late answer.
+    async fn check_passkey(&self, user: &UserRow, handle: &str, answer: &Value, now: i64) -> Result<bool> {
         let rp = self.relying_party()?;
-        let now = self.now();
-        let source_key = self.records.blind("login-source", source);
-        let Some(Ceremony::SignIn { user_id, state, .. }) = self.take_ceremony(handle) else {
-            return Err(self.failed_login(&source_key, None, source, now).await);
-        };
-        let mut stored = self.stored_passkeys(&user_id).await?;
+        let Some(Ceremony::SignIn { state, .. }) = self.take_ceremony(handle) else { return Ok(false) };
+        let stored = self.stored_passkeys(&user.id).await?;
         let mut keys: Vec<_> = stored.iter().map(|(_, k)| k.clone()).collect();
-        let user = self.store().user_by_id(&user_id).await?.filter(|u| u.disabled_at.is_none());
-        let (user, index) = match (user, rp.finish_authentication(answer, &state, &mut keys)) {
-            (Some(u), Ok(i)) => (u, i),
-            (_, Err(e)) => {
-                tracing::info!(user = %user_id, error = %e, "passkey sign-in refused");
-                return Err(self.failed_login(&source_key, Some(&user_id), source, now).await);
+        match rp.finish_authentication(answer, state, &user.id, &mut keys) {
+            Ok(i) => {
+                let sealed = self.records.seal_secret("Passkey", &user.id, &keys[i].to_json()).await?;
+                self.store().passkey_used(&stored[i].0.id, &sealed, now).await?;
+                Ok(true)
             }
-            (None, _) => return Err(self.failed_login(&source_key, Some(&user_id), source, now).await),
-        };
-        let (row, _) = &mut stored[index];
-        let sealed = self.records.seal_secret("Passkey", &user_id, &keys[index].to_json()).await?;
-        self.store().passkey_used(&row.id, &sealed, now).await?;
-        let username = self.records.open_secret("Username", &user.id, &user.username_sealed).await?;
-        let account_key = self.records.blind("login-account", &String::from_utf8_lossy(&username));
-        self.store().clear_throttle(&account_key).await?;
-        let login = self.start_session(&user.id, kind, true, now).await?;
-        tracing::info!(user = %user.id, kind = kind.as_str(), "login with a passkey");
-        self.audit(AuditAction::Login, Outcome::Success, Some(&user.id), Some(&login.session_id), Some(source)).await?;
-        Ok(login)
+            Err(e) => {
+                tracing::info!(user = %user.id, error = %e, "passkey answer refused");
+                Ok(false)
+            }
+        }
     }
 }

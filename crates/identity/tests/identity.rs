@@ -379,7 +379,11 @@ async fn passkey_ceremonies_expire_are_used_once_and_a_reset_removes_passkeys() 
     let login = f.identity.login("kaisa", PASSWORD, Some(&code), "x", SessionKind::Cookie).await.unwrap();
     let auth = f.identity.authenticate(&login.token).await.unwrap();
 
-    let (handle, options) = f.identity.passkey_register_begin(&auth).await.unwrap();
+    // Adding a passkey needs a fresh code from the app: a stolen session alone adds nothing.
+    let wrong_code = f.identity.passkey_register_begin(&auth, "000000").await;
+    assert!(matches!(wrong_code, Err(IdentityError::Forbidden(m)) if m.contains("wrong authenticator code")));
+    let (handle, options) = f.identity.passkey_register_begin(&auth, &next_code(&f, &secret)).await.unwrap();
+    assert_eq!(options["publicKey"]["authenticatorSelection"]["residentKey"], "required", "discoverable");
     assert_eq!(options["publicKey"]["rp"]["id"], "localhost");
     assert_eq!(options["publicKey"]["user"]["name"], "kaisa");
     assert!(options["publicKey"]["challenge"].as_str().is_some_and(|c| c.len() >= 43), "a 256-bit challenge");
@@ -389,7 +393,7 @@ async fn passkey_ceremonies_expire_are_used_once_and_a_reset_removes_passkeys() 
     assert!(matches!(late, Err(IdentityError::Invalid(m)) if m.contains("expired")), "a ceremony lasts five minutes");
 
     let auth = f.identity.authenticate(&login.token).await.unwrap();
-    let (handle, _) = f.identity.passkey_register_begin(&auth).await.unwrap();
+    let (handle, _) = f.identity.passkey_register_begin(&auth, &next_code(&f, &secret)).await.unwrap();
     let forged = serde_json::json!({"id": "AAAA", "rawId": "AAAA", "type": "public-key",
         "response": {"attestationObject": "o2NmbXRkbm9uZQ", "clientDataJSON": "e30"}});
     let refused = f.identity.passkey_register_finish(&auth, &handle, &forged, "laptop").await;
@@ -401,13 +405,18 @@ async fn passkey_ceremonies_expire_are_used_once_and_a_reset_removes_passkeys() 
     assert!(matches!(again, Err(IdentityError::Invalid(m)) if m.contains("expired")), "a ceremony is used once");
     assert!(f.identity.passkey_list(&kaisa).await.unwrap().is_empty(), "nothing was stored");
 
-    // Signing in with a passkey: the password first; an account without one is told so.
-    let wrong = f.identity.passkey_login_begin("kaisa", "not the password", "x").await;
+    // Signing in with a passkey: the challenge names no account; the password and the
+    // answer are checked together, and whatever is wrong, the answer is the same.
+    let (h, options) = f.identity.passkey_challenge().unwrap();
+    assert!(options["publicKey"]["allowCredentials"].as_array().is_none_or(Vec::is_empty), "{options}");
+    let x = SessionKind::Cookie;
+    let wrong = f.identity.login_with_passkey("kaisa", "not the password", &h, &forged, "x", x).await;
     assert!(matches!(wrong, Err(IdentityError::BadCredentials)));
-    let none = f.identity.passkey_login_begin("kaisa", PASSWORD, "x").await;
-    assert!(matches!(none, Err(IdentityError::Invalid(m)) if m.contains("no passkey")));
-    let unknown = f.identity.passkey_login_finish("nohandle", &forged, "x", SessionKind::Cookie).await;
-    assert!(matches!(unknown, Err(IdentityError::BadCredentials)), "an unknown ceremony is a failed sign-in");
+    let (h, _) = f.identity.passkey_challenge().unwrap();
+    let no_key = f.identity.login_with_passkey("kaisa", PASSWORD, &h, &forged, "x", x).await;
+    assert!(matches!(no_key, Err(IdentityError::BadCredentials)), "the right password with no passkey");
+    let unknown = f.identity.login_with_passkey("kaisa", PASSWORD, "nohandle", &forged, "x", x).await;
+    assert!(matches!(unknown, Err(IdentityError::BadCredentials)), "an unknown ceremony");
 
     // A stored passkey (sealed to its user) goes with an admin's reset of the second factor.
     let sealed = f.records.seal_secret("Passkey", &kaisa, b"{}").await.unwrap();

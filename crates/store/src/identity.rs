@@ -517,6 +517,18 @@ impl Store {
     }
 
     /// Use up an enrolment code; its role if it was live.
+    /// Is this enrolment code unused and unexpired (without using it)?
+    pub async fn enrolment_code_valid(&self, hash: &[u8], now: i64) -> Result<bool> {
+        let row = sqlx::query(
+            self.sql("SELECT 1 FROM enrolment_codes WHERE code_hash = ? AND used_at IS NULL AND expires_at > ?"),
+        )
+        .bind(hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
     pub async fn consume_enrolment_code(&self, hash: &[u8], now: i64) -> Result<Option<String>> {
         let mut tx = self.begin().await?;
         let r =

@@ -10,11 +10,16 @@
 //! A stored passkey is a public key, a credential id and a counter: nothing
 //! secret, but callers seal it (bound to its user) so that nobody can add a
 //! passkey to an account by writing to the database.
+//!
+//! Sign-in asks for a discoverable passkey (no account named in the
+//! options), so the first request tells nobody anything about any account;
+//! the password is checked with the answer, in one step. Registration
+//! therefore asks authenticators for a discoverable (resident) credential.
 
 use serde_json::Value;
 use webauthn_rs::prelude::{
-    Passkey, PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential, Url, Uuid,
-    Webauthn, WebauthnBuilder,
+    DiscoverableAuthentication, Passkey, PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential, Url,
+    Uuid, Webauthn, WebauthnBuilder,
 };
 
 use crate::VaultError;
@@ -39,7 +44,13 @@ pub struct Registration(PasskeyRegistration);
 
 /// A sign-in in progress (kept by the server, never sent: a replayed answer
 /// finds no state).
-pub struct Authentication(PasskeyAuthentication);
+pub struct Authentication(DiscoverableAuthentication);
+
+/// The 16 bytes WebAuthn knows an account by: its id (32 hex digits).
+fn user_handle(user_id: &str) -> Result<Uuid, VaultError> {
+    let bytes = hex::decode(user_id).map_err(|_| err("the user id is not hex"))?;
+    Uuid::from_slice(bytes.get(..16).ok_or_else(|| err("the user id is too short"))?).map_err(err)
+}
 
 /// A registered passkey.
 #[derive(Clone)]
@@ -83,12 +94,18 @@ impl RelyingParty {
         username: &str,
         existing: &[StoredPasskey],
     ) -> Result<(Value, Registration), VaultError> {
-        let bytes = hex::decode(user_id).map_err(|_| err("the user id is not hex"))?;
-        let uuid = Uuid::from_slice(bytes.get(..16).ok_or_else(|| err("the user id is too short"))?).map_err(err)?;
         let exclude = Some(existing.iter().map(|p| p.0.cred_id().clone()).collect());
-        let (options, state) =
-            self.webauthn.start_passkey_registration(uuid, username, username, exclude).map_err(err)?;
-        Ok((serde_json::to_value(options).map_err(err)?, Registration(state)))
+        let (options, state) = self
+            .webauthn
+            .start_passkey_registration(user_handle(user_id)?, username, username, exclude)
+            .map_err(err)?;
+        let mut options = serde_json::to_value(options).map_err(err)?;
+        // Sign-in finds the passkey without naming the account: it must be discoverable.
+        // (The library's state does not depend on this request option.)
+        let selection = &mut options["publicKey"]["authenticatorSelection"];
+        selection["residentKey"] = Value::from("required");
+        selection["requireResidentKey"] = Value::from(true);
+        Ok((options, Registration(state)))
     }
 
     /// Check the browser's answer to [`RelyingParty::start_registration`].
@@ -97,31 +114,39 @@ impl RelyingParty {
         self.webauthn.finish_passkey_registration(&answer, &state.0).map(StoredPasskey).map_err(err)
     }
 
-    /// Options for `navigator.credentials.get` (JSON) for these passkeys, and the state to keep.
-    pub fn start_authentication(&self, keys: &[StoredPasskey]) -> Result<(Value, Authentication), VaultError> {
-        let keys: Vec<Passkey> = keys.iter().map(|k| k.0.clone()).collect();
-        let (options, state) = self.webauthn.start_passkey_authentication(&keys).map_err(err)?;
+    /// Options for `navigator.credentials.get` (JSON), naming no account, and
+    /// the state to keep.
+    pub fn start_authentication(&self) -> Result<(Value, Authentication), VaultError> {
+        let (options, state) = self.webauthn.start_discoverable_authentication().map_err(err)?;
         Ok((serde_json::to_value(options).map_err(err)?, Authentication(state)))
     }
 
-    /// Check the browser's answer: which of `keys` signed it (its counter
-    /// updated, to be stored again). A counter that went backwards (a cloned
+    /// Check the browser's answer for the account `user_id` (whose password
+    /// was right): it must come from one of that account's passkeys, `keys`,
+    /// and verify the user. Returns which key signed (its counter updated,
+    /// to be stored again). A counter that went backwards (a cloned
     /// authenticator) is refused.
     pub fn finish_authentication(
         &self,
         answer: &Value,
-        state: &Authentication,
+        state: Authentication,
+        user_id: &str,
         keys: &mut [StoredPasskey],
     ) -> Result<usize, VaultError> {
         let answer: PublicKeyCredential = serde_json::from_value(answer.clone()).map_err(err)?;
-        let result = self.webauthn.finish_passkey_authentication(&answer, &state.0).map_err(err)?;
-        if !result.user_verified() {
-            return Err(err("the authenticator did not verify the user"));
+        let (handle, cred_id) = self.webauthn.identify_discoverable_authentication(&answer).map_err(err)?;
+        if handle != user_handle(user_id)? {
+            return Err(err("the answer came from a passkey of another account"));
         }
         let index = keys
             .iter()
-            .position(|k| k.0.cred_id() == result.cred_id())
-            .ok_or_else(|| err("the answer came from a passkey of another account"))?;
+            .position(|k| AsRef::<[u8]>::as_ref(k.0.cred_id()) == cred_id)
+            .ok_or_else(|| err("the answer came from a passkey this account does not have"))?;
+        let result =
+            self.webauthn.finish_discoverable_authentication_v2(&answer, state.0, &keys[index].0).map_err(err)?;
+        if !result.user_verified() {
+            return Err(err("the authenticator did not verify the user"));
+        }
         if result.needs_update() {
             keys[index].0.update_credential(&result);
         }

@@ -450,6 +450,11 @@ async fn the_admin_manages_accounts_tokens_and_care_teams_from_the_pages() {
     let _new_auditor = Browser::sign_in(&s, "newaudit").await;
     assert!(admin.post("/admin/accounts", "role=clinician").await.status().is_client_error(), "clinicians are linked");
 
+    // Tokens act as their account: not for a clinician (their notes) from this page.
+    let clin1_id = users_id(&admin, "clin1").await;
+    let r = admin.post("/admin/tokens", &format!("user={clin1_id}&label=x&scopes=user%2F*.read&days=3")).await;
+    assert_eq!(r.status(), S::FORBIDDEN);
+    assert!(!r.text().await.unwrap().contains("cnt_"), "no token shown");
     // A token for the desk: it works on the API until the admin revokes it.
     let form = format!("user={desk_id}&label=booking+kiosk&scopes=user%2FAppointment.read&days=3");
     let page = admin.post("/admin/tokens", &form).await.text().await.unwrap();
@@ -594,26 +599,23 @@ async fn passkey_endpoints_refuse_forms_forgeries_wrong_roles_and_no_session() {
     let password = crate::common::PASSWORD;
 
     // A form post (what a cross-site page could send) is not JSON: refused.
-    let r =
-        anon.post_raw("/login/passkey/begin", &format!("username=clin1&password={}", password.replace(' ', "+"))).await;
+    let r = anon.post_raw("/login/passkey/begin", "x=1").await;
     assert_eq!(r.status(), S::UNSUPPORTED_MEDIA_TYPE);
-    // The password comes first, and a wrong one is a failed sign-in.
-    let r = anon.post_json("/login/passkey/begin", &json!({"username": "clin1", "password": "wrong"})).await;
-    assert_eq!(r.status(), S::UNAUTHORIZED);
-    assert!(r.headers().get("set-cookie").is_none());
-    let r = anon.post_json("/login/passkey/begin", &json!({"username": "clin1", "password": password})).await;
-    assert_eq!(r.status(), S::BAD_REQUEST, "no passkey yet");
-    assert!(r.text().await.unwrap().contains("no passkey"));
-    // Forged answers and unknown ceremonies open nothing.
-    for body in [
-        json!({"handle": "0123456789abcdef", "answer": {}}),
-        json!({"handle": "<script>", "answer": {"id": "x", "rawId": "eA", "type": "public-key",
-               "response": {"authenticatorData": "AA", "clientDataJSON": "e30", "signature": "AA"}}}),
-    ] {
+    // The challenge names no account: nothing to learn from it.
+    let begun: serde_json::Value = anon.post_json("/login/passkey/begin", &json!({})).await.json().await.unwrap();
+    assert!(begun["options"]["publicKey"]["allowCredentials"].as_array().is_none_or(Vec::is_empty), "{begun}");
+    // The password and the answer together: wrong password, right password with a forged
+    // answer, an unknown or used ceremony — one answer, no cookie.
+    let forged_answer = json!({"id": "eA", "rawId": "eA", "type": "public-key",
+        "response": {"authenticatorData": "AA", "clientDataJSON": "e30", "signature": "AA", "userHandle": "AA"}});
+    let handle = begun["handle"].as_str().unwrap().to_owned();
+    for (h, pw) in [(handle.as_str(), "wrong"), (handle.as_str(), password), ("<script>", password)] {
+        let body = json!({"handle": h, "answer": forged_answer, "username": "clin1", "password": pw});
         let r = anon.post_json("/login/passkey/finish", &body).await;
-        assert_eq!(r.status(), S::UNAUTHORIZED, "{body}");
+        assert_eq!(r.status(), S::UNAUTHORIZED, "{h} {pw}");
         assert!(r.headers().get("set-cookie").is_none());
-        assert!(!r.text().await.unwrap().contains("<script>"));
+        let text = r.text().await.unwrap();
+        assert!(text.contains("Wrong username, password or passkey.") && !text.contains("<script>"), "{text}");
     }
     let r = anon.post_json("/login/passkey/finish", &json!({"handle": 7})).await;
     assert!(r.status().is_client_error(), "malformed JSON: {}", r.status());
@@ -627,7 +629,12 @@ async fn passkey_endpoints_refuse_forms_forgeries_wrong_roles_and_no_session() {
     assert_eq!(kim.post_json("/me/passkeys/begin", &json!({"csrf": kim.csrf})).await.status(), S::FORBIDDEN);
     assert_eq!(kim.get("/me/passkeys").await.status(), S::FORBIDDEN);
     // A real ceremony for clin1: the options name our site; a forged answer stores nothing.
-    let r = c.post_json("/me/passkeys/begin", &json!({"csrf": c.csrf})).await;
+    // A fresh second factor is needed: a session (even with its CSRF token) is not enough.
+    let r = c.post_json("/me/passkeys/begin", &json!({"csrf": c.csrf, "code": "000000"})).await;
+    assert_eq!(r.status(), S::FORBIDDEN);
+    let mut c = c;
+    let code = c.recovery.pop().unwrap();
+    let r = c.post_json("/me/passkeys/begin", &json!({"csrf": c.csrf, "code": code})).await;
     assert_eq!(r.status(), S::OK);
     let begun: serde_json::Value = r.json().await.unwrap();
     assert_eq!(begun["options"]["publicKey"]["rp"]["id"], "localhost");
@@ -641,7 +648,7 @@ async fn passkey_endpoints_refuse_forms_forgeries_wrong_roles_and_no_session() {
         "answer": {"id": "AAAA", "rawId": "AAAA", "type": "public-key",
                    "response": {"attestationObject": "o2NmbXRkbm9uZQ", "clientDataJSON": "e30"}}});
     let r = desk_in.post_json("/me/passkeys/finish", &forged).await;
-    assert_eq!(r.status(), S::BAD_REQUEST);
+    assert_eq!(r.status(), S::FORBIDDEN);
     let mut mine = forged.clone();
     mine["csrf"] = json!(c.csrf);
     let r = c.post_json("/me/passkeys/finish", &mine).await;

@@ -273,7 +273,9 @@ async fn tokens_page(state: &AppState, me: &SignedIn, shown: Option<(String, Str
                     (me.csrf_field())
                     label for="user" { (l.t("For")) }
                     select id="user" name="user" required {
-                        @for u in users.iter().filter(|u| !u.disabled) { option value=(u.id) { (u.username) " (" (i18n::role_name(l, u.role)) ")" } }
+                        @for u in users.iter().filter(|u| !u.disabled && (u.role == Role::Reception || u.id == me.auth.principal.user_id)) {
+                            option value=(u.id) { (u.username) " (" (i18n::role_name(l, u.role)) ")" }
+                        }
                     }
                     label for="label" { (l.t("What it is for")) }
                     input id="label" name="label" required maxlength="200" autocomplete="off";
@@ -283,6 +285,7 @@ async fn tokens_page(state: &AppState, me: &SignedIn, shown: Option<(String, Str
                     input id="days" name="days" type="number" min="1" max="365" value="30" required;
                     button type="submit" { (l.t("Create token")) }
                 }
+                p.muted { (l.t("Tokens act as their account: here they are made for reception accounts and your own. Others are made at the server with `confidant token create`.")) }
             }
         },
     )

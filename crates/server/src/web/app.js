@@ -59,10 +59,12 @@
       }
       login.disabled = true;
       try {
-        const begun = await post('/login/passkey/begin', { username: form.username.value, password: form.password.value });
+        const begun = await post('/login/passkey/begin', {});
         const options = PublicKeyCredential.parseRequestOptionsFromJSON(begun.options.publicKey);
         const answer = await navigator.credentials.get({ publicKey: options });
-        const done = await post('/login/passkey/finish', { handle: begun.handle, answer: answer.toJSON() });
+        const done = await post('/login/passkey/finish', {
+          handle: begun.handle, answer: answer.toJSON(), username: form.username.value, password: form.password.value,
+        });
         window.location.href = done.next;
       } catch (e) {
         say(e.message);
@@ -81,7 +83,7 @@
       add.disabled = true;
       try {
         const csrf = form.csrf.value;
-        const begun = await post('/me/passkeys/begin', { csrf });
+        const begun = await post('/me/passkeys/begin', { csrf, code: form.code.value });
         const options = PublicKeyCredential.parseCreationOptionsFromJSON(begun.options.publicKey);
         const answer = await navigator.credentials.create({ publicKey: options });
         const done = await post('/me/passkeys/finish', { csrf, handle: begun.handle, label: form.label.value, answer: answer.toJSON() });

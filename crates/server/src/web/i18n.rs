@@ -100,6 +100,11 @@ pub(crate) fn severity_name(l: Lang, s: &str) -> &'static str {
 /// English → Finnish.
 static FI: &[(&str, &str)] = &[
     ("", ""),
+    ("Code from your authenticator app (or a recovery code)", "Todennussovelluksen koodi (tai varakoodi)"),
+    (
+        "Tokens act as their account: here they are made for reception accounts and your own. Others are made at the server with `confidant token create`.",
+        "Avain toimii tilinsä nimissä: täällä niitä tehdään vastaanoton tileille ja omallesi. Muut tehdään palvelimella komennolla `confidant token create`.",
+    ),
     (
         "A passkey on this device or a security key signs you in instead of the authenticator code: nothing to type, and it works only on this site. Keep the authenticator app: it is your way back in if a passkey is lost.",
         "Tämän laitteen pääsyavain tai turva-avain kirjaa sinut sisään todennussovelluksen koodin sijaan: mitään ei tarvitse kirjoittaa, ja se toimii vain tällä sivustolla. Pidä todennussovellus: sillä pääset takaisin, jos pääsyavain katoaa.",

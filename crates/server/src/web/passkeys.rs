@@ -29,9 +29,8 @@ const STAFF: &[Role] = &[Role::Clinician, Role::Reception, Role::Admin, Role::Au
 /// A JSON refusal the page's script shows as it is.
 fn refusal(lang: Lang, e: &IdentityError) -> Response {
     let (status, text) = match e {
-        IdentityError::Invalid(m) | IdentityError::Forbidden(m) | IdentityError::Conflict(m) => {
-            (StatusCode::BAD_REQUEST, m.clone())
-        }
+        IdentityError::Invalid(m) | IdentityError::Conflict(m) => (StatusCode::BAD_REQUEST, m.clone()),
+        IdentityError::Forbidden(m) => (StatusCode::FORBIDDEN, m.clone()),
         IdentityError::Throttled { .. } => (
             StatusCode::TOO_MANY_REQUESTS,
             lang.t("Too many attempts. Wait a few minutes, or ask an administrator to unlock the account.").to_owned(),
@@ -47,20 +46,10 @@ fn refusal(lang: Lang, e: &IdentityError) -> Response {
     (status, Json(json!({ "error": text }))).into_response()
 }
 
-#[derive(Deserialize)]
-pub(super) struct LoginBegin {
-    username: String,
-    password: String,
-}
-
-pub(super) async fn login_begin(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
-    v: Visitor,
-    Json(b): Json<LoginBegin>,
-) -> Response {
-    let source = crate::api::throttle_source(peer.ip());
-    match state.identity.passkey_login_begin(&b.username, &b.password, &source).await {
+/// A passkey sign-in begins: options naming no account. The body is an
+/// empty JSON object (JSON, so no cross-site form can post here).
+pub(super) async fn login_begin(State(state): State<AppState>, v: Visitor, Json(_): Json<Value>) -> Response {
+    match state.identity.passkey_challenge() {
         Ok((handle, options)) => Json(json!({ "handle": handle, "options": options })).into_response(),
         Err(e) => refusal(v.lang, &e),
     }
@@ -70,8 +59,12 @@ pub(super) async fn login_begin(
 pub(super) struct LoginFinish {
     handle: String,
     answer: Value,
+    username: String,
+    password: String,
 }
 
+/// The password and the passkey's answer together, in one step: a wrong
+/// password and a wrong passkey get the same answer.
 pub(super) async fn login_finish(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
@@ -79,7 +72,9 @@ pub(super) async fn login_finish(
     Json(b): Json<LoginFinish>,
 ) -> Response {
     let source = crate::api::throttle_source(peer.ip());
-    match state.identity.passkey_login_finish(&b.handle, &b.answer, &source, SessionKind::Cookie).await {
+    let signed_in =
+        state.identity.login_with_passkey(&b.username, &b.password, &b.handle, &b.answer, &source, SessionKind::Cookie);
+    match signed_in.await {
         Ok(login) => {
             let max_age = ((login.expires_at - state.records.now_millis()) / 1000).max(0);
             let mut r = Json(json!({ "next": "/" })).into_response();
@@ -138,6 +133,8 @@ pub(super) async fn page(State(state): State<AppState>, me: SignedIn) -> Respons
                         (me.csrf_field())
                         label for="passkey-label" { (l.t("Name it (e.g. work laptop)")) }
                         input id="passkey-label" name="label" maxlength="100" required autocomplete="off";
+                        label for="passkey-code" { (l.t("Code from your authenticator app (or a recovery code)")) }
+                        input id="passkey-code" name="code" inputmode="numeric" autocomplete="one-time-code" required;
                         button #passkey-add.hidden type="button" { (l.t("Add a passkey")) }
                         p.muted.js-only { (l.t("Adding a passkey needs JavaScript and a browser that supports passkeys.")) }
                     }
@@ -163,6 +160,9 @@ fn refuse_json(me: &SignedIn, csrf: &str) -> Option<Response> {
 pub(super) struct RegisterBegin {
     #[serde(default)]
     csrf: String,
+    /// A fresh code from the authenticator app (or a recovery code).
+    #[serde(default)]
+    code: String,
 }
 
 pub(super) async fn register_begin(
@@ -173,7 +173,7 @@ pub(super) async fn register_begin(
     if let Some(r) = refuse_json(&me, &b.csrf) {
         return r;
     }
-    match state.identity.passkey_register_begin(&me.auth).await {
+    match state.identity.passkey_register_begin(&me.auth, &b.code).await {
         Ok((handle, options)) => Json(json!({ "handle": handle, "options": options })).into_response(),
         Err(e) => refusal(me.lang, &e),
     }
