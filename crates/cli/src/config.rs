@@ -182,11 +182,36 @@ pub struct Server {
     pub public_url: Option<String>,
     /// Largest request body accepted, in bytes (larger gets 413).
     pub max_body_bytes: usize,
+    /// Reverse proxies (IP addresses) whose `X-Forwarded-For` header names the
+    /// client. Empty (the default): the connection's address is the client's,
+    /// whatever a header says.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for Server {
     fn default() -> Self {
-        Server { listen: "127.0.0.1:8080".into(), public_url: None, max_body_bytes: 1024 * 1024 }
+        Server {
+            listen: "127.0.0.1:8080".into(),
+            public_url: None,
+            max_body_bytes: 1024 * 1024,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+impl Server {
+    /// `trusted_proxies` as addresses; an entry that is not one is an error that says so.
+    pub fn trusted_proxy_addresses(&self) -> anyhow::Result<Vec<std::net::IpAddr>> {
+        self.trusted_proxies
+            .iter()
+            .map(|p| {
+                p.trim().parse().map_err(|_| {
+                    anyhow::anyhow!(
+                        "server.trusted_proxies: {p:?} is not an IP address (one address per entry, no ranges)"
+                    )
+                })
+            })
+            .collect()
     }
 }
 
@@ -205,7 +230,9 @@ impl Config {
             );
         }
         let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))
+        let config: Config = toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))?;
+        config.server.trusted_proxy_addresses().with_context(|| format!("{} is not valid", path.display()))?;
+        Ok(config)
     }
 
     /// Write the config atomically (temporary file, then rename).

@@ -474,6 +474,7 @@ pub async fn run_server_until(
         base_url: base_url.trim_end_matches('/').to_owned(),
         audit: Some(checkpointer),
         posture: Some(posture),
+        trusted_proxies: config.server.trusted_proxy_addresses()?,
     };
     let router = confidant_server::router(state, &HttpSettings { max_body_bytes: config.server.max_body_bytes });
     if announce {

@@ -1,10 +1,8 @@
 //! The management API under `/api/v1`: sessions, second factor, break-glass.
 
-use std::net::SocketAddr;
-
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -86,7 +84,7 @@ struct LoginRequest {
 
 async fn login(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    crate::client::ClientAddr(peer): crate::client::ClientAddr,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -99,10 +97,8 @@ async fn login(
     if req.username.len() > 256 || req.password.len() > 1024 {
         return Err(IdentityError::BadCredentials.into());
     }
-    let result = state
-        .identity
-        .login(&req.username, &req.password, req.code.as_deref(), &throttle_source(peer.ip()), kind)
-        .await;
+    let result =
+        state.identity.login(&req.username, &req.password, req.code.as_deref(), &throttle_source(peer), kind).await;
     let login = match result {
         Ok(l) => l,
         Err(e @ IdentityError::Throttled { retry_after_secs }) => {

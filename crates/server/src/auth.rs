@@ -89,10 +89,7 @@ pub(crate) async fn authenticate(State(state): State<AppState>, mut req: Request
         }
     }
     // "From where", for the audit log.
-    auth.principal.source = req
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|axum::extract::ConnectInfo(peer)| peer.ip().to_string());
+    auth.principal.source = req.extensions().get::<crate::client::ClientAddr>().map(|c| c.0.to_string());
     req.extensions_mut().insert(auth);
     next.run(req).await
 }

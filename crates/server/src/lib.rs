@@ -10,6 +10,7 @@
 
 mod api;
 mod auth;
+mod client;
 mod error;
 mod fhir;
 mod web;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub audit: Option<Arc<tokio::sync::Mutex<confidant_audit::Checkpointer>>>,
     /// The security posture checks (`confidant doctor`) for the admin's page.
     pub posture: Option<Posture>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (`server.trusted_proxies`).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// One result of the security posture checks, as the admin's page shows it.
@@ -96,6 +99,7 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), security_headers))
         .layer(middleware::from_fn(request_log))
+        .layer(middleware::from_fn_with_state(state.clone(), client::client_address))
         .with_state(state)
 }
 

@@ -21,7 +21,7 @@ mod portal;
 mod sign_in;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -252,8 +252,7 @@ impl axum::extract::FromRequestParts<AppState> for SignedIn {
         if auth.session.as_ref().is_some_and(|s| !s.mfa_done) {
             return Err(Redirect::to("/mfa").into_response());
         }
-        auth.principal.source =
-            parts.extensions.get::<ConnectInfo<std::net::SocketAddr>>().map(|ConnectInfo(peer)| peer.ip().to_string());
+        auth.principal.source = parts.extensions.get::<crate::client::ClientAddr>().map(|c| c.0.to_string());
         let csrf = cookie(&parts.headers, CSRF_COOKIE).unwrap_or("").to_owned();
         Ok(SignedIn { auth, csrf, lang: Lang::from_headers(&parts.headers), path: parts.uri.path().to_owned() })
     }

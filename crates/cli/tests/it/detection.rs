@@ -513,3 +513,61 @@ async fn a_dead_webhook_queues_alerts_and_slows_nobody() {
     assert_eq!(got, oldest_first, "delivered in order");
     s.stop();
 }
+
+/// Behind a reverse proxy: `X-Forwarded-For` is believed only from a proxy named
+/// in `server.trusted_proxies`, and then the audit log, throttling and the
+/// new-address rule see the real client; without it, a forged header changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_the_client_is_the_forwarded_address() {
+    let inst = Instance::new(Db::Sqlite).await;
+    add_user(&inst.dir, "audi", "auditor", &[]);
+    let reader = create_token(&inst.dir, "clin1", "user/*.*");
+    let auditor = create_token(&inst.dir, "audi", "user/*.read");
+    let s = inst.start();
+    let p = s.create(&patient("Proxyread", "Pia")).await["id"].as_str().unwrap().to_owned();
+    s.stop();
+    let read_from = |s: &crate::common::Server, forwarded: &'static str| {
+        let url = s.fhir(&format!("Patient/{p}"));
+        let req = s.http.get(url).bearer_auth(&reader).header("x-forwarded-for", forwarded);
+        async move { assert_eq!(req.send().await.unwrap().status(), StatusCode::OK) }
+    };
+    let sources = |s: &crate::common::Server| {
+        let (http, url, auditor) = (s.http.clone(), s.fhir("AuditEvent?action=read"), auditor.clone());
+        async move {
+            let b: Value = http.get(url).bearer_auth(auditor).send().await.unwrap().json().await.unwrap();
+            b["entry"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e["resource"]["agent"][0]["network"]["address"].as_str().map(str::to_owned))
+                .collect::<BTreeSet<String>>()
+        }
+    };
+
+    // Not trusted (the default): the header is the client's own say-so.
+    let s = inst.start();
+    read_from(&s, "203.0.113.7").await;
+    read_from(&s, "198.51.100.9").await;
+    assert_eq!(sources(&s).await, BTreeSet::from(["127.0.0.1".to_owned()]), "forged headers are ignored");
+    assert!(alerts(&s, &auditor).await.iter().all(|a| a["rule"] != "new-address"));
+    s.stop();
+
+    // The proxy on this machine is trusted: the rightmost address it did not add is the client.
+    inst.configure(|t| Instance::set(t, "server", "trusted_proxies", toml::Value::Array(vec!["127.0.0.1".into()])));
+    let s = inst.start();
+    read_from(&s, "203.0.113.7").await;
+    read_from(&s, "10.9.9.9, 203.0.113.7").await;
+    assert!(alerts(&s, &auditor).await.iter().all(|a| a["rule"] != "new-address"), "the same client twice");
+    read_from(&s, "203.0.113.7, 198.51.100.9").await;
+    let seen = sources(&s).await;
+    assert!(seen.contains("203.0.113.7") && seen.contains("198.51.100.9") && !seen.contains("10.9.9.9"), "{seen:?}");
+    let raised = alerts(&s, &auditor).await;
+    assert!(raised.iter().any(|a| a["rule"] == "new-address"), "the token used from a second client: {raised:?}");
+    s.stop();
+
+    // A setting that is not an address stops the server with a clear error.
+    inst.configure(|t| Instance::set(t, "server", "trusted_proxies", toml::Value::Array(vec!["10.0.0.0/8".into()])));
+    let out = run(&["doctor", "--dir", inst.dir.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && said.contains("is not an IP address"), "{said}");
+}

@@ -9,7 +9,7 @@
 //! preflight, which we never answer); the registration ones also need the
 //! session's CSRF token.
 
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Form, Json};
@@ -67,11 +67,11 @@ pub(super) struct LoginFinish {
 /// password and a wrong passkey get the same answer.
 pub(super) async fn login_finish(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    crate::client::ClientAddr(peer): crate::client::ClientAddr,
     v: Visitor,
     Json(b): Json<LoginFinish>,
 ) -> Response {
-    let source = crate::api::throttle_source(peer.ip());
+    let source = crate::api::throttle_source(peer);
     let signed_in =
         state.identity.login_with_passkey(&b.username, &b.password, &b.handle, &b.answer, &source, SessionKind::Cookie);
     match signed_in.await {

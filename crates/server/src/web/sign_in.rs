@@ -3,7 +3,7 @@
 //! and signing out.
 
 use axum::Form;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use confidant_identity::SessionKind;
@@ -62,7 +62,7 @@ pub(super) struct LoginForm {
 
 pub(super) async fn login(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    crate::client::ClientAddr(peer): crate::client::ClientAddr,
     headers: HeaderMap,
     v: Visitor,
     Form(f): Form<LoginForm>,
@@ -79,7 +79,7 @@ pub(super) async fn login(
         );
     }
     let code = Some(f.code.trim()).filter(|c| !c.is_empty());
-    let source = crate::api::throttle_source(peer.ip());
+    let source = crate::api::throttle_source(peer);
     match state.identity.login(&f.username, &f.password, code, &source, SessionKind::Cookie).await {
         Ok(login) => {
             let max_age = ((login.expires_at - state.records.now_millis()) / 1000).max(0);
