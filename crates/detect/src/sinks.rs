@@ -246,6 +246,14 @@ pub fn spawn(
         .collect())
 }
 
+/// How long a node's claim on an alert lasts: longer than a send may take
+/// (the webhook and SMTP clients give up well before).
+const CLAIM_MS: i64 = 120_000;
+
+fn unix_millis() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
 async fn run(store: Store, sink: Sink, delivery: Arc<Delivery>, wake: Arc<Notify>, max_backoff: Duration) {
     let name = match sink {
         Sink::Webhook => "webhook",
@@ -269,13 +277,20 @@ async fn run(store: Store, sink: Sink, delivery: Arc<Delivery>, wake: Arc<Notify
         }
         let mut failed = false;
         for a in &pending {
+            // Another node may be sending this one: claim it first (a lease longer than a send takes).
+            let now = unix_millis();
+            match store.claim_alert(&a.id, sink, now, now + CLAIM_MS).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(sink = name, alert = %a.id, error = %e, "an alert could not be claimed for delivery");
+                    failed = true;
+                    break;
+                }
+            }
             match delivery.deliver(sink, a).await {
                 Ok(()) => {
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_millis() as i64)
-                        .unwrap_or(0);
-                    if let Err(e) = store.mark_alert_delivered(&a.id, sink, now).await {
+                    if let Err(e) = store.mark_alert_delivered(&a.id, sink, unix_millis()).await {
                         tracing::warn!(sink = name, alert = %a.id, error = %e, "a delivered alert could not be marked");
                     }
                     backoff = first;
@@ -285,6 +300,7 @@ async fn run(store: Store, sink: Sink, delivery: Arc<Delivery>, wake: Arc<Notify
                         sink = name, alert = %a.id, error = %e, retry_in_s = backoff.as_secs(),
                         "alert delivery failed; it stays queued"
                     );
+                    store.release_alert(&a.id, sink).await.ok();
                     failed = true;
                     break;
                 }

@@ -210,3 +210,36 @@ async fn clinical_search_hits_count_as_reads_and_an_address_locks_no_account() {
     assert!(got.iter().any(|(r, _, _)| r == "failed-logins"), "{got:?}");
     assert!(store.user_by_id("u9").await.unwrap().unwrap().disabled_at.is_none(), "an address locks no account");
 }
+
+/// With several nodes on one database, one node at a time delivers an alert
+/// to a sink: a claim holds until it lapses, is released after a failed send,
+/// and a delivered alert is never claimed again.
+#[tokio::test]
+async fn one_node_at_a_time_delivers_an_alert_to_a_sink() {
+    use confidant_store::{AlertRow, Sink};
+    let (_tmp, store) = store().await;
+    let a = AlertRow {
+        id: "a1".into(),
+        rule: "bulk-patients".into(),
+        severity: "high".into(),
+        subject: Some("u1".into()),
+        summary: "31 patients in 10 minutes".into(),
+        action_taken: None,
+        first_at: T0,
+        last_at: T0,
+        count: 1,
+        acknowledged_at: None,
+        acknowledged_by: None,
+    };
+    store.insert_alert(&a, &[], &[]).await.unwrap();
+    let claim = |at: i64, sink: Sink| store.claim_alert("a1", sink, at, at + MIN);
+    assert!(claim(T0, Sink::Webhook).await.unwrap(), "the first node claims it");
+    assert!(!claim(T0 + 1, Sink::Webhook).await.unwrap(), "a second node does not");
+    assert!(claim(T0 + 1, Sink::Email).await.unwrap(), "each sink has its own claim");
+    assert!(claim(T0 + MIN, Sink::Webhook).await.unwrap(), "a lapsed claim (a node died mid-send) is taken over");
+    store.release_alert("a1", Sink::Webhook).await.unwrap();
+    assert!(claim(T0 + MIN + 1, Sink::Webhook).await.unwrap(), "a released claim (a failed send) at once");
+    store.mark_alert_delivered("a1", Sink::Webhook, T0 + MIN + 2).await.unwrap();
+    assert!(!claim(T0 + 10 * MIN, Sink::Webhook).await.unwrap(), "a delivered alert is never claimed again");
+    assert!(store.undelivered_alerts(Sink::Webhook, 10).await.unwrap().is_empty());
+}

@@ -39,6 +39,13 @@ impl Sink {
             Sink::Email => "email_done_at",
         }
     }
+
+    fn claim_column(self) -> &'static str {
+        match self {
+            Sink::Webhook => "webhook_claimed_until",
+            Sink::Email => "email_claimed_until",
+        }
+    }
 }
 
 const ALERT_COLUMNS: &str = "id, rule, severity, subject, summary, action_taken, first_at, last_at, count, \
@@ -156,6 +163,32 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(alert_row).collect()
+    }
+
+    /// Claim an undelivered alert for this node's delivery to `sink` until
+    /// `until` (Unix ms); false if it is delivered or another node holds an
+    /// unexpired claim. With several nodes on one database, each alert is
+    /// sent once (again only if a node dies mid-send and its claim lapses).
+    pub async fn claim_alert(&self, id: &str, sink: Sink, now: i64, until: i64) -> Result<bool> {
+        let (done, claim) = (sink.column(), sink.claim_column());
+        let r = sqlx::query(self.sql(format!(
+            "UPDATE alerts SET {claim} = ? WHERE id = ? AND {done} IS NULL AND ({claim} IS NULL OR {claim} <= ?)"
+        )))
+        .bind(until)
+        .bind(id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Give a claim back after a failed send (another node may try at once).
+    pub async fn release_alert(&self, id: &str, sink: Sink) -> Result<()> {
+        sqlx::query(self.sql(format!("UPDATE alerts SET {} = NULL WHERE id = ?", sink.claim_column())))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     pub async fn mark_alert_delivered(&self, id: &str, sink: Sink, at: i64) -> Result<()> {

@@ -200,6 +200,10 @@ const MIGRATIONS: &[&str] = &[
         last_used_at BIGINT
     );
     CREATE INDEX passkeys_by_user ON passkeys (user_id);",
+    // 7: one node at a time delivers an alert to a sink: a node claims it
+    // until the time given (a lease; a node that dies mid-send lets it lapse).
+    "ALTER TABLE alerts ADD COLUMN webhook_claimed_until BIGINT;
+    ALTER TABLE alerts ADD COLUMN email_claimed_until BIGINT;",
 ];
 
 pub(crate) async fn migrate(pool: &AnyPool, backend: &dyn Backend) -> Result<()> {
