@@ -118,6 +118,31 @@ fn check_tls(config: &Config) -> Finding {
     }
 }
 
+/// Behind a TLS proxy every connection comes from the proxy: unless it is named
+/// in `server.trusted_proxies`, the audit log shows the proxy's address,
+/// per-address limits count the whole clinic together and `new-address` never fires.
+fn check_client_addresses(config: &Config) -> Finding {
+    const C: &str = "client-addresses";
+    let public = config.server.public_url.as_deref().unwrap_or("");
+    let behind_proxy = public.starts_with("https://") && is_loopback_host(host_of(&config.server.listen));
+    let trusted = &config.server.trusted_proxies;
+    let evidence = format!(
+        "server.public_url = {}, server.trusted_proxies = {trusted:?}",
+        if public.is_empty() { "unset" } else { public }
+    );
+    if behind_proxy && trusted.is_empty() {
+        Finding::fail(
+            C,
+            Severity::Low,
+            "behind a proxy, every client has the proxy's address",
+            evidence,
+            "set server.trusted_proxies to the proxy's address (e.g. [\"127.0.0.1\"]) and let it send X-Forwarded-For",
+        )
+    } else {
+        Finding::pass(C, "client addresses are the clients'", evidence)
+    }
+}
+
 fn check_key_files(config: &Config, dir: &Path) -> Finding {
     const C: &str = "key-files";
     let mut files = vec![config.signing_key_path(), crate::backup::backup_key_path(config)];
@@ -255,6 +280,7 @@ pub async fn examine(dir: &Path) -> Result<Vec<Finding>> {
     let config = Config::load(dir)?;
     let mut out = vec![
         check_tls(&config),
+        check_client_addresses(&config),
         check_key_files(&config, dir),
         check_permissions(&config, dir),
         check_database_url(&config),
@@ -290,6 +316,7 @@ pub async fn examine_running(
 ) -> Vec<Finding> {
     let mut out = vec![
         check_tls(config),
+        check_client_addresses(config),
         check_key_files(config, dir),
         check_permissions(config, dir),
         check_database_url(config),

@@ -67,6 +67,17 @@ async fn doctor_finds_each_misconfiguration_and_passes_a_good_instance() {
     }
     assert_eq!(checks["second-factor"], "medium", "staff who have not enrolled yet");
     assert_eq!(checks["alert-sinks"], "medium", "alerts only in the log");
+    assert_eq!(checks["client-addresses"], "pass", "no proxy in front");
+    // Behind a TLS proxy that is not named as trusted, every client has the proxy's address.
+    inst.configure(|t| Instance::set(t, "server", "public_url", "https://records.clinic.example".into()));
+    assert_eq!(by_check(&doctor(&inst, &[]).1)["client-addresses"], "low");
+    inst.configure(|t| Instance::set(t, "server", "trusted_proxies", toml::Value::Array(vec!["127.0.0.1".into()])));
+    assert_eq!(by_check(&doctor(&inst, &[]).1)["client-addresses"], "pass");
+    inst.configure(|t| {
+        let server = t["server"].as_table_mut().unwrap();
+        server.remove("public_url");
+        server.remove("trusted_proxies");
+    });
 
     // Now everything wrong at once.
     inst.configure(|t| {
