@@ -28,6 +28,12 @@ fn err(e: impl std::fmt::Display) -> VaultError {
     VaultError::Passkey(e.to_string())
 }
 
+/// A browser's answer that does not parse. A fixed message: the parser's own
+/// would quote what the client sent, and it ends up in the log.
+fn malformed(_: serde_json::Error) -> VaultError {
+    VaultError::Passkey("the answer is not a WebAuthn credential".into())
+}
+
 /// The relying party: which site passkeys are for.
 pub struct RelyingParty {
     webauthn: Webauthn,
@@ -110,7 +116,7 @@ impl RelyingParty {
 
     /// Check the browser's answer to [`RelyingParty::start_registration`].
     pub fn finish_registration(&self, answer: &Value, state: &Registration) -> Result<StoredPasskey, VaultError> {
-        let answer: RegisterPublicKeyCredential = serde_json::from_value(answer.clone()).map_err(err)?;
+        let answer: RegisterPublicKeyCredential = serde_json::from_value(answer.clone()).map_err(malformed)?;
         self.webauthn.finish_passkey_registration(&answer, &state.0).map(StoredPasskey).map_err(err)
     }
 
@@ -133,7 +139,7 @@ impl RelyingParty {
         user_id: &str,
         keys: &mut [StoredPasskey],
     ) -> Result<usize, VaultError> {
-        let answer: PublicKeyCredential = serde_json::from_value(answer.clone()).map_err(err)?;
+        let answer: PublicKeyCredential = serde_json::from_value(answer.clone()).map_err(malformed)?;
         let (handle, cred_id) = self.webauthn.identify_discoverable_authentication(&answer).map_err(err)?;
         if handle != user_handle(user_id)? {
             return Err(err("the answer came from a passkey of another account"));

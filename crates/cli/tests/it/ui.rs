@@ -619,6 +619,16 @@ async fn passkey_endpoints_refuse_forms_forgeries_wrong_roles_and_no_session() {
     }
     let r = anon.post_json("/login/passkey/finish", &json!({"handle": 7})).await;
     assert!(r.status().is_client_error(), "malformed JSON: {}", r.status());
+    // A malformed answer with the right password (another account: clin1 has had its
+    // share of failures): refused, and neither what the client sent nor the password
+    // reaches the server's log.
+    let (h, _) = {
+        let b: serde_json::Value = anon.post_json("/login/passkey/begin", &json!({})).await.json().await.unwrap();
+        (b["handle"].as_str().unwrap().to_owned(), ())
+    };
+    let body = json!({"handle": h, "username": "admin1", "password": password,
+        "answer": {"id": "eA", "rawId": "eA", "type": "public-key", "response": "Sensitive-Marker-Text"}});
+    assert_eq!(anon.post_json("/login/passkey/finish", &body).await.status(), S::UNAUTHORIZED);
 
     // Registration: no session → sign in; no CSRF token → refused; a patient → not for them.
     let r = anon.post_json("/me/passkeys/begin", &json!({"csrf": "x"})).await;
@@ -658,5 +668,10 @@ async fn passkey_endpoints_refuse_forms_forgeries_wrong_roles_and_no_session() {
     // Removing a passkey that is not yours: not found; without the CSRF token: refused.
     assert_eq!(c.post("/me/passkeys/abcdef0123456789/remove", "").await.status(), S::NOT_FOUND);
     assert_eq!(c.post_raw("/me/passkeys/abcdef0123456789/remove", "").await.status(), S::FORBIDDEN);
+    let logs = s.output();
+    assert!(logs.contains("passkey answer refused"), "the refusal is logged");
+    for never in ["Sensitive-Marker-Text", password] {
+        assert!(!logs.contains(never), "the log holds {never:?}");
+    }
     s.stop();
 }
