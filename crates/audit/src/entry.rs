@@ -208,6 +208,15 @@ impl Entry {
         }
     }
 
+    /// An action taken at the server console (`confidant …` commands run by
+    /// the system administrator), recorded in the admin role.
+    pub fn by_console(time: i64, action: Action) -> Entry {
+        let mut e = Entry::new(time, action, Outcome::Success);
+        e.actor = Some(crate::CONSOLE.to_owned());
+        e.role = Some("admin".to_owned());
+        e
+    }
+
     /// The row to store: the entry's bytes, their leaf hash, the search columns.
     pub fn to_row(&self) -> AuditRow {
         // Serialising a struct of strings and integers cannot fail.

@@ -8,7 +8,6 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use confidant_audit::log::{self as audit_log, AuditError, Checkpointer, Witness};
 use confidant_audit::{Action, Auditor, Entry, Outcome};
-use confidant_identity::CONSOLE;
 use confidant_store::Store;
 use confidant_vault::pkcs11::Pkcs11Signer;
 use confidant_vault::signing::{Signer, SigningKey};
@@ -20,9 +19,7 @@ use crate::instance::{now_millis, open_store};
 /// The audit entry of something done at the server's console (the command
 /// line), by whoever may run it there: an administrator.
 pub fn console_entry(action: Action, target: &str) -> Entry {
-    let mut e = Entry::new(now_millis(), action, Outcome::Success);
-    e.actor = Some(CONSOLE.into());
-    e.role = Some("admin".into());
+    let mut e = Entry::by_console(now_millis(), action);
     e.target = Some(target.to_owned());
     e
 }

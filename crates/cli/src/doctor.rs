@@ -366,8 +366,7 @@ async fn examine_instance(
     let now = now_millis();
     // Key age.
     let current = records.current_kek_version();
-    let made_setting = if current == 1 { "instance_id".to_owned() } else { format!("kek_v{current}_created") };
-    let made = store.setting_created(&made_setting).await?.unwrap_or(now);
+    let made = confidant_records::kek_made_at(store, current).await?.unwrap_or(now);
     let age_days = (now - made) / DAY;
     out.push(if age_days > i64::from(config.keys.rotate_after_days) {
         Finding::fail(

@@ -21,11 +21,9 @@ pub async fn status(dir: &Path) -> Result<()> {
     let key = load_key(&config)?;
     let usage = store.kek_usage().await?;
     let blind = store.setting("blind_index_key").await?.map(WrappedKey);
-    // Version 1 is as old as the instance; later ones note when a rotation made them.
     let mut made = std::collections::BTreeMap::new();
     for (v, _) in key.versions() {
-        let name = if v == 1 { "instance_id".to_owned() } else { version_setting(v) };
-        if let Some(t) = store.setting_created(&name).await? {
+        if let Some(t) = confidant_records::kek_made_at(&store, v).await? {
             made.insert(v, t);
         }
     }
@@ -97,7 +95,7 @@ pub async fn rotate(dir: &Path) -> Result<()> {
     } else {
         let v = key.add_version(&config).context("cannot add a key version")?;
         // When it was made, for `keys status` (a second record of the same version is harmless).
-        let _ = store.insert_setting(&version_setting(v), b"", now_millis()).await;
+        let _ = store.insert_setting(&confidant_records::kek_made_setting(v), b"", now_millis()).await;
         eprintln!("Added key version {v} ({}).", config.keys.provider);
         v
     };
@@ -220,9 +218,4 @@ pub async fn retire(dir: &Path, version: u32) -> Result<()> {
     );
     println!("Backups made while it was in use can no longer be opened with the current key — which is the point.");
     Ok(())
-}
-
-/// The instance setting that records when key version `v` was made.
-fn version_setting(v: u32) -> String {
-    format!("kek_v{v}_created")
 }

@@ -351,6 +351,12 @@ impl Identity {
         Ok(self.store().user_by_username_token(&self.records.blind("username", username)).await?)
     }
 
+    /// A user's username (sealed at rest, bound to the user).
+    async fn username_of(&self, u: &UserRow) -> Result<String> {
+        let name = self.records.open_secret("Username", &u.id, &u.username_sealed).await?;
+        Ok(String::from_utf8_lossy(&name).into_owned())
+    }
+
     /// A user by username or id.
     pub async fn find_user(&self, name_or_id: &str) -> Result<UserRow> {
         if let Ok(name) = normalise_username(name_or_id)
@@ -449,8 +455,7 @@ impl Identity {
         let now = self.now();
         let mut out = Vec::new();
         for u in self.store().users().await? {
-            let username = self.records.open_secret("Username", &u.id, &u.username_sealed).await?;
-            let username = String::from_utf8_lossy(&username).into_owned();
+            let username = self.username_of(&u).await?;
             let locked = self
                 .store()
                 .throttle(&self.records.blind("login-account", &username))
@@ -539,8 +544,7 @@ impl Identity {
                 AuditAction::MfaReset
             }
             AccountChange::Unlock => {
-                let username = self.records.open_secret("Username", &u.id, &u.username_sealed).await?;
-                let username = String::from_utf8_lossy(&username).into_owned();
+                let username = self.username_of(u).await?;
                 self.store().clear_throttle(&self.records.blind("login-account", &username)).await?;
                 AuditAction::Unlock
             }
@@ -952,8 +956,7 @@ impl Identity {
         let secret = totp::TotpSecret::generate().map_err(|e| IdentityError::Records(RecordsError::Vault(e)))?;
         let sealed = self.records.seal_secret("Totp", &user.id, secret.as_bytes()).await?;
         self.store().set_totp(&user.id, Some(&sealed), None).await?;
-        let username = self.records.open_secret("Username", &user.id, &user.username_sealed).await?;
-        let uri = totp::otpauth_uri(&secret, "Confidant", &String::from_utf8_lossy(&username));
+        let uri = totp::otpauth_uri(&secret, "Confidant", &self.username_of(&user).await?);
         Ok(TotpEnrolment { secret_base32: secret.to_base32(), qr_svg: totp::qr_svg(&uri), otpauth_uri: uri })
     }
 
@@ -1116,8 +1119,7 @@ impl Identity {
                 "set up the authenticator app first: it is your way back in if a passkey is lost".into(),
             ));
         }
-        let username = self.records.open_secret("Username", &user.id, &user.username_sealed).await?;
-        let username = String::from_utf8_lossy(&username).into_owned();
+        let username = self.username_of(&user).await?;
         // A fresh code from the authenticator app: a stolen session alone cannot
         // plant a lasting way in. Wrong codes count against the account like failed sign-ins.
         let now = self.now();

@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 
-use confidant_audit::{Action as AuditAction, Entry, Outcome};
+use confidant_audit::{Action as AuditAction, Entry};
 use confidant_fhir::ResourceType;
 use confidant_store::{AuditRow, DataKeyRow, Write};
 use serde_json::{Value, json};
@@ -54,9 +54,7 @@ impl Records {
         let audit: Vec<AuditRow> = rows
             .iter()
             .map(|(row, _)| {
-                let mut e = Entry::new(now, AuditAction::Create, Outcome::Success);
-                e.actor = Some(confidant_audit::CONSOLE.into());
-                e.role = Some("admin".into());
+                let mut e = Entry::by_console(now, AuditAction::Create);
                 e.resource = Some(format!("{}/{}", row.resource_type, row.id));
                 e.version = Some(1);
                 e.patient = Some(pid.clone());

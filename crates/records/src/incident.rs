@@ -126,12 +126,7 @@ impl Records {
                 }
                 self.entry(p, AuditAction::AuditAccess, Outcome::Success, None, Seen::Yes)
             }
-            None => {
-                let mut e = Entry::new(self.clock.now_millis(), AuditAction::AuditAccess, Outcome::Success);
-                e.actor = Some(confidant_audit::CONSOLE.into());
-                e.role = Some("admin".into());
-                e
-            }
+            None => Entry::by_console(self.clock.now_millis(), AuditAction::AuditAccess),
         };
         e.target = Some("incident-report".into());
         e.purpose = q.actor.as_ref().map(|a| format!("actor/{a}"));

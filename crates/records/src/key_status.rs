@@ -24,6 +24,17 @@ pub struct KeyStatus {
     pub versions: Vec<KekVersion>,
 }
 
+/// The instance setting that records when KEK version `v` was made (version 1
+/// is as old as the instance; a rotation notes each later one).
+pub fn kek_made_setting(v: u32) -> String {
+    if v == 1 { "instance_id".to_owned() } else { format!("kek_v{v}_created") }
+}
+
+/// When KEK version `v` was made (Unix ms), where known.
+pub async fn kek_made_at(store: &confidant_store::Store, v: u32) -> Result<Option<i64>> {
+    Ok(store.setting_created(&kek_made_setting(v)).await?)
+}
+
 impl Records {
     /// The KEK version new keys are wrapped with.
     pub fn current_kek_version(&self) -> u32 {

@@ -18,7 +18,7 @@ pub mod rotation;
 
 pub use audit_view::{ACTION_SYSTEM, AuditPage, AuditQuery};
 pub use incident::{Accesses, IncidentQuery, IncidentReport};
-pub use key_status::{KekVersion, KeyStatus};
+pub use key_status::{KekVersion, KeyStatus, kek_made_at, kek_made_setting};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
