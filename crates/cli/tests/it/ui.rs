@@ -388,6 +388,27 @@ async fn pages_refuse_the_wrong_role_the_wrong_patient_no_session_and_hostile_in
         let text = r.text().await.unwrap();
         assert!(!text.contains("<script>") && !text.contains("<b>") && !text.contains("cnt_"), "{path}: {text}");
     }
+    // The language switch goes back to our own pages only (never another site); anything
+    // but `fi` is English. An enrolment attempt with a hostile code is refused, not echoed.
+    let anon = Browser::anonymous(&s).await;
+    for (query, to, lang) in [
+        ("to=fi&back=/patients", "/patients", "fi"),
+        ("to=fi&back=//evil.example/x", "/", "fi"),
+        ("to=fi&back=https://evil.example", "/", "fi"),
+        ("to=%3Cscript%3E&back=/%0d%0aSet-Cookie:x=1", "/", "en"),
+    ] {
+        let r = anon.get(&format!("/lang?{query}")).await;
+        assert_eq!(r.status(), S::SEE_OTHER, "{query}");
+        assert_eq!(r.headers()["location"], to, "{query}");
+        let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+        assert!(
+            cookie.starts_with(&format!("confidant_lang={lang};")) && cookie.contains("SameSite=Strict"),
+            "{cookie}"
+        );
+    }
+    let r = anon.post_raw("/enrol", "code=%3Cscript%3E&username=newbie&password=a+long+enough+password+1").await;
+    assert_eq!(r.status(), S::FORBIDDEN);
+    assert!(!r.text().await.unwrap().contains("<script>"));
     for path in ["/admin/care-teams?patient=%3Cscript%3E", "/audit/incident/report?from=yesterday"] {
         let who = if path.starts_with("/admin") { a } else { &users["audi"] };
         let r = who.get(path).await;
