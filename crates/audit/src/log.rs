@@ -10,6 +10,15 @@
 //! * [`Checkpointer`] follows the log in sequence order, recomputes every
 //!   leaf hash, signs the tree head with the audit signing key and appends it
 //!   to the witness file, outside the database.
+//!
+//! A node signs only a tree it can vouch for. Before each signature it checks
+//! that every entry it appended itself since the last one is in the log as
+//! it wrote it (the store remembers them, [`Store::take_appended`]), and that
+//! the newest head another node signed agrees with its own tree. Entries are
+//! read once and kept in memory, so a row rewritten after it was read never
+//! changes what is signed. On any mismatch it refuses to sign again until
+//! restarted, and the caller raises a critical alert: someone with write
+//! access to the database rewrote or deleted fresh entries.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -318,7 +327,14 @@ pub struct Checkpointer {
     /// The last sequence number read (equal to the number of leaves unless the
     /// log has a gap, which start-up verification has then reported).
     last_seq: i64,
+    /// Where sequence numbers jump (a gap only tampering makes): (position of
+    /// the first leaf after the jump, its sequence number). Empty for a sound
+    /// log, where the leaf of entry `seq` is at position `seq - 1`.
+    runs: Vec<(usize, i64)>,
     latest: Option<SignedCheckpoint>,
+    /// Set when the log was found rewritten behind this node's back: it signs
+    /// nothing more (a restart, after the incident is handled, clears it).
+    refused: Option<Problem>,
 }
 
 impl std::fmt::Debug for Checkpointer {
@@ -340,8 +356,11 @@ impl Checkpointer {
     ) -> Result<(Checkpointer, Option<AuditError>), AuditError> {
         let checkpoints = witness.read()?;
         // One pass: the leaves are collected while the log is verified.
-        let (mut leaves, mut acc, mut last_seq) = (Vec::new(), merkle::Accumulator::new(), 0);
+        let (mut leaves, mut acc, mut last_seq, mut runs) = (Vec::new(), merkle::Accumulator::new(), 0, Vec::new());
         let collect = |s: &confidant_store::StoredAudit| {
+            if s.seq != last_seq + 1 {
+                runs.push((leaves.len(), s.seq));
+            }
             let leaf = leaf_hash(&s.row.entry);
             leaves.push(leaf);
             acc.push(leaf);
@@ -352,8 +371,18 @@ impl Checkpointer {
             AuditError::Tampered(_) => Some(e),
             _ => None,
         });
-        let mut c =
-            Checkpointer { store, key, origin: origin.to_owned(), witness, leaves, acc, last_seq, latest: None };
+        let mut c = Checkpointer {
+            store,
+            key,
+            origin: origin.to_owned(),
+            witness,
+            leaves,
+            acc,
+            last_seq,
+            runs,
+            latest: None,
+            refused: None,
+        };
         c.latest =
             checkpoints.into_iter().filter(|s| s.checkpoint.origin == c.origin).max_by_key(|s| s.checkpoint.size);
         // Rows after a problem (verification stopped there), or appended meanwhile.
@@ -377,6 +406,7 @@ impl Checkpointer {
                         found = s.seq,
                         "SECURITY ALERT: the audit log has a gap; run `confidant audit verify`"
                     );
+                    self.runs.push((self.leaves.len(), s.seq));
                 }
                 self.last_seq = s.seq;
                 // The hash is recomputed, never taken from the table.
@@ -394,7 +424,18 @@ impl Checkpointer {
         now: i64,
         auditor: Option<&Auditor>,
     ) -> Result<Option<SignedCheckpoint>, AuditError> {
+        // Taken before reading: every entry taken is committed, so the read sees it.
+        let (own, forgotten) = self.store.take_appended();
+        if forgotten > 0 {
+            tracing::warn!(forgotten, "entries appended here were not checked before signing (no checkpoint for long)");
+        }
         self.catch_up().await?;
+        if self.refused.is_none() {
+            self.refused = self.own_appends_kept(&own).or(self.agrees_with_other_nodes().await?);
+        }
+        if let Some(problem) = &self.refused {
+            return Err(AuditError::Tampered(problem.clone()));
+        }
         let size = self.leaves.len() as u64;
         if self.latest.as_ref().is_some_and(|l| l.checkpoint.size >= size) {
             return Ok(None);
@@ -410,6 +451,59 @@ impl Checkpointer {
         tracing::info!(size, "audit checkpoint signed");
         self.latest = Some(signed.clone());
         Ok(Some(signed))
+    }
+
+    /// The first entry this node appended that the log no longer holds as
+    /// it was written: rewritten, or deleted with the head moved back.
+    fn own_appends_kept(&self, own: &[confidant_store::Appended]) -> Option<Problem> {
+        let entries = self.leaves.len() as u64;
+        own.iter().find_map(|a| {
+            let seq = a.seq.max(0) as u64;
+            match self.position_of(a.seq).and_then(|i| self.leaves.get(i)) {
+                None => Some(Problem::AppendedMissing { seq, entries }),
+                Some(leaf) if leaf.as_slice() != a.leaf_hash.as_slice() => Some(Problem::NotAsAppended { seq }),
+                Some(_) => None,
+            }
+        })
+    }
+
+    /// The position of entry `seq`'s leaf, if the log as read holds it.
+    fn position_of(&self, seq: i64) -> Option<usize> {
+        let (start, first) = self.runs.iter().rev().find(|(_, s)| *s <= seq).copied().unwrap_or((0, 1));
+        let pos = start + usize::try_from(seq.checked_sub(first)?).ok()?;
+        // Past the end of its run, `seq` is in a gap.
+        let end = self.runs.iter().map(|(p, _)| *p).find(|p| *p > start).unwrap_or(self.leaves.len());
+        (pos < end).then_some(pos)
+    }
+
+    /// Several nodes on one database: the newest head signed by any of them
+    /// must be a head of this node's tree. A node that read a row after it
+    /// was rewritten disagrees with the node that read it before.
+    async fn agrees_with_other_nodes(&self) -> Result<Option<Problem>, AuditError> {
+        let Some(line) = self.store.latest_audit_checkpoint().await? else {
+            return Ok(None);
+        };
+        let Some(signed) = SignedCheckpoint::parse(&line)
+            .filter(|c| c.checkpoint.origin == self.origin && c.verify(&self.key.public_key()))
+        else {
+            // Not a checkpoint of this log's key: planted in the table (audit verify names it).
+            return Ok(Some(Problem::BadCheckpoint { line: 0 }));
+        };
+        if self.latest.as_ref().is_some_and(|l| l.checkpoint == signed.checkpoint) {
+            return Ok(None); // our own, or one already checked
+        }
+        let size = signed.checkpoint.size;
+        if size == 0 || size > self.leaves.len() as u64 {
+            // Signed over entries this node has not read yet: checked at the next round.
+            return Ok(None);
+        }
+        let ours = merkle::root(&self.leaves[..size as usize]);
+        Ok((ours != signed.checkpoint.root).then_some(Problem::ConflictingCheckpoints { size }))
+    }
+
+    /// Why this node refuses to sign, if it does.
+    pub fn refused(&self) -> Option<&Problem> {
+        self.refused.as_ref()
     }
 
     /// The latest checkpoint this node signed or read from the witness.

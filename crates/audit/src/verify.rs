@@ -33,6 +33,12 @@ pub enum Problem {
     /// The table holds rows outside the sequence 1..=entries (numbered zero, negative, or
     /// beyond a gap-free read): inserted where an in-order read never meets them.
     StrayRows { rows: u64, entries: u64 },
+    /// An entry this node appended reads back as something else: it was
+    /// rewritten in the database after it was committed.
+    NotAsAppended { seq: u64 },
+    /// An entry this node appended is no longer in the log (deleted, and the
+    /// head moved back to hide it).
+    AppendedMissing { seq: u64, entries: u64 },
 }
 
 impl std::fmt::Display for Problem {
@@ -56,6 +62,13 @@ impl std::fmt::Display for Problem {
             Problem::StrayRows { rows, entries } => write!(
                 f,
                 "the log table holds {rows} rows but only {entries} form the sequence 1..{entries}: rows were inserted out of sequence"
+            ),
+            Problem::NotAsAppended { seq } => {
+                write!(f, "entry {seq} is not the entry this server appended: it was rewritten in the database")
+            }
+            Problem::AppendedMissing { seq, entries } => write!(
+                f,
+                "entry {seq}, appended by this server, is gone: the log holds only {entries} entries (deleted in the database)"
             ),
             Problem::ColumnsAltered { seq } => {
                 write!(f, "entry {seq} was altered: the columns stored beside it disagree with its content")

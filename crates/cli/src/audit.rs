@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use confidant_audit::log::{self as audit_log, AuditError, Checkpointer, Witness};
-use confidant_audit::{Action, Auditor, Entry, Outcome};
+use confidant_audit::{Action, Auditor, Entry};
+use confidant_detect::{Detector, Rule};
 use confidant_store::Store;
 use confidant_vault::pkcs11::Pkcs11Signer;
 use confidant_vault::signing::{Signer, SigningKey};
@@ -146,19 +147,15 @@ pub async fn start_checkpointer(
     dir: &Path,
     store: Store,
     auditor: &Auditor,
+    detector: &Detector,
 ) -> Result<SharedCheckpointer> {
     let key = load_signing_key(config)?;
     let witness = Witness::new(config.witness_path(dir));
     let (checkpointer, problem) =
         Checkpointer::open(store, key, &config.instance_id, witness).await.context("cannot open the audit log")?;
     if let Some(p) = problem {
-        tracing::error!(
-            problem = %p,
-            "SECURITY ALERT: the audit log does not match its signed checkpoints; run `confidant audit verify`"
-        );
-        let mut e = Entry::new(now_millis(), Action::Alert, Outcome::Success);
-        e.target = Some("audit-log-verification-failed".into());
-        auditor.append(&[e]).await.context("cannot append to the audit log")?;
+        let summary = format!("the audit log does not match its signed checkpoints: {p}; run `confidant audit verify`");
+        detector.raise_event(Rule::AuditTamper, "audit-log", summary, now_millis()).await;
     }
     auditor.set_checkpoint_every(config.audit.checkpoint_every_entries);
     // Vouch at once for what is already there (e.g. entries made from the command line).
@@ -215,6 +212,7 @@ impl Webhook {
 pub async fn run_checkpoints(
     checkpointer: SharedCheckpointer,
     auditor: Arc<Auditor>,
+    detector: Arc<Detector>,
     interval: Duration,
     webhook: Option<Webhook>,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -229,6 +227,15 @@ pub async fn run_checkpoints(
         match (signed, &webhook) {
             (Ok(Some(s)), Some(w)) => w.deliver(&s.to_line()).await,
             (Ok(_), _) => {}
+            // The log was rewritten behind this node's back: nothing more is signed
+            // (the checkpointer refuses until restarted) and the alert goes out.
+            (Err(AuditError::Tampered(p)), _) => {
+                let summary = format!(
+                    "the audit log was altered in the database: {p}. No checkpoint is signed any more; \
+                     run `confidant audit verify` and treat this as a security incident"
+                );
+                detector.raise_event(Rule::AuditTamper, "audit-log", summary, now_millis()).await;
+            }
             (Err(e), _) => tracing::error!(error = %e, "audit checkpoint failed; will retry"),
         }
         if stopping {

@@ -386,6 +386,25 @@ async fn examine_instance(
             format!("version {current} is {age_days} days old"),
         )
     });
+    // Triggers, rules, views and row policies nobody should have made.
+    let foreign = store.foreign_schema_objects().await?;
+    out.push(if foreign.is_empty() {
+        Finding::pass(
+            "schema-objects",
+            "the database runs nothing but Confidant's own statements",
+            "no triggers, rules, views or row policies besides those the migrations created",
+        )
+    } else {
+        let list: Vec<String> = foreign.iter().map(ToString::to_string).collect();
+        Finding::fail(
+            "schema-objects",
+            Severity::High,
+            "the database holds triggers, rules, views or policies Confidant did not create",
+            list.join(", "),
+            "treat it as an incident: keep a copy of the database, drop the objects listed, then run \
+             `confidant audit verify`; `confidant serve` refuses to start until they are gone",
+        )
+    });
     // The audit witness.
     let witness_path = config.witness_path(dir);
     let entries = store.audit_size().await?;

@@ -427,14 +427,8 @@ pub async fn run_server_until(
     announce: bool,
 ) -> Result<()> {
     let addr = listener.local_addr()?;
+    refuse_foreign_schema_objects(records.store()).await?;
     let auditor = records.auditor().clone();
-    let checkpointer = crate::audit::start_checkpointer(config, dir, records.store().clone(), &auditor).await?;
-    let (stop_checkpoints, stopped) = tokio::sync::watch::channel(false);
-    let interval = std::time::Duration::from_secs(config.audit.checkpoint_interval_seconds.max(1));
-    let webhook = config.audit.witness_webhook.as_deref().map(crate::audit::Webhook::new).transpose()?;
-    let checkpoints =
-        tokio::spawn(crate::audit::run_checkpoints(checkpointer.clone(), auditor, interval, webhook, stopped));
-    let base_url = config.server.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
     // The detector watches every access from the first request on.
     let honey = records.honey_records().await.context("cannot read the honey records")?;
     let detector = Arc::new(confidant_detect::Detector::new(
@@ -445,6 +439,20 @@ pub async fn run_server_until(
         config.alerts.sinks(),
     ));
     records.set_detector(detector.clone());
+    let checkpointer =
+        crate::audit::start_checkpointer(config, dir, records.store().clone(), &auditor, &detector).await?;
+    let (stop_checkpoints, stopped) = tokio::sync::watch::channel(false);
+    let interval = std::time::Duration::from_secs(config.audit.checkpoint_interval_seconds.max(1));
+    let webhook = config.audit.witness_webhook.as_deref().map(crate::audit::Webhook::new).transpose()?;
+    let checkpoints = tokio::spawn(crate::audit::run_checkpoints(
+        checkpointer.clone(),
+        auditor,
+        detector.clone(),
+        interval,
+        webhook,
+        stopped,
+    ));
+    let base_url = config.server.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
     let sinks =
         confidant_detect::sinks::spawn(records.store().clone(), &config.alerts, &config.instance_id, detector.wake())
             .map_err(|e| anyhow::anyhow!("{e} (in [alerts] of {})", Config::path(dir).display()))?;
@@ -491,6 +499,24 @@ pub async fn run_server_until(
     }
     tracing::info!("stopped; closing the database");
     records.store().close().await;
+    Ok(())
+}
+
+/// Nothing but our own statements may run when a table is written or read:
+/// a trigger, rule, view or row policy that the migrations did not create can
+/// delete audit entries as they are appended or hide rows from a reader.
+async fn refuse_foreign_schema_objects(store: &confidant_store::Store) -> Result<()> {
+    let foreign = store.foreign_schema_objects().await.context("cannot list the database's triggers and rules")?;
+    if !foreign.is_empty() {
+        let list: Vec<String> = foreign.iter().map(ToString::to_string).collect();
+        bail!(
+            "SECURITY ALERT: the database holds objects Confidant did not create: {}. They can delete or rewrite \
+             audit entries and records. Treat this as a security incident: keep a copy of the database, then \
+             remove them (DROP TRIGGER / DROP RULE / DROP VIEW / DROP POLICY) and run `confidant audit verify`. \
+             Nothing was served",
+            list.join(", ")
+        );
+    }
     Ok(())
 }
 

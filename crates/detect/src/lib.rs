@@ -13,6 +13,7 @@
 //! | `break-glass` | someone opens a record by break-glass | high |
 //! | `failed-logins` | N failed logins for one account, or M from one address, within the window | high |
 //! | `new-address` | a session or API token is used from another address than its first | medium |
+//! | `audit-tamper` | the audit log was rewritten in the database: a fresh entry changed or vanished, a planted trigger, a fork ([`Detector::raise_event`]) | critical |
 //!
 //! An alert is stored (with its own audit entry, in one transaction), logged,
 //! and delivered by the sinks ([`sinks`]); the same rule firing again for the
@@ -45,6 +46,7 @@ pub enum Rule {
     BreakGlass,
     FailedLogins,
     NewAddress,
+    AuditTamper,
 }
 
 impl Rule {
@@ -56,6 +58,7 @@ impl Rule {
         Rule::BreakGlass,
         Rule::FailedLogins,
         Rule::NewAddress,
+        Rule::AuditTamper,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -67,12 +70,13 @@ impl Rule {
             Rule::BreakGlass => "break-glass",
             Rule::FailedLogins => "failed-logins",
             Rule::NewAddress => "new-address",
+            Rule::AuditTamper => "audit-tamper",
         }
     }
 
     pub fn severity(self) -> &'static str {
         match self {
-            Rule::HoneyRecord => "critical",
+            Rule::HoneyRecord | Rule::AuditTamper => "critical",
             Rule::NewAddress => "medium",
             _ => "high",
         }
@@ -416,6 +420,15 @@ impl Detector {
             }
         }
         out
+    }
+
+    /// A security event found off the request path (the checkpointer found
+    /// the audit log rewritten): an alert about `subject` (a check's name, no
+    /// person), stored, logged and delivered like any other.
+    pub async fn raise_event(&self, rule: Rule, subject: &str, summary: String, at: i64) {
+        let key = format!("{}:{subject}", rule.as_str());
+        self.raise(Firing { rule, key, subject: Some(subject.to_owned()), summary, at, actor: None, credential: None })
+            .await;
     }
 
     /// Store (or count up) the alert, log it, wake the sinks, take the response.

@@ -92,8 +92,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        self.append_audit_in(&mut tx, audit).await?;
-        tx.commit().await?;
+        self.commit_with_audit(tx, audit).await?;
         Ok(())
     }
 
@@ -148,8 +147,7 @@ impl Store {
         if n != 1 {
             return Ok(false);
         }
-        self.append_audit_in(&mut tx, audit).await?;
-        tx.commit().await?;
+        self.commit_with_audit(tx, audit).await?;
         Ok(true)
     }
 

@@ -7,9 +7,15 @@
 //!
 //! * PostgreSQL (several nodes): an append first increments the one-row
 //!   `audit_head` (`UPDATE … RETURNING`), taking its row lock until commit.
-//! * SQLite (one writer at a time by design): the append is a single INSERT
-//!   that numbers its rows after `MAX(seq)`; SQLite holds its write lock for
-//!   the whole statement, and a trigger keeps `audit_head` in step.
+//! * SQLite (one writer at a time by design): each INSERT numbers its rows
+//!   after `MAX(seq)`; SQLite holds its write lock from that statement to the
+//!   commit, and a trigger keeps `audit_head` in step.
+//!
+//! Every append reads its rows back in its own transaction before the commit
+//! and fails (committing nothing) unless each is there as written: a trigger
+//! or rule planted in the database to delete or rewrite new entries makes the
+//! read that needed them fail closed instead of returning data unaudited.
+//! What was committed is remembered for the checkpointer ([`Store::take_appended`]).
 
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -80,42 +86,80 @@ fn stored_audit(r: &AnyRow) -> Result<StoredAudit> {
     })
 }
 
+/// An audit entry this process committed: its sequence number and the leaf
+/// hash it was written with. The checkpointer compares these with the log
+/// before it signs, so that a row rewritten or deleted in the database after
+/// its append is never vouched for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    pub seq: i64,
+    pub leaf_hash: Vec<u8>,
+}
+
+/// What [`Store::take_appended`] hands over, bounded so that a process with
+/// no checkpointer (a benchmark, a long import) does not grow without end.
+#[derive(Debug, Default)]
+pub(crate) struct AppendedLog {
+    entries: Vec<Appended>,
+    /// Entries forgotten because nobody took them in time.
+    dropped: u64,
+}
+
+/// Appended entries kept for the checkpointer at most (40 bytes and a
+/// vector each: about 64 MB). A serving node checkpoints long before.
+const MAX_APPENDED_KEPT: usize = 1_000_000;
+
 impl Store {
     /// Append `rows` and return once they are committed.
     ///
-    /// On SQLite this is one statement in its own implicit transaction (one
-    /// round trip, one fsync): SQLite takes its single write lock when the
-    /// statement starts, so the numbers it reads and writes cannot race, and
-    /// a trigger moves the head along. On PostgreSQL several nodes append at
-    /// once, so the head row is locked first (see the module comment).
+    /// One transaction (one fsync) for the whole batch. On SQLite the write
+    /// lock is taken by the first INSERT, so the numbers it reads and writes
+    /// cannot race, and a trigger moves the head along. On PostgreSQL several
+    /// nodes append at once, so the head row is locked first (see the module
+    /// comment). Either way the rows are read back before the commit.
     pub async fn append_audit(&self, rows: &[AuditRow]) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
-        if self.backend.single_writer() {
-            for chunk in rows.chunks(INSERT_CHUNK) {
-                self.sqlite_insert(chunk).execute(&self.pool).await?;
-            }
-            return Ok(());
-        }
-        let mut tx = self.begin().await?;
-        self.append_audit_in(&mut tx, rows).await?;
+        let tx = self.begin().await?;
+        self.commit_with_audit(tx, rows).await
+    }
+
+    /// Append `rows` inside a caller's transaction and commit it: a record
+    /// write and its audit entries commit together or not at all. The entries
+    /// are read back first; if the database did not keep them as written
+    /// (a trigger deleted or changed them), nothing is committed.
+    pub(crate) async fn commit_with_audit(&self, mut tx: Transaction<'static, Any>, rows: &[AuditRow]) -> Result<()> {
+        let appended = self.append_audit_in(&mut tx, rows).await?;
         tx.commit().await?;
+        self.note_appended(appended);
         Ok(())
     }
 
-    /// Append `rows` inside a caller's transaction (a record write and its
-    /// audit entries commit together or not at all). Take this lock last in
+    /// Append `rows` in `tx` and check them as stored. Take this lock last in
     /// a transaction: nothing waits for another lock while holding it.
-    pub(crate) async fn append_audit_in(&self, tx: &mut Transaction<'static, Any>, rows: &[AuditRow]) -> Result<()> {
+    async fn append_audit_in(&self, tx: &mut Transaction<'static, Any>, rows: &[AuditRow]) -> Result<Vec<Appended>> {
+        let mut appended = Vec::with_capacity(rows.len());
         if rows.is_empty() {
-            return Ok(());
+            return Ok(appended);
         }
         if self.backend.single_writer() {
             for chunk in rows.chunks(INSERT_CHUNK) {
-                self.sqlite_insert(chunk).execute(&mut **tx).await?;
+                let seqs: Vec<i64> = self
+                    .sqlite_insert(chunk)
+                    .fetch_all(&mut **tx)
+                    .await?
+                    .iter()
+                    .map(|r| r.try_get::<i64, _>(0))
+                    .collect::<std::result::Result<_, _>>()?;
+                // A trigger that swallows the insert (RAISE(IGNORE)) returns fewer rows.
+                let first = seqs.iter().copied().min().unwrap_or(0);
+                if seqs.len() != chunk.len() {
+                    return Err(StoreError::AuditNotKept { seq: first });
+                }
+                appended.extend(self.read_back(tx, first, chunk).await?);
             }
-            return Ok(());
+            return Ok(appended);
         }
         let n = rows.len() as i64;
         let size: i64 = sqlx::query(self.sql("UPDATE audit_head SET size = size + ? WHERE id = 1 RETURNING size"))
@@ -129,24 +173,82 @@ impl Store {
             let marks = vec!["(?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
             let sql = format!("INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES {marks}");
             let mut q = sqlx::query(self.sql(sql));
+            let chunk_first = first + (c * INSERT_CHUNK) as i64;
             for (i, r) in chunk.iter().enumerate() {
-                q = q.bind(first + (c * INSERT_CHUNK + i) as i64);
+                q = q.bind(chunk_first + i as i64);
                 q = bind_row(q, r);
             }
             q.execute(&mut **tx).await?;
+            appended.extend(self.read_back(tx, chunk_first, chunk).await?);
         }
-        Ok(())
+        Ok(appended)
     }
 
-    /// SQLite: one INSERT numbering `rows` after the current last entry.
-    /// The scalar subquery is evaluated once, before any row is inserted.
+    /// Read `rows`, just appended from sequence number `first` on, back in the
+    /// same transaction and check that each is there exactly as written.
+    async fn read_back(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        first: i64,
+        rows: &[AuditRow],
+    ) -> Result<Vec<Appended>> {
+        let last = first + rows.len() as i64 - 1;
+        let stored = sqlx::query(
+            self.sql(format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq >= ? AND seq <= ? ORDER BY seq")),
+        )
+        .bind(first)
+        .bind(last)
+        .fetch_all(&mut **tx)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (i, written) in rows.iter().enumerate() {
+            let seq = first + i as i64;
+            let kept = stored.get(i).map(stored_audit).transpose()?;
+            if kept.as_ref().is_none_or(|k| k.seq != seq || k.row != *written) {
+                return Err(StoreError::AuditNotKept { seq });
+            }
+            out.push(Appended { seq, leaf_hash: written.leaf_hash.clone() });
+        }
+        if stored.len() != rows.len() {
+            return Err(StoreError::AuditNotKept { seq: last });
+        }
+        Ok(out)
+    }
+
+    fn note_appended(&self, appended: Vec<Appended>) {
+        let mut log = match self.appended.lock() {
+            Ok(l) => l,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        log.entries.extend(appended);
+        if log.entries.len() > MAX_APPENDED_KEPT {
+            let excess = log.entries.len() - MAX_APPENDED_KEPT;
+            log.entries.drain(..excess);
+            log.dropped += excess as u64;
+        }
+    }
+
+    /// The entries this process committed since the last call, in commit
+    /// order, and how many older ones were forgotten because nobody took them.
+    pub fn take_appended(&self) -> (Vec<Appended>, u64) {
+        let mut log = match self.appended.lock() {
+            Ok(l) => l,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let dropped = std::mem::take(&mut log.dropped);
+        (std::mem::take(&mut log.entries), dropped)
+    }
+
+    /// SQLite: one INSERT numbering `rows` after the current last entry,
+    /// returning the numbers given. The scalar subquery is evaluated once,
+    /// before any row is inserted.
     fn sqlite_insert<'q>(&self, rows: &'q [AuditRow]) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
         let values: Vec<String> = (1..=rows.len()).map(|i| format!("({i}, ?, ?, ?, ?, ?, ?)")).collect();
         let sql = format!(
             "INSERT INTO audit_log ({AUDIT_COLUMNS}) \
              SELECT (SELECT COALESCE(MAX(seq), 0) FROM audit_log) + v.column1, \
                     v.column2, v.column3, v.column4, v.column5, v.column6, v.column7 \
-             FROM (VALUES {}) v",
+             FROM (VALUES {}) v RETURNING seq",
             values.join(", ")
         );
         let mut q = sqlx::query(self.sql(sql));
@@ -254,5 +356,63 @@ impl Store {
             Some(r) => Some(r.try_get(0)?),
             None => None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn row(i: u8) -> AuditRow {
+        AuditRow {
+            entry: vec![b'e', i],
+            leaf_hash: vec![i; 32],
+            at: i64::from(i),
+            actor: Some("u".into()),
+            patient: None,
+            action: "read".into(),
+        }
+    }
+
+    async fn sqlite() -> (tempfile::TempDir, Store) {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}", tmp.path().join("a.db").display()), true).await.unwrap();
+        store.migrate().await.unwrap();
+        (tmp, store)
+    }
+
+    #[tokio::test]
+    async fn appends_are_read_back_and_remembered_for_the_checkpointer() {
+        let (_tmp, store) = sqlite().await;
+        store.append_audit(&[row(1), row(2)]).await.unwrap();
+        let (taken, forgotten) = store.take_appended();
+        assert_eq!(forgotten, 0);
+        assert_eq!(taken.iter().map(|a| a.seq).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(taken[1].leaf_hash, vec![2; 32]);
+        assert!(store.take_appended().0.is_empty(), "taken once");
+        // A trigger that deletes new entries: the append fails and commits nothing.
+        sqlx::raw_sql(
+            "CREATE TRIGGER hide AFTER INSERT ON audit_log BEGIN DELETE FROM audit_log WHERE seq = NEW.seq; END;",
+        )
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        let err = store.append_audit(&[row(3)]).await.unwrap_err();
+        assert!(matches!(err, StoreError::AuditNotKept { seq: 3 }), "{err}");
+        assert_eq!(store.audit_size().await.unwrap(), 2, "nothing committed");
+        assert!(store.take_appended().0.is_empty());
+        // One that rewrites them is caught the same way.
+        sqlx::raw_sql(
+            "DROP TRIGGER hide; CREATE TRIGGER hide AFTER INSERT ON audit_log \
+             BEGIN UPDATE audit_log SET actor = 'x' WHERE seq = NEW.seq; END;",
+        )
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        assert!(matches!(store.append_audit(&[row(3)]).await, Err(StoreError::AuditNotKept { .. })));
+        let names: Vec<String> = store.foreign_schema_objects().await.unwrap().iter().map(|o| o.to_string()).collect();
+        assert_eq!(names, vec!["trigger hide on audit_log"]);
+        store.close().await;
     }
 }

@@ -23,6 +23,10 @@ pub trait Backend: Send + Sync + 'static {
     fn single_writer(&self) -> bool;
     /// DDL that keeps `audit_head` in step with single-statement appends (SQLite).
     fn audit_head_trigger(&self) -> &'static str;
+    /// A query listing every trigger, view, rule and row policy of the
+    /// database as (kind, name, table, definition): what runs besides our
+    /// statements when a table is written or read.
+    fn schema_objects_query(&self) -> &'static str;
     /// Rewrite `?` placeholders into this backend's syntax.
     fn placeholders<'a>(&self, sql: &'a str) -> Cow<'a, str>;
     /// Open a connection pool; with `create`, create the database file if missing.
@@ -77,6 +81,11 @@ impl Backend for SqliteBackend {
          BEGIN UPDATE audit_head SET size = NEW.seq WHERE id = 1 AND size < NEW.seq; END;"
     }
 
+    fn schema_objects_query(&self) -> &'static str {
+        "SELECT type, name, tbl_name, COALESCE(sql, '') FROM sqlite_master \
+         WHERE type IN ('trigger', 'view') ORDER BY type, name"
+    }
+
     fn token_index_hint(&self) -> &'static str {
         // Without statistics SQLite prefers the id-ordered index for `id > ?`;
         // the primary key (resource_type, param, token, id) is the selective one.
@@ -125,6 +134,26 @@ impl Backend for PostgresBackend {
     fn audit_head_trigger(&self) -> &'static str {
         // Appends move the head themselves, under its row lock.
         ""
+    }
+
+    fn schema_objects_query(&self) -> &'static str {
+        // Triggers, rules, row policies and views of the schema our tables are
+        // in, and event triggers (database-wide). Names are cast to text: the
+        // `name` type does not decode as a string.
+        "SELECT 'trigger', t.tgname::text, c.relname::text, pg_get_triggerdef(t.oid) \
+           FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
+           JOIN pg_namespace n ON n.oid = c.relnamespace \
+          WHERE NOT t.tgisinternal AND n.nspname = current_schema() \
+         UNION ALL SELECT 'rule', rulename::text, tablename::text, definition \
+           FROM pg_rules WHERE schemaname = current_schema() \
+         UNION ALL SELECT 'policy', policyname::text, tablename::text, COALESCE(qual, '') \
+           FROM pg_policies WHERE schemaname = current_schema() \
+         UNION ALL SELECT 'view', viewname::text, viewname::text, definition \
+           FROM pg_views WHERE schemaname = current_schema() \
+         UNION ALL SELECT 'materialized view', matviewname::text, matviewname::text, definition \
+           FROM pg_matviews WHERE schemaname = current_schema() \
+         UNION ALL SELECT 'event trigger', evtname::text, '', evtevent::text FROM pg_event_trigger \
+         ORDER BY 1, 2"
     }
 
     fn token_index_hint(&self) -> &'static str {

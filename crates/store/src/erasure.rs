@@ -45,8 +45,7 @@ impl Store {
                 .await?
                 .rows_affected()
         };
-        self.append_audit_in(&mut tx, audit).await?;
-        tx.commit().await?;
+        self.commit_with_audit(tx, audit).await?;
         Ok(changed == 1)
     }
 
@@ -71,8 +70,7 @@ impl Store {
         .bind(expires_at)
         .execute(&mut *tx)
         .await?;
-        self.append_audit_in(&mut tx, audit).await?;
-        tx.commit().await?;
+        self.commit_with_audit(tx, audit).await?;
         Ok(())
     }
 
@@ -162,8 +160,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-        self.append_audit_in(&mut tx, audit).await?;
-        tx.commit().await?;
+        self.commit_with_audit(tx, audit).await?;
         Ok(erased)
     }
 

@@ -27,11 +27,12 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, AssertSqlSafe, Row, Transaction};
 
 pub use alerts::{AlertRow, Sink};
-pub use audit::{AuditFilter, AuditRow, StoredAudit};
+pub use audit::{Appended, AuditFilter, AuditRow, StoredAudit};
 pub use backend::{Backend, PostgresBackend, SqliteBackend};
 pub use erasure::Erased;
 pub use identity::{ApiTokenAuth, ApiTokenRow, PasskeyRow, SessionRow, ThrottleRow, UserRow};
 pub use rekey::{Rekeyed, Sealed};
+pub use schema::ForeignObject;
 
 /// Errors from the store. Messages name tables and operations, never values.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +54,13 @@ pub enum StoreError {
     /// A rotation could not re-seal a row; nothing was changed.
     #[error("a record could not be re-sealed ({0}); nothing was changed")]
     Reseal(String),
+    /// An audit entry read back in its own transaction is not what was
+    /// written (a trigger or rule in the database deleted or changed it).
+    /// Nothing was committed.
+    #[error(
+        "SECURITY ALERT: the audit log did not keep entry {seq} as written: the database was tampered with (look for triggers or rules on audit_log); nothing was committed"
+    )]
+    AuditNotKept { seq: i64 },
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -142,6 +150,9 @@ pub struct DataKeyRow {
 pub struct Store {
     pool: AnyPool,
     backend: &'static dyn Backend,
+    /// Audit entries this process committed, as written, until the
+    /// checkpointer takes them ([`Store::take_appended`]).
+    appended: std::sync::Arc<std::sync::Mutex<audit::AppendedLog>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -185,7 +196,7 @@ impl Store {
     pub async fn connect(url: &str, create: bool) -> Result<Store> {
         let backend = backend::for_url(url)?;
         let pool = backend.connect(url, create).await?;
-        Ok(Store { pool, backend })
+        Ok(Store { pool, backend, appended: Default::default() })
     }
 
     /// Which backend this store runs on (`sqlite` or `postgres`).
@@ -196,6 +207,13 @@ impl Store {
     /// Bring the schema up to date. Idempotent.
     pub async fn migrate(&self) -> Result<()> {
         schema::migrate(&self.pool, self.backend).await
+    }
+
+    /// Triggers, views, rules and row policies the migrations did not create
+    /// (an empty list on a sound database). `serve` refuses to start while
+    /// there are any; `confidant doctor` lists them.
+    pub async fn foreign_schema_objects(&self) -> Result<Vec<ForeignObject>> {
+        schema::foreign_objects(&self.pool, self.backend).await
     }
 
     /// Close every connection (SQLite then checkpoints and removes its WAL).
@@ -429,8 +447,7 @@ impl Store {
         for w in writes {
             self.create_in(&mut tx, *w).await?;
         }
-        self.append_audit_in(&mut tx, audit).await?;
-        tx.commit().await?;
+        self.commit_with_audit(tx, audit).await?;
         Ok(())
     }
 
@@ -490,8 +507,7 @@ impl Store {
         Self::insert_version(&mut tx, insert, row).await?;
         self.replace_tokens(&mut tx, row, w.tokens).await?;
         self.set_care_team(&mut tx, row, w.care_team).await?;
-        self.append_audit_in(&mut tx, audit).await?;
-        tx.commit().await?;
+        self.commit_with_audit(tx, audit).await?;
         Ok(())
     }
 
@@ -572,8 +588,7 @@ impl Store {
         .await?;
         // The reason is sealed under the patient's key: never under one a rotation is deleting.
         self.require_current_key(&mut tx, patient_id, key_version).await?;
-        self.append_audit_in(&mut tx, audit).await?;
-        tx.commit().await?;
+        self.commit_with_audit(tx, audit).await?;
         Ok(())
     }
 

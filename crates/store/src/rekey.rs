@@ -135,8 +135,7 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        self.append_audit_in(&mut tx, audit).await?;
-        tx.commit().await?;
+        self.commit_with_audit(tx, audit).await?;
         Ok(done)
     }
 }

@@ -238,3 +238,48 @@ pub(crate) async fn migrate(pool: &AnyPool, backend: &dyn Backend) -> Result<()>
     }
     Ok(())
 }
+
+/// A trigger, view, rule or row policy in the database that the migrations
+/// did not create. Nothing but our own statements may run when the audit log
+/// (or any table) is written or read: such an object can delete entries as
+/// they are appended, or hide rows from a reader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignObject {
+    /// `trigger`, `view`, `rule`, `policy`, `materialized view` or `event trigger`.
+    pub kind: String,
+    pub name: String,
+    /// The table it is on (a view's own name).
+    pub table: String,
+}
+
+impl std::fmt::Display for ForeignObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.table.is_empty() || self.table == self.name {
+            write!(f, "{} {}", self.kind, self.name)
+        } else {
+            write!(f, "{} {} on {}", self.kind, self.name, self.table)
+        }
+    }
+}
+
+/// White space folded and a final `;` dropped, to compare definitions.
+fn folded(sql: &str) -> String {
+    sql.split_whitespace().collect::<Vec<_>>().join(" ").trim_end_matches(';').trim_end().to_owned()
+}
+
+pub(crate) async fn foreign_objects(pool: &AnyPool, backend: &dyn Backend) -> Result<Vec<ForeignObject>> {
+    let ours = folded(backend.audit_head_trigger());
+    let rows = sqlx::query(backend.schema_objects_query()).fetch_all(pool).await?;
+    let mut out = Vec::new();
+    for r in &rows {
+        let (kind, name, table, definition): (String, String, String, String) =
+            (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
+        // Ours is known by its whole definition, not its name: a replacement
+        // under the same name is foreign too.
+        if !ours.is_empty() && kind == "trigger" && folded(&definition) == ours {
+            continue;
+        }
+        out.push(ForeignObject { kind, name, table });
+    }
+    Ok(out)
+}
