@@ -487,7 +487,7 @@ impl Checkpointer {
             .filter(|c| c.checkpoint.origin == self.origin && c.verify(&self.key.public_key()))
         else {
             // Not a checkpoint of this log's key: planted in the table (audit verify names it).
-            return Ok(Some(Problem::BadCheckpoint { line: 0 }));
+            return Ok(Some(Problem::ForeignCheckpointCopy));
         };
         if self.latest.as_ref().is_some_and(|l| l.checkpoint == signed.checkpoint) {
             return Ok(None); // our own, or one already checked

@@ -39,6 +39,8 @@ pub enum Problem {
     /// An entry this node appended is no longer in the log (deleted, and the
     /// head moved back to hide it).
     AppendedMissing { seq: u64, entries: u64 },
+    /// The newest checkpoint copy in the database is not signed by this log's key.
+    ForeignCheckpointCopy,
 }
 
 impl std::fmt::Display for Problem {
@@ -69,6 +71,10 @@ impl std::fmt::Display for Problem {
             Problem::AppendedMissing { seq, entries } => write!(
                 f,
                 "entry {seq}, appended by this server, is gone: the log holds only {entries} entries (deleted in the database)"
+            ),
+            Problem::ForeignCheckpointCopy => write!(
+                f,
+                "a checkpoint copy in the database (table audit_checkpoints) is not signed by this instance's audit key"
             ),
             Problem::ColumnsAltered { seq } => {
                 write!(f, "entry {seq} was altered: the columns stored beside it disagree with its content")

@@ -297,6 +297,10 @@ async fn simulate(config: &Config, dir: &Path) -> Result<Vec<Step>> {
     c.audit.public_key = Some(hex::encode(throwaway.public_key()));
     c.audit.witness_file = Some(keys.join("drill.witness"));
     c.audit.witness_webhook = None;
+    // Checkpoints at start and stop only: the live-rewrite step knows when the
+    // server signs (or refuses to).
+    c.audit.checkpoint_interval_seconds = 86_400;
+    c.audit.checkpoint_every_entries = u64::MAX / 2;
     c.save_new(&copy)?;
     // The copy holds the real accounts: none of their sessions or tokens may open it.
     lock_out_real_accounts(&copy).await?;
@@ -328,8 +332,9 @@ async fn simulate(config: &Config, dir: &Path) -> Result<Vec<Step>> {
     let attack = attack(&d, &c, &copy, &mut clin_a, &mut clin_b, &mut desk, &newcomer, &honey).await;
     let _ = stop.send(());
     server.await.context("the drill's server")??;
-    let (mut attack_steps, canaries) = attack?;
+    let (mut attack_steps, canaries, rewritten) = attack?;
     steps.append(&mut attack_steps);
+    steps.push(live_rewrite(&c.database_url(&copy)?, &c.witness_path(&copy), &rewritten).await?);
     steps.push(stolen_files(&copy, tmp.path(), &canaries).await?);
     steps.push(tamper(&copy, &config.instance_id, &real_checkpoints, &real_public_key).await?);
     drop(tmp);
@@ -346,7 +351,7 @@ async fn attack(
     desk: &mut Staff,
     newcomer: &Staff,
     honey: &[String],
-) -> Result<(Vec<Step>, Vec<String>)> {
+) -> Result<(Vec<Step>, Vec<String>, Rewritten)> {
     let mut steps = Vec::new();
     let a = clin_a.session(d).await?;
     let b = clin_b.session(d).await?;
@@ -494,8 +499,102 @@ async fn attack(
             problems.join("; ")
         },
     ));
+    // 6. A trigger planted to delete every read's audit entry as it is appended.
+    steps.push(hiding_trigger(d, &store, &c.database_url(copy)?, &b, &b_patient, &canaries[0]).await?);
+    // 7. The newest entry rewritten while the server runs (checked when it stops:
+    // its last checkpoint must be refused).
+    let rewritten = rewrite_newest_entry(d, &c.database_url(copy)?, &b, &b_patient).await?;
     store.close().await;
-    Ok((steps, canaries))
+    Ok((steps, canaries, rewritten))
+}
+
+/// A live attacker's trigger: each read's entry deleted as it is appended, the
+/// head kept in step. The read must fail closed, and the trigger be listed.
+async fn hiding_trigger(
+    d: &Drill,
+    store: &confidant_store::Store,
+    url: &str,
+    token: &str,
+    patient: &str,
+    canary: &str,
+) -> Result<Step> {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url).await?;
+    sqlx::raw_sql(
+        "CREATE TRIGGER drill_hide_reads AFTER INSERT ON audit_log WHEN NEW.action IN ('read', 'search-hit') BEGIN \
+           DELETE FROM audit_log WHERE seq = NEW.seq; UPDATE audit_head SET size = NEW.seq - 1 WHERE id = 1; END;",
+    )
+    .execute(&mut conn)
+    .await?;
+    let (st, body) = d.call(Some(token), reqwest::Method::GET, &format!("Patient/{patient}"), None).await;
+    let listed = store.foreign_schema_objects().await.map(|f| f.iter().any(|o| o.name == "drill_hide_reads"));
+    sqlx::raw_sql("DROP TRIGGER drill_hide_reads").execute(&mut conn).await?;
+    conn.close().await?;
+    let leaked = body.to_string().contains(canary);
+    let listed = listed?;
+    let passed = st == StatusCode::SERVICE_UNAVAILABLE && !leaked && listed;
+    Ok(step(
+        "audit-trigger",
+        "plant a trigger that deletes each read's audit entry",
+        passed,
+        format!(
+            "the read under the trigger: {st}{}; listed for `serve` and `doctor`: {listed}",
+            if leaked { ", and it returned the record" } else { ", nothing returned" }
+        ),
+    ))
+}
+
+/// Rewrite the newest audit entry (a read just made), re-hashed and
+/// self-consistent, while the server runs. Returns the witness size then.
+async fn rewrite_newest_entry(d: &Drill, url: &str, token: &str, patient: &str) -> Result<Rewritten> {
+    use sqlx::{Connection, Row};
+    let st = d.get(token, &format!("Patient/{patient}")).await;
+    if st != StatusCode::OK {
+        bail!("the drill could not read its own patient ({st})");
+    }
+    let mut conn = sqlx::AnyConnection::connect(url).await?;
+    let row = sqlx::query("SELECT seq, entry FROM audit_log ORDER BY seq DESC LIMIT 1").fetch_one(&mut conn).await?;
+    let (seq, entry): (i64, Vec<u8>) = (row.try_get(0)?, row.try_get(1)?);
+    let mut json: Value = serde_json::from_slice(&entry)?;
+    json["actor"] = Value::String("drill-forged-actor".into());
+    let forged = serde_json::to_vec(&json)?;
+    let leaf = confidant_audit::merkle::leaf_hash(&forged);
+    sqlx::query("UPDATE audit_log SET entry = ?, leaf_hash = ?, actor = 'drill-forged-actor' WHERE seq = ?")
+        .bind(forged.as_slice())
+        .bind(leaf.as_slice())
+        .bind(seq)
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
+    Ok(Rewritten { seq })
+}
+
+/// What [`rewrite_newest_entry`] did, for the check after the server stops.
+struct Rewritten {
+    seq: i64,
+}
+
+/// After the drill's server stopped: its last checkpoint must not cover the
+/// rewritten entry, and a critical alert must say why.
+async fn live_rewrite(url: &str, witness: &Path, rewritten: &Rewritten) -> Result<Step> {
+    let signed = confidant_audit::Witness::new(witness).read()?;
+    let covered = signed.iter().map(|s| s.checkpoint.size).max().unwrap_or(0);
+    let store = confidant_store::Store::connect(url, false).await?;
+    let alerts = store.alerts(false, 100).await;
+    store.close().await;
+    let alerted = alerts?.iter().any(|a| a.rule == "audit-tamper" && a.severity == "critical");
+    let passed = covered < rewritten.seq as u64 && alerted;
+    Ok(step(
+        "audit-live-rewrite",
+        "rewrite the newest audit entry while the server runs",
+        passed,
+        format!(
+            "entry {} rewritten and re-hashed; signed checkpoints cover {covered} entries{}; critical alert: {alerted}",
+            rewritten.seq,
+            if covered >= rewritten.seq as u64 { ": the server signed the forgery" } else { ", not the forgery" }
+        ),
+    ))
 }
 
 /// Copy the data folder and a backup of it, and search them for the samples' plaintext.
@@ -601,6 +700,7 @@ async fn tamper(
 
 /// In the drill's copy, end every real session and API token and disable every
 /// real account, before the copy is served: only the drill's own accounts work there.
+/// The real key's checkpoint copies go too: the copy signs with a throwaway key.
 async fn lock_out_real_accounts(copy: &Path) -> Result<()> {
     use sqlx::Connection;
     sqlx::any::install_default_drivers();
@@ -614,6 +714,9 @@ async fn lock_out_real_accounts(copy: &Path) -> Result<()> {
     ] {
         sqlx::query(sql).bind(now).execute(&mut conn).await?;
     }
+    // The copy is signed with a throwaway key: the real key's checkpoint copies
+    // are not its own (the real witness is checked in the audit-tamper step).
+    sqlx::query("DELETE FROM audit_checkpoints").execute(&mut conn).await?;
     conn.close().await?;
     Ok(())
 }
