@@ -410,16 +410,18 @@ async fn attack(
     let store = confidant_store::Store::connect(&c.database_url(copy)?, false).await?;
     let alerts = store.alerts(false, 100).await?;
     let bulk_alert = alerts.iter().any(|a| a.rule == "bulk-patients");
-    let locked = stopped_at == Some(StatusCode::UNAUTHORIZED);
+    // The read past the threshold is refused before it is sent, and the session ends.
+    let after = d.get(&a, "Patient?_count=1").await;
+    let locked = stopped_at == Some(StatusCode::FORBIDDEN) && read == threshold && after == StatusCode::UNAUTHORIZED;
     steps.push(step(
         "bulk-read",
         "bulk-read patients with a stolen session",
         locked && bulk_alert,
         format!(
-            "{read} of {} read before {}; alert raised: {bulk_alert}",
+            "{read} of {} read (threshold {threshold}) before {}; the session afterwards: {after}; alert raised: {bulk_alert}",
             a_patients.len(),
             stopped_at
-                .map(|s| format!("the session was refused ({s})"))
+                .map(|s| format!("the next was refused ({s})"))
                 .unwrap_or_else(|| "the end: never stopped".into())
         ),
     ));

@@ -152,6 +152,14 @@ struct Window {
 impl Window {
     /// Add an event at `at`, forget those older than `span`; (events, distinct items).
     fn push(&mut self, at: i64, item: &str, span: i64) -> (usize, usize) {
+        self.expire(at, span);
+        self.events.push_back((at, item.to_owned()));
+        *self.distinct.entry(item.to_owned()).or_default() += 1;
+        (self.events.len(), self.distinct.len())
+    }
+
+    /// Forget the events older than `span` at `at`.
+    fn expire(&mut self, at: i64, span: i64) {
         while let Some((t, _)) = self.events.front()
             && *t <= at - span
         {
@@ -164,9 +172,6 @@ impl Window {
                 }
             }
         }
-        self.events.push_back((at, item.to_owned()));
-        *self.distinct.entry(item.to_owned()).or_default() += 1;
-        (self.events.len(), self.distinct.len())
     }
 }
 
@@ -184,6 +189,31 @@ impl Windows {
         }
         self.0.entry(subject.to_owned()).or_default().push(at, item, span)
     }
+
+    /// The different items of `subject` within `span` before `at`.
+    fn distinct(&mut self, subject: &str, at: i64, span: i64) -> Option<&HashMap<String, u32>> {
+        let w = self.0.get_mut(subject)?;
+        w.expire(at, span);
+        Some(&w.distinct)
+    }
+}
+
+fn bulk_patients_summary(who: &str, patients: usize, window_minutes: u32, from: &str) -> String {
+    format!("user {who} read {patients} different patients' records within {window_minutes} minutes (from {from})")
+}
+
+/// Does this entry disclose a patient's record to its actor? Reads do; so do
+/// search hits that carry clinical content (notes, encounters). Writes carry
+/// what the caller sent; a patient list (demographics) counts only toward
+/// bulk-search.
+fn discloses(e: &Entry) -> bool {
+    e.outcome == Outcome::Success
+        && e.is_record_access()
+        && match e.action.as_str() {
+            "read" | "vread" | "history" | "export" => true,
+            "search-hit" => e.resource.as_deref().is_some_and(|r| !r.starts_with("Patient/")),
+            _ => false,
+        }
 }
 
 #[derive(Default)]
@@ -313,26 +343,14 @@ impl Detector {
                     true,
                 );
             }
-            // Reads disclose; so do search hits that carry clinical content (notes,
-            // encounters). Writes carry what the caller sent; a patient list
-            // (demographics) counts only toward bulk-search.
-            let discloses = e.outcome == Outcome::Success
-                && match action {
-                    "read" | "vread" | "history" | "export" => true,
-                    "search-hit" => e.resource.as_deref().is_some_and(|r| !r.starts_with("Patient/")),
-                    _ => false,
-                };
-            if discloses {
+            if discloses(e) {
                 let (_, patients) = st.patients.push(who, e.time, patient, span);
                 if patients > s.max_patients_per_user as usize {
                     fire(
                         Rule::BulkPatients,
                         who.to_owned(),
                         actor,
-                        format!(
-                            "user {who} read {patients} different patients' records within {} minutes (from {from})",
-                            s.window_minutes
-                        ),
+                        bulk_patients_summary(who, patients, s.window_minutes, from),
                         true,
                     );
                 }
@@ -420,6 +438,72 @@ impl Detector {
             }
         }
         out
+    }
+
+    /// Before a response is sent: how many of its `entries` (in order) may
+    /// go out. Where the bulk-patients rule locks (`lock_session_on` or
+    /// `lock_account_on`), a response that would take its user past the
+    /// threshold of different patients is cut there, the rule fires and its
+    /// lock is taken before the data leaves: a stolen session gets at most
+    /// the threshold, not a page of a hundred. Where the rule only alerts,
+    /// everything goes out and is counted after the commit as before.
+    pub async fn admit(&self, credential: Option<&str>, entries: &[Entry]) -> usize {
+        let s = &self.settings;
+        if s.response(Rule::BulkPatients).is_none() {
+            return entries.len();
+        }
+        let cut = {
+            let mut st = self.state();
+            self.cut_at_threshold(&mut st, entries)
+        };
+        let Some((at, e, patients)) = cut else {
+            return entries.len();
+        };
+        let Some(stopped) = entries.get(e) else { return entries.len() };
+        let who = stopped.actor.clone().unwrap_or_default();
+        let from = stopped.source.as_deref().unwrap_or("an unknown address");
+        let summary = format!(
+            "user {who} asked for records of {patients} different patients within {} minutes (from {from}); \
+             the response was refused before it was sent",
+            s.window_minutes
+        );
+        self.raise(Firing {
+            rule: Rule::BulkPatients,
+            key: format!("{}:{who}", Rule::BulkPatients.as_str()),
+            subject: Some(who.clone()),
+            summary,
+            at,
+            actor: Some(who),
+            credential: credential.map(str::to_owned),
+        })
+        .await;
+        e
+    }
+
+    /// Where `entries` would take their actor past the threshold of different
+    /// patients: (time, index of the first entry that may not go out, the
+    /// patients it would have made).
+    fn cut_at_threshold(&self, st: &mut State, entries: &[Entry]) -> Option<(i64, usize, usize)> {
+        let max = self.settings.max_patients_per_user as usize;
+        let span = self.settings.window_ms();
+        let mut added: HashSet<&str> = HashSet::new();
+        for (i, e) in entries.iter().enumerate() {
+            let (Some(who), Some(patient)) = (e.actor.as_deref(), e.patient.as_deref()) else { continue };
+            if matches!(who, CONSOLE | DETECTOR) || !discloses(e) {
+                continue;
+            }
+            let seen = st.patients.distinct(who, e.time, span);
+            let known = seen.is_some_and(|d| d.contains_key(patient)) || added.contains(patient);
+            if known {
+                continue;
+            }
+            let before = seen.map_or(0, HashMap::len) + added.len();
+            if before + 1 > max {
+                return Some((e.time, i, before + 1));
+            }
+            added.insert(patient);
+        }
+        None
     }
 
     /// A security event found off the request path (the checkpointer found
@@ -515,7 +599,14 @@ impl Detector {
     async fn respond(&self, f: &Firing, response: Option<&str>, alert: &str) {
         let now = f.at;
         let result = match (response, f.credential.as_deref(), f.actor.as_deref()) {
-            (Some("lock-session"), Some(cred), _) => {
+            // A flagged user's other credentials are as stolen as the one that
+            // set the rule off: every session and API token of theirs ends.
+            (Some("lock-session"), _, Some(user)) => self
+                .store
+                .revoke_user_credentials(user, now)
+                .await
+                .map(|n| (n > 0).then(|| (Action::SessionRevoke, format!("user/{user}")))),
+            (Some("lock-session"), Some(cred), None) => {
                 let done = match cred.split_once('/') {
                     Some(("session", id)) => self.store.revoke_session(id, None, now).await,
                     Some(("token", id)) => self.store.revoke_api_token(id, now).await,

@@ -243,3 +243,34 @@ async fn one_node_at_a_time_delivers_an_alert_to_a_sink() {
     assert!(!claim(T0 + 10 * MIN, Sink::Webhook).await.unwrap(), "a delivered alert is never claimed again");
     assert!(store.undelivered_alerts(Sink::Webhook, 10).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_response_past_the_threshold_is_stopped_before_it_is_sent_and_every_credential_ends() {
+    let (_tmp, db) = store().await;
+    user(&db, "u1").await;
+    let settings = Settings { max_patients_per_user: 3, ..Settings::default() };
+    let d = detector(&db, settings.clone(), &[]);
+    let read = |i: i64, p: &str| entry(T0 + i, Action::Read, Outcome::Success, Some("u1"), Some(p));
+    let hit = |i: i64, p: &str| {
+        let mut e = entry(T0 + i, Action::SearchHit, Outcome::Success, Some("u1"), Some(p));
+        e.resource = Some(format!("DocumentReference/{p}-note"));
+        e
+    };
+    d.observe(Some("session/s-u1"), &[read(0, "p1"), read(1, "p2")]).await;
+    // p1 again and p3 fit (3 patients); p4 would be the fourth: cut there.
+    let page = [hit(2, "p1"), hit(2, "p3"), hit(2, "p1"), hit(2, "p4"), hit(2, "p5")];
+    assert_eq!(d.admit(Some("session/s-u1"), &page).await, 3);
+    assert_eq!(fired(&db).await, vec![("bulk-patients".into(), 1, Some("lock-session".into()))]);
+    assert!(db.live_sessions("u1", T0).await.unwrap().is_empty(), "the user's sessions ended");
+    assert!(db.user_by_id("u1").await.unwrap().unwrap().disabled_at.is_none(), "the account stays enabled");
+    // Patient lists and writes disclose nothing clinical: never cut.
+    let mut list = hit(3, "p9");
+    list.resource = Some("Patient/p9".into());
+    let create = entry(T0 + 3, Action::Create, Outcome::Success, Some("u1"), Some("p8"));
+    assert_eq!(d.admit(None, &[list, create]).await, 2);
+    // Where the rule only alerts, everything goes out (and is counted after the commit).
+    let (_tmp2, store2) = store().await;
+    let d = detector(&store2, Settings { lock_session_on: Vec::new(), ..settings }, &[]);
+    assert_eq!(d.admit(None, &page).await, page.len());
+    assert!(fired(&store2).await.is_empty());
+}

@@ -67,6 +67,11 @@ pub enum RecordsError {
     Vault(VaultError),
 }
 
+/// What a request stopped by breach detection is told (the same for every such request).
+pub const STOPPED_BY_DETECTION: &str = "stopped by breach detection: this account opened more patients' records \
+     than the clinic allows within a short time, so its sessions and tokens were ended and the clinic's \
+     administrators alerted; ask them to check and unlock it";
+
 impl From<StoreError> for RecordsError {
     fn from(e: StoreError) -> Self {
         match e {
@@ -549,7 +554,16 @@ impl Records {
 
     /// Append the entries of an access and wait for their commit; only then
     /// is `value` released. No audit entry, no data (fail closed).
+    /// Before that, the detector counts the response's patients: one that
+    /// would take a stolen session past the bulk-patients threshold is
+    /// refused whole, and the user's sessions and tokens are locked, before
+    /// any of it leaves.
     async fn audited<T>(&self, p: &Principal, entries: &[Entry], value: T) -> Result<T> {
+        if let Some(d) = self.detector.get()
+            && d.admit(p.credential.as_deref(), entries).await < entries.len()
+        {
+            return Err(RecordsError::Forbidden(STOPPED_BY_DETECTION.into()));
+        }
         match self.auditor.append(entries).await {
             Ok(()) => {
                 self.observe(p.credential.as_deref(), entries).await;

@@ -196,14 +196,23 @@ async fn stolen_session_is_locked_alerted_and_reported(db: Db) {
             StatusCode::OK => {
                 read.insert(pid.clone());
             }
-            StatusCode::UNAUTHORIZED => {
+            StatusCode::FORBIDDEN => {
+                assert!(b.to_string().contains("stopped by breach detection"), "{b}");
                 refused_at = Some(read.len());
                 break;
             }
             other => panic!("unexpected {other}: {b}"),
         }
     }
-    assert_eq!(refused_at, Some(11), "the 11th different patient (threshold 10) fires the rule and locks the session");
+    assert_eq!(
+        refused_at,
+        Some(10),
+        "the 11th different patient (threshold 10) is refused before it is sent, fires the rule and locks the session"
+    );
+    let (st, _) = call(&s, Some(&session), Method::GET, &format!("Patient/{}", pids[0]), None).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "the session is locked");
+    // The same user's API token is as stolen: it is locked too.
+    assert_eq!(s.get(&format!("Patient/{}", pids[0])).await.status(), StatusCode::UNAUTHORIZED);
 
     // The signed webhook arrives at a real listener.
     let (sig, body) = next(&mut hooks, "webhook").await;
@@ -261,10 +270,10 @@ async fn stolen_session_is_locked_alerted_and_reported(db: Db) {
         .map(|p| p["patient"].as_str().unwrap().trim_start_matches("Patient/").to_owned())
         .collect();
     assert_eq!(listed, read, "{report}");
-    assert_eq!(report["patients_disclosed"], 11);
+    assert_eq!(report["patients_disclosed"], 10);
     assert!(report["patients"].as_array().unwrap().iter().all(|p| p["by"][0]["actions"] == json!(["read"])));
     let csv = run(&["incident", "report", "--dir", d, "--from", &from, "--actor", "clin1", "--format", "csv"]);
-    assert_eq!(String::from_utf8_lossy(&csv.stdout).lines().count(), 12, "a header and a row per patient");
+    assert_eq!(String::from_utf8_lossy(&csv.stdout).lines().count(), 11, "a header and a row per patient");
     for bad in [vec!["--from", "yesterday"], vec!["--format", "xml"], vec!["--actor", "nobody-here"]] {
         let mut args = vec!["incident", "report", "--dir", d];
         args.extend(bad.iter());
@@ -571,3 +580,60 @@ async fn behind_a_trusted_proxy_the_client_is_the_forwarded_address() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && said.contains("is not an IP address"), "{said}");
 }
+
+/// Issue 14: one page of notes across many patients used to go out whole
+/// before the lock (82 notes of 49 patients at a threshold of 30), and the
+/// same user's API token then read them all again. A page that would cross
+/// the threshold is refused before it is sent, and every credential of the
+/// user ends.
+async fn a_page_past_the_threshold_is_refused_and_every_credential_locked(db: Db) {
+    let inst = Instance::new(db).await;
+    inst.configure(|t| Instance::set(t, "detection", "max_patients_per_user", 10.into()));
+    let s = inst.start();
+    let mut secrets = Vec::new();
+    for i in 0..14 {
+        let p = s.create(&patient(&format!("Pagepatient{i}"), "Test")).await;
+        let text = format!("PAGE-NOTE-{i}-{}", crate::common::random_hex(4));
+        s.create(&note(p["id"].as_str().unwrap(), &text)).await;
+        secrets.push(text);
+    }
+    let session = mfa_bearer_session(&s, "clin1").await;
+    // A page within the threshold goes out.
+    let (st, page) = call(&s, Some(&session), Method::GET, "DocumentReference?_count=5", None).await;
+    assert_eq!(st, StatusCode::OK, "{page}");
+    assert_eq!(page["entry"].as_array().unwrap().len(), 5);
+    // One page of all 14 patients' notes: refused, nothing of it sent.
+    let (st, body) = call(&s, Some(&session), Method::GET, "DocumentReference?_count=100", None).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["resourceType"], "OperationOutcome");
+    assert!(body["issue"][0]["diagnostics"].as_str().unwrap().contains("stopped by breach detection"), "{body}");
+    assert!(!secrets.iter().any(|t| body.to_string().contains(t.as_str())), "note text in the refusal");
+    // The session and the same user's API token are both ended.
+    assert_eq!(call(&s, Some(&session), Method::GET, "Patient?_count=1", None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(s.get("DocumentReference?_count=100").await.status(), StatusCode::UNAUTHORIZED);
+    // The alert says what happened; the refused page is not in the log as disclosed.
+    let list = alerts(&s, &inst.admin_token).await;
+    let bulk: Vec<&Value> = list.iter().filter(|a| a["rule"] == "bulk-patients").collect();
+    assert_eq!(bulk.len(), 1, "{list:?}");
+    assert_eq!(bulk[0]["response"], "lock-session");
+    assert!(bulk[0]["summary"].as_str().unwrap().contains("refused before it was sent"), "{}", bulk[0]);
+    s.stop();
+    let log = String::from_utf8(run(&["audit", "export", "--dir", inst.dir.to_str().unwrap()]).stdout).unwrap();
+    let hits = log.lines().filter(|l| l.contains("\"action\":\"search-hit\"")).count();
+    assert_eq!(hits, 5, "only the first page's hits were disclosed and audited");
+
+    // Where the rule only alerts (locks nothing), pages go out as before.
+    let inst = Instance::new(db).await;
+    inst.configure(|t| Instance::set(t, "detection", "max_patients_per_user", 3.into()));
+    inst.detector_locks_nothing();
+    let s = inst.start();
+    for i in 0..5 {
+        let p = s.create(&patient(&format!("Alertonly{i}"), "Test")).await;
+        s.create(&note(p["id"].as_str().unwrap(), "text")).await;
+    }
+    let (st, page) = s.get_json("DocumentReference?_count=100").await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(page["entry"].as_array().unwrap().len(), 5);
+    s.stop();
+}
+both_backends!(a_page_past_the_threshold_is_refused_and_every_credential_locked);
