@@ -646,6 +646,36 @@ mod tests {
         assert!(auditor.append(&[entry(2)]).await.is_err(), "a closed database must fail the append");
     }
 
+    #[tokio::test]
+    async fn own_appends_are_found_by_sequence_number_across_gaps() {
+        let (tmp, store) = store().await;
+        let key = Box::new(confidant_vault::signing::SigningKey::generate().unwrap());
+        let leaves: Vec<Hash> = (1u8..=4).map(|i| leaf_hash(&[i])).collect();
+        let mut acc = merkle::Accumulator::new();
+        leaves.iter().for_each(|l| acc.push(*l));
+        // Entries 1, 2, 4, 5 were read: 3 is missing (positions 0, 1, then 2 = entry 4).
+        let c = Checkpointer {
+            store: store.clone(),
+            key,
+            origin: "inst".into(),
+            witness: Witness::new(tmp.path().join("w")),
+            leaves: leaves.clone(),
+            acc,
+            last_seq: 5,
+            runs: vec![(2, 4)],
+            latest: None,
+            refused: None,
+        };
+        let positions: Vec<Option<usize>> = (0..=6).map(|seq| c.position_of(seq)).collect();
+        assert_eq!(positions, [None, Some(0), Some(1), None, Some(2), Some(3), None]);
+        let own = |seq: i64, leaf: &Hash| confidant_store::Appended { seq, leaf_hash: leaf.to_vec() };
+        assert_eq!(c.own_appends_kept(&[own(4, &leaves[2]), own(5, &leaves[3])]), None);
+        assert_eq!(c.own_appends_kept(&[own(3, &leaves[2])]), Some(Problem::AppendedMissing { seq: 3, entries: 4 }));
+        assert_eq!(c.own_appends_kept(&[own(6, &leaves[3])]), Some(Problem::AppendedMissing { seq: 6, entries: 4 }));
+        assert_eq!(c.own_appends_kept(&[own(2, &leaves[0])]), Some(Problem::NotAsAppended { seq: 2 }));
+        store.close().await;
+    }
+
     #[test]
     fn proofs_refuse_impossible_sizes_and_witness_lines_are_checked() {
         let leaves: Vec<Hash> = (0u8..10).map(|i| leaf_hash(&[i])).collect();
