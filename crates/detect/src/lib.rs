@@ -13,6 +13,7 @@
 //! | `break-glass` | someone opens a record by break-glass | high |
 //! | `failed-logins` | N failed logins for one account, or M from one address, within the window | high |
 //! | `new-address` | a session or API token is used from another address than its first | medium |
+//! | `integrity` | a stored record fails its integrity check (altered or moved ciphertext) | high |
 //!
 //! An alert is stored (with its own audit entry, in one transaction), logged,
 //! and delivered by the sinks ([`sinks`]); the same rule firing again for the
@@ -45,6 +46,7 @@ pub enum Rule {
     BreakGlass,
     FailedLogins,
     NewAddress,
+    Integrity,
 }
 
 impl Rule {
@@ -56,6 +58,7 @@ impl Rule {
         Rule::BreakGlass,
         Rule::FailedLogins,
         Rule::NewAddress,
+        Rule::Integrity,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -67,6 +70,7 @@ impl Rule {
             Rule::BreakGlass => "break-glass",
             Rule::FailedLogins => "failed-logins",
             Rule::NewAddress => "new-address",
+            Rule::Integrity => "integrity",
         }
     }
 
@@ -416,6 +420,22 @@ impl Detector {
             }
         }
         out
+    }
+
+    /// A stored record (`Type/id`) failed its integrity check when it was
+    /// opened: someone with write access to the database altered it. Raised
+    /// whoever met it; it locks no one (the reader did nothing wrong).
+    pub async fn integrity_failure(&self, at: i64, resource: &str) {
+        self.raise(Firing {
+            rule: Rule::Integrity,
+            key: format!("{}:{resource}", Rule::Integrity.as_str()),
+            subject: Some(resource.to_owned()),
+            summary: format!("stored record {resource} failed its integrity check: it was altered in the database"),
+            at,
+            actor: None,
+            credential: None,
+        })
+        .await;
     }
 
     /// Store (or count up) the alert, log it, wake the sinks, take the response.
