@@ -831,7 +831,9 @@ impl Records {
                 return Err(RecordsError::Invalid("the id in the body must match the id in the URL".into()));
             }
             None => {
-                return Err(RecordsError::Invalid("id is required in the body of an update (the id in the URL)".into()));
+                return Err(RecordsError::Invalid(
+                    "id is required in the body of an update (the id in the URL)".into(),
+                ));
             }
         }
         let (current, seen) = self.visible_head(p, rt, id, AuditAction::Update).await?;
