@@ -7,7 +7,7 @@ use sqlx::Connection;
 use crate::both_backends;
 use crate::common::{Db, Instance, note, patient};
 
-async fn set_body(inst: &Instance, id: &str, body: &[u8]) {
+pub(crate) async fn set_body(inst: &Instance, id: &str, body: &[u8]) {
     let mut db = inst.db().await;
     let q = if inst.db == Db::Postgres {
         "UPDATE resource_versions SET body = $1 WHERE id = $2"
