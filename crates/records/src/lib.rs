@@ -394,10 +394,9 @@ impl Records {
         match (rt, subject) {
             (ResourceType::Patient, _) => Ok(id.to_owned()),
             (ResourceType::Practitioner, _) => Ok(ORGANISATION.to_owned()),
-            (_, Some(patient)) => match self.store.compartment_of("Patient", patient).await? {
-                Some(_) => Ok(patient.to_owned()),
-                None => Err(RecordsError::Unprocessable(NOT_IN_CARE.into())),
-            },
+            // Whether the patient exists is checked with the caller's relationship
+            // to them (`create`), so that both refusals take the same path.
+            (_, Some(patient)) => Ok(patient.to_owned()),
             (_, None) => Err(RecordsError::Invalid("subject is required".into())),
         }
     }
@@ -680,10 +679,15 @@ impl Records {
                 restricted_to: None,
                 patient_visible: false,
             };
+            // A patient who does not exist and one outside the caller's care are
+            // refused alike: looked up, related, audited (timing tells nothing).
+            let exists = self.store.compartment_of("Patient", &compartment).await?.is_some();
             seen = self.sees(p, &probe).await?;
-            if seen == Seen::No {
-                // The refusal names the patient: it belongs in their access log.
-                let target = VersionRow { resource_type: rt.as_str().into(), id: String::new(), ..probe };
+            if !exists || seen == Seen::No {
+                // The refusal names the patient: it belongs in their access log (if they exist).
+                let owner = if exists { compartment.clone() } else { ORGANISATION.to_owned() };
+                let target =
+                    VersionRow { resource_type: rt.as_str().into(), id: String::new(), compartment: owner, ..probe };
                 self.audit_denied(p, AuditAction::Create, rt, Some(&target)).await;
                 return Err(RecordsError::Unprocessable(NOT_IN_CARE.into()));
             }
