@@ -105,7 +105,7 @@ async fn seed(records: &Records, identity: &Identity) -> Result<(Vec<DemoUser>, 
                 ResourceType::Practitioner,
                 json!({"resourceType": "Practitioner", "active": true,
                        "name": [{"family": family, "given": [given], "prefix": ["PsM"]}],
-                       "qualification": [{"code": {"text": "Licensed psychotherapist"}}]}),
+                       "qualification": [{"code": {"coding": [{"system": "urn:confidant:demo:qualification", "code": "psychotherapist"}]}}]}),
             )
             .await?;
         let user_id = add_user(identity, &mut users, &given.to_lowercase(), Role::Clinician, Some(&p.id), None).await?;
@@ -139,7 +139,6 @@ async fn seed(records: &Records, identity: &Identity) -> Result<(Vec<DemoUser>, 
                 ResourceType::Appointment,
                 json!({
                     "resourceType": "Appointment", "status": "booked",
-                    "description": "Psychotherapy session",
                     "start": format!("2026-12-{:02}T{:02}:00:00Z", 1 + i, 9 + i % 6),
                     "end": format!("2026-12-{:02}T{:02}:50:00Z", 1 + i, 9 + i % 6),
                     "participant": [

@@ -136,15 +136,18 @@ pub async fn plant_command(dir: &std::path::Path, count: u32) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// 2100-01-01: no synthetic birth date is later.
+    const IN_2100: i64 = 4_102_444_800_000;
+
     #[test]
     fn synthetic_patients_are_valid_fhir_with_sessions_and_notes() {
         for n in 0..20 {
             let (mut p, related) = synthetic_patient(n).unwrap();
-            confidant_fhir::validate(ResourceType::Patient, &mut p).unwrap();
+            confidant_fhir::validate(ResourceType::Patient, &mut p, IN_2100).unwrap();
             assert!(related.len() >= 4);
             for (rt, mut v) in related {
                 v["subject"] = json!({"reference": "Patient/x"});
-                confidant_fhir::validate(rt, &mut v).unwrap();
+                confidant_fhir::validate(rt, &mut v, IN_2100).unwrap();
             }
         }
     }

@@ -14,6 +14,7 @@
 //! | `failed-logins` | N failed logins for one account, or M from one address, within the window | high |
 //! | `new-address` | a session or API token is used from another address than its first | medium |
 //! | `audit-tamper` | the audit log was rewritten in the database: a fresh entry changed or vanished, a planted trigger, a fork ([`Detector::raise_event`]) | critical |
+//! | `integrity` | a stored record fails its integrity check (altered or moved ciphertext) | high |
 //!
 //! An alert is stored (with its own audit entry, in one transaction), logged,
 //! and delivered by the sinks ([`sinks`]); the same rule firing again for the
@@ -47,6 +48,7 @@ pub enum Rule {
     FailedLogins,
     NewAddress,
     AuditTamper,
+    Integrity,
 }
 
 impl Rule {
@@ -59,6 +61,7 @@ impl Rule {
         Rule::FailedLogins,
         Rule::NewAddress,
         Rule::AuditTamper,
+        Rule::Integrity,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -71,6 +74,7 @@ impl Rule {
             Rule::FailedLogins => "failed-logins",
             Rule::NewAddress => "new-address",
             Rule::AuditTamper => "audit-tamper",
+            Rule::Integrity => "integrity",
         }
     }
 
@@ -506,13 +510,21 @@ impl Detector {
         None
     }
 
-    /// A security event found off the request path (the checkpointer found
-    /// the audit log rewritten): an alert about `subject` (a check's name, no
-    /// person), stored, logged and delivered like any other.
+    /// A security event about a thing, not a person: `subject` is a check's
+    /// name or a record's `Type/id`. Stored, logged and delivered like any
+    /// alert; it locks no one.
     pub async fn raise_event(&self, rule: Rule, subject: &str, summary: String, at: i64) {
         let key = format!("{}:{subject}", rule.as_str());
         self.raise(Firing { rule, key, subject: Some(subject.to_owned()), summary, at, actor: None, credential: None })
             .await;
+    }
+
+    /// A stored record (`Type/id`) failed its integrity check when it was
+    /// opened: someone with write access to the database altered it. Raised
+    /// whoever met it; it locks no one (the reader did nothing wrong).
+    pub async fn integrity_failure(&self, at: i64, resource: &str) {
+        let summary = format!("stored record {resource} failed its integrity check: it was altered in the database");
+        self.raise_event(Rule::Integrity, resource, summary, at).await;
     }
 
     /// Store (or count up) the alert, log it, wake the sinks, take the response.

@@ -12,14 +12,16 @@ mod capability;
 mod outcome;
 mod resource;
 mod search;
+mod shape;
 
 pub use capability::capability_statement;
 pub use outcome::{IssueType, operation_outcome};
 pub use resource::{
-    ACT_CODE_SYSTEM, PSYCHOTHERAPY_NOTE, RELEASED_TO_CARE_TEAM, ResourceType, SHARED_WITH_PATIENT, SHARING_SYSTEM,
-    Validated, is_valid_id, validate,
+    ACT_CODE_SYSTEM, Membership, PSYCHOTHERAPY_NOTE, RELEASED_TO_CARE_TEAM, ResourceType, SHARED_WITH_PATIENT,
+    SHARING_SYSTEM, Validated, is_psychotherapy_note, is_valid_id, time_range, validate,
 };
 pub use search::{SearchParam, ValueKind, search_params};
+pub use shape::parse_json;
 
 /// A FHIR instant (`2026-11-29T04:40:14.123Z`) from Unix milliseconds.
 pub fn instant(unix_millis: i64) -> String {

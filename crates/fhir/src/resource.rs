@@ -51,41 +51,14 @@ impl ResourceType {
         )
     }
 
-    /// The elements R4 defines for this type (besides the common ones).
+    /// The elements R4 defines for this type (besides the common ones), for
+    /// the types only clinicians read. The types reception and admins read
+    /// have allowlists of their own, down to every nested element (`shape.rs`).
     fn elements(self) -> &'static [&'static str] {
         match self {
-            ResourceType::Patient => &[
-                "identifier",
-                "active",
-                "name",
-                "telecom",
-                "gender",
-                "birthDate",
-                "deceasedBoolean",
-                "deceasedDateTime",
-                "address",
-                "maritalStatus",
-                "multipleBirthBoolean",
-                "multipleBirthInteger",
-                "photo",
-                "contact",
-                "communication",
-                "generalPractitioner",
-                "managingOrganization",
-                "link",
-            ],
-            ResourceType::Practitioner => &[
-                "identifier",
-                "active",
-                "name",
-                "telecom",
-                "address",
-                "gender",
-                "birthDate",
-                "photo",
-                "qualification",
-                "communication",
-            ],
+            ResourceType::Patient | ResourceType::Practitioner | ResourceType::CareTeam | ResourceType::Appointment => {
+                &[]
+            }
             ResourceType::Encounter => &[
                 "identifier",
                 "status",
@@ -129,43 +102,6 @@ impl ResourceType {
                 "content",
                 "context",
             ],
-            ResourceType::CareTeam => &[
-                // Membership only: reasons and notes are clinical content, and
-                // reception and admins read care teams (separation of duties).
-                "identifier",
-                "status",
-                "category",
-                "name",
-                "subject",
-                "period",
-                "participant",
-                "managingOrganization",
-                "telecom",
-            ],
-            ResourceType::Appointment => &[
-                "identifier",
-                "status",
-                "cancelationReason",
-                "serviceCategory",
-                "serviceType",
-                "specialty",
-                "appointmentType",
-                "reasonCode",
-                "reasonReference",
-                "priority",
-                "description",
-                "supportingInformation",
-                "start",
-                "end",
-                "minutesDuration",
-                "slot",
-                "created",
-                "comment",
-                "patientInstruction",
-                "basedOn",
-                "participant",
-                "requestedPeriod",
-            ],
         }
     }
 }
@@ -202,8 +138,139 @@ pub struct Validated {
     pub released_to_care_team: bool,
     /// Tagged `shared-with-patient`.
     pub shared_with_patient: bool,
-    /// For an active CareTeam: the Practitioner ids among its members.
-    pub care_team_members: Vec<String>,
+    /// For an active CareTeam: its Practitioner members, each with the time
+    /// their membership counts (checked at access time, against the clock).
+    pub care_team_members: Vec<Membership>,
+}
+
+/// A practitioner's place on an active care team: from `from` (inclusive) until
+/// `until` (exclusive), Unix ms; `None` is open-ended. The team's period and the
+/// participant's period, intersected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    pub practitioner_id: String,
+    pub from: Option<i64>,
+    pub until: Option<i64>,
+}
+
+/// A FHIR date or dateTime as the half-open range of Unix ms it covers:
+/// `2026` is the whole year, `2026-11-29` the whole day, an instant one millisecond.
+pub fn time_range(s: &str) -> Option<(i64, i64)> {
+    if crate::shape::is_instant(s) {
+        let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+        let ms = i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()?;
+        return Some((ms, ms + 1));
+    }
+    if !is_fhir_date(s) {
+        return None;
+    }
+    let mut parts = s.split('-').map(|p| p.parse::<i32>().ok());
+    let year = parts.next()??;
+    let month = parts.next().flatten();
+    let day = parts.next().flatten();
+    let date = |y: i32, m: u8, d: u8| {
+        time::Date::from_calendar_date(y, time::Month::try_from(m).ok()?, d)
+            .ok()
+            .map(|d| d.midnight().assume_utc().unix_timestamp() * 1000)
+    };
+    let m8 = |m: i32| u8::try_from(m).ok();
+    Some(match (month, day) {
+        (None, _) => (date(year, 1, 1)?, date(year + 1, 1, 1)?),
+        (Some(m), None) => {
+            let (ny, nm) = if m == 12 { (year + 1, 1) } else { (year, m + 1) };
+            (date(year, m8(m)?, 1)?, date(ny, m8(nm)?, 1)?)
+        }
+        (Some(m), Some(d)) => {
+            let start = date(year, m8(m)?, u8::try_from(d).ok()?)?;
+            (start, start + 86_400_000)
+        }
+    })
+}
+
+/// A `period` element: its (from, until), either open; refused if it ends before it starts.
+fn period_range(v: Option<&Value>, path: &str) -> Check<(Option<i64>, Option<i64>)> {
+    let Some(v) = v else { return Ok((None, None)) };
+    let p = obj(v, path)?;
+    let bound = |key: &str| -> Check<Option<(i64, i64)>> {
+        match string(p, key, path)? {
+            None => Ok(None),
+            Some(s) => time_range(s).map(Some).ok_or_else(|| {
+                format!("{path}.{key} must be a date (YYYY-MM-DD) or an instant (2026-11-29T10:00:00Z)")
+            }),
+        }
+    };
+    // A period ending on a day lasts to the end of that day.
+    let from = bound("start")?.map(|(s, _)| s);
+    let until = bound("end")?.map(|(_, e)| e);
+    if let (Some(f), Some(u)) = (from, until)
+        && u <= f
+    {
+        return Err(format!("{path}.end must not be before {path}.start"));
+    }
+    Ok((from, until))
+}
+
+/// Is the psychotherapy-note label this coding, or meant to be? Looked at
+/// loosely (any case, spaces), so that a near miss is refused, not ignored.
+fn looks_like_psychotherapy_label(c: &Map<String, Value>) -> bool {
+    c.get("code").and_then(Value::as_str).is_some_and(|code| code.trim().eq_ignore_ascii_case(PSYCHOTHERAPY_NOTE))
+}
+
+const PSYCHOTHERAPY_LABEL_HELP: &str = "the psychotherapy-note label must be exactly meta.security \
+     {\"system\": \"http://terminology.hl7.org/CodeSystem/v3-ActCode\", \"code\": \"PSYTHPN\"}";
+
+/// The psychotherapy-note label, exactly as the server enforces it, or a 400:
+/// a label spelt any other way (no system, a trailing space, lower case, in
+/// `meta.tag` or anywhere else) would be stored and not enforced, failing open.
+fn psychotherapy_label(rt: ResourceType, m: &Map<String, Value>) -> Check<bool> {
+    let mut labelled = false;
+    if let Some(security) = m.get("meta").and_then(|meta| meta.get("security")).and_then(Value::as_array) {
+        for (i, c) in security.iter().enumerate() {
+            let Some(c) = c.as_object() else { continue };
+            if !looks_like_psychotherapy_label(c) {
+                continue;
+            }
+            let exact = c.get("system").and_then(Value::as_str) == Some(ACT_CODE_SYSTEM)
+                && c.get("code").and_then(Value::as_str) == Some(PSYCHOTHERAPY_NOTE);
+            if !exact {
+                return Err(format!("meta.security[{i}]: {PSYCHOTHERAPY_LABEL_HELP}"));
+            }
+            labelled = true;
+        }
+    }
+    // Anywhere else (meta.tag, a category, an extension) it would not be enforced.
+    fn elsewhere(v: &Value, path: &str) -> Option<String> {
+        match v {
+            Value::Object(o) => {
+                if path != "meta.security[]" && looks_like_psychotherapy_label(o) {
+                    return Some(if path.is_empty() { "the resource".to_owned() } else { path.to_owned() });
+                }
+                o.iter().find_map(|(k, v)| {
+                    let here = match crate::shape::element_name(k) {
+                        Some(k) if path.is_empty() => k.to_owned(),
+                        Some(k) => format!("{path}.{k}"),
+                        None => format!("{path}.?"),
+                    };
+                    elsewhere(v, &here)
+                })
+            }
+            Value::Array(a) => a.iter().find_map(|v| elsewhere(v, &format!("{path}[]"))),
+            _ => None,
+        }
+    }
+    if let Some(path) = m.iter().find_map(|(k, v)| elsewhere(v, crate::shape::element_name(k).unwrap_or("?"))) {
+        return Err(format!("{path}: {PSYCHOTHERAPY_LABEL_HELP}"));
+    }
+    if labelled && rt != ResourceType::DocumentReference {
+        return Err("the psychotherapy-note label (PSYTHPN) applies to notes (DocumentReference) only".into());
+    }
+    Ok(labelled)
+}
+
+/// Does this (stored) note carry the psychotherapy-note label, exactly as
+/// [`validate`] accepts it?
+pub fn is_psychotherapy_note(resource: &Value) -> bool {
+    resource.as_object().is_some_and(|m| has_coding(m, "security", ACT_CODE_SYSTEM, PSYCHOTHERAPY_NOTE))
 }
 
 fn has_coding(m: &Map<String, Value>, element: &str, system: &str, code: &str) -> bool {
@@ -275,7 +342,7 @@ fn code_in(m: &Map<String, Value>, key: &str, path: &str, allowed: &[&str], requ
 }
 
 /// FHIR `date`: YYYY, YYYY-MM or YYYY-MM-DD with a real calendar day.
-fn is_fhir_date(s: &str) -> bool {
+pub(crate) fn is_fhir_date(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
     let num = |p: &str, n: usize| p.len() == n && p.bytes().all(|b| b.is_ascii_digit());
     match parts.as_slice() {
@@ -292,8 +359,31 @@ fn is_fhir_date(s: &str) -> bool {
 }
 
 fn check_elements(rt: ResourceType, m: &Map<String, Value>) -> Check<()> {
+    // Contained resources would escape every check made here (their type,
+    // their subject, their labels): refer to resources stored on their own.
+    if m.contains_key("contained") {
+        return Err(format!(
+            "{}.contained is not supported: create each resource on its own and refer to it",
+            rt.as_str()
+        ));
+    }
+    let strict = match rt {
+        ResourceType::Patient => Some(crate::shape::PATIENT),
+        ResourceType::Practitioner => Some(crate::shape::PRACTITIONER),
+        ResourceType::CareTeam => Some(crate::shape::CARE_TEAM),
+        ResourceType::Appointment => Some(crate::shape::APPOINTMENT),
+        ResourceType::Encounter | ResourceType::DocumentReference => None,
+    };
+    if let Some(fields) = strict {
+        return crate::shape::check_object(rt.as_str(), m, fields, "");
+    }
+    if rt == ResourceType::DocumentReference && m.contains_key("securityLabel") {
+        return Err("DocumentReference.securityLabel is not supported: put security labels in meta.security, \
+             where the server enforces them"
+            .into());
+    }
     for key in m.keys() {
-        let known = COMMON_ELEMENTS.contains(&key.as_str())
+        let known = (COMMON_ELEMENTS.contains(&key.as_str()) && key != "contained")
             || rt.elements().contains(&key.as_str())
             // Primitive extensions (`_birthDate`) accompany a known element.
             || key.strip_prefix('_').is_some_and(|k| rt.elements().contains(&k));
@@ -426,7 +516,11 @@ fn check_attachment(a: &Value, path: &str) -> Check<()> {
 /// `meta` elements the server sets, a default confidentiality label on
 /// notes), and return what the server needs from it. Errors name the
 /// element and what is expected; they never quote values.
-pub fn validate(rt: ResourceType, resource: &mut Value) -> Result<Validated, String> {
+///
+/// `now` (Unix ms, from the injected clock) bounds dates that cannot be in
+/// the future, such as a birth date.
+pub fn validate(rt: ResourceType, resource: &mut Value, now: i64) -> Result<Validated, String> {
+    crate::shape::check_strings(resource, "")?;
     let m = resource.as_object_mut().ok_or("the body must be a JSON object (a FHIR resource)")?;
     match m.get("resourceType") {
         Some(Value::String(t)) if t == rt.as_str() => {}
@@ -443,11 +537,21 @@ pub fn validate(rt: ResourceType, resource: &mut Value) -> Result<Validated, Str
     check_elements(rt, m)?;
     check_meta(rt, m)?;
     check_tags(m)?;
+    let psychotherapy_note = psychotherapy_label(rt, m)?;
     let mut index = Vec::new();
     let mut subject = None;
     let mut members = Vec::new();
     match rt {
-        ResourceType::Patient | ResourceType::Practitioner => index_person(rt, m, &mut index)?,
+        ResourceType::Patient | ResourceType::Practitioner => {
+            index_person(rt, m, &mut index)?;
+            for key in ["birthDate", "deceasedDateTime"] {
+                if let Some((from, _)) = m.get(key).and_then(Value::as_str).and_then(time_range)
+                    && from > now
+                {
+                    return Err(format!("{key} must not be in the future"));
+                }
+            }
+        }
         ResourceType::Encounter => {
             code_in(
                 m,
@@ -538,22 +642,30 @@ pub fn validate(rt: ResourceType, resource: &mut Value) -> Result<Validated, Str
             }
         }
         ResourceType::CareTeam => {
-            code_in(m, "status", "", &["proposed", "active", "suspended", "inactive", "entered-in-error"], false)?;
+            // Required: a team without a status is not known to be active, and
+            // only an active team grants its members access.
+            code_in(m, "status", "", &["proposed", "active", "suspended", "inactive", "entered-in-error"], true)?;
             subject = Some(subject_patient(m)?);
-            let active = matches!(m.get("status").and_then(Value::as_str), None | Some("active"));
+            let active = m.get("status").and_then(Value::as_str) == Some("active");
+            let (team_from, team_until) = period_range(m.get("period"), "period")?;
             for (i, p) in array(m, "participant", "")?.iter().enumerate() {
                 let path = format!("participant[{i}]");
                 let p = obj(p, &path)?;
                 let member = p.get("member").ok_or_else(|| format!("{path}.member is required"))?;
                 let id = reference_id(member, &format!("{path}.member"), "Practitioner")?;
-                if active {
-                    members.push(id);
+                let (from, until) = period_range(p.get("period"), &format!("{path}.period"))?;
+                let from = from.max(team_from);
+                let until = match (until, team_until) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                let empty = matches!((from, until), (Some(f), Some(u)) if u <= f);
+                if active && !empty {
+                    members.push(Membership { practitioner_id: id, from, until });
                 }
             }
         }
     }
-    let psychotherapy_note =
-        rt == ResourceType::DocumentReference && has_coding(m, "security", ACT_CODE_SYSTEM, PSYCHOTHERAPY_NOTE);
     Ok(Validated {
         subject_patient: subject,
         index,
@@ -569,6 +681,215 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// 2026-12-01T00:00:00Z.
+    const NOW: i64 = 1_796_083_200_000;
+
+    fn refused(rt: ResourceType, mut v: Value) -> String {
+        match validate(rt, &mut v, NOW) {
+            Err(e) => e,
+            Ok(_) => panic!("accepted: {v}"),
+        }
+    }
+
+    fn note() -> Value {
+        json!({
+            "resourceType": "DocumentReference", "status": "current",
+            "subject": {"reference": "Patient/abc"},
+            "content": [{"attachment": {"contentType": "text/plain", "data": "aGVsbG8="}}]
+        })
+    }
+
+    #[test]
+    fn free_text_is_refused_in_what_reception_and_admins_read() {
+        let team = json!({"resourceType": "CareTeam", "status": "active", "subject": {"reference": "Patient/abc"},
+            "participant": [{"member": {"reference": "Practitioner/p1"}}]});
+        let mut ok = team.clone();
+        validate(ResourceType::CareTeam, &mut ok, NOW).unwrap();
+        let appt = json!({"resourceType": "Appointment", "status": "booked", "start": "2026-12-01T09:00:00Z",
+            "participant": [{"actor": {"reference": "Patient/abc"}, "status": "accepted"}]});
+        let mut ok = appt.clone();
+        validate(ResourceType::Appointment, &mut ok, NOW).unwrap();
+        let secret = "SECRETVALUE depression";
+        let cases: Vec<(ResourceType, Value, &str, &str)> = vec![
+            (ResourceType::CareTeam, json!({"name": secret}), "", "name"),
+            (ResourceType::CareTeam, json!({"category": [{"text": secret}]}), "", "category"),
+            (ResourceType::CareTeam, json!({"extension": [{"url": "x", "valueString": secret}]}), "", "extension"),
+            (ResourceType::CareTeam, json!({"text": {"status": "generated", "div": secret}}), "", "text"),
+            (ResourceType::CareTeam, json!({"note": [{"text": secret}]}), "", "note"),
+            (
+                ResourceType::CareTeam,
+                json!({"participant": [{"member": {"reference": "Practitioner/p1", "display": secret}}]}),
+                "",
+                "participant[0].member.display",
+            ),
+            (ResourceType::Appointment, json!({"reasonCode": [{"text": secret}]}), "", "reasonCode"),
+            (
+                ResourceType::Appointment,
+                json!({"reasonReference": [{"reference": "Condition/x"}]}),
+                "",
+                "reasonReference",
+            ),
+            (ResourceType::Appointment, json!({"comment": secret}), "", "comment"),
+            (ResourceType::Appointment, json!({"description": secret}), "", "description"),
+            (ResourceType::Appointment, json!({"patientInstruction": secret}), "", "patientInstruction"),
+            (ResourceType::Appointment, json!({"serviceType": [{"text": secret}]}), "", "serviceType[0].text"),
+            (
+                ResourceType::Appointment,
+                json!({"serviceType": [{"coding": [{"code": "x", "display": secret}]}]}),
+                "",
+                "serviceType[0].coding[0].display",
+            ),
+        ];
+        for (rt, extra, _, element) in cases {
+            let mut v = if rt == ResourceType::CareTeam { team.clone() } else { appt.clone() };
+            for (k, x) in extra.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            let e = refused(rt, v);
+            assert!(e.contains(&format!("'{element}'")), "{element}: {e}");
+            assert!(!e.contains("SECRETVALUE"), "{e}");
+        }
+        let contained = json!({"resourceType": "CareTeam", "status": "active", "subject": {"reference": "Patient/abc"},
+            "contained": [{"resourceType": "Evil"}]});
+        assert!(refused(ResourceType::CareTeam, contained).contains("contained"));
+        for rt in [ResourceType::Patient, ResourceType::Practitioner] {
+            let mut v = json!({"resourceType": rt.as_str(), "name": [{"family": "Virtanen"}]});
+            v["text"] = json!({"status": "generated", "div": secret});
+            assert!(refused(rt, v.clone()).contains("'text'"));
+            v.as_object_mut().unwrap().remove("text");
+            v["extension"] = json!([{"url": "x", "valueString": secret}]);
+            assert!(refused(rt, v).contains("'extension'"));
+        }
+        // A key that is not an element name is not echoed either.
+        let e = refused(ResourceType::Patient, json!({"resourceType": "Patient", "SECRETVALUE has depression": 1}));
+        assert!(!e.contains("SECRETVALUE"), "{e}");
+    }
+
+    #[test]
+    fn hostile_demographics_are_refused() {
+        let p = |extra: Value| {
+            let mut v = json!({"resourceType": "Patient", "name": [{"family": "Virtanen"}]});
+            for (k, x) in extra.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            v
+        };
+        for (extra, says) in [
+            (json!({"multipleBirthInteger": 1.5}), "multipleBirthInteger must be a whole number"),
+            (json!({"multipleBirthInteger": "2"}), "multipleBirthInteger must be a whole number"),
+            (json!({"multipleBirthBoolean": true, "multipleBirthInteger": 2}), "only one of"),
+            (json!({"deceasedBoolean": true, "deceasedDateTime": "2020-01-01"}), "only one of"),
+            (json!({"contained": [{"resourceType": "Evil"}]}), "contained is not supported"),
+            (json!({"name": [{"family": "Vir\u{0}tanen"}]}), "control character"),
+            (json!({"name": [{"family": "x".repeat(500_000)}]}), "too long"),
+            (json!({"birthDate": "3020-01-01"}), "birthDate must not be in the future"),
+            (json!({"birthDate": "3020"}), "birthDate must not be in the future"),
+            (json!({"deceasedDateTime": "2027-01-01T00:00:00Z"}), "deceasedDateTime must not be in the future"),
+            (json!({"active": null}), "must be true or false"),
+            (json!({"name": []}), "empty array"),
+        ] {
+            let e = refused(ResourceType::Patient, p(extra.clone()));
+            assert!(e.contains(says), "{extra}: {e}");
+        }
+        let mut ok = p(json!({"multipleBirthInteger": 2, "birthDate": "2026-12-01", "deceasedBoolean": false}));
+        validate(ResourceType::Patient, &mut ok, NOW).unwrap();
+        // Every type: no NUL, no contained.
+        let mut n = note();
+        n["description"] = json!("a\u{0}b");
+        assert!(refused(ResourceType::DocumentReference, n).contains("control character"));
+        let mut n = note();
+        n["contained"] = json!([{"resourceType": "Evil"}]);
+        assert!(refused(ResourceType::DocumentReference, n).contains("contained"));
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_without_quoting_them() {
+        let e = crate::parse_json(br#"{"resourceType":"Patient","SECRET":1,"SECRET":2}"#).unwrap_err();
+        assert!(e.contains("same key twice") && !e.contains("SECRET"), "{e}");
+        let e = crate::parse_json(br#"{"a":{"b":1,"b":1}}"#).unwrap_err();
+        assert!(e.contains("same key twice"), "{e}");
+        assert!(crate::parse_json(br#"{"a":"SECRET""#).unwrap_err().find("SECRET").is_none());
+        assert!(crate::parse_json(br#"{"a":1} x"#).is_err());
+        assert_eq!(
+            crate::parse_json(br#"{"a":[1,2.5,"x",null,true]}"#).unwrap(),
+            json!({"a": [1, 2.5, "x", null, true]})
+        );
+    }
+
+    #[test]
+    fn the_psychotherapy_label_is_exact_or_refused() {
+        let labelled = |security: Value| {
+            let mut n = note();
+            n["meta"] = json!({"security": security});
+            n
+        };
+        let mut n = labelled(json!([{"system": ACT_CODE_SYSTEM, "code": PSYCHOTHERAPY_NOTE}]));
+        assert!(validate(ResourceType::DocumentReference, &mut n, NOW).unwrap().psychotherapy_note);
+        let near_misses = [
+            labelled(json!([{"code": "PSYTHPN"}])),
+            labelled(json!([{"system": format!("{ACT_CODE_SYSTEM} "), "code": "PSYTHPN"}])),
+            labelled(json!([{"system": ACT_CODE_SYSTEM, "code": "psythpn"}])),
+            labelled(json!([{"system": ACT_CODE_SYSTEM, "code": " PSYTHPN"}])),
+            labelled(json!([{"system": "http://terminology.hl7.org/CodeSystem/v3-actcode", "code": "PSYTHPN"}])),
+            {
+                let mut n = note();
+                n["securityLabel"] = json!([{"coding": [{"system": ACT_CODE_SYSTEM, "code": "PSYTHPN"}]}]);
+                n
+            },
+            {
+                let mut n = note();
+                n["meta"] = json!({"tag": [{"system": ACT_CODE_SYSTEM, "code": "PSYTHPN"}]});
+                n
+            },
+            {
+                let mut n = note();
+                n["type"] = json!({"coding": [{"system": ACT_CODE_SYSTEM, "code": "PSYTHPN"}]});
+                n
+            },
+        ];
+        for n in near_misses {
+            let e = refused(ResourceType::DocumentReference, n.clone());
+            assert!(e.contains("PSYTHPN") || e.contains("securityLabel"), "{n}: {e}");
+        }
+        // On another type the label would not be enforced.
+        let mut e = json!({"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"},
+            "subject": {"reference": "Patient/abc"},
+            "meta": {"security": [{"system": ACT_CODE_SYSTEM, "code": "PSYTHPN"}]}});
+        let err = validate(ResourceType::Encounter, &mut e, NOW).unwrap_err();
+        assert!(err.contains("(DocumentReference) only"), "{err}");
+    }
+
+    #[test]
+    fn care_teams_count_when_active_and_current() {
+        let team = |status: Option<&str>, period: Value, member_period: Value| {
+            let mut t = json!({"resourceType": "CareTeam", "subject": {"reference": "Patient/abc"},
+                "participant": [{"member": {"reference": "Practitioner/p1"}}]});
+            if let Some(s) = status {
+                t["status"] = json!(s);
+            }
+            if !period.is_null() {
+                t["period"] = period;
+            }
+            if !member_period.is_null() {
+                t["participant"][0]["period"] = member_period;
+            }
+            t
+        };
+        assert!(refused(ResourceType::CareTeam, team(None, Value::Null, Value::Null)).contains("status is required"));
+        let mut t = team(Some("inactive"), Value::Null, Value::Null);
+        assert!(validate(ResourceType::CareTeam, &mut t, NOW).unwrap().care_team_members.is_empty());
+        let mut t = team(Some("active"), json!({"end": "2026-06-30"}), json!({"start": "2026-01-01T00:00:00Z"}));
+        let m = validate(ResourceType::CareTeam, &mut t, NOW).unwrap().care_team_members;
+        let (jan, jul) = (time_range("2026-01-01").unwrap().0, time_range("2026-07-01").unwrap().0);
+        assert_eq!(m, vec![Membership { practitioner_id: "p1".into(), from: Some(jan), until: Some(jul) }]);
+        let bad = team(Some("active"), Value::Null, json!({"start": "2026-02-01", "end": "2026-01-01"}));
+        assert!(refused(ResourceType::CareTeam, bad).contains("must not be before"));
+        assert_eq!(
+            time_range("2026-12"),
+            Some((time_range("2026-12-01").unwrap().0, time_range("2027-01-01").unwrap().0))
+        );
+    }
+
     #[test]
     fn valid_patient_is_indexed() {
         let mut p = json!({
@@ -579,7 +900,7 @@ mod tests {
             "birthDate": "1952-10-13",
             "meta": {"versionId": "7"}
         });
-        let v = validate(ResourceType::Patient, &mut p).unwrap();
+        let v = validate(ResourceType::Patient, &mut p, NOW).unwrap();
         assert_eq!(v.subject_patient, None);
         let params: Vec<&str> = v.index.iter().map(|(p, _, _)| *p).collect();
         assert_eq!(params, ["identifier", "identifier", "family", "given", "given", "email", "phone", "birthdate"]);
@@ -598,8 +919,8 @@ mod tests {
             json!({"resourceType": "Patient", "SECRETVALUE": 1}),
         ];
         for mut c in cases {
-            let e = validate(ResourceType::Patient, &mut c).unwrap_err();
-            assert!(!e.contains("SECRETVALUE") || e.contains("no element named"), "{e}");
+            let e = validate(ResourceType::Patient, &mut c, NOW).unwrap_err();
+            assert!(!e.contains("SECRETVALUE") || e.contains("is not accepted"), "{e}");
         }
     }
 
@@ -610,11 +931,11 @@ mod tests {
             "subject": {"reference": "Patient/abc"},
             "content": [{"attachment": {"contentType": "text/plain", "data": "aGVsbG8="}}]
         });
-        let v = validate(ResourceType::DocumentReference, &mut n).unwrap();
+        let v = validate(ResourceType::DocumentReference, &mut n, NOW).unwrap();
         assert_eq!(v.subject_patient.as_deref(), Some("abc"));
         assert_eq!(n["meta"]["security"][0]["code"], "R");
         n["subject"]["reference"] = json!("Practitioner/abc");
-        assert!(validate(ResourceType::DocumentReference, &mut n).is_err());
+        assert!(validate(ResourceType::DocumentReference, &mut n, NOW).is_err());
     }
 
     #[test]

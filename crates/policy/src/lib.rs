@@ -10,7 +10,11 @@
 //!    decides, never the UI.
 #![forbid(unsafe_code)]
 
+mod notes;
+
 use std::fmt;
+
+pub use notes::{NoteFacts, author_of_new_note, may_change_note};
 
 use confidant_fhir::ResourceType;
 
@@ -157,6 +161,9 @@ pub enum Denied {
     Scope { action: &'static str, resource: &'static str },
     #[error("this account is not linked to a {0}; ask an administrator")]
     Unlinked(&'static str),
+    /// A note's authorship or labels: only its author may do this (the message says what).
+    #[error("{0}")]
+    NotAuthor(&'static str),
 }
 
 fn verb(a: Action) -> &'static str {

@@ -39,7 +39,7 @@ impl Records {
         }
         let mut rows = Vec::new();
         for (rt, mut v, id) in items {
-            let checked = confidant_fhir::validate(rt, &mut v).map_err(RecordsError::Invalid)?;
+            let checked = confidant_fhir::validate(rt, &mut v, now).map_err(RecordsError::Invalid)?;
             Self::stamp(&mut v, &id, 1, now);
             let body = self.seal_record(&key, rt, &id, 1, &pid, &v)?;
             let row = Self::version_row(rt, &id, 1, &pid, &key, now, body, (None, false));

@@ -25,9 +25,9 @@ use std::sync::{Arc, Mutex};
 
 use confidant_audit::{Action as AuditAction, Auditor, Entry, Outcome};
 use confidant_fhir::{ResourceType, SearchParam, ValueKind, search_params};
-use confidant_policy::{self as policy, Action, Principal, RecordAccess, Relationship, Role, Visibility};
+use confidant_policy::{self as policy, Action, NoteFacts, Principal, RecordAccess, Relationship, Role, Visibility};
 use confidant_store::{
-    AuditRow, Criterion, DataKeyRow, ORGANISATION, SearchToken, Store, StoreError, VersionRow, Write,
+    AuditRow, CareTeamMember, Criterion, DataKeyRow, ORGANISATION, SearchToken, Store, StoreError, VersionRow, Write,
 };
 use confidant_vault::{BlindIndexKey, BlindKind, DataKey, RecordContext, Vault, VaultError, WrappedKey};
 use serde_json::Value;
@@ -332,8 +332,21 @@ impl Records {
         key.seal(&ctx, &plaintext).map_err(RecordsError::Vault)
     }
 
-    /// Decrypt one stored version. The only place a record is opened.
+    /// Decrypt one stored version. The only place a record is opened. A record
+    /// that fails its integrity check is a security event: logged by id (never
+    /// content) and raised as an alert.
     async fn open_record(&self, row: VersionRow) -> Result<Stored> {
+        let resource = format!("{}/{}", row.resource_type, row.id);
+        let opened = self.open_record_unchecked(row).await;
+        if matches!(opened, Err(RecordsError::Integrity))
+            && let Some(d) = self.detector.get()
+        {
+            d.integrity_failure(self.clock.now_millis(), &resource).await;
+        }
+        opened
+    }
+
+    async fn open_record_unchecked(&self, row: VersionRow) -> Result<Stored> {
         let rt = ResourceType::parse(&row.resource_type).ok_or(RecordsError::Integrity)?;
         let key = self.data_key(&row.compartment, Some(row.key_version)).await?;
         let ctx = RecordContext {
@@ -386,10 +399,9 @@ impl Records {
         match (rt, subject) {
             (ResourceType::Patient, _) => Ok(id.to_owned()),
             (ResourceType::Practitioner, _) => Ok(ORGANISATION.to_owned()),
-            (_, Some(patient)) => match self.store.compartment_of("Patient", patient).await? {
-                Some(_) => Ok(patient.to_owned()),
-                None => Err(RecordsError::Unprocessable(NOT_IN_CARE.into())),
-            },
+            // Whether the patient exists is checked with the caller's relationship
+            // to them (`create`), so that both refusals take the same path.
+            (_, Some(patient)) => Ok(patient.to_owned()),
             (_, None) => Err(RecordsError::Invalid("subject is required".into())),
         }
     }
@@ -452,20 +464,32 @@ impl Records {
         }
     }
 
-    /// For a write: who a note is restricted to, and whether the patient sees it.
+    /// For a write: who a note is restricted to (a psychotherapy note: its one
+    /// author), and whether the patient sees it.
     fn access_of(
         p: &Principal,
         rt: ResourceType,
         checked: &confidant_fhir::Validated,
+        resource: &Value,
     ) -> Result<(Option<String>, bool)> {
         if rt != ResourceType::DocumentReference {
             return Ok((None, false));
         }
         if checked.psychotherapy_note {
-            let Some(author) = p.practitioner_id.clone().filter(|_| p.role == Role::Clinician) else {
+            if p.role != Role::Clinician || p.practitioner_id.is_none() {
                 return Err(RecordsError::Forbidden("only a clinician may write a psychotherapy note".into()));
+            }
+            let authors = Self::note_facts(resource, true).authors;
+            let author = match authors.iter().collect::<Vec<_>>().as_slice() {
+                [one] => one.strip_prefix("Practitioner/").filter(|id| confidant_fhir::is_valid_id(id)),
+                _ => None,
             };
-            let restricted = (!checked.released_to_care_team).then_some(author);
+            let Some(author) = author else {
+                return Err(RecordsError::Unprocessable(
+                    "a psychotherapy note's author must be one Practitioner".into(),
+                ));
+            };
+            let restricted = (!checked.released_to_care_team).then(|| author.to_owned());
             // A psychotherapy note never appears in the patient portal.
             return Ok((restricted, false));
         }
@@ -496,29 +520,54 @@ impl Records {
         }
     }
 
-    /// A psychotherapy note, even once released, is changed by its author alone.
-    async fn require_author_of_psychotherapy_note(&self, p: &Principal, current: &VersionRow) -> Result<()> {
-        if current.resource_type != ResourceType::DocumentReference.as_str() {
-            return Ok(());
+    /// What of a note decides who reads it (authors, security labels), for the policy.
+    fn note_facts(resource: &Value, psychotherapy: bool) -> NoteFacts {
+        fn items(v: Option<&Value>) -> &[Value] {
+            v.and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default()
         }
+        let text = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).unwrap_or("").to_owned();
+        NoteFacts {
+            authors: items(resource.get("author"))
+                .iter()
+                .filter_map(|r| r.get("reference").and_then(Value::as_str).map(str::to_owned))
+                .collect(),
+            labels: items(resource.get("meta").and_then(|m| m.get("security")))
+                .iter()
+                .map(|c| (text(c, "system"), text(c, "code")))
+                .collect(),
+            psychotherapy,
+        }
+    }
+
+    /// A new note's author is the clinician writing it (the policy refuses any other).
+    fn set_author_of_new_note(p: &Principal, resource: &mut Value) -> Result<()> {
+        let requested = Self::note_facts(resource, false).authors;
+        let own = policy::author_of_new_note(p, &requested).map_err(|d| RecordsError::Forbidden(d.to_string()))?;
+        if let Value::Object(m) = resource {
+            m.insert("author".into(), serde_json::json!([{"reference": own}]));
+        }
+        Ok(())
+    }
+
+    /// May `p` make `resource` the next version of the note `current`? Its
+    /// authors and labels are its author's to change (a psychotherapy note,
+    /// all of it). An update that leaves `author` out keeps the note's authors.
+    async fn require_note_change_allowed(
+        &self,
+        p: &Principal,
+        current: &VersionRow,
+        resource: &mut Value,
+        checked: &confidant_fhir::Validated,
+    ) -> Result<()> {
         let stored = self.open_record(current.clone()).await?;
-        let mut resource = stored.resource;
-        let was = confidant_fhir::validate(ResourceType::DocumentReference, &mut resource)
-            .map_err(|_| RecordsError::Integrity)?;
-        if !was.psychotherapy_note {
-            return Ok(());
+        let was = Self::note_facts(&stored.resource, confidant_fhir::is_psychotherapy_note(&stored.resource));
+        if let (Value::Object(m), Some(authors)) = (&mut *resource, stored.resource.get("author"))
+            && !m.contains_key("author")
+        {
+            m.insert("author".into(), authors.clone());
         }
-        let own = p.practitioner_id.as_deref().map(|id| format!("Practitioner/{id}"));
-        let authors: Vec<&str> = resource
-            .get("author")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|r| r.get("reference").and_then(Value::as_str)).collect())
-            .unwrap_or_default();
-        if p.role == Role::Clinician && !authors.is_empty() && authors.iter().all(|a| Some(*a) == own.as_deref()) {
-            Ok(())
-        } else {
-            Err(RecordsError::Forbidden("only its author may change a psychotherapy note".into()))
-        }
+        let proposed = Self::note_facts(resource, checked.psychotherapy_note);
+        policy::may_change_note(p, &was, &proposed).map_err(|d| RecordsError::Forbidden(d.to_string()))
     }
 
     // ----- audit ----------------------------------------------------------------------
@@ -623,9 +672,10 @@ impl Records {
     /// Create a resource with a new random id (FHIR create).
     pub async fn create(&self, p: &Principal, rt: ResourceType, mut resource: Value) -> Result<Stored> {
         self.permit(p, rt, Action::Write, AuditAction::Create).await?;
-        let mut checked = confidant_fhir::validate(rt, &mut resource).map_err(RecordsError::Invalid)?;
-        if rt == ResourceType::DocumentReference && p.role == Role::Clinician {
-            Self::default_author(p, &mut resource, &mut checked)?;
+        let checked =
+            confidant_fhir::validate(rt, &mut resource, self.clock.now_millis()).map_err(RecordsError::Invalid)?;
+        if rt == ResourceType::DocumentReference {
+            Self::set_author_of_new_note(p, &mut resource)?;
         }
         let id = confidant_vault::random_id().map_err(RecordsError::Vault)?;
         let compartment = self.compartment_for(rt, &id, checked.subject_patient.as_deref()).await?;
@@ -643,10 +693,15 @@ impl Records {
                 restricted_to: None,
                 patient_visible: false,
             };
+            // A patient who does not exist and one outside the caller's care are
+            // refused alike: looked up, related, audited (timing tells nothing).
+            let exists = self.store.compartment_of("Patient", &compartment).await?.is_some();
             seen = self.sees(p, &probe).await?;
-            if seen == Seen::No {
-                // The refusal names the patient: it belongs in their access log.
-                let target = VersionRow { resource_type: rt.as_str().into(), id: String::new(), ..probe };
+            if !exists || seen == Seen::No {
+                // The refusal names the patient: it belongs in their access log (if they exist).
+                let owner = if exists { compartment.clone() } else { ORGANISATION.to_owned() };
+                let target =
+                    VersionRow { resource_type: rt.as_str().into(), id: String::new(), compartment: owner, ..probe };
                 self.audit_denied(p, AuditAction::Create, rt, Some(&target)).await;
                 return Err(RecordsError::Unprocessable(NOT_IN_CARE.into()));
             }
@@ -656,8 +711,9 @@ impl Records {
         if rt == ResourceType::Patient && p.role == Role::Clinician {
             Self::allow(p, ResourceType::CareTeam, Action::Write)?;
         }
-        let (restricted_to, patient_visible) = Self::access_of(p, rt, &checked)?;
+        let (restricted_to, patient_visible) = Self::access_of(p, rt, &checked, &resource)?;
         let now = self.clock.now_millis();
+        let members = Self::members(&checked);
         // Sealed again, once, if a key rotation replaced the patient's key meanwhile.
         let mut retried = false;
         let (key, new_key, audit) = loop {
@@ -677,7 +733,7 @@ impl Records {
             let body = self.seal_record(&key, rt, &id, 1, &compartment, &resource)?;
             let row =
                 Self::version_row(rt, &id, 1, &compartment, &key, now, body, (restricted_to.clone(), patient_visible));
-            let care_team = (rt == ResourceType::CareTeam).then_some(checked.care_team_members.as_slice());
+            let care_team = (rt == ResourceType::CareTeam).then_some(members.as_slice());
             let tokens = self.tokens(rt, &checked.index);
             let write = Write { row: &row, tokens: &tokens, new_key: new_key.as_ref(), care_team };
             // A clinician who registers a patient is put on that patient's care team,
@@ -745,39 +801,28 @@ impl Records {
         practitioner: &str,
         key: &DataKey,
         now: i64,
-    ) -> Result<(VersionRow, Vec<String>)> {
+    ) -> Result<(VersionRow, Vec<CareTeamMember>)> {
         let mut team = serde_json::json!({
             "resourceType": "CareTeam", "status": "active",
             "subject": {"reference": format!("Patient/{patient}")},
             "participant": [{"member": {"reference": format!("Practitioner/{practitioner}")}}]
         });
-        let checked = confidant_fhir::validate(ResourceType::CareTeam, &mut team).map_err(RecordsError::Invalid)?;
+        let checked =
+            confidant_fhir::validate(ResourceType::CareTeam, &mut team, now).map_err(RecordsError::Invalid)?;
         let id = confidant_vault::random_id().map_err(RecordsError::Vault)?;
         Self::stamp(&mut team, &id, 1, now);
         let body = self.seal_record(key, ResourceType::CareTeam, &id, 1, patient, &team)?;
         let row = Self::version_row(ResourceType::CareTeam, &id, 1, patient, key, now, body, (None, false));
-        Ok((row, checked.care_team_members))
+        Ok((row, Self::members(&checked)))
     }
 
-    /// A clinician's note names its author: them, unless they name themselves.
-    fn default_author(p: &Principal, resource: &mut Value, checked: &mut confidant_fhir::Validated) -> Result<()> {
-        let Some(own) = &p.practitioner_id else { return Ok(()) };
-        let own_ref = format!("Practitioner/{own}");
-        match resource.get("author").and_then(Value::as_array) {
-            None => {
-                resource["author"] = serde_json::json!([{"reference": own_ref}]);
-            }
-            Some(authors) if checked.psychotherapy_note => {
-                let all_own = authors.iter().all(|a| a.get("reference").and_then(Value::as_str) == Some(&own_ref));
-                if !all_own {
-                    return Err(RecordsError::Unprocessable(
-                        "a psychotherapy note's author must be the clinician writing it".into(),
-                    ));
-                }
-            }
-            Some(_) => {}
-        }
-        Ok(())
+    /// The memberships a validated CareTeam makes, as the store keeps them.
+    fn members(checked: &confidant_fhir::Validated) -> Vec<CareTeamMember> {
+        checked
+            .care_team_members
+            .iter()
+            .map(|m| CareTeamMember { practitioner_id: m.practitioner_id.clone(), starts_at: m.from, ends_at: m.until })
+            .collect()
     }
 
     /// Replace a resource with a new version (FHIR update). With `if_match`,
@@ -795,23 +840,24 @@ impl Records {
         if !confidant_fhir::is_valid_id(id) {
             return Err(not_found());
         }
-        let mut checked = confidant_fhir::validate(rt, &mut resource).map_err(RecordsError::Invalid)?;
+        let checked =
+            confidant_fhir::validate(rt, &mut resource, self.clock.now_millis()).map_err(RecordsError::Invalid)?;
+        // FHIR update: the body names the resource it replaces.
         match resource.get("id").and_then(Value::as_str) {
-            Some(body_id) if body_id != id => {
+            Some(body_id) if body_id == id => {}
+            Some(_) => {
                 return Err(RecordsError::Invalid("the id in the body must match the id in the URL".into()));
             }
-            _ => {}
+            None => {
+                return Err(RecordsError::Invalid(
+                    "id is required in the body of an update (the id in the URL)".into(),
+                ));
+            }
         }
-        let current = self.store.read(rt.as_str(), id).await?.ok_or_else(not_found)?;
-        let seen = self.sees(p, &current).await?;
-        if seen == Seen::No {
-            self.audit_denied(p, AuditAction::Update, rt, Some(&current)).await;
-            return Err(not_found());
-        }
+        let (current, seen) = self.visible_head(p, rt, id, AuditAction::Update).await?;
         self.require_care_team_for_care_team_change(p, rt, &current.compartment).await?;
-        self.require_author_of_psychotherapy_note(p, &current).await?;
-        if rt == ResourceType::DocumentReference && p.role == Role::Clinician {
-            Self::default_author(p, &mut resource, &mut checked)?;
+        if rt == ResourceType::DocumentReference {
+            self.require_note_change_allowed(p, &current, &mut resource, &checked).await?;
         }
         if let Some(expected) = if_match
             && expected != current.version_id
@@ -830,11 +876,12 @@ impl Records {
                 current.compartment.clone()
             }
         };
-        let (restricted_to, patient_visible) = Self::access_of(p, rt, &checked)?;
+        let (restricted_to, patient_visible) = Self::access_of(p, rt, &checked, &resource)?;
         let version = current.version_id + 1;
         let now = self.clock.now_millis();
         Self::stamp(&mut resource, id, version, now);
-        let care_team = (rt == ResourceType::CareTeam).then_some(checked.care_team_members.as_slice());
+        let members = Self::members(&checked);
+        let care_team = (rt == ResourceType::CareTeam).then_some(members.as_slice());
         let tokens = self.tokens(rt, &checked.index);
         // Sealed again, once, if a key rotation replaced the patient's key meanwhile.
         let mut retried = false;
@@ -899,8 +946,33 @@ impl Records {
         if !confidant_fhir::is_valid_id(id) {
             return Err(not_found());
         }
-        let row = self.store.read(rt.as_str(), id).await?.ok_or_else(not_found)?;
-        let seen = self.sees(p, &row).await?;
+        // An unknown id takes the same path as a record outside one's care: the
+        // relationship is looked up and the refusal audited either way, so the
+        // 404 tells nothing by its timing. Nothing is decrypted before access is decided.
+        let found = self.store.read(rt.as_str(), id).await?;
+        let absent = |compartment: &str| VersionRow {
+            resource_type: rt.as_str().into(),
+            id: id.to_owned(),
+            version_id: 0,
+            compartment: compartment.to_owned(),
+            key_version: 0,
+            last_updated: 0,
+            body: Vec::new(),
+            restricted_to: None,
+            patient_visible: false,
+        };
+        let (row, seen) = match found {
+            Some(row) => {
+                let seen = self.sees(p, &row).await?;
+                (row, seen)
+            }
+            None => {
+                // The id in the place of a patient: a lookup that finds no relationship.
+                self.sees(p, &absent(id)).await?;
+                // Audited without a patient: there is none.
+                (absent(ORGANISATION), Seen::No)
+            }
+        };
         if seen == Seen::No {
             self.audit_denied(p, action, rt, Some(&row)).await;
             return Err(not_found());
@@ -1083,13 +1155,26 @@ impl Records {
         let more = rows.len() as i64 > count;
         let mut entries = Vec::with_capacity(rows.len());
         let mut audit = Vec::with_capacity(rows.len());
+        let mut last_id = None;
+        let mut skipped = 0;
         for (row, via_break_glass) in rows.into_iter().take(count as usize) {
             let seen = if via_break_glass { Seen::ByBreakGlass } else { Seen::Yes };
             // One entry per hit: each names the patient whose record was returned.
-            audit.push(self.entry(p, AuditAction::SearchHit, Outcome::Success, Some(&row), seen));
-            entries.push(self.open_record(row).await?);
+            let entry = self.entry(p, AuditAction::SearchHit, Outcome::Success, Some(&row), seen);
+            last_id = Some(row.id.clone());
+            match self.open_record(row).await {
+                Ok(stored) => {
+                    audit.push(entry);
+                    entries.push(stored);
+                }
+                // One altered row does not take the others down with it: it is
+                // left out (logged by id and alerted by `open_record`), the rest answered.
+                Err(RecordsError::Integrity) => skipped += 1,
+                Err(e) => return Err(e),
+            }
         }
-        let next_after = if more { entries.last().map(|s| s.id.clone()) } else { None };
+        let next_after = if more { last_id } else { None };
+        let total = (total - skipped).max(0);
         self.audited(p, &audit, SearchPage { entries, total, next_after }).await
     }
 

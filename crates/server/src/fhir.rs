@@ -56,8 +56,8 @@ fn json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result
     if std::str::from_utf8(&body).is_err() {
         return Err(ApiError::bad_request("request body is not valid UTF-8"));
     }
-    // serde_json's syntax errors give a line and column, never the input itself.
-    serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))
+    // Errors give a line and column, never the input itself; a key given twice is refused.
+    confidant_fhir::parse_json(&body).map_err(ApiError::bad_request)
 }
 
 fn etag(version: i64) -> HeaderValue {

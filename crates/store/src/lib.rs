@@ -106,8 +106,20 @@ pub struct Write<'a> {
     /// The data key of a new compartment (a new patient).
     pub new_key: Option<&'a DataKeyRow>,
     /// For a CareTeam: the practitioners it now makes members of the patient's care.
-    pub care_team: Option<&'a [String]>,
+    pub care_team: Option<&'a [CareTeamMember]>,
 }
+
+/// One practitioner's membership of a patient's care, from `starts_at`
+/// (inclusive) until `ends_at` (exclusive), Unix ms; `None` is open-ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CareTeamMember {
+    pub practitioner_id: String,
+    pub starts_at: Option<i64>,
+    pub ends_at: Option<i64>,
+}
+
+/// A membership row that counts at a time bound (as `?`) after it.
+const CURRENT_MEMBER: &str = "(c.starts_at IS NULL OR c.starts_at <= ?) AND (c.ends_at IS NULL OR c.ends_at > ?)";
 
 /// The compartment of resources that belong to no patient (e.g. Practitioner).
 pub const ORGANISATION: &str = "_organisation";
@@ -516,7 +528,7 @@ impl Store {
         &self,
         tx: &mut Transaction<'static, Any>,
         row: &VersionRow,
-        members: Option<&[String]>,
+        members: Option<&[CareTeamMember]>,
     ) -> Result<()> {
         let Some(members) = members else { return Ok(()) };
         sqlx::query(self.sql("DELETE FROM care_team_members WHERE care_team_id = ?"))
@@ -524,22 +536,26 @@ impl Store {
             .execute(&mut **tx)
             .await?;
         let insert = self.sql(
-            "INSERT INTO care_team_members (care_team_id, patient_id, practitioner_id) VALUES (?, ?, ?) \
-             ON CONFLICT DO NOTHING",
+            "INSERT INTO care_team_members (care_team_id, seq, patient_id, practitioner_id, starts_at, ends_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
         );
-        for m in members {
+        for (seq, m) in members.iter().enumerate() {
             sqlx::query(AssertSqlSafe(insert.0.clone()))
                 .bind(row.id.as_str())
+                .bind(seq as i64)
                 .bind(row.compartment.as_str())
-                .bind(m.as_str())
+                .bind(m.practitioner_id.as_str())
+                .bind(m.starts_at)
+                .bind(m.ends_at)
                 .execute(&mut **tx)
                 .await?;
         }
         Ok(())
     }
 
-    /// The caller's relationship to a patient: on a care team of
-    /// `practitioner_id`, or under an active break-glass of `user_id`.
+    /// The caller's relationship to a patient at `now`: on a care team of
+    /// `practitioner_id` (a membership whose period holds `now`), or under an
+    /// active break-glass of `user_id`.
     pub async fn relationship(
         &self,
         practitioner_id: &str,
@@ -547,13 +563,16 @@ impl Store {
         patient_id: &str,
         now: i64,
     ) -> Result<(bool, bool)> {
-        let r = sqlx::query(self.sql(
+        let r = sqlx::query(self.sql(format!(
             "SELECT \
-               (SELECT COUNT(*) FROM care_team_members WHERE practitioner_id = ? AND patient_id = ?), \
+               (SELECT COUNT(*) FROM care_team_members c WHERE c.practitioner_id = ? AND c.patient_id = ? \
+                  AND {CURRENT_MEMBER}), \
                (SELECT COUNT(*) FROM break_glass WHERE user_id = ? AND patient_id = ? AND expires_at > ?)",
-        ))
+        )))
         .bind(practitioner_id)
         .bind(patient_id)
+        .bind(now)
+        .bind(now)
         .bind(user_id)
         .bind(patient_id)
         .bind(now)
@@ -757,12 +776,16 @@ impl Store {
                     binds.push(Bind::Str(id));
                 }
                 Criterion::CareTeam { practitioner_id, user_id, now } => {
-                    filter.push_str(
-                        " AND ((h.compartment IN (SELECT c.patient_id FROM care_team_members c WHERE c.practitioner_id = ?) \
+                    let _ = write!(
+                        filter,
+                        " AND ((h.compartment IN (SELECT c.patient_id FROM care_team_members c WHERE c.practitioner_id = ? \
+                             AND {CURRENT_MEMBER}) \
                            AND (h.restricted_to IS NULL OR h.restricted_to = ?)) \
                           OR h.compartment IN (SELECT b.patient_id FROM break_glass b WHERE b.user_id = ? AND b.expires_at > ?))",
                     );
                     binds.push(Bind::Str(practitioner_id));
+                    binds.push(Bind::Int(*now));
+                    binds.push(Bind::Int(*now));
                     binds.push(Bind::Str(practitioner_id));
                     binds.push(Bind::Str(user_id));
                     binds.push(Bind::Int(*now));
@@ -781,17 +804,24 @@ impl Store {
                 // A tenth column: 1 if a care-team principal sees the row only through
                 // a break-glass (the audit entry says so). Its binds come first.
                 let via_break_glass = match criteria.iter().find_map(|c| match c {
-                    Criterion::CareTeam { practitioner_id, .. } => Some(practitioner_id),
+                    Criterion::CareTeam { practitioner_id, now, .. } => Some((practitioner_id, *now)),
                     _ => None,
                 }) {
-                    Some(practitioner_id) => {
-                        binds.insert(0, Bind::Str(practitioner_id));
-                        binds.insert(0, Bind::Str(practitioner_id));
-                        "CASE WHEN h.compartment IN (SELECT c.patient_id FROM care_team_members c \
-                         WHERE c.practitioner_id = ?) AND (h.restricted_to IS NULL OR h.restricted_to = ?) \
-                         THEN 0 ELSE 1 END"
+                    Some((practitioner_id, now)) => {
+                        for b in
+                            [Bind::Str(practitioner_id), Bind::Int(now), Bind::Int(now), Bind::Str(practitioner_id)]
+                                .into_iter()
+                                .rev()
+                        {
+                            binds.insert(0, b);
+                        }
+                        format!(
+                            "CASE WHEN h.compartment IN (SELECT c.patient_id FROM care_team_members c \
+                             WHERE c.practitioner_id = ? AND {CURRENT_MEMBER}) \
+                             AND (h.restricted_to IS NULL OR h.restricted_to = ?) THEN 0 ELSE 1 END"
+                        )
                     }
-                    None => "0",
+                    None => "0".to_owned(),
                 };
                 format!(
                     "SELECT {VERSION_COLUMNS_V}, {via_break_glass} \

@@ -204,6 +204,25 @@ const MIGRATIONS: &[&str] = &[
     // until the time given (a lease; a node that dies mid-send lets it lapse).
     "ALTER TABLE alerts ADD COLUMN webhook_claimed_until BIGINT;
     ALTER TABLE alerts ADD COLUMN email_claimed_until BIGINT;",
+    // 8: a care-team membership counts only within its period (the team's and
+    // the participant's, intersected), checked against the clock at each
+    // access; one practitioner may hold several participations of one team.
+    // Rows from before keep an open period.
+    "CREATE TABLE care_team_members_new (
+        care_team_id TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        patient_id TEXT NOT NULL,
+        practitioner_id TEXT NOT NULL,
+        starts_at BIGINT,
+        ends_at BIGINT,
+        PRIMARY KEY (care_team_id, seq)
+    );
+    INSERT INTO care_team_members_new (care_team_id, seq, patient_id, practitioner_id)
+        SELECT care_team_id, ROW_NUMBER() OVER (PARTITION BY care_team_id ORDER BY practitioner_id), patient_id, practitioner_id
+        FROM care_team_members;
+    DROP TABLE care_team_members;
+    ALTER TABLE care_team_members_new RENAME TO care_team_members;
+    CREATE INDEX care_team_members_by_practitioner ON care_team_members (practitioner_id, patient_id);",
 ];
 
 pub(crate) async fn migrate(pool: &AnyPool, backend: &dyn Backend) -> Result<()> {

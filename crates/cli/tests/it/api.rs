@@ -84,8 +84,10 @@ async fn crud_versions_and_history(db: Db) {
     let mut wrong = now.clone();
     wrong["id"] = json!("someoneelse");
     assert_eq!(s.put(&format!("Patient/{id}"), &wrong, None).await.status(), StatusCode::BAD_REQUEST);
-    // update of a resource that does not exist
-    assert_eq!(s.put("Patient/doesnotexist", &patient("A", "B"), None).await.status(), StatusCode::NOT_FOUND);
+    // update of a resource that does not exist (the body names it, as an update must)
+    let mut absent = patient("A", "B");
+    absent["id"] = json!("doesnotexist");
+    assert_eq!(s.put("Patient/doesnotexist", &absent, None).await.status(), StatusCode::NOT_FOUND);
 }
 both_backends!(crud_versions_and_history);
 

@@ -410,7 +410,7 @@ async fn a_clinic_day_raises_no_alert(db: Db) {
         // Reception books each of them a session with this clinician.
         for pid in &mine {
             let appt = json!({
-                "resourceType": "Appointment", "status": "booked", "description": "Psychotherapy session",
+                "resourceType": "Appointment", "status": "booked",
                 "start": "2026-12-02T09:00:00Z", "end": "2026-12-02T09:50:00Z",
                 "participant": [
                     {"actor": {"reference": format!("Patient/{pid}")}, "status": "accepted"},

@@ -17,6 +17,7 @@ mod erasure;
 mod hostile;
 mod keys;
 mod pentest_audit;
+mod pentest_records;
 mod posture;
 mod rotation;
 mod tamper;

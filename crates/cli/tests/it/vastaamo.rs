@@ -84,7 +84,7 @@ async fn no_plaintext_at_rest_or_in_logs(db: Db) {
                 "resourceType": "Practitioner",
                 "name": [{"family": c(), "given": [c()]}],
                 "telecom": [{"system": "email", "value": format!("{}@example.fi", c())}],
-                "qualification": [{"code": {"text": c()}}]
+                "qualification": [{"code": {"coding": [{"system": "urn:test:qualification", "code": c()}]}}]
             }),
         )
         .await;
@@ -104,7 +104,7 @@ async fn no_plaintext_at_rest_or_in_logs(db: Db) {
                 ],
                 "birthDate": "1911-07-13",
                 "address": [{"line": [c()], "city": c(), "postalCode": c()}],
-                "text": {"status": "generated", "div": format!("<div xmlns=\"http://www.w3.org/1999/xhtml\">{}</div>", c())},
+                "maritalStatus": {"coding": [{"system": "urn:test:marital", "code": c()}]},
                 "contact": [{"name": {"family": c()}, "telecom": [{"system": "phone", "value": c()}]}]
             }))
             .await;

@@ -34,7 +34,7 @@ pub(super) fn appointments_list(me: &SignedIn, list: &[Stored], names: &HashMap<
             @for a in list {
                 li {
                     (readable_time(a.resource["start"].as_str().unwrap_or("")))
-                    " · " (a.resource["description"].as_str().unwrap_or(l.t("Appointment")))
+                    " · " (l.t("Appointment"))
                     @if let Some(pr) = practitioner_of(&a.resource) { " · " (names.get(pr).map(String::as_str).unwrap_or(pr)) }
                     " · " span.muted { (a.resource["status"].as_str().unwrap_or("")) }
                 }
@@ -132,7 +132,7 @@ pub(super) async fn book(
         );
     };
     let appointment = json!({
-        "resourceType": "Appointment", "status": "booked", "description": "Psychotherapy session",
+        "resourceType": "Appointment", "status": "booked",
         "start": start, "end": end,
         "participant": [
             {"actor": {"reference": format!("Patient/{id}")}, "status": "accepted"},
