@@ -204,6 +204,17 @@ const MIGRATIONS: &[&str] = &[
     // until the time given (a lease; a node that dies mid-send lets it lapse).
     "ALTER TABLE alerts ADD COLUMN webhook_claimed_until BIGINT;
     ALTER TABLE alerts ADD COLUMN email_claimed_until BIGINT;",
+    // 8: a dump tells neither which patient a portal account (and so its
+    // logins' addresses) belongs to, nor what an API token is for. The patient
+    // link is sealed under the organisation key, bound to the user, with a
+    // blind token to find the account by patient (erasure); the token label is
+    // sealed, bound to the token. Sealing needs the key, which SQL has not:
+    // opening the instance moves existing rows over and empties the plaintext
+    // columns (`users.patient_id`, `api_tokens.label`), which stay unused.
+    "ALTER TABLE users ADD COLUMN patient_sealed {blob};
+    ALTER TABLE users ADD COLUMN patient_token {blob};
+    CREATE INDEX users_by_patient_token ON users (patient_token);
+    ALTER TABLE api_tokens ADD COLUMN label_sealed {blob};",
 ];
 
 pub(crate) async fn migrate(pool: &AnyPool, backend: &dyn Backend) -> Result<()> {

@@ -16,6 +16,7 @@ mod detection;
 mod erasure;
 mod hostile;
 mod keys;
+mod pentest_reach;
 mod posture;
 mod rotation;
 mod tamper;
