@@ -246,6 +246,19 @@ pub fn patient_link_token(records: &Records, patient_id: &str) -> Vec<u8> {
     records.blind("user-patient", &hex)
 }
 
+/// Where a request came from, as the audit log records it: a staff member's
+/// address as it is; a patient's as a blind value (`blind:` and 32 hex
+/// digits), so that a copy of the log ties no patient to their addresses (S1),
+/// while the same address still compares equal (the detector's rules).
+pub fn recorded_source(records: &Records, role: Option<Role>, address: &str) -> String {
+    if role != Some(Role::Patient) {
+        return address.to_owned();
+    }
+    let token = records.blind("audit-source", address);
+    let hex: String = token.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("blind:{hex}")
+}
+
 /// Seal what instances before migration 8 kept in the clear: patient
 /// accounts' Patient ids and API token labels. Run when an instance is opened
 /// with its key (SQL alone cannot seal); returns how many rows were moved.
@@ -353,6 +366,11 @@ impl Identity {
         &self.settings
     }
 
+    /// The `source` to put in `p` for a request from `address` ([`recorded_source`]).
+    pub fn source_of(&self, p: &Principal, address: &str) -> String {
+        recorded_source(&self.records, Some(p.role), address)
+    }
+
     fn store(&self) -> &Store {
         self.records.store()
     }
@@ -380,7 +398,8 @@ impl Identity {
         };
         e.actor = actor.map(str::to_owned);
         e.target = target.map(str::to_owned);
-        e.source = source.map(str::to_owned);
+        let role = e.role.as_deref().and_then(Role::parse);
+        e.source = source.map(|s| recorded_source(&self.records, role, s));
         self.records.auditor().append(std::slice::from_ref(&e)).await.map_err(|err| {
             tracing::error!(error = %err, "audit append of a security event failed");
             IdentityError::Records(RecordsError::AuditFailed)
