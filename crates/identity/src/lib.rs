@@ -275,6 +275,8 @@ pub async fn seal_plaintext_links(records: &Records) -> Result<usize> {
         store.seal_token_label(token_id, &sealed).await?;
     }
     if !links.is_empty() || !labels.is_empty() {
+        // SQLite: no copy of the old rows stays in the WAL (old pages are overwritten: secure_delete).
+        store.checkpoint_wal().await?;
         tracing::info!(
             accounts = links.len(),
             tokens = labels.len(),

@@ -286,7 +286,7 @@ async fn tokens_page(state: &AppState, me: &SignedIn, shown: Option<(String, Str
                     input id="days" name="days" type="number" min="1" max="365" value="30" required;
                     button type="submit" { (l.t("Create token")) }
                 }
-                p.muted { (l.t("Tokens act as their account: here they are made for reception accounts and your own. Others are made at the server with `confidant token create`.")) }
+                p.muted { (l.t("Tokens act as their account: here they are made for reception accounts and your own, and a reception token reads nothing an administrator may not (no patients, no appointments; it may write them). Others are made at the server with `confidant token create`.")) }
             }
         },
     )
