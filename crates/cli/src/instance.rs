@@ -396,7 +396,14 @@ pub async fn open(dir: &Path) -> Result<(Config, Records)> {
         None => bail!("the database was never initialised; run `confidant init`"),
     }
     match Records::open(store.clone(), Vault::new(key.provider()), Arc::new(SystemClock)).await {
-        Ok(records) => Ok((config, records)),
+        Ok(records) => {
+            // Rows from before migration 9 are sealed now that the key is at hand.
+            if let Err(e) = confidant_identity::seal_plaintext_links(&records).await {
+                store.close().await;
+                return Err(anyhow::Error::new(e).context("cannot seal account links and token labels"));
+            }
+            Ok((config, records))
+        }
         Err(e) => {
             store.close().await;
             Err(anyhow::Error::new(e).context("cannot open the records; nothing was changed"))
@@ -597,12 +604,15 @@ pub async fn token_create(dir: &Path, user: &str, scopes: &str, lifetime: &str, 
 }
 
 pub async fn token_list(dir: &Path) -> Result<()> {
-    let (_, store) = open_store(dir).await?;
-    let tokens = store.api_tokens().await?;
-    store.close().await;
+    // Labels are sealed: listing them needs the key.
+    let (_, records, identity) = open_identity(dir).await?;
+    let tokens = identity.list_api_tokens().await;
+    records.store().close().await;
+    let tokens = tokens?;
     println!("{:<14} {:<8} {:<34} {:<26} {:<26} scopes / label", "id", "status", "user", "created", "expires");
     let now = now_millis();
-    for t in tokens {
+    for info in tokens {
+        let t = &info.token;
         let status = if t.revoked_at.is_some() {
             "revoked"
         } else if t.expires_at.is_some_and(|e| e <= now) {
@@ -618,7 +628,7 @@ pub async fn token_list(dir: &Path) -> Result<()> {
             confidant_fhir::instant(t.created_at),
             t.expires_at.map(confidant_fhir::instant).unwrap_or_else(|| "-".into()),
             t.scopes.as_deref().unwrap_or("-"),
-            t.label
+            info.label
         );
     }
     Ok(())

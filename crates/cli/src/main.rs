@@ -556,7 +556,9 @@ enum TokenAction {
         #[arg(long, default_value = "api")]
         label: String,
     },
-    /// List tokens (ids, users, scopes, dates; never the tokens themselves).
+    /// List tokens (ids, users, scopes, dates, labels; never the tokens themselves).
+    ///
+    /// Needs the key: labels are stored sealed.
     List {
         /// The instance directory (holds confidant.toml).
         #[arg(long)]

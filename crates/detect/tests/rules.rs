@@ -30,7 +30,8 @@ async fn user(store: &Store, id: &str) {
         totp_last_step: None,
         mfa_enrolled_at: None,
         practitioner_id: None,
-        patient_id: None,
+        patient_sealed: None,
+        patient_token: None,
         disabled_at: None,
         created_at: T0,
     };

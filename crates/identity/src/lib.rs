@@ -12,7 +12,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use confidant_audit::{Action as AuditAction, Entry, Outcome};
-use confidant_policy::{Principal, Role, Scopes};
+use confidant_policy::{Principal, Role, Scopes, TokenIssuer};
 use confidant_records::{Records, RecordsError};
 use confidant_store::{ApiTokenRow, SessionRow, Store, StoreError, UserRow};
 use confidant_vault::{password, totp};
@@ -154,6 +154,16 @@ pub struct UserInfo {
     pub locked: bool,
 }
 
+/// An API token as administrators see it (never the token itself).
+#[derive(Debug, Clone)]
+pub struct ApiTokenInfo {
+    pub token: ApiTokenRow,
+    /// What it is for (sealed at rest).
+    pub label: String,
+    /// Its user's username.
+    pub username: Option<String>,
+}
+
 /// The second step of a sign-in.
 enum SecondFactor<'a> {
     /// A TOTP or recovery code (`None`: none given; enough only for accounts without one).
@@ -223,6 +233,58 @@ pub use confidant_audit::CONSOLE;
 const SESSION_PREFIX: &str = "cns_";
 const API_TOKEN_PREFIX: &str = "cnf_";
 const RECOVERY_CODES: usize = 10;
+/// The kinds under which a patient account's Patient id and a token's label
+/// are sealed (bound to the user id and the token id).
+const PATIENT_LINK: &str = "UserPatient";
+const TOKEN_LABEL: &str = "TokenLabel";
+
+/// The blind token of a patient account's link to `patient_id`: how the
+/// account is found by its patient (erasure) without the link in the clear.
+pub fn patient_link_token(records: &Records, patient_id: &str) -> Vec<u8> {
+    // Hex first: FHIR ids are case-sensitive, and the blind index lower-cases identifiers.
+    let hex: String = patient_id.bytes().map(|b| format!("{b:02x}")).collect();
+    records.blind("user-patient", &hex)
+}
+
+/// Where a request came from, as the audit log records it: a staff member's
+/// address as it is; a patient's as a blind value (`blind:` and 32 hex
+/// digits), so that a copy of the log ties no patient to their addresses (S1),
+/// while the same address still compares equal (the detector's rules).
+pub fn recorded_source(records: &Records, role: Option<Role>, address: &str) -> String {
+    if role != Some(Role::Patient) {
+        return address.to_owned();
+    }
+    let token = records.blind("audit-source", address);
+    let hex: String = token.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("blind:{hex}")
+}
+
+/// Seal what instances before migration 9 kept in the clear: patient
+/// accounts' Patient ids and API token labels. Run when an instance is opened
+/// with its key (SQL alone cannot seal); returns how many rows were moved.
+pub async fn seal_plaintext_links(records: &Records) -> Result<usize> {
+    let store = records.store();
+    let links = store.plaintext_patient_links().await?;
+    for (user_id, patient_id) in &links {
+        let sealed = records.seal_secret(PATIENT_LINK, user_id, patient_id.as_bytes()).await?;
+        store.seal_patient_link(user_id, &sealed, &patient_link_token(records, patient_id)).await?;
+    }
+    let labels = store.plaintext_token_labels().await?;
+    for (token_id, label) in &labels {
+        let sealed = records.seal_secret(TOKEN_LABEL, token_id, label.as_bytes()).await?;
+        store.seal_token_label(token_id, &sealed).await?;
+    }
+    if !links.is_empty() || !labels.is_empty() {
+        // SQLite: no copy of the old rows stays in the WAL (old pages are overwritten: secure_delete).
+        store.checkpoint_wal().await?;
+        tracing::info!(
+            accounts = links.len(),
+            tokens = labels.len(),
+            "sealed plaintext account links and token labels"
+        );
+    }
+    Ok(links.len() + labels.len())
+}
 
 fn random_token(prefix: &str) -> Result<String> {
     let mut b = [0u8; 32];
@@ -306,6 +368,11 @@ impl Identity {
         &self.settings
     }
 
+    /// The `source` to put in `p` for a request from `address` ([`recorded_source`]).
+    pub fn source_of(&self, p: &Principal, address: &str) -> String {
+        recorded_source(&self.records, Some(p.role), address)
+    }
+
     fn store(&self) -> &Store {
         self.records.store()
     }
@@ -333,7 +400,8 @@ impl Identity {
         };
         e.actor = actor.map(str::to_owned);
         e.target = target.map(str::to_owned);
-        e.source = source.map(str::to_owned);
+        let role = e.role.as_deref().and_then(Role::parse);
+        e.source = source.map(|s| recorded_source(&self.records, role, s));
         self.records.auditor().append(std::slice::from_ref(&e)).await.map_err(|err| {
             tracing::error!(error = %err, "audit append of a security event failed");
             IdentityError::Records(RecordsError::AuditFailed)
@@ -355,6 +423,13 @@ impl Identity {
     async fn username_of(&self, u: &UserRow) -> Result<String> {
         let name = self.records.open_secret("Username", &u.id, &u.username_sealed).await?;
         Ok(String::from_utf8_lossy(&name).into_owned())
+    }
+
+    /// A patient account's Patient id (sealed at rest, bound to the user).
+    async fn patient_of(&self, u: &UserRow) -> Result<Option<String>> {
+        let Some(sealed) = &u.patient_sealed else { return Ok(None) };
+        let id = self.records.open_secret(PATIENT_LINK, &u.id, sealed).await?;
+        Ok(Some(String::from_utf8_lossy(&id).into_owned()))
     }
 
     /// A user by username or id.
@@ -421,6 +496,10 @@ impl Identity {
             return Err(IdentityError::Conflict("that username is taken".into()));
         }
         let hash = password::hash(password).map_err(|e| IdentityError::Records(RecordsError::Vault(e)))?;
+        let patient_sealed = match &patient_id {
+            Some(p) => Some(self.records.seal_secret(PATIENT_LINK, &id, p.as_bytes()).await?),
+            None => None,
+        };
         let row = UserRow {
             id: id.clone(),
             username_token: token,
@@ -431,7 +510,8 @@ impl Identity {
             totp_last_step: None,
             mfa_enrolled_at: None,
             practitioner_id,
-            patient_id,
+            patient_token: patient_id.as_deref().map(|p| patient_link_token(&self.records, p)),
+            patient_sealed,
             disabled_at: None,
             created_at: self.now(),
         };
@@ -462,12 +542,13 @@ impl Identity {
                 .await?
                 .and_then(|t| t.locked_until)
                 .is_some_and(|l| l > now);
+            let patient_id = self.patient_of(&u).await?;
             out.push(UserInfo {
                 id: u.id,
                 username,
                 role: Role::parse(&u.role).unwrap_or(Role::Patient),
                 practitioner_id: u.practitioner_id,
-                patient_id: u.patient_id,
+                patient_id,
                 mfa_enrolled: u.mfa_enrolled_at.is_some(),
                 disabled: u.disabled_at.is_some(),
                 locked,
@@ -582,19 +663,24 @@ impl Identity {
         Ok(code)
     }
 
-    /// Every API token, with its user's name (administrators).
-    pub async fn api_tokens(&self, by: &Principal) -> Result<Vec<(ApiTokenRow, Option<String>)>> {
+    /// Every API token, with its label and its user's name (administrators).
+    pub async fn api_tokens(&self, by: &Principal) -> Result<Vec<ApiTokenInfo>> {
         Self::require_admin(by)?;
+        self.list_api_tokens().await
+    }
+
+    /// Every API token, with its label and its user's name (the console).
+    pub async fn list_api_tokens(&self) -> Result<Vec<ApiTokenInfo>> {
         let names: std::collections::HashMap<String, String> =
             self.list_users().await?.into_iter().map(|u| (u.id, u.username)).collect();
-        let tokens = self.store().api_tokens().await?;
-        Ok(tokens
-            .into_iter()
-            .map(|t| {
-                let name = t.user_id.as_ref().and_then(|u| names.get(u).cloned());
-                (t, name)
-            })
-            .collect())
+        let mut out = Vec::new();
+        for token in self.store().api_tokens().await? {
+            let label = self.records.open_secret(TOKEN_LABEL, &token.id, &token.label_sealed).await?;
+            let label = String::from_utf8_lossy(&label).into_owned();
+            let username = token.user_id.as_ref().and_then(|u| names.get(u).cloned());
+            out.push(ApiTokenInfo { token, label, username });
+        }
+        Ok(out)
     }
 
     /// An administrator revokes an API token; false if it was not active.
@@ -625,16 +711,7 @@ impl Identity {
     ) -> Result<(String, String)> {
         Self::require_admin(by)?;
         let user = self.store().user_by_id(user_id).await?.ok_or_else(|| IdentityError::NotFound("user".into()))?;
-        // A token acts as its user: an admin may not make one that reads what
-        // admins must not (a clinician's notes, a patient's records, the audit
-        // log) or that acts as another admin. Those are made at the console.
-        if user.id != by.user_id && user.role != Role::Reception.as_str() {
-            return Err(IdentityError::Forbidden(
-                "from here, tokens are made for reception accounts and your own; others with `confidant token create` at the server"
-                    .into(),
-            ));
-        }
-        self.create_token_as(Actor::of(by), &user, label, scopes, lifetime_ms).await
+        self.create_token_as(TokenIssuer::Account(by), &user, label, scopes, lifetime_ms).await
     }
 
     /// A one-time code with which someone creates their own account of `role`
@@ -864,12 +941,12 @@ impl Identity {
         })
     }
 
-    fn principal(user: &UserRow, scopes: Option<Scopes>) -> Result<Principal> {
+    async fn principal(&self, user: &UserRow, scopes: Option<Scopes>) -> Result<Principal> {
         Ok(Principal {
             user_id: user.id.clone(),
             role: Role::parse(&user.role).ok_or(IdentityError::Unauthenticated)?,
             practitioner_id: user.practitioner_id.clone(),
-            patient_id: user.patient_id.clone(),
+            patient_id: self.patient_of(user).await?,
             scopes,
             source: None,
             credential: None,
@@ -891,7 +968,7 @@ impl Identity {
             }
             let scopes =
                 Scopes::parse(t.scopes.as_deref().unwrap_or("")).map_err(|_| IdentityError::Unauthenticated)?;
-            let mut principal = Self::principal(&user, Some(scopes))?;
+            let mut principal = self.principal(&user, Some(scopes)).await?;
             principal.credential = Some(format!("token/{}", t.id));
             return Ok(Authenticated { principal, session: None });
         }
@@ -911,7 +988,7 @@ impl Identity {
         if now - s.last_seen > 60_000 {
             self.store().touch_session(&s.id, now).await?;
         }
-        let mut principal = Self::principal(&user, None)?;
+        let mut principal = self.principal(&user, None).await?;
         principal.credential = Some(format!("session/{}", s.id));
         Ok(Authenticated { principal, session: Some(s) })
     }
@@ -998,12 +1075,14 @@ impl Identity {
         lifetime_ms: i64,
     ) -> Result<(String, String)> {
         let user = self.find_user(name_or_id).await?;
-        self.create_token_as(Actor::CONSOLE, &user, label, scopes, lifetime_ms).await
+        self.create_token_as(TokenIssuer::Console, &user, label, scopes, lifetime_ms).await
     }
 
+    /// Make a token; what `issuer` may give to whom is the policy's
+    /// ([`confidant_policy::may_issue_token`]).
     async fn create_token_as(
         &self,
-        by: Actor<'_>,
+        issuer: TokenIssuer<'_>,
         user: &UserRow,
         label: &str,
         scopes: &str,
@@ -1013,6 +1092,14 @@ impl Identity {
             return Err(IdentityError::Invalid("the user is disabled".into()));
         }
         let scopes = Scopes::parse(scopes).map_err(IdentityError::Invalid)?;
+        let role =
+            Role::parse(&user.role).ok_or_else(|| IdentityError::Invalid("the user has no known role".into()))?;
+        confidant_policy::may_issue_token(issuer, &user.id, role, &scopes)
+            .map_err(|d| IdentityError::Forbidden(d.to_string()))?;
+        let by = match issuer {
+            TokenIssuer::Console => Actor::CONSOLE,
+            TokenIssuer::Account(p) => Actor::of(p),
+        };
         if label.len() > 200 || label.chars().any(char::is_control) {
             return Err(IdentityError::Invalid("the label must be at most 200 printable characters".into()));
         }
@@ -1021,9 +1108,10 @@ impl Identity {
         }
         let token = random_token(API_TOKEN_PREFIX)?;
         let now = self.now();
+        let id = random_id()?[..12].to_owned();
         let row = ApiTokenRow {
-            id: random_id()?[..12].to_owned(),
-            label: label.to_owned(),
+            label_sealed: self.records.seal_secret(TOKEN_LABEL, &id, label.as_bytes()).await?,
+            id,
             user_id: Some(user.id.clone()),
             scopes: Some(scopes.to_string()),
             created_at: now,

@@ -164,6 +164,14 @@ pub enum Denied {
     /// A note's authorship or labels: only its author may do this (the message says what).
     #[error("{0}")]
     NotAuthor(&'static str),
+    #[error(
+        "from here, tokens are made for reception accounts and your own; a {0}'s token is made at the server with `confidant token create`"
+    )]
+    TokenHolder(Role),
+    #[error(
+        "a token made for another account may not read {0}, which its maker's role does not read; leave out user/{0}.read, user/{0}.* and user/*.read (it may still write), or make it at the server with `confidant token create`"
+    )]
+    TokenReads(&'static str),
 }
 
 fn verb(a: Action) -> &'static str {
@@ -275,6 +283,68 @@ pub fn may_handle_alerts(p: &Principal) -> Result<(), Denied> {
         Role::Admin | Role::Auditor => Ok(()),
         role => Err(Denied::Role { role, action: "read", resource: "alerts" }),
     }
+}
+
+/// Who makes an API token.
+#[derive(Debug, Clone, Copy)]
+pub enum TokenIssuer<'a> {
+    /// The server's command line (`confidant token create`): whoever runs it
+    /// holds the instance's keys already (S9), so any account and any scope.
+    Console,
+    /// A signed-in account (the administrator's web page).
+    Account(&'a Principal),
+}
+
+/// May `issuer` make a token with `scopes` that acts as the account
+/// `holder_id` of role `holder_role`? A token acts as its holder, so one made
+/// for someone else would let its maker act, and read, as them (S6):
+///
+/// - Only an administrator's own session makes tokens (never a token).
+/// - For their own account, any scopes: their role bounds what it does.
+/// - For someone else, only for a reception account, and the token reads
+///   nothing the maker's own role does not read: no demographics (Patient),
+///   no appointments; it may write what reception writes, and read the staff
+///   directory and care-team assignments as an administrator can anyway.
+/// - Every other account's token is made at the console.
+pub fn may_issue_token(
+    issuer: TokenIssuer<'_>,
+    holder_id: &str,
+    holder_role: Role,
+    scopes: &Scopes,
+) -> Result<(), Denied> {
+    let maker = match issuer {
+        TokenIssuer::Console => return Ok(()),
+        TokenIssuer::Account(p) => p,
+    };
+    if maker.role != Role::Admin {
+        return Err(Denied::Role { role: maker.role, action: "create", resource: "API tokens" });
+    }
+    if maker.scopes.is_some() {
+        return Err(Denied::Scope { action: "create", resource: "API tokens" });
+    }
+    if holder_id == maker.user_id {
+        return Ok(());
+    }
+    if holder_role != Role::Reception {
+        return Err(Denied::TokenHolder(holder_role));
+    }
+    match ResourceType::ALL.into_iter().find(|&rt| {
+        scopes.permits(rt, Action::Read)
+            && role_permits(holder_role, rt, Action::Read)
+            && !role_permits(maker.role, rt, Action::Read)
+    }) {
+        Some(rt) => Err(Denied::TokenReads(rt.as_str())),
+        None => Ok(()),
+    }
+}
+
+/// Must a search of `rt` under visibility `v` name at least one search
+/// parameter? Yes where every record of a type that belongs to patients is
+/// visible (reception: Patient, CareTeam, Appointment; admins: CareTeam):
+/// reception looks a person up, it does not page through the clinic's
+/// demographics. Result controls (`_count`, `_after`) are not parameters.
+pub fn search_needs_criterion(v: &Visibility, rt: ResourceType) -> bool {
+    *v == Visibility::All && (rt == ResourceType::Patient || rt.has_subject())
 }
 
 /// Which records of an allowed type a principal sees. The store turns this
@@ -416,5 +486,77 @@ mod tests {
         note.restricted_to = None;
         note.patient = Some("someone-else");
         assert!(!sees(&pv, &note, team));
+    }
+
+    /// Every cell of [`may_issue_token`]: issuer × holder × scopes.
+    #[test]
+    fn tokens_for_someone_else_read_nothing_their_maker_may_not() {
+        use TokenIssuer::{Account, Console};
+        // (scopes, may an admin give them to a reception account?)
+        const SCOPES: &[(&str, bool)] = &[
+            ("user/Patient.read", false),
+            ("user/Patient.*", false),
+            ("user/*.read", false),
+            ("user/*.*", false),
+            ("user/Appointment.read", false),
+            ("user/Appointment.*", false),
+            ("user/Practitioner.read user/Patient.read", false),
+            ("user/Patient.write", true),
+            ("user/Appointment.write", true),
+            ("user/*.write", true),
+            ("user/Practitioner.read", true),
+            ("user/CareTeam.*", true),
+            // Reception reads no notes: the scope grants nothing.
+            ("user/DocumentReference.read", true),
+        ];
+        let admin = principal(Role::Admin);
+        let mut admin_token = principal(Role::Admin);
+        admin_token.scopes = Some(Scopes::parse("user/*.*").unwrap());
+        for (scopes, to_reception) in SCOPES {
+            let sc = Scopes::parse(scopes).unwrap();
+            for holder in Role::ALL {
+                let cell = format!("{scopes} for {holder}");
+                // The console makes any token.
+                assert!(may_issue_token(Console, "u2", holder, &sc).is_ok(), "console {cell}");
+                // An administrator: their own token, any scopes.
+                assert!(may_issue_token(Account(&admin), "u1", Role::Admin, &sc).is_ok(), "own {cell}");
+                // For someone else: reception only, and then only what the admin could read.
+                let other = may_issue_token(Account(&admin), "u2", holder, &sc);
+                assert_eq!(other.is_ok(), holder == Role::Reception && *to_reception, "admin {cell}: {other:?}");
+                if holder != Role::Reception {
+                    assert_eq!(other, Err(Denied::TokenHolder(holder)));
+                }
+                // Never through a token, never by another role (not even for oneself).
+                assert!(may_issue_token(Account(&admin_token), "u2", holder, &sc).is_err(), "token {cell}");
+                assert!(may_issue_token(Account(&admin_token), "u1", Role::Admin, &sc).is_err(), "token own {cell}");
+                for maker in Role::ALL.into_iter().filter(|r| *r != Role::Admin) {
+                    let p = principal(maker);
+                    assert!(may_issue_token(Account(&p), "u2", holder, &sc).is_err(), "{maker} {cell}");
+                    assert!(may_issue_token(Account(&p), "u1", maker, &sc).is_err(), "{maker} own {cell}");
+                }
+            }
+        }
+        let denied = may_issue_token(Account(&admin), "u2", Role::Reception, &Scopes::parse("user/*.read").unwrap());
+        assert_eq!(denied, Err(Denied::TokenReads("Patient")));
+        assert!(denied.unwrap_err().to_string().contains("confidant token create"));
+    }
+
+    /// Every cell a search reaches (the role may read the type).
+    #[test]
+    fn whole_clinic_searches_need_a_parameter() {
+        let mut cells = 0;
+        for role in Role::ALL {
+            for rt in ResourceType::ALL.into_iter().filter(|rt| role_permits(role, *rt, Action::Read)) {
+                let v = visibility(&principal(role), rt, 0);
+                let expected = matches!(
+                    (role, rt),
+                    (Role::Reception, ResourceType::Patient | ResourceType::CareTeam | ResourceType::Appointment)
+                        | (Role::Admin, ResourceType::CareTeam)
+                );
+                assert_eq!(search_needs_criterion(&v, rt), expected, "{role} {rt:?}");
+                cells += 1;
+            }
+        }
+        assert_eq!(cells, 15);
     }
 }

@@ -1114,9 +1114,18 @@ impl Records {
     /// Find current resources of `rt` (FHIR search-type). Exact match only.
     pub async fn search(&self, p: &Principal, rt: ResourceType, req: &SearchRequest) -> Result<SearchPage> {
         self.permit(p, rt, Action::Read, AuditAction::SearchHit).await?;
+        let now = self.clock.now_millis();
+        if req.params.is_empty() && policy::search_needs_criterion(&policy::visibility(p, rt, now), rt) {
+            let names: Vec<&str> = search_params(rt).iter().map(SearchParam::name).collect();
+            return Err(RecordsError::Invalid(format!(
+                "a {} search needs at least one search parameter: {}",
+                rt.as_str(),
+                names.join(", ")
+            )));
+        }
         let mut criteria = Vec::new();
         // Access first: results and totals hold only what the principal may see.
-        criteria.extend(Self::visibility_criterion(p, rt, self.clock.now_millis()));
+        criteria.extend(Self::visibility_criterion(p, rt, now));
         // Bounded work per request: a search is a handful of exact matches.
         if req.params.len() > MAX_SEARCH_PARAMS {
             return Err(RecordsError::Invalid(format!("at most {MAX_SEARCH_PARAMS} search parameters per request")));

@@ -89,7 +89,10 @@ pub(crate) async fn authenticate(State(state): State<AppState>, mut req: Request
         }
     }
     // "From where", for the audit log.
-    auth.principal.source = req.extensions().get::<crate::client::ClientAddr>().map(|c| c.0.to_string());
+    auth.principal.source = req
+        .extensions()
+        .get::<crate::client::ClientAddr>()
+        .map(|c| state.identity.source_of(&auth.principal, &c.0.to_string()));
     req.extensions_mut().insert(auth);
     next.run(req).await
 }

@@ -252,7 +252,10 @@ impl axum::extract::FromRequestParts<AppState> for SignedIn {
         if auth.session.as_ref().is_some_and(|s| !s.mfa_done) {
             return Err(Redirect::to("/mfa").into_response());
         }
-        auth.principal.source = parts.extensions.get::<crate::client::ClientAddr>().map(|c| c.0.to_string());
+        auth.principal.source = parts
+            .extensions
+            .get::<crate::client::ClientAddr>()
+            .map(|c| state.identity.source_of(&auth.principal, &c.0.to_string()));
         let csrf = cookie(&parts.headers, CSRF_COOKIE).unwrap_or("").to_owned();
         Ok(SignedIn { auth, csrf, lang: Lang::from_headers(&parts.headers), path: parts.uri.path().to_owned() })
     }

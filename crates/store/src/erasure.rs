@@ -89,10 +89,12 @@ impl Store {
     /// Erase a patient in one transaction: the approval (if any) used up, every
     /// data key of theirs destroyed, every version, head and search token of their
     /// records deleted, their care-team and break-glass rows deleted, their
-    /// account disabled, and `audit` appended. Nothing if `patient_id` is held.
+    /// account disabled (found by `account_token`, the blind token of its
+    /// patient link), and `audit` appended. Nothing if `patient_id` is held.
     pub async fn erase_patient(
         &self,
         patient_id: &str,
+        account_token: &[u8],
         approval_hash: Option<&[u8]>,
         now: i64,
         audit: &[AuditRow],
@@ -153,13 +155,16 @@ impl Store {
         {
             sqlx::query(self.sql(sql)).bind(patient_id).execute(&mut *tx).await?;
         }
-        erased.accounts_disabled =
-            sqlx::query(self.sql("UPDATE users SET disabled_at = ?, patient_id = NULL WHERE patient_id = ?"))
-                .bind(now)
-                .bind(patient_id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+        erased.accounts_disabled = sqlx::query(self.sql(
+            "UPDATE users SET disabled_at = ?, patient_id = NULL, patient_sealed = NULL, patient_token = NULL \
+             WHERE patient_token = ? OR patient_id = ?",
+        ))
+        .bind(now)
+        .bind(account_token)
+        .bind(patient_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         self.commit_with_audit(tx, audit).await?;
         Ok(erased)
     }

@@ -26,13 +26,20 @@ pub struct UserRow {
     pub totp_last_step: Option<i64>,
     pub mfa_enrolled_at: Option<i64>,
     pub practitioner_id: Option<String>,
-    pub patient_id: Option<String>,
+    /// For patient accounts: their Patient id, sealed and bound to the user
+    /// (a dump does not tell which patient an account, and its logins, belong to).
+    pub patient_sealed: Option<Vec<u8>>,
+    /// Blind token of that Patient id (to find the account when the patient is erased).
+    pub patient_token: Option<Vec<u8>>,
     pub disabled_at: Option<i64>,
     pub created_at: i64,
 }
 
+/// The plaintext `patient_id` column of migration 2 is no longer read or
+/// written: migration 9 added the sealed link, and opening an instance moves
+/// old rows over ([`Store::plaintext_patient_links`]).
 const USER_COLUMNS: &str = "id, username_token, username_sealed, role, password_hash, totp_sealed, totp_last_step, \
-     mfa_enrolled_at, practitioner_id, patient_id, disabled_at, created_at";
+     mfa_enrolled_at, practitioner_id, patient_sealed, patient_token, disabled_at, created_at";
 
 fn user_row(r: &AnyRow) -> Result<UserRow> {
     Ok(UserRow {
@@ -45,9 +52,10 @@ fn user_row(r: &AnyRow) -> Result<UserRow> {
         totp_last_step: r.try_get(6)?,
         mfa_enrolled_at: r.try_get(7)?,
         practitioner_id: r.try_get(8)?,
-        patient_id: r.try_get(9)?,
-        disabled_at: r.try_get(10)?,
-        created_at: r.try_get(11)?,
+        patient_sealed: r.try_get(9)?,
+        patient_token: r.try_get(10)?,
+        disabled_at: r.try_get(11)?,
+        created_at: r.try_get(12)?,
     })
 }
 
@@ -107,7 +115,9 @@ pub struct PasskeyRow {
 #[derive(Debug, Clone)]
 pub struct ApiTokenRow {
     pub id: String,
-    pub label: String,
+    /// What it is for, sealed and bound to the token id (the plaintext
+    /// `label` column of migration 1 is left empty; see migration 9).
+    pub label_sealed: Vec<u8>,
     pub user_id: Option<String>,
     pub scopes: Option<String>,
     pub created_at: i64,
@@ -129,7 +139,7 @@ impl Store {
 
     pub async fn insert_user(&self, u: &UserRow) -> Result<()> {
         sqlx::query(
-            self.sql(format!("INSERT INTO users ({USER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")),
+            self.sql(format!("INSERT INTO users ({USER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")),
         )
         .bind(u.id.as_str())
         .bind(u.username_token.as_slice())
@@ -140,7 +150,8 @@ impl Store {
         .bind(u.totp_last_step)
         .bind(u.mfa_enrolled_at)
         .bind(u.practitioner_id.as_deref())
-        .bind(u.patient_id.as_deref())
+        .bind(u.patient_sealed.as_deref())
+        .bind(u.patient_token.as_deref())
         .bind(u.disabled_at)
         .bind(u.created_at)
         .execute(&self.pool)
@@ -557,12 +568,12 @@ impl Store {
     /// Store a new API token by its hash.
     pub async fn insert_api_token(&self, t: &ApiTokenRow, hash: &[u8]) -> Result<()> {
         sqlx::query(self.sql(
-            "INSERT INTO api_tokens (id, token_hash, label, user_id, scopes, created_at, expires_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO api_tokens (id, token_hash, label, label_sealed, user_id, scopes, created_at, expires_at) \
+             VALUES (?, ?, '', ?, ?, ?, ?, ?)",
         ))
         .bind(t.id.as_str())
         .bind(hash)
-        .bind(t.label.as_str())
+        .bind(t.label_sealed.as_slice())
         .bind(t.user_id.as_deref())
         .bind(t.scopes.as_deref())
         .bind(t.created_at)
@@ -585,10 +596,10 @@ impl Store {
         r.map(|r| {
             let user = user_row(&r)?;
             let token = ApiTokenAuth {
-                id: r.try_get(12)?,
-                user_id: r.try_get(13)?,
-                scopes: r.try_get(14)?,
-                expires_at: r.try_get(15)?,
+                id: r.try_get(13)?,
+                user_id: r.try_get(14)?,
+                scopes: r.try_get(15)?,
+                expires_at: r.try_get(16)?,
             };
             Ok((token, user))
         })
@@ -608,7 +619,8 @@ impl Store {
     /// Every API token, oldest first.
     pub async fn api_tokens(&self) -> Result<Vec<ApiTokenRow>> {
         let rows = sqlx::query(
-            "SELECT id, label, user_id, scopes, created_at, expires_at, revoked_at FROM api_tokens ORDER BY created_at, id",
+            "SELECT id, label_sealed, user_id, scopes, created_at, expires_at, revoked_at FROM api_tokens \
+             WHERE label_sealed IS NOT NULL ORDER BY created_at, id",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -616,7 +628,7 @@ impl Store {
             .map(|r| {
                 Ok(ApiTokenRow {
                     id: r.try_get(0)?,
-                    label: r.try_get(1)?,
+                    label_sealed: r.try_get(1)?,
                     user_id: r.try_get(2)?,
                     scopes: r.try_get(3)?,
                     created_at: r.try_get(4)?,
@@ -625,5 +637,44 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    // ----- sealing what migration 9 sealed ------------------------------------------------
+
+    /// Accounts whose patient link is still in the plaintext column: (user id, patient id).
+    pub async fn plaintext_patient_links(&self) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query("SELECT id, patient_id FROM users WHERE patient_id IS NOT NULL ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
+    /// Replace an account's plaintext patient link by its sealed copy and blind token.
+    pub async fn seal_patient_link(&self, user_id: &str, sealed: &[u8], token: &[u8]) -> Result<()> {
+        sqlx::query(self.sql("UPDATE users SET patient_sealed = ?, patient_token = ?, patient_id = NULL WHERE id = ?"))
+            .bind(sealed)
+            .bind(token)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// API tokens whose label is still only in the plaintext column: (token id, label).
+    pub async fn plaintext_token_labels(&self) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query("SELECT id, label FROM api_tokens WHERE label_sealed IS NULL ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
+    /// Replace a token's plaintext label by its sealed copy.
+    pub async fn seal_token_label(&self, token_id: &str, sealed: &[u8]) -> Result<()> {
+        sqlx::query(self.sql("UPDATE api_tokens SET label_sealed = ?, label = '' WHERE id = ?"))
+            .bind(sealed)
+            .bind(token_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 }

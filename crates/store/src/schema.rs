@@ -223,6 +223,17 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE care_team_members;
     ALTER TABLE care_team_members_new RENAME TO care_team_members;
     CREATE INDEX care_team_members_by_practitioner ON care_team_members (practitioner_id, patient_id);",
+    // 9: a dump tells neither which patient a portal account (and so its
+    // logins' addresses) belongs to, nor what an API token is for. The patient
+    // link is sealed under the organisation key, bound to the user, with a
+    // blind token to find the account by patient (erasure); the token label is
+    // sealed, bound to the token. Sealing needs the key, which SQL has not:
+    // opening the instance moves existing rows over and empties the plaintext
+    // columns (`users.patient_id`, `api_tokens.label`), which stay unused.
+    "ALTER TABLE users ADD COLUMN patient_sealed {blob};
+    ALTER TABLE users ADD COLUMN patient_token {blob};
+    CREATE INDEX users_by_patient_token ON users (patient_token);
+    ALTER TABLE api_tokens ADD COLUMN label_sealed {blob};",
 ];
 
 pub(crate) async fn migrate(pool: &AnyPool, backend: &dyn Backend) -> Result<()> {

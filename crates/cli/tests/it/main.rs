@@ -18,6 +18,7 @@ mod hostile;
 mod keys;
 mod pentest_audit;
 mod pentest_records;
+mod pentest_reach;
 mod posture;
 mod rotation;
 mod tamper;

@@ -116,7 +116,7 @@ async fn pages_over_https_carry_hsts_and_secure_cookies() {
 
 /// A signed-in browser, as cookies: a login through the pages (with TOTP enrolment
 /// for staff), giving the `Cookie` header and the CSRF token its forms carry.
-struct Browser {
+pub(crate) struct Browser {
     http: reqwest::Client,
     base: String,
     cookie: String,
@@ -134,13 +134,13 @@ fn set_cookies(r: &reqwest::Response) -> std::collections::BTreeMap<String, Stri
 }
 
 impl Browser {
-    async fn anonymous(s: &crate::common::Server) -> Browser {
+    pub(crate) async fn anonymous(s: &crate::common::Server) -> Browser {
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
         Browser { http, base: s.url.clone(), cookie: String::new(), csrf: String::new(), recovery: Vec::new() }
     }
 
     /// Post the sign-in form as a browser does: load it first (its token and cookie).
-    async fn login(&self, form: &str) -> reqwest::Response {
+    pub(crate) async fn login(&self, form: &str) -> reqwest::Response {
         let page = self.get("/login").await;
         let cookie = set_cookies(&page)["confidant_login"].clone();
         let html = page.text().await.unwrap();
@@ -155,7 +155,7 @@ impl Browser {
             .unwrap()
     }
 
-    async fn sign_in(s: &crate::common::Server, username: &str) -> Browser {
+    pub(crate) async fn sign_in(s: &crate::common::Server, username: &str) -> Browser {
         let mut b = Browser::anonymous(s).await;
         let body = format!("username={username}&password={}", crate::common::PASSWORD.replace(' ', "+"));
         let r = b.login(&body).await;
@@ -179,11 +179,11 @@ impl Browser {
         b
     }
 
-    async fn get(&self, path: &str) -> reqwest::Response {
+    pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
         self.http.get(format!("{}{path}", self.base)).header("cookie", &self.cookie).send().await.unwrap()
     }
 
-    async fn post_raw(&self, path: &str, form: &str) -> reqwest::Response {
+    pub(crate) async fn post_raw(&self, path: &str, form: &str) -> reqwest::Response {
         self.http
             .post(format!("{}{path}", self.base))
             .header("cookie", &self.cookie)
@@ -194,12 +194,12 @@ impl Browser {
             .unwrap()
     }
 
-    async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+    pub(crate) async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
         self.http.post(format!("{}{path}", self.base)).header("cookie", &self.cookie).json(body).send().await.unwrap()
     }
 
     /// A form post with this session's CSRF token.
-    async fn post(&self, path: &str, form: &str) -> reqwest::Response {
+    pub(crate) async fn post(&self, path: &str, form: &str) -> reqwest::Response {
         self.post_raw(path, &format!("csrf={}&{form}", self.csrf)).await
     }
 }
@@ -419,7 +419,7 @@ async fn pages_refuse_the_wrong_role_the_wrong_patient_no_session_and_hostile_in
 }
 
 /// A user's id, read off the admin's accounts page (the row with their username).
-async fn users_id(admin: &Browser, username: &str) -> String {
+pub(crate) async fn users_id(admin: &Browser, username: &str) -> String {
     let page = admin.get("/admin/accounts").await.text().await.unwrap();
     let row = page.split(&format!("<td>{username}</td>")).nth(1).unwrap_or_else(|| panic!("{username} in {page}"));
     row.split("action=\"/admin/accounts/").nth(1).unwrap().split('"').next().unwrap().to_owned()
@@ -476,13 +476,14 @@ async fn the_admin_manages_accounts_tokens_and_care_teams_from_the_pages() {
     let r = admin.post("/admin/tokens", &format!("user={clin1_id}&label=x&scopes=user%2F*.read&days=3")).await;
     assert_eq!(r.status(), S::FORBIDDEN);
     assert!(!r.text().await.unwrap().contains("cnt_"), "no token shown");
-    // A token for the desk: it works on the API until the admin revokes it.
-    let form = format!("user={desk_id}&label=booking+kiosk&scopes=user%2FAppointment.read&days=3");
+    // A token for the desk (reading only what an admin reads: pentest_reach has the
+    // rest): it works on the API until the admin revokes it.
+    let form = format!("user={desk_id}&label=booking+kiosk&scopes=user%2FCareTeam.read&days=3");
     let page = admin.post("/admin/tokens", &form).await.text().await.unwrap();
     let token = page.split("<code id=\"new-token\">").nth(1).unwrap().split('<').next().unwrap().to_owned();
     let api = |t: String| {
         let http = s.http.clone();
-        let url = format!("{}/fhir/r4/Appointment?patient={p1}", s.url);
+        let url = format!("{}/fhir/r4/CareTeam?patient={p1}", s.url);
         async move { http.get(url).bearer_auth(t).send().await.unwrap().status() }
     };
     assert_eq!(api(token.clone()).await, S::OK);

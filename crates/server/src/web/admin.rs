@@ -246,11 +246,12 @@ async fn tokens_page(state: &AppState, me: &SignedIn, shown: Option<(String, Str
                         th scope="col" { (l.t("Expires")) } th scope="col" { (l.t("Status")) } th scope="col" { (l.t("Actions")) }
                     } }
                     tbody {
-                        @for (t, name) in &tokens {
+                        @for info in &tokens {
+                            @let t = &info.token;
                             @let active = t.revoked_at.is_none() && t.expires_at.is_none_or(|e| e > now);
                             tr {
-                                td.wrap { (t.id) " " span.muted { (t.label) } }
-                                td { (name.as_deref().or(t.user_id.as_deref()).unwrap_or("—")) }
+                                td.wrap { (t.id) " " span.muted { (info.label) } }
+                                td { (info.username.as_deref().or(t.user_id.as_deref()).unwrap_or("—")) }
                                 td.wrap { (t.scopes.as_deref().unwrap_or("—")) }
                                 td { (t.expires_at.map(readable_millis).unwrap_or_default()) }
                                 td { @if t.revoked_at.is_some() { (l.t("revoked")) } @else if active { (l.t("active")) } @else { (l.t("expired")) } }
@@ -285,7 +286,7 @@ async fn tokens_page(state: &AppState, me: &SignedIn, shown: Option<(String, Str
                     input id="days" name="days" type="number" min="1" max="365" value="30" required;
                     button type="submit" { (l.t("Create token")) }
                 }
-                p.muted { (l.t("Tokens act as their account: here they are made for reception accounts and your own. Others are made at the server with `confidant token create`.")) }
+                p.muted { (l.t("Tokens act as their account: here they are made for reception accounts and your own, and a reception token reads nothing an administrator may not (no patients, no appointments; it may write them). Others are made at the server with `confidant token create`.")) }
             }
         },
     )

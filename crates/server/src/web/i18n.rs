@@ -102,8 +102,8 @@ static FI: &[(&str, &str)] = &[
     ("", ""),
     ("Code from your authenticator app (or a recovery code)", "Todennussovelluksen koodi (tai varakoodi)"),
     (
-        "Tokens act as their account: here they are made for reception accounts and your own. Others are made at the server with `confidant token create`.",
-        "Avain toimii tilinsä nimissä: täällä niitä tehdään vastaanoton tileille ja omallesi. Muut tehdään palvelimella komennolla `confidant token create`.",
+        "Tokens act as their account: here they are made for reception accounts and your own, and a reception token reads nothing an administrator may not (no patients, no appointments; it may write them). Others are made at the server with `confidant token create`.",
+        "Avain toimii tilinsä nimissä: täällä niitä tehdään vastaanoton tileille ja omallesi, eikä vastaanoton avain lue mitään, mitä ylläpitäjä ei saa lukea (ei potilaita eikä ajanvarauksia; kirjoittaa se saa). Muut tehdään palvelimella komennolla `confidant token create`.",
     ),
     (
         "A passkey on this device or a security key signs you in instead of the authenticator code: nothing to type, and it works only on this site. Keep the authenticator app: it is your way back in if a passkey is lost.",
