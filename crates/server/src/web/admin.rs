@@ -280,7 +280,7 @@ async fn tokens_page(state: &AppState, me: &SignedIn, shown: Option<(String, Str
                     }
                     label for="label" { (l.t("What it is for")) }
                     input id="label" name="label" required maxlength="200" autocomplete="off";
-                    label for="scopes" { (l.t("Scopes (e.g. user/Patient.read user/Appointment.*)")) }
+                    label for="scopes" { (l.t("Scopes (e.g. user/Appointment.write user/Practitioner.read)")) }
                     input id="scopes" name="scopes" required autocomplete="off";
                     label for="days" { (l.t("Valid for (days)")) }
                     input id="days" name="days" type="number" min="1" max="365" value="30" required;

@@ -288,7 +288,7 @@ static FI: &[(&str, &str)] = &[
         "Scan this code with an authenticator app, or type the secret, then enter the code it shows.",
         "Lue tämä koodi todennussovelluksella tai kirjoita salaisuus, ja anna sitten sovelluksen näyttämä koodi.",
     ),
-    ("Scopes (e.g. user/Patient.read user/Appointment.*)", "Oikeudet (esim. user/Patient.read user/Appointment.*)"),
+    ("Scopes (e.g. user/Appointment.write user/Practitioner.read)", "Oikeudet (esim. user/Appointment.write user/Practitioner.read)"),
     ("Scopes", "Oikeudet"),
     ("Search the audit log", "Hae tapahtumalokista"),
     ("Search to find a patient.", "Hae potilasta."),
