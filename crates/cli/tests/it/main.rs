@@ -16,6 +16,7 @@ mod detection;
 mod erasure;
 mod hostile;
 mod keys;
+mod pentest_auth;
 mod posture;
 mod rotation;
 mod tamper;

@@ -116,7 +116,7 @@ async fn pages_over_https_carry_hsts_and_secure_cookies() {
 
 /// A signed-in browser, as cookies: a login through the pages (with TOTP enrolment
 /// for staff), giving the `Cookie` header and the CSRF token its forms carry.
-struct Browser {
+pub(crate) struct Browser {
     http: reqwest::Client,
     base: String,
     cookie: String,
@@ -134,13 +134,13 @@ fn set_cookies(r: &reqwest::Response) -> std::collections::BTreeMap<String, Stri
 }
 
 impl Browser {
-    async fn anonymous(s: &crate::common::Server) -> Browser {
+    pub(crate) async fn anonymous(s: &crate::common::Server) -> Browser {
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
         Browser { http, base: s.url.clone(), cookie: String::new(), csrf: String::new(), recovery: Vec::new() }
     }
 
     /// Post the sign-in form as a browser does: load it first (its token and cookie).
-    async fn login(&self, form: &str) -> reqwest::Response {
+    pub(crate) async fn login(&self, form: &str) -> reqwest::Response {
         let page = self.get("/login").await;
         let cookie = set_cookies(&page)["confidant_login"].clone();
         let html = page.text().await.unwrap();
@@ -155,7 +155,7 @@ impl Browser {
             .unwrap()
     }
 
-    async fn sign_in(s: &crate::common::Server, username: &str) -> Browser {
+    pub(crate) async fn sign_in(s: &crate::common::Server, username: &str) -> Browser {
         let mut b = Browser::anonymous(s).await;
         let body = format!("username={username}&password={}", crate::common::PASSWORD.replace(' ', "+"));
         let r = b.login(&body).await;
@@ -173,17 +173,21 @@ impl Browser {
             let code = confidant_vault::totp::code_at(&secret, crate::access::now_secs());
             let r = b.post_raw("/mfa", &format!("csrf={}&code={code}", b.csrf)).await;
             assert_eq!(r.status(), reqwest::StatusCode::OK, "{username} enrols TOTP");
+            // The enrolment session is replaced by a new one: new cookies.
+            let c = set_cookies(&r);
+            b.cookie = format!("confidant_session={}; confidant_csrf={}", c["confidant_session"], c["confidant_csrf"]);
+            b.csrf = c["confidant_csrf"].clone();
             let page = r.text().await.unwrap();
             b.recovery = page.split("<li><code>").skip(1).map(|c| c.split('<').next().unwrap().to_owned()).collect();
         }
         b
     }
 
-    async fn get(&self, path: &str) -> reqwest::Response {
+    pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
         self.http.get(format!("{}{path}", self.base)).header("cookie", &self.cookie).send().await.unwrap()
     }
 
-    async fn post_raw(&self, path: &str, form: &str) -> reqwest::Response {
+    pub(crate) async fn post_raw(&self, path: &str, form: &str) -> reqwest::Response {
         self.http
             .post(format!("{}{path}", self.base))
             .header("cookie", &self.cookie)
@@ -194,12 +198,12 @@ impl Browser {
             .unwrap()
     }
 
-    async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+    pub(crate) async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
         self.http.post(format!("{}{path}", self.base)).header("cookie", &self.cookie).json(body).send().await.unwrap()
     }
 
     /// A form post with this session's CSRF token.
-    async fn post(&self, path: &str, form: &str) -> reqwest::Response {
+    pub(crate) async fn post(&self, path: &str, form: &str) -> reqwest::Response {
         self.post_raw(path, &format!("csrf={}&{form}", self.csrf)).await
     }
 }
@@ -419,7 +423,7 @@ async fn pages_refuse_the_wrong_role_the_wrong_patient_no_session_and_hostile_in
 }
 
 /// A user's id, read off the admin's accounts page (the row with their username).
-async fn users_id(admin: &Browser, username: &str) -> String {
+pub(crate) async fn users_id(admin: &Browser, username: &str) -> String {
     let page = admin.get("/admin/accounts").await.text().await.unwrap();
     let row = page.split(&format!("<td>{username}</td>")).nth(1).unwrap_or_else(|| panic!("{username} in {page}"));
     row.split("action=\"/admin/accounts/").nth(1).unwrap().split('"').next().unwrap().to_owned()

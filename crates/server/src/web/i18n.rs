@@ -217,6 +217,10 @@ static FI: &[(&str, &str)] = &[
         "Give this one-time code to the new {role} in person or by phone; it is shown only now. They create their account at /enrol.",
         "Anna tämä kertakäyttöinen koodi uudelle käyttäjälle (rooli: {role}) henkilökohtaisesti tai puhelimessa; se näytetään vain nyt. Hän luo tilinsä sivulla /enrol.",
     ),
+    (
+        "Give this one-time code to {user} in person or by phone; it is shown only now. They sign in with their password and this code, then set up their authenticator again.",
+        "Anna tämä kertakäyttöinen koodi käyttäjälle {user} henkilökohtaisesti tai puhelimessa; se näytetään vain nyt. Hän kirjautuu salasanallaan ja tällä koodilla ja ottaa sitten todennussovelluksen uudelleen käyttöön.",
+    ),
     ("Given name", "Etunimi"),
     ("Identifier", "Henkilötunnus"),
     ("Incident report", "Tietoturvaloukkausraportti"),
@@ -294,6 +298,7 @@ static FI: &[(&str, &str)] = &[
     ("Search to find a patient.", "Hae potilasta."),
     ("Search", "Hae"),
     ("Second factor", "Toinen tunnistustekijä"),
+    ("Second factor reset", "Toinen tunnistustekijä nollattu"),
     ("Secret:", "Salaisuus:"),
     ("Security posture", "Tietoturvan tila"),
     ("Session note (draft)", "Käyntimerkintä (luonnos)"),
