@@ -317,6 +317,10 @@ static FI: &[(&str, &str)] = &[
     ("Status", "Tila"),
     ("Stay signed in", "Pysy kirjautuneena"),
     (
+        "The address or the form could not be read. Go back and try again.",
+        "Osoitetta tai lomaketta ei voitu lukea. Palaa takaisin ja yritä uudelleen.",
+    ),
+    (
         "The enrolment code is unknown, used or expired. Ask your administrator for a new one.",
         "Rekisteröintikoodi on tuntematon, käytetty tai vanhentunut. Pyydä ylläpitäjältä uusi.",
     ),
@@ -330,6 +334,7 @@ static FI: &[(&str, &str)] = &[
         "This form has expired. Reload the page and try again.",
         "Lomake on vanhentunut. Lataa sivu uudelleen ja yritä uudestaan.",
     ),
+    ("This page does not exist.", "Tätä sivua ei ole."),
     ("This page is not for your role.", "Tämä sivu ei ole roolillesi."),
     ("This patient is not in your care, or does not exist.", "Tämä potilas ei ole hoidossasi, tai häntä ei ole."),
     (
