@@ -180,7 +180,8 @@ async fn staff(
             &data_encoding::BASE32_NOPAD.decode(e.secret_base32.as_bytes()).context("TOTP secret")?,
         );
         let now = u64::try_from(now_millis() / 1000).unwrap_or(0);
-        recovery = identity.totp_confirm(&id, None, &confidant_vault::totp::code_at(&secret, now)).await?;
+        recovery =
+            identity.totp_confirm(&id, None, &confidant_vault::totp::code_at(&secret, now)).await?.recovery_codes;
     }
     Ok(Staff { username, password, recovery })
 }

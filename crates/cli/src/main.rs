@@ -513,7 +513,8 @@ enum UserAction {
         #[arg(long)]
         user: String,
     },
-    /// Remove a user's second factor (lost phone); they enrol a new one at next login.
+    /// Remove a user's second factor (lost phone) and end their sessions; prints a one-time code
+    /// to give them, with which (and their password) they enrol a new one at next login.
     ResetMfa {
         /// The instance directory (holds confidant.toml).
         #[arg(long)]

@@ -137,10 +137,13 @@ pub async fn change(dir: &Path, user: &str, change: Change) -> Result<()> {
             identity.disable(user).await.map(|_| format!("{user} disabled; their sessions and tokens are revoked."))
         }
         Change::Enable => identity.enable(user).await.map(|_| format!("{user} enabled.")),
-        Change::ResetMfa => identity
-            .reset_mfa(user)
-            .await
-            .map(|_| format!("{user}'s second factor and recovery codes removed; they enrol again at next login.")),
+        Change::ResetMfa => identity.reset_mfa(user).await.map(|code| {
+            format!(
+                "{user}'s second factor, passkeys and recovery codes removed; their sessions and tokens are revoked.\n\
+                 Give them this one-time code in person or by phone (it is shown only now):\n\n    {code}\n\n\
+                 They sign in with their password and this code in place of an authenticator code, then set up a new second factor."
+            )
+        }),
         Change::Unlock => identity
             .unlock(user)
             .await

@@ -556,11 +556,18 @@ impl Detector {
         if repeated_id_is_new {
             self.state().open.insert(f.key.clone(), (id.clone(), f.at));
         }
-        // The structured log is a sink of its own: ids and counts only.
-        tracing::error!(
-            alert = %id, rule = f.rule.as_str(), severity = f.rule.severity(), subject = f.subject.as_deref().unwrap_or("-"),
-            response = response.unwrap_or("alert"), summary = %f.summary, "SECURITY ALERT"
-        );
+        // The structured log is a sink of its own: ids and counts only. Like
+        // the other sinks it hears of an alert once per dedupe window (its
+        // first firing; the same rule firing once the window has passed is a
+        // new alert): the repeats are counted in the store, not logged again.
+        if repeated_id_is_new {
+            tracing::error!(
+                alert = %id, rule = f.rule.as_str(), severity = f.rule.severity(), subject = f.subject.as_deref().unwrap_or("-"),
+                response = response.unwrap_or("alert"), summary = %f.summary, "SECURITY ALERT"
+            );
+        } else {
+            tracing::debug!(alert = %id, rule = f.rule.as_str(), "alert counted up");
+        }
         self.respond(&f, response, &id).await;
     }
 

@@ -61,7 +61,7 @@ pub type Result<T, E = IdentityError> = std::result::Result<T, E>;
 /// lockout after a handful of failures.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// A cookie session ends after this much inactivity.
+    /// A session (cookie or bearer) ends after this much inactivity.
     pub idle_timeout_ms: i64,
     /// A cookie session ends this long after login, active or not.
     pub absolute_lifetime_ms: i64,
@@ -117,6 +117,11 @@ impl SessionKind {
             SessionKind::Bearer => "bearer",
         }
     }
+
+    /// The kind of a stored session (`sessions.kind`).
+    fn of(session: &SessionRow) -> SessionKind {
+        if session.kind == SessionKind::Bearer.as_str() { SessionKind::Bearer } else { SessionKind::Cookie }
+    }
 }
 
 /// A successful login.
@@ -124,6 +129,8 @@ impl SessionKind {
 pub struct Login {
     pub session_id: String,
     pub user_id: String,
+    /// How the session is carried: the caller hands out the token accordingly.
+    pub kind: SessionKind,
     /// The session secret: the cookie value, or the bearer token. Shown once.
     pub token: String,
     /// For cookie sessions: send it back in `X-CSRF-Token` on every change.
@@ -186,7 +193,9 @@ pub enum AccountChange {
     Enable,
     /// Lift a lockout after failed sign-ins.
     Unlock,
-    /// Remove the second factor and recovery codes: enrolled again at the next sign-in.
+    /// Remove the second factor, passkeys and recovery codes: the user enrols
+    /// again at the next sign-in, with the one-time code the reset gives the
+    /// administrator (the password alone is not enough).
     ResetSecondFactor,
     /// End every session and API token.
     EndSessions,
@@ -226,6 +235,18 @@ pub struct TotpEnrolment {
     pub secret_base32: String,
     pub otpauth_uri: String,
     pub qr_svg: String,
+}
+
+/// A finished TOTP enrolment.
+#[derive(Debug, Clone)]
+pub struct TotpConfirmed {
+    /// Single-use recovery codes, shown once.
+    pub recovery_codes: Vec<String>,
+    /// The session that replaces the enrolment session it was confirmed in
+    /// (that one is revoked): a new token, so that a token seen before the
+    /// second factor never carries its privileges (OWASP Session Management
+    /// Cheat Sheet: renew the session ID after any privilege level change).
+    pub session: Option<Login>,
 }
 
 /// The actor of changes made from the command line (by whoever can run it on the server).
@@ -560,18 +581,22 @@ impl Identity {
     /// Disable an account: it can no longer log in, and its sessions and tokens end.
     pub async fn disable(&self, name_or_id: &str) -> Result<()> {
         let u = self.find_user(name_or_id).await?;
-        self.apply(Actor::CONSOLE, &u, AccountChange::Disable).await
+        self.apply(Actor::CONSOLE, &u, AccountChange::Disable).await.map(drop)
     }
 
     pub async fn enable(&self, name_or_id: &str) -> Result<()> {
         let u = self.find_user(name_or_id).await?;
-        self.apply(Actor::CONSOLE, &u, AccountChange::Enable).await
+        self.apply(Actor::CONSOLE, &u, AccountChange::Enable).await.map(drop)
     }
 
-    /// Remove a user's second factor and recovery codes; they enrol again at next login.
-    pub async fn reset_mfa(&self, name_or_id: &str) -> Result<()> {
+    /// Remove a user's second factor and recovery codes; they enrol again at
+    /// next login with the one-time code returned here (for the administrator
+    /// to hand over), which their password alone does not replace.
+    pub async fn reset_mfa(&self, name_or_id: &str) -> Result<String> {
         let u = self.find_user(name_or_id).await?;
-        self.apply(Actor::CONSOLE, &u, AccountChange::ResetSecondFactor).await
+        self.apply(Actor::CONSOLE, &u, AccountChange::ResetSecondFactor)
+            .await?
+            .ok_or_else(|| IdentityError::Conflict("no one-time code was made".into()))
     }
 
     /// Lift a lockout (an admin's decision); false if there was none.
@@ -593,8 +618,9 @@ impl Identity {
 
     /// An administrator's change to an account (the web UI), recorded as
     /// theirs. Nobody disables their own account or resets their own second
-    /// factor: that takes a second administrator.
-    pub async fn change_account(&self, by: &Principal, user_id: &str, change: AccountChange) -> Result<()> {
+    /// factor: that takes a second administrator. A reset returns the one-time
+    /// code the user needs to enrol again, shown to the administrator once.
+    pub async fn change_account(&self, by: &Principal, user_id: &str, change: AccountChange) -> Result<Option<String>> {
         Self::require_admin(by)?;
         if user_id == by.user_id && matches!(change, AccountChange::Disable | AccountChange::ResetSecondFactor) {
             return Err(IdentityError::Forbidden(
@@ -605,8 +631,10 @@ impl Identity {
         self.apply(Actor::of(by), &u, change).await
     }
 
-    async fn apply(&self, by: Actor<'_>, u: &UserRow, change: AccountChange) -> Result<()> {
+    /// Make `change` to `u`; a second-factor reset returns its one-time code.
+    async fn apply(&self, by: Actor<'_>, u: &UserRow, change: AccountChange) -> Result<Option<String>> {
         let now = self.now();
+        let mut one_time_code = None;
         let action = match change {
             AccountChange::Disable => {
                 self.store().set_user_disabled(&u.id, Some(now)).await?;
@@ -620,6 +648,16 @@ impl Identity {
             }
             AccountChange::ResetSecondFactor => {
                 self.store().set_totp(&u.id, None, None).await?;
+                // The way back in is a single recovery code that only the
+                // administrator sees: someone who has the password alone
+                // cannot enrol a factor of their own (see `login_unaudited`).
+                let code = totp::new_recovery_codes(1)
+                    .map_err(|e| IdentityError::Records(RecordsError::Vault(e)))?
+                    .pop()
+                    .ok_or_else(|| IdentityError::Conflict("no one-time code was made".into()))?;
+                let hash = self.records.blind("recovery-code", &totp::normalise_recovery_code(&code));
+                self.store().replace_recovery_codes(&u.id, &[hash]).await?;
+                one_time_code = Some(code);
                 self.store().revoke_user_credentials(&u.id, now).await?;
                 tracing::warn!(user = %u.id, "second factor reset");
                 AuditAction::MfaReset
@@ -634,7 +672,8 @@ impl Identity {
                 AuditAction::SessionRevoke
             }
         };
-        self.audit(action, Outcome::Success, Some(by.id), Some(&u.id), by.source).await
+        self.audit(action, Outcome::Success, Some(by.id), Some(&u.id), by.source).await?;
+        Ok(one_time_code)
     }
 
     /// Account management is for administrators, signed in (never an API token).
@@ -832,7 +871,16 @@ impl Identity {
         let role = Role::parse(&user.role).ok_or(IdentityError::BadCredentials)?;
         let mfa_enrolled = user.mfa_enrolled_at.is_some();
         let second_factor_ok = match factor {
-            SecondFactor::Code(_) if !mfa_enrolled => true,
+            // Not enrolled: the password is enough the first time, but after an
+            // administrator's reset the one-time code they were given is needed
+            // (once used, it is spent: a new enrolment session needs a new reset).
+            SecondFactor::Code(code) if !mfa_enrolled => {
+                !self.store().has_recovery_codes(&user.id).await?
+                    || match code {
+                        Some(c) => self.use_recovery_code(&user, c, now).await?,
+                        None => false,
+                    }
+            }
             SecondFactor::Code(Some(c)) => self.check_second_factor(&user, c, now).await?,
             SecondFactor::Code(None) => false,
             SecondFactor::Passkey { handle, answer } => self.check_passkey(&user, handle, answer, now).await?,
@@ -905,7 +953,12 @@ impl Identity {
                 None => false,
             });
         }
-        let normalised = totp::normalise_recovery_code(code);
+        self.use_recovery_code(user, code, now).await
+    }
+
+    /// Use up one of `user`'s recovery codes; false if `code` is none of them.
+    async fn use_recovery_code(&self, user: &UserRow, code: &str, now: i64) -> Result<bool> {
+        let normalised = totp::normalise_recovery_code(code.trim());
         Ok(self.store().use_recovery_code(&user.id, &self.records.blind("recovery-code", &normalised), now).await?)
     }
 
@@ -933,6 +986,7 @@ impl Identity {
         self.store().insert_session(&row, &Self::hash_token(&token)).await?;
         Ok(Login {
             user_id: row.user_id.clone(),
+            kind,
             session_id: row.id,
             token,
             csrf_token: csrf,
@@ -976,7 +1030,9 @@ impl Identity {
             return Err(IdentityError::Unauthenticated);
         }
         let s = self.store().session_by_token_hash(&hash).await?.ok_or(IdentityError::Unauthenticated)?;
-        let idle_expired = s.kind == "cookie" && now - s.last_seen > self.settings.idle_timeout_ms;
+        // Every kind of session ends when idle: a bearer token left in a
+        // script or a shell history dies as a forgotten browser tab does.
+        let idle_expired = now - s.last_seen > self.settings.idle_timeout_ms;
         if s.revoked_at.is_some() || s.expires_at <= now || idle_expired {
             return Err(IdentityError::Unauthenticated);
         }
@@ -1038,8 +1094,9 @@ impl Identity {
     }
 
     /// Finish TOTP enrolment with a first code; returns single-use recovery
-    /// codes (shown once, stored as keyed hashes) and completes the session.
-    pub async fn totp_confirm(&self, user_id: &str, session: Option<&SessionRow>, code: &str) -> Result<Vec<String>> {
+    /// codes (shown once, stored as keyed hashes) and, when `session` is given,
+    /// the session that replaces it (with a new token; `session` is revoked).
+    pub async fn totp_confirm(&self, user_id: &str, session: Option<&SessionRow>, code: &str) -> Result<TotpConfirmed> {
         let user = self.store().user_by_id(user_id).await?.ok_or(IdentityError::Unauthenticated)?;
         let (Some(sealed), None) = (&user.totp_sealed, user.mfa_enrolled_at) else {
             return Err(IdentityError::Conflict("no TOTP enrolment is in progress".into()));
@@ -1056,12 +1113,18 @@ impl Identity {
         self.store().replace_recovery_codes(&user.id, &hashes).await?;
         self.store().set_totp(&user.id, Some(sealed), Some(now)).await?;
         self.store().advance_totp_step(&user.id, i64::try_from(step).unwrap_or(i64::MAX)).await?;
-        if let Some(s) = session {
-            self.store().set_session_mfa_done(&s.id).await?;
-        }
+        let session = match session.filter(|s| s.user_id == user.id) {
+            Some(old) => {
+                let new = self.start_session(&user.id, SessionKind::of(old), true, now).await?;
+                self.store().revoke_session(&old.id, None, now).await?;
+                tracing::info!(user = %user.id, old = %old.id, new = %new.session_id, "session renewed after enrolment");
+                Some(new)
+            }
+            None => None,
+        };
         tracing::info!(user = %user.id, "second factor enrolled");
         self.audit(AuditAction::MfaEnrol, Outcome::Success, Some(&user.id), Some(&user.id), None).await?;
-        Ok(codes)
+        Ok(TotpConfirmed { recovery_codes: codes, session })
     }
 
     // ----- API tokens -----------------------------------------------------------------

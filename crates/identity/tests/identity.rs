@@ -158,10 +158,17 @@ async fn totp_codes_are_single_use_and_recovery_codes_work_once() {
     assert!(e.otpauth_uri.starts_with("otpauth://totp/") && e.qr_svg.contains("<svg"));
     let secret = secret_of(&e.secret_base32);
     assert!(f.identity.totp_confirm(&id, auth.session.as_ref(), "abcdef").await.is_err());
-    let recovery =
+    let done =
         f.identity.totp_confirm(&id, auth.session.as_ref(), &totp::code_at(&secret, now_secs(&f))).await.unwrap();
+    let recovery = done.recovery_codes;
     assert_eq!(recovery.len(), 10);
-    assert!(f.identity.authenticate(&first.token).await.unwrap().session.unwrap().mfa_done);
+    // The enrolment session's token has ended; a new one carries on, second factor done.
+    assert!(matches!(f.identity.authenticate(&first.token).await, Err(IdentityError::Unauthenticated)));
+    let renewed = done.session.unwrap();
+    assert_ne!(renewed.token, first.token);
+    assert_eq!(renewed.kind, SessionKind::Cookie);
+    assert!(renewed.csrf_token.is_some() && renewed.csrf_token != first.csrf_token);
+    assert!(f.identity.authenticate(&renewed.token).await.unwrap().session.unwrap().mfa_done);
     // The password alone no longer logs in.
     assert!(matches!(
         f.identity.login("kaisa", PASSWORD, None, "x", SessionKind::Bearer).await,
@@ -181,9 +188,65 @@ async fn totp_codes_are_single_use_and_recovery_codes_work_once() {
         f.identity.login("kaisa", PASSWORD, Some(&recovery[0]), "x", SessionKind::Bearer).await,
         Err(IdentityError::BadCredentials)
     ));
-    // An admin's reset removes the factor: the next login must enrol again.
-    f.identity.reset_mfa("kaisa").await.unwrap();
-    assert!(f.identity.login("kaisa", PASSWORD, None, "x", SessionKind::Bearer).await.unwrap().mfa_enrolment_required);
+    // An admin's reset removes the factor: the next login must enrol again,
+    // with the one-time code the reset gave the admin.
+    let one_time = f.identity.reset_mfa("kaisa").await.unwrap();
+    let with_code = f.identity.login("kaisa", PASSWORD, Some(&one_time), "x", SessionKind::Bearer).await.unwrap();
+    assert!(with_code.mfa_enrolment_required);
+}
+
+/// Issue 14: after an admin's reset, the password alone no longer opens an
+/// enrolment session (someone who knows it would enrol their own factor).
+#[tokio::test]
+async fn after_a_reset_enrolment_needs_the_admins_one_time_code() {
+    let f = fixture().await;
+    let (id, secret) = staff(&f, "ilona", Role::Auditor).await;
+    let code = next_code(&f, &secret);
+    let before = f.identity.login("ilona", PASSWORD, Some(&code), "x", SessionKind::Bearer).await.unwrap();
+    let one_time = f.identity.reset_mfa("ilona").await.unwrap();
+    assert!(matches!(f.identity.authenticate(&before.token).await, Err(IdentityError::Unauthenticated)));
+    for wrong in [None, Some("000000"), Some("AAAA-BBBB-CCCC"), Some("")] {
+        let r = f.identity.login("ilona", PASSWORD, wrong, "x", SessionKind::Bearer).await;
+        assert!(matches!(r, Err(IdentityError::BadCredentials)), "{wrong:?}: {r:?}");
+    }
+    // The right code, typed loosely, with the password: an enrolment session.
+    let loose = one_time.to_lowercase().replace('-', " ");
+    let login = f.identity.login("ilona", PASSWORD, Some(&loose), "x", SessionKind::Cookie).await.unwrap();
+    assert!(login.mfa_enrolment_required);
+    // It works once: a second sign-in with it, or with the password alone, is refused.
+    let again = f.identity.login("ilona", PASSWORD, Some(&one_time), "x", SessionKind::Cookie).await;
+    assert!(matches!(again, Err(IdentityError::BadCredentials)));
+    let alone = f.identity.login("ilona", PASSWORD, None, "x", SessionKind::Cookie).await;
+    assert!(matches!(alone, Err(IdentityError::BadCredentials)));
+    // The enrolment session enrols a new factor, and the account is whole again.
+    let auth = f.identity.authenticate(&login.token).await.unwrap();
+    let e = f.identity.totp_begin(&id).await.unwrap();
+    let secret = secret_of(&e.secret_base32);
+    let done =
+        f.identity.totp_confirm(&id, auth.session.as_ref(), &totp::code_at(&secret, now_secs(&f))).await.unwrap();
+    assert!(f.identity.authenticate(&done.session.unwrap().token).await.unwrap().session.unwrap().mfa_done);
+    let code = next_code(&f, &secret);
+    f.identity.login("ilona", PASSWORD, Some(&code), "x", SessionKind::Bearer).await.unwrap();
+    // A user who never enrolled still signs in the first time with the password alone.
+    f.identity.add_user("first-timer", Role::Auditor, PASSWORD, None, None).await.unwrap();
+    let first = f.identity.login("first-timer", PASSWORD, None, "x", SessionKind::Cookie).await.unwrap();
+    assert!(first.mfa_enrolment_required);
+}
+
+/// Issue 14: a bearer session ends when idle, as a cookie session does.
+#[tokio::test]
+async fn bearer_sessions_end_when_idle() {
+    let f = fixture_with(Settings { bearer_lifetime_ms: 12 * 60 * 60_000, ..Settings::default() }).await;
+    let (_, secret) = staff(&f, "oskari", Role::Reception).await;
+    let code = next_code(&f, &secret);
+    let b = f.identity.login("oskari", PASSWORD, Some(&code), "x", SessionKind::Bearer).await.unwrap();
+    // Activity keeps it alive; 31 idle minutes end it (well within its lifetime).
+    f.clock.advance_minutes(20);
+    f.identity.authenticate(&b.token).await.unwrap();
+    f.clock.advance_minutes(20);
+    f.identity.authenticate(&b.token).await.unwrap();
+    f.clock.advance_minutes(31);
+    assert!(matches!(f.identity.authenticate(&b.token).await, Err(IdentityError::Unauthenticated)));
 }
 
 #[tokio::test]

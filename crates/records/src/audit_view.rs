@@ -208,7 +208,8 @@ impl Records {
         let key = self.data_key(&patient, Some(i64::from(version))).await?;
         let ctx = RecordContext { resource_type: "BreakGlass", id, version: 1, compartment: &patient };
         let plain = key.open(&ctx, &sealed).map_err(|_| RecordsError::Integrity)?;
-        Ok(Some(String::from_utf8_lossy(&plain).into_owned()))
+        // Reasons stored before invisible characters were removed are cleaned here.
+        Ok(Some(crate::visible_text(&String::from_utf8_lossy(&plain))))
     }
 }
 

@@ -15,10 +15,12 @@ mod honey;
 mod incident;
 mod key_status;
 pub mod rotation;
+mod text;
 
 pub use audit_view::{ACTION_SYSTEM, AuditPage, AuditQuery};
 pub use incident::{Accesses, IncidentQuery, IncidentReport};
 pub use key_status::{KekVersion, KeyStatus, kek_made_at, kek_made_setting};
+pub use text::{visible_len, visible_text};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -1043,10 +1045,12 @@ impl Records {
             self.audit_denied(p, AuditAction::BreakGlass, ResourceType::Patient, None).await;
             return Err(RecordsError::Forbidden("only a clinician may use break-glass".into()));
         }
-        let reason = reason.trim();
-        if reason.chars().count() < 10 {
+        // Stored as it will be shown: invisible and bidi-control characters
+        // neither count towards the reason nor reach the patient's page.
+        let reason = visible_text(reason);
+        if visible_len(&reason) < 10 {
             return Err(RecordsError::Invalid(
-                "break-glass needs a reason of at least 10 characters: say why this patient's record must be opened"
+                "break-glass needs a reason of at least 10 visible characters: say why this patient's record must be opened"
                     .into(),
             ));
         }

@@ -110,22 +110,26 @@ async fn login(
         }
         Err(e) => return Err(e.into()),
     };
-    let now = state.records.now_millis();
-    let mut body = json!({
-        "session_id": login.session_id,
-        "expires_at": confidant_fhir::instant(login.expires_at),
-        "mfa_enrolment_required": login.mfa_enrolment_required,
-    });
+    let body = json!({ "mfa_enrolment_required": login.mfa_enrolment_required });
+    Ok(session_reply(&state, &login, body))
+}
+
+/// A reply that hands out a new session: its id and expiry added to `body`,
+/// and its token in `body` (bearer) or in a cookie with the CSRF token in
+/// `body` (cookie).
+fn session_reply(state: &AppState, login: &confidant_identity::Login, mut body: serde_json::Value) -> Response {
+    body["session_id"] = json!(login.session_id);
+    body["expires_at"] = json!(confidant_fhir::instant(login.expires_at));
     let mut resp_headers = HeaderMap::new();
-    match kind {
+    match login.kind {
         SessionKind::Bearer => body["token"] = json!(login.token),
         SessionKind::Cookie => {
             body["csrf_token"] = json!(login.csrf_token);
-            let max_age = (login.expires_at - now) / 1000;
+            let max_age = (login.expires_at - state.records.now_millis()) / 1000;
             resp_headers.insert(header::SET_COOKIE, session_cookie(&login.token, max_age, state.secure_cookies));
         }
     }
-    Ok((StatusCode::OK, resp_headers, Json(body)).into_response())
+    (StatusCode::OK, resp_headers, Json(body)).into_response()
 }
 
 async fn logout(
@@ -233,13 +237,18 @@ async fn totp_confirm(
     Extension(auth): Extension<Authenticated>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let req: CodeRequest = json_in(&headers, body)?;
-    let codes = state.identity.totp_confirm(&auth.principal.user_id, auth.session.as_ref(), &req.code).await?;
-    Ok(Json(json!({
-        "recovery_codes": codes,
+    let done = state.identity.totp_confirm(&auth.principal.user_id, auth.session.as_ref(), &req.code).await?;
+    let body = json!({
+        "recovery_codes": done.recovery_codes,
         "note": "each recovery code works once, in place of a TOTP code; store them offline, they are not shown again"
-    })))
+    });
+    Ok(match &done.session {
+        // The enrolment session's token has ended: the new one is in this reply.
+        Some(login) => session_reply(&state, login, body),
+        None => Json(body).into_response(),
+    })
 }
 
 #[derive(Deserialize)]
@@ -476,7 +485,7 @@ async fn openapi() -> Response {
             "/api/v1/sessions": {"get": {"summary": "My live sessions (admin: ?user=ID)", "responses": {"200": {"description": "sessions"}}}},
             "/api/v1/sessions/{id}": {"delete": {"summary": "Revoke a session (own; admin: any)", "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}], "responses": {"204": {"description": "revoked"}, "404": {"description": "no such session"}}}},
             "/api/v1/mfa/totp": {"post": {"summary": "Begin TOTP enrolment", "responses": {"200": {"description": "secret and QR code"}}}},
-            "/api/v1/mfa/totp/confirm": {"post": {"summary": "Confirm TOTP with a first code; returns recovery codes", "responses": {"200": {"description": "recovery codes"}}}},
+            "/api/v1/mfa/totp/confirm": {"post": {"summary": "Confirm TOTP with a first code; returns recovery codes and a new session (the enrolment session's token ends)", "responses": {"200": {"description": "recovery codes, and the new session: token (bearer) or csrf_token and cookie"}}}},
             "/api/v1/enrol": {"post": {"summary": "Create an account with an enrolment code", "responses": {"201": {"description": "created"}}}},
             "/api/v1/break-glass": {"post": {"summary": "Open a patient outside one's care teams, with a reason (clinicians)", "responses": {"201": {"description": "opened, time-limited"}}}},
             "/api/v1/alerts": {"get": {"summary": "The detector's alerts, newest first (admins, auditors)", "parameters": [{"name": "status", "in": "query", "schema": {"type": "string", "enum": ["open", "all"]}}, {"name": "_count", "in": "query", "schema": {"type": "integer"}}], "responses": {"200": {"description": "alerts"}, "403": {"description": "not an admin or auditor"}}}},

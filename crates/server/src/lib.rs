@@ -95,8 +95,10 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
         .nest("/fhir/r4", fhir)
         .nest("/api/v1", api)
         .merge(web::routes(&state))
-        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        // No such endpoint: an empty 404 that `uniform_errors` gives its surface's shape.
+        .fallback(|| async { axum::http::StatusCode::NOT_FOUND })
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
+        .layer(middleware::from_fn(error::uniform_errors))
         .layer(middleware::from_fn_with_state(state.clone(), security_headers))
         .layer(middleware::from_fn(request_log))
         .layer(middleware::from_fn_with_state(state.clone(), client::client_address))

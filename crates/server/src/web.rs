@@ -57,11 +57,11 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
         .route("/logout", post(sign_in::logout))
         .route("/mfa", get(sign_in::mfa_page).post(sign_in::mfa_confirm))
         .route("/enrol", get(sign_in::enrol_page).post(sign_in::enrol))
-        .route("/login/passkey/begin", post(passkeys::login_begin))
-        .route("/login/passkey/finish", post(passkeys::login_finish))
+        .route(SCRIPT_ENDPOINTS[0], post(passkeys::login_begin))
+        .route(SCRIPT_ENDPOINTS[1], post(passkeys::login_finish))
         .route("/me/passkeys", get(passkeys::page))
-        .route("/me/passkeys/begin", post(passkeys::register_begin))
-        .route("/me/passkeys/finish", post(passkeys::register_finish))
+        .route(SCRIPT_ENDPOINTS[2], post(passkeys::register_begin))
+        .route(SCRIPT_ENDPOINTS[3], post(passkeys::register_finish))
         .route("/me/passkeys/{id}/remove", post(passkeys::remove))
         .route("/patients", get(clinical::patients))
         .route("/patients/{id}", get(clinical::chart))
@@ -196,6 +196,30 @@ fn layout(v: Viewer<'_>, title: &str, body: Markup) -> Response {
     };
     ([(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"))], markup.into_string())
         .into_response()
+}
+
+/// The endpoints the page's script calls with JSON (the passkey ceremonies):
+/// their errors are `{"error": text}`, which the script shows.
+const SCRIPT_ENDPOINTS: [&str; 4] =
+    ["/login/passkey/begin", "/login/passkey/finish", "/me/passkeys/begin", "/me/passkeys/finish"];
+
+pub(crate) fn is_script_endpoint(path: &str) -> bool {
+    SCRIPT_ENDPOINTS.contains(&path)
+}
+
+/// The HTML error page for a request the pages could not take (one that did
+/// not parse, or no such page), in the visitor's language, with a fixed text.
+pub(crate) fn error_page(headers: &HeaderMap, status: StatusCode) -> Response {
+    let l = Lang::from_headers(headers);
+    let (title, text) = match status {
+        StatusCode::NOT_FOUND => (l.t("Not found"), l.t("This page does not exist.")),
+        StatusCode::FORBIDDEN => (l.t("Not allowed"), l.t("This page is not for your role.")),
+        s if s.is_server_error() => {
+            (l.t("Try again"), l.t("Something went wrong; nothing was shown or changed. Try again in a moment."))
+        }
+        _ => (l.t("Please check the form"), l.t("The address or the form could not be read. Go back and try again.")),
+    };
+    message_page(Viewer { lang: l, path: "/", signed_in: None }, status, title, text)
 }
 
 fn message_page(v: Viewer<'_>, status: StatusCode, title: &str, text: &str) -> Response {

@@ -263,6 +263,17 @@ impl Store {
         Ok(r.rows_affected() == 1)
     }
 
+    /// Whether the user has been given recovery codes, used or not (before
+    /// their first enrolment, none: after an administrator's second-factor
+    /// reset, the one-time code they handed over).
+    pub async fn has_recovery_codes(&self, user_id: &str) -> Result<bool> {
+        let row = sqlx::query(self.sql("SELECT 1 FROM recovery_codes WHERE user_id = ? LIMIT 1"))
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
     // ----- passkeys -------------------------------------------------------------------
 
     pub async fn insert_passkey(&self, p: &PasskeyRow) -> Result<()> {
@@ -360,11 +371,6 @@ impl Store {
             .bind(now)
             .execute(&self.pool)
             .await?;
-        Ok(())
-    }
-
-    pub async fn set_session_mfa_done(&self, id: &str) -> Result<()> {
-        sqlx::query(self.sql("UPDATE sessions SET mfa_done = 1 WHERE id = ?")).bind(id).execute(&self.pool).await?;
         Ok(())
     }
 

@@ -3,8 +3,11 @@
 //! Passwords are stored only as argon2id hashes in PHC string format
 //! (`$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`), each with its own random
 //! salt. The policy follows NIST SP 800-63B §5.1.1.2: a minimum length, no
-//! composition rules, and a refusal of passwords that are common or that
-//! contain the user's own context (user name, service name).
+//! composition rules, and a refusal of passwords that are common, that
+//! contain the user's own context (user name, service name), or that are easy
+//! to guess for another reason: sequences (`123456789012`), repeats
+//! (`aaaaaaaaaaaa`), keyboard walks (`qwertyuiopas`) and dictionary words
+//! with decoration (`Password1234!`), as estimated by zxcvbn.
 //!
 //! Passwords are normalised to Unicode NFKC before they are measured, checked
 //! or hashed (NIST SP 800-63B §5.1.1.2), so that the same password typed on
@@ -43,6 +46,15 @@ pub const MAX_LENGTH: usize = 256;
 /// Shortest context string (user name, service name) that a password may not
 /// contain: shorter strings occur by chance in too many good passwords.
 const MIN_CONTEXT_LEN: usize = 4;
+
+/// Lowest zxcvbn score accepted (0 to 4).
+///
+/// zxcvbn ("Low-Budget Password Strength Estimation", Wheeler, USENIX
+/// Security 2016) scores 3 for passwords estimated to need more than 10^8
+/// guesses; its authors advise treating anything below 3 as too weak. NIST SP
+/// 800-63B §5.1.1.2 asks verifiers to refuse repetitive or sequential
+/// characters and dictionary words, which are what a low score finds.
+const MIN_STRENGTH_SCORE: u8 = 3;
 
 // Argon2id parameters: 19 MiB of memory, 2 passes, 1 lane. This is the first
 // of the equivalent configurations the OWASP Password Storage Cheat Sheet
@@ -102,6 +114,15 @@ pub enum PasswordPolicyError {
     /// Equal to, or containing, the user name or the service name.
     #[error("password must not contain your user name or the name of this service; choose another")]
     ContainsContext,
+    /// Easy to guess: a sequence, a repeat, a keyboard walk, a word with
+    /// digits or symbols added, a date.
+    #[error(
+        "password is too easy to guess ({why}); use three or four uncommon words, or a longer random password from a password manager"
+    )]
+    TooGuessable {
+        /// What makes it guessable, in a fixed text that never quotes the password.
+        why: &'static str,
+    },
 }
 
 /// The embedded list: one lower-cased password a line, `#` lines are comments.
@@ -131,7 +152,7 @@ fn normalise(password: &str) -> Zeroizing<String> {
 /// # Errors
 ///
 /// The first rule the password breaks, in this order: length, common
-/// passwords, context.
+/// passwords, context, strength (a zxcvbn score below 3).
 pub fn check_policy(password: &str, context: &[&str]) -> Result<(), PasswordPolicyError> {
     let normalised = normalise(password);
     let length = normalised.chars().count();
@@ -153,7 +174,41 @@ pub fn check_policy(password: &str, context: &[&str]) -> Result<(), PasswordPoli
             return Err(PasswordPolicyError::ContainsContext);
         }
     }
+
+    let strength = zxcvbn::zxcvbn(&normalised, context);
+    if u8::from(strength.score()) < MIN_STRENGTH_SCORE {
+        let warning = strength.feedback().and_then(zxcvbn::feedback::Feedback::warning);
+        return Err(PasswordPolicyError::TooGuessable { why: weakness(warning) });
+    }
     Ok(())
+}
+
+/// A fixed description of what zxcvbn found, for [`PasswordPolicyError::TooGuessable`].
+fn weakness(warning: Option<zxcvbn::feedback::Warning>) -> &'static str {
+    use zxcvbn::feedback::Warning;
+    match warning {
+        Some(Warning::StraightRowsOfKeysAreEasyToGuess | Warning::ShortKeyboardPatternsAreEasyToGuess) => {
+            "it follows a pattern of keys on the keyboard"
+        }
+        Some(Warning::RepeatsLikeAaaAreEasyToGuess | Warning::RepeatsLikeAbcAbcAreOnlySlightlyHarderToGuess) => {
+            "it repeats characters or a group of characters"
+        }
+        Some(Warning::SequencesLikeAbcAreEasyToGuess) => "it is a sequence such as abc or 6543",
+        Some(
+            Warning::ThisIsATop10Password
+            | Warning::ThisIsATop100Password
+            | Warning::ThisIsACommonPassword
+            | Warning::ThisIsSimilarToACommonlyUsedPassword,
+        ) => "it is a common password with small changes, such as capitals, digits or symbols added",
+        Some(Warning::AWordByItselfIsEasyToGuess) => "it is a single word",
+        Some(Warning::NamesAndSurnamesByThemselvesAreEasyToGuess | Warning::CommonNamesAndSurnamesAreEasyToGuess) => {
+            "it is built from common names"
+        }
+        Some(Warning::RecentYearsAreEasyToGuess | Warning::DatesAreOftenEasyToGuess) => {
+            "it is built from a date or a year"
+        }
+        None => "it is built from common words, digits and patterns",
+    }
 }
 
 /// The argon2id hasher with the current parameters.
@@ -291,7 +346,7 @@ mod tests {
         // A context string under four characters is ignored.
         assert_eq!(check_policy("annual-Tk7#pQ2vLx", &["ann"]), Ok(()));
         // Length is counted in characters after NFKC, not in bytes.
-        assert!(check_policy("ääääääääääää", &[]).is_ok());
+        assert_eq!(check_policy("äöüßéñøåçłžő", &[]), Ok(()));
         assert_eq!(check_policy("äääääääääää", &[]), Err(PasswordPolicyError::TooShort { min: MIN_LENGTH }));
 
         let mut raw = [0u8; 12];
@@ -299,6 +354,38 @@ mod tests {
         let random = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, raw);
         assert_eq!(random.chars().count(), 16);
         assert_eq!(check_policy(&random, &["someuser", "confidant"]), Ok(()));
+    }
+
+    /// Issue 14: each of these passed the length and list checks.
+    #[test]
+    fn guessable_passwords_are_refused() {
+        for (password, why) in [
+            ("123456789012", "sequence"),
+            ("aaaaaaaaaaaa", "repeats"),
+            ("qwertyuiopas", "common password"),
+            ("zxcvbnm,./asdf", ""),
+            ("Password1234!", "common password"),
+            ("abcdefghijkl", "sequence"),
+        ] {
+            let refused = check_policy(password, &["someuser", "confidant"]);
+            let Err(PasswordPolicyError::TooGuessable { why: found }) = refused else {
+                panic!("{password:?} was not refused as guessable: {refused:?}");
+            };
+            assert!(found.contains(why), "{password:?}: {found}");
+            let message = PasswordPolicyError::TooGuessable { why: found }.to_string();
+            assert!(!message.to_lowercase().contains(&password.to_lowercase()), "{message}");
+            assert!(message.contains("uncommon words"), "says what to do: {message}");
+        }
+        // Pass phrases and random strings still pass.
+        for password in [
+            "correct horse battery staple",
+            "correct horse battery staple 7",
+            "a long and private passphrase",
+            "annual-Tk7#pQ2vLx",
+            "mauve tractor lifts seven owls",
+        ] {
+            assert_eq!(check_policy(password, &["someuser", "confidant"]), Ok(()), "{password}");
+        }
     }
 
     #[test]

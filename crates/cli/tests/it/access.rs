@@ -352,13 +352,14 @@ async fn sessions_mfa_csrf_and_enumeration(db: Db) {
     // First login: password only, a session that can do nothing but enrol MFA.
     let r = login(s, &json!({"username": "clin1", "password": PASSWORD})).await;
     assert_eq!(r.status(), StatusCode::OK);
-    let cookie = session_cookie(&r);
+    // The session cookie changes when the second factor is done (see below).
+    let cookie = std::cell::RefCell::new(session_cookie(&r));
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["mfa_enrolment_required"], true);
     let csrf = v["csrf_token"].as_str().unwrap().to_owned();
     let with_cookie = |m: Method, path: &str, csrf: Option<&str>| {
         let url = if path.starts_with("/api/") { format!("{}{path}", s.url) } else { s.fhir(path) };
-        let mut req = s.http.request(m, url).header("cookie", cookie.clone());
+        let mut req = s.http.request(m, url).header("cookie", cookie.borrow().clone());
         if let Some(t) = csrf {
             req = req.header("x-csrf-token", t);
         }
@@ -382,13 +383,18 @@ async fn sessions_mfa_csrf_and_enumeration(db: Db) {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let recovery: Vec<String> = r.json::<Value>().await.unwrap()["recovery_codes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_str().unwrap().to_owned())
-        .collect();
+    // The enrolment session is replaced by a new one (issue 14): new cookie, new CSRF token.
+    let enrolment_cookie = cookie.replace(session_cookie(&r));
+    assert_ne!(*cookie.borrow(), enrolment_cookie);
+    let confirmed: Value = r.json().await.unwrap();
+    let recovery: Vec<String> =
+        confirmed["recovery_codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_owned()).collect();
     assert_eq!(recovery.len(), 10);
+    let old_csrf = csrf;
+    let csrf = confirmed["csrf_token"].as_str().unwrap().to_owned();
+    assert_ne!(csrf, old_csrf);
+    let me = s.http.get(format!("{}/api/v1/me", s.url)).header("cookie", enrolment_cookie).send().await.unwrap();
+    assert_eq!(me.status(), StatusCode::UNAUTHORIZED, "the enrolment session has ended");
 
     // Now the cookie session works, and every change needs the CSRF token.
     assert_eq!(with_cookie(Method::GET, "Patient", None).send().await.unwrap().status(), StatusCode::OK);
@@ -490,9 +496,10 @@ pub(crate) async fn mfa_bearer_session(s: &Server, username: &str) -> String {
         &data_encoding::BASE32_NOPAD.decode(e["secret"].as_str().unwrap().as_bytes()).unwrap(),
     );
     let code = json!({"code": confidant_vault::totp::code_at(&secret, now_secs())});
-    let (st, _) = call(s, Some(&token), Method::POST, "/api/v1/mfa/totp/confirm", Some(&code)).await;
+    let (st, v) = call(s, Some(&token), Method::POST, "/api/v1/mfa/totp/confirm", Some(&code)).await;
     assert_eq!(st, StatusCode::OK);
-    token
+    // The enrolment session's token is replaced by a new one.
+    v["token"].as_str().unwrap().to_owned()
 }
 
 fn db_is_pg(inst: &Instance) -> bool {

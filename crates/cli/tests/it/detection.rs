@@ -297,7 +297,7 @@ both_backends!(stolen_session_is_locked_alerted_and_reported);
 
 /// The patients in the database right after `init`: the honey records (tests
 /// create no patient before calling this).
-async fn planted(inst: &Instance) -> Vec<String> {
+pub(crate) async fn planted(inst: &Instance) -> Vec<String> {
     use sqlx::Row;
     let mut db = inst.db().await;
     let rows = sqlx::query("SELECT id FROM resource_heads WHERE resource_type = 'Patient' ORDER BY id")

@@ -173,6 +173,10 @@ impl Browser {
             let code = confidant_vault::totp::code_at(&secret, crate::access::now_secs());
             let r = b.post_raw("/mfa", &format!("csrf={}&code={code}", b.csrf)).await;
             assert_eq!(r.status(), reqwest::StatusCode::OK, "{username} enrols TOTP");
+            // The enrolment session is replaced by a new one: new cookies.
+            let c = set_cookies(&r);
+            b.cookie = format!("confidant_session={}; confidant_csrf={}", c["confidant_session"], c["confidant_csrf"]);
+            b.csrf = c["confidant_csrf"].clone();
             let page = r.text().await.unwrap();
             b.recovery = page.split("<li><code>").skip(1).map(|c| c.split('<').next().unwrap().to_owned()).collect();
         }

@@ -107,7 +107,15 @@ fn account_button(me: &SignedIn, u: &confidant_identity::UserInfo, change: &'sta
     }
 }
 
-async fn accounts_page(state: &AppState, me: &SignedIn, shown_code: Option<(Role, String)>) -> Response {
+/// A one-time code the accounts page shows its administrator, once.
+enum ShownCode {
+    /// For someone to create their own account of this role.
+    Enrolment(Role, String),
+    /// For the user (named) whose second factor was reset, to enrol again.
+    Reset(String, String),
+}
+
+async fn accounts_page(state: &AppState, me: &SignedIn, shown_code: Option<ShownCode>) -> Response {
     let l = me.lang;
     let users = match state.identity.list_users().await {
         Ok(u) => u,
@@ -117,11 +125,18 @@ async fn accounts_page(state: &AppState, me: &SignedIn, shown_code: Option<(Role
         me,
         l.t("Accounts"),
         html! {
-            @if let Some((role, code)) = &shown_code {
+            @if let Some(ShownCode::Enrolment(role, code)) = &shown_code {
                 section.card.done role="status" {
                     h2 { (l.t("Enrolment code")) }
                     p { (l.t("Give this one-time code to the new {role} in person or by phone; it is shown only now. They create their account at /enrol.").replace("{role}", i18n::role_name(l, *role))) }
                     p { code #enrolment-code { (code) } }
+                }
+            }
+            @if let Some(ShownCode::Reset(username, code)) = &shown_code {
+                section.card.done role="status" {
+                    h2 { (l.t("Second factor reset")) }
+                    p { (l.t("Give this one-time code to {user} in person or by phone; it is shown only now. They sign in with their password and this code, then set up their authenticator again.").replace("{user}", username)) }
+                    p { code #reset-code { (code) } }
                 }
             }
             table.log {
@@ -187,7 +202,7 @@ pub(super) async fn invite(State(state): State<AppState>, me: SignedIn, Form(f):
         return me.message(StatusCode::BAD_REQUEST, me.lang.t("Please check the form"), me.lang.t("Choose a role."));
     };
     match state.identity.invite(&me.auth.principal, role).await {
-        Ok(code) => accounts_page(&state, &me, Some((role, code))).await,
+        Ok(code) => accounts_page(&state, &me, Some(ShownCode::Enrolment(role, code))).await,
         Err(e) => me.identity_error(e),
     }
 }
@@ -212,7 +227,14 @@ pub(super) async fn change_account(
         return me.message(StatusCode::BAD_REQUEST, me.lang.t("Please check the form"), me.lang.t("Unknown change."));
     };
     match state.identity.change_account(&me.auth.principal, &id, change).await {
-        Ok(()) => Redirect::to("/admin/accounts").into_response(),
+        Ok(None) => Redirect::to("/admin/accounts").into_response(),
+        Ok(Some(code)) => {
+            let username = match state.identity.list_users().await {
+                Ok(users) => users.into_iter().find(|u| u.id == id).map(|u| u.username).unwrap_or_default(),
+                Err(e) => return me.identity_error(e),
+            };
+            accounts_page(&state, &me, Some(ShownCode::Reset(username, code))).await
+        }
         Err(e) => me.identity_error(e),
     }
 }

@@ -217,6 +217,10 @@ static FI: &[(&str, &str)] = &[
         "Give this one-time code to the new {role} in person or by phone; it is shown only now. They create their account at /enrol.",
         "Anna tämä kertakäyttöinen koodi uudelle käyttäjälle (rooli: {role}) henkilökohtaisesti tai puhelimessa; se näytetään vain nyt. Hän luo tilinsä sivulla /enrol.",
     ),
+    (
+        "Give this one-time code to {user} in person or by phone; it is shown only now. They sign in with their password and this code, then set up their authenticator again.",
+        "Anna tämä kertakäyttöinen koodi käyttäjälle {user} henkilökohtaisesti tai puhelimessa; se näytetään vain nyt. Hän kirjautuu salasanallaan ja tällä koodilla ja ottaa sitten todennussovelluksen uudelleen käyttöön.",
+    ),
     ("Given name", "Etunimi"),
     ("Identifier", "Henkilötunnus"),
     ("Incident report", "Tietoturvaloukkausraportti"),
@@ -288,12 +292,16 @@ static FI: &[(&str, &str)] = &[
         "Scan this code with an authenticator app, or type the secret, then enter the code it shows.",
         "Lue tämä koodi todennussovelluksella tai kirjoita salaisuus, ja anna sitten sovelluksen näyttämä koodi.",
     ),
-    ("Scopes (e.g. user/Appointment.write user/Practitioner.read)", "Oikeudet (esim. user/Appointment.write user/Practitioner.read)"),
+    (
+        "Scopes (e.g. user/Appointment.write user/Practitioner.read)",
+        "Oikeudet (esim. user/Appointment.write user/Practitioner.read)",
+    ),
     ("Scopes", "Oikeudet"),
     ("Search the audit log", "Hae tapahtumalokista"),
     ("Search to find a patient.", "Hae potilasta."),
     ("Search", "Hae"),
     ("Second factor", "Toinen tunnistustekijä"),
+    ("Second factor reset", "Toinen tunnistustekijä nollattu"),
     ("Secret:", "Salaisuus:"),
     ("Security posture", "Tietoturvan tila"),
     ("Session note (draft)", "Käyntimerkintä (luonnos)"),
@@ -312,6 +320,10 @@ static FI: &[(&str, &str)] = &[
     ("Status", "Tila"),
     ("Stay signed in", "Pysy kirjautuneena"),
     (
+        "The address or the form could not be read. Go back and try again.",
+        "Osoitetta tai lomaketta ei voitu lukea. Palaa takaisin ja yritä uudelleen.",
+    ),
+    (
         "The enrolment code is unknown, used or expired. Ask your administrator for a new one.",
         "Rekisteröintikoodi on tuntematon, käytetty tai vanhentunut. Pyydä ylläpitäjältä uusi.",
     ),
@@ -325,6 +337,7 @@ static FI: &[(&str, &str)] = &[
         "This form has expired. Reload the page and try again.",
         "Lomake on vanhentunut. Lataa sivu uudelleen ja yritä uudestaan.",
     ),
+    ("This page does not exist.", "Tätä sivua ei ole."),
     ("This page is not for your role.", "Tämä sivu ei ole roolillesi."),
     ("This patient is not in your care, or does not exist.", "Tämä potilas ei ole hoidossasi, tai häntä ei ole."),
     (

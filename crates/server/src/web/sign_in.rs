@@ -82,13 +82,9 @@ pub(super) async fn login(
     let source = crate::api::throttle_source(peer);
     match state.identity.login(&f.username, &f.password, code, &source, SessionKind::Cookie).await {
         Ok(login) => {
-            let max_age = ((login.expires_at - state.records.now_millis()) / 1000).max(0);
             let to = if login.mfa_enrolment_required { "/mfa" } else { "/" };
             let mut r = Redirect::to(to).into_response();
-            let csrf = login.csrf_token.as_deref().unwrap_or("");
-            for (name, value) in [(SESSION_COOKIE, login.token.as_str()), (CSRF_COOKIE, csrf)] {
-                r.headers_mut().append(header::SET_COOKIE, cookie_header(name, value, max_age, state.secure_cookies));
-            }
+            set_session_cookies(&mut r, &state, &login);
             r.headers_mut().append(header::SET_COOKIE, cookie_header(LOGIN_COOKIE, "", 0, state.secure_cookies));
             r
         }
@@ -98,6 +94,15 @@ pub(super) async fn login(
             l.t("Too many attempts. Wait a few minutes, or ask an administrator to unlock the account."),
         ),
         Err(_) => v.message(StatusCode::UNAUTHORIZED, l.t("Sign in"), l.t("Wrong username, password or code.")),
+    }
+}
+
+/// Hand the browser a new session: its token and CSRF cookies.
+fn set_session_cookies(r: &mut Response, state: &AppState, login: &confidant_identity::Login) {
+    let max_age = ((login.expires_at - state.records.now_millis()) / 1000).max(0);
+    let csrf = login.csrf_token.as_deref().unwrap_or("");
+    for (name, value) in [(SESSION_COOKIE, login.token.as_str()), (CSRF_COOKIE, csrf)] {
+        r.headers_mut().append(header::SET_COOKIE, cookie_header(name, value, max_age, state.secure_cookies));
     }
 }
 
@@ -176,14 +181,21 @@ pub(super) async fn mfa_confirm(
         );
     }
     match state.identity.totp_confirm(&auth.principal.user_id, auth.session.as_ref(), f.code.trim()).await {
-        Ok(codes) => v.page(
-            l.t("Recovery codes"),
-            html! {
-                p { (l.t("Your authenticator is set up. Keep these one-time recovery codes somewhere safe, apart from your phone: each opens your account once if the phone is lost.")) }
-                ul.codes { @for c in &codes { li { code { (c) } } } }
-                p { a.button href="/" { (l.t("Continue")) } }
-            },
-        ),
+        Ok(done) => {
+            let mut r = v.page(
+                l.t("Recovery codes"),
+                html! {
+                    p { (l.t("Your authenticator is set up. Keep these one-time recovery codes somewhere safe, apart from your phone: each opens your account once if the phone is lost.")) }
+                    ul.codes { @for c in &done.recovery_codes { li { code { (c) } } } }
+                    p { a.button href="/" { (l.t("Continue")) } }
+                },
+            );
+            // The enrolment session has ended; the browser carries on with a new one.
+            if let Some(login) = &done.session {
+                set_session_cookies(&mut r, &state, login);
+            }
+            r
+        }
         Err(e) => v.message(StatusCode::BAD_REQUEST, l.t("Second factor"), &e.to_string()),
     }
 }
