@@ -15,15 +15,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use confidant_audit::{Action, Auditor};
-use confidant_vault::backup::BackupKey;
+use confidant_vault::backup::{self, BackupKey};
 use confidant_vault::signing;
 use serde_json::{Value, json};
 
 use crate::config::{Config, SQLITE_FILE};
 use crate::instance::{now_millis, open_store};
 
-const MAGIC: &[u8] = b"confidant-backup v1\n";
-const SIG_LEN: usize = 64;
+const MAGIC: &[u8] = backup::FILE_MAGIC;
+const SIG_LEN: usize = backup::SIGNATURE_LEN;
 
 /// Where an instance's backup key lives: beside its key file.
 pub fn backup_key_path(config: &Config) -> PathBuf {
@@ -146,13 +146,8 @@ fn open_backup(file: &Path, keys: &BackupKeys, progress: bool) -> Result<Opened>
     }
     .with_context(|| format!("cannot read {}", file.display()))?;
     let not_backup = || anyhow::anyhow!("{} is not a Confidant backup (or is truncated)", file.display());
-    if !bytes.starts_with(MAGIC) || bytes.len() < MAGIC.len() + SIG_LEN + 2 {
-        return Err(not_backup());
-    }
-    let (signed, signature) = bytes.split_at(bytes.len() - SIG_LEN);
-    let rest = &signed[MAGIC.len()..];
-    let nl = rest.iter().position(|b| *b == b'\n').ok_or_else(not_backup)?;
-    let (header_bytes, sealed) = (&rest[..nl], &rest[nl + 1..]);
+    let backup::FileParts { signed, signature, header: header_bytes, sealed } =
+        backup::split_file(&bytes).ok_or_else(not_backup)?;
     let header: Value = serde_json::from_slice(header_bytes).map_err(|_| not_backup())?;
     let instance = header["instance_id"].as_str().ok_or_else(not_backup)?;
     let config = keys.dir.as_deref().map(Config::load).transpose()?;
@@ -188,9 +183,9 @@ fn open_backup(file: &Path, keys: &BackupKeys, progress: bool) -> Result<Opened>
     let payload = backup_key
         .open(header_bytes, sealed)
         .map_err(|_| anyhow::anyhow!("BACKUP VERIFICATION FAILED: the sealed content does not open: it was altered"))?;
-    let nl = payload.iter().position(|b| *b == b'\n').ok_or_else(not_backup)?;
-    let manifest: Value = serde_json::from_slice(&payload[..nl]).map_err(|_| not_backup())?;
-    let db = zeroize::Zeroizing::new(payload[nl + 1..].to_vec());
+    let (manifest, db) = backup::split_payload(&payload).ok_or_else(not_backup)?;
+    let manifest: Value = serde_json::from_slice(manifest).map_err(|_| not_backup())?;
+    let db = zeroize::Zeroizing::new(db.to_vec());
     if progress {
         eprintln!("[3/3] checking the database inside ({})…", mb(db.len()));
     }

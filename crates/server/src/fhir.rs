@@ -148,10 +148,11 @@ async fn update(
 }
 
 /// Query parameters, with the paging ones taken out.
-struct Query {
-    params: Vec<(String, String)>,
-    count: i64,
-    after: Option<String>,
+#[derive(Debug)]
+pub struct Query {
+    pub params: Vec<(String, String)>,
+    pub count: i64,
+    pub after: Option<String>,
 }
 
 /// `_count`: a whole number, at most [`MAX_COUNT`]. Not 0: a count without the matches would tell whether someone is a patient
@@ -164,7 +165,9 @@ fn parse_count(v: &str) -> Result<i64, ApiError> {
         .min(MAX_COUNT))
 }
 
-fn parse_query(raw: Option<&str>) -> Result<Query, ApiError> {
+/// A search or history query string: `_count`, `_after` and the ignored `_format`, `_pretty`,
+/// `_total` taken out, other `_` parameters but `_id` refused, the rest kept in order.
+pub fn parse_query(raw: Option<&str>) -> Result<Query, ApiError> {
     let mut q = Query { params: Vec::new(), count: DEFAULT_COUNT, after: None };
     for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         match k.as_ref() {

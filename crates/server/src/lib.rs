@@ -29,6 +29,9 @@ use serde_json::Value;
 
 pub use auth::SESSION_COOKIE;
 pub use error::ApiError;
+/// The FHIR search query parser, public only so that the fuzz targets (`fuzz/`) reach it.
+#[doc(hidden)]
+pub use fhir::{Query as SearchQuery, parse_query as parse_search_query};
 
 /// Shared state of a running server.
 #[derive(Debug, Clone)]

@@ -17,6 +17,40 @@ use crate::{VaultError, random_bytes, sha256};
 
 const LINE_PREFIX: &str = "confidant-backup-key:v1:";
 
+/// The first line of every backup file.
+pub const FILE_MAGIC: &[u8] = b"confidant-backup v1\n";
+/// The Ed25519 signature that ends a backup file.
+pub const SIGNATURE_LEN: usize = 64;
+
+/// A backup file taken apart (magic line, header line, sealed payload,
+/// signature) before any key is used: nothing in it is trusted yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileParts<'a> {
+    /// Everything the signature covers.
+    pub signed: &'a [u8],
+    pub signature: &'a [u8],
+    /// The header line (JSON), without its newline: the sealed payload's associated data.
+    pub header: &'a [u8],
+    pub sealed: &'a [u8],
+}
+
+/// Take a backup file apart; `None` if it is not one (or is truncated).
+pub fn split_file(bytes: &[u8]) -> Option<FileParts<'_>> {
+    if !bytes.starts_with(FILE_MAGIC) || bytes.len() < FILE_MAGIC.len() + SIGNATURE_LEN + 2 {
+        return None;
+    }
+    let (signed, signature) = bytes.split_at(bytes.len() - SIGNATURE_LEN);
+    let rest = &signed[FILE_MAGIC.len()..];
+    let nl = rest.iter().position(|b| *b == b'\n')?;
+    Some(FileParts { signed, signature, header: &rest[..nl], sealed: &rest[nl + 1..] })
+}
+
+/// An opened payload taken apart: the manifest line (JSON) and the database bytes after it.
+pub fn split_payload(payload: &[u8]) -> Option<(&[u8], &[u8])> {
+    let nl = payload.iter().position(|b| *b == b'\n')?;
+    Some((&payload[..nl], &payload[nl + 1..]))
+}
+
 /// The backup key of an instance.
 pub struct BackupKey {
     instance_id: String,
@@ -110,5 +144,20 @@ mod tests {
         assert_eq!((back.instance_id(), back.check_value()), ("inst", k.check_value()));
         assert!(k.create_file(&path).is_err(), "never overwritten");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_and_a_payload_come_apart() {
+        let sig = [9u8; SIGNATURE_LEN];
+        let file = [FILE_MAGIC, b"{\"h\":1}\n", b"sealed\nbytes", &sig].concat();
+        let parts = split_file(&file).unwrap();
+        assert_eq!((parts.header, parts.sealed, parts.signature), (&b"{\"h\":1}"[..], &b"sealed\nbytes"[..], &sig[..]));
+        assert_eq!(parts.signed, &file[..file.len() - SIGNATURE_LEN]);
+        // No magic line, too short for a signature, or no header line: not a backup.
+        assert!(split_file(&file[1..]).is_none());
+        assert!(split_file(&[FILE_MAGIC, &sig].concat()).is_none());
+        assert!(split_file(&[FILE_MAGIC, b"no newline", &sig].concat()).is_none());
+        assert_eq!(split_payload(b"{}\nSQLite\n"), Some((&b"{}"[..], &b"SQLite\n"[..])));
+        assert_eq!(split_payload(b"{}"), None);
     }
 }

@@ -1,0 +1,28 @@
+//! A FHIR search query string as the API reads it (`/fhir/r4/{type}?…`):
+//! `parse_search_query` takes out `_count` and `_after` and refuses unknown
+//! `_` parameters; `date_range` reads an AuditEvent `date` value. Neither may
+//! panic; what they accept keeps their promises.
+#![no_main]
+
+use confidant_fhir::{date_range, is_valid_id};
+use confidant_server::parse_search_query;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(raw) = std::str::from_utf8(data) else { return };
+    if let Ok(q) = parse_search_query(Some(raw)) {
+        assert!((1..=100).contains(&q.count), "_count out of bounds");
+        assert!(q.after.as_deref().is_none_or(is_valid_id), "_after is not an id");
+        assert!(q.params.iter().all(|(k, _)| k == "_id" || !k.starts_with('_')), "a control parameter kept");
+        // Each value as a date search value (AuditEvent `date`).
+        for (_, v) in &q.params {
+            if let Some((from, until)) = date_range(v) {
+                assert!(from.is_some() || until.is_some(), "a date range open at both ends");
+                if let (Some(a), Some(b)) = (from, until) {
+                    assert!(a < b, "an empty date range");
+                }
+            }
+        }
+    }
+    let _ = date_range(raw);
+});
