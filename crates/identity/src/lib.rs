@@ -7,16 +7,19 @@
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use confidant_audit::{Action as AuditAction, Entry, Outcome};
 use confidant_policy::{Principal, Role, Scopes, TokenIssuer};
-use confidant_records::{Records, RecordsError};
-use confidant_store::{ApiTokenRow, SessionRow, Store, StoreError, UserRow};
-use confidant_vault::{password, totp};
+use confidant_store::{ApiTokenRow, SessionRow, StoreError, UserRow};
+use confidant_vault::{VaultError, password, totp};
 use serde_json::Value;
+
+mod services;
+
+pub use services::{patient_link_token, recorded_source, seal_plaintext_links};
+use services::{RecordsError, Services};
 
 /// Errors of the identity service. None reveals whether an account exists.
 #[derive(Debug, thiserror::Error)]
@@ -44,14 +47,18 @@ pub enum IdentityError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A key or randomness failure.
+    #[error("key error: {0}")]
+    Vault(#[from] VaultError),
+    /// The event could not be recorded in the audit log, so it did not happen.
+    #[error("the access could not be recorded in the audit log, so nothing was returned; try again later")]
+    AuditFailed,
     #[error(transparent)]
-    Records(#[from] RecordsError),
-}
-
-impl From<StoreError> for IdentityError {
-    fn from(e: StoreError) -> Self {
-        IdentityError::Records(RecordsError::from(e))
-    }
+    Store(#[from] StoreError),
+    /// A failure below identity that is none of the above (a sealed secret
+    /// that fails its integrity check, a wrong key, an uninitialised instance).
+    #[error(transparent)]
+    Records(RecordsError),
 }
 
 pub type Result<T, E = IdentityError> = std::result::Result<T, E>;
@@ -259,62 +266,14 @@ const RECOVERY_CODES: usize = 10;
 const PATIENT_LINK: &str = "UserPatient";
 const TOKEN_LABEL: &str = "TokenLabel";
 
-/// The blind token of a patient account's link to `patient_id`: how the
-/// account is found by its patient (erasure) without the link in the clear.
-pub fn patient_link_token(records: &Records, patient_id: &str) -> Vec<u8> {
-    // Hex first: FHIR ids are case-sensitive, and the blind index lower-cases identifiers.
-    let hex: String = patient_id.bytes().map(|b| format!("{b:02x}")).collect();
-    records.blind("user-patient", &hex)
-}
-
-/// Where a request came from, as the audit log records it: a staff member's
-/// address as it is; a patient's as a blind value (`blind:` and 32 hex
-/// digits), so that a copy of the log ties no patient to their addresses (S1),
-/// while the same address still compares equal (the detector's rules).
-pub fn recorded_source(records: &Records, role: Option<Role>, address: &str) -> String {
-    if role != Some(Role::Patient) {
-        return address.to_owned();
-    }
-    let token = records.blind("audit-source", address);
-    let hex: String = token.iter().take(16).map(|b| format!("{b:02x}")).collect();
-    format!("blind:{hex}")
-}
-
-/// Seal what instances before migration 9 kept in the clear: patient
-/// accounts' Patient ids and API token labels. Run when an instance is opened
-/// with its key (SQL alone cannot seal); returns how many rows were moved.
-pub async fn seal_plaintext_links(records: &Records) -> Result<usize> {
-    let store = records.store();
-    let links = store.plaintext_patient_links().await?;
-    for (user_id, patient_id) in &links {
-        let sealed = records.seal_secret(PATIENT_LINK, user_id, patient_id.as_bytes()).await?;
-        store.seal_patient_link(user_id, &sealed, &patient_link_token(records, patient_id)).await?;
-    }
-    let labels = store.plaintext_token_labels().await?;
-    for (token_id, label) in &labels {
-        let sealed = records.seal_secret(TOKEN_LABEL, token_id, label.as_bytes()).await?;
-        store.seal_token_label(token_id, &sealed).await?;
-    }
-    if !links.is_empty() || !labels.is_empty() {
-        // SQLite: no copy of the old rows stays in the WAL (old pages are overwritten: secure_delete).
-        store.checkpoint_wal().await?;
-        tracing::info!(
-            accounts = links.len(),
-            tokens = labels.len(),
-            "sealed plaintext account links and token labels"
-        );
-    }
-    Ok(links.len() + labels.len())
-}
-
 fn random_token(prefix: &str) -> Result<String> {
     let mut b = [0u8; 32];
-    confidant_vault::random_bytes(&mut b).map_err(|e| IdentityError::Records(RecordsError::Vault(e)))?;
+    confidant_vault::random_bytes(&mut b).map_err(IdentityError::Vault)?;
     Ok(format!("{prefix}{}", URL_SAFE_NO_PAD.encode(b)))
 }
 
 fn random_id() -> Result<String> {
-    confidant_vault::random_id().map_err(|e| IdentityError::Records(RecordsError::Vault(e)))
+    Ok(confidant_vault::random_id()?)
 }
 
 /// Usernames: 3–64 characters of a–z, 0–9, `.`, `_`, `-`, `@`; compared lower-cased.
@@ -331,7 +290,8 @@ pub fn normalise_username(u: &str) -> Result<String> {
 
 /// The identity service.
 pub struct Identity {
-    records: Arc<Records>,
+    /// The store, clock, sealing and audit log below identity (`services.rs`).
+    services: Services,
     settings: Settings,
     /// The passkey relying party, when passkeys are on.
     passkeys: Option<confidant_vault::passkey::RelyingParty>,
@@ -376,13 +336,14 @@ impl std::fmt::Debug for Identity {
 }
 
 impl Identity {
-    pub fn new(records: Arc<Records>, settings: Settings) -> Identity {
+    /// Identity over `services` (made by [`Identity::new`]).
+    fn with_services(services: Services, settings: Settings) -> Identity {
         let passkeys = settings.passkey_site.as_deref().and_then(|site| {
             confidant_vault::passkey::RelyingParty::new(site, "Confidant")
                 .map_err(|e| tracing::warn!(error = %e, "passkeys are off"))
                 .ok()
         });
-        Identity { records, settings, passkeys, ceremonies: std::sync::Mutex::new(HashMap::new()) }
+        Identity { services, settings, passkeys, ceremonies: std::sync::Mutex::new(HashMap::new()) }
     }
 
     pub fn settings(&self) -> &Settings {
@@ -391,15 +352,7 @@ impl Identity {
 
     /// The `source` to put in `p` for a request from `address` ([`recorded_source`]).
     pub fn source_of(&self, p: &Principal, address: &str) -> String {
-        recorded_source(&self.records, Some(p.role), address)
-    }
-
-    fn store(&self) -> &Store {
-        self.records.store()
-    }
-
-    fn now(&self) -> i64 {
-        self.records.now_millis()
+        self.recorded_source(Some(p.role), address)
     }
 
     /// Append a security event to the audit log and wait for its commit.
@@ -422,14 +375,8 @@ impl Identity {
         e.actor = actor.map(str::to_owned);
         e.target = target.map(str::to_owned);
         let role = e.role.as_deref().and_then(Role::parse);
-        e.source = source.map(|s| recorded_source(&self.records, role, s));
-        self.records.auditor().append(std::slice::from_ref(&e)).await.map_err(|err| {
-            tracing::error!(error = %err, "audit append of a security event failed");
-            IdentityError::Records(RecordsError::AuditFailed)
-        })?;
-        // Failed-login bursts are the detector's to see.
-        self.records.observe(None, &[e]).await;
-        Ok(())
+        e.source = source.map(|s| self.recorded_source(role, s));
+        self.append_audit(e).await
     }
 
     fn hash_token(token: &str) -> Vec<u8> {
@@ -437,19 +384,19 @@ impl Identity {
     }
 
     async fn user_by_name(&self, username: &str) -> Result<Option<UserRow>> {
-        Ok(self.store().user_by_username_token(&self.records.blind("username", username)).await?)
+        Ok(self.store().user_by_username_token(&self.blind("username", username)).await?)
     }
 
     /// A user's username (sealed at rest, bound to the user).
     async fn username_of(&self, u: &UserRow) -> Result<String> {
-        let name = self.records.open_secret("Username", &u.id, &u.username_sealed).await?;
+        let name = self.open_secret("Username", &u.id, &u.username_sealed).await?;
         Ok(String::from_utf8_lossy(&name).into_owned())
     }
 
     /// A patient account's Patient id (sealed at rest, bound to the user).
     async fn patient_of(&self, u: &UserRow) -> Result<Option<String>> {
         let Some(sealed) = &u.patient_sealed else { return Ok(None) };
-        let id = self.records.open_secret(PATIENT_LINK, &u.id, sealed).await?;
+        let id = self.open_secret(PATIENT_LINK, &u.id, sealed).await?;
         Ok(Some(String::from_utf8_lossy(&id).into_owned()))
     }
 
@@ -512,26 +459,26 @@ impl Identity {
             _ => (None, None),
         };
         let id = random_id()?;
-        let token = self.records.blind("username", &username);
+        let token = self.blind("username", &username);
         if self.store().user_by_username_token(&token).await?.is_some() {
             return Err(IdentityError::Conflict("that username is taken".into()));
         }
-        let hash = password::hash(password).map_err(|e| IdentityError::Records(RecordsError::Vault(e)))?;
+        let hash = password::hash(password).map_err(IdentityError::Vault)?;
         let patient_sealed = match &patient_id {
-            Some(p) => Some(self.records.seal_secret(PATIENT_LINK, &id, p.as_bytes()).await?),
+            Some(p) => Some(self.seal_secret(PATIENT_LINK, &id, p.as_bytes()).await?),
             None => None,
         };
         let row = UserRow {
             id: id.clone(),
             username_token: token,
-            username_sealed: self.records.seal_secret("Username", &id, username.as_bytes()).await?,
+            username_sealed: self.seal_secret("Username", &id, username.as_bytes()).await?,
             role: role.as_str().into(),
             password_hash: Some(hash),
             totp_sealed: None,
             totp_last_step: None,
             mfa_enrolled_at: None,
             practitioner_id,
-            patient_token: patient_id.as_deref().map(|p| patient_link_token(&self.records, p)),
+            patient_token: patient_id.as_deref().map(|p| self.patient_link(p)),
             patient_sealed,
             disabled_at: None,
             created_at: self.now(),
@@ -559,7 +506,7 @@ impl Identity {
             let username = self.username_of(&u).await?;
             let locked = self
                 .store()
-                .throttle(&self.records.blind("login-account", &username))
+                .throttle(&self.blind("login-account", &username))
                 .await?
                 .and_then(|t| t.locked_until)
                 .is_some_and(|l| l > now);
@@ -602,7 +549,7 @@ impl Identity {
     /// Lift a lockout (an admin's decision); false if there was none.
     pub async fn unlock(&self, username: &str) -> Result<bool> {
         let username = normalise_username(username)?;
-        let lifted = self.store().clear_throttle(&self.records.blind("login-account", &username)).await?;
+        let lifted = self.store().clear_throttle(&self.blind("login-account", &username)).await?;
         let target = self.user_by_name(&username).await?.map(|u| u.id);
         self.audit(AuditAction::Unlock, Outcome::Success, Some(CONSOLE), target.as_deref(), None).await?;
         Ok(lifted)
@@ -652,10 +599,10 @@ impl Identity {
                 // administrator sees: someone who has the password alone
                 // cannot enrol a factor of their own (see `login_unaudited`).
                 let code = totp::new_recovery_codes(1)
-                    .map_err(|e| IdentityError::Records(RecordsError::Vault(e)))?
+                    .map_err(IdentityError::Vault)?
                     .pop()
                     .ok_or_else(|| IdentityError::Conflict("no one-time code was made".into()))?;
-                let hash = self.records.blind("recovery-code", &totp::normalise_recovery_code(&code));
+                let hash = self.blind("recovery-code", &totp::normalise_recovery_code(&code));
                 self.store().replace_recovery_codes(&u.id, &[hash]).await?;
                 one_time_code = Some(code);
                 self.store().revoke_user_credentials(&u.id, now).await?;
@@ -664,7 +611,7 @@ impl Identity {
             }
             AccountChange::Unlock => {
                 let username = self.username_of(u).await?;
-                self.store().clear_throttle(&self.records.blind("login-account", &username)).await?;
+                self.store().clear_throttle(&self.blind("login-account", &username)).await?;
                 AuditAction::Unlock
             }
             AccountChange::EndSessions => {
@@ -714,7 +661,7 @@ impl Identity {
             self.list_users().await?.into_iter().map(|u| (u.id, u.username)).collect();
         let mut out = Vec::new();
         for token in self.store().api_tokens().await? {
-            let label = self.records.open_secret(TOKEN_LABEL, &token.id, &token.label_sealed).await?;
+            let label = self.open_secret(TOKEN_LABEL, &token.id, &token.label_sealed).await?;
             let label = String::from_utf8_lossy(&label).into_owned();
             let username = token.user_id.as_ref().and_then(|u| names.get(u).cloned());
             out.push(ApiTokenInfo { token, label, username });
@@ -908,8 +855,8 @@ impl Identity {
         // Throttle keys are blind tokens: a dump shows no usernames or addresses.
         let name = username.trim().to_lowercase();
         let keys = ThrottleKeys {
-            account: self.records.blind("login-account", &name),
-            source: self.records.blind("login-source", source),
+            account: self.blind("login-account", &name),
+            source: self.blind("login-source", source),
         };
         self.check_throttle(&keys.source, now).await?;
         self.check_throttle(&keys.account, now).await?;
@@ -944,7 +891,7 @@ impl Identity {
         let code = code.trim();
         if code.len() == totp::DIGITS as usize && code.bytes().all(|b| b.is_ascii_digit()) {
             let Some(sealed) = &user.totp_sealed else { return Ok(false) };
-            let secret = totp::TotpSecret::from_bytes(&self.records.open_secret("Totp", &user.id, sealed).await?);
+            let secret = totp::TotpSecret::from_bytes(&self.open_secret("Totp", &user.id, sealed).await?);
             let last = user.totp_last_step.and_then(|s| u64::try_from(s).ok());
             let unix = u64::try_from(now / 1000).unwrap_or(0);
             return Ok(match totp::verify(&secret, code, unix, last) {
@@ -959,7 +906,7 @@ impl Identity {
     /// Use up one of `user`'s recovery codes; false if `code` is none of them.
     async fn use_recovery_code(&self, user: &UserRow, code: &str, now: i64) -> Result<bool> {
         let normalised = totp::normalise_recovery_code(code.trim());
-        Ok(self.store().use_recovery_code(&user.id, &self.records.blind("recovery-code", &normalised), now).await?)
+        Ok(self.store().use_recovery_code(&user.id, &self.blind("recovery-code", &normalised), now).await?)
     }
 
     async fn start_session(&self, user_id: &str, kind: SessionKind, mfa_done: bool, now: i64) -> Result<Login> {
@@ -1086,8 +1033,8 @@ impl Identity {
                 "a second factor is already enrolled; an administrator can reset it".into(),
             ));
         }
-        let secret = totp::TotpSecret::generate().map_err(|e| IdentityError::Records(RecordsError::Vault(e)))?;
-        let sealed = self.records.seal_secret("Totp", &user.id, secret.as_bytes()).await?;
+        let secret = totp::TotpSecret::generate().map_err(IdentityError::Vault)?;
+        let sealed = self.seal_secret("Totp", &user.id, secret.as_bytes()).await?;
         self.store().set_totp(&user.id, Some(&sealed), None).await?;
         let uri = totp::otpauth_uri(&secret, "Confidant", &self.username_of(&user).await?);
         Ok(TotpEnrolment { secret_base32: secret.to_base32(), qr_svg: totp::qr_svg(&uri), otpauth_uri: uri })
@@ -1102,14 +1049,14 @@ impl Identity {
             return Err(IdentityError::Conflict("no TOTP enrolment is in progress".into()));
         };
         let now = self.now();
-        let secret = totp::TotpSecret::from_bytes(&self.records.open_secret("Totp", &user.id, sealed).await?);
+        let secret = totp::TotpSecret::from_bytes(&self.open_secret("Totp", &user.id, sealed).await?);
         let step = totp::verify(&secret, code, u64::try_from(now / 1000).unwrap_or(0), None).ok_or_else(|| {
             IdentityError::Invalid("that code is not valid; check the device's clock and try the next code".into())
         })?;
         let codes =
-            totp::new_recovery_codes(RECOVERY_CODES).map_err(|e| IdentityError::Records(RecordsError::Vault(e)))?;
+            totp::new_recovery_codes(RECOVERY_CODES).map_err(IdentityError::Vault)?;
         let hashes: Vec<Vec<u8>> =
-            codes.iter().map(|c| self.records.blind("recovery-code", &totp::normalise_recovery_code(c))).collect();
+            codes.iter().map(|c| self.blind("recovery-code", &totp::normalise_recovery_code(c))).collect();
         self.store().replace_recovery_codes(&user.id, &hashes).await?;
         self.store().set_totp(&user.id, Some(sealed), Some(now)).await?;
         self.store().advance_totp_step(&user.id, i64::try_from(step).unwrap_or(i64::MAX)).await?;
@@ -1173,7 +1120,7 @@ impl Identity {
         let now = self.now();
         let id = random_id()?[..12].to_owned();
         let row = ApiTokenRow {
-            label_sealed: self.records.seal_secret(TOKEN_LABEL, &id, label.as_bytes()).await?,
+            label_sealed: self.seal_secret(TOKEN_LABEL, &id, label.as_bytes()).await?,
             id,
             user_id: Some(user.id.clone()),
             scopes: Some(scopes.to_string()),
@@ -1234,9 +1181,9 @@ impl Identity {
     ) -> Result<Vec<(confidant_store::PasskeyRow, confidant_vault::passkey::StoredPasskey)>> {
         let mut out = Vec::new();
         for row in self.store().passkeys(user_id).await? {
-            let plain = self.records.open_secret("Passkey", user_id, &row.sealed).await?;
+            let plain = self.open_secret("Passkey", user_id, &row.sealed).await?;
             let key = confidant_vault::passkey::StoredPasskey::from_json(&plain)
-                .map_err(|e| IdentityError::Records(RecordsError::Vault(e)))?;
+                .map_err(IdentityError::Vault)?;
             out.push((row, key));
         }
         Ok(out)
@@ -1274,7 +1221,7 @@ impl Identity {
         // A fresh code from the authenticator app: a stolen session alone cannot
         // plant a lasting way in. Wrong codes count against the account like failed sign-ins.
         let now = self.now();
-        let account_key = self.records.blind("login-account", &username);
+        let account_key = self.blind("login-account", &username);
         self.check_throttle(&account_key, now).await?;
         if !self.check_second_factor(&user, code, now).await? {
             self.count_attempt(&account_key, self.settings.account_max_failures, now).await?;
@@ -1287,7 +1234,7 @@ impl Identity {
         let existing: Vec<_> = self.stored_passkeys(&user.id).await?.into_iter().map(|(_, k)| k).collect();
         let (options, state) = rp
             .start_registration(&user.id, &username, &existing)
-            .map_err(|e| IdentityError::Records(RecordsError::Vault(e)))?;
+            .map_err(IdentityError::Vault)?;
         let expires = self.now() + CEREMONY_MS;
         let handle = self.open_ceremony(Ceremony::Register { user_id: user.id, state, expires })?;
         Ok((handle, options))
@@ -1320,7 +1267,7 @@ impl Identity {
             id: id.clone(),
             user_id: user_id.clone(),
             label: label.to_owned(),
-            sealed: self.records.seal_secret("Passkey", &user_id, &key.to_json()).await?,
+            sealed: self.seal_secret("Passkey", &user_id, &key.to_json()).await?,
             created_at: self.now(),
             last_used_at: None,
         };
@@ -1348,7 +1295,7 @@ impl Identity {
     /// the ceremony; [`Identity::login_with_passkey`] finishes it.
     pub fn passkey_challenge(&self) -> Result<(String, Value)> {
         let rp = self.relying_party()?;
-        let (options, state) = rp.start_authentication().map_err(|e| IdentityError::Records(RecordsError::Vault(e)))?;
+        let (options, state) = rp.start_authentication().map_err(IdentityError::Vault)?;
         let handle = self.open_ceremony(Ceremony::SignIn { state, expires: self.now() + CEREMONY_MS })?;
         Ok((handle, options))
     }
@@ -1362,7 +1309,7 @@ impl Identity {
         let mut keys: Vec<_> = stored.iter().map(|(_, k)| k.clone()).collect();
         match rp.finish_authentication(answer, state, &user.id, &mut keys) {
             Ok(i) => {
-                let sealed = self.records.seal_secret("Passkey", &user.id, &keys[i].to_json()).await?;
+                let sealed = self.seal_secret("Passkey", &user.id, &keys[i].to_json()).await?;
                 self.store().passkey_used(&stored[i].0.id, &sealed, now).await?;
                 Ok(true)
             }
