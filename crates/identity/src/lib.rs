@@ -11,15 +11,17 @@ use std::collections::HashMap;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use confidant_audit::{Action as AuditAction, Entry, Outcome};
-use confidant_policy::{Principal, Role, Scopes, TokenIssuer};
+use confidant_fhir::ResourceType;
+pub use confidant_policy::AccountChange;
+use confidant_policy::{AccountDenied, Principal, RevocableSessions, Role, Scopes, TokenIssuer};
 use confidant_store::{ApiTokenRow, SessionRow, StoreError, UserRow};
 use confidant_vault::{VaultError, password, totp};
 use serde_json::Value;
 
 mod services;
 
-pub use services::{patient_link_token, recorded_source, seal_plaintext_links};
 use services::{RecordsError, Services};
+pub use services::{patient_link_token, recorded_source, seal_plaintext_links};
 
 /// Errors of the identity service. None reveals whether an account exists.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +61,17 @@ pub enum IdentityError {
     /// that fails its integrity check, a wrong key, an uninitialised instance).
     #[error(transparent)]
     Records(RecordsError),
+}
+
+impl IdentityError {
+    /// A refusal of the policy's: a request that cannot be made (an
+    /// invitation for a role linked to a record) is invalid, the rest forbidden.
+    fn refused(d: AccountDenied) -> IdentityError {
+        match d {
+            d @ AccountDenied::LinkedRole(_) => IdentityError::Invalid(d.to_string()),
+            d => IdentityError::Forbidden(d.to_string()),
+        }
+    }
 }
 
 pub type Result<T, E = IdentityError> = std::result::Result<T, E>;
@@ -190,35 +203,6 @@ enum SecondFactor<'a> {
 struct ThrottleKeys {
     account: Vec<u8>,
     source: Vec<u8>,
-}
-
-/// What an administrator may do to an account.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AccountChange {
-    /// It can no longer sign in; its sessions and tokens end.
-    Disable,
-    Enable,
-    /// Lift a lockout after failed sign-ins.
-    Unlock,
-    /// Remove the second factor, passkeys and recovery codes: the user enrols
-    /// again at the next sign-in, with the one-time code the reset gives the
-    /// administrator (the password alone is not enough).
-    ResetSecondFactor,
-    /// End every session and API token.
-    EndSessions,
-}
-
-impl AccountChange {
-    pub fn parse(s: &str) -> Option<AccountChange> {
-        Some(match s {
-            "disable" => AccountChange::Disable,
-            "enable" => AccountChange::Enable,
-            "unlock" => AccountChange::Unlock,
-            "reset-second-factor" => AccountChange::ResetSecondFactor,
-            "end-sessions" => AccountChange::EndSessions,
-            _ => return None,
-        })
-    }
 }
 
 /// Who made a change to an account: the console or a signed-in administrator.
@@ -438,15 +422,15 @@ impl Identity {
         let username = normalise_username(username)?;
         password::check_policy(password, &[&username, "confidant"])
             .map_err(|e| IdentityError::Invalid(e.to_string()))?;
-        let (practitioner_id, patient_id) = match role {
-            Role::Clinician => {
+        let (practitioner_id, patient_id) = match confidant_policy::linked_record(role) {
+            Some(ResourceType::Practitioner) => {
                 let p = practitioner_id.ok_or_else(|| {
                     IdentityError::Invalid("a clinician must be linked to a Practitioner (--practitioner ID)".into())
                 })?;
                 self.require_resource("Practitioner", p).await?;
                 (Some(p.to_owned()), None)
             }
-            Role::Patient => {
+            Some(ResourceType::Patient) => {
                 let p = patient_id.ok_or_else(|| {
                     IdentityError::Invalid("a patient account must be linked to a Patient (--patient ID)".into())
                 })?;
@@ -568,12 +552,7 @@ impl Identity {
     /// factor: that takes a second administrator. A reset returns the one-time
     /// code the user needs to enrol again, shown to the administrator once.
     pub async fn change_account(&self, by: &Principal, user_id: &str, change: AccountChange) -> Result<Option<String>> {
-        Self::require_admin(by)?;
-        if user_id == by.user_id && matches!(change, AccountChange::Disable | AccountChange::ResetSecondFactor) {
-            return Err(IdentityError::Forbidden(
-                "you cannot disable your own account or reset your own second factor; ask another administrator".into(),
-            ));
-        }
+        confidant_policy::may_change_account(by, user_id, change).map_err(IdentityError::refused)?;
         let u = self.store().user_by_id(user_id).await?.ok_or_else(|| IdentityError::NotFound("user".into()))?;
         self.apply(Actor::of(by), &u, change).await
     }
@@ -625,23 +604,14 @@ impl Identity {
 
     /// Account management is for administrators, signed in (never an API token).
     fn require_admin(by: &Principal) -> Result<()> {
-        confidant_policy::may_manage_accounts(by).map_err(|d| IdentityError::Forbidden(d.to_string()))?;
-        if by.scopes.is_some() {
-            return Err(IdentityError::Forbidden("accounts are managed from a signed-in session, not a token".into()));
-        }
-        Ok(())
+        confidant_policy::may_administer_accounts(by).map_err(IdentityError::refused)
     }
 
     /// An administrator makes a one-time enrolment code for someone to create
     /// their own account of `role` (roles not linked to a record: admin,
     /// auditor, reception). Recorded as theirs; the code is shown once.
     pub async fn invite(&self, by: &Principal, role: Role) -> Result<String> {
-        Self::require_admin(by)?;
-        if matches!(role, Role::Clinician | Role::Patient) {
-            return Err(IdentityError::Invalid(format!(
-                "a {role} account is linked to a record: create it at the server with `confidant user add`"
-            )));
-        }
+        confidant_policy::may_invite(by, role).map_err(IdentityError::refused)?;
         let code = self.create_enrolment_code(role).await?;
         let target = format!("role/{role}");
         self.audit(AuditAction::Invite, Outcome::Success, Some(&by.user_id), Some(&target), by.source.as_deref())
@@ -836,7 +806,8 @@ impl Identity {
             return Err(self.failed_login(&keys.source, Some(&user.id), source, now).await);
         }
         self.store().clear_throttle(&keys.account).await?;
-        let mfa_enrolment_required = role.is_staff() && !mfa_enrolled && self.settings.require_second_factor;
+        let mfa_enrolment_required =
+            confidant_policy::must_enrol_second_factor(role, mfa_enrolled, self.settings.require_second_factor);
         let login = self.start_session(&user.id, kind, !mfa_enrolment_required, now).await?;
         tracing::info!(user = %user.id, kind = kind.as_str(), "login");
         Ok(Login { mfa_enrolment_required, ..login })
@@ -854,10 +825,8 @@ impl Identity {
     ) -> Result<(UserRow, ThrottleKeys)> {
         // Throttle keys are blind tokens: a dump shows no usernames or addresses.
         let name = username.trim().to_lowercase();
-        let keys = ThrottleKeys {
-            account: self.blind("login-account", &name),
-            source: self.blind("login-source", source),
-        };
+        let keys =
+            ThrottleKeys { account: self.blind("login-account", &name), source: self.blind("login-source", source) };
         self.check_throttle(&keys.source, now).await?;
         self.check_throttle(&keys.account, now).await?;
         self.count_attempt(&keys.account, self.settings.account_max_failures, now).await?;
@@ -1013,7 +982,10 @@ impl Identity {
 
     /// Revoke a session: one's own, or anyone's for an admin.
     pub async fn revoke_session(&self, by: &Principal, session_id: &str) -> Result<()> {
-        let owner = (by.role != Role::Admin).then_some(by.user_id.as_str());
+        let owner = match confidant_policy::revocable_sessions(by) {
+            RevocableSessions::Anyone => None,
+            RevocableSessions::OwnedBy(user_id) => Some(user_id),
+        };
         if self.store().revoke_session(session_id, owner, self.now()).await? {
             let actor = Some(by.user_id.as_str());
             self.audit(AuditAction::SessionRevoke, Outcome::Success, actor, Some(session_id), by.source.as_deref())
@@ -1053,8 +1025,7 @@ impl Identity {
         let step = totp::verify(&secret, code, u64::try_from(now / 1000).unwrap_or(0), None).ok_or_else(|| {
             IdentityError::Invalid("that code is not valid; check the device's clock and try the next code".into())
         })?;
-        let codes =
-            totp::new_recovery_codes(RECOVERY_CODES).map_err(IdentityError::Vault)?;
+        let codes = totp::new_recovery_codes(RECOVERY_CODES).map_err(IdentityError::Vault)?;
         let hashes: Vec<Vec<u8>> =
             codes.iter().map(|c| self.blind("recovery-code", &totp::normalise_recovery_code(c))).collect();
         self.store().replace_recovery_codes(&user.id, &hashes).await?;
@@ -1182,8 +1153,7 @@ impl Identity {
         let mut out = Vec::new();
         for row in self.store().passkeys(user_id).await? {
             let plain = self.open_secret("Passkey", user_id, &row.sealed).await?;
-            let key = confidant_vault::passkey::StoredPasskey::from_json(&plain)
-                .map_err(IdentityError::Vault)?;
+            let key = confidant_vault::passkey::StoredPasskey::from_json(&plain).map_err(IdentityError::Vault)?;
             out.push((row, key));
         }
         Ok(out)
@@ -1232,9 +1202,7 @@ impl Identity {
             return Err(IdentityError::Forbidden("wrong authenticator code: no passkey was added".into()));
         }
         let existing: Vec<_> = self.stored_passkeys(&user.id).await?.into_iter().map(|(_, k)| k).collect();
-        let (options, state) = rp
-            .start_registration(&user.id, &username, &existing)
-            .map_err(IdentityError::Vault)?;
+        let (options, state) = rp.start_registration(&user.id, &username, &existing).map_err(IdentityError::Vault)?;
         let expires = self.now() + CEREMONY_MS;
         let handle = self.open_ceremony(Ceremony::Register { user_id: user.id, state, expires })?;
         Ok((handle, options))

@@ -104,7 +104,7 @@ pub fn patient_link_token(records: &Records, patient_id: &str) -> Vec<u8> {
 /// digits), so that a copy of the log ties no patient to their addresses (S1),
 /// while the same address still compares equal (the detector's rules).
 pub fn recorded_source(records: &Records, role: Option<Role>, address: &str) -> String {
-    if role != Some(Role::Patient) {
+    if !confidant_policy::blinds_source(role) {
         return address.to_owned();
     }
     let token = records.blind("audit-source", address);
