@@ -26,6 +26,15 @@ pub struct UserInfo {
     pub locked: bool,
 }
 
+/// An account to create: [`Identity::add_user`]'s arguments.
+struct NewAccount<'a> {
+    username: &'a str,
+    role: Role,
+    password: &'a str,
+    practitioner_id: Option<&'a str>,
+    patient_id: Option<&'a str>,
+}
+
 impl Identity {
     pub(crate) async fn user_by_name(&self, username: &str) -> Result<Option<UserRow>> {
         Ok(self.store().user_by_username_token(&self.blind("username", username)).await?)
@@ -64,19 +73,12 @@ impl Identity {
         practitioner_id: Option<&str>,
         patient_id: Option<&str>,
     ) -> Result<String> {
-        self.add_user_by(Some(CONSOLE), username, role, password, practitioner_id, patient_id).await
+        self.add_user_by(NewAccount { username, role, password, practitioner_id, patient_id }, Some(CONSOLE)).await
     }
 
     /// [`Identity::add_user`], recorded as done by `by` (`None`: the new user, enrolling themselves).
-    pub(crate) async fn add_user_by(
-        &self,
-        by: Option<&str>,
-        username: &str,
-        role: Role,
-        password: &str,
-        practitioner_id: Option<&str>,
-        patient_id: Option<&str>,
-    ) -> Result<String> {
+    async fn add_user_by(&self, new: NewAccount<'_>, by: Option<&str>) -> Result<String> {
+        let NewAccount { username, role, password, practitioner_id, patient_id } = new;
         let username = normalise_username(username)?;
         password::check_policy(password, &[&username, "confidant"])
             .map_err(|e| IdentityError::Invalid(e.to_string()))?;
@@ -299,7 +301,8 @@ impl Identity {
             .await?
             .and_then(|r| Role::parse(&r))
             .ok_or_else(|| IdentityError::Forbidden("the enrolment code is unknown, used or expired".into()))?;
-        self.add_user_by(None, &name, role, password, None, None).await
+        let new = NewAccount { username: &name, role, password, practitioner_id: None, patient_id: None };
+        self.add_user_by(new, None).await
     }
 }
 
