@@ -496,3 +496,24 @@ async fn passkey_ceremonies_expire_are_used_once_and_a_reset_removes_passkeys() 
     f.identity.reset_mfa("kaisa").await.unwrap();
     assert!(f.identity.passkey_list(&kaisa).await.unwrap().is_empty(), "the reset removed the passkey");
 }
+
+/// A sign-in whose audit entry cannot be appended is refused with identity's
+/// own `AuditFailed` (which the server answers 503), and so is an
+/// administrator's change: no security event goes unrecorded.
+#[tokio::test]
+async fn what_cannot_be_audited_fails_as_audit_failed() {
+    use sqlx::Connection as _;
+    let f = fixture().await;
+    f.identity.add_user("kaisa", Role::Reception, PASSWORD, None, None).await.unwrap();
+    let url = format!("sqlite://{}", f._tmp.path().join("t.db").display());
+    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let broken = "CREATE TRIGGER audit_fail BEFORE INSERT ON audit_log \
+                  BEGIN SELECT RAISE(ABORT, 'audit appends broken by the test'); END;";
+    sqlx::raw_sql(sqlx::AssertSqlSafe(broken.to_owned())).execute(&mut db).await.unwrap();
+    let login = f.identity.login("kaisa", PASSWORD, None, "10.0.0.1", SessionKind::Bearer).await;
+    assert!(matches!(login, Err(IdentityError::AuditFailed)), "{login:?}");
+    let disable = f.identity.disable("kaisa").await;
+    assert!(matches!(disable, Err(IdentityError::AuditFailed)), "{disable:?}");
+    assert!(IdentityError::AuditFailed.to_string().contains("audit log"));
+    db.close().await.unwrap();
+}

@@ -10,10 +10,15 @@
 //!    decides, never the UI.
 #![forbid(unsafe_code)]
 
+mod accounts;
 mod notes;
 
 use std::fmt;
 
+pub use accounts::{
+    AccountChange, AccountDenied, RevocableSessions, blinds_source, linked_record, may_administer_accounts,
+    may_change_account, may_invite, must_enrol_second_factor, revocable_sessions,
+};
 pub use notes::{NoteFacts, author_of_new_note, may_change_note};
 
 use confidant_fhir::ResourceType;
