@@ -60,6 +60,9 @@ impl From<IdentityError> for ApiError {
             E::Forbidden(why) => ApiError::new(StatusCode::FORBIDDEN, IssueType::Forbidden, why),
             E::NotFound(what) => not_found(&what),
             E::Conflict(why) => ApiError::new(StatusCode::CONFLICT, IssueType::Conflict, why),
+            E::Store(e) => RecordsError::from(e).into(),
+            E::Vault(e) => RecordsError::Vault(e).into(),
+            E::AuditFailed => RecordsError::AuditFailed.into(),
             E::Records(e) => e.into(),
             other => ApiError::from(RecordsError::NotSupported(other.to_string())),
         }
