@@ -222,7 +222,8 @@ impl Detector {
             return Vec::new();
         }
         let s = &self.settings;
-        let [by_account, by_source] = rules::failed_logins(&seen, &mut st.failed_by_account, &mut st.failed_by_source, s);
+        let [by_account, by_source] =
+            rules::failed_logins(&seen, &mut st.failed_by_account, &mut st.failed_by_source, s);
         [
             rules::honey_record(&seen, &self.honey),
             rules::bulk_patients(&seen, &mut st.patients, s),
