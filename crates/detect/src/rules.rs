@@ -359,7 +359,128 @@ pub(crate) fn integrity(resource: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    const T0: i64 = 1_800_000_000_000;
+
+    fn entry(at: i64, action: Action, outcome: Outcome, actor: Option<&str>, patient: Option<&str>) -> Entry {
+        let mut e = Entry::new(at, action, outcome);
+        e.actor = actor.map(str::to_owned);
+        e.source = Some("192.0.2.7".into());
+        e.patient = patient.map(str::to_owned);
+        e
+    }
+
+    fn seen(e: &Entry) -> Seen<'_> {
+        Seen { entry: e, credential: Some("session/s1") }
+    }
+
+    #[test]
+    fn honey_record_fires_on_any_outcome_without_naming_the_record() {
+        let honey: HashSet<String> = ["h1".to_owned()].into();
+        for outcome in [Outcome::Success, Outcome::Denied] {
+            let e = entry(T0, Action::Read, outcome, Some("u1"), Some("h1"));
+            let f = honey_record(&seen(&e), &honey).unwrap();
+            assert_eq!(
+                (f.rule, f.key.as_str(), f.actor.as_deref()),
+                (Rule::HoneyRecord, "honey-record:u1", Some("u1"))
+            );
+            assert_eq!(f.credential.as_deref(), Some("session/s1"));
+            assert!(!f.summary.contains("h1"), "{}", f.summary);
+        }
+        let other = entry(T0, Action::Read, Outcome::Success, Some("u1"), Some("p1"));
+        assert!(honey_record(&seen(&other), &honey).is_none());
+    }
+
+    #[test]
+    fn bulk_patients_counts_different_patients_in_the_window() {
+        let s = Settings { max_patients_per_user: 2, ..Settings::default() };
+        let mut w = Windows::default();
+        let read = |at: i64, p: &str| entry(at, Action::Read, Outcome::Success, Some("u1"), Some(p));
+        assert!(bulk_patients(&seen(&read(T0, "p1")), &mut w, &s).is_none());
+        assert!(bulk_patients(&seen(&read(T0 + 1, "p1")), &mut w, &s).is_none(), "the same patient again");
+        assert!(bulk_patients(&seen(&read(T0 + 2, "p2")), &mut w, &s).is_none());
+        let f = bulk_patients(&seen(&read(T0 + 3, "p3")), &mut w, &s).unwrap();
+        assert_eq!((f.rule, f.at), (Rule::BulkPatients, T0 + 3));
+        assert!(f.summary.contains("read 3 different patients"), "{}", f.summary);
+        // A refusal discloses nothing; past the window everything is forgotten.
+        let denied = entry(T0 + 4, Action::Read, Outcome::Denied, Some("u1"), Some("p4"));
+        assert!(bulk_patients(&seen(&denied), &mut w, &s).is_none());
+        assert!(bulk_patients(&seen(&read(T0 + s.window_ms() + 3, "p4")), &mut w, &s).is_none());
+    }
+
+    #[test]
+    fn the_cut_stops_a_response_at_the_first_patient_past_the_threshold() {
+        let s = Settings { max_patients_per_user: 2, ..Settings::default() };
+        let mut w = Windows::default();
+        let read = |p: &str| entry(T0, Action::Read, Outcome::Success, Some("u1"), Some(p));
+        let page = [read("p1"), read("p1"), read("p2"), read("p3"), read("p4")];
+        assert_eq!(bulk_patients_cut(&mut w, &s, &page), Some((T0, 3, 3)));
+        assert_eq!(bulk_patients_cut(&mut w, &s, &page[..3]), None, "it counts nothing itself");
+        let f = bulk_patients_refused(&page[3], Some("token/t1"), &s, T0, 3);
+        assert_eq!((f.key.as_str(), f.credential.as_deref()), ("bulk-patients:u1", Some("token/t1")));
+    }
+
+    #[test]
+    fn failed_logins_by_address_lock_no_one() {
+        let s = Settings { max_failed_logins_per_account: 2, max_failed_logins_per_source: 3, ..Settings::default() };
+        let (mut by_account, mut by_source) = (Windows::default(), Windows::default());
+        let failed = entry(T0, Action::LoginFailed, Outcome::Denied, Some("u1"), None);
+        let mut fired = Vec::new();
+        for _ in 0..3 {
+            fired.push(failed_logins(&seen(&failed), &mut by_account, &mut by_source, &s));
+        }
+        assert!(fired[0].iter().all(Option::is_none));
+        let [account, source] = &fired[1];
+        assert_eq!(account.as_ref().unwrap().key, "failed-logins:account:u1");
+        assert!(source.is_none());
+        let source = fired[2][1].as_ref().unwrap();
+        assert_eq!(
+            (source.key.as_str(), source.subject.as_deref()),
+            ("failed-logins:source:192.0.2.7", Some("192.0.2.7"))
+        );
+        assert_eq!((source.actor.as_deref(), source.credential.as_deref()), (None, None));
+    }
+
+    #[test]
+    fn new_address_fires_when_a_credential_moves() {
+        let mut first = HashMap::new();
+        let mut e = entry(T0, Action::Read, Outcome::Success, Some("u1"), Some("p1"));
+        assert!(new_address(&seen(&e), &mut first).is_none());
+        assert!(new_address(&seen(&e), &mut first).is_none());
+        e.source = Some("198.51.100.9".into());
+        let f = new_address(&seen(&e), &mut first).unwrap();
+        assert_eq!(f.key, "new-address:session/s1:198.51.100.9");
+        assert!(f.summary.contains("first used from 192.0.2.7"), "{}", f.summary);
+        assert!(new_address(&Seen { entry: &e, credential: None }, &mut first).is_none());
+    }
+
+    #[test]
+    fn refusals_break_glass_and_search_hits_each_have_their_rule() {
+        let s = Settings { max_refusals_per_user: 2, max_search_hits_per_user: 1, ..Settings::default() };
+        let mut w = Windows::default();
+        let denied = entry(T0, Action::Read, Outcome::Denied, Some("u1"), Some("p1"));
+        assert!(outside_care(&seen(&denied), &mut w, &s).is_none());
+        assert_eq!(outside_care(&seen(&denied), &mut w, &s).unwrap().rule, Rule::OutsideCare);
+        let mut bg = entry(T0, Action::BreakGlass, Outcome::Success, Some("u1"), Some("p1"));
+        bg.purpose = Some("bg-1".into());
+        assert_eq!(break_glass(&seen(&bg)).unwrap().key, "break-glass:bg-1");
+        assert!(break_glass(&seen(&denied)).is_none());
+        let mut hits = Windows::default();
+        let hit = entry(T0, Action::SearchHit, Outcome::Success, Some("u1"), Some("p1"));
+        assert!(bulk_search(&seen(&hit), &mut hits, &s).is_none());
+        assert_eq!(bulk_search(&seen(&hit), &mut hits, &s).unwrap().rule, Rule::BulkSearch);
+    }
+
+    #[test]
+    fn the_console_and_the_detector_are_exempt() {
+        for actor in [CONSOLE, DETECTOR] {
+            let e = entry(T0, Action::Read, Outcome::Success, Some(actor), Some("p1"));
+            assert!(seen(&e).is_exempt());
+        }
+        assert!(!seen(&entry(T0, Action::Read, Outcome::Success, Some("u1"), None)).is_exempt());
+    }
 
     #[test]
     fn a_window_counts_events_and_distinct_items_and_forgets_old_ones() {
