@@ -216,3 +216,18 @@ async fn schema_and_migrations(db: &Db) {
     }
     assert!(s.read("Patient", "p1").await.unwrap().is_some(), "and nothing is lost");
 }
+
+/// Connecting: only the two backends, and without `create` no new SQLite file.
+#[tokio::test]
+async fn connect_refuses_unknown_urls_and_missing_files() {
+    let err = confidant_store::Store::connect("mysql://localhost/x", true).await.unwrap_err();
+    assert_eq!(err.to_string(), "database error: database.url must start with sqlite:// or postgres://");
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("missing.db");
+    assert!(confidant_store::Store::connect(&format!("sqlite://{}", missing.display()), false).await.is_err());
+    assert!(!missing.exists(), "nothing was created");
+    let store = confidant_store::Store::connect(&format!("sqlite://{}", missing.display()), true).await.unwrap();
+    assert_eq!(store.backend_name(), "sqlite");
+    store.close().await;
+    assert!(missing.exists());
+}
