@@ -24,7 +24,7 @@
 //! Each node counts what it serves: behind a load balancer, windows are per
 //! node (use sticky sessions, or lower thresholds).
 
-pub mod rules;
+mod rules;
 pub mod sinks;
 
 use std::collections::HashSet;
