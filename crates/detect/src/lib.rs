@@ -24,14 +24,17 @@
 //! Each node counts what it serves: behind a load balancer, windows are per
 //! node (use sticky sessions, or lower thresholds).
 
+mod rules;
 pub mod sinks;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use confidant_audit::{Action, Auditor, CONSOLE, Entry, Outcome};
+use confidant_audit::{Action, Auditor, Entry, Outcome};
 use confidant_store::{AlertRow, Sink, Store};
 use serde::{Deserialize, Serialize};
+
+use rules::{Firing, Seen, State};
 
 /// The actor of what the detector itself does (lock a session, raise an alert).
 pub const DETECTOR: &str = "detector";
@@ -146,106 +149,6 @@ impl Settings {
     }
 }
 
-/// Events in a sliding window: how many, and how many different items.
-#[derive(Default)]
-struct Window {
-    events: VecDeque<(i64, String)>,
-    distinct: HashMap<String, u32>,
-}
-
-impl Window {
-    /// Add an event at `at`, forget those older than `span`; (events, distinct items).
-    fn push(&mut self, at: i64, item: &str, span: i64) -> (usize, usize) {
-        self.expire(at, span);
-        self.events.push_back((at, item.to_owned()));
-        *self.distinct.entry(item.to_owned()).or_default() += 1;
-        (self.events.len(), self.distinct.len())
-    }
-
-    /// Forget the events older than `span` at `at`.
-    fn expire(&mut self, at: i64, span: i64) {
-        while let Some((t, _)) = self.events.front()
-            && *t <= at - span
-        {
-            if let Some((_, old)) = self.events.pop_front()
-                && let Some(n) = self.distinct.get_mut(&old)
-            {
-                *n -= 1;
-                if *n == 0 {
-                    self.distinct.remove(&old);
-                }
-            }
-        }
-    }
-}
-
-/// Windows per subject; forgotten wholesale beyond this many subjects (a flood
-/// of made-up subjects must not exhaust memory).
-const MAX_SUBJECTS: usize = 100_000;
-
-#[derive(Default)]
-struct Windows(HashMap<String, Window>);
-
-impl Windows {
-    fn push(&mut self, subject: &str, at: i64, item: &str, span: i64) -> (usize, usize) {
-        if self.0.len() >= MAX_SUBJECTS && !self.0.contains_key(subject) {
-            self.0.clear();
-        }
-        self.0.entry(subject.to_owned()).or_default().push(at, item, span)
-    }
-
-    /// The different items of `subject` within `span` before `at`.
-    fn distinct(&mut self, subject: &str, at: i64, span: i64) -> Option<&HashMap<String, u32>> {
-        let w = self.0.get_mut(subject)?;
-        w.expire(at, span);
-        Some(&w.distinct)
-    }
-}
-
-fn bulk_patients_summary(who: &str, patients: usize, window_minutes: u32, from: &str) -> String {
-    format!("user {who} read {patients} different patients' records within {window_minutes} minutes (from {from})")
-}
-
-/// Does this entry disclose a patient's record to its actor? Reads do; so do
-/// search hits that carry clinical content (notes, encounters). Writes carry
-/// what the caller sent; a patient list (demographics) counts only toward
-/// bulk-search.
-fn discloses(e: &Entry) -> bool {
-    e.outcome == Outcome::Success
-        && e.is_record_access()
-        && match e.action.as_str() {
-            "read" | "vread" | "history" | "export" => true,
-            "search-hit" => e.resource.as_deref().is_some_and(|r| !r.starts_with("Patient/")),
-            _ => false,
-        }
-}
-
-#[derive(Default)]
-struct State {
-    patients: Windows,
-    search_hits: Windows,
-    refusals: Windows,
-    failed_by_account: Windows,
-    failed_by_source: Windows,
-    /// Credential → the address it was first used from.
-    first_address: HashMap<String, String>,
-    /// Dedupe key → (open alert id, when it last fired).
-    open: HashMap<String, (String, i64)>,
-}
-
-/// A rule that fired.
-#[derive(Debug, Clone)]
-struct Firing {
-    rule: Rule,
-    /// What makes two firings the same alert.
-    key: String,
-    subject: Option<String>,
-    summary: String,
-    at: i64,
-    actor: Option<String>,
-    credential: Option<String>,
-}
-
 /// The detector of one serving node.
 pub struct Detector {
     store: Store,
@@ -311,137 +214,29 @@ impl Detector {
         }
     }
 
+    /// Every rule over one committed entry, in this order (one function per
+    /// rule in [`rules`]).
     fn check(&self, st: &mut State, e: &Entry, credential: Option<&str>) -> Vec<Firing> {
-        let s = &self.settings;
-        let span = s.window_ms();
-        let actor = e.actor.as_deref();
-        if matches!(actor, Some(CONSOLE) | Some(DETECTOR)) {
+        let seen = Seen { entry: e, credential };
+        if seen.is_exempt() {
             return Vec::new();
         }
-        let who = actor.unwrap_or("an unknown user");
-        let from = e.source.as_deref().unwrap_or("an unknown address");
-        let mut out = Vec::new();
-        // `about_a_person`: false for a rule about an address, which locks no one's account.
-        let mut fire = |rule: Rule, key: String, subject: Option<&str>, summary: String, about_a_person: bool| {
-            out.push(Firing {
-                rule,
-                key: format!("{}:{key}", rule.as_str()),
-                subject: subject.map(str::to_owned),
-                summary,
-                at: e.time,
-                actor: actor.filter(|_| about_a_person).map(str::to_owned),
-                credential: credential.filter(|_| about_a_person).map(str::to_owned),
-            });
-        };
-        let action = e.action.as_str();
-        if let Some(patient) = e.patient.as_deref()
-            && e.is_record_access()
-        {
-            if self.honey.contains(patient) {
-                // The summary does not name the record: that would mark it in the log.
-                fire(
-                    Rule::HoneyRecord,
-                    who.to_owned(),
-                    actor,
-                    format!("a honey record was touched ({action}, {:?}) by user {who} from {from}", e.outcome),
-                    true,
-                );
-            }
-            if discloses(e) {
-                let (_, patients) = st.patients.push(who, e.time, patient, span);
-                if patients > s.max_patients_per_user as usize {
-                    fire(
-                        Rule::BulkPatients,
-                        who.to_owned(),
-                        actor,
-                        bulk_patients_summary(who, patients, s.window_minutes, from),
-                        true,
-                    );
-                }
-            }
-            match (e.outcome, action) {
-                (Outcome::Success, "search-hit") => {
-                    let (hits, _) = st.search_hits.push(who, e.time, patient, span);
-                    if hits > s.max_search_hits_per_user as usize {
-                        fire(
-                            Rule::BulkSearch,
-                            who.to_owned(),
-                            actor,
-                            format!(
-                                "user {who} received {hits} search hits within {} minutes (from {from})",
-                                s.window_minutes
-                            ),
-                            true,
-                        );
-                    }
-                }
-                (Outcome::Success, "break-glass") => fire(
-                    Rule::BreakGlass,
-                    e.purpose.clone().unwrap_or_else(|| format!("{who}:{}", e.time)),
-                    actor,
-                    format!("user {who} opened a patient's record by break-glass (from {from})"),
-                    true,
-                ),
-                _ => {}
-            }
-        }
-        if e.outcome == Outcome::Denied && e.is_record_access() {
-            let (refusals, _) = st.refusals.push(who, e.time, "", span);
-            if refusals >= s.max_refusals_per_user.max(1) as usize {
-                fire(
-                    Rule::OutsideCare,
-                    who.to_owned(),
-                    actor,
-                    format!(
-                        "user {who} was refused {refusals} times within {} minutes: records outside their care (from {from})",
-                        s.window_minutes
-                    ),
-                    true,
-                );
-            }
-        }
-        if action == Action::LoginFailed.as_str() {
-            if let Some(account) = actor {
-                let (n, _) = st.failed_by_account.push(account, e.time, "", span);
-                if n >= s.max_failed_logins_per_account.max(1) as usize {
-                    fire(
-                        Rule::FailedLogins,
-                        format!("account:{account}"),
-                        Some(account),
-                        format!("{n} failed logins for account {account} within {} minutes", s.window_minutes),
-                        true,
-                    );
-                }
-            }
-            if let Some(source) = e.source.as_deref() {
-                let (n, _) = st.failed_by_source.push(source, e.time, "", span);
-                if n >= s.max_failed_logins_per_source.max(1) as usize {
-                    fire(
-                        Rule::FailedLogins,
-                        format!("source:{source}"),
-                        Some(source),
-                        format!("{n} failed logins from {source} within {} minutes", s.window_minutes),
-                        false,
-                    );
-                }
-            }
-        }
-        if let (Some(cred), Some(source)) = (credential, e.source.as_deref()) {
-            if st.first_address.len() >= MAX_SUBJECTS && !st.first_address.contains_key(cred) {
-                st.first_address.clear();
-            }
-            let first = st.first_address.entry(cred.to_owned()).or_insert_with(|| source.to_owned()).clone();
-            if first != source {
-                fire(
-                    Rule::NewAddress,
-                    format!("{cred}:{source}"),
-                    actor,
-                    format!("{cred} of user {who} was used from {source}; it was first used from {first}"),
-                    true,
-                );
-            }
-        }
-        out
+        let s = &self.settings;
+        let [by_account, by_source] =
+            rules::failed_logins(&seen, &mut st.failed_by_account, &mut st.failed_by_source, s);
+        [
+            rules::honey_record(&seen, &self.honey),
+            rules::bulk_patients(&seen, &mut st.patients, s),
+            rules::bulk_search(&seen, &mut st.search_hits, s),
+            rules::break_glass(&seen),
+            rules::outside_care(&seen, &mut st.refusals, s),
+            by_account,
+            by_source,
+            rules::new_address(&seen, &mut st.first_address),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 
     /// Before a response is sent: how many of its `entries` (in order) may
@@ -456,58 +251,13 @@ impl Detector {
         if s.response(Rule::BulkPatients).is_none() {
             return entries.len();
         }
-        let cut = {
-            let mut st = self.state();
-            self.cut_at_threshold(&mut st, entries)
-        };
+        let cut = rules::bulk_patients_cut(&mut self.state().patients, s, entries);
         let Some((at, e, patients)) = cut else {
             return entries.len();
         };
         let Some(stopped) = entries.get(e) else { return entries.len() };
-        let who = stopped.actor.clone().unwrap_or_default();
-        let from = stopped.source.as_deref().unwrap_or("an unknown address");
-        let summary = format!(
-            "user {who} asked for records of {patients} different patients within {} minutes (from {from}); \
-             the response was refused before it was sent",
-            s.window_minutes
-        );
-        self.raise(Firing {
-            rule: Rule::BulkPatients,
-            key: format!("{}:{who}", Rule::BulkPatients.as_str()),
-            subject: Some(who.clone()),
-            summary,
-            at,
-            actor: Some(who),
-            credential: credential.map(str::to_owned),
-        })
-        .await;
+        self.raise(rules::bulk_patients_refused(stopped, credential, s, at, patients)).await;
         e
-    }
-
-    /// Where `entries` would take their actor past the threshold of different
-    /// patients: (time, index of the first entry that may not go out, the
-    /// patients it would have made).
-    fn cut_at_threshold(&self, st: &mut State, entries: &[Entry]) -> Option<(i64, usize, usize)> {
-        let max = self.settings.max_patients_per_user as usize;
-        let span = self.settings.window_ms();
-        let mut added: HashSet<&str> = HashSet::new();
-        for (i, e) in entries.iter().enumerate() {
-            let (Some(who), Some(patient)) = (e.actor.as_deref(), e.patient.as_deref()) else { continue };
-            if matches!(who, CONSOLE | DETECTOR) || !discloses(e) {
-                continue;
-            }
-            let seen = st.patients.distinct(who, e.time, span);
-            let known = seen.is_some_and(|d| d.contains_key(patient)) || added.contains(patient);
-            if known {
-                continue;
-            }
-            let before = seen.map_or(0, HashMap::len) + added.len();
-            if before + 1 > max {
-                return Some((e.time, i, before + 1));
-            }
-            added.insert(patient);
-        }
-        None
     }
 
     /// A security event about a thing, not a person: `subject` is a check's
@@ -523,8 +273,7 @@ impl Detector {
     /// opened: someone with write access to the database altered it. Raised
     /// whoever met it; it locks no one (the reader did nothing wrong).
     pub async fn integrity_failure(&self, at: i64, resource: &str) {
-        let summary = format!("stored record {resource} failed its integrity check: it was altered in the database");
-        self.raise_event(Rule::Integrity, resource, summary, at).await;
+        self.raise_event(Rule::Integrity, resource, rules::integrity(resource), at).await;
     }
 
     /// Store (or count up) the alert, log it, wake the sinks, take the response.
@@ -660,17 +409,6 @@ impl Detector {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_window_counts_events_and_distinct_items_and_forgets_old_ones() {
-        let mut w = Window::default();
-        assert_eq!(w.push(0, "a", 100), (1, 1));
-        assert_eq!(w.push(10, "a", 100), (2, 1));
-        assert_eq!(w.push(20, "b", 100), (3, 2));
-        // At 105 the event at 0 is older than the span; at 120, also 10 and 20.
-        assert_eq!(w.push(105, "c", 100), (3, 3));
-        assert_eq!(w.push(120, "c", 100), (2, 1));
-    }
 
     #[test]
     fn rule_names_are_stable_and_parse_from_the_configuration() {
