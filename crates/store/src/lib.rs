@@ -418,22 +418,19 @@ impl Store {
         row: &VersionRow,
         tokens: &[SearchToken],
     ) -> Result<()> {
-        let insert = self.sql("INSERT INTO search_tokens (resource_type, param, token, id) VALUES (?, ?, ?, ?)");
+        // Two values of one resource that normalise alike give one token; keep one. ON CONFLICT,
+        // not a caught unique violation: on PostgreSQL a failed statement aborts the transaction.
+        let insert = self.sql(
+            "INSERT INTO search_tokens (resource_type, param, token, id) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        );
         for t in tokens {
-            let r = sqlx::query(AssertSqlSafe(insert.0.clone()))
+            sqlx::query(AssertSqlSafe(insert.0.clone()))
                 .bind(row.resource_type.as_str())
                 .bind(t.param)
                 .bind(t.token.as_slice())
                 .bind(row.id.as_str())
                 .execute(&mut **tx)
-                .await;
-            match r {
-                // Two values of one resource that normalise alike give one token; keep one.
-                Err(e) if e.as_database_error().is_some_and(|d| d.is_unique_violation()) => {}
-                other => {
-                    other?;
-                }
-            }
+                .await?;
         }
         Ok(())
     }

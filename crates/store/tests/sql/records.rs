@@ -5,7 +5,14 @@ use confidant_store::{CareTeamMember, Criterion, StoreError, VersionRow, Write};
 
 use crate::harness::{Db, T0, audit, key, patient, token, version, write};
 
-both_backends!(settings_and_data_keys, versions_and_heads, search_tokens, care_teams_and_periods, own_record);
+both_backends!(
+    settings_and_data_keys,
+    versions_and_heads,
+    search_tokens,
+    tokens_that_normalise_alike,
+    care_teams_and_periods,
+    own_record
+);
 
 async fn settings_and_data_keys(db: &Db) {
     let s = &db.store;
@@ -186,25 +193,6 @@ async fn tokens_that_normalise_alike(db: &Db) {
     let v2 = version("Patient", "p1", 2, "p1");
     s.update(write(&v2, &twice), 1, &[]).await.unwrap();
     assert_eq!(found(db, "Patient", &by_name, None, 10).await, ids(&["p1"], 1));
-}
-
-/// Not in `both_backends!`: the PostgreSQL half fails today, see its `ignore`.
-mod tokens_that_normalise_alike {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        let db = crate::harness::Db::sqlite().await;
-        super::tokens_that_normalise_alike(&db).await;
-        db.finish().await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "store bug on PostgreSQL: insert_tokens ignores the unique violation of a repeated token, but \
-                PostgreSQL has aborted the transaction, so the write fails (fix: ON CONFLICT DO NOTHING)"]
-    async fn postgres() {
-        let Some(db) = crate::harness::Db::postgres(module_path!()).await else { return };
-        super::tokens_that_normalise_alike(&db).await;
-        db.finish().await;
-    }
 }
 
 fn member(practitioner: &str, starts_at: Option<i64>, ends_at: Option<i64>) -> CareTeamMember {
