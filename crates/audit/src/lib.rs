@@ -1,6 +1,7 @@
 //! The tamper-evident audit log (DESIGN.md §5): every access to patient data
 //! and every security event, as leaves of an append-only Merkle tree.
 //!
+//! * [`clock`]: the injected source of time ([`Clock`], [`SystemClock`]).
 //! * [`entry`]: what an entry says (ids only, never clinical content).
 //! * [`merkle`]: RFC 6962 / RFC 9162 hashing and proofs: leaf
 //!   `SHA-256(0x00 || entry)`, node `SHA-256(0x01 || left || right)`.
@@ -10,10 +11,12 @@
 #![forbid(unsafe_code)]
 
 pub mod checkpoint;
+pub mod clock;
 pub mod entry;
 pub mod log;
 pub mod merkle;
 pub mod verify;
 
+pub use clock::{Clock, SystemClock};
 pub use entry::{Action, CONSOLE, Entry, Outcome};
 pub use log::{AuditError, Auditor, Checkpointer, Witness};
