@@ -38,13 +38,13 @@ pub async fn kek_made_at(store: &confidant_store::Store, v: u32) -> Result<Optio
 impl Records {
     /// The KEK version new keys are wrapped with.
     pub fn current_kek_version(&self) -> u32 {
-        self.vault.provider().current_version()
+        self.keyring.vault().provider().current_version()
     }
 
     /// The KEK versions in use (admins only).
     pub async fn key_status(&self, p: &Principal) -> Result<KeyStatus> {
         confidant_policy::may_manage_keys(p).map_err(|d| RecordsError::Forbidden(d.to_string()))?;
-        let current = self.vault.provider().current_version();
+        let current = self.keyring.vault().provider().current_version();
         let mut versions: Vec<KekVersion> = Vec::new();
         let mut usage = self.store.kek_usage().await?;
         if !usage.iter().any(|(v, _)| *v == i64::from(current)) {
@@ -61,6 +61,6 @@ impl Records {
             });
         }
         versions.sort_by_key(|k| k.version);
-        Ok(KeyStatus { provider: self.vault.provider().describe(), current, versions })
+        Ok(KeyStatus { provider: self.keyring.vault().provider().describe(), current, versions })
     }
 }

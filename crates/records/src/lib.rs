@@ -1,9 +1,8 @@
 //! The records service: where FHIR resources are validated, sealed, stored,
 //! found and opened. The one place that joins the vault and the store.
 //!
-//! * Where is a record encrypted? [`Records::seal_record`].
-//! * Where is it decrypted? [`Records::open_record`].
-//! * Where are search values blinded? [`Records::tokens`] and [`Records::search`].
+//! * Where is a record encrypted, decrypted, blinded? In the keyring
+//!   ([`confidant_keyring`]), reached through [`Records::keyring`].
 //!
 //! The access-control and audit issues hook in here: every read, search hit
 //! and write of a patient's data passes through one method of [`Records`].
@@ -22,16 +21,16 @@ pub use incident::{Accesses, IncidentQuery, IncidentReport};
 pub use key_status::{KekVersion, KeyStatus, kek_made_at, kek_made_setting};
 pub use text::{visible_len, visible_text};
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use confidant_audit::{Action as AuditAction, Auditor, Entry, Outcome};
 use confidant_fhir::{ResourceType, SearchParam, ValueKind, search_params};
+use confidant_keyring::{InstanceKeys, Keyring, KeyringError};
 use confidant_policy::{self as policy, Action, NoteFacts, Principal, RecordAccess, Relationship, Role, Visibility};
 use confidant_store::{
-    AuditRow, CareTeamMember, Criterion, DataKeyRow, ORGANISATION, SearchToken, Store, StoreError, VersionRow, Write,
+    AuditRow, CareTeamMember, Criterion, ORGANISATION, SearchToken, Store, StoreError, VersionRow, Write,
 };
-use confidant_vault::{BlindIndexKey, BlindKind, DataKey, RecordContext, Vault, VaultError, WrappedKey};
+use confidant_vault::{BlindKind, DataKey, Vault, VaultError};
 use serde_json::Value;
 
 /// Errors of the records service. Messages name ids and elements, never content.
@@ -83,26 +82,22 @@ impl From<StoreError> for RecordsError {
     }
 }
 
-pub type Result<T, E = RecordsError> = std::result::Result<T, E>;
-
-/// The source of time. Injected, so that tests control it.
-pub trait Clock: Send + Sync {
-    /// Unix time in milliseconds.
-    fn now_millis(&self) -> i64;
-}
-
-/// The operating system's clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_millis(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-            .unwrap_or(0)
+impl From<KeyringError> for RecordsError {
+    fn from(e: KeyringError) -> Self {
+        match e {
+            KeyringError::Integrity => RecordsError::Integrity,
+            KeyringError::WrongKey => RecordsError::WrongKey,
+            KeyringError::NotInitialised(what) => RecordsError::NotInitialised(what),
+            KeyringError::Store(e) => e.into(),
+            KeyringError::Vault(e) => RecordsError::Vault(e),
+        }
     }
 }
+
+pub type Result<T, E = RecordsError> = std::result::Result<T, E>;
+
+/// The source of time (defined by the audit log, which stamps every entry with it).
+pub use confidant_audit::{Clock, SystemClock};
 
 /// A resource as the API returns it (decrypted, in memory only).
 #[derive(Debug, Clone)]
@@ -139,16 +134,11 @@ const MAX_SEARCH_PARAMS: usize = 20;
 const MAX_SEARCH_VALUES: usize = 100;
 
 const SETTING_INSTANCE_ID: &str = "instance_id";
-const SETTING_BLIND_KEY: &str = "blind_index_key";
-/// Unwrapped data keys kept in memory; beyond this the cache starts over.
-const KEY_CACHE_LIMIT: usize = 4096;
 
 /// The records service.
 pub struct Records {
     store: Store,
-    vault: Vault,
-    blind: BlindIndexKey,
-    keys: Mutex<KeyCache>,
+    keyring: Arc<Keyring>,
     clock: Arc<dyn Clock>,
     auditor: Arc<Auditor>,
     detector: std::sync::OnceLock<Arc<confidant_detect::Detector>>,
@@ -163,19 +153,9 @@ enum Seen {
     ByBreakGlass,
 }
 
-/// Unwrapped data keys, and which version is current per compartment. A
-/// per-patient key rotation in another process makes `current` stale: the
-/// store refuses a write sealed with a replaced key ([`StoreError::StaleKey`]),
-/// and the write forgets the entry and seals again.
-#[derive(Default)]
-struct KeyCache {
-    keys: HashMap<(String, i64), Arc<DataKey>>,
-    current: HashMap<String, i64>,
-}
-
 impl std::fmt::Debug for Records {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Records({:?}, {:?})", self.store, self.vault)
+        write!(f, "Records({:?}, {:?})", self.store, self.keyring.vault())
     }
 }
 
@@ -189,10 +169,6 @@ fn blind_kind(kind: ValueKind) -> BlindKind {
     }
 }
 
-fn kek_version(w: &WrappedKey) -> Result<i64> {
-    Ok(i64::from(w.kek_version().map_err(RecordsError::Vault)?))
-}
-
 /// The instance id recorded in a store, if it has been initialised.
 pub async fn instance_id(store: &Store) -> Result<Option<String>> {
     Ok(store.setting(SETTING_INSTANCE_ID).await?.map(|v| String::from_utf8_lossy(&v).into_owned()))
@@ -201,21 +177,9 @@ pub async fn instance_id(store: &Store) -> Result<Option<String>> {
 /// Set up a new, empty, migrated store for `instance_id`: the blind-index key
 /// and the organisation's data key, both wrapped by the vault's KEK.
 pub async fn initialise(store: &Store, vault: &Vault, instance_id: &str, now: i64) -> Result<()> {
-    let (_, wrapped_blind) = vault.new_blind_index_key().map_err(RecordsError::Vault)?;
-    let (_, wrapped_org) = vault.new_data_key(ORGANISATION, 1).map_err(RecordsError::Vault)?;
+    let keys = InstanceKeys::new(vault)?;
     store.insert_setting(SETTING_INSTANCE_ID, instance_id.as_bytes(), now).await?;
-    store.insert_setting(SETTING_BLIND_KEY, &wrapped_blind.0, now).await?;
-    store
-        .insert_data_key(
-            &DataKeyRow {
-                compartment: ORGANISATION.into(),
-                version: 1,
-                kek_version: kek_version(&wrapped_org)?,
-                wrapped: wrapped_org.0,
-            },
-            now,
-        )
-        .await?;
+    keys.store(store, now).await?;
     Ok(())
 }
 
@@ -235,21 +199,8 @@ impl Records {
         clock: Arc<dyn Clock>,
         auditor: Arc<Auditor>,
     ) -> Result<Records> {
-        let wrapped =
-            store.setting(SETTING_BLIND_KEY).await?.ok_or(RecordsError::NotInitialised("no blind-index key"))?;
-        let blind = vault.open_blind_index_key(&WrappedKey(wrapped)).map_err(|e| match e {
-            VaultError::Integrity | VaultError::MissingKeyVersion(_) => RecordsError::WrongKey,
-            other => RecordsError::Vault(other),
-        })?;
-        Ok(Records {
-            store,
-            vault,
-            blind,
-            keys: Mutex::new(KeyCache::default()),
-            clock,
-            auditor,
-            detector: std::sync::OnceLock::new(),
-        })
+        let keyring = Arc::new(Keyring::open(store.clone(), vault).await?);
+        Ok(Records { store, keyring, clock, auditor, detector: std::sync::OnceLock::new() })
     }
 
     pub fn store(&self) -> &Store {
@@ -265,62 +216,16 @@ impl Records {
         self.clock.now_millis()
     }
 
-    // ----- keys -----------------------------------------------------------------------
-
-    fn cached_key(&self, compartment: &str, version: Option<i64>) -> Option<Arc<DataKey>> {
-        let cache = self.keys.lock().ok()?;
-        let version = version.or_else(|| cache.current.get(compartment).copied())?;
-        cache.keys.get(&(compartment.to_owned(), version)).cloned()
-    }
-
-    fn cache_key(&self, compartment: &str, version: i64, key: Arc<DataKey>, current: bool) {
-        if let Ok(mut cache) = self.keys.lock() {
-            if cache.keys.len() >= KEY_CACHE_LIMIT {
-                cache.keys.clear();
-                cache.current.clear();
-            }
-            cache.keys.insert((compartment.to_owned(), version), key);
-            if current {
-                cache.current.insert(compartment.to_owned(), version);
-            }
-        }
-    }
-
-    /// Forget which data key version is current for `compartment` (a rotation
-    /// replaced it); the next write looks it up again.
-    fn forget_current_key(&self, compartment: &str) {
-        if let Ok(mut cache) = self.keys.lock() {
-            cache.current.remove(compartment);
-        }
-    }
-
-    /// A compartment's data key: the given version, or the current one.
-    async fn data_key(&self, compartment: &str, version: Option<i64>) -> Result<Arc<DataKey>> {
-        if let Some(k) = self.cached_key(compartment, version) {
-            return Ok(k);
-        }
-        let row = match version {
-            Some(v) => self.store.data_key(compartment, v).await?,
-            None => self.store.current_data_key(compartment).await?,
-        };
-        let row = row.ok_or_else(|| {
-            tracing::error!(compartment, "data key missing");
-            RecordsError::Integrity
-        })?;
-        let version_u32 = u32::try_from(row.version).map_err(|_| RecordsError::Integrity)?;
-        let key = self.vault.open_data_key(compartment, version_u32, &WrappedKey(row.wrapped)).map_err(|e| {
-            tracing::error!(compartment, version = row.version, error = %e, "data key could not be unwrapped");
-            RecordsError::Integrity
-        })?;
-        let key = Arc::new(key);
-        self.cache_key(compartment, row.version, key.clone(), version.is_none());
-        Ok(key)
+    /// Where envelopes are sealed and opened and values blinded (the identity
+    /// service's secrets too).
+    pub fn keyring(&self) -> &Arc<Keyring> {
+        &self.keyring
     }
 
     // ----- sealing --------------------------------------------------------------------
 
-    /// Encrypt one resource version. The only place a record is sealed.
-    fn seal_record(
+    /// One resource version, serialised and sealed by the keyring.
+    fn seal_body(
         &self,
         key: &DataKey,
         rt: ResourceType,
@@ -330,11 +235,10 @@ impl Records {
         resource: &Value,
     ) -> Result<Vec<u8>> {
         let plaintext = zeroize::Zeroizing::new(serde_json::to_vec(resource).map_err(|_| RecordsError::Integrity)?);
-        let ctx = RecordContext { resource_type: rt.as_str(), id, version, compartment };
-        key.seal(&ctx, &plaintext).map_err(RecordsError::Vault)
+        Ok(self.keyring.seal_version(key, rt.as_str(), id, version, compartment, &plaintext)?)
     }
 
-    /// Decrypt one stored version. The only place a record is opened. A record
+    /// Decrypt one stored version (the keyring opens it). A record
     /// that fails its integrity check is a security event: logged by id (never
     /// content) and raised as an alert.
     async fn open_record(&self, row: VersionRow) -> Result<Stored> {
@@ -350,21 +254,7 @@ impl Records {
 
     async fn open_record_unchecked(&self, row: VersionRow) -> Result<Stored> {
         let rt = ResourceType::parse(&row.resource_type).ok_or(RecordsError::Integrity)?;
-        let key = self.data_key(&row.compartment, Some(row.key_version)).await?;
-        let ctx = RecordContext {
-            resource_type: &row.resource_type,
-            id: &row.id,
-            version: row.version_id,
-            compartment: &row.compartment,
-        };
-        let plaintext = key.open(&ctx, &row.body).map_err(|e| {
-            // Ids only: never content (DESIGN.md §11.2).
-            tracing::error!(
-                resource_type = %row.resource_type, id = %row.id, version = row.version_id,
-                error = %e, "stored record failed its integrity check"
-            );
-            RecordsError::Integrity
-        })?;
+        let plaintext = self.keyring.open_version(&row).await?;
         let resource: Value = serde_json::from_slice(&plaintext).map_err(|_| RecordsError::Integrity)?;
         Ok(Stored {
             resource_type: rt,
@@ -377,13 +267,8 @@ impl Records {
 
     /// Blind tokens for the validated search values of a resource.
     fn tokens(&self, rt: ResourceType, index: &[(&'static str, ValueKind, String)]) -> Vec<SearchToken> {
-        index
-            .iter()
-            .map(|(param, kind, value)| SearchToken {
-                param,
-                token: self.blind.token(rt.as_str(), param, blind_kind(*kind), value).to_vec(),
-            })
-            .collect()
+        self.keyring
+            .tokens(rt.as_str(), index.iter().map(|(param, kind, value)| (*param, blind_kind(*kind), value.as_str())))
     }
 
     fn stamp(resource: &mut Value, id: &str, version: i64, now: i64) {
@@ -720,19 +605,13 @@ impl Records {
         let mut retried = false;
         let (key, new_key, audit) = loop {
             let (key, new_key) = if rt == ResourceType::Patient {
-                let (key, wrapped) = self.vault.new_data_key(&compartment, 1).map_err(RecordsError::Vault)?;
-                let row = DataKeyRow {
-                    compartment: compartment.clone(),
-                    version: 1,
-                    kek_version: kek_version(&wrapped)?,
-                    wrapped: wrapped.0,
-                };
-                (Arc::new(key), Some(row))
+                let (key, row) = self.keyring.new_compartment_key(&compartment)?;
+                (key, Some(row))
             } else {
-                (self.data_key(&compartment, None).await?, None)
+                (self.keyring.current_key(&compartment).await?, None)
             };
             Self::stamp(&mut resource, &id, 1, now);
-            let body = self.seal_record(&key, rt, &id, 1, &compartment, &resource)?;
+            let body = self.seal_body(&key, rt, &id, 1, &compartment, &resource)?;
             let row =
                 Self::version_row(rt, &id, 1, &compartment, &key, now, body, (restricted_to.clone(), patient_visible));
             let care_team = (rt == ResourceType::CareTeam).then_some(members.as_slice());
@@ -759,14 +638,14 @@ impl Records {
                 Ok(()) => break (key, new_key, audit),
                 Err(StoreError::StaleKey) if !retried => {
                     retried = true;
-                    self.forget_current_key(&compartment);
+                    self.keyring.forget_current_key(&compartment);
                 }
                 Err(e) => return Err(e.into()),
             }
         };
         self.committed(Some(p), &audit).await;
         if let Some(k) = new_key {
-            self.cache_key(&compartment, k.version, key, true);
+            self.keyring.stored_new_key(&compartment, k.version, key);
         }
         Ok(Stored { resource_type: rt, id, version_id: 1, last_updated: now, resource })
     }
@@ -813,7 +692,7 @@ impl Records {
             confidant_fhir::validate(ResourceType::CareTeam, &mut team, now).map_err(RecordsError::Invalid)?;
         let id = confidant_vault::random_id().map_err(RecordsError::Vault)?;
         Self::stamp(&mut team, &id, 1, now);
-        let body = self.seal_record(key, ResourceType::CareTeam, &id, 1, patient, &team)?;
+        let body = self.seal_body(key, ResourceType::CareTeam, &id, 1, patient, &team)?;
         let row = Self::version_row(ResourceType::CareTeam, &id, 1, patient, key, now, body, (None, false));
         Ok((row, Self::members(&checked)))
     }
@@ -888,8 +767,8 @@ impl Records {
         // Sealed again, once, if a key rotation replaced the patient's key meanwhile.
         let mut retried = false;
         loop {
-            let key = self.data_key(&compartment, None).await?;
-            let body = self.seal_record(&key, rt, id, version, &compartment, &resource)?;
+            let key = self.keyring.current_key(&compartment).await?;
+            let body = self.seal_body(&key, rt, id, version, &compartment, &resource)?;
             let row = Self::version_row(
                 rt,
                 id,
@@ -915,7 +794,7 @@ impl Records {
                 }
                 Err(StoreError::StaleKey) if !retried => {
                     retried = true;
-                    self.forget_current_key(&compartment);
+                    self.keyring.forget_current_key(&compartment);
                 }
                 Err(StoreError::Conflict) if if_match.is_some() => {
                     let now_at = self.store.read(rt.as_str(), id).await?.map(|r| r.version_id).unwrap_or(version);
@@ -1072,15 +951,13 @@ impl Records {
         // Sealed again, once, if a key rotation replaced the patient's key meanwhile.
         let mut retried = false;
         loop {
-            let key = self.data_key(patient_id, None).await?;
-            let ctx = RecordContext { resource_type: "BreakGlass", id: &id, version: 1, compartment: patient_id };
-            let sealed = key.seal(&ctx, reason.as_bytes()).map_err(RecordsError::Vault)?;
-            let sealed = (sealed.as_slice(), i64::from(key.version()));
+            let (sealed, key_version) = self.keyring.seal_break_glass(&id, patient_id, reason.as_bytes()).await?;
+            let sealed = (sealed.as_slice(), key_version);
             match self.store.insert_break_glass(&id, &p.user_id, patient_id, sealed, now, expires, &audit).await {
                 Ok(()) => break,
                 Err(StoreError::StaleKey) if !retried => {
                     retried = true;
-                    self.forget_current_key(patient_id);
+                    self.keyring.forget_current_key(patient_id);
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -1092,27 +969,19 @@ impl Records {
 
     // ----- small secrets of the identity service ----------------------------------------
 
-    /// Seal a small secret of the organisation (a username, a TOTP secret),
-    /// bound to its kind and owner id.
+    /// Seal a small secret of the organisation (see [`Keyring::seal_secret`]).
     pub async fn seal_secret(&self, kind: &str, owner: &str, secret: &[u8]) -> Result<Vec<u8>> {
-        let key = self.data_key(ORGANISATION, None).await?;
-        let ctx = RecordContext { resource_type: kind, id: owner, version: 1, compartment: ORGANISATION };
-        key.seal(&ctx, secret).map_err(RecordsError::Vault)
+        Ok(self.keyring.seal_secret(kind, owner, secret).await?)
     }
 
     /// Open a secret sealed by [`Records::seal_secret`].
     pub async fn open_secret(&self, kind: &str, owner: &str, sealed: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>> {
-        let version =
-            confidant_vault::envelope::Header::parse(sealed).map_err(|_| RecordsError::Integrity)?.key_version;
-        let key = self.data_key(ORGANISATION, Some(i64::from(version))).await?;
-        let ctx = RecordContext { resource_type: kind, id: owner, version: 1, compartment: ORGANISATION };
-        key.open(&ctx, sealed).map_err(|_| RecordsError::Integrity)
+        Ok(self.keyring.open_secret(kind, owner, sealed).await?)
     }
 
-    /// A keyed, one-way token of a value (usernames, recovery codes): the same
-    /// blind-index key, under its own domain.
+    /// A keyed, one-way token of a value (see [`Keyring::blind`]).
     pub fn blind(&self, kind: &str, value: &str) -> Vec<u8> {
-        self.blind.token("_identity", kind, BlindKind::Identifier, value).to_vec()
+        self.keyring.blind(kind, value)
     }
 
     /// Find current resources of `rt` (FHIR search-type). Exact match only.
@@ -1233,7 +1102,7 @@ impl Records {
                         },
                         _ => v,
                     };
-                    tokens.push(self.blind.token(rt.as_str(), name, blind_kind(*kind), v).to_vec());
+                    tokens.push(self.keyring.search_token(rt.as_str(), name, blind_kind(*kind), v));
                 }
                 Ok(Criterion::Token { param: name, tokens })
             }
