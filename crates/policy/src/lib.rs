@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod notes;
+pub mod records;
 
 use std::fmt;
 

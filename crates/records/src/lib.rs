@@ -26,7 +26,8 @@ use std::sync::Arc;
 use confidant_audit::{Action as AuditAction, Auditor, Entry, Outcome};
 use confidant_fhir::{ResourceType, SearchParam, ValueKind, search_params};
 use confidant_keyring::{InstanceKeys, Keyring, KeyringError};
-use confidant_policy::{self as policy, Action, NoteFacts, Principal, RecordAccess, Relationship, Role, Visibility};
+use confidant_policy::records::{Refused, Seen};
+use confidant_policy::{self as policy, Action, NoteFacts, Principal, RecordAccess, Relationship, Visibility};
 use confidant_store::{
     AuditRow, CareTeamMember, Criterion, ORGANISATION, SearchToken, Store, StoreError, VersionRow, Write,
 };
@@ -79,6 +80,12 @@ impl From<StoreError> for RecordsError {
             StoreError::Conflict => RecordsError::Conflict,
             other => RecordsError::Store(other),
         }
+    }
+}
+
+impl From<Refused> for RecordsError {
+    fn from(r: Refused) -> Self {
+        RecordsError::Forbidden(r.to_string())
     }
 }
 
@@ -142,15 +149,6 @@ pub struct Records {
     clock: Arc<dyn Clock>,
     auditor: Arc<Auditor>,
     detector: std::sync::OnceLock<Arc<confidant_detect::Detector>>,
-}
-
-/// Whether the principal sees a record, and on what grounds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Seen {
-    No,
-    Yes,
-    /// Only thanks to an active break-glass: the audit entry says so.
-    ByBreakGlass,
 }
 
 impl std::fmt::Debug for Records {
@@ -310,13 +308,7 @@ impl Records {
     }
 
     fn seen(visibility: &Visibility, access: &RecordAccess<'_>, rel: Relationship) -> Seen {
-        if !policy::sees(visibility, access, rel) {
-            Seen::No
-        } else if rel.break_glass && !policy::sees(visibility, access, Relationship { break_glass: false, ..rel }) {
-            Seen::ByBreakGlass
-        } else {
-            Seen::Yes
-        }
+        policy::records::seen(visibility, access, rel)
     }
 
     /// The caller's relationship to the patient owning `compartment` (consulted
@@ -363,9 +355,7 @@ impl Records {
             return Ok((None, false));
         }
         if checked.psychotherapy_note {
-            if p.role != Role::Clinician || p.practitioner_id.is_none() {
-                return Err(RecordsError::Forbidden("only a clinician may write a psychotherapy note".into()));
-            }
+            policy::records::may_write_psychotherapy_note(p)?;
             let authors = Self::note_facts(resource, true).authors;
             let author = match authors.iter().collect::<Vec<_>>().as_slice() {
                 [one] => one.strip_prefix("Practitioner/").filter(|id| confidant_fhir::is_valid_id(id)),
@@ -392,19 +382,13 @@ impl Records {
         rt: ResourceType,
         patient: &str,
     ) -> Result<()> {
-        if rt != ResourceType::CareTeam || p.role != Role::Clinician {
+        if !policy::records::care_team_change_needs_membership(p, rt) {
             return Ok(());
         }
         let practitioner = p.practitioner_id.as_deref().unwrap_or("");
         let (care_team, _) =
             self.store.relationship(practitioner, &p.user_id, patient, self.clock.now_millis()).await?;
-        if care_team {
-            Ok(())
-        } else {
-            Err(RecordsError::Forbidden(
-                "only a member of a patient's care team (or reception, or an admin) may change its care teams".into(),
-            ))
-        }
+        Ok(policy::records::may_change_care_teams(p, rt, care_team)?)
     }
 
     /// What of a note decides who reads it (authors, security labels), for the policy.
@@ -595,7 +579,7 @@ impl Records {
             self.require_care_team_for_care_team_change(p, rt, &compartment).await?;
         }
         // A clinician's new patient gets a care team: the token must allow writing one.
-        if rt == ResourceType::Patient && p.role == Role::Clinician {
+        if policy::records::care_team_of_new_record(p, rt).is_some() {
             Self::allow(p, ResourceType::CareTeam, Action::Write)?;
         }
         let (restricted_to, patient_visible) = Self::access_of(p, rt, &checked, &resource)?;
@@ -619,11 +603,9 @@ impl Records {
             let write = Write { row: &row, tokens: &tokens, new_key: new_key.as_ref(), care_team };
             // A clinician who registers a patient is put on that patient's care team,
             // in the same transaction: never a patient that nobody can see.
-            let team = match (rt, p.role, &p.practitioner_id) {
-                (ResourceType::Patient, Role::Clinician, Some(practitioner)) => {
-                    Some(self.new_care_team_row(&id, practitioner, &key, now)?)
-                }
-                _ => None,
+            let team = match policy::records::care_team_of_new_record(p, rt) {
+                Some(practitioner) => Some(self.new_care_team_row(&id, practitioner, &key, now)?),
+                None => None,
             };
             let mut audit = vec![self.entry(p, AuditAction::Create, Outcome::Success, Some(&row), seen).to_row()];
             let stored = match &team {
@@ -920,9 +902,9 @@ impl Records {
     /// Open a patient's record outside one's care teams, for a stated reason,
     /// for `minutes`. Clinicians only. Returns when it expires (Unix ms).
     pub async fn break_glass(&self, p: &Principal, patient_id: &str, reason: &str, minutes: i64) -> Result<i64> {
-        if p.role != Role::Clinician || p.practitioner_id.is_none() {
+        if let Err(refused) = policy::records::may_break_glass(p) {
             self.audit_denied(p, AuditAction::BreakGlass, ResourceType::Patient, None).await;
-            return Err(RecordsError::Forbidden("only a clinician may use break-glass".into()));
+            return Err(refused.into());
         }
         // Stored as it will be shown: invisible and bidi-control characters
         // neither count towards the reason nor reach the patient's page.
