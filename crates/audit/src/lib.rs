@@ -7,6 +7,7 @@
 //!   `SHA-256(0x00 || entry)`, node `SHA-256(0x01 || left || right)`.
 //! * [`checkpoint`]: signed tree heads, one witness line each.
 //! * [`log`]: appending with group commit, signing checkpoints, the witness.
+//! * [`subscriber`]: who watches committed entries (the detector).
 //! * [`verify`]: what `confidant audit verify` checks.
 #![forbid(unsafe_code)]
 
@@ -15,8 +16,10 @@ pub mod clock;
 pub mod entry;
 pub mod log;
 pub mod merkle;
+pub mod subscriber;
 pub mod verify;
 
 pub use clock::{Clock, SystemClock};
 pub use entry::{Action, CONSOLE, Entry, Outcome};
 pub use log::{AuditError, Auditor, Checkpointer, Witness};
+pub use subscriber::Subscriber;

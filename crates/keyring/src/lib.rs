@@ -36,10 +36,13 @@ pub const SETTING_BLIND_KEY: &str = "blind_index_key";
 /// Errors of the keyring. Messages name ids, never content.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyringError {
+    /// A ciphertext or wrapped key that does not open (altered, moved, or its key missing).
     #[error("stored data failed its integrity check")]
     Integrity,
+    /// The vault's KEK cannot open the blind-index key: another instance's key.
     #[error("the key-encryption key does not match this instance's data")]
     WrongKey,
+    /// The store has no keys yet.
     #[error("instance is not initialised: {0}")]
     NotInitialised(&'static str),
     #[error(transparent)]

@@ -112,12 +112,15 @@ mod tests {
     use super::*;
     use crate::{Scopes, visibility};
 
+    /// `u1` of `role`; a clinician is `pr1`, a patient `pa1`.
     fn principal(role: Role) -> Principal {
+        let linked = |r: Role, id: &str| (role == r).then(|| id.to_owned());
+        let (practitioner_id, patient_id) = (linked(Role::Clinician, "pr1"), linked(Role::Patient, "pa1"));
         Principal {
             user_id: "u1".into(),
             role,
-            practitioner_id: (role == Role::Clinician).then(|| "pr1".into()),
-            patient_id: (role == Role::Patient).then(|| "pa1".into()),
+            practitioner_id,
+            patient_id,
             scopes: None,
             source: None,
             credential: None,

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use confidant_audit::{Action as AuditAction, Entry, Outcome};
+use confidant_audit::{Action as AuditAction, Entry, Outcome, Subscriber};
 use confidant_fhir::ResourceType;
 use confidant_policy::records::Seen;
 use confidant_policy::{self as policy, Action, NoteFacts, Principal, RecordAccess, Relationship, Visibility};
@@ -237,7 +237,7 @@ impl Records {
     /// refused whole, and the user's sessions and tokens are locked, before
     /// any of it leaves.
     pub(crate) async fn audited<T>(&self, p: &Principal, entries: &[Entry], value: T) -> Result<T> {
-        if let Some(d) = self.detector.get()
+        if let Some(d) = &self.subscriber
             && d.admit(p.credential.as_deref(), entries).await < entries.len()
         {
             return Err(RecordsError::Forbidden(STOPPED_BY_DETECTION.into()));
@@ -289,22 +289,25 @@ impl Records {
     /// them to the detector).
     pub(crate) async fn committed(&self, p: Option<&Principal>, audit: &[AuditRow]) {
         self.auditor.appended(audit.len() as u64);
-        if let (Some(p), Some(_)) = (p, self.detector.get()) {
+        if let (Some(p), Some(_)) = (p, &self.subscriber) {
             let entries: Vec<Entry> = audit.iter().filter_map(|r| Entry::parse(&r.entry)).collect();
             self.observe(p.credential.as_deref(), &entries).await;
         }
     }
 
-    /// Show committed entries to the detector, if one watches (`credential`:
-    /// the session or token of the request, for rules that lock it).
+    /// Publish committed entries to the subscriber (the detector), if one
+    /// watches (`credential`: the session or token of the request, for rules
+    /// that lock it). Awaited: a lock holds for the very next request.
     pub async fn observe(&self, credential: Option<&str>, entries: &[Entry]) {
-        if let Some(d) = self.detector.get() {
-            d.observe(credential, entries).await;
+        if let Some(d) = &self.subscriber {
+            d.committed(credential, entries).await;
         }
     }
 
-    /// Let `detector` watch every access from now on (once).
-    pub fn set_detector(&self, detector: Arc<confidant_detect::Detector>) {
-        let _ = self.detector.set(detector);
+    /// These records with `subscriber` (the detector) watching every access
+    /// from now on. Given before the records are shared, so there is no
+    /// later registration (and no reference back from the detector).
+    pub fn with_subscriber(self, subscriber: Arc<dyn Subscriber>) -> Records {
+        Records { subscriber: Some(subscriber), ..self }
     }
 }

@@ -38,7 +38,7 @@ pub use text::{visible_len, visible_text};
 
 use std::sync::Arc;
 
-use confidant_audit::Auditor;
+use confidant_audit::{Auditor, Subscriber};
 use confidant_fhir::{ResourceType, ValueKind};
 use confidant_keyring::{InstanceKeys, Keyring};
 use confidant_policy::records::Seen;
@@ -67,7 +67,8 @@ pub struct Records {
     keyring: Arc<Keyring>,
     clock: Arc<dyn Clock>,
     auditor: Arc<Auditor>,
-    detector: std::sync::OnceLock<Arc<confidant_detect::Detector>>,
+    /// Who watches committed entries (the detector), if anyone: given at construction.
+    subscriber: Option<Arc<dyn Subscriber>>,
 }
 
 impl std::fmt::Debug for Records {
@@ -117,7 +118,7 @@ impl Records {
         auditor: Arc<Auditor>,
     ) -> Result<Records> {
         let keyring = Arc::new(Keyring::open(store.clone(), vault).await?);
-        Ok(Records { store, keyring, clock, auditor, detector: std::sync::OnceLock::new() })
+        Ok(Records { store, keyring, clock, auditor, subscriber: None })
     }
 
     pub fn store(&self) -> &Store {
@@ -175,7 +176,7 @@ impl Records {
         let resource = format!("{}/{}", row.resource_type, row.id);
         let opened = self.open_record_unchecked(row).await;
         if matches!(opened, Err(RecordsError::Integrity))
-            && let Some(d) = self.detector.get()
+            && let Some(d) = &self.subscriber
         {
             d.integrity_failure(self.clock.now_millis(), &resource).await;
         }
