@@ -52,13 +52,7 @@ impl Records {
         }
         for (v, n) in usage {
             let Ok(version) = u32::try_from(v) else { continue };
-            // Version 1 is as old as the instance; later ones note when a rotation made them.
-            let setting = if version == 1 { "instance_id".to_owned() } else { format!("kek_v{version}_created") };
-            versions.push(KekVersion {
-                version,
-                data_keys: n,
-                created_at: self.store.setting_created(&setting).await?,
-            });
+            versions.push(KekVersion { version, data_keys: n, created_at: kek_made_at(&self.store, version).await? });
         }
         versions.sort_by_key(|k| k.version);
         Ok(KeyStatus { provider: self.keyring.vault().provider().describe(), current, versions })
