@@ -27,10 +27,10 @@ pub enum RecordsError {
     Conflict,
     #[error("stored data failed its integrity check")]
     Integrity,
-    #[error("the key-encryption key does not match this instance's data")]
-    WrongKey,
-    #[error("instance is not initialised: {0}")]
-    NotInitialised(&'static str),
+    /// The instance's keys: not initialised, or not this KEK's
+    /// ([`KeyringError::WrongKey`], [`KeyringError::NotInitialised`]).
+    #[error(transparent)]
+    Keys(KeyringError),
     /// The access could not be recorded in the audit log, so it was not given.
     #[error("the access could not be recorded in the audit log, so nothing was returned; try again later")]
     AuditFailed,
@@ -64,8 +64,7 @@ impl From<KeyringError> for RecordsError {
     fn from(e: KeyringError) -> Self {
         match e {
             KeyringError::Integrity => RecordsError::Integrity,
-            KeyringError::WrongKey => RecordsError::WrongKey,
-            KeyringError::NotInitialised(what) => RecordsError::NotInitialised(what),
+            e @ (KeyringError::WrongKey | KeyringError::NotInitialised(_)) => RecordsError::Keys(e),
             KeyringError::Store(e) => e.into(),
             KeyringError::Vault(e) => RecordsError::Vault(e),
         }

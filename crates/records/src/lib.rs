@@ -102,8 +102,8 @@ pub async fn initialise(store: &Store, vault: &Vault, instance_id: &str, now: i6
 }
 
 impl Records {
-    /// Open the records of an initialised store. Fails with
-    /// [`RecordsError::WrongKey`] if the vault's KEK is not this instance's.
+    /// Open the records of an initialised store. Fails with [`RecordsError::Keys`]
+    /// ([`confidant_keyring::KeyringError::WrongKey`]) if the vault's KEK is not this instance's.
     /// Starts the audit log's group-commit appender (inside a Tokio runtime).
     pub async fn open(store: Store, vault: Vault, clock: Arc<dyn Clock>) -> Result<Records> {
         let auditor = Arc::new(Auditor::start(store.clone()));
