@@ -445,7 +445,7 @@ pub async fn run_server_until(
         honey,
         config.alerts.sinks(),
     ));
-    records.set_detector(detector.clone());
+    let records = records.with_subscriber(detector.clone());
     let checkpointer =
         crate::audit::start_checkpointer(config, dir, records.store().clone(), &auditor, &detector).await?;
     let (stop_checkpoints, stopped) = tokio::sync::watch::channel(false);

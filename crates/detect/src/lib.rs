@@ -30,7 +30,8 @@ pub mod sinks;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use confidant_audit::{Action, Auditor, Entry, Outcome};
+use confidant_audit::subscriber::Pending;
+use confidant_audit::{Action, Auditor, Entry, Outcome, Subscriber};
 use confidant_store::{AlertRow, Sink, Store};
 use serde::{Deserialize, Serialize};
 
@@ -164,6 +165,22 @@ pub struct Detector {
 impl std::fmt::Debug for Detector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Detector({} honey records)", self.honey.len())
+    }
+}
+
+/// The detector watches what the services commit: they publish to it as a
+/// [`Subscriber`] given at their construction, on the request path.
+impl Subscriber for Detector {
+    fn admit<'a>(&'a self, credential: Option<&'a str>, entries: &'a [Entry]) -> Pending<'a, usize> {
+        Box::pin(Detector::admit(self, credential, entries))
+    }
+
+    fn committed<'a>(&'a self, credential: Option<&'a str>, entries: &'a [Entry]) -> Pending<'a, ()> {
+        Box::pin(Detector::observe(self, credential, entries))
+    }
+
+    fn integrity_failure<'a>(&'a self, at: i64, resource: &'a str) -> Pending<'a, ()> {
+        Box::pin(Detector::integrity_failure(self, at, resource))
     }
 }
 

@@ -12,6 +12,7 @@
 
 mod accounts;
 mod notes;
+pub mod records;
 
 use std::fmt;
 

@@ -1,10 +1,10 @@
 //! The detector's alerts, as admins and auditors see and acknowledge them.
 
-use confidant_audit::{Action as AuditAction, Entry, Outcome};
+use confidant_audit::{Action as AuditAction, Outcome};
 use confidant_policy::Principal;
 use confidant_store::AlertRow;
 
-use crate::{Records, RecordsError, Result};
+use crate::{Records, RecordsError, Result, Seen};
 
 impl Records {
     /// The detector's alerts, newest first (admins and auditors).
@@ -17,27 +17,16 @@ impl Records {
     pub async fn acknowledge_alert(&self, p: &Principal, id: &str) -> Result<AlertRow> {
         confidant_policy::may_handle_alerts(p).map_err(|d| RecordsError::Forbidden(d.to_string()))?;
         // Closing an alert is a person's decision: a login session, not an API token.
-        if p.scopes.is_some() {
-            return Err(RecordsError::Forbidden(
-                "acknowledging an alert needs a login session, not an API token".into(),
-            ));
-        }
+        confidant_policy::records::may_acknowledge_alerts(p)?;
         let not_found = || RecordsError::NotFound(format!("open alert {id}"));
         if !confidant_fhir::is_valid_id(id) {
             return Err(not_found());
         }
         // Nobody closes an alert about themselves.
-        if let Some(a) = self.store.alert(id).await?
-            && a.subject.as_deref() == Some(p.user_id.as_str())
-        {
-            return Err(RecordsError::Forbidden(
-                "an alert about your own account is for someone else to acknowledge".into(),
-            ));
+        if let Some(a) = self.store.alert(id).await? {
+            confidant_policy::records::may_acknowledge_alert_about(p, a.subject.as_deref())?;
         }
-        let mut e = Entry::new(self.clock.now_millis(), AuditAction::Alert, Outcome::Success);
-        e.actor = Some(p.user_id.clone());
-        e.role = Some(p.role.as_str().to_owned());
-        e.source = p.source.clone();
+        let mut e = self.entry(p, AuditAction::Alert, Outcome::Success, None, Seen::Yes);
         e.target = Some(format!("alert/{id}"));
         e.purpose = Some("acknowledged".into());
         let audit = [e.to_row()];

@@ -12,7 +12,6 @@ use confidant_audit::{Action as AuditAction, Entry, Outcome};
 use confidant_fhir::ResourceType;
 use confidant_policy::{self as policy, AuditScope, Principal};
 use confidant_store::{AuditFilter, ORGANISATION, StoredAudit};
-use confidant_vault::RecordContext;
 use serde_json::{Value, json};
 
 use crate::{Records, RecordsError, Result, Seen};
@@ -202,12 +201,7 @@ impl Records {
         if patient == ORGANISATION {
             return Ok(None);
         }
-        // The key version it was sealed with (a rotation may have made another current since).
-        let version =
-            confidant_vault::envelope::Header::parse(&sealed).map_err(|_| RecordsError::Integrity)?.key_version;
-        let key = self.data_key(&patient, Some(i64::from(version))).await?;
-        let ctx = RecordContext { resource_type: "BreakGlass", id, version: 1, compartment: &patient };
-        let plain = key.open(&ctx, &sealed).map_err(|_| RecordsError::Integrity)?;
+        let plain = self.keyring.open_break_glass(id, &patient, &sealed).await?;
         // Reasons stored before invisible characters were removed are cleaned here.
         Ok(Some(crate::visible_text(&String::from_utf8_lossy(&plain))))
     }

@@ -8,10 +8,10 @@ use std::collections::HashSet;
 
 use confidant_audit::{Action as AuditAction, Entry};
 use confidant_fhir::ResourceType;
-use confidant_store::{AuditRow, DataKeyRow, Write};
+use confidant_store::{AuditRow, Write};
 use serde_json::{Value, json};
 
-use crate::{Records, RecordsError, Result, kek_version};
+use crate::{Records, RecordsError, Result};
 
 const SETTING_HONEY: &str = "honey_records";
 const SEALED_KIND: &str = "HoneyRecords";
@@ -25,13 +25,7 @@ impl Records {
     pub async fn plant(&self, mut patient: Value, related: Vec<(ResourceType, Value)>) -> Result<String> {
         let now = self.clock.now_millis();
         let pid = confidant_vault::random_id().map_err(RecordsError::Vault)?;
-        let (key, wrapped) = self.vault.new_data_key(&pid, 1).map_err(RecordsError::Vault)?;
-        let key_row = DataKeyRow {
-            compartment: pid.clone(),
-            version: 1,
-            kek_version: kek_version(&wrapped)?,
-            wrapped: wrapped.0,
-        };
+        let (key, key_row) = self.keyring.new_compartment_key(&pid)?;
         let mut items = vec![(ResourceType::Patient, patient.take(), pid.clone())];
         for (rt, mut v) in related {
             v["subject"] = json!({"reference": format!("Patient/{pid}")});
@@ -41,7 +35,7 @@ impl Records {
         for (rt, mut v, id) in items {
             let checked = confidant_fhir::validate(rt, &mut v, now).map_err(RecordsError::Invalid)?;
             Self::stamp(&mut v, &id, 1, now);
-            let body = self.seal_record(&key, rt, &id, 1, &pid, &v)?;
+            let body = self.seal_body(&key, rt, &id, 1, &pid, &v)?;
             let row = Self::version_row(rt, &id, 1, &pid, &key, now, body, (None, false));
             let tokens = self.tokens(rt, &checked.index);
             rows.push((row, tokens));

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use confidant_audit::{Action as AuditAction, Entry, Outcome};
-use confidant_policy::{AuditScope, Principal};
+use confidant_policy::Principal;
 use confidant_store::AuditFilter;
 use serde_json::{Value, json};
 
@@ -117,12 +117,12 @@ impl Records {
         }
         let mut e = match by {
             Some(p) => {
-                if !matches!(confidant_policy::audit_scope(p), Ok(AuditScope::All)) {
+                if let Err(refused) = confidant_policy::records::may_read_incident_report(p) {
                     let e = self.entry(p, AuditAction::AuditAccess, Outcome::Denied, None, Seen::Yes);
                     if let Err(err) = self.auditor.append(&[e]).await {
                         tracing::error!(error = %err, "audit append of a refused access failed");
                     }
-                    return Err(RecordsError::Forbidden("only auditors may read the incident report".into()));
+                    return Err(refused.into());
                 }
                 self.entry(p, AuditAction::AuditAccess, Outcome::Success, None, Seen::Yes)
             }

@@ -38,13 +38,13 @@ pub async fn kek_made_at(store: &confidant_store::Store, v: u32) -> Result<Optio
 impl Records {
     /// The KEK version new keys are wrapped with.
     pub fn current_kek_version(&self) -> u32 {
-        self.vault.provider().current_version()
+        self.keyring.vault().provider().current_version()
     }
 
     /// The KEK versions in use (admins only).
     pub async fn key_status(&self, p: &Principal) -> Result<KeyStatus> {
         confidant_policy::may_manage_keys(p).map_err(|d| RecordsError::Forbidden(d.to_string()))?;
-        let current = self.vault.provider().current_version();
+        let current = self.keyring.vault().provider().current_version();
         let mut versions: Vec<KekVersion> = Vec::new();
         let mut usage = self.store.kek_usage().await?;
         if !usage.iter().any(|(v, _)| *v == i64::from(current)) {
@@ -52,15 +52,9 @@ impl Records {
         }
         for (v, n) in usage {
             let Ok(version) = u32::try_from(v) else { continue };
-            // Version 1 is as old as the instance; later ones note when a rotation made them.
-            let setting = if version == 1 { "instance_id".to_owned() } else { format!("kek_v{version}_created") };
-            versions.push(KekVersion {
-                version,
-                data_keys: n,
-                created_at: self.store.setting_created(&setting).await?,
-            });
+            versions.push(KekVersion { version, data_keys: n, created_at: kek_made_at(&self.store, version).await? });
         }
         versions.sort_by_key(|k| k.version);
-        Ok(KeyStatus { provider: self.vault.provider().describe(), current, versions })
+        Ok(KeyStatus { provider: self.keyring.vault().provider().describe(), current, versions })
     }
 }

@@ -39,6 +39,31 @@ pub struct RecordContext<'a> {
     pub compartment: &'a str,
 }
 
+/// The organisation's compartment (the same string as the store's
+/// `ORGANISATION`): staff records and the identity service's secrets.
+pub const ORGANISATION_COMPARTMENT: &str = "_organisation";
+
+/// The resource type under which break-glass reasons are sealed.
+const BREAK_GLASS: &str = "BreakGlass";
+
+impl<'a> RecordContext<'a> {
+    /// A stored resource version: `resource_type/id` at `version`, in `compartment`.
+    pub fn record(resource_type: &'a str, id: &'a str, version: i64, compartment: &'a str) -> Self {
+        RecordContext { resource_type, id, version, compartment }
+    }
+
+    /// The stated reason of the break-glass `id`, sealed with `patient`'s key.
+    pub fn break_glass(id: &'a str, patient: &'a str) -> Self {
+        RecordContext { resource_type: BREAK_GLASS, id, version: 1, compartment: patient }
+    }
+
+    /// A small secret of the organisation (a username, a TOTP secret), bound
+    /// to its kind and owner id, sealed with the organisation's key.
+    pub fn secret(kind: &'a str, owner: &'a str) -> Self {
+        RecordContext { resource_type: kind, id: owner, version: 1, compartment: ORGANISATION_COMPARTMENT }
+    }
+}
+
 /// The parsed fixed header of an envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {

@@ -1,0 +1,169 @@
+//! Search (FHIR search-type): exact matches on blind tokens, within what the
+//! principal may see (the same rule as a single read, as SQL), one audit
+//! entry per hit.
+
+use confidant_audit::{Action as AuditAction, Outcome};
+use confidant_fhir::{ResourceType, SearchParam, ValueKind, search_params};
+use confidant_policy::records::Seen;
+use confidant_policy::{self as policy, Action, Principal, Visibility};
+use confidant_store::Criterion;
+
+use crate::{Records, RecordsError, Result, Stored, blind_kind};
+
+/// A search: `(parameter, value)` pairs ANDed (commas within a value OR),
+/// at most `count` results after the opaque cursor `after`.
+#[derive(Debug, Clone, Default)]
+pub struct SearchRequest {
+    pub params: Vec<(String, String)>,
+    pub count: i64,
+    pub after: Option<String>,
+}
+
+/// One page of search results.
+#[derive(Debug)]
+pub struct SearchPage {
+    pub entries: Vec<Stored>,
+    pub total: i64,
+    /// The cursor for the next page, if there is one.
+    pub next_after: Option<String>,
+}
+
+const MAX_SEARCH_PARAMS: usize = 20;
+const MAX_SEARCH_VALUES: usize = 100;
+
+impl Records {
+    /// Find current resources of `rt` (FHIR search-type). Exact match only.
+    pub async fn search(&self, p: &Principal, rt: ResourceType, req: &SearchRequest) -> Result<SearchPage> {
+        self.permit(p, rt, Action::Read, AuditAction::SearchHit).await?;
+        let now = self.clock.now_millis();
+        if req.params.is_empty() && policy::search_needs_criterion(&policy::visibility(p, rt, now), rt) {
+            let names: Vec<&str> = search_params(rt).iter().map(SearchParam::name).collect();
+            return Err(RecordsError::Invalid(format!(
+                "a {} search needs at least one search parameter: {}",
+                rt.as_str(),
+                names.join(", ")
+            )));
+        }
+        let mut criteria = Vec::new();
+        // Access first: results and totals hold only what the principal may see.
+        criteria.extend(Self::visibility_criterion(p, rt, now));
+        // Bounded work per request: a search is a handful of exact matches.
+        if req.params.len() > MAX_SEARCH_PARAMS {
+            return Err(RecordsError::Invalid(format!("at most {MAX_SEARCH_PARAMS} search parameters per request")));
+        }
+        for (name, value) in &req.params {
+            let (base, modifier) = match name.split_once(':') {
+                Some((b, m)) => (b, Some(m)),
+                None => (name.as_str(), None),
+            };
+            let param = search_params(rt).iter().find(|p| p.name() == base).ok_or_else(|| {
+                RecordsError::Invalid(format!("{} has no search parameter '{}'", rt.as_str(), base.escape_default()))
+            })?;
+            if let Some(m) = modifier
+                && (m != "exact" || !matches!(param, SearchParam::Blind { .. }))
+            {
+                return Err(RecordsError::NotSupported(format!(
+                    "modifier ':{}' is not supported; search is exact-match",
+                    m.escape_default()
+                )));
+            }
+            let values: Vec<&str> = value.split(',').map(str::trim).collect();
+            if values.len() > MAX_SEARCH_VALUES {
+                return Err(RecordsError::Invalid(format!(
+                    "at most {MAX_SEARCH_VALUES} comma-separated values per parameter"
+                )));
+            }
+            if values.iter().any(|v| v.is_empty()) {
+                return Err(RecordsError::Invalid(format!("search parameter '{base}' needs a value")));
+            }
+            criteria.push(self.criterion(rt, param, &values)?);
+        }
+        // At least one: every match counted in the total is one that could be returned and audited.
+        let count = req.count.clamp(1, 100);
+        // Fetch one extra row to learn whether a next page exists.
+        let (rows, total) = self.store.search(rt.as_str(), &criteria, req.after.as_deref(), count + 1).await?;
+        let more = rows.len() as i64 > count;
+        let mut entries = Vec::with_capacity(rows.len());
+        let mut audit = Vec::with_capacity(rows.len());
+        let mut last_id = None;
+        let mut skipped = 0;
+        for (row, via_break_glass) in rows.into_iter().take(count as usize) {
+            let seen = if via_break_glass { Seen::ByBreakGlass } else { Seen::Yes };
+            // One entry per hit: each names the patient whose record was returned.
+            let entry = self.entry(p, AuditAction::SearchHit, Outcome::Success, Some(&row), seen);
+            last_id = Some(row.id.clone());
+            match self.open_record(row).await {
+                Ok(stored) => {
+                    audit.push(entry);
+                    entries.push(stored);
+                }
+                // One altered row does not take the others down with it: it is
+                // left out (logged by id and alerted by `open_record`), the rest answered.
+                Err(RecordsError::Integrity) => skipped += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        let next_after = if more { last_id } else { None };
+        let total = (total - skipped).max(0);
+        self.audited(p, &audit, SearchPage { entries, total, next_after }).await
+    }
+
+    pub(crate) fn visibility_criterion(p: &Principal, rt: ResourceType, now: i64) -> Option<Criterion> {
+        match policy::visibility(p, rt, now) {
+            Visibility::All => None,
+            Visibility::CareTeam { practitioner_id, user_id, now } => {
+                Some(Criterion::CareTeam { practitioner_id, user_id, now })
+            }
+            Visibility::OwnRecord { patient_id } => Some(Criterion::OwnRecord { patient_id }),
+        }
+    }
+
+    pub(crate) fn criterion(&self, rt: ResourceType, param: &SearchParam, values: &[&str]) -> Result<Criterion> {
+        match param {
+            SearchParam::Id => {
+                if values.len() != 1 {
+                    return Err(RecordsError::NotSupported("_id takes one value".into()));
+                }
+                Ok(Criterion::Id(values[0].to_owned()))
+            }
+            SearchParam::Patient { name } => {
+                if values.len() != 1 {
+                    return Err(RecordsError::NotSupported(format!("{name} takes one value")));
+                }
+                let id = values[0].strip_prefix("Patient/").unwrap_or(values[0]);
+                if !confidant_fhir::is_valid_id(id) {
+                    return Err(RecordsError::Invalid(format!("{name} must be Patient/{{id}} or {{id}}")));
+                }
+                Ok(Criterion::Compartment(id.to_owned()))
+            }
+            SearchParam::Blind { name, kind, .. } => {
+                let mut tokens = Vec::with_capacity(values.len());
+                for v in values {
+                    let v = match kind {
+                        ValueKind::Date => {
+                            let v = v.strip_prefix("eq").unwrap_or(v);
+                            if v.starts_with(|c: char| c.is_ascii_alphabetic()) {
+                                return Err(RecordsError::NotSupported(
+                                    "birthdate supports exact dates only (no ge/le ranges): it is blind-indexed".into(),
+                                ));
+                            }
+                            v
+                        }
+                        ValueKind::Identifier => match v.split_once('|') {
+                            Some(("", value)) => value,
+                            Some((_, "")) => {
+                                return Err(RecordsError::NotSupported(
+                                    "identifier=system| (any value of a system) is not supported: identifiers are blind-indexed".into(),
+                                ));
+                            }
+                            _ => v,
+                        },
+                        _ => v,
+                    };
+                    tokens.push(self.keyring.search_token(rt.as_str(), name, blind_kind(*kind), v));
+                }
+                Ok(Criterion::Token { param: name, tokens })
+            }
+        }
+    }
+}
