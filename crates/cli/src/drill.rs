@@ -308,7 +308,8 @@ async fn simulate(config: &Config, dir: &Path) -> Result<Vec<Step>> {
 
     let (c, records) = crate::instance::open(&copy).await?;
     let records = std::sync::Arc::new(records);
-    let identity = confidant_identity::Identity::new(records.clone(), c.access.identity_settings());
+    let identity =
+        confidant_identity::Identity::new(crate::instance::identity_services(&records), c.access.identity_settings());
     let honey: Vec<String> = records.honey_records().await?.into_iter().collect();
     let mut clin_a = staff(&identity, &records, Role::Clinician, true).await?;
     let mut clin_b = staff(&identity, &records, Role::Clinician, true).await?;

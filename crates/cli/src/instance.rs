@@ -13,6 +13,18 @@ use confidant_vault::{KeyFile, Vault};
 
 use crate::config::{self, Config, Database, Keys, SQLITE_FILE, Server};
 
+/// The identity service's footing: the same store, keys, audit log, clock
+/// and detector as `records`.
+pub fn identity_services(records: &Records) -> confidant_identity::Services {
+    confidant_identity::Services {
+        store: records.store().clone(),
+        keyring: records.keyring().clone(),
+        auditor: records.auditor().clone(),
+        clock: records.clock().clone(),
+        subscriber: records.subscriber().cloned(),
+    }
+}
+
 pub fn now_millis() -> i64 {
     use confidant_records::Clock;
     SystemClock.now_millis()
@@ -200,7 +212,7 @@ pub async fn init_with(dir: &Path, options: InitOptions) -> Result<Initialised> 
     let vault = Vault::new(provider);
     confidant_records::initialise(&store, &vault, &instance_id, now_millis()).await?;
     let records = Arc::new(Records::open(store.clone(), vault, Arc::new(SystemClock)).await?);
-    let identity = Identity::new(records.clone(), config.access.identity_settings());
+    let identity = Identity::new(identity_services(&records), config.access.identity_settings());
     let enrolment_code = identity.create_enrolment_code(Role::Admin).await?;
     crate::honey::plant(&records, honey_records).await.context("cannot plant the honey records")?;
     // A first signed checkpoint: from its first minute, the log has a witness.
@@ -398,7 +410,7 @@ pub async fn open(dir: &Path) -> Result<(Config, Records)> {
     match Records::open(store.clone(), Vault::new(key.provider()), Arc::new(SystemClock)).await {
         Ok(records) => {
             // Rows from before migration 9 are sealed now that the key is at hand.
-            if let Err(e) = confidant_identity::seal_plaintext_links(&records).await {
+            if let Err(e) = confidant_identity::seal_plaintext_links(records.store(), records.keyring()).await {
                 store.close().await;
                 return Err(anyhow::Error::new(e).context("cannot seal account links and token labels"));
             }
@@ -468,7 +480,7 @@ pub async fn run_server_until(
         passkey_site: config.server.public_url.clone(),
         ..config.access.identity_settings()
     };
-    let identity = Arc::new(Identity::new(records.clone(), settings));
+    let identity = Arc::new(Identity::new(identity_services(&records), settings));
     // The admin's posture page runs `confidant doctor`'s checks against this running instance.
     let posture = {
         let (config, dir, records, identity) = (config.clone(), dir.to_path_buf(), records.clone(), identity.clone());
@@ -584,7 +596,7 @@ pub fn parse_lifetime(s: &str) -> Result<i64> {
 pub async fn open_identity(dir: &Path) -> Result<(Config, Arc<Records>, Identity)> {
     let (config, records) = open(dir).await?;
     let records = Arc::new(records);
-    let identity = Identity::new(records.clone(), config.access.identity_settings());
+    let identity = Identity::new(identity_services(&records), config.access.identity_settings());
     Ok((config, records, identity))
 }
 

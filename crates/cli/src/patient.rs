@@ -133,7 +133,7 @@ async fn erase_with(records: &Records, id: &str, authority: Authority) -> Result
         }
     };
     e.time = now;
-    let account = confidant_identity::patient_link_token(records, id);
+    let account = confidant_identity::patient_link_token(records.keyring(), id);
     match records.store().erase_patient(id, &account, approval.as_deref(), now, &[e.to_row()]).await {
         Ok(erased) => {
             records.store().checkpoint_wal().await.context("erased, but the WAL could not be truncated")?;

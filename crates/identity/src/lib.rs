@@ -36,8 +36,9 @@ pub use services::{patient_link_token, recorded_source, seal_plaintext_links};
 pub use sessions::{Authenticated, Login, SessionKind};
 pub use tokens::ApiTokenInfo;
 
+use confidant_keyring::KeyringError;
 use second_factor::Ceremony;
-use services::{RecordsError, Services};
+pub use services::Services;
 
 /// Errors of the identity service. None reveals whether an account exists.
 #[derive(Debug, thiserror::Error)]
@@ -73,10 +74,10 @@ pub enum IdentityError {
     AuditFailed,
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// A failure below identity that is none of the above (a sealed secret
+    /// A failure of the keys that is none of the above (a sealed secret
     /// that fails its integrity check, a wrong key, an uninitialised instance).
     #[error(transparent)]
-    Records(RecordsError),
+    Keys(KeyringError),
 }
 
 impl IdentityError {

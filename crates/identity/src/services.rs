@@ -1,57 +1,63 @@
 //! What identity uses from below it, and the one module that knows where it
-//! comes from: the store, the clock, sealing and blind indexes (today
-//! through `confidant-records`), and the audit log with the detector behind
-//! it. No other identity file names `confidant_records`.
-//!
-//! Swapping records for a keyring, a store, an auditor and a clock (issue 20)
-//! is a change of this module: [`Services`], the helpers on [`Identity`]
-//! below, the constructor and the three public functions that take
-//! `&Records` today.
+//! comes from: the store, the clock, the keyring (sealing and blind indexes),
+//! and the audit log with its subscriber (the detector) behind it.
+//! Identity depends on none of the services beside it (records).
 
 use std::sync::Arc;
 
-use confidant_audit::Entry;
+use confidant_audit::{Auditor, Clock, Entry, Subscriber};
+use confidant_keyring::{Keyring, KeyringError};
 use confidant_policy::Role;
-use confidant_records::Records;
-pub(crate) use confidant_records::RecordsError;
 use confidant_store::Store;
 
 use crate::{Identity, IdentityError, PATIENT_LINK, Result, Settings, TOKEN_LABEL};
 
-/// Identity's handle on the services below it.
-pub(crate) struct Services {
-    records: Arc<Records>,
+/// What the identity service stands on: the same store, keyring, audit log,
+/// clock and subscriber as the records service of the instance.
+#[derive(Clone)]
+pub struct Services {
+    pub store: Store,
+    pub keyring: Arc<Keyring>,
+    pub auditor: Arc<Auditor>,
+    pub clock: Arc<dyn Clock>,
+    /// Who watches committed entries (the detector), if anyone.
+    pub subscriber: Option<Arc<dyn Subscriber>>,
 }
 
-impl From<RecordsError> for IdentityError {
-    /// Key, audit and store failures as identity's own variants; the rest
-    /// (integrity, wrong key, not initialised) as they came.
-    fn from(e: RecordsError) -> Self {
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Services({:?})", self.store)
+    }
+}
+
+impl From<KeyringError> for IdentityError {
+    /// Key and store failures as identity's own variants; the rest
+    /// (integrity, wrong key, not initialised) as the keyring said them.
+    fn from(e: KeyringError) -> Self {
         match e {
-            RecordsError::Vault(e) => IdentityError::Vault(e),
-            RecordsError::AuditFailed => IdentityError::AuditFailed,
-            RecordsError::Store(e) => IdentityError::Store(e),
-            other => IdentityError::Records(other),
+            KeyringError::Vault(e) => IdentityError::Vault(e),
+            KeyringError::Store(e) => IdentityError::Store(e),
+            other => IdentityError::Keys(other),
         }
     }
 }
 
 impl Identity {
-    pub fn new(records: Arc<Records>, settings: Settings) -> Identity {
-        Identity::with_services(Services { records }, settings)
+    pub fn new(services: Services, settings: Settings) -> Identity {
+        Identity::with_services(services, settings)
     }
 
     pub(crate) fn store(&self) -> &Store {
-        self.services.records.store()
+        &self.services.store
     }
 
     pub(crate) fn now(&self) -> i64 {
-        self.services.records.now_millis()
+        self.services.clock.now_millis()
     }
 
     /// Seal `secret` of `kind` (`"Totp"`, `"Username"`, …), bound to `owner`.
     pub(crate) async fn seal_secret(&self, kind: &str, owner: &str, secret: &[u8]) -> Result<Vec<u8>> {
-        Ok(self.services.records.seal_secret(kind, owner, secret).await?)
+        Ok(self.services.keyring.seal_secret(kind, owner, secret).await?)
     }
 
     /// Open a secret sealed by [`Identity::seal_secret`] with the same `kind` and `owner`.
@@ -61,53 +67,55 @@ impl Identity {
         owner: &str,
         sealed: &[u8],
     ) -> Result<zeroize::Zeroizing<Vec<u8>>> {
-        Ok(self.services.records.open_secret(kind, owner, sealed).await?)
+        Ok(self.services.keyring.open_secret(kind, owner, sealed).await?)
     }
 
     /// The blind token of `value` of `kind` (`"username"`, `"login-account"`, …).
     pub(crate) fn blind(&self, kind: &str, value: &str) -> Vec<u8> {
-        self.services.records.blind(kind, value)
+        self.services.keyring.blind(kind, value)
     }
 
     /// [`patient_link_token`] with this instance's blind index.
     pub(crate) fn patient_link(&self, patient_id: &str) -> Vec<u8> {
-        patient_link_token(&self.services.records, patient_id)
+        patient_link_token(&self.services.keyring, patient_id)
     }
 
     /// [`recorded_source`] with this instance's blind index.
     pub(crate) fn recorded_source(&self, role: Option<Role>, address: &str) -> String {
-        recorded_source(&self.services.records, role, address)
+        recorded_source(&self.services.keyring, role, address)
     }
 
     /// Append `e` to the audit log and wait for its commit, then show it to
-    /// the detector (failed-login bursts are the detector's to see).
+    /// the subscriber (failed-login bursts are the detector's to see).
     pub(crate) async fn append_audit(&self, e: Entry) -> Result<()> {
-        self.services.records.auditor().append(std::slice::from_ref(&e)).await.map_err(|err| {
+        self.services.auditor.append(std::slice::from_ref(&e)).await.map_err(|err| {
             tracing::error!(error = %err, "audit append of a security event failed");
             IdentityError::AuditFailed
         })?;
-        self.services.records.observe(None, &[e]).await;
+        if let Some(s) = &self.services.subscriber {
+            s.committed(None, &[e]).await;
+        }
         Ok(())
     }
 }
 
 /// The blind token of a patient account's link to `patient_id`: how the
 /// account is found by its patient (erasure) without the link in the clear.
-pub fn patient_link_token(records: &Records, patient_id: &str) -> Vec<u8> {
+pub fn patient_link_token(keyring: &Keyring, patient_id: &str) -> Vec<u8> {
     // Hex first: FHIR ids are case-sensitive, and the blind index lower-cases identifiers.
     let hex: String = patient_id.bytes().map(|b| format!("{b:02x}")).collect();
-    records.blind("user-patient", &hex)
+    keyring.blind("user-patient", &hex)
 }
 
 /// Where a request came from, as the audit log records it: a staff member's
 /// address as it is; a patient's as a blind value (`blind:` and 32 hex
 /// digits), so that a copy of the log ties no patient to their addresses (S1),
 /// while the same address still compares equal (the detector's rules).
-pub fn recorded_source(records: &Records, role: Option<Role>, address: &str) -> String {
+pub fn recorded_source(keyring: &Keyring, role: Option<Role>, address: &str) -> String {
     if !confidant_policy::blinds_source(role) {
         return address.to_owned();
     }
-    let token = records.blind("audit-source", address);
+    let token = keyring.blind("audit-source", address);
     let hex: String = token.iter().take(16).map(|b| format!("{b:02x}")).collect();
     format!("blind:{hex}")
 }
@@ -115,16 +123,15 @@ pub fn recorded_source(records: &Records, role: Option<Role>, address: &str) -> 
 /// Seal what instances before migration 9 kept in the clear: patient
 /// accounts' Patient ids and API token labels. Run when an instance is opened
 /// with its key (SQL alone cannot seal); returns how many rows were moved.
-pub async fn seal_plaintext_links(records: &Records) -> Result<usize> {
-    let store = records.store();
+pub async fn seal_plaintext_links(store: &Store, keyring: &Keyring) -> Result<usize> {
     let links = store.plaintext_patient_links().await?;
     for (user_id, patient_id) in &links {
-        let sealed = records.seal_secret(PATIENT_LINK, user_id, patient_id.as_bytes()).await?;
-        store.seal_patient_link(user_id, &sealed, &patient_link_token(records, patient_id)).await?;
+        let sealed = keyring.seal_secret(PATIENT_LINK, user_id, patient_id.as_bytes()).await?;
+        store.seal_patient_link(user_id, &sealed, &patient_link_token(keyring, patient_id)).await?;
     }
     let labels = store.plaintext_token_labels().await?;
     for (token_id, label) in &labels {
-        let sealed = records.seal_secret(TOKEN_LABEL, token_id, label.as_bytes()).await?;
+        let sealed = keyring.seal_secret(TOKEN_LABEL, token_id, label.as_bytes()).await?;
         store.seal_token_label(token_id, &sealed).await?;
     }
     if !links.is_empty() || !labels.is_empty() {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use confidant_identity::{Identity, IdentityError, SessionKind, Settings};
+use confidant_identity::{Identity, IdentityError, Services, SessionKind, Settings};
 use confidant_policy::Role;
 use confidant_records::{Clock, Records};
 use confidant_store::Store;
@@ -48,8 +48,19 @@ pub async fn fixture_with(settings: Settings) -> Fixture {
     let clock = Arc::new(ManualClock(AtomicI64::new(1_790_000_000_000)));
     confidant_records::initialise(&store, &vault, "test", clock.now_millis()).await.unwrap();
     let records = Arc::new(Records::open(store, vault, clock.clone()).await.unwrap());
-    let identity = Identity::new(records.clone(), settings);
+    let identity = Identity::new(services(&records), settings);
     Fixture { _tmp: tmp, clock, records, identity }
+}
+
+/// Identity on the same store, keys, audit log and clock as `records`.
+fn services(records: &Records) -> Services {
+    Services {
+        store: records.store().clone(),
+        keyring: records.keyring().clone(),
+        auditor: records.auditor().clone(),
+        clock: records.clock().clone(),
+        subscriber: records.subscriber().cloned(),
+    }
 }
 
 fn now_secs(f: &Fixture) -> u64 {
@@ -399,7 +410,7 @@ async fn break_glass_needs_a_reason_and_expires() {
 async fn concurrent_guesses_cannot_slip_past_the_limit() {
     let f = fixture().await;
     staff(&f, "aino", Role::Reception).await;
-    let identity = Arc::new(Identity::new(f.records.clone(), Settings::default()));
+    let identity = Arc::new(Identity::new(services(&f.records), Settings::default()));
     let mut tasks = Vec::new();
     for i in 0..30 {
         let identity = identity.clone();

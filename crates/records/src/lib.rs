@@ -134,6 +134,16 @@ impl Records {
         self.clock.now_millis()
     }
 
+    /// The clock these records read (the identity service reads the same).
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Who watches what these records commit (the detector), if anyone.
+    pub fn subscriber(&self) -> Option<&Arc<dyn Subscriber>> {
+        self.subscriber.as_ref()
+    }
+
     /// Where envelopes are sealed and opened and values blinded (the identity
     /// service's secrets too).
     pub fn keyring(&self) -> &Arc<Keyring> {

@@ -63,7 +63,7 @@ impl From<IdentityError> for ApiError {
             E::Store(e) => RecordsError::from(e).into(),
             E::Vault(e) => RecordsError::Vault(e).into(),
             E::AuditFailed => RecordsError::AuditFailed.into(),
-            E::Records(e) => e.into(),
+            E::Keys(e) => RecordsError::from(e).into(),
             other => ApiError::from(RecordsError::NotSupported(other.to_string())),
         }
     }

@@ -362,7 +362,7 @@ impl SignedIn {
             E::NotFound(_) => self.message(StatusCode::NOT_FOUND, l.t("Not found"), l.t("There is no such account.")),
             E::Forbidden(m) => self.message(StatusCode::FORBIDDEN, l.t("Not allowed"), &m),
             E::Invalid(m) | E::Conflict(m) => self.message(StatusCode::BAD_REQUEST, l.t("Please check the form"), &m),
-            E::Records(r) => self.records_error(r),
+            E::Keys(k) => self.records_error(confidant_records::RecordsError::from(k)),
             other => {
                 tracing::error!(error = %other, "a page failed");
                 self.unavailable()

@@ -34,6 +34,7 @@ impl Drop for DropDatabase {
 }
 
 /// A database name no other test (in this or another process) uses.
+#[allow(clippy::disallowed_methods)] // uniqueness across processes, not a time of record
 fn unique_name() -> String {
     static SEQ: AtomicU32 = AtomicU32::new(0);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
