@@ -353,25 +353,28 @@ impl KeyFile {
     /// sealed anew with the new version inside and replaced atomically.
     pub fn add_version_with(path: &Path, passphrase: Option<&str>) -> Result<u32, VaultError> {
         let current = KeyFile::load_with(path, passphrase)?;
-        if let Some(pk) = &current.passphrase_key {
-            let next = current.snapshot().keys().next_back().copied().unwrap_or(0) + 1;
-            let mut secret = Zeroizing::new([0u8; KEY_LEN]);
-            random_bytes(secret.as_mut_slice())?;
-            let mut text = current.plain_text();
+        current.append_version(current.passphrase_key.as_ref(), path)
+    }
+
+    /// Append a new random version to the file at `path`, which holds `self`
+    /// (sealed anew with `sealed_with` when the file is sealed).
+    fn append_version(&self, sealed_with: Option<&PassphraseKey>, path: &Path) -> Result<u32, VaultError> {
+        let next = self.snapshot().keys().next_back().copied().unwrap_or(0) + 1;
+        let mut secret = Zeroizing::new([0u8; KEY_LEN]);
+        random_bytes(secret.as_mut_slice())?;
+        if let Some(pk) = sealed_with {
+            let mut text = self.plain_text();
             text.push_str(&format!(
                 "{LINE_PREFIX}{}:{next}:{}\n",
-                current.instance_id,
+                self.instance_id,
                 STANDARD.encode(secret.as_slice())
             ));
             replace_secret_file(path, &sealed_file_text(&pk.seal(&text)?))?;
             return Ok(next);
         }
-        let next = current.snapshot().keys().next_back().copied().unwrap_or(0) + 1;
-        let mut secret = Zeroizing::new([0u8; KEY_LEN]);
-        random_bytes(secret.as_mut_slice())?;
         let line = Zeroizing::new(format!(
             "{LINE_PREFIX}{}:{next}:{}\n",
-            current.instance_id,
+            self.instance_id,
             STANDARD.encode(secret.as_slice())
         ));
         let err = |e: std::io::Error| VaultError::KeyFile(format!("cannot append to {}: {e}", path.display()));
@@ -387,7 +390,17 @@ impl KeyFile {
     /// left, which identifies the file from now on.
     pub fn retire_version(path: &Path, passphrase: Option<&str>, version: u32) -> Result<String, VaultError> {
         let current = KeyFile::load_with(path, passphrase)?;
-        let versions = current.snapshot();
+        current.remove_version(current.passphrase_key.as_ref(), path, version)
+    }
+
+    /// Rewrite the file at `path`, which holds `self`, without `version`.
+    fn remove_version(
+        &self,
+        sealed_with: Option<&PassphraseKey>,
+        path: &Path,
+        version: u32,
+    ) -> Result<String, VaultError> {
+        let versions = self.snapshot();
         if !versions.contains_key(&version) {
             return Err(VaultError::MissingKeyVersion(version));
         }
@@ -400,18 +413,39 @@ impl KeyFile {
              # Keep it secret, keep it off the data disk, and back it up apart from the data.\n",
         );
         for (v, k) in versions.iter().filter(|(v, _)| **v != version) {
-            text.push_str(&format!(
-                "{LINE_PREFIX}{}:{v}:{}\n",
-                current.instance_id,
-                STANDARD.encode(k.secret.as_slice())
-            ));
+            text.push_str(&format!("{LINE_PREFIX}{}:{v}:{}\n", self.instance_id, STANDARD.encode(k.secret.as_slice())));
         }
-        match &current.passphrase_key {
+        match sealed_with {
             Some(pk) => replace_secret_file(path, &sealed_file_text(&pk.seal(&text)?))?,
             None => replace_secret_file(path, &text)?,
         }
         let left = versions.iter().find(|(v, _)| **v != version).map(|(_, k)| k.check_value.clone());
         left.ok_or_else(|| VaultError::KeyFile("no version would be left".into()))
+    }
+
+    /// The file this key was loaded from, as it is now, opened with the
+    /// passphrase key derived at load (no second prompt); and whether it is sealed.
+    fn reread(&self) -> Result<(&Path, KeyFile, bool), VaultError> {
+        let Some((path, _)) = &self.source else {
+            return Err(VaultError::KeyFile("this key was not loaded from a key file".into()));
+        };
+        let text = read_secret_file(path)?;
+        match (sealed_parts(&text), &self.passphrase_key) {
+            (None, _) => Ok((path, KeyFile::parse(&text)?, false)),
+            (Some(parts), Some(pk)) => {
+                let (salt, sealed) = parts?;
+                if salt != pk.salt {
+                    return Err(VaultError::KeyFile(format!(
+                        "{} was sealed anew; run again to read it",
+                        path.display()
+                    )));
+                }
+                Ok((path, KeyFile::parse(&pk.open(&sealed)?)?, true))
+            }
+            (Some(_), None) => {
+                Err(VaultError::KeyFile(format!("{} is sealed with a passphrase, and none was given", path.display())))
+            }
+        }
     }
 
     /// The versions in the file, oldest first, with their key check values.
@@ -554,6 +588,27 @@ impl KeyProvider for KeyFile {
             out.copy_from_slice(&plain);
             Ok(out)
         })
+    }
+
+    fn versions(&self) -> Vec<crate::KekVersionInfo> {
+        KeyFile::versions(self)
+            .into_iter()
+            .map(|(version, cv)| crate::KekVersionInfo { version, check_value: Some(cv) })
+            .collect()
+    }
+
+    /// Appends to the file this key was loaded from (sealed anew if it is sealed).
+    fn add_version(&self) -> Result<u32, VaultError> {
+        let (path, current, sealed) = self.reread()?;
+        let v = current.append_version(if sealed { self.passphrase_key.as_ref() } else { None }, path)?;
+        let _ = self.refresh();
+        Ok(v)
+    }
+
+    /// Rewrites the file this key was loaded from without `version`.
+    fn retire_version(&self, version: u32) -> Result<String, VaultError> {
+        let (path, current, sealed) = self.reread()?;
+        current.remove_version(if sealed { self.passphrase_key.as_ref() } else { None }, path, version)
     }
 }
 

@@ -1,4 +1,6 @@
-//! `DIR/confidant.toml`: an instance's configuration.
+//! `DIR/confidant.toml`: an instance's configuration, typed: the key
+//! provider, the signing key provider and the storage backend are enums,
+//! parsed (and refused, with the error saying why) once, when it is loaded.
 
 use std::path::{Path, PathBuf};
 
@@ -48,7 +50,7 @@ pub struct Audit {
     /// `key-file`, `passphrase` (the key file sealed with the passphrase of
     /// the key-encryption key) or `pkcs11` (a non-extractable key pair in the
     /// token of `keys.pkcs11_token`). Default: the same as `keys.provider`.
-    pub signing_key_provider: Option<String>,
+    pub signing_key_provider: Option<SigningKeyProvider>,
     /// The audit signing key's public key (hex), pinned at `init`: a key file
     /// or token key that does not match it is refused (someone replaced it).
     pub public_key: Option<String>,
@@ -139,33 +141,205 @@ impl Access {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Database {
-    /// `sqlite://confidant.db` (relative to the instance directory) or `postgres://...`.
-    pub url: String,
+/// Where the records are stored: parsed once from `database.url`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "DatabaseFile", into = "DatabaseFile")]
+pub enum Database {
+    /// The embedded SQLite file (`sqlite://confidant.db`; relative to the instance directory).
+    Sqlite { path: PathBuf },
+    /// A PostgreSQL server (`postgres://...` or `postgresql://...`).
+    Postgres { url: String },
 }
 
+/// `[database]` as written in confidant.toml.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct DatabaseFile {
+    /// `sqlite://confidant.db` (relative to the instance directory) or `postgres://...`.
+    url: String,
+}
+
+impl Database {
+    /// Parse `database.url`.
+    pub fn parse(url: &str) -> Result<Database> {
+        if let Some(p) = url.strip_prefix("sqlite://") {
+            Ok(Database::Sqlite { path: PathBuf::from(p) })
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Database::Postgres { url: url.to_owned() })
+        } else {
+            bail!("database.url must start with sqlite:// or postgres://")
+        }
+    }
+
+    /// The embedded SQLite file `confidant.db` in the instance directory.
+    pub fn embedded() -> Database {
+        Database::Sqlite { path: PathBuf::from(SQLITE_FILE) }
+    }
+
+    /// `database.url` as written.
+    pub fn url(&self) -> String {
+        match self {
+            Database::Sqlite { path } => format!("sqlite://{}", path.display()),
+            Database::Postgres { url } => url.clone(),
+        }
+    }
+}
+
+impl TryFrom<DatabaseFile> for Database {
+    type Error = String;
+    fn try_from(f: DatabaseFile) -> std::result::Result<Self, String> {
+        Database::parse(&f.url).map_err(|e| e.to_string())
+    }
+}
+
+impl From<Database> for DatabaseFile {
+    fn from(d: Database) -> Self {
+        DatabaseFile { url: d.url() }
+    }
+}
+
+/// Where the key-encryption key is held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyProvider {
+    /// A key file (mode 0600, outside the instance directory).
+    File,
+    /// A key file sealed with a passphrase (argon2id).
+    Passphrase,
+    /// A non-extractable key in a PKCS#11 token.
+    Pkcs11 { module: PathBuf, token: String },
+}
+
+impl KeyProvider {
+    /// The name written in `keys.provider`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            KeyProvider::File => "key-file",
+            KeyProvider::Passphrase => "passphrase",
+            KeyProvider::Pkcs11 { .. } => "pkcs11",
+        }
+    }
+}
+
+/// Where the audit signing key is held (`audit.signing_key_provider`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum SigningKeyProvider {
+    File,
+    Passphrase,
+    Pkcs11,
+}
+
+impl SigningKeyProvider {
+    pub fn name(self) -> &'static str {
+        match self {
+            SigningKeyProvider::File => "key-file",
+            SigningKeyProvider::Passphrase => "passphrase",
+            SigningKeyProvider::Pkcs11 => "pkcs11",
+        }
+    }
+}
+
+impl TryFrom<String> for SigningKeyProvider {
+    type Error = String;
+    fn try_from(s: String) -> std::result::Result<Self, String> {
+        match s.as_str() {
+            "key-file" => Ok(SigningKeyProvider::File),
+            "passphrase" => Ok(SigningKeyProvider::Passphrase),
+            "pkcs11" => Ok(SigningKeyProvider::Pkcs11),
+            other => Err(format!(
+                "audit.signing_key_provider '{other}' is not supported by this build (supported: key-file, passphrase, pkcs11)"
+            )),
+        }
+    }
+}
+
+impl From<SigningKeyProvider> for String {
+    fn from(p: SigningKeyProvider) -> String {
+        p.name().to_owned()
+    }
+}
+
+impl From<&KeyProvider> for SigningKeyProvider {
+    fn from(k: &KeyProvider) -> Self {
+        match k {
+            KeyProvider::File => SigningKeyProvider::File,
+            KeyProvider::Passphrase => SigningKeyProvider::Passphrase,
+            KeyProvider::Pkcs11 { .. } => SigningKeyProvider::Pkcs11,
+        }
+    }
+}
+
+/// `[keys]`: the key-encryption key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "KeysFile", into = "KeysFile")]
 pub struct Keys {
-    /// Where the key-encryption key is held: `key-file`, `passphrase` (a key file
-    /// sealed with a passphrase) or `pkcs11` (a non-extractable key in a token).
-    pub provider: String,
+    /// Where the key-encryption key is held.
+    pub provider: KeyProvider,
     /// The key file, outside the instance directory. For `pkcs11` no key file
     /// exists: this names the folder the audit key and backup key are kept in.
     pub key_file: PathBuf,
     /// Identifies the key without revealing it; `serve` refuses a key that does not match.
     pub check_value: String,
+    /// `confidant doctor` reports a key-encryption key older than this.
+    pub rotate_after_days: u32,
+}
+
+/// `[keys]` as written in confidant.toml.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeysFile {
+    /// Where the key-encryption key is held: `key-file`, `passphrase` (a key file
+    /// sealed with a passphrase) or `pkcs11` (a non-extractable key in a token).
+    provider: String,
+    key_file: PathBuf,
+    check_value: String,
     /// For `pkcs11`: the PKCS#11 module (e.g. /usr/lib/softhsm/libsofthsm2.so).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pkcs11_module: Option<PathBuf>,
+    pkcs11_module: Option<PathBuf>,
     /// For `pkcs11`: the label of the token that holds the key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pkcs11_token: Option<String>,
-    /// `confidant doctor` reports a key-encryption key older than this.
+    pkcs11_token: Option<String>,
     #[serde(default = "default_rotate_after_days")]
-    pub rotate_after_days: u32,
+    rotate_after_days: u32,
+}
+
+impl TryFrom<KeysFile> for Keys {
+    type Error = String;
+    fn try_from(f: KeysFile) -> std::result::Result<Self, String> {
+        let provider = match f.provider.as_str() {
+            "key-file" => KeyProvider::File,
+            "passphrase" => KeyProvider::Passphrase,
+            "pkcs11" => match (f.pkcs11_module, f.pkcs11_token) {
+                (Some(module), Some(token)) => KeyProvider::Pkcs11 { module, token },
+                _ => {
+                    return Err("keys.provider is pkcs11, but keys.pkcs11_module or keys.pkcs11_token is not set".into());
+                }
+            },
+            other => {
+                return Err(format!(
+                    "keys.provider '{other}' is not supported by this build (supported: key-file, passphrase, pkcs11)"
+                ));
+            }
+        };
+        Ok(Keys { provider, key_file: f.key_file, check_value: f.check_value, rotate_after_days: f.rotate_after_days })
+    }
+}
+
+impl From<Keys> for KeysFile {
+    fn from(k: Keys) -> Self {
+        let (pkcs11_module, pkcs11_token) = match &k.provider {
+            KeyProvider::Pkcs11 { module, token } => (Some(module.clone()), Some(token.clone())),
+            _ => (None, None),
+        };
+        KeysFile {
+            provider: k.provider.name().to_owned(),
+            key_file: k.key_file,
+            check_value: k.check_value,
+            pkcs11_module,
+            pkcs11_token,
+            rotate_after_days: k.rotate_after_days,
+        }
+    }
 }
 
 fn default_rotate_after_days() -> u32 {
@@ -250,19 +424,23 @@ impl Config {
 
     /// The database URL with a relative SQLite path resolved against `dir`.
     pub fn database_url(&self, dir: &Path) -> Result<String> {
-        match self.database.url.strip_prefix("sqlite://") {
-            Some(p) if Path::new(p).is_relative() => Ok(format!("sqlite://{}", dir.join(p).display())),
-            Some(_) => Ok(self.database.url.clone()),
-            None if self.database.url.starts_with("postgres://") || self.database.url.starts_with("postgresql://") => {
-                Ok(self.database.url.clone())
-            }
-            None => bail!("database.url must start with sqlite:// or postgres://"),
-        }
+        Ok(match &self.database {
+            Database::Sqlite { path } if path.is_relative() => format!("sqlite://{}", dir.join(path).display()),
+            other => other.url(),
+        })
     }
 
-    /// Where the audit signing key lives: `key-file`, `passphrase` or `pkcs11`.
-    pub fn signing_provider(&self) -> &str {
-        self.audit.signing_key_provider.as_deref().unwrap_or(&self.keys.provider)
+    /// Where the audit signing key lives (default: where the key-encryption key does).
+    pub fn signing_provider(&self) -> SigningKeyProvider {
+        self.audit.signing_key_provider.unwrap_or_else(|| SigningKeyProvider::from(&self.keys.provider))
+    }
+
+    /// The PKCS#11 token that holds the keys, if they are in one.
+    pub fn token(&self) -> Option<(&Path, &str)> {
+        match &self.keys.provider {
+            KeyProvider::Pkcs11 { module, token } => Some((module.as_path(), token.as_str())),
+            _ => None,
+        }
     }
 
     /// The audit signing key file.
@@ -281,8 +459,10 @@ impl Config {
 
     /// The path of the SQLite file, if this instance uses SQLite.
     pub fn sqlite_path(&self, dir: &Path) -> Option<PathBuf> {
-        let p = self.database.url.strip_prefix("sqlite://")?;
-        Some(if Path::new(p).is_relative() { dir.join(p) } else { PathBuf::from(p) })
+        match &self.database {
+            Database::Sqlite { path } => Some(if path.is_relative() { dir.join(path) } else { path.clone() }),
+            Database::Postgres { .. } => None,
+        }
     }
 }
 
