@@ -312,7 +312,9 @@ impl TryFrom<KeysFile> for Keys {
             "pkcs11" => match (f.pkcs11_module, f.pkcs11_token) {
                 (Some(module), Some(token)) => KeyProvider::Pkcs11 { module, token },
                 _ => {
-                    return Err("keys.provider is pkcs11, but keys.pkcs11_module or keys.pkcs11_token is not set".into());
+                    return Err(
+                        "keys.provider is pkcs11, but keys.pkcs11_module or keys.pkcs11_token is not set".into()
+                    );
                 }
             },
             other => {
@@ -480,4 +482,70 @@ pub fn default_key_file(instance_id: &str) -> Result<PathBuf> {
         bail!("cannot choose a key file location: set HOME or pass --key-file");
     };
     Ok(dir.join(format!("{instance_id}.kek")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "instance_id = \"i\"\n[database]\nurl = \"sqlite://confidant.db\"\n[keys]\nprovider = \"pkcs11\"\nkey_file = \"/k/i.kek\"\ncheck_value = \"00\"\npkcs11_module = \"/usr/lib/softhsm/libsofthsm2.so\"\npkcs11_token = \"clinic\"\n[audit]\nsigning_key_provider = \"pkcs11\"\n";
+
+    fn error_of(text: &str) -> String {
+        toml::from_str::<Config>(text).map(|_| ()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn providers_and_backend_are_typed_and_written_back_as_they_were_read() {
+        let c: Config = toml::from_str(TOKEN).unwrap();
+        assert_eq!(
+            c.keys.provider,
+            KeyProvider::Pkcs11 { module: "/usr/lib/softhsm/libsofthsm2.so".into(), token: "clinic".into() }
+        );
+        assert_eq!(c.signing_provider(), SigningKeyProvider::Pkcs11);
+        assert_eq!(c.database, Database::Sqlite { path: "confidant.db".into() });
+        assert_eq!(c.sqlite_path(Path::new("/d")), Some(PathBuf::from("/d/confidant.db")));
+        assert_eq!(c.database_url(Path::new("/d")).unwrap(), "sqlite:///d/confidant.db");
+        let written = toml::to_string_pretty(&c).unwrap();
+        for line in [
+            "url = \"sqlite://confidant.db\"",
+            "provider = \"pkcs11\"",
+            "pkcs11_module = \"/usr/lib/softhsm/libsofthsm2.so\"",
+            "pkcs11_token = \"clinic\"",
+            "rotate_after_days = 365",
+            "signing_key_provider = \"pkcs11\"",
+        ] {
+            assert!(written.lines().any(|l| l == line), "{line} in {written}");
+        }
+        let again: Config = toml::from_str(&written).unwrap();
+        assert_eq!(again.keys.provider, c.keys.provider);
+        // A key file names no token, and the signing key follows the key's provider.
+        let file = TOKEN.replace("provider = \"pkcs11\"\nkey_file", "provider = \"passphrase\"\nkey_file");
+        let file = file.replace("signing_key_provider = \"pkcs11\"\n", "");
+        let c: Config = toml::from_str(&file).unwrap();
+        assert_eq!(
+            (c.keys.provider.clone(), c.signing_provider()),
+            (KeyProvider::Passphrase, SigningKeyProvider::Passphrase)
+        );
+        assert!(!toml::to_string_pretty(&c).unwrap().contains("pkcs11"));
+        let pg = TOKEN.replace("sqlite://confidant.db", "postgresql://u@db/c");
+        let c: Config = toml::from_str(&pg).unwrap();
+        assert_eq!((c.sqlite_path(Path::new("/d")), c.database.url()), (None, "postgresql://u@db/c".to_owned()));
+    }
+
+    #[test]
+    fn what_is_not_supported_is_refused_at_load_saying_why() {
+        let e = error_of(&TOKEN.replace("provider = \"pkcs11\"\nkey_file", "provider = \"vault\"\nkey_file"));
+        assert!(
+            e.contains(
+                "keys.provider 'vault' is not supported by this build (supported: key-file, passphrase, pkcs11)"
+            ),
+            "{e}"
+        );
+        let e = error_of(&TOKEN.replace("pkcs11_token = \"clinic\"\n", ""));
+        assert!(e.contains("keys.provider is pkcs11, but keys.pkcs11_module or keys.pkcs11_token is not set"), "{e}");
+        let e = error_of(&TOKEN.replace("signing_key_provider = \"pkcs11\"", "signing_key_provider = \"kms\""));
+        assert!(e.contains("audit.signing_key_provider 'kms' is not supported by this build"), "{e}");
+        let e = error_of(&TOKEN.replace("sqlite://confidant.db", "mysql://db"));
+        assert!(e.contains("database.url must start with sqlite:// or postgres://"), "{e}");
+    }
 }

@@ -1,6 +1,9 @@
 //! `confidant`: the clinic's command line. Thin by design: it parses
 //! arguments (this file), calls the application crate (`confidant-app`),
 //! and prints what it returns; progress is drawn by `progress`.
+//!
+//! Over 600 lines because it is the admin's manual: every subcommand's
+//! arguments with the `///` doc that is its `--help`, then one dispatch.
 #![forbid(unsafe_code)]
 
 mod audit;
