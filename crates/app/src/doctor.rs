@@ -300,7 +300,8 @@ pub async fn examine(console: &Console, dir: &Path) -> Result<Vec<Finding>> {
         check_database_url(&config),
         check_logging(),
     ];
-    let (_, records, identity) = match crate::instance::open_identity(console, dir).await {
+    let crate::instance::Instance { records, identity, .. } = match crate::instance::Instance::open(console, dir).await
+    {
         Ok(opened) => opened,
         Err(e) => {
             // The checks above still stand; the rest need the instance open.

@@ -302,27 +302,25 @@ async fn simulate(console: &Console, config: &Config, dir: &Path, progress: &dyn
     // The copy holds the real accounts: none of their sessions or tokens may open it.
     lock_out_real_accounts(console, &copy).await?;
 
-    let (c, records) = crate::instance::open(console, &copy).await?;
-    let records = std::sync::Arc::new(records);
-    let identity = confidant_identity::Identity::new(records.clone(), c.access.identity_settings());
+    let instance = crate::instance::Instance::open(console, &copy).await?;
+    let (c, records, identity) = (instance.config.clone(), instance.records.clone(), instance.identity.clone());
     let honey: Vec<String> = records.honey_records().await?.into_iter().collect();
     let mut clin_a = staff(console, &identity, &records, Role::Clinician, true).await?;
     let mut clin_b = staff(console, &identity, &records, Role::Clinician, true).await?;
     let mut desk = staff(console, &identity, &records, Role::Reception, true).await?;
     let newcomer = staff(console, &identity, &records, Role::Clinician, false).await?;
-    drop(identity);
-    let records = std::sync::Arc::try_unwrap(records).ok().context("the drill's records are still shared")?;
+    drop((identity, records));
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = {
-        let (console, c, copy) = (console.clone(), c.clone(), copy.clone());
+        let console = console.clone();
         tokio::spawn(async move {
             let stop = async {
                 let _ = stopped.await;
             };
-            crate::instance::run_server_until(&console, &c, &copy, records, listener, stop, |_| {}).await
+            instance.serve_until(&console, listener, stop, |_| {}).await
         })
     };
     let d = Drill { http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?, base };

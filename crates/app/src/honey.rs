@@ -26,7 +26,7 @@ pub async fn plant(records: &Records, count: u32) -> Result<Vec<String>> {
 /// `confidant honey plant`: returns how many honey records there are now in
 /// all. The ids are not returned: a terminal's scrollback is no place for them.
 pub async fn plant_more(console: &Console, dir: &std::path::Path, count: u32) -> Result<usize> {
-    let (_, records) = crate::instance::open(console, dir).await?;
+    let crate::instance::Instance { records, .. } = crate::instance::Instance::open(console, dir).await?;
     let result = plant(&records, count).await;
     let total = records.honey_records().await.map(|h| h.len());
     records.store().close().await;

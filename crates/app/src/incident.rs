@@ -8,7 +8,7 @@ use confidant_audit::Action;
 use confidant_records::IncidentReport;
 
 use crate::console::Console;
-use crate::instance::open_identity;
+use crate::instance::Instance;
 
 fn time_arg(value: Option<&str>, what: &str, end: bool) -> Result<Option<i64>> {
     let Some(v) = value else { return Ok(None) };
@@ -29,7 +29,7 @@ pub async fn report(
 ) -> Result<(IncidentReport, String)> {
     let from = time_arg(from, "--from", false)?;
     let until = time_arg(to, "--to", true)?;
-    let (config, records, identity) = open_identity(console, dir).await?;
+    let Instance { config, records, identity, .. } = Instance::open(console, dir).await?;
     let result = async {
         let actor_id = match actor {
             Some(a) => Some(
@@ -56,7 +56,7 @@ pub async fn report(
 /// `incident contain`: end every session and token of an account and disable
 /// it; audited. Returns the user id and how many sessions and tokens ended.
 pub async fn contain(console: &Console, dir: &Path, actor: &str) -> Result<(String, u64)> {
-    let (_, records, identity) = open_identity(console, dir).await?;
+    let Instance { records, identity, .. } = Instance::open(console, dir).await?;
     let result = async {
         let user = identity
             .find_user(actor)

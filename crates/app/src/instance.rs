@@ -186,130 +186,158 @@ pub async fn open_store(dir: &Path) -> Result<(Config, Store)> {
     Ok((config, store))
 }
 
-/// Open an instance for serving: key checked first, then database.
-pub async fn open(console: &Console, dir: &Path) -> Result<(Config, Records)> {
-    let config = Config::load(dir)?;
-    let key = crate::keys::load_key(&config)?;
-    let (_, store) = open_store(dir).await?;
-    store.migrate().await.context("cannot bring the database schema up to date")?;
-    match confidant_records::instance_id(&store).await? {
-        Some(id) if id == config.instance_id => {}
-        Some(_) => bail!("the database belongs to another instance than {}", Config::path(dir).display()),
-        None => bail!("the database was never initialised; run `confidant init`"),
-    }
-    match Records::open(store.clone(), Vault::new(key), console.clock()).await {
-        Ok(records) => {
-            // Rows from before migration 9 are sealed now that the key is at hand.
-            if let Err(e) = confidant_identity::seal_plaintext_links(&records).await {
+/// An opened instance: its directory and configuration, and the records and
+/// identity services over its store. The wiring goes one way — store, vault,
+/// records, identity, then (to serve) the detector, the checkpointer and the
+/// HTTP server — and nothing below calls back up.
+pub struct Instance {
+    pub dir: PathBuf,
+    pub config: Config,
+    pub records: Arc<Records>,
+    /// Identity as the console uses it (the server makes its own, with passkeys).
+    pub identity: Arc<Identity>,
+}
+
+impl Instance {
+    /// Open the instance in `dir`: the key is checked first, then the
+    /// database (its schema brought up to date, its instance id checked).
+    pub async fn open(console: &Console, dir: &Path) -> Result<Instance> {
+        let config = Config::load(dir)?;
+        let key = crate::keys::load_key(&config)?;
+        let (_, store) = open_store(dir).await?;
+        store.migrate().await.context("cannot bring the database schema up to date")?;
+        match confidant_records::instance_id(&store).await? {
+            Some(id) if id == config.instance_id => {}
+            Some(_) => bail!("the database belongs to another instance than {}", Config::path(dir).display()),
+            None => bail!("the database was never initialised; run `confidant init`"),
+        }
+        let records = match Records::open(store.clone(), Vault::new(key), console.clock()).await {
+            Ok(records) => records,
+            Err(e) => {
                 store.close().await;
-                return Err(anyhow::Error::new(e).context("cannot seal account links and token labels"));
+                return Err(anyhow::Error::new(e).context("cannot open the records; nothing was changed"));
             }
-            Ok((config, records))
-        }
-        Err(e) => {
+        };
+        // Rows from before migration 9 are sealed now that the key is at hand.
+        if let Err(e) = confidant_identity::seal_plaintext_links(&records).await {
             store.close().await;
-            Err(anyhow::Error::new(e).context("cannot open the records; nothing was changed"))
+            return Err(anyhow::Error::new(e).context("cannot seal account links and token labels"));
         }
+        let records = Arc::new(records);
+        let identity = Arc::new(Identity::new(records.clone(), config.access.identity_settings()));
+        Ok(Instance { dir: dir.to_path_buf(), config, records, identity })
     }
-}
 
-/// Run the HTTP server for opened records until Ctrl-C or SIGTERM; `ready`
-/// is called with the address once it serves (after the start-up checks).
-pub async fn run_server(
-    console: &Console,
-    config: &Config,
-    dir: &Path,
-    records: Records,
-    listener: tokio::net::TcpListener,
-    ready: impl FnOnce(std::net::SocketAddr),
-) -> Result<()> {
-    // The signal handlers are in place before `ready` announces the server.
-    let shutdown = shutdown_signal();
-    run_server_until(console, config, dir, records, listener, shutdown, ready).await
-}
-
-/// Run the HTTP server for opened records until `shutdown` completes; `ready`
-/// is called with the address once it serves (after the start-up checks).
-pub async fn run_server_until(
-    console: &Console,
-    config: &Config,
-    dir: &Path,
-    records: Records,
-    listener: tokio::net::TcpListener,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ready: impl FnOnce(std::net::SocketAddr),
-) -> Result<()> {
-    let addr = listener.local_addr()?;
-    refuse_foreign_schema_objects(records.store()).await?;
-    let auditor = records.auditor().clone();
-    // The detector watches every access from the first request on.
-    let honey = records.honey_records().await.context("cannot read the honey records")?;
-    let detector = Arc::new(confidant_detect::Detector::new(
-        records.store().clone(),
-        records.auditor().clone(),
-        config.detection.clone(),
-        honey,
-        config.alerts.sinks(),
-    ));
-    records.set_detector(detector.clone());
-    let checkpointer =
-        crate::audit::start_checkpointer(console, config, dir, records.store().clone(), &auditor, &detector).await?;
-    let (stop_checkpoints, stopped) = tokio::sync::watch::channel(false);
-    let interval = std::time::Duration::from_secs(config.audit.checkpoint_interval_seconds.max(1));
-    let webhook = config.audit.witness_webhook.as_deref().map(crate::audit::Webhook::new).transpose()?;
-    let checkpoints = tokio::spawn(crate::audit::run_checkpoints(
-        console.clone(),
-        checkpointer.clone(),
-        auditor,
-        detector.clone(),
-        interval,
-        webhook,
-        stopped,
-    ));
-    let base_url = config.server.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
-    let sinks =
-        confidant_detect::sinks::spawn(records.store().clone(), &config.alerts, &config.instance_id, detector.wake())
-            .map_err(|e| anyhow::anyhow!("{e} (in [alerts] of {})", Config::path(dir).display()))?;
-    let records = Arc::new(records);
-    let settings = confidant_identity::Settings {
-        passkey_site: config.server.public_url.clone(),
-        ..config.access.identity_settings()
-    };
-    let identity = Arc::new(Identity::new(records.clone(), settings));
-    // The admin's posture page runs `confidant doctor`'s checks against this running instance.
-    let posture = confidant_server::Posture::new(crate::doctor::Running {
-        console: console.clone(),
-        config: config.clone(),
-        dir: dir.to_path_buf(),
-        records: records.clone(),
-        identity: identity.clone(),
-    });
-    // The first dummy password check computes its hash; do it before the first login.
-    confidant_vault::password::verify_dummy("warm-up");
-    let state = AppState {
-        records: records.clone(),
-        identity,
-        secure_cookies: base_url.starts_with("https://"),
-        break_glass_minutes: config.access.break_glass_minutes,
-        base_url: base_url.trim_end_matches('/').to_owned(),
-        audit: Some(checkpointer),
-        posture: Some(posture),
-        trusted_proxies: config.server.trusted_proxy_addresses()?,
-    };
-    let router = confidant_server::router(state, &HttpSettings { max_body_bytes: config.server.max_body_bytes });
-    ready(addr);
-    tracing::info!(%addr, backend = records.store().backend_name(), "serving");
-    confidant_server::serve(listener, router, shutdown).await?;
-    // A last checkpoint covers everything this node appended.
-    let _ = stop_checkpoints.send(true);
-    let _ = checkpoints.await;
-    // Undelivered alerts stay queued in the database for the next start.
-    for s in sinks {
-        s.abort();
+    /// The store under the records.
+    pub fn store(&self) -> &Store {
+        self.records.store()
     }
-    tracing::info!("stopped; closing the database");
-    records.store().close().await;
-    Ok(())
+
+    /// Close the database.
+    pub async fn close(&self) {
+        self.records.store().close().await;
+    }
+
+    /// Serve over HTTP until Ctrl-C or SIGTERM; `ready` is called with the
+    /// address once it serves (after the start-up checks).
+    pub async fn serve(
+        self,
+        console: &Console,
+        listener: tokio::net::TcpListener,
+        ready: impl FnOnce(std::net::SocketAddr),
+    ) -> Result<()> {
+        // The signal handlers are in place before `ready` announces the server.
+        let shutdown = shutdown_signal();
+        self.serve_until(console, listener, shutdown, ready).await
+    }
+
+    /// Serve over HTTP until `shutdown` completes; `ready` is called with the
+    /// address once it serves (after the start-up checks).
+    pub async fn serve_until(
+        self,
+        console: &Console,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+        ready: impl FnOnce(std::net::SocketAddr),
+    ) -> Result<()> {
+        let Instance { dir, config, records, identity: _ } = self;
+        let (config, dir) = (&config, dir.as_path());
+        let addr = listener.local_addr()?;
+        refuse_foreign_schema_objects(records.store()).await?;
+        let auditor = records.auditor().clone();
+        // The detector watches every access from the first request on.
+        let honey = records.honey_records().await.context("cannot read the honey records")?;
+        let detector = Arc::new(confidant_detect::Detector::new(
+            records.store().clone(),
+            records.auditor().clone(),
+            config.detection.clone(),
+            honey,
+            config.alerts.sinks(),
+        ));
+        records.set_detector(detector.clone());
+        let checkpointer =
+            crate::audit::start_checkpointer(console, config, dir, records.store().clone(), &auditor, &detector)
+                .await?;
+        let (stop_checkpoints, stopped) = tokio::sync::watch::channel(false);
+        let interval = std::time::Duration::from_secs(config.audit.checkpoint_interval_seconds.max(1));
+        let webhook = config.audit.witness_webhook.as_deref().map(crate::audit::Webhook::new).transpose()?;
+        let checkpoints = tokio::spawn(crate::audit::run_checkpoints(
+            console.clone(),
+            checkpointer.clone(),
+            auditor,
+            detector.clone(),
+            interval,
+            webhook,
+            stopped,
+        ));
+        let base_url = config.server.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+        let sinks = confidant_detect::sinks::spawn(
+            records.store().clone(),
+            &config.alerts,
+            &config.instance_id,
+            detector.wake(),
+        )
+        .map_err(|e| anyhow::anyhow!("{e} (in [alerts] of {})", Config::path(dir).display()))?;
+        let settings = confidant_identity::Settings {
+            passkey_site: config.server.public_url.clone(),
+            ..config.access.identity_settings()
+        };
+        let identity = Arc::new(Identity::new(records.clone(), settings));
+        // The admin's posture page runs `confidant doctor`'s checks against this running instance.
+        let posture = confidant_server::Posture::new(crate::doctor::Running {
+            console: console.clone(),
+            config: config.clone(),
+            dir: dir.to_path_buf(),
+            records: records.clone(),
+            identity: identity.clone(),
+        });
+        // The first dummy password check computes its hash; do it before the first login.
+        confidant_vault::password::verify_dummy("warm-up");
+        let state = AppState {
+            records: records.clone(),
+            identity,
+            secure_cookies: base_url.starts_with("https://"),
+            break_glass_minutes: config.access.break_glass_minutes,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            audit: Some(checkpointer),
+            posture: Some(posture),
+            trusted_proxies: config.server.trusted_proxy_addresses()?,
+        };
+        let router = confidant_server::router(state, &HttpSettings { max_body_bytes: config.server.max_body_bytes });
+        ready(addr);
+        tracing::info!(%addr, backend = records.store().backend_name(), "serving");
+        confidant_server::serve(listener, router, shutdown).await?;
+        // A last checkpoint covers everything this node appended.
+        let _ = stop_checkpoints.send(true);
+        let _ = checkpoints.await;
+        // Undelivered alerts stay queued in the database for the next start.
+        for s in sinks {
+            s.abort();
+        }
+        tracing::info!("stopped; closing the database");
+        records.store().close().await;
+        Ok(())
+    }
 }
 
 /// Nothing but our own statements may run when a table is written or read:
@@ -366,10 +394,10 @@ pub async fn serve(
 ) -> Result<()> {
     // Both keys are checked before the database is touched.
     crate::audit::load_signing_key(&Config::load(dir)?)?;
-    let (config, records) = open(console, dir).await?;
-    let addr = listen.unwrap_or_else(|| config.server.listen.clone());
+    let instance = Instance::open(console, dir).await?;
+    let addr = listen.unwrap_or_else(|| instance.config.server.listen.clone());
     let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-    run_server(console, &config, dir, records, listener, ready).await
+    instance.serve(console, listener, ready).await
 }
 
 /// Parse a lifetime such as `90d`, `12h` or `30m` into milliseconds.
@@ -388,14 +416,6 @@ pub fn parse_lifetime(s: &str) -> Result<i64> {
     Ok(ms)
 }
 
-/// Open an instance's identity service (needs the key: usernames are sealed).
-pub async fn open_identity(console: &Console, dir: &Path) -> Result<(Config, Arc<Records>, Identity)> {
-    let (config, records) = open(console, dir).await?;
-    let records = Arc::new(records);
-    let identity = Identity::new(records.clone(), config.access.identity_settings());
-    Ok((config, records, identity))
-}
-
 /// A new API token: its id and the token itself (shown once; only its hash is stored).
 pub async fn token_create(
     console: &Console,
@@ -406,7 +426,7 @@ pub async fn token_create(
     label: &str,
 ) -> Result<(String, String)> {
     let lifetime = parse_lifetime(lifetime)?;
-    let (_, records, identity) = open_identity(console, dir).await?;
+    let Instance { records, identity, .. } = Instance::open(console, dir).await?;
     let result = identity.create_api_token(user, label, scopes, lifetime).await;
     records.store().close().await;
     Ok(result?)
@@ -427,7 +447,7 @@ pub struct TokenLine {
 
 /// Every API token (needs the key: labels are stored sealed).
 pub async fn token_list(console: &Console, dir: &Path) -> Result<Vec<TokenLine>> {
-    let (_, records, identity) = open_identity(console, dir).await?;
+    let Instance { records, identity, .. } = Instance::open(console, dir).await?;
     let tokens = identity.list_api_tokens().await;
     records.store().close().await;
     let now = console.now();

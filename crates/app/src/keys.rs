@@ -198,7 +198,7 @@ pub async fn rotate_patient(
     patient_id: &str,
     progress: &dyn Progress,
 ) -> Result<confidant_store::Rekeyed> {
-    let (_config, records) = crate::instance::open(console, dir).await?;
+    let records = crate::instance::Instance::open(console, dir).await?.records;
     let e = {
         let mut e = console.entry(Action::KeyOperation, &format!("patient-key-rotation/{patient_id}"));
         e.patient = Some(patient_id.to_owned());

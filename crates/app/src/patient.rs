@@ -10,7 +10,7 @@ use confidant_audit::Action;
 use confidant_records::Records;
 
 use crate::console::Console;
-use crate::instance::open_identity;
+use crate::instance::Instance;
 
 /// How long an erasure approval code stays valid.
 pub const APPROVAL_HOURS: i64 = 24;
@@ -40,7 +40,7 @@ fn code_hash(code: &str) -> Vec<u8> {
 /// `patient hold` / `patient release`: returns whether anything changed
 /// (false: the hold was already set, or already lifted).
 pub async fn hold(console: &Console, dir: &Path, id: &str, hold: bool) -> Result<bool> {
-    let (_, records, _) = open_identity(console, dir).await?;
+    let records = Instance::open(console, dir).await?.records;
     existing_patient(&records, id).await?;
     let e = console.patient_entry(Action::LegalHold, id, if hold { "legal-hold-set" } else { "legal-hold-lifted" });
     // The hold and its audit entry are written in one transaction.
@@ -51,7 +51,7 @@ pub async fn hold(console: &Console, dir: &Path, id: &str, hold: bool) -> Result
 
 /// `patient erase-request`: the first person's half; returns the approval code.
 pub async fn request(console: &Console, dir: &Path, id: &str, requested_by: &str, reason: &str) -> Result<String> {
-    let (_, records, _) = open_identity(console, dir).await?;
+    let records = Instance::open(console, dir).await?.records;
     existing_patient(&records, id).await?;
     if records.store().legal_hold(id).await? {
         bail!("Patient/{id} is on legal hold; lift it first (confidant patient release); nothing was changed");
@@ -75,7 +75,7 @@ pub enum Authority {
 
 /// `patient erase`: crypto-shred a patient.
 pub async fn erase(console: &Console, dir: &Path, id: &str, authority: Authority) -> Result<confidant_store::Erased> {
-    let (_, records, _) = open_identity(console, dir).await?;
+    let records = Instance::open(console, dir).await?.records;
     let result = erase_with(console, &records, id, authority).await;
     records.store().close().await;
     result
@@ -153,7 +153,7 @@ pub async fn retention(
     dry_run: bool,
     report: &mut dyn RetentionReport,
 ) -> Result<usize> {
-    let (config, records, _) = open_identity(console, dir).await?;
+    let Instance { config, records, .. } = Instance::open(console, dir).await?;
     let Some(years) = config.retention.years_after_last_encounter else {
         records.store().close().await;
         bail!(

@@ -200,10 +200,8 @@ pub async fn run(console: &Console, listen: &str) -> Result<()> {
         honey_records: confidant_detect::Settings::default().honey_records,
     };
     instance::init(console, &dir, options).await?;
-    let (config, records, identity) = instance::open_identity(console, &dir).await?;
-    let (users, token) = seed(&records, &identity).await.context("cannot create the synthetic clinic")?;
-    drop(identity);
-    let records = std::sync::Arc::try_unwrap(records).map_err(|_| anyhow::anyhow!("records still shared"))?;
+    let opened = instance::Instance::open(console, &dir).await?;
+    let (users, token) = seed(&opened.records, &opened.identity).await.context("cannot create the synthetic clinic")?;
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,
         Err(_) => tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot listen on localhost")?,
@@ -238,7 +236,7 @@ pub async fn run(console: &Console, listen: &str) -> Result<()> {
     println!("  confidant audit verify --dir {}", dir.display());
     println!("  (as the auditor, or as patient aino for her own access log: GET {url}/fhir/r4/AuditEvent)");
     println!("Press Ctrl-C to stop and delete everything.");
-    instance::run_server(console, &config, &dir, records, listener, crate::instance::announce).await?;
+    opened.serve(console, listener, crate::instance::announce).await?;
     drop(tmp);
     println!("Demo stopped; temporary data deleted.");
     Ok(())

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use confidant_app::Console;
-use confidant_app::instance::open_identity;
+use confidant_app::instance::Instance;
 use confidant_fhir::ResourceType;
 use confidant_policy::Role;
 use serde_json::json;
@@ -65,7 +65,7 @@ pub async fn add(
     let lower = username.trim().to_lowercase();
     confidant_vault::password::check_policy(&password, &[&lower, "confidant"])
         .map_err(|e| anyhow::anyhow!("{e}; nothing was changed"))?;
-    let (_, records, identity) = open_identity(console, dir).await?;
+    let Instance { records, identity, .. } = Instance::open(console, dir).await?;
     let result = async {
         let mut practitioner = practitioner.map(str::to_owned);
         if role == Role::Clinician && practitioner.is_none() {
@@ -100,7 +100,7 @@ pub async fn add(
 }
 
 pub async fn list(console: &Console, dir: &Path) -> Result<()> {
-    let (_, records, identity) = open_identity(console, dir).await?;
+    let Instance { records, identity, .. } = Instance::open(console, dir).await?;
     let users = identity.list_users().await;
     records.store().close().await;
     println!("{:<34} {:<24} {:<10} {:<5} {:<9} linked to", "id", "username", "role", "mfa", "status");
@@ -139,7 +139,7 @@ pub enum Change {
 }
 
 pub async fn change(console: &Console, dir: &Path, user: &str, change: Change) -> Result<()> {
-    let (_, records, identity) = open_identity(console, dir).await?;
+    let Instance { records, identity, .. } = Instance::open(console, dir).await?;
     let result = match change {
         Change::Disable => {
             identity.disable(user).await.map(|_| format!("{user} disabled; their sessions and tokens are revoked."))
