@@ -19,16 +19,20 @@ fn time_arg(value: Option<&str>, what: &str, end: bool) -> Result<Option<i64>> {
     Ok(if end { until } else { from })
 }
 
+/// What an incident report covers: a time window (dates or instants, as
+/// typed) and optionally one account (username or user id).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Window<'a> {
+    pub from: Option<&'a str>,
+    pub to: Option<&'a str>,
+    pub actor: Option<&'a str>,
+}
+
 /// `incident report`: the report, and the instance id it is about.
-pub async fn report(
-    console: &Console,
-    dir: &Path,
-    from: Option<&str>,
-    to: Option<&str>,
-    actor: Option<&str>,
-) -> Result<(IncidentReport, String)> {
-    let from = time_arg(from, "--from", false)?;
-    let until = time_arg(to, "--to", true)?;
+pub async fn report(console: &Console, dir: &Path, window: Window<'_>) -> Result<(IncidentReport, String)> {
+    let from = time_arg(window.from, "--from", false)?;
+    let until = time_arg(window.to, "--to", true)?;
+    let actor = window.actor;
     let Instance { config, records, identity, .. } = Instance::open(console, dir).await?;
     let result = async {
         let actor_id = match actor {

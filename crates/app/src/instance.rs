@@ -416,18 +416,23 @@ pub fn parse_lifetime(s: &str) -> Result<i64> {
     Ok(ms)
 }
 
+/// What `token create` is asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct NewToken<'a> {
+    /// Username or user id the token acts as.
+    pub user: &'a str,
+    /// Space-separated SMART-style scopes.
+    pub scopes: &'a str,
+    /// `90d`, `12h` or `30m`.
+    pub lifetime: &'a str,
+    pub label: &'a str,
+}
+
 /// A new API token: its id and the token itself (shown once; only its hash is stored).
-pub async fn token_create(
-    console: &Console,
-    dir: &Path,
-    user: &str,
-    scopes: &str,
-    lifetime: &str,
-    label: &str,
-) -> Result<(String, String)> {
-    let lifetime = parse_lifetime(lifetime)?;
+pub async fn token_create(console: &Console, dir: &Path, new: NewToken<'_>) -> Result<(String, String)> {
+    let lifetime = parse_lifetime(new.lifetime)?;
     let Instance { records, identity, .. } = Instance::open(console, dir).await?;
-    let result = identity.create_api_token(user, label, scopes, lifetime).await;
+    let result = identity.create_api_token(new.user, new.label, new.scopes, lifetime).await;
     records.store().close().await;
     Ok(result?)
 }

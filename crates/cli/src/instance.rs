@@ -51,15 +51,9 @@ pub async fn serve(console: &Console, dir: &Path, listen: Option<String>) -> Res
 }
 
 /// `confidant token create`: the token on stdout, the rest on stderr.
-pub async fn token_create(
-    console: &Console,
-    dir: &Path,
-    user: &str,
-    scopes: &str,
-    lifetime: &str,
-    label: &str,
-) -> Result<()> {
-    let (id, token) = instance::token_create(console, dir, user, scopes, lifetime, label).await?;
+pub async fn token_create(console: &Console, dir: &Path, new: instance::NewToken<'_>) -> Result<()> {
+    let user = new.user;
+    let (id, token) = instance::token_create(console, dir, new).await?;
     println!("{token}");
     eprintln!("Token {id} created for {user}. It is shown only this once; store it in the client's secret store.");
     eprintln!(

@@ -21,7 +21,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use confidant_app::Console;
-use confidant_app::instance::{InitOptions, TokenChoice};
+use confidant_app::incident::Window;
+use confidant_app::instance::{InitOptions, NewToken, TokenChoice};
 use confidant_app::{audit as app_audit, backup as app_backup, patient as app_patient};
 
 use crate::report::{Format, IncidentFormat};
@@ -666,7 +667,8 @@ fn main() -> ExitCode {
             },
             Command::Token { action } => match action {
                 TokenAction::Create { dir, user, scope, expires_in, label } => {
-                    instance::token_create(console, &dir, &user, &scope, &expires_in, &label).await
+                    let new = NewToken { user: &user, scopes: &scope, lifetime: &expires_in, label: &label };
+                    instance::token_create(console, &dir, new).await
                 }
                 TokenAction::List { dir } => instance::token_list(console, &dir).await,
                 TokenAction::Revoke { dir, id } => instance::token_revoke(console, &dir, &id).await,
@@ -682,7 +684,8 @@ fn main() -> ExitCode {
             }
             Command::Incident { action } => match action {
                 IncidentAction::Report { dir, from, to, actor, format } => {
-                    report::incident(console, &dir, from.as_deref(), to.as_deref(), actor.as_deref(), format).await
+                    let window = Window { from: from.as_deref(), to: to.as_deref(), actor: actor.as_deref() };
+                    report::incident(console, &dir, window, format).await
                 }
                 IncidentAction::Contain { dir, actor } => report::contain(console, &dir, &actor).await,
             },

@@ -99,12 +99,10 @@ pub async fn drill(console: &Console, dir: &Path, format: Format) -> Result<()> 
 pub async fn incident(
     console: &Console,
     dir: &Path,
-    from: Option<&str>,
-    to: Option<&str>,
-    actor: Option<&str>,
+    window: confidant_app::incident::Window<'_>,
     format: IncidentFormat,
 ) -> Result<()> {
-    let (report, instance_id) = confidant_app::incident::report(console, dir, from, to, actor).await?;
+    let (report, instance_id) = confidant_app::incident::report(console, dir, window).await?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match format {
         IncidentFormat::Csv => out.write_all(report.to_csv().as_bytes())?,
