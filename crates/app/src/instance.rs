@@ -228,16 +228,6 @@ impl Instance {
         Ok(Instance { dir: dir.to_path_buf(), config, records, identity })
     }
 
-    /// The store under the records.
-    pub fn store(&self) -> &Store {
-        self.records.store()
-    }
-
-    /// Close the database.
-    pub async fn close(&self) {
-        self.records.store().close().await;
-    }
-
     /// Serve over HTTP until Ctrl-C or SIGTERM; `ready` is called with the
     /// address once it serves (after the start-up checks).
     pub async fn serve(
