@@ -1,257 +1,41 @@
-//! `confidant backup create|verify|restore`: an online snapshot of the
-//! database, sealed whole with the backup key (AES-256-GCM, a key of its own,
-//! kept apart from the data) and signed with the audit signing key (Ed25519).
-//! The records inside stay sealed under their own data keys as well.
-//!
-//! File layout:
-//! ```text
-//! confidant-backup v1\n
-//! <header: one line of JSON (instance, time, backup key check value, signing public key)>\n
-//! <AES-256-GCM envelope of: manifest JSON \n database bytes>   (the header is its associated data)
-//! <64-byte Ed25519 signature of everything before it>
-//! ```
+//! `confidant backup create|verify|restore`: the app does it; this prints it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use anyhow::{Context, Result, bail};
-use confidant_audit::{Action, Auditor};
-use confidant_vault::backup::{self, BackupKey};
-use confidant_vault::signing;
-use serde_json::{Value, json};
+use anyhow::Result;
+use confidant_app::Console;
+use confidant_app::backup::{self, BackupKeys};
 
-use crate::config::{Config, SQLITE_FILE};
-use crate::instance::{now_millis, open_store};
+use crate::progress::Stderr;
 
-const MAGIC: &[u8] = backup::FILE_MAGIC;
-const SIG_LEN: usize = backup::SIGNATURE_LEN;
-
-/// Where an instance's backup key lives: beside its key file.
-pub fn backup_key_path(config: &Config) -> PathBuf {
-    config.keys.key_file.with_extension("backup-key")
-}
-
-fn mb(n: usize) -> String {
-    format!("{:.1} MB", n as f64 / 1_000_000.0)
-}
-
-/// `backup create`: snapshot, seal, sign, write (never over an existing file).
-pub async fn create(dir: &Path, out: &Path) -> Result<()> {
-    let config = Config::load(dir)?;
-    create_with(dir, out, &backup_key_path(&config), false).await
-}
-
-/// A backup of the drill's private copy, under a backup key of its own, saying nothing on stdout.
-pub async fn create_quiet(dir: &Path, out: &Path, backup_key: &Path) -> Result<()> {
-    create_with(dir, out, backup_key, true).await
-}
-
-async fn create_with(dir: &Path, out: &Path, key_path: &Path, quiet: bool) -> Result<()> {
-    if out.exists() {
-        bail!("{} exists; a backup never overwrites a file. Choose another --out", out.display());
-    }
-    let config = Config::load(dir)?;
-    if config.sqlite_path(dir).is_none() {
-        bail!(
-            "this instance runs on PostgreSQL: back it up with PostgreSQL's own tools (pg_dump or base backups \
-             with WAL archiving). They hold what the tables hold: ciphertext, wrapped keys, blind tokens, the \
-             audit log. Keep the key file and the audit key apart from those backups."
-        );
-    }
-    // The keys before the database: a wrong passphrase or PIN changes nothing.
-    let signer = crate::audit::load_signing_key(&config)?;
-    let (config, store) = open_store(dir).await?;
-    let backup_key = if key_path.exists() {
-        BackupKey::load_file(key_path)?
-    } else {
-        let k = BackupKey::generate(&config.instance_id)?;
-        k.create_file(key_path)?;
-        eprintln!("Created the backup key {} (mode 0600). Back it up apart from the backups.", key_path.display());
-        k
-    };
-    // The backup is an audited event, recorded before the snapshot so that the backup holds it.
-    let e = crate::audit::console_entry(Action::Backup, "backup-create");
-    Auditor::start(store.clone()).append(&[e]).await.context("cannot record the backup in the audit log")?;
-
-    let tmp = tempfile::Builder::new().prefix("confidant-backup-").tempdir()?;
-    let snap = tmp.path().join("snapshot.db");
-    eprintln!("[1/3] taking a consistent snapshot of the database (the server may keep running)…");
-    store.snapshot_sqlite(&snap).await?.context("snapshots need SQLite")?;
-    let entries = store.audit_size().await?;
-    store.close().await;
-    let db = crate::progress::read_file(&snap, "reading the snapshot")?;
-    drop(tmp);
-    eprintln!("[2/3] sealing {} with the backup key and signing it…", mb(db.len()));
-    let created = now_millis();
-    let manifest = json!({
-        "format": "confidant-backup-manifest", "version": 1,
-        "instance_id": config.instance_id,
-        "created": confidant_fhir::instant(created),
-        "database": "sqlite",
-        "database_bytes": db.len(),
-        "database_sha256": hex::encode(confidant_vault::sha256(&db)),
-        "audit_entries_at_least": entries,
-        "config": std::fs::read_to_string(Config::path(dir))?,
-    });
-    let header = serde_json::to_vec(&json!({
-        "format": "confidant-backup", "version": 1,
-        "instance_id": config.instance_id,
-        "created": confidant_fhir::instant(created),
-        "backup_key_check": backup_key.check_value(),
-        "signing_public_key": hex::encode(signer.public_key()),
-    }))?;
-    let mut payload = zeroize::Zeroizing::new(serde_json::to_vec(&manifest)?);
-    payload.push(b'\n');
-    payload.extend_from_slice(&db);
-    let sealed = backup_key.seal(&header, &payload)?;
-    // Only ciphertext from here on: the sealed payload, framed and signed.
-    let mut sealed_file = Vec::with_capacity(MAGIC.len() + header.len() + 1 + sealed.len() + SIG_LEN);
-    sealed_file.extend_from_slice(MAGIC);
-    sealed_file.extend_from_slice(&header);
-    sealed_file.push(b'\n');
-    sealed_file.extend_from_slice(&sealed);
-    let signature = signer.sign(&sealed_file).context("cannot sign the backup")?;
-    sealed_file.extend_from_slice(&signature);
-    let size = mb(sealed_file.len());
-    eprintln!("[3/3] writing {size} to {}…", out.display());
-    crate::progress::write_new_private(out, &sealed_file, "writing")
-        .with_context(|| format!("cannot write {}", out.display()))?;
-    if !quiet {
-        println!("Backup written: {} ({size}, {entries} audit entries).", out.display());
-        println!(
-            "It opens only with the backup key ({}) and is checked with `confidant backup verify`.",
-            key_path.display()
-        );
-    }
+/// `confidant backup create`.
+pub async fn create(console: &Console, dir: &Path, out: &Path) -> Result<()> {
+    let made = backup::create(console, dir, out, &Stderr).await?;
+    println!("Backup written: {} ({}, {} audit entries).", made.out.display(), made.size, made.audit_entries);
+    println!(
+        "It opens only with the backup key ({}) and is checked with `confidant backup verify`.",
+        made.backup_key.display()
+    );
     Ok(())
 }
 
-/// A backup file taken apart and checked.
-struct Opened {
-    manifest: Value,
-    db: zeroize::Zeroizing<Vec<u8>>,
-}
-
-/// The keys to check and open a backup: given, or beside the instance's key file.
-pub struct BackupKeys {
-    pub backup_key: Option<PathBuf>,
-    pub public_key: Option<String>,
-    pub dir: Option<PathBuf>,
-}
-
-fn open_backup(file: &Path, keys: &BackupKeys, progress: bool) -> Result<Opened> {
-    let bytes = if progress {
-        crate::progress::read_file(file, "reading")
-    } else {
-        std::fs::read(file).map(zeroize::Zeroizing::new)
-    }
-    .with_context(|| format!("cannot read {}", file.display()))?;
-    let not_backup = || anyhow::anyhow!("{} is not a Confidant backup (or is truncated)", file.display());
-    let backup::FileParts { signed, signature, header: header_bytes, sealed } =
-        backup::split_file(&bytes).ok_or_else(not_backup)?;
-    let header: Value = serde_json::from_slice(header_bytes).map_err(|_| not_backup())?;
-    let instance = header["instance_id"].as_str().ok_or_else(not_backup)?;
-    let config = keys.dir.as_deref().map(Config::load).transpose()?;
-    // The public key: given, or the instance's audit signing key — never the file's own word.
-    let pk: [u8; 32] = match (&keys.public_key, &config) {
-        (Some(h), _) => {
-            hex::decode(h.trim()).ok().and_then(|b| b.try_into().ok()).context("--public-key must be 64 hex digits")?
-        }
-        (None, Some(c)) => crate::audit::instance_public_key(c)?,
-        (None, None) => bail!("give --dir (the instance whose keys open it) or --public-key and --backup-key"),
-    };
-    if progress {
-        eprintln!("[1/3] checking the signature…");
-    }
-    if !signing::verify(&pk, signed, signature) {
-        bail!(
-            "BACKUP VERIFICATION FAILED: the signature does not match: the file was altered or damaged, or was not \
-             signed by this instance's audit key. Do not restore it."
-        );
-    }
-    let key_path = match (&keys.backup_key, &config) {
-        (Some(p), _) => p.clone(),
-        (None, Some(c)) => backup_key_path(c),
-        (None, None) => bail!("give --backup-key FILE"),
-    };
-    let backup_key = BackupKey::load_file(&key_path)?;
-    if backup_key.instance_id() != instance || header["backup_key_check"] != backup_key.check_value() {
-        bail!("{} is not the backup key this backup was made with", key_path.display());
-    }
-    if progress {
-        eprintln!("[2/3] decrypting {} …", mb(sealed.len()));
-    }
-    let payload = backup_key
-        .open(header_bytes, sealed)
-        .map_err(|_| anyhow::anyhow!("BACKUP VERIFICATION FAILED: the sealed content does not open: it was altered"))?;
-    let (manifest, db) = backup::split_payload(&payload).ok_or_else(not_backup)?;
-    let manifest: Value = serde_json::from_slice(manifest).map_err(|_| not_backup())?;
-    let db = zeroize::Zeroizing::new(db.to_vec());
-    if progress {
-        eprintln!("[3/3] checking the database inside ({})…", mb(db.len()));
-    }
-    if manifest["database_sha256"] != hex::encode(confidant_vault::sha256(&db)) || manifest["instance_id"] != instance {
-        bail!("BACKUP VERIFICATION FAILED: the manifest does not match the database inside");
-    }
-    Ok(Opened { manifest, db })
-}
-
-/// SQLite's own check of a database file.
-async fn integrity_check(path: &Path) -> Result<()> {
-    let store = confidant_store::Store::connect(&format!("sqlite://{}", path.display()), false).await?;
-    let result = store.sqlite_integrity_check().await;
-    store.close().await;
-    match result? {
-        s if s == "ok" => Ok(()),
-        s => bail!("BACKUP VERIFICATION FAILED: the database inside is damaged: {s}"),
-    }
-}
-
-/// `backup verify`.
-pub async fn verify(file: &Path, keys: &BackupKeys) -> Result<()> {
-    let opened = open_backup(file, keys, true)?;
-    let tmp = tempfile::Builder::new().prefix("confidant-verify-").tempdir()?;
-    let path = tmp.path().join("check.db");
-    std::fs::write(&path, &opened.db)?;
-    integrity_check(&path).await?;
-    // With the instance at hand, the check is recorded (`confidant doctor` asks when it last passed).
-    if let Some(dir) = &keys.dir
-        && opened.manifest["instance_id"].as_str() == Config::load(dir).ok().map(|c| c.instance_id).as_deref()
-    {
-        let (_, store) = open_store(dir).await?;
-        let e = crate::audit::console_entry(Action::Backup, "backup-verify");
-        let recorded = Auditor::start(store.clone()).append(&[e]).await;
-        store.close().await;
-        recorded.context("the backup is intact, but the check could not be recorded in the audit log")?;
-    }
+/// `confidant backup verify`.
+pub async fn verify(console: &Console, file: &Path, keys: &BackupKeys) -> Result<()> {
+    let v = backup::verify(console, file, keys, &Stderr).await?;
     println!(
         "OK: {} is intact: signed by the instance's audit key, sealed with its backup key, database consistent.",
         file.display()
     );
     println!(
         "  instance {}, made {}, {} database bytes, at least {} audit entries.",
-        opened.manifest["instance_id"].as_str().unwrap_or("?"),
-        opened.manifest["created"].as_str().unwrap_or("?"),
-        opened.manifest["database_bytes"],
-        opened.manifest["audit_entries_at_least"]
+        v.instance_id, v.created, v.database_bytes, v.audit_entries_at_least
     );
     Ok(())
 }
 
-/// `backup restore`: into a new directory, after full verification.
+/// `confidant backup restore`.
 pub async fn restore(file: &Path, keys: &BackupKeys, to: &Path) -> Result<()> {
-    if Config::path(to).exists() {
-        bail!("{} already holds an instance; restore into a new directory", to.display());
-    }
-    let opened = open_backup(file, keys, true)?;
-    let config_text = opened.manifest["config"].as_str().context("the backup holds no configuration")?;
-    let mut config: Config = toml::from_str(config_text).context("the configuration in the backup is not valid")?;
-    config.database.url = format!("sqlite://{SQLITE_FILE}");
-    std::fs::create_dir_all(to)?;
-    let db_path = to.join(SQLITE_FILE);
-    crate::progress::write_new_private(&db_path, &opened.db, "restoring the database")
-        .with_context(|| format!("cannot write {}", db_path.display()))?;
-    integrity_check(&db_path).await?;
-    config.save_new(to)?;
+    let config = backup::restore(file, keys, to, &Stderr).await?;
     println!("Restored into {}: instance {}.", to.display(), config.instance_id);
     println!(
         "It uses the key file {} and the audit key beside it: they must be present here.",

@@ -2,13 +2,14 @@
 
 use anyhow::{Context, Result};
 use base64::Engine as _;
+use confidant_app::Console;
+use confidant_app::instance;
+use confidant_app::synthetic::synthetic_hetu;
 use confidant_fhir::ResourceType;
 use confidant_identity::Identity;
 use confidant_policy::{Principal, Role};
 use confidant_records::Records;
 use serde_json::json;
-
-use crate::instance;
 
 /// Synthetic people; any likeness to real persons is coincidence.
 const PATIENTS: &[(&str, &str, &str, &str)] = &[
@@ -27,19 +28,6 @@ const NOTES: &[&str] = &[
     "Worked on identifying automatic thoughts around work stress. Homework: thought record.",
     "Client reports some improvement. Explored family history; plan to continue CBT.",
 ];
-
-/// A synthetic Finnish personal identity code with a valid check character,
-/// from the 900–999 individual-number range used for test identities.
-pub(crate) fn synthetic_hetu(birth: &str, n: usize) -> String {
-    const CHECK: &[u8] = b"0123456789ABCDEFHJKLMNPRSTUVWXY";
-    let (y, rest) = birth.split_at(4);
-    let (m, d) = (&rest[1..3], &rest[4..6]);
-    let individual = 900 + n;
-    let digits = format!("{d}{m}{}{individual}", &y[2..]);
-    let number: u64 = digits.parse().unwrap_or(0);
-    let sep = if y.starts_with("19") { '-' } else { 'A' };
-    format!("{d}{m}{}{sep}{individual}{}", &y[2..], CHECK[(number % 31) as usize] as char)
-}
 
 /// A demo account as printed.
 struct DemoUser {
@@ -97,7 +85,7 @@ async fn add_user(
 /// clinicians' care teams, encounters and notes. Returns the accounts and
 /// an API token of the first clinician.
 async fn seed(records: &Records, identity: &Identity) -> Result<(Vec<DemoUser>, String)> {
-    let admin = crate::users::console_admin();
+    let admin = Console::principal();
     let mut users = Vec::new();
     let mut practitioners = Vec::new();
     for (i, (given, family)) in CLINICIANS.iter().enumerate() {
@@ -201,7 +189,7 @@ async fn seed(records: &Records, identity: &Identity) -> Result<(Vec<DemoUser>, 
     Ok((users, token))
 }
 
-pub async fn run(listen: &str) -> Result<()> {
+pub async fn run(console: &Console, listen: &str) -> Result<()> {
     let tmp =
         tempfile::Builder::new().prefix("confidant-demo-").tempdir().context("cannot create a temporary folder")?;
     let dir = tmp.path().join("data");
@@ -213,11 +201,9 @@ pub async fn run(listen: &str) -> Result<()> {
         token: None,
         honey_records: confidant_detect::Settings::default().honey_records,
     };
-    instance::init_with(&dir, options).await?;
-    let (config, records, identity) = instance::open_identity(&dir).await?;
-    let (users, token) = seed(&records, &identity).await.context("cannot create the synthetic clinic")?;
-    drop(identity);
-    let records = std::sync::Arc::try_unwrap(records).map_err(|_| anyhow::anyhow!("records still shared"))?;
+    instance::init(console, &dir, options).await?;
+    let opened = instance::Instance::open(console, &dir).await?;
+    let (users, token) = seed(&opened.records, &opened.identity).await.context("cannot create the synthetic clinic")?;
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,
         Err(_) => tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot listen on localhost")?,
@@ -252,21 +238,8 @@ pub async fn run(listen: &str) -> Result<()> {
     println!("  confidant audit verify --dir {}", dir.display());
     println!("  (as the auditor, or as patient aino for her own access log: GET {url}/fhir/r4/AuditEvent)");
     println!("Press Ctrl-C to stop and delete everything.");
-    instance::run_server(&config, &dir, records, listener).await?;
+    opened.serve(console, listener, crate::instance::announce).await?;
     drop(tmp);
     println!("Demo stopped; temporary data deleted.");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn hetu_check_character() {
-        // 131052-308T is the public example code of the Finnish Digital Agency.
-        let code = super::synthetic_hetu("1952-10-13", 0);
-        assert_eq!(code.len(), 11);
-        assert!(code.starts_with("131052-900"));
-        let number: u64 = "131052308".parse().unwrap_or(0);
-        assert_eq!(b"0123456789ABCDEFHJKLMNPRSTUVWXY"[(number % 31) as usize], b'T');
-    }
 }

@@ -1,25 +1,31 @@
 //! `confidant`: the clinic's command line. Thin by design: it parses
-//! arguments, reads the configuration and calls the library crates.
+//! arguments (this file), calls the application crate (`confidant-app`),
+//! and prints what it returns; progress is drawn by `progress`.
+//!
+//! Over 600 lines because it is the admin's manual: every subcommand's
+//! arguments with the `///` doc that is its `--help`, then one dispatch.
 #![forbid(unsafe_code)]
 
 mod audit;
 mod backup;
-mod config;
 mod demo;
-mod doctor;
-mod drill;
-mod honey;
-mod incident;
 mod instance;
 mod keys;
 mod patient;
 mod progress;
+mod report;
 mod users;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use confidant_app::Console;
+use confidant_app::incident::Window;
+use confidant_app::instance::{InitOptions, NewToken, TokenChoice};
+use confidant_app::{audit as app_audit, backup as app_backup, patient as app_patient};
+
+use crate::report::{Format, IncidentFormat};
 
 /// Confidant: clinical records for psychotherapy practices, encrypted at rest.
 #[derive(Debug, Parser)]
@@ -122,8 +128,8 @@ enum Command {
         #[arg(long)]
         dir: PathBuf,
         /// text or json.
-        #[arg(long, default_value = "text")]
-        format: String,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
     },
     /// Simulate a breach against a private copy of this instance and report,
     /// step by step, what an attacker got and whether Confidant blocked and
@@ -142,8 +148,8 @@ enum Command {
         #[arg(long)]
         dir: PathBuf,
         /// text or json.
-        #[arg(long, default_value = "text")]
-        format: String,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
     },
     /// Honey records: plant more synthetic patients that nobody should open.
     Honey {
@@ -254,8 +260,8 @@ struct BackupKeyArgs {
 }
 
 impl BackupKeyArgs {
-    fn keys(self) -> backup::BackupKeys {
-        backup::BackupKeys { backup_key: self.backup_key, public_key: self.public_key, dir: self.keys_from }
+    fn keys(self) -> app_backup::BackupKeys {
+        app_backup::BackupKeys { backup_key: self.backup_key, public_key: self.public_key, dir: self.keys_from }
     }
 }
 
@@ -348,8 +354,8 @@ enum IncidentAction {
         #[arg(long, value_name = "USER")]
         actor: Option<String>,
         /// json or csv.
-        #[arg(long, default_value = "json")]
-        format: String,
+        #[arg(long, value_enum, default_value = "json")]
+        format: IncidentFormat,
     },
     /// Stop an account at once: end all its sessions and API tokens and
     /// disable it. Recorded in the audit log. `user enable` undoes it.
@@ -475,8 +481,8 @@ enum UserAction {
         #[arg(long)]
         username: String,
         /// admin, clinician, reception, auditor or patient.
-        #[arg(long)]
-        role: String,
+        #[arg(long, value_enum)]
+        role: users::RoleArg,
         /// For a clinician without --practitioner: their name, to create their Practitioner record.
         #[arg(long)]
         name: Option<String>,
@@ -595,9 +601,29 @@ fn install_panic_hook() {
     }));
 }
 
+/// Parse the command line. A value a `--format` or `--role` does not accept
+/// fails with exit code 1, as it did before they were checked by clap (every
+/// other usage error keeps clap's 2).
+fn parse() -> Cli {
+    match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::{ContextKind, ContextValue, ErrorKind};
+            let ours = e.kind() == ErrorKind::InvalidValue
+                && matches!(e.get(ContextKind::InvalidArg), Some(ContextValue::String(a))
+                    if a.starts_with("--format") || a.starts_with("--role"));
+            if ours {
+                let _ = e.print();
+                std::process::exit(1);
+            }
+            e.exit()
+        }
+    }
+}
+
 fn main() -> ExitCode {
     install_panic_hook();
-    let cli = Cli::parse();
+    let cli = parse();
     init_logging();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -606,22 +632,24 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The one system clock: everything the console does is stamped with it.
+    let console = &Console::default();
     let result = rt.block_on(async {
         match cli.command {
-            Command::Demo { listen } => demo::run(&listen).await,
+            Command::Demo { listen } => demo::run(console, &listen).await,
             Command::Init { dir, key_file, database_url, passphrase, pkcs11_module, pkcs11_token, honey_records } => {
-                let token =
-                    pkcs11_module.zip(pkcs11_token).map(|(module, token)| instance::TokenChoice { module, token });
-                let options = instance::InitOptions { key_file, database_url, passphrase, token, honey_records };
-                instance::init(&dir, options).await.map(|_| ())
+                let token = pkcs11_module.zip(pkcs11_token).map(|(module, token)| TokenChoice { module, token });
+                let options = InitOptions { key_file, database_url, passphrase, token, honey_records };
+                instance::init(console, &dir, options).await
             }
-            Command::Serve { dir, listen } => instance::serve(&dir, listen).await,
+            Command::Serve { dir, listen } => instance::serve(console, &dir, listen).await,
             Command::User { action } => match action {
                 UserAction::Add { dir, username, role, name, practitioner, patient, password_stdin } => {
                     users::add(
+                        console,
                         &dir,
                         &username,
-                        &role,
+                        role,
                         name.as_deref(),
                         practitioner.as_deref(),
                         patient.as_deref(),
@@ -629,27 +657,37 @@ fn main() -> ExitCode {
                     )
                     .await
                 }
-                UserAction::List { dir } => users::list(&dir).await,
-                UserAction::Disable { dir, user } => users::change(&dir, &user, users::Change::Disable).await,
-                UserAction::Enable { dir, user } => users::change(&dir, &user, users::Change::Enable).await,
-                UserAction::ResetMfa { dir, user } => users::change(&dir, &user, users::Change::ResetMfa).await,
-                UserAction::Unlock { dir, user } => users::change(&dir, &user, users::Change::Unlock).await,
+                UserAction::List { dir } => users::list(console, &dir).await,
+                UserAction::Disable { dir, user } => users::change(console, &dir, &user, users::Change::Disable).await,
+                UserAction::Enable { dir, user } => users::change(console, &dir, &user, users::Change::Enable).await,
+                UserAction::ResetMfa { dir, user } => {
+                    users::change(console, &dir, &user, users::Change::ResetMfa).await
+                }
+                UserAction::Unlock { dir, user } => users::change(console, &dir, &user, users::Change::Unlock).await,
             },
             Command::Token { action } => match action {
                 TokenAction::Create { dir, user, scope, expires_in, label } => {
-                    instance::token_create(&dir, &user, &scope, &expires_in, &label).await
+                    let new = NewToken { user: &user, scopes: &scope, lifetime: &expires_in, label: &label };
+                    instance::token_create(console, &dir, new).await
                 }
-                TokenAction::List { dir } => instance::token_list(&dir).await,
-                TokenAction::Revoke { dir, id } => instance::token_revoke(&dir, &id).await,
+                TokenAction::List { dir } => instance::token_list(console, &dir).await,
+                TokenAction::Revoke { dir, id } => instance::token_revoke(console, &dir, &id).await,
             },
-            Command::Doctor { dir, format } => doctor::run(&dir, &format).await,
-            Command::Drill { dir, format } => drill::run(&dir, &format).await,
-            Command::Honey { action: HoneyAction::Plant { dir, count } } => honey::plant_command(&dir, count).await,
+            Command::Doctor { dir, format } => report::doctor(console, &dir, format).await,
+            Command::Drill { dir, format } => report::drill(console, &dir, format).await,
+            Command::Honey { action: HoneyAction::Plant { dir, count } } => {
+                confidant_app::honey::plant_more(console, &dir, count).await.map(|total| {
+                    println!(
+                        "Planted {count} honey records ({total} in all). Restart `confidant serve` to watch them."
+                    );
+                })
+            }
             Command::Incident { action } => match action {
                 IncidentAction::Report { dir, from, to, actor, format } => {
-                    incident::report(&dir, from.as_deref(), to.as_deref(), actor.as_deref(), &format).await
+                    let window = Window { from: from.as_deref(), to: to.as_deref(), actor: actor.as_deref() };
+                    report::incident(console, &dir, window, format).await
                 }
-                IncidentAction::Contain { dir, actor } => incident::contain(&dir, &actor).await,
+                IncidentAction::Contain { dir, actor } => report::contain(console, &dir, &actor).await,
             },
             Command::Audit { action } => match action {
                 AuditAction::Verify { dir, witness, public_key } => {
@@ -657,8 +695,8 @@ fn main() -> ExitCode {
                 }
                 AuditAction::Proof { dir, seq, size, from, to } => {
                     let request = match (seq, from) {
-                        (Some(seq), _) => audit::ProofRequest::Inclusion { seq, size },
-                        (None, Some(from)) => audit::ProofRequest::Consistency { from, to },
+                        (Some(seq), _) => app_audit::ProofRequest::Inclusion { seq, size },
+                        (None, Some(from)) => app_audit::ProofRequest::Consistency { from, to },
                         (None, None) => {
                             return Err(anyhow::anyhow!(
                                 "give --seq N (an inclusion proof) or --from N (a consistency proof)"
@@ -667,21 +705,21 @@ fn main() -> ExitCode {
                     };
                     audit::proof(&dir, request).await
                 }
-                AuditAction::Export { dir, after } => audit::export(&dir, after).await,
-                AuditAction::Checkpoint { dir } => audit::checkpoint(&dir).await,
+                AuditAction::Export { dir, after } => audit::export(console, &dir, after).await,
+                AuditAction::Checkpoint { dir } => audit::checkpoint(console, &dir).await,
             },
             Command::Patient { action } => match action {
-                PatientAction::Hold { dir, id } => patient::hold(&dir, &id, true).await,
-                PatientAction::Release { dir, id } => patient::hold(&dir, &id, false).await,
+                PatientAction::Hold { dir, id } => patient::hold(console, &dir, &id, true).await,
+                PatientAction::Release { dir, id } => patient::hold(console, &dir, &id, false).await,
                 PatientAction::EraseRequest { dir, id, requested_by, reason } => {
-                    patient::request(&dir, &id, &requested_by, &reason).await
+                    patient::request(console, &dir, &id, &requested_by, &reason).await
                 }
                 PatientAction::Erase { dir, id, approval, approved_by, force, reason } => {
                     let authority = match (approval, force, reason) {
                         (Some(code), _, _) => {
-                            patient::Authority::Approval { code, approved_by: approved_by.unwrap_or_default() }
+                            app_patient::Authority::Approval { code, approved_by: approved_by.unwrap_or_default() }
                         }
-                        (None, true, Some(reason)) => patient::Authority::Forced { reason },
+                        (None, true, Some(reason)) => app_patient::Authority::Forced { reason },
                         _ => {
                             return Err(anyhow::anyhow!(
                                 "give --approval CODE --approved-by NAME (from `patient erase-request`), \
@@ -689,22 +727,22 @@ fn main() -> ExitCode {
                             ));
                         }
                     };
-                    patient::erase(&dir, &id, authority).await
+                    patient::erase(console, &dir, &id, authority).await
                 }
             },
             Command::Backup { action } => match action {
-                BackupAction::Create { dir, out } => backup::create(&dir, &out).await,
-                BackupAction::Verify { file, keys } => backup::verify(&file, &keys.keys()).await,
+                BackupAction::Create { dir, out } => backup::create(console, &dir, &out).await,
+                BackupAction::Verify { file, keys } => backup::verify(console, &file, &keys.keys()).await,
                 BackupAction::Restore { file, dir, keys } => backup::restore(&file, &keys.keys(), &dir).await,
             },
             Command::Retention { action } => match action {
-                RetentionAction::Run { dir, dry_run } => patient::retention(&dir, dry_run).await,
+                RetentionAction::Run { dir, dry_run } => patient::retention(console, &dir, dry_run).await,
             },
             Command::Keys { action } => match action {
-                KeysAction::Status { dir } => keys::status(&dir).await,
-                KeysAction::Rotate { dir, patient: None } => keys::rotate(&dir).await,
-                KeysAction::Rotate { dir, patient: Some(id) } => keys::rotate_patient(&dir, &id).await,
-                KeysAction::Retire { dir, version } => keys::retire(&dir, version).await,
+                KeysAction::Status { dir } => keys::status(console, &dir).await,
+                KeysAction::Rotate { dir, patient: None } => keys::rotate(console, &dir).await,
+                KeysAction::Rotate { dir, patient: Some(id) } => keys::rotate_patient(console, &dir, &id).await,
+                KeysAction::Retire { dir, version } => keys::retire(console, &dir, version).await,
             },
         }
     });

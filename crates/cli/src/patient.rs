@@ -1,55 +1,14 @@
-//! `confidant patient hold|release|erase-request|erase`: crypto-shredding a
-//! patient, with a second person's approval (or a forced, reasoned erasure),
-//! never while a legal hold is set.
+//! `confidant patient ...` and `confidant retention run`: the app does it; this prints it.
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
-use base64::Engine as _;
-use confidant_audit::{Action, Entry};
-use confidant_records::Records;
-
-use crate::instance::{now_millis, open_identity};
-
-/// How long an erasure approval code stays valid.
-const APPROVAL_HOURS: i64 = 24;
-
-fn entry(action: Action, patient: &str, target: &str) -> Entry {
-    let mut e = crate::audit::console_entry(action, target);
-    e.patient = Some(patient.to_owned());
-    e.resource = Some(format!("Patient/{patient}"));
-    e
-}
-
-/// A reason, sealed under the organisation's key (it may name people, so it is
-/// never stored in the clear, not even in the audit log), for the audit entry.
-async fn sealed_reason(records: &Records, patient: &str, reason: &str) -> Result<String> {
-    let reason = reason.trim();
-    if reason.chars().count() < 10 || reason.len() > 2000 {
-        bail!("give a --reason of 10 to 2000 characters: why this patient's records must go");
-    }
-    let sealed = records.seal_secret("ErasureReason", patient, reason.as_bytes()).await?;
-    Ok(base64::engine::general_purpose::STANDARD_NO_PAD.encode(sealed))
-}
-
-async fn existing_patient(records: &Records, id: &str) -> Result<()> {
-    if !confidant_fhir::is_valid_id(id) || records.store().compartment_of("Patient", id).await?.is_none() {
-        bail!("no patient has id {id} (already erased, or a typo?); nothing was changed");
-    }
-    Ok(())
-}
-
-fn code_hash(code: &str) -> Vec<u8> {
-    confidant_vault::sha256(code.trim().as_bytes()).to_vec()
-}
+use anyhow::Result;
+use confidant_app::Console;
+use confidant_app::patient::{self, Authority, Outcome, RetentionReport};
 
 /// `patient hold` / `patient release`.
-pub async fn hold(dir: &Path, id: &str, hold: bool) -> Result<()> {
-    let (_, records, _) = open_identity(dir).await?;
-    existing_patient(&records, id).await?;
-    let e = entry(Action::LegalHold, id, if hold { "legal-hold-set" } else { "legal-hold-lifted" });
-    let changed = records.store().set_legal_hold(id, hold, now_millis(), &[e.to_row()]).await?;
-    records.store().close().await;
+pub async fn hold(console: &Console, dir: &Path, id: &str, hold: bool) -> Result<()> {
+    let changed = patient::hold(console, dir, id, hold).await?;
     match (hold, changed) {
         (true, true) => println!("Legal hold set on Patient/{id}: it cannot be erased until released."),
         (true, false) => println!("Patient/{id} was already on legal hold."),
@@ -59,42 +18,22 @@ pub async fn hold(dir: &Path, id: &str, hold: bool) -> Result<()> {
     Ok(())
 }
 
-/// `patient erase-request`: the first person's half; prints the approval code.
-pub async fn request(dir: &Path, id: &str, requested_by: &str, reason: &str) -> Result<()> {
-    let (_, records, _) = open_identity(dir).await?;
-    existing_patient(&records, id).await?;
-    if records.store().legal_hold(id).await? {
-        bail!("Patient/{id} is on legal hold; lift it first (confidant patient release); nothing was changed");
-    }
-    let sealed = sealed_reason(&records, id, reason).await?;
-    let code = format!("erase_{}", confidant_vault::random_id()?);
-    // Who asked and who approved are kept with the request, not in the log (ids only there).
-    let mut e = entry(Action::Delete, id, "erasure-requested");
-    e.purpose = Some(format!("sealed-reason:{sealed}"));
-    let expires = now_millis() + APPROVAL_HOURS * 3_600_000;
-    records.store().insert_erasure_request(&code_hash(&code), id, requested_by.trim(), expires, &[e.to_row()]).await?;
-    records.store().close().await;
+/// `patient erase-request`: the approval code on stdout.
+pub async fn request(console: &Console, dir: &Path, id: &str, requested_by: &str, reason: &str) -> Result<()> {
+    let code = patient::request(console, dir, id, requested_by, reason).await?;
     println!("{code}");
     eprintln!(
-        "Erasure of Patient/{id} requested by {requested_by}. A second person approves it within {APPROVAL_HOURS} h with:\n  \
+        "Erasure of Patient/{id} requested by {requested_by}. A second person approves it within {} h with:\n  \
          confidant patient erase --dir {} --id {id} --approval <the code above> --approved-by <their name>",
+        patient::APPROVAL_HOURS,
         dir.display()
     );
     Ok(())
 }
 
-/// How an erasure is authorised.
-pub enum Authority {
-    Approval { code: String, approved_by: String },
-    Forced { reason: String },
-}
-
-/// `patient erase`: crypto-shred a patient.
-pub async fn erase(dir: &Path, id: &str, authority: Authority) -> Result<()> {
-    let (_, records, _) = open_identity(dir).await?;
-    let result = erase_with(&records, id, authority).await;
-    records.store().close().await;
-    let erased = result?;
+/// `patient erase`.
+pub async fn erase(console: &Console, dir: &Path, id: &str, authority: Authority) -> Result<()> {
+    let erased = patient::erase(console, dir, id, authority).await?;
     println!(
         "Patient/{id} erased: {} data keys destroyed, {} records ({} versions) and {} search tokens deleted{}.",
         erased.data_keys,
@@ -108,84 +47,30 @@ pub async fn erase(dir: &Path, id: &str, authority: Authority) -> Result<()> {
     Ok(())
 }
 
-/// Erase one patient with open records (the store stays open).
-async fn erase_with(records: &Records, id: &str, authority: Authority) -> Result<confidant_store::Erased> {
-    existing_patient(records, id).await?;
-    let now = now_millis();
-    let (approval, mut e) = match &authority {
-        Authority::Approval { code, approved_by } => {
-            let Some((patient, requested_by)) = records.store().erasure_request(&code_hash(code), now).await? else {
-                bail!("that approval code is unknown, used or expired; nothing was changed");
-            };
-            if patient != id {
-                bail!("that approval code is for another patient; nothing was changed");
-            }
-            if requested_by.trim().eq_ignore_ascii_case(approved_by.trim()) || approved_by.trim().is_empty() {
-                bail!("the approval must come from a second person, not from {requested_by}; nothing was changed");
-            }
-            (Some(code_hash(code)), entry(Action::Delete, id, "erased-approved"))
+/// Prints each patient as the retention run decides.
+struct Printed;
+
+impl RetentionReport for Printed {
+    fn policy(&mut self, years: u32, expired: usize, cutoff: i64) {
+        println!(
+            "Retention: {years} years after the last encounter; {expired} patients expired (last activity before {}).",
+            &confidant_fhir::instant(cutoff)[..10]
+        );
+    }
+
+    fn patient(&mut self, id: &str, last: i64, outcome: Outcome, n: usize, of: usize) {
+        let when = &confidant_fhir::instant(last)[..10];
+        match outcome {
+            Outcome::Held => println!("  Patient/{id}  last activity {when}  kept: legal hold"),
+            Outcome::WouldErase => println!("  Patient/{id}  last activity {when}  would be erased"),
+            Outcome::Erased => println!("  Patient/{id}  last activity {when}  erased ({n}/{of})"),
         }
-        Authority::Forced { reason } => {
-            let sealed = sealed_reason(records, id, reason).await?;
-            let mut e = entry(Action::Delete, id, "erased-forced");
-            e.purpose = Some(format!("sealed-reason:{sealed}"));
-            (None, e)
-        }
-    };
-    e.time = now;
-    let account = confidant_identity::patient_link_token(records.keyring(), id);
-    match records.store().erase_patient(id, &account, approval.as_deref(), now, &[e.to_row()]).await {
-        Ok(erased) => {
-            records.store().checkpoint_wal().await.context("erased, but the WAL could not be truncated")?;
-            Ok(erased)
-        }
-        Err(confidant_store::StoreError::Database(m)) if m.contains("legal hold") => {
-            bail!("Patient/{id} is on legal hold; nothing was changed")
-        }
-        Err(confidant_store::StoreError::Conflict) => {
-            bail!("that approval code was used or expired meanwhile; nothing was changed")
-        }
-        Err(other) => Err(anyhow::Error::new(other).context("the erasure failed; nothing was changed")),
     }
 }
 
-/// `retention run`: erase the patients the retention policy says have expired
-/// (all but those on legal hold); with `dry_run`, only list them.
-pub async fn retention(dir: &Path, dry_run: bool) -> Result<()> {
-    let (config, records, _) = open_identity(dir).await?;
-    let Some(years) = config.retention.years_after_last_encounter else {
-        records.store().close().await;
-        bail!(
-            "no retention policy is set: add [retention] years_after_last_encounter = N to {}; nothing was changed",
-            crate::config::Config::path(dir).display()
-        );
-    };
-    let cutoff = now_millis() - i64::from(years) * 365 * 86_400_000 - i64::from(years / 4) * 86_400_000;
-    // Honey records are synthetic: no retention applies, and they must stay in place.
-    let honey = records.honey_records().await?;
-    let mut expired = records.store().patients_inactive_since(cutoff).await?;
-    expired.retain(|(id, _)| !honey.contains(id));
-    println!(
-        "Retention: {years} years after the last encounter; {} patients expired (last activity before {}).",
-        expired.len(),
-        &confidant_fhir::instant(cutoff)[..10]
-    );
-    let mut erased = 0;
-    for (i, (id, last)) in expired.iter().enumerate() {
-        let held = records.store().legal_hold(id).await?;
-        let when = &confidant_fhir::instant(*last)[..10];
-        if held {
-            println!("  Patient/{id}  last activity {when}  kept: legal hold");
-        } else if dry_run {
-            println!("  Patient/{id}  last activity {when}  would be erased");
-        } else {
-            let reason = format!("retention policy: {years} years after the last encounter");
-            erase_with(&records, id, Authority::Forced { reason }).await?;
-            erased += 1;
-            println!("  Patient/{id}  last activity {when}  erased ({}/{})", i + 1, expired.len());
-        }
-    }
-    records.store().close().await;
+/// `retention run`.
+pub async fn retention(console: &Console, dir: &Path, dry_run: bool) -> Result<()> {
+    let erased = patient::retention(console, dir, dry_run, &mut Printed).await?;
     if dry_run {
         println!("Dry run: nothing was changed. Run without --dry-run to erase them.");
     } else {

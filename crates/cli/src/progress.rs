@@ -6,12 +6,30 @@
 use std::io::{IsTerminal, Write as _};
 use std::time::{Duration, Instant};
 
-/// What is counted.
-#[derive(Debug, Clone, Copy)]
-pub enum Unit {
-    /// Things, named in the plural ("data keys", "entries").
-    Items(&'static str),
-    Bytes,
+pub use confidant_app::Unit;
+
+/// The app's progress, drawn on stderr: notes as lines, counted tasks as bars.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stderr;
+
+impl confidant_app::Progress for Stderr {
+    fn note(&self, line: &str) {
+        eprintln!("{line}");
+    }
+
+    fn start(&self, label: &str, total: u64, unit: Unit) -> Box<dyn confidant_app::Counter> {
+        Box::new(Progress::new(label, total, unit))
+    }
+}
+
+impl confidant_app::Counter for Progress {
+    fn set(&mut self, done: u64) {
+        Progress::set(self, done);
+    }
+
+    fn finish(self: Box<Self>) {
+        Progress::finish(*self);
+    }
 }
 
 #[derive(Debug)]
@@ -99,56 +117,11 @@ impl Progress {
         }
     }
 
-    pub fn add(&mut self, n: u64) {
-        self.set(self.done + n);
-    }
-
     /// Draw the final state and end the line.
     pub fn finish(self) {
         let mut err = std::io::stderr().lock();
         let _ = if self.tty { writeln!(err, "\r{}", self.line()) } else { writeln!(err, "{}", self.line()) };
     }
-}
-
-/// Chunks in which files are read and written with progress.
-const CHUNK: usize = 1 << 20;
-
-/// Read a whole file, showing progress.
-pub fn read_file(path: &std::path::Path, label: &str) -> std::io::Result<zeroize::Zeroizing<Vec<u8>>> {
-    use std::io::Read as _;
-    let mut f = std::fs::File::open(path)?;
-    let len = f.metadata()?.len();
-    let mut out = zeroize::Zeroizing::new(Vec::with_capacity(usize::try_from(len).unwrap_or(0)));
-    let mut p = Progress::new(label, len, Unit::Bytes);
-    let mut buf = zeroize::Zeroizing::new(vec![0u8; CHUNK]);
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&buf[..n]);
-        p.add(n as u64);
-    }
-    p.finish();
-    Ok(out)
-}
-
-/// Write `bytes` to a new file (never over an existing one), readable by its
-/// owner only, synced to disk, showing progress.
-pub fn write_new_private(path: &std::path::Path, bytes: &[u8], label: &str) -> std::io::Result<()> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(path)?;
-    let mut p = Progress::new(label, bytes.len() as u64, Unit::Bytes);
-    for chunk in bytes.chunks(CHUNK) {
-        f.write_all(chunk)?;
-        p.add(chunk.len() as u64);
-    }
-    f.sync_all()?;
-    p.finish();
-    Ok(())
 }
 
 #[cfg(test)]

@@ -4,23 +4,31 @@ use std::io::BufRead;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use confidant_app::Console;
+use confidant_app::instance::Instance;
 use confidant_fhir::ResourceType;
-use confidant_policy::{Principal, Role};
+use confidant_policy::Role;
 use serde_json::json;
 
-use crate::instance::open_identity;
+/// The roles `user add --role` accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RoleArg {
+    Admin,
+    Clinician,
+    Reception,
+    Auditor,
+    Patient,
+}
 
-/// The operator at the server's console: acts with the admin role's rights
-/// (staff directory, care teams), never more.
-pub fn console_admin() -> Principal {
-    Principal {
-        user_id: confidant_identity::CONSOLE.into(),
-        role: Role::Admin,
-        practitioner_id: None,
-        patient_id: None,
-        scopes: None,
-        source: None,
-        credential: None,
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Role {
+        match r {
+            RoleArg::Admin => Role::Admin,
+            RoleArg::Clinician => Role::Clinician,
+            RoleArg::Reception => Role::Reception,
+            RoleArg::Auditor => Role::Auditor,
+            RoleArg::Patient => Role::Patient,
+        }
     }
 }
 
@@ -42,22 +50,22 @@ fn read_password(from_stdin: bool) -> Result<String> {
 
 #[allow(clippy::too_many_arguments)]
 pub async fn add(
+    console: &Console,
     dir: &Path,
     username: &str,
-    role: &str,
+    role: RoleArg,
     name: Option<&str>,
     practitioner: Option<&str>,
     patient: Option<&str>,
     password_stdin: bool,
 ) -> Result<()> {
-    let role = Role::parse(role)
-        .with_context(|| format!("unknown role '{role}': choose admin, clinician, reception, auditor or patient"))?;
+    let role = Role::from(role);
     let password = zeroize::Zeroizing::new(read_password(password_stdin)?);
     // Check the password before anything is created.
     let lower = username.trim().to_lowercase();
     confidant_vault::password::check_policy(&password, &[&lower, "confidant"])
         .map_err(|e| anyhow::anyhow!("{e}; nothing was changed"))?;
-    let (_, records, identity) = open_identity(dir).await?;
+    let Instance { records, identity, .. } = Instance::open(console, dir).await?;
     let result = async {
         let mut practitioner = practitioner.map(str::to_owned);
         if role == Role::Clinician && practitioner.is_none() {
@@ -68,7 +76,7 @@ pub async fn add(
             let family = parts.pop().context("--name needs at least a family name")?;
             let p = records
                 .create(
-                    &console_admin(),
+                    &Console::principal(),
                     ResourceType::Practitioner,
                     json!({"resourceType": "Practitioner", "active": true, "name": [{"family": family, "given": parts}]}),
                 )
@@ -91,8 +99,8 @@ pub async fn add(
     Ok(())
 }
 
-pub async fn list(dir: &Path) -> Result<()> {
-    let (_, records, identity) = open_identity(dir).await?;
+pub async fn list(console: &Console, dir: &Path) -> Result<()> {
+    let Instance { records, identity, .. } = Instance::open(console, dir).await?;
     let users = identity.list_users().await;
     records.store().close().await;
     println!("{:<34} {:<24} {:<10} {:<5} {:<9} linked to", "id", "username", "role", "mfa", "status");
@@ -130,8 +138,8 @@ pub enum Change {
     Unlock,
 }
 
-pub async fn change(dir: &Path, user: &str, change: Change) -> Result<()> {
-    let (_, records, identity) = open_identity(dir).await?;
+pub async fn change(console: &Console, dir: &Path, user: &str, change: Change) -> Result<()> {
+    let Instance { records, identity, .. } = Instance::open(console, dir).await?;
     let result = match change {
         Change::Disable => {
             identity.disable(user).await.map(|_| format!("{user} disabled; their sessions and tokens are revoked."))

@@ -304,10 +304,17 @@ impl Records {
         }
     }
 
-    /// These records with `subscriber` (the detector) watching every access
-    /// from now on. Given before the records are shared, so there is no
-    /// later registration (and no reference back from the detector).
-    pub fn with_subscriber(self, subscriber: Arc<dyn Subscriber>) -> Records {
-        Records { subscriber: Some(subscriber), ..self }
+    /// A records service on the same store, keyring (and its key cache),
+    /// clock and audit log as this one, with `subscriber` (the detector)
+    /// watching every access made through it. Given at construction: there is
+    /// no later registration and no reference back from the detector.
+    pub fn with_subscriber(&self, subscriber: Arc<dyn Subscriber>) -> Records {
+        Records {
+            store: self.store.clone(),
+            keyring: self.keyring.clone(),
+            clock: self.clock.clone(),
+            auditor: self.auditor.clone(),
+            subscriber: Some(subscriber),
+        }
     }
 }

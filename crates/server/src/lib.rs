@@ -64,10 +64,25 @@ pub struct PostureFinding {
     pub fix: String,
 }
 
-/// Runs the posture checks on demand. The binary provides it: it knows the
-/// configuration and the files the checks look at.
+/// Runs the posture checks on demand. The application crate provides them
+/// (it knows the configuration and the files the checks look at); the server
+/// only asks, and never reaches up into the layers above it.
 #[derive(Clone)]
 pub struct Posture(pub Arc<dyn Fn() -> PostureFuture + Send + Sync>);
+
+/// The posture checks, as the layer above the server implements them.
+pub trait PostureChecks: Send + Sync + 'static {
+    /// Run every check against the running instance.
+    fn examine(&self) -> PostureFuture;
+}
+
+impl Posture {
+    /// The hook that runs `checks`.
+    pub fn new(checks: impl PostureChecks) -> Posture {
+        let checks = Arc::new(checks);
+        Posture(Arc::new(move || checks.examine()))
+    }
+}
 
 /// The posture checks' results, when they are done.
 pub type PostureFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Vec<PostureFinding>> + Send>>;

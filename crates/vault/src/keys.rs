@@ -47,6 +47,32 @@ pub trait KeyProvider: Send + Sync {
     /// Decrypt a wrapped key; fails with [`VaultError::Integrity`] if it was
     /// altered, wrapped under another KEK, or for another label.
     fn unwrap(&self, label: &[u8], wrapped: &WrappedKey) -> Result<Zeroizing<[u8; KEY_LEN]>, VaultError>;
+    /// Every version the provider holds, oldest first, each with its key check
+    /// value where the provider can show one without revealing the key.
+    fn versions(&self) -> Vec<KekVersionInfo> {
+        vec![KekVersionInfo { version: self.current_version(), check_value: None }]
+    }
+    /// Add a new version (it becomes the current one) and return its number.
+    /// The new key is made where the provider keeps its keys (appended to the
+    /// key file, generated inside the token) and never handed out.
+    fn add_version(&self) -> Result<u32, VaultError> {
+        Err(VaultError::Unsupported(format!("{} cannot add a key version", self.describe())))
+    }
+    /// Remove version `version` for good (never the current one; the caller
+    /// checks that nothing is wrapped under it any more). Returns the key check
+    /// value that identifies the provider's key from now on.
+    fn retire_version(&self, version: u32) -> Result<String, VaultError> {
+        let _ = version;
+        Err(VaultError::Unsupported(format!("{} cannot retire a key version", self.describe())))
+    }
+}
+
+/// One version of the key-encryption key, as [`KeyProvider::versions`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KekVersionInfo {
+    pub version: u32,
+    /// The key check value, where the provider can compute one (`None`: e.g. in a token).
+    pub check_value: Option<String>,
 }
 
 /// An AES-256-GCM key that seals into and opens envelopes. Shared by data keys

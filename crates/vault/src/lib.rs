@@ -40,7 +40,7 @@ pub mod totp;
 pub use blind::{BlindIndexKey, BlindKind, BlindToken};
 pub use envelope::RecordContext;
 pub use keyfile::KeyFile;
-pub use keys::{DataKey, KEY_LEN, KeyProvider, Vault, WrappedKey};
+pub use keys::{DataKey, KEY_LEN, KekVersionInfo, KeyProvider, Vault, WrappedKey};
 
 /// Errors from the vault. None of them carries plaintext or key material.
 #[derive(Debug, thiserror::Error)]

@@ -208,6 +208,23 @@ impl KeyProvider for Pkcs11Kek {
         format!("PKCS#11 token '{}'", self.token)
     }
 
+    /// No check value per version: the keys never leave the token.
+    fn versions(&self) -> Vec<crate::KekVersionInfo> {
+        Pkcs11Kek::versions(self)
+            .into_iter()
+            .map(|version| crate::KekVersionInfo { version, check_value: None })
+            .collect()
+    }
+
+    fn add_version(&self) -> Result<u32, VaultError> {
+        self.generate_version()
+    }
+
+    fn retire_version(&self, version: u32) -> Result<String, VaultError> {
+        self.destroy_version(version)?;
+        self.check_value()
+    }
+
     fn current_version(&self) -> u32 {
         let _ = self.scan();
         self.versions().last().copied().unwrap_or(1)

@@ -10,7 +10,7 @@ use serde_json::Value;
 use sqlx::Row;
 
 use crate::both_backends;
-use crate::common::{BIN, Db, Instance, Server, note, patient, run};
+use crate::common::{Db, Instance, Server, note, patient, run};
 
 /// (KEK version, data keys it wraps), from the database.
 async fn usage(inst: &Instance) -> Vec<(i64, i64)> {
@@ -115,10 +115,12 @@ async fn rotation_resumes_after_kill(db: Db) {
     let s = inst.start();
     let records = seed(&s, 12).await;
     s.stop();
-    // Stop the rotation after 5 keys (a test hook parks it there), then kill -9.
-    let mut child = Command::new(BIN)
-        .args(["keys", "rotate", "--dir", inst.dir.to_str().unwrap()])
-        .env("CONFIDANT_TEST_PAUSE_ROTATION_AFTER", "5")
+    // Stop the rotation after 5 keys (the app's rotation, driven by a test that
+    // parks in its progress callback: see `rotation_child_parks`), then kill -9.
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["rotation::rotation_child_parks", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .env(CHILD_DIR, &inst.dir)
+        .env(CHILD_PARK_AFTER, "5")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -168,6 +170,52 @@ async fn rotation_resumes_after_kill(db: Db) {
     s.stop();
 }
 both_backends!(rotation_resumes_after_kill);
+
+/// The instance the child rotates, and after how many re-wrapped keys it parks.
+const CHILD_DIR: &str = "ROTATION_CHILD_DIR";
+const CHILD_PARK_AFTER: &str = "ROTATION_CHILD_PARK_AFTER";
+
+/// Progress that parks the rotation (as a crash would catch it) after N keys.
+struct ParkAfter(u64);
+
+struct Parking(u64);
+
+impl confidant_app::Progress for ParkAfter {
+    fn note(&self, line: &str) {
+        eprintln!("{line}");
+    }
+    fn start(&self, _: &str, _: u64, _: confidant_app::Unit) -> Box<dyn confidant_app::Counter> {
+        Box::new(Parking(self.0))
+    }
+}
+
+impl confidant_app::Counter for Parking {
+    fn set(&mut self, done: u64) {
+        if done == self.0 {
+            eprintln!("\npaused after {done} data keys");
+            loop {
+                std::thread::park();
+            }
+        }
+    }
+    fn finish(self: Box<Self>) {}
+}
+
+/// Not a test of its own: `rotation_resumes_after_kill` runs it in a child
+/// process (this test binary, re-executed) and kills it mid-rotation. It
+/// drives the app's `keys rotate` directly, so that no test hook sits in the
+/// production command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run in a child process by rotation_resumes_after_kill"]
+async fn rotation_child_parks() {
+    let (Some(dir), Some(after)) = (std::env::var_os(CHILD_DIR), std::env::var(CHILD_PARK_AFTER).ok()) else {
+        return;
+    };
+    let console = confidant_app::Console::default();
+    let park = ParkAfter(after.parse().unwrap());
+    confidant_app::keys::rotate(&console, std::path::Path::new(&dir), &park).await.unwrap();
+    panic!("the rotation finished without reaching {after} data keys");
+}
 
 /// (data key versions, (key version, body) of every stored version) of one patient.
 async fn patient_keys(inst: &Instance, pid: &str) -> (Vec<i64>, Vec<(i64, Vec<u8>)>) {

@@ -1,13 +1,25 @@
-//! Honey records: synthetic patients planted by `init` (and `honey plant`),
-//! shaped like a clinic's real ones — demographics, a few sessions, notes —
-//! and sealed like them. Which patients they are is sealed too; the detector
-//! alerts on any touch (see confidant-detect).
+//! Synthetic people: patients with sessions and notes, shaped like a clinic's
+//! real ones, and valid synthetic Finnish identity codes. Production uses
+//! them for honey records; the demo uses them for its throwaway clinic. Any
+//! likeness to real persons is coincidence.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use base64::Engine as _;
 use confidant_fhir::ResourceType;
-use confidant_records::Records;
 use serde_json::{Value, json};
+
+/// A synthetic Finnish personal identity code with a valid check character,
+/// from the 900–999 individual-number range used for test identities.
+pub fn synthetic_hetu(birth: &str, n: usize) -> String {
+    const CHECK: &[u8] = b"0123456789ABCDEFHJKLMNPRSTUVWXY";
+    let (y, rest) = birth.split_at(4);
+    let (m, d) = (&rest[1..3], &rest[4..6]);
+    let individual = 900 + n;
+    let digits = format!("{d}{m}{}{individual}", &y[2..]);
+    let number: u64 = digits.parse().unwrap_or(0);
+    let sep = if y.starts_with("19") { '-' } else { 'A' };
+    format!("{d}{m}{}{sep}{individual}{}", &y[2..], CHECK[(number % 31) as usize] as char)
+}
 
 const GIVEN_F: &[&str] =
     &["Kerttu", "Iida", "Elina", "Hanna", "Maija", "Saara", "Linnea", "Tuulikki", "Riikka", "Ella"];
@@ -62,15 +74,16 @@ fn note_text() -> Result<String> {
     Ok(format!("{} {} {}", one(OPENINGS)?, one(BODIES)?, one(PLANS)?))
 }
 
-/// One synthetic patient with their sessions and notes.
-fn synthetic_patient(n: usize) -> Result<(Value, Vec<(ResourceType, Value)>)> {
+/// One synthetic patient with their sessions and notes (the related
+/// resources have no subject yet: the caller links them).
+pub fn synthetic_patient(n: usize) -> Result<(Value, Vec<(ResourceType, Value)>)> {
     let female = pick(2)? == 0;
     let given = one(if female { GIVEN_F } else { GIVEN_M })?;
     let family = one(FAMILY)?;
     let birth = format!("{}-{:02}-{:02}", 1950 + pick(55)?, 1 + pick(12)?, 1 + pick(28)?);
     let patient = json!({
         "resourceType": "Patient", "active": true,
-        "identifier": [{"system": "urn:oid:1.2.246.21", "value": crate::demo::synthetic_hetu(&birth, 50 + n % 49)}],
+        "identifier": [{"system": "urn:oid:1.2.246.21", "value": synthetic_hetu(&birth, 50 + n % 49)}],
         "name": [{"family": family, "given": [given]}],
         "gender": if female { "female" } else { "male" }, "birthDate": birth,
         "telecom": [
@@ -107,37 +120,22 @@ fn synthetic_patient(n: usize) -> Result<(Value, Vec<(ResourceType, Value)>)> {
     Ok((patient, related))
 }
 
-/// Plant `count` honey records and add them to the sealed list.
-pub async fn plant(records: &Records, count: u32) -> Result<Vec<String>> {
-    let mut ids = Vec::new();
-    for n in 0..count as usize {
-        let (patient, related) = synthetic_patient(n)?;
-        ids.push(records.plant(patient, related).await.context("cannot store a honey record")?);
-    }
-    if !ids.is_empty() {
-        records.add_honey_records(&ids).await.context("cannot store the honey records' list")?;
-    }
-    Ok(ids)
-}
-
-/// `confidant honey plant`.
-pub async fn plant_command(dir: &std::path::Path, count: u32) -> Result<()> {
-    let (_, records) = crate::instance::open(dir).await?;
-    let result = plant(&records, count).await;
-    let total = records.honey_records().await.map(|h| h.len());
-    records.store().close().await;
-    result?;
-    // The ids are not printed: a terminal's scrollback is no place for them.
-    println!("Planted {count} honey records ({} in all). Restart `confidant serve` to watch them.", total?);
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// 2100-01-01: no synthetic birth date is later.
     const IN_2100: i64 = 4_102_444_800_000;
+
+    #[test]
+    fn hetu_check_character() {
+        // 131052-308T is the public example code of the Finnish Digital Agency.
+        let code = synthetic_hetu("1952-10-13", 0);
+        assert_eq!(code.len(), 11);
+        assert!(code.starts_with("131052-900"));
+        let number: u64 = "131052308".parse().unwrap_or(0);
+        assert_eq!(b"0123456789ABCDEFHJKLMNPRSTUVWXY"[(number % 31) as usize], b'T');
+    }
 
     #[test]
     fn synthetic_patients_are_valid_fhir_with_sessions_and_notes() {

@@ -1,14 +1,14 @@
-//! `confidant incident report|contain`: who was affected, from the audit log
+//! Incident response from the console: who was affected, from the audit log
 //! (the list a GDPR Art. 33/34 notification needs), and stopping an account.
 
-use std::io::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use confidant_audit::Action;
+use confidant_records::IncidentReport;
 
-use crate::audit::console_entry;
-use crate::instance::open_identity;
+use crate::console::Console;
+use crate::instance::Instance;
 
 fn time_arg(value: Option<&str>, what: &str, end: bool) -> Result<Option<i64>> {
     let Some(v) = value else { return Ok(None) };
@@ -19,14 +19,21 @@ fn time_arg(value: Option<&str>, what: &str, end: bool) -> Result<Option<i64>> {
     Ok(if end { until } else { from })
 }
 
-/// `incident report`.
-pub async fn report(dir: &Path, from: Option<&str>, to: Option<&str>, actor: Option<&str>, format: &str) -> Result<()> {
-    if !matches!(format, "json" | "csv") {
-        bail!("--format must be json or csv");
-    }
-    let from = time_arg(from, "--from", false)?;
-    let until = time_arg(to, "--to", true)?;
-    let (config, records, identity) = open_identity(dir).await?;
+/// What an incident report covers: a time window (dates or instants, as
+/// typed) and optionally one account (username or user id).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Window<'a> {
+    pub from: Option<&'a str>,
+    pub to: Option<&'a str>,
+    pub actor: Option<&'a str>,
+}
+
+/// `incident report`: the report, and the instance id it is about.
+pub async fn report(console: &Console, dir: &Path, window: Window<'_>) -> Result<(IncidentReport, String)> {
+    let from = time_arg(window.from, "--from", false)?;
+    let until = time_arg(window.to, "--to", true)?;
+    let actor = window.actor;
+    let Instance { config, records, identity, .. } = Instance::open(console, dir).await?;
     let result = async {
         let actor_id = match actor {
             Some(a) => Some(
@@ -47,27 +54,13 @@ pub async fn report(dir: &Path, from: Option<&str>, to: Option<&str>, actor: Opt
     }
     .await;
     records.store().close().await;
-    let report = result?;
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    if format == "csv" {
-        out.write_all(report.to_csv().as_bytes())?;
-    } else {
-        serde_json::to_writer_pretty(&mut out, &report.to_json(&config.instance_id))?;
-        writeln!(out)?;
-    }
-    out.flush()?;
-    eprintln!(
-        "{} patients' records were disclosed ({} patients touched, {} audit entries read).",
-        report.patients_disclosed(),
-        report.by_patient.len(),
-        report.entries_scanned
-    );
-    Ok(())
+    Ok((result?, config.instance_id))
 }
 
-/// `incident contain`: end every session and token of an account and disable it.
-pub async fn contain(dir: &Path, actor: &str) -> Result<()> {
-    let (_, records, identity) = open_identity(dir).await?;
+/// `incident contain`: end every session and token of an account and disable
+/// it; audited. Returns the user id and how many sessions and tokens ended.
+pub async fn contain(console: &Console, dir: &Path, actor: &str) -> Result<(String, u64)> {
+    let Instance { records, identity, .. } = Instance::open(console, dir).await?;
     let result = async {
         let user = identity
             .find_user(actor)
@@ -75,16 +68,12 @@ pub async fn contain(dir: &Path, actor: &str) -> Result<()> {
             .with_context(|| format!("there is no user {actor:?}; nothing was changed"))?;
         let ended = identity.revoke_all(&user.id).await?;
         identity.disable(&user.id).await?;
-        let mut e = console_entry(Action::UserDisable, &user.id);
+        let mut e = console.entry(Action::UserDisable, &user.id);
         e.purpose = Some("incident-contain".to_owned());
-        records.auditor().append(&[e]).await.context("contained, but the audit log could not record it")?;
+        console.record_with(records.auditor(), e).await.context("contained, but the audit log could not record it")?;
         Ok::<_, anyhow::Error>((user.id, ended))
     }
     .await;
     records.store().close().await;
-    let (id, ended) = result?;
-    println!("Contained user {id}: {ended} sessions and API tokens ended, the account is disabled.");
-    println!("Next: `confidant incident report --dir {} --actor {id}` lists what it touched.", dir.display());
-    println!("Re-enable only after review: confidant user enable --dir {} --user {id}", dir.display());
-    Ok(())
+    result
 }

@@ -9,6 +9,9 @@
 //! and patients there, attacks it, and deletes the folder. The real instance
 //! gets one audit entry (`audit-access`, target `drill`), and its files and
 //! witness are only read.
+//!
+//! Over 600 lines because each step is an attack written out in full, with
+//! the evidence it reports; splitting them would scatter one story.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,8 +23,10 @@ use reqwest::StatusCode;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::config::{Config, SQLITE_FILE};
-use crate::instance::{now_millis, open_store};
+use crate::config::{Config, Database, KeyProvider, SQLITE_FILE, SigningKeyProvider};
+use crate::console::Console;
+use crate::instance::open_store;
+use crate::progress::Progress;
 
 /// One step's outcome.
 #[derive(Debug, Clone, Serialize)]
@@ -47,7 +52,7 @@ fn permissions(config: &Config, dir: &Path) -> Step {
     {
         use std::os::unix::fs::PermissionsExt;
         let mut paths = vec![dir.to_path_buf(), config.signing_key_path(), config.witness_path(dir)];
-        if config.keys.provider != "pkcs11" {
+        if !matches!(config.keys.provider, KeyProvider::Pkcs11 { .. }) {
             paths.push(config.keys.key_file.clone());
         }
         if let Some(folder) = config.keys.key_file.parent() {
@@ -156,6 +161,7 @@ struct Staff {
 }
 
 async fn staff(
+    console: &Console,
     identity: &confidant_identity::Identity,
     records: &confidant_records::Records,
     role: Role,
@@ -165,7 +171,7 @@ async fn staff(
     let password = format!("drill {} {}", random()?, random()?);
     let practitioner = if role == Role::Clinician {
         let p = records
-            .create(&crate::users::console_admin(), confidant_fhir::ResourceType::Practitioner,
+            .create(&Console::principal(), confidant_fhir::ResourceType::Practitioner,
                 json!({"resourceType": "Practitioner", "active": true, "name": [{"family": "Drill", "given": ["Synthetic"]}]}))
             .await?;
         Some(p.id)
@@ -179,7 +185,7 @@ async fn staff(
         let secret = confidant_vault::totp::TotpSecret::from_bytes(
             &data_encoding::BASE32_NOPAD.decode(e.secret_base32.as_bytes()).context("TOTP secret")?,
         );
-        let now = u64::try_from(now_millis() / 1000).unwrap_or(0);
+        let now = u64::try_from(console.now() / 1000).unwrap_or(0);
         recovery =
             identity.totp_confirm(&id, None, &confidant_vault::totp::code_at(&secret, now)).await?.recovery_codes;
     }
@@ -224,11 +230,22 @@ fn files_under(root: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// `confidant drill`.
-pub async fn run(dir: &Path, format: &str) -> Result<()> {
-    if !matches!(format, "text" | "json") {
-        bail!("--format must be text or json");
+/// What the drill found.
+#[derive(Debug)]
+pub struct Report {
+    pub instance_id: String,
+    pub ran_at: i64,
+    pub steps: Vec<Step>,
+}
+
+impl Report {
+    pub fn failed(&self) -> usize {
+        self.steps.iter().filter(|s| !s.passed).count()
     }
+}
+
+/// `confidant drill`: the steps, each passed or failed (the caller fails on any failure).
+pub async fn run(console: &Console, dir: &Path, progress: &dyn Progress) -> Result<Report> {
     let config = Config::load(dir)?;
     if config.sqlite_path(dir).is_none() {
         bail!(
@@ -236,32 +253,11 @@ pub async fn run(dir: &Path, format: &str) -> Result<()> {
              pg_dump into a staging instance on SQLite or PostgreSQL and run the drill there"
         );
     }
-    let steps = simulate(&config, dir).await?;
-    let failed = steps.iter().filter(|s| !s.passed).count();
-    if format == "json" {
-        let report = json!({
-            "type": "confidant-drill-report",
-            "instance": config.instance_id,
-            "ran_at": confidant_fhir::instant(now_millis()),
-            "summary": {"passed": steps.len() - failed, "failed": failed},
-            "steps": steps,
-        });
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        println!("Confidant breach drill: {} (on a private copy; real data untouched)", dir.display());
-        for s in &steps {
-            println!("  {:<5} {:<17} {}", if s.passed { "PASS" } else { "FAIL" }, s.step, s.title);
-            println!("        {}", s.evidence);
-        }
-        println!("{} of {} steps passed.", steps.len() - failed, steps.len());
-    }
-    if failed > 0 {
-        bail!("{failed} drill steps failed: see above; `confidant doctor` says how to fix most");
-    }
-    Ok(())
+    let steps = simulate(console, &config, dir, progress).await?;
+    Ok(Report { instance_id: config.instance_id, ran_at: console.now(), steps })
 }
 
-async fn simulate(config: &Config, dir: &Path) -> Result<Vec<Step>> {
+async fn simulate(console: &Console, config: &Config, dir: &Path, progress: &dyn Progress) -> Result<Vec<Step>> {
     let mut steps = vec![permissions(config, dir)];
     // A private copy: the database (a consistent snapshot), a configuration pointing
     // at it, a throwaway audit key and witness, no alert sinks.
@@ -277,8 +273,8 @@ async fn simulate(config: &Config, dir: &Path) -> Result<Vec<Step>> {
         }
     }
     let (_, store) = open_store(dir).await?;
-    let e = crate::audit::console_entry(Action::AuditAccess, "drill");
-    let recorded = confidant_audit::Auditor::start(store.clone()).append(&[e]).await;
+    let e = console.entry(Action::AuditAccess, "drill");
+    let recorded = console.record(&store, e).await;
     let snap = store.snapshot_sqlite(&copy.join(SQLITE_FILE)).await;
     store.close().await;
     recorded.context("cannot record the drill in the audit log; nothing was done")?;
@@ -289,11 +285,11 @@ async fn simulate(config: &Config, dir: &Path) -> Result<Vec<Step>> {
     let throwaway = confidant_vault::signing::SigningKey::generate()?;
     throwaway.create_file(&keys.join("drill.audit-key"), &config.instance_id)?;
     let mut c = config.clone();
-    c.database.url = format!("sqlite://{SQLITE_FILE}");
+    c.database = Database::embedded();
     c.server.listen = "127.0.0.1:0".into();
     c.server.public_url = None;
     c.alerts = Default::default();
-    c.audit.signing_key_provider = Some("key-file".into());
+    c.audit.signing_key_provider = Some(SigningKeyProvider::File);
     c.audit.signing_key_file = Some(keys.join("drill.audit-key"));
     c.audit.public_key = Some(hex::encode(throwaway.public_key()));
     c.audit.witness_file = Some(keys.join("drill.witness"));
@@ -304,30 +300,27 @@ async fn simulate(config: &Config, dir: &Path) -> Result<Vec<Step>> {
     c.audit.checkpoint_every_entries = u64::MAX / 2;
     c.save_new(&copy)?;
     // The copy holds the real accounts: none of their sessions or tokens may open it.
-    lock_out_real_accounts(&copy).await?;
+    lock_out_real_accounts(console, &copy).await?;
 
-    let (c, records) = crate::instance::open(&copy).await?;
-    let records = std::sync::Arc::new(records);
-    let identity =
-        confidant_identity::Identity::new(crate::instance::identity_services(&records), c.access.identity_settings());
+    let instance = crate::instance::Instance::open(console, &copy).await?;
+    let (c, records, identity) = (instance.config.clone(), instance.records.clone(), instance.identity.clone());
     let honey: Vec<String> = records.honey_records().await?.into_iter().collect();
-    let mut clin_a = staff(&identity, &records, Role::Clinician, true).await?;
-    let mut clin_b = staff(&identity, &records, Role::Clinician, true).await?;
-    let mut desk = staff(&identity, &records, Role::Reception, true).await?;
-    let newcomer = staff(&identity, &records, Role::Clinician, false).await?;
-    drop(identity);
-    let records = std::sync::Arc::try_unwrap(records).ok().context("the drill's records are still shared")?;
+    let mut clin_a = staff(console, &identity, &records, Role::Clinician, true).await?;
+    let mut clin_b = staff(console, &identity, &records, Role::Clinician, true).await?;
+    let mut desk = staff(console, &identity, &records, Role::Reception, true).await?;
+    let newcomer = staff(console, &identity, &records, Role::Clinician, false).await?;
+    drop((identity, records));
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = {
-        let (c, copy) = (c.clone(), copy.clone());
+        let console = console.clone();
         tokio::spawn(async move {
             let stop = async {
                 let _ = stopped.await;
             };
-            crate::instance::run_server_until(&c, &copy, records, listener, stop, false).await
+            instance.serve_until(&console, listener, stop, |_| {}).await
         })
     };
     let d = Drill { http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?, base };
@@ -337,7 +330,7 @@ async fn simulate(config: &Config, dir: &Path) -> Result<Vec<Step>> {
     let (mut attack_steps, canaries, rewritten) = attack?;
     steps.append(&mut attack_steps);
     steps.push(live_rewrite(&c.database_url(&copy)?, &c.witness_path(&copy), &rewritten).await?);
-    steps.push(stolen_files(&copy, tmp.path(), &canaries).await?);
+    steps.push(stolen_files(console, &copy, tmp.path(), &canaries, progress).await?);
     steps.push(tamper(&copy, &config.instance_id, &real_checkpoints, &real_public_key).await?);
     drop(tmp);
     Ok(steps)
@@ -602,9 +595,15 @@ async fn live_rewrite(url: &str, witness: &Path, rewritten: &Rewritten) -> Resul
 }
 
 /// Copy the data folder and a backup of it, and search them for the samples' plaintext.
-async fn stolen_files(copy: &Path, tmp: &Path, canaries: &[String]) -> Result<Step> {
+async fn stolen_files(
+    console: &Console,
+    copy: &Path,
+    tmp: &Path,
+    canaries: &[String],
+    progress: &dyn Progress,
+) -> Result<Step> {
     let backup = tmp.join("stolen.backup");
-    crate::backup::create_quiet(copy, &backup, &tmp.join("keys").join("drill.backup-key"))
+    crate::backup::create_with(console, copy, &backup, &tmp.join("keys").join("drill.backup-key"), progress)
         .await
         .context("the drill could not back up its copy")?;
     let mut files = files_under(copy);
@@ -705,12 +704,12 @@ async fn tamper(
 /// In the drill's copy, end every real session and API token and disable every
 /// real account, before the copy is served: only the drill's own accounts work there.
 /// The real key's checkpoint copies go too: the copy signs with a throwaway key.
-async fn lock_out_real_accounts(copy: &Path) -> Result<()> {
+async fn lock_out_real_accounts(console: &Console, copy: &Path) -> Result<()> {
     use sqlx::Connection;
     sqlx::any::install_default_drivers();
     let url = format!("sqlite://{}", copy.join(SQLITE_FILE).display());
     let mut conn = sqlx::AnyConnection::connect(&url).await?;
-    let now = now_millis();
+    let now = console.now();
     for sql in [
         "UPDATE sessions SET revoked_at = ? WHERE revoked_at IS NULL",
         "UPDATE api_tokens SET revoked_at = ? WHERE revoked_at IS NULL",

@@ -1,16 +1,19 @@
 //! `confidant doctor`: the instance's security posture, check by check, each
-//! with its evidence and its fix. Exits non-zero on any high finding, so that
-//! cron or a monitor can act on it.
+//! with its evidence and its fix — from the console, and for the admin's
+//! posture page of a running server ([`Running`] is the server's posture hook).
+//!
+//! Over 600 lines because each check is a few dozen lines of evidence and
+//! advice in the operator's words; they belong together, in the order run.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use confidant_audit::log::Witness;
 use confidant_store::{AuditFilter, Sink};
 use serde::Serialize;
 
-use crate::config::Config;
-use crate::instance::now_millis;
+use crate::config::{Config, Database, KeyProvider};
+use crate::console::Console;
 
 const DAY: i64 = 86_400_000;
 
@@ -20,6 +23,17 @@ pub enum Severity {
     High,
     Medium,
     Low,
+}
+
+impl Severity {
+    /// As the JSON report and the posture page spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::High => "high",
+            Severity::Medium => "medium",
+            Severity::Low => "low",
+        }
+    }
 }
 
 /// One check's result.
@@ -146,7 +160,7 @@ fn check_client_addresses(config: &Config) -> Finding {
 fn check_key_files(config: &Config, dir: &Path) -> Finding {
     const C: &str = "key-files";
     let mut files = vec![config.signing_key_path(), crate::backup::backup_key_path(config)];
-    if config.keys.provider != "pkcs11" {
+    if !matches!(config.keys.provider, KeyProvider::Pkcs11 { .. }) {
         files.insert(0, config.keys.key_file.clone());
     }
     let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
@@ -180,7 +194,7 @@ fn check_key_files(config: &Config, dir: &Path) -> Finding {
             "chmod 600 the key files and 700 their folder",
         );
     }
-    let held = if config.keys.provider == "pkcs11" {
+    let held = if matches!(config.keys.provider, KeyProvider::Pkcs11 { .. }) {
         "in the PKCS#11 token"
     } else {
         "in files outside the data folder, owner only"
@@ -225,10 +239,10 @@ fn check_permissions(config: &Config, dir: &Path) -> Finding {
 
 fn check_database_url(config: &Config) -> Finding {
     const C: &str = "database-tls";
-    let url = &config.database.url;
-    let Some(rest) = url.strip_prefix("postgres://").or_else(|| url.strip_prefix("postgresql://")) else {
+    let Database::Postgres { url } = &config.database else {
         return Finding::pass(C, "the embedded SQLite database: no network", "database.url = sqlite://…");
     };
+    let rest = url.strip_prefix("postgres://").or_else(|| url.strip_prefix("postgresql://")).unwrap_or(url);
     let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));
     let authority = authority.split('/').next().unwrap_or("");
     let host = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
@@ -276,7 +290,7 @@ fn check_alert_config(config: &Config) -> Option<Finding> {
 }
 
 /// Every check, in a fixed order.
-pub async fn examine(dir: &Path) -> Result<Vec<Finding>> {
+pub async fn examine(console: &Console, dir: &Path) -> Result<Vec<Finding>> {
     let config = Config::load(dir)?;
     let mut out = vec![
         check_tls(&config),
@@ -286,7 +300,8 @@ pub async fn examine(dir: &Path) -> Result<Vec<Finding>> {
         check_database_url(&config),
         check_logging(),
     ];
-    let (_, records, identity) = match crate::instance::open_identity(dir).await {
+    let crate::instance::Instance { records, identity, .. } = match crate::instance::Instance::open(console, dir).await
+    {
         Ok(opened) => opened,
         Err(e) => {
             // The checks above still stand; the rest need the instance open.
@@ -300,7 +315,7 @@ pub async fn examine(dir: &Path) -> Result<Vec<Finding>> {
             return Ok(out);
         }
     };
-    let result = examine_instance(&config, dir, &records, &identity, &mut out).await;
+    let result = examine_instance(console, &config, dir, &records, &identity, &mut out).await;
     records.store().close().await;
     result?;
     Ok(out)
@@ -309,6 +324,7 @@ pub async fn examine(dir: &Path) -> Result<Vec<Finding>> {
 /// The same checks, from inside a running server (its open instance): the
 /// admin's posture page. An error of one check shows as a finding.
 pub async fn examine_running(
+    console: &Console,
     config: &Config,
     dir: &Path,
     records: &confidant_records::Records,
@@ -322,7 +338,7 @@ pub async fn examine_running(
         check_database_url(config),
         check_logging(),
     ];
-    if let Err(e) = examine_instance(config, dir, records, identity, &mut out).await {
+    if let Err(e) = examine_instance(console, config, dir, records, identity, &mut out).await {
         out.push(Finding::fail(
             "instance",
             Severity::High,
@@ -334,20 +350,31 @@ pub async fn examine_running(
     out
 }
 
+/// The checks of a running server, for its admin's posture page: the
+/// server's [`confidant_server::PostureChecks`] hook.
+pub struct Running {
+    pub console: Console,
+    pub config: Config,
+    pub dir: PathBuf,
+    pub records: std::sync::Arc<confidant_records::Records>,
+    pub identity: std::sync::Arc<confidant_identity::Identity>,
+}
+
+impl confidant_server::PostureChecks for Running {
+    fn examine(&self) -> confidant_server::PostureFuture {
+        let (console, config, dir) = (self.console.clone(), self.config.clone(), self.dir.clone());
+        let (records, identity) = (self.records.clone(), self.identity.clone());
+        Box::pin(async move { for_page(examine_running(&console, &config, &dir, &records, &identity).await) })
+    }
+}
+
 /// Findings as the web UI shows them.
-pub fn for_page(findings: Vec<Finding>) -> Vec<confidant_server::PostureFinding> {
+fn for_page(findings: Vec<Finding>) -> Vec<confidant_server::PostureFinding> {
     findings
         .into_iter()
         .map(|f| confidant_server::PostureFinding {
             check: f.check.to_owned(),
-            severity: f.severity.map(|s| {
-                match s {
-                    Severity::High => "high",
-                    Severity::Medium => "medium",
-                    Severity::Low => "low",
-                }
-                .to_owned()
-            }),
+            severity: f.severity.map(|s| s.as_str().to_owned()),
             title: f.title,
             evidence: f.evidence,
             fix: f.fix,
@@ -356,6 +383,7 @@ pub fn for_page(findings: Vec<Finding>) -> Vec<confidant_server::PostureFinding>
 }
 
 async fn examine_instance(
+    console: &Console,
     config: &Config,
     dir: &Path,
     records: &confidant_records::Records,
@@ -363,7 +391,7 @@ async fn examine_instance(
     out: &mut Vec<Finding>,
 ) -> Result<()> {
     let store = records.store();
-    let now = now_millis();
+    let now = console.now();
     // Key age.
     let current = records.current_kek_version();
     let made = confidant_records::kek_made_at(store, current).await?.unwrap_or(now);
@@ -572,47 +600,11 @@ async fn examine_instance(
     Ok(())
 }
 
-/// `confidant doctor`.
-pub async fn run(dir: &Path, format: &str) -> Result<()> {
-    if !matches!(format, "text" | "json") {
-        bail!("--format must be text or json");
-    }
-    let mut findings = examine(dir).await?;
+/// `confidant doctor`: every check, the worst first, passes last.
+pub async fn run(console: &Console, dir: &Path) -> Result<Vec<Finding>> {
+    let mut findings = examine(console, dir).await?;
     findings.sort_by_key(|f| (f.severity.is_none(), f.severity));
-    let count = |s: Severity| findings.iter().filter(|f| f.severity == Some(s)).count();
-    let (high, medium, low) = (count(Severity::High), count(Severity::Medium), count(Severity::Low));
-    if format == "json" {
-        let report = serde_json::json!({
-            "type": "confidant-doctor-report",
-            "checked_at": confidant_fhir::instant(now_millis()),
-            "summary": {"high": high, "medium": medium, "low": low, "passed": findings.iter().filter(|f| f.severity.is_none()).count()},
-            "checks": findings,
-        });
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        println!("Confidant doctor: {}", dir.display());
-        for f in &findings {
-            let tag = match f.severity {
-                Some(Severity::High) => "HIGH",
-                Some(Severity::Medium) => "MEDIUM",
-                Some(Severity::Low) => "LOW",
-                None => "ok",
-            };
-            println!("  {tag:<7} {:<17} {}", f.check, f.title);
-            println!("          evidence: {}", f.evidence);
-            if !f.fix.is_empty() {
-                println!("          fix:      {}", f.fix);
-            }
-        }
-        println!(
-            "{high} high, {medium} medium, {low} low; {} checks passed.",
-            findings.iter().filter(|f| f.severity.is_none()).count()
-        );
-    }
-    if high > 0 {
-        bail!("{high} high findings: fix them (see above)");
-    }
-    Ok(())
+    Ok(findings)
 }
 
 #[cfg(test)]
@@ -624,7 +616,7 @@ mod tests {
             "instance_id = \"i\"\n[database]\nurl = \"sqlite://x.db\"\n[keys]\nprovider = \"key-file\"\nkey_file = \"/k/i.kek\"\ncheck_value = \"00\"\n",
         )
         .unwrap();
-        c.database.url = url.into();
+        c.database = Database::parse(url).unwrap();
         c
     }
 
