@@ -480,7 +480,7 @@ enum UserAction {
         dir: PathBuf,
         #[arg(long)]
         username: String,
-        /// admin, clinician, reception, auditor or patient.
+        /// What the account may do (README, "Who may do what").
         #[arg(long, value_enum)]
         role: users::RoleArg,
         /// For a clinician without --practitioner: their name, to create their Practitioner record.
