@@ -298,6 +298,7 @@ impl Instance {
             &config.alerts,
             &config.instance_id,
             detector.wake(),
+            console.clock(),
         )
         .map_err(|e| anyhow::anyhow!("{e} (in [alerts] of {})", Config::path(dir).display()))?;
         let settings = confidant_identity::Settings {

@@ -67,35 +67,14 @@ fn current_of(key: &dyn KeyProvider) -> u32 {
     key.versions().last().map(|v| v.version).unwrap_or(1)
 }
 
-/// One version of the key-encryption key, as `keys status` shows it.
-#[derive(Debug, Clone)]
-pub struct VersionStatus {
-    pub version: u32,
-    /// `None`: the provider shows none (a token).
-    pub check_value: Option<String>,
-    /// When it was made (Unix ms), where known.
-    pub created_at: Option<i64>,
-    /// How many data keys it wraps.
-    pub data_keys: i64,
-    pub current: bool,
-    /// It wraps the blind-index key.
-    pub blind_index: bool,
-}
-
-impl VersionStatus {
-    /// Nothing is wrapped under it and it is not current: it can be retired.
-    pub fn retirable(&self) -> bool {
-        !self.current && self.data_keys == 0 && !self.blind_index
-    }
-}
-
 /// What `keys status` reports.
 #[derive(Debug)]
 pub struct KeyStatus {
     pub provider: config::KeyProvider,
     pub key_file: std::path::PathBuf,
-    /// Oldest first: every version the provider holds.
-    pub versions: Vec<VersionStatus>,
+    /// Oldest first: every version the provider holds (one account with the
+    /// admin's page: [`confidant_records::kek_versions`]).
+    pub versions: Vec<confidant_records::KekVersion>,
     /// Data keys still wrapped under an older version than the current one.
     pub stale_data_keys: i64,
     /// The blind-index key is wrapped under an older version.
@@ -109,25 +88,11 @@ pub struct KeyStatus {
 pub async fn status(console: &Console, dir: &Path) -> Result<KeyStatus> {
     let (config, store) = open_store(dir).await?;
     let key = load_key(&config)?;
-    let usage = store.kek_usage().await?;
-    let blind = store.setting("blind_index_key").await?.map(WrappedKey);
-    let mut versions = Vec::new();
-    let current = current_of(key.as_ref());
-    let blind_version = blind.as_ref().and_then(|w| w.kek_version().ok());
-    for v in key.versions() {
-        let created_at = confidant_records::kek_made_at(&store, v.version).await?;
-        let data_keys = usage.iter().find(|(kv, _)| *kv == i64::from(v.version)).map(|(_, n)| *n).unwrap_or(0);
-        versions.push(VersionStatus {
-            version: v.version,
-            check_value: v.check_value,
-            created_at,
-            data_keys,
-            current: v.version == current,
-            blind_index: blind_version == Some(v.version),
-        });
-    }
+    let versions = confidant_records::kek_versions(&store, key.as_ref()).await?;
     store.close().await;
-    let stale_data_keys: i64 = usage.iter().filter(|(v, _)| *v < i64::from(current)).map(|(_, n)| n).sum();
+    let current = current_of(key.as_ref());
+    let blind_version = versions.iter().find(|v| v.blind_index).map(|v| v.version);
+    let stale_data_keys: i64 = versions.iter().filter(|v| v.version < current).map(|v| v.data_keys).sum();
     let signing_key = crate::audit::instance_public_key(&config)
         .map(|pk| (crate::audit::describe_signing_key(&config), pk))
         .map_err(|e| format!("{e:#}"));

@@ -54,8 +54,10 @@ fn demo_password() -> Result<String> {
     Ok(confidant_vault::random_id()?[..20].to_owned())
 }
 
+/// `now_secs`: the instance clock's time, for the demo's own TOTP code.
 async fn add_user(
     identity: &Identity,
+    now_secs: u64,
     users: &mut Vec<DemoUser>,
     username: &str,
     role: Role,
@@ -71,10 +73,7 @@ async fn add_user(
         let secret = confidant_vault::totp::TotpSecret::from_bytes(
             &data_encoding::BASE32_NOPAD.decode(e.secret_base32.as_bytes()).context("base32")?,
         );
-        // TODO(issue 20): inject the clock
-        #[allow(clippy::disallowed_methods)]
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        identity.totp_confirm(&id, None, &confidant_vault::totp::code_at(&secret, now)).await?;
+        identity.totp_confirm(&id, None, &confidant_vault::totp::code_at(&secret, now_secs)).await?;
         totp_secret = Some(e.secret_base32);
     }
     users.push(DemoUser { username: username.into(), role, password, totp_secret });
@@ -86,6 +85,7 @@ async fn add_user(
 /// an API token of the first clinician.
 async fn seed(records: &Records, identity: &Identity) -> Result<(Vec<DemoUser>, String)> {
     let admin = Console::principal();
+    let now_secs = u64::try_from(records.now_millis() / 1000).unwrap_or(0);
     let mut users = Vec::new();
     let mut practitioners = Vec::new();
     for (i, (given, family)) in CLINICIANS.iter().enumerate() {
@@ -98,7 +98,8 @@ async fn seed(records: &Records, identity: &Identity) -> Result<(Vec<DemoUser>, 
                        "qualification": [{"code": {"coding": [{"system": "urn:confidant:demo:qualification", "code": "psychotherapist"}]}}]}),
             )
             .await?;
-        let user_id = add_user(identity, &mut users, &given.to_lowercase(), Role::Clinician, Some(&p.id), None).await?;
+        let user_id =
+            add_user(identity, now_secs, &mut users, &given.to_lowercase(), Role::Clinician, Some(&p.id), None).await?;
         practitioners.push(clinician(&user_id, &p.id));
         let _ = i;
     }
@@ -181,10 +182,10 @@ async fn seed(records: &Records, identity: &Identity) -> Result<(Vec<DemoUser>, 
                 .await?;
         }
     }
-    add_user(identity, &mut users, "admin", Role::Admin, None, None).await?;
-    add_user(identity, &mut users, "reception", Role::Reception, None, None).await?;
-    add_user(identity, &mut users, "auditor", Role::Auditor, None, None).await?;
-    add_user(identity, &mut users, "aino", Role::Patient, None, first_patient.as_deref()).await?;
+    add_user(identity, now_secs, &mut users, "admin", Role::Admin, None, None).await?;
+    add_user(identity, now_secs, &mut users, "reception", Role::Reception, None, None).await?;
+    add_user(identity, now_secs, &mut users, "auditor", Role::Auditor, None, None).await?;
+    add_user(identity, now_secs, &mut users, "aino", Role::Patient, None, first_patient.as_deref()).await?;
     let (_, token) = identity.create_api_token("maria", "demo", "user/*.*", 24 * 3_600_000).await?;
     Ok((users, token))
 }

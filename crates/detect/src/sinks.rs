@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use confidant_audit::Clock;
 use confidant_store::{AlertRow, Sink, Store};
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::Credentials;
@@ -236,13 +237,14 @@ pub fn spawn(
     settings: &AlertSettings,
     instance_id: &str,
     wake: Arc<Notify>,
+    clock: Arc<dyn Clock>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
     let delivery = Arc::new(Delivery::new(settings, instance_id)?);
     let max_backoff = Duration::from_secs(settings.max_backoff_seconds.max(1));
     Ok(settings
         .sinks()
         .into_iter()
-        .map(|sink| tokio::spawn(run(store.clone(), sink, delivery.clone(), wake.clone(), max_backoff)))
+        .map(|sink| tokio::spawn(run(store.clone(), sink, delivery.clone(), wake.clone(), max_backoff, clock.clone())))
         .collect())
 }
 
@@ -250,13 +252,14 @@ pub fn spawn(
 /// (the webhook and SMTP clients give up well before).
 const CLAIM_MS: i64 = 120_000;
 
-// TODO(issue 20): inject the clock
-#[allow(clippy::disallowed_methods)]
-fn unix_millis() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
-
-async fn run(store: Store, sink: Sink, delivery: Arc<Delivery>, wake: Arc<Notify>, max_backoff: Duration) {
+async fn run(
+    store: Store,
+    sink: Sink,
+    delivery: Arc<Delivery>,
+    wake: Arc<Notify>,
+    max_backoff: Duration,
+    clock: Arc<dyn Clock>,
+) {
     let name = match sink {
         Sink::Webhook => "webhook",
         Sink::Email => "e-mail",
@@ -280,7 +283,7 @@ async fn run(store: Store, sink: Sink, delivery: Arc<Delivery>, wake: Arc<Notify
         let mut failed = false;
         for a in &pending {
             // Another node may be sending this one: claim it first (a lease longer than a send takes).
-            let now = unix_millis();
+            let now = clock.now_millis();
             match store.claim_alert(&a.id, sink, now, now + CLAIM_MS).await {
                 Ok(true) => {}
                 Ok(false) => continue,
@@ -292,7 +295,7 @@ async fn run(store: Store, sink: Sink, delivery: Arc<Delivery>, wake: Arc<Notify
             }
             match delivery.deliver(sink, a).await {
                 Ok(()) => {
-                    if let Err(e) = store.mark_alert_delivered(&a.id, sink, unix_millis()).await {
+                    if let Err(e) = store.mark_alert_delivered(&a.id, sink, clock.now_millis()).await {
                         tracing::warn!(sink = name, alert = %a.id, error = %e, "a delivered alert could not be marked");
                     }
                     backoff = first;

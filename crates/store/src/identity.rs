@@ -3,6 +3,9 @@
 //! Nothing secret is stored in the clear: usernames as a blind token plus a
 //! sealed copy, passwords as argon2id PHC strings, TOTP secrets sealed,
 //! recovery codes, session tokens, API tokens and enrolment codes as hashes.
+//!
+//! Over 600 lines because it is the SQL of six small table families (users, sessions, API
+//! tokens, throttles, enrolment codes, passkeys), statements and row mapping only.
 
 use sqlx::Row;
 use sqlx::any::AnyRow;

@@ -4,6 +4,9 @@
 //! reception cannot open the note's URL, the patient sees the clinician's read
 //! in their access log and downloads their data, security headers on every page.
 //! Screenshots land in target/screenshots (git-ignored).
+//!
+//! Over 600 lines because it drives every web page with plain HTTP (forms, CSRF, refusals)
+//! before the browser test runs the same flows in Chromium.
 
 use std::path::Path;
 use std::process::Command;

@@ -3,6 +3,9 @@
 //! are names and roles, care teams are patient ids and practitioners, keys are
 //! versions and counts. Every change goes through the identity or records
 //! service, which checks the role again and writes the audit entry.
+//!
+//! Over 600 lines because it holds every admin page with its form handler (alerts, accounts,
+//! tokens, care teams, keys, posture), each short; a page that grows moves to its own file.
 
 use axum::Form;
 use axum::extract::{Path, Query, State};
