@@ -41,11 +41,21 @@ impl Records {
         self.create_with_team(p, ResourceType::Patient, patient, Some(practitioner)).await
     }
 
-    /// Before booking `patient` with `practitioner`: may `p` put them on the
-    /// care team? (Checked before the appointment is written, so that a refusal
-    /// books nothing.)
-    pub async fn check_booking_care_team(&self, p: &Principal, practitioner: &str) -> Result<()> {
-        self.permit_intake(p, practitioner, AuditAction::Update).await
+    /// Before booking `patient` with `practitioner`: must they be put on the
+    /// care team, and may `p` do it? Checked before the appointment is written,
+    /// so that a refusal books nothing. A clinician adds someone only as a
+    /// member of the care team (never on the strength of a break-glass).
+    pub async fn check_booking_care_team(&self, p: &Principal, patient: &str, practitioner: &str) -> Result<bool> {
+        if !confidant_fhir::is_valid_id(patient) {
+            return Err(RecordsError::NotFound(format!("Patient/{patient}")));
+        }
+        let (on_team, _) = self.store.relationship(practitioner, "", patient, self.clock.now_millis()).await?;
+        if on_team {
+            return Ok(false);
+        }
+        self.permit_intake(p, practitioner, AuditAction::Update).await?;
+        self.require_care_team_for_care_team_change(p, ResourceType::CareTeam, patient).await?;
+        Ok(true)
     }
 
     /// After booking: put `practitioner` on `patient`'s active care team (made
