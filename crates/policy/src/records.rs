@@ -216,7 +216,11 @@ mod tests {
                     let p = if linked { principal(role) } else { unlinked(role) };
                     let assigner = role == Role::Reception || (role == Role::Clinician && linked);
                     let result = may_assign_on_intake(&p, chosen_is_clinician);
-                    assert_eq!(result.is_ok(), assigner && chosen_is_clinician, "{role} {linked} {chosen_is_clinician}");
+                    assert_eq!(
+                        result.is_ok(),
+                        assigner && chosen_is_clinician,
+                        "{role} {linked} {chosen_is_clinician}"
+                    );
                     if !assigner {
                         assert!(result.unwrap_err().0.starts_with("only reception or a clinician"), "{role}");
                     } else if !chosen_is_clinician {

@@ -53,7 +53,8 @@ impl Records {
         mut resource: Value,
         clinician: Option<&str>,
     ) -> Result<Stored> {
-        let team_of = clinician.filter(|_| rt == ResourceType::Patient).or(policy::records::care_team_of_new_record(p, rt));
+        let team_of =
+            clinician.filter(|_| rt == ResourceType::Patient).or(policy::records::care_team_of_new_record(p, rt));
         self.permit(p, rt, Action::Write, AuditAction::Create).await?;
         let checked =
             confidant_fhir::validate(rt, &mut resource, self.clock.now_millis()).map_err(RecordsError::Invalid)?;

@@ -175,11 +175,15 @@ const HETU_CONTROL: &[u8; 31] = b"0123456789ABCDEFHJKLMNPRSTUVWXY";
 pub(super) fn hetu_birth_date(code: &str) -> Result<String, &'static str> {
     let b = code.as_bytes();
     if b.len() != 11 || !code.is_ascii() {
-        return Err(field_text("A personal identity code is 11 characters: DDMMYY, a century sign, three digits and a check character."));
+        return Err(field_text(
+            "A personal identity code is 11 characters: DDMMYY, a century sign, three digits and a check character.",
+        ));
     }
     let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
     if !digits(0..6) || !digits(7..10) {
-        return Err(field_text("A personal identity code is 11 characters: DDMMYY, a century sign, three digits and a check character."));
+        return Err(field_text(
+            "A personal identity code is 11 characters: DDMMYY, a century sign, three digits and a check character.",
+        ));
     }
     let century = match b[6] {
         b'+' => 1800,
@@ -305,7 +309,8 @@ pub(super) fn register_errors(f: &RegisterForm, today: time::Date) -> Vec<(&'sta
         match hetu_birth_date(&f.identifier) {
             Err(e) => errors.push(("identifier", e)),
             Ok(d) if parse_date(&f.birth).is_some() && d != f.birth => {
-                errors.push(("identifier", field_text("The date in the personal identity code is not the birth date.")));
+                errors
+                    .push(("identifier", field_text("The date in the personal identity code is not the birth date.")));
             }
             Ok(_) => {}
         }
@@ -450,8 +455,7 @@ async fn duplicate_of(state: &AppState, me: &SignedIn, f: &RegisterForm) -> Resu
         return Ok(Some(Duplicate::IdentityCode(found.id)));
     }
     if f.confirm != "yes"
-        && let Some(found) =
-            find(vec![("family", &f.family), ("given", &f.given), ("birthdate", &f.birth)]).await?
+        && let Some(found) = find(vec![("family", &f.family), ("given", &f.given), ("birthdate", &f.birth)]).await?
     {
         return Ok(Some(Duplicate::NameAndBirth(found.id)));
     }
@@ -591,7 +595,10 @@ mod tests {
         };
         assert!(register_errors(&form("1952-10-13", "131052-308T"), today).is_empty());
         assert_eq!(register_errors(&form("1952-10-14", "131052-308T"), today)[0].0, "identifier");
-        assert_eq!(register_errors(&form("2030-01-01", ""), today), vec![("birth", "A birth date cannot be in the future.")]);
+        assert_eq!(
+            register_errors(&form("2030-01-01", ""), today),
+            vec![("birth", "A birth date cannot be in the future.")]
+        );
         let empty = RegisterForm::default();
         let fields: Vec<&str> = register_errors(&empty, today).iter().map(|(f, _)| *f).collect();
         assert_eq!(fields, ["given", "family", "birth"]);
