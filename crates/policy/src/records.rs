@@ -87,10 +87,7 @@ pub fn care_team_of_new_record(p: &Principal, rt: ResourceType) -> Option<&str> 
 /// may change the care team anyway); nobody else, and never a practitioner
 /// that is not an active clinician's (`chosen_is_clinician`).
 pub fn may_assign_on_intake(p: &Principal, chosen_is_clinician: bool) -> Result<(), Refused> {
-    let assigner = match (p.role, &p.practitioner_id) {
-        (Role::Reception, _) | (Role::Clinician, Some(_)) => true,
-        _ => false,
-    };
+    let assigner = matches!((p.role, &p.practitioner_id), (Role::Reception, _) | (Role::Clinician, Some(_)));
     if !assigner {
         Err(Refused("only reception or a clinician may put a clinician on a care team at registration or booking"))
     } else if !chosen_is_clinician {

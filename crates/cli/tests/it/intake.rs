@@ -51,6 +51,13 @@ fn registered(r: &reqwest::Response) -> String {
     r.headers()["location"].to_str().unwrap().trim_start_matches("/patients/").to_owned()
 }
 
+/// With CONFIDANT_TEST_DUMP=dir, keep a page for a look at it in a browser.
+fn dump(name: &str, html: &str) {
+    if let Ok(dir) = std::env::var("CONFIDANT_TEST_DUMP") {
+        std::fs::write(format!("{dir}/{name}.html"), html).unwrap();
+    }
+}
+
 async fn open_alerts(admin: &Browser) -> String {
     admin.get("/admin").await.text().await.unwrap()
 }
@@ -147,6 +154,7 @@ async fn intake(db: Db) {
     let r = desk.post("/register", &form(&same_name)).await;
     assert_eq!(r.status(), S::CONFLICT);
     let text = r.text().await.unwrap();
+    dump("register-duplicate", &text);
     assert!(text.contains("same name and birth date") && text.contains("Register anyway"), "{text}");
     assert!(text.contains(&format!("href=\"/patients/{aino}\"")));
     assert_eq!(total(&s, &desk_token, "Patient?family=Intakeperson").await, 1);
@@ -179,6 +187,7 @@ async fn intake(db: Db) {
         let r = desk.post("/register", &with(field, &value)).await;
         assert_eq!(r.status(), S::BAD_REQUEST, "{field}={value}");
         let text = r.text().await.unwrap();
+        dump(&format!("register-error-{field}"), &text);
         let next_to = text.split(&format!("id=\"{field}\"")).nth(1).unwrap_or("");
         let next_to = &next_to[..next_to.find("<label").unwrap_or(next_to.len())];
         assert!(next_to.contains(&format!("id=\"{field}-error\"")) && next_to.contains(error), "{field}: {next_to}");
@@ -188,6 +197,13 @@ async fn intake(db: Db) {
         }
     }
     assert_eq!(total(&s, &desk_token, "Patient?family=Checkperson").await, 0);
+    // In Finnish, the error is Finnish, next to its field.
+    let fi = desk.in_language("fi");
+    let r = fi.post("/register", &with("phone", "1")).await;
+    assert_eq!(r.status(), S::BAD_REQUEST);
+    let text = r.text().await.unwrap();
+    dump("register-errors-fi", &text);
+    assert!(text.contains("vähintään 5 numeroa") && text.contains("Tarkista merkityt kentät"), "{text}");
     // A valid code with its date: registered.
     let r = desk.post("/register", &with("identifier", &fi_code)).await;
     registered(&r);
@@ -307,6 +323,7 @@ async fn intake(db: Db) {
     let text = desk.get(&format!("/admin/care-teams?q={code}")).await.text().await.unwrap();
     assert!(text.contains(&format!("href=\"/admin/care-teams?patient={aino}\"")), "by identity code: {text}");
     let text = desk.get(&format!("/admin/care-teams?patient={bea}")).await.text().await.unwrap();
+    dump("care-team-picked", &text);
     assert!(text.contains("Care team of patient Bea Bookperson") && text.contains("Second Clinician"), "{text}");
     let r = desk.post("/admin/care-teams", &format!("patient={aino}&practitioner=Practitioner/{pr1}")).await;
     assert_eq!(r.status(), S::SEE_OTHER);

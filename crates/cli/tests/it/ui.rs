@@ -183,6 +183,17 @@ impl Browser {
         b
     }
 
+    /// The same session with its pages in `lang` (the language cookie).
+    pub(crate) fn in_language(&self, lang: &str) -> Browser {
+        Browser {
+            http: self.http.clone(),
+            base: self.base.clone(),
+            cookie: format!("{}; confidant_lang={lang}", self.cookie),
+            csrf: self.csrf.clone(),
+            recovery: Vec::new(),
+        }
+    }
+
     pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
         self.http.get(format!("{}{path}", self.base)).header("cookie", &self.cookie).send().await.unwrap()
     }

@@ -414,6 +414,9 @@ pub(super) async fn care_teams(
         );
     }
     let staff = practitioners(&state, &me).await;
+    // Only clinicians are offered for a care team (a practitioner without a clinician's account opens nothing).
+    let clinicians = state.records.clinician_practitioners().await.unwrap_or_default();
+    let is_clinician = |reference: &str| clinicians.iter().any(|c| reference.strip_prefix("Practitioner/") == Some(c));
     let found = match query {
         Some(s) if reception => {
             let req = SearchRequest { params: patient_search_params(s), count: 20, after: None };
@@ -506,7 +509,7 @@ pub(super) async fn care_teams(
                 input type="hidden" name="patient" value=(p);
                 label for="practitioner" { (l.t("Add a clinician")) }
                 select id="practitioner" name="practitioner" required {
-                    @for (reference, n) in staff.iter().filter(|(r, _)| !members.contains(r)) { option value=(reference) { (n) } }
+                    @for (reference, n) in staff.iter().filter(|(r, _)| !members.contains(r) && is_clinician(r)) { option value=(reference) { (n) } }
                 }
                 button type="submit" { (l.t("Add to the care team")) }
             }

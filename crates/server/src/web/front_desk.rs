@@ -376,13 +376,13 @@ fn register_form(
         @if !errors.is_empty() { p.notice role="alert" { (l.t("Please check the marked fields: nothing was saved.")) } }
         @match duplicate {
             Some(Duplicate::IdentityCode(id)) => {
-                section.card.warning role="alert" {
+                section.card.warning.duplicate role="alert" {
                     p { (l.t("A patient with this personal identity code is already registered: nothing was saved.")) }
                     p { a href={ "/patients/" (id) } { (l.t("Open the existing record")) } }
                 }
             }
             Some(Duplicate::NameAndBirth(id)) => {
-                section.card.warning role="alert" {
+                section.card.warning.duplicate role="alert" {
                     p { (l.t("A patient with the same name and birth date is already registered: nothing was saved yet.")) }
                     p { a href={ "/patients/" (id) } { (l.t("Open the existing record")) } }
                     p { (l.t("If this is a different person, register anyway.")) }

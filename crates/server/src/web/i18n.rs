@@ -433,7 +433,7 @@ static FI: &[(&str, &str)] = &[
         "Samanniminen potilas samalla syntymäajalla on jo rekisteröity: mitään ei ole vielä tallennettu.",
     ),
     ("If this is a different person, register anyway.", "Jos kyseessä on eri henkilö, rekisteröi silti."),
-    ("E-mail (optional)", "Sähköposti (vapaaehtoinen)"),
+    ("E-mail (optional)", "Sähköposti (valinnainen)"),
     ("Clinician (care team)", "Terapeutti (hoitotiimi)"),
     ("Nobody yet", "Ei vielä ketään"),
     ("Register anyway", "Rekisteröi silti"),
