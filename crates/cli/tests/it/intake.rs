@@ -39,10 +39,15 @@ fn urlencoding(v: &str) -> String {
         .collect()
 }
 
-async fn total(s: &Server, token: &str, query: &str) -> i64 {
+/// A FHIR read or search with an API token; it must succeed.
+async fn fetch(s: &Server, token: &str, query: &str) -> Value {
     let r = s.http.get(s.fhir(query)).bearer_auth(token).send().await.unwrap();
     assert_eq!(r.status(), S::OK, "{query}");
-    r.json::<Value>().await.unwrap()["total"].as_i64().unwrap()
+    r.json().await.unwrap()
+}
+
+async fn total(s: &Server, token: &str, query: &str) -> i64 {
+    fetch(s, token, query).await["total"].as_i64().unwrap()
 }
 
 /// The patient id a registration redirected to.
@@ -103,28 +108,10 @@ async fn intake(db: Db) {
     ];
     let r = desk.post("/register", &form(&walk_in)).await;
     let aino = registered(&r);
-    let teams: Value = s
-        .http
-        .get(s.fhir(&format!("CareTeam?patient={aino}")))
-        .bearer_auth(&inst.admin_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let teams = fetch(&s, &inst.admin_token, &format!("CareTeam?patient={aino}")).await;
     assert_eq!(teams["total"], 1, "{teams}");
     assert_eq!(teams["entry"][0]["resource"]["participant"][0]["member"]["reference"], format!("Practitioner/{pr2}"));
-    let log: Value = s
-        .http
-        .get(s.fhir(&format!("AuditEvent?patient={aino}&action=create")))
-        .bearer_auth(&auditor_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let log = fetch(&s, &auditor_token, &format!("AuditEvent?patient={aino}&action=create")).await;
     let log = log.to_string();
     assert!(log.contains(&format!("CareTeam/{}", teams["entry"][0]["resource"]["id"].as_str().unwrap())), "{log}");
     assert!(log.contains(&format!("Patient/{aino}")), "{log}");
@@ -266,39 +253,12 @@ async fn intake(db: Db) {
     assert_eq!(r.status(), S::OK);
     assert!(!r.text().await.unwrap().contains("break the glass"));
     assert!(open_alerts(&admin).await.contains("No open alerts."));
-    let log: Value = s
-        .http
-        .get(s.fhir(&format!("AuditEvent?patient={bea}&action=create")))
-        .bearer_auth(&auditor_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let log = fetch(&s, &auditor_token, &format!("AuditEvent?patient={bea}&action=create")).await;
     assert!(log.to_string().contains("CareTeam/"), "{log}");
     // Booking again with them changes no care team.
-    let before = s
-        .http
-        .get(s.fhir(&format!("CareTeam?patient={bea}")))
-        .bearer_auth(&inst.admin_token)
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+    let before = fetch(&s, &inst.admin_token, &format!("CareTeam?patient={bea}")).await;
     assert_eq!(desk.post(&format!("/patients/{bea}/appointments"), &book(&pr1)).await.status(), S::SEE_OTHER);
-    let after = s
-        .http
-        .get(s.fhir(&format!("CareTeam?patient={bea}")))
-        .bearer_auth(&inst.admin_token)
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+    let after = fetch(&s, &inst.admin_token, &format!("CareTeam?patient={bea}")).await;
     assert_eq!(before["entry"][0]["resource"]["meta"], after["entry"][0]["resource"]["meta"]);
     // Booking with clin2 adds them to the same team.
     assert_eq!(desk.post(&format!("/patients/{bea}/appointments"), &book(&pr2)).await.status(), S::SEE_OTHER);
