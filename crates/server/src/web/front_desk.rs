@@ -167,6 +167,10 @@ const fn field_text(en: &'static str) -> &'static str {
 /// The longest name, phone or e-mail a registration takes (characters).
 const MAX_FIELD: usize = 100;
 
+/// What a personal identity code looks like (for the error).
+#[rustfmt::skip]
+const HETU_SHAPE: &str = field_text("A personal identity code is 11 characters: DDMMYY, a century sign, three digits and a check character.");
+
 /// The control characters of a Finnish personal identity code, by remainder mod 31.
 const HETU_CONTROL: &[u8; 31] = b"0123456789ABCDEFHJKLMNPRSTUVWXY";
 
@@ -175,15 +179,11 @@ const HETU_CONTROL: &[u8; 31] = b"0123456789ABCDEFHJKLMNPRSTUVWXY";
 pub(super) fn hetu_birth_date(code: &str) -> Result<String, &'static str> {
     let b = code.as_bytes();
     if b.len() != 11 || !code.is_ascii() {
-        return Err(field_text(
-            "A personal identity code is 11 characters: DDMMYY, a century sign, three digits and a check character.",
-        ));
+        return Err(HETU_SHAPE);
     }
     let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
     if !digits(0..6) || !digits(7..10) {
-        return Err(field_text(
-            "A personal identity code is 11 characters: DDMMYY, a century sign, three digits and a check character.",
-        ));
+        return Err(HETU_SHAPE);
     }
     let century = match b[6] {
         b'+' => 1800,
