@@ -266,6 +266,8 @@ async fn intake(db: Db) {
     assert_eq!(total(&s, &desk_token, &format!("Appointment?patient={bea}")).await, 3);
     // A practitioner who is not a clinician, or a clinician booking someone else's patient
     // with themself: refused, nothing booked, no care team changed.
+    let page = desk.get(&format!("/patients/{bea}")).await.text().await.unwrap();
+    assert!(page.contains("Second Clinician</option>") && !page.contains("Nonclinician</option>"), "{page}");
     assert_eq!(desk.post(&format!("/patients/{bea}/appointments"), &book(&stranger)).await.status(), S::FORBIDDEN);
     assert_eq!(clin2.post(&format!("/patients/{lone_id}/appointments"), &book(&pr2)).await.status(), S::FORBIDDEN);
     assert_eq!(total(&s, &desk_token, &format!("Appointment?patient={bea}")).await, 3);

@@ -72,6 +72,8 @@ pub(super) async fn reception_view(state: &AppState, me: &SignedIn, id: &str, r:
     };
     let staff = practitioners(state, me).await;
     let names: HashMap<String, String> = staff.iter().cloned().collect();
+    // Booked only with a clinician (who joins the care team if not on it yet).
+    let bookable = clinicians(state, me).await;
     me.page(
         &name_of(r),
         html! {
@@ -86,7 +88,7 @@ pub(super) async fn reception_view(state: &AppState, me: &SignedIn, id: &str, r:
                     (me.csrf_field())
                     label for="practitioner" { (l.t("With")) }
                     select id="practitioner" name="practitioner" required {
-                        @for (reference, name) in &staff { option value=(reference) { (name) } }
+                        @for (id, name) in &bookable { option value={ "Practitioner/" (id) } { (name) } }
                     }
                     label for="date" { (l.t("Date")) }
                     input id="date" name="date" type="date" required;
