@@ -80,6 +80,23 @@ pub fn care_team_of_new_record(p: &Principal, rt: ResourceType) -> Option<&str> 
     }
 }
 
+/// Who may put whom on a patient's care team through intake: registering a
+/// patient *with* a clinician, or booking one with them. Reception may put any
+/// clinician; a clinician (linked to their Practitioner) may put themself or a
+/// colleague (booking already needs the patient in their care, and a member
+/// may change the care team anyway); nobody else, and never a practitioner
+/// that is not an active clinician's (`chosen_is_clinician`).
+pub fn may_assign_on_intake(p: &Principal, chosen_is_clinician: bool) -> Result<(), Refused> {
+    let assigner = matches!((p.role, &p.practitioner_id), (Role::Reception, _) | (Role::Clinician, Some(_)));
+    if !assigner {
+        Err(Refused("only reception or a clinician may put a clinician on a care team at registration or booking"))
+    } else if !chosen_is_clinician {
+        Err(Refused("the practitioner chosen is not an active clinician"))
+    } else {
+        Ok(())
+    }
+}
+
 /// The incident report covers every patient: auditors only (with a session,
 /// or a token that may read the audit log).
 pub fn may_read_incident_report(p: &Principal) -> Result<(), Refused> {
@@ -184,6 +201,33 @@ mod tests {
                 assert_eq!(care_team_of_new_record(&unlinked(role), rt), None, "unlinked {role} {rt:?}");
             }
         }
+    }
+
+    /// Every role × linked or not × the chosen practitioner a clinician or not.
+    #[test]
+    fn reception_and_clinicians_put_clinicians_on_care_teams_at_intake() {
+        let mut cells = 0;
+        for role in Role::ALL {
+            for linked in [true, false] {
+                for chosen_is_clinician in [true, false] {
+                    let p = if linked { principal(role) } else { unlinked(role) };
+                    let assigner = role == Role::Reception || (role == Role::Clinician && linked);
+                    let result = may_assign_on_intake(&p, chosen_is_clinician);
+                    assert_eq!(
+                        result.is_ok(),
+                        assigner && chosen_is_clinician,
+                        "{role} {linked} {chosen_is_clinician}"
+                    );
+                    if !assigner {
+                        assert!(result.unwrap_err().0.starts_with("only reception or a clinician"), "{role}");
+                    } else if !chosen_is_clinician {
+                        assert_eq!(result.unwrap_err().0, "the practitioner chosen is not an active clinician");
+                    }
+                    cells += 1;
+                }
+            }
+        }
+        assert_eq!(cells, Role::ALL.len() * 4);
     }
 
     /// Every role, with a session, a token that may read the log, and one that may not.

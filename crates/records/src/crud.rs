@@ -39,7 +39,22 @@ impl Records {
     }
 
     /// Create a resource with a new random id (FHIR create).
-    pub async fn create(&self, p: &Principal, rt: ResourceType, mut resource: Value) -> Result<Stored> {
+    pub async fn create(&self, p: &Principal, rt: ResourceType, resource: Value) -> Result<Stored> {
+        self.create_with_team(p, rt, resource, None).await
+    }
+
+    /// [`Records::create`], putting `clinician` (a Practitioner id, already
+    /// allowed by the caller) on a new patient's care team in the same
+    /// transaction; without one, the policy's [`policy::records::care_team_of_new_record`].
+    pub(crate) async fn create_with_team(
+        &self,
+        p: &Principal,
+        rt: ResourceType,
+        mut resource: Value,
+        clinician: Option<&str>,
+    ) -> Result<Stored> {
+        let team_of =
+            clinician.filter(|_| rt == ResourceType::Patient).or(policy::records::care_team_of_new_record(p, rt));
         self.permit(p, rt, Action::Write, AuditAction::Create).await?;
         let checked =
             confidant_fhir::validate(rt, &mut resource, self.clock.now_millis()).map_err(RecordsError::Invalid)?;
@@ -77,7 +92,7 @@ impl Records {
             self.require_care_team_for_care_team_change(p, rt, &compartment).await?;
         }
         // A clinician's new patient gets a care team: the token must allow writing one.
-        if policy::records::care_team_of_new_record(p, rt).is_some() {
+        if team_of.is_some() {
             Self::allow(p, ResourceType::CareTeam, Action::Write)?;
         }
         let (restricted_to, patient_visible) = Self::access_of(p, rt, &checked, &resource)?;
@@ -101,7 +116,7 @@ impl Records {
             let write = Write { row: &row, tokens: &tokens, new_key: new_key.as_ref(), care_team };
             // A clinician who registers a patient is put on that patient's care team,
             // in the same transaction: never a patient that nobody can see.
-            let team = match policy::records::care_team_of_new_record(p, rt) {
+            let team = match team_of {
                 Some(practitioner) => Some(self.new_care_team_row(&id, practitioner, &key, now)?),
                 None => None,
             };

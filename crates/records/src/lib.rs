@@ -24,6 +24,7 @@ mod crud;
 mod error;
 mod honey;
 mod incident;
+mod intake;
 mod key_status;
 pub mod rotation;
 mod search;

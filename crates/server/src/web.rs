@@ -166,10 +166,12 @@ fn layout(v: Viewer<'_>, title: &str, body: Markup) -> Response {
                             Some(Role::Clinician) => {
                                 a href="/patients" { (l.t("My patients")) }
                                 a href="/schedule" { (l.t("My schedule")) }
+                                a href="/register" { (l.t("Register a patient")) }
                             }
                             Some(Role::Reception) => {
                                 a href="/patients" { (l.t("Patients")) }
                                 a href="/register" { (l.t("Register a patient")) }
+                                a href="/admin/care-teams" { (l.t("Care teams")) }
                             }
                             Some(Role::Patient) => { a href="/me/access-log" { (l.t("Access log")) } }
                             Some(Role::Admin) => { a href="/admin" { (l.t("Administration")) } }

@@ -15,6 +15,7 @@ mod demo;
 mod detection;
 mod erasure;
 mod hostile;
+mod intake;
 mod keys;
 mod pentest_audit;
 mod pentest_auth;

@@ -186,6 +186,17 @@ impl Browser {
         b
     }
 
+    /// The same session with its pages in `lang` (the language cookie).
+    pub(crate) fn in_language(&self, lang: &str) -> Browser {
+        Browser {
+            http: self.http.clone(),
+            base: self.base.clone(),
+            cookie: format!("{}; confidant_lang={lang}", self.cookie),
+            csrf: self.csrf.clone(),
+            recovery: Vec::new(),
+        }
+    }
+
     pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
         self.http.get(format!("{}{path}", self.base)).header("cookie", &self.cookie).send().await.unwrap()
     }
@@ -240,8 +251,8 @@ async fn pages_refuse_the_wrong_role_the_wrong_patient_no_session_and_hostile_in
         (&format!("/notes/{n1}/edit"), &["clin1"]),
         ("/admin/accounts", &["admin1"]),
         ("/admin/tokens", &["admin1"]),
-        ("/admin/care-teams", &["admin1"]),
-        (&format!("/admin/care-teams?patient={p1}"), &["admin1"]),
+        ("/admin/care-teams", &["admin1", "desk"]),
+        (&format!("/admin/care-teams?patient={p1}"), &["admin1", "desk"]),
         ("/admin/keys", &["admin1"]),
         ("/admin/posture", &["admin1"]),
         ("/audit/incident", &["audi"]),

@@ -376,22 +376,61 @@ pub(super) async fn revoke_token(
 #[derive(Deserialize)]
 pub(super) struct CareTeamQuery {
     patient: Option<String>,
+    /// A patient search (reception): family name, identity code or birth date.
+    q: Option<String>,
 }
 
-/// A patient's care team, looked up by patient id (an admin sees ids, never
-/// names, and looks up one patient at a time: nobody lists who is in therapy).
+/// The patient search of the care-team page, as on the patients page: a birth
+/// date, an identity code (it has digits) or else a family name.
+fn patient_search_params(q: &str) -> Vec<(String, String)> {
+    let key = if q.len() == 10 && q.as_bytes()[4] == b'-' {
+        "birthdate"
+    } else if q.chars().any(|c| c.is_ascii_digit()) {
+        "identifier"
+    } else {
+        "family"
+    };
+    let value = if key == "identifier" { q.to_uppercase() } else { q.to_owned() };
+    vec![(key.to_owned(), value)]
+}
+
+/// A patient's care team. Reception finds the patient by a search and picks
+/// them; an admin (who sees no demographics) looks one up by the id reception
+/// or their clinician gives. Nobody lists who is in therapy.
 pub(super) async fn care_teams(
     State(state): State<AppState>,
     me: SignedIn,
     Query(q): Query<CareTeamQuery>,
 ) -> Response {
-    if let Some(r) = me.only_for(&[Role::Admin]) {
+    if let Some(r) = me.only_for(&[Role::Admin, Role::Reception]) {
         return r;
     }
     let l = me.lang;
+    let reception = me.role() == Role::Reception;
     let patient = q.patient.as_deref().map(str::trim).filter(|p| !p.is_empty());
+    let query = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    if query.is_some_and(|s| s.chars().count() > 100) {
+        return me.message(
+            StatusCode::BAD_REQUEST,
+            l.t("Please check the form"),
+            l.t("A search is at most 100 characters."),
+        );
+    }
     let staff = practitioners(&state, &me).await;
-    let team = match patient {
+    // Only clinicians are offered for a care team (a practitioner without a clinician's account opens nothing).
+    let clinicians = state.records.clinician_practitioners().await.unwrap_or_default();
+    let is_clinician = |reference: &str| clinicians.iter().any(|c| reference.strip_prefix("Practitioner/") == Some(c));
+    let found = match query {
+        Some(s) if reception => {
+            let req = SearchRequest { params: patient_search_params(s), count: 20, after: None };
+            match state.records.search(&me.auth.principal, ResourceType::Patient, &req).await {
+                Ok(page) => page.entries,
+                Err(e) => return me.records_error(e),
+            }
+        }
+        _ => Vec::new(),
+    };
+    let (team, picked) = match patient {
         Some(p) if !confidant_fhir::is_valid_id(p) => {
             return me.message(
                 StatusCode::BAD_REQUEST,
@@ -399,53 +438,87 @@ pub(super) async fn care_teams(
                 l.t("A patient id has letters, digits, '-' and '.' only."),
             );
         }
-        Some(p) => match care_team_of(&state, &me, p).await {
-            Ok(t) => t,
-            Err(e) => return me.records_error(e),
-        },
-        None => None,
+        Some(p) => {
+            let team = match care_team_of(&state, &me, p).await {
+                Ok(t) => t,
+                Err(e) => return me.records_error(e),
+            };
+            // Reception sees whose team it is by name (an admin by id).
+            let picked = if reception {
+                match state.records.read(&me.auth.principal, ResourceType::Patient, p).await {
+                    Ok(s) => Some(super::name_of(&s.resource)),
+                    Err(e) => return me.records_error(e),
+                }
+            } else {
+                None
+            };
+            (team, picked)
+        }
+        None => (None, None),
     };
     let name = |reference: &str| {
         staff.iter().find(|(r, _)| r == reference).map(|(_, n)| n.clone()).unwrap_or(reference.to_owned())
     };
-    admin_page(
-        &me,
-        l.t("Care teams"),
-        html! {
+    let body = html! {
+        @if reception {
+            p { (l.t("Who may open a patient's records is their care team. Find the patient, then add or remove clinicians.")) }
+            form.search method="get" action="/admin/care-teams" role="search" {
+                label for="q" { (l.t("Find by family name, identifier or birth date (YYYY-MM-DD)")) }
+                input id="q" name="q" value=(query.unwrap_or("")) maxlength="100" autocomplete="off";
+                button type="submit" { (l.t("Search")) }
+            }
+            @if query.is_some() {
+                @if found.is_empty() { p { (l.t("No patients found.")) } }
+                ul.list.picks {
+                    @for f in &found {
+                        li {
+                            a href={ "/admin/care-teams?patient=" (f.id) } {
+                                (super::name_of(&f.resource)) " " span.muted { (f.resource["birthDate"].as_str().unwrap_or("")) }
+                            }
+                        }
+                    }
+                }
+            }
+        } @else {
             p { (l.t("Who may open a patient's records is their care team. Look a patient up by the id reception or their clinician gives you.")) }
+            p.muted { (l.t("Reception finds patients by name or identity code on this page; administrators see no demographics.")) }
             form.search method="get" action="/admin/care-teams" role="search" {
                 label for="patient" { (l.t("Patient id")) }
                 input id="patient" name="patient" value=(patient.unwrap_or("")) autocomplete="off";
                 button type="submit" { (l.t("Look up")) }
             }
-            @if let Some(p) = patient {
-                h2 { (l.t("Care team of patient")) " " code { (p) } }
-                @let members = team.as_ref().map(|t| members_of(&t.resource)).unwrap_or_default();
-                @if members.is_empty() { p { (l.t("Nobody is in this patient's care team.")) } }
-                ul.list {
-                    @for m in &members {
-                        li {
-                            (name(m)) " "
-                            form.inline method="post" action={ "/admin/care-teams/" (p) "/remove" } {
-                                (me.csrf_field())
-                                input type="hidden" name="practitioner" value=(m);
-                                button.small type="submit" aria-label={ (l.t("Remove")) " " (name(m)) } { (l.t("Remove")) }
-                            }
+        }
+        @if let Some(p) = patient {
+            h2 {
+                (l.t("Care team of patient")) " "
+                @if let Some(n) = &picked { (n) } @else { code { (p) } }
+            }
+            @let members = team.as_ref().map(|t| members_of(&t.resource)).unwrap_or_default();
+            @if members.is_empty() { p { (l.t("Nobody is in this patient's care team.")) } }
+            ul.list {
+                @for m in &members {
+                    li {
+                        (name(m)) " "
+                        form.inline method="post" action={ "/admin/care-teams/" (p) "/remove" } {
+                            (me.csrf_field())
+                            input type="hidden" name="practitioner" value=(m);
+                            button.small type="submit" aria-label={ (l.t("Remove")) " " (name(m)) } { (l.t("Remove")) }
                         }
                     }
                 }
-                form.card method="post" action="/admin/care-teams" {
-                    (me.csrf_field())
-                    input type="hidden" name="patient" value=(p);
-                    label for="practitioner" { (l.t("Add a clinician")) }
-                    select id="practitioner" name="practitioner" required {
-                        @for (reference, n) in staff.iter().filter(|(r, _)| !members.contains(r)) { option value=(reference) { (n) } }
-                    }
-                    button type="submit" { (l.t("Add to the care team")) }
-                }
             }
-        },
-    )
+            form.card method="post" action="/admin/care-teams" {
+                (me.csrf_field())
+                input type="hidden" name="patient" value=(p);
+                label for="practitioner" { (l.t("Add a clinician")) }
+                select id="practitioner" name="practitioner" required {
+                    @for (reference, n) in staff.iter().filter(|(r, _)| !members.contains(r) && is_clinician(r)) { option value=(reference) { (n) } }
+                }
+                button type="submit" { (l.t("Add to the care team")) }
+            }
+        }
+    };
+    if reception { me.page(l.t("Care teams"), body) } else { admin_page(&me, l.t("Care teams"), body) }
 }
 
 fn members_of(team: &Value) -> Vec<String> {
@@ -519,7 +592,7 @@ pub(super) async fn add_to_care_team(
     me: SignedIn,
     Form(f): Form<MemberForm>,
 ) -> Response {
-    if let Some(r) = me.refuse_post(&[Role::Admin], &f.csrf, "Nothing was changed.") {
+    if let Some(r) = me.refuse_post(&[Role::Admin, Role::Reception], &f.csrf, "Nothing was changed.") {
         return r;
     }
     change_team(&state, &me, f.patient.trim(), &f.practitioner, true).await
@@ -531,7 +604,7 @@ pub(super) async fn remove_from_care_team(
     Path(patient): Path<String>,
     Form(f): Form<MemberForm>,
 ) -> Response {
-    if let Some(r) = me.refuse_post(&[Role::Admin], &f.csrf, "Nothing was changed.") {
+    if let Some(r) = me.refuse_post(&[Role::Admin, Role::Reception], &f.csrf, "Nothing was changed.") {
         return r;
     }
     change_team(&state, &me, &patient, &f.practitioner, false).await

@@ -412,6 +412,62 @@ static FI: &[(&str, &str)] = &[
     ("unused: can be retired", "käyttämätön: voidaan poistaa"),
     ("{n} high-severity findings: fix these first.", "{n} vakavaa havaintoa: korjaa nämä ensin."),
     ("{n} times", "{n} kertaa"),
+    // Intake: registration with a clinician, its checks, the care-team search.
+    ("A search is at most 100 characters.", "Haku on enintään 100 merkkiä."),
+    (
+        "Who may open a patient's records is their care team. Find the patient, then add or remove clinicians.",
+        "Potilaan tietoja saa avata hänen hoitotiiminsä. Hae potilas ja lisää tai poista terapeutteja.",
+    ),
+    (
+        "Reception finds patients by name or identity code on this page; administrators see no demographics.",
+        "Vastaanotto hakee potilaita tällä sivulla nimellä tai henkilötunnuksella; ylläpitäjät eivät näe henkilötietoja.",
+    ),
+    ("Please check the marked fields: nothing was saved.", "Tarkista merkityt kentät: mitään ei tallennettu."),
+    (
+        "A patient with this personal identity code is already registered: nothing was saved.",
+        "Tällä henkilötunnuksella on jo rekisteröity potilas: mitään ei tallennettu.",
+    ),
+    ("Open the existing record", "Avaa olemassa oleva potilas"),
+    (
+        "A patient with the same name and birth date is already registered: nothing was saved yet.",
+        "Samanniminen potilas samalla syntymäajalla on jo rekisteröity: mitään ei ole vielä tallennettu.",
+    ),
+    ("If this is a different person, register anyway.", "Jos kyseessä on eri henkilö, rekisteröi silti."),
+    ("E-mail (optional)", "Sähköposti (valinnainen)"),
+    ("Clinician (care team)", "Terapeutti (hoitotiimi)"),
+    ("Nobody yet", "Ei vielä ketään"),
+    ("Register anyway", "Rekisteröi silti"),
+    (
+        "A personal identity code is 11 characters: DDMMYY, a century sign, three digits and a check character.",
+        "Henkilötunnuksessa on 11 merkkiä: PPKKVV, välimerkki, kolme numeroa ja tarkistemerkki.",
+    ),
+    (
+        "The century sign of a personal identity code is +, -, A–F or U–Y.",
+        "Henkilötunnuksen välimerkki on +, -, A–F tai U–Y.",
+    ),
+    (
+        "This personal identity code's check character does not match: check the code.",
+        "Henkilötunnuksen tarkistemerkki ei täsmää: tarkista tunnus.",
+    ),
+    ("This personal identity code does not hold a real date.", "Henkilötunnuksen päivämäärä ei ole todellinen päivä."),
+    ("Give the birth date as a date (YYYY-MM-DD).", "Anna syntymäaika päivämääränä (VVVV-KK-PP)."),
+    ("A birth date cannot be in the future.", "Syntymäaika ei voi olla tulevaisuudessa."),
+    ("A birth date before 1900 is not taken.", "Ennen vuotta 1900 olevaa syntymäaikaa ei hyväksytä."),
+    (
+        "A phone number has digits, spaces, + and - only, and at least 5 digits.",
+        "Puhelinnumerossa on vain numeroita, välilyöntejä, + ja -, ja vähintään 5 numeroa.",
+    ),
+    (
+        "Give an e-mail address like name@example.fi, or leave it empty.",
+        "Anna sähköpostiosoite muodossa nimi@esimerkki.fi tai jätä kenttä tyhjäksi.",
+    ),
+    ("Required.", "Pakollinen."),
+    ("At most 100 characters, on one line.", "Enintään 100 merkkiä, yhdellä rivillä."),
+    (
+        "The date in the personal identity code is not the birth date.",
+        "Henkilötunnuksen päivämäärä ei ole syntymäaika.",
+    ),
+    ("Choose one of the clinic's clinicians.", "Valitse yksi vastaanoton terapeuteista."),
 ];
 
 #[cfg(test)]
@@ -434,7 +490,7 @@ mod tests {
         ];
         let mut out = Vec::new();
         for src in sources {
-            for opener in [".t(\"", "stale_form(\"", "tab(\"", "account_button(me, u, \""] {
+            for opener in [".t(\"", "stale_form(\"", "tab(\"", "account_button(me, u, \"", "field_text(\""] {
                 for (at, _) in src.match_indices(opener) {
                     let rest = &src[at + opener.len()..];
                     let mut literal = &rest[..rest.find('"').unwrap_or(0)];
