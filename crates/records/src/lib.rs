@@ -207,8 +207,21 @@ impl Records {
     }
 
     /// Blind tokens for the validated search values of a resource.
+    /// Names get their prefix tokens too (see [`Keyring::name_prefix_tokens`]).
     fn tokens(&self, rt: ResourceType, index: &[(&'static str, ValueKind, String)]) -> Vec<SearchToken> {
-        self.keyring
-            .tokens(rt.as_str(), index.iter().map(|(param, kind, value)| (*param, blind_kind(*kind), value.as_str())))
+        let mut tokens = self
+            .keyring
+            .tokens(rt.as_str(), index.iter().map(|(param, kind, value)| (*param, blind_kind(*kind), value.as_str())));
+        for (param, _, value) in index.iter().filter(|(param, _, _)| confidant_fhir::prefix_indexed(rt, param)) {
+            let folded = confidant_fhir::fold_name(value);
+            let prefixes = self.keyring.name_prefix_tokens(
+                rt.as_str(),
+                param,
+                &folded,
+                (confidant_fhir::PREFIX_MIN, confidant_fhir::PREFIX_MAX),
+            );
+            tokens.extend(prefixes.into_iter().map(|token| SearchToken { param: confidant_fhir::PREFIX_INDEX, token }));
+        }
+        tokens
     }
 }
