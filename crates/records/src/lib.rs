@@ -11,7 +11,7 @@
 //!
 //! By use case: `access` (who sees what; audit entries), `crud` (create,
 //! update, read, vread, history), `search`, `break_glass`, `audit_view`
-//! (AuditEvent), `incident`, `alerts`, `honey`, `key_status`, `rotation`,
+//! (AuditEvent), `incident`, `alerts`, `honey`, `key_status`, `rotation`, `reindex`,
 //! `error`. Every read, search hit and write of a patient's data passes
 //! through one method of [`Records`].
 #![forbid(unsafe_code)]
@@ -25,6 +25,7 @@ mod error;
 mod honey;
 mod incident;
 mod key_status;
+mod reindex;
 pub mod rotation;
 mod search;
 mod text;
@@ -33,6 +34,7 @@ pub use audit_view::{ACTION_SYSTEM, AuditPage, AuditQuery};
 pub use error::{RecordsError, Result, STOPPED_BY_DETECTION};
 pub use incident::{Accesses, IncidentQuery, IncidentReport};
 pub use key_status::{KekVersion, KeyStatus, kek_made_at, kek_made_setting};
+pub use reindex::{Reindexed, SETTING_NAME_PREFIXES};
 pub use search::{SearchPage, SearchRequest};
 pub use text::{visible_len, visible_text};
 
@@ -98,6 +100,7 @@ pub async fn initialise(store: &Store, vault: &Vault, instance_id: &str, now: i6
     let keys = InstanceKeys::new(vault)?;
     store.insert_setting(SETTING_INSTANCE_ID, instance_id.as_bytes(), now).await?;
     keys.store(store, now).await?;
+    Records::mark_indexed(store, now).await?;
     Ok(())
 }
 

@@ -16,6 +16,7 @@ mod audit;
 mod backend;
 mod erasure;
 mod identity;
+mod reindex;
 mod rekey;
 mod schema;
 
