@@ -220,7 +220,7 @@ async fn tokens_metadata_and_health(db: Db) {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(patient_params, ["_id", "identifier", "family", "given", "birthdate", "email", "phone"]);
+    assert_eq!(patient_params, ["_id", "identifier", "name", "family", "given", "birthdate", "email", "phone"]);
 
     let p = s.create(&patient("A", "B")).await;
     let path = format!("Patient/{}", p["id"].as_str().unwrap());
