@@ -284,7 +284,7 @@ impl Keyring {
     }
 
     /// The prefix tokens of one name part (`part`: `family`, `given`) of
-    /// `resource_type`, for the index column [`confidant_fhir`]'s `PREFIX_INDEX`:
+    /// `resource_type`, for the name-prefix index column (`confidant_fhir::PREFIX_INDEX`):
     /// always `prefix_tokens` of them, whatever the name's length. The first
     /// ones blind the folded name's prefixes of `min`, `min + 1`, … characters
     /// (as many as it has); the rest are dummies, keyed like the real ones, so a
