@@ -235,6 +235,11 @@ impl Instance {
             store.close().await;
             return Err(anyhow::Error::new(e).context("cannot seal account links and token labels"));
         }
+        // Names stored before prefix search get their prefix tokens (once).
+        if let Err(e) = records.reindex_names().await {
+            store.close().await;
+            return Err(anyhow::Error::new(e).context("cannot index the names of existing records"));
+        }
         let records = Arc::new(records);
         let identity = Arc::new(Identity::new(identity_services(&records), config.access.identity_settings()));
         Ok(Instance { dir: dir.to_path_buf(), config, records, identity })

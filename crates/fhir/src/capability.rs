@@ -20,6 +20,9 @@ pub fn capability_statement(base: &str, software_version: &str, date: &str) -> V
                         "documentation": "The patient the record belongs to: Patient/{id} or {id}"
                     }),
                     SearchParam::Id => json!({"name": "_id", "type": "token"}),
+                    SearchParam::Name { name, doc, .. } => {
+                        json!({"name": name, "type": "string", "documentation": doc})
+                    }
                 })
                 .collect();
             json!({

@@ -20,7 +20,10 @@ pub use resource::{
     ACT_CODE_SYSTEM, Membership, PSYCHOTHERAPY_NOTE, RELEASED_TO_CARE_TEAM, ResourceType, SHARED_WITH_PATIENT,
     SHARING_SYSTEM, Validated, is_psychotherapy_note, is_valid_id, time_range, validate,
 };
-pub use search::{SearchParam, ValueKind, search_params};
+pub use search::{
+    PREFIX_INDEX, PREFIX_MAX, PREFIX_MIN, PREFIX_TOKENS, SearchParam, ValueKind, fold_name, name_starts_with,
+    prefix_indexed, search_params, search_prefix,
+};
 pub use shape::parse_json;
 
 /// A FHIR instant (`2026-11-29T04:40:14.123Z`) from Unix milliseconds.

@@ -283,6 +283,50 @@ impl Keyring {
             .collect()
     }
 
+    /// The prefix tokens of one name part (`part`: `family`, `given`) of
+    /// `resource_type`, for the name-prefix index column (`confidant_fhir::PREFIX_INDEX`):
+    /// always `prefix_tokens` of them, whatever the name's length. The first
+    /// ones blind the folded name's prefixes of `min`, `min + 1`, … characters
+    /// (as many as it has); the rest are dummies, keyed like the real ones, so a
+    /// reader without the key cannot tell them apart, and derived from the whole
+    /// name under their own domain, so no search term can ever produce one. They
+    /// are returned sorted by value: the order rows are written in (SQLite's
+    /// rowids) does not tell which prefix is which.
+    ///
+    /// `folded` is the name as prefix search folds it; prefixes are cut on
+    /// characters, not bytes.
+    pub fn name_prefix_tokens(
+        &self,
+        resource_type: &str,
+        part: &str,
+        folded: &str,
+        (min, max): (usize, usize),
+    ) -> Vec<Vec<u8>> {
+        let chars: Vec<char> = folded.chars().collect();
+        let mut out: Vec<Vec<u8>> = (min..=max)
+            .map(|len| match chars.get(..len) {
+                // A folded search term never ends in a space: such a prefix is a dummy too
+                // (blinded as it is, it would equal the prefix one shorter).
+                Some(prefix) if prefix.last() != Some(&' ') => {
+                    self.name_prefix_token(resource_type, part, &prefix.iter().collect::<String>())
+                }
+                _ => self
+                    .blind
+                    .token(resource_type, &prefix_domain(part, "pad"), BlindKind::Text, &format!("{len}:{folded}"))
+                    .to_vec(),
+            })
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// The token a name-part search looks up: `prefix` is the folded search
+    /// term, cut to the longest indexed prefix. Never equal to a token of
+    /// [`Keyring::search_token`] (another domain: `<part>.prefix`).
+    pub fn name_prefix_token(&self, resource_type: &str, part: &str, prefix: &str) -> Vec<u8> {
+        self.blind.token(resource_type, &prefix_domain(part, "prefix"), BlindKind::Text, prefix).to_vec()
+    }
+
     /// A keyed, one-way token of a value (usernames, recovery codes): the same
     /// blind-index key, under its own domain.
     pub fn blind(&self, kind: &str, value: &str) -> Vec<u8> {
@@ -311,6 +355,13 @@ impl Keyring {
         };
         Ok(Resealer { patient: patient_id.to_owned(), old, new, row })
     }
+}
+
+/// The blinding domain of a name part's prefix tokens (`family.prefix`) or
+/// dummies (`family.pad`): a parameter name no search parameter has, so
+/// these tokens never equal an exact-value token.
+fn prefix_domain(part: &str, what: &str) -> String {
+    format!("{part}.{what}")
 }
 
 /// The data key version that sealed an envelope.

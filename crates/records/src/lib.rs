@@ -11,7 +11,7 @@
 //!
 //! By use case: `access` (who sees what; audit entries), `crud` (create,
 //! update, read, vread, history), `search`, `break_glass`, `audit_view`
-//! (AuditEvent), `incident`, `alerts`, `honey`, `key_status`, `rotation`,
+//! (AuditEvent), `incident`, `alerts`, `honey`, `key_status`, `rotation`, `reindex`,
 //! `error`. Every read, search hit and write of a patient's data passes
 //! through one method of [`Records`].
 #![forbid(unsafe_code)]
@@ -26,6 +26,7 @@ mod honey;
 mod incident;
 mod intake;
 mod key_status;
+mod reindex;
 pub mod rotation;
 mod search;
 mod text;
@@ -34,6 +35,7 @@ pub use audit_view::{ACTION_SYSTEM, AuditPage, AuditQuery};
 pub use error::{RecordsError, Result, STOPPED_BY_DETECTION};
 pub use incident::{Accesses, IncidentQuery, IncidentReport};
 pub use key_status::{KekVersion, KeyStatus, kek_made_at, kek_made_setting, kek_versions};
+pub use reindex::{Reindexed, SETTING_NAME_PREFIXES};
 pub use search::{SearchPage, SearchRequest};
 pub use text::{visible_len, visible_text};
 
@@ -99,6 +101,7 @@ pub async fn initialise(store: &Store, vault: &Vault, instance_id: &str, now: i6
     let keys = InstanceKeys::new(vault)?;
     store.insert_setting(SETTING_INSTANCE_ID, instance_id.as_bytes(), now).await?;
     keys.store(store, now).await?;
+    Records::mark_indexed(store, now).await?;
     Ok(())
 }
 
@@ -208,8 +211,21 @@ impl Records {
     }
 
     /// Blind tokens for the validated search values of a resource.
+    /// Names get their prefix tokens too (see [`Keyring::name_prefix_tokens`]).
     fn tokens(&self, rt: ResourceType, index: &[(&'static str, ValueKind, String)]) -> Vec<SearchToken> {
-        self.keyring
-            .tokens(rt.as_str(), index.iter().map(|(param, kind, value)| (*param, blind_kind(*kind), value.as_str())))
+        let mut tokens = self
+            .keyring
+            .tokens(rt.as_str(), index.iter().map(|(param, kind, value)| (*param, blind_kind(*kind), value.as_str())));
+        for (param, _, value) in index.iter().filter(|(param, _, _)| confidant_fhir::prefix_indexed(rt, param)) {
+            let folded = confidant_fhir::fold_name(value);
+            let prefixes = self.keyring.name_prefix_tokens(
+                rt.as_str(),
+                param,
+                &folded,
+                (confidant_fhir::PREFIX_MIN, confidant_fhir::PREFIX_MAX),
+            );
+            tokens.extend(prefixes.into_iter().map(|token| SearchToken { param: confidant_fhir::PREFIX_INDEX, token }));
+        }
+        tokens
     }
 }

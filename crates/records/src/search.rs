@@ -1,9 +1,10 @@
-//! Search (FHIR search-type): exact matches on blind tokens, within what the
+//! Search (FHIR search-type): matches on blind tokens, within what the
 //! principal may see (the same rule as a single read, as SQL), one audit
-//! entry per hit.
+//! entry per hit. Names match by their start (FHIR string search) through
+//! blind-indexed prefixes; every other parameter matches exactly.
 
 use confidant_audit::{Action as AuditAction, Outcome};
-use confidant_fhir::{ResourceType, SearchParam, ValueKind, search_params};
+use confidant_fhir::{PREFIX_INDEX, ResourceType, SearchParam, ValueKind, search_params};
 use confidant_policy::records::Seen;
 use confidant_policy::{self as policy, Action, Principal, Visibility};
 use confidant_store::Criterion;
@@ -30,6 +31,40 @@ pub struct SearchPage {
 
 const MAX_SEARCH_PARAMS: usize = 20;
 const MAX_SEARCH_VALUES: usize = 100;
+/// The most records opened to compare a search term longer than the indexed
+/// prefixes: names sharing their first twelve characters are few; more than
+/// this many is an unusable search (or someone filling the clinic with them).
+const MAX_LONG_NAME_CANDIDATES: i64 = 500;
+
+/// A name search term longer than the indexed prefixes: the store finds the
+/// records by its first [`confidant_fhir::PREFIX_MAX`] characters, and this
+/// compares the whole term after decryption.
+#[derive(Debug)]
+struct LongName {
+    /// The HumanName parts searched (`family`, `given`).
+    parts: &'static [&'static str],
+    /// Any of these (comma-separated values OR), as typed.
+    terms: Vec<String>,
+}
+
+impl LongName {
+    fn matches(&self, resource: &serde_json::Value) -> bool {
+        let names = resource["name"].as_array().into_iter().flatten();
+        let values: Vec<&str> = names
+            .flat_map(|n| {
+                let family = self.parts.contains(&"family").then(|| n["family"].as_str()).flatten();
+                let given = self
+                    .parts
+                    .contains(&"given")
+                    .then(|| n["given"].as_array().into_iter().flatten().filter_map(serde_json::Value::as_str))
+                    .into_iter()
+                    .flatten();
+                family.into_iter().chain(given)
+            })
+            .collect();
+        self.terms.iter().any(|t| values.iter().any(|v| confidant_fhir::name_starts_with(v, t)))
+    }
+}
 
 impl Records {
     /// Find current resources of `rt` (FHIR search-type). Exact match only.
@@ -51,6 +86,7 @@ impl Records {
         if req.params.len() > MAX_SEARCH_PARAMS {
             return Err(RecordsError::Invalid(format!("at most {MAX_SEARCH_PARAMS} search parameters per request")));
         }
+        let mut long_names = Vec::new();
         for (name, value) in &req.params {
             let (base, modifier) = match name.split_once(':') {
                 Some((b, m)) => (b, Some(m)),
@@ -59,8 +95,9 @@ impl Records {
             let param = search_params(rt).iter().find(|p| p.name() == base).ok_or_else(|| {
                 RecordsError::Invalid(format!("{} has no search parameter '{}'", rt.as_str(), base.escape_default()))
             })?;
+            let exact_allowed = matches!(param, SearchParam::Blind { .. } | SearchParam::Name { exact: Some(_), .. });
             if let Some(m) = modifier
-                && (m != "exact" || !matches!(param, SearchParam::Blind { .. }))
+                && (m != "exact" || !exact_allowed)
             {
                 return Err(RecordsError::NotSupported(format!(
                     "modifier ':{}' is not supported; search is exact-match",
@@ -76,7 +113,18 @@ impl Records {
             if values.iter().any(|v| v.is_empty()) {
                 return Err(RecordsError::Invalid(format!("search parameter '{base}' needs a value")));
             }
-            criteria.push(self.criterion(rt, param, &values)?);
+            match param {
+                SearchParam::Name { parts, exact, .. } => {
+                    let (criterion, long) =
+                        self.name_criterion(rt, parts, exact.filter(|_| modifier.is_some()), &values)?;
+                    criteria.push(criterion);
+                    long_names.extend(long);
+                }
+                _ => criteria.push(self.criterion(rt, param, &values)?),
+            }
+        }
+        if !long_names.is_empty() {
+            return self.search_long_names(p, rt, req, &criteria, &long_names).await;
         }
         // At least one: every match counted in the total is one that could be returned and audited.
         let count = req.count.clamp(1, 100);
@@ -108,6 +156,79 @@ impl Records {
         self.audited(p, &audit, SearchPage { entries, total, next_after }).await
     }
 
+    /// A search by a term longer than the indexed prefixes: every candidate the
+    /// store finds by the prefixes is opened and compared whole, in memory; the
+    /// page and the total are of those that match. Only the hits returned are
+    /// audited: the others leave the server in no form, not even as a count.
+    async fn search_long_names(
+        &self,
+        p: &Principal,
+        rt: ResourceType,
+        req: &SearchRequest,
+        criteria: &[Criterion],
+        long_names: &[LongName],
+    ) -> Result<SearchPage> {
+        let count = req.count.clamp(1, 100) as usize;
+        let (rows, _) = self.store.search(rt.as_str(), criteria, None, MAX_LONG_NAME_CANDIDATES + 1).await?;
+        if rows.len() as i64 > MAX_LONG_NAME_CANDIDATES {
+            return Err(RecordsError::Invalid(format!(
+                "more than {MAX_LONG_NAME_CANDIDATES} names start with the same {} characters: search by another parameter too",
+                confidant_fhir::PREFIX_MAX
+            )));
+        }
+        let mut matching = Vec::new();
+        for (row, via_break_glass) in rows {
+            let seen = if via_break_glass { Seen::ByBreakGlass } else { Seen::Yes };
+            let entry = self.entry(p, AuditAction::SearchHit, Outcome::Success, Some(&row), seen);
+            match self.open_record(row).await {
+                Ok(stored) if long_names.iter().all(|l| l.matches(&stored.resource)) => matching.push((entry, stored)),
+                Ok(_) | Err(RecordsError::Integrity) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let total = matching.len() as i64;
+        let after = req.after.as_deref().unwrap_or("");
+        let mut page: Vec<_> = matching.into_iter().filter(|(_, s)| s.id.as_str() > after).take(count + 1).collect();
+        let next_after = if page.len() > count {
+            page.truncate(count);
+            page.last().map(|(_, s)| s.id.clone())
+        } else {
+            None
+        };
+        let (audit, entries): (Vec<_>, Vec<_>) = page.into_iter().unzip();
+        self.audited(p, &audit, SearchPage { entries, total, next_after }).await
+    }
+
+    /// The criterion of a name search: the blind prefix of each value (any part
+    /// of `parts`), or with `exact` (`:exact`) the whole value's exact token.
+    /// Values longer than the indexed prefixes are returned to be compared after decryption.
+    fn name_criterion(
+        &self,
+        rt: ResourceType,
+        parts: &'static [&'static str],
+        exact: Option<&'static str>,
+        values: &[&str],
+    ) -> Result<(Criterion, Option<LongName>)> {
+        if let Some(param) = exact {
+            let tokens =
+                values.iter().map(|v| self.keyring.search_token(rt.as_str(), param, blind_kind(ValueKind::Text), v));
+            return Ok((Criterion::Token { param, tokens: tokens.collect() }, None));
+        }
+        let mut tokens = Vec::with_capacity(values.len() * parts.len());
+        let mut any_long = false;
+        for v in values {
+            let (prefix, cut) = confidant_fhir::search_prefix(v).map_err(RecordsError::Invalid)?;
+            for part in parts {
+                tokens.push(self.keyring.name_prefix_token(rt.as_str(), part, &prefix));
+            }
+            any_long |= cut;
+        }
+        // Comma-separated values OR: with one long value among them, every value is
+        // compared after decryption (a short one matches there by its start as well).
+        let long = any_long.then(|| LongName { parts, terms: values.iter().map(|v| (*v).to_owned()).collect() });
+        Ok((Criterion::Token { param: PREFIX_INDEX, tokens }, long))
+    }
+
     pub(crate) fn visibility_criterion(p: &Principal, rt: ResourceType, now: i64) -> Option<Criterion> {
         match policy::visibility(p, rt, now) {
             Visibility::All => None,
@@ -126,6 +247,8 @@ impl Records {
                 }
                 Ok(Criterion::Id(values[0].to_owned()))
             }
+            // Names are searched by `name_criterion` (a prefix, perhaps compared after decryption).
+            SearchParam::Name { name, .. } => Err(RecordsError::NotSupported(format!("{name} is a name search"))),
             SearchParam::Patient { name } => {
                 if values.len() != 1 {
                     return Err(RecordsError::NotSupported(format!("{name} takes one value")));

@@ -20,6 +20,7 @@ mod audit;
 mod backend;
 mod erasure;
 mod identity;
+mod reindex;
 mod rekey;
 mod schema;
 

@@ -161,7 +161,7 @@ async fn hostile_input_changes_nothing(db: Db) {
     for q in [
         "family=' OR 1=1 --",
         "family=x'); DROP TABLE resource_heads; --",
-        "given=%25",
+        "given=%25%25%25",
         "identifier=*",
         "_id=' OR '1'='1",
         "email=a@b\" OR \"\"=\"",

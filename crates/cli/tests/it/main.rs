@@ -22,6 +22,7 @@ mod pentest_auth;
 mod pentest_reach;
 mod pentest_records;
 mod posture;
+mod prefix;
 mod rotation;
 mod tamper;
 mod ui;

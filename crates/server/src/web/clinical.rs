@@ -32,18 +32,21 @@ pub(super) async fn patients(State(state): State<AppState>, me: SignedIn, Query(
     }
     let l = me.lang;
     let query = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty());
-    // A birth date, an identifier with digits, or else a family name.
+    // A birth date, an identifier with digits, or else the start of a family or given name.
     let params = match query {
         Some(v) if v.len() == 10 && v.as_bytes()[4] == b'-' => vec![("birthdate".to_owned(), v.to_owned())],
         Some(v) if v.chars().any(|c| c.is_ascii_digit()) => vec![("identifier".to_owned(), v.to_owned())],
-        Some(v) => vec![("family".to_owned(), v.to_owned())],
+        Some(v) => vec![("name".to_owned(), v.to_owned())],
         None => Vec::new(),
     };
+    // Too short a name: said next to the box, the typed value kept, nothing searched.
+    let too_short = query
+        .is_some_and(|v| params.first().is_some_and(|(p, _)| p == "name") && confidant_fhir::search_prefix(v).is_err());
     // A clinician's list is their own care. Anyone else (reception) sees the whole
     // clinic only through a search: nobody browses everyone (and honey records stay
     // out of sight unless someone looks for them by name).
     let browse_all = params.is_empty() && me.role() != Role::Clinician;
-    let found = if browse_all {
+    let found = if browse_all || too_short {
         Vec::new()
     } else {
         let req = SearchRequest { params, count: 50, after: None };
@@ -53,15 +56,25 @@ pub(super) async fn patients(State(state): State<AppState>, me: SignedIn, Query(
         }
     };
     let title = if me.role() == Role::Clinician { l.t("My patients") } else { l.t("Patients") };
-    me.page(
+    let page = me.page(
         title,
         html! {
             form.search method="get" action="/patients" role="search" {
-                label for="q" { (l.t("Find by family name, identifier or birth date (YYYY-MM-DD)")) }
-                input id="q" name="q" value=(query.unwrap_or(""));
+                label for="q" {
+                    (l.t("Find by family name or given name (at least 3 letters), identifier or birth date (YYYY-MM-DD)"))
+                }
+                @if too_short {
+                    input id="q" name="q" value=(query.unwrap_or("")) aria-invalid="true" aria-describedby="q-error";
+                } @else {
+                    input id="q" name="q" value=(query.unwrap_or(""));
+                }
                 button type="submit" { (l.t("Search")) }
+                @if too_short {
+                    p.notice #q-error role="alert" { (l.t("Type at least 3 letters of the name.")) }
+                }
             }
             @if browse_all { p { (l.t("Search to find a patient.")) } }
+            @else if too_short {}
             @else if found.is_empty() { p { (l.t("No patients found.")) } }
             ul.list {
                 @for p in &found {
@@ -69,7 +82,8 @@ pub(super) async fn patients(State(state): State<AppState>, me: SignedIn, Query(
                 }
             }
         },
-    )
+    );
+    if too_short { (StatusCode::BAD_REQUEST, page).into_response() } else { page }
 }
 
 fn note_text(doc: &Value) -> String {

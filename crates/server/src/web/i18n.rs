@@ -202,9 +202,10 @@ static FI: &[(&str, &str)] = &[
     ("Expires", "Vanhenee"),
     ("Family name", "Sukunimi"),
     (
-        "Find by family name, identifier or birth date (YYYY-MM-DD)",
-        "Hae sukunimellä, henkilötunnuksella tai syntymäajalla (VVVV-KK-PP)",
+        "Find by family name or given name (at least 3 letters), identifier or birth date (YYYY-MM-DD)",
+        "Hae sukunimellä tai etunimellä (vähintään 3 kirjainta), henkilötunnuksella tai syntymäajalla (VVVV-KK-PP)",
     ),
+    ("Type at least 3 letters of the name.", "Kirjoita nimestä vähintään 3 kirjainta."),
     ("Fix:", "Korjaus:"),
     ("For", "Kenelle"),
     ("Format", "Muoto"),
