@@ -376,19 +376,19 @@ pub(super) async fn revoke_token(
 #[derive(Deserialize)]
 pub(super) struct CareTeamQuery {
     patient: Option<String>,
-    /// A patient search (reception): family name, identity code or birth date.
+    /// A patient search (reception): the start of a name, identity code or birth date.
     q: Option<String>,
 }
 
 /// The patient search of the care-team page, as on the patients page: a birth
-/// date, an identity code (it has digits) or else a family name.
+/// date, an identity code (it has digits) or else the start of a family or given name.
 fn patient_search_params(q: &str) -> Vec<(String, String)> {
     let key = if q.len() == 10 && q.as_bytes()[4] == b'-' {
         "birthdate"
     } else if q.chars().any(|c| c.is_ascii_digit()) {
         "identifier"
     } else {
-        "family"
+        "name"
     };
     let value = if key == "identifier" { q.to_uppercase() } else { q.to_owned() };
     vec![(key.to_owned(), value)]
@@ -463,7 +463,9 @@ pub(super) async fn care_teams(
         @if reception {
             p { (l.t("Who may open a patient's records is their care team. Find the patient, then add or remove clinicians.")) }
             form.search method="get" action="/admin/care-teams" role="search" {
-                label for="q" { (l.t("Find by family name, identifier or birth date (YYYY-MM-DD)")) }
+                label for="q" {
+                    (l.t("Find by family name or given name (at least 3 letters), identifier or birth date (YYYY-MM-DD)"))
+                }
                 input id="q" name="q" value=(query.unwrap_or("")) maxlength="100" autocomplete="off";
                 button type="submit" { (l.t("Search")) }
             }

@@ -441,7 +441,8 @@ pub(super) async fn register_page(State(state): State<AppState>, me: SignedIn) -
 }
 
 /// A patient already registered with the same identity code, or (unless
-/// confirmed) the same names and birth date, among those `me` may see.
+/// confirmed) the same names (whole names, not their starts) and birth date,
+/// among those `me` may see.
 async fn duplicate_of(state: &AppState, me: &SignedIn, f: &RegisterForm) -> Result<Option<Duplicate>, RecordsError> {
     let p = &me.auth.principal;
     let find = |params: Vec<(&str, &str)>| {
@@ -457,7 +458,7 @@ async fn duplicate_of(state: &AppState, me: &SignedIn, f: &RegisterForm) -> Resu
         return Ok(Some(Duplicate::IdentityCode(found.id)));
     }
     if f.confirm != "yes"
-        && let Some(found) = find(vec![("family", &f.family), ("given", &f.given), ("birthdate", &f.birth)]).await?
+        && let Some(found) = find(vec![("family:exact", &f.family), ("given:exact", &f.given), ("birthdate", &f.birth)]).await?
     {
         return Ok(Some(Duplicate::NameAndBirth(found.id)));
     }
