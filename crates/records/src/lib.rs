@@ -25,6 +25,7 @@ mod error;
 mod honey;
 mod incident;
 mod key_status;
+mod notes;
 pub mod rotation;
 mod search;
 mod text;
