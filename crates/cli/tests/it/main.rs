@@ -16,6 +16,7 @@ mod detection;
 mod erasure;
 mod hostile;
 mod keys;
+mod notes;
 mod pentest_audit;
 mod pentest_auth;
 mod pentest_reach;

@@ -163,7 +163,7 @@ impl Kind {
     /// Label `doc` as this kind: the PSYTHPN security label, the sharing tag, or neither
     /// (every other label and tag kept).
     fn apply(self, doc: &mut Value) {
-        let meta = &mut doc["meta"];
+        let meta = &doc["meta"];
         let mut security: Vec<Value> = meta["security"].as_array().cloned().unwrap_or_default();
         security.retain(|c| c["code"] != confidant_fhir::PSYCHOTHERAPY_NOTE);
         if self == Kind::Psychotherapy {
@@ -174,12 +174,21 @@ impl Kind {
         if self == Kind::Shared {
             tags.push(json!({"system": confidant_fhir::SHARING_SYSTEM, "code": confidant_fhir::SHARED_WITH_PATIENT}));
         }
-        meta["security"] = json!(security);
-        meta["tag"] = json!(tags);
-        if tags.is_empty()
-            && let Some(m) = meta.as_object_mut()
-        {
-            m.remove("tag");
+        // Empty arrays (and an empty meta) are left out: FHIR does not allow them.
+        let mut m = meta.as_object().cloned().unwrap_or_default();
+        for (key, list) in [("security", security), ("tag", tags)] {
+            if list.is_empty() {
+                m.remove(key);
+            } else {
+                m.insert(key.into(), Value::Array(list));
+            }
+        }
+        if let Some(doc) = doc.as_object_mut() {
+            if m.is_empty() {
+                doc.remove("meta");
+            } else {
+                doc.insert("meta".into(), Value::Object(m));
+            }
         }
     }
 }
