@@ -957,8 +957,12 @@ mod tests {
                 "content": [{"attachment": {"contentType": "text/plain", "data": "aGVsbG8="}}]
             })
         };
-        for ok in [json!({"start": "2026-11-30", "end": "2026-11-30"}), json!({"start": "2026-12-01"}),
-                   json!({"start": "2026-12-01T09:00:00Z"}), json!({})] {
+        for ok in [
+            json!({"start": "2026-11-30", "end": "2026-11-30"}),
+            json!({"start": "2026-12-01"}),
+            json!({"start": "2026-12-01T09:00:00Z"}),
+            json!({}),
+        ] {
             assert!(validate(ResourceType::DocumentReference, &mut with(ok.clone()), NOW).is_ok(), "{ok}");
         }
         for (bad, says) in [

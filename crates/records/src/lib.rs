@@ -33,8 +33,8 @@ mod text;
 pub use audit_view::{ACTION_SYSTEM, AuditPage, AuditQuery};
 pub use error::{RecordsError, Result, STOPPED_BY_DETECTION};
 pub use incident::{Accesses, IncidentQuery, IncidentReport};
-pub use notes::SIGNED_AT;
 pub use key_status::{KekVersion, KeyStatus, kek_made_at, kek_made_setting};
+pub use notes::SIGNED_AT;
 pub use search::{SearchPage, SearchRequest};
 pub use text::{visible_len, visible_text};
 

@@ -26,7 +26,8 @@ fn text_of(doc: &Value) -> String {
 
 /// The patient's notes as the FHIR API gives them to `token`.
 async fn notes_of(s: &Server, token: &str, patient: &str) -> Vec<Value> {
-    let r = s.http.get(s.fhir(&format!("DocumentReference?patient={patient}"))).bearer_auth(token).send().await.unwrap();
+    let r =
+        s.http.get(s.fhir(&format!("DocumentReference?patient={patient}"))).bearer_auth(token).send().await.unwrap();
     assert_eq!(r.status(), S::OK);
     let b: Value = r.json().await.unwrap();
     b["entry"].as_array().into_iter().flatten().map(|e| e["resource"].clone()).collect()
@@ -102,10 +103,25 @@ async fn notes_flow(db: Db) {
     // Bad input: the error next to the field, what was typed kept, nothing saved.
     let notes_path = format!("/patients/{p1}/notes");
     for (fields, field, says, kept) in [
-        (vec![("text", "  \n\t "), ("session_date", "2020-01-05"), ("kind", "shared")], "text", "it is empty", "2020-01-05"),
-        (vec![("text", "kept text"), ("session_date", "2999-01-01")], "session_date", "cannot be in the future", "kept text"),
+        (
+            vec![("text", "  \n\t "), ("session_date", "2020-01-05"), ("kind", "shared")],
+            "text",
+            "it is empty",
+            "2020-01-05",
+        ),
+        (
+            vec![("text", "kept text"), ("session_date", "2999-01-01")],
+            "session_date",
+            "cannot be in the future",
+            "kept text",
+        ),
         (vec![("text", "kept text"), ("session_date", "2020-02-30")], "session_date", "YYYY-MM-DD", "kept text"),
-        (vec![("text", "kept text"), ("session_date", "<b>x</b>")], "session_date", "YYYY-MM-DD", "&lt;b&gt;x&lt;/b&gt;"),
+        (
+            vec![("text", "kept text"), ("session_date", "<b>x</b>")],
+            "session_date",
+            "YYYY-MM-DD",
+            "&lt;b&gt;x&lt;/b&gt;",
+        ),
         (vec![("text", "kept text"), ("kind", "secret")], "kind", "Choose the kind", "kept text"),
     ] {
         let r = clin1.post(&notes_path, &form(&fields)).await;
@@ -162,10 +178,17 @@ async fn notes_flow(db: Db) {
         assert!(page.contains(want), "{want}: {page}");
     }
     assert!(page.contains("&lt;script&gt;") && !page.contains("<script>alert"));
-    let r = clin1.post(&format!("/notes/{oid}"), &form(&[("text", "second version"), ("session_date", "2020-01-20"), ("version", "1")])).await;
+    let r = clin1
+        .post(
+            &format!("/notes/{oid}"),
+            &form(&[("text", "second version"), ("session_date", "2020-01-20"), ("version", "1")]),
+        )
+        .await;
     assert_eq!(r.status(), S::SEE_OTHER);
     let history = clin1.get(&format!("/notes/{oid}/history")).await.text().await.unwrap();
-    assert!(history.contains("Versions (2)") && history.contains("second version") && history.contains("&lt;script&gt;"));
+    assert!(
+        history.contains("Versions (2)") && history.contains("second version") && history.contains("&lt;script&gt;")
+    );
 
     // Signing: not without the CSRF token, not for someone else, not by the wrong role.
     let sign = format!("/notes/{oid}/sign");
@@ -224,7 +247,8 @@ async fn notes_flow(db: Db) {
         assert_eq!(b.post(&addenda, "reason=r&text=t").await.status(), S::FORBIDDEN);
     }
     assert_eq!(notes_of(&s, &s.token, &p1).await.len(), 4, "nothing saved");
-    let r = clin1.post(&addenda, &form(&[("reason", "Wrong dose written"), ("text", "Correction: <i>20 mg</i>")])).await;
+    let r =
+        clin1.post(&addenda, &form(&[("reason", "Wrong dose written"), ("text", "Correction: <i>20 mg</i>")])).await;
     assert_eq!(r.status(), S::SEE_OTHER);
     let all = notes_of(&s, &s.token, &p1).await;
     let addendum = find(&all, "Correction").clone();
@@ -234,7 +258,10 @@ async fn notes_flow(db: Db) {
     assert_eq!(addendum["context"], signed["context"]);
     let page = clin1.get(&format!("/notes/{oid}")).await.text().await.unwrap();
     assert!(page.contains("second version") && page.contains("Wrong dose written"), "original kept, addendum under it");
-    assert!(page.contains("Correction: &lt;i&gt;20 mg&lt;/i&gt;") && position(&page, "second version") < position(&page, "Correction"));
+    assert!(
+        page.contains("Correction: &lt;i&gt;20 mg&lt;/i&gt;")
+            && position(&page, "second version") < position(&page, "Correction")
+    );
     let chart = clin1.get(&format!("/patients/{p1}")).await.text().await.unwrap();
     assert_eq!(chart.matches("Correction: &lt;i&gt;").count(), 1, "under its note, not a note of its own");
     assert!(position(&chart, "second version") < position(&chart, "Correction"));

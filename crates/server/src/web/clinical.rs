@@ -132,9 +132,10 @@ impl Kind {
     }
 
     fn of(doc: &Value) -> Kind {
-        let shared = doc["meta"]["tag"].as_array().into_iter().flatten().any(|t| {
-            t["system"] == confidant_fhir::SHARING_SYSTEM && t["code"] == confidant_fhir::SHARED_WITH_PATIENT
-        });
+        let shared =
+            doc["meta"]["tag"].as_array().into_iter().flatten().any(|t| {
+                t["system"] == confidant_fhir::SHARING_SYSTEM && t["code"] == confidant_fhir::SHARED_WITH_PATIENT
+            });
         if confidant_fhir::is_psychotherapy_note(doc) {
             Kind::Psychotherapy
         } else if shared {
@@ -146,8 +147,8 @@ impl Kind {
 
     fn label(self, l: super::i18n::Lang) -> &'static str {
         match self {
-            Kind::Ordinary => l.t("Ordinary note (the care team reads it)"),
-            Kind::Psychotherapy => l.t("Psychotherapy note (only you read it)"),
+            Kind::Ordinary => l.t("Ordinary (the care team reads it)"),
+            Kind::Psychotherapy => l.t("Psychotherapy, PSYTHPN (only you read it)"),
             Kind::Shared => l.t("Shared with the patient (the patient reads it in the portal)"),
         }
     }
@@ -167,7 +168,8 @@ impl Kind {
         let mut security: Vec<Value> = meta["security"].as_array().cloned().unwrap_or_default();
         security.retain(|c| c["code"] != confidant_fhir::PSYCHOTHERAPY_NOTE);
         if self == Kind::Psychotherapy {
-            security.push(json!({"system": confidant_fhir::ACT_CODE_SYSTEM, "code": confidant_fhir::PSYCHOTHERAPY_NOTE}));
+            security
+                .push(json!({"system": confidant_fhir::ACT_CODE_SYSTEM, "code": confidant_fhir::PSYCHOTHERAPY_NOTE}));
         }
         let mut tags: Vec<Value> = meta["tag"].as_array().cloned().unwrap_or_default();
         tags.retain(|t| t["code"] != confidant_fhir::SHARED_WITH_PATIENT);
@@ -515,7 +517,12 @@ pub(super) async fn note(State(state): State<AppState>, me: SignedIn, Path(id): 
 
 /// The note page: whose, by whom, which session, its versions, its addenda;
 /// signing for its author while unsigned, the addendum form once signed.
-async fn note_page(state: &AppState, me: &SignedIn, id: &str, typed: Option<(&AddendumForm, &FieldErrors)>) -> Response {
+async fn note_page(
+    state: &AppState,
+    me: &SignedIn,
+    id: &str,
+    typed: Option<(&AddendumForm, &FieldErrors)>,
+) -> Response {
     let l = me.lang;
     let pr = &me.auth.principal;
     let n = match state.records.read(pr, ResourceType::DocumentReference, id).await {
@@ -534,7 +541,8 @@ async fn note_page(state: &AppState, me: &SignedIn, id: &str, typed: Option<(&Ad
         Some(s) => Some(practitioner_name(state, me, s).await),
         None => None,
     };
-    let req = SearchRequest { params: vec![("patient".to_owned(), subject_of(&n).to_owned())], count: 100, after: None };
+    let req =
+        SearchRequest { params: vec![("patient".to_owned(), subject_of(&n).to_owned())], count: 100, after: None };
     let addenda = match state.records.search(pr, ResourceType::DocumentReference, &req).await {
         Ok(found) => by_session(found.entries).0,
         Err(e) => return me.records_error(e),
@@ -736,7 +744,14 @@ pub(super) async fn add_addendum(
     }
 }
 
-fn edit_form(me: &SignedIn, n: &Stored, f: &NoteForm, today: &str, errors: &FieldErrors, notice: Option<&str>) -> Response {
+fn edit_form(
+    me: &SignedIn,
+    n: &Stored,
+    f: &NoteForm,
+    today: &str,
+    errors: &FieldErrors,
+    notice: Option<&str>,
+) -> Response {
     let l = me.lang;
     me.page(
         if is_draft(&n.resource) { l.t("Continue the draft") } else { l.t("Edit the note") },

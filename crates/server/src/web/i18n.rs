@@ -412,9 +412,12 @@ static FI: &[(&str, &str)] = &[
     ("{n} high-severity findings: fix these first.", "{n} vakavaa havaintoa: korjaa nämä ensin."),
     ("{n} times", "{n} kertaa"),
     // Notes: session date, kind, sign and lock, addenda.
-    ("Ordinary note (the care team reads it)", "Tavallinen merkintä (hoitotiimi lukee sen)"),
-    ("Psychotherapy note (only you read it)", "Psykoterapiamuistiinpano (vain sinä luet sen)"),
-    ("Shared with the patient (the patient reads it in the portal)", "Jaettu potilaalle (potilas lukee sen portaalissa)"),
+    ("Ordinary (the care team reads it)", "Tavallinen (hoitotiimi lukee sen)"),
+    ("Psychotherapy, PSYTHPN (only you read it)", "Psykoterapia, PSYTHPN (vain sinä luet sen)"),
+    (
+        "Shared with the patient (the patient reads it in the portal)",
+        "Jaettu potilaalle (potilas lukee sen portaalissa)",
+    ),
     ("Psychotherapy note", "Psykoterapiamuistiinpano"),
     ("Shared with the patient", "Jaettu potilaalle"),
     ("Session date", "Käynnin päivä"),
@@ -435,19 +438,31 @@ static FI: &[(&str, &str)] = &[
     ("Versions ({n})", "Versiot ({n})"),
     ("The note this addendum corrects", "Merkintä, jota tämä lisäys korjaa"),
     ("Sign and lock", "Allekirjoita ja lukitse"),
-    ("A signed note cannot be changed; corrections are added as addenda.", "Allekirjoitettua merkintää ei voi muuttaa; korjaukset lisätään lisäyksinä."),
+    (
+        "A signed note cannot be changed; corrections are added as addenda.",
+        "Allekirjoitettua merkintää ei voi muuttaa; korjaukset lisätään lisäyksinä.",
+    ),
     ("Add an addendum", "Lisää lisäys"),
-    ("This note is signed and locked. An addendum is added under it, signed by you; the note stays as it is.", "Tämä merkintä on allekirjoitettu ja lukittu. Lisäys tulee sen alle sinun allekirjoittamanasi; merkintä pysyy ennallaan."),
+    (
+        "This note is signed and locked. An addendum is added under it, signed by you; the note stays as it is.",
+        "Tämä merkintä on allekirjoitettu ja lukittu. Lisäys tulee sen alle sinun allekirjoittamanasi; merkintä pysyy ennallaan.",
+    ),
     ("Reason for the addendum", "Lisäyksen syy"),
     ("Add the signed addendum", "Lisää allekirjoitettu lisäys"),
     ("Versions of the note", "Merkinnän versiot"),
     ("Back to the note", "Takaisin merkintään"),
     ("Not signed", "Ei allekirjoitettu"),
-    ("Someone saved this note after you opened it: read it again before you sign it.", "Joku tallensi merkinnän sen jälkeen, kun avasit sen: lue se uudelleen ennen kuin allekirjoitat."),
+    (
+        "Someone saved this note after you opened it: read it again before you sign it.",
+        "Joku tallensi merkinnän sen jälkeen, kun avasit sen: lue se uudelleen ennen kuin allekirjoitat.",
+    ),
     ("Give the reason for the addendum.", "Anna lisäyksen syy."),
     ("Write the addendum: it is empty.", "Kirjoita lisäys: se on tyhjä."),
     ("This note is signed", "Merkintä on allekirjoitettu"),
-    ("This note is signed and locked: it cannot be edited. Add an addendum to correct it.", "Merkintä on allekirjoitettu ja lukittu: sitä ei voi muokata. Korjaa se lisäyksellä."),
+    (
+        "This note is signed and locked: it cannot be edited. Add an addendum to correct it.",
+        "Merkintä on allekirjoitettu ja lukittu: sitä ei voi muokata. Korjaa se lisäyksellä.",
+    ),
     ("Nothing was signed.", "Mitään ei allekirjoitettu."),
 ];
 
