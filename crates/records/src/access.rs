@@ -162,8 +162,15 @@ impl Records {
                 .iter()
                 .filter_map(|r| r.get("reference").and_then(Value::as_str).map(str::to_owned))
                 .collect(),
+            // Security labels, and the sharing tags (shared with the patient, released
+            // to the care team): both decide who reads the note.
             labels: items(resource.get("meta").and_then(|m| m.get("security")))
                 .iter()
+                .chain(
+                    items(resource.get("meta").and_then(|m| m.get("tag")))
+                        .iter()
+                        .filter(|t| t.get("system").and_then(Value::as_str) == Some(confidant_fhir::SHARING_SYSTEM)),
+                )
                 .map(|c| (text(c, "system"), text(c, "code")))
                 .collect(),
             psychotherapy,

@@ -385,3 +385,75 @@ fn validate(docs: &[Value]) {
     assert!(out.status.success(), "{report}");
     assert!(report.contains(&format!("validated {} resources, 0 invalid", docs.len())), "{report}");
 }
+
+/// A colleague on the patient's care team reads and may correct an unsigned
+/// note, but sharing it with the patient, signing it and changing it once
+/// signed are not theirs; an addendum to it is. A note written on the day of
+/// an Encounter refers to it.
+async fn a_colleague_on_the_care_team(db: Db) {
+    use reqwest::Method;
+
+    use crate::access::call;
+    let inst = Instance::new(db).await;
+    add_user(&inst.dir, "clin2", "clinician", &["--name", "Colleague Clinician"]);
+    let clin2 = create_token(&inst.dir, "clin2", "user/*.*");
+    let s = inst.start();
+    let pa = s.create(&patient("Teamfamily", "Tiina")).await["id"].as_str().unwrap().to_owned();
+    let pr2 = call(&s, Some(&clin2), Method::GET, "/api/v1/me", None).await.1["practitioner_id"].clone();
+    let team = json!({"resourceType": "CareTeam", "status": "active", "subject": {"reference": format!("Patient/{pa}")},
+                      "participant": [{"member": {"reference": format!("Practitioner/{}", pr2.as_str().unwrap())}}]});
+    assert_eq!(call(&s, Some(&s.admin_token), Method::POST, "CareTeam", Some(&team)).await.0, S::CREATED);
+    let mut enc = crate::common::encounter(&pa);
+    enc["period"] = json!({"start": "2020-03-02T10:00:00Z", "end": "2020-03-02T10:50:00Z"});
+    let enc = s.create(&enc).await;
+
+    let clin1 = Browser::sign_in(&s, "clin1").await;
+    let r = clin1
+        .post(&format!("/patients/{pa}/notes"), "text=session+on+the+encounter%27s+day&session_date=2020-03-02")
+        .await;
+    assert_eq!(r.status(), S::SEE_OTHER);
+    let n = notes_of(&s, &s.token, &pa).await.remove(0);
+    assert_eq!(n["context"]["encounter"], json!([{"reference": format!("Encounter/{}", enc["id"].as_str().unwrap())}]));
+    let path = format!("DocumentReference/{}", n["id"].as_str().unwrap());
+
+    // Sharing with the patient decides who reads it: the author's, not the colleague's.
+    let mut share = n.clone();
+    share["meta"]["tag"] = json!([{"system": "urn:confidant:sharing", "code": "shared-with-patient"}]);
+    let (st, b) = call(&s, Some(&clin2), Method::PUT, &path, Some(&share)).await;
+    assert_eq!(st, S::FORBIDDEN, "{b}");
+    // Signing in the author's name, or their own, is not the colleague's either.
+    for signer in [n["author"][0]["reference"].clone(), json!(format!("Practitioner/{}", pr2.as_str().unwrap()))] {
+        let mut sign = n.clone();
+        sign["authenticator"] = json!({"reference": signer});
+        let (st, b) = call(&s, Some(&clin2), Method::PUT, &path, Some(&sign)).await;
+        assert_eq!(st, S::FORBIDDEN, "{b}");
+        assert!(b.to_string().contains("only its author may sign"), "{b}");
+    }
+    // The colleague may correct the unsigned content.
+    let mut edit = n.clone();
+    edit["description"] = json!("corrected by a colleague");
+    assert_eq!(call(&s, Some(&clin2), Method::PUT, &path, Some(&edit)).await.0, S::OK);
+    // The author signs it on the page; then it is locked for the colleague too,
+    // who corrects it with an addendum instead.
+    let r = clin1.post(&format!("/notes/{}/sign", n["id"].as_str().unwrap()), "").await;
+    assert_eq!(r.status(), S::SEE_OTHER);
+    let (_, signed) = call(&s, Some(&clin2), Method::GET, &path, None).await;
+    let mut late = signed.clone();
+    late["description"] = json!("too late");
+    let (st, b) = call(&s, Some(&clin2), Method::PUT, &path, Some(&late)).await;
+    assert_eq!(st, S::FORBIDDEN, "{b}");
+    let colleague = Browser::sign_in(&s, "clin2").await;
+    let r = colleague
+        .post(&format!("/notes/{}/addenda", n["id"].as_str().unwrap()), "reason=Date+of+onset&text=Onset+was+in+May.")
+        .await;
+    assert_eq!(r.status(), S::SEE_OTHER);
+    let all = notes_of(&s, &s.token, &pa).await;
+    let addendum = find(&all, "Onset was in May");
+    assert_eq!(addendum["author"][0]["reference"], json!(format!("Practitioner/{}", pr2.as_str().unwrap())));
+    assert_eq!(addendum["context"]["encounter"], n["context"]["encounter"]);
+    let page = clin1.get(&format!("/notes/{}", n["id"].as_str().unwrap())).await.text().await.unwrap();
+    assert!(page.contains("Onset was in May") && page.contains("Date of onset") && page.contains("recorded visit"));
+    validate(&[signed, addendum.clone()]);
+    s.stop();
+}
+both_backends!(a_colleague_on_the_care_team);

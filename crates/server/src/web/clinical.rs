@@ -465,8 +465,18 @@ fn attachment(text: &str) -> Value {
                            "data": base64::engine::general_purpose::STANDARD.encode(text.as_bytes())}}])
 }
 
-fn session_context(date: &str) -> Value {
-    json!({"period": {"start": date, "end": date}})
+/// The session a note belongs to: its date, and the patient's Encounter on that
+/// date if there is one (the first such).
+async fn session_context(state: &AppState, me: &SignedIn, patient: &str, date: &str) -> Result<Value, RecordsError> {
+    let req = SearchRequest { params: vec![("patient".to_owned(), patient.to_owned())], count: 100, after: None };
+    let found = state.records.search(&me.auth.principal, ResourceType::Encounter, &req).await?;
+    let on_the_day =
+        found.entries.iter().find(|e| e.resource["period"]["start"].as_str().and_then(|s| s.get(..10)) == Some(date));
+    let mut context = json!({"period": {"start": date, "end": date}});
+    if let Some(e) = on_the_day {
+        context["encounter"] = json!([{"reference": format!("Encounter/{}", e.id)}]);
+    }
+    Ok(context)
 }
 
 pub(super) async fn write_note(
@@ -483,11 +493,15 @@ pub(super) async fn write_note(
     if !errors.is_empty() {
         return chart_page(&state, &me, &id, Some((&f, &errors))).await;
     }
+    let context = match session_context(&state, &me, &id, &f.date_or(&today)).await {
+        Ok(c) => c,
+        Err(e) => return me.records_error(e),
+    };
     let mut doc = json!({
         "resourceType": "DocumentReference", "status": "current", "docStatus": f.doc_status(),
         "type": {"text": "Session note"},
         "subject": {"reference": format!("Patient/{id}")},
-        "context": session_context(&f.date_or(&today)),
+        "context": context,
         "content": attachment(&f.text),
     });
     Kind::parse(&f.kind).unwrap_or(Kind::Ordinary).apply(&mut doc);
@@ -559,7 +573,10 @@ async fn note_page(
             dl.demographics {
                 dt { (l.t("Patient")) } dd { a href={ "/patients/" (subject_of(&n)) } { (patient) } }
                 dt { (l.t("Written by")) } dd { (authors.join(", ")) }
-                dt { (l.t("Session date")) } dd { (session_date(&n.resource).unwrap_or("—")) }
+                dt { (l.t("Session date")) } dd {
+                    (session_date(&n.resource).unwrap_or("—"))
+                    @if n.resource["context"]["encounter"][0]["reference"].is_string() { " · " (l.t("recorded visit")) }
+                }
                 dt { (l.t("Kind of note")) } dd { (Kind::of(&n.resource).label(l)) }
                 dt { (l.t("Saved")) } dd { (readable_millis(n.last_updated)) @if n.version_id > 1 { " · " (l.t("edited")) } }
                 @if let Some(by) = &signed_by {
@@ -835,7 +852,11 @@ pub(super) async fn save_note(
     let mut doc = current.resource.clone();
     doc["content"] = attachment(&f.text);
     doc["docStatus"] = json!(f.doc_status());
-    doc["context"] = session_context(&f.date_or(session_date(&current.resource).unwrap_or(&today)));
+    let date = f.date_or(session_date(&current.resource).unwrap_or(&today));
+    doc["context"] = match session_context(&state, &me, subject_of(&current), &date).await {
+        Ok(c) => c,
+        Err(e) => return me.records_error(e),
+    };
     Kind::parse(&f.kind).unwrap_or(Kind::of(&current.resource)).apply(&mut doc);
     let expected = f.version.unwrap_or(current.version_id);
     match state.records.update(p, ResourceType::DocumentReference, &id, doc, Some(expected)).await {

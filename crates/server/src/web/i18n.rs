@@ -464,6 +464,7 @@ static FI: &[(&str, &str)] = &[
         "Merkintä on allekirjoitettu ja lukittu: sitä ei voi muokata. Korjaa se lisäyksellä.",
     ),
     ("Nothing was signed.", "Mitään ei allekirjoitettu."),
+    ("recorded visit", "kirjattu käynti"),
 ];
 
 #[cfg(test)]
