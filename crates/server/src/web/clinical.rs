@@ -667,6 +667,37 @@ pub(super) struct SignForm {
     version: Option<i64>,
 }
 
+/// The note a clinician's form post changes (or appends to): refused for any
+/// other role and without the form's CSRF token; read (and audited) as the caller.
+async fn note_to_change(
+    state: &AppState,
+    me: &SignedIn,
+    csrf: &str,
+    id: &str,
+    unchanged: &'static str,
+) -> Result<Stored, Response> {
+    if let Some(r) = me.refuse_post(&[Role::Clinician], csrf, unchanged) {
+        return Err(r);
+    }
+    state.records.read(&me.auth.principal, ResourceType::DocumentReference, id).await.map_err(|e| me.records_error(e))
+}
+
+/// [`note_to_change`], and `Practitioner/{id}` of the clinician who signs.
+async fn note_and_signer(
+    state: &AppState,
+    me: &SignedIn,
+    csrf: &str,
+    id: &str,
+    unchanged: &'static str,
+) -> Result<(Stored, String), Response> {
+    let n = note_to_change(state, me, csrf, id, unchanged).await?;
+    let l = me.lang;
+    match me.auth.principal.practitioner_id.as_deref() {
+        Some(p) => Ok((n, format!("Practitioner/{p}"))),
+        None => Err(me.message(StatusCode::FORBIDDEN, l.t("Not allowed"), l.t("This page is not for your role."))),
+    }
+}
+
 /// Sign a note: final, `authenticator` the signing clinician, signed-at set by
 /// the server; from then on locked (the policy refuses any change).
 pub(super) async fn sign_note(
@@ -675,23 +706,16 @@ pub(super) async fn sign_note(
     Path(id): Path<String>,
     Form(f): Form<SignForm>,
 ) -> Response {
-    if let Some(r) = me.refuse_post(&[Role::Clinician], &f.csrf, "Nothing was signed.") {
-        return r;
-    }
     let l = me.lang;
-    let p = &me.auth.principal;
-    let current = match state.records.read(p, ResourceType::DocumentReference, &id).await {
-        Ok(n) => n,
-        Err(e) => return me.records_error(e),
-    };
-    let Some(practitioner) = p.practitioner_id.as_deref() else {
-        return me.message(StatusCode::FORBIDDEN, l.t("Not allowed"), l.t("This page is not for your role."));
+    let (current, signer) = match note_and_signer(&state, &me, &f.csrf, &id, "Nothing was signed.").await {
+        Ok(found) => found,
+        Err(r) => return r,
     };
     let mut doc = current.resource.clone();
-    doc["authenticator"] = json!({"reference": format!("Practitioner/{practitioner}")});
+    doc["authenticator"] = json!({"reference": signer});
     doc["docStatus"] = json!("final");
     let expected = f.version.unwrap_or(current.version_id);
-    match state.records.update(p, ResourceType::DocumentReference, &id, doc, Some(expected)).await {
+    match state.records.update(&me.auth.principal, ResourceType::DocumentReference, &id, doc, Some(expected)).await {
         Ok(n) => Redirect::to(&format!("/notes/{}", n.id)).into_response(),
         Err(RecordsError::PreconditionFailed { .. }) => me.message(
             StatusCode::CONFLICT,
@@ -720,10 +744,11 @@ pub(super) async fn add_addendum(
     Path(id): Path<String>,
     Form(f): Form<AddendumForm>,
 ) -> Response {
-    if let Some(r) = me.refuse_post(&[Role::Clinician], &f.csrf, "Nothing was saved.") {
-        return r;
-    }
     let l = me.lang;
+    let (original, signer) = match note_and_signer(&state, &me, &f.csrf, &id, "Nothing was saved.").await {
+        Ok(found) => found,
+        Err(r) => return r,
+    };
     let mut errors = Vec::new();
     if f.reason.trim().is_empty() {
         errors.push(("reason", l.t("Give the reason for the addendum.")));
@@ -734,19 +759,11 @@ pub(super) async fn add_addendum(
     if !errors.is_empty() {
         return note_page(&state, &me, &id, Some((&f, &FieldErrors(errors)))).await;
     }
-    let p = &me.auth.principal;
-    let original = match state.records.read(p, ResourceType::DocumentReference, &id).await {
-        Ok(n) => n,
-        Err(e) => return me.records_error(e),
-    };
-    let Some(practitioner) = p.practitioner_id.as_deref() else {
-        return me.message(StatusCode::FORBIDDEN, l.t("Not allowed"), l.t("This page is not for your role."));
-    };
     let mut doc = json!({
         "resourceType": "DocumentReference", "status": "current", "docStatus": "final",
         "type": {"text": "Addendum"},
         "subject": original.resource["subject"].clone(),
-        "authenticator": {"reference": format!("Practitioner/{practitioner}")},
+        "authenticator": {"reference": signer},
         "relatesTo": [{"code": "appends", "target": {"reference": format!("DocumentReference/{id}")}}],
         "description": f.reason.trim(),
         "content": attachment(&f.text),
@@ -755,7 +772,7 @@ pub(super) async fn add_addendum(
         doc["context"] = original.resource["context"].clone();
     }
     Kind::of(&original.resource).apply(&mut doc);
-    match state.records.create(p, ResourceType::DocumentReference, doc).await {
+    match state.records.create(&me.auth.principal, ResourceType::DocumentReference, doc).await {
         Ok(_) => Redirect::to(&format!("/notes/{id}")).into_response(),
         Err(e) => me.records_error(e),
     }
@@ -830,14 +847,10 @@ pub(super) async fn save_note(
     Path(id): Path<String>,
     Form(f): Form<NoteForm>,
 ) -> Response {
-    if let Some(r) = me.refuse_post(&[Role::Clinician], &f.csrf, "Nothing was saved.") {
-        return r;
-    }
     let l = me.lang;
-    let p = &me.auth.principal;
-    let current = match state.records.read(p, ResourceType::DocumentReference, &id).await {
+    let current = match note_to_change(&state, &me, &f.csrf, &id, "Nothing was saved.").await {
         Ok(n) => n,
-        Err(e) => return me.records_error(e),
+        Err(r) => return r,
     };
     if signer(&current.resource).is_some() {
         return locked(&me, &current);
@@ -859,7 +872,7 @@ pub(super) async fn save_note(
     };
     Kind::parse(&f.kind).unwrap_or(Kind::of(&current.resource)).apply(&mut doc);
     let expected = f.version.unwrap_or(current.version_id);
-    match state.records.update(p, ResourceType::DocumentReference, &id, doc, Some(expected)).await {
+    match state.records.update(&me.auth.principal, ResourceType::DocumentReference, &id, doc, Some(expected)).await {
         Ok(n) => Redirect::to(&format!("/patients/{}", subject_of(&n))).into_response(),
         Err(RecordsError::PreconditionFailed { .. }) => {
             let notice = l.t("Someone saved this note after you opened it. Nothing was overwritten: your text is below; compare it with the saved note, then save again.");
