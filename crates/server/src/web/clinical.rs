@@ -707,7 +707,7 @@ pub(super) async fn sign_note(
     Form(f): Form<SignForm>,
 ) -> Response {
     let l = me.lang;
-    let (current, signer) = match note_and_signer(&state, &me, &f.csrf, &id, "Nothing was signed.").await {
+    let (current, signer) = match note_and_signer(&state, &me, &f.csrf, &id, "Nothing was saved.").await {
         Ok(found) => found,
         Err(r) => return r,
     };

@@ -463,7 +463,6 @@ static FI: &[(&str, &str)] = &[
         "This note is signed and locked: it cannot be edited. Add an addendum to correct it.",
         "Merkintä on allekirjoitettu ja lukittu: sitä ei voi muokata. Korjaa se lisäyksellä.",
     ),
-    ("Nothing was signed.", "Mitään ei allekirjoitettu."),
     ("recorded visit", "kirjattu käynti"),
 ];
 
