@@ -595,6 +595,14 @@ pub fn validate(rt: ResourceType, resource: &mut Value, now: i64) -> Result<Vali
             {
                 return Err("date must be an instant, e.g. 2026-11-29T10:00:00Z".into());
             }
+            // The session a note belongs to: its date, never in the future (a day's
+            // slack for the clinic's time zone, which the web form checks exactly).
+            if let Some(ctx) = m.get("context") {
+                let (from, _) = period_range(obj(ctx, "context")?.get("period"), "context.period")?;
+                if from.is_some_and(|f| f > now + 86_400_000) {
+                    return Err("context.period.start (the session's date) must not be in the future".into());
+                }
+            }
             subject = Some(subject_patient(m)?);
         }
         ResourceType::Appointment => {
@@ -939,6 +947,39 @@ mod tests {
         assert_eq!(n["meta"]["security"][0]["code"], "R");
         n["subject"]["reference"] = json!("Practitioner/abc");
         assert!(validate(ResourceType::DocumentReference, &mut n, NOW).is_err());
+    }
+
+    /// The session date (`context.period`): a date or instant, ending after it
+    /// starts, not in the future (NOW is 2026-12-01T00:00Z; a day's slack for time zones).
+    #[test]
+    fn a_notes_session_date_is_a_date_not_in_the_future() {
+        let with = |period: Value| {
+            json!({
+                "resourceType": "DocumentReference", "status": "current",
+                "subject": {"reference": "Patient/abc"}, "context": {"period": period},
+                "content": [{"attachment": {"contentType": "text/plain", "data": "aGVsbG8="}}]
+            })
+        };
+        for ok in [
+            json!({"start": "2026-11-30", "end": "2026-11-30"}),
+            json!({"start": "2026-12-01"}),
+            json!({"start": "2026-12-01T09:00:00Z"}),
+            json!({}),
+        ] {
+            assert!(validate(ResourceType::DocumentReference, &mut with(ok.clone()), NOW).is_ok(), "{ok}");
+        }
+        for (bad, says) in [
+            (json!({"start": "2026-12-03"}), "future"),
+            (json!({"start": "yesterday"}), "context.period.start must be a date"),
+            (json!({"start": "2026-11-30", "end": "2026-11-29"}), "must not be before"),
+            (json!("2026-11-30"), "context.period"),
+        ] {
+            let e = validate(ResourceType::DocumentReference, &mut with(bad.clone()), NOW).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        let mut n = with(json!({}));
+        n["context"] = json!("not an object");
+        assert!(validate(ResourceType::DocumentReference, &mut n, NOW).unwrap_err().contains("context"));
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub use accounts::{
     AccountChange, AccountDenied, RevocableSessions, blinds_source, linked_record, may_administer_accounts,
     may_change_account, may_invite, must_enrol_second_factor, revocable_sessions,
 };
-pub use notes::{NoteFacts, author_of_new_note, may_change_note};
+pub use notes::{NoteFacts, author_of_new_note, may_append, may_change_note, signer_of_new_note};
 
 use confidant_fhir::ResourceType;
 
@@ -170,6 +170,9 @@ pub enum Denied {
     /// A note's authorship or labels: only its author may do this (the message says what).
     #[error("{0}")]
     NotAuthor(&'static str),
+    /// A signed note and its addenda: what the lock forbids (the message says what).
+    #[error("{0}")]
+    Locked(&'static str),
     #[error(
         "from here, tokens are made for reception accounts and your own; a {0}'s token is made at the server with `confidant token create`"
     )]

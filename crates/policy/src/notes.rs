@@ -1,6 +1,8 @@
 //! Who may change what about a session note (DocumentReference): its content
 //! is the care team's to correct, but who wrote it and how it is labelled
-//! decide who may read it, so those are its author's alone.
+//! decide who may read it, so those are its author's alone. A signed note is
+//! locked: nobody changes it, and corrections are addenda (new notes that
+//! append to it, with a reason).
 
 use std::collections::BTreeSet;
 
@@ -14,6 +16,16 @@ pub struct NoteFacts {
     pub authors: BTreeSet<String>,
     pub labels: BTreeSet<(String, String)>,
     pub psychotherapy: bool,
+    /// The `Practitioner/{id}` in `authenticator`: who signed it (and so locked it).
+    pub signed_by: Option<String>,
+}
+
+/// `Practitioner/{id}` of a clinician linked to a practitioner.
+fn own_reference(p: &Principal) -> Option<String> {
+    match (&p.role, &p.practitioner_id) {
+        (Role::Clinician, Some(id)) => Some(format!("Practitioner/{id}")),
+        _ => None,
+    }
 }
 
 impl NoteFacts {
@@ -41,11 +53,34 @@ pub fn author_of_new_note(p: &Principal, requested: &BTreeSet<String>) -> Result
     }
 }
 
-/// May `p` turn note `current` into `proposed`? A psychotherapy note is
-/// changed by its author alone; any note's authors and security labels too.
-/// A psychotherapy note has exactly one author (the one it is restricted to).
+/// May a new note be signed (`authenticator`) by `signer`? Only by the
+/// clinician writing it: nobody signs in someone else's name.
+pub fn signer_of_new_note(p: &Principal, signer: Option<&str>) -> Result<(), Denied> {
+    match signer {
+        None => Ok(()),
+        Some(s) if own_reference(p).as_deref() == Some(s) => Ok(()),
+        Some(_) => Err(Denied::Locked("a note is signed by the clinician signing it: name yourself as authenticator")),
+    }
+}
+
+/// May `p` turn note `current` into `proposed`? A signed note is changed by
+/// nobody. A psychotherapy note is changed by its author alone; any note's
+/// authors and security labels too. A psychotherapy note has exactly one
+/// author (the one it is restricted to). Signing is its author's, in their
+/// own name.
 pub fn may_change_note(p: &Principal, current: &NoteFacts, proposed: &NoteFacts) -> Result<(), Denied> {
+    if current.signed_by.is_some() {
+        return Err(Denied::Locked("this note is signed and locked: correct it with an addendum"));
+    }
     let author = current.authored_by(p);
+    if let Some(signer) = &proposed.signed_by {
+        if !author {
+            return Err(Denied::Locked("only its author may sign a note"));
+        }
+        if own_reference(p).as_ref() != Some(signer) {
+            return Err(Denied::Locked("a note is signed by the clinician signing it: name yourself as authenticator"));
+        }
+    }
     if current.psychotherapy && !author {
         return Err(Denied::NotAuthor("only its author may change a psychotherapy note"));
     }
@@ -57,6 +92,36 @@ pub fn may_change_note(p: &Principal, current: &NoteFacts, proposed: &NoteFacts)
     }
     if proposed.psychotherapy && proposed.authors.len() != 1 {
         return Err(Denied::NotAuthor("a psychotherapy note has exactly one author"));
+    }
+    Ok(())
+}
+
+/// May a new note by `p` append to (correct) `original`? Only a signed
+/// note takes addenda (a draft or an unsigned note is edited instead), only
+/// from the same patient's record, always with a reason; an addendum to a
+/// psychotherapy note is itself one (or it would be read more widely than
+/// the note it corrects).
+pub fn may_append(
+    p: &Principal,
+    original: &NoteFacts,
+    same_patient: bool,
+    addendum: &NoteFacts,
+    reason_given: bool,
+) -> Result<(), Denied> {
+    if own_reference(p).is_none() {
+        return Err(Denied::Role { role: p.role, action: "write", resource: "DocumentReference" });
+    }
+    if !same_patient {
+        return Err(Denied::Locked("relatesTo: an addendum appends to a note of the same patient"));
+    }
+    if original.signed_by.is_none() {
+        return Err(Denied::Locked("relatesTo: only a signed note takes addenda; edit an unsigned note instead"));
+    }
+    if original.psychotherapy && !addendum.psychotherapy {
+        return Err(Denied::Locked("an addendum to a psychotherapy note is a psychotherapy note (PSYTHPN) too"));
+    }
+    if !reason_given {
+        return Err(Denied::Locked("an addendum needs its reason (description)"));
     }
     Ok(())
 }
@@ -82,6 +147,79 @@ mod tests {
             authors: authors.iter().map(|a| format!("Practitioner/{a}")).collect(),
             labels: labels.iter().map(|l| ("s".to_owned(), (*l).to_owned())).collect(),
             psychotherapy,
+            signed_by: None,
+        }
+    }
+
+    fn signed(mut f: NoteFacts, by: &str) -> NoteFacts {
+        f.signed_by = Some(format!("Practitioner/{by}"));
+        f
+    }
+
+    /// Every cell: caller (author, colleague, other role) × signing in whose name,
+    /// and every change to a signed note.
+    #[test]
+    fn signing_is_the_authors_and_a_signed_note_is_locked() {
+        let author = clinician("a");
+        let colleague = clinician("c");
+        let admin = Principal { role: Role::Admin, ..clinician("a") };
+        for psy in [false, true] {
+            let draft = facts(&["a"], &["R"], psy);
+            // Signing an unsigned note.
+            assert!(may_change_note(&author, &draft, &signed(draft.clone(), "a")).is_ok(), "psy={psy}");
+            assert!(may_change_note(&author, &draft, &signed(draft.clone(), "c")).is_err(), "in another's name");
+            assert!(may_change_note(&colleague, &draft, &signed(draft.clone(), "c")).is_err(), "not the author");
+            assert!(may_change_note(&colleague, &draft, &signed(draft.clone(), "a")).is_err(), "for the author");
+            assert!(may_change_note(&admin, &draft, &signed(draft.clone(), "a")).is_err(), "admin");
+            // A signed note: nothing changes, by anyone, not even re-signing or unsigning.
+            let locked = signed(draft.clone(), "a");
+            for who in [&author, &colleague, &admin] {
+                for proposed in [locked.clone(), draft.clone(), signed(draft.clone(), "c"), facts(&["a"], &[], psy)] {
+                    let e = may_change_note(who, &locked, &proposed).unwrap_err();
+                    assert!(e.to_string().contains("addendum"), "{e}");
+                }
+            }
+        }
+        // A new note signed at once: in the writer's own name only.
+        assert!(signer_of_new_note(&author, None).is_ok());
+        assert!(signer_of_new_note(&author, Some("Practitioner/a")).is_ok());
+        assert!(signer_of_new_note(&author, Some("Practitioner/c")).is_err());
+        assert!(signer_of_new_note(&author, Some("Patient/a")).is_err());
+        let mut unlinked = clinician("a");
+        unlinked.practitioner_id = None;
+        assert!(signer_of_new_note(&unlinked, Some("Practitioner/a")).is_err());
+        assert!(signer_of_new_note(&admin, Some("Practitioner/a")).is_err());
+    }
+
+    /// Every cell: original signed or not × same patient or not × reason or not ×
+    /// psychotherapy original/addendum × who appends.
+    #[test]
+    fn addenda_append_to_a_signed_note_of_the_same_patient_with_a_reason() {
+        let colleague = clinician("c");
+        for original_signed in [false, true] {
+            for same_patient in [false, true] {
+                for reason in [false, true] {
+                    for (psy_original, psy_addendum) in [(false, false), (false, true), (true, false), (true, true)] {
+                        let mut original = facts(&["a"], &["R"], psy_original);
+                        if original_signed {
+                            original = signed(original, "a");
+                        }
+                        let addendum = facts(&["c"], &["R"], psy_addendum);
+                        let ok = original_signed && same_patient && reason && (!psy_original || psy_addendum);
+                        assert_eq!(
+                            may_append(&colleague, &original, same_patient, &addendum, reason).is_ok(),
+                            ok,
+                            "signed={original_signed} same={same_patient} reason={reason} psy={psy_original}/{psy_addendum}"
+                        );
+                    }
+                }
+            }
+        }
+        let original = signed(facts(&["a"], &["R"], false), "a");
+        let addendum = facts(&["a"], &["R"], false);
+        for role in [Role::Admin, Role::Reception, Role::Auditor, Role::Patient] {
+            let p = Principal { role, ..clinician("a") };
+            assert!(may_append(&p, &original, true, &addendum, true).is_err(), "{role}");
         }
     }
 

@@ -162,11 +162,19 @@ impl Records {
                 .iter()
                 .filter_map(|r| r.get("reference").and_then(Value::as_str).map(str::to_owned))
                 .collect(),
+            // Security labels, and the sharing tags (shared with the patient, released
+            // to the care team): both decide who reads the note.
             labels: items(resource.get("meta").and_then(|m| m.get("security")))
                 .iter()
+                .chain(
+                    items(resource.get("meta").and_then(|m| m.get("tag")))
+                        .iter()
+                        .filter(|t| t.get("system").and_then(Value::as_str) == Some(confidant_fhir::SHARING_SYSTEM)),
+                )
                 .map(|c| (text(c, "system"), text(c, "code")))
                 .collect(),
             psychotherapy,
+            signed_by: resource.pointer("/authenticator/reference").and_then(Value::as_str).map(str::to_owned),
         }
     }
 
@@ -180,9 +188,9 @@ impl Records {
         Ok(())
     }
 
-    /// May `p` make `resource` the next version of the note `current`? Its
-    /// authors and labels are its author's to change (a psychotherapy note,
-    /// all of it). An update that leaves `author` out keeps the note's authors.
+    /// May `p` make `resource` the next version of the note `current`? A
+    /// signed note is locked; its authors and labels are its author's to
+    /// change (a psychotherapy note, all of it). An update that leaves `author` out keeps the note's authors.
     pub(crate) async fn require_note_change_allowed(
         &self,
         p: &Principal,
@@ -198,7 +206,8 @@ impl Records {
             m.insert("author".into(), authors.clone());
         }
         let proposed = Self::note_facts(resource, checked.psychotherapy_note);
-        policy::may_change_note(p, &was, &proposed).map_err(|d| RecordsError::Forbidden(d.to_string()))
+        policy::may_change_note(p, &was, &proposed).map_err(|d| RecordsError::Forbidden(d.to_string()))?;
+        self.require_note_version(&stored.resource, resource)
     }
 
     /// The audit entry of `p` doing `action` on `row`: ids only (DESIGN.md §5).

@@ -91,6 +91,9 @@ impl Records {
             }
             self.require_care_team_for_care_team_change(p, rt, &compartment).await?;
         }
+        if rt == ResourceType::DocumentReference {
+            self.require_new_note_allowed(p, &compartment, &mut resource, &checked).await?;
+        }
         // A clinician's new patient gets a care team: the token must allow writing one.
         if team_of.is_some() {
             Self::allow(p, ResourceType::CareTeam, Action::Write)?;

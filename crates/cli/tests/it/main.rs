@@ -17,6 +17,7 @@ mod erasure;
 mod hostile;
 mod intake;
 mod keys;
+mod notes;
 mod pentest_audit;
 mod pentest_auth;
 mod pentest_reach;

@@ -96,6 +96,119 @@ fn is_draft(doc: &Value) -> bool {
     doc["docStatus"] == "preliminary"
 }
 
+/// Who signed the note (`Practitioner/{id}`), if anyone: a signed note is locked.
+fn signer(doc: &Value) -> Option<&str> {
+    doc["authenticator"]["reference"].as_str()
+}
+
+fn signed_at(doc: &Value) -> Option<&str> {
+    doc["extension"].as_array()?.iter().find(|e| e["url"] == confidant_records::SIGNED_AT)?["valueInstant"].as_str()
+}
+
+/// The session's date (`context.period.start`, as YYYY-MM-DD), if the note has one.
+fn session_date(doc: &Value) -> Option<&str> {
+    doc["context"]["period"]["start"].as_str().and_then(|d| d.get(..10))
+}
+
+/// The note this one appends to (an addendum's original).
+fn appends_to(doc: &Value) -> Option<&str> {
+    doc["relatesTo"].as_array()?.iter().find(|r| r["code"] == "appends")?["target"]["reference"]
+        .as_str()?
+        .strip_prefix("DocumentReference/")
+}
+
+/// The three kinds a writer chooses between, visibly.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Ordinary,
+    Psychotherapy,
+    Shared,
+}
+
+impl Kind {
+    const ALL: [Kind; 3] = [Kind::Ordinary, Kind::Psychotherapy, Kind::Shared];
+
+    fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "" | "ordinary" => Some(Kind::Ordinary),
+            "psychotherapy" => Some(Kind::Psychotherapy),
+            "shared" => Some(Kind::Shared),
+            _ => None,
+        }
+    }
+
+    fn code(self) -> &'static str {
+        match self {
+            Kind::Ordinary => "ordinary",
+            Kind::Psychotherapy => "psychotherapy",
+            Kind::Shared => "shared",
+        }
+    }
+
+    fn of(doc: &Value) -> Kind {
+        let shared =
+            doc["meta"]["tag"].as_array().into_iter().flatten().any(|t| {
+                t["system"] == confidant_fhir::SHARING_SYSTEM && t["code"] == confidant_fhir::SHARED_WITH_PATIENT
+            });
+        if confidant_fhir::is_psychotherapy_note(doc) {
+            Kind::Psychotherapy
+        } else if shared {
+            Kind::Shared
+        } else {
+            Kind::Ordinary
+        }
+    }
+
+    fn label(self, l: super::i18n::Lang) -> &'static str {
+        match self {
+            Kind::Ordinary => l.t("Ordinary (the care team reads it)"),
+            Kind::Psychotherapy => l.t("Psychotherapy, PSYTHPN (only you read it)"),
+            Kind::Shared => l.t("Shared with the patient (the patient reads it in the portal)"),
+        }
+    }
+
+    fn badge(self, l: super::i18n::Lang) -> Option<&'static str> {
+        match self {
+            Kind::Ordinary => None,
+            Kind::Psychotherapy => Some(l.t("Psychotherapy note")),
+            Kind::Shared => Some(l.t("Shared with the patient")),
+        }
+    }
+
+    /// Label `doc` as this kind: the PSYTHPN security label, the sharing tag, or neither
+    /// (every other label and tag kept).
+    fn apply(self, doc: &mut Value) {
+        let meta = &doc["meta"];
+        let mut security: Vec<Value> = meta["security"].as_array().cloned().unwrap_or_default();
+        security.retain(|c| c["code"] != confidant_fhir::PSYCHOTHERAPY_NOTE);
+        if self == Kind::Psychotherapy {
+            security
+                .push(json!({"system": confidant_fhir::ACT_CODE_SYSTEM, "code": confidant_fhir::PSYCHOTHERAPY_NOTE}));
+        }
+        let mut tags: Vec<Value> = meta["tag"].as_array().cloned().unwrap_or_default();
+        tags.retain(|t| t["code"] != confidant_fhir::SHARED_WITH_PATIENT);
+        if self == Kind::Shared {
+            tags.push(json!({"system": confidant_fhir::SHARING_SYSTEM, "code": confidant_fhir::SHARED_WITH_PATIENT}));
+        }
+        // Empty arrays (and an empty meta) are left out: FHIR does not allow them.
+        let mut m = meta.as_object().cloned().unwrap_or_default();
+        for (key, list) in [("security", security), ("tag", tags)] {
+            if list.is_empty() {
+                m.remove(key);
+            } else {
+                m.insert(key.into(), Value::Array(list));
+            }
+        }
+        if let Some(doc) = doc.as_object_mut() {
+            if m.is_empty() {
+                doc.remove("meta");
+            } else {
+                doc.insert("meta".into(), Value::Object(m));
+            }
+        }
+    }
+}
+
 /// The demographics every chart starts with.
 pub(super) fn demographics(me: &SignedIn, r: &Value) -> Markup {
     let l = me.lang;
@@ -124,59 +237,127 @@ fn note_buttons(me: &SignedIn) -> Markup {
     }
 }
 
+/// What was wrong with a form, field by field (shown next to the field).
+#[derive(Default)]
+struct FieldErrors(Vec<(&'static str, &'static str)>);
+
+impl FieldErrors {
+    fn get(&self, field: &str) -> Option<&'static str> {
+        self.0.iter().find(|(f, _)| *f == field).map(|(_, m)| *m)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The message under a field, with the id its input names in `aria-describedby`.
+    fn show(&self, field: &str) -> Markup {
+        html! { @if let Some(m) = self.get(field) { p.field-error id={ (field) "-error" } { (m) } } }
+    }
+}
+
+fn described_by(errors: &FieldErrors, field: &str) -> Option<String> {
+    errors.get(field).map(|_| format!("{field}-error"))
+}
+
+/// The session date, kind and text of a note: the fields of the new-note form
+/// and of the edit form, with what was typed and what was wrong with it.
+fn note_fields(me: &SignedIn, f: &NoteForm, today: &str, errors: &FieldErrors, rows: u32) -> Markup {
+    let l = me.lang;
+    let kind = Kind::parse(&f.kind).unwrap_or(Kind::Ordinary);
+    let date = f.session_date.as_deref().unwrap_or(today);
+    html! {
+        label for="session_date" { (l.t("Session date")) }
+        input id="session_date" name="session_date" type="date" value=(date) max=(today) required
+            aria-invalid=[errors.get("session_date").map(|_| "true")] aria-describedby=[described_by(errors, "session_date")];
+        (errors.show("session_date"))
+        fieldset.kinds aria-describedby=[described_by(errors, "kind")] {
+            legend { (l.t("Kind of note")) }
+            @for k in Kind::ALL {
+                label.radio {
+                    input type="radio" name="kind" value=(k.code()) checked[k == kind];
+                    " " (k.label(l))
+                }
+            }
+            (errors.show("kind"))
+        }
+        label for="text" { (l.t("Note")) }
+        textarea id="text" name="text" rows=(rows) required autocomplete="off"
+            aria-invalid=[errors.get("text").map(|_| "true")] aria-describedby=[described_by(errors, "text")] { (f.text) }
+        (errors.show("text"))
+    }
+}
+
+/// The clinic's date today (YYYY-MM-DD).
+fn today(state: &AppState) -> String {
+    confidant_fhir::instant(state.records.now_millis()).get(..10).unwrap_or_default().to_owned()
+}
+
 pub(super) async fn chart(State(state): State<AppState>, me: SignedIn, Path(id): Path<String>) -> Response {
+    chart_page(&state, &me, &id, None).await
+}
+
+/// The chart; with `typed`, the new-note form as it was sent, with its errors.
+async fn chart_page(state: &AppState, me: &SignedIn, id: &str, typed: Option<(&NoteForm, &FieldErrors)>) -> Response {
     if let Some(r) = me.only_for(&[Role::Clinician, Role::Reception]) {
         return r;
     }
     let l = me.lang;
-    let p = match state.records.read(&me.auth.principal, ResourceType::Patient, &id).await {
+    let p = match state.records.read(&me.auth.principal, ResourceType::Patient, id).await {
         Ok(p) => p,
         // Not in their care (or no such patient: the same answer): a clinician may break the glass.
         Err(RecordsError::NotFound(_)) if me.role() == Role::Clinician => {
-            return break_glass_page(&me, &id, state.break_glass_minutes);
+            return break_glass_page(me, id, state.break_glass_minutes);
         }
         Err(e) => return me.records_error(e),
     };
     if me.role() == Role::Reception {
-        return reception_view(&state, &me, &id, &p.resource).await;
+        return reception_view(state, me, id, &p.resource).await;
     }
-    let by_patient = || SearchRequest { params: vec![("patient".to_owned(), id.clone())], count: 100, after: None };
+    let by_patient = || SearchRequest { params: vec![("patient".to_owned(), id.to_owned())], count: 100, after: None };
     let found = state.records.search(&me.auth.principal, ResourceType::DocumentReference, &by_patient()).await;
-    let mut notes = match found {
+    let all = match found {
         Ok(n) => n.entries,
         Err(e) => return me.records_error(e),
     };
-    notes.sort_by_key(|n| std::cmp::Reverse(n.last_updated));
+    let (addenda, notes) = by_session(all);
     let encounters = match state.records.search(&me.auth.principal, ResourceType::Encounter, &by_patient()).await {
         Ok(e) => e.entries,
         Err(e) => return me.records_error(e),
     };
     let r = &p.resource;
-    me.page(
+    let today = today(state);
+    let blank = NoteForm::default();
+    let none = FieldErrors::default();
+    let (form, errors) = typed.unwrap_or((&blank, &none));
+    let mut page = me.page(
         &name_of(r),
         html! {
-            (demographics(&me, r))
+            (demographics(me, r))
             section {
                 h2 { (l.t("New session note")) }
                 form.card method="post" action={ "/patients/" (id) "/notes" } {
                     (me.csrf_field())
-                    label for="text" { (l.t("Note")) }
-                    textarea id="text" name="text" rows="8" required autocomplete="off" {}
-                    (note_buttons(&me))
+                    (note_fields(me, form, &today, errors, 8))
+                    (note_buttons(me))
                 }
             }
             section {
-                h2 { (l.t("Notes, newest first")) }
+                h2 { (l.t("Notes by session date, newest first")) }
                 @if notes.is_empty() { p { (l.t("No notes yet.")) } }
                 @for n in &notes {
                     article.note {
                         p.muted {
-                            a href={ "/notes/" (n.id) } { (readable_millis(n.last_updated)) }
-                            @if is_draft(&n.resource) { " " span.badge { (l.t("Draft")) } }
+                            a href={ "/notes/" (n.id) } { (session_date(&n.resource).unwrap_or(l.t("no session date"))) }
+                            (badges(me, &n.resource))
+                            " · " (l.t("saved")) " " (readable_millis(n.last_updated))
                             @if n.version_id > 1 { " · " (l.t("edited")) }
-                            " · " a href={ "/notes/" (n.id) "/edit" } { (if is_draft(&n.resource) { l.t("Continue writing") } else { l.t("Edit") }) }
+                            @if signer(&n.resource).is_none() {
+                                " · " a href={ "/notes/" (n.id) "/edit" } { (if is_draft(&n.resource) { l.t("Continue writing") } else { l.t("Edit") }) }
+                            }
                         }
                         p.text { (note_text(&n.resource)) }
+                        (addenda_of(me, &addenda, &n.id))
                     }
                 }
             }
@@ -195,13 +376,58 @@ pub(super) async fn chart(State(state): State<AppState>, me: SignedIn, Path(id):
                 }
             }
         },
-    )
+    );
+    if !errors.is_empty() {
+        *page.status_mut() = StatusCode::BAD_REQUEST;
+    }
+    page
 }
 
-#[derive(Deserialize)]
+/// A patient's notes split into addenda and the notes they append to; the
+/// notes by session date, newest first (then by last save), addenda oldest first.
+fn by_session(all: Vec<Stored>) -> (Vec<Stored>, Vec<Stored>) {
+    let (mut addenda, mut notes): (Vec<Stored>, Vec<Stored>) =
+        all.into_iter().partition(|n| appends_to(&n.resource).is_some());
+    notes.sort_by(|a, b| {
+        let key = |n: &Stored| (session_date(&n.resource).map(str::to_owned), n.last_updated);
+        key(b).cmp(&key(a))
+    });
+    addenda.sort_by_key(|n| n.last_updated);
+    (addenda, notes)
+}
+
+/// The badges of a note: draft or signed, and its kind.
+fn badges(me: &SignedIn, doc: &Value) -> Markup {
+    let l = me.lang;
+    html! {
+        @if is_draft(doc) { " " span.badge { (l.t("Draft")) } }
+        @if signer(doc).is_some() { " " span.badge.signed { (l.t("Signed")) } }
+        @if let Some(b) = Kind::of(doc).badge(l) { " " span.badge.kind { (b) } }
+    }
+}
+
+/// The addenda of note `id`, under it.
+fn addenda_of(me: &SignedIn, addenda: &[Stored], id: &str) -> Markup {
+    let l = me.lang;
+    html! {
+        @for a in addenda.iter().filter(|a| appends_to(&a.resource) == Some(id)) {
+            aside.addendum {
+                p.muted {
+                    strong { (l.t("Addendum")) } " · " (readable_millis(a.last_updated))
+                    (badges(me, &a.resource))
+                }
+                p { (l.t("Reason")) ": " (a.resource["description"].as_str().unwrap_or("")) }
+                p.text { (note_text(&a.resource)) }
+            }
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
 pub(super) struct NoteForm {
     #[serde(default)]
     csrf: String,
+    #[serde(default)]
     text: String,
     /// `draft` keeps it a draft; anything else finishes it.
     #[serde(default)]
@@ -209,17 +435,62 @@ pub(super) struct NoteForm {
     /// The version the edit started from (a note changed meanwhile is not overwritten).
     #[serde(default)]
     version: Option<i64>,
+    /// The session's date, YYYY-MM-DD (today if left out).
+    #[serde(default)]
+    session_date: Option<String>,
+    /// `ordinary`, `psychotherapy` or `shared`.
+    #[serde(default)]
+    kind: String,
 }
 
 impl NoteForm {
     fn doc_status(&self) -> &'static str {
         if self.status == "draft" { "preliminary" } else { "final" }
     }
+
+    /// What is wrong with the form, field by field (nothing is saved if anything is).
+    fn errors(&self, l: super::i18n::Lang, today: &str) -> FieldErrors {
+        let mut e = Vec::new();
+        if self.text.trim().is_empty() {
+            e.push(("text", l.t("Write the note: it is empty.")));
+        }
+        match self.session_date.as_deref().map(str::trim) {
+            None | Some("") => {}
+            Some(d) if d.len() != 10 || confidant_fhir::time_range(d).is_none() => {
+                e.push(("session_date", l.t("Give the session's date as a date (YYYY-MM-DD).")));
+            }
+            Some(d) if d > today => e.push(("session_date", l.t("The session's date cannot be in the future."))),
+            Some(_) => {}
+        }
+        if Kind::parse(&self.kind).is_none() {
+            e.push(("kind", l.t("Choose the kind of note.")));
+        }
+        FieldErrors(e)
+    }
+
+    /// The session date to store: as given, or today.
+    fn date_or(&self, today: &str) -> String {
+        self.session_date.as_deref().map(str::trim).filter(|d| !d.is_empty()).unwrap_or(today).to_owned()
+    }
 }
 
 fn attachment(text: &str) -> Value {
     json!([{"attachment": {"contentType": "text/plain; charset=utf-8",
                            "data": base64::engine::general_purpose::STANDARD.encode(text.as_bytes())}}])
+}
+
+/// The session a note belongs to: its date, and the patient's Encounter on that
+/// date if there is one (the first such).
+async fn session_context(state: &AppState, me: &SignedIn, patient: &str, date: &str) -> Result<Value, RecordsError> {
+    let req = SearchRequest { params: vec![("patient".to_owned(), patient.to_owned())], count: 100, after: None };
+    let found = state.records.search(&me.auth.principal, ResourceType::Encounter, &req).await?;
+    let on_the_day =
+        found.entries.iter().find(|e| e.resource["period"]["start"].as_str().and_then(|s| s.get(..10)) == Some(date));
+    let mut context = json!({"period": {"start": date, "end": date}});
+    if let Some(e) = on_the_day {
+        context["encounter"] = json!([{"reference": format!("Encounter/{}", e.id)}]);
+    }
+    Ok(context)
 }
 
 pub(super) async fn write_note(
@@ -231,12 +502,23 @@ pub(super) async fn write_note(
     if let Some(r) = me.refuse_post(&[Role::Clinician], &f.csrf, "Nothing was saved.") {
         return r;
     }
-    let doc = json!({
+    let today = today(&state);
+    let errors = f.errors(me.lang, &today);
+    if !errors.is_empty() {
+        return chart_page(&state, &me, &id, Some((&f, &errors))).await;
+    }
+    let context = match session_context(&state, &me, &id, &f.date_or(&today)).await {
+        Ok(c) => c,
+        Err(e) => return me.records_error(e),
+    };
+    let mut doc = json!({
         "resourceType": "DocumentReference", "status": "current", "docStatus": f.doc_status(),
         "type": {"text": "Session note"},
         "subject": {"reference": format!("Patient/{id}")},
+        "context": context,
         "content": attachment(&f.text),
     });
+    Kind::parse(&f.kind).unwrap_or(Kind::Ordinary).apply(&mut doc);
     match state.records.create(&me.auth.principal, ResourceType::DocumentReference, doc).await {
         Ok(_) => Redirect::to(&format!("/patients/{id}")).into_response(),
         Err(e) => me.records_error(e),
@@ -248,27 +530,276 @@ fn subject_of(n: &Stored) -> &str {
     n.resource["subject"]["reference"].as_str().and_then(|r| r.strip_prefix("Patient/")).unwrap_or("")
 }
 
+/// A practitioner's name, for a `Practitioner/{id}` reference (the reference if it cannot be read).
+async fn practitioner_name(state: &AppState, me: &SignedIn, reference: &str) -> String {
+    let Some(pid) = reference.strip_prefix("Practitioner/") else { return reference.to_owned() };
+    match state.records.read(&me.auth.principal, ResourceType::Practitioner, pid).await {
+        Ok(pr) => name_of(&pr.resource),
+        Err(_) => reference.to_owned(),
+    }
+}
+
 pub(super) async fn note(State(state): State<AppState>, me: SignedIn, Path(id): Path<String>) -> Response {
+    note_page(&state, &me, &id, None).await
+}
+
+/// The note page: whose, by whom, which session, its versions, its addenda;
+/// signing for its author while unsigned, the addendum form once signed.
+async fn note_page(
+    state: &AppState,
+    me: &SignedIn,
+    id: &str,
+    typed: Option<(&AddendumForm, &FieldErrors)>,
+) -> Response {
     let l = me.lang;
-    match state.records.read(&me.auth.principal, ResourceType::DocumentReference, &id).await {
-        Ok(n) => me.page(
-            if is_draft(&n.resource) { l.t("Session note (draft)") } else { l.t("Session note") },
-            html! {
-                p.muted { (readable_millis(n.last_updated)) @if n.version_id > 1 { " · " (l.t("edited")) } }
-                p.text { (note_text(&n.resource)) }
-                @if me.role() == Role::Clinician {
-                    p {
-                        a.button href={ "/notes/" (n.id) "/edit" } { (l.t("Edit")) } " "
-                        a href={ "/patients/" (subject_of(&n)) } { (l.t("Back to the chart")) }
+    let pr = &me.auth.principal;
+    let n = match state.records.read(pr, ResourceType::DocumentReference, id).await {
+        Ok(n) => n,
+        Err(e) => return me.records_error(e),
+    };
+    let patient = match state.records.read(pr, ResourceType::Patient, subject_of(&n)).await {
+        Ok(p) => name_of(&p.resource),
+        Err(e) => return me.records_error(e),
+    };
+    let mut authors = Vec::new();
+    for a in n.resource["author"].as_array().into_iter().flatten().filter_map(|a| a["reference"].as_str()) {
+        authors.push(practitioner_name(state, me, a).await);
+    }
+    let signed_by = match signer(&n.resource) {
+        Some(s) => Some(practitioner_name(state, me, s).await),
+        None => None,
+    };
+    let req =
+        SearchRequest { params: vec![("patient".to_owned(), subject_of(&n).to_owned())], count: 100, after: None };
+    let addenda = match state.records.search(pr, ResourceType::DocumentReference, &req).await {
+        Ok(found) => by_session(found.entries).0,
+        Err(e) => return me.records_error(e),
+    };
+    let mine = pr.practitioner_id.as_ref().map(|p| format!("Practitioner/{p}"));
+    let is_author = mine.as_deref().is_some_and(|m| n.resource["author"][0]["reference"] == m);
+    let blank = AddendumForm::default();
+    let none = FieldErrors::default();
+    let (form, errors) = typed.unwrap_or((&blank, &none));
+    let title = if is_draft(&n.resource) { l.t("Session note (draft)") } else { l.t("Session note") };
+    let mut page = me.page(
+        title,
+        html! {
+            dl.demographics {
+                dt { (l.t("Patient")) } dd { a href={ "/patients/" (subject_of(&n)) } { (patient) } }
+                dt { (l.t("Written by")) } dd { (authors.join(", ")) }
+                dt { (l.t("Session date")) } dd {
+                    (session_date(&n.resource).unwrap_or("—"))
+                    @if n.resource["context"]["encounter"][0]["reference"].is_string() { " · " (l.t("recorded visit")) }
+                }
+                dt { (l.t("Kind of note")) } dd { (Kind::of(&n.resource).label(l)) }
+                dt { (l.t("Saved")) } dd { (readable_millis(n.last_updated)) @if n.version_id > 1 { " · " (l.t("edited")) } }
+                @if let Some(by) = &signed_by {
+                    dt { (l.t("Signed")) } dd { (by) " · " (signed_at(&n.resource).map(super::readable_time).unwrap_or_default()) }
+                }
+            }
+            p { (badges(me, &n.resource)) }
+            p.text { (note_text(&n.resource)) }
+            p { a href={ "/notes/" (n.id) "/history" } { (l.t("Versions ({n})").replace("{n}", &n.version_id.to_string())) } }
+            @if let Some(original) = appends_to(&n.resource) {
+                p { (l.t("Reason")) ": " (n.resource["description"].as_str().unwrap_or("")) }
+                p { a href={ "/notes/" (original) } { (l.t("The note this addendum corrects")) } }
+            }
+            (addenda_of(me, &addenda, &n.id))
+            @if me.role() == Role::Clinician {
+                @if signer(&n.resource).is_none() {
+                    div.buttons {
+                        a.button href={ "/notes/" (n.id) "/edit" } { (l.t("Edit")) }
+                        @if is_author {
+                            form method="post" action={ "/notes/" (n.id) "/sign" } {
+                                (me.csrf_field())
+                                input type="hidden" name="version" value=(n.version_id);
+                                button type="submit" { (l.t("Sign and lock")) }
+                            }
+                        }
+                    }
+                    @if is_author { p.muted { (l.t("A signed note cannot be changed; corrections are added as addenda.")) } }
+                } @else if appends_to(&n.resource).is_none() {
+                    section {
+                        h2 { (l.t("Add an addendum")) }
+                        p.muted { (l.t("This note is signed and locked. An addendum is added under it, signed by you; the note stays as it is.")) }
+                        form.card.full method="post" action={ "/notes/" (n.id) "/addenda" } {
+                            (me.csrf_field())
+                            label for="reason" { (l.t("Reason for the addendum")) }
+                            input id="reason" name="reason" value=(form.reason) required maxlength="500" autocomplete="off"
+                                aria-invalid=[errors.get("reason").map(|_| "true")] aria-describedby=[described_by(errors, "reason")];
+                            (errors.show("reason"))
+                            label for="text" { (l.t("Addendum")) }
+                            textarea id="text" name="text" rows="6" required autocomplete="off"
+                                aria-invalid=[errors.get("text").map(|_| "true")] aria-describedby=[described_by(errors, "text")] { (form.text) }
+                            (errors.show("text"))
+                            button type="submit" { (l.t("Add the signed addendum")) }
+                        }
                     }
                 }
-            },
+                p { a href={ "/patients/" (subject_of(&n)) } { (l.t("Back to the chart")) } }
+            }
+        },
+    );
+    if !errors.is_empty() {
+        *page.status_mut() = StatusCode::BAD_REQUEST;
+    }
+    page
+}
+
+/// Every version of a note, newest first (each read audited).
+pub(super) async fn note_history(State(state): State<AppState>, me: SignedIn, Path(id): Path<String>) -> Response {
+    let l = me.lang;
+    let (versions, total) =
+        match state.records.history(&me.auth.principal, ResourceType::DocumentReference, &id, None, 100).await {
+            Ok(v) => v,
+            Err(e) => return me.records_error(e),
+        };
+    me.page(
+        l.t("Versions of the note"),
+        html! {
+            p.muted { (l.t("Versions ({n})").replace("{n}", &total.to_string())) }
+            @for v in &versions {
+                article.note {
+                    p.muted {
+                        strong { (l.t("Version")) " " (v.version_id) } " · " (readable_millis(v.last_updated))
+                        " · " (l.t("Session date")) " " (session_date(&v.resource).unwrap_or("—"))
+                        (badges(&me, &v.resource))
+                    }
+                    p.text { (note_text(&v.resource)) }
+                }
+            }
+            p { a href={ "/notes/" (id) } { (l.t("Back to the note")) } }
+        },
+    )
+}
+
+#[derive(Deserialize)]
+pub(super) struct SignForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    version: Option<i64>,
+}
+
+/// The note a clinician's form post changes (or appends to): refused for any
+/// other role and without the form's CSRF token; read (and audited) as the caller.
+async fn note_to_change(
+    state: &AppState,
+    me: &SignedIn,
+    csrf: &str,
+    id: &str,
+    unchanged: &'static str,
+) -> Result<Stored, Response> {
+    if let Some(r) = me.refuse_post(&[Role::Clinician], csrf, unchanged) {
+        return Err(r);
+    }
+    state.records.read(&me.auth.principal, ResourceType::DocumentReference, id).await.map_err(|e| me.records_error(e))
+}
+
+/// [`note_to_change`], and `Practitioner/{id}` of the clinician who signs.
+async fn note_and_signer(
+    state: &AppState,
+    me: &SignedIn,
+    csrf: &str,
+    id: &str,
+    unchanged: &'static str,
+) -> Result<(Stored, String), Response> {
+    let n = note_to_change(state, me, csrf, id, unchanged).await?;
+    let l = me.lang;
+    match me.auth.principal.practitioner_id.as_deref() {
+        Some(p) => Ok((n, format!("Practitioner/{p}"))),
+        None => Err(me.message(StatusCode::FORBIDDEN, l.t("Not allowed"), l.t("This page is not for your role."))),
+    }
+}
+
+/// Sign a note: final, `authenticator` the signing clinician, signed-at set by
+/// the server; from then on locked (the policy refuses any change).
+pub(super) async fn sign_note(
+    State(state): State<AppState>,
+    me: SignedIn,
+    Path(id): Path<String>,
+    Form(f): Form<SignForm>,
+) -> Response {
+    let l = me.lang;
+    let (current, signer) = match note_and_signer(&state, &me, &f.csrf, &id, "Nothing was saved.").await {
+        Ok(found) => found,
+        Err(r) => return r,
+    };
+    let mut doc = current.resource.clone();
+    doc["authenticator"] = json!({"reference": signer});
+    doc["docStatus"] = json!("final");
+    let expected = f.version.unwrap_or(current.version_id);
+    match state.records.update(&me.auth.principal, ResourceType::DocumentReference, &id, doc, Some(expected)).await {
+        Ok(n) => Redirect::to(&format!("/notes/{}", n.id)).into_response(),
+        Err(RecordsError::PreconditionFailed { .. }) => me.message(
+            StatusCode::CONFLICT,
+            l.t("Not signed"),
+            l.t("Someone saved this note after you opened it: read it again before you sign it."),
         ),
         Err(e) => me.records_error(e),
     }
 }
 
-fn edit_form(me: &SignedIn, n: &Stored, text: &str, notice: Option<&str>) -> Response {
+#[derive(Deserialize, Default)]
+pub(super) struct AddendumForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    text: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// Add a signed addendum under a signed note: a new note of the same patient
+/// and session and kind, appending to the original, with its reason.
+pub(super) async fn add_addendum(
+    State(state): State<AppState>,
+    me: SignedIn,
+    Path(id): Path<String>,
+    Form(f): Form<AddendumForm>,
+) -> Response {
+    let l = me.lang;
+    let (original, signer) = match note_and_signer(&state, &me, &f.csrf, &id, "Nothing was saved.").await {
+        Ok(found) => found,
+        Err(r) => return r,
+    };
+    let mut errors = Vec::new();
+    if f.reason.trim().is_empty() {
+        errors.push(("reason", l.t("Give the reason for the addendum.")));
+    }
+    if f.text.trim().is_empty() {
+        errors.push(("text", l.t("Write the addendum: it is empty.")));
+    }
+    if !errors.is_empty() {
+        return note_page(&state, &me, &id, Some((&f, &FieldErrors(errors)))).await;
+    }
+    let mut doc = json!({
+        "resourceType": "DocumentReference", "status": "current", "docStatus": "final",
+        "type": {"text": "Addendum"},
+        "subject": original.resource["subject"].clone(),
+        "authenticator": {"reference": signer},
+        "relatesTo": [{"code": "appends", "target": {"reference": format!("DocumentReference/{id}")}}],
+        "description": f.reason.trim(),
+        "content": attachment(&f.text),
+    });
+    if original.resource["context"].is_object() {
+        doc["context"] = original.resource["context"].clone();
+    }
+    Kind::of(&original.resource).apply(&mut doc);
+    match state.records.create(&me.auth.principal, ResourceType::DocumentReference, doc).await {
+        Ok(_) => Redirect::to(&format!("/notes/{id}")).into_response(),
+        Err(e) => me.records_error(e),
+    }
+}
+
+fn edit_form(
+    me: &SignedIn,
+    n: &Stored,
+    f: &NoteForm,
+    today: &str,
+    errors: &FieldErrors,
+    notice: Option<&str>,
+) -> Response {
     let l = me.lang;
     me.page(
         if is_draft(&n.resource) { l.t("Continue the draft") } else { l.t("Edit the note") },
@@ -277,8 +808,7 @@ fn edit_form(me: &SignedIn, n: &Stored, text: &str, notice: Option<&str>) -> Res
             form.card.full method="post" action={ "/notes/" (n.id) } {
                 (me.csrf_field())
                 input type="hidden" name="version" value=(n.version_id);
-                label for="text" { (l.t("Note")) }
-                textarea id="text" name="text" rows="14" required autocomplete="off" { (text) }
+                (note_fields(me, f, today, errors, 14))
                 p.muted { (l.t("Earlier versions are kept and can be read in the record's history.")) }
                 (note_buttons(me))
             }
@@ -287,43 +817,80 @@ fn edit_form(me: &SignedIn, n: &Stored, text: &str, notice: Option<&str>) -> Res
     )
 }
 
+/// The form as the stored note fills it.
+fn form_of(n: &Stored) -> NoteForm {
+    NoteForm {
+        text: note_text(&n.resource),
+        session_date: session_date(&n.resource).map(str::to_owned),
+        kind: Kind::of(&n.resource).code().to_owned(),
+        ..NoteForm::default()
+    }
+}
+
+/// A signed note's edit page: locked, pointing to the addendum form.
+fn locked(me: &SignedIn, n: &Stored) -> Response {
+    let l = me.lang;
+    let mut r = me.page(
+        l.t("This note is signed"),
+        html! {
+            p.notice role="alert" { (l.t("This note is signed and locked: it cannot be edited. Add an addendum to correct it.")) }
+            p { a.button href={ "/notes/" (n.id) } { (l.t("Add an addendum")) } }
+        },
+    );
+    *r.status_mut() = StatusCode::CONFLICT;
+    r
+}
+
 pub(super) async fn edit_note(State(state): State<AppState>, me: SignedIn, Path(id): Path<String>) -> Response {
     if let Some(r) = me.only_for(&[Role::Clinician]) {
         return r;
     }
     match state.records.read(&me.auth.principal, ResourceType::DocumentReference, &id).await {
-        Ok(n) => edit_form(&me, &n, &note_text(&n.resource), None),
+        Ok(n) if signer(&n.resource).is_some() => locked(&me, &n),
+        Ok(n) => edit_form(&me, &n, &form_of(&n), &today(&state), &FieldErrors::default(), None),
         Err(e) => me.records_error(e),
     }
 }
 
 /// Save an edited note (or draft) as a new version, unless someone saved
 /// another version since the edit began: then the form comes back with the
-/// text as typed and nothing is overwritten.
+/// text as typed and nothing is overwritten. A signed note is not changed.
 pub(super) async fn save_note(
     State(state): State<AppState>,
     me: SignedIn,
     Path(id): Path<String>,
     Form(f): Form<NoteForm>,
 ) -> Response {
-    if let Some(r) = me.refuse_post(&[Role::Clinician], &f.csrf, "Nothing was saved.") {
+    let l = me.lang;
+    let current = match note_to_change(&state, &me, &f.csrf, &id, "Nothing was saved.").await {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    if signer(&current.resource).is_some() {
+        return locked(&me, &current);
+    }
+    let today = today(&state);
+    let errors = f.errors(l, &today);
+    if !errors.is_empty() {
+        let mut r = edit_form(&me, &current, &f, &today, &errors, None);
+        *r.status_mut() = StatusCode::BAD_REQUEST;
         return r;
     }
-    let l = me.lang;
-    let p = &me.auth.principal;
-    let current = match state.records.read(p, ResourceType::DocumentReference, &id).await {
-        Ok(n) => n,
-        Err(e) => return me.records_error(e),
-    };
     let mut doc = current.resource.clone();
     doc["content"] = attachment(&f.text);
     doc["docStatus"] = json!(f.doc_status());
+    let date = f.date_or(session_date(&current.resource).unwrap_or(&today));
+    doc["context"] = match session_context(&state, &me, subject_of(&current), &date).await {
+        Ok(c) => c,
+        Err(e) => return me.records_error(e),
+    };
+    Kind::parse(&f.kind).unwrap_or(Kind::of(&current.resource)).apply(&mut doc);
     let expected = f.version.unwrap_or(current.version_id);
-    match state.records.update(p, ResourceType::DocumentReference, &id, doc, Some(expected)).await {
+    match state.records.update(&me.auth.principal, ResourceType::DocumentReference, &id, doc, Some(expected)).await {
         Ok(n) => Redirect::to(&format!("/patients/{}", subject_of(&n))).into_response(),
         Err(RecordsError::PreconditionFailed { .. }) => {
             let notice = l.t("Someone saved this note after you opened it. Nothing was overwritten: your text is below; compare it with the saved note, then save again.");
-            let mut r = edit_form(&me, &current, &f.text, Some(notice));
+            let mut r = edit_form(&me, &current, &f, &today, &FieldErrors::default(), Some(notice));
             *r.status_mut() = StatusCode::CONFLICT;
             r
         }

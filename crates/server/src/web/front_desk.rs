@@ -458,7 +458,8 @@ async fn duplicate_of(state: &AppState, me: &SignedIn, f: &RegisterForm) -> Resu
         return Ok(Some(Duplicate::IdentityCode(found.id)));
     }
     if f.confirm != "yes"
-        && let Some(found) = find(vec![("family:exact", &f.family), ("given:exact", &f.given), ("birthdate", &f.birth)]).await?
+        && let Some(found) =
+            find(vec![("family:exact", &f.family), ("given:exact", &f.given), ("birthdate", &f.birth)]).await?
     {
         return Ok(Some(Duplicate::NameAndBirth(found.id)));
     }
