@@ -31,6 +31,54 @@ pub struct Config {
     /// Where alerts go besides the log: a webhook, e-mail.
     #[serde(default)]
     pub alerts: confidant_detect::sinks::AlertSettings,
+    /// The practice itself: its name, its time zone, its cancellation rule.
+    #[serde(default)]
+    pub clinic: Clinic,
+}
+
+/// The practice: what patients and staff see of it, and the rules of its day.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Clinic {
+    /// The clinic's name, as reminders and the portal show it.
+    pub name: String,
+    /// The IANA time zone the clinic's day runs in (e.g. `Europe/Helsinki`):
+    /// calendars, "today" and reminders use it. `init` writes the machine's zone.
+    pub time_zone: String,
+    /// Patients may cancel an appointment themselves (portal, reminder link)
+    /// up to this many hours before it starts; later, they call the clinic.
+    pub cancel_notice_hours: u32,
+}
+
+impl Default for Clinic {
+    fn default() -> Self {
+        Clinic { name: "Confidant clinic".into(), time_zone: "UTC".into(), cancel_notice_hours: 24 }
+    }
+}
+
+impl Clinic {
+    /// The settings the HTTP layer needs; a time zone name that is not one is
+    /// an error that says what to write instead.
+    pub fn settings(&self) -> Result<confidant_server::ClinicSettings> {
+        let time_zone = jiff::tz::TimeZone::get(self.time_zone.trim()).map_err(|_| {
+            anyhow::anyhow!(
+                "clinic.time_zone: {:?} is not an IANA time zone name (write e.g. \"Europe/Helsinki\" or \"UTC\")",
+                self.time_zone
+            )
+        })?;
+        Ok(confidant_server::ClinicSettings {
+            name: self.name.trim().to_owned(),
+            time_zone,
+            cancel_notice_hours: self.cancel_notice_hours,
+        })
+    }
+
+    /// The clinic as `init` writes it: the machine's own time zone, if it has an IANA name.
+    pub fn for_this_machine() -> Clinic {
+        let zone = jiff::tz::TimeZone::system();
+        let name = zone.iana_name().filter(|n| jiff::tz::TimeZone::get(n).is_ok()).unwrap_or("UTC");
+        Clinic { time_zone: name.to_owned(), ..Clinic::default() }
+    }
 }
 
 /// How long records are kept (`confidant retention run`).
@@ -408,6 +456,7 @@ impl Config {
         let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
         let config: Config = toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))?;
         config.server.trusted_proxy_addresses().with_context(|| format!("{} is not valid", path.display()))?;
+        config.clinic.settings().with_context(|| format!("{} is not valid", path.display()))?;
         Ok(config)
     }
 
@@ -492,6 +541,21 @@ mod tests {
 
     fn error_of(text: &str) -> String {
         toml::from_str::<Config>(text).map(|_| ()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_clinic_time_zone_must_be_a_real_one() {
+        let mut c: Config = toml::from_str(TOKEN).unwrap();
+        assert_eq!(c.clinic.time_zone, "UTC", "an older configuration without [clinic] keeps UTC");
+        c.clinic.time_zone = "Europe/Helsinki".into();
+        assert_eq!(c.clinic.settings().unwrap().time_zone.iana_name(), Some("Europe/Helsinki"));
+        c.clinic.time_zone = "Mars/Olympus".into();
+        let e = c.clinic.settings().unwrap_err().to_string();
+        assert!(e.contains("clinic.time_zone") && e.contains("Europe/Helsinki"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(Config::path(dir.path()), format!("{TOKEN}[clinic]\ntime_zone = \"Mars/Olympus\"\n")).unwrap();
+        let e = format!("{:#}", Config::load(dir.path()).unwrap_err());
+        assert!(e.contains("is not valid") && e.contains("Mars/Olympus"), "{e}");
     }
 
     #[test]

@@ -124,6 +124,7 @@ pub async fn init(console: &Console, dir: &Path, options: InitOptions) -> Result
         retention: Default::default(),
         detection: confidant_detect::Settings { honey_records, ..Default::default() },
         alerts: Default::default(),
+        clinic: config::Clinic::for_this_machine(),
     };
     let store = Store::connect(&config.database_url(&dir)?, true).await.context("cannot open the database")?;
     if confidant_records::instance_id(&store).await.ok().flatten().is_some() {
@@ -330,6 +331,7 @@ impl Instance {
             audit: Some(checkpointer),
             posture: Some(posture),
             trusted_proxies: config.server.trusted_proxy_addresses()?,
+            clinic: config.clinic.settings()?,
         };
         let router = confidant_server::router(state, &HttpSettings { max_body_bytes: config.server.max_body_bytes });
         ready(addr);

@@ -51,6 +51,34 @@ pub struct AppState {
     pub posture: Option<Posture>,
     /// Reverse proxies whose `X-Forwarded-For` is believed (`server.trusted_proxies`).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// The practice: its name, time zone and cancellation rule (`[clinic]`).
+    pub clinic: ClinicSettings,
+}
+
+/// The practice, as the HTTP layer needs it (`[clinic]` in the configuration).
+#[derive(Debug, Clone)]
+pub struct ClinicSettings {
+    pub name: String,
+    /// Calendars, "today" and reminders are in this zone, never in UTC.
+    pub time_zone: jiff::tz::TimeZone,
+    /// Patients may cancel themselves up to this many hours before the start.
+    pub cancel_notice_hours: u32,
+}
+
+impl ClinicSettings {
+    /// The clinic's date at `millis` (Unix milliseconds), `YYYY-MM-DD`.
+    pub fn date_at(&self, millis: i64) -> String {
+        match jiff::Timestamp::from_millisecond(millis) {
+            Ok(t) => t.to_zoned_datetime(self.time_zone.clone()).date().to_string(),
+            Err(_) => String::new(),
+        }
+    }
+}
+
+impl Default for ClinicSettings {
+    fn default() -> Self {
+        ClinicSettings { name: "Confidant clinic".into(), time_zone: jiff::tz::TimeZone::UTC, cancel_notice_hours: 24 }
+    }
 }
 
 /// One result of the security posture checks, as the admin's page shows it.
@@ -180,4 +208,22 @@ pub async fn serve(
     axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+#[cfg(test)]
+mod clinic_tests {
+    use super::ClinicSettings;
+
+    #[test]
+    fn the_clinics_date_is_in_its_own_time_zone() {
+        // 2026-12-02 23:30 UTC is already 3 December in Helsinki (UTC+2 in winter).
+        let millis = 1_796_254_200_000;
+        let utc = ClinicSettings::default();
+        let helsinki = ClinicSettings {
+            time_zone: jiff::tz::TimeZone::get("Europe/Helsinki").unwrap(),
+            ..ClinicSettings::default()
+        };
+        assert_eq!(utc.date_at(millis), "2026-12-02");
+        assert_eq!(helsinki.date_at(millis), "2026-12-03");
+    }
 }

@@ -288,9 +288,9 @@ fn note_fields(me: &SignedIn, f: &NoteForm, today: &str, errors: &FieldErrors, r
     }
 }
 
-/// The clinic's date today (YYYY-MM-DD).
+/// The clinic's date today (YYYY-MM-DD), in its time zone (`clinic.time_zone`).
 fn today(state: &AppState) -> String {
-    confidant_fhir::instant(state.records.now_millis()).get(..10).unwrap_or_default().to_owned()
+    state.clinic.date_at(state.records.now_millis())
 }
 
 pub(super) async fn chart(State(state): State<AppState>, me: SignedIn, Path(id): Path<String>) -> Response {
