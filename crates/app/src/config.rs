@@ -410,6 +410,14 @@ pub struct Server {
     /// client. Empty (the default): the connection's address is the client's,
     /// whatever a header says.
     pub trusted_proxies: Vec<String>,
+    /// HTTPS in the binary: the certificate chain (PEM). With `tls_key_file`;
+    /// both are read again when they change (a certbot renewal needs no restart).
+    pub tls_cert_file: Option<PathBuf>,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub tls_key_file: Option<PathBuf>,
+    /// With TLS, also listen here for plain HTTP that only redirects to HTTPS
+    /// (e.g. `"0.0.0.0:80"`). Unset: no plain-HTTP listener.
+    pub redirect_http_listen: Option<String>,
 }
 
 impl Default for Server {
@@ -419,11 +427,30 @@ impl Default for Server {
             public_url: None,
             max_body_bytes: 1024 * 1024,
             trusted_proxies: Vec::new(),
+            tls_cert_file: None,
+            tls_key_file: None,
+            redirect_http_listen: None,
         }
     }
 }
 
 impl Server {
+    /// The TLS files, if TLS is on; one without the other, or a redirect
+    /// without TLS, is an error that says what to add.
+    pub fn tls_files(&self) -> anyhow::Result<Option<confidant_server::tls::TlsFiles>> {
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(cert), Some(key)) => {
+                Ok(Some(confidant_server::tls::TlsFiles { cert: cert.clone(), key: key.clone() }))
+            }
+            (None, None) if self.redirect_http_listen.is_some() => anyhow::bail!(
+                "server.redirect_http_listen redirects to HTTPS, which needs server.tls_cert_file and server.tls_key_file"
+            ),
+            (None, None) => Ok(None),
+            (Some(_), None) => anyhow::bail!("server.tls_cert_file is set but server.tls_key_file is not: give both"),
+            (None, Some(_)) => anyhow::bail!("server.tls_key_file is set but server.tls_cert_file is not: give both"),
+        }
+    }
+
     /// `trusted_proxies` as addresses; an entry that is not one is an error that says so.
     pub fn trusted_proxy_addresses(&self) -> anyhow::Result<Vec<std::net::IpAddr>> {
         self.trusted_proxies
@@ -457,6 +484,7 @@ impl Config {
         let config: Config = toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))?;
         config.server.trusted_proxy_addresses().with_context(|| format!("{} is not valid", path.display()))?;
         config.clinic.settings().with_context(|| format!("{} is not valid", path.display()))?;
+        config.server.tls_files().with_context(|| format!("{} is not valid", path.display()))?;
         Ok(config)
     }
 

@@ -93,8 +93,72 @@ fn host_of(addr: &str) -> &str {
     addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(addr)
 }
 
-fn check_tls(config: &Config) -> Finding {
+/// A certificate this close to its end is a finding: renewal has failed or was never set up.
+const CERT_WARN_DAYS: i64 = 14;
+
+/// TLS in the binary: the certificate is readable and not about to expire.
+fn check_certificate(files: &confidant_server::tls::TlsFiles, now: i64) -> Finding {
     const C: &str = "tls";
+    let fix_files = "give server.tls_cert_file a PEM certificate chain and server.tls_key_file its key (e.g. certbot's fullchain.pem and privkey.pem)";
+    let pem = match std::fs::read(&files.cert) {
+        Ok(p) => p,
+        Err(e) => {
+            return Finding::fail(
+                C,
+                Severity::High,
+                "the TLS certificate cannot be read",
+                format!("{}: {e}", files.cert.display()),
+                fix_files,
+            );
+        }
+    };
+    let parsed = x509_parser::pem::parse_x509_pem(&pem).map_err(|e| e.to_string()).and_then(|(_, p)| {
+        p.parse_x509().map(|c| (c.subject().to_string(), c.validity().not_after.timestamp())).map_err(|e| e.to_string())
+    });
+    let (subject, not_after) = match parsed {
+        Ok(c) => c,
+        Err(e) => {
+            return Finding::fail(
+                C,
+                Severity::High,
+                "the TLS certificate is not a PEM X.509 certificate",
+                format!("{}: {e}", files.cert.display()),
+                fix_files,
+            );
+        }
+    };
+    let days = (not_after * 1000 - now).div_euclid(DAY);
+    let until = confidant_fhir::instant(not_after * 1000);
+    let evidence = format!("{}: {subject}, valid until {until}", files.cert.display());
+    let renew = "renew the certificate (certbot renew, or your CA) and write it over the same files: Confidant reads them again without a restart";
+    if days < 0 {
+        Finding::fail(C, Severity::High, "the TLS certificate has expired", evidence, renew)
+    } else if days < CERT_WARN_DAYS {
+        Finding::fail(C, Severity::High, format!("the TLS certificate expires in {days} days"), evidence, renew)
+    } else {
+        Finding::pass(
+            C,
+            format!("Confidant serves HTTPS itself; the certificate is valid for {days} more days"),
+            evidence,
+        )
+    }
+}
+
+fn check_tls(config: &Config, now: i64) -> Finding {
+    const C: &str = "tls";
+    match config.server.tls_files() {
+        Ok(Some(files)) => return check_certificate(&files, now),
+        Ok(None) => {}
+        Err(e) => {
+            return Finding::fail(
+                C,
+                Severity::High,
+                "the TLS settings are incomplete",
+                e.to_string(),
+                "set both server.tls_cert_file and server.tls_key_file, or neither",
+            );
+        }
+    }
     let listen = &config.server.listen;
     let public = config.server.public_url.as_deref().unwrap_or("");
     let loopback = is_loopback_host(host_of(listen));
@@ -120,7 +184,7 @@ fn check_tls(config: &Config) -> Finding {
             Severity::High,
             "serving beyond this machine without TLS",
             evidence,
-            "Confidant does not terminate TLS itself yet: set server.listen = \"127.0.0.1:8080\" and put a TLS reverse proxy in front; set server.public_url to its https:// URL",
+            "set server.tls_cert_file and server.tls_key_file (Confidant then serves HTTPS itself), or listen on 127.0.0.1 behind a TLS reverse proxy and set server.public_url to its https:// URL",
         ),
         (false, true) => Finding::fail(
             C,
@@ -293,7 +357,7 @@ fn check_alert_config(config: &Config) -> Option<Finding> {
 pub async fn examine(console: &Console, dir: &Path) -> Result<Vec<Finding>> {
     let config = Config::load(dir)?;
     let mut out = vec![
-        check_tls(&config),
+        check_tls(&config, console.now()),
         check_client_addresses(&config),
         check_key_files(&config, dir),
         check_permissions(&config, dir),
@@ -331,7 +395,7 @@ pub async fn examine_running(
     identity: &confidant_identity::Identity,
 ) -> Vec<Finding> {
     let mut out = vec![
-        check_tls(config),
+        check_tls(config, console.now()),
         check_client_addresses(config),
         check_key_files(config, dir),
         check_permissions(config, dir),

@@ -252,21 +252,22 @@ impl Instance {
         self,
         console: &Console,
         listener: tokio::net::TcpListener,
-        ready: impl FnOnce(std::net::SocketAddr),
+        ready: impl FnOnce(&str),
     ) -> Result<()> {
         // The signal handlers are in place before `ready` announces the server.
         let shutdown = shutdown_signal();
         self.serve_until(console, listener, shutdown, ready).await
     }
 
-    /// Serve over HTTP until `shutdown` completes; `ready` is called with the
-    /// address once it serves (after the start-up checks).
+    /// Serve over HTTP (or HTTPS, with `server.tls_cert_file`) until `shutdown`
+    /// completes; `ready` is called with the URL it listens on (`https://addr`
+    /// or `http://addr`) once it serves, after the start-up checks.
     pub async fn serve_until(
         self,
         console: &Console,
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-        ready: impl FnOnce(std::net::SocketAddr),
+        ready: impl FnOnce(&str),
     ) -> Result<()> {
         let Instance { dir, config, records, identity: _ } = self;
         let (config, dir) = (&config, dir.as_path());
@@ -298,7 +299,9 @@ impl Instance {
             webhook,
             stopped,
         ));
-        let base_url = config.server.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+        let tls = config.server.tls_files()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let base_url = config.server.public_url.clone().unwrap_or_else(|| format!("{scheme}://{addr}"));
         let sinks = confidant_detect::sinks::spawn(
             records.store().clone(),
             &config.alerts,
@@ -334,9 +337,42 @@ impl Instance {
             clinic: config.clinic.settings()?,
         };
         let router = confidant_server::router(state, &HttpSettings { max_body_bytes: config.server.max_body_bytes });
-        ready(addr);
-        tracing::info!(%addr, backend = records.store().backend_name(), "serving");
-        confidant_server::serve(listener, router, shutdown).await?;
+        // A certificate that cannot be used stops the start, before anything is announced.
+        let tls_config = tls.as_ref().map(confidant_server::tls::server_config).transpose().map_err(|e| {
+            anyhow::anyhow!("{e} (server.tls_cert_file / tls_key_file in {})", Config::path(dir).display())
+        })?;
+        // One shutdown for every listener.
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        });
+        let stopped_by = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let redirect = match (&tls, &config.server.redirect_http_listen) {
+            (Some(_), Some(at)) => {
+                let plain = tokio::net::TcpListener::bind(at.as_str())
+                    .await
+                    .with_context(|| format!("cannot listen on {at} (server.redirect_http_listen)"))?;
+                let to = base_url.clone();
+                tracing::info!(addr = %plain.local_addr()?, to = %to, "redirecting plain HTTP to HTTPS");
+                Some(tokio::spawn(confidant_server::serve_redirect(plain, to, stopped_by(stopping.clone()))))
+            }
+            _ => None,
+        };
+        ready(&format!("{scheme}://{addr}"));
+        tracing::info!(%addr, backend = records.store().backend_name(), tls = tls.is_some(), "serving");
+        match tls_config {
+            Some(tls_config) => {
+                let listener = confidant_server::tls::TlsListener::new(listener, tls_config)?;
+                confidant_server::serve_tls(listener, router, stopped_by(stopping)).await?;
+            }
+            None => confidant_server::serve(listener, router, stopped_by(stopping)).await?,
+        }
+        if let Some(r) = redirect {
+            let _ = r.await;
+        }
         // A last checkpoint covers everything this node appended.
         let _ = stop_checkpoints.send(true);
         let _ = checkpoints.await;
@@ -396,12 +432,7 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
 }
 
 /// `confidant serve`: `ready` is called with the address once it serves.
-pub async fn serve(
-    console: &Console,
-    dir: &Path,
-    listen: Option<String>,
-    ready: impl FnOnce(std::net::SocketAddr),
-) -> Result<()> {
+pub async fn serve(console: &Console, dir: &Path, listen: Option<String>, ready: impl FnOnce(&str)) -> Result<()> {
     // Both keys are checked before the database is touched.
     crate::audit::load_signing_key(&Config::load(dir)?)?;
     let instance = Instance::open(console, dir).await?;

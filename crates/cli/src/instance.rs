@@ -41,8 +41,8 @@ pub async fn init(console: &Console, dir: &Path, options: InitOptions) -> Result
 }
 
 /// Printed once the server serves: scripts and tests wait for this line.
-pub fn announce(addr: std::net::SocketAddr) {
-    println!("listening on http://{addr}");
+pub fn announce(url: &str) {
+    println!("listening on {url}");
 }
 
 /// `confidant serve`.

@@ -13,6 +13,7 @@ mod auth;
 mod client;
 mod error;
 mod fhir;
+pub mod tls;
 mod web;
 
 use std::sync::Arc;
@@ -208,6 +209,41 @@ pub async fn serve(
     axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Serve `router` over HTTPS: TLS connections from `listener` (see [`tls`]).
+pub async fn serve_tls(
+    listener: tls::TlsListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    // `tap_io` only so that axum hands the peer address over as for TCP.
+    axum::serve(listener.tap_io(|_| ()), router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// A plain-HTTP listener that only redirects to the HTTPS `base_url` (308,
+/// method and body kept): nothing is served over HTTP.
+pub async fn serve_redirect(
+    listener: tokio::net::TcpListener,
+    base_url: String,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let base = base_url.trim_end_matches('/').to_owned();
+    let redirect = move |uri: axum::http::Uri| {
+        let base = base.clone();
+        async move {
+            let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            match HeaderValue::from_str(&format!("{base}{path}")) {
+                Ok(to) => (axum::http::StatusCode::PERMANENT_REDIRECT, [(header::LOCATION, to)]).into_response(),
+                Err(_) => axum::http::StatusCode::BAD_REQUEST.into_response(),
+            }
+        }
+    };
+    let app = Router::new().fallback(redirect);
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 
 #[cfg(test)]

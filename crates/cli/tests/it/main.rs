@@ -26,6 +26,7 @@ mod posture;
 mod prefix;
 mod rotation;
 mod tamper;
+mod tls;
 mod ui;
 mod validator;
 mod vastaamo;
