@@ -493,7 +493,7 @@ impl Config {
         let path = Self::path(dir);
         let tmp = dir.join(format!(".{CONFIG_FILE}.tmp"));
         let text = format!(
-            "# Confidant instance configuration. See README.md, \"Configuration\".\n{}",
+            "# Confidant instance configuration. See docs/admin.md, \"Configuration\".\n{}",
             toml::to_string_pretty(self)?
         );
         std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;

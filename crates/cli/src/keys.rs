@@ -78,7 +78,7 @@ pub async fn rotate_patient(console: &Console, dir: &Path, patient_id: &str) -> 
         if done.old_keys == 1 { "" } else { "s" }
     );
     println!(
-        "Backups made before now still hold the old key (wrapped by the key-encryption key): see README, Backups."
+        "Backups made before now still hold the old key (wrapped by the key-encryption key): see docs/security.md, Backups."
     );
     Ok(())
 }

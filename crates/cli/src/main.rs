@@ -223,7 +223,7 @@ enum PatientAction {
     /// Needs a second person's approval code (from `erase-request`), or --force
     /// with a --reason. Refused while a legal hold is set. The audit log keeps its
     /// entries about the patient (ids only). Older backups still hold the records,
-    /// sealed under the destroyed keys: see README, "Erasure".
+    /// sealed under the destroyed keys: see docs/security.md, "Erasure".
     Erase {
         /// The instance directory (holds confidant.toml).
         #[arg(long)]
@@ -272,7 +272,7 @@ enum BackupAction {
     /// A consistent snapshot (VACUUM INTO), sealed whole with the backup key
     /// (AES-256-GCM; created beside the key file on first use — keep it apart from
     /// the backups) and signed with the audit key. The records inside stay sealed
-    /// under their own data keys too. PostgreSQL: use pg_dump (see README).
+    /// under their own data keys too. PostgreSQL: use pg_dump (see docs/admin.md).
     Create {
         /// The instance directory (holds confidant.toml).
         #[arg(long)]
@@ -480,7 +480,7 @@ enum UserAction {
         dir: PathBuf,
         #[arg(long)]
         username: String,
-        /// What the account may do (README, "Who may do what").
+        /// What the account may do (docs/admin.md, "Who may do what").
         #[arg(long, value_enum)]
         role: users::RoleArg,
         /// For a clinician without --practitioner: their name, to create their Practitioner record.

@@ -43,7 +43,7 @@ pub async fn erase(console: &Console, dir: &Path, id: &str, authority: Authority
         if erased.accounts_disabled > 0 { ", their portal account disabled" } else { "" }
     );
     println!("The audit log keeps its entries about them (ids only). Backups made before now still hold");
-    println!("their records, sealed under the destroyed key: see README, \"Erasure\".");
+    println!("their records, sealed under the destroyed key: see docs/security.md, \"Erasure\".");
     Ok(())
 }
 

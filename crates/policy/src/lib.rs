@@ -191,7 +191,7 @@ fn verb(a: Action) -> &'static str {
 }
 
 /// The role matrix: which role may do what to which type, regardless of
-/// patient. Deny by default. This table is the README's table.
+/// patient. Deny by default. This table is the one in docs/admin.md, "Who may do what".
 pub fn role_permits(role: Role, rt: ResourceType, action: Action) -> bool {
     use Action::{Read, Write};
     use ResourceType as T;

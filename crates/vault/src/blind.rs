@@ -6,7 +6,7 @@
 //! every encryption key, and stored only wrapped by the KEK; without it, a
 //! token cannot be computed or tested against a guess.
 //!
-//! What tokens leak (written down in the README): rows whose values are
+//! What tokens leak (written down in docs/security.md, S1): rows whose values are
 //! equal after normalisation carry equal tokens, for the same parameter.
 
 use std::fmt;
