@@ -34,6 +34,45 @@ pub struct Config {
     /// The practice itself: its name, its time zone, its cancellation rule.
     #[serde(default)]
     pub clinic: Clinic,
+    /// `/metrics` for Prometheus, on a listener of its own.
+    #[serde(default)]
+    pub metrics: Metrics,
+}
+
+/// `/metrics` (Prometheus text format): off unless `listen` is set. It serves
+/// counts only (no patient, user or record ids), on its own address so that
+/// it can stay on loopback or a monitoring network.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Metrics {
+    /// Where to serve `GET /metrics`, e.g. `"127.0.0.1:9464"`. Unset: no metrics listener.
+    pub listen: Option<String>,
+    /// A file holding the bearer token a scraper must send (≥ 32 characters,
+    /// mode 0600). Required when `listen` is not on loopback.
+    pub token_file: Option<PathBuf>,
+}
+
+impl Metrics {
+    /// The token, read from its file; a listener beyond loopback without one is an error.
+    pub fn token(&self) -> Result<Option<String>> {
+        let Some(listen) = &self.listen else { return Ok(None) };
+        let Some(path) = &self.token_file else {
+            let host = listen.rsplit_once(':').map(|(h, _)| h).unwrap_or(listen).trim_matches(['[', ']']);
+            let loopback = host == "localhost" || host == "::1" || host.starts_with("127.");
+            if !loopback {
+                bail!("metrics.listen = {listen:?} is beyond this machine: set metrics.token_file too");
+            }
+            return Ok(None);
+        };
+        let token = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read metrics.token_file {}", path.display()))?
+            .trim()
+            .to_owned();
+        if token.len() < 32 {
+            bail!("metrics.token_file {} holds fewer than 32 characters: write a long random token", path.display());
+        }
+        Ok(Some(token))
+    }
 }
 
 /// The practice: what patients and staff see of it, and the rules of its day.

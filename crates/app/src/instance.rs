@@ -125,6 +125,7 @@ pub async fn init(console: &Console, dir: &Path, options: InitOptions) -> Result
         detection: confidant_detect::Settings { honey_records, ..Default::default() },
         alerts: Default::default(),
         clinic: config::Clinic::for_this_machine(),
+        metrics: Default::default(),
     };
     let store = Store::connect(&config.database_url(&dir)?, true).await.context("cannot open the database")?;
     if confidant_records::instance_id(&store).await.ok().flatten().is_some() {
@@ -335,7 +336,9 @@ impl Instance {
             posture: Some(posture),
             trusted_proxies: config.server.trusted_proxy_addresses()?,
             clinic: config.clinic.settings()?,
+            metrics: Arc::new(confidant_server::metrics::HttpMetrics::default()),
         };
+        let http_metrics = state.metrics.clone();
         let router = confidant_server::router(state, &HttpSettings { max_body_bytes: config.server.max_body_bytes });
         // A certificate that cannot be used stops the start, before anything is announced.
         let tls_config = tls.as_ref().map(confidant_server::tls::server_config).transpose().map_err(|e| {
@@ -361,6 +364,19 @@ impl Instance {
             }
             _ => None,
         };
+        let metrics = match &config.metrics.listen {
+            Some(at) => {
+                let token = config.metrics.token()?;
+                let plain = tokio::net::TcpListener::bind(at.as_str())
+                    .await
+                    .with_context(|| format!("cannot listen on {at} (metrics.listen)"))?;
+                tracing::info!(addr = %plain.local_addr()?, token = token.is_some(), "serving /metrics");
+                let source = Arc::new(crate::metrics::Source { records: records.clone(), detector: detector.clone() });
+                let router = confidant_server::metrics::router(http_metrics, source, token);
+                Some(tokio::spawn(confidant_server::metrics::serve(plain, router, stopped_by(stopping.clone()))))
+            }
+            None => None,
+        };
         ready(&format!("{scheme}://{addr}"));
         tracing::info!(%addr, backend = records.store().backend_name(), tls = tls.is_some(), "serving");
         match tls_config {
@@ -370,8 +386,8 @@ impl Instance {
             }
             None => confidant_server::serve(listener, router, stopped_by(stopping)).await?,
         }
-        if let Some(r) = redirect {
-            let _ = r.await;
+        for listener in [redirect, metrics].into_iter().flatten() {
+            let _ = listener.await;
         }
         // A last checkpoint covers everything this node appended.
         let _ = stop_checkpoints.send(true);

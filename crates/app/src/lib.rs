@@ -37,6 +37,7 @@ pub mod honey;
 pub mod incident;
 pub mod instance;
 pub mod keys;
+pub mod metrics;
 pub mod patient;
 pub mod progress;
 pub mod secrets;

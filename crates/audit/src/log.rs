@@ -61,8 +61,34 @@ struct Request {
     done: oneshot::Sender<Result<(), String>>,
 }
 
+/// What the appender has done since the process started, for `/metrics`:
+/// counts and seconds only.
+#[derive(Debug, Default)]
+pub struct AuditStats {
+    appends: AtomicU64,
+    append_micros: AtomicU64,
+    group_commits: AtomicU64,
+    group_commit_rows: AtomicU64,
+    group_commit_micros: AtomicU64,
+}
+
+/// A reading of [`AuditStats`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AuditStatsReading {
+    /// Appends waited for (each a request's entries), and their total wait.
+    pub appends: u64,
+    pub append_seconds: f64,
+    /// Transactions of the group-commit appender, the rows in them, and their total time.
+    pub group_commits: u64,
+    pub group_commit_rows: u64,
+    pub group_commit_seconds: f64,
+    /// Entries appended by this process since the last checkpoint.
+    pub since_checkpoint: u64,
+}
+
 /// Appends audit entries. Cheap to share (`Arc`).
 pub struct Auditor {
+    stats: Arc<AuditStats>,
     sender: Option<mpsc::UnboundedSender<Request>>,
     /// Entries appended by this process since the last checkpoint.
     pending: Arc<AtomicU64>,
@@ -81,13 +107,15 @@ impl Auditor {
     /// Start the group-commit appender on `store` (inside a Tokio runtime).
     pub fn start(store: Store) -> Auditor {
         let (sender, receiver) = mpsc::unbounded_channel();
+        let stats = Arc::new(AuditStats::default());
         let auditor = Auditor {
+            stats: stats.clone(),
             sender: Some(sender),
             pending: Arc::new(AtomicU64::new(0)),
             checkpoint_due: Arc::new(Notify::new()),
             checkpoint_every: AtomicU64::new(u64::MAX),
         };
-        tokio::spawn(group_commit(store, receiver));
+        tokio::spawn(group_commit(store, receiver, stats));
         auditor
     }
 
@@ -97,6 +125,7 @@ impl Auditor {
     #[cfg(feature = "bench-switch")]
     pub fn off_for_benchmarks() -> Auditor {
         Auditor {
+            stats: Arc::new(AuditStats::default()),
             sender: None,
             pending: Arc::new(AtomicU64::new(0)),
             checkpoint_due: Arc::new(Notify::new()),
@@ -117,12 +146,28 @@ impl Auditor {
             return Err(AuditError::Append("no appender".into()));
         };
         let rows: Vec<AuditRow> = entries.iter().map(Entry::to_row).collect();
+        let started = std::time::Instant::now();
         let (done, wait) = oneshot::channel();
         sender.send(Request { rows, done }).map_err(|_| AuditError::Append("the appender has stopped".into()))?;
         let result = wait.await.map_err(|_| AuditError::Append("the appender has stopped".into()))?;
         result.map_err(AuditError::Append)?;
+        self.stats.appends.fetch_add(1, Ordering::Relaxed);
+        self.stats.append_micros.fetch_add(micros(started), Ordering::Relaxed);
         self.appended(entries.len() as u64);
         Ok(())
+    }
+
+    /// What the appender has done so far.
+    pub fn stats(&self) -> AuditStatsReading {
+        let s = &self.stats;
+        AuditStatsReading {
+            appends: s.appends.load(Ordering::Relaxed),
+            append_seconds: s.append_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            group_commits: s.group_commits.load(Ordering::Relaxed),
+            group_commit_rows: s.group_commit_rows.load(Ordering::Relaxed),
+            group_commit_seconds: s.group_commit_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            since_checkpoint: self.pending.load(Ordering::Relaxed),
+        }
     }
 
     /// Note entries committed by a record write's own transaction.
@@ -151,7 +196,11 @@ impl Auditor {
 /// The appender task: take every request waiting, commit them together,
 /// answer each. One transaction in flight at a time; the next batch gathers
 /// while this one commits.
-async fn group_commit(store: Store, mut receiver: mpsc::UnboundedReceiver<Request>) {
+fn micros(since: std::time::Instant) -> u64 {
+    u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+async fn group_commit(store: Store, mut receiver: mpsc::UnboundedReceiver<Request>, stats: Arc<AuditStats>) {
     while let Some(first) = receiver.recv().await {
         let mut rows = first.rows;
         let mut waiting = vec![first.done];
@@ -164,10 +213,14 @@ async fn group_commit(store: Store, mut receiver: mpsc::UnboundedReceiver<Reques
                 Err(_) => break,
             }
         }
+        let started = std::time::Instant::now();
         let result = store.append_audit(&rows).await.map_err(|e| {
             tracing::error!(error = %e, entries = rows.len(), "audit append failed; the requests get an error");
             e.to_string()
         });
+        stats.group_commits.fetch_add(1, Ordering::Relaxed);
+        stats.group_commit_rows.fetch_add(rows.len() as u64, Ordering::Relaxed);
+        stats.group_commit_micros.fetch_add(micros(started), Ordering::Relaxed);
         for w in waiting {
             let _ = w.send(result.clone());
         }

@@ -170,6 +170,19 @@ impl std::fmt::Debug for Detector {
 
 /// The detector watches what the services commit: they publish to it as a
 /// [`Subscriber`] given at their construction, on the request path.
+/// What the detector has seen and done since the process started, for
+/// `/metrics`: counts by action, outcome, rule and lock, and nothing that
+/// names a person, a record or an address.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// (action, outcome) → committed audit entries, e.g. `("login-failed", "failure")`.
+    pub entries: std::collections::BTreeMap<(&'static str, &'static str), u64>,
+    /// Rule → times it fired (repeats of an open alert included).
+    pub fired: std::collections::BTreeMap<&'static str, u64>,
+    /// `lock-session` / `lock-account` → locks taken.
+    pub locks: std::collections::BTreeMap<&'static str, u64>,
+}
+
 impl Subscriber for Detector {
     fn admit<'a>(&'a self, credential: Option<&'a str>, entries: &'a [Entry]) -> Pending<'a, usize> {
         Box::pin(Detector::admit(self, credential, entries))
@@ -224,6 +237,15 @@ impl Detector {
     pub async fn observe(&self, credential: Option<&str>, entries: &[Entry]) {
         let fired: Vec<Firing> = {
             let mut state = self.state();
+            for e in entries {
+                let outcome = match e.outcome {
+                    Outcome::Success => "success",
+                    Outcome::Denied => "denied",
+                };
+                if let Some(action) = Action::parse(&e.action) {
+                    *state.counters.entries.entry((action.as_str(), outcome)).or_default() += 1;
+                }
+            }
             entries.iter().flat_map(|e| self.check(&mut state, e, credential)).collect()
         };
         for f in fired {
@@ -293,8 +315,14 @@ impl Detector {
         self.raise_event(Rule::Integrity, resource, rules::integrity(resource), at).await;
     }
 
+    /// What the detector has seen and done so far.
+    pub fn counters(&self) -> Counters {
+        self.state().counters.clone()
+    }
+
     /// Store (or count up) the alert, log it, wake the sinks, take the response.
     async fn raise(&self, f: Firing) {
+        *self.state().counters.fired.entry(f.rule.as_str()).or_default() += 1;
         let response = self.settings.response(f.rule);
         let dedupe_ms = i64::from(self.settings.dedupe_minutes) * 60_000;
         let open = self.state().open.get(&f.key).filter(|(_, last)| f.at - last < dedupe_ms).cloned();
@@ -408,6 +436,10 @@ impl Detector {
         };
         match result {
             Ok(Some((action, target))) => {
+                if let Some(kind) = response {
+                    let kind = if kind == "lock-account" { "lock-account" } else { "lock-session" };
+                    *self.state().counters.locks.entry(kind).or_default() += 1;
+                }
                 tracing::warn!(alert, rule = f.rule.as_str(), target = %target, "locked by the detector");
                 let mut e = Entry::new(now, action, Outcome::Success);
                 e.actor = Some(DETECTOR.into());

@@ -91,6 +91,8 @@ pub(crate) struct State {
     pub(crate) first_address: HashMap<String, String>,
     /// Dedupe key → (open alert id, when it last fired).
     pub(crate) open: HashMap<String, (String, i64)>,
+    /// What `/metrics` shows: counts only, never who or which record.
+    pub(crate) counters: crate::Counters,
 }
 
 /// A rule that fired.

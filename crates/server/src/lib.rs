@@ -13,6 +13,7 @@ mod auth;
 mod client;
 mod error;
 mod fhir;
+pub mod metrics;
 pub mod tls;
 mod web;
 
@@ -54,6 +55,8 @@ pub struct AppState {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// The practice: its name, time zone and cancellation rule (`[clinic]`).
     pub clinic: ClinicSettings,
+    /// Requests counted and timed for `/metrics` (route templates only).
+    pub metrics: Arc<metrics::HttpMetrics>,
 }
 
 /// The practice, as the HTTP layer needs it (`[clinic]` in the configuration).
@@ -147,7 +150,7 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(middleware::from_fn(error::uniform_errors))
         .layer(middleware::from_fn_with_state(state.clone(), security_headers))
-        .layer(middleware::from_fn(request_log))
+        .layer(middleware::from_fn_with_state(state.clone(), request_log))
         .layer(middleware::from_fn_with_state(state.clone(), client::client_address))
         .with_state(state)
 }
@@ -183,7 +186,11 @@ async fn security_headers(
 
 /// The request log: method, route template, status, duration. Never the
 /// query string (search values are PHI), never bodies.
-async fn request_log(req: Request, next: Next) -> Response {
+async fn request_log(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
     let method = req.method().clone();
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
     let started = Instant::now();
@@ -191,6 +198,7 @@ async fn request_log(req: Request, next: Next) -> Response {
     let status = resp.status();
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     let route = route.as_deref().unwrap_or("(unmatched)");
+    state.metrics.observe(method.as_str(), route, status.as_u16(), started.elapsed());
     if status.is_server_error() {
         tracing::warn!(%method, route, status = status.as_u16(), ms, "request");
     } else {

@@ -216,6 +216,11 @@ impl Store {
         Ok(Store { pool, backend, appended: Default::default() })
     }
 
+    /// The connection pool: connections open, and of them idle (for `/metrics`).
+    pub fn pool_usage(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
+    }
+
     /// Which backend this store runs on (`sqlite` or `postgres`).
     pub fn backend_name(&self) -> &'static str {
         self.backend.name()
