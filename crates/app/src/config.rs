@@ -37,6 +37,26 @@ pub struct Config {
     /// `/metrics` for Prometheus, on a listener of its own.
     #[serde(default)]
     pub metrics: Metrics,
+    /// How the log is written (to standard error).
+    #[serde(default)]
+    pub logging: Logging,
+}
+
+/// The log's shape: `text` for people, `json` (one object a line) for a SIEM.
+/// Which events are logged is `CONFIDANT_LOG` (e.g. `info`, `warn`); the log
+/// never holds record content in either shape.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Logging {
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// `/metrics` (Prometheus text format): off unless `listen` is set. It serves
@@ -73,6 +93,41 @@ impl Metrics {
         }
         Ok(Some(token))
     }
+}
+
+/// Apply the environment's overrides to a configuration table: a variable
+/// `CONFIDANT_<SECTION>__<KEY>` sets `<key>` in `[<section>]` (lower case; e.g.
+/// `CONFIDANT_SERVER__LISTEN=0.0.0.0:8443`, `CONFIDANT_CLINIC__TIME_ZONE=Europe/Helsinki`).
+/// The value is read as TOML when it is a TOML value (`true`, `24`, `["a", "b"]`,
+/// `"quoted text"`), else as a string. Returns the names applied (never their values:
+/// they may be secrets' paths). Top-level keys and `instance_id` cannot be overridden.
+pub fn env_overrides(table: &mut toml::Table, env: impl Iterator<Item = (String, String)>) -> Result<Vec<String>> {
+    let mut applied = Vec::new();
+    let mut vars: Vec<(String, String)> =
+        env.filter(|(k, _)| k.starts_with("CONFIDANT_") && k.contains("__")).collect();
+    vars.sort();
+    for (name, raw) in vars {
+        let rest = &name["CONFIDANT_".len()..];
+        let Some((section, key)) = rest.split_once("__") else { continue };
+        if section.is_empty() || key.is_empty() || key.contains("__") {
+            bail!("{name}: an override is CONFIDANT_<SECTION>__<KEY>, e.g. CONFIDANT_SERVER__LISTEN");
+        }
+        let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+        let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.clone()));
+        let entry = table.entry(section.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let Some(section_table) = entry.as_table_mut() else {
+            bail!("{name}: [{section}] is not a section of the configuration");
+        };
+        section_table.insert(key, value);
+        applied.push(name);
+    }
+    if !applied.is_empty() {
+        tracing::info!(overrides = %applied.join(", "), "configuration overridden by the environment");
+    }
+    Ok(applied)
 }
 
 /// The practice: what patients and staff see of it, and the rules of its day.
@@ -510,7 +565,19 @@ impl Config {
         dir.join(CONFIG_FILE)
     }
 
+    /// The instance's configuration: the file, then the environment's
+    /// overrides (`CONFIDANT_<SECTION>__<KEY>`, see [`env_overrides`]), checked.
     pub fn load(dir: &Path) -> Result<Config> {
+        Self::read(dir, std::env::vars())
+    }
+
+    /// The file alone, without the environment's overrides: for a command that
+    /// writes the configuration back, so that an override never lands in the file.
+    pub fn load_file(dir: &Path) -> Result<Config> {
+        Self::read(dir, std::iter::empty())
+    }
+
+    fn read(dir: &Path, env: impl Iterator<Item = (String, String)>) -> Result<Config> {
         let path = Self::path(dir);
         if !path.exists() {
             bail!(
@@ -520,7 +587,16 @@ impl Config {
             );
         }
         let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        let config: Config = toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))?;
+        let mut table: toml::Table =
+            toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))?;
+        let overridden = env_overrides(&mut table, env)?;
+        let config: Config = table.try_into().with_context(|| {
+            if overridden.is_empty() {
+                format!("{} is not valid", path.display())
+            } else {
+                format!("{} with the environment's {} is not valid", path.display(), overridden.join(", "))
+            }
+        })?;
         config.server.trusted_proxy_addresses().with_context(|| format!("{} is not valid", path.display()))?;
         config.clinic.settings().with_context(|| format!("{} is not valid", path.display()))?;
         config.server.tls_files().with_context(|| format!("{} is not valid", path.display()))?;
@@ -608,6 +684,42 @@ mod tests {
 
     fn error_of(text: &str) -> String {
         toml::from_str::<Config>(text).map(|_| ()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_environment_overrides_a_key_of_a_section_and_never_the_file() {
+        let mut t: toml::Table = toml::from_str(TOKEN).unwrap();
+        let env = [
+            ("CONFIDANT_SERVER__LISTEN", "0.0.0.0:8443"),
+            ("CONFIDANT_CLINIC__CANCEL_NOTICE_HOURS", "48"),
+            ("CONFIDANT_ACCESS__REQUIRE_SECOND_FACTOR", "true"),
+            ("CONFIDANT_SERVER__TRUSTED_PROXIES", "[\"10.0.0.1\"]"),
+            ("CONFIDANT_LOG", "debug"),
+            ("CONFIDANT_PASSPHRASE_FD", "3"),
+            ("HOME", "/root"),
+        ];
+        let applied = env_overrides(&mut t, env.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
+        assert_eq!(applied.len(), 4, "only CONFIDANT_<SECTION>__<KEY> variables: {applied:?}");
+        let c: Config = t.try_into().unwrap();
+        assert_eq!(c.server.listen, "0.0.0.0:8443");
+        assert_eq!(c.clinic.cancel_notice_hours, 48);
+        assert!(c.access.require_second_factor);
+        assert_eq!(c.server.trusted_proxies, vec!["10.0.0.1".to_owned()]);
+        assert_eq!(c.instance_id, "i", "the file's other settings stay");
+        // A misspelt key is refused like one in the file; a malformed name says what it should be.
+        let mut t: toml::Table = toml::from_str(TOKEN).unwrap();
+        env_overrides(&mut t, [("CONFIDANT_SERVER__LISTN".to_owned(), "x".to_owned())].into_iter()).unwrap();
+        assert!(t.try_into::<Config>().unwrap_err().to_string().contains("listn"));
+        let mut t: toml::Table = toml::from_str(TOKEN).unwrap();
+        let e = env_overrides(&mut t, [("CONFIDANT___LISTEN".to_owned(), "x".to_owned())].into_iter()).unwrap_err();
+        assert!(e.to_string().contains("CONFIDANT_<SECTION>__<KEY>"), "{e}");
+        // Loading names the overrides when they make the configuration invalid.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(Config::path(dir.path()), TOKEN).unwrap();
+        let env = [("CONFIDANT_CLINIC__TIME_ZONE".to_owned(), "Mars/Olympus".to_owned())];
+        let e = format!("{:#}", Config::read(dir.path(), env.into_iter()).unwrap_err());
+        assert!(e.contains("Mars/Olympus"), "{e}");
+        assert_eq!(Config::load_file(dir.path()).unwrap().clinic.time_zone, "UTC");
     }
 
     #[test]

@@ -126,6 +126,7 @@ pub async fn init(console: &Console, dir: &Path, options: InitOptions) -> Result
         alerts: Default::default(),
         clinic: config::Clinic::for_this_machine(),
         metrics: Default::default(),
+        logging: Default::default(),
     };
     let store = Store::connect(&config.database_url(&dir)?, true).await.context("cannot open the database")?;
     if confidant_records::instance_id(&store).await.ok().flatten().is_some() {

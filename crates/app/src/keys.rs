@@ -220,8 +220,11 @@ pub async fn retire(console: &Console, dir: &Path, version: u32) -> Result<confi
     store.close().await;
     let check = key.retire_version(version).context("cannot retire the key version; nothing was changed")?;
     if check != config.keys.check_value {
-        config.keys.check_value = check;
-        config.save_new(dir).context("the version is retired, but confidant.toml could not be updated")?;
+        config.keys.check_value = check.clone();
+        // Written back from the file alone: the environment's overrides stay out of it.
+        let mut on_disk = Config::load_file(dir)?;
+        on_disk.keys.check_value = check;
+        on_disk.save_new(dir).context("the version is retired, but confidant.toml could not be updated")?;
     }
     Ok(config.keys.provider)
 }

@@ -581,16 +581,35 @@ enum TokenAction {
     },
 }
 
+/// The log goes to standard error, as text or (`[logging] format = "json"`, or
+/// `CONFIDANT_LOGGING__FORMAT=json`) as one JSON object a line for a SIEM.
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("CONFIDANT_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    match log_format() {
+        confidant_app::config::LogFormat::Json => builder.json().flatten_event(true).init(),
+        confidant_app::config::LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}
+
+/// The log's format before anything is logged: the environment's override,
+/// else the `[logging]` section of the instance the command names (`--dir`).
+fn log_format() -> confidant_app::config::LogFormat {
+    use confidant_app::config::{Config, LogFormat};
+    match std::env::var("CONFIDANT_LOGGING__FORMAT").ok().as_deref().map(str::trim) {
+        Some("json") => return LogFormat::Json,
+        Some("text") => return LogFormat::Text,
+        _ => {}
+    }
+    let args: Vec<String> = std::env::args().collect();
+    let dir = args
+        .windows(2)
+        .find(|w| w[0] == "--dir")
+        .map(|w| w[1].clone())
+        .or_else(|| args.iter().find_map(|a| a.strip_prefix("--dir=").map(str::to_owned)));
+    dir.and_then(|d| Config::load(std::path::Path::new(&d)).ok()).map(|c| c.logging.format).unwrap_or_default()
 }
 
 /// Panics print where, never what: a payload could carry data (DESIGN.md §11.1).

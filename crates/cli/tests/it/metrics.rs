@@ -124,3 +124,50 @@ async fn a_scrape_counts_without_naming_anyone(db: Db) {
     assert!(!out.status.success() && err.contains("set metrics.token_file"), "{err}");
 }
 both_backends!(a_scrape_counts_without_naming_anyone);
+
+/// `CONFIDANT_LOGGING__FORMAT=json` (an environment override, as any key of the
+/// configuration can be): every line on standard error is one JSON object, the
+/// request lines carry route templates, and the canary appears in none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_and_environment_overrides() {
+    let inst = Instance::new(Db::Sqlite).await;
+    let s = Server::start_env(
+        &inst,
+        &[],
+        &[("CONFIDANT_LOGGING__FORMAT", "json"), ("CONFIDANT_CLINIC__NAME", "Environment Clinic")],
+    );
+    let canary = "Jsonlogcanary";
+    let p = s.create(&patient(canary, "Lines")).await;
+    assert_eq!(s.get(&format!("Patient/{}", p["id"].as_str().unwrap())).await.status(), StatusCode::OK);
+    assert_eq!(s.get(&format!("Patient?family={canary}")).await.status(), StatusCode::OK);
+    let stderr = s.stderr.clone();
+    s.stop();
+    let log = std::fs::read_to_string(&stderr).unwrap();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not a JSON line: {l}")))
+        .collect();
+    assert!(!lines.is_empty());
+    let requests: Vec<&serde_json::Value> = lines.iter().filter(|l| l["message"] == "request").collect();
+    assert!(
+        requests.iter().any(|l| l["route"] == "/fhir/r4/{type}/{id}" && l["status"] == 200 && l["level"] == "INFO"),
+        "{log}"
+    );
+    let overridden = lines.iter().find(|l| l["message"] == "configuration overridden by the environment");
+    let names = overridden.map(|l| l["overrides"].as_str().unwrap_or_default().to_owned()).unwrap_or_default();
+    assert!(names.contains("CONFIDANT_CLINIC__NAME"), "the override is logged by name: {log}");
+    assert!(!log.contains("Environment Clinic"), "values are not logged");
+    assert!(!log.contains(canary), "no record content in the log");
+    // An override that makes the configuration invalid stops the command, naming it.
+    let out = run_stdin_env(
+        &["serve", "--dir", inst.dir.to_str().unwrap(), "--listen", "127.0.0.1:0"],
+        "",
+        &[("CONFIDANT_CLINIC__TIME_ZONE", "Mars/Olympus")],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("Mars/Olympus"), "{err}");
+    // The file itself was never changed by an override.
+    let file = std::fs::read_to_string(inst.dir.join("confidant.toml")).unwrap();
+    assert!(!file.contains("Environment Clinic") && !file.contains("Mars"));
+}
