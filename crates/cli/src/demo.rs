@@ -211,6 +211,7 @@ pub async fn run(console: &Console, listen: &str) -> Result<()> {
     };
     let url = format!("http://{}", listener.local_addr()?);
     println!("Confidant demo: a throwaway clinic with {} synthetic patients.", PATIENTS.len());
+    println!("  web UI:    {url}/   (sign in with an account below)");
     println!("  data:      {} (deleted on exit)", dir.display());
     println!("  key file:  {}", key_file.display());
     println!("  FHIR API:  {url}/fhir/r4");

@@ -32,11 +32,13 @@ pub async fn init(console: &Console, dir: &Path, options: InitOptions) -> Result
     );
     println!("  2. Create the first administrator, either here:");
     println!("       confidant user add --dir {} --username NAME --role admin", dir.display());
-    println!("     or over the API with this one-time enrolment code (valid 7 days):");
+    println!("     or in the web UI at /enrol (or POST /api/v1/enrol) with this one-time code (valid 7 days):");
     println!("       {}", made.enrolment_code);
-    println!("       POST /api/v1/enrol {{\"code\": \"...\", \"username\": \"...\", \"password\": \"...\"}}");
     println!("  3. Start the server:      confidant serve --dir {}", dir.display());
-    println!("  4. Log in (POST /api/v1/session) and enrol the second factor; staff cannot work without it.");
+    println!("  4. Open the web UI at the address serve prints (or server.public_url), e.g. http://127.0.0.1:8080/ —");
+    println!("     the first administrator signs in (or enrols at /enrol with the code) and sets up a second factor;");
+    println!("     staff cannot work without one. Then invite the staff from the admin pages.");
+    println!("  Run a real clinic (HTTPS, the service unit, backups): docs/admin.md, \"Run a real clinic\".");
     Ok(())
 }
 
