@@ -226,3 +226,72 @@ async fn doctor_reports_a_certificate_about_to_expire_and_half_a_tls_setting() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("tls_key_file is not"), "{err}");
 }
+
+/// SSLyze (PyPI, installed by `.ci/run` into `target/sslyze`) grades the TLS
+/// configuration: no SSL 2/3, TLS 1.0 or 1.1 suite accepted, TLS 1.2 and 1.3
+/// with forward-secret AEAD suites only, no compression, no client
+/// renegotiation, not vulnerable to Heartbleed, ROBOT or CCS injection (HSTS is
+/// checked with reqwest above);
+/// and against Mozilla's "intermediate" configuration the only finding is the
+/// test certificate's path (a private CA, not in Mozilla's store).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sslyze_grades_the_configuration() {
+    let Some(sslyze) = std::env::var_os("CONFIDANT_SSLYZE_PATH") else {
+        assert!(std::env::var("CI").ok().as_deref() != Some("true"), "CI must install SSLyze (CONFIDANT_SSLYZE_PATH)");
+        eprintln!("\n*** SKIPPED tls::sslyze_grades_the_configuration: set CONFIDANT_SSLYZE_PATH (see .ci/run) ***\n");
+        return;
+    };
+    let inst = Instance::new(Db::Sqlite).await;
+    let certs = inst.logs_dir().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let (cert, key) = certificate(&certs, "graded", 90);
+    tls_settings(&inst, &cert, &key, false);
+    let s = inst.start();
+    let port = s.url.rsplit_once(':').unwrap().1.to_owned();
+    let json = certs.join("sslyze.json");
+    let out = Command::new("python3")
+        .args(["-m", "sslyze", "--mozilla_config=intermediate"])
+        .arg(format!("--json_out={}", json.display()))
+        .arg(format!("localhost:{port}"))
+        .env("PYTHONPATH", &sslyze)
+        .output()
+        .unwrap();
+    s.stop();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let r = &report["server_scan_results"][0]["scan_result"];
+    let accepted = |k: &str| -> Vec<String> {
+        assert_eq!(r[k]["status"], "COMPLETED", "{k}: {}", r[k]);
+        r[k]["result"]["accepted_cipher_suites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["cipher_suite"]["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for old in ["ssl_2_0_cipher_suites", "ssl_3_0_cipher_suites", "tls_1_0_cipher_suites", "tls_1_1_cipher_suites"] {
+        assert!(accepted(old).is_empty(), "{old} accepted: {:?}", accepted(old));
+    }
+    for modern in ["tls_1_2_cipher_suites", "tls_1_3_cipher_suites"] {
+        let suites = accepted(modern);
+        assert!(!suites.is_empty(), "{modern}");
+        for s in &suites {
+            let aead = s.contains("_GCM_") || s.contains("CHACHA20_POLY1305");
+            let forward_secret = modern == "tls_1_3_cipher_suites" || s.contains("ECDHE");
+            assert!(aead && forward_secret, "{modern}: {s}");
+        }
+    }
+    assert_eq!(r["tls_compression"]["result"]["supports_compression"], false);
+    assert_eq!(r["session_renegotiation"]["result"]["is_vulnerable_to_client_renegotiation_dos"], false);
+    assert_eq!(r["heartbleed"]["result"]["is_vulnerable_to_heartbleed"], false);
+    assert_eq!(r["openssl_ccs_injection"]["result"]["is_vulnerable_to_ccs_injection"], false);
+    assert!(r["robot"]["result"]["robot_result"].as_str().unwrap().starts_with("NOT_VULNERABLE"));
+    // Mozilla's intermediate profile: nothing but the private certificate's path.
+    let compliance = text.split("COMPLIANCE AGAINST TLS CONFIGURATION").nth(1).unwrap_or_else(|| panic!("{text}"));
+    let findings: Vec<&str> = compliance.lines().filter(|l| l.trim_start().starts_with("* ")).collect();
+    assert!(compliance.contains("Mozilla's \"intermediate\" configuration"), "{text}");
+    assert!(
+        findings.iter().all(|l| l.contains("certificate_path_validation")),
+        "SSLyze's findings against Mozilla's intermediate configuration: {findings:?}\n{text}"
+    );
+}
