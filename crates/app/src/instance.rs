@@ -189,6 +189,67 @@ pub fn identity_services(records: &Records) -> confidant_identity::Services {
     }
 }
 
+/// What opening a database from an older release may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upgrade {
+    /// Change nothing; say how to upgrade (every command but `serve`).
+    Refuse,
+    /// Make an encrypted backup, verify it, then upgrade (`serve`).
+    BackupFirst,
+    /// Upgrade without a backup: the admin made one (`serve --no-backup`).
+    NoBackup,
+}
+
+/// Before the schema of `dir`'s database goes from `versions.0` to `versions.1`:
+/// refuse, or make and verify the backup a failed upgrade would need.
+async fn before_upgrade(
+    console: &Console,
+    dir: &Path,
+    config: &Config,
+    upgrade: Upgrade,
+    (found, supported): (i64, i64),
+    progress: &dyn crate::progress::Progress,
+) -> Result<()> {
+    match upgrade {
+        Upgrade::Refuse => bail!(
+            "the database's schema is version {found}, from an older release; this confidant uses version {supported}. \
+             Run `confidant serve --dir {}` once: it makes a verified backup, then upgrades \
+             (`serve --no-backup` after a backup of your own). Nothing was changed",
+            dir.display()
+        ),
+        Upgrade::NoBackup => {
+            progress
+                .note(&format!("Upgrading the database schema {found} → {supported} without a backup (--no-backup)."));
+            Ok(())
+        }
+        Upgrade::BackupFirst => {
+            if config.sqlite_path(dir).is_none() {
+                bail!(
+                    "the database's schema is version {found}; this confidant uses version {supported}, and PostgreSQL \
+                     is backed up with its own tools: take a pg_dump (or a base backup) now, then run \
+                     `confidant serve --dir {} --no-backup`. Nothing was changed",
+                    dir.display()
+                );
+            }
+            let stamp = confidant_fhir::instant(console.now()).replace([':', '-', '.'], "");
+            let out = dir.join(format!("pre-upgrade-schema-{found}-to-{supported}-{stamp}.backup"));
+            progress.note(&format!(
+                "The database's schema is version {found}; this release uses {supported}. Backing up first: {}",
+                out.display()
+            ));
+            crate::backup::create(console, dir, &out, progress)
+                .await
+                .context("the backup before the upgrade failed; nothing was upgraded")?;
+            let keys = crate::backup::BackupKeys { backup_key: None, public_key: None, dir: Some(dir.to_path_buf()) };
+            crate::backup::verify(console, &out, &keys, progress)
+                .await
+                .context("the backup before the upgrade does not verify; nothing was upgraded")?;
+            progress.note(&format!("Backup verified ({}); upgrading the schema {found} → {supported}.", out.display()));
+            Ok(())
+        }
+    }
+}
+
 /// Open an instance's store only (no keys): for token management.
 pub async fn open_store(dir: &Path) -> Result<(Config, Store)> {
     let config = Config::load(dir)?;
@@ -217,9 +278,29 @@ impl Instance {
     /// Open the instance in `dir`: the key is checked first, then the
     /// database (its schema brought up to date, its instance id checked).
     pub async fn open(console: &Console, dir: &Path) -> Result<Instance> {
+        Self::open_upgrading(console, dir, Upgrade::Refuse, &crate::progress::Quiet).await
+    }
+
+    /// [`Instance::open`], bringing a database from an older release up to
+    /// this one's schema as `upgrade` says: after a verified backup (SQLite),
+    /// or without one when the admin says so; [`Upgrade::Refuse`] changes nothing.
+    pub async fn open_upgrading(
+        console: &Console,
+        dir: &Path,
+        upgrade: Upgrade,
+        progress: &dyn crate::progress::Progress,
+    ) -> Result<Instance> {
         let config = Config::load(dir)?;
         let key = crate::keys::load_key(&config)?;
         let (_, store) = open_store(dir).await?;
+        let (found, supported) = store.schema_versions().await.context("cannot read the database's schema version")?;
+        if found > 0 && found < supported {
+            if let Err(e) = before_upgrade(console, dir, &config, upgrade, (found, supported), progress).await {
+                store.close().await;
+                return Err(e);
+            }
+            tracing::warn!(from = found, to = supported, backup = ?upgrade, "upgrading the database schema");
+        }
         store.migrate().await.context("cannot bring the database schema up to date")?;
         match confidant_records::instance_id(&store).await? {
             Some(id) if id == config.instance_id => {}
@@ -449,10 +530,17 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
 }
 
 /// `confidant serve`: `ready` is called with the address once it serves.
-pub async fn serve(console: &Console, dir: &Path, listen: Option<String>, ready: impl FnOnce(&str)) -> Result<()> {
+pub async fn serve(
+    console: &Console,
+    dir: &Path,
+    listen: Option<String>,
+    upgrade: Upgrade,
+    progress: &dyn crate::progress::Progress,
+    ready: impl FnOnce(&str),
+) -> Result<()> {
     // Both keys are checked before the database is touched.
     crate::audit::load_signing_key(&Config::load(dir)?)?;
-    let instance = Instance::open(console, dir).await?;
+    let instance = Instance::open_upgrading(console, dir, upgrade, progress).await?;
     let addr = listen.unwrap_or_else(|| instance.config.server.listen.clone());
     let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     instance.serve(console, listener, ready).await

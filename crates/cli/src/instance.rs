@@ -48,8 +48,9 @@ pub fn announce(url: &str) {
 }
 
 /// `confidant serve`.
-pub async fn serve(console: &Console, dir: &Path, listen: Option<String>) -> Result<()> {
-    instance::serve(console, dir, listen, announce).await
+pub async fn serve(console: &Console, dir: &Path, listen: Option<String>, no_backup: bool) -> Result<()> {
+    let upgrade = if no_backup { instance::Upgrade::NoBackup } else { instance::Upgrade::BackupFirst };
+    instance::serve(console, dir, listen, upgrade, &crate::progress::Stderr, announce).await
 }
 
 /// `confidant token create`: the token on stdout, the rest on stderr.

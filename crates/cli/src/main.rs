@@ -94,6 +94,11 @@ enum Command {
         /// Address to listen on, overriding the configuration (default 127.0.0.1:8080).
         #[arg(long)]
         listen: Option<String>,
+        /// A database from an older release is upgraded after an encrypted backup
+        /// (DIR/pre-upgrade-*.backup) has been made and verified. With this flag it is
+        /// upgraded without one: only after a backup of your own (PostgreSQL: pg_dump)
+        #[arg(long)]
+        no_backup: bool,
     },
     /// Staff and patient accounts.
     User {
@@ -661,7 +666,7 @@ fn main() -> ExitCode {
                 let options = InitOptions { key_file, database_url, passphrase, token, honey_records };
                 instance::init(console, &dir, options).await
             }
-            Command::Serve { dir, listen } => instance::serve(console, &dir, listen).await,
+            Command::Serve { dir, listen, no_backup } => instance::serve(console, &dir, listen, no_backup).await,
             Command::User { action } => match action {
                 UserAction::Add { dir, username, role, name, practitioner, patient, password_stdin } => {
                     users::add(

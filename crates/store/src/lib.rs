@@ -226,6 +226,12 @@ impl Store {
         self.backend.name()
     }
 
+    /// The schema version the database is at (0: no schema yet), and the one
+    /// this build brings it to.
+    pub async fn schema_versions(&self) -> Result<(i64, i64)> {
+        schema::versions(&self.pool).await
+    }
+
     /// Bring the schema up to date. Idempotent.
     pub async fn migrate(&self) -> Result<()> {
         schema::migrate(&self.pool, self.backend).await

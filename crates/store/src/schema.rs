@@ -236,6 +236,17 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE api_tokens ADD COLUMN label_sealed {blob};",
 ];
 
+/// (the database's schema version, this build's); 0 where there is no schema yet.
+pub(crate) async fn versions(pool: &AnyPool) -> Result<(i64, i64)> {
+    let supported = MIGRATIONS.len() as i64;
+    let found = match sqlx::query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetch_one(pool).await {
+        Ok(row) => row.try_get(0)?,
+        // No table: a database no migration ever touched.
+        Err(_) => 0,
+    };
+    Ok((found, supported))
+}
+
 pub(crate) async fn migrate(pool: &AnyPool, backend: &dyn Backend) -> Result<()> {
     sqlx::raw_sql(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
