@@ -14,7 +14,7 @@ use crate::both_backends;
 use crate::common::{Db, Instance, PASSWORD, Server, add_user, create_token, encounter, note, patient, run};
 
 /// What each role may do to each type: R read, W write, - nothing.
-/// This is the table in docs/admin.md, "Who may do what"; the test derives every expected status from it.
+/// This is the README's table; the test derives every expected status from it.
 const TYPES: [&str; 6] = ["Patient", "Practitioner", "Encounter", "DocumentReference", "CareTeam", "Appointment"];
 const MATRIX: &[(&str, [&str; 6])] = &[
     ("admin", ["-", "RW", "-", "-", "RW", "-"]),
