@@ -219,6 +219,8 @@ pub async fn send(console: &Console, dir: &Path) -> Result<SweepReport> {
 pub fn spawn(records: Arc<Records>, out: Outbound, every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
+            // The first sweep one interval after the start: a restart loop sends nothing extra.
+            tokio::time::sleep(every).await;
             match sweep(&records, &out).await {
                 Ok(r) if r.sent + r.failed + r.unreachable > 0 => {
                     tracing::info!(sent = r.sent, failed = r.failed, unreachable = r.unreachable, "reminders")
@@ -226,7 +228,6 @@ pub fn spawn(records: Arc<Records>, out: Outbound, every: Duration) -> tokio::ta
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "the reminder sweep failed; it runs again later"),
             }
-            tokio::time::sleep(every).await;
         }
     })
 }

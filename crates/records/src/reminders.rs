@@ -440,7 +440,7 @@ impl Records {
             m.insert("status".into(), json!("cancelled"));
             m.insert(
                 "cancelationReason".into(),
-                json!({"coding": [{"system": CANCELLATION_SYSTEM, "code": "pat", "display": "Patient"}]}),
+                json!({"coding": [{"system": CANCELLATION_SYSTEM, "code": "pat"}]}),
             );
         }
         let rt = ResourceType::Appointment;
