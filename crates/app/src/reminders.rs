@@ -151,14 +151,18 @@ impl Outbound {
         if let (Some((transport, from)), Some(to)) = (&self.email, &due.email) {
             match sinks::send_mail(transport, from, to, &subject, text.clone()).await {
                 Ok(()) => channels.push("email"),
-                Err(e) => tracing::warn!(appointment = %due.appointment_id, error = %without_addresses(&e), "a reminder e-mail failed"),
+                Err(e) => {
+                    tracing::warn!(appointment = %due.appointment_id, error = %without_addresses(&e), "a reminder e-mail failed")
+                }
             }
         }
         if let (Some((http, url, secret)), Some(to)) = (&self.sms, &due.phone) {
             let body = serde_json::to_vec(&json!({"to": to, "text": text})).unwrap_or_default();
             match sinks::post_json(http, url, secret.as_deref(), body).await {
                 Ok(()) => channels.push("sms"),
-                Err(e) => tracing::warn!(appointment = %due.appointment_id, error = %e, "a reminder text message failed"),
+                Err(e) => {
+                    tracing::warn!(appointment = %due.appointment_id, error = %e, "a reminder text message failed")
+                }
             }
         }
         Ok(channels)
@@ -206,7 +210,8 @@ pub async fn send(console: &Console, dir: &Path) -> Result<SweepReport> {
         bail!("reminders are off: set `enabled = true` in [reminders] of {}", Config::path(dir).display());
     }
     let base = config.server.public_url.clone().unwrap_or_else(|| format!("http://{}", config.server.listen));
-    let out = Outbound::new(config, &base).with_context(|| format!("in [reminders] of {}", Config::path(dir).display()));
+    let out =
+        Outbound::new(config, &base).with_context(|| format!("in [reminders] of {}", Config::path(dir).display()));
     let report = match out {
         Ok(out) => sweep(&instance.records, &out).await,
         Err(e) => Err(e),

@@ -134,7 +134,8 @@ pub fn smtp_transport(settings: &AlertSettings) -> Result<Option<AsyncSmtpTransp
         builder = builder.port(port);
     }
     if let Some(user) = &settings.smtp_username {
-        let path = settings.smtp_password_file.as_ref().ok_or("alerts.smtp_username needs alerts.smtp_password_file")?;
+        let path =
+            settings.smtp_password_file.as_ref().ok_or("alerts.smtp_username needs alerts.smtp_password_file")?;
         builder = builder.credentials(Credentials::new(user.clone(), read_secret(path, "SMTP password")?));
     }
     Ok(Some(builder.build()))

@@ -18,9 +18,7 @@ pub const CANCEL_LINK_ACTOR: &str = "cancel-link";
 /// API token, never staff) sees their own, and nothing else.
 pub fn own_appointments(p: &Principal) -> Result<&str, Denied> {
     match (p.role, p.patient_id.as_deref()) {
-        (Role::Patient, _) if p.scopes.is_some() => {
-            Err(Denied::Scope { action: "cancel", resource: "Appointment" })
-        }
+        (Role::Patient, _) if p.scopes.is_some() => Err(Denied::Scope { action: "cancel", resource: "Appointment" }),
         (Role::Patient, Some(id)) if !id.is_empty() => Ok(id),
         (Role::Patient, _) => Err(Denied::Unlinked("Patient")),
         (role, _) => Err(Denied::Role { role, action: "cancel as a patient", resource: "Appointment" }),
@@ -118,7 +116,10 @@ mod tests {
         let a = AppointmentFacts { patient: "p1", status: "booked", start: Some(now + 30 * hour) };
         assert_eq!(may_patient_cancel("p1", &a, now, 24), Ok(()));
         assert_eq!(may_patient_cancel("p2", &a, now, 24), Err(CancelRefused::NotTheirs));
-        assert_eq!(may_patient_cancel("", &AppointmentFacts { patient: "", ..a }, now, 24), Err(CancelRefused::NotTheirs));
+        assert_eq!(
+            may_patient_cancel("", &AppointmentFacts { patient: "", ..a }, now, 24),
+            Err(CancelRefused::NotTheirs)
+        );
         assert_eq!(may_patient_cancel("p1", &a, now, 31), Err(CancelRefused::TooLate));
         // Exactly at the notice boundary: allowed (the notice is "at least N hours").
         assert_eq!(may_patient_cancel("p1", &a, now, 30), Ok(()));

@@ -111,9 +111,11 @@ fn contact_of(patient: &Value) -> (Option<String>, Option<String>, Option<String
     let phone = telecom
         .iter()
         .filter(|t| system(t) == "sms")
-        .chain(telecom.iter().filter(|t| {
-            system(t) == "phone" && t.get("use").and_then(Value::as_str).is_none_or(|u| u == "mobile")
-        }))
+        .chain(
+            telecom
+                .iter()
+                .filter(|t| system(t) == "phone" && t.get("use").and_then(Value::as_str).is_none_or(|u| u == "mobile")),
+        )
         .find_map(value)
         .map(str::to_owned);
     let language = patient
@@ -198,12 +200,13 @@ impl Records {
                 }
                 let mark = format!("reminder:{}:{start}", row.id);
                 let Some(claim) = self.claim_reminder(&mark, now).await? else { continue };
-                let Some(patient_row) = self.store.read(ResourceType::Patient.as_str(), &row.compartment).await?
-                else {
+                let Some(patient_row) = self.store.read(ResourceType::Patient.as_str(), &row.compartment).await? else {
                     continue;
                 };
-                let entries =
-                    [self.reminder_entry(AuditAction::Read, &row), self.reminder_entry(AuditAction::Read, &patient_row)];
+                let entries = [
+                    self.reminder_entry(AuditAction::Read, &row),
+                    self.reminder_entry(AuditAction::Read, &patient_row),
+                ];
                 let patient = self.open_record(patient_row).await?;
                 let (email, phone, language) = contact_of(&patient.resource);
                 self.append_system(&entries).await?;
@@ -235,10 +238,8 @@ impl Records {
         }
         let Some(current) = self.store.setting(mark).await? else { return Ok(None) };
         let text = String::from_utf8_lossy(&current);
-        let stale = text
-            .strip_prefix("claimed:")
-            .and_then(|t| t.parse::<i64>().ok())
-            .is_some_and(|at| now - at > CLAIM_MS);
+        let stale =
+            text.strip_prefix("claimed:").and_then(|t| t.parse::<i64>().ok()).is_some_and(|at| now - at > CLAIM_MS);
         if !stale {
             return Ok(None);
         }
@@ -390,8 +391,10 @@ impl Records {
     /// The patient's own appointments, soonest first (each read audited).
     pub async fn own_appointments(&self, p: &Principal) -> Result<Vec<Stored>> {
         let patient = rules::own_appointments(p).map_err(|d| RecordsError::Forbidden(d.to_string()))?.to_owned();
-        let (rows, _) =
-            self.store.search(ResourceType::Appointment.as_str(), &[Criterion::Compartment(patient)], None, 200).await?;
+        let (rows, _) = self
+            .store
+            .search(ResourceType::Appointment.as_str(), &[Criterion::Compartment(patient)], None, 200)
+            .await?;
         let mut entries = Vec::with_capacity(rows.len());
         let mut out = Vec::with_capacity(rows.len());
         for (row, _) in rows {
@@ -438,10 +441,7 @@ impl Records {
     async fn write_cancellation(&self, p: &Principal, current: VersionRow, mut resource: Value) -> Result<Stored> {
         if let Value::Object(m) = &mut resource {
             m.insert("status".into(), json!("cancelled"));
-            m.insert(
-                "cancelationReason".into(),
-                json!({"coding": [{"system": CANCELLATION_SYSTEM, "code": "pat"}]}),
-            );
+            m.insert("cancelationReason".into(), json!({"coding": [{"system": CANCELLATION_SYSTEM, "code": "pat"}]}));
         }
         let rt = ResourceType::Appointment;
         let checked =
@@ -489,10 +489,7 @@ mod tests {
             ],
             "communication": [{"language": {"coding": [{"system": "urn:ietf:bcp:47", "code": "fi-FI"}]}}]
         });
-        assert_eq!(
-            contact_of(&p),
-            (Some("a@example.fi".into()), Some("+358 40 123 4567".into()), Some("fi".into()))
-        );
+        assert_eq!(contact_of(&p), (Some("a@example.fi".into()), Some("+358 40 123 4567".into()), Some("fi".into())));
         assert_eq!(contact_of(&json!({"resourceType": "Patient"})), (None, None, None));
         let sv = json!({"communication": [{"language": {"coding": [{"code": "sv"}]}}]});
         assert_eq!(contact_of(&sv).2, None, "only Finnish or English");

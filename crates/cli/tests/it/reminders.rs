@@ -59,6 +59,29 @@ async fn page(r: reqwest::Response, token: &str) -> (StatusCode, String) {
     (st, if token.is_empty() { text } else { text.replace(token, "TOKEN") })
 }
 
+/// Validate `docs` with the independent FHIR validator (skipped, loudly, without it).
+fn validate(docs: &[Value]) {
+    use std::io::Write;
+    let Some(path) = std::env::var_os("CONFIDANT_FHIR_VALIDATOR_PATH") else {
+        assert!(std::env::var("CI").ok().as_deref() != Some("true"), "the validator must be set in CI");
+        eprintln!("\n*** SKIPPED the FHIR validation of reminders: set CONFIDANT_FHIR_VALIDATOR_PATH ***\n");
+        return;
+    };
+    let mut child = std::process::Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fhir_validate.py"))
+        .env("PYTHONPATH", path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&serde_json::to_vec(docs).unwrap()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{report}");
+    assert!(report.contains(&format!("validated {} resources, 0 invalid", docs.len())), "{report}");
+}
+
 async fn reminders_are_sent_once_say_nothing_clinical_and_cancel_once(db: Db) {
     let inst = Instance::new(db).await;
     let hook = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -150,7 +173,10 @@ async fn reminders_are_sent_once_say_nothing_clinical_and_cancel_once(db: Db) {
         let (st, body) = page(anon.get(&format!("/cancel/{l}")).await, l).await;
         assert_eq!(st, StatusCode::OK, "{body}");
         assert!(body.contains("Testiklinikka"), "{body}");
-        assert_eq!(hits(&[("page".into(), body.clone().into_bytes())], &[family.clone(), given.clone()]), Vec::<String>::new());
+        assert_eq!(
+            hits(&[("page".into(), body.clone().into_bytes())], &[family.clone(), given.clone()]),
+            Vec::<String>::new()
+        );
         if body.contains("Cancel your appointment?") {
             assert!(body.contains("action=\"/cancel/TOKEN\""), "{body}");
             open_link = Some(l.clone());
@@ -195,7 +221,12 @@ async fn reminders_are_sent_once_say_nothing_clinical_and_cancel_once(db: Db) {
 
     // The link cancels, once, with the patient's reason; then it is dead.
     let (st, done) = page(bare_post(&s, &format!("/cancel/{open_link}")).await, &open_link).await;
-    assert_eq!(st, StatusCode::OK, "{done}\n{}", s.output().lines().filter(|l| l.contains("cancel link")).collect::<Vec<_>>().join("\n"));
+    assert_eq!(
+        st,
+        StatusCode::OK,
+        "{done}\n{}",
+        s.output().lines().filter(|l| l.contains("cancel link")).collect::<Vec<_>>().join("\n")
+    );
     assert!(done.contains("has been cancelled"), "{done}");
     let a = status_of(&s, &soon).await;
     assert_eq!(a["status"], "cancelled");
@@ -266,6 +297,15 @@ async fn reminders_are_sent_once_say_nothing_clinical_and_cancel_once(db: Db) {
     // The access log shows the reminder.
     let log = me.get("/me/access-log").await.text().await.unwrap();
     assert!(log.contains("automatic appointment reminder") && log.contains("the cancel link of a reminder"), "{log}");
+    // Valid FHIR R4 by the independent validator: the patient's cancellation and
+    // the access log with the reminder's entries, as AuditEvents.
+    let pat_token = crate::common::create_token(&inst.dir, "pat1", "user/*.read");
+    let r = s.http.get(s.fhir("AuditEvent?_count=100")).bearer_auth(&pat_token).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let events: Value = r.json().await.unwrap();
+    let text = events.to_string();
+    assert!(text.contains("appointment reminder") && !text.contains(&family), "{text}");
+    validate(&[status_of(&s, &soon).await, status_of(&s, &later).await, events]);
     s.stop();
 }
 both_backends!(reminders_are_sent_once_say_nothing_clinical_and_cancel_once);
