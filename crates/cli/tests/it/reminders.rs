@@ -199,7 +199,7 @@ async fn reminders_are_sent_once_say_nothing_clinical_and_cancel_once(db: Db) {
         "..%2F..%2Fetc%2Fpasswd".to_owned(),
         "%27%20OR%201%3D1--".to_owned(),
         format!("{open_link}%00"),
-        format!("{}", &open_link[..63]),
+        open_link[..63].to_owned(),
     ] {
         for post in [false, true] {
             let url = format!("{}/cancel/{hostile}", s.url);
