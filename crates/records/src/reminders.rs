@@ -209,7 +209,7 @@ impl Records {
                 ];
                 let patient = self.open_record(patient_row).await?;
                 let (email, phone, language) = contact_of(&patient.resource);
-                self.append_system(&entries).await?;
+                self.append_system(&entries, false).await?;
                 out.push(DueReminder {
                     appointment_id: row.id.clone(),
                     patient_id: row.compartment.clone(),
@@ -269,7 +269,7 @@ impl Records {
         let mut e = self.reminder_entry(AuditAction::Export, &row);
         e.version = None;
         e.target = Some(format!("reminder {channels}"));
-        self.append_system(&[e]).await
+        self.append_system(&[e], false).await
     }
 
     /// The patient has no address this clinic sends reminders to: marked, so
@@ -289,10 +289,16 @@ impl Records {
         Ok(())
     }
 
-    async fn append_system(&self, entries: &[Entry]) -> Result<()> {
+    /// Append entries that no session or token made. `watched`: shown to the
+    /// detector too (guessed links are; the sweep's reads and the links'
+    /// cancellations are not: one actor for every patient would look like a
+    /// bulk read and be stopped, which would stop reminders and links).
+    async fn append_system(&self, entries: &[Entry], watched: bool) -> Result<()> {
         match self.auditor.append(entries).await {
             Ok(()) => {
-                self.observe(None, entries).await;
+                if watched {
+                    self.observe(None, entries).await;
+                }
                 Ok(())
             }
             Err(e) => {
@@ -348,13 +354,13 @@ impl Records {
             e.source = Some(source.to_owned());
             e.resource = Some(ResourceType::Appointment.as_str().to_owned());
             e.target = Some("unknown cancel link".to_owned());
-            self.append_system(&[e]).await?;
+            self.append_system(&[e], true).await?;
             return Ok(None);
         };
         let p = Self::link_principal(&row.compartment, Some(source));
         let entry = self.entry(&p, AuditAction::Read, Outcome::Success, Some(&row), Seen::Yes);
         let stored = self.open_record(row.clone()).await?;
-        let stored = self.audited(&p, &[entry], stored).await?;
+        self.append_system(&[entry], false).await?;
         Ok(Some((name, row, stored)))
     }
 
@@ -461,7 +467,9 @@ impl Records {
             let audit = [self.entry(p, AuditAction::Update, Outcome::Success, Some(&row), Seen::Yes).to_row()];
             match self.store.update(write, current.version_id, &audit).await {
                 Ok(()) => {
-                    self.committed(Some(p), &audit).await;
+                    // A link's change is not the detector's to count (see `append_system`); a session's is.
+                    let watched = (p.user_id != CANCEL_LINK_ACTOR).then_some(p);
+                    self.committed(watched, &audit).await;
                     return Ok(Stored { resource_type: rt, id, version_id: version, last_updated: now, resource });
                 }
                 Err(StoreError::StaleKey) if !retried => {
