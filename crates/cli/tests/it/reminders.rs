@@ -327,3 +327,66 @@ async fn reminders_need_to_be_enabled_and_configured() {
     let out = run(&["reminders", "send", "--dir", dir]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("http(s) URL"));
 }
+
+/// A send interrupted by a crash (a claim older than ten minutes, never marked
+/// sent) is sent once more; a fresh claim (another node sending now) and a
+/// taken-over one are left alone.
+async fn a_crashed_send_is_retried_once_and_a_fresh_claim_left_alone(db: Db) {
+    let inst = Instance::new(db).await;
+    let hook = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_url = format!("http://{}/sms", hook.local_addr().unwrap());
+    let mut texts = webhook_receiver(hook).await;
+    inst.configure(|t| {
+        Instance::set(t, "reminders", "enabled", true.into());
+        Instance::set(t, "reminders", "email", false.into());
+        Instance::set(t, "reminders", "sms_webhook", hook_url.clone().into());
+        Instance::set(t, "reminders", "interval_seconds", 3600.into());
+    });
+    let s = inst.start();
+    let mut p = patient("Kaatunut", "Kalle");
+    p["telecom"] = json!([{"system": "sms", "value": "+358401111111"}]);
+    let pid = s.create(&p).await["id"].as_str().unwrap().to_owned();
+    let start = in_hours(4.0);
+    let start_ms = time::OffsetDateTime::parse(&start, &time::format_description::well_known::Rfc3339)
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+        .unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(s.create(&appointment(&pid, &start, "booked")).await["id"].as_str().unwrap().to_owned());
+    }
+    #[allow(clippy::disallowed_methods)]
+    let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    // ids[0]: crashed 11 minutes ago; ids[1]: claimed a moment ago; ids[2]: already taken over once.
+    let marks =
+        [format!("claimed:{}", now - 11 * 60_000), format!("claimed:{now}"), format!("retry:{}", now - 3_600_000)];
+    let mut conn = inst.db().await;
+    for (id, mark) in ids.iter().zip(&marks) {
+        sqlx::query(sqlx::AssertSqlSafe(crate::audit::q(
+            &inst,
+            "INSERT INTO instance_settings (name, value, created_at) VALUES (?, ?, ?)",
+        )))
+        .bind(format!("reminder:{id}:{start_ms}"))
+        .bind(mark.as_bytes().to_vec())
+        .bind(now)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    let said = send(&inst).await;
+    assert!(said.contains("1 sent, 0 failed"), "{said}");
+    let (_, body) = next(&mut texts, "the re-sent reminder").await;
+    assert!(String::from_utf8_lossy(&body).contains("/cancel/"));
+    let again = send(&inst).await;
+    assert!(again.contains("0 sent"), "{again}");
+    assert!(texts.try_recv().is_err(), "re-sent once at most");
+    let rows = crate::audit::rows(&inst).await;
+    let sent: Vec<Value> = rows
+        .iter()
+        .map(|r| serde_json::from_slice::<Value>(&r.entry).unwrap())
+        .filter(|e| e["actor"] == "reminders" && e["action"] == "export")
+        .collect();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["resource"], format!("Appointment/{}", ids[0]));
+    s.stop();
+}
+both_backends!(a_crashed_send_is_retried_once_and_a_fresh_claim_left_alone);
