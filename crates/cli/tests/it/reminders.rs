@@ -307,6 +307,13 @@ async fn reminders_are_sent_once_say_nothing_clinical_and_cancel_once(db: Db) {
     assert!(text.contains("appointment reminder") && !text.contains(&family), "{text}");
     validate(&[status_of(&s, &soon).await, status_of(&s, &later).await, events]);
     s.stop();
+    // At rest too: the marks and link hashes beside the sealed records name no one.
+    let at_rest: Vec<(String, Vec<u8>)> = crate::common::files_under(&inst.dir)
+        .into_iter()
+        .chain(crate::common::files_under(&inst.logs_dir()))
+        .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap_or_default()))
+        .collect();
+    assert_eq!(hits(&at_rest, &[family, given, note_text]), Vec::<String>::new());
 }
 both_backends!(reminders_are_sent_once_say_nothing_clinical_and_cancel_once);
 
