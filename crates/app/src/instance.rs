@@ -310,7 +310,7 @@ impl Instance {
         .map_err(|e| anyhow::anyhow!("{e} (in [alerts] of {})", Config::path(dir).display()))?;
         // Appointment reminders, every `[reminders] interval_seconds`, when enabled.
         let reminders = if config.reminders.enabled {
-            let out = crate::reminders::Outbound::new(config, &base_url)
+            let out = crate::reminders::Outbound::new(config)
                 .with_context(|| format!("in [reminders] of {}", Config::path(dir).display()))?;
             let every = std::time::Duration::from_secs(config.reminders.interval_seconds.max(10));
             Some(crate::reminders::spawn(records.clone(), out, every))

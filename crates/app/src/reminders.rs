@@ -54,10 +54,16 @@ pub struct SweepReport {
 }
 
 impl Outbound {
-    /// The channels `[reminders]` configures; errors say what to fix. `base_url`:
-    /// the server's public address, the start of every cancel link.
-    pub fn new(config: &Config, base_url: &str) -> Result<Outbound> {
+    /// The channels `[reminders]` configures; errors say what to fix. Cancel
+    /// links start with `[server] public_url`, which patients must reach: required.
+    pub fn new(config: &Config) -> Result<Outbound> {
         let r = &config.reminders;
+        let Some(base_url) = config.server.public_url.as_deref() else {
+            bail!(
+                "reminders need [server] public_url: the address patients open the cancel links at \
+                 (e.g. \"https://clinic.example\")"
+            );
+        };
         let email = if r.email {
             let transport = sinks::smtp_transport(&config.alerts)
                 .map_err(|e| anyhow::anyhow!("{e} (in [alerts], which reminder e-mail uses)"))?;
@@ -209,9 +215,7 @@ pub async fn send(console: &Console, dir: &Path) -> Result<SweepReport> {
         instance.records.store().close().await;
         bail!("reminders are off: set `enabled = true` in [reminders] of {}", Config::path(dir).display());
     }
-    let base = config.server.public_url.clone().unwrap_or_else(|| format!("http://{}", config.server.listen));
-    let out =
-        Outbound::new(config, &base).with_context(|| format!("in [reminders] of {}", Config::path(dir).display()));
+    let out = Outbound::new(config).with_context(|| format!("in [reminders] of {}", Config::path(dir).display()));
     let report = match out {
         Ok(out) => sweep(&instance.records, &out).await,
         Err(e) => Err(e),

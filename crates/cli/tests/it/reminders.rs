@@ -105,11 +105,11 @@ async fn reminders_are_sent_once_say_nothing_clinical_and_cancel_once(db: Db) {
         Instance::set(t, "reminders", "sms_webhook_secret_file", secret_file.display().to_string().into());
         // The server's own sweep waits an hour: this test sends with the command.
         Instance::set(t, "reminders", "interval_seconds", 3600.into());
+        // The links start with the address patients reach (the test serves on another).
+        Instance::set(t, "server", "public_url", "http://clinic.invalid".into());
     });
     add_user(&inst.dir, "desk", "reception", &[]);
     let s = inst.start();
-    // The links start with the server's public address (the command reads it from the configuration).
-    inst.configure(|t| Instance::set(t, "server", "public_url", s.url.clone().into()));
     let (family, given, note_text) = (canary(), canary(), canary());
     let mut p = patient(&family, &given);
     p["telecom"] = json!([
@@ -145,7 +145,7 @@ async fn reminders_are_sent_once_say_nothing_clinical_and_cancel_once(db: Db) {
         assert_eq!(v["to"], "+358401234567");
         let text = v["text"].as_str().unwrap().to_owned();
         assert!(text.contains("Testiklinikka") && text.contains("(EE") && text.contains(" at "), "{text}");
-        let link = text.split(&format!("{}/cancel/", s.url)).nth(1).unwrap().split_whitespace().next().unwrap();
+        let link = text.split("http://clinic.invalid/cancel/").nth(1).unwrap().split_whitespace().next().unwrap();
         assert_eq!(link.len(), 64, "{text}");
         assert_eq!(v.as_object().unwrap().len(), 2, "only to and text: {v}");
         links.push(link.to_owned());
@@ -329,7 +329,17 @@ async fn reminders_need_to_be_enabled_and_configured() {
     let out = run(&["reminders", "send", "--dir", dir]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("public_url"), "{err}");
+    inst.configure(|t| Instance::set(t, "server", "public_url", "https://clinic.example".into()));
+    let out = run(&["reminders", "send", "--dir", dir]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no channel") && err.contains("sms_webhook"), "{err}");
+    // `serve` refuses the same configuration, saying where.
+    let out = run(&["serve", "--dir", dir, "--listen", "127.0.0.1:0"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("[reminders]") && err.contains("no channel"), "{err}");
     inst.configure(|t| Instance::set(t, "reminders", "sms_webhook", "ftp://x".into()));
     let out = run(&["reminders", "send", "--dir", dir]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("http(s) URL"));
@@ -348,6 +358,7 @@ async fn a_crashed_send_is_retried_once_and_a_fresh_claim_left_alone(db: Db) {
         Instance::set(t, "reminders", "email", false.into());
         Instance::set(t, "reminders", "sms_webhook", hook_url.clone().into());
         Instance::set(t, "reminders", "interval_seconds", 3600.into());
+        Instance::set(t, "server", "public_url", "http://clinic.invalid".into());
     });
     let s = inst.start();
     let mut p = patient("Kaatunut", "Kalle");
