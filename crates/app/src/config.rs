@@ -40,6 +40,9 @@ pub struct Config {
     /// How the log is written (to standard error).
     #[serde(default)]
     pub logging: Logging,
+    /// Appointment reminders to patients: e-mail (through the SMTP server of `[alerts]`) and an SMS webhook.
+    #[serde(default)]
+    pub reminders: Reminders,
 }
 
 /// The log's shape: `text` for people, `json` (one object a line) for a SIEM.
@@ -128,6 +131,41 @@ pub fn env_overrides(table: &mut toml::Table, env: impl Iterator<Item = (String,
         tracing::info!(overrides = %applied.join(", "), "configuration overridden by the environment");
     }
     Ok(applied)
+}
+
+/// `[reminders]`: reminders of booked appointments, with no clinical content
+/// (the clinic, the date and time in its zone, a cancel link).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Reminders {
+    /// Off by default; `confidant reminders send` and `serve` send nothing until it is on.
+    pub enabled: bool,
+    /// Remind of appointments starting within this many hours.
+    pub lead_hours: u32,
+    /// Send by e-mail to the patient's `telecom` e-mail, through the SMTP server of `[alerts]`.
+    pub email: bool,
+    /// The sender address of reminder e-mails (required with `email`).
+    pub from: Option<String>,
+    /// POST `{"to": phone, "text": message}` here for each patient with a mobile phone.
+    pub sms_webhook: Option<String>,
+    /// Signs SMS webhook bodies like the alert webhook (`X-Confidant-Signature`), if given.
+    pub sms_webhook_secret_file: Option<PathBuf>,
+    /// How often `serve` looks for reminders due.
+    pub interval_seconds: u64,
+}
+
+impl Default for Reminders {
+    fn default() -> Self {
+        Reminders {
+            enabled: false,
+            lead_hours: 24,
+            email: true,
+            from: None,
+            sms_webhook: None,
+            sms_webhook_secret_file: None,
+            interval_seconds: 300,
+        }
+    }
 }
 
 /// The practice: what patients and staff see of it, and the rules of its day.

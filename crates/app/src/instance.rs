@@ -127,6 +127,7 @@ pub async fn init(console: &Console, dir: &Path, options: InitOptions) -> Result
         clinic: config::Clinic::for_this_machine(),
         metrics: Default::default(),
         logging: Default::default(),
+        reminders: Default::default(),
     };
     let store = Store::connect(&config.database_url(&dir)?, true).await.context("cannot open the database")?;
     if confidant_records::instance_id(&store).await.ok().flatten().is_some() {
@@ -393,6 +394,15 @@ impl Instance {
             console.clock(),
         )
         .map_err(|e| anyhow::anyhow!("{e} (in [alerts] of {})", Config::path(dir).display()))?;
+        // Appointment reminders, every `[reminders] interval_seconds`, when enabled.
+        let reminders = if config.reminders.enabled {
+            let out = crate::reminders::Outbound::new(config)
+                .with_context(|| format!("in [reminders] of {}", Config::path(dir).display()))?;
+            let every = std::time::Duration::from_secs(config.reminders.interval_seconds.max(10));
+            Some(crate::reminders::spawn(records.clone(), out, every))
+        } else {
+            None
+        };
         let settings = confidant_identity::Settings {
             passkey_site: config.server.public_url.clone(),
             ..config.access.identity_settings()
@@ -477,6 +487,9 @@ impl Instance {
         // Undelivered alerts stay queued in the database for the next start.
         for s in sinks {
             s.abort();
+        }
+        if let Some(r) = reminders {
+            r.abort();
         }
         tracing::info!("stopped; closing the database");
         records.store().close().await;

@@ -24,6 +24,7 @@
 //! | [`honey`] | planting honey records |
 //! | [`synthetic`] | synthetic patients (honey records and the demo) |
 //! | [`incident`] | the incident report and containment |
+//! | [`reminders`] | appointment reminders: the sweep, e-mail and the SMS webhook |
 //! | [`progress`] | the progress callbacks the CLI implements |
 #![forbid(unsafe_code)]
 
@@ -40,6 +41,7 @@ pub mod keys;
 pub mod metrics;
 pub mod patient;
 pub mod progress;
+pub mod reminders;
 pub mod secrets;
 pub mod synthetic;
 

@@ -186,6 +186,23 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Appointment reminders to patients (e-mail, SMS webhook), as configured in [reminders].
+    Reminders {
+        #[command(subcommand)]
+        action: RemindersAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RemindersAction {
+    /// Send the reminders due now: booked appointments starting within
+    /// [reminders] lead_hours that have had none. Each is sent once; safe to run
+    /// from cron while `serve` also sends them. Prints what was sent.
+    Send {
+        /// The instance directory (holds confidant.toml).
+        #[arg(long)]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -762,6 +779,14 @@ fn main() -> ExitCode {
             Command::Retention { action } => match action {
                 RetentionAction::Run { dir, dry_run } => patient::retention(console, &dir, dry_run).await,
             },
+            Command::Reminders { action: RemindersAction::Send { dir } } => {
+                confidant_app::reminders::send(console, &dir).await.map(|r| {
+                    println!(
+                        "Reminders: {} sent, {} failed (tried again next time), {} patients without an e-mail address or mobile phone.",
+                        r.sent, r.failed, r.unreachable
+                    );
+                })
+            }
             Command::Keys { action } => match action {
                 KeysAction::Status { dir } => keys::status(console, &dir).await,
                 KeysAction::Rotate { dir, patient: None } => keys::rotate(console, &dir).await,

@@ -101,7 +101,8 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
     format!("sha256={}", hex::encode(confidant_vault::hmac_sha256(secret, body)))
 }
 
-fn read_secret(path: &std::path::Path, what: &str) -> Result<String, String> {
+/// A secret from a file of its own, refused if others may read it.
+pub fn read_secret(path: &std::path::Path, what: &str) -> Result<String, String> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -117,6 +118,71 @@ fn read_secret(path: &std::path::Path, what: &str) -> Result<String, String> {
     let s = std::fs::read_to_string(path).map_err(|e| format!("cannot read the {what} {}: {e}", path.display()))?;
     Ok(s.trim().to_owned())
 }
+
+/// The SMTP server of `[alerts]` (host, port, security, credentials), if a
+/// host is set. Appointment reminders are sent through the same server.
+pub fn smtp_transport(settings: &AlertSettings) -> Result<Option<AsyncSmtpTransport<Tokio1Executor>>, String> {
+    let Some(host) = &settings.smtp_host else { return Ok(None) };
+    let builder = match settings.smtp_security.as_str() {
+        "none" => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
+        "tls" => AsyncSmtpTransport::<Tokio1Executor>::relay(host).map_err(|e| e.to_string())?,
+        "starttls" => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host).map_err(|e| e.to_string())?,
+        other => return Err(format!("alerts.smtp_security must be starttls, tls or none, not {other:?}")),
+    };
+    let mut builder = builder.timeout(Some(Duration::from_secs(30)));
+    if let Some(port) = settings.smtp_port {
+        builder = builder.port(port);
+    }
+    if let Some(user) = &settings.smtp_username {
+        let path =
+            settings.smtp_password_file.as_ref().ok_or("alerts.smtp_username needs alerts.smtp_password_file")?;
+        builder = builder.credentials(Credentials::new(user.clone(), read_secret(path, "SMTP password")?));
+    }
+    Ok(Some(builder.build()))
+}
+
+/// The HTTP client of webhooks: a timeout, and no redirects (a redirect would
+/// turn the POST into a body-less GET that "succeeds").
+pub fn webhook_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// POST a JSON `body` to `url`, signed (the [`SIGNATURE_HEADER`]) when a secret is given.
+pub async fn post_json(http: &reqwest::Client, url: &str, secret: Option<&[u8]>, body: Vec<u8>) -> Result<(), String> {
+    let mut req = http.post(url).header(reqwest::header::CONTENT_TYPE, "application/json");
+    if let Some(secret) = secret {
+        req = req.header(SIGNATURE_HEADER, signature(secret, &body));
+    }
+    let resp = req.body(body).send().await.map_err(|e| e.without_url().to_string())?;
+    if resp.status().is_success() { Ok(()) } else { Err(format!("the webhook answered {}", resp.status())) }
+}
+
+/// Send one plain-text e-mail through `transport`.
+pub async fn send_mail(
+    transport: &AsyncSmtpTransport<Tokio1Executor>,
+    from: &str,
+    to: &str,
+    subject: &str,
+    text: String,
+) -> Result<(), String> {
+    let from: lettre::message::Mailbox = from.parse().map_err(|e| format!("from address: {e}"))?;
+    let to: lettre::message::Mailbox = to.parse().map_err(|e| format!("to address: {e}"))?;
+    let m = Message::builder().from(from).to(to).subject(subject).header(ContentType::TEXT_PLAIN);
+    let m = m.body(text).map_err(|e| e.to_string())?;
+    transport.send(m).await.map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// Is `s` an e-mail address (or `Name <address>`) that [`send_mail`] takes?
+pub fn is_mailbox(s: &str) -> bool {
+    s.parse::<lettre::message::Mailbox>().is_ok()
+}
+
+/// The SMTP transport type, for the layers that send through [`send_mail`].
+pub type SmtpTransport = AsyncSmtpTransport<Tokio1Executor>;
 
 struct Delivery {
     instance_id: String,
@@ -144,27 +210,8 @@ impl Delivery {
             }
             None => None,
         };
-        let smtp = match (&settings.smtp_host, settings.email_to.is_empty()) {
-            (Some(host), false) => {
-                let builder = match settings.smtp_security.as_str() {
-                    "none" => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
-                    "tls" => AsyncSmtpTransport::<Tokio1Executor>::relay(host).map_err(|e| e.to_string())?,
-                    "starttls" => {
-                        AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host).map_err(|e| e.to_string())?
-                    }
-                    other => return Err(format!("alerts.smtp_security must be starttls, tls or none, not {other:?}")),
-                };
-                let mut builder = builder.timeout(Some(Duration::from_secs(30)));
-                if let Some(port) = settings.smtp_port {
-                    builder = builder.port(port);
-                }
-                if let Some(user) = &settings.smtp_username {
-                    let path = settings
-                        .smtp_password_file
-                        .as_ref()
-                        .ok_or("alerts.smtp_username needs alerts.smtp_password_file")?;
-                    builder = builder.credentials(Credentials::new(user.clone(), read_secret(path, "SMTP password")?));
-                }
+        let smtp = match (smtp_transport(settings)?, settings.email_to.is_empty()) {
+            (Some(transport), false) => {
                 let from = settings.email_from.as_deref().ok_or("alerts.email_to needs alerts.email_from")?;
                 let from = from.parse().map_err(|e| format!("alerts.email_from {from:?}: {e}"))?;
                 let to = settings
@@ -172,16 +219,11 @@ impl Delivery {
                     .iter()
                     .map(|t| t.parse().map_err(|e| format!("alerts.email_to {t:?}: {e}")))
                     .collect::<Result<Vec<_>, _>>()?;
-                Some((builder.build(), from, to))
+                Some((transport, from, to))
             }
             _ => None,
         };
-        // A redirect would turn the POST into a body-less GET that "succeeds": not followed.
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| e.to_string())?;
+        let http = webhook_client()?;
         Ok(Delivery { instance_id: instance_id.to_owned(), http, webhook, smtp })
     }
 
@@ -190,17 +232,7 @@ impl Delivery {
             Sink::Webhook => {
                 let Some((url, secret)) = &self.webhook else { return Ok(()) };
                 let body = webhook_body(&self.instance_id, a);
-                let sig = signature(secret, &body);
-                let resp = self
-                    .http
-                    .post(url)
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .header(SIGNATURE_HEADER, sig)
-                    .body(body)
-                    .send()
-                    .await
-                    .map_err(|e| e.without_url().to_string())?;
-                if resp.status().is_success() { Ok(()) } else { Err(format!("the webhook answered {}", resp.status())) }
+                post_json(&self.http, url, Some(secret), body).await
             }
             Sink::Email => {
                 let Some((transport, from, to)) = &self.smtp else { return Ok(()) };

@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod accounts;
+pub mod appointments;
 mod notes;
 pub mod records;
 

@@ -254,6 +254,8 @@ fn audit_event_json(
         (None, Some(actor)) => {
             let display = match (role, actor.as_str()) {
                 (_, confidant_audit::CONSOLE) => "system administrator (server console)".to_owned(),
+                (_, confidant_policy::appointments::REMINDER_ACTOR) => "automatic appointment reminder".to_owned(),
+                (_, confidant_policy::appointments::CANCEL_LINK_ACTOR) => "the cancel link of a reminder".to_owned(),
                 _ if actor == viewer => "you".to_owned(),
                 ("patient", _) => "another patient account".to_owned(),
                 (r, _) => format!("{r} staff member"),
@@ -284,6 +286,9 @@ fn audit_event_json(
     });
     if e.outcome == Outcome::Denied {
         ev["outcomeDesc"] = json!("refused");
+    }
+    if e.purpose.as_deref() == Some(confidant_policy::appointments::REMINDER_PURPOSE) {
+        ev["purposeOfEvent"] = json!([{"text": confidant_policy::appointments::REMINDER_PURPOSE}]);
     }
     if let Some(p) = &e.purpose
         && p.starts_with("break-glass")

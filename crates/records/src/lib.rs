@@ -28,6 +28,7 @@ mod intake;
 mod key_status;
 mod notes;
 mod reindex;
+mod reminders;
 pub mod rotation;
 mod search;
 mod text;
@@ -38,6 +39,7 @@ pub use incident::{Accesses, IncidentQuery, IncidentReport};
 pub use key_status::{KekVersion, KeyStatus, kek_made_at, kek_made_setting, kek_versions};
 pub use notes::SIGNED_AT;
 pub use reindex::{Reindexed, SETTING_NAME_PREFIXES};
+pub use reminders::{CLAIM_MS, Cancelled, DueReminder, LINK_TOKEN_LEN, LinkState};
 pub use search::{SearchPage, SearchRequest};
 pub use text::{visible_len, visible_text};
 

@@ -12,6 +12,7 @@
 //! incident report). Texts are English, or Finnish from `i18n`.
 
 mod admin;
+mod appointments;
 mod audit;
 mod clinical;
 mod front_desk;
@@ -90,6 +91,9 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
         .route("/audit/incident/report", get(audit::incident_report))
         .route("/me/access-log", get(portal::access_log))
         .route("/me/data", get(portal::my_data))
+        .route("/me/appointments", get(appointments::mine))
+        .route("/me/appointments/{id}/cancel", post(appointments::cancel_mine))
+        .route("/cancel/{token}", get(appointments::link_page).post(appointments::link_cancel))
 }
 
 async fn css() -> Response {
@@ -176,7 +180,10 @@ fn layout(v: Viewer<'_>, title: &str, body: Markup) -> Response {
                                 a href="/register" { (l.t("Register a patient")) }
                                 a href="/admin/care-teams" { (l.t("Care teams")) }
                             }
-                            Some(Role::Patient) => { a href="/me/access-log" { (l.t("Access log")) } }
+                            Some(Role::Patient) => {
+                                a href="/me/appointments" { (l.t("Appointments")) }
+                                a href="/me/access-log" { (l.t("Access log")) }
+                            }
                             Some(Role::Admin) => { a href="/admin" { (l.t("Administration")) } }
                             Some(Role::Auditor) => {
                                 a href="/audit" { (l.t("Audit log")) }

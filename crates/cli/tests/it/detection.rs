@@ -21,7 +21,7 @@ use crate::common::{Db, Instance, PASSWORD, add_user, create_token, note, patien
 
 /// HMAC-SHA256 written out (RFC 2104) with the `sha2` crate: the receiver's
 /// own check, independent of Confidant's crypto.
-fn hmac_sha256(key: &[u8], msg: &[u8]) -> Vec<u8> {
+pub(crate) fn hmac_sha256(key: &[u8], msg: &[u8]) -> Vec<u8> {
     use sha2::{Digest, Sha256};
     let mut k = [0u8; 64];
     if key.len() > 64 {
@@ -39,7 +39,7 @@ fn hmac_sha256(key: &[u8], msg: &[u8]) -> Vec<u8> {
 }
 
 /// A webhook receiver: each request's (signature header, body); answers 200.
-async fn webhook_receiver(listener: TcpListener) -> mpsc::UnboundedReceiver<(String, Vec<u8>)> {
+pub(crate) async fn webhook_receiver(listener: TcpListener) -> mpsc::UnboundedReceiver<(String, Vec<u8>)> {
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Ok((sock, _)) = listener.accept().await {
@@ -76,7 +76,7 @@ async fn webhook_receiver(listener: TcpListener) -> mpsc::UnboundedReceiver<(Str
 }
 
 /// A minimal SMTP server: the DATA of each message.
-async fn smtp_receiver(listener: TcpListener) -> mpsc::UnboundedReceiver<String> {
+pub(crate) async fn smtp_receiver(listener: TcpListener) -> mpsc::UnboundedReceiver<String> {
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Ok((sock, _)) = listener.accept().await {
@@ -120,7 +120,7 @@ async fn smtp_receiver(listener: TcpListener) -> mpsc::UnboundedReceiver<String>
 }
 
 /// Wait for the next item, failing the test after a generous deadline.
-async fn next<T>(rx: &mut mpsc::UnboundedReceiver<T>, what: &str) -> T {
+pub(crate) async fn next<T>(rx: &mut mpsc::UnboundedReceiver<T>, what: &str) -> T {
     tokio::time::timeout(Duration::from_secs(90), rx.recv())
         .await
         .unwrap_or_else(|_| panic!("no {what} arrived"))
@@ -128,7 +128,7 @@ async fn next<T>(rx: &mut mpsc::UnboundedReceiver<T>, what: &str) -> T {
 }
 
 /// A secret file for the webhook, mode 0600, outside the instance directory.
-fn webhook_secret(inst: &Instance) -> (String, std::path::PathBuf) {
+pub(crate) fn webhook_secret(inst: &Instance) -> (String, std::path::PathBuf) {
     let secret = "w3bh00k-s3cret-for-the-test-0123456789abcdef".to_owned();
     let path = inst.key_file.parent().unwrap().join("webhook.secret");
     std::fs::write(&path, &secret).unwrap();

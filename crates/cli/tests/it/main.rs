@@ -25,6 +25,7 @@ mod pentest_reach;
 mod pentest_records;
 mod posture;
 mod prefix;
+mod reminders;
 mod rotation;
 mod tamper;
 mod tls;

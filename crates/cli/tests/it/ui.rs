@@ -245,7 +245,7 @@ async fn pages_refuse_the_wrong_role_the_wrong_patient_no_session_and_hostile_in
     for u in ["clin1", "clin2", "desk", "admin1", "audi", "ulla"] {
         users.insert(u, Browser::sign_in(&s, u).await);
     }
-    let pages: [(&str, &[&str]); 20] = [
+    let pages: [(&str, &[&str]); 21] = [
         ("/patients", &["clin1", "clin2", "desk"]),
         ("/me/passkeys", &["clin1", "clin2", "desk", "admin1", "audi"]),
         (&format!("/notes/{n1}/edit"), &["clin1"]),
@@ -263,6 +263,7 @@ async fn pages_refuse_the_wrong_role_the_wrong_patient_no_session_and_hostile_in
         ("/audit", &["audi"]),
         ("/me/access-log", &["ulla"]),
         ("/me/data", &["ulla"]),
+        ("/me/appointments", &["ulla"]),
         (&format!("/patients/{p1}"), &["clin1", "desk"]),
         (&format!("/notes/{n1}"), &["clin1"]),
         ("/", &["clin1", "clin2", "desk", "admin1", "audi", "ulla"]),

@@ -19,6 +19,7 @@ pub(super) fn home(me: &SignedIn) -> Response {
         l.t("Your records"),
         html! {
             ul.list {
+                li { a href="/me/appointments" { (l.t("Your appointments")) } }
                 li { a href="/me/access-log" { (l.t("Who has looked at my records")) } }
                 li { a href="/me/data" download="my-records.json" { (l.t("Download my data (FHIR Bundle, JSON)")) } }
             }
