@@ -13,6 +13,7 @@
 mod accounts;
 mod notes;
 pub mod records;
+pub mod schedule;
 
 use std::fmt;
 

@@ -272,6 +272,10 @@ impl Records {
                             }
                             v
                         }
+                        // A reference search takes Practitioner/{id} or the id.
+                        ValueKind::Identifier if *name == "practitioner" => {
+                            v.strip_prefix("Practitioner/").unwrap_or(v)
+                        }
                         ValueKind::Identifier => match v.split_once('|') {
                             Some(("", value)) => value,
                             Some((_, "")) => {

@@ -13,6 +13,8 @@
 
 mod admin;
 mod audit;
+mod booking;
+mod calendar;
 mod clinical;
 mod front_desk;
 pub(crate) mod i18n;
@@ -72,8 +74,12 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
         .route("/notes/{id}/history", get(clinical::note_history))
         .route("/notes/{id}/sign", post(clinical::sign_note))
         .route("/notes/{id}/addenda", post(clinical::add_addendum))
-        .route("/schedule", get(clinical::schedule))
-        .route("/patients/{id}/appointments", post(front_desk::book))
+        .route("/schedule", get(calendar::schedule))
+        .route("/calendar", get(calendar::calendar))
+        .route("/appointments/{id}/cancel", post(calendar::cancel))
+        .route("/appointments/{id}/no-show", post(calendar::no_show))
+        .route("/appointments/{id}/reschedule", post(calendar::reschedule))
+        .route("/patients/{id}/appointments", post(booking::book))
         .route("/register", get(front_desk::register_page).post(front_desk::register))
         .route("/admin", get(admin::alerts))
         .route("/admin/accounts", get(admin::accounts).post(admin::invite))
@@ -168,11 +174,12 @@ fn layout(v: Viewer<'_>, title: &str, body: Markup) -> Response {
                         @match role {
                             Some(Role::Clinician) => {
                                 a href="/patients" { (l.t("My patients")) }
-                                a href="/schedule" { (l.t("My schedule")) }
+                                a href="/calendar" { (l.t("My schedule")) }
                                 a href="/register" { (l.t("Register a patient")) }
                             }
                             Some(Role::Reception) => {
                                 a href="/patients" { (l.t("Patients")) }
+                                a href="/calendar" { (l.t("Calendar")) }
                                 a href="/register" { (l.t("Register a patient")) }
                                 a href="/admin/care-teams" { (l.t("Care teams")) }
                             }
@@ -350,6 +357,9 @@ impl SignedIn {
                 self.message(StatusCode::NOT_FOUND, l.t("Not found"), l.t("There is no such record in your care."))
             }
             RecordsError::Forbidden(m) => self.message(StatusCode::FORBIDDEN, l.t("Not allowed"), &m),
+            e @ RecordsError::DoubleBooked { .. } => {
+                self.message(StatusCode::CONFLICT, l.t("Double booking"), &e.to_string())
+            }
             RecordsError::Invalid(m) | RecordsError::Unprocessable(m) => {
                 self.message(StatusCode::BAD_REQUEST, l.t("Please check the form"), &m)
             }

@@ -25,6 +25,7 @@ mod pentest_records;
 mod posture;
 mod prefix;
 mod rotation;
+mod schedule;
 mod tamper;
 mod ui;
 mod validator;
