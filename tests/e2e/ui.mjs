@@ -191,7 +191,7 @@ await rp.getByLabel('With').selectOption({ label: env('CLINICIAN_NAME') });
 await rp.getByLabel('Date', { exact: true }).fill('2026-12-14');
 await rp.getByLabel('Time (clinic time)').fill('09:00');
 await rp.getByLabel('Appointment type').selectOption('first-visit');
-await rp.getByLabel('Repeat').selectOption('weekly');
+await rp.getByLabel('Repeat', { exact: true }).selectOption('weekly');
 await rp.getByLabel('How many times (if it repeats)').fill('3');
 await rp.screenshot({ path: `${SHOTS}/booking-form.png`, fullPage: true });
 await rp.getByRole('button', { name: 'Book' }).click();
