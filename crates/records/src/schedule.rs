@@ -263,8 +263,7 @@ impl Records {
                 ]
             });
             if let Some(code) = &b.kind {
-                a["appointmentType"] =
-                    json!({"coding": [{"system": APPOINTMENT_TYPE_SYSTEM, "code": code}]});
+                a["appointmentType"] = json!({"coding": [{"system": APPOINTMENT_TYPE_SYSTEM, "code": code}]});
             }
             if let Some(series) = &series {
                 a["identifier"] = json!([{"system": SERIES_SYSTEM, "value": series}]);
@@ -276,6 +275,42 @@ impl Records {
             self.book_onto_care_team(p, &b.patient, &b.practitioner).await?;
         }
         Ok(booked)
+    }
+
+    /// A FHIR create (`id` none) or update of an Appointment: one that holds
+    /// its practitioner's time (a start, an end, not cancelled) is written under
+    /// their lock, and refused ([`RecordsError::DoubleBooked`]) if it overlaps
+    /// another of their booked appointments that `p` sees.
+    pub async fn write_appointment(
+        &self,
+        p: &Principal,
+        id: Option<&str>,
+        resource: Value,
+        if_match: Option<i64>,
+    ) -> Result<Stored> {
+        let rt = ResourceType::Appointment;
+        let audit = if id.is_some() { AuditAction::Update } else { AuditAction::Create };
+        self.permit(p, rt, Action::Write, audit).await?;
+        let write = |resource: Value| async move {
+            match id {
+                None => self.create(p, rt, resource).await,
+                Some(id) => self.update(p, rt, id, resource, if_match).await,
+            }
+        };
+        let practitioner = practitioner_in(&resource).filter(|pr| confidant_fhir::is_valid_id(pr)).map(str::to_owned);
+        let (Some(practitioner), Some(span), true) = (practitioner, span_of(&resource), holds_time(&resource)) else {
+            return write(resource).await;
+        };
+        if span.1 <= span.0 {
+            return write(resource).await;
+        }
+        let lock = self.bookings.of(&practitioner);
+        let _guard = lock.lock().await;
+        let except: Vec<String> = id.map(str::to_owned).into_iter().collect();
+        if let Some(at) = self.clash(p, &practitioner, &[span], &except).await? {
+            return Err(RecordsError::DoubleBooked { at });
+        }
+        write(resource).await
     }
 
     /// A booked appointment `p` may change, and what `which` takes with it:
@@ -338,8 +373,7 @@ impl Records {
             .map(|a| {
                 let mut r = a.resource.clone();
                 r["status"] = json!("cancelled");
-                r["cancelationReason"] =
-                    json!({"coding": [{"system": CANCELLATION_REASON_SYSTEM, "code": code}]});
+                r["cancelationReason"] = json!({"coding": [{"system": CANCELLATION_REASON_SYSTEM, "code": code}]});
                 (a, r)
             })
             .collect();

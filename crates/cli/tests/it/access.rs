@@ -144,9 +144,13 @@ async fn me(s: &Server, token: &str) -> Value {
     call(s, Some(token), Method::GET, "/api/v1/me", None).await.1
 }
 
+/// An appointment, each at a time of its own (the same practitioner is never double-booked).
 fn appointment(p: &str, practitioner: &str) -> Value {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let hour = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (day, hour) = (1 + hour / 20, hour % 20);
     json!({"resourceType": "Appointment", "status": "booked",
-    "start": "2026-12-01T09:00:00Z", "end": "2026-12-01T09:50:00Z",
+    "start": format!("2026-12-{day:02}T{hour:02}:00:00Z"), "end": format!("2026-12-{day:02}T{hour:02}:50:00Z"),
     "participant": [
         {"actor": {"reference": format!("Patient/{p}")}, "status": "accepted"},
         {"actor": {"reference": format!("Practitioner/{practitioner}")}, "status": "accepted"}

@@ -306,6 +306,30 @@ async fn calendar(db: Db) {
     assert_eq!(r.status(), S::FORBIDDEN);
     assert_eq!(appointments(&s, &desk_token, &aino).await[0]["status"], "booked");
 
+    // The FHIR API refuses a double booking too (create and update), 409 with an OperationOutcome;
+    // an update that keeps its own time is no clash with itself.
+    let clash = serde_json::json!({"resourceType": "Appointment", "status": "booked",
+        "start": "2027-03-16T10:15:00Z", "end": "2027-03-16T10:45:00Z",
+        "participant": [{"actor": {"reference": format!("Patient/{bert}")}, "status": "accepted"},
+                        {"actor": {"reference": format!("Practitioner/{pr1}")}, "status": "accepted"}]});
+    let bert_before = appointments(&s, &desk_token, &bert).await.len();
+    let r = s.http.post(s.fhir("Appointment")).bearer_auth(&desk_token).json(&clash).send().await.unwrap();
+    assert_eq!(r.status(), S::CONFLICT);
+    let outcome: Value = r.json().await.unwrap();
+    assert!(
+        outcome.to_string().contains("double booking") && !outcome.to_string().contains("Calendarperson"),
+        "{outcome}"
+    );
+    let mut first = appointments(&s, &desk_token, &aino).await[0].clone();
+    let path = s.fhir(&format!("Appointment/{}", first["id"].as_str().unwrap()));
+    let r = s.http.put(&path).bearer_auth(&desk_token).json(&first).send().await.unwrap();
+    assert_eq!(r.status(), S::OK, "its own time");
+    first["start"] = "2027-03-22T08:30:00Z".into();
+    first["end"] = "2027-03-22T09:00:00Z".into();
+    let r = s.http.put(&path).bearer_auth(&desk_token).json(&first).send().await.unwrap();
+    assert_eq!(r.status(), S::CONFLICT, "moved onto another booking");
+    assert_eq!(appointments(&s, &desk_token, &bert).await.len(), bert_before, "nothing written");
+
     // The calendar's reads are audited: reception's week view shows in the patient's access log.
     let log: Value = s
         .http
