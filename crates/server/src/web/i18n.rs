@@ -211,7 +211,6 @@ static FI: &[(&str, &str)] = &[
     ("Format", "Muoto"),
     ("From", "Alkaen"),
     ("Gender", "Sukupuoli"),
-    ("Give a date, a time and a practitioner.", "Anna päivä, kellonaika ja terapeutti."),
     ("Give a patient id and a clinician.", "Anna potilastunniste ja terapeutti."),
     ("Give dates as YYYY-MM-DD, and JSON or CSV.", "Anna päivät muodossa VVVV-KK-PP, ja JSON tai CSV."),
     (
@@ -522,7 +521,7 @@ static FI: &[(&str, &str)] = &[
     ("recorded visit", "kirjattu käynti"),
     // --- calendar and booking (issue 15) ---
     ("A series is 1 to 52 appointments.", "Sarjassa on 1–52 aikaa."),
-    ("All clinicians", "Kaikki kliinikot"),
+    ("All clinicians", "Kaikki terapeutit"),
     ("Appointment type", "Käynnin tyyppi"),
     ("Calendar", "Kalenteri"),
     ("Cancel appointment", "Peru aika"),
@@ -532,7 +531,7 @@ static FI: &[(&str, &str)] = &[
     ("Choose an appointment type.", "Valitse käynnin tyyppi."),
     ("Choose how it repeats.", "Valitse, miten aika toistuu."),
     ("Choose which appointments.", "Valitse, mitä aikoja muutos koskee."),
-    ("Clinician", "Kliinikko"),
+    ("Clinician", "Terapeutti"),
     ("Day", "Päivä"),
     ("Does not repeat", "Ei toistu"),
     ("Double booking", "Päällekkäinen varaus"),
@@ -571,13 +570,13 @@ static FI: &[(&str, &str)] = &[
     ("Sunday", "sunnuntai"),
     (
         "The clinician already has an appointment at {time}: nothing was booked.",
-        "Kliinikolla on jo aika {time}: mitään ei varattu.",
+        "Terapeutilla on jo aika {time}: mitään ei varattu.",
     ),
     (
         "The clinician already has an appointment at {time}: nothing was changed.",
-        "Kliinikolla on jo aika {time}: mitään ei muutettu.",
+        "Terapeutilla on jo aika {time}: mitään ei muutettu.",
     ),
-    ("The clinician cancelled", "Kliinikko perui"),
+    ("The clinician cancelled", "Terapeutti perui"),
     ("The patient cancelled", "Potilas perui"),
     ("Therapy session", "Terapiakäynti"),
     ("This and the rest of the series", "Tämä ja sarjan loput ajat"),
