@@ -22,7 +22,8 @@ pub use resource::{
     SHARING_SYSTEM, Validated, is_psychotherapy_note, is_valid_id, time_range, validate,
 };
 pub use schedule::{
-    APPOINTMENT_TYPE_SYSTEM, CANCELLATION_REASON_SYSTEM, PRACTITIONER_DAY, SERIES_SYSTEM, day_number, practitioner_day,
+    APPOINTMENT_TYPE_SYSTEM, CANCELLATION_REASON_SYSTEM, PRACTITIONER_DAY, SERIES_SYSTEM, WEEKDAYS, WORKING_HOURS_URL,
+    WorkingHours, day_number, practitioner_day, working_hours,
 };
 pub use search::{
     PREFIX_INDEX, PREFIX_MAX, PREFIX_MIN, PREFIX_TOKENS, SearchParam, ValueKind, fold_name, name_starts_with,

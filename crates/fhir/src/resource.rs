@@ -16,16 +16,19 @@ pub enum ResourceType {
     DocumentReference,
     CareTeam,
     Appointment,
+    /// A practitioner's working hours (not patient data: like Practitioner).
+    Schedule,
 }
 
 impl ResourceType {
-    pub const ALL: [ResourceType; 6] = [
+    pub const ALL: [ResourceType; 7] = [
         ResourceType::Patient,
         ResourceType::Practitioner,
         ResourceType::Encounter,
         ResourceType::DocumentReference,
         ResourceType::CareTeam,
         ResourceType::Appointment,
+        ResourceType::Schedule,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -36,6 +39,7 @@ impl ResourceType {
             ResourceType::DocumentReference => "DocumentReference",
             ResourceType::CareTeam => "CareTeam",
             ResourceType::Appointment => "Appointment",
+            ResourceType::Schedule => "Schedule",
         }
     }
 
@@ -59,9 +63,11 @@ impl ResourceType {
     /// have allowlists of their own, down to every nested element (`shape.rs`).
     fn elements(self) -> &'static [&'static str] {
         match self {
-            ResourceType::Patient | ResourceType::Practitioner | ResourceType::CareTeam | ResourceType::Appointment => {
-                &[]
-            }
+            ResourceType::Patient
+            | ResourceType::Practitioner
+            | ResourceType::CareTeam
+            | ResourceType::Appointment
+            | ResourceType::Schedule => &[],
             ResourceType::Encounter => &[
                 "identifier",
                 "status",
@@ -375,6 +381,7 @@ fn check_elements(rt: ResourceType, m: &Map<String, Value>) -> Check<()> {
         ResourceType::Practitioner => Some(crate::shape::PRACTITIONER),
         ResourceType::CareTeam => Some(crate::shape::CARE_TEAM),
         ResourceType::Appointment => Some(crate::shape::APPOINTMENT),
+        ResourceType::Schedule => Some(crate::shape::SCHEDULE),
         ResourceType::Encounter | ResourceType::DocumentReference => None,
     };
     if let Some(fields) = strict {
@@ -665,6 +672,7 @@ pub fn validate(rt: ResourceType, resource: &mut Value, now: i64) -> Result<Vali
             }
             crate::schedule::index_series(m, &mut index)?;
         }
+        ResourceType::Schedule => crate::schedule::check_schedule(m, &mut index)?,
         ResourceType::CareTeam => {
             // Required: a team without a status is not known to be active, and
             // only an active team grants its members access.

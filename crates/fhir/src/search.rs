@@ -160,12 +160,23 @@ const APPOINTMENT: &[SearchParam] = &[
     },
 ];
 
+const SCHEDULE: &[SearchParam] = &[
+    SearchParam::Id,
+    SearchParam::Blind {
+        name: "actor",
+        fhir_type: "reference",
+        kind: ValueKind::Identifier,
+        doc: "The practitioner whose schedule it is, as Practitioner/{id} or {id} (blind-indexed)",
+    },
+];
+
 /// The search parameters of `rt`, besides `_count`.
 pub fn search_params(rt: ResourceType) -> &'static [SearchParam] {
     match rt {
         ResourceType::Patient | ResourceType::Practitioner => PERSON,
         ResourceType::Encounter | ResourceType::DocumentReference | ResourceType::CareTeam => BY_PATIENT,
         ResourceType::Appointment => APPOINTMENT,
+        ResourceType::Schedule => SCHEDULE,
     }
 }
 

@@ -273,7 +273,7 @@ impl Records {
                             v
                         }
                         // A reference search takes Practitioner/{id} or the id.
-                        ValueKind::Identifier if *name == "practitioner" => {
+                        ValueKind::Identifier if matches!(*name, "practitioner" | "actor") => {
                             v.strip_prefix("Practitioner/").unwrap_or(v)
                         }
                         ValueKind::Identifier => match v.split_once('|') {

@@ -17,6 +17,7 @@ mod booking;
 mod calendar;
 mod clinical;
 mod front_desk;
+mod hours;
 pub(crate) mod i18n;
 mod passkeys;
 mod portal;
@@ -88,6 +89,7 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
         .route("/admin/tokens/{id}/revoke", post(admin::revoke_token))
         .route("/admin/care-teams", get(admin::care_teams).post(admin::add_to_care_team))
         .route("/admin/care-teams/{id}/remove", post(admin::remove_from_care_team))
+        .route("/admin/hours", get(hours::page).post(hours::save))
         .route("/admin/keys", get(admin::keys))
         .route("/admin/posture", get(admin::posture))
         .route("/alerts/{id}/acknowledge", post(admin::acknowledge))
@@ -184,7 +186,10 @@ fn layout(v: Viewer<'_>, title: &str, body: Markup) -> Response {
                                 a href="/admin/care-teams" { (l.t("Care teams")) }
                             }
                             Some(Role::Patient) => { a href="/me/access-log" { (l.t("Access log")) } }
-                            Some(Role::Admin) => { a href="/admin" { (l.t("Administration")) } }
+                            Some(Role::Admin) => {
+                                a href="/admin" { (l.t("Administration")) }
+                                a href="/admin/hours" { (l.t("Working hours")) }
+                            }
                             Some(Role::Auditor) => {
                                 a href="/audit" { (l.t("Audit log")) }
                                 a href="/audit/incident" { (l.t("Incident report")) }

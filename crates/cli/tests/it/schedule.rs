@@ -212,8 +212,10 @@ async fn calendar(db: Db) {
     assert_eq!(r.status(), S::FORBIDDEN);
     assert!(!r.text().await.unwrap().contains("Calendarperson"));
     // Wrong role, no session, bad input.
+    let admin = Browser::sign_in(&s, "admin1").await;
     for who in ["audi", "admin1", "ulla"] {
-        let b = Browser::sign_in(&s, who).await;
+        let signed_in = if who == "admin1" { None } else { Some(Browser::sign_in(&s, who).await) };
+        let b = signed_in.as_ref().unwrap_or(&admin);
         let r = b.get("/calendar?view=day&date=2027-03-29").await;
         assert_eq!(r.status(), S::FORBIDDEN, "{who}");
         assert!(!r.text().await.unwrap().contains("Calendarperson"), "{who}");
@@ -329,6 +331,53 @@ async fn calendar(db: Db) {
     let r = s.http.put(&path).bearer_auth(&desk_token).json(&first).send().await.unwrap();
     assert_eq!(r.status(), S::CONFLICT, "moved onto another booking");
     assert_eq!(appointments(&s, &desk_token, &bert).await.len(), bert_before, "nothing written");
+
+    // Working hours (a FHIR Schedule per clinician): the admin sets them; wrong role, no CSRF
+    // token and hostile input change nothing.
+    let page = admin.get("/admin/hours").await;
+    assert_eq!(page.status(), S::OK);
+    assert!(page.text().await.unwrap().contains("Test Clinician"));
+    for b in [&desk, &clin1] {
+        assert_eq!(b.get("/admin/hours").await.status(), S::FORBIDDEN);
+        let r = b.post("/admin/hours", &format!("practitioner={pr1}&mon_start=08:00&mon_end=16:00")).await;
+        assert_eq!(r.status(), S::FORBIDDEN);
+    }
+    let hours = format!("practitioner={pr1}&mon_start=08:00&mon_end=16:00&tue_start=08:00&tue_end=12:00");
+    assert_eq!(admin.post_raw("/admin/hours", &hours).await.status(), S::FORBIDDEN, "no CSRF token");
+    for bad in [
+        format!("practitioner={pr1}&mon_start=16:00&mon_end=08:00"),
+        format!("practitioner={pr1}&mon_start=08:00"),
+        format!("practitioner={pr1}&mon_start=8&mon_end=16:00"),
+        "practitioner=nosuch&mon_start=08:00&mon_end=16:00".to_owned(),
+    ] {
+        assert_eq!(admin.post("/admin/hours", &bad).await.status(), S::BAD_REQUEST, "{bad}");
+    }
+    assert_eq!(found(format!("Schedule?actor=Practitioner/{pr1}")).await, 0, "nothing saved");
+    assert_eq!(
+        admin.post("/admin/hours", &format!("practitioner={pr1}&mon_start=09:00&mon_end=10:00")).await.status(),
+        S::SEE_OTHER
+    );
+    assert_eq!(admin.post("/admin/hours", &hours).await.status(), S::SEE_OTHER, "saved again: updated");
+    assert_eq!(found(format!("Schedule?actor=Practitioner/{pr1}")).await, 1);
+    assert_eq!(found(format!("Schedule?actor={pr2}")).await, 0);
+    // The calendar shows them: Tuesday's 12:00 appointment is outside, Wednesday is no working day.
+    let tue = clin1.get("/calendar?view=day&date=2027-03-16").await.text().await.unwrap();
+    assert!(tue.contains("Working hours: 08:00–12:00") && tue.contains("Outside working hours"), "{tue}");
+    let wed = clin1.get("/calendar?view=day&date=2027-03-17").await.text().await.unwrap();
+    assert!(wed.contains("No working hours this day."), "{wed}");
+    // Booking outside them asks first (nothing booked), then books when confirmed; inside, at once.
+    let before = appointments(&s, &desk_token, &cilla).await.len();
+    let r = book(&cilla, "date=2027-06-07&time=17:00").await;
+    assert_eq!(r.status(), S::OK);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("2027-06-07 17:00 is outside this clinician's working hours") && text.contains("Book anyway"),
+        "{text}"
+    );
+    assert_eq!(appointments(&s, &desk_token, &cilla).await.len(), before, "nothing booked yet");
+    assert_eq!(book(&cilla, "date=2027-06-07&time=17:00&confirm=yes").await.status(), S::SEE_OTHER);
+    assert_eq!(book(&cilla, "date=2027-06-07&time=09:00").await.status(), S::SEE_OTHER);
+    assert_eq!(appointments(&s, &desk_token, &cilla).await.len(), before + 2);
 
     // The calendar's reads are audited: reception's week view shows in the patient's access log.
     let log: Value = s

@@ -56,10 +56,20 @@ async fn responses_are_valid_fhir_r4() {
                         "participant": [{"actor": {"reference": format!("Patient/{pid}")}, "status": "accepted"},
                                         {"actor": {"reference": format!("Practitioner/{prid}")}, "status": "accepted"}]}))
         .await;
+    let hours = s
+        .create_as(
+            &s.admin_token,
+            &json!({"resourceType": "Schedule", "active": true, "actor": [{"reference": format!("Practitioner/{prid}")}],
+                    "extension": [{"url": "urn:confidant:working-hours", "extension": [
+                        {"url": "day", "valueCode": "mon"}, {"url": "start", "valueTime": "08:00:00"},
+                        {"url": "end", "valueTime": "16:00:00"}]}]}),
+        )
+        .await;
+    assert_eq!(hours["resourceType"], "Schedule", "{hours}");
     let (_, by_practitioner) = s.get_json(&format!("Appointment?practitioner=Practitioner/{prid}")).await;
     assert_eq!(by_practitioner["total"], 1, "{by_practitioner}");
     let (_, team) = s.get_json(&format!("CareTeam?patient={pid}")).await;
-    let mut docs: Vec<Value> = vec![p.clone(), pr, e, n, appt, series, by_practitioner, team];
+    let mut docs: Vec<Value> = vec![p.clone(), pr, e, n, appt, series, by_practitioner, hours, team];
     for path in [
         "Patient?identifier=131052-308T".to_owned(),
         format!("DocumentReference?patient={pid}&_count=1"),

@@ -43,6 +43,9 @@ pub(super) struct BookForm {
     count: String,
     #[serde(default)]
     until: String,
+    /// `yes`: book although it is outside the clinician's working hours.
+    #[serde(default)]
+    confirm: String,
 }
 
 /// Field errors: (field, text in the page's language).
@@ -134,6 +137,9 @@ impl BookForm {
     }
 }
 
+/// The "field" of the outside-working-hours warning.
+const OUTSIDE_HOURS: &str = "hours";
+
 fn field_error(errors: &Errors, field: &str) -> Markup {
     html! {
         @for (_, e) in errors.iter().filter(|(f, _)| *f == field) {
@@ -150,7 +156,12 @@ pub(super) fn form(me: &SignedIn, id: &str, bookable: &[(String, String)], f: &B
     let length = if f.length.is_empty() { "60" } else { f.length.as_str() };
     let kind = if f.kind.is_empty() { "session" } else { f.kind.as_str() };
     html! {
-        @if !errors.is_empty() { p.notice role="alert" { (l.t("Please check the marked fields: nothing was booked.")) } }
+        @let warning = errors.iter().find(|(f, _)| *f == OUTSIDE_HOURS);
+        @if let Some((_, text)) = warning {
+            section.card.warning role="alert" { p { (text) } }
+        } @else if !errors.is_empty() {
+            p.notice role="alert" { (l.t("Please check the marked fields: nothing was booked.")) }
+        }
         form.card.booking method="post" action={ "/patients/" (id) "/appointments" } novalidate {
             (me.csrf_field())
             label for="practitioner" { (l.t("With")) }
@@ -191,6 +202,9 @@ pub(super) fn form(me: &SignedIn, id: &str, bookable: &[(String, String)], f: &B
             input id="until" name="until" type="date" value=(f.until) aria-invalid=[invalid("until")] aria-describedby=[described("until")];
             (field_error(errors, "until"))
             button type="submit" { (l.t("Book")) }
+            @if warning.is_some() {
+                button.secondary type="submit" name="confirm" value="yes" { (l.t("Book anyway")) }
+            }
         }
     }
 }
@@ -210,13 +224,21 @@ pub(super) async fn book(
         Ok(t) => t,
         Err(errors) => return again(&state, &me, &id, &f, errors, StatusCode::BAD_REQUEST).await,
     };
+    // Outside the clinician's working hours: shown, and booked only when confirmed.
+    let practitioner = f.practitioner.trim_start_matches("Practitioner/").to_owned();
+    if f.confirm != "yes"
+        && let Some(hours) =
+            super::hours::hours_of(&state, &me, std::slice::from_ref(&practitioner)).await.get(&practitioner)
+        && let Some((s, _)) = times.iter().find(|(s, e)| !super::hours::inside(tz, hours, *s, *e))
+    {
+        let text = me
+            .lang
+            .t("{time} is outside this clinician's working hours. Book anyway, or choose another time.")
+            .replace("{time}", &local_text(tz, *s));
+        return again(&state, &me, &id, &f, vec![(OUTSIDE_HOURS, text)], StatusCode::OK).await;
+    }
     let kind = KINDS.iter().find(|(c, _)| *c == if f.kind.is_empty() { "session" } else { f.kind.as_str() });
-    let booking = Booking {
-        patient: id.clone(),
-        practitioner: f.practitioner.trim_start_matches("Practitioner/").to_owned(),
-        times,
-        kind: kind.map(|(c, _)| (*c).to_owned()),
-    };
+    let booking = Booking { patient: id.clone(), practitioner, times, kind: kind.map(|(c, _)| (*c).to_owned()) };
     match state.records.book_appointments(&me.auth.principal, &booking).await {
         Ok(_) => Redirect::to(&format!("/patients/{id}")).into_response(),
         Err(RecordsError::DoubleBooked { at }) => {

@@ -205,6 +205,7 @@ pub(super) async fn calendar(State(state): State<AppState>, me: SignedIn, Query(
         }
     }
     let staff_names: HashMap<&str, &str> = staff.iter().map(|(id, n)| (id.as_str(), n.as_str())).collect();
+    let hours = super::hours::hours_of(&state, &me, &chosen).await;
     let ctx = Entries {
         me: &me,
         tz,
@@ -214,6 +215,8 @@ pub(super) async fn calendar(State(state): State<AppState>, me: SignedIn, Query(
         date,
         clinician: &q.clinician,
         now: state.records.now_millis(),
+        hours: &hours,
+        single: (chosen.len() == 1).then(|| chosen[0].as_str()),
     };
     let title = match me.role() {
         Role::Clinician => l.t("My schedule"),
@@ -281,6 +284,10 @@ struct Entries<'a> {
     date: Date,
     clinician: &'a str,
     now: i64,
+    /// Working hours by Practitioner id (those with a Schedule).
+    hours: &'a HashMap<String, Vec<confidant_fhir::WorkingHours>>,
+    /// The one clinician shown, if one.
+    single: Option<&'a str>,
 }
 
 impl Entries<'_> {
@@ -294,7 +301,23 @@ impl Entries<'_> {
                     .is_some_and(|(d, _)| d == day)
             })
             .collect();
+        let weekday = day.weekday().to_monday_zero_offset() as usize;
+        let hours: Option<Vec<_>> =
+            self.single.and_then(|pr| self.hours.get(pr)).map(|h| h.iter().filter(|h| h.weekday == weekday).collect());
         html! {
+            @match &hours {
+                Some(h) if h.is_empty() => { p.hours.off-day { (l.t("No working hours this day.")) } }
+                Some(h) => {
+                    p.hours {
+                        (l.t("Working hours")) ": "
+                        @for (i, s) in h.iter().enumerate() {
+                            @if i > 0 { ", " }
+                            (super::hours::minutes_text(s.start)) "–" (super::hours::minutes_text(s.end))
+                        }
+                    }
+                }
+                None => {}
+            }
             @if on_day.is_empty() { p.muted { (l.t("No appointments.")) } }
             @else {
                 ul.appointments {
@@ -314,8 +337,10 @@ impl Entries<'_> {
         let practitioner = confidant_records::practitioner_in(r).unwrap_or("");
         let series = r["identifier"].as_array().is_some_and(|i| !i.is_empty());
         let back = calendar_href(self.view, self.date, self.clinician);
+        let outside = self.hours.get(practitioner).is_some_and(|h| !super::hours::inside(self.tz, h, start, end));
         html! {
-            li.appt.{ "status-" (status) } {
+            li.appt.{ "status-" (status) }.outside-hours[outside] {
+                @if outside { p.appt-outside { (l.t("Outside working hours")) } }
                 p.appt-when {
                     strong { (hm(self.tz, start)) "–" (hm(self.tz, end)) }
                     " · " ((end - start) / 60_000) " min"

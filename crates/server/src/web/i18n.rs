@@ -596,6 +596,23 @@ static FI: &[(&str, &str)] = &[
     ("no-show", "ei saapunut"),
     ("other status", "muu tila"),
     ("series", "sarja"),
+    ("Book anyway", "Varaa silti"),
+    (
+        "Each clinician's weekly hours, in the clinic's time zone. Leave a day empty if they do not work then. The calendar shades the time outside them, and booking outside them asks for a confirmation.",
+        "Kunkin terapeutin viikoittaiset työajat vastaanoton aikavyöhykkeellä. Jätä päivä tyhjäksi, jos hän ei silloin työskentele. Kalenteri varjostaa työajan ulkopuolisen ajan, ja sen ulkopuolelle varattaessa pyydetään vahvistus.",
+    ),
+    (
+        "Give each day's hours as HH:MM, the end after the start, or leave both empty. Nothing was saved.",
+        "Anna kunkin päivän ajat muodossa HH:MM, loppu alun jälkeen, tai jätä molemmat tyhjiksi. Mitään ei tallennettu.",
+    ),
+    ("No working hours this day.", "Ei työaikaa tänä päivänä."),
+    ("Outside working hours", "Työajan ulkopuolella"),
+    ("Save working hours", "Tallenna työajat"),
+    ("Working hours", "Työajat"),
+    (
+        "{time} is outside this clinician's working hours. Book anyway, or choose another time.",
+        "{time} on terapeutin työajan ulkopuolella. Varaa silti tai valitse toinen aika.",
+    ),
 ];
 
 #[cfg(test)]
@@ -613,6 +630,7 @@ mod tests {
             include_str!("calendar.rs"),
             include_str!("clinical.rs"),
             include_str!("front_desk.rs"),
+            include_str!("hours.rs"),
             include_str!("i18n.rs"),
             include_str!("passkeys.rs"),
             include_str!("portal.rs"),
