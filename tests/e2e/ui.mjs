@@ -277,6 +277,26 @@ for (const [tab, shot] of adminPages) {
   if (tab === 'Security posture') expect(/key-files/.test(text) && /audit-witness/.test(text), 'the posture page shows the doctor checks');
   await adm.page.screenshot({ path: `${SHOTS}/${shot}.png`, fullPage: true });
 }
+// Working hours: the admin sets the clinician's Monday; the clinician's week shows them, and the
+// 09:00 booking is outside them.
+await adm.page.goto(`${BASE}/admin/hours`);
+await adm.page.getByRole('heading', { name: 'Working hours', exact: true }).waitFor();
+const hoursForm = adm.page.locator('form.hours', { hasText: env('CLINICIAN_NAME') });
+await hoursForm.locator('input[name="mon_start"]').fill('10:00');
+await hoursForm.locator('input[name="mon_end"]').fill('16:00');
+await adm.page.screenshot({ path: `${SHOTS}/admin-hours.png`, fullPage: true });
+await hoursForm.getByRole('button', { name: 'Save working hours' }).click();
+await adm.page.getByRole('heading', { name: 'Working hours', exact: true }).waitFor();
+expect((await hoursForm.locator('input[name="mon_start"]').inputValue()) === '10:00', 'the working hours are saved');
+await page.goto(`${BASE}/calendar?view=week&date=2026-12-14`);
+const withHours = await page.locator('main').textContent();
+expect(withHours.includes('Outside working hours') && withHours.includes('10:00–16:00'), 'the week shows the working hours');
+await page.screenshot({ path: `${SHOTS}/calendar-hours.png`, fullPage: true });
+await page.setViewportSize({ width: 375, height: 800 });
+await page.goto(`${BASE}/calendar?view=day&date=2026-12-14`);
+await page.screenshot({ path: `${SHOTS}/calendar-hours-375.png`, fullPage: true });
+await page.setViewportSize({ width: 1280, height: 720 });
+await adm.page.goto(`${BASE}/admin`);
 // An invitation: a one-time enrolment code, shown once.
 await adm.page.locator('nav.tabs').getByRole('link', { name: 'Accounts', exact: true }).click();
 await adm.page.getByLabel('Role').selectOption('reception');

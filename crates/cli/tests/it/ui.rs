@@ -86,6 +86,9 @@ async fn the_web_ui_in_chromium() {
         "calendar-week-fi-375.png",
         "calendar-day-en-375.png",
         "calendar-day-fi-1280.png",
+        "admin-hours.png",
+        "calendar-hours.png",
+        "calendar-hours-375.png",
     ] {
         assert!(shots.join(shot).exists(), "screenshot {shot}");
     }
