@@ -193,6 +193,42 @@ impl Records {
         self.audited(p, &entries, list).await
     }
 
+    /// FHIR search `Appointment?practitioner=..&date=ge..&date=lt..`: the
+    /// appointments of those practitioners overlapping the range (both ends
+    /// given, at most six weeks), soonest first; no other parameters, one page.
+    pub(crate) async fn appointments_by_date(&self, p: &Principal, req: &SearchRequest) -> Result<crate::SearchPage> {
+        let needs = "a search by date takes practitioner and two dates, e.g. \
+             practitioner=Practitioner/{id}&date=ge2027-03-01&date=lt2027-03-08";
+        let mut practitioners = Vec::new();
+        let (mut from, mut until) = (None::<i64>, None::<i64>);
+        for (name, value) in &req.params {
+            match name.as_str() {
+                "practitioner" => practitioners.extend(
+                    value.split(',').map(|v| v.trim().strip_prefix("Practitioner/").unwrap_or(v.trim()).to_owned()),
+                ),
+                "date" => {
+                    let (f, u) =
+                        confidant_fhir::date_range(value).ok_or_else(|| RecordsError::Invalid(needs.into()))?;
+                    from = f.map_or(from, |f| Some(from.map_or(f, |x: i64| x.max(f))));
+                    until = u.map_or(until, |u| Some(until.map_or(u, |x: i64| x.min(u))));
+                }
+                _ => return Err(RecordsError::NotSupported(needs.into())),
+            }
+        }
+        let (Some(from), Some(until)) = (from, until) else { return Err(RecordsError::Invalid(needs.into())) };
+        if practitioners.is_empty() || practitioners.iter().any(|pr| !confidant_fhir::is_valid_id(pr)) {
+            return Err(RecordsError::Invalid(needs.into()));
+        }
+        let list = self.appointments_between(p, &practitioners, from, until).await?;
+        let count = req.count.clamp(1, 100) as usize;
+        if list.len() > count {
+            return Err(RecordsError::Invalid(format!(
+                "more than {count} appointments in this range: choose a shorter one or a larger _count (at most 100)"
+            )));
+        }
+        Ok(crate::SearchPage { total: list.len() as i64, entries: list, next_after: None })
+    }
+
     /// The start of a booked appointment of `practitioner` overlapping any of
     /// `times`, other than those in `except` (ids). The clashing appointment is
     /// audited (its time is told); the others opened are not shown.

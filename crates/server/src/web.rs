@@ -6,8 +6,9 @@
 //! This file holds what every page shares: the routes, the layout, the
 //! signed-in extractor and the refusals. The pages are in `web/`:
 //! `sign_in` (password, TOTP enrolment, sign-out, enrolment codes), `clinical`
-//! (patients, chart, notes, schedule, break-glass), `front_desk` (register,
-//! book), `portal` (the patient's access log and data), `admin` (accounts,
+//! (patients, chart, notes, break-glass), `front_desk` (register), `booking`
+//! (book one or a series), `calendar` (day and week, cancel, no-show,
+//! reschedule), `hours` (working hours), `portal` (the patient's access log and data), `admin` (accounts,
 //! tokens, care teams, keys, posture, alerts) and `audit` (audit search,
 //! incident report). Texts are English, or Finnish from `i18n`.
 

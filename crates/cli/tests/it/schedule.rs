@@ -101,6 +101,27 @@ async fn calendar(db: Db) {
     assert_eq!(found(format!("Appointment?practitioner=Practitioner/{pr1}")).await, 6);
     assert_eq!(found(format!("Appointment?practitioner={pr2}")).await, 0);
     assert_eq!(found(format!("Appointment?identifier=urn:confidant:series|{series}")).await, 6);
+    // By date: the practitioner's appointments overlapping the range.
+    let week = format!("Appointment?practitioner=Practitioner/{pr1}&date=ge2027-03-20&date=lt2027-04-01");
+    assert_eq!(found(week).await, 2);
+    assert_eq!(found(format!("Appointment?practitioner={pr1}&date=ge2027-03-15T08:30:00Z&date=lt2027-03-16")).await, 1);
+    for bad in [
+        "Appointment?date=ge2027-03-20&date=lt2027-04-01".to_owned(),
+        format!("Appointment?practitioner={pr1}&date=ge2027-03-20"),
+        format!("Appointment?practitioner={pr1}&date=ge2027-01-01&date=lt2027-12-31"),
+        format!("Appointment?practitioner={pr1}&date=soon&date=lt2027-04-01"),
+        format!("Appointment?practitioner={pr1}&patient={aino}&date=ge2027-03-20&date=lt2027-04-01"),
+    ] {
+        let r = s.http.get(s.fhir(&bad)).bearer_auth(&desk_token).send().await.unwrap();
+        assert_eq!(r.status(), S::BAD_REQUEST, "{bad}");
+    }
+    let clin2_token = create_token(&inst.dir, "clin2", "user/*.*");
+    let r = s.http.get(s.fhir(&format!("Appointment?practitioner={pr1}&date=ge2027-03-20&date=lt2027-04-01")));
+    assert_eq!(
+        r.bearer_auth(&clin2_token).send().await.unwrap().status(),
+        S::FORBIDDEN,
+        "another clinician's calendar"
+    );
 
     // Every two weeks until a date: 18 October, then 1 and 15 November 2027 (after the clocks go back on 31 October).
     let r = book(&bert, "date=2027-10-18&time=09:00&kind=follow-up&length=45&repeat=biweekly&until=2027-11-15").await;

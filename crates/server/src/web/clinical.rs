@@ -1,5 +1,6 @@
 //! The clinician's pages: my patients, the chart, session notes (written,
-//! saved as drafts, edited), my schedule, and the break-glass dialog.
+//! saved as drafts, edited), and the break-glass dialog (my schedule is the
+//! calendar, `calendar`).
 //!
 //! A draft is a note with `docStatus` `preliminary`: it is stored, sealed and
 //! audited on the server like every other version, never in the browser (no
