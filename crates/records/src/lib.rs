@@ -38,7 +38,7 @@ pub use error::{RecordsError, Result, STOPPED_BY_DETECTION};
 pub use incident::{Accesses, IncidentQuery, IncidentReport};
 pub use key_status::{KekVersion, KeyStatus, kek_made_at, kek_made_setting, kek_versions};
 pub use notes::SIGNED_AT;
-pub use reindex::{Reindexed, SETTING_NAME_PREFIXES};
+pub use reindex::{Reindexed, SETTING_APPOINTMENT_DAYS, SETTING_NAME_PREFIXES};
 pub use schedule::{Booking, CANCEL_REASONS, MAX_SERIES, Which, practitioner_in, span_of};
 pub use search::{SearchPage, SearchRequest};
 pub use text::{visible_len, visible_text};
