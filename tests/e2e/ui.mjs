@@ -188,15 +188,37 @@ await rp.getByRole('heading', { name: 'Book an appointment' }).waitFor();
 expect(await rp.locator('a[href^="/notes"]').count() === 0, 'reception sees no link to a note');
 expect(!/note/i.test(await rp.locator('main').textContent()), 'reception sees nothing about notes');
 await rp.getByLabel('With').selectOption({ label: env('CLINICIAN_NAME') });
-await rp.getByLabel('Date').fill('2026-12-14');
-await rp.getByLabel('Time (UTC)').fill('09:00');
+await rp.getByLabel('Date', { exact: true }).fill('2026-12-14');
+await rp.getByLabel('Time (clinic time)').fill('09:00');
+await rp.getByLabel('Appointment type').selectOption('first-visit');
+await rp.getByLabel('Repeat', { exact: true }).selectOption('weekly');
+await rp.getByLabel('How many times (if it repeats)').fill('3');
+await rp.screenshot({ path: `${SHOTS}/booking-form.png`, fullPage: true });
 await rp.getByRole('button', { name: 'Book' }).click();
 await rp.locator('ul.list li', { hasText: '2026-12-14 09:00:00 UTC' }).waitFor();
 await rp.screenshot({ path: `${SHOTS}/reception-patient.png`, fullPage: true });
-// The clinician sees it in their schedule.
+// Reception's calendar of that week: the name, linked to the reception view; nothing clinical.
+await rp.goto(`${BASE}/calendar?view=week&date=2026-12-14`);
+expect((await rp.locator('main').textContent()).includes('09:00–10:00'), 'reception sees the booking in the week');
+expect(await rp.locator('main a[href^="/notes"]').count() === 0, 'no clinical link on reception\'s calendar');
+await rp.screenshot({ path: `${SHOTS}/calendar-week-reception.png`, fullPage: true });
+// The clinician sees it in their calendar (My schedule), day and week, desktop and 375 px, English and Finnish.
 await page.goto(`${BASE}/schedule`);
-expect((await page.locator('main').textContent()).includes('2026-12-14 09:00:00 UTC'), 'the booking is in the clinician\'s schedule');
 await page.screenshot({ path: `${SHOTS}/schedule.png`, fullPage: true });
+for (const lang of ['en', 'fi']) {
+  await clinicianCtx.addCookies([{ name: 'confidant_lang', value: lang, url: BASE }]);
+  for (const width of [1280, 375]) {
+    await page.setViewportSize({ width, height: 800 });
+    await page.goto(`${BASE}/calendar?view=week&date=2026-12-14`);
+    expect((await page.locator('main').textContent()).includes('09:00–10:00'), 'the booking is in the clinician\'s week');
+    await page.screenshot({ path: `${SHOTS}/calendar-week-${lang}-${width}.png`, fullPage: true });
+    await page.goto(`${BASE}/calendar?view=day&date=2026-12-21`);
+    expect((await page.locator('main').textContent()).includes('09:00–10:00'), 'the series is in the clinician\'s day');
+    await page.screenshot({ path: `${SHOTS}/calendar-day-${lang}-${width}.png`, fullPage: true });
+  }
+}
+await clinicianCtx.addCookies([{ name: 'confidant_lang', value: 'en', url: BASE }]);
+await page.setViewportSize({ width: 1280, height: 720 });
 
 // The patient sees the clinician's read in their access log, and downloads their data.
 const patientCtx = await browser.newContext();
@@ -255,6 +277,26 @@ for (const [tab, shot] of adminPages) {
   if (tab === 'Security posture') expect(/key-files/.test(text) && /audit-witness/.test(text), 'the posture page shows the doctor checks');
   await adm.page.screenshot({ path: `${SHOTS}/${shot}.png`, fullPage: true });
 }
+// Working hours: the admin sets the clinician's Monday; the clinician's week shows them, and the
+// 09:00 booking is outside them.
+await adm.page.goto(`${BASE}/admin/hours`);
+await adm.page.getByRole('heading', { name: 'Working hours', exact: true }).waitFor();
+const hoursForm = adm.page.locator('form.hours', { hasText: env('CLINICIAN_NAME') });
+await hoursForm.locator('input[name="mon_start"]').fill('10:00');
+await hoursForm.locator('input[name="mon_end"]').fill('16:00');
+await adm.page.screenshot({ path: `${SHOTS}/admin-hours.png`, fullPage: true });
+await hoursForm.getByRole('button', { name: 'Save working hours' }).click();
+await adm.page.getByRole('heading', { name: 'Working hours', exact: true }).waitFor();
+expect((await hoursForm.locator('input[name="mon_start"]').inputValue()) === '10:00', 'the working hours are saved');
+await page.goto(`${BASE}/calendar?view=week&date=2026-12-14`);
+const withHours = await page.locator('main').textContent();
+expect(withHours.includes('Outside working hours') && withHours.includes('10:00–16:00'), 'the week shows the working hours');
+await page.screenshot({ path: `${SHOTS}/calendar-hours.png`, fullPage: true });
+await page.setViewportSize({ width: 375, height: 800 });
+await page.goto(`${BASE}/calendar?view=day&date=2026-12-14`);
+await page.screenshot({ path: `${SHOTS}/calendar-hours-375.png`, fullPage: true });
+await page.setViewportSize({ width: 1280, height: 720 });
+await adm.page.goto(`${BASE}/admin`);
 // An invitation: a one-time enrolment code, shown once.
 await adm.page.locator('nav.tabs').getByRole('link', { name: 'Accounts', exact: true }).click();
 await adm.page.getByLabel('Role').selectOption('reception');

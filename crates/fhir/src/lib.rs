@@ -11,6 +11,7 @@
 mod capability;
 mod outcome;
 mod resource;
+mod schedule;
 mod search;
 mod shape;
 
@@ -19,6 +20,10 @@ pub use outcome::{IssueType, operation_outcome};
 pub use resource::{
     ACT_CODE_SYSTEM, Membership, PSYCHOTHERAPY_NOTE, RELEASED_TO_CARE_TEAM, ResourceType, SHARED_WITH_PATIENT,
     SHARING_SYSTEM, Validated, is_psychotherapy_note, is_valid_id, time_range, validate,
+};
+pub use schedule::{
+    APPOINTMENT_TYPE_SYSTEM, CANCELLATION_REASON_SYSTEM, PRACTITIONER_DAY, SERIES_SYSTEM, WEEKDAYS, WORKING_HOURS_URL,
+    WorkingHours, day_number, practitioner_day, working_hours,
 };
 pub use search::{
     PREFIX_INDEX, PREFIX_MAX, PREFIX_MIN, PREFIX_TOKENS, SearchParam, ValueKind, fold_name, name_starts_with,

@@ -16,16 +16,19 @@ pub enum ResourceType {
     DocumentReference,
     CareTeam,
     Appointment,
+    /// A practitioner's working hours (not patient data: like Practitioner).
+    Schedule,
 }
 
 impl ResourceType {
-    pub const ALL: [ResourceType; 6] = [
+    pub const ALL: [ResourceType; 7] = [
         ResourceType::Patient,
         ResourceType::Practitioner,
         ResourceType::Encounter,
         ResourceType::DocumentReference,
         ResourceType::CareTeam,
         ResourceType::Appointment,
+        ResourceType::Schedule,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -36,6 +39,7 @@ impl ResourceType {
             ResourceType::DocumentReference => "DocumentReference",
             ResourceType::CareTeam => "CareTeam",
             ResourceType::Appointment => "Appointment",
+            ResourceType::Schedule => "Schedule",
         }
     }
 
@@ -59,9 +63,11 @@ impl ResourceType {
     /// have allowlists of their own, down to every nested element (`shape.rs`).
     fn elements(self) -> &'static [&'static str] {
         match self {
-            ResourceType::Patient | ResourceType::Practitioner | ResourceType::CareTeam | ResourceType::Appointment => {
-                &[]
-            }
+            ResourceType::Patient
+            | ResourceType::Practitioner
+            | ResourceType::CareTeam
+            | ResourceType::Appointment
+            | ResourceType::Schedule => &[],
             ResourceType::Encounter => &[
                 "identifier",
                 "status",
@@ -375,6 +381,7 @@ fn check_elements(rt: ResourceType, m: &Map<String, Value>) -> Check<()> {
         ResourceType::Practitioner => Some(crate::shape::PRACTITIONER),
         ResourceType::CareTeam => Some(crate::shape::CARE_TEAM),
         ResourceType::Appointment => Some(crate::shape::APPOINTMENT),
+        ResourceType::Schedule => Some(crate::shape::SCHEDULE),
         ResourceType::Encounter | ResourceType::DocumentReference => None,
     };
     if let Some(fields) = strict {
@@ -624,12 +631,19 @@ pub fn validate(rt: ResourceType, resource: &mut Value, now: i64) -> Result<Vali
                 ],
                 true,
             )?;
-            for key in ["start", "end"] {
-                if let Some(t) = string(m, key, "")?
-                    && time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).is_err()
-                {
-                    return Err(format!("{key} must be an instant, e.g. 2026-11-29T10:00:00Z"));
+            let mut span = [None, None];
+            for (i, key) in ["start", "end"].into_iter().enumerate() {
+                if let Some(t) = string(m, key, "")? {
+                    match time_range(t).filter(|_| crate::shape::is_instant(t)) {
+                        Some((ms, _)) => span[i] = Some(ms),
+                        None => return Err(format!("{key} must be an instant, e.g. 2026-11-29T10:00:00Z")),
+                    }
                 }
+            }
+            if let [Some(start), Some(end)] = span
+                && end <= start
+            {
+                return Err("end must be after start".into());
             }
             let participants = array(m, "participant", "")?;
             if participants.is_empty() {
@@ -642,8 +656,13 @@ pub fn validate(rt: ResourceType, resource: &mut Value, now: i64) -> Result<Vali
                 code_in(p, "status", &path, &["accepted", "declined", "tentative", "needs-action"], true)?;
                 if let Some(actor) = p.get("actor") {
                     let r = obj(actor, &format!("{path}.actor"))?;
-                    if string(r, "reference", &path)?.is_some_and(|r| r.starts_with("Patient/")) {
+                    let reference = string(r, "reference", &path)?;
+                    if reference.is_some_and(|r| r.starts_with("Patient/")) {
                         patients.push(reference_id(actor, &format!("{path}.actor"), "Patient")?);
+                    }
+                    if reference.is_some_and(|r| r.starts_with("Practitioner/")) {
+                        let id = reference_id(actor, &format!("{path}.actor"), "Practitioner")?;
+                        crate::schedule::index_practitioner(&id, span, &mut index);
                     }
                 }
             }
@@ -651,7 +670,9 @@ pub fn validate(rt: ResourceType, resource: &mut Value, now: i64) -> Result<Vali
                 [one] => subject = Some(one.clone()),
                 _ => return Err("an appointment needs exactly one participant whose actor is 'Patient/{id}'".into()),
             }
+            crate::schedule::index_series(m, &mut index)?;
         }
+        ResourceType::Schedule => crate::schedule::check_schedule(m, &mut index)?,
         ResourceType::CareTeam => {
             // Required: a team without a status is not known to be active, and
             // only an active team grants its members access.

@@ -142,14 +142,41 @@ const PERSON: &[SearchParam] = &[
 const BY_PATIENT: &[SearchParam] =
     &[SearchParam::Id, SearchParam::Patient { name: "patient" }, SearchParam::Patient { name: "subject" }];
 
+const APPOINTMENT: &[SearchParam] = &[
+    SearchParam::Id,
+    SearchParam::Patient { name: "patient" },
+    SearchParam::Patient { name: "subject" },
+    SearchParam::Blind {
+        name: "practitioner",
+        fhir_type: "reference",
+        kind: ValueKind::Identifier,
+        doc: "The practitioner taking part, as Practitioner/{id} or {id} (blind-indexed)",
+    },
+    SearchParam::Blind {
+        name: "identifier",
+        fhir_type: "token",
+        kind: ValueKind::Identifier,
+        doc: "Exact identifier, as value or system|value; a recurring series is urn:confidant:series|{value} (blind-indexed)",
+    },
+];
+
+const SCHEDULE: &[SearchParam] = &[
+    SearchParam::Id,
+    SearchParam::Blind {
+        name: "actor",
+        fhir_type: "reference",
+        kind: ValueKind::Identifier,
+        doc: "The practitioner whose schedule it is, as Practitioner/{id} or {id} (blind-indexed)",
+    },
+];
+
 /// The search parameters of `rt`, besides `_count`.
 pub fn search_params(rt: ResourceType) -> &'static [SearchParam] {
     match rt {
         ResourceType::Patient | ResourceType::Practitioner => PERSON,
-        ResourceType::Encounter
-        | ResourceType::DocumentReference
-        | ResourceType::CareTeam
-        | ResourceType::Appointment => BY_PATIENT,
+        ResourceType::Encounter | ResourceType::DocumentReference | ResourceType::CareTeam => BY_PATIENT,
+        ResourceType::Appointment => APPOINTMENT,
+        ResourceType::Schedule => SCHEDULE,
     }
 }
 

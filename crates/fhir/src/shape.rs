@@ -32,6 +32,8 @@ pub(crate) enum Prim {
     Date,
     DateTime,
     Instant,
+    /// `HH:MM:SS` (a time of day).
+    Time,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -221,6 +223,24 @@ pub(crate) const APPOINTMENT: &[Field] = &[
     Field("requestedPeriod", MANY, O(PERIOD)),
 ];
 
+const WORKING_HOURS_PART: &[Field] =
+    &[Field("url", ONE, S(P::Uri)), Field("valueCode", ONE, S(P::Code)), Field("valueTime", ONE, S(P::Time))];
+const WORKING_HOURS: &[Field] = &[Field("url", ONE, S(P::Uri)), Field("extension", MANY, O(WORKING_HOURS_PART))];
+
+/// A practitioner's schedule: who, and their weekly working hours (an
+/// extension of Confidant's, `crate::schedule::WORKING_HOURS_URL`).
+pub(crate) const SCHEDULE: &[Field] = &[
+    BASE[0],
+    BASE[1],
+    BASE[2],
+    Field("identifier", MANY, O(IDENTIFIER)),
+    Field("active", ONE, S(P::Boolean)),
+    Field("serviceType", MANY, O(CODEABLE_CONCEPT)),
+    Field("actor", MANY, O(REFERENCE)),
+    Field("planningHorizon", ONE, O(PERIOD)),
+    Field("extension", MANY, O(WORKING_HOURS)),
+];
+
 /// `[x]` elements of which at most one may be given.
 pub(crate) const CHOICES: &[(&str, &[&str])] = &[
     ("multipleBirth[x]", &["multipleBirthBoolean", "multipleBirthInteger"]),
@@ -333,6 +353,7 @@ fn check_prim(v: &Value, p: Prim, path: &str) -> Result<(), String> {
                 Prim::Date => crate::resource::is_fhir_date(s),
                 Prim::DateTime => crate::resource::is_fhir_date(s) || is_instant(s),
                 Prim::Instant => is_instant(s),
+                Prim::Time => crate::schedule::parse_time(s).is_some(),
                 _ => true,
             };
             if ok {

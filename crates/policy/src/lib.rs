@@ -14,6 +14,7 @@ mod accounts;
 pub mod appointments;
 mod notes;
 pub mod records;
+pub mod schedule;
 
 use std::fmt;
 
@@ -203,12 +204,13 @@ pub fn role_permits(role: Role, rt: ResourceType, action: Action) -> bool {
             T::Patient | T::Encounter | T::DocumentReference | T::CareTeam | T::Appointment,
             Read | Write,
         ) => true,
-        (Role::Clinician, T::Practitioner, Read) => true,
+        (Role::Clinician, T::Practitioner | T::Schedule, Read) => true,
         // Reception: demographics and care-team assignments; never notes or encounters.
         (Role::Reception, T::Patient | T::CareTeam | T::Appointment, Read | Write) => true,
-        (Role::Reception, T::Practitioner, Read) => true,
+        (Role::Reception, T::Practitioner | T::Schedule, Read) => true,
         // Admin: staff and care-team assignments; no clinical content at all.
-        (Role::Admin, T::Practitioner | T::CareTeam, Read | Write) => true,
+        // ... and the clinicians' working hours (Schedule).
+        (Role::Admin, T::Practitioner | T::CareTeam | T::Schedule, Read | Write) => true,
         // Auditor: the staff directory only (the audit log comes with its own API).
         (Role::Auditor, T::Practitioner, Read) => true,
         // Patients: their own record and the notes shared with them, read only.
@@ -374,7 +376,7 @@ pub enum Visibility {
 /// What `p` (already [`allowed`]) sees of type `rt`.
 pub fn visibility(p: &Principal, rt: ResourceType, now: i64) -> Visibility {
     match (p.role, rt) {
-        (_, ResourceType::Practitioner) => Visibility::All,
+        (_, ResourceType::Practitioner | ResourceType::Schedule) => Visibility::All,
         (Role::Reception | Role::Admin, _) => Visibility::All,
         (Role::Clinician, _) => Visibility::CareTeam {
             practitioner_id: p.practitioner_id.clone().unwrap_or_default(),
@@ -567,6 +569,6 @@ mod tests {
                 cells += 1;
             }
         }
-        assert_eq!(cells, 15);
+        assert_eq!(cells, 18);
     }
 }

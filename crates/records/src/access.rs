@@ -324,6 +324,7 @@ impl Records {
             clock: self.clock.clone(),
             auditor: self.auditor.clone(),
             subscriber: Some(subscriber),
+            bookings: self.bookings.clone(),
         }
     }
 }

@@ -30,7 +30,7 @@ impl Records {
     pub(crate) async fn compartment_for(&self, rt: ResourceType, id: &str, subject: Option<&str>) -> Result<String> {
         match (rt, subject) {
             (ResourceType::Patient, _) => Ok(id.to_owned()),
-            (ResourceType::Practitioner, _) => Ok(ORGANISATION.to_owned()),
+            (ResourceType::Practitioner | ResourceType::Schedule, _) => Ok(ORGANISATION.to_owned()),
             // Whether the patient exists is checked with the caller's relationship
             // to them (`create`), so that both refusals take the same path.
             (_, Some(patient)) => Ok(patient.to_owned()),
@@ -245,7 +245,7 @@ impl Records {
         }
         let compartment = match rt {
             ResourceType::Patient => id.to_owned(),
-            ResourceType::Practitioner => ORGANISATION.to_owned(),
+            ResourceType::Practitioner | ResourceType::Schedule => ORGANISATION.to_owned(),
             _ => {
                 if checked.subject_patient.as_deref() != Some(current.compartment.as_str()) {
                     return Err(RecordsError::Unprocessable(

@@ -25,6 +25,13 @@ pub enum RecordsError {
     PreconditionFailed { current: i64 },
     #[error("conflict: the resource was changed concurrently; read it again and retry")]
     Conflict,
+    /// The practitioner already has a booked appointment overlapping this time
+    /// (its start, Unix ms); the other patient is not named.
+    #[error(
+        "double booking: the practitioner already has an appointment from {} (UTC) overlapping this time; nothing was booked or changed",
+        confidant_fhir::instant(*.at)
+    )]
+    DoubleBooked { at: i64 },
     #[error("stored data failed its integrity check")]
     Integrity,
     /// The instance's keys: not initialised, or not this KEK's

@@ -30,6 +30,7 @@ mod notes;
 mod reindex;
 mod reminders;
 pub mod rotation;
+mod schedule;
 mod search;
 mod text;
 
@@ -38,8 +39,9 @@ pub use error::{RecordsError, Result, STOPPED_BY_DETECTION};
 pub use incident::{Accesses, IncidentQuery, IncidentReport};
 pub use key_status::{KekVersion, KeyStatus, kek_made_at, kek_made_setting, kek_versions};
 pub use notes::SIGNED_AT;
-pub use reindex::{Reindexed, SETTING_NAME_PREFIXES};
+pub use reindex::{Reindexed, SETTING_APPOINTMENT_DAYS, SETTING_NAME_PREFIXES};
 pub use reminders::{CLAIM_MS, Cancelled, DueReminder, LINK_TOKEN_LEN, LinkState};
+pub use schedule::{Booking, CANCEL_REASONS, MAX_SERIES, Which, practitioner_in, span_of};
 pub use search::{SearchPage, SearchRequest};
 pub use text::{visible_len, visible_text};
 
@@ -76,6 +78,8 @@ pub struct Records {
     auditor: Arc<Auditor>,
     /// Who watches committed entries (the detector), if anyone: given at construction.
     subscriber: Option<Arc<dyn Subscriber>>,
+    /// One booking at a time per practitioner (the double-booking check).
+    bookings: Arc<schedule::BookingLocks>,
 }
 
 impl std::fmt::Debug for Records {
@@ -126,7 +130,7 @@ impl Records {
         auditor: Arc<Auditor>,
     ) -> Result<Records> {
         let keyring = Arc::new(Keyring::open(store.clone(), vault).await?);
-        Ok(Records { store, keyring, clock, auditor, subscriber: None })
+        Ok(Records { store, keyring, clock, auditor, subscriber: None, bookings: Default::default() })
     }
 
     pub fn store(&self) -> &Store {

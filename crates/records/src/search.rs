@@ -70,6 +70,10 @@ impl Records {
     /// Find current resources of `rt` (FHIR search-type). Exact match only.
     pub async fn search(&self, p: &Principal, rt: ResourceType, req: &SearchRequest) -> Result<SearchPage> {
         self.permit(p, rt, Action::Read, AuditAction::SearchHit).await?;
+        // A practitioner's appointments by date: the calendar's query (`schedule`).
+        if rt == ResourceType::Appointment && req.params.iter().any(|(name, _)| name == "date") {
+            return self.appointments_by_date(p, req).await;
+        }
         let now = self.clock.now_millis();
         if req.params.is_empty() && policy::search_needs_criterion(&policy::visibility(p, rt, now), rt) {
             let names: Vec<&str> = search_params(rt).iter().map(SearchParam::name).collect();
@@ -271,6 +275,10 @@ impl Records {
                                 ));
                             }
                             v
+                        }
+                        // A reference search takes Practitioner/{id} or the id.
+                        ValueKind::Identifier if matches!(*name, "practitioner" | "actor") => {
+                            v.strip_prefix("Practitioner/").unwrap_or(v)
                         }
                         ValueKind::Identifier => match v.split_once('|') {
                             Some(("", value)) => value,

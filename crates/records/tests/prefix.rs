@@ -86,13 +86,20 @@ async fn the_reindex_pass_runs_once() {
     let tmp = tempfile::tempdir().unwrap();
     let (store, kek) = old_instance(&tmp).await;
     let records = Records::open(store.clone(), Vault::new(kek.clone()), Arc::new(SystemClock)).await.unwrap();
+    let mut last = String::new();
     for (family, given) in [("Virtanen", "Aino"), ("Hämäläinen", "Åsa"), ("Korhonen", "Eero")] {
         let p = json!({"resourceType": "Patient", "name": [{"family": family, "given": [given]}]});
-        records.create(&reception(), ResourceType::Patient, p).await.unwrap();
+        last = records.create(&reception(), ResourceType::Patient, p).await.unwrap().id;
     }
     let p = json!({"resourceType": "Practitioner", "name": [{"family": "Lääkäri"}]});
-    records.create(&admin(), ResourceType::Practitioner, p).await.unwrap();
-    assert_eq!(records.reindex_names().await.unwrap(), Reindexed { resources: 4, skipped: 0 });
+    let pr = records.create(&admin(), ResourceType::Practitioner, p).await.unwrap().id;
+    // An appointment from before the calendar gets the calendar's tokens in a pass of its own.
+    let a = json!({"resourceType": "Appointment", "status": "booked",
+        "start": "2027-03-29T07:00:00Z", "end": "2027-03-29T08:00:00Z",
+        "participant": [{"actor": {"reference": format!("Patient/{last}")}, "status": "accepted"},
+                        {"actor": {"reference": format!("Practitioner/{pr}")}, "status": "accepted"}]});
+    records.create(&reception(), ResourceType::Appointment, a).await.unwrap();
+    assert_eq!(records.reindex_names().await.unwrap(), Reindexed { resources: 5, skipped: 0 });
     assert_eq!(records.reindex_names().await.unwrap(), Reindexed::default(), "done once");
     let again = Records::open(store.clone(), Vault::new(kek), Arc::new(SystemClock)).await.unwrap();
     assert_eq!(again.reindex_names().await.unwrap(), Reindexed::default(), "and recorded as done");

@@ -82,6 +82,7 @@ impl From<RecordsError> for ApiError {
                 ApiError::new(StatusCode::PRECONDITION_FAILED, IssueType::Conflict, e.to_string())
             }
             e @ E::Conflict => ApiError::new(StatusCode::CONFLICT, IssueType::Conflict, e.to_string()),
+            e @ E::DoubleBooked { .. } => ApiError::new(StatusCode::CONFLICT, IssueType::Conflict, e.to_string()),
             e @ E::AuditFailed => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient, e.to_string()),
             E::Integrity => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -106,7 +106,12 @@ async fn create(
 ) -> Result<Response, ApiError> {
     let rt = resource_type(&rt)?;
     let resource = json_body(&headers, body)?;
-    let s = state.records.create(&auth.principal, rt, resource).await?;
+    // An appointment is checked against the practitioner's other bookings (409 on a clash).
+    let s = if rt == ResourceType::Appointment {
+        state.records.write_appointment(&auth.principal, None, resource, None).await?
+    } else {
+        state.records.create(&auth.principal, rt, resource).await?
+    };
     let location = format!("{}/fhir/r4/{}/{}/_history/{}", state.base_url, rt.as_str(), s.id, s.version_id);
     Ok(resource_response(StatusCode::CREATED, &s, Some(location)))
 }
@@ -142,7 +147,11 @@ async fn update(
     let rt = resource_type(&rt)?;
     let expected = if_match(&headers)?;
     let resource = json_body(&headers, body)?;
-    let s = state.records.update(&auth.principal, rt, &id, resource, expected).await?;
+    let s = if rt == ResourceType::Appointment {
+        state.records.write_appointment(&auth.principal, Some(&id), resource, expected).await?
+    } else {
+        state.records.update(&auth.principal, rt, &id, resource, expected).await?
+    };
     let location = format!("{}/fhir/r4/{}/{}/_history/{}", state.base_url, rt.as_str(), s.id, s.version_id);
     Ok(resource_response(StatusCode::OK, &s, Some(location)))
 }

@@ -6,16 +6,20 @@
 //! This file holds what every page shares: the routes, the layout, the
 //! signed-in extractor and the refusals. The pages are in `web/`:
 //! `sign_in` (password, TOTP enrolment, sign-out, enrolment codes), `clinical`
-//! (patients, chart, notes, schedule, break-glass), `front_desk` (register,
-//! book), `portal` (the patient's access log and data), `admin` (accounts,
+//! (patients, chart, notes, break-glass), `front_desk` (register), `booking`
+//! (book one or a series), `calendar` (day and week, cancel, no-show,
+//! reschedule), `hours` (working hours), `portal` (the patient's access log and data), `admin` (accounts,
 //! tokens, care teams, keys, posture, alerts) and `audit` (audit search,
 //! incident report). Texts are English, or Finnish from `i18n`.
 
 mod admin;
 mod appointments;
 mod audit;
+mod booking;
+mod calendar;
 mod clinical;
 mod front_desk;
+mod hours;
 pub(crate) mod i18n;
 mod passkeys;
 mod portal;
@@ -73,8 +77,12 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
         .route("/notes/{id}/history", get(clinical::note_history))
         .route("/notes/{id}/sign", post(clinical::sign_note))
         .route("/notes/{id}/addenda", post(clinical::add_addendum))
-        .route("/schedule", get(clinical::schedule))
-        .route("/patients/{id}/appointments", post(front_desk::book))
+        .route("/schedule", get(calendar::schedule))
+        .route("/calendar", get(calendar::calendar))
+        .route("/appointments/{id}/cancel", post(calendar::cancel))
+        .route("/appointments/{id}/no-show", post(calendar::no_show))
+        .route("/appointments/{id}/reschedule", post(calendar::reschedule))
+        .route("/patients/{id}/appointments", post(booking::book))
         .route("/register", get(front_desk::register_page).post(front_desk::register))
         .route("/admin", get(admin::alerts))
         .route("/admin/accounts", get(admin::accounts).post(admin::invite))
@@ -83,6 +91,7 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
         .route("/admin/tokens/{id}/revoke", post(admin::revoke_token))
         .route("/admin/care-teams", get(admin::care_teams).post(admin::add_to_care_team))
         .route("/admin/care-teams/{id}/remove", post(admin::remove_from_care_team))
+        .route("/admin/hours", get(hours::page).post(hours::save))
         .route("/admin/keys", get(admin::keys))
         .route("/admin/posture", get(admin::posture))
         .route("/alerts/{id}/acknowledge", post(admin::acknowledge))
@@ -172,11 +181,12 @@ fn layout(v: Viewer<'_>, title: &str, body: Markup) -> Response {
                         @match role {
                             Some(Role::Clinician) => {
                                 a href="/patients" { (l.t("My patients")) }
-                                a href="/schedule" { (l.t("My schedule")) }
+                                a href="/calendar" { (l.t("My schedule")) }
                                 a href="/register" { (l.t("Register a patient")) }
                             }
                             Some(Role::Reception) => {
                                 a href="/patients" { (l.t("Patients")) }
+                                a href="/calendar" { (l.t("Calendar")) }
                                 a href="/register" { (l.t("Register a patient")) }
                                 a href="/admin/care-teams" { (l.t("Care teams")) }
                             }
@@ -184,7 +194,10 @@ fn layout(v: Viewer<'_>, title: &str, body: Markup) -> Response {
                                 a href="/me/appointments" { (l.t("Appointments")) }
                                 a href="/me/access-log" { (l.t("Access log")) }
                             }
-                            Some(Role::Admin) => { a href="/admin" { (l.t("Administration")) } }
+                            Some(Role::Admin) => {
+                                a href="/admin" { (l.t("Administration")) }
+                                a href="/admin/hours" { (l.t("Working hours")) }
+                            }
                             Some(Role::Auditor) => {
                                 a href="/audit" { (l.t("Audit log")) }
                                 a href="/audit/incident" { (l.t("Incident report")) }
@@ -357,6 +370,9 @@ impl SignedIn {
                 self.message(StatusCode::NOT_FOUND, l.t("Not found"), l.t("There is no such record in your care."))
             }
             RecordsError::Forbidden(m) => self.message(StatusCode::FORBIDDEN, l.t("Not allowed"), &m),
+            e @ RecordsError::DoubleBooked { .. } => {
+                self.message(StatusCode::CONFLICT, l.t("Double booking"), &e.to_string())
+            }
             RecordsError::Invalid(m) | RecordsError::Unprocessable(m) => {
                 self.message(StatusCode::BAD_REQUEST, l.t("Please check the form"), &m)
             }

@@ -15,14 +15,17 @@ use crate::common::{Db, Instance, PASSWORD, Server, add_user, create_token, enco
 
 /// What each role may do to each type: R read, W write, - nothing.
 /// This is the README's table; the test derives every expected status from it.
-const TYPES: [&str; 6] = ["Patient", "Practitioner", "Encounter", "DocumentReference", "CareTeam", "Appointment"];
-const MATRIX: &[(&str, [&str; 6])] = &[
-    ("admin", ["-", "RW", "-", "-", "RW", "-"]),
-    ("clinician", ["RW", "R", "RW", "RW", "RW", "RW"]),
-    ("reception", ["RW", "R", "-", "-", "RW", "RW"]),
-    ("auditor", ["-", "R", "-", "-", "-", "-"]),
-    ("patient", ["R", "-", "-", "R", "-", "-"]),
+const TYPES: [&str; 7] =
+    ["Patient", "Practitioner", "Encounter", "DocumentReference", "CareTeam", "Appointment", "Schedule"];
+const MATRIX: &[(&str, [&str; 7])] = &[
+    ("admin", ["-", "RW", "-", "-", "RW", "-", "RW"]),
+    ("clinician", ["RW", "R", "RW", "RW", "RW", "RW", "R"]),
+    ("reception", ["RW", "R", "-", "-", "RW", "RW", "R"]),
+    ("auditor", ["-", "R", "-", "-", "-", "-", "-"]),
+    ("patient", ["R", "-", "-", "R", "-", "-", "-"]),
 ];
+/// Types that are no patient's data (the staff directory, working hours): all see all of them.
+const STAFF_TYPES: &[&str] = &["Practitioner", "Schedule"];
 /// Roles that see only their patients (care team / own record); the others see all of an allowed type.
 const NARROW: &[&str] = &["clinician", "patient"];
 /// The FHIR interactions each type offers (checked against the CapabilityStatement).
@@ -122,6 +125,8 @@ async fn clinic(db: Db) -> Clinic {
     tokens.insert("reception", create_token(&inst.dir, "rec1", "user/*.*"));
     tokens.insert("auditor", create_token(&inst.dir, "aud1", "user/*.*"));
     tokens.insert("patient", create_token(&inst.dir, "pat1", "user/*.*"));
+    let sa = id_of(&s.create_as(&inst.admin_token, &schedule(&pr1)).await);
+    let sb = id_of(&s.create_as(&inst.admin_token, &schedule(&pr2)).await);
     let mut ids = BTreeMap::new();
     ids.insert("Patient", (pa, pb));
     ids.insert("Practitioner", (pr1, pr2));
@@ -129,6 +134,7 @@ async fn clinic(db: Db) -> Clinic {
     ids.insert("DocumentReference", (na, nb));
     ids.insert("CareTeam", (cta, ctb));
     ids.insert("Appointment", (aa, ab));
+    ids.insert("Schedule", (sa, sb));
     let spare = json!({"resourceType": "Practitioner", "name": [{"family": "Spare"}]});
     let spare_practitioner = id_of(&s.create_as(&inst.admin_token, &spare).await);
     Clinic { inst, s, tokens, ids, clin2_token: clin2, psy_note, spare_practitioner }
@@ -144,13 +150,25 @@ async fn me(s: &Server, token: &str) -> Value {
     call(s, Some(token), Method::GET, "/api/v1/me", None).await.1
 }
 
+/// An appointment, each at a time of its own (the same practitioner is never double-booked).
 fn appointment(p: &str, practitioner: &str) -> Value {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let hour = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (day, hour) = (1 + hour / 20, hour % 20);
     json!({"resourceType": "Appointment", "status": "booked",
-    "start": "2026-12-01T09:00:00Z", "end": "2026-12-01T09:50:00Z",
+    "start": format!("2026-12-{day:02}T{hour:02}:00:00Z"), "end": format!("2026-12-{day:02}T{hour:02}:50:00Z"),
     "participant": [
         {"actor": {"reference": format!("Patient/{p}")}, "status": "accepted"},
         {"actor": {"reference": format!("Practitioner/{practitioner}")}, "status": "accepted"}
     ]})
+}
+
+/// A practitioner's working hours (Monday 08:00–16:00).
+fn schedule(practitioner: &str) -> Value {
+    json!({"resourceType": "Schedule", "active": true, "actor": [{"reference": format!("Practitioner/{practitioner}")}],
+           "extension": [{"url": "urn:confidant:working-hours", "extension": [
+               {"url": "day", "valueCode": "mon"}, {"url": "start", "valueTime": "08:00:00"},
+               {"url": "end", "valueTime": "16:00:00"}]}]})
 }
 
 /// A new resource of `ty` for the patient `p` (or none for Patient / Practitioner).
@@ -165,6 +183,7 @@ fn new_resource(ty: &str, p: &str, practitioner: &str) -> Value {
                              "participant": [{"member": {"reference": format!("Practitioner/{practitioner}")}}]})
         }
         "Appointment" => appointment(p, practitioner),
+        "Schedule" => schedule(practitioner),
         other => panic!("no test resource for {other}: add one"),
     }
 }
@@ -199,7 +218,7 @@ async fn authorization_matrix(db: Db) {
         for (ty, perm) in TYPES.iter().zip(perms) {
             let (read, write) = (perm.contains('R'), perm.contains('W'));
             for (which, target) in [("own", &c.ids[ty].0), ("other", &c.ids[ty].1)] {
-                let visible = *ty == "Practitioner" || !NARROW.contains(role) || which == "own";
+                let visible = STAFF_TYPES.contains(ty) || !NARROW.contains(role) || which == "own";
                 let what = format!("{role} {ty} {which}");
                 let patient_of_target = match *ty {
                     "Patient" => target.clone(),
@@ -252,7 +271,7 @@ async fn authorization_matrix(db: Db) {
                 // create (into this patient's record)
                 let body = new_resource(ty, &patient_of_target, &c.spare_practitioner);
                 let (st, b) = call(&c.s, Some(token), Method::POST, ty, Some(&body)).await;
-                let creates_into_patient = !matches!(*ty, "Patient" | "Practitioner");
+                let creates_into_patient = *ty != "Patient" && !STAFF_TYPES.contains(ty);
                 let expected = match (write, visible || !creates_into_patient) {
                     (false, _) => StatusCode::FORBIDDEN,
                     (true, true) => StatusCode::CREATED,

@@ -413,10 +413,11 @@ async fn a_clinic_day_raises_no_alert(db: Db) {
             mine.push(p["id"].as_str().unwrap().to_owned());
         }
         // Reception books each of them a session with this clinician.
-        for pid in &mine {
+        for (i, pid) in mine.iter().enumerate() {
+            // One after another: the same time would be a double booking.
             let appt = json!({
                 "resourceType": "Appointment", "status": "booked",
-                "start": "2026-12-02T09:00:00Z", "end": "2026-12-02T09:50:00Z",
+                "start": format!("2026-12-02T{:02}:00:00Z", 6 + i), "end": format!("2026-12-02T{:02}:50:00Z", 6 + i),
                 "participant": [
                     {"actor": {"reference": format!("Patient/{pid}")}, "status": "accepted"},
                     {"actor": {"reference": format!("Practitioner/{practitioner}")}, "status": "accepted"}

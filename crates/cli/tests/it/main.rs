@@ -27,6 +27,7 @@ mod posture;
 mod prefix;
 mod reminders;
 mod rotation;
+mod schedule;
 mod tamper;
 mod tls;
 mod ui;

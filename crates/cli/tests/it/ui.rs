@@ -80,6 +80,15 @@ async fn the_web_ui_in_chromium() {
         "register.png",
         "reception-patient.png",
         "schedule.png",
+        "booking-form.png",
+        "calendar-week-reception.png",
+        "calendar-week-en-1280.png",
+        "calendar-week-fi-375.png",
+        "calendar-day-en-375.png",
+        "calendar-day-fi-1280.png",
+        "admin-hours.png",
+        "calendar-hours.png",
+        "calendar-hours-375.png",
     ] {
         assert!(shots.join(shot).exists(), "screenshot {shot}");
     }
@@ -245,7 +254,9 @@ async fn pages_refuse_the_wrong_role_the_wrong_patient_no_session_and_hostile_in
     for u in ["clin1", "clin2", "desk", "admin1", "audi", "ulla"] {
         users.insert(u, Browser::sign_in(&s, u).await);
     }
-    let pages: [(&str, &[&str]); 21] = [
+    let pages: [(&str, &[&str]); 23] = [
+        ("/calendar", &["clin1", "clin2", "desk"]),
+        ("/calendar?view=week&date=2026-12-14", &["clin1", "clin2", "desk"]),
         ("/patients", &["clin1", "clin2", "desk"]),
         ("/me/passkeys", &["clin1", "clin2", "desk", "admin1", "audi"]),
         (&format!("/notes/{n1}/edit"), &["clin1"]),
@@ -323,6 +334,9 @@ async fn pages_refuse_the_wrong_role_the_wrong_patient_no_session_and_hostile_in
         (format!("/patients/{p1}/notes"), "text=forged".to_owned()),
         ("/register".to_owned(), "given=A&family=B&birth=1990-01-01".to_owned()),
         (format!("/patients/{p1}/appointments"), "practitioner=Practitioner/x&date=2026-12-14&time=09:00".to_owned()),
+        ("/appointments/x/cancel".to_owned(), "reason=pat".to_owned()),
+        ("/appointments/x/no-show".to_owned(), String::new()),
+        ("/appointments/x/reschedule".to_owned(), "date=2026-12-15&time=09:00".to_owned()),
         (format!("/patients/{p1}/break-glass"), "reason=an+urgent+reason+of+some+length".to_owned()),
         ("/alerts/0123456789abcdef0123456789abcdef/acknowledge".to_owned(), String::new()),
         (format!("/notes/{n1}"), "text=overwritten&version=1".to_owned()),

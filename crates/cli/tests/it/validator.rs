@@ -44,8 +44,32 @@ async fn responses_are_valid_fhir_r4() {
                         "start": "2026-12-01T09:00:00Z", "end": "2026-12-01T09:50:00Z",
                         "participant": [{"actor": {"reference": format!("Patient/{pid}")}, "status": "accepted"}]}))
         .await;
+    // The calendar's shape: a series member with its type, length, and a coded cancellation.
+    let prid = pr["id"].as_str().unwrap().to_owned();
+    let series = s
+        .create(&json!({"resourceType": "Appointment", "status": "cancelled",
+                        "identifier": [{"system": "urn:confidant:series", "value": "0123456789abcdef"}],
+                        "appointmentType": {"coding": [{"system": "urn:confidant:appointment-type", "code": "session"}]},
+                        "cancelationReason": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/appointment-cancellation-reason", "code": "pat"}]},
+                        "start": "2027-03-29T07:00:00.000Z", "end": "2027-03-29T08:00:00.000Z", "minutesDuration": 60,
+                        "created": "2026-12-03T10:00:00.000Z",
+                        "participant": [{"actor": {"reference": format!("Patient/{pid}")}, "status": "accepted"},
+                                        {"actor": {"reference": format!("Practitioner/{prid}")}, "status": "accepted"}]}))
+        .await;
+    let hours = s
+        .create_as(
+            &s.admin_token,
+            &json!({"resourceType": "Schedule", "active": true, "actor": [{"reference": format!("Practitioner/{prid}")}],
+                    "extension": [{"url": "urn:confidant:working-hours", "extension": [
+                        {"url": "day", "valueCode": "mon"}, {"url": "start", "valueTime": "08:00:00"},
+                        {"url": "end", "valueTime": "16:00:00"}]}]}),
+        )
+        .await;
+    assert_eq!(hours["resourceType"], "Schedule", "{hours}");
+    let (_, by_practitioner) = s.get_json(&format!("Appointment?practitioner=Practitioner/{prid}")).await;
+    assert_eq!(by_practitioner["total"], 1, "{by_practitioner}");
     let (_, team) = s.get_json(&format!("CareTeam?patient={pid}")).await;
-    let mut docs: Vec<Value> = vec![p.clone(), pr, e, n, appt, team];
+    let mut docs: Vec<Value> = vec![p.clone(), pr, e, n, appt, series, by_practitioner, hours, team];
     for path in [
         "Patient?identifier=131052-308T".to_owned(),
         format!("DocumentReference?patient={pid}&_count=1"),

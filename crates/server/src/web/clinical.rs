@@ -1,5 +1,6 @@
 //! The clinician's pages: my patients, the chart, session notes (written,
-//! saved as drafts, edited), my schedule, and the break-glass dialog.
+//! saved as drafts, edited), and the break-glass dialog (my schedule is the
+//! calendar, `calendar`).
 //!
 //! A draft is a note with `docStatus` `preliminary`: it is stored, sealed and
 //! audited on the server like every other version, never in the browser (no
@@ -17,7 +18,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::front_desk::{appointments_list, practitioner_of, reception_view, sorted_appointments};
+use super::front_desk::reception_view;
 use super::{SignedIn, name_of, readable_millis};
 use crate::AppState;
 
@@ -896,21 +897,6 @@ pub(super) async fn save_note(
         }
         Err(e) => me.records_error(e),
     }
-}
-
-/// The clinician's schedule: appointments with them, soonest first.
-pub(super) async fn schedule(State(state): State<AppState>, me: SignedIn) -> Response {
-    if let Some(r) = me.only_for(&[Role::Clinician]) {
-        return r;
-    }
-    let list = match sorted_appointments(&state, &me, Vec::new()).await {
-        Ok(l) => l,
-        Err(e) => return me.records_error(e),
-    };
-    let mine = me.auth.principal.practitioner_id.as_ref().map(|p| format!("Practitioner/{p}"));
-    let list: Vec<_> = list.into_iter().filter(|a| practitioner_of(&a.resource) == mine.as_deref()).collect();
-    let names = std::collections::HashMap::new();
-    me.page(me.lang.t("My schedule"), appointments_list(&me, &list, &names))
 }
 
 // ----- break-glass --------------------------------------------------------------------

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use confidant_fhir::ResourceType;
@@ -65,6 +65,18 @@ pub(super) async fn sorted_appointments(
 
 /// Reception's view of a patient: demographics and appointments; nothing clinical, not even a link.
 pub(super) async fn reception_view(state: &AppState, me: &SignedIn, id: &str, r: &Value) -> Response {
+    reception_view_with(state, me, id, r, &super::booking::BookForm::default(), &Vec::new()).await
+}
+
+/// [`reception_view`] with the booking form's typed values and errors.
+pub(super) async fn reception_view_with(
+    state: &AppState,
+    me: &SignedIn,
+    id: &str,
+    r: &Value,
+    form: &super::booking::BookForm,
+    errors: &super::booking::Errors,
+) -> Response {
     let l = me.lang;
     let list = match sorted_appointments(state, me, vec![("patient".to_owned(), id.to_owned())]).await {
         Ok(l) => l,
@@ -84,78 +96,10 @@ pub(super) async fn reception_view(state: &AppState, me: &SignedIn, id: &str, r:
             }
             section {
                 h2 { (l.t("Book an appointment")) }
-                form.card method="post" action={ "/patients/" (id) "/appointments" } {
-                    (me.csrf_field())
-                    label for="practitioner" { (l.t("With")) }
-                    select id="practitioner" name="practitioner" required {
-                        @for (id, name) in &bookable { option value={ "Practitioner/" (id) } { (name) } }
-                    }
-                    label for="date" { (l.t("Date")) }
-                    input id="date" name="date" type="date" required;
-                    label for="time" { (l.t("Time (UTC)")) }
-                    input id="time" name="time" type="time" required;
-                    button type="submit" { (l.t("Book")) }
-                }
+                (super::booking::form(me, id, &bookable, form, errors))
             }
         },
     )
-}
-
-#[derive(Deserialize)]
-pub(super) struct BookForm {
-    #[serde(default)]
-    csrf: String,
-    practitioner: String,
-    date: String,
-    time: String,
-}
-
-pub(super) async fn book(
-    State(state): State<AppState>,
-    me: SignedIn,
-    Path(id): Path<String>,
-    Form(f): Form<BookForm>,
-) -> Response {
-    if let Some(r) = me.refuse_post(&[Role::Reception, Role::Clinician], &f.csrf, "Nothing was booked.") {
-        return r;
-    }
-    let l = me.lang;
-    let valid = f.date.len() == 10 && f.time.len() == 5 && f.practitioner.starts_with("Practitioner/");
-    let start = format!("{}T{}:00Z", f.date, f.time);
-    let end = time::OffsetDateTime::parse(&start, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .filter(|_| valid)
-        .map(|t| t + time::Duration::minutes(50));
-    let Some(end) = end.and_then(|e| e.format(&time::format_description::well_known::Rfc3339).ok()) else {
-        return me.message(
-            StatusCode::BAD_REQUEST,
-            l.t("Please check the form"),
-            l.t("Give a date, a time and a practitioner."),
-        );
-    };
-    let appointment = json!({
-        "resourceType": "Appointment", "status": "booked",
-        "start": start, "end": end,
-        "participant": [
-            {"actor": {"reference": format!("Patient/{id}")}, "status": "accepted"},
-            {"actor": {"reference": f.practitioner}, "status": "accepted"}
-        ]
-    });
-    // Booking with a clinician who is not on the patient's care team puts them
-    // on it (audited): checked first, so that a refusal books nothing.
-    let p = &me.auth.principal;
-    let practitioner = f.practitioner.trim_start_matches("Practitioner/");
-    let needs_team = match state.records.check_booking_care_team(p, &id, practitioner).await {
-        Ok(n) => n,
-        Err(e) => return me.records_error(e),
-    };
-    if let Err(e) = state.records.create(p, ResourceType::Appointment, appointment).await {
-        return me.records_error(e);
-    }
-    if needs_team && let Err(e) = state.records.book_onto_care_team(p, &id, practitioner).await {
-        return me.records_error(e);
-    }
-    Redirect::to(&format!("/patients/{id}")).into_response()
 }
 
 // ----- registration -----------------------------------------------------------------
@@ -339,7 +283,7 @@ enum Duplicate {
 }
 
 /// The clinicians intake may put on a care team: (Practitioner id, name).
-async fn clinicians(state: &AppState, me: &SignedIn) -> Vec<(String, String)> {
+pub(super) async fn clinicians(state: &AppState, me: &SignedIn) -> Vec<(String, String)> {
     let ids = state.records.clinician_practitioners().await.unwrap_or_default();
     practitioners(state, me)
         .await
