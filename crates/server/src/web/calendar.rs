@@ -195,13 +195,23 @@ pub(super) async fn calendar(State(state): State<AppState>, me: SignedIn, Query(
         Ok(list) => list,
         Err(e) => return me.records_error(e),
     };
-    // The patients' names (each read audited); one not readable shows no name.
+    // The patients' names, as a patient list is read: one search by id (each
+    // hit audited, a demographics list for detection, not a chart opened per
+    // patient); one not readable shows no name.
     let mut names: HashMap<String, Option<String>> = HashMap::new();
-    for a in &list {
-        let Some(pid) = patient_in(&a.resource) else { continue };
-        if !names.contains_key(pid) {
-            let name = state.records.read(p, ResourceType::Patient, pid).await.ok().map(|r| name_of(&r.resource));
-            names.insert(pid.to_owned(), name);
+    let mut wanted: Vec<&str> = list.iter().filter_map(|a| patient_in(&a.resource)).collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    for chunk in wanted.chunks(100) {
+        let req = confidant_records::SearchRequest {
+            params: vec![("_id".to_owned(), chunk.join(","))],
+            count: 100,
+            after: None,
+        };
+        if let Ok(page) = state.records.search(p, ResourceType::Patient, &req).await {
+            for r in page.entries {
+                names.insert(r.id.clone(), Some(name_of(&r.resource)));
+            }
         }
     }
     let staff_names: HashMap<&str, &str> = staff.iter().map(|(id, n)| (id.as_str(), n.as_str())).collect();
