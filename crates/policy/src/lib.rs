@@ -12,6 +12,7 @@
 
 mod accounts;
 mod notes;
+mod templates;
 pub mod records;
 
 use std::fmt;
@@ -20,7 +21,8 @@ pub use accounts::{
     AccountChange, AccountDenied, RevocableSessions, blinds_source, linked_record, may_administer_accounts,
     may_change_account, may_invite, must_enrol_second_factor, revocable_sessions,
 };
-pub use notes::{NoteFacts, author_of_new_note, may_append, may_change_note, signer_of_new_note};
+pub use notes::{NoteFacts, author_of_new_note, may_append, may_change_note, may_cosign, signer_of_new_note};
+pub use templates::{may_manage_templates, may_use_templates};
 
 use confidant_fhir::ResourceType;
 
