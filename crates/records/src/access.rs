@@ -208,8 +208,14 @@ impl Records {
             m.insert("author".into(), authors.clone());
         }
         // A co-signature: the signed note as it is, with only the co-signer added.
-        if was.signed_by.is_some() && Self::is_cosignature(&stored.resource, resource) {
+        if Self::adds_cosignature(&stored.resource, resource) {
             policy::may_cosign(p, &was).map_err(|d| RecordsError::Forbidden(d.to_string()))?;
+            if !Self::is_cosignature(&stored.resource, resource) {
+                return Err(RecordsError::Unprocessable(
+                    "a co-signature changes nothing else of the note: send the note as it is with the co-signer added"
+                        .into(),
+                ));
+            }
             self.stamp_cosignature(p, resource);
             return Ok(());
         }

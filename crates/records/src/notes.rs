@@ -129,11 +129,14 @@ impl Records {
         Ok(self.store.supervisor_of(me).await?.map(|s| format!("Practitioner/{s}")))
     }
 
-    /// Is `proposed` the signed note `stored` with nothing but a co-signature added?
+    /// Does `proposed` add a co-signature that `stored` does not have (a co-sign request)?
+    pub(crate) fn adds_cosignature(stored: &Value, proposed: &Value) -> bool {
+        reference_extension(proposed, COSIGNED_BY).is_some() && reference_extension(stored, COSIGNED_BY).is_none()
+    }
+
+    /// Is `proposed` the note `stored` with nothing but a co-signature added?
     pub(crate) fn is_cosignature(stored: &Value, proposed: &Value) -> bool {
-        reference_extension(proposed, COSIGNED_BY).is_some()
-            && reference_extension(stored, COSIGNED_BY).is_none()
-            && without_cosignature(stored) == without_cosignature(proposed)
+        Self::adds_cosignature(stored, proposed) && without_cosignature(stored) == without_cosignature(proposed)
     }
 
     /// The co-signature of `p` (after `policy::may_cosign`): in their own name, at the server's time.

@@ -26,6 +26,7 @@ mod posture;
 mod prefix;
 mod rotation;
 mod tamper;
+mod templates;
 mod ui;
 mod validator;
 mod vastaamo;
