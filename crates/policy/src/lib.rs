@@ -12,8 +12,8 @@
 
 mod accounts;
 mod notes;
-mod templates;
 pub mod records;
+mod templates;
 
 use std::fmt;
 

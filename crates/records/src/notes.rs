@@ -201,7 +201,8 @@ impl Records {
         if supervisor == Some(trainee) {
             return Err(RecordsError::Invalid("a clinician cannot supervise themselves".into()));
         }
-        let mut e = self.entry(p, AuditAction::Update, confidant_audit::Outcome::Success, None, policy::records::Seen::Yes);
+        let mut e =
+            self.entry(p, AuditAction::Update, confidant_audit::Outcome::Success, None, policy::records::Seen::Yes);
         e.resource = Some(format!("Supervision/{trainee}"));
         self.store.set_supervisor(trainee, supervisor, self.clock.now_millis(), &[e.to_row()]).await?;
         self.auditor.appended(1);

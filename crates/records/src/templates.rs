@@ -84,45 +84,174 @@ pub struct TemplateDraft {
     pub sections: Vec<(String, String)>,
 }
 
-type Built = (&'static str, (&'static str, &'static str), &'static [((&'static str, &'static str), (&'static str, &'static str), &'static str)]);
+type Built = (
+    &'static str,
+    (&'static str, &'static str),
+    &'static [((&'static str, &'static str), (&'static str, &'static str), &'static str)],
+);
 
 /// The built-in templates: id, name (en, fi), sections ((title en, fi), (prompt en, fi), key).
 const BUILT_IN: &[Built] = &[
-    ("soap", ("SOAP", "SOAP"), &[
-        (("Subjective", "Subjektiivinen"), ("What the patient reports: concerns, mood, events since the last session.", "Mitä potilas kertoo: huolet, mieliala, tapahtumat edellisen käynnin jälkeen."), "subjective"),
-        (("Objective", "Objektiivinen"), ("What you observed: appearance, behaviour, affect, measures.", "Mitä havaitsit: olemus, käytös, affekti, mittarit."), "objective"),
-        (("Assessment", "Arvio"), ("Your clinical impression and progress towards the goals.", "Kliininen arviosi ja edistyminen kohti tavoitteita."), "assessment"),
-        (("Plan", "Suunnitelma"), ("Next steps: interventions, homework, next session.", "Seuraavat askeleet: interventiot, kotitehtävät, seuraava käynti."), "plan"),
-    ]),
-    ("dap", ("DAP", "DAP"), &[
-        (("Data", "Tiedot"), ("What was said and observed in the session.", "Mitä käynnillä sanottiin ja havaittiin."), "data"),
-        (("Assessment", "Arvio"), ("Your interpretation and the patient's progress.", "Tulkintasi ja potilaan edistyminen."), "assessment"),
-        (("Plan", "Suunnitelma"), ("What happens next.", "Mitä tehdään seuraavaksi."), "plan"),
-    ]),
-    ("birp", ("BIRP", "BIRP"), &[
-        (("Behaviour", "Käyttäytyminen"), ("The patient's presentation and what they reported.", "Potilaan olemus ja mitä hän kertoi."), "behaviour"),
-        (("Intervention", "Interventio"), ("What you did in the session.", "Mitä teit käynnillä."), "intervention"),
-        (("Response", "Vaste"), ("How the patient responded.", "Miten potilas reagoi."), "response"),
-        (("Plan", "Suunnitelma"), ("What happens next.", "Mitä tehdään seuraavaksi."), "plan"),
-    ]),
-    ("intake", ("Intake assessment", "Alkuarvio"), &[
-        (("Reason for referral", "Lähetteen syy"), ("Who referred the patient and why.", "Kuka potilaan lähetti ja miksi."), "referral"),
-        (("Presenting problem", "Nykyinen ongelma"), ("The problem in the patient's words; onset and course.", "Ongelma potilaan sanoin; alku ja kulku."), "presenting"),
-        (("History", "Tausta"), ("Psychiatric, medical, family and social history.", "Psykiatrinen, somaattinen, perhe- ja sosiaalinen tausta."), "history"),
-        (("Mental status", "Psyykkinen tila"), ("Appearance, mood, affect, thought, cognition, insight.", "Olemus, mieliala, affekti, ajattelu, kognitio, sairaudentunto."), "mental_status"),
-        (("Risk", "Riskit"), ("Risk to self and others (see the risk assessment).", "Riski itselle ja muille (ks. riskiarvio)."), "risk"),
-        (("Goals", "Tavoitteet"), ("What the patient wants from therapy.", "Mitä potilas toivoo terapialta."), "goals"),
-        (("Plan", "Suunnitelma"), ("Treatment plan and next steps.", "Hoitosuunnitelma ja seuraavat askeleet."), "plan"),
-    ]),
-    ("risk", ("Risk assessment", "Riskiarvio"), &[
-        (("Ideation", "Ajatukset"), ("Thoughts of self-harm or suicide: frequency, intensity.", "Itsetuhoiset tai itsemurha-ajatukset: tiheys, voimakkuus."), "ideation"),
-        (("Plan and intent", "Suunnitelma ja aikomus"), ("Any plan, preparation or intent.", "Suunnitelma, valmistelut tai aikomus."), "plan_intent"),
-        (("Means", "Keinot"), ("Access to means; what was agreed about them.", "Pääsy keinoihin; mitä niistä sovittiin."), "means"),
-        (("History", "Aiemmat"), ("Earlier attempts or self-harm.", "Aiemmat yritykset tai itsetuhoisuus."), "history"),
-        (("Protective factors", "Suojaavat tekijät"), ("People, reasons and resources that protect.", "Suojaavat ihmiset, syyt ja voimavarat."), "protective"),
-        (("Risk level", "Riskitaso"), ("Low, moderate or high, and why.", "Matala, kohtalainen vai korkea, ja miksi."), "level"),
-        (("Safety plan", "Turvasuunnitelma"), ("Agreed steps, contacts and follow-up.", "Sovitut askeleet, yhteystiedot ja seuranta."), "safety_plan"),
-    ]),
+    (
+        "soap",
+        ("SOAP", "SOAP"),
+        &[
+            (
+                ("Subjective", "Subjektiivinen"),
+                (
+                    "What the patient reports: concerns, mood, events since the last session.",
+                    "Mitä potilas kertoo: huolet, mieliala, tapahtumat edellisen käynnin jälkeen.",
+                ),
+                "subjective",
+            ),
+            (
+                ("Objective", "Objektiivinen"),
+                (
+                    "What you observed: appearance, behaviour, affect, measures.",
+                    "Mitä havaitsit: olemus, käytös, affekti, mittarit.",
+                ),
+                "objective",
+            ),
+            (
+                ("Assessment", "Arvio"),
+                (
+                    "Your clinical impression and progress towards the goals.",
+                    "Kliininen arviosi ja edistyminen kohti tavoitteita.",
+                ),
+                "assessment",
+            ),
+            (
+                ("Plan", "Suunnitelma"),
+                (
+                    "Next steps: interventions, homework, next session.",
+                    "Seuraavat askeleet: interventiot, kotitehtävät, seuraava käynti.",
+                ),
+                "plan",
+            ),
+        ],
+    ),
+    (
+        "dap",
+        ("DAP", "DAP"),
+        &[
+            (
+                ("Data", "Tiedot"),
+                ("What was said and observed in the session.", "Mitä käynnillä sanottiin ja havaittiin."),
+                "data",
+            ),
+            (
+                ("Assessment", "Arvio"),
+                ("Your interpretation and the patient's progress.", "Tulkintasi ja potilaan edistyminen."),
+                "assessment",
+            ),
+            (("Plan", "Suunnitelma"), ("What happens next.", "Mitä tehdään seuraavaksi."), "plan"),
+        ],
+    ),
+    (
+        "birp",
+        ("BIRP", "BIRP"),
+        &[
+            (
+                ("Behaviour", "Käyttäytyminen"),
+                ("The patient's presentation and what they reported.", "Potilaan olemus ja mitä hän kertoi."),
+                "behaviour",
+            ),
+            (("Intervention", "Interventio"), ("What you did in the session.", "Mitä teit käynnillä."), "intervention"),
+            (("Response", "Vaste"), ("How the patient responded.", "Miten potilas reagoi."), "response"),
+            (("Plan", "Suunnitelma"), ("What happens next.", "Mitä tehdään seuraavaksi."), "plan"),
+        ],
+    ),
+    (
+        "intake",
+        ("Intake assessment", "Alkuarvio"),
+        &[
+            (
+                ("Reason for referral", "Lähetteen syy"),
+                ("Who referred the patient and why.", "Kuka potilaan lähetti ja miksi."),
+                "referral",
+            ),
+            (
+                ("Presenting problem", "Nykyinen ongelma"),
+                ("The problem in the patient's words; onset and course.", "Ongelma potilaan sanoin; alku ja kulku."),
+                "presenting",
+            ),
+            (
+                ("History", "Tausta"),
+                (
+                    "Psychiatric, medical, family and social history.",
+                    "Psykiatrinen, somaattinen, perhe- ja sosiaalinen tausta.",
+                ),
+                "history",
+            ),
+            (
+                ("Mental status", "Psyykkinen tila"),
+                (
+                    "Appearance, mood, affect, thought, cognition, insight.",
+                    "Olemus, mieliala, affekti, ajattelu, kognitio, sairaudentunto.",
+                ),
+                "mental_status",
+            ),
+            (
+                ("Risk", "Riskit"),
+                ("Risk to self and others (see the risk assessment).", "Riski itselle ja muille (ks. riskiarvio)."),
+                "risk",
+            ),
+            (
+                ("Goals", "Tavoitteet"),
+                ("What the patient wants from therapy.", "Mitä potilas toivoo terapialta."),
+                "goals",
+            ),
+            (
+                ("Plan", "Suunnitelma"),
+                ("Treatment plan and next steps.", "Hoitosuunnitelma ja seuraavat askeleet."),
+                "plan",
+            ),
+        ],
+    ),
+    (
+        "risk",
+        ("Risk assessment", "Riskiarvio"),
+        &[
+            (
+                ("Ideation", "Ajatukset"),
+                (
+                    "Thoughts of self-harm or suicide: frequency, intensity.",
+                    "Itsetuhoiset tai itsemurha-ajatukset: tiheys, voimakkuus.",
+                ),
+                "ideation",
+            ),
+            (
+                ("Plan and intent", "Suunnitelma ja aikomus"),
+                ("Any plan, preparation or intent.", "Suunnitelma, valmistelut tai aikomus."),
+                "plan_intent",
+            ),
+            (
+                ("Means", "Keinot"),
+                ("Access to means; what was agreed about them.", "Pääsy keinoihin; mitä niistä sovittiin."),
+                "means",
+            ),
+            (
+                ("History", "Aiemmat"),
+                ("Earlier attempts or self-harm.", "Aiemmat yritykset tai itsetuhoisuus."),
+                "history",
+            ),
+            (
+                ("Protective factors", "Suojaavat tekijät"),
+                ("People, reasons and resources that protect.", "Suojaavat ihmiset, syyt ja voimavarat."),
+                "protective",
+            ),
+            (
+                ("Risk level", "Riskitaso"),
+                ("Low, moderate or high, and why.", "Matala, kohtalainen vai korkea, ja miksi."),
+                "level",
+            ),
+            (
+                ("Safety plan", "Turvasuunnitelma"),
+                ("Agreed steps, contacts and follow-up.", "Sovitut askeleet, yhteystiedot ja seuranta."),
+                "safety_plan",
+            ),
+        ],
+    ),
 ];
 
 /// The built-in templates (version 1 each).
@@ -153,7 +282,8 @@ pub fn built_in_template(id: &str) -> Option<Template> {
 
 /// The `id|version` a note names in its [`TEMPLATE`] extension, if any.
 pub fn template_of(note: &Value) -> Option<(String, i64)> {
-    let v = note.get("extension")?.as_array()?.iter().find(|e| e.get("url").and_then(Value::as_str) == Some(TEMPLATE))?;
+    let v =
+        note.get("extension")?.as_array()?.iter().find(|e| e.get("url").and_then(Value::as_str) == Some(TEMPLATE))?;
     let (id, version) = v.get("valueString")?.as_str()?.split_once('|')?;
     Some((id.to_owned(), version.parse().ok()?))
 }
@@ -231,12 +361,8 @@ fn checked_draft(d: &TemplateDraft) -> Result<(String, Vec<(String, String)>)> {
     if name.chars().count() > MAX_NAME || bad_chars(&name) {
         return invalid(format!("name: at most {MAX_NAME} characters, on one line"));
     }
-    let sections: Vec<(String, String)> = d
-        .sections
-        .iter()
-        .map(|(t, p)| (clean(t), clean(p)))
-        .filter(|(t, p)| !(t.is_empty() && p.is_empty()))
-        .collect();
+    let sections: Vec<(String, String)> =
+        d.sections.iter().map(|(t, p)| (clean(t), clean(p))).filter(|(t, p)| !(t.is_empty() && p.is_empty())).collect();
     if sections.is_empty() {
         return invalid("sections: give at least one section".into());
     }
@@ -349,10 +475,7 @@ impl Records {
             e.version = Some(version);
             e.to_row()
         };
-        let version = self
-            .store
-            .insert_template_version(&id, expected, &definition, now, &p.user_id, audit)
-            .await?;
+        let version = self.store.insert_template_version(&id, expected, &definition, now, &p.user_id, audit).await?;
         self.auditor.appended(1);
         template.version = version;
         Ok(template)
@@ -382,14 +505,21 @@ mod tests {
     #[test]
     fn sections_round_trip_and_empty_ones_are_left_out() {
         let soap = built_in_template("soap").unwrap();
-        let answers =
-            vec![("subjective".to_owned(), "feels better".to_owned()), ("plan".to_owned(), "  ".to_owned()), ("x".to_owned(), "ignored".to_owned())];
+        let answers = vec![
+            ("subjective".to_owned(), "feels better".to_owned()),
+            ("plan".to_owned(), "  ".to_owned()),
+            ("x".to_owned(), "ignored".to_owned()),
+        ];
         let mut note = json!({"content": sectioned_content(&soap, &answers, "fi")});
         set_template(&mut note, Some(&soap));
         let sections = note_sections(&note);
         assert_eq!(
             sections,
-            [NoteSection { key: Some("subjective".into()), title: Some("Subjektiivinen".into()), text: "feels better".into() }]
+            [NoteSection {
+                key: Some("subjective".into()),
+                title: Some("Subjektiivinen".into()),
+                text: "feels better".into()
+            }]
         );
         assert_eq!(template_of(&note), Some(("soap".into(), 1)));
         set_template(&mut note, None);
@@ -400,8 +530,14 @@ mod tests {
 
     #[test]
     fn template_drafts_are_checked_whole() {
-        let ok = TemplateDraft { name: " Couples ".into(), sections: vec![("Each partner".into(), "".into()), ("".into(), "".into())] };
-        assert_eq!(checked_draft(&ok).unwrap(), ("Couples".to_owned(), vec![("Each partner".to_owned(), String::new())]));
+        let ok = TemplateDraft {
+            name: " Couples ".into(),
+            sections: vec![("Each partner".into(), "".into()), ("".into(), "".into())],
+        };
+        assert_eq!(
+            checked_draft(&ok).unwrap(),
+            ("Couples".to_owned(), vec![("Each partner".to_owned(), String::new())])
+        );
         let bad = [
             TemplateDraft { name: "  ".into(), sections: vec![("A".into(), "".into())] },
             TemplateDraft { name: "N".into(), sections: vec![] },

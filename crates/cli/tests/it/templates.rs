@@ -95,7 +95,9 @@ async fn soap_note_signed_locked_with_addendum(db: Db) {
     let r = clin1.get(&format!("/patients/{p1}?template=soap")).await;
     assert_eq!(r.status(), S::OK);
     let page = r.text().await.unwrap();
-    for (key, title) in [("subjective", "Subjective"), ("objective", "Objective"), ("assessment", "Assessment"), ("plan", "Plan")] {
+    for (key, title) in
+        [("subjective", "Subjective"), ("objective", "Objective"), ("assessment", "Assessment"), ("plan", "Plan")]
+    {
         assert!(page.contains(&format!("<label for=\"section-{key}\">{title}</label>")), "{key}: {page}");
         assert!(page.contains(&format!("name=\"section.{key}\"")), "{key}");
         assert!(page.contains(&format!("id=\"prompt-{key}\"")), "{key}");
@@ -193,17 +195,24 @@ async fn soap_note_signed_locked_with_addendum(db: Db) {
     // Sign; then editing is refused (page, form post, PUT) and an addendum is shown.
     assert_eq!(clin1.post(&format!("/notes/{id}/sign"), "version=2").await.status(), S::SEE_OTHER);
     assert_eq!(clin1.get(&format!("/notes/{id}/edit")).await.status(), S::CONFLICT);
-    assert_eq!(clin1.post(&format!("/notes/{id}"), &changed.replace("version=1", "version=3")).await.status(), S::CONFLICT);
+    assert_eq!(
+        clin1.post(&format!("/notes/{id}"), &changed.replace("version=1", "version=3")).await.status(),
+        S::CONFLICT
+    );
     let signed = notes_of(&s, &s.token, &p1).await.remove(0);
     let mut put = signed.clone();
     put["content"][0]["attachment"]["data"] = json!(base64::engine::general_purpose::STANDARD.encode("rewritten"));
     assert_eq!(s.put(&format!("DocumentReference/{id}"), &put, None).await.status(), S::FORBIDDEN);
     let addendum = canary();
-    let r = clin1.post(&format!("/notes/{id}/addenda"), &form(&[("reason", "Plan clarified"), ("text", &addendum)])).await;
+    let r =
+        clin1.post(&format!("/notes/{id}/addenda"), &form(&[("reason", "Plan clarified"), ("text", &addendum)])).await;
     assert_eq!(r.status(), S::SEE_OTHER);
     let page = clin1.get(&format!("/notes/{id}")).await.text().await.unwrap();
     assert!(page.contains("Addendum") && page.contains(&addendum) && page.contains("Plan clarified"), "{page}");
-    assert!(page.contains("<h3>Subjective</h3>") && !page.contains(&format!("/notes/{id}/cosign")), "no co-sign for a non-trainee");
+    assert!(
+        page.contains("<h3>Subjective</h3>") && !page.contains(&format!("/notes/{id}/cosign")),
+        "no co-sign for a non-trainee"
+    );
     let chart = clin1.get(&format!("/patients/{p1}")).await.text().await.unwrap();
     assert!(chart.contains("<h3>Subjective</h3>") && chart.contains(&addendum), "{chart}");
     assert!(hits(&database_bytes(&inst).await, std::slice::from_ref(&addendum)).is_empty());
@@ -236,7 +245,8 @@ async fn clinic_templates_are_versioned(db: Db) {
     assert!(page.contains("SOAP") && page.contains("Risk assessment") && page.contains("Built in"), "{page}");
 
     // Only an admin: other roles and no session are refused, nothing is created.
-    let create = form(&[("name", "Couples session"), ("sections", "Partner A | What A said\nPartner B | What B said\nPlan")]);
+    let create =
+        form(&[("name", "Couples session"), ("sections", "Partner A | What A said\nPartner B | What B said\nPlan")]);
     let (desk, audi) = (Browser::sign_in(&s, "desk").await, Browser::sign_in(&s, "audi").await);
     for (who, b) in [("clin1", &clin1), ("desk", &desk), ("audi", &audi)] {
         assert_eq!(b.get("/admin/templates").await.status(), S::FORBIDDEN, "{who}");
@@ -266,7 +276,9 @@ async fn clinic_templates_are_versioned(db: Db) {
         assert!(text.contains(says), "{says}: {}", &text[..text.len().min(3000)]);
     }
     let hostile = "<script>alert('t')</script>";
-    let r = admin.post("/admin/templates", &form(&[("name", hostile), ("sections", &format!("{hostile} | {hostile}"))])).await;
+    let r = admin
+        .post("/admin/templates", &form(&[("name", hostile), ("sections", &format!("{hostile} | {hostile}"))]))
+        .await;
     assert_eq!(r.status(), S::SEE_OTHER);
     let page = admin.get("/admin/templates").await.text().await.unwrap();
     assert!(page.contains("&lt;script&gt;") && !page.contains("<script>alert"), "escaped: {page}");
@@ -291,7 +303,11 @@ async fn clinic_templates_are_versioned(db: Db) {
 
     let edit = admin.get(&format!("/admin/templates/{tid}")).await.text().await.unwrap();
     assert!(edit.contains("Partner A | What A said") && edit.contains("name=\"version\" value=\"1\""), "{edit}");
-    let v2 = form(&[("version", "1"), ("name", "Couples session"), ("sections", "Together | What they said together\nPlan")]);
+    let v2 = form(&[
+        ("version", "1"),
+        ("name", "Couples session"),
+        ("sections", "Together | What they said together\nPlan"),
+    ]);
     assert_eq!(admin.post(&format!("/admin/templates/{tid}"), &v2).await.status(), S::SEE_OTHER);
     assert_eq!(admin.post(&format!("/admin/templates/{tid}"), &v2).await.status(), S::CONFLICT, "from a stale version");
     assert_eq!(admin.post("/admin/templates/soap", &v2).await.status(), S::BAD_REQUEST, "built in");
@@ -329,8 +345,11 @@ async fn trainee_notes_are_cosigned_by_the_supervisor(db: Db) {
     let p1 = s.create_as(&trainee_token, &patient("Cosignfamily", "Cilla")).await["id"].as_str().unwrap().to_owned();
     let admin = Browser::sign_in(&s, "admin1").await;
     let page = admin.get("/admin/supervision").await.text().await.unwrap();
-    let (tr, sup, other) =
-        (option_value(&page, "Tina Trainee"), option_value(&page, "Test Clinician"), option_value(&page, "Other Clinician"));
+    let (tr, sup, other) = (
+        option_value(&page, "Tina Trainee"),
+        option_value(&page, "Test Clinician"),
+        option_value(&page, "Other Clinician"),
+    );
     // The supervisor is on the patient's care team (the normal rules: they must read the note).
     let r = admin.post("/admin/care-teams", &format!("patient={p1}&practitioner=Practitioner/{sup}")).await;
     assert_eq!(r.status(), S::SEE_OTHER);
@@ -340,7 +359,9 @@ async fn trainee_notes_are_cosigned_by_the_supervisor(db: Db) {
     let clin1 = Browser::sign_in(&s, "clin1").await;
     assert_eq!(clin1.post("/admin/supervision", &set).await.status(), S::FORBIDDEN);
     assert_eq!(admin.post_raw("/admin/supervision", &set).await.status(), S::FORBIDDEN, "no CSRF token");
-    for bad in [format!("trainee={tr}&supervisor=nosuch"), format!("trainee={tr}&supervisor={tr}"), "trainee=%3Cb%3E".into()] {
+    for bad in
+        [format!("trainee={tr}&supervisor=nosuch"), format!("trainee={tr}&supervisor={tr}"), "trainee=%3Cb%3E".into()]
+    {
         assert_eq!(admin.post("/admin/supervision", &bad).await.status(), S::BAD_REQUEST, "{bad}");
     }
     assert!(admin.get("/admin/supervision").await.text().await.unwrap().contains("Nobody is in training."));
@@ -386,12 +407,22 @@ async fn trainee_notes_are_cosigned_by_the_supervisor(db: Db) {
     assert_eq!(clin1.post_raw(&cosign, "version=2").await.status(), S::FORBIDDEN, "no CSRF token");
     // A forged co-signature through the API: refused (and a client cannot name a co-signer).
     let mut forged = notes_of(&s, &trainee_token, &p1).await.remove(0);
-    forged["extension"].as_array_mut().unwrap().push(json!({"url": "urn:confidant:cosigned-by", "valueReference": {"reference": format!("Practitioner/{sup}")}}));
-    let r = s.http.put(s.fhir(&format!("DocumentReference/{id}"))).bearer_auth(&trainee_token)
-        .header("content-type", "application/fhir+json").body(serde_json::to_vec(&forged).unwrap()).send().await.unwrap();
+    forged["extension"].as_array_mut().unwrap().push(
+        json!({"url": "urn:confidant:cosigned-by", "valueReference": {"reference": format!("Practitioner/{sup}")}}),
+    );
+    let r = s
+        .http
+        .put(s.fhir(&format!("DocumentReference/{id}")))
+        .bearer_auth(&trainee_token)
+        .header("content-type", "application/fhir+json")
+        .body(serde_json::to_vec(&forged).unwrap())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), S::FORBIDDEN);
     let mut planted = note(&p1, "a note that claims a co-signature");
-    planted["extension"] = json!([{"url": "urn:confidant:cosigned-by", "valueReference": {"reference": format!("Practitioner/{sup}")}}]);
+    planted["extension"] =
+        json!([{"url": "urn:confidant:cosigned-by", "valueReference": {"reference": format!("Practitioner/{sup}")}}]);
     let made = s.create_as(&trainee_token, &planted).await;
     assert!(extension(&made, "urn:confidant:cosigned-by").is_none(), "{made}");
     let n = notes_of(&s, &trainee_token, &p1).await;
@@ -413,8 +444,14 @@ async fn trainee_notes_are_cosigned_by_the_supervisor(db: Db) {
     assert_eq!(clin1.post(&cosign, "version=3").await.status(), S::FORBIDDEN, "co-signed once");
     let n = notes_of(&s, &trainee_token, &p1).await;
     let n = n.iter().find(|n| n["id"] == id.as_str()).unwrap().clone();
-    assert_eq!(extension(&n, "urn:confidant:cosigned-by").unwrap()["valueReference"]["reference"], format!("Practitioner/{sup}"));
-    assert_eq!(extension(&n, "urn:confidant:cosign-required-by").unwrap()["valueReference"]["reference"], format!("Practitioner/{sup}"));
+    assert_eq!(
+        extension(&n, "urn:confidant:cosigned-by").unwrap()["valueReference"]["reference"],
+        format!("Practitioner/{sup}")
+    );
+    assert_eq!(
+        extension(&n, "urn:confidant:cosign-required-by").unwrap()["valueReference"]["reference"],
+        format!("Practitioner/{sup}")
+    );
     assert!(extension(&n, "urn:confidant:cosigned-at").unwrap()["valueInstant"].is_string());
     assert_eq!(sections(&n), [("Subjective".to_owned(), "First session.".to_owned())], "the note itself unchanged");
     let entries = audit_entries(&inst).await;

@@ -55,12 +55,23 @@ impl TemplateForm {
     }
 
     fn of(t: &Template) -> TemplateForm {
-        let lines: Vec<String> = t
-            .sections
-            .iter()
-            .map(|s| if s.prompt.en.is_empty() { s.title.en.clone() } else { format!("{} | {}", s.title.en, s.prompt.en) })
-            .collect();
-        TemplateForm { name: t.name.en.clone(), sections: lines.join("\n"), version: Some(t.version), ..Default::default() }
+        let lines: Vec<String> =
+            t.sections
+                .iter()
+                .map(|s| {
+                    if s.prompt.en.is_empty() {
+                        s.title.en.clone()
+                    } else {
+                        format!("{} | {}", s.title.en, s.prompt.en)
+                    }
+                })
+                .collect();
+        TemplateForm {
+            name: t.name.en.clone(),
+            sections: lines.join("\n"),
+            version: Some(t.version),
+            ..Default::default()
+        }
     }
 }
 
@@ -289,7 +300,11 @@ pub(super) async fn set_supervision(
     let known = |id: &str| clinicians.iter().any(|c| c == id);
     let supervisor = Some(f.supervisor.as_str()).filter(|s| !s.is_empty());
     if !known(&f.trainee) || supervisor.is_some_and(|s| !known(s)) {
-        return me.message(StatusCode::BAD_REQUEST, l.t("Please check the form"), l.t("Choose clinicians from the list."));
+        return me.message(
+            StatusCode::BAD_REQUEST,
+            l.t("Please check the form"),
+            l.t("Choose clinicians from the list."),
+        );
     }
     match state.records.set_supervisor(&me.auth.principal, &f.trainee, supervisor).await {
         Ok(()) => Redirect::to("/admin/supervision").into_response(),
@@ -311,12 +326,14 @@ pub(super) async fn to_cosign(State(state): State<AppState>, me: SignedIn) -> Re
     };
     let mut rows = Vec::new();
     for n in &notes {
-        let patient = n.resource["subject"]["reference"].as_str().and_then(|r| r.strip_prefix("Patient/")).unwrap_or("");
+        let patient =
+            n.resource["subject"]["reference"].as_str().and_then(|r| r.strip_prefix("Patient/")).unwrap_or("");
         let name = match state.records.read(&me.auth.principal, ResourceType::Patient, patient).await {
             Ok(p) => name_of(&p.resource),
             Err(_) => patient.to_owned(),
         };
-        let date = n.resource["context"]["period"]["start"].as_str().and_then(|d| d.get(..10)).unwrap_or("—").to_owned();
+        let date =
+            n.resource["context"]["period"]["start"].as_str().and_then(|d| d.get(..10)).unwrap_or("—").to_owned();
         rows.push((n.id.clone(), name, date));
     }
     me.page(
@@ -456,9 +473,9 @@ pub(super) fn cosign_status(
     let l = me.lang;
     let mine = me.auth.principal.practitioner_id.as_deref().map(|p| format!("Practitioner/{p}"));
     let required = super::clinical::extension_reference(&n.resource, confidant_records::COSIGN_REQUIRED_BY);
-    let cosigned_at = n.resource["extension"].as_array().and_then(|ext| {
-        ext.iter().find(|e| e["url"] == confidant_records::COSIGNED_AT)?["valueInstant"].as_str()
-    });
+    let cosigned_at = n.resource["extension"]
+        .as_array()
+        .and_then(|ext| ext.iter().find(|e| e["url"] == confidant_records::COSIGNED_AT)?["valueInstant"].as_str());
     html! {
         @if let Some(by) = cosigned_by {
             p.cosigned { (l.t("Co-signed by")) " " strong { (by) } " · " (cosigned_at.map(super::readable_time).unwrap_or_default()) }
