@@ -471,3 +471,73 @@ async fn trainee_notes_are_cosigned_by_the_supervisor(db: Db) {
     validate(&[n]);
 }
 both_backends!(trainee_notes_are_cosigned_by_the_supervisor);
+
+/// The SOAP form, a signed SOAP note with an addendum (awaiting co-sign) and
+/// the admin's templates page in headless Chromium: desktop and 375 px, EN
+/// and FI, no console (CSP) errors, nothing wider than the screen; the
+/// screenshots land in target/screenshots/.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn template_pages_in_chromium() {
+    use std::path::Path;
+    use std::process::Command;
+    let e2e = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e");
+    let ready = Path::new("/usr/bin/chromium").exists()
+        && e2e.join("node_modules/playwright-core").exists()
+        && Command::new("node").arg("--version").output().is_ok();
+    if !ready {
+        assert!(
+            std::env::var("CI").ok().as_deref() != Some("true"),
+            "Chromium and playwright-core must be installed in CI"
+        );
+        eprintln!("\n*** SKIPPED templates::template_pages_in_chromium: install chromium, `npm ci` in tests/e2e ***\n");
+        return;
+    }
+    let inst = Instance::new(Db::Sqlite).await;
+    add_user(&inst.dir, "trainee", "clinician", &["--name", "Tina Trainee"]);
+    let trainee_token = create_token(&inst.dir, "trainee", "user/*.*");
+    let s = inst.start();
+    let p = s.create_as(&trainee_token, &patient("Screenfamily", "Saara")).await["id"].as_str().unwrap().to_owned();
+    let admin = Browser::sign_in(&s, "admin1").await;
+    let page = admin.get("/admin/supervision").await.text().await.unwrap();
+    let (tr, sup) = (option_value(&page, "Tina Trainee"), option_value(&page, "Test Clinician"));
+    assert_eq!(
+        admin.post("/admin/care-teams", &format!("patient={p}&practitioner=Practitioner/{sup}")).await.status(),
+        S::SEE_OTHER
+    );
+    assert_eq!(
+        admin.post("/admin/supervision", &format!("trainee={tr}&supervisor={sup}")).await.status(),
+        S::SEE_OTHER
+    );
+    let create =
+        form(&[("name", "Couples session"), ("sections", "Partner A | What A said\nPartner B | What B said\nPlan")]);
+    assert_eq!(admin.post("/admin/templates", &create).await.status(), S::SEE_OTHER);
+    let trainee = Browser::sign_in(&s, "trainee").await;
+    let body = form(&[
+        ("template", "soap"),
+        ("template_version", "1"),
+        ("section.subjective", "Sleeping better; less worry at work."),
+        ("section.objective", "Calm, good eye contact, brighter affect."),
+        ("section.assessment", "Improving; anxiety lower than at intake."),
+        ("section.plan", "Continue weekly; practise the breathing exercise."),
+        ("kind", "ordinary"),
+        ("status", "final"),
+    ]);
+    assert_eq!(trainee.post(&format!("/patients/{p}/notes"), &body).await.status(), S::SEE_OTHER);
+    let id = notes_of(&s, &trainee_token, &p).await[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(trainee.post(&format!("/notes/{id}/sign"), "version=1").await.status(), S::SEE_OTHER);
+    let addendum = form(&[("reason", "Homework clarified"), ("text", "Breathing exercise twice a day.")]);
+    assert_eq!(trainee.post(&format!("/notes/{id}/addenda"), &addendum).await.status(), S::SEE_OTHER);
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+    let out = Command::new("node")
+        .arg(e2e.join("templates.mjs"))
+        .env("BASE_URL", &s.url)
+        .env("CLINICIAN_COOKIE", trainee.cookie_header())
+        .env("ADMIN_COOKIE", admin.cookie_header())
+        .env("PATIENT", &p)
+        .env("NOTE", &id)
+        .env("SCREENSHOTS", &shots)
+        .output()
+        .unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.contains("all pages checked"), "{said}");
+}
