@@ -541,3 +541,37 @@ async fn template_pages_in_chromium() {
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success() && said.contains("all pages checked"), "{said}");
 }
+
+/// `confidant user supervise`: the same supervision as the admin's page, audited
+/// as the console; refused for a non-clinician, nothing changed.
+async fn supervision_from_the_command_line(db: Db) {
+    use crate::common::run;
+    let inst = Instance::new(db).await;
+    add_user(&inst.dir, "trainee", "clinician", &["--name", "Tina Trainee"]);
+    add_user(&inst.dir, "desk", "reception", &[]);
+    let dir = inst.dir.to_str().unwrap();
+    let supervise = |extra: &[&str]| {
+        let mut args = vec!["user", "supervise", "--dir", dir];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let out = supervise(&["--user", "trainee", "--supervisor", "desk"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not a clinician"));
+    assert!(!supervise(&["--user", "trainee", "--supervisor", "trainee"]).status.success(), "not themselves");
+    assert!(!supervise(&["--user", "nobody-at-all", "--supervisor", "clin1"]).status.success());
+    assert!(!supervise(&["--user", "trainee"]).status.success(), "--supervisor or --none");
+    let out = supervise(&["--user", "trainee", "--supervisor", "clin1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = inst.start();
+    let admin = Browser::sign_in(&s, "admin1").await;
+    let page = admin.get("/admin/supervision").await.text().await.unwrap();
+    assert!(page.contains("Tina Trainee · supervised by Test Clinician"), "{page}");
+    // While the server runs (the page reads the same database).
+    assert!(supervise(&["--user", "trainee", "--none"]).status.success());
+    assert!(admin.get("/admin/supervision").await.text().await.unwrap().contains("Nobody is in training."));
+    let entries = audit_entries(&inst).await;
+    let by_console =
+        entries.iter().filter(|e| e.contains("\"resource\":\"Supervision/") && e.contains("\"actor\":\"console\""));
+    assert_eq!(by_console.count(), 2);
+}
+both_backends!(supervision_from_the_command_line);
