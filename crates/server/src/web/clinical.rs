@@ -4,6 +4,9 @@
 //! A draft is a note with `docStatus` `preliminary`: it is stored, sealed and
 //! audited on the server like every other version, never in the browser (no
 //! script touches the text, the form is `autocomplete=off`, pages are `no-store`).
+//!
+//! Over 600 lines because the note's whole life (form, chart, page, edit, sign, addenda) is one
+//! flow sharing its form and helpers; templates, supervision and co-sign live in `templates`.
 
 use axum::Form;
 use axum::extract::{Path, Query, State};
