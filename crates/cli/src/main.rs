@@ -559,6 +559,22 @@ enum UserAction {
         #[arg(long)]
         user: String,
     },
+    /// Put a clinician in training under a supervisor (another clinician): the
+    /// notes they sign then wait for the supervisor's co-signature. `--none` ends it.
+    Supervise {
+        /// The instance directory (holds confidant.toml).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The clinician in training (username or user id).
+        #[arg(long)]
+        user: String,
+        /// Their supervisor (username or user id).
+        #[arg(long, required_unless_present = "none", conflicts_with = "none")]
+        supervisor: Option<String>,
+        /// End the supervision.
+        #[arg(long)]
+        none: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -705,6 +721,9 @@ fn main() -> ExitCode {
                     users::change(console, &dir, &user, users::Change::ResetMfa).await
                 }
                 UserAction::Unlock { dir, user } => users::change(console, &dir, &user, users::Change::Unlock).await,
+                UserAction::Supervise { dir, user, supervisor, none: _ } => {
+                    users::supervise(console, &dir, &user, supervisor.as_deref()).await
+                }
             },
             Command::Token { action } => match action {
                 TokenAction::Create { dir, user, scope, expires_in, label } => {

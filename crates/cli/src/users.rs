@@ -161,3 +161,33 @@ pub async fn change(console: &Console, dir: &Path, user: &str, change: Change) -
     println!("{}", result?);
     Ok(())
 }
+
+/// `user supervise`: put a clinician in training under a supervisor (another
+/// clinician), or end it (`supervisor` `None`). Audited; the records service
+/// decides, as for the admin's page.
+pub async fn supervise(console: &Console, dir: &Path, user: &str, supervisor: Option<&str>) -> Result<()> {
+    let Instance { records, identity, .. } = Instance::open(console, dir).await?;
+    let practitioner = async |name: &str| -> Result<String> {
+        let u = identity.find_user(name).await.with_context(|| format!("no account {name}"))?;
+        match (u.role.as_str(), u.practitioner_id) {
+            ("clinician", Some(p)) => Ok(p),
+            _ => bail!("{name} is not a clinician linked to a practitioner; nothing was changed"),
+        }
+    };
+    let result = async {
+        let trainee = practitioner(user).await?;
+        let supervisor = match supervisor {
+            Some(s) => Some(practitioner(s).await?),
+            None => None,
+        };
+        records.set_supervisor(&Console::principal(), &trainee, supervisor.as_deref()).await?;
+        Ok::<_, anyhow::Error>(match supervisor {
+            Some(_) => format!("{user} is in training: the notes they sign wait for their supervisor's co-signature."),
+            None => format!("{user} is no longer in training."),
+        })
+    }
+    .await;
+    records.store().close().await;
+    println!("{}", result?);
+    Ok(())
+}

@@ -15,6 +15,7 @@ pub mod appointments;
 mod notes;
 pub mod records;
 pub mod schedule;
+mod templates;
 
 use std::fmt;
 
@@ -22,7 +23,8 @@ pub use accounts::{
     AccountChange, AccountDenied, RevocableSessions, blinds_source, linked_record, may_administer_accounts,
     may_change_account, may_invite, must_enrol_second_factor, revocable_sessions,
 };
-pub use notes::{NoteFacts, author_of_new_note, may_append, may_change_note, signer_of_new_note};
+pub use notes::{NoteFacts, author_of_new_note, may_append, may_change_note, may_cosign, signer_of_new_note};
+pub use templates::{may_manage_templates, may_use_templates};
 
 use confidant_fhir::ResourceType;
 

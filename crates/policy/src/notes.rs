@@ -18,6 +18,10 @@ pub struct NoteFacts {
     pub psychotherapy: bool,
     /// The `Practitioner/{id}` in `authenticator`: who signed it (and so locked it).
     pub signed_by: Option<String>,
+    /// The `Practitioner/{id}` who must co-sign it (a trainee's supervisor, set by the server at signing).
+    pub cosigner: Option<String>,
+    /// The `Practitioner/{id}` who co-signed it.
+    pub cosigned_by: Option<String>,
 }
 
 /// `Practitioner/{id}` of a clinician linked to a practitioner.
@@ -96,6 +100,26 @@ pub fn may_change_note(p: &Principal, current: &NoteFacts, proposed: &NoteFacts)
     Ok(())
 }
 
+/// May `p` co-sign the signed note `current`? Only the supervisor it names
+/// (the trainee's supervisor when it was signed), once, and only a signed
+/// note. The co-signature changes nothing else of the note.
+pub fn may_cosign(p: &Principal, current: &NoteFacts) -> Result<(), Denied> {
+    let Some(me) = own_reference(p) else {
+        return Err(Denied::Role { role: p.role, action: "co-sign", resource: "DocumentReference" });
+    };
+    if current.signed_by.is_none() {
+        return Err(Denied::Locked("only a signed note is co-signed: its author signs it first"));
+    }
+    if current.cosigned_by.is_some() {
+        return Err(Denied::Locked("this note is co-signed already"));
+    }
+    match &current.cosigner {
+        Some(c) if *c == me => Ok(()),
+        Some(_) => Err(Denied::Locked("only the supervisor the note names may co-sign it")),
+        None => Err(Denied::Locked("this note needs no co-signature")),
+    }
+}
+
 /// May a new note by `p` append to (correct) `original`? Only a signed
 /// note takes addenda (a draft or an unsigned note is edited instead), only
 /// from the same patient's record, always with a reason; an addendum to a
@@ -148,6 +172,8 @@ mod tests {
             labels: labels.iter().map(|l| ("s".to_owned(), (*l).to_owned())).collect(),
             psychotherapy,
             signed_by: None,
+            cosigner: None,
+            cosigned_by: None,
         }
     }
 
@@ -220,6 +246,28 @@ mod tests {
         for role in [Role::Admin, Role::Reception, Role::Auditor, Role::Patient] {
             let p = Principal { role, ..clinician("a") };
             assert!(may_append(&p, &original, true, &addendum, true).is_err(), "{role}");
+        }
+    }
+
+    /// Every cell: who co-signs × the note's state (unsigned, awaiting, co-signed, needing none).
+    #[test]
+    fn only_the_named_supervisor_cosigns_a_signed_note_once() {
+        let supervisor = clinician("s");
+        let other = clinician("o");
+        let trainee = clinician("t");
+        let admin = Principal { role: Role::Admin, ..clinician("s") };
+        let awaiting = NoteFacts { cosigner: Some("Practitioner/s".into()), ..signed(facts(&["t"], &[], false), "t") };
+        let unsigned = NoteFacts { cosigner: Some("Practitioner/s".into()), ..facts(&["t"], &[], false) };
+        let done = NoteFacts { cosigned_by: Some("Practitioner/s".into()), ..awaiting.clone() };
+        let needs_none = signed(facts(&["t"], &[], false), "t");
+        assert!(may_cosign(&supervisor, &awaiting).is_ok());
+        for who in [&other, &trainee, &admin] {
+            assert!(may_cosign(who, &awaiting).is_err());
+        }
+        for note in [&unsigned, &done, &needs_none] {
+            for who in [&supervisor, &other, &trainee, &admin] {
+                assert!(may_cosign(who, note).is_err());
+            }
         }
     }
 

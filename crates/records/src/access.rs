@@ -175,6 +175,8 @@ impl Records {
                 .collect(),
             psychotherapy,
             signed_by: resource.pointer("/authenticator/reference").and_then(Value::as_str).map(str::to_owned),
+            cosigner: crate::notes::reference_extension(resource, crate::notes::COSIGN_REQUIRED_BY),
+            cosigned_by: crate::notes::reference_extension(resource, crate::notes::COSIGNED_BY),
         }
     }
 
@@ -205,9 +207,21 @@ impl Records {
         {
             m.insert("author".into(), authors.clone());
         }
+        // A co-signature: the signed note as it is, with only the co-signer added.
+        if Self::adds_cosignature(&stored.resource, resource) {
+            policy::may_cosign(p, &was).map_err(|d| RecordsError::Forbidden(d.to_string()))?;
+            if !Self::is_cosignature(&stored.resource, resource) {
+                return Err(RecordsError::Unprocessable(
+                    "a co-signature changes nothing else of the note: send the note as it is with the co-signer added"
+                        .into(),
+                ));
+            }
+            self.stamp_cosignature(p, resource);
+            return Ok(());
+        }
         let proposed = Self::note_facts(resource, checked.psychotherapy_note);
         policy::may_change_note(p, &was, &proposed).map_err(|d| RecordsError::Forbidden(d.to_string()))?;
-        self.require_note_version(&stored.resource, resource)
+        self.require_note_version(p, &stored.resource, resource, checked.psychotherapy_note).await
     }
 
     /// The audit entry of `p` doing `action` on `row`: ids only (DESIGN.md §5).

@@ -145,6 +145,9 @@ impl Records {
         if let Some(k) = new_key {
             self.keyring.stored_new_key(&compartment, k.version, key);
         }
+        if rt == ResourceType::DocumentReference {
+            self.note_saved(&id, &compartment, &resource).await;
+        }
         Ok(Stored { resource_type: rt, id, version_id: 1, last_updated: now, resource })
     }
 
@@ -282,6 +285,9 @@ impl Records {
             match self.store.update(write, current.version_id, &audit).await {
                 Ok(()) => {
                     self.committed(Some(p), &audit).await;
+                    if rt == ResourceType::DocumentReference {
+                        self.note_saved(id, &compartment, &resource).await;
+                    }
                     return Ok(Stored {
                         resource_type: rt,
                         id: id.to_owned(),

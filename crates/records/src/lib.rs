@@ -32,17 +32,22 @@ mod reminders;
 pub mod rotation;
 mod schedule;
 mod search;
+mod templates;
 mod text;
 
 pub use audit_view::{ACTION_SYSTEM, AuditPage, AuditQuery};
 pub use error::{RecordsError, Result, STOPPED_BY_DETECTION};
 pub use incident::{Accesses, IncidentQuery, IncidentReport};
 pub use key_status::{KekVersion, KeyStatus, kek_made_at, kek_made_setting, kek_versions};
-pub use notes::SIGNED_AT;
+pub use notes::{COSIGN_REQUIRED_BY, COSIGNED_AT, COSIGNED_BY, SIGNED_AT};
 pub use reindex::{Reindexed, SETTING_APPOINTMENT_DAYS, SETTING_NAME_PREFIXES};
 pub use reminders::{CLAIM_MS, Cancelled, DueReminder, LINK_TOKEN_LEN, LinkState};
 pub use schedule::{Booking, CANCEL_REASONS, MAX_SERIES, Which, practitioner_in, span_of};
 pub use search::{SearchPage, SearchRequest};
+pub use templates::{
+    Bilingual, NoteSection, TEMPLATE, Template, TemplateDraft, TemplateSection, built_in_template, built_in_templates,
+    note_sections, sectioned_content, set_template, template_of,
+};
 pub use text::{visible_len, visible_text};
 
 use std::sync::Arc;

@@ -24,6 +24,7 @@ pub(crate) mod i18n;
 mod passkeys;
 mod portal;
 mod sign_in;
+mod templates;
 
 use axum::Router;
 use axum::extract::{Query, State};
@@ -95,6 +96,12 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
         .route("/admin/keys", get(admin::keys))
         .route("/admin/posture", get(admin::posture))
         .route("/alerts/{id}/acknowledge", post(admin::acknowledge))
+        // --- note templates, supervision, co-sign ---
+        .route("/admin/templates", get(templates::templates_page).post(templates::create_template))
+        .route("/admin/templates/{id}", get(templates::edit_template).post(templates::save_template))
+        .route("/admin/supervision", get(templates::supervision_page).post(templates::set_supervision))
+        .route("/cosign", get(templates::to_cosign))
+        .route("/notes/{id}/cosign", post(templates::cosign))
         .route("/audit", get(audit::search))
         .route("/audit/incident", get(audit::incident_page))
         .route("/audit/incident/report", get(audit::incident_report))
@@ -182,6 +189,7 @@ fn layout(v: Viewer<'_>, title: &str, body: Markup) -> Response {
                             Some(Role::Clinician) => {
                                 a href="/patients" { (l.t("My patients")) }
                                 a href="/calendar" { (l.t("My schedule")) }
+                                a href="/cosign" { (l.t("To co-sign")) }
                                 a href="/register" { (l.t("Register a patient")) }
                             }
                             Some(Role::Reception) => {

@@ -150,9 +150,11 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        for sql in
-            ["DELETE FROM care_team_members WHERE patient_id = ?", "DELETE FROM break_glass WHERE patient_id = ?"]
-        {
+        for sql in [
+            "DELETE FROM care_team_members WHERE patient_id = ?",
+            "DELETE FROM break_glass WHERE patient_id = ?",
+            "DELETE FROM cosign_requests WHERE patient_id = ?",
+        ] {
             sqlx::query(self.sql(sql)).bind(patient_id).execute(&mut *tx).await?;
         }
         erased.accounts_disabled = sqlx::query(self.sql(

@@ -23,6 +23,7 @@ mod identity;
 mod reindex;
 mod rekey;
 mod schema;
+mod templates;
 
 use std::fmt::Write as _;
 
@@ -38,6 +39,7 @@ pub use erasure::Erased;
 pub use identity::{ApiTokenAuth, ApiTokenRow, PasskeyRow, SessionRow, ThrottleRow, UserRow};
 pub use rekey::{Rekeyed, Sealed};
 pub use schema::ForeignObject;
+pub use templates::{CosignRow, TemplateRow};
 
 /// Errors from the store. Messages name tables and operations, never values.
 #[derive(Debug, thiserror::Error)]

@@ -234,6 +234,34 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE users ADD COLUMN patient_token {blob};
     CREATE INDEX users_by_patient_token ON users (patient_token);
     ALTER TABLE api_tokens ADD COLUMN label_sealed {blob};",
+    // 10: note templates and supervision. A template's definition (its name,
+    // section titles and prompts) is the clinic's form, not anyone's record:
+    // no PHI, so it is stored as JSON in the clear, one row per version (old
+    // versions stay: a note names the id and version it was written with).
+    // A supervision names, by Practitioner id, a clinician in training and
+    // their supervisor; a co-sign request is a signed note of a trainee
+    // waiting for that supervisor (ids only, like the audit log's columns).
+    "CREATE TABLE note_templates (
+        id TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        definition TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        created_by TEXT NOT NULL,
+        PRIMARY KEY (id, version)
+    );
+    CREATE TABLE supervisions (
+        trainee TEXT PRIMARY KEY,
+        supervisor TEXT NOT NULL,
+        set_at BIGINT NOT NULL
+    );
+    CREATE TABLE cosign_requests (
+        note_id TEXT PRIMARY KEY,
+        patient_id TEXT NOT NULL,
+        supervisor TEXT NOT NULL,
+        requested_at BIGINT NOT NULL,
+        cosigned_at BIGINT
+    );
+    CREATE INDEX cosign_requests_by_supervisor ON cosign_requests (supervisor, cosigned_at);",
 ];
 
 /// (the database's schema version, this build's); 0 where there is no schema yet.

@@ -678,3 +678,54 @@ async fn psychotherapy_notes_portal_and_break_glass(db: Db) {
     }
 }
 both_backends!(psychotherapy_notes_portal_and_break_glass);
+
+/// The note-template, supervision and co-sign pages × every role (signed in
+/// in a browser session) and no session: GET and form posts (with the CSRF
+/// token). Expected: the page (200), a redirect after a post that did
+/// something (303), refused (403), not found (404), or sign in first.
+async fn template_and_cosign_pages(db: Db) {
+    use crate::ui::Browser;
+    let inst = Instance::new(db).await;
+    add_user(&inst.dir, "desk", "reception", &[]);
+    add_user(&inst.dir, "audi", "auditor", &[]);
+    let s = inst.start();
+    let p = s.create(&patient("Matrixfamily", "Maija")).await["id"].as_str().unwrap().to_owned();
+    let n = s.create(&note(&p, "a note for the matrix")).await["id"].as_str().unwrap().to_owned();
+    add_user(&inst.dir, "pat", "patient", &["--patient", &p]);
+    let template = "name=Matrix+template&sections=One";
+    let cosign = format!("/notes/{n}/cosign");
+    // (role, GET templates, GET supervision, GET co-sign list, POST template, POST supervision, POST co-sign)
+    use StatusCode as S;
+    let table = [
+        ("admin1", [S::OK, S::OK, S::FORBIDDEN, S::SEE_OTHER, S::BAD_REQUEST, S::FORBIDDEN]),
+        // A clinician: their co-sign list; co-signing a note that needs no co-signature is refused.
+        ("clin1", [S::FORBIDDEN, S::FORBIDDEN, S::OK, S::FORBIDDEN, S::FORBIDDEN, S::FORBIDDEN]),
+        ("desk", [S::FORBIDDEN; 6]),
+        ("audi", [S::FORBIDDEN; 6]),
+        ("pat", [S::FORBIDDEN; 6]),
+    ];
+    for (user, expected) in table {
+        let b = Browser::sign_in(&s, user).await;
+        let got = [
+            b.get("/admin/templates").await.status(),
+            b.get("/admin/supervision").await.status(),
+            b.get("/cosign").await.status(),
+            b.post("/admin/templates", template).await.status(),
+            b.post("/admin/supervision", "trainee=x&supervisor=y").await.status(),
+            b.post(&cosign, "version=1").await.status(),
+        ];
+        assert_eq!(got, expected, "{user}");
+        // Without the form's CSRF token: refused, whatever the role.
+        for path in ["/admin/templates", "/admin/supervision", cosign.as_str()] {
+            assert_eq!(b.post_raw(path, template).await.status(), S::FORBIDDEN, "{user} {path} without CSRF");
+        }
+    }
+    let nobody = Browser::anonymous(&s).await;
+    for path in ["/admin/templates", "/admin/templates/soap", "/admin/supervision", "/cosign"] {
+        assert_eq!(nobody.get(path).await.headers()["location"], "/login", "{path}");
+    }
+    for path in ["/admin/templates", "/admin/templates/soap", "/admin/supervision", cosign.as_str()] {
+        assert_eq!(nobody.post_raw(path, template).await.headers()["location"], "/login", "{path}");
+    }
+}
+both_backends!(template_and_cosign_pages);

@@ -37,7 +37,7 @@ fn find<'a>(notes: &'a [Value], text: &str) -> &'a Value {
     notes.iter().find(|n| text_of(n).contains(text)).unwrap_or_else(|| panic!("no note with {text:?}"))
 }
 
-fn form(pairs: &[(&str, &str)]) -> String {
+pub(crate) fn form(pairs: &[(&str, &str)]) -> String {
     pairs.iter().map(|(k, v)| format!("{k}={}", urlencode(v))).collect::<Vec<_>>().join("&")
 }
 
@@ -365,7 +365,7 @@ fn me_ref(me: &Value) -> Value {
 }
 
 /// Through the independent validator (fhir.resources), if it is installed.
-fn validate(docs: &[Value]) {
+pub(crate) fn validate(docs: &[Value]) {
     let Some(pythonpath) = std::env::var_os("CONFIDANT_FHIR_VALIDATOR_PATH") else {
         assert!(std::env::var("CI").ok().as_deref() != Some("true"), "the validator must be set up in CI");
         eprintln!("\n*** SKIPPED notes' FHIR validation: set CONFIDANT_FHIR_VALIDATOR_PATH ***\n");

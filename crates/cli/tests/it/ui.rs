@@ -225,6 +225,11 @@ impl Browser {
         self.http.post(format!("{}{path}", self.base)).header("cookie", &self.cookie).json(body).send().await.unwrap()
     }
 
+    /// The `Cookie` header of this session (for a real browser to continue it).
+    pub(crate) fn cookie_header(&self) -> &str {
+        &self.cookie
+    }
+
     /// A form post with this session's CSRF token.
     pub(crate) async fn post(&self, path: &str, form: &str) -> reqwest::Response {
         self.post_raw(path, &format!("csrf={}&{form}", self.csrf)).await

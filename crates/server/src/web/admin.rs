@@ -38,11 +38,13 @@ fn tabs(me: &SignedIn) -> Markup {
             (tab("/admin/care-teams", "Care teams"))
             (tab("/admin/keys", "Keys"))
             (tab("/admin/posture", "Security posture"))
+            (tab("/admin/templates", "Note templates"))
+            (tab("/admin/supervision", "Supervision"))
         }
     }
 }
 
-fn admin_page(me: &SignedIn, title: &str, body: Markup) -> Response {
+pub(super) fn admin_page(me: &SignedIn, title: &str, body: Markup) -> Response {
     me.page(title, html! { (tabs(me)) (body) })
 }
 

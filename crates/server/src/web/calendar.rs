@@ -195,19 +195,16 @@ pub(super) async fn calendar(State(state): State<AppState>, me: SignedIn, Query(
         Ok(list) => list,
         Err(e) => return me.records_error(e),
     };
-    // The patients' names, as a patient list is read: one search by id (each
+    // The patients' names, as a patient list is read: a search by id (each
     // hit audited, a demographics list for detection, not a chart opened per
     // patient); one not readable shows no name.
     let mut names: HashMap<String, Option<String>> = HashMap::new();
     let mut wanted: Vec<&str> = list.iter().filter_map(|a| patient_in(&a.resource)).collect();
     wanted.sort_unstable();
     wanted.dedup();
-    for chunk in wanted.chunks(100) {
-        let req = confidant_records::SearchRequest {
-            params: vec![("_id".to_owned(), chunk.join(","))],
-            count: 100,
-            after: None,
-        };
+    for id in wanted {
+        let req =
+            confidant_records::SearchRequest { params: vec![("_id".to_owned(), id.to_owned())], count: 1, after: None };
         if let Ok(page) = state.records.search(p, ResourceType::Patient, &req).await {
             for r in page.entries {
                 names.insert(r.id.clone(), Some(name_of(&r.resource)));

@@ -5,6 +5,9 @@
 //! A draft is a note with `docStatus` `preliminary`: it is stored, sealed and
 //! audited on the server like every other version, never in the browser (no
 //! script touches the text, the form is `autocomplete=off`, pages are `no-store`).
+//!
+//! Over 600 lines because the note's whole life (form, chart, page, edit, sign, addenda) is one
+//! flow sharing its form and helpers; templates, supervision and co-sign live in `templates`.
 
 use axum::Form;
 use axum::extract::{Path, Query, State};
@@ -13,12 +16,13 @@ use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine as _;
 use confidant_fhir::ResourceType;
 use confidant_policy::Role;
-use confidant_records::{RecordsError, SearchRequest, Stored};
+use confidant_records::{RecordsError, SearchRequest, Stored, Template};
 use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::front_desk::reception_view;
+use super::templates::{cosign_status, note_body, section_fields, template_picker};
 use super::{SignedIn, name_of, readable_millis};
 use crate::AppState;
 
@@ -104,6 +108,11 @@ fn signer(doc: &Value) -> Option<&str> {
 
 fn signed_at(doc: &Value) -> Option<&str> {
     doc["extension"].as_array()?.iter().find(|e| e["url"] == confidant_records::SIGNED_AT)?["valueInstant"].as_str()
+}
+
+/// The `valueReference.reference` of the note's extension `url`.
+pub(super) fn extension_reference<'a>(doc: &'a Value, url: &str) -> Option<&'a str> {
+    doc["extension"].as_array()?.iter().find(|e| e["url"] == url)?["valueReference"]["reference"].as_str()
 }
 
 /// The session's date (`context.period.start`, as YYYY-MM-DD), if the note has one.
@@ -263,7 +272,14 @@ fn described_by(errors: &FieldErrors, field: &str) -> Option<String> {
 
 /// The session date, kind and text of a note: the fields of the new-note form
 /// and of the edit form, with what was typed and what was wrong with it.
-fn note_fields(me: &SignedIn, f: &NoteForm, today: &str, errors: &FieldErrors, rows: u32) -> Markup {
+fn note_fields(
+    me: &SignedIn,
+    f: &NoteForm,
+    today: &str,
+    errors: &FieldErrors,
+    rows: u32,
+    template: Option<&Template>,
+) -> Markup {
     let l = me.lang;
     let kind = Kind::parse(&f.kind).unwrap_or(Kind::Ordinary);
     let date = f.session_date.as_deref().unwrap_or(today);
@@ -282,11 +298,50 @@ fn note_fields(me: &SignedIn, f: &NoteForm, today: &str, errors: &FieldErrors, r
             }
             (errors.show("kind"))
         }
-        label for="text" { (l.t("Note")) }
-        textarea id="text" name="text" rows=(rows) required autocomplete="off"
-            aria-invalid=[errors.get("text").map(|_| "true")] aria-describedby=[described_by(errors, "text")] { (f.text) }
+        @if let Some(t) = template {
+            (section_fields(me, t, f, errors.get("text").map(|_| "text-error")))
+        } @else {
+            label for="text" { (l.t("Note")) }
+            textarea id="text" name="text" rows=(rows) required autocomplete="off"
+                aria-invalid=[errors.get("text").map(|_| "true")] aria-describedby=[described_by(errors, "text")] { (f.text) }
+        }
         (errors.show("text"))
     }
+}
+
+/// The template a form is written with (as its fields name it), if any.
+async fn form_template(state: &AppState, me: &SignedIn, f: &NoteForm) -> Result<Option<Template>, Response> {
+    if f.template.is_empty() {
+        return Ok(None);
+    }
+    match state.records.note_template(&me.auth.principal, &f.template, f.template_version).await {
+        Ok(t) => Ok(Some(t)),
+        Err(RecordsError::NotFound(_)) => {
+            let l = me.lang;
+            Err(me.message(StatusCode::BAD_REQUEST, l.t("Please check the form"), l.t("There is no such template.")))
+        }
+        Err(e) => Err(me.records_error(e)),
+    }
+}
+
+/// The template a stored note was written with (the version it names), if any.
+async fn note_template_of(state: &AppState, me: &SignedIn, n: &Stored) -> Result<Option<Template>, Response> {
+    match confidant_records::template_of(&n.resource) {
+        Some((id, version)) => {
+            let f = NoteForm { template: id, template_version: Some(version), ..NoteForm::default() };
+            form_template(state, me, &f).await
+        }
+        None => Ok(None),
+    }
+}
+
+/// A note's `content` and template extension from the form.
+fn note_content(me: &SignedIn, doc: &mut Value, f: &NoteForm, template: Option<&Template>) {
+    match template {
+        Some(t) => doc["content"] = Value::Array(confidant_records::sectioned_content(t, &f.sections, me.lang.code())),
+        None => doc["content"] = attachment(&f.text),
+    }
+    confidant_records::set_template(doc, template);
 }
 
 /// The clinic's date today (YYYY-MM-DD), in its time zone (`clinic.time_zone`).
@@ -294,8 +349,25 @@ fn today(state: &AppState) -> String {
     state.clinic.date_at(state.records.now_millis())
 }
 
-pub(super) async fn chart(State(state): State<AppState>, me: SignedIn, Path(id): Path<String>) -> Response {
-    chart_page(&state, &me, &id, None).await
+#[derive(Deserialize)]
+pub(super) struct ChartQuery {
+    /// The template to write the new note with (`GET ?template=soap`: works without script).
+    template: Option<String>,
+}
+
+pub(super) async fn chart(
+    State(state): State<AppState>,
+    me: SignedIn,
+    Path(id): Path<String>,
+    Query(q): Query<ChartQuery>,
+) -> Response {
+    match q.template.filter(|t| !t.is_empty()) {
+        Some(template) => {
+            let f = NoteForm { template, ..NoteForm::default() };
+            chart_page(&state, &me, &id, Some((&f, &FieldErrors::default()))).await
+        }
+        None => chart_page(&state, &me, &id, None).await,
+    }
 }
 
 /// The chart; with `typed`, the new-note form as it was sent, with its errors.
@@ -331,15 +403,24 @@ async fn chart_page(state: &AppState, me: &SignedIn, id: &str, typed: Option<(&N
     let blank = NoteForm::default();
     let none = FieldErrors::default();
     let (form, errors) = typed.unwrap_or((&blank, &none));
+    let template = match form_template(state, me, form).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let templates = match state.records.note_templates(&me.auth.principal).await {
+        Ok(t) => t,
+        Err(e) => return me.records_error(e),
+    };
     let mut page = me.page(
         &name_of(r),
         html! {
             (demographics(me, r))
             section {
                 h2 { (l.t("New session note")) }
+                (template_picker(me, id, &templates, template.as_ref()))
                 form.card method="post" action={ "/patients/" (id) "/notes" } {
                     (me.csrf_field())
-                    (note_fields(me, form, &today, errors, 8))
+                    (note_fields(me, form, &today, errors, 8, template.as_ref()))
                     (note_buttons(me))
                 }
             }
@@ -357,7 +438,7 @@ async fn chart_page(state: &AppState, me: &SignedIn, id: &str, typed: Option<(&N
                                 " · " a href={ "/notes/" (n.id) "/edit" } { (if is_draft(&n.resource) { l.t("Continue writing") } else { l.t("Edit") }) }
                             }
                         }
-                        p.text { (note_text(&n.resource)) }
+                        (note_body(me, &n.resource))
                         (addenda_of(me, &addenda, &n.id))
                     }
                 }
@@ -418,42 +499,75 @@ fn addenda_of(me: &SignedIn, addenda: &[Stored], id: &str) -> Markup {
                     (badges(me, &a.resource))
                 }
                 p { (l.t("Reason")) ": " (a.resource["description"].as_str().unwrap_or("")) }
-                p.text { (note_text(&a.resource)) }
+                (note_body(me, &a.resource))
             }
         }
     }
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Default)]
 pub(super) struct NoteForm {
-    #[serde(default)]
     csrf: String,
-    #[serde(default)]
     text: String,
     /// `draft` keeps it a draft; anything else finishes it.
-    #[serde(default)]
     status: String,
     /// The version the edit started from (a note changed meanwhile is not overwritten).
-    #[serde(default)]
     version: Option<i64>,
     /// The session's date, YYYY-MM-DD (today if left out).
-    #[serde(default)]
     session_date: Option<String>,
     /// `ordinary`, `psychotherapy` or `shared`.
-    #[serde(default)]
     kind: String,
+    /// The template the note is written with (its id; empty for a plain note) and its version.
+    pub(super) template: String,
+    pub(super) template_version: Option<i64>,
+    /// The sections' text, by section key (fields `section.{key}`).
+    pub(super) sections: Vec<(String, String)>,
 }
 
 impl NoteForm {
+    /// The form as posted (repeated and unknown fields: the last one counts, unknown ones are ignored).
+    pub(super) fn from_pairs(pairs: Vec<(String, String)>) -> NoteForm {
+        let mut f = NoteForm::default();
+        for (k, v) in pairs {
+            match k.as_str() {
+                "csrf" => f.csrf = v,
+                "text" => f.text = v,
+                "status" => f.status = v,
+                "version" => f.version = v.trim().parse().ok(),
+                "session_date" => f.session_date = Some(v),
+                "kind" => f.kind = v,
+                "template" => f.template = v,
+                "template_version" => f.template_version = v.trim().parse().ok(),
+                _ => {
+                    if let Some(key) = k.strip_prefix("section.") {
+                        f.sections.retain(|(s, _)| s != key);
+                        f.sections.push((key.to_owned(), v));
+                    }
+                }
+            }
+        }
+        f
+    }
+
+    /// The text of section `key`, as typed.
+    pub(super) fn section(&self, key: &str) -> &str {
+        self.sections.iter().find(|(k, _)| k == key).map(|(_, t)| t.as_str()).unwrap_or("")
+    }
+
     fn doc_status(&self) -> &'static str {
         if self.status == "draft" { "preliminary" } else { "final" }
     }
 
     /// What is wrong with the form, field by field (nothing is saved if anything is).
-    fn errors(&self, l: super::i18n::Lang, today: &str) -> FieldErrors {
+    fn errors(&self, l: super::i18n::Lang, today: &str, template: Option<&Template>) -> FieldErrors {
         let mut e = Vec::new();
-        if self.text.trim().is_empty() {
-            e.push(("text", l.t("Write the note: it is empty.")));
+        match template {
+            Some(t) if t.sections.iter().all(|s| self.section(&s.key).trim().is_empty()) => {
+                e.push(("text", l.t("Write at least one section: the note is empty.")));
+            }
+            Some(_) => {}
+            None if self.text.trim().is_empty() => e.push(("text", l.t("Write the note: it is empty."))),
+            None => {}
         }
         match self.session_date.as_deref().map(str::trim) {
             None | Some("") => {}
@@ -498,13 +612,18 @@ pub(super) async fn write_note(
     State(state): State<AppState>,
     me: SignedIn,
     Path(id): Path<String>,
-    Form(f): Form<NoteForm>,
+    Form(pairs): Form<Vec<(String, String)>>,
 ) -> Response {
+    let f = NoteForm::from_pairs(pairs);
     if let Some(r) = me.refuse_post(&[Role::Clinician], &f.csrf, "Nothing was saved.") {
         return r;
     }
+    let template = match form_template(&state, &me, &f).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
     let today = today(&state);
-    let errors = f.errors(me.lang, &today);
+    let errors = f.errors(me.lang, &today, template.as_ref());
     if !errors.is_empty() {
         return chart_page(&state, &me, &id, Some((&f, &errors))).await;
     }
@@ -517,8 +636,8 @@ pub(super) async fn write_note(
         "type": {"text": "Session note"},
         "subject": {"reference": format!("Patient/{id}")},
         "context": context,
-        "content": attachment(&f.text),
     });
+    note_content(&me, &mut doc, &f, template.as_ref());
     Kind::parse(&f.kind).unwrap_or(Kind::Ordinary).apply(&mut doc);
     match state.records.create(&me.auth.principal, ResourceType::DocumentReference, doc).await {
         Ok(_) => Redirect::to(&format!("/patients/{id}")).into_response(),
@@ -570,6 +689,18 @@ async fn note_page(
         Some(s) => Some(practitioner_name(state, me, s).await),
         None => None,
     };
+    let cosigner = match extension_reference(&n.resource, confidant_records::COSIGN_REQUIRED_BY) {
+        Some(s) => Some(practitioner_name(state, me, s).await),
+        None => None,
+    };
+    let cosigned_by = match extension_reference(&n.resource, confidant_records::COSIGNED_BY) {
+        Some(s) => Some(practitioner_name(state, me, s).await),
+        None => None,
+    };
+    let template = match note_template_of(state, me, &n).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
     let req =
         SearchRequest { params: vec![("patient".to_owned(), subject_of(&n).to_owned())], count: 100, after: None };
     let addenda = match state.records.search(pr, ResourceType::DocumentReference, &req).await {
@@ -593,13 +724,17 @@ async fn note_page(
                     @if n.resource["context"]["encounter"][0]["reference"].is_string() { " · " (l.t("recorded visit")) }
                 }
                 dt { (l.t("Kind of note")) } dd { (Kind::of(&n.resource).label(l)) }
+                @if let Some(t) = &template {
+                    dt { (l.t("Template")) } dd { (super::templates::template_name(me, t)) " · " (l.t("Version")) " " (t.version) }
+                }
                 dt { (l.t("Saved")) } dd { (readable_millis(n.last_updated)) @if n.version_id > 1 { " · " (l.t("edited")) } }
                 @if let Some(by) = &signed_by {
                     dt { (l.t("Signed")) } dd { (by) " · " (signed_at(&n.resource).map(super::readable_time).unwrap_or_default()) }
                 }
             }
             p { (badges(me, &n.resource)) }
-            p.text { (note_text(&n.resource)) }
+            (cosign_status(me, &n, cosigner.as_deref(), cosigned_by.as_deref()))
+            (note_body(me, &n.resource))
             p { a href={ "/notes/" (n.id) "/history" } { (l.t("Versions ({n})").replace("{n}", &n.version_id.to_string())) } }
             @if let Some(original) = appends_to(&n.resource) {
                 p { (l.t("Reason")) ": " (n.resource["description"].as_str().unwrap_or("")) }
@@ -666,7 +801,7 @@ pub(super) async fn note_history(State(state): State<AppState>, me: SignedIn, Pa
                         " · " (l.t("Session date")) " " (session_date(&v.resource).unwrap_or("—"))
                         (badges(&me, &v.resource))
                     }
-                    p.text { (note_text(&v.resource)) }
+                    (note_body(&me, &v.resource))
                 }
             }
             p { a href={ "/notes/" (id) } { (l.t("Back to the note")) } }
@@ -800,6 +935,7 @@ fn edit_form(
     today: &str,
     errors: &FieldErrors,
     notice: Option<&str>,
+    template: Option<&Template>,
 ) -> Response {
     let l = me.lang;
     me.page(
@@ -809,7 +945,7 @@ fn edit_form(
             form.card.full method="post" action={ "/notes/" (n.id) } {
                 (me.csrf_field())
                 input type="hidden" name="version" value=(n.version_id);
-                (note_fields(me, f, today, errors, 14))
+                (note_fields(me, f, today, errors, 14, template))
                 p.muted { (l.t("Earlier versions are kept and can be read in the record's history.")) }
                 (note_buttons(me))
             }
@@ -820,10 +956,17 @@ fn edit_form(
 
 /// The form as the stored note fills it.
 fn form_of(n: &Stored) -> NoteForm {
+    let (template, template_version) = confidant_records::template_of(&n.resource).unzip();
     NoteForm {
         text: note_text(&n.resource),
         session_date: session_date(&n.resource).map(str::to_owned),
         kind: Kind::of(&n.resource).code().to_owned(),
+        template: template.unwrap_or_default(),
+        template_version,
+        sections: confidant_records::note_sections(&n.resource)
+            .into_iter()
+            .filter_map(|s| Some((s.key?, s.text)))
+            .collect(),
         ..NoteForm::default()
     }
 }
@@ -848,7 +991,10 @@ pub(super) async fn edit_note(State(state): State<AppState>, me: SignedIn, Path(
     }
     match state.records.read(&me.auth.principal, ResourceType::DocumentReference, &id).await {
         Ok(n) if signer(&n.resource).is_some() => locked(&me, &n),
-        Ok(n) => edit_form(&me, &n, &form_of(&n), &today(&state), &FieldErrors::default(), None),
+        Ok(n) => match note_template_of(&state, &me, &n).await {
+            Ok(t) => edit_form(&me, &n, &form_of(&n), &today(&state), &FieldErrors::default(), None, t.as_ref()),
+            Err(r) => r,
+        },
         Err(e) => me.records_error(e),
     }
 }
@@ -860,8 +1006,9 @@ pub(super) async fn save_note(
     State(state): State<AppState>,
     me: SignedIn,
     Path(id): Path<String>,
-    Form(f): Form<NoteForm>,
+    Form(pairs): Form<Vec<(String, String)>>,
 ) -> Response {
+    let f = NoteForm::from_pairs(pairs);
     let l = me.lang;
     let current = match note_to_change(&state, &me, &f.csrf, &id, "Nothing was saved.").await {
         Ok(n) => n,
@@ -870,15 +1017,20 @@ pub(super) async fn save_note(
     if signer(&current.resource).is_some() {
         return locked(&me, &current);
     }
+    // An edit keeps the template (and version) the note was written with.
+    let template = match note_template_of(&state, &me, &current).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
     let today = today(&state);
-    let errors = f.errors(l, &today);
+    let errors = f.errors(l, &today, template.as_ref());
     if !errors.is_empty() {
-        let mut r = edit_form(&me, &current, &f, &today, &errors, None);
+        let mut r = edit_form(&me, &current, &f, &today, &errors, None, template.as_ref());
         *r.status_mut() = StatusCode::BAD_REQUEST;
         return r;
     }
     let mut doc = current.resource.clone();
-    doc["content"] = attachment(&f.text);
+    note_content(&me, &mut doc, &f, template.as_ref());
     doc["docStatus"] = json!(f.doc_status());
     let date = f.date_or(session_date(&current.resource).unwrap_or(&today));
     doc["context"] = match session_context(&state, &me, subject_of(&current), &date).await {
@@ -891,7 +1043,7 @@ pub(super) async fn save_note(
         Ok(n) => Redirect::to(&format!("/patients/{}", subject_of(&n))).into_response(),
         Err(RecordsError::PreconditionFailed { .. }) => {
             let notice = l.t("Someone saved this note after you opened it. Nothing was overwritten: your text is below; compare it with the saved note, then save again.");
-            let mut r = edit_form(&me, &current, &f, &today, &FieldErrors::default(), Some(notice));
+            let mut r = edit_form(&me, &current, &f, &today, &FieldErrors::default(), Some(notice), template.as_ref());
             *r.status_mut() = StatusCode::CONFLICT;
             r
         }

@@ -645,6 +645,62 @@ static FI: &[(&str, &str)] = &[
         "{time} is outside this clinician's working hours. Book anyway, or choose another time.",
         "{time} on terapeutin työajan ulkopuolella. Varaa silti tai valitse toinen aika.",
     ),
+    // --- note templates, supervision and co-sign ---
+    ("Note templates", "Merkintäpohjat"),
+    ("Supervision", "Ohjaus"),
+    ("To co-sign", "Vahvistettavat"),
+    ("Template", "Pohja"),
+    ("Template name", "Pohjan nimi"),
+    ("There is no such template.", "Tällaista pohjaa ei ole."),
+    ("Write at least one section: the note is empty.", "Kirjoita ainakin yksi osio: merkintä on tyhjä."),
+    (
+        "A built-in template cannot be changed; create a template of your own.",
+        "Valmista pohjaa ei voi muuttaa; luo oma pohja.",
+    ),
+    (
+        "A clinician in training signs their notes; their supervisor then co-signs them.",
+        "Koulutettava kliinikko allekirjoittaa merkintänsä; hänen ohjaajansa vahvistaa ne sitten.",
+    ),
+    (
+        "At most 30 sections; a title at most 100 characters, a prompt at most 500.",
+        "Enintään 30 osiota; otsikko enintään 100 merkkiä, ohje enintään 500.",
+    ),
+    ("Awaiting co-sign by", "Odottaa vahvistusta:"),
+    ("Back to the templates", "Takaisin pohjiin"),
+    ("Built in", "Valmis pohja"),
+    ("Choose clinicians from the list.", "Valitse kliinikot luettelosta."),
+    ("Clinician in training", "Koulutettava kliinikko"),
+    ("Co-sign", "Vahvista"),
+    ("Co-signed by", "Vahvistanut"),
+    ("Create the template", "Luo pohja"),
+    ("Edit the template", "Muokkaa pohjaa"),
+    ("End the supervision", "Lopeta ohjaus"),
+    ("In training", "Koulutettavat"),
+    ("New template", "Uusi pohja"),
+    ("No notes are waiting for your co-signature.", "Yksikään merkintä ei odota vahvistustasi."),
+    ("Nobody is in training.", "Kukaan ei ole koulutettavana."),
+    ("Not saved", "Ei tallennettu"),
+    ("Plain note (no template)", "Vapaa merkintä (ei pohjaa)"),
+    ("Save a new version", "Tallenna uusi versio"),
+    ("Save", "Tallenna"),
+    (
+        "Saving makes a new version; notes keep the version they were written with.",
+        "Tallennus tekee uuden version; merkinnät pitävät version, jolla ne kirjoitettiin.",
+    ),
+    ("Sections, one a line: title | prompt", "Osiot, yksi riville: otsikko | ohje"),
+    ("Set a supervisor", "Aseta ohjaaja"),
+    (
+        "Someone saved this note after you opened it: read it again before you co-sign it.",
+        "Joku tallensi merkinnän sen jälkeen, kun avasit sen: lue se uudelleen ennen kuin vahvistat.",
+    ),
+    (
+        "Someone saved this template after you opened it: open it again and repeat your change.",
+        "Joku tallensi pohjan sen jälkeen, kun avasit sen: avaa se uudelleen ja tee muutoksesi uudestaan.",
+    ),
+    ("Supervisor", "Ohjaaja"),
+    ("Use this template", "Käytä tätä pohjaa"),
+    ("supervised by", "ohjaajana"),
+    ("{n} sections", "{n} osiota"),
 ];
 
 #[cfg(test)]
@@ -668,6 +724,7 @@ mod tests {
             include_str!("passkeys.rs"),
             include_str!("portal.rs"),
             include_str!("sign_in.rs"),
+            include_str!("templates.rs"),
         ];
         let mut out = Vec::new();
         for src in sources {
