@@ -149,7 +149,9 @@ pub fn search_params(rt: ResourceType) -> &'static [SearchParam] {
         ResourceType::Encounter
         | ResourceType::DocumentReference
         | ResourceType::CareTeam
-        | ResourceType::Appointment => BY_PATIENT,
+        | ResourceType::Appointment
+        | ResourceType::QuestionnaireResponse
+        | ResourceType::Observation => BY_PATIENT,
     }
 }
 

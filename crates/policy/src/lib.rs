@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod accounts;
+mod measures;
 mod notes;
 pub mod records;
 
@@ -20,6 +21,7 @@ pub use accounts::{
     AccountChange, AccountDenied, RevocableSessions, blinds_source, linked_record, may_administer_accounts,
     may_change_account, may_invite, must_enrol_second_factor, revocable_sessions,
 };
+pub use measures::{may_acknowledge_flag, may_answer_measure, may_send_measure};
 pub use notes::{NoteFacts, author_of_new_note, may_append, may_change_note, signer_of_new_note};
 
 use confidant_fhir::ResourceType;
@@ -203,6 +205,8 @@ pub fn role_permits(role: Role, rt: ResourceType, action: Action) -> bool {
             Read | Write,
         ) => true,
         (Role::Clinician, T::Practitioner, Read) => true,
+        // Outcome measures: read here; written only by the measures flow (`measures.rs`).
+        (Role::Clinician | Role::Patient, T::QuestionnaireResponse | T::Observation, Read) => true,
         // Reception: demographics and care-team assignments; never notes or encounters.
         (Role::Reception, T::Patient | T::CareTeam | T::Appointment, Read | Write) => true,
         (Role::Reception, T::Practitioner, Read) => true,
@@ -464,7 +468,7 @@ mod tests {
         let mut admin = principal(Role::Admin);
         admin.scopes = Some(Scopes::parse("user/*.*").unwrap());
         assert!(allowed(&admin, ResourceType::DocumentReference, Action::Read).is_err());
-        for bad in ["", "Patient.read", "user/Observation.read", "user/Patient.delete", "patient/Patient.read"] {
+        for bad in ["", "Patient.read", "user/Condition.read", "user/Patient.delete", "patient/Patient.read"] {
             assert!(Scopes::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(Scopes::parse("user/*.read  user/Encounter.*").unwrap().to_string(), "user/*.read user/Encounter.*");
@@ -566,6 +570,6 @@ mod tests {
                 cells += 1;
             }
         }
-        assert_eq!(cells, 15);
+        assert_eq!(cells, 19);
     }
 }
