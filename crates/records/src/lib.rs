@@ -26,6 +26,7 @@ mod honey;
 mod incident;
 mod intake;
 mod key_status;
+pub mod measures;
 mod notes;
 mod reindex;
 pub mod rotation;

@@ -16,6 +16,7 @@ mod audit;
 mod clinical;
 mod front_desk;
 pub(crate) mod i18n;
+mod measures;
 mod passkeys;
 mod portal;
 mod sign_in;
@@ -90,6 +91,11 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
         .route("/audit/incident/report", get(audit::incident_report))
         .route("/me/access-log", get(portal::access_log))
         .route("/me/data", get(portal::my_data))
+        // --- outcome measures ---
+        .route("/me/measures", get(measures::pending))
+        .route("/patients/{id}/measures", post(measures::send))
+        .route("/measures/{id}", get(measures::form).post(measures::answer))
+        .route("/observations/{id}/acknowledge", post(measures::acknowledge))
 }
 
 async fn css() -> Response {

@@ -7,8 +7,19 @@ use serde_json::{Map, Value};
 
 use super::{Check, array, code_in, obj, reference_id, string, subject_patient};
 
-pub(super) const QUESTIONNAIRE_RESPONSE_ELEMENTS: &[&str] =
-    &["identifier", "basedOn", "partOf", "questionnaire", "status", "subject", "encounter", "authored", "author", "source", "item"];
+pub(super) const QUESTIONNAIRE_RESPONSE_ELEMENTS: &[&str] = &[
+    "identifier",
+    "basedOn",
+    "partOf",
+    "questionnaire",
+    "status",
+    "subject",
+    "encounter",
+    "authored",
+    "author",
+    "source",
+    "item",
+];
 
 pub(super) const OBSERVATION_ELEMENTS: &[&str] = &[
     "identifier",
