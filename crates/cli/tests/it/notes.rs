@@ -365,7 +365,7 @@ fn me_ref(me: &Value) -> Value {
 }
 
 /// Through the independent validator (fhir.resources), if it is installed.
-fn validate(docs: &[Value]) {
+pub(crate) fn validate(docs: &[Value]) {
     let Some(pythonpath) = std::env::var_os("CONFIDANT_FHIR_VALIDATOR_PATH") else {
         assert!(std::env::var("CI").ok().as_deref() != Some("true"), "the validator must be set up in CI");
         eprintln!("\n*** SKIPPED notes' FHIR validation: set CONFIDANT_FHIR_VALIDATOR_PATH ***\n");
