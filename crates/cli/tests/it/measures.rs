@@ -311,3 +311,45 @@ async fn measures_flow(db: Db) {
     s.stop();
 }
 both_backends!(measures_flow);
+
+/// The flow in headless Chromium, with screenshots (target/screenshots/measure*-{en,fi}-{desktop,narrow}.png).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn measures_in_chromium() {
+    use std::path::Path;
+    use std::process::Command;
+    let e2e = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e");
+    let ready = Path::new("/usr/bin/chromium").exists()
+        && e2e.join("node_modules/playwright-core").exists()
+        && Command::new("node").arg("--version").output().is_ok();
+    if !ready {
+        assert!(
+            std::env::var("CI").ok().as_deref() != Some("true"),
+            "Chromium and playwright-core must be installed in CI"
+        );
+        eprintln!("\n*** SKIPPED measures::measures_in_chromium: install chromium and run `npm ci` in tests/e2e ***\n");
+        return;
+    }
+    let inst = Instance::new(Db::Sqlite).await;
+    let s = inst.start();
+    let p = s.create(&patient("Browserfamily", "Bea")).await["id"].as_str().unwrap().to_owned();
+    add_user(&inst.dir, "bea", "patient", &["--patient", &p]);
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+    let out = Command::new("node")
+        .arg(e2e.join("measures.mjs"))
+        .env("BASE_URL", &s.url)
+        .env("CLINICIAN", "clin1")
+        .env("PATIENT_USER", "bea")
+        .env("PATIENT_ID", &p)
+        .env("PASSWORD", crate::common::PASSWORD)
+        .env("SCREENSHOTS", &shots)
+        .output()
+        .unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    s.stop();
+    assert!(out.status.success() && said.contains("all expectations met"), "{said}");
+    for name in ["measure-form", "measures-chart"] {
+        for shot in ["en-desktop", "en-narrow", "fi-desktop", "fi-narrow"] {
+            assert!(shots.join(format!("{name}-{shot}.png")).exists(), "{name}-{shot}");
+        }
+    }
+}
