@@ -212,7 +212,18 @@ async fn tokens_metadata_and_health(db: Db) {
         cs["rest"][0]["resource"].as_array().unwrap().iter().map(|r| r["type"].as_str().unwrap()).collect();
     assert_eq!(
         types,
-        ["Patient", "Practitioner", "Encounter", "DocumentReference", "CareTeam", "Appointment", "AuditEvent"]
+        [
+            "Patient",
+            "Practitioner",
+            "Encounter",
+            "DocumentReference",
+            "CareTeam",
+            "Appointment",
+            "QuestionnaireResponse",
+            "Observation",
+            "Questionnaire",
+            "AuditEvent"
+        ]
     );
     let patient_params: Vec<&str> = cs["rest"][0]["resource"][0]["searchParam"]
         .as_array()
