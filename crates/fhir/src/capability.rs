@@ -25,12 +25,19 @@ pub fn capability_statement(base: &str, software_version: &str, date: &str) -> V
                     }
                 })
                 .collect();
-            json!({
-                "type": rt.as_str(),
-                "interaction": [
+            // The outcome measures' answers and scores are written by the server's
+            // measures flow (answers checked, scores computed), never by a client.
+            let interaction = if rt.written_by_server() {
+                json!([{"code": "read"}, {"code": "vread"}, {"code": "history-instance"}, {"code": "search-type"}])
+            } else {
+                json!([
                     {"code": "read"}, {"code": "vread"}, {"code": "update"},
                     {"code": "history-instance"}, {"code": "create"}, {"code": "search-type"}
-                ],
+                ])
+            };
+            json!({
+                "type": rt.as_str(),
+                "interaction": interaction,
                 "versioning": "versioned",
                 "readHistory": true,
                 "updateCreate": false,
@@ -41,6 +48,12 @@ pub fn capability_statement(base: &str, software_version: &str, date: &str) -> V
             })
         })
         .collect();
+    // The outcome measures (PHQ-9, GAD-7, CORE-10), built in and read-only.
+    resources.push(json!({
+        "type": "Questionnaire",
+        "documentation": "The built-in outcome measures (PHQ-9, GAD-7, CORE-10), read-only: GET Questionnaire and Questionnaire/{id} (phq-9, gad-7, core-10).",
+        "interaction": [{"code": "read"}, {"code": "search-type"}],
+    }));
     // The audit log, read-only: auditors search it all, a patient reads their own access log.
     resources.push(json!({
         "type": "AuditEvent",

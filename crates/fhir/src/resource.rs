@@ -1,11 +1,14 @@
 //! The resource types Confidant serves and their validation.
 //!
 //! Over 600 lines with its unit tests (the code is under 700): one validation function per
-//! resource type served, beside the shared element checks they call.
+//! resource type served, beside the shared element checks they call (the outcome measures'
+//! two types are validated in `resource/measures.rs`).
 
 use serde_json::{Map, Value};
 
 use crate::search::ValueKind;
+
+mod measures;
 
 /// The FHIR R4 resource types this server implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -18,10 +21,12 @@ pub enum ResourceType {
     Appointment,
     /// A practitioner's working hours (not patient data: like Practitioner).
     Schedule,
+    QuestionnaireResponse,
+    Observation,
 }
 
 impl ResourceType {
-    pub const ALL: [ResourceType; 7] = [
+    pub const ALL: [ResourceType; 9] = [
         ResourceType::Patient,
         ResourceType::Practitioner,
         ResourceType::Encounter,
@@ -29,6 +34,8 @@ impl ResourceType {
         ResourceType::CareTeam,
         ResourceType::Appointment,
         ResourceType::Schedule,
+        ResourceType::QuestionnaireResponse,
+        ResourceType::Observation,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +47,8 @@ impl ResourceType {
             ResourceType::CareTeam => "CareTeam",
             ResourceType::Appointment => "Appointment",
             ResourceType::Schedule => "Schedule",
+            ResourceType::QuestionnaireResponse => "QuestionnaireResponse",
+            ResourceType::Observation => "Observation",
         }
     }
 
@@ -55,7 +64,15 @@ impl ResourceType {
                 | ResourceType::DocumentReference
                 | ResourceType::CareTeam
                 | ResourceType::Appointment
+                | ResourceType::QuestionnaireResponse
+                | ResourceType::Observation
         )
+    }
+
+    /// Records the server writes itself and clients only read: a measure's
+    /// answers (checked against the instrument) and its score (computed).
+    pub fn written_by_server(self) -> bool {
+        matches!(self, ResourceType::QuestionnaireResponse | ResourceType::Observation)
     }
 
     /// The elements R4 defines for this type (besides the common ones), for
@@ -93,6 +110,8 @@ impl ResourceType {
                 "serviceProvider",
                 "partOf",
             ],
+            ResourceType::QuestionnaireResponse => measures::QUESTIONNAIRE_RESPONSE_ELEMENTS,
+            ResourceType::Observation => measures::OBSERVATION_ELEMENTS,
             ResourceType::DocumentReference => &[
                 "masterIdentifier",
                 "identifier",
@@ -382,7 +401,10 @@ fn check_elements(rt: ResourceType, m: &Map<String, Value>) -> Check<()> {
         ResourceType::CareTeam => Some(crate::shape::CARE_TEAM),
         ResourceType::Appointment => Some(crate::shape::APPOINTMENT),
         ResourceType::Schedule => Some(crate::shape::SCHEDULE),
-        ResourceType::Encounter | ResourceType::DocumentReference => None,
+        ResourceType::Encounter
+        | ResourceType::DocumentReference
+        | ResourceType::QuestionnaireResponse
+        | ResourceType::Observation => None,
     };
     if let Some(fields) = strict {
         return crate::shape::check_object(rt.as_str(), m, fields, "");
@@ -697,6 +719,8 @@ pub fn validate(rt: ResourceType, resource: &mut Value, now: i64) -> Result<Vali
                 }
             }
         }
+        ResourceType::QuestionnaireResponse => subject = Some(measures::questionnaire_response(m)?),
+        ResourceType::Observation => subject = Some(measures::observation(m)?),
     }
     Ok(Validated {
         subject_patient: subject,

@@ -174,7 +174,11 @@ const SCHEDULE: &[SearchParam] = &[
 pub fn search_params(rt: ResourceType) -> &'static [SearchParam] {
     match rt {
         ResourceType::Patient | ResourceType::Practitioner => PERSON,
-        ResourceType::Encounter | ResourceType::DocumentReference | ResourceType::CareTeam => BY_PATIENT,
+        ResourceType::Encounter
+        | ResourceType::DocumentReference
+        | ResourceType::CareTeam
+        | ResourceType::QuestionnaireResponse
+        | ResourceType::Observation => BY_PATIENT,
         ResourceType::Appointment => APPOINTMENT,
         ResourceType::Schedule => SCHEDULE,
     }

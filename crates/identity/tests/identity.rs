@@ -328,7 +328,7 @@ async fn passwords_follow_the_policy_and_are_never_stored_in_clear() {
 async fn api_tokens_are_scoped_expire_and_die_with_their_user() {
     let f = fixture().await;
     staff(&f, "admin1", Role::Admin).await;
-    assert!(f.identity.create_api_token("admin1", "x", "user/Observation.read", 60_000).await.is_err());
+    assert!(f.identity.create_api_token("admin1", "x", "user/Condition.read", 60_000).await.is_err());
     assert!(f.identity.create_api_token("admin1", "x", "user/*.read", 0).await.is_err());
     let (_, token) = f.identity.create_api_token("admin1", "x", "user/Practitioner.read", 60 * 60_000).await.unwrap();
     let auth = f.identity.authenticate(&token).await.unwrap();

@@ -12,6 +12,7 @@
 
 mod accounts;
 pub mod appointments;
+mod measures;
 mod notes;
 pub mod records;
 pub mod schedule;
@@ -23,6 +24,7 @@ pub use accounts::{
     AccountChange, AccountDenied, RevocableSessions, blinds_source, linked_record, may_administer_accounts,
     may_change_account, may_invite, must_enrol_second_factor, revocable_sessions,
 };
+pub use measures::{may_acknowledge_flag, may_answer_measure, may_send_measure};
 pub use notes::{NoteFacts, author_of_new_note, may_append, may_change_note, may_cosign, signer_of_new_note};
 pub use templates::{may_manage_templates, may_use_templates};
 
@@ -207,6 +209,8 @@ pub fn role_permits(role: Role, rt: ResourceType, action: Action) -> bool {
             Read | Write,
         ) => true,
         (Role::Clinician, T::Practitioner | T::Schedule, Read) => true,
+        // Outcome measures: read here; written only by the measures flow (`measures.rs`).
+        (Role::Clinician | Role::Patient, T::QuestionnaireResponse | T::Observation, Read) => true,
         // Reception: demographics and care-team assignments; never notes or encounters.
         (Role::Reception, T::Patient | T::CareTeam | T::Appointment, Read | Write) => true,
         (Role::Reception, T::Practitioner | T::Schedule, Read) => true,
@@ -469,7 +473,7 @@ mod tests {
         let mut admin = principal(Role::Admin);
         admin.scopes = Some(Scopes::parse("user/*.*").unwrap());
         assert!(allowed(&admin, ResourceType::DocumentReference, Action::Read).is_err());
-        for bad in ["", "Patient.read", "user/Observation.read", "user/Patient.delete", "patient/Patient.read"] {
+        for bad in ["", "Patient.read", "user/Condition.read", "user/Patient.delete", "patient/Patient.read"] {
             assert!(Scopes::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(Scopes::parse("user/*.read  user/Encounter.*").unwrap().to_string(), "user/*.read user/Encounter.*");
@@ -571,6 +575,6 @@ mod tests {
                 cells += 1;
             }
         }
-        assert_eq!(cells, 18);
+        assert_eq!(cells, 22);
     }
 }

@@ -111,6 +111,10 @@ impl Records {
         checked: &confidant_fhir::Validated,
         resource: &Value,
     ) -> Result<(Option<String>, bool)> {
+        // A measure's answers and score are the patient's to read (their portal, their data).
+        if rt.written_by_server() {
+            return Ok((None, true));
+        }
         if rt != ResourceType::DocumentReference {
             return Ok((None, false));
         }

@@ -50,12 +50,24 @@ impl Records {
         &self,
         p: &Principal,
         rt: ResourceType,
+        resource: Value,
+        clinician: Option<&str>,
+    ) -> Result<Stored> {
+        self.permit(p, rt, Action::Write, AuditAction::Create).await?;
+        self.create_permitted(p, rt, resource, clinician).await
+    }
+
+    /// [`Records::create_with_team`] once the role matrix has allowed the write
+    /// (or, for what the server writes itself, the policy's own rule has: see `measures`).
+    pub(crate) async fn create_permitted(
+        &self,
+        p: &Principal,
+        rt: ResourceType,
         mut resource: Value,
         clinician: Option<&str>,
     ) -> Result<Stored> {
         let team_of =
             clinician.filter(|_| rt == ResourceType::Patient).or(policy::records::care_team_of_new_record(p, rt));
-        self.permit(p, rt, Action::Write, AuditAction::Create).await?;
         let checked =
             confidant_fhir::validate(rt, &mut resource, self.clock.now_millis()).map_err(RecordsError::Invalid)?;
         if rt == ResourceType::DocumentReference {
@@ -214,10 +226,22 @@ impl Records {
         p: &Principal,
         rt: ResourceType,
         id: &str,
-        mut resource: Value,
+        resource: Value,
         if_match: Option<i64>,
     ) -> Result<Stored> {
         self.permit(p, rt, Action::Write, AuditAction::Update).await?;
+        self.update_permitted(p, rt, id, resource, if_match).await
+    }
+
+    /// [`Records::update`] once the write is allowed (see [`Records::create_permitted`]).
+    pub(crate) async fn update_permitted(
+        &self,
+        p: &Principal,
+        rt: ResourceType,
+        id: &str,
+        mut resource: Value,
+        if_match: Option<i64>,
+    ) -> Result<Stored> {
         let not_found = || RecordsError::NotFound(format!("{}/{id}", rt.as_str()));
         if !confidant_fhir::is_valid_id(id) {
             return Err(not_found());

@@ -12,7 +12,7 @@
 //! By use case: `access` (who sees what; audit entries), `crud` (create,
 //! update, read, vread, history), `search`, `break_glass`, `audit_view`
 //! (AuditEvent), `incident`, `alerts`, `honey`, `key_status`, `rotation`, `reindex`,
-//! `error`. Every read, search hit and write of a patient's data passes
+//! `measures` (outcome measures: instruments, answers, scores, risk flags), `error`. Every read, search hit and write of a patient's data passes
 //! through one method of [`Records`].
 #![forbid(unsafe_code)]
 
@@ -26,6 +26,7 @@ mod honey;
 mod incident;
 mod intake;
 mod key_status;
+pub mod measures;
 mod notes;
 mod reindex;
 mod reminders;

@@ -22,6 +22,8 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/AuditEvent", get(audit_search))
         .route("/AuditEvent/{id}", get(audit_read))
+        .route("/Questionnaire", get(questionnaires))
+        .route("/Questionnaire/{id}", get(questionnaire))
         .route("/{type}", get(search).post(create))
         .route("/{type}/{id}", get(read).put(update))
         .route("/{type}/{id}/_history", get(history))
@@ -383,4 +385,21 @@ async fn audit_read(
 ) -> Result<Response, ApiError> {
     let event = state.records.audit_event(&auth.principal, &id).await?;
     Ok(fhir_json(&event))
+}
+
+/// The built-in outcome measures as a searchset (read-only, no patient data:
+/// served from the binary, not the store, so nobody can change a validated instrument).
+async fn questionnaires(State(state): State<AppState>) -> Response {
+    let entries: Vec<Value> = confidant_records::measures::INSTRUMENTS
+        .iter()
+        .map(|i| json!({"fullUrl": format!("{}/fhir/r4/Questionnaire/{}", state.base_url, i.id), "resource": i.questionnaire()}))
+        .collect();
+    fhir_json(&json!({"resourceType": "Bundle", "type": "searchset", "total": entries.len(), "entry": entries}))
+}
+
+/// One built-in outcome measure: `phq-9`, `gad-7` or `core-10`.
+async fn questionnaire(Path(id): Path<String>) -> Result<Response, ApiError> {
+    confidant_records::measures::Instrument::find(&id).map(|i| fhir_json(&i.questionnaire())).ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, IssueType::NotFound, "no such Questionnaire: phq-9, gad-7 or core-10")
+    })
 }

@@ -21,6 +21,7 @@ mod clinical;
 mod front_desk;
 mod hours;
 pub(crate) mod i18n;
+mod measures;
 mod passkeys;
 mod portal;
 mod sign_in;
@@ -110,6 +111,11 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
         .route("/me/appointments", get(appointments::mine))
         .route("/me/appointments/{id}/cancel", post(appointments::cancel_mine))
         .route("/cancel/{token}", get(appointments::link_page).post(appointments::link_cancel))
+        // --- outcome measures ---
+        .route("/me/measures", get(measures::pending))
+        .route("/patients/{id}/measures", post(measures::send))
+        .route("/measures/{id}", get(measures::form).post(measures::answer))
+        .route("/observations/{id}/acknowledge", post(measures::acknowledge))
 }
 
 async fn css() -> Response {

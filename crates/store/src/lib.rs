@@ -538,6 +538,47 @@ impl Store {
         Ok(())
     }
 
+    /// [`Store::update`] and [`Store::create_all`] in one transaction: a new
+    /// version of one resource and version 1 of others (a measure's completed
+    /// answers and their score), with their audit entries; all or none.
+    pub async fn update_and_create(
+        &self,
+        w: Write<'_>,
+        expected_version: i64,
+        creates: &[Write<'_>],
+        audit: &[AuditRow],
+    ) -> Result<()> {
+        let row = w.row;
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(self.sql(
+            "UPDATE resource_heads SET version_id = ?, last_updated = ?, restricted_to = ?, patient_visible = ? \
+             WHERE resource_type = ? AND id = ? AND version_id = ? AND compartment = ?",
+        ))
+        .bind(row.version_id)
+        .bind(row.last_updated)
+        .bind(row.restricted_to.as_deref())
+        .bind(i64::from(row.patient_visible))
+        .bind(row.resource_type.as_str())
+        .bind(row.id.as_str())
+        .bind(expected_version)
+        .bind(row.compartment.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Conflict);
+        }
+        self.require_current_key(&mut tx, &row.compartment, row.key_version).await?;
+        let insert =
+            self.sql(format!("INSERT INTO resource_versions ({VERSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+        Self::insert_version(&mut tx, insert, row).await?;
+        self.replace_tokens(&mut tx, row, w.tokens).await?;
+        for c in creates {
+            self.create_in(&mut tx, *c).await?;
+        }
+        self.commit_with_audit(tx, audit).await?;
+        Ok(())
+    }
+
     /// Replace the membership rows a CareTeam resource defines.
     async fn set_care_team(
         &self,

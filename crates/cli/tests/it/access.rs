@@ -15,14 +15,25 @@ use crate::common::{Db, Instance, PASSWORD, Server, add_user, create_token, enco
 
 /// What each role may do to each type: R read, W write, - nothing.
 /// This is the README's table; the test derives every expected status from it.
-const TYPES: [&str; 7] =
-    ["Patient", "Practitioner", "Encounter", "DocumentReference", "CareTeam", "Appointment", "Schedule"];
-const MATRIX: &[(&str, [&str; 7])] = &[
-    ("admin", ["-", "RW", "-", "-", "RW", "-", "RW"]),
-    ("clinician", ["RW", "R", "RW", "RW", "RW", "RW", "R"]),
-    ("reception", ["RW", "R", "-", "-", "RW", "RW", "R"]),
-    ("auditor", ["-", "R", "-", "-", "-", "-", "-"]),
-    ("patient", ["R", "-", "-", "R", "-", "-", "-"]),
+/// QuestionnaireResponse and Observation (outcome measures) are read-only here: the
+/// measures flow writes them (tests/it/measures.rs), never a client.
+const TYPES: [&str; 9] = [
+    "Patient",
+    "Practitioner",
+    "Encounter",
+    "DocumentReference",
+    "CareTeam",
+    "Appointment",
+    "Schedule",
+    "QuestionnaireResponse",
+    "Observation",
+];
+const MATRIX: &[(&str, [&str; 9])] = &[
+    ("admin", ["-", "RW", "-", "-", "RW", "-", "RW", "-", "-"]),
+    ("clinician", ["RW", "R", "RW", "RW", "RW", "RW", "R", "R", "R"]),
+    ("reception", ["RW", "R", "-", "-", "RW", "RW", "R", "-", "-"]),
+    ("auditor", ["-", "R", "-", "-", "-", "-", "-", "-", "-"]),
+    ("patient", ["R", "-", "-", "R", "-", "-", "-", "R", "R"]),
 ];
 /// Types that are no patient's data (the staff directory, working hours): all see all of them.
 const STAFF_TYPES: &[&str] = &["Practitioner", "Schedule"];
@@ -184,18 +195,47 @@ fn new_resource(ty: &str, p: &str, practitioner: &str) -> Value {
         }
         "Appointment" => appointment(p, practitioner),
         "Schedule" => schedule(practitioner),
+        "QuestionnaireResponse" => json!({"resourceType": "QuestionnaireResponse", "status": "completed",
+            "questionnaire": "urn:confidant:questionnaire:phq-9", "subject": {"reference": format!("Patient/{p}")}}),
+        "Observation" => json!({"resourceType": "Observation", "status": "final", "valueInteger": 0,
+            "code": {"coding": [{"system": "http://loinc.org", "code": "44261-6"}]},
+            "subject": {"reference": format!("Patient/{p}")}}),
         other => panic!("no test resource for {other}: add one"),
     }
 }
 
+/// A completed PHQ-9 (its response and score) for each clinician's patient,
+/// through the pages (the only way they are written).
+async fn measures_of(c: &mut Clinic) {
+    for (clinician, patient) in [("clin1", c.ids["Patient"].0.clone()), ("clin2", c.ids["Patient"].1.clone())] {
+        let b = crate::ui::Browser::sign_in(&c.s, clinician).await;
+        let r = b.post(&format!("/patients/{patient}/measures"), "instrument=phq-9&action=now").await;
+        let form = r.headers()["location"].to_str().unwrap().to_owned();
+        let r = b.post(&form, "1=0&2=0&3=0&4=0&5=0&6=0&7=0&8=0&9=0").await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{clinician} answers a PHQ-9");
+    }
+    let token = |i: usize| if i == 0 { c.inst.token.clone() } else { c.clin2_token.clone() };
+    for ty in ["QuestionnaireResponse", "Observation"] {
+        let mut ids = Vec::new();
+        for (i, p) in [c.ids["Patient"].0.clone(), c.ids["Patient"].1.clone()].iter().enumerate() {
+            let (_, b) = call(&c.s, Some(&token(i)), Method::GET, &format!("{ty}?patient={p}"), None).await;
+            ids.push(b["entry"][0]["resource"]["id"].as_str().unwrap().to_owned());
+        }
+        c.ids.insert(ty, (ids[0].clone(), ids[1].clone()));
+    }
+}
+
 async fn authorization_matrix(db: Db) {
-    let c = clinic(db).await;
+    let mut c = clinic(db).await;
+    measures_of(&mut c).await;
     // The table covers exactly what the server says it serves.
     let (_, cs) = call(&c.s, None, Method::GET, "metadata", None).await;
     let mut served: BTreeSet<String> =
         cs["rest"][0]["resource"].as_array().unwrap().iter().map(|r| r["type"].as_str().unwrap().to_owned()).collect();
     // The audit log's view has its own test (audit::audit_event_access).
     assert!(served.remove("AuditEvent"), "AuditEvent is served");
+    // The built-in outcome measures, read-only, no patient data (tests/it/measures.rs).
+    assert!(served.remove("Questionnaire"), "Questionnaire is served");
     assert_eq!(served, TYPES.iter().map(|t| t.to_string()).collect(), "a resource type without a matrix row");
     for r in cs["rest"][0]["resource"].as_array().unwrap() {
         for i in r["interaction"].as_array().unwrap() {

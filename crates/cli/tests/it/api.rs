@@ -220,6 +220,9 @@ async fn tokens_metadata_and_health(db: Db) {
             "CareTeam",
             "Appointment",
             "Schedule",
+            "QuestionnaireResponse",
+            "Observation",
+            "Questionnaire",
             "AuditEvent"
         ]
     );

@@ -116,7 +116,7 @@ async fn hostile_input_changes_nothing(db: Db) {
             StatusCode::BAD_REQUEST,
             "path in reference",
         ),
-        (M::POST, "Observation".into(), fj, b"{}".to_vec(), StatusCode::NOT_FOUND, "unsupported type"),
+        (M::POST, "Condition".into(), fj, b"{}".to_vec(), StatusCode::NOT_FOUND, "unsupported type"),
         (
             M::PUT,
             format!("Patient/{pid}"),

@@ -17,6 +17,7 @@ mod erasure;
 mod hostile;
 mod intake;
 mod keys;
+mod measures;
 mod metrics;
 mod notes;
 mod pentest_audit;

@@ -202,6 +202,27 @@ async fn no_plaintext_at_rest_or_in_logs(db: Db) {
         canaries.push(code.replace('-', ""));
         canaries.push(code);
     }
+    // Outcome measures: a PHQ-9 answered through the pages. The answers are the
+    // instrument's own words (no client text to mark), so its item texts, answer
+    // labels and codes are the canaries.
+    let clin = crate::ui::Browser::sign_in(&s, "clin1").await;
+    let r = clin.post(&format!("/patients/{}/measures", patient_ids[0]), "instrument=phq-9&action=now").await;
+    let form = r.headers()["location"].to_str().unwrap().to_owned();
+    let r = clin.post(&form, "1=2&2=2&3=2&4=2&5=2&6=2&7=2&8=2&9=2").await;
+    assert_eq!(r.status(), reqwest::StatusCode::SEE_OTHER, "a PHQ-9 answered");
+    let (_, scores) = s.get_json(&format!("Observation?patient={}", patient_ids[0])).await;
+    assert_eq!(scores["entry"][0]["resource"]["valueInteger"], 18, "positive control: the score is there");
+    canaries.extend(
+        [
+            "Thoughts that you would be better off dead",
+            "More than half the days",
+            "Little interest or pleasure",
+            "44261-6",
+            "moderately-severe",
+            "needs-attention",
+        ]
+        .map(String::from),
+    );
     // Positive control: the data is really there, and searchable.
     for (pid, family) in patient_ids.iter().zip(&family_names) {
         let (_, b) = s.get_json(&format!("Patient?family={}", family.to_lowercase())).await;

@@ -61,9 +61,11 @@ pub(super) async fn patients(State(state): State<AppState>, me: SignedIn, Query(
         }
     };
     let title = if me.role() == Role::Clinician { l.t("My patients") } else { l.t("Patients") };
+    let attention = super::measures::attention_list(&state, &me).await;
     let page = me.page(
         title,
         html! {
+            (attention)
             form.search method="get" action="/patients" role="search" {
                 label for="q" {
                     (l.t("Find by family name or given name (at least 3 letters), identifier or birth date (YYYY-MM-DD)"))
@@ -398,6 +400,7 @@ async fn chart_page(state: &AppState, me: &SignedIn, id: &str, typed: Option<(&N
         Ok(e) => e.entries,
         Err(e) => return me.records_error(e),
     };
+    let measures = super::measures::chart_section(state, me, id).await;
     let r = &p.resource;
     let today = today(state);
     let blank = NoteForm::default();
@@ -415,6 +418,7 @@ async fn chart_page(state: &AppState, me: &SignedIn, id: &str, typed: Option<(&N
         &name_of(r),
         html! {
             (demographics(me, r))
+            (measures)
             section {
                 h2 { (l.t("New session note")) }
                 (template_picker(me, id, &templates, template.as_ref()))

@@ -20,6 +20,7 @@ pub(super) fn home(me: &SignedIn) -> Response {
         html! {
             ul.list {
                 li { a href="/me/appointments" { (l.t("Your appointments")) } }
+                li { a href="/me/measures" { (l.t("Questionnaires from your clinician")) } }
                 li { a href="/me/access-log" { (l.t("Who has looked at my records")) } }
                 li { a href="/me/data" download="my-records.json" { (l.t("Download my data (FHIR Bundle, JSON)")) } }
             }
@@ -93,7 +94,13 @@ pub(super) async fn my_data(State(state): State<AppState>, me: SignedIn) -> Resp
         Ok(p) => entries.push(p.resource),
         Err(e) => return me.records_error(e),
     }
-    for rt in [ResourceType::Encounter, ResourceType::DocumentReference, ResourceType::Appointment] {
+    for rt in [
+        ResourceType::Encounter,
+        ResourceType::DocumentReference,
+        ResourceType::Appointment,
+        ResourceType::QuestionnaireResponse,
+        ResourceType::Observation,
+    ] {
         let req = SearchRequest { params: vec![("patient".to_owned(), pid.clone())], count: 100, after: None };
         match state.records.search(p, rt, &req).await {
             Ok(page) => entries.extend(page.entries.into_iter().map(|s| s.resource)),

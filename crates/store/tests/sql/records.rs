@@ -11,7 +11,8 @@ both_backends!(
     search_tokens,
     tokens_that_normalise_alike,
     care_teams_and_periods,
-    own_record
+    own_record,
+    an_update_with_creates_is_all_or_none
 );
 
 async fn settings_and_data_keys(db: &Db) {
@@ -276,4 +277,35 @@ async fn own_record(db: &Db) {
     let own = [Criterion::OwnRecord { patient_id: "p1".into() }];
     assert_eq!(found(db, "DocumentReference", &own, None, 10).await, ids(&["d1"], 1));
     assert_eq!(found(db, "Patient", &own, None, 10).await, ids(&["p1"], 1));
+}
+
+/// A measure's completed answers and their score: the new version and the
+/// new resource commit together, or (a stale version) neither does.
+async fn an_update_with_creates_is_all_or_none(db: &Db) {
+    let s = &db.store;
+    patient(s, "p1", &[]).await;
+    let r1 = version("QuestionnaireResponse", "r1", 1, "p1");
+    s.create_all(&[write(&r1, &[])], &[audit(1, "create", Some("u1"), Some("p1"))]).await.unwrap();
+    let r2 = VersionRow { patient_visible: true, ..version("QuestionnaireResponse", "r1", 2, "p1") };
+    let o1 = VersionRow { patient_visible: true, ..version("Observation", "o1", 1, "p1") };
+    // Expecting a version that is no longer current: Conflict, nothing lands.
+    let stale = s
+        .update_and_create(write(&r2, &[]), 2, &[write(&o1, &[])], &[audit(2, "update", Some("u1"), Some("p1"))])
+        .await;
+    assert!(matches!(stale, Err(StoreError::Conflict)), "{stale:?}");
+    assert_eq!(s.read("QuestionnaireResponse", "r1").await.unwrap(), Some(r1.clone()));
+    assert_eq!(s.read("Observation", "o1").await.unwrap(), None);
+    assert_eq!(s.audit_size().await.unwrap(), 1);
+    // A create that collides: the update is rolled back with it.
+    let taken = version("Observation", "o0", 1, "p1");
+    s.create_all(&[write(&taken, &[])], &[]).await.unwrap();
+    let clash = s.update_and_create(write(&r2, &[]), 1, &[write(&taken, &[])], &[]).await;
+    assert!(matches!(clash, Err(StoreError::Conflict)), "{clash:?}");
+    assert_eq!(s.read("QuestionnaireResponse", "r1").await.unwrap(), Some(r1));
+    // Both, with their audit entries.
+    let audit_rows = [audit(3, "update", Some("u1"), Some("p1")), audit(4, "create", Some("u1"), Some("p1"))];
+    s.update_and_create(write(&r2, &[]), 1, &[write(&o1, &[])], &audit_rows).await.unwrap();
+    assert_eq!(s.read("QuestionnaireResponse", "r1").await.unwrap(), Some(r2));
+    assert_eq!(s.read("Observation", "o1").await.unwrap(), Some(o1));
+    assert_eq!(s.audit_size().await.unwrap(), 3);
 }
