@@ -25,6 +25,7 @@ mod pentest_auth;
 mod pentest_reach;
 mod pentest_records;
 mod posture;
+mod practice;
 mod prefix;
 mod reminders;
 mod rotation;
