@@ -26,14 +26,27 @@ pub(super) fn practitioner_of(a: &Value) -> Option<&str> {
         .find(|r| r.starts_with("Practitioner/"))
 }
 
-pub(super) fn appointments_list(me: &SignedIn, list: &[Stored], names: &HashMap<String, String>) -> Markup {
+pub(super) fn appointments_list(
+    me: &SignedIn,
+    tz: &jiff::tz::TimeZone,
+    list: &[Stored],
+    names: &HashMap<String, String>,
+) -> Markup {
     let l = me.lang;
+    // In the clinic's time zone, like the calendar.
+    let when = |a: &Value| {
+        let start = a["start"].as_str().unwrap_or("");
+        match start.parse::<jiff::Timestamp>() {
+            Ok(t) => super::calendar::local_text(tz, t.as_millisecond()),
+            Err(_) => readable_time(start),
+        }
+    };
     html! {
         @if list.is_empty() { p { (l.t("No appointments.")) } }
         ul.list {
             @for a in list {
                 li {
-                    (readable_time(a.resource["start"].as_str().unwrap_or("")))
+                    (when(&a.resource))
                     " · " (l.t("Appointment"))
                     @if let Some(pr) = practitioner_of(&a.resource) { " · " (names.get(pr).map(String::as_str).unwrap_or(pr)) }
                     " · " span.muted { (a.resource["status"].as_str().unwrap_or("")) }
@@ -92,7 +105,7 @@ pub(super) async fn reception_view_with(
             (super::clinical::demographics(me, r))
             section {
                 h2 { (l.t("Appointments")) }
-                (appointments_list(me, &list, &names))
+                (appointments_list(me, &state.clinic.time_zone, &list, &names))
             }
             section {
                 h2 { (l.t("Book an appointment")) }
