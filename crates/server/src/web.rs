@@ -302,6 +302,8 @@ pub(crate) struct SignedIn {
     csrf: String,
     lang: Lang,
     path: String,
+    /// The clinic's time zone: every time on the pages is shown in it.
+    tz: jiff::tz::TimeZone,
 }
 
 impl axum::extract::FromRequestParts<AppState> for SignedIn {
@@ -320,11 +322,35 @@ impl axum::extract::FromRequestParts<AppState> for SignedIn {
             .get::<crate::client::ClientAddr>()
             .map(|c| state.identity.source_of(&auth.principal, &c.0.to_string()));
         let csrf = cookie(&parts.headers, CSRF_COOKIE).unwrap_or("").to_owned();
-        Ok(SignedIn { auth, csrf, lang: Lang::from_headers(&parts.headers), path: parts.uri.path().to_owned() })
+        Ok(SignedIn {
+            auth,
+            csrf,
+            lang: Lang::from_headers(&parts.headers),
+            path: parts.uri.path().to_owned(),
+            tz: state.clinic.time_zone.clone(),
+        })
     }
 }
 
 impl SignedIn {
+    /// A FHIR instant as the clinic reads it: `2026-12-03 16:58:09 EET`, in
+    /// the clinic's time zone (`[clinic] time_zone`), the zone named.
+    pub(super) fn time(&self, instant: &str) -> String {
+        match instant.parse::<jiff::Timestamp>() {
+            Ok(t) => {
+                let z = t.to_zoned_datetime(self.tz.clone());
+                let abbreviation = self.tz.to_offset_info(t).abbreviation().to_string();
+                format!("{} {:02}:{:02}:{:02} {abbreviation}", z.date(), z.hour(), z.minute(), z.second())
+            }
+            Err(_) => readable_time(instant),
+        }
+    }
+
+    /// [`SignedIn::time`] of Unix milliseconds.
+    pub(super) fn time_ms(&self, ms: i64) -> String {
+        self.time(&confidant_fhir::instant(ms))
+    }
+
     fn viewer(&self) -> Viewer<'_> {
         Viewer { lang: self.lang, path: &self.path, signed_in: Some((&self.auth, &self.csrf)) }
     }
@@ -438,17 +464,13 @@ async fn home(me: SignedIn) -> Response {
     Redirect::to(to).into_response()
 }
 
-/// `2026-12-01T20:41:32.857Z` as `2026-12-01 20:41:32 UTC` (every time on
-/// the pages is UTC, said so, whatever the language).
+/// `2026-12-01T20:41:32.857Z` as `2026-12-01 20:41:32 UTC`: the fallback for
+/// a time that is not an instant (pages use [`SignedIn::time`], in clinic time).
 fn readable_time(instant: &str) -> String {
     match instant.get(..19) {
         Some(t) => format!("{} UTC", t.replacen('T', " ", 1)),
         None => instant.to_owned(),
     }
-}
-
-fn readable_millis(ms: i64) -> String {
-    readable_time(&confidant_fhir::instant(ms))
 }
 
 /// Text of a FHIR HumanName array's first name.

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::front_desk::practitioners;
-use super::{CsrfForm, SignedIn, i18n, readable_millis};
+use super::{CsrfForm, SignedIn, i18n};
 use crate::AppState;
 
 /// The admin pages' own navigation.
@@ -58,7 +58,7 @@ pub(super) fn alerts_section(me: &SignedIn, alerts: &[confidant_store::AlertRow]
                 article.note.alert {
                     p {
                         strong { (i18n::severity_name(l, &a.severity)) } " · " (a.rule) " · "
-                        span.muted { (readable_millis(a.first_at)) @if a.count > 1 { " · " (l.t("{n} times").replace("{n}", &a.count.to_string())) } }
+                        span.muted { (me.time_ms(a.first_at)) @if a.count > 1 { " · " (l.t("{n} times").replace("{n}", &a.count.to_string())) } }
                     }
                     p { (a.summary) }
                     form method="post" action={ "/alerts/" (a.id) "/acknowledge" } {
@@ -280,7 +280,7 @@ async fn tokens_page(state: &AppState, me: &SignedIn, shown: Option<(String, Str
                                 td.wrap { (t.id) " " span.muted { (info.label) } }
                                 td { (info.username.as_deref().or(t.user_id.as_deref()).unwrap_or("—")) }
                                 td.wrap { (t.scopes.as_deref().unwrap_or("—")) }
-                                td { (t.expires_at.map(readable_millis).unwrap_or_default()) }
+                                td { (t.expires_at.map(|ms| me.time_ms(ms)).unwrap_or_default()) }
                                 td { @if t.revoked_at.is_some() { (l.t("revoked")) } @else if active { (l.t("active")) } @else { (l.t("expired")) } }
                                 td.actions {
                                     @if active {
@@ -640,7 +640,7 @@ pub(super) async fn keys(State(state): State<AppState>, me: SignedIn) -> Respons
                     @for v in &status.versions {
                         tr {
                             td { (v.version) }
-                            td { (v.created_at.map(readable_millis).unwrap_or_default()) }
+                            td { (v.created_at.map(|ms| me.time_ms(ms)).unwrap_or_default()) }
                             td { (v.created_at.map(|c| ((now - c) / 86_400_000).to_string()).unwrap_or_default()) }
                             td { (v.data_keys) }
                             td {

@@ -9,7 +9,7 @@ use confidant_records::IncidentQuery;
 use maud::html;
 use serde::Deserialize;
 
-use super::{SignedIn, i18n, readable_time};
+use super::{SignedIn, i18n};
 use crate::AppState;
 
 fn text(v: &Option<String>) -> Option<String> {
@@ -85,7 +85,7 @@ pub(super) async fn search(State(state): State<AppState>, me: SignedIn, Query(f)
                         @for e in &events {
                             tr {
                                 td { (e["id"].as_str().unwrap_or("")) }
-                                td { (readable_time(e["recorded"].as_str().unwrap_or(""))) }
+                                td { (me.time(e["recorded"].as_str().unwrap_or(""))) }
                                 td.wrap { (e["agent"][0]["who"]["display"].as_str().unwrap_or("")) " " span.muted { (e["agent"][0]["who"]["identifier"]["value"].as_str().unwrap_or("")) } }
                                 td { (i18n::action_name(l, e["subtype"][0]["code"].as_str().unwrap_or(""))) @if e["outcome"] == "4" { " " (l.t("(refused)")) } }
                                 td.wrap { (entity(e)) }

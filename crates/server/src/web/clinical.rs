@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 
 use super::front_desk::reception_view;
 use super::templates::{cosign_status, note_body, section_fields, template_picker};
-use super::{SignedIn, name_of, readable_millis};
+use super::{SignedIn, name_of};
 use crate::AppState;
 
 #[derive(Deserialize)]
@@ -436,7 +436,7 @@ async fn chart_page(state: &AppState, me: &SignedIn, id: &str, typed: Option<(&N
                         p.muted {
                             a href={ "/notes/" (n.id) } { (session_date(&n.resource).unwrap_or(l.t("no session date"))) }
                             (badges(me, &n.resource))
-                            " · " (l.t("saved")) " " (readable_millis(n.last_updated))
+                            " · " (l.t("saved")) " " (me.time_ms(n.last_updated))
                             @if n.version_id > 1 { " · " (l.t("edited")) }
                             @if signer(&n.resource).is_none() {
                                 " · " a href={ "/notes/" (n.id) "/edit" } { (if is_draft(&n.resource) { l.t("Continue writing") } else { l.t("Edit") }) }
@@ -499,7 +499,7 @@ fn addenda_of(me: &SignedIn, addenda: &[Stored], id: &str) -> Markup {
         @for a in addenda.iter().filter(|a| appends_to(&a.resource) == Some(id)) {
             aside.addendum {
                 p.muted {
-                    strong { (l.t("Addendum")) } " · " (readable_millis(a.last_updated))
+                    strong { (l.t("Addendum")) } " · " (me.time_ms(a.last_updated))
                     (badges(me, &a.resource))
                 }
                 p { (l.t("Reason")) ": " (a.resource["description"].as_str().unwrap_or("")) }
@@ -731,7 +731,7 @@ async fn note_page(
                 @if let Some(t) = &template {
                     dt { (l.t("Template")) } dd { (super::templates::template_name(me, t)) " · " (l.t("Version")) " " (t.version) }
                 }
-                dt { (l.t("Saved")) } dd { (readable_millis(n.last_updated)) @if n.version_id > 1 { " · " (l.t("edited")) } }
+                dt { (l.t("Saved")) } dd { (me.time_ms(n.last_updated)) @if n.version_id > 1 { " · " (l.t("edited")) } }
                 @if let Some(by) = &signed_by {
                     dt { (l.t("Signed")) } dd { (by) " · " (signed_at(&n.resource).map(super::readable_time).unwrap_or_default()) }
                 }
@@ -801,7 +801,7 @@ pub(super) async fn note_history(State(state): State<AppState>, me: SignedIn, Pa
             @for v in &versions {
                 article.note {
                     p.muted {
-                        strong { (l.t("Version")) " " (v.version_id) } " · " (readable_millis(v.last_updated))
+                        strong { (l.t("Version")) " " (v.version_id) } " · " (me.time_ms(v.last_updated))
                         " · " (l.t("Session date")) " " (session_date(&v.resource).unwrap_or("—"))
                         (badges(&me, &v.resource))
                     }

@@ -14,7 +14,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{SignedIn, name_of, readable_time};
+use super::{SignedIn, name_of};
 use crate::AppState;
 
 /// The appointment's practitioner reference, if any.
@@ -38,7 +38,7 @@ pub(super) fn appointments_list(
         let start = a["start"].as_str().unwrap_or("");
         match start.parse::<jiff::Timestamp>() {
             Ok(t) => super::calendar::local_text(tz, t.as_millisecond()),
-            Err(_) => readable_time(start),
+            Err(_) => me.time(start),
         }
     };
     html! {

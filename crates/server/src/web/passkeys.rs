@@ -19,7 +19,7 @@ use maud::html;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{CSRF_COOKIE, CsrfForm, Lang, SignedIn, Visitor, readable_millis};
+use super::{CSRF_COOKIE, CsrfForm, Lang, SignedIn, Visitor};
 use crate::AppState;
 use crate::auth::{SESSION_COOKIE, cookie_header};
 
@@ -113,8 +113,8 @@ pub(super) async fn page(State(state): State<AppState>, me: SignedIn) -> Respons
                         @for k in &list {
                             tr {
                                 td { (k.label) }
-                                td { (readable_millis(k.created_at)) }
-                                td { (k.last_used_at.map(readable_millis).unwrap_or_else(|| "—".to_owned())) }
+                                td { (me.time_ms(k.created_at)) }
+                                td { (k.last_used_at.map(|ms| me.time_ms(ms)).unwrap_or_else(|| "—".to_owned())) }
                                 td.actions {
                                     form.inline method="post" action={ "/me/passkeys/" (k.id) "/remove" } {
                                         (me.csrf_field())

@@ -10,7 +10,7 @@ use confidant_records::{RecordsError, SearchRequest};
 use maud::html;
 use serde_json::json;
 
-use super::{SignedIn, i18n, readable_time};
+use super::{SignedIn, i18n};
 use crate::AppState;
 
 pub(super) fn home(me: &SignedIn) -> Response {
@@ -61,7 +61,7 @@ pub(super) async fn access_log(State(state): State<AppState>, me: SignedIn) -> R
                     tbody {
                         @for e in &events {
                             tr {
-                                td { (readable_time(e["recorded"].as_str().unwrap_or(""))) }
+                                td { (me.time(e["recorded"].as_str().unwrap_or(""))) }
                                 td { (e["agent"][0]["who"]["display"].as_str().unwrap_or("")) }
                                 td { (i18n::role_code_name(l, e["agent"][0]["role"][0]["text"].as_str().unwrap_or(""))) }
                                 td { (i18n::action_name(l, e["subtype"][0]["code"].as_str().unwrap_or(""))) @if e["outcome"] == "4" { " " (l.t("(refused)")) } }
