@@ -744,7 +744,6 @@ static FI: &[(&str, &str)] = &[
         "Your answers have been saved and sent to your clinician.",
         "Vastauksesi on tallennettu ja lähetetty terapeutillesi.",
     ),
-    ("Not saved", "Ei tallennettu"),
     (
         "Someone acknowledged this flag after you opened the page.",
         "Joku kuittasi tämän huomion sen jälkeen, kun avasit sivun.",
