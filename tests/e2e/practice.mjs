@@ -9,39 +9,13 @@
 // CLINICIAN_NAME, PATIENT_USER, PASSWORD, SCREENSHOTS, HANDSHAKE. Half way it
 // prints `PATIENT_ID=<id>` and waits for the file HANDSHAKE: the test makes the
 // patient's portal account for that record, then writes the file.
-import { chromium } from 'playwright-core';
-import crypto from 'node:crypto';
 import fs from 'node:fs';
+import { env, expect, launch, totp } from './lib.mjs';
 
-const env = (k) => {
-  const v = process.env[k];
-  if (!v) throw new Error(`missing ${k}`);
-  return v;
-};
 const BASE = env('BASE_URL');
 const SHOTS = env('SCREENSHOTS');
 fs.mkdirSync(SHOTS, { recursive: true });
-const expect = (ok, what) => {
-  if (!ok) throw new Error(`expectation failed: ${what}`);
-};
-
-// RFC 6238 TOTP (SHA-1, 6 digits, 30 s).
-function totp(base32) {
-  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
-  let bits = '';
-  for (const c of base32.replace(/=+$/, '').toUpperCase()) bits += alphabet.indexOf(c).toString(2).padStart(5, '0');
-  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
-  const counter = Buffer.alloc(8);
-  counter.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 30000)));
-  const mac = crypto.createHmac('sha1', key).update(counter).digest();
-  const off = mac[mac.length - 1] & 0xf;
-  return String((mac.readUInt32BE(off) & 0x7fffffff) % 1_000_000).padStart(6, '0');
-}
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 const problems = [];
 // The one refusal the day expects (editing a signed note: 409) is not a problem.
 let refusalExpected = false;

@@ -7,38 +7,13 @@ import { chromium } from 'playwright-core';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
+import { env, expect, launch, totp } from './lib.mjs';
 
-const env = (k) => {
-  const v = process.env[k];
-  if (!v) throw new Error(`missing ${k}`);
-  return v;
-};
 const BASE = env('BASE_URL');
 const SHOTS = env('SCREENSHOTS');
 fs.mkdirSync(SHOTS, { recursive: true });
 
-function expect(ok, what) {
-  if (!ok) throw new Error(`expectation failed: ${what}`);
-}
-
-// RFC 6238 TOTP (SHA-1, 6 digits, 30 s), written here: the receiver's own implementation.
-function totp(base32, at = Date.now()) {
-  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
-  let bits = '';
-  for (const c of base32.replace(/=+$/, '').toUpperCase()) bits += alphabet.indexOf(c).toString(2).padStart(5, '0');
-  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
-  const counter = Buffer.alloc(8);
-  counter.writeBigUInt64BE(BigInt(Math.floor(at / 1000 / 30)));
-  const mac = crypto.createHmac('sha1', key).update(counter).digest();
-  const off = mac[mac.length - 1] & 0xf;
-  const n = (mac.readUInt32BE(off) & 0x7fffffff) % 1_000_000;
-  return String(n).padStart(6, '0');
-}
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 
 // Every page must carry the security headers, and the CSP must never fire.
 function watch(page, label) {

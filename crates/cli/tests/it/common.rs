@@ -466,3 +466,21 @@ pub async fn row_counts(inst: &Instance) -> (i64, i64, i64) {
     db.close().await.unwrap();
     (v, h, t)
 }
+
+/// The browser tests' folder (tests/e2e), if Chromium, Node and playwright-core
+/// are here; in CI they must be (the test fails), elsewhere `test` is skipped, loudly.
+pub fn e2e_ready(test: &str) -> Option<PathBuf> {
+    let e2e = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e");
+    let ready = Path::new("/usr/bin/chromium").exists()
+        && e2e.join("node_modules/playwright-core").exists()
+        && Command::new("node").arg("--version").output().is_ok();
+    if ready {
+        return Some(e2e);
+    }
+    assert!(
+        std::env::var("CI").ok().as_deref() != Some("true"),
+        "Chromium and playwright-core must be installed in CI"
+    );
+    eprintln!("\n*** SKIPPED {test}: install chromium and run `npm ci` in tests/e2e ***\n");
+    None
+}

@@ -317,18 +317,7 @@ both_backends!(measures_flow);
 async fn measures_in_chromium() {
     use std::path::Path;
     use std::process::Command;
-    let e2e = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e");
-    let ready = Path::new("/usr/bin/chromium").exists()
-        && e2e.join("node_modules/playwright-core").exists()
-        && Command::new("node").arg("--version").output().is_ok();
-    if !ready {
-        assert!(
-            std::env::var("CI").ok().as_deref() != Some("true"),
-            "Chromium and playwright-core must be installed in CI"
-        );
-        eprintln!("\n*** SKIPPED measures::measures_in_chromium: install chromium and run `npm ci` in tests/e2e ***\n");
-        return;
-    }
+    let Some(e2e) = crate::common::e2e_ready("measures::measures_in_chromium") else { return };
     let inst = Instance::new(Db::Sqlite).await;
     let s = inst.start();
     let p = s.create(&patient("Browserfamily", "Bea")).await["id"].as_str().unwrap().to_owned();

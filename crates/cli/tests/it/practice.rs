@@ -16,20 +16,7 @@ use crate::common::{Db, Instance, add_user};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clinics_day_in_chromium() {
-    let e2e = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e");
-    let ready = Path::new("/usr/bin/chromium").exists()
-        && e2e.join("node_modules/playwright-core").exists()
-        && Command::new("node").arg("--version").output().is_ok();
-    if !ready {
-        assert!(
-            std::env::var("CI").ok().as_deref() != Some("true"),
-            "Chromium and playwright-core must be installed in CI"
-        );
-        eprintln!(
-            "\n*** SKIPPED practice::a_clinics_day_in_chromium: install chromium and run `npm ci` in tests/e2e ***\n"
-        );
-        return;
-    }
+    let Some(e2e) = crate::common::e2e_ready("practice::a_clinics_day_in_chromium") else { return };
     let inst = Instance::new(Db::Sqlite).await;
     add_user(&inst.dir, "desk", "reception", &[]);
     add_user(&inst.dir, "therapist", "clinician", &["--name", "Tove Therapist"]);

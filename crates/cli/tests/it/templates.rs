@@ -480,18 +480,7 @@ both_backends!(trainee_notes_are_cosigned_by_the_supervisor);
 async fn template_pages_in_chromium() {
     use std::path::Path;
     use std::process::Command;
-    let e2e = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e");
-    let ready = Path::new("/usr/bin/chromium").exists()
-        && e2e.join("node_modules/playwright-core").exists()
-        && Command::new("node").arg("--version").output().is_ok();
-    if !ready {
-        assert!(
-            std::env::var("CI").ok().as_deref() != Some("true"),
-            "Chromium and playwright-core must be installed in CI"
-        );
-        eprintln!("\n*** SKIPPED templates::template_pages_in_chromium: install chromium, `npm ci` in tests/e2e ***\n");
-        return;
-    }
+    let Some(e2e) = crate::common::e2e_ready("templates::template_pages_in_chromium") else { return };
     let inst = Instance::new(Db::Sqlite).await;
     add_user(&inst.dir, "trainee", "clinician", &["--name", "Tina Trainee"]);
     let trainee_token = create_token(&inst.dir, "trainee", "user/*.*");
