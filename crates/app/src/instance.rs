@@ -642,16 +642,19 @@ pub async fn token_list(console: &Console, dir: &Path) -> Result<Vec<TokenLine>>
 /// Revoke an API token; audited.
 pub async fn token_revoke(console: &Console, dir: &Path, id: &str) -> Result<()> {
     let (_, store) = open_store(dir).await?;
-    let revoked = store.revoke_api_token(id, console.now()).await?;
-    if revoked {
-        let e = console.entry(confidant_audit::Action::TokenRevoke, id);
-        let appended = console.record(&store, e).await;
-        if let Err(e) = appended {
-            store.close().await;
-            bail!("token {id} is revoked, but the audit log could not record it: {e}");
-        }
-    }
+    // The revocation and its entry commit together.
+    let e = console.entry(confidant_audit::Action::TokenRevoke, id);
+    let mut changes = store.audited().await?;
+    let revoked = changes.revoke_api_token(id, console.now()).await?;
+    // Not revoked: dropped, so nothing changes (and the store can close).
+    let committed = if revoked {
+        changes.commit(&[e.to_row()]).await
+    } else {
+        drop(changes);
+        Ok(())
+    };
     store.close().await;
+    committed.context("the audit log could not record the revocation, so the token was not revoked")?;
     if !revoked {
         bail!("no active token has id {id}; see `confidant token list --dir {}`", dir.display());
     }

@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 
 use confidant_audit::subscriber::Pending;
 use confidant_audit::{Action, Auditor, Entry, Outcome, Subscriber};
-use confidant_store::{AlertRow, Sink, Store};
+use confidant_store::{AlertRow, Sink, Store, StoreError};
 use serde::{Deserialize, Serialize};
 
 use rules::{Firing, Seen, State};
@@ -408,50 +408,54 @@ impl Detector {
         }
     }
 
-    /// Lock what the configuration says to lock, and record it.
+    /// Lock what the configuration says to lock: the lock and its audit
+    /// entry commit together (a lock is never unrecorded, nor recorded undone).
     async fn respond(&self, f: &Firing, response: Option<&str>, alert: &str) {
-        let now = f.at;
-        let result = match (response, f.credential.as_deref(), f.actor.as_deref()) {
-            // A flagged user's other credentials are as stolen as the one that
-            // set the rule off: every session and API token of theirs ends.
-            (Some("lock-session"), _, Some(user)) => self
-                .store
-                .revoke_user_credentials(user, now)
-                .await
-                .map(|n| (n > 0).then(|| (Action::SessionRevoke, format!("user/{user}")))),
-            (Some("lock-session"), Some(cred), None) => {
-                let done = match cred.split_once('/') {
-                    Some(("session", id)) => self.store.revoke_session(id, None, now).await,
-                    Some(("token", id)) => self.store.revoke_api_token(id, now).await,
-                    _ => Ok(false),
-                };
-                done.map(|d| d.then(|| (Action::SessionRevoke, cred.to_owned())))
-            }
-            (Some("lock-account"), _, Some(user)) => {
-                let disabled = self.store.set_user_disabled(user, Some(now)).await;
-                let revoked = self.store.revoke_user_credentials(user, now).await;
-                disabled.and(revoked).map(|_| Some((Action::UserDisable, user.to_owned())))
-            }
-            _ => Ok(None),
-        };
-        match result {
-            Ok(Some((action, target))) => {
+        match self.lock(f, response, alert).await {
+            Ok(Some(target)) => {
                 if let Some(kind) = response {
                     let kind = if kind == "lock-account" { "lock-account" } else { "lock-session" };
                     *self.state().counters.locks.entry(kind).or_default() += 1;
                 }
+                self.auditor.appended(1);
                 tracing::warn!(alert, rule = f.rule.as_str(), target = %target, "locked by the detector");
-                let mut e = Entry::new(now, action, Outcome::Success);
-                e.actor = Some(DETECTOR.into());
-                e.target = Some(target);
-                e.purpose = Some(format!("alert/{alert}"));
-                if let Err(err) = self.auditor.append(&[e]).await {
-                    tracing::error!(error = %err, "the detector's lock could not be recorded in the audit log");
-                }
             }
             Ok(None) => {}
             Err(err) => tracing::error!(error = %err, alert, "the detector could not lock what the rule says"),
         }
+    }
+
+    /// [`Detector::respond`]'s change; what was locked, if anything was.
+    async fn lock(&self, f: &Firing, response: Option<&str>, alert: &str) -> Result<Option<String>, StoreError> {
+        let now = f.at;
+        let mut changes = self.store.audited().await?;
+        let locked = match (response, f.credential.as_deref(), f.actor.as_deref()) {
+            // A flagged user's other credentials are as stolen as the one that
+            // set the rule off: every session and API token of theirs ends.
+            (Some("lock-session"), _, Some(user)) => (changes.revoke_user_credentials(user, now).await? > 0)
+                .then(|| (Action::SessionRevoke, format!("user/{user}"))),
+            (Some("lock-session"), Some(cred), None) => {
+                let done = match cred.split_once('/') {
+                    Some(("session", id)) => changes.revoke_session(id, None, now).await?,
+                    Some(("token", id)) => changes.revoke_api_token(id, now).await?,
+                    _ => false,
+                };
+                done.then(|| (Action::SessionRevoke, cred.to_owned()))
+            }
+            (Some("lock-account"), _, Some(user)) => {
+                changes.set_user_disabled(user, Some(now)).await?;
+                changes.revoke_user_credentials(user, now).await?;
+                Some((Action::UserDisable, user.to_owned()))
+            }
+            _ => None,
+        };
+        let Some((action, target)) = locked else { return Ok(None) };
+        let mut e = Entry::new(now, action, Outcome::Success);
+        e.actor = Some(DETECTOR.into());
+        e.target = Some(target.clone());
+        e.purpose = Some(format!("alert/{alert}"));
+        changes.commit(&[e.to_row()]).await?;
+        Ok(Some(target))
     }
 }
 

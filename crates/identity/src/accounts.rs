@@ -3,7 +3,7 @@
 //! invitations and enrolment with a one-time code. Who may do which is
 //! `confidant_policy::accounts`'.
 
-use confidant_audit::{Action as AuditAction, Outcome};
+use confidant_audit::{Action as AuditAction, Entry, Outcome};
 use confidant_fhir::ResourceType;
 use confidant_policy::{AccountChange, Principal, Role};
 use confidant_store::{StoreError, UserRow};
@@ -73,11 +73,14 @@ impl Identity {
         practitioner_id: Option<&str>,
         patient_id: Option<&str>,
     ) -> Result<String> {
-        self.add_user_by(NewAccount { username, role, password, practitioner_id, patient_id }, Some(CONSOLE)).await
+        self.add_user_by(NewAccount { username, role, password, practitioner_id, patient_id }, Some(CONSOLE), None)
+            .await
     }
 
-    /// [`Identity::add_user`], recorded as done by `by` (`None`: the new user, enrolling themselves).
-    async fn add_user_by(&self, new: NewAccount<'_>, by: Option<&str>) -> Result<String> {
+    /// [`Identity::add_user`], recorded as done by `by` (`None`: the new user,
+    /// enrolling themselves with the enrolment code whose hash is `code`: it is
+    /// used up in the same transaction that creates the account).
+    async fn add_user_by(&self, new: NewAccount<'_>, by: Option<&str>, code: Option<&[u8]>) -> Result<String> {
         let NewAccount { username, role, password, practitioner_id, patient_id } = new;
         let username = normalise_username(username)?;
         password::check_policy(password, &[&username, "confidant"])
@@ -127,12 +130,19 @@ impl Identity {
             disabled_at: None,
             created_at: self.now(),
         };
-        self.store().insert_user(&row).await.map_err(|e| match e {
+        let e = self.event(AuditAction::UserAdd, Outcome::Success, Some(by.unwrap_or(&id)), Some(&id), None).await;
+        let mut changes = self.store().audited().await?;
+        if let Some(code) = code
+            && changes.consume_enrolment_code(code, self.now()).await?.as_deref() != Some(role.as_str())
+        {
+            return Err(IdentityError::Forbidden("the enrolment code is unknown, used or expired".into()));
+        }
+        changes.insert_user(&row).await.map_err(|e| match e {
             StoreError::Conflict => IdentityError::Conflict("that username is taken".into()),
             other => other.into(),
         })?;
+        self.commit(changes, e).await?;
         tracing::info!(user = %id, role = %role, "user added");
-        self.audit(AuditAction::UserAdd, Outcome::Success, Some(by.unwrap_or(&id)), Some(&id), None).await?;
         Ok(id)
     }
 
@@ -188,17 +198,21 @@ impl Identity {
     /// Lift a lockout (an admin's decision); false if there was none.
     pub async fn unlock(&self, username: &str) -> Result<bool> {
         let username = normalise_username(username)?;
-        let lifted = self.lift_lockout(&username).await?;
         let target = self.user_by_name(&username).await?.map(|u| u.id);
-        self.audit(AuditAction::Unlock, Outcome::Success, Some(CONSOLE), target.as_deref(), None).await?;
+        let e = self.event(AuditAction::Unlock, Outcome::Success, Some(CONSOLE), target.as_deref(), None).await;
+        let mut changes = self.store().audited().await?;
+        let lifted = changes.clear_throttle(&self.account_throttle_key(&username)).await?;
+        self.commit(changes, e).await?;
         Ok(lifted)
     }
 
     /// End every session and API token of a user; returns how many.
     pub async fn revoke_all(&self, name_or_id: &str) -> Result<u64> {
         let u = self.find_user(name_or_id).await?;
-        let n = self.store().revoke_user_credentials(&u.id, self.now()).await?;
-        self.audit(AuditAction::SessionRevoke, Outcome::Success, Some(CONSOLE), Some(&u.id), None).await?;
+        let e = self.event(AuditAction::SessionRevoke, Outcome::Success, Some(CONSOLE), Some(&u.id), None).await;
+        let mut changes = self.store().audited().await?;
+        let n = changes.revoke_user_credentials(&u.id, self.now()).await?;
+        self.commit(changes, e).await?;
         Ok(n)
     }
 
@@ -215,45 +229,64 @@ impl Identity {
     /// Make `change` to `u`; a second-factor reset returns its one-time code.
     pub(crate) async fn apply(&self, by: Actor<'_>, u: &UserRow, change: AccountChange) -> Result<Option<String>> {
         let now = self.now();
-        let mut one_time_code = None;
         let action = match change {
-            AccountChange::Disable => {
-                self.store().set_user_disabled(&u.id, Some(now)).await?;
-                self.store().revoke_user_credentials(&u.id, now).await?;
-                tracing::warn!(user = %u.id, "user disabled");
-                AuditAction::UserDisable
-            }
-            AccountChange::Enable => {
-                self.store().set_user_disabled(&u.id, None).await?;
-                AuditAction::UserEnable
-            }
-            AccountChange::ResetSecondFactor => {
-                self.store().set_totp(&u.id, None, None).await?;
-                // The way back in is a single recovery code that only the
-                // administrator sees: someone who has the password alone
-                // cannot enrol a factor of their own (see `login_unaudited`).
-                let code = totp::new_recovery_codes(1)
+            AccountChange::Disable => AuditAction::UserDisable,
+            AccountChange::Enable => AuditAction::UserEnable,
+            AccountChange::ResetSecondFactor => AuditAction::MfaReset,
+            AccountChange::Unlock => AuditAction::Unlock,
+            AccountChange::EndSessions => AuditAction::SessionRevoke,
+        };
+        // Everything slow first (lookups, the one-time code): the change and
+        // its entry then commit in one short transaction.
+        let e = self.event(action, Outcome::Success, Some(by.id), Some(&u.id), by.source).await;
+        let throttle = match change {
+            AccountChange::Unlock => Some(self.account_throttle_key(&self.username_of(u).await?)),
+            _ => None,
+        };
+        let one_time_code = match change {
+            // The way back in is a single recovery code that only the
+            // administrator sees: someone who has the password alone
+            // cannot enrol a factor of their own (see `check_and_start`).
+            AccountChange::ResetSecondFactor => Some(
+                totp::new_recovery_codes(1)
                     .map_err(IdentityError::Vault)?
                     .pop()
-                    .ok_or_else(|| IdentityError::Conflict("no one-time code was made".into()))?;
-                let hash = self.blind("recovery-code", &totp::normalise_recovery_code(&code));
-                self.store().replace_recovery_codes(&u.id, &[hash]).await?;
-                one_time_code = Some(code);
-                self.store().revoke_user_credentials(&u.id, now).await?;
-                tracing::warn!(user = %u.id, "second factor reset");
-                AuditAction::MfaReset
+                    .ok_or_else(|| IdentityError::Conflict("no one-time code was made".into()))?,
+            ),
+            _ => None,
+        };
+        let mut changes = self.store().audited().await?;
+        match change {
+            AccountChange::Disable => {
+                changes.set_user_disabled(&u.id, Some(now)).await?;
+                changes.revoke_user_credentials(&u.id, now).await?;
+            }
+            AccountChange::Enable => {
+                changes.set_user_disabled(&u.id, None).await?;
+            }
+            AccountChange::ResetSecondFactor => {
+                changes.set_totp(&u.id, None, None).await?;
+                if let Some(code) = &one_time_code {
+                    let hash = self.blind("recovery-code", &totp::normalise_recovery_code(code));
+                    changes.replace_recovery_codes(&u.id, &[hash]).await?;
+                }
+                changes.revoke_user_credentials(&u.id, now).await?;
             }
             AccountChange::Unlock => {
-                let username = self.username_of(u).await?;
-                self.lift_lockout(&username).await?;
-                AuditAction::Unlock
+                if let Some(key) = &throttle {
+                    changes.clear_throttle(key).await?;
+                }
             }
             AccountChange::EndSessions => {
-                self.store().revoke_user_credentials(&u.id, now).await?;
-                AuditAction::SessionRevoke
+                changes.revoke_user_credentials(&u.id, now).await?;
             }
-        };
-        self.audit(action, Outcome::Success, Some(by.id), Some(&u.id), by.source).await?;
+        }
+        self.commit(changes, e).await?;
+        match change {
+            AccountChange::Disable => tracing::warn!(user = %u.id, "user disabled"),
+            AccountChange::ResetSecondFactor => tracing::warn!(user = %u.id, "second factor reset"),
+            _ => {}
+        }
         Ok(one_time_code)
     }
 
@@ -267,19 +300,27 @@ impl Identity {
     /// auditor, reception). Recorded as theirs; the code is shown once.
     pub async fn invite(&self, by: &Principal, role: Role) -> Result<String> {
         confidant_policy::may_invite(by, role).map_err(IdentityError::refused)?;
-        let code = self.create_enrolment_code(role).await?;
         let target = format!("role/{role}");
-        self.audit(AuditAction::Invite, Outcome::Success, Some(&by.user_id), Some(&target), by.source.as_deref())
-            .await?;
-        Ok(code)
+        let e =
+            self.event(AuditAction::Invite, Outcome::Success, Some(&by.user_id), Some(&target), by.source.as_deref());
+        self.enrolment_code(role, e.await).await
     }
 
     /// A one-time code with which someone creates their own account of `role`
-    /// (`init` prints one for the first admin).
+    /// (`init` prints one for the first admin), recorded as made at the console.
     pub async fn create_enrolment_code(&self, role: Role) -> Result<String> {
+        let target = format!("role/{role}");
+        let e = self.event(AuditAction::Invite, Outcome::Success, Some(CONSOLE), Some(&target), None).await;
+        self.enrolment_code(role, e).await
+    }
+
+    /// A new enrolment code for `role`, stored with the entry `e` that records who made it.
+    async fn enrolment_code(&self, role: Role, e: Entry) -> Result<String> {
         let code = random_token("enrol_")?;
         let expires = self.now() + self.settings.enrolment_code_ms;
-        self.store().insert_enrolment_code(&Self::hash_token(&code), role.as_str(), expires).await?;
+        let mut changes = self.store().audited().await?;
+        changes.insert_enrolment_code(&Self::hash_token(&code), role.as_str(), expires).await?;
+        self.commit(changes, e).await?;
         Ok(code)
     }
 
@@ -289,20 +330,18 @@ impl Identity {
         let name = normalise_username(username)?;
         password::check_policy(password, &[&name, "confidant"]).map_err(|e| IdentityError::Invalid(e.to_string()))?;
         // The code first: without a valid one nobody learns whether a username is taken.
-        if !self.store().enrolment_code_valid(&Self::hash_token(code.trim()), self.now()).await? {
-            return Err(IdentityError::Forbidden("the enrolment code is unknown, used or expired".into()));
-        }
-        if self.user_by_name(&name).await?.is_some() {
-            return Err(IdentityError::Conflict("that username is taken".into()));
-        }
+        let hash = Self::hash_token(code.trim());
         let role = self
             .store()
-            .consume_enrolment_code(&Self::hash_token(code.trim()), self.now())
+            .enrolment_code_role(&hash, self.now())
             .await?
             .and_then(|r| Role::parse(&r))
             .ok_or_else(|| IdentityError::Forbidden("the enrolment code is unknown, used or expired".into()))?;
+        if self.user_by_name(&name).await?.is_some() {
+            return Err(IdentityError::Conflict("that username is taken".into()));
+        }
         let new = NewAccount { username: &name, role, password, practitioner_id: None, patient_id: None };
-        self.add_user_by(new, None).await
+        self.add_user_by(new, None, Some(&hash)).await
     }
 }
 

@@ -220,16 +220,17 @@ impl Identity {
         self.recorded_source(Some(p.role), address)
     }
 
-    /// Append a security event to the audit log and wait for its commit.
-    /// `actor` is a user id, or `console` for the command line.
-    async fn audit(
+    /// The audit entry of a security event: what, by whom (with their role),
+    /// on what, from where. `actor` is a user id, or `console` for the
+    /// command line.
+    async fn event(
         &self,
         action: AuditAction,
         outcome: Outcome,
         actor: Option<&str>,
         target: Option<&str>,
         source: Option<&str>,
-    ) -> Result<()> {
+    ) -> Entry {
         let mut e = Entry::new(self.now(), action, outcome);
         // Who, with their role (security events are rare: one lookup is cheap).
         e.role = match actor {
@@ -241,6 +242,20 @@ impl Identity {
         e.target = target.map(str::to_owned);
         let role = e.role.as_deref().and_then(Role::parse);
         e.source = source.map(|s| self.recorded_source(role, s));
+        e
+    }
+
+    /// Append a security event that changes nothing (a failed sign-in, a
+    /// lockout) to the audit log and wait for its commit.
+    async fn audit(
+        &self,
+        action: AuditAction,
+        outcome: Outcome,
+        actor: Option<&str>,
+        target: Option<&str>,
+        source: Option<&str>,
+    ) -> Result<()> {
+        let e = self.event(action, outcome, actor, target, source).await;
         self.append_audit(e).await
     }
 

@@ -69,7 +69,10 @@ impl Identity {
         }
         let secret = totp::TotpSecret::generate().map_err(IdentityError::Vault)?;
         let sealed = self.seal_secret("Totp", &user.id, secret.as_bytes()).await?;
-        self.store().set_totp(&user.id, Some(&sealed), None).await?;
+        // Not yet a second factor (nothing to audit): the confirmation is the enrolment.
+        let mut changes = self.store().audited().await?;
+        changes.set_totp(&user.id, Some(&sealed), None).await?;
+        changes.commit(&[]).await?;
         let uri = totp::otpauth_uri(&secret, "Confidant", &self.username_of(&user).await?);
         Ok(TotpEnrolment { secret_base32: secret.to_base32(), qr_svg: totp::qr_svg(&uri), otpauth_uri: uri })
     }
@@ -90,20 +93,26 @@ impl Identity {
         let codes = totp::new_recovery_codes(RECOVERY_CODES).map_err(IdentityError::Vault)?;
         let hashes: Vec<Vec<u8>> =
             codes.iter().map(|c| self.blind("recovery-code", &totp::normalise_recovery_code(c))).collect();
-        self.store().replace_recovery_codes(&user.id, &hashes).await?;
-        self.store().set_totp(&user.id, Some(sealed), Some(now)).await?;
         self.store().advance_totp_step(&user.id, i64::try_from(step).unwrap_or(i64::MAX)).await?;
+        // The factor, its recovery codes, the renewed session and the entry commit together.
+        let e = self.event(AuditAction::MfaEnrol, Outcome::Success, Some(&user.id), Some(&user.id), None).await;
+        let mut changes = self.store().audited().await?;
+        changes.replace_recovery_codes(&user.id, &hashes).await?;
+        changes.set_totp(&user.id, Some(sealed), Some(now)).await?;
         let session = match session.filter(|s| s.user_id == user.id) {
             Some(old) => {
-                let new = self.start_session(&user.id, SessionKind::of(old), true, now).await?;
-                self.store().revoke_session(&old.id, None, now).await?;
-                tracing::info!(user = %user.id, old = %old.id, new = %new.session_id, "session renewed after enrolment");
-                Some(new)
+                let new = self.start_session(&mut changes, &user.id, SessionKind::of(old), true, now).await?;
+                changes.revoke_session(&old.id, None, now).await?;
+                Some((old.id.clone(), new))
             }
             None => None,
         };
+        self.commit(changes, e).await?;
         tracing::info!(user = %user.id, "second factor enrolled");
-        self.audit(AuditAction::MfaEnrol, Outcome::Success, Some(&user.id), Some(&user.id), None).await?;
+        let session = session.map(|(old, new)| {
+            tracing::info!(user = %user.id, old = %old, new = %new.session_id, "session renewed after enrolment");
+            new
+        });
         Ok(TotpConfirmed { recovery_codes: codes, session })
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use confidant_audit::{Auditor, Clock, Entry, Subscriber};
 use confidant_keyring::{Keyring, KeyringError};
 use confidant_policy::Role;
-use confidant_store::Store;
+use confidant_store::{Audited, Store};
 
 use crate::{Identity, IdentityError, PATIENT_LINK, Result, Settings, TOKEN_LABEL};
 
@@ -83,6 +83,20 @@ impl Identity {
     /// [`recorded_source`] with this instance's blind index.
     pub(crate) fn recorded_source(&self, role: Option<Role>, address: &str) -> String {
         recorded_source(&self.services.keyring, role, address)
+    }
+
+    /// Commit `changes` with the entry `e` that records them (one
+    /// transaction: neither without the other), then show it to the subscriber.
+    pub(crate) async fn commit(&self, changes: Audited<'_>, e: Entry) -> Result<()> {
+        changes.commit(std::slice::from_ref(&e.to_row())).await.map_err(|err| {
+            tracing::error!(error = %err, "a security event could not be recorded, so nothing was changed");
+            IdentityError::AuditFailed
+        })?;
+        self.services.auditor.appended(1);
+        if let Some(s) = &self.services.subscriber {
+            s.committed(None, &[e]).await;
+        }
+        Ok(())
     }
 
     /// Append `e` to the audit log and wait for its commit, then show it to

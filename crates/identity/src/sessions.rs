@@ -4,7 +4,7 @@
 
 use confidant_audit::{Action as AuditAction, Outcome};
 use confidant_policy::{Principal, RevocableSessions, Role, Scopes};
-use confidant_store::{SessionRow, UserRow};
+use confidant_store::{Audited, SessionRow, UserRow};
 use confidant_vault::password;
 use serde_json::Value;
 
@@ -108,22 +108,17 @@ impl Identity {
         source: &str,
         kind: SessionKind,
     ) -> Result<Login> {
-        let result = self.login_unaudited(username, password, factor, source, kind).await;
-        match &result {
-            Ok(l) => {
-                let session = l.session_id.as_str();
-                self.audit(AuditAction::Login, Outcome::Success, Some(&l.user_id), Some(session), Some(source)).await?;
-            }
-            // Throttled attempts are recorded (detection counts them); failing to record one changes nothing.
-            Err(IdentityError::Throttled { .. }) => {
-                self.audit(AuditAction::Lockout, Outcome::Denied, None, None, Some(source)).await.ok();
-            }
-            Err(_) => {}
+        let result = self.check_and_start(username, password, factor, source, kind).await;
+        // Throttled attempts are recorded (detection counts them); failing to record one changes nothing.
+        if let Err(IdentityError::Throttled { .. }) = &result {
+            self.audit(AuditAction::Lockout, Outcome::Denied, None, None, Some(source)).await.ok();
         }
         result
     }
 
-    pub(crate) async fn login_unaudited(
+    /// Check both factors and start the session: the session, the cleared
+    /// failure count and the `login` entry commit together.
+    async fn check_and_start(
         &self,
         username: &str,
         password: &str,
@@ -153,10 +148,14 @@ impl Identity {
         if !second_factor_ok {
             return Err(self.failed_login(&keys.source, Some(&user.id), source, now).await);
         }
-        self.store().clear_throttle(&keys.account).await?;
         let mfa_enrolment_required =
             confidant_policy::must_enrol_second_factor(role, mfa_enrolled, self.settings.require_second_factor);
-        let login = self.start_session(&user.id, kind, !mfa_enrolment_required, now).await?;
+        let mut e = self.event(AuditAction::Login, Outcome::Success, Some(&user.id), None, Some(source)).await;
+        let mut changes = self.store().audited().await?;
+        changes.clear_throttle(&keys.account).await?;
+        let login = self.start_session(&mut changes, &user.id, kind, !mfa_enrolment_required, now).await?;
+        e.target = Some(login.session_id.clone());
+        self.commit(changes, e).await?;
         tracing::info!(user = %user.id, kind = kind.as_str(), "login");
         Ok(Login { mfa_enrolment_required, ..login })
     }
@@ -195,8 +194,11 @@ impl Identity {
         }
     }
 
+    /// A new session, inserted with `changes` (the caller commits them with
+    /// the entry that says why).
     pub(crate) async fn start_session(
         &self,
+        changes: &mut Audited<'_>,
         user_id: &str,
         kind: SessionKind,
         mfa_done: bool,
@@ -222,7 +224,7 @@ impl Identity {
             expires_at: now + lifetime,
             revoked_at: None,
         };
-        self.store().insert_session(&row, &Self::hash_token(&token)).await?;
+        changes.insert_session(&row, &Self::hash_token(&token)).await?;
         Ok(Login {
             user_id: row.user_id.clone(),
             kind,
@@ -294,8 +296,11 @@ impl Identity {
     }
 
     pub async fn logout(&self, session: &SessionRow) -> Result<()> {
-        self.store().revoke_session(&session.id, None, self.now()).await?;
-        self.audit(AuditAction::Logout, Outcome::Success, Some(&session.user_id), Some(&session.id), None).await
+        let e =
+            self.event(AuditAction::Logout, Outcome::Success, Some(&session.user_id), Some(&session.id), None).await;
+        let mut changes = self.store().audited().await?;
+        changes.revoke_session(&session.id, None, self.now()).await?;
+        self.commit(changes, e).await
     }
 
     /// A user's live sessions.
@@ -309,10 +314,13 @@ impl Identity {
             RevocableSessions::Anyone => None,
             RevocableSessions::OwnedBy(user_id) => Some(user_id),
         };
-        if self.store().revoke_session(session_id, owner, self.now()).await? {
-            let actor = Some(by.user_id.as_str());
-            self.audit(AuditAction::SessionRevoke, Outcome::Success, actor, Some(session_id), by.source.as_deref())
-                .await
+        let actor = Some(by.user_id.as_str());
+        let e = self
+            .event(AuditAction::SessionRevoke, Outcome::Success, actor, Some(session_id), by.source.as_deref())
+            .await;
+        let mut changes = self.store().audited().await?;
+        if changes.revoke_session(session_id, owner, self.now()).await? {
+            self.commit(changes, e).await
         } else {
             Err(IdentityError::NotFound("session".into()))
         }

@@ -30,11 +30,6 @@ impl Identity {
         Ok(throttle.and_then(|t| t.locked_until).is_some_and(|l| l > now))
     }
 
-    /// Lift the lockout of the account `username`; false if there was none.
-    pub(crate) async fn lift_lockout(&self, username: &str) -> Result<bool> {
-        Ok(self.store().clear_throttle(&self.account_throttle_key(username)).await?)
-    }
-
     pub(crate) async fn check_throttle(&self, key: &[u8], now: i64) -> Result<()> {
         if let Some(t) = self.store().throttle(key).await?
             && let Some(until) = t.locked_until.filter(|u| *u > now)

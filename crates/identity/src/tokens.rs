@@ -44,16 +44,12 @@ impl Identity {
     /// An administrator revokes an API token; false if it was not active.
     pub async fn revoke_api_token(&self, by: &Principal, token_id: &str) -> Result<bool> {
         Self::require_admin(by)?;
-        let revoked = self.store().revoke_api_token(token_id, self.now()).await?;
+        let source = by.source.as_deref();
+        let e = self.event(AuditAction::TokenRevoke, Outcome::Success, Some(&by.user_id), Some(token_id), source).await;
+        let mut changes = self.store().audited().await?;
+        let revoked = changes.revoke_api_token(token_id, self.now()).await?;
         if revoked {
-            self.audit(
-                AuditAction::TokenRevoke,
-                Outcome::Success,
-                Some(&by.user_id),
-                Some(token_id),
-                by.source.as_deref(),
-            )
-            .await?;
+            self.commit(changes, e).await?;
         }
         Ok(revoked)
     }
@@ -124,9 +120,11 @@ impl Identity {
             expires_at: Some(now + lifetime_ms),
             revoked_at: None,
         };
-        self.store().insert_api_token(&row, &Self::hash_token(&token)).await?;
+        let e = self.event(AuditAction::TokenCreate, Outcome::Success, Some(by.id), Some(&row.id), by.source).await;
+        let mut changes = self.store().audited().await?;
+        changes.insert_api_token(&row, &Self::hash_token(&token)).await?;
+        self.commit(changes, e).await?;
         tracing::info!(user = %user.id, token = %row.id, "API token created");
-        self.audit(AuditAction::TokenCreate, Outcome::Success, Some(by.id), Some(&row.id), by.source).await?;
         Ok((row.id, token))
     }
 }

@@ -502,7 +502,9 @@ async fn passkey_ceremonies_expire_are_used_once_and_a_reset_removes_passkeys() 
         created_at: f.clock.now_millis(),
         last_used_at: None,
     };
-    f.records.store().insert_passkey(&row).await.unwrap();
+    let mut planted = f.records.store().audited().await.unwrap();
+    planted.insert_passkey(&row).await.unwrap();
+    planted.commit(&[]).await.unwrap();
     assert_eq!(f.identity.passkey_list(&kaisa).await.unwrap().len(), 1);
     f.identity.reset_mfa("kaisa").await.unwrap();
     assert!(f.identity.passkey_list(&kaisa).await.unwrap().is_empty(), "the reset removed the passkey");
@@ -510,7 +512,8 @@ async fn passkey_ceremonies_expire_are_used_once_and_a_reset_removes_passkeys() 
 
 /// A sign-in whose audit entry cannot be appended is refused with identity's
 /// own `AuditFailed` (which the server answers 503), and so is an
-/// administrator's change: no security event goes unrecorded.
+/// administrator's change: no security event goes unrecorded, and none
+/// happens without its entry (the change commits with it or not at all).
 #[tokio::test]
 async fn what_cannot_be_audited_fails_as_audit_failed() {
     use sqlx::Connection as _;
@@ -521,10 +524,21 @@ async fn what_cannot_be_audited_fails_as_audit_failed() {
     let broken = "CREATE TRIGGER audit_fail BEFORE INSERT ON audit_log \
                   BEGIN SELECT RAISE(ABORT, 'audit appends broken by the test'); END;";
     sqlx::raw_sql(sqlx::AssertSqlSafe(broken.to_owned())).execute(&mut db).await.unwrap();
+    let store = f.records.store();
+    let kaisa = f.identity.list_users().await.unwrap().into_iter().find(|u| u.username == "kaisa").unwrap().id;
     let login = f.identity.login("kaisa", PASSWORD, None, "10.0.0.1", SessionKind::Bearer).await;
     assert!(matches!(login, Err(IdentityError::AuditFailed)), "{login:?}");
+    assert!(store.live_sessions(&kaisa, 0).await.unwrap().is_empty(), "no session without its login entry");
+    assert!(store.last_logins().await.unwrap().is_empty(), "no session row at all");
     let disable = f.identity.disable("kaisa").await;
     assert!(matches!(disable, Err(IdentityError::AuditFailed)), "{disable:?}");
+    let user = store.user_by_id(&kaisa).await.unwrap().unwrap();
+    assert_eq!(user.disabled_at, None, "not disabled without its entry");
+    let token = f.identity.create_api_token("kaisa", "front desk", "user/Patient.read", 60_000).await;
+    assert!(matches!(token, Err(IdentityError::AuditFailed)), "{token:?}");
+    assert!(store.api_tokens().await.unwrap().is_empty(), "no token without its entry");
+    let invite = f.identity.create_enrolment_code(Role::Admin).await;
+    assert!(matches!(invite, Err(IdentityError::AuditFailed)), "{invite:?}");
     assert!(IdentityError::AuditFailed.to_string().contains("audit log"));
     db.close().await.unwrap();
 }

@@ -109,6 +109,31 @@ pub(crate) struct AppendedLog {
 /// vector each: about 64 MB). A serving node checkpoints long before.
 const MAX_APPENDED_KEPT: usize = 1_000_000;
 
+/// Changes that commit together with the audit entries that record them: a
+/// security event (a login, an account change, a new token) never commits
+/// without its entry, nor its entry without it. Open one with
+/// [`Store::audited`], make the changes, then [`Audited::commit`] with the
+/// entries; dropped without a commit, nothing happened. Compute everything
+/// slow (password hashes, sealing) before opening one: it may hold the
+/// database's write lock.
+pub struct Audited<'s> {
+    pub(crate) store: &'s Store,
+    pub(crate) tx: Transaction<'static, Any>,
+}
+
+impl std::fmt::Debug for Audited<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Audited({:?})", self.store)
+    }
+}
+
+impl Audited<'_> {
+    /// Append `rows` and commit them with the changes, or commit nothing.
+    pub async fn commit(self, rows: &[AuditRow]) -> Result<()> {
+        self.store.commit_with_audit(self.tx, rows).await
+    }
+}
+
 impl Store {
     /// Append `rows` and return once they are committed.
     ///
@@ -123,6 +148,11 @@ impl Store {
         }
         let tx = self.begin().await?;
         self.commit_with_audit(tx, rows).await
+    }
+
+    /// Begin changes that commit with their audit entries ([`Audited`]).
+    pub async fn audited(&self) -> Result<Audited<'_>> {
+        Ok(Audited { store: self, tx: self.begin().await? })
     }
 
     /// Append `rows` inside a caller's transaction and commit it: a record

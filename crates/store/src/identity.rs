@@ -10,7 +10,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::{Result, Store};
+use crate::{Audited, Result, Store};
 
 /// A user account.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,28 +140,6 @@ pub struct ApiTokenAuth {
 impl Store {
     // ----- users ----------------------------------------------------------------------
 
-    pub async fn insert_user(&self, u: &UserRow) -> Result<()> {
-        sqlx::query(
-            self.sql(format!("INSERT INTO users ({USER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")),
-        )
-        .bind(u.id.as_str())
-        .bind(u.username_token.as_slice())
-        .bind(u.username_sealed.as_slice())
-        .bind(u.role.as_str())
-        .bind(u.password_hash.as_deref())
-        .bind(u.totp_sealed.as_deref())
-        .bind(u.totp_last_step)
-        .bind(u.mfa_enrolled_at)
-        .bind(u.practitioner_id.as_deref())
-        .bind(u.patient_sealed.as_deref())
-        .bind(u.patient_token.as_deref())
-        .bind(u.disabled_at)
-        .bind(u.created_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
     pub async fn user_by_username_token(&self, token: &[u8]) -> Result<Option<UserRow>> {
         let r = sqlx::query(self.sql(format!("SELECT {USER_COLUMNS} FROM users WHERE username_token = ?")))
             .bind(token)
@@ -185,43 +163,12 @@ impl Store {
         rows.iter().map(user_row).collect()
     }
 
-    /// Disable (Some(now)) or enable (None) an account; false if no such user.
-    pub async fn set_user_disabled(&self, id: &str, disabled_at: Option<i64>) -> Result<bool> {
-        let r = sqlx::query(self.sql("UPDATE users SET disabled_at = ? WHERE id = ?"))
-            .bind(disabled_at)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() == 1)
-    }
-
     pub async fn set_password_hash(&self, id: &str, hash: &str) -> Result<bool> {
         let r = sqlx::query(self.sql("UPDATE users SET password_hash = ? WHERE id = ?"))
             .bind(hash)
             .bind(id)
             .execute(&self.pool)
             .await?;
-        Ok(r.rows_affected() == 1)
-    }
-
-    /// Set the sealed TOTP secret (enrolled when `enrolled_at` is set), or clear
-    /// it with its recovery codes (`None, None`: MFA reset).
-    pub async fn set_totp(&self, id: &str, sealed: Option<&[u8]>, enrolled_at: Option<i64>) -> Result<bool> {
-        let mut tx = self.begin().await?;
-        let r = sqlx::query(
-            self.sql("UPDATE users SET totp_sealed = ?, mfa_enrolled_at = ?, totp_last_step = NULL WHERE id = ?"),
-        )
-        .bind(sealed)
-        .bind(enrolled_at)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        if sealed.is_none() {
-            // A reset removes every second factor: recovery codes and passkeys too.
-            sqlx::query(self.sql("DELETE FROM recovery_codes WHERE user_id = ?")).bind(id).execute(&mut *tx).await?;
-            sqlx::query(self.sql("DELETE FROM passkeys WHERE user_id = ?")).bind(id).execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
         Ok(r.rows_affected() == 1)
     }
 
@@ -237,20 +184,6 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected() == 1)
-    }
-
-    pub async fn replace_recovery_codes(&self, user_id: &str, hashes: &[Vec<u8>]) -> Result<()> {
-        let mut tx = self.begin().await?;
-        sqlx::query(self.sql("DELETE FROM recovery_codes WHERE user_id = ?")).bind(user_id).execute(&mut *tx).await?;
-        for h in hashes {
-            sqlx::query(self.sql("INSERT INTO recovery_codes (user_id, code_hash) VALUES (?, ?)"))
-                .bind(user_id)
-                .bind(h.as_slice())
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
     }
 
     /// Use up a recovery code; false if it is unknown or used.
@@ -278,21 +211,6 @@ impl Store {
     }
 
     // ----- passkeys -------------------------------------------------------------------
-
-    pub async fn insert_passkey(&self, p: &PasskeyRow) -> Result<()> {
-        sqlx::query(self.sql(
-            "INSERT INTO passkeys (id, user_id, label, sealed, created_at, last_used_at) VALUES (?, ?, ?, ?, ?, ?)",
-        ))
-        .bind(&p.id)
-        .bind(&p.user_id)
-        .bind(&p.label)
-        .bind(p.sealed.as_slice())
-        .bind(p.created_at)
-        .bind(p.last_used_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
 
     /// A user's passkeys, oldest first.
     pub async fn passkeys(&self, user_id: &str) -> Result<Vec<PasskeyRow>> {
@@ -328,36 +246,7 @@ impl Store {
         Ok(())
     }
 
-    /// Remove one of a user's passkeys; false if they have none by that id.
-    pub async fn delete_passkey(&self, user_id: &str, id: &str) -> Result<bool> {
-        let r = sqlx::query(self.sql("DELETE FROM passkeys WHERE user_id = ? AND id = ?"))
-            .bind(user_id)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() == 1)
-    }
-
     // ----- sessions -------------------------------------------------------------------
-
-    pub async fn insert_session(&self, s: &SessionRow, token_hash: &[u8]) -> Result<()> {
-        sqlx::query(self.sql(format!(
-            "INSERT INTO sessions ({SESSION_COLUMNS}, token_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        )))
-        .bind(s.id.as_str())
-        .bind(s.user_id.as_str())
-        .bind(s.kind.as_str())
-        .bind(s.csrf_hash.as_deref())
-        .bind(i64::from(s.mfa_done))
-        .bind(s.created_at)
-        .bind(s.last_seen)
-        .bind(s.expires_at)
-        .bind(s.revoked_at)
-        .bind(token_hash)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
 
     pub async fn session_by_token_hash(&self, hash: &[u8]) -> Result<Option<SessionRow>> {
         let r = sqlx::query(self.sql(format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE token_hash = ?")))
@@ -375,47 +264,6 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(())
-    }
-
-    /// Revoke one session, of `user_id` if given; false if none was live.
-    pub async fn revoke_session(&self, id: &str, user_id: Option<&str>, now: i64) -> Result<bool> {
-        let r = match user_id {
-            Some(u) => {
-                sqlx::query(
-                    self.sql("UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL AND user_id = ?"),
-                )
-                .bind(now)
-                .bind(id)
-                .bind(u)
-                .execute(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query(self.sql("UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"))
-                    .bind(now)
-                    .bind(id)
-                    .execute(&self.pool)
-                    .await?
-            }
-        };
-        Ok(r.rows_affected() == 1)
-    }
-
-    /// Revoke every live session and API token of a user; returns how many.
-    pub async fn revoke_user_credentials(&self, user_id: &str, now: i64) -> Result<u64> {
-        let mut tx = self.begin().await?;
-        let a = sqlx::query(self.sql("UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL"))
-            .bind(now)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
-        let b = sqlx::query(self.sql("UPDATE api_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL"))
-            .bind(now)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(a.rows_affected() + b.rows_affected())
     }
 
     /// When each user last started a session (logged in), by user id.
@@ -516,81 +364,21 @@ impl Store {
         Ok(ThrottleRow { failures: r.try_get(0)?, window_start: r.try_get(1)?, locked_until: r.try_get(2)? })
     }
 
-    pub async fn clear_throttle(&self, key: &[u8]) -> Result<bool> {
-        let r = sqlx::query(self.sql("DELETE FROM login_throttle WHERE throttle_key = ?"))
-            .bind(key)
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() > 0)
-    }
-
     // ----- enrolment codes ------------------------------------------------------------
 
-    pub async fn insert_enrolment_code(&self, hash: &[u8], role: &str, expires_at: i64) -> Result<()> {
-        sqlx::query(self.sql("INSERT INTO enrolment_codes (code_hash, role, expires_at) VALUES (?, ?, ?)"))
-            .bind(hash)
-            .bind(role)
-            .bind(expires_at)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// Use up an enrolment code; its role if it was live.
-    /// Is this enrolment code unused and unexpired (without using it)?
-    pub async fn enrolment_code_valid(&self, hash: &[u8], now: i64) -> Result<bool> {
+    /// The role of this enrolment code if it is unused and unexpired (without using it).
+    pub async fn enrolment_code_role(&self, hash: &[u8], now: i64) -> Result<Option<String>> {
         let row = sqlx::query(
-            self.sql("SELECT 1 FROM enrolment_codes WHERE code_hash = ? AND used_at IS NULL AND expires_at > ?"),
+            self.sql("SELECT role FROM enrolment_codes WHERE code_hash = ? AND used_at IS NULL AND expires_at > ?"),
         )
         .bind(hash)
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.is_some())
-    }
-
-    pub async fn consume_enrolment_code(&self, hash: &[u8], now: i64) -> Result<Option<String>> {
-        let mut tx = self.begin().await?;
-        let r =
-            sqlx::query(self.sql(
-                "UPDATE enrolment_codes SET used_at = ? WHERE code_hash = ? AND used_at IS NULL AND expires_at > ?",
-            ))
-            .bind(now)
-            .bind(hash)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        if r.rows_affected() != 1 {
-            return Ok(None);
-        }
-        let role: String = sqlx::query(self.sql("SELECT role FROM enrolment_codes WHERE code_hash = ?"))
-            .bind(hash)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
-        tx.commit().await?;
-        Ok(Some(role))
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
     }
 
     // ----- API tokens -----------------------------------------------------------------
-
-    /// Store a new API token by its hash.
-    pub async fn insert_api_token(&self, t: &ApiTokenRow, hash: &[u8]) -> Result<()> {
-        sqlx::query(self.sql(
-            "INSERT INTO api_tokens (id, token_hash, label, label_sealed, user_id, scopes, created_at, expires_at) \
-             VALUES (?, ?, '', ?, ?, ?, ?, ?)",
-        ))
-        .bind(t.id.as_str())
-        .bind(hash)
-        .bind(t.label_sealed.as_slice())
-        .bind(t.user_id.as_deref())
-        .bind(t.scopes.as_deref())
-        .bind(t.created_at)
-        .bind(t.expires_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
 
     /// The live (not revoked) API token with this hash, with its user, in one query.
     pub async fn api_token_by_hash(&self, hash: &[u8]) -> Result<Option<(ApiTokenAuth, UserRow)>> {
@@ -613,16 +401,6 @@ impl Store {
             Ok((token, user))
         })
         .transpose()
-    }
-
-    /// Revoke a token; false if no live token has this id.
-    pub async fn revoke_api_token(&self, id: &str, now: i64) -> Result<bool> {
-        let r = sqlx::query(self.sql("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"))
-            .bind(now)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() == 1)
     }
 
     /// Every API token, oldest first.
@@ -685,5 +463,237 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+}
+
+/// The changes to accounts, sessions, second factors, enrolment codes and API
+/// tokens: each commits with the audit entry that records it ([`Audited`]).
+impl Audited<'_> {
+    pub async fn insert_user(&mut self, u: &UserRow) -> Result<()> {
+        sqlx::query(
+            self.store
+                .sql(format!("INSERT INTO users ({USER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")),
+        )
+        .bind(u.id.as_str())
+        .bind(u.username_token.as_slice())
+        .bind(u.username_sealed.as_slice())
+        .bind(u.role.as_str())
+        .bind(u.password_hash.as_deref())
+        .bind(u.totp_sealed.as_deref())
+        .bind(u.totp_last_step)
+        .bind(u.mfa_enrolled_at)
+        .bind(u.practitioner_id.as_deref())
+        .bind(u.patient_sealed.as_deref())
+        .bind(u.patient_token.as_deref())
+        .bind(u.disabled_at)
+        .bind(u.created_at)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Disable (Some(now)) or enable (None) an account; false if no such user.
+    pub async fn set_user_disabled(&mut self, id: &str, disabled_at: Option<i64>) -> Result<bool> {
+        let r = sqlx::query(self.store.sql("UPDATE users SET disabled_at = ? WHERE id = ?"))
+            .bind(disabled_at)
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Set the sealed TOTP secret (enrolled when `enrolled_at` is set), or clear
+    /// it with its recovery codes (`None, None`: MFA reset).
+    pub async fn set_totp(&mut self, id: &str, sealed: Option<&[u8]>, enrolled_at: Option<i64>) -> Result<bool> {
+        let r = sqlx::query(
+            self.store.sql("UPDATE users SET totp_sealed = ?, mfa_enrolled_at = ?, totp_last_step = NULL WHERE id = ?"),
+        )
+        .bind(sealed)
+        .bind(enrolled_at)
+        .bind(id)
+        .execute(&mut *self.tx)
+        .await?;
+        if sealed.is_none() {
+            // A reset removes every second factor: recovery codes and passkeys too.
+            sqlx::query(self.store.sql("DELETE FROM recovery_codes WHERE user_id = ?"))
+                .bind(id)
+                .execute(&mut *self.tx)
+                .await?;
+            sqlx::query(self.store.sql("DELETE FROM passkeys WHERE user_id = ?"))
+                .bind(id)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn replace_recovery_codes(&mut self, user_id: &str, hashes: &[Vec<u8>]) -> Result<()> {
+        sqlx::query(self.store.sql("DELETE FROM recovery_codes WHERE user_id = ?"))
+            .bind(user_id)
+            .execute(&mut *self.tx)
+            .await?;
+        for h in hashes {
+            sqlx::query(self.store.sql("INSERT INTO recovery_codes (user_id, code_hash) VALUES (?, ?)"))
+                .bind(user_id)
+                .bind(h.as_slice())
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn insert_passkey(&mut self, p: &PasskeyRow) -> Result<()> {
+        sqlx::query(self.store.sql(
+            "INSERT INTO passkeys (id, user_id, label, sealed, created_at, last_used_at) VALUES (?, ?, ?, ?, ?, ?)",
+        ))
+        .bind(&p.id)
+        .bind(&p.user_id)
+        .bind(&p.label)
+        .bind(p.sealed.as_slice())
+        .bind(p.created_at)
+        .bind(p.last_used_at)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Remove one of a user's passkeys; false if they have none by that id.
+    pub async fn delete_passkey(&mut self, user_id: &str, id: &str) -> Result<bool> {
+        let r = sqlx::query(self.store.sql("DELETE FROM passkeys WHERE user_id = ? AND id = ?"))
+            .bind(user_id)
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn insert_session(&mut self, s: &SessionRow, token_hash: &[u8]) -> Result<()> {
+        sqlx::query(self.store.sql(format!(
+            "INSERT INTO sessions ({SESSION_COLUMNS}, token_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )))
+        .bind(s.id.as_str())
+        .bind(s.user_id.as_str())
+        .bind(s.kind.as_str())
+        .bind(s.csrf_hash.as_deref())
+        .bind(i64::from(s.mfa_done))
+        .bind(s.created_at)
+        .bind(s.last_seen)
+        .bind(s.expires_at)
+        .bind(s.revoked_at)
+        .bind(token_hash)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Revoke one session, of `user_id` if given; false if none was live.
+    pub async fn revoke_session(&mut self, id: &str, user_id: Option<&str>, now: i64) -> Result<bool> {
+        let r = match user_id {
+            Some(u) => {
+                sqlx::query(
+                    self.store
+                        .sql("UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL AND user_id = ?"),
+                )
+                .bind(now)
+                .bind(id)
+                .bind(u)
+                .execute(&mut *self.tx)
+                .await?
+            }
+            None => {
+                sqlx::query(self.store.sql("UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"))
+                    .bind(now)
+                    .bind(id)
+                    .execute(&mut *self.tx)
+                    .await?
+            }
+        };
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Revoke every live session and API token of a user; returns how many.
+    pub async fn revoke_user_credentials(&mut self, user_id: &str, now: i64) -> Result<u64> {
+        let a =
+            sqlx::query(self.store.sql("UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL"))
+                .bind(now)
+                .bind(user_id)
+                .execute(&mut *self.tx)
+                .await?;
+        let b = sqlx::query(
+            self.store.sql("UPDATE api_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL"),
+        )
+        .bind(now)
+        .bind(user_id)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(a.rows_affected() + b.rows_affected())
+    }
+
+    pub async fn clear_throttle(&mut self, key: &[u8]) -> Result<bool> {
+        let r = sqlx::query(self.store.sql("DELETE FROM login_throttle WHERE throttle_key = ?"))
+            .bind(key)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    pub async fn insert_enrolment_code(&mut self, hash: &[u8], role: &str, expires_at: i64) -> Result<()> {
+        sqlx::query(self.store.sql("INSERT INTO enrolment_codes (code_hash, role, expires_at) VALUES (?, ?, ?)"))
+            .bind(hash)
+            .bind(role)
+            .bind(expires_at)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Use up an enrolment code; its role if it was live.
+    pub async fn consume_enrolment_code(&mut self, hash: &[u8], now: i64) -> Result<Option<String>> {
+        let r =
+            sqlx::query(self.store.sql(
+                "UPDATE enrolment_codes SET used_at = ? WHERE code_hash = ? AND used_at IS NULL AND expires_at > ?",
+            ))
+            .bind(now)
+            .bind(hash)
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await?;
+        if r.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let role: String = sqlx::query(self.store.sql("SELECT role FROM enrolment_codes WHERE code_hash = ?"))
+            .bind(hash)
+            .fetch_one(&mut *self.tx)
+            .await?
+            .try_get(0)?;
+        Ok(Some(role))
+    }
+
+    /// Store a new API token by its hash.
+    pub async fn insert_api_token(&mut self, t: &ApiTokenRow, hash: &[u8]) -> Result<()> {
+        sqlx::query(self.store.sql(
+            "INSERT INTO api_tokens (id, token_hash, label, label_sealed, user_id, scopes, created_at, expires_at) \
+             VALUES (?, ?, '', ?, ?, ?, ?, ?)",
+        ))
+        .bind(t.id.as_str())
+        .bind(hash)
+        .bind(t.label_sealed.as_slice())
+        .bind(t.user_id.as_deref())
+        .bind(t.scopes.as_deref())
+        .bind(t.created_at)
+        .bind(t.expires_at)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Revoke a token; false if no live token has this id.
+    pub async fn revoke_api_token(&mut self, id: &str, now: i64) -> Result<bool> {
+        let r = sqlx::query(self.store.sql("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"))
+            .bind(now)
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(r.rows_affected() == 1)
     }
 }

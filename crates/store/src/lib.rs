@@ -33,7 +33,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, AssertSqlSafe, Row, Transaction};
 
 pub use alerts::{AlertRow, Sink};
-pub use audit::{Appended, AuditFilter, AuditRow, StoredAudit};
+pub use audit::{Appended, AuditFilter, AuditRow, Audited, StoredAudit};
 pub use backend::{Backend, PostgresBackend, SqliteBackend};
 pub use erasure::Erased;
 pub use identity::{ApiTokenAuth, ApiTokenRow, PasskeyRow, SessionRow, ThrottleRow, UserRow};

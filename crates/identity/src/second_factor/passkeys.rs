@@ -165,23 +165,30 @@ impl Identity {
             created_at: self.now(),
             last_used_at: None,
         };
-        self.store().insert_passkey(&row).await?;
-        tracing::info!(user = %user_id, passkey = %id, "passkey added");
         let target = format!("passkey/{id}");
         let source = auth.principal.source.as_deref();
-        self.audit(AuditAction::MfaEnrol, Outcome::Success, Some(&user_id), Some(&target), source).await?;
+        let e = self.event(AuditAction::MfaEnrol, Outcome::Success, Some(&user_id), Some(&target), source).await;
+        let mut changes = self.store().audited().await?;
+        changes.insert_passkey(&row).await?;
+        self.commit(changes, e).await?;
+        tracing::info!(user = %user_id, passkey = %id, "passkey added");
         Ok(id)
     }
 
     /// Remove one of the signed-in user's passkeys.
     pub async fn passkey_remove(&self, auth: &Authenticated, id: &str) -> Result<()> {
         let user_id = &auth.principal.user_id;
-        if auth.session.is_none() || !self.store().delete_passkey(user_id, id).await? {
+        if auth.session.is_none() {
             return Err(IdentityError::NotFound("passkey".into()));
         }
         let target = format!("passkey/{id}");
         let source = auth.principal.source.as_deref();
-        self.audit(AuditAction::MfaReset, Outcome::Success, Some(user_id), Some(&target), source).await
+        let e = self.event(AuditAction::MfaReset, Outcome::Success, Some(user_id), Some(&target), source).await;
+        let mut changes = self.store().audited().await?;
+        if !changes.delete_passkey(user_id, id).await? {
+            return Err(IdentityError::NotFound("passkey".into()));
+        }
+        self.commit(changes, e).await
     }
 
     /// A passkey sign-in begins: options for `navigator.credentials.get` that

@@ -54,29 +54,29 @@ fn api_token(id: &str, user_id: &str, created_at: i64) -> ApiTokenRow {
 async fn users_and_second_factors(db: &Db) {
     let s = &db.store;
     let (u1, u2) = (user("u1", T0 + 1), user("u2", T0));
-    s.insert_user(&u1).await.unwrap();
-    s.insert_user(&u2).await.unwrap();
+    alone!(s, insert_user(&u1)).unwrap();
+    alone!(s, insert_user(&u2)).unwrap();
     assert_eq!(s.user_by_id("u1").await.unwrap(), Some(u1.clone()));
     assert_eq!(s.user_by_username_token(b"token of u2").await.unwrap(), Some(u2.clone()));
     assert_eq!(s.user_by_username_token(b"token of nobody").await.unwrap(), None);
     let ids: Vec<_> = s.users().await.unwrap().into_iter().map(|u| u.id).collect();
     assert_eq!(ids, vec!["u2", "u1"], "oldest first");
-    let same_id = s.insert_user(&UserRow { username_token: b"fresh".to_vec(), ..user("u1", T0) }).await;
+    let same_id = alone!(s, insert_user(&UserRow { username_token: b"fresh".to_vec(), ..user("u1", T0) }));
     assert!(matches!(same_id, Err(StoreError::Conflict)), "{same_id:?}");
-    let same_name = s.insert_user(&UserRow { username_token: b"token of u1".to_vec(), ..user("u3", T0) }).await;
+    let same_name = alone!(s, insert_user(&UserRow { username_token: b"token of u1".to_vec(), ..user("u3", T0) }));
     assert!(matches!(same_name, Err(StoreError::Conflict)), "usernames are unique: {same_name:?}");
 
-    assert!(s.set_user_disabled("u1", Some(T0 + 5)).await.unwrap());
+    assert!(alone!(s, set_user_disabled("u1", Some(T0 + 5))).unwrap());
     assert_eq!(s.user_by_id("u1").await.unwrap().unwrap().disabled_at, Some(T0 + 5));
-    assert!(s.set_user_disabled("u1", None).await.unwrap());
+    assert!(alone!(s, set_user_disabled("u1", None)).unwrap());
     assert_eq!(s.user_by_id("u1").await.unwrap().unwrap().disabled_at, None);
-    assert!(!s.set_user_disabled("nobody", Some(T0)).await.unwrap());
+    assert!(!alone!(s, set_user_disabled("nobody", Some(T0))).unwrap());
     assert!(s.set_password_hash("u1", "$argon2id$new").await.unwrap());
     assert!(!s.set_password_hash("nobody", "$argon2id$new").await.unwrap());
     assert_eq!(s.user_by_id("u1").await.unwrap().unwrap().password_hash.as_deref(), Some("$argon2id$new"));
 
     // TOTP: enrol, then each step is accepted once and never an older one.
-    assert!(s.set_totp("u1", Some(b"sealed totp"), Some(T0 + 10)).await.unwrap());
+    assert!(alone!(s, set_totp("u1", Some(b"sealed totp"), Some(T0 + 10))).unwrap());
     assert!(s.advance_totp_step("u1", 100).await.unwrap());
     assert!(!s.advance_totp_step("u1", 100).await.unwrap(), "a replayed code");
     assert!(!s.advance_totp_step("u1", 99).await.unwrap());
@@ -88,14 +88,14 @@ async fn users_and_second_factors(db: &Db) {
     );
 
     assert!(!s.has_recovery_codes("u1").await.unwrap());
-    s.replace_recovery_codes("u1", &[b"code a".to_vec(), b"code b".to_vec()]).await.unwrap();
+    alone!(s, replace_recovery_codes("u1", &[b"code a".to_vec(), b"code b".to_vec()])).unwrap();
     assert!(s.has_recovery_codes("u1").await.unwrap());
     assert!(!s.has_recovery_codes("u2").await.unwrap());
     assert!(s.use_recovery_code("u1", b"code a", T0).await.unwrap());
     assert!(!s.use_recovery_code("u1", b"code a", T0).await.unwrap(), "used up");
     assert!(!s.use_recovery_code("u2", b"code b", T0).await.unwrap(), "another user's code");
     assert!(s.has_recovery_codes("u1").await.unwrap(), "used codes still count as given");
-    s.replace_recovery_codes("u1", &[b"code c".to_vec()]).await.unwrap();
+    alone!(s, replace_recovery_codes("u1", &[b"code c".to_vec()])).unwrap();
     assert!(!s.use_recovery_code("u1", b"code b", T0).await.unwrap(), "replaced");
     assert!(s.use_recovery_code("u1", b"code c", T0).await.unwrap());
 
@@ -107,10 +107,10 @@ async fn users_and_second_factors(db: &Db) {
         created_at: at,
         last_used_at: None,
     };
-    s.insert_passkey(&pk("k2", "u1", T0 + 2)).await.unwrap();
-    s.insert_passkey(&pk("k1", "u1", T0 + 1)).await.unwrap();
-    s.insert_passkey(&pk("k3", "u2", T0)).await.unwrap();
-    assert!(matches!(s.insert_passkey(&pk("k1", "u2", T0)).await, Err(StoreError::Conflict)));
+    alone!(s, insert_passkey(&pk("k2", "u1", T0 + 2))).unwrap();
+    alone!(s, insert_passkey(&pk("k1", "u1", T0 + 1))).unwrap();
+    alone!(s, insert_passkey(&pk("k3", "u2", T0))).unwrap();
+    assert!(matches!(alone!(s, insert_passkey(&pk("k1", "u2", T0))), Err(StoreError::Conflict)));
     s.passkey_used("k2", b"sealed k2, counter 2", T0 + 50).await.unwrap();
     let keys: Vec<_> = s
         .passkeys("u1")
@@ -126,30 +126,30 @@ async fn users_and_second_factors(db: &Db) {
             ("k2".into(), "key k2".into(), b"sealed k2, counter 2".to_vec(), T0 + 2, Some(T0 + 50)),
         ]
     );
-    assert!(!s.delete_passkey("u2", "k1").await.unwrap(), "not u2's");
-    assert!(s.delete_passkey("u1", "k1").await.unwrap());
-    assert!(!s.delete_passkey("u1", "k1").await.unwrap());
+    assert!(!alone!(s, delete_passkey("u2", "k1")).unwrap(), "not u2's");
+    assert!(alone!(s, delete_passkey("u1", "k1")).unwrap());
+    assert!(!alone!(s, delete_passkey("u1", "k1")).unwrap());
     assert_eq!(s.passkeys("u1").await.unwrap().len(), 1);
 
     // A second-factor reset clears the secret, the recovery codes and the passkeys.
-    assert!(s.set_totp("u1", None, None).await.unwrap());
+    assert!(alone!(s, set_totp("u1", None, None)).unwrap());
     let u = s.user_by_id("u1").await.unwrap().unwrap();
     assert_eq!((u.totp_sealed, u.mfa_enrolled_at, u.totp_last_step), (None, None, None));
     assert!(!s.has_recovery_codes("u1").await.unwrap());
     assert!(s.passkeys("u1").await.unwrap().is_empty());
     assert_eq!(s.passkeys("u2").await.unwrap().len(), 1, "other users keep theirs");
-    assert!(!s.set_totp("nobody", None, None).await.unwrap());
+    assert!(!alone!(s, set_totp("nobody", None, None)).unwrap());
 }
 
 async fn sessions(db: &Db) {
     let s = &db.store;
-    s.insert_user(&user("u1", T0)).await.unwrap();
-    s.insert_user(&user("u2", T0)).await.unwrap();
+    alone!(s, insert_user(&user("u1", T0))).unwrap();
+    alone!(s, insert_user(&user("u2", T0))).unwrap();
     let a = session("s-a", "u1", T0);
-    s.insert_session(&a, b"hash a").await.unwrap();
-    s.insert_session(&session("s-b", "u1", T0 + 10), b"hash b").await.unwrap();
-    s.insert_session(&session("s-c", "u2", T0 + 5), b"hash c").await.unwrap();
-    let dup = s.insert_session(&session("s-d", "u2", T0), b"hash a").await;
+    alone!(s, insert_session(&a, b"hash a")).unwrap();
+    alone!(s, insert_session(&session("s-b", "u1", T0 + 10), b"hash b")).unwrap();
+    alone!(s, insert_session(&session("s-c", "u2", T0 + 5), b"hash c")).unwrap();
+    let dup = alone!(s, insert_session(&session("s-d", "u2", T0), b"hash a"));
     assert!(matches!(dup, Err(StoreError::Conflict)), "token hashes are unique: {dup:?}");
     assert_eq!(s.session_by_token_hash(b"hash a").await.unwrap(), Some(a.clone()));
     assert_eq!(s.session_by_token_hash(b"hash z").await.unwrap(), None);
@@ -168,17 +168,17 @@ async fn sessions(db: &Db) {
     last.sort();
     assert_eq!(last, vec![("u1".into(), T0 + 10), ("u2".into(), T0 + 5)]);
 
-    assert!(!s.revoke_session("s-a", Some("u2"), T0 + 30).await.unwrap(), "not u2's session");
-    assert!(s.revoke_session("s-a", Some("u1"), T0 + 30).await.unwrap());
-    assert!(!s.revoke_session("s-a", None, T0 + 31).await.unwrap(), "revoked once");
+    assert!(!alone!(s, revoke_session("s-a", Some("u2"), T0 + 30)).unwrap(), "not u2's session");
+    assert!(alone!(s, revoke_session("s-a", Some("u1"), T0 + 30)).unwrap());
+    assert!(!alone!(s, revoke_session("s-a", None, T0 + 31)).unwrap(), "revoked once");
     assert_eq!(s.session_by_token_hash(b"hash a").await.unwrap().unwrap().revoked_at, Some(T0 + 30));
     assert_eq!(live("u1", T0 + 20).await, vec!["s-b"]);
 
     // Every live credential of a user at once: sessions and API tokens.
-    s.insert_api_token(&api_token("t1", "u1", T0), b"token hash 1").await.unwrap();
-    s.insert_api_token(&api_token("t2", "u2", T0), b"token hash 2").await.unwrap();
-    assert_eq!(s.revoke_user_credentials("u1", T0 + 40).await.unwrap(), 2, "s-b and t1");
-    assert_eq!(s.revoke_user_credentials("u1", T0 + 41).await.unwrap(), 0);
+    alone!(s, insert_api_token(&api_token("t1", "u1", T0), b"token hash 1")).unwrap();
+    alone!(s, insert_api_token(&api_token("t2", "u2", T0), b"token hash 2")).unwrap();
+    assert_eq!(alone!(s, revoke_user_credentials("u1", T0 + 40)).unwrap(), 2, "s-b and t1");
+    assert_eq!(alone!(s, revoke_user_credentials("u1", T0 + 41)).unwrap(), 0);
     assert!(live("u1", T0 + 20).await.is_empty());
     assert!(s.api_token_by_hash(b"token hash 1").await.unwrap().is_none());
     assert_eq!(live("u2", T0 + 20).await, vec!["s-c"]);
@@ -188,10 +188,10 @@ async fn sessions(db: &Db) {
 async fn api_tokens(db: &Db) {
     let s = &db.store;
     let u1 = user("u1", T0);
-    s.insert_user(&u1).await.unwrap();
-    s.insert_api_token(&api_token("t2", "u1", T0 + 2), b"hash 2").await.unwrap();
-    s.insert_api_token(&api_token("t1", "u1", T0 + 1), b"hash 1").await.unwrap();
-    let dup = s.insert_api_token(&api_token("t3", "u1", T0), b"hash 1").await;
+    alone!(s, insert_user(&u1)).unwrap();
+    alone!(s, insert_api_token(&api_token("t2", "u1", T0 + 2), b"hash 2")).unwrap();
+    alone!(s, insert_api_token(&api_token("t1", "u1", T0 + 1), b"hash 1")).unwrap();
+    let dup = alone!(s, insert_api_token(&api_token("t3", "u1", T0), b"hash 1"));
     assert!(matches!(dup, Err(StoreError::Conflict)), "{dup:?}");
     let (auth, owner) = s.api_token_by_hash(b"hash 1").await.unwrap().unwrap();
     assert_eq!(
@@ -206,9 +206,9 @@ async fn api_tokens(db: &Db) {
         listed,
         vec![("t1".into(), b"sealed label of t1".to_vec(), None), ("t2".into(), b"sealed label of t2".to_vec(), None)]
     );
-    assert!(s.revoke_api_token("t1", T0 + 9).await.unwrap());
-    assert!(!s.revoke_api_token("t1", T0 + 10).await.unwrap());
-    assert!(!s.revoke_api_token("t9", T0 + 10).await.unwrap());
+    assert!(alone!(s, revoke_api_token("t1", T0 + 9)).unwrap());
+    assert!(!alone!(s, revoke_api_token("t1", T0 + 10)).unwrap());
+    assert!(!alone!(s, revoke_api_token("t9", T0 + 10)).unwrap());
     assert!(s.api_token_by_hash(b"hash 1").await.unwrap().is_none(), "a revoked token grants nothing");
     assert_eq!(s.api_tokens().await.unwrap()[0].revoked_at, Some(T0 + 9), "but is still listed");
 }
@@ -249,32 +249,32 @@ async fn login_throttling(db: &Db) {
     let t2 = ThrottleRow { failures: 0, window_start: T0, locked_until: None };
     s.put_throttle(key, t2).await.unwrap();
     assert_eq!(s.throttle(key).await.unwrap(), Some(t2), "put replaces");
-    assert!(s.clear_throttle(key).await.unwrap());
-    assert!(!s.clear_throttle(key).await.unwrap());
+    assert!(alone!(s, clear_throttle(key)).unwrap());
+    assert!(!alone!(s, clear_throttle(key)).unwrap());
     assert_eq!(s.throttle(key).await.unwrap(), None);
     assert!(s.throttle(b"other").await.unwrap().is_some());
 }
 
 async fn enrolment_codes(db: &Db) {
     let s = &db.store;
-    s.insert_enrolment_code(b"code 1", "clinician", T0 + 100).await.unwrap();
-    s.insert_enrolment_code(b"code 2", "admin", T0 + 100).await.unwrap();
-    assert!(matches!(s.insert_enrolment_code(b"code 1", "admin", T0).await, Err(StoreError::Conflict)));
-    assert!(s.enrolment_code_valid(b"code 1", T0).await.unwrap());
-    assert!(s.enrolment_code_valid(b"code 1", T0).await.unwrap(), "checking does not use it");
-    assert!(!s.enrolment_code_valid(b"code 1", T0 + 100).await.unwrap(), "expired");
-    assert!(!s.enrolment_code_valid(b"code 9", T0).await.unwrap());
-    assert_eq!(s.consume_enrolment_code(b"code 1", T0 + 100).await.unwrap(), None, "expired");
-    assert_eq!(s.consume_enrolment_code(b"code 1", T0).await.unwrap().as_deref(), Some("clinician"));
-    assert_eq!(s.consume_enrolment_code(b"code 1", T0).await.unwrap(), None, "used once");
-    assert!(!s.enrolment_code_valid(b"code 1", T0).await.unwrap());
-    assert_eq!(s.consume_enrolment_code(b"code 2", T0).await.unwrap().as_deref(), Some("admin"));
+    alone!(s, insert_enrolment_code(b"code 1", "clinician", T0 + 100)).unwrap();
+    alone!(s, insert_enrolment_code(b"code 2", "admin", T0 + 100)).unwrap();
+    assert!(matches!(alone!(s, insert_enrolment_code(b"code 1", "admin", T0)), Err(StoreError::Conflict)));
+    assert!(s.enrolment_code_role(b"code 1", T0).await.unwrap().is_some());
+    assert!(s.enrolment_code_role(b"code 1", T0).await.unwrap().is_some(), "checking does not use it");
+    assert!(s.enrolment_code_role(b"code 1", T0 + 100).await.unwrap().is_none(), "expired");
+    assert!(s.enrolment_code_role(b"code 9", T0).await.unwrap().is_none());
+    assert_eq!(alone!(s, consume_enrolment_code(b"code 1", T0 + 100)).unwrap(), None, "expired");
+    assert_eq!(alone!(s, consume_enrolment_code(b"code 1", T0)).unwrap().as_deref(), Some("clinician"));
+    assert_eq!(alone!(s, consume_enrolment_code(b"code 1", T0)).unwrap(), None, "used once");
+    assert!(s.enrolment_code_role(b"code 1", T0).await.unwrap().is_none());
+    assert_eq!(alone!(s, consume_enrolment_code(b"code 2", T0)).unwrap().as_deref(), Some("admin"));
 }
 
 async fn sealing_old_rows(db: &Db) {
     let s = &db.store;
-    s.insert_user(&user("u1", T0)).await.unwrap();
-    s.insert_user(&user("u2", T0)).await.unwrap();
+    alone!(s, insert_user(&user("u1", T0))).unwrap();
+    alone!(s, insert_user(&user("u2", T0))).unwrap();
     assert!(s.plaintext_patient_links().await.unwrap().is_empty());
     assert!(s.plaintext_token_labels().await.unwrap().is_empty());
     // Rows as a build before migration 9 wrote them.

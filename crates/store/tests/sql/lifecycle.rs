@@ -27,7 +27,7 @@ async fn legal_holds_and_erasure(db: &Db) {
     s.update(write(&version("Encounter", "e1", 2, "p1"), &[token("status", "done")]), 1, &[]).await.unwrap();
     s.insert_break_glass("bg1", "u1", "p1", (b"sealed", 1), T0, T0 + 1000, &[]).await.unwrap();
     let portal = UserRow { role: "patient".into(), patient_token: Some(b"token p1".to_vec()), ..user("u-p1", T0) };
-    s.insert_user(&portal).await.unwrap();
+    alone!(s, insert_user(&portal)).unwrap();
 
     assert!(!s.legal_hold("p1").await.unwrap());
     assert!(s.set_legal_hold("p1", true, T0, &[audit(1, "legal-hold", Some("admin"), Some("p1"))]).await.unwrap());

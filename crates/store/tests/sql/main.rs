@@ -8,6 +8,19 @@
 //! Rows are ciphertext in production; here they are opaque byte strings.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// One change committed on its own, with no audit entry: the store's SQL
+/// tested alone (identity commits each change with the entry that records it).
+macro_rules! alone {
+    ($store:expr, $method:ident ( $($arg:expr),* $(,)? )) => {{
+        let mut changes = $store.audited().await.unwrap();
+        let result = changes.$method($($arg),*).await;
+        if result.is_ok() {
+            changes.commit(&[]).await.unwrap();
+        }
+        result
+    }};
+}
+
 /// Runs each named `async fn(&Db)` as `NAME::sqlite` and `NAME::postgres`.
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {$(
