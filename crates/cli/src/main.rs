@@ -315,7 +315,7 @@ enum BackupAction {
     /// Restore a backup into a new instance directory, after verifying it.
     ///
     /// The database goes into a new SQLite file in DIR, or with --database-url into
-    /// an EMPTY PostgreSQL database or schema you created (one holding any table is
+    /// an EMPTY PostgreSQL database you created (one holding any table is
     /// refused; nothing is ever dropped). Either backend's backup restores into
     /// either. The restored audit log is verified before it says it is done.
     Restore {
