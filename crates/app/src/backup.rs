@@ -247,14 +247,17 @@ impl Opened {
         match (self.manifest["version"].as_i64(), self.manifest["content"].as_str()) {
             (Some(1), None) => Ok(Content::SqliteFile),
             (Some(2), Some("logical")) => Ok(Content::Logical),
-            _ => bail!("this backup was made by a newer Confidant (manifest version {}): upgrade to restore it", self.manifest["version"]),
+            _ => bail!(
+                "this backup was made by a newer Confidant (manifest version {}): upgrade to restore it",
+                self.manifest["version"]
+            ),
         }
     }
 
     /// The logical snapshot inside, checked against the manifest's row counts.
     fn snapshot(&self) -> Result<Snapshot> {
-        let snapshot = Snapshot::decode(&self.db)
-            .context("BACKUP VERIFICATION FAILED: the snapshot inside is malformed")?;
+        let snapshot =
+            Snapshot::decode(&self.db).context("BACKUP VERIFICATION FAILED: the snapshot inside is malformed")?;
         if Value::Object(table_rows(&snapshot)) != self.manifest["tables"]
             || Some(snapshot.schema_version) != self.manifest["schema_version"].as_i64()
         {
@@ -358,7 +361,8 @@ pub async fn restore(
                     let path = tmp.path().join("backup.db");
                     write_new_private(&path, &opened.db, "unpacking the database", progress)?;
                     integrity_check(&path).await?;
-                    let source = confidant_store::Store::connect(&format!("sqlite://{}", path.display()), false).await?;
+                    let source =
+                        confidant_store::Store::connect(&format!("sqlite://{}", path.display()), false).await?;
                     let snapshot = source.logical_snapshot().await;
                     source.close().await;
                     snapshot?

@@ -271,8 +271,7 @@ async fn simulate(console: &Console, config: &Config, dir: &Path, progress: &dyn
     let (_, store) = open_store(dir).await?;
     let e = console.entry(Action::AuditAccess, "drill");
     let recorded = console.record(&store, e).await;
-    let copied =
-        if recorded.is_ok() { copy_database(&store, &copy.join(SQLITE_FILE), progress).await } else { Ok(()) };
+    let copied = if recorded.is_ok() { copy_database(&store, &copy.join(SQLITE_FILE), progress).await } else { Ok(()) };
     store.close().await;
     recorded.context("cannot record the drill in the audit log; nothing was done")?;
     copied.context("the drill could not copy the database")?;

@@ -215,7 +215,11 @@ fn identifier(name: &str) -> Result<String> {
         && name.len() <= 63
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         && !name.as_bytes()[0].is_ascii_digit();
-    if ok { Ok(format!("\"{name}\"")) } else { Err(StoreError::Database("a table or column name is not one of ours".into())) }
+    if ok {
+        Ok(format!("\"{name}\""))
+    } else {
+        Err(StoreError::Database("a table or column name is not one of ours".into()))
+    }
 }
 
 fn kind_of(declared: &str) -> Option<Kind> {

@@ -181,7 +181,8 @@ async fn table_counts(url: &str) -> (std::collections::BTreeMap<String, i64>, i6
 
 /// A restored instance, to serve: its database dropped with it when on PostgreSQL.
 fn restored(inst: &Instance, to: &std::path::Path, pg: Option<(String, String, String)>) -> Instance {
-    let mut r = Instance::existing(tempfile::tempdir().unwrap(), to.to_path_buf(), inst.key_file.clone(), inst.token.clone());
+    let mut r =
+        Instance::existing(tempfile::tempdir().unwrap(), to.to_path_buf(), inst.key_file.clone(), inst.token.clone());
     if pg.is_some() {
         r.db = Db::Postgres;
         r.pg = pg;
@@ -268,17 +269,8 @@ async fn postgres_backup_round_trip() {
 
     // Into the fresh PostgreSQL database, and into SQLite: the same answers, the log verifies.
     let pg_to = inst.tmp.path().join("restored-pg");
-    let (ok, out) = cli(&[
-        "backup",
-        "restore",
-        &f,
-        "--dir",
-        pg_to.to_str().unwrap(),
-        "--keys-from",
-        &d,
-        "--database-url",
-        &target,
-    ]);
+    let (ok, out) =
+        cli(&["backup", "restore", &f, "--dir", pg_to.to_str().unwrap(), "--keys-from", &d, "--database-url", &target]);
     assert!(ok && out.contains("audit log verifies"), "{out}");
     assert!(out.contains("rows"), "progress is shown: {out}");
     let sqlite_to = inst.tmp.path().join("restored-sqlite");
