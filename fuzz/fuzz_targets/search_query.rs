@@ -4,8 +4,7 @@
 //! panic; what they accept keeps their promises.
 #![no_main]
 
-use confidant_fhir::{date_range, is_valid_id};
-use confidant_server::parse_search_query;
+use confidant_fhir::{date_range, is_valid_id, parse_search_query};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -7,9 +7,21 @@
 //! ```text
 //! confidant-backup v1\n
 //! <header: one line of JSON (instance, time, backup key check value, signing public key)>\n
-//! <AES-256-GCM envelope of: manifest JSON \n database bytes>   (the header is its associated data)
+//! <AES-256-GCM envelope of: manifest JSON \n database content>   (the header is its associated data)
 //! <64-byte Ed25519 signature of everything before it>
 //! ```
+//!
+//! The database content is what the manifest's `version` says:
+//! - 1 (`"database": "sqlite"`): the SQLite file itself (`VACUUM INTO`);
+//! - 2 (`"database": "postgres"`, `"content": "logical"`): every table of the
+//!   PostgreSQL schema read in one `REPEATABLE READ` transaction, rows in
+//!   primary-key order, values as stored (ciphertext stays ciphertext), in the
+//!   byte form of [`confidant_store::Snapshot`]; the manifest lists each table's rows.
+//!
+//! Either restores into SQLite (a new folder) or into an EMPTY PostgreSQL
+//! database or schema (`--database-url`): the schema is shared, so a logical
+//! copy moves between them. A restore never drops anything, and verifies the
+//! audit log of what it restored before it says it is done.
 
 use std::path::{Path, PathBuf};
 
@@ -22,7 +34,8 @@ use serde_json::{Value, json};
 use crate::config::{Config, Database};
 use crate::console::Console;
 use crate::instance::open_store;
-use crate::progress::{Progress, read_file, write_new_private};
+use crate::progress::{Progress, Unit, read_file, write_new_private};
+use confidant_store::Snapshot;
 
 const MAGIC: &[u8] = backup::FILE_MAGIC;
 const SIG_LEN: usize = backup::SIGNATURE_LEN;
@@ -64,13 +77,6 @@ pub async fn create_with(
         bail!("{} exists; a backup never overwrites a file. Choose another --out", out.display());
     }
     let config = Config::load(dir)?;
-    if config.sqlite_path(dir).is_none() {
-        bail!(
-            "this instance runs on PostgreSQL: back it up with PostgreSQL's own tools (pg_dump or base backups \
-             with WAL archiving). They hold what the tables hold: ciphertext, wrapped keys, blind tokens, the \
-             audit log. Keep the key file and the audit key apart from those backups."
-        );
-    }
     // The keys before the database: a wrong passphrase or PIN changes nothing.
     let signer = crate::audit::load_signing_key(&config)?;
     let (config, store) = open_store(dir).await?;
@@ -89,26 +95,54 @@ pub async fn create_with(
     let e = console.entry(Action::Backup, "backup-create");
     console.record(&store, e).await.context("cannot record the backup in the audit log")?;
 
-    let tmp = tempfile::Builder::new().prefix("confidant-backup-").tempdir()?;
-    let snap = tmp.path().join("snapshot.db");
-    progress.note("[1/3] taking a consistent snapshot of the database (the server may keep running)…");
-    store.snapshot_sqlite(&snap).await?.context("snapshots need SQLite")?;
-    let entries = store.audit_size().await?;
-    store.close().await;
-    let db = read_file(&snap, "reading the snapshot", progress)?;
-    drop(tmp);
-    progress.note(&format!("[2/3] sealing {} with the backup key and signing it…", mb(db.len())));
     let created = console.now();
-    let manifest = json!({
-        "format": "confidant-backup-manifest", "version": 1,
-        "instance_id": config.instance_id,
-        "created": confidant_fhir::instant(created),
-        "database": "sqlite",
-        "database_bytes": db.len(),
-        "database_sha256": hex::encode(confidant_vault::sha256(&db)),
-        "audit_entries_at_least": entries,
-        "config": std::fs::read_to_string(Config::path(dir))?,
-    });
+    let (db, manifest) = if config.sqlite_path(dir).is_some() {
+        let tmp = tempfile::Builder::new().prefix("confidant-backup-").tempdir()?;
+        let snap = tmp.path().join("snapshot.db");
+        progress.note("[1/3] taking a consistent snapshot of the database (the server may keep running)…");
+        store.snapshot_sqlite(&snap).await?.context("snapshots need SQLite")?;
+        let entries = store.audit_size().await?;
+        store.close().await;
+        let db = read_file(&snap, "reading the snapshot", progress)?;
+        drop(tmp);
+        let manifest = json!({
+            "format": "confidant-backup-manifest", "version": 1,
+            "instance_id": config.instance_id,
+            "created": confidant_fhir::instant(created),
+            "database": "sqlite",
+            "database_bytes": db.len(),
+            "database_sha256": hex::encode(confidant_vault::sha256(&db)),
+            "audit_entries_at_least": entries,
+            "config": std::fs::read_to_string(Config::path(dir))?,
+        });
+        (db, manifest)
+    } else {
+        progress.note(
+            "[1/3] reading every table in one consistent snapshot (REPEATABLE READ; the server may keep running)…",
+        );
+        let snapshot = store.logical_snapshot().await;
+        store.close().await;
+        let snapshot = snapshot.context("cannot read a snapshot of the PostgreSQL database")?;
+        let rows = table_rows(&snapshot);
+        let entries = rows.get("audit_log").cloned().unwrap_or(Value::from(0));
+        let db = zeroize::Zeroizing::new(snapshot.encode());
+        let manifest = json!({
+            "format": "confidant-backup-manifest", "version": 2,
+            "instance_id": config.instance_id,
+            "created": confidant_fhir::instant(created),
+            "database": "postgres",
+            "content": "logical",
+            "schema_version": snapshot.schema_version,
+            "tables": rows,
+            "database_bytes": db.len(),
+            "database_sha256": hex::encode(confidant_vault::sha256(&db)),
+            "audit_entries_at_least": entries,
+            "config": std::fs::read_to_string(Config::path(dir))?,
+        });
+        (db, manifest)
+    };
+    let entries = manifest["audit_entries_at_least"].as_i64().unwrap_or(0);
+    progress.note(&format!("[2/3] sealing {} with the backup key and signing it…", mb(db.len())));
     let header = serde_json::to_vec(&json!({
         "format": "confidant-backup", "version": 1,
         "instance_id": config.instance_id,
@@ -133,6 +167,20 @@ pub async fn create_with(
     write_new_private(out, &sealed_file, "writing", progress)
         .with_context(|| format!("cannot write {}", out.display()))?;
     Ok(Created { out: out.to_path_buf(), size, audit_entries: entries, backup_key: key_path.to_path_buf() })
+}
+
+/// Rows per table of a snapshot, as the manifest lists them.
+fn table_rows(snapshot: &Snapshot) -> serde_json::Map<String, Value> {
+    snapshot.row_counts().into_iter().map(|(t, n)| (t, Value::from(n))).collect()
+}
+
+/// What a backup's database content is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Content {
+    /// The SQLite file (manifest version 1).
+    SqliteFile,
+    /// A logical snapshot of every table (manifest version 2, from PostgreSQL).
+    Logical,
 }
 
 /// A backup file taken apart and checked.
@@ -194,6 +242,31 @@ fn open_backup(file: &Path, keys: &BackupKeys, progress: &dyn Progress) -> Resul
     Ok(Opened { manifest, db })
 }
 
+impl Opened {
+    fn content(&self) -> Result<Content> {
+        match (self.manifest["version"].as_i64(), self.manifest["content"].as_str()) {
+            (Some(1), None) => Ok(Content::SqliteFile),
+            (Some(2), Some("logical")) => Ok(Content::Logical),
+            _ => bail!(
+                "this backup was made by a newer Confidant (manifest version {}): upgrade to restore it",
+                self.manifest["version"]
+            ),
+        }
+    }
+
+    /// The logical snapshot inside, checked against the manifest's row counts.
+    fn snapshot(&self) -> Result<Snapshot> {
+        let snapshot =
+            Snapshot::decode(&self.db).context("BACKUP VERIFICATION FAILED: the snapshot inside is malformed")?;
+        if Value::Object(table_rows(&snapshot)) != self.manifest["tables"]
+            || Some(snapshot.schema_version) != self.manifest["schema_version"].as_i64()
+        {
+            bail!("BACKUP VERIFICATION FAILED: the tables inside do not match the manifest");
+        }
+        Ok(snapshot)
+    }
+}
+
 /// SQLite's own check of a database file.
 async fn integrity_check(path: &Path) -> Result<()> {
     let store = confidant_store::Store::connect(&format!("sqlite://{}", path.display()), false).await?;
@@ -218,10 +291,17 @@ pub struct Verified {
 /// (`--keys-from`), the check is recorded (`confidant doctor` asks when it last passed).
 pub async fn verify(console: &Console, file: &Path, keys: &BackupKeys, progress: &dyn Progress) -> Result<Verified> {
     let opened = open_backup(file, keys, progress)?;
-    let tmp = tempfile::Builder::new().prefix("confidant-verify-").tempdir()?;
-    let path = tmp.path().join("check.db");
-    std::fs::write(&path, &opened.db)?;
-    integrity_check(&path).await?;
+    match opened.content()? {
+        Content::SqliteFile => {
+            let tmp = tempfile::Builder::new().prefix("confidant-verify-").tempdir()?;
+            let path = tmp.path().join("check.db");
+            std::fs::write(&path, &opened.db)?;
+            integrity_check(&path).await?;
+        }
+        Content::Logical => {
+            opened.snapshot()?;
+        }
+    }
     if let Some(dir) = &keys.dir
         && opened.manifest["instance_id"].as_str() == Config::load(dir).ok().map(|c| c.instance_id).as_deref()
     {
@@ -239,21 +319,93 @@ pub async fn verify(console: &Console, file: &Path, keys: &BackupKeys, progress:
     })
 }
 
-/// `backup restore`: into a new directory, after full verification. Returns
-/// the restored instance's configuration.
-pub async fn restore(file: &Path, keys: &BackupKeys, to: &Path, progress: &dyn Progress) -> Result<Config> {
+/// `backup restore`: into a new directory, after full verification; the
+/// database into the SQLite file there, or into the EMPTY database at
+/// `database_url` (PostgreSQL, or a `sqlite://` path). Afterwards the restored
+/// audit log is verified. Returns the restored instance's configuration.
+pub async fn restore(
+    file: &Path,
+    keys: &BackupKeys,
+    to: &Path,
+    database_url: Option<&str>,
+    progress: &dyn Progress,
+) -> Result<Config> {
     if Config::path(to).exists() {
         bail!("{} already holds an instance; restore into a new directory", to.display());
     }
+    let target = database_url.map(Database::parse).transpose()?.unwrap_or_else(Database::embedded);
     let opened = open_backup(file, keys, progress)?;
+    let content = opened.content()?;
     let config_text = opened.manifest["config"].as_str().context("the backup holds no configuration")?;
     let mut config: Config = toml::from_str(config_text).context("the configuration in the backup is not valid")?;
-    config.database = Database::embedded();
+    config.database = target.clone();
+    let sqlite_target = config.sqlite_path(to);
+    if let Some(path) = &sqlite_target
+        && path.exists()
+    {
+        bail!("{} exists; a restore never overwrites a database. Choose another --dir", path.display());
+    }
     std::fs::create_dir_all(to)?;
-    let db_path = to.join(crate::config::SQLITE_FILE);
-    write_new_private(&db_path, &opened.db, "restoring the database", progress)
-        .with_context(|| format!("cannot write {}", db_path.display()))?;
-    integrity_check(&db_path).await?;
+    match (content, &sqlite_target) {
+        (Content::SqliteFile, Some(db_path)) => {
+            write_new_private(db_path, &opened.db, "restoring the database", progress)
+                .with_context(|| format!("cannot write {}", db_path.display()))?;
+            integrity_check(db_path).await?;
+        }
+        _ => {
+            let snapshot = match content {
+                Content::Logical => opened.snapshot()?,
+                Content::SqliteFile => {
+                    // A SQLite backup into PostgreSQL: the file read table by table.
+                    let tmp = tempfile::Builder::new().prefix("confidant-restore-").tempdir()?;
+                    let path = tmp.path().join("backup.db");
+                    write_new_private(&path, &opened.db, "unpacking the database", progress)?;
+                    integrity_check(&path).await?;
+                    let source =
+                        confidant_store::Store::connect(&format!("sqlite://{}", path.display()), false).await?;
+                    let snapshot = source.logical_snapshot().await;
+                    source.close().await;
+                    snapshot?
+                }
+            };
+            drop(opened);
+            let url = config.database_url(to)?;
+            let store = confidant_store::Store::connect(&url, sqlite_target.is_some())
+                .await
+                .context("cannot connect to the target database")?;
+            let total: usize = snapshot.tables.iter().map(|t| t.rows.len()).sum();
+            progress.note(&format!(
+                "loading {} tables ({total} rows) into {}…",
+                snapshot.tables.len(),
+                if sqlite_target.is_some() { "the new SQLite file" } else { "the empty PostgreSQL database" }
+            ));
+            let mut bar = std::sync::Mutex::new(progress.start("restoring", total as u64, Unit::Items("rows")));
+            let done = std::sync::atomic::AtomicU64::new(0);
+            let loaded = store
+                .load_snapshot(&snapshot, &|_, n| {
+                    let now = done.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed) + n as u64;
+                    if let Ok(mut b) = bar.lock() {
+                        b.set(now);
+                    }
+                })
+                .await;
+            store.close().await;
+            if let Ok(b) = bar.get_mut() {
+                b.set(total as u64);
+            }
+            if let Ok(b) = bar.into_inner() {
+                b.finish();
+            }
+            loaded.context("the restore did not load (the target is left as it was, or holds only empty tables)")?;
+            if let Some(db_path) = &sqlite_target {
+                integrity_check(db_path).await?;
+            }
+        }
+    }
     config.save_new(to)?;
+    progress.note("checking the restored audit log against the signed checkpoints…");
+    crate::audit::verify(to, None, None, progress)
+        .await
+        .context("the database was restored, but its audit log does not verify: do not serve it")?;
     Ok(config)
 }

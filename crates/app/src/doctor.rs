@@ -605,9 +605,7 @@ async fn examine_instance(
         )
     });
     // Backups.
-    out.push(if config.sqlite_path(dir).is_none() {
-        Finding::pass("backups", "PostgreSQL: backups are pg_dump's or base backups'; doctor cannot see them", "database.url = postgres://…")
-    } else {
+    out.push({
         let mut created = None;
         let mut verified = None;
         let filter = AuditFilter { action: Some("backup".into()), ..Default::default() };

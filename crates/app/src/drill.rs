@@ -3,7 +3,9 @@
 //! detected it.
 //!
 //! The drill never touches real data. It takes a consistent snapshot of the
-//! database into a private temporary folder, serves that copy in-process on a
+//! database into a private temporary folder (SQLite: `VACUUM INTO`; PostgreSQL:
+//! every table read in one `REPEATABLE READ` transaction and loaded into a new
+//! SQLite file there — the live database is only read), serves that copy in-process on a
 //! loopback port (same key-encryption key, read only; its own throwaway audit
 //! signing key, witness and no alert sinks), creates its own synthetic staff
 //! and patients there, attacks it, and deletes the folder. The real instance
@@ -247,12 +249,6 @@ impl Report {
 /// `confidant drill`: the steps, each passed or failed (the caller fails on any failure).
 pub async fn run(console: &Console, dir: &Path, progress: &dyn Progress) -> Result<Report> {
     let config = Config::load(dir)?;
-    if config.sqlite_path(dir).is_none() {
-        bail!(
-            "the drill works on a copy of the database, which it makes for SQLite only: on PostgreSQL, restore a \
-             pg_dump into a staging instance on SQLite or PostgreSQL and run the drill there"
-        );
-    }
     let steps = simulate(console, &config, dir, progress).await?;
     Ok(Report { instance_id: config.instance_id, ran_at: console.now(), steps })
 }
@@ -275,10 +271,10 @@ async fn simulate(console: &Console, config: &Config, dir: &Path, progress: &dyn
     let (_, store) = open_store(dir).await?;
     let e = console.entry(Action::AuditAccess, "drill");
     let recorded = console.record(&store, e).await;
-    let snap = store.snapshot_sqlite(&copy.join(SQLITE_FILE)).await;
+    let copied = if recorded.is_ok() { copy_database(&store, &copy.join(SQLITE_FILE), progress).await } else { Ok(()) };
     store.close().await;
     recorded.context("cannot record the drill in the audit log; nothing was done")?;
-    snap?.context("the drill needs SQLite")?;
+    copied.context("the drill could not copy the database")?;
     let real_witness = config.witness_path(dir);
     let real_checkpoints = confidant_audit::Witness::new(real_witness).read().unwrap_or_default();
     let real_public_key = crate::audit::instance_public_key(config)?;
@@ -334,6 +330,23 @@ async fn simulate(console: &Console, config: &Config, dir: &Path, progress: &dyn
     steps.push(tamper(&copy, &config.instance_id, &real_checkpoints, &real_public_key).await?);
     drop(tmp);
     Ok(steps)
+}
+
+/// The drill's private copy of the database, as a new SQLite file at `to`:
+/// SQLite's own snapshot, or (PostgreSQL) one consistent snapshot of every
+/// table loaded into the file. The live database is only read.
+async fn copy_database(store: &confidant_store::Store, to: &Path, progress: &dyn Progress) -> Result<()> {
+    if store.snapshot_sqlite(to).await?.is_some() {
+        return Ok(());
+    }
+    progress.note(
+        "PostgreSQL: copying every table (one REPEATABLE READ snapshot, read only) into the drill's private SQLite file…",
+    );
+    let snapshot = store.logical_snapshot().await?;
+    let copy = confidant_store::Store::connect(&format!("sqlite://{}", to.display()), true).await?;
+    let loaded = copy.load_snapshot(&snapshot, &|_, _| {}).await;
+    copy.close().await;
+    Ok(loaded?)
 }
 
 #[allow(clippy::too_many_arguments)]

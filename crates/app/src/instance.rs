@@ -206,7 +206,6 @@ pub enum Upgrade {
 async fn before_upgrade(
     console: &Console,
     dir: &Path,
-    config: &Config,
     upgrade: Upgrade,
     (found, supported): (i64, i64),
     progress: &dyn crate::progress::Progress,
@@ -224,14 +223,6 @@ async fn before_upgrade(
             Ok(())
         }
         Upgrade::BackupFirst => {
-            if config.sqlite_path(dir).is_none() {
-                bail!(
-                    "the database's schema is version {found}; this confidant uses version {supported}, and PostgreSQL \
-                     is backed up with its own tools: take a pg_dump (or a base backup) now, then run \
-                     `confidant serve --dir {} --no-backup`. Nothing was changed",
-                    dir.display()
-                );
-            }
             let stamp = confidant_fhir::instant(console.now()).replace([':', '-', '.'], "");
             let out = dir.join(format!("pre-upgrade-schema-{found}-to-{supported}-{stamp}.backup"));
             progress.note(&format!(
@@ -296,7 +287,7 @@ impl Instance {
         let (_, store) = open_store(dir).await?;
         let (found, supported) = store.schema_versions().await.context("cannot read the database's schema version")?;
         if found > 0 && found < supported {
-            if let Err(e) = before_upgrade(console, dir, &config, upgrade, (found, supported), progress).await {
+            if let Err(e) = before_upgrade(console, dir, upgrade, (found, supported), progress).await {
                 store.close().await;
                 return Err(e);
             }

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use confidant_server::metrics::{MetricsSource, Sample};
+use confidant_server::metrics::{HistogramSample, MetricsSource, Sample};
 
 /// The running instance's side of `/metrics`.
 pub struct Source {
@@ -74,18 +74,12 @@ impl Source {
             Err(e) => tracing::warn!(error = %e, "metrics: cannot count open alerts"),
         }
         let a = self.records.auditor().stats();
-        let audit: [(&'static str, &'static str, &'static str, f64); 6] = [
+        let audit: [(&'static str, &'static str, &'static str, f64); 4] = [
             (
                 "confidant_audit_appends_total",
                 "counter",
                 "Appends of audit entries waited for (one per request that appended).",
                 a.appends as f64,
-            ),
-            (
-                "confidant_audit_append_seconds_total",
-                "counter",
-                "Total time requests waited for their audit entries to commit.",
-                a.append_seconds,
             ),
             (
                 "confidant_audit_group_commits_total",
@@ -98,12 +92,6 @@ impl Source {
                 "counter",
                 "Audit entries written by the group-commit appender.",
                 a.group_commit_rows as f64,
-            ),
-            (
-                "confidant_audit_group_commit_seconds_total",
-                "counter",
-                "Total time of the group-commit appender's transactions.",
-                a.group_commit_seconds,
             ),
             (
                 "confidant_audit_entries_since_checkpoint",
@@ -144,5 +132,25 @@ impl Source {
 impl MetricsSource for Source {
     fn samples(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<Sample>> + Send + '_>> {
         Box::pin(self.read())
+    }
+
+    fn histograms(&self) -> Vec<HistogramSample> {
+        let a = self.records.auditor().stats();
+        vec![
+            HistogramSample {
+                name: "confidant_audit_append_duration_seconds",
+                help: "Time a request waited for its audit entries to commit (the read is released only after).",
+                bounds: &confidant_audit::LATENCY_BUCKETS,
+                counts: a.append_buckets.to_vec(),
+                sum: a.append_seconds,
+            },
+            HistogramSample {
+                name: "confidant_audit_group_commit_duration_seconds",
+                help: "Time of one transaction of the group-commit audit appender (one fsync for a batch of entries).",
+                bounds: &confidant_audit::LATENCY_BUCKETS,
+                counts: a.group_commit_buckets.to_vec(),
+                sum: a.group_commit_seconds,
+            },
+        ]
     }
 }

@@ -21,5 +21,5 @@ pub mod verify;
 
 pub use clock::{Clock, SystemClock};
 pub use entry::{Action, CONSOLE, Entry, Outcome};
-pub use log::{AuditError, AuditStatsReading, Auditor, Checkpointer, Witness};
+pub use log::{AuditError, AuditStatsReading, Auditor, Checkpointer, LATENCY_BUCKETS, Witness};
 pub use subscriber::Subscriber;

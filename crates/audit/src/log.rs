@@ -61,15 +61,44 @@ struct Request {
     done: oneshot::Sender<Result<(), String>>,
 }
 
+/// Upper bounds (seconds) of the audit latency histograms' buckets: from a
+/// group commit on a quiet SQLite (well under a millisecond) to a stalled
+/// database (seconds). `+Inf` follows.
+pub const LATENCY_BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+
+/// Observations per latency bucket (not cumulative), the last one `+Inf`.
+#[derive(Debug, Default)]
+struct Latencies([AtomicU64; LATENCY_BUCKETS.len() + 1]);
+
+impl Latencies {
+    fn observe(&self, micros: u64) {
+        let seconds = micros as f64 / 1e6;
+        let i = LATENCY_BUCKETS.iter().position(|b| seconds <= *b).unwrap_or(LATENCY_BUCKETS.len());
+        if let Some(n) = self.0.get(i) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn read(&self) -> [u64; LATENCY_BUCKETS.len() + 1] {
+        let mut out = [0; LATENCY_BUCKETS.len() + 1];
+        for (o, n) in out.iter_mut().zip(&self.0) {
+            *o = n.load(Ordering::Relaxed);
+        }
+        out
+    }
+}
+
 /// What the appender has done since the process started, for `/metrics`:
-/// counts and seconds only.
+/// counts, seconds and latency buckets only.
 #[derive(Debug, Default)]
 pub struct AuditStats {
     appends: AtomicU64,
     append_micros: AtomicU64,
+    append_latency: Latencies,
     group_commits: AtomicU64,
     group_commit_rows: AtomicU64,
     group_commit_micros: AtomicU64,
+    group_commit_latency: Latencies,
 }
 
 /// A reading of [`AuditStats`].
@@ -78,10 +107,14 @@ pub struct AuditStatsReading {
     /// Appends waited for (each a request's entries), and their total wait.
     pub appends: u64,
     pub append_seconds: f64,
+    /// Appends per bucket of [`LATENCY_BUCKETS`] (not cumulative; the last is `+Inf`).
+    pub append_buckets: [u64; LATENCY_BUCKETS.len() + 1],
     /// Transactions of the group-commit appender, the rows in them, and their total time.
     pub group_commits: u64,
     pub group_commit_rows: u64,
     pub group_commit_seconds: f64,
+    /// Group commits per bucket of [`LATENCY_BUCKETS`] (not cumulative; the last is `+Inf`).
+    pub group_commit_buckets: [u64; LATENCY_BUCKETS.len() + 1],
     /// Entries appended by this process since the last checkpoint.
     pub since_checkpoint: u64,
 }
@@ -151,8 +184,10 @@ impl Auditor {
         sender.send(Request { rows, done }).map_err(|_| AuditError::Append("the appender has stopped".into()))?;
         let result = wait.await.map_err(|_| AuditError::Append("the appender has stopped".into()))?;
         result.map_err(AuditError::Append)?;
+        let waited = micros(started);
         self.stats.appends.fetch_add(1, Ordering::Relaxed);
-        self.stats.append_micros.fetch_add(micros(started), Ordering::Relaxed);
+        self.stats.append_micros.fetch_add(waited, Ordering::Relaxed);
+        self.stats.append_latency.observe(waited);
         self.appended(entries.len() as u64);
         Ok(())
     }
@@ -163,9 +198,11 @@ impl Auditor {
         AuditStatsReading {
             appends: s.appends.load(Ordering::Relaxed),
             append_seconds: s.append_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            append_buckets: s.append_latency.read(),
             group_commits: s.group_commits.load(Ordering::Relaxed),
             group_commit_rows: s.group_commit_rows.load(Ordering::Relaxed),
             group_commit_seconds: s.group_commit_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            group_commit_buckets: s.group_commit_latency.read(),
             since_checkpoint: self.pending.load(Ordering::Relaxed),
         }
     }
@@ -220,7 +257,9 @@ async fn group_commit(store: Store, mut receiver: mpsc::UnboundedReceiver<Reques
         });
         stats.group_commits.fetch_add(1, Ordering::Relaxed);
         stats.group_commit_rows.fetch_add(rows.len() as u64, Ordering::Relaxed);
-        stats.group_commit_micros.fetch_add(micros(started), Ordering::Relaxed);
+        let took = micros(started);
+        stats.group_commit_micros.fetch_add(took, Ordering::Relaxed);
+        stats.group_commit_latency.observe(took);
         for w in waiting {
             let _ = w.send(result.clone());
         }

@@ -34,13 +34,18 @@ pub async fn verify(console: &Console, file: &Path, keys: &BackupKeys) -> Result
 }
 
 /// `confidant backup restore`.
-pub async fn restore(file: &Path, keys: &BackupKeys, to: &Path) -> Result<()> {
-    let config = backup::restore(file, keys, to, &Stderr).await?;
-    println!("Restored into {}: instance {}.", to.display(), config.instance_id);
+pub async fn restore(file: &Path, keys: &BackupKeys, to: &Path, database_url: Option<&str>) -> Result<()> {
+    let config = backup::restore(file, keys, to, database_url, &Stderr).await?;
+    println!(
+        "Restored into {} ({}): instance {}; its audit log verifies.",
+        to.display(),
+        if database_url.is_some() { "the database given" } else { "a new SQLite file" },
+        config.instance_id
+    );
     println!(
         "It uses the key file {} and the audit key beside it: they must be present here.",
         config.keys.key_file.display()
     );
-    println!("Check it: confidant audit verify --dir {}", to.display());
+    println!("Serve it: confidant serve --dir {}", to.display());
     Ok(())
 }

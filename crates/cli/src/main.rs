@@ -146,8 +146,9 @@ enum Command {
     /// hostile input to the API; the data folder and a backup searched for the
     /// plaintext of sample records (expect nothing); an edited audit entry
     /// (expect `audit verify` to fail). Real data is never touched: the drill
-    /// works on a snapshot in a private temporary folder and deletes it. Exits
-    /// non-zero if a step fails. SQLite instances only.
+    /// works on a snapshot in a private temporary folder and deletes it (on
+    /// PostgreSQL: one consistent snapshot of every table, copied into a SQLite
+    /// file there; the live database is only read). Exits non-zero if a step fails.
     Drill {
         /// The instance directory (holds confidant.toml).
         #[arg(long)]
@@ -289,12 +290,13 @@ impl BackupKeyArgs {
 
 #[derive(Debug, Subcommand)]
 enum BackupAction {
-    /// Write a backup of the instance in DIR to a new file, while it serves (SQLite).
+    /// Write a backup of the instance in DIR to a new file, while it serves.
     ///
-    /// A consistent snapshot (VACUUM INTO), sealed whole with the backup key
-    /// (AES-256-GCM; created beside the key file on first use — keep it apart from
-    /// the backups) and signed with the audit key. The records inside stay sealed
-    /// under their own data keys too. PostgreSQL: use pg_dump (see docs/admin.md).
+    /// A consistent snapshot — SQLite: the file (VACUUM INTO); PostgreSQL: every
+    /// table read in one REPEATABLE READ transaction — sealed whole with the backup
+    /// key (AES-256-GCM; created beside the key file on first use — keep it apart
+    /// from the backups) and signed with the audit key. The records inside stay
+    /// sealed under their own data keys too.
     Create {
         /// The instance directory (holds confidant.toml).
         #[arg(long)]
@@ -311,12 +313,20 @@ enum BackupAction {
         keys: BackupKeyArgs,
     },
     /// Restore a backup into a new instance directory, after verifying it.
+    ///
+    /// The database goes into a new SQLite file in DIR, or with --database-url into
+    /// an EMPTY PostgreSQL database you created (one holding any table is
+    /// refused; nothing is ever dropped). Either backend's backup restores into
+    /// either. The restored audit log is verified before it says it is done.
     Restore {
         /// The backup file.
         file: PathBuf,
         /// The new instance directory (must not hold an instance).
         #[arg(long)]
         dir: PathBuf,
+        /// Restore into this empty database (postgres://…) instead of DIR/confidant.db.
+        #[arg(long)]
+        database_url: Option<String>,
         #[command(flatten)]
         keys: BackupKeyArgs,
     },
@@ -793,7 +803,9 @@ fn main() -> ExitCode {
             Command::Backup { action } => match action {
                 BackupAction::Create { dir, out } => backup::create(console, &dir, &out).await,
                 BackupAction::Verify { file, keys } => backup::verify(console, &file, &keys.keys()).await,
-                BackupAction::Restore { file, dir, keys } => backup::restore(&file, &keys.keys(), &dir).await,
+                BackupAction::Restore { file, dir, database_url, keys } => {
+                    backup::restore(&file, &keys.keys(), &dir, database_url.as_deref()).await
+                }
             },
             Command::Retention { action } => match action {
                 RetentionAction::Run { dir, dry_run } => patient::retention(console, &dir, dry_run).await,

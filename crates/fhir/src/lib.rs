@@ -10,6 +10,7 @@
 
 mod capability;
 mod outcome;
+mod query;
 mod resource;
 mod schedule;
 mod search;
@@ -17,6 +18,7 @@ mod shape;
 
 pub use capability::capability_statement;
 pub use outcome::{IssueType, operation_outcome};
+pub use query::{DEFAULT_COUNT, MAX_COUNT, QueryError, SearchQuery, parse_count, parse_search_query};
 pub use resource::{
     ACT_CODE_SYSTEM, Membership, PSYCHOTHERAPY_NOTE, RELEASED_TO_CARE_TEAM, ResourceType, SHARED_WITH_PATIENT,
     SHARING_SYSTEM, Validated, is_psychotherapy_note, is_valid_id, time_range, validate,

@@ -15,8 +15,7 @@ use serde_json::{Value, json};
 
 use crate::{ApiError, AppState, fhir_json};
 
-const DEFAULT_COUNT: i64 = 20;
-const MAX_COUNT: i64 = 100;
+use confidant_fhir::DEFAULT_COUNT;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -158,51 +157,25 @@ async fn update(
     Ok(resource_response(StatusCode::OK, &s, Some(location)))
 }
 
-/// Query parameters, with the paging ones taken out.
-#[derive(Debug)]
-pub struct Query {
-    pub params: Vec<(String, String)>,
-    pub count: i64,
-    pub after: Option<String>,
-}
+pub use confidant_fhir::SearchQuery as Query;
 
-/// `_count`: a whole number, at most [`MAX_COUNT`]. Not 0: a count without the matches would tell whether someone is a patient
-/// here without an audit entry naming them (every match returned is audited).
-fn parse_count(v: &str) -> Result<i64, ApiError> {
-    Ok(v.parse::<i64>()
-        .ok()
-        .filter(|c| *c >= 1)
-        .ok_or_else(|| ApiError::bad_request("_count must be a whole number from 1 to 100"))?
-        .min(MAX_COUNT))
-}
-
-/// A search or history query string: `_count`, `_after` and the ignored `_format`, `_pretty`,
-/// `_total` taken out, other `_` parameters but `_id` refused, the rest kept in order.
-pub fn parse_query(raw: Option<&str>) -> Result<Query, ApiError> {
-    let mut q = Query { params: Vec::new(), count: DEFAULT_COUNT, after: None };
-    for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        match k.as_ref() {
-            "_count" => q.count = parse_count(&v)?,
-            "_after" => {
-                if !confidant_fhir::is_valid_id(&v) {
-                    return Err(ApiError::bad_request("_after must be a cursor from a Bundle's next link"));
-                }
-                q.after = Some(v.into_owned());
-            }
-            // Only JSON is served; these change nothing.
-            "_format" | "_pretty" | "_total" => {}
-            "_id" => q.params.push((k.into_owned(), v.into_owned())),
-            k if k.starts_with('_') => {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    IssueType::NotSupported,
-                    format!("parameter '{}' is not supported", k.escape_default()),
-                ));
-            }
-            _ => q.params.push((k.into_owned(), v.into_owned())),
+/// A refused query string as the API answers it.
+fn query_error(e: confidant_fhir::QueryError) -> ApiError {
+    match e {
+        confidant_fhir::QueryError::NotSupported(_) => {
+            ApiError::new(StatusCode::BAD_REQUEST, IssueType::NotSupported, e.to_string())
         }
+        e => ApiError::bad_request(e.to_string()),
     }
-    Ok(q)
+}
+
+fn parse_count(v: &str) -> Result<i64, ApiError> {
+    confidant_fhir::parse_count(v).map_err(query_error)
+}
+
+/// A search or history query string ([`confidant_fhir::parse_search_query`]), refusals as API errors.
+pub fn parse_query(raw: Option<&str>) -> Result<Query, ApiError> {
+    confidant_fhir::parse_search_query(raw).map_err(query_error)
 }
 
 fn link(base: &str, path: &str, params: &[(String, String)], count: i64, after: Option<&str>) -> String {

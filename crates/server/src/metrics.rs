@@ -77,24 +77,41 @@ impl HttpMetrics {
             "Time to answer a request, by route template.",
         );
         for (route, h) in self.latency.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            let route = escape(route);
-            let mut cumulative = 0;
-            for (i, bound) in BUCKETS.iter().enumerate() {
-                cumulative += h.counts[i];
-                let _ = writeln!(
-                    out,
-                    "confidant_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {cumulative}"
-                );
-            }
-            cumulative += h.counts[BUCKETS.len()];
-            let _ = writeln!(
-                out,
-                "confidant_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {cumulative}"
-            );
-            let _ = writeln!(out, "confidant_http_request_duration_seconds_sum{{route=\"{route}\"}} {}", h.sum);
-            let _ = writeln!(out, "confidant_http_request_duration_seconds_count{{route=\"{route}\"}} {cumulative}");
+            let labels = format!("route=\"{}\"", escape(route));
+            buckets(out, "confidant_http_request_duration_seconds", &labels, &BUCKETS, &h.counts, h.sum);
         }
     }
+}
+
+/// A histogram's series: cumulative `_bucket`s (one per bound, then `+Inf`),
+/// `_sum` and `_count`. `counts` are per bucket, not cumulative; `labels` are
+/// already escaped (`name="value",…`, or empty).
+fn buckets(out: &mut String, name: &str, labels: &str, bounds: &[f64], counts: &[u64], sum: f64) {
+    let sep = if labels.is_empty() { "" } else { "," };
+    let mut cumulative = 0;
+    for (i, bound) in bounds.iter().enumerate() {
+        cumulative += counts.get(i).copied().unwrap_or(0);
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}");
+    }
+    cumulative += counts.iter().skip(bounds.len()).sum::<u64>();
+    let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}");
+    let braced = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+    let _ = writeln!(out, "{name}_sum{braced} {sum}");
+    let _ = writeln!(out, "{name}_count{braced} {cumulative}");
+}
+
+/// A latency histogram the layer above reports at scrape time (no labels).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramSample {
+    /// The family's name (`confidant_…_seconds`).
+    pub name: &'static str,
+    pub help: &'static str,
+    /// Upper bounds of the buckets, ascending, in seconds.
+    pub bounds: &'static [f64],
+    /// Observations per bucket, not cumulative: one per bound, then `+Inf`.
+    pub counts: Vec<u64>,
+    /// The sum of the observations, in seconds.
+    pub sum: f64,
 }
 
 /// One value the layer above reports at scrape time.
@@ -114,6 +131,10 @@ pub struct Sample {
 /// keys, the database pool), read at each scrape.
 pub trait MetricsSource: Send + Sync + 'static {
     fn samples(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<Sample>> + Send + '_>>;
+    /// Latency histograms (the audit appender's), read at each scrape.
+    fn histograms(&self) -> Vec<HistogramSample> {
+        Vec::new()
+    }
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -126,10 +147,14 @@ fn escape(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-/// The whole exposition: the HTTP families, then the samples grouped by name.
-pub fn render(http: &HttpMetrics, samples: &[Sample]) -> String {
+/// The whole exposition: the HTTP families, the histograms, then the samples grouped by name.
+pub fn render(http: &HttpMetrics, samples: &[Sample], histograms: &[HistogramSample]) -> String {
     let mut out = String::new();
     http.render(&mut out);
+    for h in histograms {
+        family(&mut out, h.name, "histogram", h.help);
+        buckets(&mut out, h.name, "", h.bounds, &h.counts, h.sum);
+    }
     let mut seen: Vec<&'static str> = Vec::new();
     for s in samples {
         if !seen.contains(&s.name) {
@@ -166,7 +191,7 @@ pub fn router(http: Arc<HttpMetrics>, source: Arc<dyn MetricsSource>, token: Opt
                 }
             }
             let samples = source.samples().await;
-            let body = render(&http, &samples);
+            let body = render(&http, &samples, &source.histograms());
             let kind = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
             ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], body)
                 .into_response()
@@ -200,7 +225,24 @@ mod tests {
         m.observe("GET", "/fhir/r4/{type}/{id}", 200, Duration::from_millis(3));
         m.observe("GET", "/fhir/r4/{type}/{id}", 404, Duration::from_millis(30));
         m.observe("GET", "/fhir/r4/{type}/{id}", 200, Duration::from_secs(20));
-        let text = render(&m, &[sample("confidant_x_total", vec![("rule", "a\"b".into())], 2.0)]);
+        let audit = HistogramSample {
+            name: "confidant_y_seconds",
+            help: "h",
+            bounds: &[0.5, 1.0],
+            counts: vec![1, 0, 2],
+            sum: 7.5,
+        };
+        let text = render(&m, &[sample("confidant_x_total", vec![("rule", "a\"b".into())], 2.0)], &[audit]);
+        assert!(text.contains("# TYPE confidant_y_seconds histogram\n"), "{text}");
+        for line in [
+            r#"confidant_y_seconds_bucket{le="0.5"} 1"#,
+            r#"confidant_y_seconds_bucket{le="1"} 1"#,
+            r#"confidant_y_seconds_bucket{le="+Inf"} 3"#,
+            "confidant_y_seconds_sum 7.5",
+            "confidant_y_seconds_count 3",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
         assert!(
             text.contains(r#"confidant_http_requests_total{method="GET",route="/fhir/r4/{type}/{id}",status="200"} 2"#)
         );

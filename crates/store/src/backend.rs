@@ -27,6 +27,14 @@ pub trait Backend: Send + Sync + 'static {
     /// database as (kind, name, table, definition): what runs besides our
     /// statements when a table is written or read.
     fn schema_objects_query(&self) -> &'static str;
+    /// A query listing every table of the database (PostgreSQL: of the current schema) by name.
+    fn tables_query(&self) -> &'static str;
+    /// A query (one `?`: the table) listing a table's columns in order as
+    /// (name, declared type, position in the primary key or 0).
+    fn columns_query(&self) -> &'static str;
+    /// The statement that makes a just-begun transaction read one consistent
+    /// snapshot, where `BEGIN` alone does not.
+    fn snapshot_isolation(&self) -> Option<&'static str>;
     /// Rewrite `?` placeholders into this backend's syntax.
     fn placeholders<'a>(&self, sql: &'a str) -> Cow<'a, str>;
     /// Open a connection pool; with `create`, create the database file if missing.
@@ -90,6 +98,19 @@ impl Backend for SqliteBackend {
         // Without statistics SQLite prefers the id-ordered index for `id > ?`;
         // the primary key (resource_type, param, token, id) is the selective one.
         "INDEXED BY sqlite_autoindex_search_tokens_1"
+    }
+
+    fn tables_query(&self) -> &'static str {
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+    }
+
+    fn columns_query(&self) -> &'static str {
+        "SELECT name, type, pk FROM pragma_table_info(?) ORDER BY cid"
+    }
+
+    fn snapshot_isolation(&self) -> Option<&'static str> {
+        // In WAL mode a read transaction sees the database as of its first read.
+        None
     }
 
     fn placeholders<'a>(&self, sql: &'a str) -> Cow<'a, str> {
@@ -159,6 +180,26 @@ impl Backend for PostgresBackend {
     fn token_index_hint(&self) -> &'static str {
         // PostgreSQL's planner uses its statistics; it takes no hints.
         ""
+    }
+
+    fn tables_query(&self) -> &'static str {
+        "SELECT table_name::text FROM information_schema.tables \
+         WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'"
+    }
+
+    fn columns_query(&self) -> &'static str {
+        "SELECT c.column_name::text, c.data_type::text, \
+                COALESCE((SELECT array_position(i.indkey::int2[], a.attnum)::bigint \
+                            FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid \
+                           WHERE i.indisprimary AND a.attname = c.column_name::text \
+                             AND i.indrelid = (quote_ident(current_schema()) || '.' || quote_ident(c.table_name::text))::regclass), 0) \
+           FROM information_schema.columns c \
+          WHERE c.table_schema = current_schema() AND c.table_name = ? ORDER BY c.ordinal_position"
+    }
+
+    fn snapshot_isolation(&self) -> Option<&'static str> {
+        // One snapshot for the whole transaction, and no write can slip in through it.
+        Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
     }
 
     fn placeholders<'a>(&self, sql: &'a str) -> Cow<'a, str> {

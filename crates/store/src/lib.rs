@@ -23,6 +23,7 @@ mod identity;
 mod reindex;
 mod rekey;
 mod schema;
+mod snapshot;
 mod templates;
 
 use std::fmt::Write as _;
@@ -39,6 +40,7 @@ pub use erasure::Erased;
 pub use identity::{ApiTokenAuth, ApiTokenRow, PasskeyRow, SessionRow, ThrottleRow, UserRow};
 pub use rekey::{Rekeyed, Sealed};
 pub use schema::ForeignObject;
+pub use snapshot::{Cell, Column, Kind, SNAPSHOT_MAGIC, Snapshot, TableRows};
 pub use templates::{CosignRow, TemplateRow};
 
 /// Errors from the store. Messages name tables and operations, never values.
@@ -68,6 +70,11 @@ pub enum StoreError {
         "SECURITY ALERT: the audit log did not keep entry {seq} as written: the database was tampered with (look for triggers or rules on audit_log); nothing was committed"
     )]
     AuditNotKept { seq: i64 },
+    /// A restore's target already holds tables. Nothing was changed.
+    #[error(
+        "the target database already holds {tables} tables: a restore goes only into an empty database or schema (create one, e.g. CREATE DATABASE clinic_restored); nothing was changed"
+    )]
+    NotEmpty { tables: usize },
 }
 
 impl From<sqlx::Error> for StoreError {

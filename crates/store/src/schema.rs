@@ -276,6 +276,12 @@ pub(crate) async fn versions(pool: &AnyPool) -> Result<(i64, i64)> {
 }
 
 pub(crate) async fn migrate(pool: &AnyPool, backend: &dyn Backend) -> Result<()> {
+    migrate_to(pool, backend, MIGRATIONS.len() as i64).await
+}
+
+/// Bring the schema up to version `target` (at most this build's), no further:
+/// a restore loads a snapshot's rows into the schema they were taken from.
+pub(crate) async fn migrate_to(pool: &AnyPool, backend: &dyn Backend, target: i64) -> Result<()> {
     sqlx::raw_sql(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
     )
@@ -284,10 +290,11 @@ pub(crate) async fn migrate(pool: &AnyPool, backend: &dyn Backend) -> Result<()>
     let current: i64 =
         sqlx::query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetch_one(pool).await?.try_get(0)?;
     let supported = MIGRATIONS.len() as i64;
-    if current > supported {
-        return Err(StoreError::SchemaTooNew { found: current, supported });
+    if current > supported || target > supported {
+        return Err(StoreError::SchemaTooNew { found: current.max(target), supported });
     }
-    for (i, ddl) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+    let wanted = usize::try_from(target).unwrap_or(0);
+    for (i, ddl) in MIGRATIONS.iter().enumerate().take(wanted).skip(current as usize) {
         let version = i as i64 + 1;
         let mut tx = pool.begin().await?;
         let ddl =

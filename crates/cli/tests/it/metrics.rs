@@ -78,6 +78,27 @@ async fn a_scrape_counts_without_naming_anyone(db: Db) {
     );
     assert!(value(&text, "confidant_audit_entries_since_checkpoint").is_some_and(|n| n >= 3.0), "{text}");
     assert!(value(&text, "confidant_audit_group_commits_total").is_some(), "{text}");
+    // Audit append and group-commit latency as histograms: cumulative buckets,
+    // `+Inf` equal to `_count`, which counts what the counters count.
+    for (histogram, counter) in [
+        ("confidant_audit_append_duration_seconds", "confidant_audit_appends_total"),
+        ("confidant_audit_group_commit_duration_seconds", "confidant_audit_group_commits_total"),
+    ] {
+        assert!(text.contains(&format!("# TYPE {histogram} histogram\n")), "{text}");
+        let buckets: Vec<f64> = text
+            .lines()
+            .filter(|l| l.starts_with(&format!("{histogram}_bucket{{le=")))
+            .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+            .collect();
+        assert!(buckets.len() >= 2 && buckets.windows(2).all(|w| w[0] <= w[1]), "{histogram} buckets: {text}");
+        let count = value(&text, &format!("{histogram}_count")).unwrap();
+        assert_eq!(buckets.last().copied(), Some(count), "{histogram}: +Inf is the count");
+        assert!(count >= 1.0, "{histogram} observed the reads: {text}");
+        assert_eq!(Some(count), value(&text, counter), "{histogram} counts what {counter} counts");
+        assert!(value(&text, &format!("{histogram}_sum")).is_some_and(|s| s > 0.0), "{text}");
+        let inf = format!("{histogram}_bucket{{le=\"+Inf\"}}");
+        assert_eq!(value(&text, &inf), Some(count), "{text}");
+    }
     assert_eq!(value(&text, "confidant_kek_age_days"), Some(0.0), "{text}");
     assert!(value(&text, r#"confidant_db_connections{state="idle"}"#).is_some(), "{text}");
 
