@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod capability;
+mod invariants;
 mod outcome;
 mod resource;
 mod schedule;

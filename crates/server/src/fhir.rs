@@ -6,11 +6,11 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use confidant_fhir::{IssueType, ResourceType};
 use confidant_identity::Authenticated;
-use confidant_records::{AuditQuery, SearchRequest, Stored};
+use confidant_records::{AuditQuery, Conditional, SearchOptions, SearchRequest, Stored};
 use serde_json::{Value, json};
 
 use crate::{ApiError, AppState, fhir_json};
@@ -24,7 +24,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/AuditEvent/{id}", get(audit_read))
         .route("/Questionnaire", get(questionnaires))
         .route("/Questionnaire/{id}", get(questionnaire))
-        .route("/{type}", get(search).post(create))
+        .route("/{type}", get(search).post(create).put(conditional_update))
         .route("/{type}/{id}", get(read).put(update))
         .route("/{type}/{id}/_history", get(history))
         .route("/{type}/{id}/_history/{vid}", get(vread))
@@ -103,19 +103,131 @@ async fn create(
     State(state): State<AppState>,
     Extension(auth): Extension<Authenticated>,
     Path(rt): Path<String>,
+    RawQuery(raw): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let rt = resource_type(&rt)?;
+    let prefer = Prefer::of(&headers);
+    // Conditional create: `If-None-Exist: identifier=…`, or the same conditions as the POST's query.
+    let if_none_exist = match headers.get("if-none-exist") {
+        Some(v) => Some(v.to_str().map_err(|_| ApiError::bad_request("If-None-Exist must be a query string"))?),
+        None => None,
+    };
+    let conditions = match (if_none_exist, raw.as_deref().filter(|q| !q.is_empty())) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request("give the conditions once: in If-None-Exist or in the query, not both"));
+        }
+        (Some(h), None) => Some(conditions(h.strip_prefix(&format!("{}?", rt.as_str())).unwrap_or(h))?),
+        (None, Some(q)) => Some(conditions(q)?),
+        (None, None) => None,
+    };
     let resource = json_body(&headers, body)?;
-    // An appointment is checked against the practitioner's other bookings (409 on a clash).
-    let s = if rt == ResourceType::Appointment {
-        state.records.write_appointment(&auth.principal, None, resource, None).await?
-    } else {
-        state.records.create(&auth.principal, rt, resource).await?
+    let (status, s) = match conditions {
+        Some(c) => match state.records.create_conditional(&auth.principal, rt, resource, &c).await? {
+            Conditional::Created(s) => (StatusCode::CREATED, s),
+            Conditional::Existing(s) | Conditional::Updated(s) => (StatusCode::OK, s),
+        },
+        // An appointment is checked against the practitioner's other bookings (409 on a clash).
+        None if rt == ResourceType::Appointment => {
+            (StatusCode::CREATED, state.records.write_appointment(&auth.principal, None, resource, None).await?)
+        }
+        None => (StatusCode::CREATED, state.records.create(&auth.principal, rt, resource).await?),
     };
     let location = format!("{}/fhir/r4/{}/{}/_history/{}", state.base_url, rt.as_str(), s.id, s.version_id);
-    Ok(resource_response(StatusCode::CREATED, &s, Some(location)))
+    let what = if status == StatusCode::CREATED {
+        "created"
+    } else {
+        "a record matching the conditions exists: it is returned, nothing was created"
+    };
+    Ok(written(prefer, status, &s, location, what))
+}
+
+/// The conditions of a conditional create or update: search parameters only
+/// (no paging, sorting or other `_` parameters but `_id`), at least one.
+fn conditions(query: &str) -> Result<Vec<(String, String)>, ApiError> {
+    let mut out = Vec::new();
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        if k.starts_with('_') && k != "_id" {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                IssueType::NotSupported,
+                format!(
+                    "'{}' is not a condition: a conditional request takes search parameters only",
+                    k.escape_default()
+                ),
+            ));
+        }
+        out.push((k.into_owned(), v.into_owned()));
+    }
+    if out.is_empty() {
+        return Err(ApiError::bad_request("a conditional request needs at least one search parameter"));
+    }
+    Ok(out)
+}
+
+/// What a client asked for in `Prefer` (RFC 7240; unknown preferences are ignored).
+#[derive(Debug, Clone, Copy, Default)]
+struct Prefer {
+    /// `return=`: what a create or update answers with.
+    ret: Return,
+    /// `handling=lenient`: unknown or unsupported search parameters are ignored, not refused.
+    lenient: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Return {
+    Minimal,
+    #[default]
+    Representation,
+    OperationOutcome,
+}
+
+impl Prefer {
+    fn of(headers: &HeaderMap) -> Prefer {
+        let mut p = Prefer::default();
+        for v in headers.get_all("prefer").iter().filter_map(|v| v.to_str().ok()) {
+            for pref in v.split([',', ';']).map(str::trim) {
+                match pref.split_once('=').map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().trim_matches('"'))) {
+                    Some((k, "minimal")) if k == "return" => p.ret = Return::Minimal,
+                    Some((k, "representation")) if k == "return" => p.ret = Return::Representation,
+                    Some((k, "OperationOutcome")) if k == "return" => p.ret = Return::OperationOutcome,
+                    Some((k, "lenient")) if k == "handling" => p.lenient = true,
+                    Some((k, "strict")) if k == "handling" => p.lenient = false,
+                    _ => {}
+                }
+            }
+        }
+        p
+    }
+}
+
+/// The answer to a create or update, as `Prefer: return=` asks: the resource
+/// (default), nothing (`minimal`), or an OperationOutcome saying what happened.
+fn written(prefer: Prefer, status: StatusCode, s: &Stored, location: String, what: &str) -> Response {
+    let mut resp = resource_response(status, s, Some(location));
+    match prefer.ret {
+        Return::Representation => resp,
+        Return::Minimal => {
+            *resp.body_mut() = axum::body::Body::empty();
+            resp.headers_mut().remove(header::CONTENT_TYPE);
+            resp
+        }
+        Return::OperationOutcome => {
+            let outcome = json!({"resourceType": "OperationOutcome", "issue": [{
+                "severity": "information", "code": "informational", "diagnostics": what,
+            }]});
+            let headers = resp.headers().clone();
+            let mut resp = fhir_json(&outcome);
+            *resp.status_mut() = status;
+            for k in [header::ETAG, header::LAST_MODIFIED, header::LOCATION] {
+                if let Some(v) = headers.get(&k) {
+                    resp.headers_mut().insert(k, v.clone());
+                }
+            }
+            resp
+        }
+    }
 }
 
 async fn read(
@@ -147,6 +259,7 @@ async fn update(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let rt = resource_type(&rt)?;
+    let prefer = Prefer::of(&headers);
     let expected = if_match(&headers)?;
     let resource = json_body(&headers, body)?;
     let s = if rt == ResourceType::Appointment {
@@ -155,123 +268,348 @@ async fn update(
         state.records.update(&auth.principal, rt, &id, resource, expected).await?
     };
     let location = format!("{}/fhir/r4/{}/{}/_history/{}", state.base_url, rt.as_str(), s.id, s.version_id);
-    Ok(resource_response(StatusCode::OK, &s, Some(location)))
+    Ok(written(prefer, StatusCode::OK, &s, location, "updated"))
 }
 
-/// Query parameters, with the paging ones taken out.
-#[derive(Debug)]
+/// `PUT /fhir/r4/{type}?conditions`: FHIR conditional update.
+async fn conditional_update(
+    State(state): State<AppState>,
+    Extension(auth): Extension<Authenticated>,
+    Path(rt): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let rt = resource_type(&rt)?;
+    let prefer = Prefer::of(&headers);
+    let Some(query) = raw.as_deref().filter(|q| !q.is_empty()) else {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            IssueType::NotSupported,
+            "PUT needs an id (PUT {type}/{id}) or conditions (PUT {type}?identifier=...)",
+        ));
+    };
+    let c = conditions(query)?;
+    let expected = if_match(&headers)?;
+    let resource = json_body(&headers, body)?;
+    let (status, s, what) = match state.records.update_conditional(&auth.principal, rt, resource, &c, expected).await? {
+        Conditional::Created(s) => (StatusCode::CREATED, s, "no record matched the conditions: created"),
+        Conditional::Updated(s) | Conditional::Existing(s) => (StatusCode::OK, s, "updated"),
+    };
+    let location = format!("{}/fhir/r4/{}/{}/_history/{}", state.base_url, rt.as_str(), s.id, s.version_id);
+    Ok(written(prefer, status, &s, location, what))
+}
+
+/// Query parameters, with the paging and result ones taken out.
+#[derive(Debug, Default)]
 pub struct Query {
     pub params: Vec<(String, String)>,
+    /// Matches per page; 0 with `count_only`.
     pub count: i64,
     pub after: Option<String>,
+    /// The `previous` link's cursor: the page just before this match.
+    pub before: Option<String>,
+    /// `_count=0` or `_summary=count`: the total only.
+    pub count_only: bool,
+    /// `_elements`: the elements to return (besides the mandatory ones).
+    pub elements: Option<Vec<String>>,
+    /// `_sort`, as given (the handler knows what its type sorts by).
+    pub sort: Option<String>,
+    /// Result parameters kept for the Bundle's links (`_elements`, `_sort`, `_summary`).
+    pub kept: Vec<(String, String)>,
 }
 
-/// `_count`: a whole number, at most [`MAX_COUNT`]. Not 0: a count without the matches would tell whether someone is a patient
-/// here without an audit entry naming them (every match returned is audited).
+/// `_count`: a whole number, at most [`MAX_COUNT`]; 0 asks for the total only
+/// (each match counted is audited as a search hit, as if it had been returned).
 fn parse_count(v: &str) -> Result<i64, ApiError> {
     Ok(v.parse::<i64>()
         .ok()
-        .filter(|c| *c >= 1)
-        .ok_or_else(|| ApiError::bad_request("_count must be a whole number from 1 to 100"))?
+        .filter(|c| *c >= 0)
+        .ok_or_else(|| ApiError::bad_request("_count must be a whole number from 0 to 100"))?
         .min(MAX_COUNT))
 }
 
-/// A search or history query string: `_count`, `_after` and the ignored `_format`, `_pretty`,
-/// `_total` taken out, other `_` parameters but `_id` refused, the rest kept in order.
+fn unsupported(k: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        IssueType::NotSupported,
+        format!(
+            "parameter '{}' is not supported (send Prefer: handling=lenient to have unsupported parameters ignored)",
+            k.escape_default()
+        ),
+    )
+}
+
+/// A search or history query string (strict handling): `_count`, `_after`,
+/// `_before`, `_summary`, `_elements`, `_sort` taken out, the ignored
+/// `_format`, `_pretty`, `_total` dropped, other `_` parameters but `_id`
+/// refused, the rest kept in order.
 pub fn parse_query(raw: Option<&str>) -> Result<Query, ApiError> {
-    let mut q = Query { params: Vec::new(), count: DEFAULT_COUNT, after: None };
+    parse_query_with(raw, false)
+}
+
+/// [`parse_query`]; with `lenient` (`Prefer: handling=lenient`) unsupported `_` parameters are ignored.
+fn parse_query_with(raw: Option<&str>, lenient: bool) -> Result<Query, ApiError> {
+    let mut q = Query { count: DEFAULT_COUNT, ..Query::default() };
+    let cursor = |v: &str| {
+        if confidant_fhir::is_valid_id(v) {
+            Ok(Some(v.to_owned()))
+        } else {
+            Err(ApiError::bad_request("_after and _before must be a cursor from a Bundle's next or previous link"))
+        }
+    };
     for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         match k.as_ref() {
-            "_count" => q.count = parse_count(&v)?,
-            "_after" => {
-                if !confidant_fhir::is_valid_id(&v) {
-                    return Err(ApiError::bad_request("_after must be a cursor from a Bundle's next link"));
-                }
-                q.after = Some(v.into_owned());
+            "_count" => {
+                q.count = parse_count(&v)?;
+                q.count_only = q.count == 0;
             }
-            // Only JSON is served; these change nothing.
+            "_after" => q.after = cursor(&v)?,
+            "_before" => q.before = cursor(&v)?,
+            "_summary" => match v.as_ref() {
+                "count" => {
+                    q.count_only = true;
+                    q.kept.push((k.into_owned(), v.into_owned()));
+                }
+                "false" => {}
+                _ if lenient => {}
+                _ => {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        IssueType::NotSupported,
+                        "_summary supports count and false only",
+                    ));
+                }
+            },
+            "_elements" => {
+                let names: Vec<String> = v.split(',').map(|e| e.trim().to_owned()).filter(|e| !e.is_empty()).collect();
+                if names.is_empty()
+                    || names.len() > 64
+                    || names.iter().any(|n| n.len() > 64 || !n.bytes().all(|b| b.is_ascii_alphanumeric()))
+                {
+                    return Err(ApiError::bad_request("_elements must be a comma-separated list of element names"));
+                }
+                q.elements = Some(names);
+                q.kept.push((k.into_owned(), v.into_owned()));
+            }
+            "_sort" => {
+                q.sort = Some(v.clone().into_owned());
+                q.kept.push((k.into_owned(), v.into_owned()));
+            }
+            // Only JSON is served (other formats are refused with 406 before this); these change nothing.
             "_format" | "_pretty" | "_total" => {}
             "_id" => q.params.push((k.into_owned(), v.into_owned())),
             k if k.starts_with('_') => {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    IssueType::NotSupported,
-                    format!("parameter '{}' is not supported", k.escape_default()),
-                ));
+                if !lenient {
+                    return Err(unsupported(k));
+                }
             }
             _ => q.params.push((k.into_owned(), v.into_owned())),
         }
     }
+    if q.after.is_some() && q.before.is_some() {
+        return Err(ApiError::bad_request("give _after or _before, not both"));
+    }
+    if q.count_only {
+        q.count = 0;
+    }
     Ok(q)
 }
 
-fn link(base: &str, path: &str, params: &[(String, String)], count: i64, after: Option<&str>) -> String {
+/// A page link: the parameters, the kept result parameters, `_count` and the cursor.
+fn link(base: &str, path: &str, q: &Query, cursor: Option<(&str, &str)>) -> String {
     let mut ser = form_urlencoded::Serializer::new(String::new());
-    for (k, v) in params {
+    for (k, v) in q.params.iter().chain(&q.kept) {
         ser.append_pair(k, v);
     }
-    ser.append_pair("_count", &count.to_string());
-    if let Some(a) = after {
-        ser.append_pair("_after", a);
+    ser.append_pair("_count", &q.count.to_string());
+    if let Some((k, v)) = cursor {
+        ser.append_pair(k, v);
     }
     format!("{base}{path}?{}", ser.finish())
 }
 
-fn entry(base: &str, s: &Stored, search: bool) -> Value {
-    let mut e = json!({
+/// The self link's cursor: the one the request gave.
+fn own_cursor(q: &Query) -> Option<(&'static str, &str)> {
+    q.after.as_deref().map(|a| ("_after", a)).or(q.before.as_deref().map(|b| ("_before", b)))
+}
+
+fn search_entry(base: &str, s: &Stored) -> Value {
+    json!({
         "fullUrl": format!("{base}/fhir/r4/{}/{}", s.resource_type.as_str(), s.id),
         "resource": s.resource,
-    });
-    if search {
-        e["search"] = json!({"mode": "match"});
+        "search": {"mode": "match"},
+    })
+}
+
+/// A history entry: the resource version, the request that made it (bdl-3:
+/// mandatory in a history Bundle) and its response (bdl-4).
+fn history_entry(base: &str, s: &Stored) -> Value {
+    let (method, url, status) = if s.version_id == 1 {
+        ("POST", s.resource_type.as_str().to_owned(), "201 Created")
     } else {
-        e["response"] = json!({
-            "status": "200",
+        ("PUT", format!("{}/{}", s.resource_type.as_str(), s.id), "200 OK")
+    };
+    json!({
+        "fullUrl": format!("{base}/fhir/r4/{}/{}", s.resource_type.as_str(), s.id),
+        "resource": s.resource,
+        "request": {"method": method, "url": url},
+        "response": {
+            "status": status,
             "etag": format!("W/\"{}\"", s.version_id),
             "lastModified": confidant_fhir::instant(s.last_updated),
-        });
-    }
-    e
+        },
+    })
 }
 
 /// A Bundle. FHIR JSON allows no empty arrays: `entry` is left out when there is none.
-fn bundle(kind: &str, total: i64, links: Vec<Value>, entries: Vec<Value>) -> Value {
-    let mut b = json!({"resourceType": "Bundle", "type": kind, "total": total, "link": links});
+fn bundle(kind: &str, total: Option<i64>, links: Vec<Value>, entries: Vec<Value>) -> Value {
+    let mut b = json!({"resourceType": "Bundle", "type": kind, "link": links});
+    if let Some(t) = total {
+        b["total"] = json!(t);
+    }
     if !entries.is_empty() {
         b["entry"] = Value::Array(entries);
     }
     b
 }
 
+/// The elements `_elements` always keeps: those FHIR requires of the type and the modifiers.
+fn mandatory_elements(rt: ResourceType) -> &'static [&'static str] {
+    match rt {
+        ResourceType::Encounter => &["status", "class"],
+        ResourceType::DocumentReference => &["status", "content"],
+        ResourceType::Appointment => &["status", "participant"],
+        ResourceType::Schedule => &["actor"],
+        ResourceType::QuestionnaireResponse => &["status"],
+        ResourceType::Observation => &["status", "code"],
+        ResourceType::CareTeam => &["status"],
+        ResourceType::Patient | ResourceType::Practitioner => &["active"],
+    }
+}
+
+/// The code system of the `SUBSETTED` tag a summarised resource carries.
+const OBSERVATION_VALUE_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue";
+
+/// `resource` with only `elements`, the mandatory ones and the modifiers, tagged SUBSETTED.
+fn subset(rt: ResourceType, resource: &Value, elements: &[String]) -> Value {
+    let Value::Object(m) = resource else { return resource.clone() };
+    let always = ["resourceType", "id", "meta", "implicitRules", "modifierExtension"];
+    let kept: serde_json::Map<String, Value> = m
+        .iter()
+        .filter(|(k, _)| {
+            always.contains(&k.as_str())
+                || mandatory_elements(rt).contains(&k.as_str())
+                || elements.iter().any(|e| e == *k)
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut out = Value::Object(kept);
+    let tag = json!({"system": OBSERVATION_VALUE_SYSTEM, "code": "SUBSETTED"});
+    match out.get_mut("meta").and_then(|meta| meta.as_object_mut()) {
+        Some(meta) => match meta.get_mut("tag").and_then(Value::as_array_mut) {
+            Some(tags) => tags.push(tag),
+            None => {
+                meta.insert("tag".into(), json!([tag]));
+            }
+        },
+        None => out["meta"] = json!({"tag": [tag]}),
+    }
+    out
+}
+
+/// The date `_sort` of a search: `Some(true)` ascending, `Some(false)`
+/// descending, `None` unsorted. What a type sorts by: AuditEvent `date`, an
+/// Appointment search by `date` (its answer is one page).
+fn sort_order(sort: Option<&str>, sortable: bool, lenient: bool) -> Result<Option<bool>, ApiError> {
+    match sort {
+        None => Ok(None),
+        Some("date") if sortable => Ok(Some(true)),
+        Some("-date") if sortable => Ok(Some(false)),
+        Some(_) if lenient => Ok(None),
+        Some(_) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            IssueType::NotSupported,
+            "_sort supports date and -date, on AuditEvent and on an Appointment search by date; \
+             other searches are in a fixed order (send Prefer: handling=lenient to have _sort ignored)",
+        )),
+    }
+}
+
+/// Whether `name` (perhaps with a modifier) is a search parameter of `rt`.
+fn is_search_param(rt: ResourceType, name: &str) -> bool {
+    let base = name.split(':').next().unwrap_or("");
+    confidant_fhir::search_params(rt).iter().any(|p| p.name() == base)
+        || (rt == ResourceType::Appointment && base == "date")
+}
+
 async fn search(
     State(state): State<AppState>,
     Extension(auth): Extension<Authenticated>,
     Path(rt): Path<String>,
+    headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let rt = resource_type(&rt)?;
-    let q = parse_query(raw.as_deref())?;
-    let req = SearchRequest { params: q.params.clone(), count: q.count, after: q.after.clone() };
-    let page = state.records.search(&auth.principal, rt, &req).await?;
-    let path = format!("/fhir/r4/{}", rt.as_str());
-    let mut links =
-        vec![json!({"relation": "self", "url": link(&state.base_url, &path, &q.params, q.count, q.after.as_deref())})];
-    if let Some(next) = &page.next_after {
-        links.push(json!({"relation": "next", "url": link(&state.base_url, &path, &q.params, q.count, Some(next))}));
+    let prefer = Prefer::of(&headers);
+    let mut q = parse_query_with(raw.as_deref(), prefer.lenient)?;
+    if prefer.lenient {
+        // Unknown parameters are left out (and out of the self link, which shows what was used).
+        q.params.retain(|(k, _)| is_search_param(rt, k));
     }
-    let entries: Vec<Value> = page.entries.iter().map(|s| entry(&state.base_url, s, true)).collect();
-    Ok(fhir_json(&bundle("searchset", page.total, links, entries)))
+    let by_date = rt == ResourceType::Appointment && q.params.iter().any(|(k, _)| k == "date");
+    let order = sort_order(q.sort.as_deref(), by_date, prefer.lenient)?;
+    let req = SearchRequest { params: q.params.clone(), count: q.count.max(1), after: q.after.clone() };
+    let opts = SearchOptions { before: q.before.clone(), count_only: q.count_only };
+    let mut page = state.records.search_with(&auth.principal, rt, &req, &opts).await?;
+    let path = format!("/fhir/r4/{}", rt.as_str());
+    let mut links = vec![json!({"relation": "self", "url": link(&state.base_url, &path, &q, own_cursor(&q))})];
+    if let Some(next) = &page.next_after {
+        links.push(json!({"relation": "next", "url": link(&state.base_url, &path, &q, Some(("_after", next)))}));
+    }
+    if let Some(previous) = &page.previous_before {
+        links.push(
+            json!({"relation": "previous", "url": link(&state.base_url, &path, &q, Some(("_before", previous)))}),
+        );
+    }
+    if let Some(ascending) = order {
+        let start = |s: &Stored| confidant_records::span_of(&s.resource).map(|(st, _)| st);
+        page.entries.sort_by_key(start);
+        if !ascending {
+            page.entries.reverse();
+        }
+    }
+    let entries: Vec<Value> = page
+        .entries
+        .iter()
+        .map(|s| {
+            let mut e = search_entry(&state.base_url, s);
+            if let Some(elements) = &q.elements {
+                e["resource"] = subset(rt, &s.resource, elements);
+            }
+            e
+        })
+        .collect();
+    Ok(fhir_json(&bundle("searchset", Some(page.total), links, entries)))
 }
 
 async fn history(
     State(state): State<AppState>,
     Extension(auth): Extension<Authenticated>,
     Path((rt, id)): Path<(String, String)>,
+    headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let rt = resource_type(&rt)?;
-    let q = parse_query(raw.as_deref())?;
-    if !q.params.is_empty() {
+    let prefer = Prefer::of(&headers);
+    let mut q = parse_query_with(raw.as_deref(), prefer.lenient)?;
+    if prefer.lenient {
+        q.params.clear();
+        q.kept.clear();
+        q.elements = None;
+        q.sort = None;
+    }
+    if !q.params.is_empty() || q.elements.is_some() || q.sort.is_some() || q.count_only || q.before.is_some() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, IssueType::NotSupported, "history takes only _count"));
     }
     let before = match &q.after {
@@ -283,23 +621,32 @@ async fn history(
     };
     let (versions, total) = state.records.history(&auth.principal, rt, &id, before, q.count).await?;
     let path = format!("/fhir/r4/{}/{}/_history", rt.as_str(), id);
-    let mut links =
-        vec![json!({"relation": "self", "url": link(&state.base_url, &path, &[], q.count, q.after.as_deref())})];
+    let mut links = vec![json!({"relation": "self", "url": link(&state.base_url, &path, &q, own_cursor(&q))})];
     if let Some(last) = versions.last().filter(|l| l.version_id > 1 && versions.len() as i64 == q.count) {
-        links.push(json!({"relation": "next", "url": link(&state.base_url, &path, &[], q.count, Some(&last.version_id.to_string()))}));
+        links.push(json!({"relation": "next", "url": link(&state.base_url, &path, &q, Some(("_after", &last.version_id.to_string())))}));
     }
-    let entries: Vec<Value> = versions.iter().map(|s| entry(&state.base_url, s, false)).collect();
-    Ok(fhir_json(&bundle("history", total, links, entries)))
+    // Versions are numbered 1, 2, …: the previous (newer) page is the one below the version `count` above this page's first.
+    if let (Some(_), Some(first)) = (&q.after, versions.first()) {
+        let cursor = (first.version_id + 1 + q.count).to_string();
+        links.push(json!({"relation": "previous", "url": link(&state.base_url, &path, &q, Some(("_after", &cursor)))}));
+    }
+    let entries: Vec<Value> = versions.iter().map(|s| history_entry(&state.base_url, s)).collect();
+    Ok(fhir_json(&bundle("history", Some(total), links, entries)))
 }
 
-/// `GET /fhir/r4/AuditEvent`: the audit log, newest first.
+/// `GET /fhir/r4/AuditEvent`: the audit log, newest first (`_sort=date`: oldest first).
 async fn audit_search(
     State(state): State<AppState>,
     Extension(auth): Extension<Authenticated>,
+    headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    let prefer = Prefer::of(&headers);
     let mut q = AuditQuery { count: DEFAULT_COUNT, ..AuditQuery::default() };
     let mut params = Vec::new();
+    let mut kept = Vec::new();
+    let mut backwards = None;
+    let mut ascending = false;
     for (k, v) in form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes()) {
         let once = |slot: &Option<String>| {
             if slot.is_some() {
@@ -326,18 +673,35 @@ async fn audit_search(
             }
             "_count" => {
                 q.count = parse_count(&v)?;
+                if q.count == 0 {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        IssueType::NotSupported,
+                        "AuditEvent searches are not counted: _count must be from 1 to 100",
+                    ));
+                }
                 continue;
             }
-            "_after" => {
-                q.before = Some(
-                    v.parse::<i64>()
-                        .ok()
-                        .filter(|s| *s > 0)
-                        .ok_or_else(|| ApiError::bad_request("_after must be a cursor from a Bundle's next link"))?,
-                );
+            "_after" | "_before" => {
+                let seq = v
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|s| *s > 0)
+                    .ok_or_else(|| ApiError::bad_request("_after must be a cursor from a Bundle's next link"))?;
+                if q.before.is_some() {
+                    return Err(ApiError::bad_request("give _after or _before, not both"));
+                }
+                q.before = Some(seq);
+                backwards = Some(k == "_before");
+                continue;
+            }
+            "_sort" => {
+                ascending = sort_order(Some(&v), true, prefer.lenient)? == Some(true);
+                kept.push((k.into_owned(), v.into_owned()));
                 continue;
             }
             "_format" | "_pretty" => continue,
+            _ if prefer.lenient => continue,
             other => {
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
@@ -348,15 +712,30 @@ async fn audit_search(
         }
         params.push((k.into_owned(), v.into_owned()));
     }
-    let page = state.records.audit_events(&auth.principal, &q).await?;
+    // A previous page is read the other way from its cursor, then turned round.
+    let backwards = backwards == Some(true);
+    let mut page = state.records.audit_events_in_order(&auth.principal, &q, ascending ^ backwards).await?;
+    if backwards {
+        page.events.reverse();
+    }
+    let seq_of = |e: &Value| e["id"].as_str().unwrap_or("").to_owned();
+    let first = page.events.first().map(seq_of);
+    let last = page.events.last().map(seq_of);
+    let (next, previous) = if backwards {
+        (last, page.next_before.and(first))
+    } else {
+        (page.next_before.and(last), first.filter(|_| q.before.is_some()))
+    };
+    let lq = Query { params, count: q.count, kept, ..Query::default() };
     let path = "/fhir/r4/AuditEvent";
-    let before = q.before.map(|b| b.to_string());
-    let mut links =
-        vec![json!({"relation": "self", "url": link(&state.base_url, path, &params, q.count, before.as_deref())})];
-    if let Some(next) = page.next_before {
-        links.push(
-            json!({"relation": "next", "url": link(&state.base_url, path, &params, q.count, Some(&next.to_string()))}),
-        );
+    let own = q.before.map(|b| b.to_string());
+    let own = own.as_deref().map(|b| (if backwards { "_before" } else { "_after" }, b));
+    let mut links = vec![json!({"relation": "self", "url": link(&state.base_url, path, &lq, own)})];
+    if let Some(next) = &next {
+        links.push(json!({"relation": "next", "url": link(&state.base_url, path, &lq, Some(("_after", next)))}));
+    }
+    if let Some(previous) = &previous {
+        links.push(json!({"relation": "previous", "url": link(&state.base_url, path, &lq, Some(("_before", previous)))}));
     }
     let entries: Vec<Value> = page
         .events
@@ -370,11 +749,7 @@ async fn audit_search(
         })
         .collect();
     // The total is left out: counting a large log for every page is not worth it.
-    let mut b = bundle("searchset", 0, links, entries);
-    if let Value::Object(m) = &mut b {
-        m.remove("total");
-    }
-    Ok(fhir_json(&b))
+    Ok(fhir_json(&bundle("searchset", None, links, entries)))
 }
 
 /// `GET /fhir/r4/AuditEvent/{id}`.
@@ -394,7 +769,10 @@ async fn questionnaires(State(state): State<AppState>) -> Response {
         .iter()
         .map(|i| json!({"fullUrl": format!("{}/fhir/r4/Questionnaire/{}", state.base_url, i.id), "resource": i.questionnaire()}))
         .collect();
-    fhir_json(&json!({"resourceType": "Bundle", "type": "searchset", "total": entries.len(), "entry": entries}))
+    let self_link = json!({"relation": "self", "url": format!("{}/fhir/r4/Questionnaire", state.base_url)});
+    let entries: Vec<Value> =
+        entries.into_iter().map(|mut e| { e["search"] = json!({"mode": "match"}); e }).collect();
+    fhir_json(&bundle("searchset", Some(entries.len() as i64), vec![self_link], entries))
 }
 
 /// One built-in outcome measure: `phq-9`, `gad-7` or `core-10`.
@@ -402,4 +780,41 @@ async fn questionnaire(Path(id): Path<String>) -> Result<Response, ApiError> {
     confidant_records::measures::Instrument::find(&id).map(|i| fhir_json(&i.questionnaire())).ok_or_else(|| {
         ApiError::new(StatusCode::NOT_FOUND, IssueType::NotFound, "no such Questionnaire: phq-9, gad-7 or core-10")
     })
+}
+
+/// Only FHIR JSON is served: `_format` or an `Accept` header that admits no
+/// JSON (`application/fhir+xml`, `xml`, `ttl`, …) gets `406`, as an
+/// OperationOutcome (in JSON, the one format there is), before anything else.
+pub(crate) async fn formats(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let json_format = |f: &str| {
+        let f = f.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        matches!(f.as_str(), "json" | "application/json" | "application/fhir+json" | "*/*" | "application/*")
+    };
+    let format = req.uri().query().and_then(|q| {
+        form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "_format").map(|(_, v)| v.into_owned())
+    });
+    let refused = match format {
+        Some(f) => !json_format(&f) || f.trim() == "*/*" || f.trim() == "application/*",
+        None => {
+            let accept: Vec<&str> = req.headers().get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).collect();
+            // No Accept header accepts anything; otherwise one of its types must be JSON
+            // (a type given q=0 is one the client refuses).
+            !accept.is_empty()
+                && !accept.iter().flat_map(|a| a.split(',')).any(|t| {
+                    let refused = t.split(';').skip(1).any(|p| {
+                        p.trim().strip_prefix("q=").is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0))
+                    });
+                    json_format(t) && !refused
+                })
+        }
+    };
+    if refused {
+        return ApiError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            IssueType::NotSupported,
+            "this server serves FHIR JSON only (application/fhir+json): XML and other formats are not supported",
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
