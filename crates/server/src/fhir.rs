@@ -764,7 +764,20 @@ async fn audit_read(
 
 /// The built-in outcome measures as a searchset (read-only, no patient data:
 /// served from the binary, not the store, so nobody can change a validated instrument).
-async fn questionnaires(State(state): State<AppState>) -> Response {
+async fn questionnaires(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    // No search parameters: the three are always listed (strict handling refuses any).
+    let q = parse_query_with(raw.as_deref(), Prefer::of(&headers).lenient)?;
+    if let Some((k, _)) = q.params.first().filter(|_| !Prefer::of(&headers).lenient) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            IssueType::NotSupported,
+            format!("Questionnaire has no search parameter '{}'", k.escape_default()),
+        ));
+    }
     let entries: Vec<Value> = confidant_records::measures::INSTRUMENTS
         .iter()
         .map(|i| json!({"fullUrl": format!("{}/fhir/r4/Questionnaire/{}", state.base_url, i.id), "resource": i.questionnaire()}))
@@ -772,7 +785,7 @@ async fn questionnaires(State(state): State<AppState>) -> Response {
     let self_link = json!({"relation": "self", "url": format!("{}/fhir/r4/Questionnaire", state.base_url)});
     let entries: Vec<Value> =
         entries.into_iter().map(|mut e| { e["search"] = json!({"mode": "match"}); e }).collect();
-    fhir_json(&bundle("searchset", Some(entries.len() as i64), vec![self_link], entries))
+    Ok(fhir_json(&bundle("searchset", Some(entries.len() as i64), vec![self_link], entries)))
 }
 
 /// One built-in outcome measure: `phq-9`, `gad-7` or `core-10`.

@@ -8,8 +8,6 @@
 //! session, no CSRF token, hostile input; every new shape through the
 //! independent FHIR validator.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 
 use base64::Engine as _;
 use reqwest::StatusCode as S;
