@@ -275,6 +275,31 @@ async fn counts_pages_prefixes_formats_and_handling(db: Db) {
     assert_eq!(link(&back1, "next").map(|n| n.contains("_after")), Some(true));
     validate_fhir("counts_pages_prefixes_formats_and_handling", &[p1.clone(), p2.clone(), p3.clone(), back2.clone()]);
 
+    // Hostile paging and result parameters: 400, nothing echoed; a Prefer it does not know is ignored.
+    for q in [
+        "Patient?family=Sivutus&_count=-1",
+        "Patient?family=Sivutus&_count=1e3",
+        "Patient?family=Sivutus&_before=..%2F..%2Fetc",
+        "Patient?family=Sivutus&_after=a&_before=b",
+        "Patient?family=Sivutus&_elements=",
+        "Patient?family=Sivutus&_sort=%3Cscript%3E",
+    ] {
+        let (st, _, b) = send(&s, Some(&s.token), Method::GET, q, &[], None).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{q}: {b}");
+        assert!(!b.to_string().contains("<script>") && !b.to_string().contains("etc"), "{b}");
+    }
+    let (st, _, b) =
+        send(&s, Some(&s.token), Method::POST, "Patient", &[("Prefer", "return=<script>")], Some(&patient("Prefer", "Outo"))).await;
+    assert_eq!((st, b["resourceType"].as_str()), (StatusCode::CREATED, Some("Patient")));
+    // No token: 401 for every new parameter as for any search.
+    let (st, _, _) = send(&s, None, Method::GET, "Patient?family=Sivutus&_count=0", &[], None).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    // A patient counts only their own record.
+    add_user(&inst.dir, "pat1", "patient", &["--patient", &ids[0]]);
+    let own = create_token(&inst.dir, "pat1", "user/*.read");
+    let (_, _, b) = send(&s, Some(&own), Method::GET, "Patient?_count=0", &[], None).await;
+    assert_eq!(b["total"], 1, "{b}");
+
     // A malformed prefix is a 400 with an OperationOutcome, not an empty Bundle.
     for q in ["Patient?birthdate=%3E1980-01-01", "Patient?birthdate=1980-13-01", "Patient?birthdate=19800201", "Patient?birthdate=ge1980-01-01"] {
         let (st, _, b) = send(&s, Some(&s.token), Method::GET, q, &[], None).await;

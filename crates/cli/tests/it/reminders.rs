@@ -25,9 +25,12 @@ fn in_hours(h: f64) -> String {
 }
 
 fn appointment(patient_id: &str, start: &str, status: &str) -> Value {
+    // A booked appointment has an end as well as a start (FHIR invariant app-2/app-3).
+    let rfc3339 = &time::format_description::well_known::Rfc3339;
+    let end = (time::OffsetDateTime::parse(start, rfc3339).unwrap() + time::Duration::minutes(45)).format(rfc3339).unwrap();
     json!({
         "resourceType": "Appointment", "status": status,
-        "start": start,
+        "start": start, "end": end,
         "participant": [{"actor": {"reference": format!("Patient/{patient_id}")}, "status": "accepted"}]
     })
 }
