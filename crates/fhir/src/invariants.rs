@@ -59,13 +59,11 @@ fn walk_object(m: &Map<String, Value>, path: &str) -> Check {
         walk(v, &here, partnered)?;
         match key.as_str() {
             "extension" | "modifierExtension" => extensions(v, &here)?,
-            "reference" => {
-                if v.as_str().is_some_and(|r| r.starts_with('#')) {
-                    return Err(format!(
-                        "{here}: a local reference (#...) needs a contained resource, which this server does not \
-                         accept: refer to a resource stored on its own (FHIR invariant ref-1)"
-                    ));
-                }
+            "reference" if v.as_str().is_some_and(|r| r.starts_with('#')) => {
+                return Err(format!(
+                    "{here}: a local reference (#...) needs a contained resource, which this server does not \
+                     accept: refer to a resource stored on its own (FHIR invariant ref-1)"
+                ));
             }
             "telecom" => {
                 for (i, t) in v.as_array().into_iter().flatten().enumerate() {
@@ -139,7 +137,7 @@ fn extensions(v: &Value, path: &str) -> Check {
     for (i, e) in items.iter().enumerate() {
         let here = format!("{path}[{i}]");
         let Some(e) = e.as_object() else { return Err(format!("{here} must be a JSON object")) };
-        if !e.get("url").and_then(Value::as_str).is_some_and(|u| !u.trim().is_empty()) {
+        if e.get("url").and_then(Value::as_str).is_none_or(|u| u.trim().is_empty()) {
             return Err(format!("{here}.url is required: an extension says what it is by its url"));
         }
         let values = e.keys().filter(|k| k.starts_with("value")).count();
@@ -233,17 +231,94 @@ fn patient(m: &Map<String, Value>) -> Check {
 /// The elements a narrative may use: HTML 4.0's basic formatting, lists,
 /// tables, links and images (FHIR's xhtml type, invariant txt-1).
 const NARRATIVE_ELEMENTS: &[&str] = &[
-    "a", "abbr", "acronym", "address", "b", "big", "blockquote", "br", "caption", "cite", "code", "col", "colgroup",
-    "dd", "del", "dfn", "div", "dl", "dt", "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "ins", "kbd",
-    "li", "ol", "p", "pre", "q", "samp", "small", "span", "strong", "sub", "sup", "table", "tbody", "td", "tfoot",
-    "th", "thead", "tr", "tt", "u", "ul", "var",
+    "a",
+    "abbr",
+    "acronym",
+    "address",
+    "b",
+    "big",
+    "blockquote",
+    "br",
+    "caption",
+    "cite",
+    "code",
+    "col",
+    "colgroup",
+    "dd",
+    "del",
+    "dfn",
+    "div",
+    "dl",
+    "dt",
+    "em",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "hr",
+    "i",
+    "img",
+    "ins",
+    "kbd",
+    "li",
+    "ol",
+    "p",
+    "pre",
+    "q",
+    "samp",
+    "small",
+    "span",
+    "strong",
+    "sub",
+    "sup",
+    "table",
+    "tbody",
+    "td",
+    "tfoot",
+    "th",
+    "thead",
+    "tr",
+    "tt",
+    "u",
+    "ul",
+    "var",
 ];
 
 /// Attributes a narrative element may carry (no event handlers: `on…`).
 const NARRATIVE_ATTRIBUTES: &[&str] = &[
-    "xmlns", "xml:lang", "lang", "dir", "class", "id", "title", "style", "href", "name", "src", "alt", "width",
-    "height", "colspan", "rowspan", "align", "valign", "border", "cellpadding", "cellspacing", "summary", "scope",
-    "abbr", "headers", "span", "start", "type", "value", "cite", "datetime",
+    "xmlns",
+    "xml:lang",
+    "lang",
+    "dir",
+    "class",
+    "id",
+    "title",
+    "style",
+    "href",
+    "name",
+    "src",
+    "alt",
+    "width",
+    "height",
+    "colspan",
+    "rowspan",
+    "align",
+    "valign",
+    "border",
+    "cellpadding",
+    "cellspacing",
+    "summary",
+    "scope",
+    "abbr",
+    "headers",
+    "span",
+    "start",
+    "type",
+    "value",
+    "cite",
+    "datetime",
 ];
 
 fn narrative(v: &Value, path: &str) -> Check {
@@ -289,11 +364,14 @@ fn xhtml(div: &str, path: &str) -> Check {
                  accepted in a narrative",
             );
         }
-        let attrs = attributes(attrs).ok_or_else(|| format!("{path}: an attribute is malformed (FHIR invariant txt-1)"))?;
+        let attrs =
+            attributes(attrs).ok_or_else(|| format!("{path}: an attribute is malformed (FHIR invariant txt-1)"))?;
         for (k, v) in &attrs {
             let k = k.to_ascii_lowercase();
             if !NARRATIVE_ATTRIBUTES.contains(&k.as_str()) {
-                return refuse("an attribute that is not a formatting attribute (such as an on... event handler) is not accepted");
+                return refuse(
+                    "an attribute that is not a formatting attribute (such as an on... event handler) is not accepted",
+                );
             }
             let value: String = v.chars().filter(|c| !c.is_whitespace() && !c.is_control()).collect();
             let value = value.to_ascii_lowercase();
@@ -302,16 +380,18 @@ fn xhtml(div: &str, path: &str) -> Check {
             {
                 return refuse("a script or data URL is not accepted in a narrative");
             }
-            if k == "style" && ["expression", "url(", "javascript", "@import", "behavior"].iter().any(|s| value.contains(s)) {
+            if k == "style"
+                && ["expression", "url(", "javascript", "@import", "behavior"].iter().any(|s| value.contains(s))
+            {
                 return refuse("a style that loads or runs anything is not accepted in a narrative");
             }
         }
         if first {
             first = false;
-            if name != "div"
-                || !attrs.iter().any(|(k, v)| k == "xmlns" && v == "http://www.w3.org/1999/xhtml")
-            {
-                return refuse("the narrative's div must be in the XHTML namespace: <div xmlns=\"http://www.w3.org/1999/xhtml\">");
+            if name != "div" || !attrs.iter().any(|(k, v)| k == "xmlns" && v == "http://www.w3.org/1999/xhtml") {
+                return refuse(
+                    "the narrative's div must be in the XHTML namespace: <div xmlns=\"http://www.w3.org/1999/xhtml\">",
+                );
             }
         }
     }
@@ -372,7 +452,10 @@ mod tests {
             let e = refused(rt, v.clone());
             assert!(e.starts_with(path) && e.contains("ele-1"), "{v}: {e}");
         }
-        accepted(ResourceType::Patient, json!({"name": [{"given": ["A", null], "_given": [null, {"extension": [{"url": "u", "valueString": "x"}]}]}]}));
+        accepted(
+            ResourceType::Patient,
+            json!({"name": [{"given": ["A", null], "_given": [null, {"extension": [{"url": "u", "valueString": "x"}]}]}]}),
+        );
         assert!(refused(ResourceType::Patient, json!({"name": [{"given": ["A", null]}]})).contains("ele-1"));
     }
 
@@ -416,12 +499,16 @@ mod tests {
             assert!(e.starts_with("DocumentReference.text.div") && e.contains("txt-"), "{div}: {e}");
             assert!(!e.contains("alert"), "{e}");
         }
-        assert!(refused(rt, json!({"text": {"div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"}})).contains("status"));
+        assert!(
+            refused(rt, json!({"text": {"div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"}}))
+                .contains("status")
+        );
     }
 
     #[test]
     fn contact_points_attachments_references_and_periods() {
-        let e = refused(ResourceType::Patient, json!({"telecom": [{"system": "email", "value": "a@b"}, {"value": "040"}]}));
+        let e =
+            refused(ResourceType::Patient, json!({"telecom": [{"system": "email", "value": "a@b"}, {"value": "040"}]}));
         assert!(e.starts_with("Patient.telecom[1]") && e.contains("cpt-2"), "{e}");
         accepted(ResourceType::Patient, json!({"telecom": [{"system": "phone", "value": "040"}]}));
         let att = |a: Value| json!({"content": [{"attachment": a}]});

@@ -75,7 +75,9 @@ fn element_path(diagnostics: &str) -> Option<&str> {
         let name = p.split('[').next().unwrap_or("");
         !name.is_empty()
             && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-            && p[name.len()..].split_terminator(']').all(|i| i.strip_prefix('[').is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())))
+            && p[name.len()..]
+                .split_terminator(']')
+                .all(|i| i.strip_prefix('[').is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())))
     });
     (root_ok && rest_ok).then_some(token)
 }
@@ -84,9 +86,11 @@ fn element_path(diagnostics: &str) -> Option<&str> {
 mod tests {
     #[test]
     fn paths_are_named_in_expression() {
-        let o = super::operation_outcome(super::IssueType::Invalid, "Patient.telecom[1]: a contact point needs a system");
+        let o =
+            super::operation_outcome(super::IssueType::Invalid, "Patient.telecom[1]: a contact point needs a system");
         assert_eq!(o["issue"][0]["expression"][0], "Patient.telecom[1]");
-        let o = super::operation_outcome(super::IssueType::Invalid, "DocumentReference.content[0].attachment.url must be");
+        let o =
+            super::operation_outcome(super::IssueType::Invalid, "DocumentReference.content[0].attachment.url must be");
         assert_eq!(o["issue"][0]["expression"][0], "DocumentReference.content[0].attachment.url");
         for no in ["Patient: element 'x'", "request body is not valid JSON", "Patient.? x", "Patient.a[x] y", "X.y"] {
             let o = super::operation_outcome(super::IssueType::Invalid, no);

@@ -89,10 +89,13 @@ impl Records {
         };
         if let Some(pr) = practitioner {
             if !confidant_fhir::is_valid_id(pr) {
-                return Err(RecordsError::Invalid("agent must be Practitioner/{id}, a user id or urn:confidant:user|{id}".into()));
+                return Err(RecordsError::Invalid(
+                    "agent must be Practitioner/{id}, a user id or urn:confidant:user|{id}".into(),
+                ));
             }
             let users = self.store.users().await?;
-            filter.actors = users.into_iter().filter(|u| u.practitioner_id.as_deref() == Some(pr)).map(|u| u.id).collect();
+            filter.actors =
+                users.into_iter().filter(|u| u.practitioner_id.as_deref() == Some(pr)).map(|u| u.id).collect();
             if filter.actors.is_empty() {
                 // Nobody signs in as this practitioner: no entry can be theirs.
                 filter.actors.push(String::new());

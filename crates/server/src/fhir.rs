@@ -735,7 +735,9 @@ async fn audit_search(
         links.push(json!({"relation": "next", "url": link(&state.base_url, path, &lq, Some(("_after", next)))}));
     }
     if let Some(previous) = &previous {
-        links.push(json!({"relation": "previous", "url": link(&state.base_url, path, &lq, Some(("_before", previous)))}));
+        links.push(
+            json!({"relation": "previous", "url": link(&state.base_url, path, &lq, Some(("_before", previous)))}),
+        );
     }
     let entries: Vec<Value> = page
         .events
@@ -783,8 +785,13 @@ async fn questionnaires(
         .map(|i| json!({"fullUrl": format!("{}/fhir/r4/Questionnaire/{}", state.base_url, i.id), "resource": i.questionnaire()}))
         .collect();
     let self_link = json!({"relation": "self", "url": format!("{}/fhir/r4/Questionnaire", state.base_url)});
-    let entries: Vec<Value> =
-        entries.into_iter().map(|mut e| { e["search"] = json!({"mode": "match"}); e }).collect();
+    let entries: Vec<Value> = entries
+        .into_iter()
+        .map(|mut e| {
+            e["search"] = json!({"mode": "match"});
+            e
+        })
+        .collect();
     Ok(fhir_json(&bundle("searchset", Some(entries.len() as i64), vec![self_link], entries)))
 }
 
@@ -803,13 +810,15 @@ pub(crate) async fn formats(req: axum::extract::Request, next: axum::middleware:
         let f = f.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         matches!(f.as_str(), "json" | "application/json" | "application/fhir+json" | "*/*" | "application/*")
     };
-    let format = req.uri().query().and_then(|q| {
-        form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "_format").map(|(_, v)| v.into_owned())
-    });
+    let format = req
+        .uri()
+        .query()
+        .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "_format").map(|(_, v)| v.into_owned()));
     let refused = match format {
         Some(f) => !json_format(&f) || f.trim() == "*/*" || f.trim() == "application/*",
         None => {
-            let accept: Vec<&str> = req.headers().get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).collect();
+            let accept: Vec<&str> =
+                req.headers().get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).collect();
             // No Accept header accepts anything; otherwise one of its types must be JSON
             // (a type given q=0 is one the client refuses).
             !accept.is_empty()

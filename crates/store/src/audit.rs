@@ -304,8 +304,11 @@ impl Store {
         before: Option<i64>,
         limit: i64,
     ) -> Result<Vec<StoredAudit>> {
-        let (cursor, order, start) =
-            if filter.ascending { ("seq > ?", "ASC", before.unwrap_or(0)) } else { ("seq < ?", "DESC", before.unwrap_or(i64::MAX)) };
+        let (cursor, order, start) = if filter.ascending {
+            ("seq > ?", "ASC", before.unwrap_or(0))
+        } else {
+            ("seq < ?", "DESC", before.unwrap_or(i64::MAX))
+        };
         let mut sql = format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > 0 AND {cursor}");
         let mut strs: Vec<&str> = Vec::new();
         let mut ints: Vec<i64> = Vec::new();

@@ -12,7 +12,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::common::{Db, Instance, Server, add_user, create_token, e2e_ready, note, patient, row_counts, validate_fhir};
+use crate::common::{
+    Db, Instance, Server, add_user, create_token, e2e_ready, note, patient, row_counts, validate_fhir,
+};
 
 const HETU: &str = "urn:oid:1.2.246.21";
 
@@ -84,11 +86,13 @@ async fn conditional_create_and_update(db: Db) {
     let body = with_identifier("Ehdollinen", "010180-123A");
 
     // No match: created (201); the same again: the existing one (200), no duplicate.
-    let (st, h, first) = send(&s, Some(&s.token), Method::POST, "Patient", &[("If-None-Exist", &cond)], Some(&body)).await;
+    let (st, h, first) =
+        send(&s, Some(&s.token), Method::POST, "Patient", &[("If-None-Exist", &cond)], Some(&body)).await;
     assert_eq!(st, StatusCode::CREATED, "{first}");
     assert!(h.get("location").is_some());
     let pid = first["id"].as_str().unwrap().to_owned();
-    let (st, _, again) = send(&s, Some(&s.token), Method::POST, "Patient", &[("If-None-Exist", &cond)], Some(&body)).await;
+    let (st, _, again) =
+        send(&s, Some(&s.token), Method::POST, "Patient", &[("If-None-Exist", &cond)], Some(&body)).await;
     assert_eq!(st, StatusCode::OK, "{again}");
     assert_eq!(again["id"], pid.as_str());
     // The same as the query of the POST.
@@ -104,7 +108,8 @@ async fn conditional_create_and_update(db: Db) {
 
     // A clinician who may not see that patient: 412, the patient not named, nothing created; audited as refused.
     let (before_v, before_h, _) = row_counts(&inst).await;
-    let (st, _, refused) = send(&s, Some(&clin2), Method::POST, "Patient", &[("If-None-Exist", &cond)], Some(&body)).await;
+    let (st, _, refused) =
+        send(&s, Some(&clin2), Method::POST, "Patient", &[("If-None-Exist", &cond)], Some(&body)).await;
     assert_eq!(st, StatusCode::PRECONDITION_FAILED, "{refused}");
     assert!(!refused.to_string().contains(&pid), "{refused}");
     assert_eq!(diagnostics(&refused), confidant_records::CONDITION_NOT_MET);
@@ -126,7 +131,8 @@ async fn conditional_create_and_update(db: Db) {
     twin["identifier"][0]["value"] = json!("030303-333C");
     s.create(&twin).await;
     let (st, _, b) =
-        send(&s, Some(&s.token), Method::POST, "Patient", &[("If-None-Exist", "email=twins@example.fi")], Some(&twin)).await;
+        send(&s, Some(&s.token), Method::POST, "Patient", &[("If-None-Exist", "email=twins@example.fi")], Some(&twin))
+            .await;
     assert_eq!(st, StatusCode::PRECONDITION_FAILED, "{b}");
 
     // Conditional update: the one match is updated; no match creates; an id in the body must be that one's.
@@ -141,19 +147,20 @@ async fn conditional_create_and_update(db: Db) {
     assert_eq!(st, StatusCode::BAD_REQUEST, "{b}");
     let fresh = with_identifier("Uusi", "040404-444D");
     let (st, _, created) =
-        send(&s, Some(&s.token), Method::PUT, &format!("Patient?identifier={HETU}|040404-444D"), &[], Some(&fresh)).await;
+        send(&s, Some(&s.token), Method::PUT, &format!("Patient?identifier={HETU}|040404-444D"), &[], Some(&fresh))
+            .await;
     assert_eq!(st, StatusCode::CREATED, "{created}");
     let mut with_id = with_identifier("Uusi", "050505-555E");
     with_id["id"] = json!("clientchosen");
-    let (st, _, b) =
-        send(&s, Some(&s.token), Method::PUT, "Patient?identifier=050505-555E", &[], Some(&with_id)).await;
+    let (st, _, b) = send(&s, Some(&s.token), Method::PUT, "Patient?identifier=050505-555E", &[], Some(&with_id)).await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
     let (st, _, b) = send(&s, Some(&clin2), Method::PUT, &format!("Patient?{cond}"), &[], Some(&changed)).await;
     assert_eq!(st, StatusCode::PRECONDITION_FAILED, "{b}");
     assert!(!b.to_string().contains(&pid));
     // A stale If-Match on the match: 412 (the version), nothing changed.
     let (st, _, b) =
-        send(&s, Some(&s.token), Method::PUT, &format!("Patient?{cond}"), &[("If-Match", "W/\"1\"")], Some(&changed)).await;
+        send(&s, Some(&s.token), Method::PUT, &format!("Patient?{cond}"), &[("If-Match", "W/\"1\"")], Some(&changed))
+            .await;
     assert_eq!(st, StatusCode::PRECONDITION_FAILED, "{b}");
     assert!(diagnostics(&b).contains("version"), "{b}");
 
@@ -169,14 +176,37 @@ async fn conditional_create_and_update(db: Db) {
     .await;
     assert_eq!((st, b), (StatusCode::OK, Value::Null));
     assert!(h.get("etag").is_some() && h.get("location").is_some());
-    let (st, _, b) = send(&s, Some(&s.token), Method::POST, "Patient", &[("Prefer", "return=OperationOutcome")], Some(&patient("Tulos", "Olio"))).await;
+    let (st, _, b) = send(
+        &s,
+        Some(&s.token),
+        Method::POST,
+        "Patient",
+        &[("Prefer", "return=OperationOutcome")],
+        Some(&patient("Tulos", "Olio")),
+    )
+    .await;
     assert_eq!(st, StatusCode::CREATED);
-    assert_eq!((b["resourceType"].as_str(), b["issue"][0]["severity"].as_str()), (Some("OperationOutcome"), Some("information")));
-    let (st, _, b) = send(&s, Some(&s.token), Method::PUT, &format!("Patient?{cond}"), &[("Prefer", "return=representation")], Some(&changed)).await;
+    assert_eq!(
+        (b["resourceType"].as_str(), b["issue"][0]["severity"].as_str()),
+        (Some("OperationOutcome"), Some("information"))
+    );
+    let (st, _, b) = send(
+        &s,
+        Some(&s.token),
+        Method::PUT,
+        &format!("Patient?{cond}"),
+        &[("Prefer", "return=representation")],
+        Some(&changed),
+    )
+    .await;
     assert_eq!((st, b["resourceType"].as_str()), (StatusCode::OK, Some("Patient")));
 
     // Wrong role, no token: refused before anything is matched.
-    for (token, expected) in [(Some(own.as_str()), StatusCode::FORBIDDEN), (Some(auditor.as_str()), StatusCode::FORBIDDEN), (None, StatusCode::UNAUTHORIZED)] {
+    for (token, expected) in [
+        (Some(own.as_str()), StatusCode::FORBIDDEN),
+        (Some(auditor.as_str()), StatusCode::FORBIDDEN),
+        (None, StatusCode::UNAUTHORIZED),
+    ] {
         let (st, _, b) = send(&s, token, Method::POST, "Patient", &[("If-None-Exist", &cond)], Some(&body)).await;
         assert_eq!(st, expected, "{b}");
         assert!(!b.to_string().contains(&pid));
@@ -201,7 +231,8 @@ async fn conditional_create_and_update(db: Db) {
         assert!(!b.to_string().contains("<script>"), "{b}");
     }
     let (st, _, _) =
-        send(&s, Some(&s.token), Method::POST, &format!("Patient?{cond}"), &[("If-None-Exist", &cond)], Some(&body)).await;
+        send(&s, Some(&s.token), Method::POST, &format!("Patient?{cond}"), &[("If-None-Exist", &cond)], Some(&body))
+            .await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "conditions given twice");
     let (st, _, _) = send(&s, Some(&s.token), Method::PUT, "Patient", &[], Some(&changed)).await;
     assert_eq!(st, StatusCode::METHOD_NOT_ALLOWED, "PUT without id or conditions");
@@ -217,7 +248,15 @@ async fn conditional_create_and_update(db: Db) {
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     // An invalid body with valid conditions: the body's error, nothing created.
-    let (st, _, b) = send(&s, Some(&s.token), Method::POST, "Patient", &[("If-None-Exist", "identifier=zzz")], Some(&json!({"resourceType": "Patient", "name": [{}]}))).await;
+    let (st, _, b) = send(
+        &s,
+        Some(&s.token),
+        Method::POST,
+        "Patient",
+        &[("If-None-Exist", "identifier=zzz")],
+        Some(&json!({"resourceType": "Patient", "name": [{}]})),
+    )
+    .await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{b}");
     assert_eq!(row_counts(&inst).await.0, v0);
     assert_eq!(row_counts(&inst).await.1, h0);
@@ -257,7 +296,12 @@ async fn counts_pages_prefixes_formats_and_handling(db: Db) {
         b["entry"].as_array().unwrap().iter().map(|e| e["resource"]["id"].as_str().unwrap().to_owned()).collect()
     };
     let link = |b: &Value, rel: &str| -> Option<String> {
-        b["link"].as_array().unwrap().iter().find(|l| l["relation"] == rel).map(|l| l["url"].as_str().unwrap().to_owned())
+        b["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == rel)
+            .map(|l| l["url"].as_str().unwrap().to_owned())
     };
     let (_, _, p1) = send(&s, Some(&s.token), Method::GET, "Patient?family=Sivutus&_count=2", &[], None).await;
     assert_eq!(page_ids(&p1), ids[..2]);
@@ -288,8 +332,15 @@ async fn counts_pages_prefixes_formats_and_handling(db: Db) {
         assert_eq!(st, StatusCode::BAD_REQUEST, "{q}: {b}");
         assert!(!b.to_string().contains("<script>") && !b.to_string().contains("etc"), "{b}");
     }
-    let (st, _, b) =
-        send(&s, Some(&s.token), Method::POST, "Patient", &[("Prefer", "return=<script>")], Some(&patient("Prefer", "Outo"))).await;
+    let (st, _, b) = send(
+        &s,
+        Some(&s.token),
+        Method::POST,
+        "Patient",
+        &[("Prefer", "return=<script>")],
+        Some(&patient("Prefer", "Outo")),
+    )
+    .await;
     assert_eq!((st, b["resourceType"].as_str()), (StatusCode::CREATED, Some("Patient")));
     // No token: 401 for every new parameter as for any search.
     let (st, _, _) = send(&s, None, Method::GET, "Patient?family=Sivutus&_count=0", &[], None).await;
@@ -301,12 +352,18 @@ async fn counts_pages_prefixes_formats_and_handling(db: Db) {
     assert_eq!(b["total"], 1, "{b}");
 
     // A malformed prefix is a 400 with an OperationOutcome, not an empty Bundle.
-    for q in ["Patient?birthdate=%3E1980-01-01", "Patient?birthdate=1980-13-01", "Patient?birthdate=19800201", "Patient?birthdate=ge1980-01-01"] {
+    for q in [
+        "Patient?birthdate=%3E1980-01-01",
+        "Patient?birthdate=1980-13-01",
+        "Patient?birthdate=19800201",
+        "Patient?birthdate=ge1980-01-01",
+    ] {
         let (st, _, b) = send(&s, Some(&s.token), Method::GET, q, &[], None).await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{q}: {b}");
         diagnostics(&b);
     }
-    let (st, _, b) = send(&s, Some(&s.token), Method::GET, "Patient?birthdate=eq1980-02-01&family=Sivutus", &[], None).await;
+    let (st, _, b) =
+        send(&s, Some(&s.token), Method::GET, "Patient?birthdate=eq1980-02-01&family=Sivutus", &[], None).await;
     assert_eq!((st, b["total"].as_i64()), (StatusCode::OK, Some(5)));
 
     // JSON only: 406 for XML and other formats (the metadata too), before authentication.
@@ -336,7 +393,12 @@ async fn counts_pages_prefixes_formats_and_handling(db: Db) {
     }
 
     // Strict handling (the default) refuses unknown parameters; lenient ignores them.
-    for q in ["Patient?family=Sivutus&nosuch=1", "Patient?family=Sivutus&_summary=true", "Patient?family=Sivutus&_sort=birthdate", "Patient?family=Sivutus&_include=Patient:x"] {
+    for q in [
+        "Patient?family=Sivutus&nosuch=1",
+        "Patient?family=Sivutus&_summary=true",
+        "Patient?family=Sivutus&_sort=birthdate",
+        "Patient?family=Sivutus&_include=Patient:x",
+    ] {
         let (st, _, b) = send(&s, Some(&s.token), Method::GET, q, &[("Prefer", "handling=strict")], None).await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{q}: {b}");
         let (st, _, b) = send(&s, Some(&s.token), Method::GET, q, &[], None).await;
@@ -368,7 +430,12 @@ async fn counts_pages_prefixes_formats_and_handling(db: Db) {
             .await;
     }
     let starts = |b: &Value| -> Vec<String> {
-        b["entry"].as_array().unwrap().iter().map(|e| e["resource"]["start"].as_str().unwrap()[11..13].to_owned()).collect()
+        b["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["resource"]["start"].as_str().unwrap()[11..13].to_owned())
+            .collect()
     };
     let by_date = format!("Appointment?practitioner=Practitioner/{pr}&date=ge2027-03-01&date=lt2027-03-02");
     let (_, _, up) = send(&s, Some(&s.token), Method::GET, &format!("{by_date}&_sort=date"), &[], None).await;
@@ -409,10 +476,20 @@ async fn history_bundles_are_conformant() {
         assert_eq!(e["response"]["etag"], format!("W/\"{v}\""));
     }
     let link = |b: &Value, rel: &str| {
-        b["link"].as_array().unwrap().iter().find(|l| l["relation"] == rel).map(|l| l["url"].as_str().unwrap().to_owned())
+        b["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == rel)
+            .map(|l| l["url"].as_str().unwrap().to_owned())
     };
     let versions = |b: &Value| -> Vec<String> {
-        b["entry"].as_array().unwrap().iter().map(|e| e["resource"]["meta"]["versionId"].as_str().unwrap().to_owned()).collect()
+        b["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["resource"]["meta"]["versionId"].as_str().unwrap().to_owned())
+            .collect()
     };
     let (_, h1) = s.get_json(&format!("DocumentReference/{nid}/_history?_count=2")).await;
     assert_eq!(versions(&h1), ["5", "4"]);
@@ -452,14 +529,30 @@ async fn element_invariants_are_refused_on_write() {
         (with(&enc, "identifier", json!([])), "Encounter.identifier", "ele-1"),
         (with(&n, "description", json!("")), "DocumentReference.description", "ele-1"),
         (with(&enc, "extension", json!([{"valueString": "x"}])), "Encounter.extension[0].url", "url"),
-        (with(&enc, "extension", json!([{"url": "urn:x", "valueString": "x", "extension": [{"url": "urn:y", "valueCode": "c"}]}])), "Encounter.extension[0]", "ext-1"),
+        (
+            with(
+                &enc,
+                "extension",
+                json!([{"url": "urn:x", "valueString": "x", "extension": [{"url": "urn:y", "valueCode": "c"}]}]),
+            ),
+            "Encounter.extension[0]",
+            "ext-1",
+        ),
         (appt.clone(), "Appointment.start", "app-3"),
         (with(&n, "text", xhtml("<script>alert(1)</script>")), "DocumentReference.text.div", "txt-1"),
         (with(&enc, "text", xhtml("<p onmouseover=\"alert(1)\">x</p>")), "Encounter.text.div", "txt-1"),
         (with(&n, "text", xhtml("<a href=\"javascript:alert(1)\">x</a>")), "DocumentReference.text.div", "txt-1"),
         (with(&patient("X", "Y"), "telecom", json!([{"value": "040 123"}])), "Patient.telecom[0]", "cpt-2"),
-        (with(&n, "content", json!([{"attachment": {"contentType": "application/pdf", "url": "notes/1.pdf"}}])), "DocumentReference.content[0].attachment.url", "scheme"),
-        (with(&n, "content", json!([{"attachment": {"data": "aGk="}}])), "DocumentReference.content[0].attachment", "att-1"),
+        (
+            with(&n, "content", json!([{"attachment": {"contentType": "application/pdf", "url": "notes/1.pdf"}}])),
+            "DocumentReference.content[0].attachment.url",
+            "scheme",
+        ),
+        (
+            with(&n, "content", json!([{"attachment": {"data": "aGk="}}])),
+            "DocumentReference.content[0].attachment",
+            "att-1",
+        ),
         (with(&enc, "period", json!({"start": "2026-02-01", "end": "2026-01-01"})), "Encounter.period", "per-1"),
         (with(&patient("X", "Y"), "contact", json!([{"gender": "female"}])), "Patient.contact[0]", "pat-1"),
     ];
@@ -483,7 +576,12 @@ async fn element_invariants_are_refused_on_write() {
     assert_eq!(row_counts(&inst).await, before, "nothing stored");
     // What is valid still is: a narrative of basic formatting, an absolute attachment URL.
     s.create(&with(&enc, "text", xhtml("<p>Session <b>one</b></p>"))).await;
-    s.create(&with(&n, "content", json!([{"attachment": {"contentType": "application/pdf", "url": "https://docs.example.fi/1.pdf"}}]))).await;
+    s.create(&with(
+        &n,
+        "content",
+        json!([{"attachment": {"contentType": "application/pdf", "url": "https://docs.example.fi/1.pdf"}}]),
+    ))
+    .await;
 }
 
 /// AuditEvent by `agent` and `action` as the events carry them, oldest
@@ -516,7 +614,11 @@ async fn audit_events_by_agent_and_action() {
     }
     let reads = audit_events(&s, &auditor, &format!("action=R&agent=Practitioner/{pr}&patient={pid}")).await;
     assert_eq!(reads.len(), 3, "{reads:?}");
-    assert_eq!(audit_events(&s, &auditor, &format!("action=C&patient={pid}")).await.len(), 2, "the patient and their care team");
+    assert_eq!(
+        audit_events(&s, &auditor, &format!("action=C&patient={pid}")).await.len(),
+        2,
+        "the patient and their care team"
+    );
     for bad in ["action=X", "action=read%20OR%201=1", "agent=Practitioner/..%2Fx", "agent=Virtanen%20Aino"] {
         let (st, _, b) = send(&s, Some(&auditor), Method::GET, &format!("AuditEvent?{bad}"), &[], None).await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{bad}: {b}");
@@ -526,7 +628,12 @@ async fn audit_events_by_agent_and_action() {
         b["entry"].as_array().unwrap().iter().map(|e| e["resource"]["id"].as_str().unwrap().parse().unwrap()).collect()
     };
     let link = |b: &Value, rel: &str| {
-        b["link"].as_array().unwrap().iter().find(|l| l["relation"] == rel).map(|l| l["url"].as_str().unwrap().to_owned())
+        b["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == rel)
+            .map(|l| l["url"].as_str().unwrap().to_owned())
     };
     let (_, _, asc) = send(&s, Some(&auditor), Method::GET, "AuditEvent?_sort=date&_count=3", &[], None).await;
     assert_eq!(seqs(&asc), [1, 2, 3], "{asc}");
@@ -544,7 +651,8 @@ async fn audit_events_by_agent_and_action() {
     // A patient asking for another agent's entries sees only their own record's.
     add_user(&inst.dir, "pat1", "patient", &["--patient", &pid]);
     let own = create_token(&inst.dir, "pat1", "user/*.read");
-    let (_, _, mine) = send(&s, Some(&own), Method::GET, &format!("AuditEvent?agent=Practitioner/{pr}&action=R"), &[], None).await;
+    let (_, _, mine) =
+        send(&s, Some(&own), Method::GET, &format!("AuditEvent?agent=Practitioner/{pr}&action=R"), &[], None).await;
     for e in mine["entry"].as_array().unwrap() {
         assert!(e["resource"]["entity"].to_string().contains(&pid), "{e}");
     }
@@ -568,12 +676,15 @@ async fn capability_statement_matches_the_router() {
     let own_pr = own_pr.unwrap();
     // Conditional create as flagged (before the update below empties the patient).
     let (st, _, b) =
-        send(&s, Some(&s.token), Method::POST, "Patient", &[("If-None-Exist", "identifier=060606-666F")], Some(&p)).await;
+        send(&s, Some(&s.token), Method::POST, "Patient", &[("If-None-Exist", "identifier=060606-666F")], Some(&p))
+            .await;
     assert_eq!(st, StatusCode::OK, "{b}");
-    let all = ["read", "vread", "update", "create", "search-type", "history-instance", "delete", "patch", "history-type"];
+    let all =
+        ["read", "vread", "update", "create", "search-type", "history-instance", "delete", "patch", "history-type"];
     for r in cs["rest"][0]["resource"].as_array().unwrap() {
         let ty = r["type"].as_str().unwrap();
-        let listed: Vec<&str> = r["interaction"].as_array().unwrap().iter().map(|i| i["code"].as_str().unwrap()).collect();
+        let listed: Vec<&str> =
+            r["interaction"].as_array().unwrap().iter().map(|i| i["code"].as_str().unwrap()).collect();
         for i in all {
             let id = if ty == "Patient" { pid.clone() } else { "nosuchid".to_owned() };
             let (method, path, body) = match i {
@@ -609,7 +720,9 @@ async fn capability_statement_matches_the_router() {
             let value = match (ty, name, sp["type"].as_str().unwrap()) {
                 ("AuditEvent", "action", _) => "R".to_owned(),
                 ("AuditEvent", "date", _) => "ge2020-01-01".to_owned(),
-                ("Appointment", "date", _) => format!("ge2026-01-01&date=lt2026-01-02&practitioner=Practitioner/{own_pr}"),
+                ("Appointment", "date", _) => {
+                    format!("ge2026-01-01&date=lt2026-01-02&practitioner=Practitioner/{own_pr}")
+                }
                 (_, _, "date") => "1980-02-01".to_owned(),
                 (_, "name" | "family" | "given", _) => "Kyky".to_owned(),
                 _ => pid.clone(),
@@ -630,7 +743,11 @@ async fn capability_statement_matches_the_router() {
         // Conditional create and update, as flagged.
         let conditional = r["conditionalCreate"].as_bool().unwrap_or(false);
         assert_eq!(r["conditionalUpdate"].as_bool().unwrap_or(false), conditional, "{ty}");
-        assert_eq!(conditional, ty != "QuestionnaireResponse" && ty != "Observation" && r.get("conditionalCreate").is_some(), "{ty}");
+        assert_eq!(
+            conditional,
+            ty != "QuestionnaireResponse" && ty != "Observation" && r.get("conditionalCreate").is_some(),
+            "{ty}"
+        );
     }
     // A type not listed is not served.
     let (st, _, b) = send(&s, Some(&s.token), Method::GET, "Condition", &[], None).await;
@@ -672,7 +789,8 @@ async fn a_real_fhir_client_library() {
     let pages = report["pages"].as_array().unwrap();
     assert_eq!((pages[0].as_array().unwrap().len(), pages[1].as_array().unwrap().len()), (2, 1), "{report}");
     assert_eq!(pages[2], pages[0], "back through previous: {report}");
-    let mut seen: Vec<&str> = pages[..2].iter().flat_map(|p| p.as_array().unwrap()).map(|g| g.as_str().unwrap()).collect();
+    let mut seen: Vec<&str> =
+        pages[..2].iter().flat_map(|p| p.as_array().unwrap()).map(|g| g.as_str().unwrap()).collect();
     seen.sort();
     assert_eq!(seen, ["Aa", "Bb", "Cc"]);
     assert_eq!(report["againStatus"], 200);

@@ -8,7 +8,6 @@
 //! session, no CSRF token, hostile input; every new shape through the
 //! independent FHIR validator.
 
-
 use base64::Engine as _;
 use reqwest::StatusCode as S;
 use serde_json::{Value, json};

@@ -27,7 +27,8 @@ fn in_hours(h: f64) -> String {
 fn appointment(patient_id: &str, start: &str, status: &str) -> Value {
     // A booked appointment has an end as well as a start (FHIR invariant app-2/app-3).
     let rfc3339 = &time::format_description::well_known::Rfc3339;
-    let end = (time::OffsetDateTime::parse(start, rfc3339).unwrap() + time::Duration::minutes(45)).format(rfc3339).unwrap();
+    let end =
+        (time::OffsetDateTime::parse(start, rfc3339).unwrap() + time::Duration::minutes(45)).format(rfc3339).unwrap();
     json!({
         "resourceType": "Appointment", "status": status,
         "start": start, "end": end,

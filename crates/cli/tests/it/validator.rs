@@ -72,6 +72,7 @@ async fn responses_are_valid_fhir_r4() {
         "Patient?identifier=131052-308T&_elements=birthDate,name".to_owned(),
         "Patient?birthdate=%3E1980-01-01".to_owned(),
         "Patient?identifier=131052-308T&_format=xml".to_owned(),
+        "Questionnaire".to_owned(),
     ] {
         let (_, v) = s.get_json(&path).await;
         docs.push(v);

@@ -83,7 +83,10 @@ async fn audit_search(db: &Db) {
         actions: actions.iter().map(|a| (*a).to_owned()).collect(),
         ..AuditFilter::default()
     };
-    assert_eq!(seqs(any(&["u1"], &["read", "create"]), None, 10).await, seqs(f(None, Some("u1"), Some("read")), None, 10).await);
+    assert_eq!(
+        seqs(any(&["u1"], &["read", "create"]), None, 10).await,
+        seqs(f(None, Some("u1"), Some("read")), None, 10).await
+    );
     assert_eq!(seqs(any(&["nobody", "u1"], &[]), None, 10).await, vec![5, 4, 3, 1]);
     assert_eq!(seqs(any(&[], &["nothing-like-this"]), None, 10).await, Vec::<i64>::new());
     let ascending = AuditFilter { ascending: true, ..AuditFilter::default() };
