@@ -360,10 +360,7 @@ fn parse_query_with(raw: Option<&str>, lenient: bool) -> Result<Query, ApiError>
     };
     for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         match k.as_ref() {
-            "_count" => {
-                q.count = parse_count(&v)?;
-                q.count_only = q.count == 0;
-            }
+            "_count" => q.count = parse_count(&v)?,
             "_after" => q.after = cursor(&v)?,
             "_before" => q.before = cursor(&v)?,
             "_summary" => match v.as_ref() {
@@ -410,6 +407,8 @@ fn parse_query_with(raw: Option<&str>, lenient: bool) -> Result<Query, ApiError>
     if q.after.is_some() && q.before.is_some() {
         return Err(ApiError::bad_request("give _after or _before, not both"));
     }
+    // `_count=0` or `_summary=count`, in either order: the total only.
+    q.count_only |= q.count == 0;
     if q.count_only {
         q.count = 0;
     }
@@ -839,4 +838,44 @@ pub(crate) async fn formats(req: axum::extract::Request, next: axum::middleware:
         .into_response();
     }
     next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Prefer, Return, parse_query, parse_query_with};
+
+    #[test]
+    fn counts_cursors_and_result_parameters() {
+        for raw in ["_count=0", "_summary=count", "_summary=count&_count=5", "_count=5&_summary=count"] {
+            let q = parse_query(Some(raw)).unwrap();
+            assert!(q.count_only && q.count == 0, "{raw}");
+        }
+        let q = parse_query(Some("family=x&_count=500&_before=abc&_elements=name,birthDate&_sort=-date")).unwrap();
+        assert_eq!((q.count, q.before.as_deref(), q.sort.as_deref()), (100, Some("abc"), Some("-date")));
+        assert_eq!(q.elements.unwrap(), ["name", "birthDate"]);
+        assert_eq!(q.params, [("family".to_owned(), "x".to_owned())]);
+        for bad in ["_count=-1", "_after=a&_before=b", "_before=../x", "_elements=a.b", "_summary=true", "_include=x"] {
+            assert!(parse_query(Some(bad)).is_err(), "{bad}");
+        }
+        // Lenient: unsupported `_` parameters are dropped; malformed known ones still refused.
+        assert!(parse_query_with(Some("_include=x&_summary=text&family=y"), true).unwrap().params.len() == 1);
+        assert!(parse_query_with(Some("_count=x"), true).is_err());
+    }
+
+    #[test]
+    fn prefer_headers() {
+        let of = |v: &[&str]| {
+            let mut h = axum::http::HeaderMap::new();
+            for v in v {
+                h.append("prefer", v.parse().unwrap());
+            }
+            Prefer::of(&h)
+        };
+        assert_eq!(of(&[]).ret, Return::Representation);
+        assert_eq!(of(&["return=minimal"]).ret, Return::Minimal);
+        assert_eq!(of(&["return=OperationOutcome; handling=lenient"]).ret, Return::OperationOutcome);
+        assert!(of(&["return=minimal", "handling=lenient"]).lenient);
+        assert!(!of(&["handling=lenient, handling=strict"]).lenient);
+        assert_eq!(of(&["return=<script>"]).ret, Return::Representation);
+    }
 }
