@@ -1,5 +1,6 @@
 //! A FHIR search query string as the API reads it (`/fhir/r4/{type}?…`):
-//! `parse_search_query` takes out `_count` and `_after` and refuses unknown
+//! `parse_search_query` takes out `_count`, `_after`, `_before`, `_summary`,
+//! `_elements` and `_sort` and refuses unknown
 //! `_` parameters; `date_range` reads an AuditEvent `date` value. Neither may
 //! panic; what they accept keeps their promises.
 #![no_main]
@@ -10,8 +11,15 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let Ok(raw) = std::str::from_utf8(data) else { return };
     if let Ok(q) = parse_search_query(Some(raw)) {
-        assert!((1..=100).contains(&q.count), "_count out of bounds");
+        assert!((0..=100).contains(&q.count), "_count out of bounds");
+        assert_eq!(q.count == 0, q.count_only, "a count of 0 is count-only, and only that");
         assert!(q.after.as_deref().is_none_or(is_valid_id), "_after is not an id");
+        assert!(q.before.as_deref().is_none_or(is_valid_id), "_before is not an id");
+        assert!(q.after.is_none() || q.before.is_none(), "both cursors kept");
+        assert!(
+            q.elements.iter().flatten().all(|e| !e.is_empty() && e.bytes().all(|b| b.is_ascii_alphanumeric())),
+            "an _elements name that is not an element name"
+        );
         assert!(q.params.iter().all(|(k, _)| k == "_id" || !k.starts_with('_')), "a control parameter kept");
         // Each value as a date search value (AuditEvent `date`).
         for (_, v) in &q.params {

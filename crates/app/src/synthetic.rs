@@ -95,13 +95,15 @@ pub fn synthetic_patient(n: usize) -> Result<(Value, Vec<(ResourceType, Value)>)
     let sessions = 2 + pick(3)?;
     for s in 0..sessions {
         let day = format!("2026-{:02}-{:02}", 1 + (s * 2 + pick(2)?) % 11, 1 + pick(28)?);
+        // One hour for start and end: a session ends 50 minutes after it starts (FHIR per-1).
+        let hour = 8 + pick(8)?;
         related.push((
             ResourceType::Encounter,
             json!({
                 "resourceType": "Encounter", "status": "finished",
                 "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB", "display": "ambulatory"},
                 "type": [{"text": "Psychotherapy session"}],
-                "period": {"start": format!("{day}T{:02}:00:00Z", 8 + pick(8)?), "end": format!("{day}T{:02}:50:00Z", 8 + pick(8)?)}
+                "period": {"start": format!("{day}T{hour:02}:00:00Z"), "end": format!("{day}T{hour:02}:50:00Z")}
             }),
         ));
         related.push((

@@ -25,6 +25,11 @@ pub fn capability_statement(base: &str, software_version: &str, date: &str) -> V
                     }
                 })
                 .collect();
+            let mut params = params;
+            if *rt == ResourceType::Appointment {
+                params.push(json!({"name": "date", "type": "date",
+                    "documentation": "With practitioner: the practitioner's appointments in a range, e.g. date=ge2027-03-01&date=lt2027-03-08 (one page; _sort=date or -date)"}));
+            }
             // The outcome measures' answers and scores are written by the server's
             // measures flow (answers checked, scores computed), never by a client.
             let interaction = if rt.written_by_server() {
@@ -35,14 +40,17 @@ pub fn capability_statement(base: &str, software_version: &str, date: &str) -> V
                     {"code": "history-instance"}, {"code": "create"}, {"code": "search-type"}
                 ])
             };
+            // Conditional create and update match on the exact (blind-indexed) parameters.
+            let conditional = !rt.written_by_server();
             json!({
                 "type": rt.as_str(),
                 "interaction": interaction,
                 "versioning": "versioned",
                 "readHistory": true,
                 "updateCreate": false,
-                "conditionalCreate": false,
-                "conditionalUpdate": false,
+                "conditionalCreate": conditional,
+                "conditionalUpdate": conditional,
+                "conditionalRead": "not-supported",
                 "conditionalDelete": "not-supported",
                 "searchParam": params,
             })
@@ -61,9 +69,9 @@ pub fn capability_statement(base: &str, software_version: &str, date: &str) -> V
         "interaction": [{"code": "read"}, {"code": "search-type"}],
         "searchParam": [
             {"name": "patient", "type": "reference", "documentation": "Entries about this patient: Patient/{id} or {id}"},
-            {"name": "agent", "type": "reference", "documentation": "Entries by this user (user id)"},
-            {"name": "action", "type": "token", "documentation": "An action code of urn:confidant:audit-action, e.g. read, search-hit, create, update, break-glass, login-failed"},
-            {"name": "date", "type": "date", "documentation": "When: a day or instant, with eq, ge, gt, le or lt; repeat for a range"},
+            {"name": "agent", "type": "reference", "documentation": "Entries by this user: Practitioner/{id} (a clinician), the user id, or urn:confidant:user|{id}"},
+            {"name": "action", "type": "token", "documentation": "The event's action (C, R, U, D, E), or an action code of urn:confidant:audit-action, e.g. read, search-hit, create, update, break-glass, login-failed"},
+            {"name": "date", "type": "date", "documentation": "When: a day or instant, with eq, ge, gt, le or lt; repeat for a range. Newest first; _sort=date for oldest first"},
         ],
     }));
     json!({
@@ -75,10 +83,10 @@ pub fn capability_statement(base: &str, software_version: &str, date: &str) -> V
         "software": {"name": "Confidant", "version": software_version},
         "implementation": {"description": "Confidant clinical records server", "url": base},
         "fhirVersion": "4.0.1",
-        "format": ["application/fhir+json", "json"],
+        "format": ["json", "application/fhir+json"],
         "rest": [{
             "mode": "server",
-            "documentation": "Every resource is encrypted at rest with a per-patient key. Search is exact-match only, through blind indexes. Page with _count (at most 100); follow the Bundle's next link.",
+            "documentation": "Every resource is encrypted at rest with a per-patient key. Search is exact-match only, through blind indexes. Page with _count (at most 100; 0 for the total only); follow the Bundle's next and previous links. Also: _summary=count, _elements, _sort (date, where listed). Unknown parameters are refused (400) unless Prefer: handling=lenient. Creates and updates honour Prefer: return=minimal|representation|OperationOutcome. Conditional create (If-None-Exist) and update (PUT type?params) match on the exact parameters; several matches, or one outside the caller's care, give 412. JSON only: other formats get 406.",
             "security": {
                 "cors": false,
                 "description": "Bearer token in the Authorization header (confidant token create)."

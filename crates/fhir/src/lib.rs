@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod capability;
+mod invariants;
 mod outcome;
 mod query;
 mod resource;
@@ -18,7 +19,9 @@ mod shape;
 
 pub use capability::capability_statement;
 pub use outcome::{IssueType, operation_outcome};
-pub use query::{DEFAULT_COUNT, MAX_COUNT, QueryError, SearchQuery, parse_count, parse_search_query};
+pub use query::{
+    DEFAULT_COUNT, MAX_COUNT, QueryError, SearchQuery, parse_count, parse_search_query, parse_search_query_with,
+};
 pub use resource::{
     ACT_CODE_SYSTEM, Membership, PSYCHOTHERAPY_NOTE, RELEASED_TO_CARE_TEAM, ResourceType, SHARED_WITH_PATIENT,
     SHARING_SYSTEM, Validated, is_psychotherapy_note, is_valid_id, time_range, validate,

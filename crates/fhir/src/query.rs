@@ -1,59 +1,126 @@
-//! A search or history query string as the FHIR API reads it: the paging
-//! parameters (`_count`, `_after`) taken out, the ignored ones dropped, other
-//! control parameters refused. Here, not in the server, so that its fuzz
-//! target builds without the server's dependencies.
+//! A search or history query string as the FHIR API reads it: the paging and
+//! result parameters (`_count`, `_after`, `_before`, `_summary`, `_elements`,
+//! `_sort`) taken out, the ignored ones dropped, other control parameters
+//! refused (or, with lenient handling, ignored). Here, not in the server, so
+//! that its fuzz target builds without the server's dependencies.
 
 /// Matches per page when `_count` is not given.
 pub const DEFAULT_COUNT: i64 = 20;
 /// The most matches per page.
 pub const MAX_COUNT: i64 = 100;
 
-/// Query parameters, with the paging ones taken out.
-#[derive(Debug)]
-pub struct SearchQuery {
-    pub params: Vec<(String, String)>,
-    pub count: i64,
-    pub after: Option<String>,
-}
-
 /// Why a query string is refused (the text is what the client is told).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum QueryError {
-    #[error("_count must be a whole number from 1 to 100")]
+    #[error("_count must be a whole number from 0 to 100")]
     Count,
-    #[error("_after must be a cursor from a Bundle's next link")]
-    After,
-    /// A control parameter this server does not support (named, escaped).
-    #[error("parameter '{0}' is not supported")]
+    #[error("_after and _before must be a cursor from a Bundle's next or previous link")]
+    Cursor,
+    #[error("give _after or _before, not both")]
+    BothCursors,
+    #[error("_elements must be a comma-separated list of element names")]
+    Elements,
+    /// A control parameter or value this server does not support (named, escaped).
+    #[error("{0}")]
     NotSupported(String),
 }
 
-/// `_count`: a whole number, at most [`MAX_COUNT`]. Not 0: a count without the matches would tell whether someone is a patient
-/// here without an audit entry naming them (every match returned is audited).
-pub fn parse_count(v: &str) -> Result<i64, QueryError> {
-    Ok(v.parse::<i64>().ok().filter(|c| *c >= 1).ok_or(QueryError::Count)?.min(MAX_COUNT))
+/// Query parameters, with the paging and result ones taken out.
+#[derive(Debug, Default)]
+pub struct SearchQuery {
+    pub params: Vec<(String, String)>,
+    /// Matches per page; 0 with `count_only`.
+    pub count: i64,
+    pub after: Option<String>,
+    /// The `previous` link's cursor: the page just before this match.
+    pub before: Option<String>,
+    /// `_count=0` or `_summary=count`: the total only.
+    pub count_only: bool,
+    /// `_elements`: the elements to return (besides the mandatory ones).
+    pub elements: Option<Vec<String>>,
+    /// `_sort`, as given (the handler knows what its type sorts by).
+    pub sort: Option<String>,
+    /// Result parameters kept for the Bundle's links (`_elements`, `_sort`, `_summary`).
+    pub kept: Vec<(String, String)>,
 }
 
-/// A search or history query string: `_count`, `_after` and the ignored `_format`, `_pretty`,
-/// `_total` taken out, other `_` parameters but `_id` refused, the rest kept in order.
+/// `_count`: a whole number, at most [`MAX_COUNT`]; 0 asks for the total only
+/// (each match counted is audited as a search hit, as if it had been returned).
+pub fn parse_count(v: &str) -> Result<i64, QueryError> {
+    Ok(v.parse::<i64>().ok().filter(|c| *c >= 0).ok_or(QueryError::Count)?.min(MAX_COUNT))
+}
+
+fn unsupported(k: &str) -> QueryError {
+    QueryError::NotSupported(format!(
+        "parameter '{}' is not supported (send Prefer: handling=lenient to have unsupported parameters ignored)",
+        k.escape_default()
+    ))
+}
+
+/// A search or history query string (strict handling): `_count`, `_after`,
+/// `_before`, `_summary`, `_elements`, `_sort` taken out, the ignored
+/// `_format`, `_pretty`, `_total` dropped, other `_` parameters but `_id`
+/// refused, the rest kept in order.
 pub fn parse_search_query(raw: Option<&str>) -> Result<SearchQuery, QueryError> {
-    let mut q = SearchQuery { params: Vec::new(), count: DEFAULT_COUNT, after: None };
+    parse_search_query_with(raw, false)
+}
+
+/// [`parse_search_query`]; with `lenient` (`Prefer: handling=lenient`) unsupported `_` parameters are ignored.
+pub fn parse_search_query_with(raw: Option<&str>, lenient: bool) -> Result<SearchQuery, QueryError> {
+    let mut q = SearchQuery { count: DEFAULT_COUNT, ..SearchQuery::default() };
+    let cursor = |v: &str| {
+        if crate::is_valid_id(v) { Ok(Some(v.to_owned())) } else { Err(QueryError::Cursor) }
+    };
     for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         match k.as_ref() {
             "_count" => q.count = parse_count(&v)?,
-            "_after" => {
-                if !crate::is_valid_id(&v) {
-                    return Err(QueryError::After);
+            "_after" => q.after = cursor(&v)?,
+            "_before" => q.before = cursor(&v)?,
+            "_summary" => match v.as_ref() {
+                "count" => {
+                    q.count_only = true;
+                    q.kept.push((k.into_owned(), v.into_owned()));
                 }
-                q.after = Some(v.into_owned());
+                "false" => {}
+                _ if lenient => {}
+                _ => {
+                    return Err(QueryError::NotSupported("_summary supports count and false only".into()));
+                }
+            },
+            "_elements" => {
+                let names: Vec<String> = v.split(',').map(|e| e.trim().to_owned()).filter(|e| !e.is_empty()).collect();
+                if names.is_empty()
+                    || names.len() > 64
+                    || names.iter().any(|n| n.len() > 64 || !n.bytes().all(|b| b.is_ascii_alphanumeric()))
+                {
+                    return Err(QueryError::Elements);
+                }
+                q.elements = Some(names);
+                q.kept.push((k.into_owned(), v.into_owned()));
             }
-            // Only JSON is served; these change nothing.
+            "_sort" => {
+                q.sort = Some(v.clone().into_owned());
+                q.kept.push((k.into_owned(), v.into_owned()));
+            }
+            // Only JSON is served (other formats are refused with 406 before this); these change nothing.
             "_format" | "_pretty" | "_total" => {}
             "_id" => q.params.push((k.into_owned(), v.into_owned())),
-            k if k.starts_with('_') => return Err(QueryError::NotSupported(k.escape_default().to_string())),
+            k if k.starts_with('_') => {
+                if !lenient {
+                    return Err(unsupported(k));
+                }
+            }
             _ => q.params.push((k.into_owned(), v.into_owned())),
         }
+    }
+    if q.after.is_some() && q.before.is_some() {
+        return Err(QueryError::BothCursors);
+    }
+    // `_count=0` or `_summary=count`, in either order: the total only.
+    q.count_only |= q.count == 0;
+    if q.count_only {
+        q.count = 0;
     }
     Ok(q)
 }

@@ -567,6 +567,8 @@ pub fn validate(rt: ResourceType, resource: &mut Value, now: i64) -> Result<Vali
         return Err("id must be 1-64 characters of A-Z, a-z, 0-9, '-' and '.'".into());
     }
     check_elements(rt, m)?;
+    // FHIR's element-level invariants (ele-1, ext-1, txt-1, cpt-2, app-3, ...), every type.
+    crate::invariants::check(rt, m)?;
     check_meta(rt, m)?;
     check_tags(m)?;
     let psychotherapy_note = psychotherapy_label(rt, m)?;
@@ -762,7 +764,7 @@ mod tests {
         let mut ok = team.clone();
         validate(ResourceType::CareTeam, &mut ok, NOW).unwrap();
         let appt = json!({"resourceType": "Appointment", "status": "booked", "start": "2026-12-01T09:00:00Z",
-            "participant": [{"actor": {"reference": "Patient/abc"}, "status": "accepted"}]});
+            "end": "2026-12-01T09:50:00Z", "participant": [{"actor": {"reference": "Patient/abc"}, "status": "accepted"}]});
         let mut ok = appt.clone();
         validate(ResourceType::Appointment, &mut ok, NOW).unwrap();
         let secret = "SECRETVALUE depression";
@@ -1009,7 +1011,6 @@ mod tests {
             json!({"start": "2026-11-30", "end": "2026-11-30"}),
             json!({"start": "2026-12-01"}),
             json!({"start": "2026-12-01T09:00:00Z"}),
-            json!({}),
         ] {
             assert!(validate(ResourceType::DocumentReference, &mut with(ok.clone()), NOW).is_ok(), "{ok}");
         }
@@ -1018,11 +1019,13 @@ mod tests {
             (json!({"start": "yesterday"}), "context.period.start must be a date"),
             (json!({"start": "2026-11-30", "end": "2026-11-29"}), "must not be before"),
             (json!("2026-11-30"), "context.period"),
+            // FHIR's ele-1: an element has a value or children.
+            (json!({}), "context.period must not be an empty object"),
         ] {
             let e = validate(ResourceType::DocumentReference, &mut with(bad.clone()), NOW).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");
         }
-        let mut n = with(json!({}));
+        let mut n = with(json!({"start": "2026-11-30"}));
         n["context"] = json!("not an object");
         assert!(validate(ResourceType::DocumentReference, &mut n, NOW).unwrap_err().contains("context"));
     }

@@ -29,7 +29,7 @@ pub struct AuditQuery {
     pub from: Option<i64>,
     /// Unix ms, exclusive.
     pub until: Option<i64>,
-    /// Page cursor: entries older than this sequence number.
+    /// Page cursor: entries older than this sequence number (newer, oldest first).
     pub before: Option<i64>,
     pub count: i64,
 }
@@ -48,14 +48,59 @@ pub const ACTION_SYSTEM: &str = "urn:confidant:audit-action";
 impl Records {
     /// Search the audit log as AuditEvents, within what `p` may see.
     pub async fn audit_events(&self, p: &Principal, q: &AuditQuery) -> Result<AuditPage> {
+        self.audit_events_in_order(p, q, false).await
+    }
+
+    /// [`Records::audit_events`], oldest first if `ascending` (`_sort=date`), the
+    /// cursor then being the newest entry seen.
+    pub async fn audit_events_in_order(&self, p: &Principal, q: &AuditQuery, ascending: bool) -> Result<AuditPage> {
         let scope = self.audit_scope(p).await?;
+        // `agent` as the events carry it: `Practitioner/{id}` (a clinician's
+        // record), `urn:confidant:user|{id}` (the agent's identifier) or the user id.
+        let (actor, practitioner) = match q.agent.as_deref() {
+            Some(a) => match a.strip_prefix("Practitioner/") {
+                Some(pr) => (None, Some(pr)),
+                None => (Some(a.strip_prefix("urn:confidant:user|").unwrap_or(a).to_owned()), None),
+            },
+            None => (None, None),
+        };
+        // `action` as the events carry it: the CRUDE code (R, C, U, D, E) or one of our subtype codes.
+        let (action, actions) = match q.action.as_deref() {
+            Some(code @ ("C" | "R" | "U" | "D" | "E")) => (
+                None,
+                AuditAction::ALL
+                    .iter()
+                    .filter(|a| crud_code(Some(**a)) == code)
+                    .map(|a| a.as_str().to_owned())
+                    .collect(),
+            ),
+            Some(a) => (Some(a.strip_prefix(&format!("{ACTION_SYSTEM}|")).unwrap_or(a).to_owned()), Vec::new()),
+            None => (None, Vec::new()),
+        };
         let mut filter = AuditFilter {
             patient: q.patient.as_deref().map(|s| s.strip_prefix("Patient/").unwrap_or(s).to_owned()),
-            actor: q.agent.clone(),
-            action: q.action.clone(),
+            actor,
+            action,
             from: q.from,
             until: q.until,
+            actions,
+            ascending,
+            ..AuditFilter::default()
         };
+        if let Some(pr) = practitioner {
+            if !confidant_fhir::is_valid_id(pr) {
+                return Err(RecordsError::Invalid(
+                    "agent must be Practitioner/{id}, a user id or urn:confidant:user|{id}".into(),
+                ));
+            }
+            let users = self.store.users().await?;
+            filter.actors =
+                users.into_iter().filter(|u| u.practitioner_id.as_deref() == Some(pr)).map(|u| u.id).collect();
+            if filter.actors.is_empty() {
+                // Nobody signs in as this practitioner: no entry can be theirs.
+                filter.actors.push(String::new());
+            }
+        }
         // Filter values are ids; anything else (a name, say) is refused before it
         // could reach the audit-access entry written below.
         for (name, value) in [("patient", &filter.patient), ("agent", &filter.actor)] {
@@ -65,11 +110,11 @@ impl Records {
                 )));
             }
         }
-        if let Some(a) = &q.action
+        if let Some(a) = &filter.action
             && AuditAction::parse(a).is_none()
         {
             return Err(RecordsError::Invalid(format!(
-                "unknown action '{}'; use one of: {}",
+                "unknown action '{}'; use R, C, U, D, E or one of: {}",
                 a.escape_default(),
                 AuditAction::ALL.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", ")
             )));
@@ -207,6 +252,17 @@ impl Records {
     }
 }
 
+/// The AuditEvent `action` (create, read, update, delete, execute) of an entry's action.
+fn crud_code(action: Option<AuditAction>) -> &'static str {
+    match action {
+        Some(AuditAction::Create | AuditAction::UserAdd | AuditAction::Invite | AuditAction::TokenCreate) => "C",
+        Some(AuditAction::Update) => "U",
+        Some(AuditAction::Delete) => "D",
+        Some(AuditAction::Read | AuditAction::Vread | AuditAction::History | AuditAction::SearchHit) => "R",
+        _ => "E",
+    }
+}
+
 /// FHIR R4 AuditEvent of one entry.
 fn audit_event_json(
     seq: i64,
@@ -230,13 +286,7 @@ fn audit_event_json(
     } else {
         json!({"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110113", "display": "Security Alert"})
     };
-    let crud = match action {
-        Some(AuditAction::Create | AuditAction::UserAdd | AuditAction::Invite | AuditAction::TokenCreate) => "C",
-        Some(AuditAction::Update) => "U",
-        Some(AuditAction::Delete) => "D",
-        Some(AuditAction::Read | AuditAction::Vread | AuditAction::History | AuditAction::SearchHit) => "R",
-        _ => "E",
-    };
+    let crud = crud_code(action);
     let role = e.role.as_deref().unwrap_or(if e.actor.as_deref() == Some(confidant_audit::CONSOLE) {
         "admin"
     } else {

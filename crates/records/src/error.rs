@@ -23,6 +23,10 @@ pub enum RecordsError {
     Forbidden(String),
     #[error("version conflict: the resource is at version {current}, not the version in If-Match")]
     PreconditionFailed { current: i64 },
+    /// A conditional create or update whose conditions match more than one
+    /// record, or one the caller may not see (412).
+    #[error("{0}")]
+    ConditionFailed(String),
     #[error("conflict: the resource was changed concurrently; read it again and retry")]
     Conflict,
     /// The practitioner already has a booked appointment overlapping this time

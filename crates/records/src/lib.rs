@@ -20,6 +20,8 @@ mod access;
 mod alerts;
 mod audit_view;
 mod break_glass;
+// FHIR conditional create and update (issue 19).
+mod conditional;
 mod crud;
 mod error;
 mod honey;
@@ -37,6 +39,7 @@ mod templates;
 mod text;
 
 pub use audit_view::{ACTION_SYSTEM, AuditPage, AuditQuery};
+pub use conditional::CONDITION_NOT_MET;
 pub use error::{RecordsError, Result, STOPPED_BY_DETECTION};
 pub use incident::{Accesses, IncidentQuery, IncidentReport};
 pub use key_status::{KekVersion, KeyStatus, kek_made_at, kek_made_setting, kek_versions};
@@ -44,7 +47,7 @@ pub use notes::{COSIGN_REQUIRED_BY, COSIGNED_AT, COSIGNED_BY, SIGNED_AT};
 pub use reindex::{Reindexed, SETTING_APPOINTMENT_DAYS, SETTING_NAME_PREFIXES};
 pub use reminders::{CLAIM_MS, Cancelled, DueReminder, LINK_TOKEN_LEN, LinkState};
 pub use schedule::{Booking, CANCEL_REASONS, MAX_SERIES, Which, practitioner_in, span_of};
-pub use search::{SearchPage, SearchRequest};
+pub use search::{COUNT_ONLY_AUDITED, Conditional, SearchOptions, SearchPage, SearchRequest};
 pub use templates::{
     Bilingual, NoteSection, TEMPLATE, Template, TemplateDraft, TemplateSection, built_in_template, built_in_templates,
     note_sections, sectioned_content, set_template, template_of,

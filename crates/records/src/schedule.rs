@@ -73,7 +73,7 @@ pub enum Which {
 pub(crate) struct BookingLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
 
 impl BookingLocks {
-    fn of(&self, practitioner: &str) -> Arc<tokio::sync::Mutex<()>> {
+    pub(crate) fn of(&self, practitioner: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         map.entry(practitioner.to_owned()).or_default().clone()
     }
@@ -226,7 +226,7 @@ impl Records {
                 "more than {count} appointments in this range: choose a shorter one or a larger _count (at most 100)"
             )));
         }
-        Ok(crate::SearchPage { total: list.len() as i64, entries: list, next_after: None })
+        Ok(crate::SearchPage { total: list.len() as i64, entries: list, next_after: None, previous_before: None })
     }
 
     /// The start of a booked appointment of `practitioner` overlapping any of

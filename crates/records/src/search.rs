@@ -20,6 +20,18 @@ pub struct SearchRequest {
     pub after: Option<String>,
 }
 
+/// How a search is paged and answered, beyond its parameters.
+#[derive(Debug, Clone, Default)]
+pub struct SearchOptions {
+    /// Page backwards: the `count` matches just before this cursor (a Bundle's
+    /// `previous` link), instead of after [`SearchRequest::after`].
+    pub before: Option<String>,
+    /// Count only (`_count=0`, `_summary=count`): the total, no entries. Each
+    /// match counted (up to [`COUNT_ONLY_AUDITED`]) is audited as a search hit,
+    /// as if it had been returned: a count of one tells that someone is a patient here.
+    pub count_only: bool,
+}
+
 /// One page of search results.
 #[derive(Debug)]
 pub struct SearchPage {
@@ -27,6 +39,25 @@ pub struct SearchPage {
     pub total: i64,
     /// The cursor for the next page, if there is one.
     pub next_after: Option<String>,
+    /// The cursor for the previous page (its first match), if there is one.
+    pub previous_before: Option<String>,
+}
+
+/// The most matches of a count-only search audited one by one (each names
+/// its patient, and counts toward the bulk-read rule as a returned match
+/// would). A larger count singles no one out; its first matches are audited.
+pub const COUNT_ONLY_AUDITED: i64 = 100;
+
+/// What a conditional create or update found (FHIR `If-None-Exist`, `PUT type?criteria`).
+#[derive(Debug)]
+pub enum Conditional {
+    /// Nothing matched: the resource was created.
+    Created(Stored),
+    /// One record matched, one the caller may see: it is returned (audited as a
+    /// search hit), nothing was written.
+    Existing(Stored),
+    /// One record matched and was updated with the body.
+    Updated(Stored),
 }
 
 const MAX_SEARCH_PARAMS: usize = 20;
@@ -40,7 +71,7 @@ const MAX_LONG_NAME_CANDIDATES: i64 = 500;
 /// records by its first [`confidant_fhir::PREFIX_MAX`] characters, and this
 /// compares the whole term after decryption.
 #[derive(Debug)]
-struct LongName {
+pub(crate) struct LongName {
     /// The HumanName parts searched (`family`, `given`).
     parts: &'static [&'static str],
     /// Any of these (comma-separated values OR), as typed.
@@ -69,10 +100,25 @@ impl LongName {
 impl Records {
     /// Find current resources of `rt` (FHIR search-type). Exact match only.
     pub async fn search(&self, p: &Principal, rt: ResourceType, req: &SearchRequest) -> Result<SearchPage> {
+        self.search_with(p, rt, req, &SearchOptions::default()).await
+    }
+
+    /// [`Records::search`], paged backwards or counting only as `opts` says.
+    pub async fn search_with(
+        &self,
+        p: &Principal,
+        rt: ResourceType,
+        req: &SearchRequest,
+        opts: &SearchOptions,
+    ) -> Result<SearchPage> {
         self.permit(p, rt, Action::Read, AuditAction::SearchHit).await?;
         // A practitioner's appointments by date: the calendar's query (`schedule`).
         if rt == ResourceType::Appointment && req.params.iter().any(|(name, _)| name == "date") {
-            return self.appointments_by_date(p, req).await;
+            let mut page = self.appointments_by_date(p, req).await?;
+            if opts.count_only {
+                page.entries.clear();
+            }
+            return Ok(page);
         }
         let now = self.clock.now_millis();
         if req.params.is_empty() && policy::search_needs_criterion(&policy::visibility(p, rt, now), rt) {
@@ -86,12 +132,86 @@ impl Records {
         let mut criteria = Vec::new();
         // Access first: results and totals hold only what the principal may see.
         criteria.extend(Self::visibility_criterion(p, rt, now));
+        let long_names = self.parameter_criteria(rt, &req.params, &mut criteria)?;
+        if !long_names.is_empty() {
+            return self.search_long_names(p, rt, req, opts, &criteria, &long_names).await;
+        }
+        if opts.count_only {
+            return self.count_only(p, rt, &criteria).await;
+        }
+        // At least one: every match counted in the total is one that could be returned and audited.
+        let count = req.count.clamp(1, 100);
+        // Fetch one extra row to learn whether a next (or, backwards, a previous) page exists.
+        let backwards = opts.before.is_some();
+        let (rows, total) = match &opts.before {
+            Some(before) => self.store.search_before(rt.as_str(), &criteria, before, count + 1).await?,
+            None => self.store.search(rt.as_str(), &criteria, req.after.as_deref(), count + 1).await?,
+        };
+        let more = rows.len() as i64 > count;
+        let mut entries = Vec::with_capacity(rows.len());
+        let mut audit = Vec::with_capacity(rows.len());
+        let mut skipped = 0;
+        // Backwards, the store answers nearest first: the page is the first `count`, in id order.
+        let mut rows: Vec<_> = rows.into_iter().take(count as usize).collect();
+        if backwards {
+            rows.reverse();
+        }
+        let first_id = rows.first().map(|(r, _)| r.id.clone());
+        let last_id = rows.last().map(|(r, _)| r.id.clone());
+        for (row, via_break_glass) in rows {
+            let seen = if via_break_glass { Seen::ByBreakGlass } else { Seen::Yes };
+            // One entry per hit: each names the patient whose record was returned.
+            let entry = self.entry(p, AuditAction::SearchHit, Outcome::Success, Some(&row), seen);
+            match self.open_record(row).await {
+                Ok(stored) => {
+                    audit.push(entry);
+                    entries.push(stored);
+                }
+                // One altered row does not take the others down with it: it is
+                // left out (logged by id and alerted by `open_record`), the rest answered.
+                Err(RecordsError::Integrity) => skipped += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        let (next_after, previous_before) = if backwards {
+            // A page before a cursor has the cursor's page after it.
+            (last_id, if more { first_id } else { None })
+        } else {
+            (if more { last_id } else { None }, if req.after.is_some() { first_id } else { None })
+        };
+        let total = (total - skipped).max(0);
+        self.audited(p, &audit, SearchPage { entries, total, next_after, previous_before }).await
+    }
+
+    /// A count-only search: the total of what the principal may see, each match
+    /// counted (up to [`COUNT_ONLY_AUDITED`]) audited as a search hit; nothing decrypted.
+    async fn count_only(&self, p: &Principal, rt: ResourceType, criteria: &[Criterion]) -> Result<SearchPage> {
+        let (rows, total) = self.store.search(rt.as_str(), criteria, None, COUNT_ONLY_AUDITED).await?;
+        let audit: Vec<_> = rows
+            .iter()
+            .map(|(row, via_break_glass)| {
+                let seen = if *via_break_glass { Seen::ByBreakGlass } else { Seen::Yes };
+                self.entry(p, AuditAction::SearchHit, Outcome::Success, Some(row), seen)
+            })
+            .collect();
+        let page = SearchPage { entries: Vec::new(), total, next_after: None, previous_before: None };
+        self.audited(p, &audit, page).await
+    }
+
+    /// The criteria of search parameters `params` of `rt`, appended to `criteria`;
+    /// the name terms longer than the indexed prefixes are returned, to be compared after decryption.
+    pub(crate) fn parameter_criteria(
+        &self,
+        rt: ResourceType,
+        params: &[(String, String)],
+        criteria: &mut Vec<Criterion>,
+    ) -> Result<Vec<LongName>> {
         // Bounded work per request: a search is a handful of exact matches.
-        if req.params.len() > MAX_SEARCH_PARAMS {
+        if params.len() > MAX_SEARCH_PARAMS {
             return Err(RecordsError::Invalid(format!("at most {MAX_SEARCH_PARAMS} search parameters per request")));
         }
         let mut long_names = Vec::new();
-        for (name, value) in &req.params {
+        for (name, value) in params {
             let (base, modifier) = match name.split_once(':') {
                 Some((b, m)) => (b, Some(m)),
                 None => (name.as_str(), None),
@@ -127,37 +247,7 @@ impl Records {
                 _ => criteria.push(self.criterion(rt, param, &values)?),
             }
         }
-        if !long_names.is_empty() {
-            return self.search_long_names(p, rt, req, &criteria, &long_names).await;
-        }
-        // At least one: every match counted in the total is one that could be returned and audited.
-        let count = req.count.clamp(1, 100);
-        // Fetch one extra row to learn whether a next page exists.
-        let (rows, total) = self.store.search(rt.as_str(), &criteria, req.after.as_deref(), count + 1).await?;
-        let more = rows.len() as i64 > count;
-        let mut entries = Vec::with_capacity(rows.len());
-        let mut audit = Vec::with_capacity(rows.len());
-        let mut last_id = None;
-        let mut skipped = 0;
-        for (row, via_break_glass) in rows.into_iter().take(count as usize) {
-            let seen = if via_break_glass { Seen::ByBreakGlass } else { Seen::Yes };
-            // One entry per hit: each names the patient whose record was returned.
-            let entry = self.entry(p, AuditAction::SearchHit, Outcome::Success, Some(&row), seen);
-            last_id = Some(row.id.clone());
-            match self.open_record(row).await {
-                Ok(stored) => {
-                    audit.push(entry);
-                    entries.push(stored);
-                }
-                // One altered row does not take the others down with it: it is
-                // left out (logged by id and alerted by `open_record`), the rest answered.
-                Err(RecordsError::Integrity) => skipped += 1,
-                Err(e) => return Err(e),
-            }
-        }
-        let next_after = if more { last_id } else { None };
-        let total = (total - skipped).max(0);
-        self.audited(p, &audit, SearchPage { entries, total, next_after }).await
+        Ok(long_names)
     }
 
     /// A search by a term longer than the indexed prefixes: every candidate the
@@ -169,6 +259,7 @@ impl Records {
         p: &Principal,
         rt: ResourceType,
         req: &SearchRequest,
+        opts: &SearchOptions,
         criteria: &[Criterion],
         long_names: &[LongName],
     ) -> Result<SearchPage> {
@@ -191,16 +282,37 @@ impl Records {
             }
         }
         let total = matching.len() as i64;
-        let after = req.after.as_deref().unwrap_or("");
-        let mut page: Vec<_> = matching.into_iter().filter(|(_, s)| s.id.as_str() > after).take(count + 1).collect();
-        let next_after = if page.len() > count {
-            page.truncate(count);
-            page.last().map(|(_, s)| s.id.clone())
-        } else {
-            None
+        if opts.count_only {
+            let audit: Vec<_> = matching.into_iter().map(|(e, _)| e).take(COUNT_ONLY_AUDITED as usize).collect();
+            let page = SearchPage { entries: Vec::new(), total, next_after: None, previous_before: None };
+            return self.audited(p, &audit, page).await;
+        }
+        // The store answers in id order: a page is a window of it.
+        let (page, next_after, previous_before) = match opts.before.as_deref() {
+            Some(before) => {
+                let earlier: Vec<_> = matching.into_iter().filter(|(_, s)| s.id.as_str() < before).collect();
+                let more = earlier.len() > count;
+                let page: Vec<_> = earlier.into_iter().rev().take(count).rev().collect();
+                let first = page.first().map(|(_, s)| s.id.clone()).filter(|_| more);
+                let last = page.last().map(|(_, s)| s.id.clone());
+                (page, last, first)
+            }
+            None => {
+                let after = req.after.as_deref().unwrap_or("");
+                let mut page: Vec<_> =
+                    matching.into_iter().filter(|(_, s)| s.id.as_str() > after).take(count + 1).collect();
+                let next_after = if page.len() > count {
+                    page.truncate(count);
+                    page.last().map(|(_, s)| s.id.clone())
+                } else {
+                    None
+                };
+                let previous = page.first().map(|(_, s)| s.id.clone()).filter(|_| req.after.is_some());
+                (page, next_after, previous)
+            }
         };
         let (audit, entries): (Vec<_>, Vec<_>) = page.into_iter().unzip();
-        self.audited(p, &audit, SearchPage { entries, total, next_after }).await
+        self.audited(p, &audit, SearchPage { entries, total, next_after, previous_before }).await
     }
 
     /// The criterion of a name search: the blind prefix of each value (any part
@@ -273,6 +385,12 @@ impl Records {
                                 return Err(RecordsError::NotSupported(
                                     "birthdate supports exact dates only (no ge/le ranges): it is blind-indexed".into(),
                                 ));
+                            }
+                            // `>1980-01-01` and other malformed values: a 400, not an empty Bundle.
+                            if v.contains('T') || confidant_fhir::time_range(v).is_none() {
+                                return Err(RecordsError::Invalid(format!(
+                                    "{name} must be a date (YYYY, YYYY-MM or YYYY-MM-DD), optionally prefixed eq"
+                                )));
                             }
                             v
                         }

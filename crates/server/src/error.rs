@@ -81,6 +81,7 @@ impl From<RecordsError> for ApiError {
             e @ E::PreconditionFailed { .. } => {
                 ApiError::new(StatusCode::PRECONDITION_FAILED, IssueType::Conflict, e.to_string())
             }
+            E::ConditionFailed(why) => ApiError::new(StatusCode::PRECONDITION_FAILED, IssueType::Conflict, why),
             e @ E::Conflict => ApiError::new(StatusCode::CONFLICT, IssueType::Conflict, e.to_string()),
             e @ E::DoubleBooked { .. } => ApiError::new(StatusCode::CONFLICT, IssueType::Conflict, e.to_string()),
             e @ E::AuditFailed => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient, e.to_string()),

@@ -136,7 +136,9 @@ pub struct HttpSettings {
 pub fn router(state: AppState, settings: &HttpSettings) -> Router {
     let fhir = fhir::routes()
         .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
-        .route("/metadata", get(fhir::metadata));
+        .route("/metadata", get(fhir::metadata))
+        // Only FHIR JSON: other formats get 406 (issue 19), before authentication.
+        .layer(middleware::from_fn(fhir::formats));
     let api = api::routes()
         .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .merge(api::public_routes());

@@ -54,6 +54,12 @@ pub struct AuditFilter {
     pub from: Option<i64>,
     /// Until this time (Unix ms, exclusive).
     pub until: Option<i64>,
+    /// Any of these actors (with `actor`: both must hold), if not empty.
+    pub actors: Vec<String>,
+    /// Any of these actions (with `action`: both must hold), if not empty.
+    pub actions: Vec<String>,
+    /// Oldest first, the cursor then being the last sequence number seen.
+    pub ascending: bool,
 }
 
 /// Rows per INSERT statement when appending a batch.
@@ -328,7 +334,12 @@ impl Store {
         before: Option<i64>,
         limit: i64,
     ) -> Result<Vec<StoredAudit>> {
-        let mut sql = format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > 0 AND seq < ?");
+        let (cursor, order, start) = if filter.ascending {
+            ("seq > ?", "ASC", before.unwrap_or(0))
+        } else {
+            ("seq < ?", "DESC", before.unwrap_or(i64::MAX))
+        };
+        let mut sql = format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > 0 AND {cursor}");
         let mut strs: Vec<&str> = Vec::new();
         let mut ints: Vec<i64> = Vec::new();
         // Binds go in this order: every text condition, then every number.
@@ -338,14 +349,20 @@ impl Store {
                 strs.push(v);
             }
         }
+        for (column, values) in [("actor", &filter.actors), ("action", &filter.actions)] {
+            if !values.is_empty() {
+                sql.push_str(&format!(" AND {column} IN ({})", vec!["?"; values.len()].join(", ")));
+                strs.extend(values.iter().map(String::as_str));
+            }
+        }
         for (condition, value) in [(" AND at >= ?", filter.from), (" AND at < ?", filter.until)] {
             if let Some(v) = value {
                 sql.push_str(condition);
                 ints.push(v);
             }
         }
-        sql.push_str(" ORDER BY seq DESC LIMIT ?");
-        let mut q = sqlx::query(self.sql(sql)).bind(before.unwrap_or(i64::MAX));
+        sql.push_str(&format!(" ORDER BY seq {order} LIMIT ?"));
+        let mut q = sqlx::query(self.sql(sql)).bind(start);
         for s in strs {
             q = q.bind(s);
         }

@@ -171,6 +171,13 @@ pub struct DataKeyRow {
     pub wrapped: Vec<u8>,
 }
 
+/// Where a page of search results starts: after an id, or (backwards) before one.
+#[derive(Debug, Clone, Copy)]
+enum Cursor<'a> {
+    After(&'a str),
+    Before(&'a str),
+}
+
 /// The store over one database.
 #[derive(Clone)]
 pub struct Store {
@@ -751,7 +758,7 @@ impl Store {
         after: Option<&str>,
         limit: i64,
     ) -> Result<(Vec<(VersionRow, bool)>, i64)> {
-        let rows = self.search_query(resource_type, criteria, after, Some(limit)).await?;
+        let rows = self.search_query(resource_type, criteria, after.map(Cursor::After), Some(limit)).await?;
         // A first page that is not full is the whole result: no count needed.
         let total = if after.is_none() && (rows.len() as i64) < limit {
             rows.len() as i64
@@ -763,14 +770,36 @@ impl Store {
         Ok((rows, total))
     }
 
+    /// [`Store::search`] backwards: up to `limit` matches with ids before
+    /// `before`, the nearest first (a Bundle's `previous` page), and the total.
+    pub async fn search_before(
+        &self,
+        resource_type: &str,
+        criteria: &[Criterion],
+        before: &str,
+        limit: i64,
+    ) -> Result<(Vec<(VersionRow, bool)>, i64)> {
+        let rows = self.search_query(resource_type, criteria, Some(Cursor::Before(before)), Some(limit)).await?;
+        let r = self.search_query(resource_type, criteria, None, None).await?;
+        let total = r.first().map(|r| r.try_get::<i64, _>(0)).transpose()?.unwrap_or(0);
+        let rows = rows.iter().map(|r| Ok((version_row(r)?, r.try_get::<i64, _>(9)? != 0))).collect::<Result<_>>()?;
+        Ok((rows, total))
+    }
+
     /// With `limit`, the page of rows; without, one row holding the count.
     async fn search_query(
         &self,
         resource_type: &str,
         criteria: &[Criterion],
-        after: Option<&str>,
+        cursor: Option<Cursor<'_>>,
         limit: Option<i64>,
     ) -> Result<Vec<AnyRow>> {
+        // Ids after the cursor in id order, or before it nearest first.
+        let (cmp, order, bound) = match cursor {
+            Some(Cursor::Before(id)) => ("<", "DESC", id),
+            Some(Cursor::After(id)) => (">", "ASC", id),
+            None => (">", "ASC", ""),
+        };
         enum Bind<'a> {
             Str(&'a str),
             Bytes(&'a [u8]),
@@ -808,16 +837,16 @@ impl Store {
                     self.backend.token_index_hint()
                 );
                 token_match(&mut from, &mut binds, resource_type, param, tokens);
-                from.push_str(" AND s.id > ?) m CROSS JOIN resource_heads h");
-                binds.push(Bind::Str(after.unwrap_or("")));
+                let _ = write!(from, " AND s.id {cmp} ?) m CROSS JOIN resource_heads h");
+                binds.push(Bind::Str(bound));
                 filter.push_str(" WHERE h.resource_type = ? AND h.id = m.id");
                 binds.push(Bind::Str(resource_type));
             }
             _ => {
                 from.push_str("resource_heads h");
-                filter.push_str(" WHERE h.resource_type = ? AND h.id > ?");
+                let _ = write!(filter, " WHERE h.resource_type = ? AND h.id {cmp} ?");
                 binds.push(Bind::Str(resource_type));
-                binds.push(Bind::Str(after.unwrap_or("")));
+                binds.push(Bind::Str(bound));
             }
         }
         for (i, c) in criteria.iter().enumerate() {
@@ -890,7 +919,7 @@ impl Store {
                     "SELECT {VERSION_COLUMNS_V}, {via_break_glass} \
                      FROM {from} CROSS JOIN resource_versions v{filter} \
                      AND v.resource_type = h.resource_type AND v.id = h.id AND v.version_id = h.version_id \
-                     ORDER BY h.id LIMIT ?"
+                     ORDER BY h.id {order} LIMIT ?"
                 )
             }
             None => format!("SELECT COUNT(*) FROM {from}{filter}"),

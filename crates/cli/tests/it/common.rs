@@ -484,3 +484,53 @@ pub fn e2e_ready(test: &str) -> Option<PathBuf> {
     eprintln!("\n*** SKIPPED {test}: install chromium and run `npm ci` in tests/e2e ***\n");
     None
 }
+
+// --- FHIR validation by two independent validators (issue 19) ---
+
+/// What one validator said of a set of resources: `None` if it is not installed here.
+fn validator_report(name: &str, mut cmd: Command, docs: &[Value]) -> Option<(bool, String)> {
+    use std::io::Write;
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().ok()?;
+    child.stdin.take().unwrap().write_all(&serde_json::to_vec(docs).unwrap()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!("{name}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let ok = out.status.success() && report.contains(&format!("validated {} resources, 0 invalid", docs.len()));
+    Some((ok, report))
+}
+
+/// The reports of both validators on `docs`: `fhir.resources` (Python,
+/// crates/cli/tests/fhir_validate.py) and Medplum's `validateResource`, which
+/// also checks the invariants (tests/e2e/fhir_validate.mjs). One that is not
+/// installed is skipped, loudly; in CI both must be there.
+pub fn fhir_validators(test: &str, docs: &[Value]) -> Vec<(bool, String)> {
+    let mut reports = Vec::new();
+    let in_ci = std::env::var("CI").ok().as_deref() == Some("true");
+    match std::env::var_os("CONFIDANT_FHIR_VALIDATOR_PATH") {
+        Some(pythonpath) => {
+            let mut cmd = Command::new("python3");
+            cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fhir_validate.py")).env("PYTHONPATH", pythonpath);
+            reports.extend(validator_report("fhir.resources", cmd, docs));
+        }
+        None => {
+            assert!(!in_ci, "CONFIDANT_FHIR_VALIDATOR_PATH must be set in CI (.ci/run installs the validator)");
+            eprintln!("\n*** SKIPPED fhir.resources validation in {test}: set CONFIDANT_FHIR_VALIDATOR_PATH ***\n");
+        }
+    }
+    let e2e = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e");
+    if e2e.join("node_modules/@medplum/core").exists() {
+        let mut cmd = Command::new("node");
+        cmd.arg(e2e.join("fhir_validate.mjs")).current_dir(&e2e);
+        reports.extend(validator_report("medplum", cmd, docs));
+    } else {
+        assert!(!in_ci, "@medplum/core must be installed in CI (npm ci in tests/e2e)");
+        eprintln!("\n*** SKIPPED Medplum validation in {test}: run `npm ci` in tests/e2e ***\n");
+    }
+    reports
+}
+
+/// `docs` are valid FHIR R4, invariants included, by every validator installed (see [`fhir_validators`]).
+pub fn validate_fhir(test: &str, docs: &[Value]) {
+    for (ok, report) in fhir_validators(test, docs) {
+        assert!(ok, "{report}");
+    }
+}

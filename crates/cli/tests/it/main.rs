@@ -14,6 +14,8 @@ mod crash;
 mod demo;
 mod detection;
 mod erasure;
+// FHIR conformance that real clients need (issue 19).
+mod fhir_conformance;
 mod hostile;
 mod intake;
 mod keys;

@@ -8,9 +8,6 @@
 //! session, no CSRF token, hostile input; every new shape through the
 //! independent FHIR validator.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use base64::Engine as _;
 use reqwest::StatusCode as S;
 use serde_json::{Value, json};
@@ -364,26 +361,9 @@ fn me_ref(me: &Value) -> Value {
     json!({"reference": me})
 }
 
-/// Through the independent validator (fhir.resources), if it is installed.
+/// Through the independent validators (fhir.resources and Medplum), if they are installed.
 pub(crate) fn validate(docs: &[Value]) {
-    let Some(pythonpath) = std::env::var_os("CONFIDANT_FHIR_VALIDATOR_PATH") else {
-        assert!(std::env::var("CI").ok().as_deref() != Some("true"), "the validator must be set up in CI");
-        eprintln!("\n*** SKIPPED notes' FHIR validation: set CONFIDANT_FHIR_VALIDATOR_PATH ***\n");
-        return;
-    };
-    let mut child = Command::new("python3")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fhir_validate.py"))
-        .env("PYTHONPATH", pythonpath)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(&serde_json::to_vec(docs).unwrap()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{report}");
-    assert!(report.contains(&format!("validated {} resources, 0 invalid", docs.len())), "{report}");
+    crate::common::validate_fhir("notes", docs);
 }
 
 /// A colleague on the patient's care team reads and may correct an unsigned

@@ -77,6 +77,21 @@ async fn audit_search(db: &Db) {
     assert_eq!(seqs(window, None, 10).await, vec![4, 3]);
     let from = AuditFilter { from: Some(T0 + 4), ..AuditFilter::default() };
     assert_eq!(seqs(from, None, 10).await, vec![5, 4]);
+    // Lists (any of), and oldest first with the cursor the last one seen.
+    let any = |actors: &[&str], actions: &[&str]| AuditFilter {
+        actors: actors.iter().map(|a| (*a).to_owned()).collect(),
+        actions: actions.iter().map(|a| (*a).to_owned()).collect(),
+        ..AuditFilter::default()
+    };
+    assert_eq!(
+        seqs(any(&["u1"], &["read", "create"]), None, 10).await,
+        seqs(f(None, Some("u1"), Some("read")), None, 10).await
+    );
+    assert_eq!(seqs(any(&["nobody", "u1"], &[]), None, 10).await, vec![5, 4, 3, 1]);
+    assert_eq!(seqs(any(&[], &["nothing-like-this"]), None, 10).await, Vec::<i64>::new());
+    let ascending = AuditFilter { ascending: true, ..AuditFilter::default() };
+    assert_eq!(seqs(ascending.clone(), None, 2).await, vec![1, 2], "oldest first");
+    assert_eq!(seqs(ascending, Some(2), 2).await, vec![3, 4]);
 }
 
 async fn audit_checkpoints(db: &Db) {

@@ -172,6 +172,16 @@ async fn search_tokens(db: &Db) {
     assert_eq!(found(db, "Patient", &[], Some("p2"), 2).await, ids(&["p3"], 3));
     assert_eq!(found(db, "Patient", &[by("name", &["smith", "jones"])], Some("p1"), 1).await, ids(&["p2"], 3));
     assert_eq!(found(db, "Patient", &[], None, 0).await, ids(&[], 3));
+    // Backwards (a `previous` page): the matches before the cursor, nearest first, and the total.
+    let before = |criteria: Vec<Criterion>, cursor: &'static str, limit: i64| async move {
+        let (rows, total) = s.search_before("Patient", &criteria, cursor, limit).await.unwrap();
+        (rows.into_iter().map(|(r, _)| r.id).collect::<Vec<_>>(), total)
+    };
+    assert_eq!(before(vec![], "p3", 10).await, ids(&["p2", "p1"], 3));
+    assert_eq!(before(vec![], "p3", 1).await, ids(&["p2"], 3));
+    assert_eq!(before(vec![by("name", &["smith", "jones"])], "p3", 1).await, ids(&["p2"], 3));
+    assert_eq!(before(vec![by("name", &["jones"])], "p3", 10).await, ids(&[], 1));
+    assert_eq!(before(vec![], "p1", 10).await, ids(&[], 3));
 
     // A new version replaces the previous version's tokens.
     let v2 = version("Patient", "p1", 2, "p1");
