@@ -24,6 +24,8 @@ mod reindex;
 mod rekey;
 mod schema;
 mod templates;
+// Staff security training: modules, completions, assignments.
+mod training;
 
 use std::fmt::Write as _;
 
@@ -40,6 +42,7 @@ pub use identity::{ApiTokenAuth, ApiTokenRow, PasskeyRow, SessionRow, ThrottleRo
 pub use rekey::{Rekeyed, Sealed};
 pub use schema::ForeignObject;
 pub use templates::{CosignRow, TemplateRow};
+pub use training::{TrainingAssignmentRow, TrainingCompletionRow, TrainingModuleRow};
 
 /// Errors from the store. Messages name tables and operations, never values.
 #[derive(Debug, thiserror::Error)]
