@@ -82,6 +82,12 @@ impl ModuleRole {
             }
     }
 
+    pub fn parse(s: &str) -> Option<ModuleRole> {
+        [ModuleRole::All, ModuleRole::Clinician, ModuleRole::Reception, ModuleRole::Admin, ModuleRole::Auditor]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ModuleRole::All => "all",
