@@ -113,7 +113,7 @@ pub struct Choice {
 #[serde(deny_unknown_fields)]
 pub struct Question {
     pub text: Text,
-    #[serde(rename = "choice")]
+    #[serde(rename = "choice", default)]
     pub choices: Vec<Choice>,
 }
 
