@@ -335,3 +335,56 @@ async fn training_routes_refuse_the_wrong_role_no_session_and_hostile_input() {
     assert!(page.contains("clin1") && page.contains("desk") && !page.contains("pirjo"), "{page}");
     s.stop();
 }
+
+/// The walk-through in Chromium (tests/e2e/training.mjs): the banner, a module
+/// failed then passed with feedback per question, the banner gone; every
+/// page at 1280 and 375 px in English and Finnish (screenshots in
+/// target/screenshots/training-*.png).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn training_in_chromium() {
+    let Some(e2e) = crate::common::e2e_ready("training::training_in_chromium") else { return };
+    let inst = Instance::new(Db::Sqlite).await;
+    add_user(&inst.dir, "desk", "reception", &[]);
+    let s = inst.start();
+    let p1 = s.create(&patient("Chromium", "Kaisa")).await["id"].as_str().unwrap().to_owned();
+    let (clin, desk, admin) =
+        (Browser::sign_in(&s, "clin1").await, Browser::sign_in(&s, "desk").await, Browser::sign_in(&s, "admin1").await);
+    // The clinician has done all but one module; the browser does the last.
+    let last = "phishing";
+    for key in modules_for(confidant_policy::Role::Clinician).iter().filter(|k| *k != last) {
+        assert!(clin.post(&format!("/training/{key}"), &answers(key, true)).await.text().await.unwrap().contains("Passed."));
+    }
+    let pack = confidant_training::built_in_pack().unwrap();
+    let correct: Vec<String> = pack
+        .module(last)
+        .unwrap()
+        .questions
+        .iter()
+        .map(|q| q.choices.iter().position(|c| c.correct).unwrap().to_string())
+        .collect();
+    let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+    let out = std::process::Command::new("node")
+        .arg(e2e.join("training.mjs"))
+        .env("BASE_URL", &s.url)
+        .env("CLINICIAN_COOKIE", clin.cookie_header())
+        .env("RECEPTION_COOKIE", desk.cookie_header())
+        .env("ADMIN_COOKIE", admin.cookie_header())
+        .env("PATIENT", &p1)
+        .env("MODULE", last)
+        .env("CORRECT", correct.join(","))
+        .env("SCREENSHOTS", &shots)
+        .output()
+        .unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let audit = training_audit(&inst).await;
+    s.stop();
+    assert!(out.status.success() && said.contains("all expectations met"), "{said}");
+    // Both walk-throughs failed once and passed once, audited.
+    let failed = audit.iter().filter(|a| a.0 == "training-failed").count();
+    assert_eq!(failed, 2, "{audit:?}");
+    for name in ["patient-banner", "list", "module", "coverage", "evidence"] {
+        for variant in ["en-desktop", "en-mobile", "fi-desktop", "fi-mobile"] {
+            assert!(shots.join(format!("training-{name}-{variant}.png")).exists(), "{name} {variant}");
+        }
+    }
+}

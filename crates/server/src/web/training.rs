@@ -355,7 +355,7 @@ pub(super) async fn evidence(State(state): State<AppState>, me: SignedIn) -> Res
                 (l.t("Modules:")) " " @for (i, m) in c.modules.iter().enumerate() { @if i > 0 { ", " } (m.title.get(lang)) " (v" (m.version) ")" } }
             (coverage_table(&me, &c))
             h2 { (l.t("Completions")) }
-            table.log {
+            figure.measure { table.log {
                 thead { tr { th scope="col" { (l.t("Person")) } th scope="col" { (l.t("Module")) } th scope="col" { (l.t("Passed")) } th scope="col" { (l.t("Score")) } } }
                 tbody {
                     @for p in &c.people {
@@ -369,7 +369,7 @@ pub(super) async fn evidence(State(state): State<AppState>, me: SignedIn) -> Res
                         }
                     }
                 }
-            }
+            } }
             p.noprint { a href="/admin/training" { (l.t("Back")) } }
         },
     )
