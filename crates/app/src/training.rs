@@ -33,7 +33,8 @@ pub fn read_pack(path: &Path) -> Result<Pack> {
     if meta.len() > MAX_PACK_BYTES as u64 {
         bail!("{} is larger than {MAX_PACK_BYTES} bytes: not a training pack", path.display());
     }
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {} as UTF-8 text", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {} as UTF-8 text", path.display()))?;
     let folder = path.parent().unwrap_or(Path::new("."));
     let pack = confidant_training::parse_pack(&text, |name| {
         let file = folder.join(name);

@@ -182,8 +182,15 @@ impl Identity {
         let user = self.store().user_by_id(&p.user_id).await?.ok_or(IdentityError::Unauthenticated)?;
         let modules = self.modules_in_force().await?;
         let (c, a) = self.store().training_records(Some(&p.user_id)).await?;
-        let statuses =
-            Self::statuses(&modules, p.role, user.created_at, &completions(&c), &assignments(&a), self.settings.training.rules, self.now());
+        let statuses = Self::statuses(
+            &modules,
+            p.role,
+            user.created_at,
+            &completions(&c),
+            &assignments(&a),
+            self.settings.training.rules,
+            self.now(),
+        );
         let mut out: Vec<MyModule> = modules
             .into_iter()
             .zip(statuses)
@@ -269,13 +276,7 @@ impl Identity {
     /// code such as `phishing-drill/<campaign id>`): due from now whatever
     /// they passed before, with the grace period. `by`: the administrator
     /// (`None`: the console or the server itself, e.g. a phishing drill).
-    pub async fn assign_training(
-        &self,
-        by: Option<&Principal>,
-        user_id: &str,
-        key: &str,
-        reason: &str,
-    ) -> Result<()> {
+    pub async fn assign_training(&self, by: Option<&Principal>, user_id: &str, key: &str, reason: &str) -> Result<()> {
         if let Some(p) = by {
             policy::may_manage_training(p).map_err(|d| IdentityError::Forbidden(d.to_string()))?;
         }
@@ -292,8 +293,7 @@ impl Identity {
         let Some((_, version, _, _)) = modules.iter().find(|(k, ..)| k == key) else {
             return Err(IdentityError::NotFound("training module".into()));
         };
-        let e = self
-            .training_entry(AuditAction::TrainingAssigned, Outcome::Success, by, key, *version, Some(user_id));
+        let e = self.training_entry(AuditAction::TrainingAssigned, Outcome::Success, by, key, *version, Some(user_id));
         let row = TrainingAssignmentRow {
             user_id: user_id.to_owned(),
             module_key: key.to_owned(),
@@ -313,7 +313,12 @@ impl Identity {
     /// refuses the whole pack and nothing changes. `by`: an administrator, or
     /// `None` for the console. `built_in`: the pack compiled in (then a module
     /// the clinic holds in another form is left as it is, not refused).
-    pub async fn import_training_pack(&self, by: Option<&Principal>, pack: &Pack, built_in: bool) -> Result<ImportReport> {
+    pub async fn import_training_pack(
+        &self,
+        by: Option<&Principal>,
+        pack: &Pack,
+        built_in: bool,
+    ) -> Result<ImportReport> {
         if let Some(p) = by {
             policy::may_manage_training(p).map_err(|d| IdentityError::Forbidden(d.to_string()))?;
         }
@@ -324,7 +329,8 @@ impl Identity {
         let mut rows = Vec::new();
         let mut audit = Vec::new();
         for m in &pack.modules {
-            let definition = serde_json::to_string(m).map_err(|_| IdentityError::Invalid("unreadable module".into()))?;
+            let definition =
+                serde_json::to_string(m).map_err(|_| IdentityError::Invalid("unreadable module".into()))?;
             match stored.get(&m.key) {
                 Some(s) if s.version == m.version && s.definition == definition => {
                     report.unchanged.push(m.key.clone());
@@ -361,8 +367,7 @@ impl Identity {
             });
             // The built-in pack comes with the release (its upgrade is the event); an import is an administrator's.
             if !built_in {
-                let e =
-                    self.training_entry(AuditAction::TrainingImport, Outcome::Success, by, &m.key, m.version, None);
+                let e = self.training_entry(AuditAction::TrainingImport, Outcome::Success, by, &m.key, m.version, None);
                 audit.push(e.to_row());
             }
         }
@@ -398,8 +403,15 @@ impl Identity {
             }
             let mine: Vec<TrainingCompletionRow> = c.iter().filter(|r| r.user_id == u.id).cloned().collect();
             let my_assignments: Vec<TrainingAssignmentRow> = a.iter().filter(|r| r.user_id == u.id).cloned().collect();
-            let statuses =
-                Self::statuses(&modules, role, u.created_at, &completions(&mine), &assignments(&my_assignments), rules, now);
+            let statuses = Self::statuses(
+                &modules,
+                role,
+                u.created_at,
+                &completions(&mine),
+                &assignments(&my_assignments),
+                rules,
+                now,
+            );
             people.push(PersonCoverage {
                 username: self.username_of(&u).await?,
                 user_id: u.id,

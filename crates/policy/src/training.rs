@@ -89,7 +89,11 @@ pub(crate) fn training_permits(p: &Principal, rt: ResourceType) -> Result<(), De
 
 /// Who takes training: staff, signed in (a session or a token of theirs).
 pub fn may_take_training(p: &Principal) -> Result<(), Denied> {
-    if p.role.is_staff() { Ok(()) } else { Err(Denied::Role { role: p.role, action: "take", resource: "staff training" }) }
+    if p.role.is_staff() {
+        Ok(())
+    } else {
+        Err(Denied::Role { role: p.role, action: "take", resource: "staff training" })
+    }
 }
 
 /// Who sees the clinic's training coverage (names and dates of completion,

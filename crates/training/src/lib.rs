@@ -17,7 +17,7 @@ mod standing;
 pub use builtin::{BUILT_IN_PACK, built_in_pack};
 pub use markdown::render_markdown;
 pub use pack::{
-    Answers, Graded, MAX_PACK_BYTES, Module, ModuleRole, Pack, PackError, Question, QuestionResult, Text, Choice,
+    Answers, Choice, Graded, MAX_PACK_BYTES, Module, ModuleRole, Pack, PackError, Question, QuestionResult, Text,
     parse_pack,
 };
 pub use standing::{

@@ -247,7 +247,10 @@ mod tests {
         ] {
             let html = render_markdown(hostile);
             assert!(!html.contains("<script") && !html.contains("<img") && !html.contains("<b>"), "{hostile}: {html}");
-            assert!(!html.contains("javascript:") && !html.contains("JaVaScRiPt:") && !html.contains("data:"), "{html}");
+            assert!(
+                !html.contains("javascript:") && !html.contains("JaVaScRiPt:") && !html.contains("data:"),
+                "{html}"
+            );
             assert!(!html.contains("href=\"//") && !html.contains("vbscript"), "{html}");
             assert!(!html.contains("\" onclick") && !html.contains("\"onmouseover"), "{html}");
         }

@@ -269,10 +269,7 @@ fn valid_file_name(name: &str) -> bool {
 /// Parse and check a pack. `page_file(name)` reads a page named by
 /// `page_file` (a file next to the pack); it is only ever asked for a plain
 /// `*.md` file name, never a path.
-pub fn parse_pack(
-    text: &str,
-    mut page_file: impl FnMut(&str) -> Result<String, String>,
-) -> Result<Pack, PackError> {
+pub fn parse_pack(text: &str, mut page_file: impl FnMut(&str) -> Result<String, String>) -> Result<Pack, PackError> {
     if text.len() > MAX_PACK_BYTES {
         return Err(bad(format!("the pack is larger than {MAX_PACK_BYTES} bytes")));
     }
@@ -401,7 +398,8 @@ feedback = { en = "No.", fi = "Ei." }
         for bad_answers in [vec![("q0", "2")], vec![("q1", "0")], vec![]] {
             assert!(m.grade(&Answers::from_fields(bad_answers).unwrap()).is_err());
         }
-        for hostile in [vec![("q0", "0"), ("q0", "1")], vec![("q0", "-1")], vec![("q0", "99999999999")], vec![("qx", "0")]]
+        for hostile in
+            [vec![("q0", "0"), ("q0", "1")], vec![("q0", "-1")], vec![("q0", "99999999999")], vec![("qx", "0")]]
         {
             assert!(Answers::from_fields(hostile).is_err());
         }

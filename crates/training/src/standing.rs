@@ -167,10 +167,7 @@ pub struct Summary {
 }
 
 pub fn summary(statuses: &[ModuleStatus]) -> Summary {
-    Summary {
-        due: statuses.iter().any(|s| !s.is_done() || s.due_soon),
-        overdue: statuses.iter().any(|s| s.overdue),
-    }
+    Summary { due: statuses.iter().any(|s| !s.is_done() || s.due_soon), overdue: statuses.iter().any(|s| s.overdue) }
 }
 
 #[cfg(test)]
@@ -184,7 +181,14 @@ mod tests {
     }
 
     fn status(c: &[Completion], a: &[Assignment], created: i64, active: i64, now: i64) -> ModuleStatus {
-        module_status(ModuleVersion { key: "m", version: 2, active_since: active }, created, c, a, Rules::default(), now)
+        module_status(
+            ModuleVersion { key: "m", version: 2, active_since: active },
+            created,
+            c,
+            a,
+            Rules::default(),
+            now,
+        )
     }
 
     #[test]

@@ -134,7 +134,11 @@ async fn overdue_training_blocks_patient_data_only_under_block(db: Db) {
     assert_eq!(passed.len(), required.len(), "{audit:?}");
 
     // Expired (past training.valid_months): refused again at once.
-    exec(&inst, &format!("UPDATE training_completions SET passed_at = passed_at - {} WHERE user_id = '{clin1}'", 400 * DAY_MS)).await;
+    exec(
+        &inst,
+        &format!("UPDATE training_completions SET passed_at = passed_at - {} WHERE user_id = '{clin1}'", 400 * DAY_MS),
+    )
+    .await;
     assert_eq!(read_patient(&s, &inst.token, &p1).await.0, S::FORBIDDEN);
     let page = web.get("/training").await.text().await.unwrap();
     assert!(page.contains("overdue"), "{page}");
@@ -184,7 +188,9 @@ async fn a_new_version_asks_again_assign_makes_it_due_and_a_bad_pack_changes_not
     let web = Browser::sign_in(&s, "clin1").await;
     let r = web.post("/training/phishing", &answers("phishing", true)).await;
     assert!(r.text().await.unwrap().contains("Passed."));
-    let row = |page: &str| page.split("Phishing and social engineering").nth(1).unwrap_or("").chars().take(300).collect::<String>();
+    let row = |page: &str| {
+        page.split("Phishing and social engineering").nth(1).unwrap_or("").chars().take(300).collect::<String>()
+    };
     let page = web.get("/training").await.text().await.unwrap();
     assert!(row(&page).contains(">done<"), "{page}");
 
@@ -199,14 +205,20 @@ async fn a_new_version_asks_again_assign_makes_it_due_and_a_bad_pack_changes_not
             ("no-such-user", "phishing", "drill"),
             (clin1.as_str(), "phishing", "<script>alert(1)</script>"),
         ] {
-            assert!(confidant_app::training::assign(&opened.identity, user, key, reason).await.is_err(), "{key} {reason}");
+            assert!(
+                confidant_app::training::assign(&opened.identity, user, key, reason).await.is_err(),
+                "{key} {reason}"
+            );
         }
         opened.records.store().close().await;
     }
     let page = web.get("/training").await.text().await.unwrap();
     assert!(row(&page).contains("assigned to you"), "{page}");
     let audit = training_audit(&inst).await;
-    assert!(audit.contains(&("training-assigned".into(), "console".into(), "TrainingModule/phishing@1".into())), "{audit:?}");
+    assert!(
+        audit.contains(&("training-assigned".into(), "console".into(), "TrainingModule/phishing@1".into())),
+        "{audit:?}"
+    );
     let r = web.post("/training/phishing", &answers("phishing", true)).await;
     let text = r.text().await.unwrap();
     assert!(text.contains("Passed."), "{text}");
@@ -216,16 +228,30 @@ async fn a_new_version_asks_again_assign_makes_it_due_and_a_bad_pack_changes_not
     let before = modules_table(&inst).await;
     let dir = inst.tmp.path().join("pack");
     std::fs::create_dir_all(&dir).unwrap();
-    let import = |path: &std::path::Path| run(&["training", "import", "--dir", inst.dir.to_str().unwrap(), path.to_str().unwrap()]);
+    let import = |path: &std::path::Path| {
+        run(&["training", "import", "--dir", inst.dir.to_str().unwrap(), path.to_str().unwrap()])
+    };
     let second_bad = "{bad-key}";
     for (path, expected) in [
         (pack_file(&dir, "a.toml", 2, "Phishing, new", second_bad), "module key"),
         (pack_file(&dir, "b.toml", 1, "Phishing, changed without a new version", ""), "raise version to 2"),
-        (pack_file(&dir, "c.toml", 2, "Phishing", "[[module]]\nkey = \"x\"\nversion = 1\nroles = [\"all\"]\npass_mark = 1\ntitle = { en = \"x\", fi = \"x\" }\npage_file = { en = \"../../etc/passwd\", fi = \"x.md\" }\n[[module.question]]\ntext = { en = \"q\", fi = \"q\" }\n"), "no folders"),
+        (
+            pack_file(
+                &dir,
+                "c.toml",
+                2,
+                "Phishing",
+                "[[module]]\nkey = \"x\"\nversion = 1\nroles = [\"all\"]\npass_mark = 1\ntitle = { en = \"x\", fi = \"x\" }\npage_file = { en = \"../../etc/passwd\", fi = \"x.md\" }\n[[module.question]]\ntext = { en = \"q\", fi = \"q\" }\n",
+            ),
+            "no folders",
+        ),
     ] {
         let out = import(&path);
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success() && err.contains(expected) && err.contains("nothing was changed"), "{expected}: {err}");
+        assert!(
+            !out.status.success() && err.contains(expected) && err.contains("nothing was changed"),
+            "{expected}: {err}"
+        );
         assert_eq!(modules_table(&inst).await, before, "{expected}: nothing changed");
     }
     std::fs::write(dir.join("broken.toml"), "[[module]\nkey=").unwrap();
@@ -237,10 +263,18 @@ async fn a_new_version_asks_again_assign_makes_it_due_and_a_bad_pack_changes_not
     // A new version, with hostile markup in its title and page: asked again, shown as text.
     let path = pack_file(&dir, "d.toml", 2, "<script>alert('title')</script> Phishing", "");
     let page = std::fs::read_to_string(dir.join("phishing.en.md")).unwrap();
-    std::fs::write(dir.join("phishing.en.md"), format!("{page}\n<img src=x onerror=alert(1)> [x](javascript:alert(2))\n")).unwrap();
+    std::fs::write(
+        dir.join("phishing.en.md"),
+        format!("{page}\n<img src=x onerror=alert(1)> [x](javascript:alert(2))\n"),
+    )
+    .unwrap();
     let out = import(&path);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("again): phishing"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("again): phishing"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let page = web.get("/training").await.text().await.unwrap();
     assert!(page.contains("updated: complete it again") && !page.contains("<script>alert"), "{page}");
     let page = web.get("/training/phishing").await.text().await.unwrap();
@@ -252,8 +286,14 @@ async fn a_new_version_asks_again_assign_makes_it_due_and_a_bad_pack_changes_not
     let r = web.post("/training/phishing", &answers("phishing", true).replacen("version=1", "version=2", 1)).await;
     assert!(r.text().await.unwrap().contains("Passed."));
     let audit = training_audit(&inst).await;
-    assert!(audit.contains(&("training-import".into(), "console".into(), "TrainingModule/phishing@2".into())), "{audit:?}");
-    assert!(audit.contains(&("training-passed".into(), clin1.clone(), "TrainingModule/phishing@2".into())), "{audit:?}");
+    assert!(
+        audit.contains(&("training-import".into(), "console".into(), "TrainingModule/phishing@2".into())),
+        "{audit:?}"
+    );
+    assert!(
+        audit.contains(&("training-passed".into(), clin1.clone(), "TrainingModule/phishing@2".into())),
+        "{audit:?}"
+    );
     s.stop();
 }
 both_backends!(a_new_version_asks_again_assign_makes_it_due_and_a_bad_pack_changes_nothing);
@@ -289,7 +329,9 @@ async fn training_routes_refuse_the_wrong_role_no_session_and_hostile_input() {
     // The patient is never bannered; staff are.
     let portal = users["pirjo"].get("/me/access-log").await.text().await.unwrap();
     assert!(!portal.contains("security training") && !portal.contains("href=\"/training\""));
-    assert!(users["desk"].get("/patients").await.text().await.unwrap().contains("You have security training to complete."));
+    assert!(
+        users["desk"].get("/patients").await.text().await.unwrap().contains("You have security training to complete.")
+    );
 
     let clin = &users["clin1"];
     let good = answers("phishing", true);
@@ -313,7 +355,11 @@ async fn training_routes_refuse_the_wrong_role_no_session_and_hostile_input() {
         let r = clin.post(path, &form).await;
         let st = r.status();
         let text = r.text().await.unwrap();
-        assert!(st == expected || (st == S::PAYLOAD_TOO_LARGE && form.len() > 50_000), "{path} {}: {st} {text}", &form[..form.len().min(80)]);
+        assert!(
+            st == expected || (st == S::PAYLOAD_TOO_LARGE && form.len() > 50_000),
+            "{path} {}: {st} {text}",
+            &form[..form.len().min(80)]
+        );
         assert!(!text.contains("<script>alert"), "{path}: {text}");
     }
     let r = clin.get("/training/%3Cscript%3Ealert(1)%3C%2Fscript%3E").await;
@@ -322,14 +368,18 @@ async fn training_routes_refuse_the_wrong_role_no_session_and_hostile_input() {
     // None of it recorded anything.
     assert!(training_audit(&inst).await.is_empty());
     let mut db = inst.db().await;
-    let n: i64 = sqlx::Row::get(&sqlx::query("SELECT COUNT(*) FROM training_completions").fetch_one(&mut db).await.unwrap(), 0);
+    let n: i64 =
+        sqlx::Row::get(&sqlx::query("SELECT COUNT(*) FROM training_completions").fetch_one(&mut db).await.unwrap(), 0);
     assert_eq!(n, 0);
 
     // Coverage and evidence: names and states for admins and auditors; CSV never a formula.
     let r = users["admin1"].get("/admin/training.csv").await;
     assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
     let csv = r.text().await.unwrap();
-    assert!(csv.starts_with("username,user_id,role,module") && csv.contains("\"clin1\"") && csv.contains("\"phishing\""), "{csv}");
+    assert!(
+        csv.starts_with("username,user_id,role,module") && csv.contains("\"clin1\"") && csv.contains("\"phishing\""),
+        "{csv}"
+    );
     assert!(!csv.contains("\"pirjo\""), "patients are not staff: {csv}");
     let page = users["audi"].get("/admin/training").await.text().await.unwrap();
     assert!(page.contains("clin1") && page.contains("desk") && !page.contains("pirjo"), "{page}");
@@ -352,7 +402,9 @@ async fn training_in_chromium() {
     // The clinician has done all but one module; the browser does the last.
     let last = "phishing";
     for key in modules_for(confidant_policy::Role::Clinician).iter().filter(|k| *k != last) {
-        assert!(clin.post(&format!("/training/{key}"), &answers(key, true)).await.text().await.unwrap().contains("Passed."));
+        assert!(
+            clin.post(&format!("/training/{key}"), &answers(key, true)).await.text().await.unwrap().contains("Passed.")
+        );
     }
     let pack = confidant_training::built_in_pack().unwrap();
     let correct: Vec<String> = pack

@@ -811,10 +811,7 @@ static FI: &[(&str, &str)] = &[
     ("Overdue", "Myöhässä"),
     ("Assigned", "Määrätty"),
     ("Enforcement:", "Valvonta:"),
-    (
-        "A new module pack is imported at the server with `confidant training import`.",
-        "Uusi koulutuspaketti tuodaan palvelimella komennolla `confidant training import`.",
-    ),
+    ("A new module pack is imported at the server with", "Uusi koulutuspaketti tuodaan palvelimella komennolla"),
     ("Download the evidence (CSV)", "Lataa suoritustiedot (CSV)"),
     ("Printable evidence", "Tulostettava raportti"),
     ("Security training: evidence", "Tietoturvakoulutus: suoritukset"),

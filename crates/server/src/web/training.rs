@@ -159,8 +159,13 @@ pub(super) async fn answer(
         return r;
     }
     let l = me.lang;
-    let unreadable =
-        || me.message(StatusCode::BAD_REQUEST, l.t("Please check the form"), l.t("The answers could not be read. Nothing was saved."));
+    let unreadable = || {
+        me.message(
+            StatusCode::BAD_REQUEST,
+            l.t("Please check the form"),
+            l.t("The answers could not be read. Nothing was saved."),
+        )
+    };
     if fields.len() > MAX_FIELDS || fields.iter().any(|(k, v)| k.len() > 20 || (v.len() > 20 && k != "csrf")) {
         return unreadable();
     }
@@ -193,14 +198,17 @@ pub(super) async fn answer(
         Err(e) => return training_error(&me, e),
     };
     let lang = l.code();
-    let score = l.t("{score} of {n} correct").replace("{score}", &graded.score.to_string()).replace("{n}", &graded.out_of.to_string());
+    let score = l
+        .t("{score} of {n} correct")
+        .replace("{score}", &graded.score.to_string())
+        .replace("{n}", &graded.out_of.to_string());
     me.page(
         m.title.get(lang),
         html! {
             @if graded.passed {
-                p.ok { strong { (l.t("Passed.")) } " " (score) }
+                p.ok { strong { (l.t("Passed.")) } " " (score) "." }
             } @else {
-                p.notice { strong { (l.t("Not passed yet.")) } " " (score) " " (l.t("Read the feedback, then try again.")) }
+                p.notice { strong { (l.t("Not passed yet.")) } " " (score) ". " (l.t("Read the feedback, then try again.")) }
             }
             @for r in &graded.results {
                 @if let Some(q) = m.questions.get(r.question) {
@@ -276,7 +284,7 @@ pub(super) async fn coverage(State(state): State<AppState>, me: SignedIn) -> Res
             (l.t("{current} of {n} staff have completed everything required of them.").replace("{current}", &current.to_string()).replace("{n}", &staff.to_string()))
             " " span.muted { (l.t("Done")) " " (done) " · " (l.t("Due")) " " (due) " · " (l.t("Overdue")) " " (overdue) " · " (l.t("Assigned")) " " (assigned) }
         }
-        p.muted { (l.t("Enforcement:")) " " code { "training.enforce = \"" (c.enforce.as_str()) "\"" } ". " (l.t("A new module pack is imported at the server with `confidant training import`.")) }
+        p.muted { (l.t("Enforcement:")) " " code { "training.enforce = \"" (c.enforce.as_str()) "\"" } ". " (l.t("A new module pack is imported at the server with")) " " code { "confidant training import" } "." }
         p { a href="/admin/training.csv" { (l.t("Download the evidence (CSV)")) } " · " a href="/admin/training/evidence" { (l.t("Printable evidence")) } }
         (coverage_table(&me, &c))
     };
@@ -299,11 +307,13 @@ pub(super) async fn coverage_csv(State(state): State<AppState>, me: SignedIn) ->
         Ok(c) => c,
         Err(r) => return r,
     };
-    let mut out = String::from("username,user_id,role,module,version,status,due_since,passed_at,expires_at,score,out_of\r\n");
+    let mut out =
+        String::from("username,user_id,role,module,version,status,due_since,passed_at,expires_at,score,out_of\r\n");
     for p in &c.people {
         for (m, s) in c.modules.iter().zip(&p.statuses) {
             let Some(s) = s else { continue };
-            let pass = p.passes.iter().filter(|x| x.module_key == m.key && x.version == m.version).max_by_key(|x| x.passed_at);
+            let pass =
+                p.passes.iter().filter(|x| x.module_key == m.key && x.version == m.version).max_by_key(|x| x.passed_at);
             let (passed, expires) = match s.state {
                 ModuleState::Done { passed_at, expires_at } => {
                     (confidant_fhir::instant(passed_at), confidant_fhir::instant(expires_at))
