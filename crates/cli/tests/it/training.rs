@@ -440,3 +440,30 @@ async fn training_in_chromium() {
         }
     }
 }
+
+/// `confidant doctor`'s training-coverage: within the grace period a pass;
+/// overdue, medium under "warn" and high under "block"; counts, never names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_reports_training_coverage_by_counts() {
+    let inst = Instance::new(Db::Sqlite).await;
+    let doctor = |env: &[(&str, &str)]| {
+        let out =
+            crate::common::run_stdin_env(&["doctor", "--dir", inst.dir.to_str().unwrap(), "--format", "json"], "", env);
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let c =
+            report["checks"].as_array().unwrap().iter().find(|c| c["check"] == "training-coverage").unwrap().clone();
+        (c["severity"].as_str().unwrap_or("pass").to_owned(), c["evidence"].as_str().unwrap().to_owned())
+    };
+    let (severity, evidence) = doctor(&[]);
+    assert_eq!(severity, "pass", "{evidence}");
+    assert!(evidence.starts_with("0 of 2 staff current") && evidence.contains("overdue 0"), "{evidence}");
+    exec(&inst, &format!("UPDATE users SET created_at = created_at - {}", 30 * DAY_MS)).await;
+    exec(&inst, &format!("UPDATE training_modules SET active_since = active_since - {}", 30 * DAY_MS)).await;
+    let (severity, evidence) = doctor(&[]);
+    assert_eq!(severity, "medium", "{evidence}");
+    assert!(!evidence.contains("clin1") && !evidence.contains("admin1"), "counts only: {evidence}");
+    let (severity, _) = doctor(&[("CONFIDANT_TRAINING__ENFORCE", "block")]);
+    assert_eq!(severity, "high");
+    let (severity, _) = doctor(&[("CONFIDANT_TRAINING__ENFORCE", "off")]);
+    assert_eq!(severity, "low");
+}
