@@ -43,6 +43,63 @@ pub struct Config {
     /// Appointment reminders to patients: e-mail (through the SMTP server of `[alerts]`) and an SMS webhook.
     #[serde(default)]
     pub reminders: Reminders,
+    /// Staff security training: what missing training does, its grace period and validity.
+    #[serde(default)]
+    pub training: Training,
+}
+
+/// `[training]`: staff security training (docs/training.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Training {
+    /// `off` (nothing), `warn` (a banner on every page until done; the
+    /// default) or `block` (the banner, and patient data refused once a
+    /// module is overdue).
+    pub enforce: TrainingEnforce,
+    /// New accounts, new or changed modules and assigned modules give this many
+    /// days before they block; a pass shows as due this long before it expires.
+    pub grace_days: u32,
+    /// A pass counts for this many months.
+    pub valid_months: u32,
+}
+
+impl Default for Training {
+    fn default() -> Self {
+        Training { enforce: TrainingEnforce::Warn, grace_days: 14, valid_months: 12 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrainingEnforce {
+    Off,
+    #[default]
+    Warn,
+    Block,
+}
+
+impl Training {
+    pub fn settings(&self) -> confidant_identity::TrainingSettings {
+        confidant_identity::TrainingSettings {
+            enforce: match self.enforce {
+                TrainingEnforce::Off => confidant_policy::Enforcement::Off,
+                TrainingEnforce::Warn => confidant_policy::Enforcement::Warn,
+                TrainingEnforce::Block => confidant_policy::Enforcement::Block,
+            },
+            rules: confidant_training::Rules {
+                // A pass that lasts no month would block at once; 10 years is the longest that makes sense.
+                valid_months: self.valid_months.clamp(1, 120),
+                grace_days: self.grace_days.min(365),
+            },
+        }
+    }
+}
+
+impl Config {
+    /// The identity service's settings: `[access]` and `[training]`.
+    pub fn identity_settings(&self) -> confidant_identity::Settings {
+        confidant_identity::Settings { training: self.training.settings(), ..self.access.identity_settings() }
+    }
 }
 
 /// The log's shape: `text` for people, `json` (one object a line) for a SIEM.

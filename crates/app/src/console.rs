@@ -57,6 +57,7 @@ impl Console {
             scopes: None,
             source: None,
             credential: None,
+            training: Default::default(),
         }
     }
 

@@ -49,11 +49,11 @@ pub struct Finding {
 }
 
 impl Finding {
-    fn pass(check: &'static str, title: impl Into<String>, evidence: impl Into<String>) -> Finding {
+    pub(crate) fn pass(check: &'static str, title: impl Into<String>, evidence: impl Into<String>) -> Finding {
         Finding { check, severity: None, title: title.into(), evidence: evidence.into(), fix: String::new() }
     }
 
-    fn fail(
+    pub(crate) fn fail(
         check: &'static str,
         severity: Severity,
         title: impl Into<String>,
@@ -659,6 +659,7 @@ async fn examine_instance(
             }
         }
     });
+    out.push(crate::training::coverage_finding(identity, dir).await?);
     Ok(())
 }
 

@@ -128,6 +128,7 @@ pub async fn init(console: &Console, dir: &Path, options: InitOptions) -> Result
         metrics: Default::default(),
         logging: Default::default(),
         reminders: Default::default(),
+        training: Default::default(),
     };
     let store = Store::connect(&config.database_url(&dir)?, true).await.context("cannot open the database")?;
     if confidant_records::instance_id(&store).await.ok().flatten().is_some() {
@@ -165,7 +166,7 @@ pub async fn init(console: &Console, dir: &Path, options: InitOptions) -> Result
     let vault = Vault::new(provider);
     confidant_records::initialise(&store, &vault, &instance_id, console.now()).await?;
     let records = Arc::new(Records::open(store.clone(), vault, console.clock()).await?);
-    let identity = Identity::new(identity_services(&records), config.access.identity_settings());
+    let identity = Identity::new(identity_services(&records), config.identity_settings());
     let enrolment_code = identity.create_enrolment_code(Role::Admin).await?;
     crate::honey::plant(&records, honey_records).await.context("cannot plant the honey records")?;
     // A first signed checkpoint: from its first minute, the log has a witness.
@@ -317,7 +318,12 @@ impl Instance {
             return Err(anyhow::Error::new(e).context("cannot index the names of existing records"));
         }
         let records = Arc::new(records);
-        let identity = Arc::new(Identity::new(identity_services(&records), config.access.identity_settings()));
+        let identity = Arc::new(Identity::new(identity_services(&records), config.identity_settings()));
+        // A release with new versions of the built-in training modules brings them in.
+        if let Err(e) = crate::training::bring_in_built_in(&identity).await {
+            store.close().await;
+            return Err(e);
+        }
         Ok(Instance { dir: dir.to_path_buf(), config, records, identity })
     }
 
@@ -396,7 +402,7 @@ impl Instance {
         };
         let settings = confidant_identity::Settings {
             passkey_site: config.server.public_url.clone(),
-            ..config.access.identity_settings()
+            ..config.identity_settings()
         };
         let identity = Arc::new(Identity::new(identity_services(&records), settings));
         // The admin's posture page runs `confidant doctor`'s checks against this running instance.

@@ -26,6 +26,7 @@
 //! | [`incident`] | the incident report and containment |
 //! | [`reminders`] | appointment reminders: the sweep, e-mail and the SMS webhook |
 //! | [`progress`] | the progress callbacks the CLI implements |
+//! | [`training`] | staff security training: assign, import a pack, the doctor check |
 #![forbid(unsafe_code)]
 
 pub mod audit;
@@ -44,6 +45,8 @@ pub mod progress;
 pub mod reminders;
 pub mod secrets;
 pub mod synthetic;
+// Staff security training (issue 16).
+pub mod training;
 
 pub use config::Config;
 pub use console::Console;

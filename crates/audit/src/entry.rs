@@ -56,6 +56,15 @@ pub enum Action {
     AuditAccess,
     /// A legal hold set on or lifted from a patient (erasure waits for it).
     LegalHold,
+    // Staff security training (issue 16): the target is `training/<module>@<version>`.
+    /// A staff member passed a training module.
+    TrainingPassed,
+    /// A staff member failed a training module (answered, below the pass mark).
+    TrainingFailed,
+    /// A training pack was imported (or the built-in one brought in): one entry per module changed.
+    TrainingImport,
+    /// A module was assigned to someone (after a phishing drill's click, say).
+    TrainingAssigned,
 }
 
 impl Action {
@@ -88,6 +97,10 @@ impl Action {
         Action::Alert,
         Action::AuditAccess,
         Action::LegalHold,
+        Action::TrainingPassed,
+        Action::TrainingFailed,
+        Action::TrainingImport,
+        Action::TrainingAssigned,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -120,6 +133,10 @@ impl Action {
             Action::Alert => "alert",
             Action::AuditAccess => "audit-access",
             Action::LegalHold => "legal-hold",
+            Action::TrainingPassed => "training-passed",
+            Action::TrainingFailed => "training-failed",
+            Action::TrainingImport => "training-import",
+            Action::TrainingAssigned => "training-assigned",
         }
     }
 

@@ -46,6 +46,7 @@ fn clinician(user_id: &str, practitioner_id: &str) -> Principal {
         scopes: None,
         source: None,
         credential: None,
+        training: Default::default(),
     }
 }
 

@@ -192,6 +192,34 @@ enum Command {
         #[command(subcommand)]
         action: RemindersAction,
     },
+    /// Staff security training: bring in a new module pack (docs/training.md).
+    Training {
+        #[command(subcommand)]
+        action: TrainingAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TrainingAction {
+    /// Import a training module pack: a TOML file of modules (pages in English
+    /// and Finnish, questions, a pass mark), with its pages (`page_file`)
+    /// next to it. The built-in pack, `training/pack.toml` in Confidant's
+    /// source, is the example to start from.
+    ///
+    /// The whole pack is checked before anything changes: one bad module
+    /// refuses all of it, with the module and field named. A module new to
+    /// the clinic is added; a module with a higher `version` replaces the old
+    /// one, and everyone who passed the old version is asked to complete the
+    /// new one (within [training] grace_days). A module whose content changed
+    /// but whose version did not is refused: raise its version. Audited.
+    /// Safe to run while `serve` runs.
+    Import {
+        /// The instance directory (holds confidant.toml).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The pack file (e.g. clinic-training/pack.toml).
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -816,6 +844,15 @@ fn main() -> ExitCode {
                         "Reminders: {} sent, {} failed (tried again next time), {} patients without an e-mail address or mobile phone.",
                         r.sent, r.failed, r.unreachable
                     );
+                })
+            }
+            Command::Training { action: TrainingAction::Import { dir, file } } => {
+                confidant_app::training::import(console, &dir, &file).await.map(|r| {
+                    let list = |v: &[String]| if v.is_empty() { "none".to_owned() } else { v.join(", ") };
+                    println!("Training pack imported from {}.", file.display());
+                    println!("  added:     {}", list(&r.added));
+                    println!("  new versions (everyone who passed the old one is asked again): {}", list(&r.changed));
+                    println!("  unchanged: {}", list(&r.unchanged));
                 })
             }
             Command::Keys { action } => match action {

@@ -29,12 +29,15 @@ mod services;
 mod sessions;
 mod throttling;
 mod tokens;
+// Staff security training: standing, taking a module, assigning, importing, coverage.
+mod training;
 
 pub use accounts::UserInfo;
 pub use second_factor::{PasskeyInfo, TotpConfirmed, TotpEnrolment};
 pub use services::{patient_link_token, recorded_source, seal_plaintext_links};
 pub use sessions::{Authenticated, Login, SessionKind};
 pub use tokens::ApiTokenInfo;
+pub use training::{Coverage, ImportReport, MyModule, PersonCoverage, TrainingSettings};
 
 use confidant_keyring::KeyringError;
 use second_factor::Ceremony;
@@ -118,6 +121,8 @@ pub struct Settings {
     /// The clinic's public URL (`server.public_url`): passkeys are for this
     /// site. Without it (or without https, except on localhost) passkeys are off.
     pub passkey_site: Option<String>,
+    /// `[training]`: staff security training's enforcement and rules.
+    pub training: training::TrainingSettings,
 }
 
 impl Default for Settings {
@@ -134,6 +139,7 @@ impl Default for Settings {
             enrolment_code_ms: 7 * 24 * 60 * MIN,
             require_second_factor: true,
             passkey_site: None,
+            training: Default::default(),
         }
     }
 }

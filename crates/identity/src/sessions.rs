@@ -236,15 +236,20 @@ impl Identity {
         })
     }
 
+    /// The principal of `user`: their role and links, and where they stand
+    /// with their security training (policy refuses patient data to training
+    /// overdue under `enforce = "block"`, for sessions and tokens alike).
     pub(crate) async fn principal(&self, user: &UserRow, scopes: Option<Scopes>) -> Result<Principal> {
+        let role = Role::parse(&user.role).ok_or(IdentityError::Unauthenticated)?;
         Ok(Principal {
             user_id: user.id.clone(),
-            role: Role::parse(&user.role).ok_or(IdentityError::Unauthenticated)?,
+            role,
             practitioner_id: user.practitioner_id.clone(),
             patient_id: self.patient_of(user).await?,
             scopes,
             source: None,
             credential: None,
+            training: self.training_standing(user, role).await?,
         })
     }
 

@@ -358,6 +358,7 @@ async fn break_glass_needs_a_reason_and_expires() {
         scopes: None,
         source: None,
         credential: None,
+        training: Default::default(),
     };
     let mut clinicians = Vec::new();
     for name in ["One", "Two"] {
@@ -378,6 +379,7 @@ async fn break_glass_needs_a_reason_and_expires() {
             scopes: None,
             source: None,
             credential: None,
+            training: Default::default(),
         });
     }
     let patient = f

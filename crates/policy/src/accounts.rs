@@ -147,6 +147,7 @@ mod tests {
             scopes: token.then(|| Scopes::parse("user/*.*").unwrap_or_else(|e| panic!("{e}"))),
             source: None,
             credential: None,
+            training: Default::default(),
         }
     }
 

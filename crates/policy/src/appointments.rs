@@ -93,6 +93,7 @@ mod tests {
             scopes: None,
             source: None,
             credential: None,
+            training: Default::default(),
         }
     }
 

@@ -17,6 +17,8 @@ mod notes;
 pub mod records;
 pub mod schedule;
 mod templates;
+// Staff security training: what its standing means for access.
+mod training;
 
 use std::fmt;
 
@@ -27,6 +29,10 @@ pub use accounts::{
 pub use measures::{may_acknowledge_flag, may_answer_measure, may_send_measure};
 pub use notes::{NoteFacts, author_of_new_note, may_append, may_change_note, may_cosign, signer_of_new_note};
 pub use templates::{may_manage_templates, may_use_templates};
+pub use training::{
+    Enforcement, TrainingStanding, is_patient_data, may_manage_training, may_see_training_coverage, may_take_training,
+    training_standing,
+};
 
 use confidant_fhir::ResourceType;
 
@@ -162,6 +168,9 @@ pub struct Principal {
     /// The credential of the request, `session/<id>` or `token/<id>` (for the
     /// detector, which may lock it).
     pub credential: Option<String>,
+    /// Where they stand with their security training (computed where the
+    /// principal is built; `NotRequired` for patients and the console).
+    pub training: TrainingStanding,
 }
 
 /// Why access was refused. The message is safe to show the caller.
@@ -187,6 +196,9 @@ pub enum Denied {
         "a token made for another account may not read {0}, which its maker's role does not read; leave out user/{0}.read, user/{0}.* and user/*.read (it may still write), or make it at the server with `confidant token create`"
     )]
     TokenReads(&'static str),
+    /// Security training overdue under `training.enforce = "block"`.
+    #[error("complete your security training first: /training")]
+    Training,
 }
 
 fn verb(a: Action) -> &'static str {
@@ -230,6 +242,7 @@ pub fn allowed(p: &Principal, rt: ResourceType, action: Action) -> Result<(), De
     if !role_permits(p.role, rt, action) {
         return Err(Denied::Role { role: p.role, action: verb(action), resource: rt.as_str() });
     }
+    training::training_permits(p, rt)?;
     if let Some(scopes) = &p.scopes
         && !scopes.permits(rt, action)
     {
@@ -444,6 +457,7 @@ mod tests {
             scopes: None,
             source: None,
             credential: None,
+            training: Default::default(),
         }
     }
 

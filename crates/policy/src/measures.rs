@@ -71,6 +71,7 @@ mod tests {
             scopes: None,
             source: None,
             credential: None,
+            training: Default::default(),
         }
     }
 

@@ -163,6 +163,7 @@ mod tests {
             scopes: None,
             source: None,
             credential: None,
+            training: Default::default(),
         }
     }
 

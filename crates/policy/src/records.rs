@@ -37,6 +37,9 @@ pub fn seen(visibility: &Visibility, access: &RecordAccess<'_>, rel: Relationshi
 /// Only a clinician (linked to their Practitioner) may open a record outside
 /// their care teams by break-glass.
 pub fn may_break_glass(p: &Principal) -> Result<(), Refused> {
+    if p.training == crate::TrainingStanding::Blocked {
+        return Err(Refused("complete your security training first: /training"));
+    }
     match (p.role, &p.practitioner_id) {
         (Role::Clinician, Some(_)) => Ok(()),
         _ => Err(Refused("only a clinician may use break-glass")),
@@ -141,6 +144,7 @@ mod tests {
             scopes: None,
             source: None,
             credential: None,
+            training: Default::default(),
         }
     }
 

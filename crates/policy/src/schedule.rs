@@ -36,6 +36,7 @@ mod tests {
             scopes: None,
             source: None,
             credential: None,
+            training: Default::default(),
         }
     }
 

@@ -37,6 +37,7 @@ mod tests {
                 scopes: None,
                 source: None,
                 credential: None,
+                training: Default::default(),
             };
             assert_eq!(may_manage_templates(&p).is_ok(), role == Role::Admin, "{role}");
             assert_eq!(may_use_templates(&p).is_ok(), matches!(role, Role::Admin | Role::Clinician), "{role}");

@@ -37,6 +37,7 @@ fn principal(role: Role, practitioner: Option<String>) -> Principal {
         scopes: None,
         source: Some("127.0.0.1".into()),
         credential: None,
+        training: Default::default(),
     }
 }
 

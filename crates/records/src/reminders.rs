@@ -330,6 +330,7 @@ impl Records {
             scopes: None,
             source: source.map(str::to_owned),
             credential: None,
+            training: Default::default(),
         }
     }
 

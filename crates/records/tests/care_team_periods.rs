@@ -29,6 +29,7 @@ fn who(id: &str, role: Role, practitioner: Option<&str>) -> Principal {
         scopes: None,
         source: None,
         credential: None,
+        training: Default::default(),
     }
 }
 

@@ -20,6 +20,7 @@ fn admin() -> Principal {
         scopes: None,
         source: None,
         credential: None,
+        training: Default::default(),
     }
 }
 

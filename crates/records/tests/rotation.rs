@@ -22,6 +22,7 @@ fn who(id: &str, role: Role, pract: Option<&str>) -> Principal {
         scopes: None,
         source: None,
         credential: None,
+        training: Default::default(),
     }
 }
 

@@ -26,6 +26,8 @@ mod passkeys;
 mod portal;
 mod sign_in;
 mod templates;
+// Staff security training.
+mod training;
 
 use axum::Router;
 use axum::extract::{Query, State};
@@ -116,6 +118,12 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
         .route("/patients/{id}/measures", post(measures::send))
         .route("/measures/{id}", get(measures::form).post(measures::answer))
         .route("/observations/{id}/acknowledge", post(measures::acknowledge))
+        // --- staff security training ---
+        .route("/training", get(training::mine))
+        .route("/training/{key}", get(training::module).post(training::answer))
+        .route("/admin/training", get(training::coverage))
+        .route("/admin/training.csv", get(training::coverage_csv))
+        .route("/admin/training/evidence", get(training::evidence))
 }
 
 async fn css() -> Response {
@@ -188,6 +196,9 @@ fn layout(v: Viewer<'_>, title: &str, body: Markup) -> Response {
                         button #stay type="button" { (l.t("Stay signed in")) }
                     }
                 }
+                @if let Some(a) = who.filter(|a| a.principal.training.shows_banner() && !v.path.starts_with("/training")) {
+                    (training::banner(l, a.principal.training == confidant_policy::TrainingStanding::Blocked))
+                }
                 header.top {
                     a.brand href="/" { "Confidant" }
                     nav aria-label=(l.t("Main")) {
@@ -221,7 +232,7 @@ fn layout(v: Viewer<'_>, title: &str, body: Markup) -> Response {
                     }
                     a.lang href={ "/lang?to=" (other.code()) "&back=" (v.path) } lang=(other.code()) hreflang=(other.code()) { (other_name) }
                     @if let Some((a, csrf)) = v.signed_in {
-                        @if a.principal.role.is_staff() { a href="/me/passkeys" { (l.t("Passkeys")) } }
+                        @if a.principal.role.is_staff() { a href="/training" { (l.t("Training")) } a href="/me/passkeys" { (l.t("Passkeys")) } }
                         span.who { (i18n::role_name(l, a.principal.role)) }
                         form method="post" action="/logout" {
                             input type="hidden" name="csrf" value=(csrf);

@@ -25,6 +25,8 @@ mod rekey;
 mod schema;
 mod snapshot;
 mod templates;
+// Staff security training: modules, completions, assignments.
+mod training;
 
 use std::fmt::Write as _;
 
@@ -42,6 +44,7 @@ pub use rekey::{Rekeyed, Sealed};
 pub use schema::ForeignObject;
 pub use snapshot::{Cell, Column, Kind, SNAPSHOT_MAGIC, Snapshot, TableRows};
 pub use templates::{CosignRow, TemplateRow};
+pub use training::{TrainingAssignmentRow, TrainingCompletionRow, TrainingModuleRow};
 
 /// Errors from the store. Messages name tables and operations, never values.
 #[derive(Debug, thiserror::Error)]

@@ -262,6 +262,36 @@ const MIGRATIONS: &[&str] = &[
         cosigned_at BIGINT
     );
     CREATE INDEX cosign_requests_by_supervisor ON cosign_requests (supervisor, cosigned_at);",
+    // 11: staff security training (issue 16). A module (the clinic's training
+    // material: no PHI) is JSON in the clear, one row per key at its current
+    // version, with the roles it is for and since when that version is
+    // current. Completions and assignments name users by id and modules by
+    // key (like the audit log's columns); an assignment's reason is a short
+    // code such as `phishing-drill/<campaign id>`, never free text.
+    "CREATE TABLE training_modules (
+        module_key TEXT PRIMARY KEY,
+        version BIGINT NOT NULL,
+        roles TEXT NOT NULL,
+        definition TEXT NOT NULL,
+        active_since BIGINT NOT NULL,
+        source TEXT NOT NULL
+    );
+    CREATE TABLE training_completions (
+        user_id TEXT NOT NULL,
+        module_key TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        score BIGINT NOT NULL,
+        out_of BIGINT NOT NULL,
+        passed_at BIGINT NOT NULL,
+        PRIMARY KEY (user_id, module_key, passed_at)
+    );
+    CREATE TABLE training_assignments (
+        user_id TEXT NOT NULL,
+        module_key TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        assigned_at BIGINT NOT NULL,
+        PRIMARY KEY (user_id, module_key, assigned_at)
+    );",
 ];
 
 /// (the database's schema version, this build's); 0 where there is no schema yet.

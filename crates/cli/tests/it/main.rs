@@ -35,6 +35,7 @@ mod schedule;
 mod tamper;
 mod templates;
 mod tls;
+mod training;
 mod ui;
 mod upgrade;
 mod validator;

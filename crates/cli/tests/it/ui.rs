@@ -206,6 +206,11 @@ impl Browser {
         }
     }
 
+    /// The same session against `s` (the instance's server started again).
+    pub(crate) fn against(&self, s: &crate::common::Server) -> Browser {
+        Browser { base: s.url.clone(), ..self.in_language("en") }
+    }
+
     pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
         self.http.get(format!("{}{path}", self.base)).header("cookie", &self.cookie).send().await.unwrap()
     }
