@@ -56,6 +56,21 @@ pub enum Action {
     AuditAccess,
     /// A legal hold set on or lifted from a patient (erasure waits for it).
     LegalHold,
+    // Phishing drills (no link id in any of them: an entry cannot replay a link).
+    /// An administrator made a drill campaign.
+    PhishingCampaign,
+    /// A drill mail went out to a staff member.
+    PhishingSent,
+    /// A staff member opened a drill link (the first time).
+    PhishingClicked,
+    /// Something was submitted on the look-alike page (never what).
+    PhishingSubmitted,
+    /// A staff member reported a drill mail.
+    PhishingReported,
+    /// A staff member reported a mail that is not a drill: a suspected real phishing (an alert).
+    PhishingSuspected,
+    /// A staff member's e-mail address for drills was set.
+    StaffEmail,
 }
 
 impl Action {
@@ -88,6 +103,13 @@ impl Action {
         Action::Alert,
         Action::AuditAccess,
         Action::LegalHold,
+        Action::PhishingCampaign,
+        Action::PhishingSent,
+        Action::PhishingClicked,
+        Action::PhishingSubmitted,
+        Action::PhishingReported,
+        Action::PhishingSuspected,
+        Action::StaffEmail,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -120,6 +142,13 @@ impl Action {
             Action::Alert => "alert",
             Action::AuditAccess => "audit-access",
             Action::LegalHold => "legal-hold",
+            Action::PhishingCampaign => "phishing-campaign",
+            Action::PhishingSent => "phishing-sent",
+            Action::PhishingClicked => "phishing-clicked",
+            Action::PhishingSubmitted => "phishing-submitted",
+            Action::PhishingReported => "phishing-reported",
+            Action::PhishingSuspected => "phishing-suspected",
+            Action::StaffEmail => "staff-email",
         }
     }
 

@@ -40,6 +40,7 @@ fn tabs(me: &SignedIn) -> Markup {
             (tab("/admin/posture", "Security posture"))
             (tab("/admin/templates", "Note templates"))
             (tab("/admin/supervision", "Supervision"))
+            (tab("/admin/phishing", "Phishing drills"))
         }
     }
 }
