@@ -249,7 +249,7 @@ fn results(me: &SignedIn, campaigns: &[CampaignResult], show_names: bool) -> Mar
                     strong { @for (i, c) in campaigns.iter().rev().enumerate() { @if i > 0 { " → " } (rate(c)) } }
                 }
                 div.scroll {
-                    table.drills {
+                    table.log.drills {
                         thead { tr {
                             th { (l.t("Drill")) }
                             th { (l.t("Reporting rate")) }
@@ -280,7 +280,7 @@ fn results(me: &SignedIn, campaigns: &[CampaignResult], show_names: bool) -> Mar
                 @for c in campaigns {
                     @if let Some(people) = &c.people {
                         h3 { (me.time_ms(c.starts_at)) }
-                        div.scroll { table.drills {
+                        div.scroll { table.log.drills {
                             thead { tr {
                                 th { (l.t("Person")) } th { (l.t("Sent")) } th { (l.t("Clicked")) } th { (l.t("Submitted")) } th { (l.t("Reported")) }
                             } }
