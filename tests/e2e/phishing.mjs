@@ -25,8 +25,11 @@ async function open(ctx, label) {
 async function shot(page, name, width) {
   await page.setViewportSize({ width, height: 900 });
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-  expect(overflow <= 1, `${name}: ${overflow} px wider than the screen`);
   await page.screenshot({ path: `${SHOTS}/phishing-${name}.png`, fullPage: true });
+  const wide = await page.evaluate(() => [...document.querySelectorAll('body *')]
+    .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1)
+    .slice(0, 5).map((e) => `${e.tagName}.${e.className}`).join(' '));
+  expect(overflow <= 1, `${name}: ${overflow} px wider than the screen (${wide})`);
 }
 async function staff(username, label) {
   const ctx = await browser.newContext();

@@ -755,7 +755,7 @@ static FI: &[(&str, &str)] = &[
     ),
     ("An item was answered twice. Nothing was saved.", "Kysymykseen vastattiin kahdesti. Mitään ei tallennettu."),
     // --- phishing drills ---
-    ("Phishing drills", "Tietojenkalasteluharjoitukset"),
+    ("Phishing drills", "Kalasteluharjoitukset"),
     ("Report phishing", "Ilmoita kalastelusta"),
     ("My drills", "Omat harjoitukset"),
     ("Nothing was reported.", "Mitään ei ilmoitettu."),
