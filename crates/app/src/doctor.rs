@@ -685,7 +685,13 @@ fn check_phishing_drill(last: Option<i64>, now: i64, dir: &Path) -> Finding {
             format!("the last drill mail went out on {}", confidant_fhir::instant(t).get(..10).unwrap_or("")),
             fix,
         ),
-        None => Finding::fail("phishing-drill", Severity::Medium, "staff never had a phishing drill", "no drill mail was ever sent", fix),
+        None => Finding::fail(
+            "phishing-drill",
+            Severity::Medium,
+            "staff never had a phishing drill",
+            "no drill mail was ever sent",
+            fix,
+        ),
     }
 }
 

@@ -547,9 +547,7 @@ async fn phishing_lookalike(d: &Drill, store: &confidant_store::Store, lure: &st
     let landing = d.http.get(&url).send().await?;
     let landing_ok = landing.status() == StatusCode::OK;
     // The canaries are letters and digits: the form body needs no escaping.
-    let form = |body: String| {
-        d.http.post(&url).header("content-type", "application/x-www-form-urlencoded").body(body)
-    };
+    let form = |body: String| d.http.post(&url).header("content-type", "application/x-www-form-urlencoded").body(body);
     let r = form(format!("username={user}&password={password}")).send().await?;
     let st = r.status();
     let page = r.text().await.unwrap_or_default();

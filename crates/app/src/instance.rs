@@ -334,8 +334,9 @@ impl Instance {
                 return Err(e.context(format!("in [phishing] of {}", Config::path(dir).display())));
             }
         };
-        let identity =
-            Arc::new(Identity::new(identity_services(&records), config.access.identity_settings()).with_phishing(phishing));
+        let identity = Arc::new(
+            Identity::new(identity_services(&records), config.access.identity_settings()).with_phishing(phishing),
+        );
         Ok(Instance { dir: dir.to_path_buf(), config, records, identity })
     }
 

@@ -131,7 +131,9 @@ pub fn spawn(identity: Arc<Identity>, out: Outbound, every: Duration) -> tokio::
             tokio::time::sleep(every).await;
             let now = identity.now_millis();
             match sweep(&identity, &out, now).await {
-                Ok(r) if r.sent + r.failed > 0 => tracing::info!(sent = r.sent, failed = r.failed, "phishing drill mails"),
+                Ok(r) if r.sent + r.failed > 0 => {
+                    tracing::info!(sent = r.sent, failed = r.failed, "phishing drill mails")
+                }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "the drill mail sweep failed; it runs again later"),
             }

@@ -244,7 +244,10 @@ fn link_ids_in(text: &str, max: usize) -> Vec<&str> {
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
         .filter(|w| well_formed_link(w))
         .collect();
-    out.dedup();
+    // Ids right after `/p/` first: a pasted mail's other long words come after.
+    out.sort_by_key(|id| !text.contains(&format!("/p/{id}")));
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|id| seen.insert(*id));
     out.truncate(max);
     out
 }
@@ -381,6 +384,9 @@ impl Identity {
             let role = Role::parse(&u.role).unwrap_or(Role::Patient);
             if !rules::may_receive_drills(role) {
                 return invalid("drill mails go to staff only");
+            }
+            if u.disabled_at.is_some() {
+                return invalid("that account is disabled");
             }
             targets.push(u);
         }
@@ -519,7 +525,9 @@ impl Identity {
     pub async fn report_phishing(&self, p: &Principal, text: &str) -> Result<Reported> {
         rules::may_report_phishing(p).map_err(|d| IdentityError::Forbidden(d.to_string()))?;
         if text.len() > MAX_REPORT_BYTES {
-            return Err(IdentityError::Invalid("the pasted text is too long: paste the link, or the mail without attachments".into()));
+            return Err(IdentityError::Invalid(
+                "the pasted text is too long: paste the link, or the mail without attachments".into(),
+            ));
         }
         if text.trim().is_empty() {
             return Err(IdentityError::Invalid("paste the link or the text of the mail".into()));
@@ -559,10 +567,7 @@ impl Identity {
         for c in self.store().phish_campaigns().await? {
             let rows = self.store().phish_recipients(&c.id).await?;
             let sent: Vec<&PhishRecipientRow> = rows.iter().filter(|r| r.sent_at.is_some()).collect();
-            let times = sent
-                .iter()
-                .filter_map(|r| Some((r.reported_at? - r.sent_at?).max(0)))
-                .collect::<Vec<_>>();
+            let times = sent.iter().filter_map(|r| Some((r.reported_at? - r.sent_at?).max(0))).collect::<Vec<_>>();
             let people = names.then(|| {
                 rows.iter()
                     .map(|r| {
@@ -649,6 +654,9 @@ mod tests {
         let id = "A".repeat(43);
         let text = format!("From: x\n\nOpen https://clinic.example/p/{id} now, or {}", "b".repeat(44));
         assert_eq!(link_ids_in(&text, 20), vec![id.as_str()]);
+        let other = "C".repeat(43);
+        let text = format!("DKIM: {other}\n\nhttps://clinic.example/p/{id}");
+        assert_eq!(link_ids_in(&text, 1), vec![id.as_str()], "the link's id first");
         assert!(link_ids_in("no links here", 20).is_empty());
         assert!(!well_formed_link(&"A".repeat(42)) && !well_formed_link(&format!("{}=", "A".repeat(42))));
         assert!(!well_formed_link(&format!("{}/", "A".repeat(42))));

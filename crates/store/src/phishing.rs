@@ -198,10 +198,11 @@ impl Store {
 
     /// The recipient whose link id hashes to `link_hash`.
     pub async fn phish_by_link(&self, link_hash: &[u8]) -> Result<Option<PhishRecipientRow>> {
-        let row = sqlx::query(self.sql(format!("SELECT {RECIPIENT_COLUMNS} FROM phishing_recipients WHERE link_hash = ?")))
-            .bind(link_hash)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query(self.sql(format!("SELECT {RECIPIENT_COLUMNS} FROM phishing_recipients WHERE link_hash = ?")))
+                .bind(link_hash)
+                .fetch_optional(&self.pool)
+                .await?;
         row.as_ref().map(recipient_row).transpose()
     }
 
@@ -212,7 +213,9 @@ impl Store {
             PhishEvent::Submitted => {
                 "UPDATE phishing_recipients SET submitted_at = ? WHERE id = ? AND submitted_at IS NULL"
             }
-            PhishEvent::Reported => "UPDATE phishing_recipients SET reported_at = ? WHERE id = ? AND reported_at IS NULL",
+            PhishEvent::Reported => {
+                "UPDATE phishing_recipients SET reported_at = ? WHERE id = ? AND reported_at IS NULL"
+            }
         };
         let r = sqlx::query(self.sql(q)).bind(now).bind(id).execute(&self.pool).await?;
         Ok(r.rows_affected() == 1)

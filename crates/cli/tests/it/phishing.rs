@@ -92,7 +92,9 @@ fn template_bodies(lang: &str, link: &str) -> Vec<String> {
 
 /// `text` as a form value: every byte but letters and digits percent-encoded.
 fn percent(text: &str) -> String {
-    text.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+    text.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
 }
 
 async fn scalar(inst: &Instance, q: &str) -> i64 {
@@ -104,7 +106,8 @@ async fn scalar(inst: &Instance, q: &str) -> i64 {
 
 async fn send_times(inst: &Instance) -> Vec<i64> {
     let mut db = inst.db().await;
-    let rows = sqlx::query("SELECT send_at FROM phishing_recipients ORDER BY send_at").fetch_all(&mut db).await.unwrap();
+    let rows =
+        sqlx::query("SELECT send_at FROM phishing_recipients ORDER BY send_at").fetch_all(&mut db).await.unwrap();
     db.close().await.unwrap();
     rows.iter().map(|r| r.get::<i64, _>(0)).collect()
 }
@@ -188,8 +191,22 @@ async fn drills_are_spread_clicked_submitted_reported_and_keep_nothing_typed(db:
         let start = rfc3339(start);
         let all = "password-reset,kanta-message,invoice,patient-complaint,shared-document";
         let sh = spread_h.to_string();
-        let args =
-            ["phishing", "campaign", "--dir", d, "--templates", all, "--roles", "clinician,reception", "--users", users, "--start", &start, "--spread-hours", &sh];
+        let args = [
+            "phishing",
+            "campaign",
+            "--dir",
+            d,
+            "--templates",
+            all,
+            "--roles",
+            "clinician,reception",
+            "--users",
+            users,
+            "--start",
+            &start,
+            "--spread-hours",
+            &sh,
+        ];
         cli(&args)
     };
     let (ok, said) = campaign("admin1");
@@ -199,7 +216,8 @@ async fn drills_are_spread_clicked_submitted_reported_and_keep_nothing_typed(db:
         let (ok, said) = cli(&["phishing", "email", "--dir", d, "--user", "clin1", "--email", bad]);
         assert!(!ok && said.contains("not an e-mail address"), "{bad}: {said}");
     }
-    let (ok, said) = cli(&["phishing", "email", "--dir", d, "--user", "clin1", "--email", "x@clinic.example", "--language", "sv"]);
+    let (ok, said) =
+        cli(&["phishing", "email", "--dir", d, "--user", "clin1", "--email", "x@clinic.example", "--language", "sv"]);
     assert!(!ok && said.contains("fi or en"), "{said}");
     let (ok, said) = cli(&["phishing", "email", "--dir", d, "--user", "nobody", "--email", "x@clinic.example"]);
     assert!(!ok, "{said}");
@@ -367,7 +385,11 @@ async fn drills_are_spread_clicked_submitted_reported_and_keep_nothing_typed(db:
     // No session: sent to sign in, for every new signed-in route.
     for path in ["/report", "/me/phishing", "/admin/phishing"] {
         let r = anon.get(path).await;
-        assert_eq!((r.status(), r.headers()["location"].to_str().unwrap()), (StatusCode::SEE_OTHER, "/login"), "{path}");
+        assert_eq!(
+            (r.status(), r.headers()["location"].to_str().unwrap()),
+            (StatusCode::SEE_OTHER, "/login"),
+            "{path}"
+        );
     }
     for path in ["/report", "/admin/phishing"] {
         let r = anon.post_raw(path, "csrf=x&text=y").await;
@@ -384,7 +406,12 @@ async fn drills_are_spread_clicked_submitted_reported_and_keep_nothing_typed(db:
     assert_eq!(pia.post("/report", &body(&suspicious)).await.status(), StatusCode::FORBIDDEN);
     for who in [&clin, &desk] {
         assert_eq!(who.get("/admin/phishing").await.status(), StatusCode::FORBIDDEN);
-        assert_eq!(who.post("/admin/phishing", "templates=invoice&roles=clinician&start=2030-01-01T09%3A00&spread_hours=1").await.status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            who.post("/admin/phishing", "templates=invoice&roles=clinician&start=2030-01-01T09%3A00&spread_hours=1")
+                .await
+                .status(),
+            StatusCode::FORBIDDEN
+        );
     }
     assert_eq!(scalar(&inst, "SELECT COUNT(*) FROM audit_log").await, audit_before, "nothing recorded");
 
@@ -422,7 +449,10 @@ async fn drills_are_spread_clicked_submitted_reported_and_keep_nothing_typed(db:
     }
     assert_eq!(scalar(&inst, "SELECT COUNT(*) FROM phishing_campaigns").await, campaigns);
     let tomorrow = rfc3339(now_ms() + 86_400_000)[..16].to_owned();
-    let good = format!("templates=invoice&templates=kanta-message&roles=reception&start={}&spread_hours=2", tomorrow.replace(':', "%3A"));
+    let good = format!(
+        "templates=invoice&templates=kanta-message&roles=reception&start={}&spread_hours=2",
+        tomorrow.replace(':', "%3A")
+    );
     assert_eq!(admin.post("/admin/phishing", &good).await.status(), StatusCode::SEE_OTHER);
     assert_eq!(scalar(&inst, "SELECT COUNT(*) FROM phishing_campaigns").await, campaigns + 1);
 
@@ -461,7 +491,10 @@ async fn drills_are_spread_clicked_submitted_reported_and_keep_nothing_typed(db:
     let db_file: Vec<_> = places.iter().filter(|(n, _)| n.contains("confidant.db") || n == "pg_dump").collect();
     for (name, bytes) in &db_file {
         let text = String::from_utf8_lossy(bytes);
-        assert!(!text.contains("clin1@clinic.example") && !text.contains("desk@clinic.example"), "an address in {name}");
+        assert!(
+            !text.contains("clin1@clinic.example") && !text.contains("desk@clinic.example"),
+            "an address in {name}"
+        );
         for link in [&clin_link, &desk_link, &admin_link] {
             assert!(!text.contains(link.as_str()), "a link id in {name}");
         }
@@ -495,7 +528,20 @@ async fn names_only_when_the_clinic_turns_them_on(db: Db) {
     let d = inst.dir.to_str().unwrap();
     assert!(cli(&["phishing", "email", "--dir", d, "--user", "desk", "--email", "desk@clinic.example"]).0);
     let start = rfc3339(now_ms());
-    let (ok, said) = cli(&["phishing", "campaign", "--dir", d, "--templates", "invoice", "--users", "desk", "--start", &start, "--spread-hours", "0"]);
+    let (ok, said) = cli(&[
+        "phishing",
+        "campaign",
+        "--dir",
+        d,
+        "--templates",
+        "invoice",
+        "--users",
+        "desk",
+        "--start",
+        &start,
+        "--spread-hours",
+        "0",
+    ]);
     assert!(ok, "{said}");
     assert!(send(&inst, None).await.contains("1 sent"));
     let mail = next(&mut mails, "drill mail").await;
@@ -528,7 +574,20 @@ async fn phishing_in_chromium() {
         assert!(cli(&["phishing", "email", "--dir", d, "--user", user, "--email", &email, "--language", lang]).0);
     }
     let start = rfc3339(now_ms());
-    let args = ["phishing", "campaign", "--dir", d, "--templates", "password-reset", "--users", "clin1,desk", "--start", &start, "--spread-hours", "0"];
+    let args = [
+        "phishing",
+        "campaign",
+        "--dir",
+        d,
+        "--templates",
+        "password-reset",
+        "--users",
+        "clin1,desk",
+        "--start",
+        &start,
+        "--spread-hours",
+        "0",
+    ];
     assert!(cli(&args).0);
     assert!(send(&inst, None).await.contains("2 sent"));
     let mut links = BTreeMap::new();

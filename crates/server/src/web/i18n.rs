@@ -787,7 +787,10 @@ static FI: &[(&str, &str)] = &[
     ("No drill e-mails yet.", "Harjoitusviestejä ei ole vielä tullut."),
     ("No drills yet.", "Harjoituksia ei ole vielä tehty."),
     ("Not opened, not reported.", "Ei avattu, ei ilmoitettu."),
-    ("Nothing you typed was saved, sent or even read.", "Mitään kirjoittamaasi ei tallennettu, lähetetty eikä edes luettu."),
+    (
+        "Nothing you typed was saved, sent or even read.",
+        "Mitään kirjoittamaasi ei tallennettu, lähetetty eikä edes luettu.",
+    ),
     ("Person", "Henkilö"),
     ("Reported", "Ilmoitti"),
     ("Reporting rate", "Ilmoitusaste"),

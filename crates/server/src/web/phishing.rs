@@ -161,7 +161,11 @@ pub(super) async fn report(
     me: SignedIn,
     axum::Form(f): axum::Form<ReportForm>,
 ) -> Response {
-    if let Some(r) = me.refuse_post(&[Role::Clinician, Role::Reception, Role::Admin, Role::Auditor], &f.csrf, "Nothing was reported.") {
+    if let Some(r) = me.refuse_post(
+        &[Role::Clinician, Role::Reception, Role::Admin, Role::Auditor],
+        &f.csrf,
+        "Nothing was reported.",
+    ) {
         return r;
     }
     let l = me.lang;
@@ -300,10 +304,11 @@ fn results(me: &SignedIn, campaigns: &[CampaignResult], show_names: bool) -> Mar
 
 async fn admin_tab(state: &AppState, me: &SignedIn) -> Response {
     let l = me.lang;
-    let (campaigns, users) = match (state.identity.drill_results(&me.auth.principal).await, state.identity.list_users().await) {
-        (Ok(c), Ok(u)) => (c, u),
-        (Err(e), _) | (_, Err(e)) => return me.identity_error(e),
-    };
+    let (campaigns, users) =
+        match (state.identity.drill_results(&me.auth.principal).await, state.identity.list_users().await) {
+            (Ok(c), Ok(u)) => (c, u),
+            (Err(e), _) | (_, Err(e)) => return me.identity_error(e),
+        };
     let show_names = state.identity.phishing_settings().show_names;
     let staff: Vec<_> = users.iter().filter(|u| u.role.is_staff() && !u.disabled).collect();
     let tomorrow = {
@@ -445,7 +450,9 @@ mod tests {
 
     #[test]
     fn the_new_drill_form_takes_repeated_fields_and_nothing_else() {
-        let f = campaign_form(b"csrf=c&templates=a&templates=b&roles=clinician&users=u1&start=2026-12-05T09%3A00&spread_hours=8&evil=1");
+        let f = campaign_form(
+            b"csrf=c&templates=a&templates=b&roles=clinician&users=u1&start=2026-12-05T09%3A00&spread_hours=8&evil=1",
+        );
         assert_eq!((f.csrf.as_str(), f.templates.len(), f.roles.len(), f.users.len()), ("c", 2, 1, 1));
         assert_eq!((f.start.as_str(), f.spread_hours.as_str()), ("2026-12-05T09:00", "8"));
     }
