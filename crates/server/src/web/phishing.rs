@@ -161,12 +161,11 @@ pub(super) async fn report(
     me: SignedIn,
     axum::Form(f): axum::Form<ReportForm>,
 ) -> Response {
-    if let Some(r) = me.refuse_post(
-        &[Role::Clinician, Role::Reception, Role::Admin, Role::Auditor],
-        &f.csrf,
-        "Nothing was reported.",
-    ) {
+    if let Some(r) = staff_only(&me) {
         return r;
+    }
+    if !me.csrf_ok(&f.csrf) {
+        return me.stale_form("Nothing was reported.");
     }
     let l = me.lang;
     match state.identity.report_phishing(&me.auth.principal, &f.text).await {
