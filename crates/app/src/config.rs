@@ -46,6 +46,9 @@ pub struct Config {
     /// Staff security training: what missing training does, its grace period and validity.
     #[serde(default)]
     pub training: Training,
+    /// Phishing drills for staff: drill mails through the SMTP server of `[alerts]`.
+    #[serde(default)]
+    pub phishing: Phishing,
 }
 
 /// `[training]`: staff security training (docs/training.md).
@@ -222,6 +225,57 @@ impl Default for Reminders {
             sms_webhook_secret_file: None,
             interval_seconds: 300,
         }
+    }
+}
+
+/// `[phishing]`: phishing drills. Campaigns are made by an admin (web UI or
+/// `confidant phishing campaign`); their mails go out through the SMTP server
+/// of `[alerts]`, from `serve` every `interval_seconds` or with
+/// `confidant phishing send`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Phishing {
+    /// Off by default: nothing is sent until it is on.
+    pub enabled: bool,
+    /// The sender address of drill mails (the template's display name goes with it).
+    pub from: Option<String>,
+    /// The language of staff who chose none: `fi` or `en`.
+    pub default_language: String,
+    /// Results name people. Off: admins see aggregates only. Before turning it
+    /// on in Finland, tell staff (laki yksityisyyden suojasta työelämässä, 759/2004).
+    pub show_names: bool,
+    /// Open tracking (a pixel per mail): not built, and must stay `false`.
+    pub track_opens: bool,
+    /// How often `serve` sends the drill mails due.
+    pub interval_seconds: u64,
+}
+
+impl Default for Phishing {
+    fn default() -> Self {
+        Phishing {
+            enabled: false,
+            from: None,
+            default_language: "fi".into(),
+            show_names: false,
+            track_opens: false,
+            interval_seconds: 300,
+        }
+    }
+}
+
+impl Phishing {
+    /// As the identity service needs it; errors say what to fix.
+    pub fn settings(&self) -> anyhow::Result<confidant_identity::PhishingSettings> {
+        if self.track_opens {
+            anyhow::bail!("phishing.track_opens: open tracking is not built; set it to false");
+        }
+        if !matches!(self.default_language.as_str(), "fi" | "en") {
+            anyhow::bail!("phishing.default_language must be \"fi\" or \"en\"");
+        }
+        Ok(confidant_identity::PhishingSettings {
+            show_names: self.show_names,
+            default_language: self.default_language.clone(),
+        })
     }
 }
 

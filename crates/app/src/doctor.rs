@@ -660,7 +660,38 @@ async fn examine_instance(
         }
     });
     out.push(crate::training::coverage_finding(identity, dir).await?);
+    out.push(check_phishing_drill(identity.last_drill_sent().await?, now, dir));
     Ok(())
+}
+
+/// `phishing-drill`: staff had a phishing drill within the last 12 months.
+fn check_phishing_drill(last: Option<i64>, now: i64, dir: &Path) -> Finding {
+    const YEAR: i64 = 365 * DAY;
+    let fix = format!(
+        "run a drill: the admin's \"Phishing drills\" tab, or `confidant phishing campaign --dir {} --templates password-reset --roles clinician,reception`",
+        dir.display()
+    );
+    match last {
+        Some(t) if now - t <= YEAR => Finding::pass(
+            "phishing-drill",
+            "staff had a phishing drill within the last 12 months",
+            format!("the last drill mail went out on {}", confidant_fhir::instant(t).get(..10).unwrap_or("")),
+        ),
+        Some(t) => Finding::fail(
+            "phishing-drill",
+            Severity::Medium,
+            "no phishing drill in the last 12 months",
+            format!("the last drill mail went out on {}", confidant_fhir::instant(t).get(..10).unwrap_or("")),
+            fix,
+        ),
+        None => Finding::fail(
+            "phishing-drill",
+            Severity::Medium,
+            "staff never had a phishing drill",
+            "no drill mail was ever sent",
+            fix,
+        ),
+    }
 }
 
 /// `confidant doctor`: every check, the worst first, passes last.
@@ -693,6 +724,15 @@ mod tests {
         assert_eq!(sev("postgres://u@db.clinic.example/confidant"), Some(Severity::High));
         assert_eq!(sev("postgresql://u@10.0.0.5:5432/confidant?sslmode=disable"), Some(Severity::High));
         assert_eq!(sev("postgres://u@[2001:db8::5]:5432/c?sslmode=prefer"), Some(Severity::High));
+    }
+
+    #[test]
+    fn a_phishing_drill_a_year() {
+        let now = 400 * DAY;
+        let dir = Path::new("/d");
+        assert_eq!(check_phishing_drill(None, now, dir).severity, Some(Severity::Medium));
+        assert_eq!(check_phishing_drill(Some(now - 30 * DAY), now, dir).severity, None);
+        assert_eq!(check_phishing_drill(Some(now - 366 * DAY), now, dir).severity, Some(Severity::Medium));
     }
 
     #[test]

@@ -305,6 +305,7 @@ async fn simulate(console: &Console, config: &Config, dir: &Path, progress: &dyn
     let mut clin_b = staff(console, &identity, &records, Role::Clinician, true).await?;
     let mut desk = staff(console, &identity, &records, Role::Reception, true).await?;
     let newcomer = staff(console, &identity, &records, Role::Clinician, false).await?;
+    let lure = phishing_lure(console, &identity, &desk.username).await?;
     drop((identity, records));
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -320,7 +321,7 @@ async fn simulate(console: &Console, config: &Config, dir: &Path, progress: &dyn
         })
     };
     let d = Drill { http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?, base };
-    let attack = attack(&d, &c, &copy, &mut clin_a, &mut clin_b, &mut desk, &newcomer, &honey).await;
+    let attack = attack(&d, &c, &copy, &mut clin_a, &mut clin_b, &mut desk, &newcomer, &honey, &lure).await;
     let _ = stop.send(());
     server.await.context("the drill's server")??;
     let (mut attack_steps, canaries, rewritten) = attack?;
@@ -359,6 +360,7 @@ async fn attack(
     desk: &mut Staff,
     newcomer: &Staff,
     honey: &[String],
+    lure: &str,
 ) -> Result<(Vec<Step>, Vec<String>, Rewritten)> {
     let mut steps = Vec::new();
     let a = clin_a.session(d).await?;
@@ -509,6 +511,11 @@ async fn attack(
             problems.join("; ")
         },
     ));
+    // 5b. The phishing drill's look-alike sign-in page must capture nothing.
+    let (phish, mut phish_canaries) = phishing_lookalike(d, &store, lure).await?;
+    steps.push(phish);
+    let mut canaries = canaries;
+    canaries.append(&mut phish_canaries);
     // 6. A trigger planted to delete every read's audit entry as it is appended.
     steps.push(hiding_trigger(d, &store, &c.database_url(copy)?, &b, &b_patient, &canaries[0]).await?);
     // 7. The newest entry rewritten while the server runs (checked when it stops:
@@ -516,6 +523,74 @@ async fn attack(
     let rewritten = rewrite_newest_entry(d, &c.database_url(copy)?, &b, &b_patient).await?;
     store.close().await;
     Ok((steps, canaries, rewritten))
+}
+
+/// A drill mail of the copy's own phishing drill for the reception account
+/// `username` (no mail is sent: the link id is taken as the sender would mail it).
+async fn phishing_lure(console: &Console, identity: &confidant_identity::Identity, username: &str) -> Result<String> {
+    let admin = Console::principal();
+    identity.set_staff_email(&admin, username, "drill@example.invalid", None).await?;
+    let now = console.now();
+    let campaign = confidant_identity::phishing::NewCampaign {
+        templates: vec!["password-reset".into()],
+        roles: Vec::new(),
+        users: vec![username.to_owned()],
+        starts_at: now,
+        spread_ms: 0,
+    };
+    identity.create_campaign(&admin, &campaign).await?;
+    let user = identity.find_user(username).await?;
+    let mut lure = None;
+    for m in identity.due_drill_mails(now, 100_000).await? {
+        identity.drill_mail_sent(&m).await?;
+        if m.user_id == user.id {
+            lure = Some(m.link_id);
+        }
+    }
+    lure.context("the drill's own drill mail was not due")
+}
+
+/// Submit canaries on the look-alike sign-in page: the submit is recorded,
+/// the lesson shown, and the canaries are returned to be searched for in the
+/// files (the stolen-files step) — nothing typed there may be kept.
+async fn phishing_lookalike(d: &Drill, store: &confidant_store::Store, lure: &str) -> Result<(Step, Vec<String>)> {
+    let canary = format!("PHISHCANARY{}", &random()?[..12]);
+    let (user, password) = (format!("{canary}user"), format!("{canary}password"));
+    let url = format!("{}/p/{lure}", d.base);
+    let landing = d.http.get(&url).send().await?;
+    let landing_ok = landing.status() == StatusCode::OK;
+    // The canaries are letters and digits: the form body needs no escaping.
+    let form = |body: String| d.http.post(&url).header("content-type", "application/x-www-form-urlencoded").body(body);
+    let r = form(format!("username={user}&password={password}")).send().await?;
+    let st = r.status();
+    let page = r.text().await.unwrap_or_default();
+    let echoed = page.contains(&canary);
+    let recorded = store.phish_campaigns().await?;
+    let mut submitted = false;
+    for c in &recorded {
+        submitted |= store.phish_recipients(&c.id).await?.iter().any(|r| r.submitted_at.is_some());
+    }
+    let forged = d
+        .http
+        .post(format!("{}/p/{}", d.base, "A".repeat(43)))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("password={password}"))
+        .send()
+        .await?;
+    let passed = landing_ok && st == StatusCode::OK && !echoed && submitted && forged.status() == StatusCode::NOT_FOUND;
+    Ok((
+        step(
+            "phishing-lookalike",
+            "type a username and password into the phishing drill's look-alike sign-in page",
+            passed,
+            format!(
+                "look-alike page {}; submit {st}, recorded: {submitted}, typed text shown back: {echoed}; a forged link: {}",
+                if landing_ok { "shown" } else { "missing" },
+                forged.status()
+            ),
+        ),
+        vec![user, password],
+    ))
 }
 
 /// A live attacker's trigger: each read's entry deleted as it is appended, the

@@ -129,6 +129,7 @@ pub async fn init(console: &Console, dir: &Path, options: InitOptions) -> Result
         logging: Default::default(),
         reminders: Default::default(),
         training: Default::default(),
+        phishing: Default::default(),
     };
     let store = Store::connect(&config.database_url(&dir)?, true).await.context("cannot open the database")?;
     if confidant_records::instance_id(&store).await.ok().flatten().is_some() {
@@ -318,7 +319,15 @@ impl Instance {
             return Err(anyhow::Error::new(e).context("cannot index the names of existing records"));
         }
         let records = Arc::new(records);
-        let identity = Arc::new(Identity::new(identity_services(&records), config.identity_settings()));
+        let phishing = match config.phishing.settings() {
+            Ok(p) => p,
+            Err(e) => {
+                store.close().await;
+                return Err(e.context(format!("in [phishing] of {}", Config::path(dir).display())));
+            }
+        };
+        let identity =
+            Arc::new(Identity::new(identity_services(&records), config.identity_settings()).with_phishing(phishing));
         // A release with new versions of the built-in training modules brings them in.
         if let Err(e) = crate::training::bring_in_built_in(&identity).await {
             store.close().await;
@@ -404,7 +413,18 @@ impl Instance {
             passkey_site: config.server.public_url.clone(),
             ..config.identity_settings()
         };
-        let identity = Arc::new(Identity::new(identity_services(&records), settings));
+        let identity = Arc::new(Identity::new(identity_services(&records), settings).with_phishing(
+            config.phishing.settings().with_context(|| format!("in [phishing] of {}", Config::path(dir).display()))?,
+        ));
+        // Phishing drill mails, every `[phishing] interval_seconds`, when enabled.
+        let drills = if config.phishing.enabled {
+            let out = crate::phishing::Outbound::new(config)
+                .with_context(|| format!("in [phishing] of {}", Config::path(dir).display()))?;
+            let every = std::time::Duration::from_secs(config.phishing.interval_seconds.max(10));
+            Some(crate::phishing::spawn(identity.clone(), out, every))
+        } else {
+            None
+        };
         // The admin's posture page runs `confidant doctor`'s checks against this running instance.
         let posture = confidant_server::Posture::new(crate::doctor::Running {
             console: console.clone(),
@@ -487,6 +507,9 @@ impl Instance {
         }
         if let Some(r) = reminders {
             r.abort();
+        }
+        if let Some(d) = drills {
+            d.abort();
         }
         tracing::info!("stopped; closing the database");
         records.store().close().await;

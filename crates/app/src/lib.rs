@@ -25,6 +25,7 @@
 //! | [`synthetic`] | synthetic patients (honey records and the demo) |
 //! | [`incident`] | the incident report and containment |
 //! | [`reminders`] | appointment reminders: the sweep, e-mail and the SMS webhook |
+//! | [`phishing`] | phishing drills: the sender of drill mails, campaigns at the console |
 //! | [`progress`] | the progress callbacks the CLI implements |
 //! | [`training`] | staff security training: assign, import a pack, the doctor check |
 #![forbid(unsafe_code)]
@@ -41,6 +42,8 @@ pub mod instance;
 pub mod keys;
 pub mod metrics;
 pub mod patient;
+// phishing drills
+pub mod phishing;
 pub mod progress;
 pub mod reminders;
 pub mod secrets;

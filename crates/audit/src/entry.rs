@@ -65,6 +65,21 @@ pub enum Action {
     TrainingImport,
     /// A module was assigned to someone (after a phishing drill's click, say).
     TrainingAssigned,
+    // Phishing drills (no link id in any of them: an entry cannot replay a link).
+    /// An administrator made a drill campaign.
+    PhishingCampaign,
+    /// A drill mail went out to a staff member.
+    PhishingSent,
+    /// A staff member opened a drill link (the first time).
+    PhishingClicked,
+    /// Something was submitted on the look-alike page (never what).
+    PhishingSubmitted,
+    /// A staff member reported a drill mail.
+    PhishingReported,
+    /// A staff member reported a mail that is not a drill: a suspected real phishing (an alert).
+    PhishingSuspected,
+    /// A staff member's e-mail address for drills was set.
+    StaffEmail,
 }
 
 impl Action {
@@ -101,6 +116,13 @@ impl Action {
         Action::TrainingFailed,
         Action::TrainingImport,
         Action::TrainingAssigned,
+        Action::PhishingCampaign,
+        Action::PhishingSent,
+        Action::PhishingClicked,
+        Action::PhishingSubmitted,
+        Action::PhishingReported,
+        Action::PhishingSuspected,
+        Action::StaffEmail,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -137,6 +159,13 @@ impl Action {
             Action::TrainingFailed => "training-failed",
             Action::TrainingImport => "training-import",
             Action::TrainingAssigned => "training-assigned",
+            Action::PhishingCampaign => "phishing-campaign",
+            Action::PhishingSent => "phishing-sent",
+            Action::PhishingClicked => "phishing-clicked",
+            Action::PhishingSubmitted => "phishing-submitted",
+            Action::PhishingReported => "phishing-reported",
+            Action::PhishingSuspected => "phishing-suspected",
+            Action::StaffEmail => "staff-email",
         }
     }
 

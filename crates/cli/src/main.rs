@@ -197,6 +197,11 @@ enum Command {
         #[command(subcommand)]
         action: TrainingAction,
     },
+    /// Phishing drills for staff: drill mails, their addresses, campaigns and sending ([phishing]).
+    Phishing {
+        #[command(subcommand)]
+        action: PhishingAction,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -219,6 +224,61 @@ enum TrainingAction {
         dir: PathBuf,
         /// The pack file (e.g. clinic-training/pack.toml).
         file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PhishingAction {
+    /// Set a staff member's e-mail address for drill mails (stored sealed) and
+    /// the language of their mails.
+    Email {
+        /// The instance directory (holds confidant.toml).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The username (or user id).
+        #[arg(long)]
+        user: String,
+        /// Their e-mail address.
+        #[arg(long)]
+        email: String,
+        /// `fi` or `en` (default: [phishing] default_language).
+        #[arg(long)]
+        language: Option<String>,
+    },
+    /// Make a drill campaign: each targeted staff member with an e-mail address
+    /// gets one of the templates at a random time between the start and the
+    /// start plus the spread. Templates: password-reset, kanta-message,
+    /// invoice, patient-complaint, shared-document.
+    Campaign {
+        /// The instance directory (holds confidant.toml).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Template keys, comma-separated.
+        #[arg(long)]
+        templates: String,
+        /// Everyone in these roles, comma-separated (clinician, reception, admin, auditor).
+        #[arg(long, default_value = "")]
+        roles: String,
+        /// These users (usernames), comma-separated.
+        #[arg(long, default_value = "")]
+        users: String,
+        /// When sending may begin: an RFC 3339 time (2026-12-07T08:00:00+02:00), or `now`.
+        #[arg(long, default_value = "now")]
+        start: String,
+        /// Spread the mails over this many hours.
+        #[arg(long, default_value_t = 8)]
+        spread_hours: i64,
+    },
+    /// Send the drill mails due (through the SMTP server of [alerts]); `serve`
+    /// also sends them every [phishing] interval_seconds. Safe to run while it does.
+    Send {
+        /// The instance directory (holds confidant.toml).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Send the mails due by this RFC 3339 time instead of now (to send a
+        /// drill early, or in tests).
+        #[arg(long)]
+        until: Option<String>,
     },
 }
 
@@ -855,6 +915,40 @@ fn main() -> ExitCode {
                     println!("  unchanged: {}", list(&r.unchanged));
                 })
             }
+            Command::Phishing { action } => match action {
+                PhishingAction::Email { dir, user, email, language } => {
+                    confidant_app::phishing::set_email(console, &dir, &user, &email, language.as_deref())
+                        .await
+                        .map(|()| println!("Drill mails to {user} go to the address given."))
+                }
+                PhishingAction::Campaign { dir, templates, roles, users, start, spread_hours } => {
+                    let campaign = confidant_app::phishing::campaign_request(
+                        console,
+                        &templates,
+                        &roles,
+                        &users,
+                        &start,
+                        spread_hours,
+                    );
+                    match campaign {
+                        Ok(c) => confidant_app::phishing::campaign(console, &dir, &c).await.map(|made| {
+                            println!(
+                                "Campaign {}: {} recipients ({} targeted staff without an e-mail address left out).",
+                                made.id, made.recipients, made.without_address
+                            )
+                        }),
+                        Err(e) => Err(e),
+                    }
+                }
+                PhishingAction::Send { dir, until } => {
+                    match until.as_deref().map(confidant_app::phishing::parse_time).transpose() {
+                        Ok(until) => confidant_app::phishing::send(console, &dir, until).await.map(|r| {
+                            println!("Drill mails: {} sent, {} failed (tried again next time).", r.sent, r.failed)
+                        }),
+                        Err(e) => Err(e),
+                    }
+                }
+            },
             Command::Keys { action } => match action {
                 KeysAction::Status { dir } => keys::status(console, &dir).await,
                 KeysAction::Rotate { dir, patient: None } => keys::rotate(console, &dir).await,

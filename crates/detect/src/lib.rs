@@ -53,6 +53,8 @@ pub enum Rule {
     NewAddress,
     AuditTamper,
     Integrity,
+    /// A staff member reported a mail that is not a drill (phishing drills).
+    SuspectedPhishing,
 }
 
 impl Rule {
@@ -66,6 +68,7 @@ impl Rule {
         Rule::NewAddress,
         Rule::AuditTamper,
         Rule::Integrity,
+        Rule::SuspectedPhishing,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -79,6 +82,7 @@ impl Rule {
             Rule::NewAddress => "new-address",
             Rule::AuditTamper => "audit-tamper",
             Rule::Integrity => "integrity",
+            Rule::SuspectedPhishing => "suspected-phishing",
         }
     }
 
@@ -272,6 +276,7 @@ impl Detector {
             by_account,
             by_source,
             rules::new_address(&seen, &mut st.first_address),
+            rules::suspected_phishing(&seen),
         ]
         .into_iter()
         .flatten()

@@ -16,6 +16,7 @@
 //! | `new-address` | [`new_address`] |
 //! | `audit-tamper` | raised by the checks that find it ([`Detector::raise_event`](crate::Detector::raise_event)) |
 //! | `integrity` | [`integrity`] |
+//! | `suspected-phishing` | [`suspected_phishing`] |
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -351,6 +352,22 @@ pub(crate) fn new_address(seen: &Seen, first_address: &mut HashMap<String, Strin
     }
     let summary = format!("{cred} of user {} was used from {source}; it was first used from {first}", seen.who());
     Some(seen.fire(Rule::NewAddress, format!("{cred}:{source}"), seen.actor(), summary, true))
+}
+
+/// `suspected-phishing`: a staff member reported a mail that is not one of
+/// their drill mails (each report its own alert; it locks no one: the
+/// reporter did the right thing). The mail itself is not in the log.
+pub(crate) fn suspected_phishing(seen: &Seen) -> Option<Firing> {
+    let e = seen.entry;
+    if e.action != Action::PhishingSuspected.as_str() || e.outcome != Outcome::Success {
+        return None;
+    }
+    let who = seen.who();
+    let summary = format!(
+        "user {who} reported a suspected phishing e-mail (not a drill, from {}): ask them for the mail and warn the staff",
+        seen.from()
+    );
+    Some(seen.fire(Rule::SuspectedPhishing, format!("{who}:{}", e.time), seen.actor(), summary, false))
 }
 
 /// `integrity`: the summary for a stored record (`Type/id`) that failed its

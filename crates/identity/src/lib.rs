@@ -24,6 +24,8 @@ use confidant_store::StoreError;
 use confidant_vault::VaultError;
 
 mod accounts;
+// phishing drills
+pub mod phishing;
 mod second_factor;
 mod services;
 mod sessions;
@@ -33,6 +35,8 @@ mod tokens;
 mod training;
 
 pub use accounts::UserInfo;
+// phishing drills
+pub use phishing::{PhishingSettings, Reported};
 pub use second_factor::{PasskeyInfo, TotpConfirmed, TotpEnrolment};
 pub use services::{patient_link_token, recorded_source, seal_plaintext_links};
 pub use sessions::{Authenticated, Login, SessionKind};
@@ -198,6 +202,8 @@ pub struct Identity {
     /// Passkey ceremonies in progress, by handle (this node's memory: both
     /// steps of a ceremony must reach the same node).
     ceremonies: std::sync::Mutex<HashMap<String, Ceremony>>,
+    /// `[phishing]`: whether drill results name people, the default mail language.
+    phishing: phishing::PhishingSettings,
 }
 
 impl std::fmt::Debug for Identity {
@@ -214,7 +220,13 @@ impl Identity {
                 .map_err(|e| tracing::warn!(error = %e, "passkeys are off"))
                 .ok()
         });
-        Identity { services, settings, passkeys, ceremonies: std::sync::Mutex::new(HashMap::new()) }
+        Identity {
+            services,
+            settings,
+            passkeys,
+            ceremonies: std::sync::Mutex::new(HashMap::new()),
+            phishing: Default::default(),
+        }
     }
 
     pub fn settings(&self) -> &Settings {

@@ -14,6 +14,8 @@ mod accounts;
 pub mod appointments;
 mod measures;
 mod notes;
+// phishing drills
+pub mod phishing;
 pub mod records;
 pub mod schedule;
 mod templates;

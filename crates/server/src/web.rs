@@ -23,6 +23,8 @@ mod hours;
 pub(crate) mod i18n;
 mod measures;
 mod passkeys;
+// phishing drills
+mod phishing;
 mod portal;
 mod sign_in;
 mod templates;
@@ -124,6 +126,11 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
         .route("/admin/training", get(training::coverage))
         .route("/admin/training.csv", get(training::coverage_csv))
         .route("/admin/training/evidence", get(training::evidence))
+        // --- phishing drills ---
+        .route("/p/{id}", get(phishing::link).post(phishing::submitted))
+        .route("/report", get(phishing::report_page).post(phishing::report))
+        .route("/me/phishing", get(phishing::mine))
+        .route("/admin/phishing", get(phishing::admin).post(phishing::create))
 }
 
 async fn css() -> Response {
@@ -233,6 +240,7 @@ fn layout(v: Viewer<'_>, title: &str, body: Markup) -> Response {
                     a.lang href={ "/lang?to=" (other.code()) "&back=" (v.path) } lang=(other.code()) hreflang=(other.code()) { (other_name) }
                     @if let Some((a, csrf)) = v.signed_in {
                         @if a.principal.role.is_staff() { a href="/training" { (l.t("Training")) } a href="/me/passkeys" { (l.t("Passkeys")) } }
+                        @if a.principal.role.is_staff() { a href="/report" { (l.t("Report phishing")) } a href="/me/phishing" { (l.t("My drills")) } }
                         span.who { (i18n::role_name(l, a.principal.role)) }
                         form method="post" action="/logout" {
                             input type="hidden" name="csrf" value=(csrf);

@@ -20,6 +20,8 @@ mod audit;
 mod backend;
 mod erasure;
 mod identity;
+// phishing drills
+mod phishing;
 mod reindex;
 mod rekey;
 mod schema;
@@ -40,6 +42,8 @@ pub use audit::{Appended, AuditFilter, AuditRow, Audited, StoredAudit};
 pub use backend::{Backend, PostgresBackend, SqliteBackend};
 pub use erasure::Erased;
 pub use identity::{ApiTokenAuth, ApiTokenRow, PasskeyRow, SessionRow, ThrottleRow, UserRow};
+// phishing drills
+pub use phishing::{PhishCampaignRow, PhishEvent, PhishRecipientRow};
 pub use rekey::{Rekeyed, Sealed};
 pub use schema::ForeignObject;
 pub use snapshot::{Cell, Column, Kind, SNAPSHOT_MAGIC, Snapshot, TableRows};

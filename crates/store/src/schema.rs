@@ -292,6 +292,44 @@ const MIGRATIONS: &[&str] = &[
         assigned_at BIGINT NOT NULL,
         PRIMARY KEY (user_id, module_key, assigned_at)
     );",
+    // 12: phishing drills. A campaign names templates (keys of the drill
+    // mails compiled into the binary), a start and a spread; a recipient is
+    // one staff member's mail (user id, template, language, its send time and
+    // when it was sent, clicked, submitted, reported). The link id is random
+    // and never stored: only its SHA-256. Nothing typed into the look-alike
+    // page is ever stored. A staff member's e-mail address is sealed under the
+    // organisation key, bound to the user, like usernames (migration 1).
+    "CREATE TABLE phishing_campaigns (
+        id TEXT PRIMARY KEY,
+        templates TEXT NOT NULL,
+        starts_at BIGINT NOT NULL,
+        spread_ms BIGINT NOT NULL,
+        created_at BIGINT NOT NULL,
+        created_by TEXT NOT NULL
+    );
+    CREATE TABLE phishing_recipients (
+        id TEXT PRIMARY KEY,
+        campaign_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        template TEXT NOT NULL,
+        language TEXT NOT NULL,
+        send_at BIGINT NOT NULL,
+        claimed_at BIGINT,
+        link_hash {blob} UNIQUE,
+        sent_at BIGINT,
+        clicked_at BIGINT,
+        submitted_at BIGINT,
+        reported_at BIGINT
+    );
+    CREATE INDEX phishing_recipients_due ON phishing_recipients (sent_at, send_at);
+    CREATE INDEX phishing_recipients_by_campaign ON phishing_recipients (campaign_id);
+    CREATE INDEX phishing_recipients_by_user ON phishing_recipients (user_id);
+    CREATE TABLE staff_contacts (
+        user_id TEXT PRIMARY KEY,
+        email_sealed {blob} NOT NULL,
+        language TEXT NOT NULL,
+        set_at BIGINT NOT NULL
+    );",
 ];
 
 /// (the database's schema version, this build's); 0 where there is no schema yet.

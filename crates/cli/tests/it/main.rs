@@ -26,6 +26,8 @@ mod pentest_audit;
 mod pentest_auth;
 mod pentest_reach;
 mod pentest_records;
+// phishing drills
+mod phishing;
 mod posture;
 mod practice;
 mod prefix;

@@ -177,6 +177,7 @@ async fn the_drill_passes_on_a_healthy_instance_and_fails_the_step_of_each_broke
             "bulk-read",
             "honey-record",
             "hostile-input",
+            "phishing-lookalike",
             "audit-trigger",
             "audit-live-rewrite",
             "stolen-files",

@@ -41,6 +41,7 @@ fn tabs(me: &SignedIn) -> Markup {
             (tab("/admin/templates", "Note templates"))
             (tab("/admin/supervision", "Supervision"))
             (tab("/admin/training", "Training"))
+            (tab("/admin/phishing", "Phishing drills"))
         }
     }
 }
