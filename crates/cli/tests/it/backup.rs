@@ -355,7 +355,7 @@ async fn drill_on_postgres_leaves_the_live_database_alone() {
     assert!(out.status.success(), "{report:#}");
     let failed: Vec<&Value> = report["steps"].as_array().unwrap().iter().filter(|s| s["passed"] != true).collect();
     assert!(failed.is_empty(), "{report:#}");
-    assert_eq!(report["steps"].as_array().unwrap().len(), 10, "{report:#}");
+    assert_eq!(report["steps"].as_array().unwrap().len(), 11, "{report:#}");
     *counts.get_mut("audit_log").unwrap() += 1;
     assert_eq!(table_counts(&inst.database_url()).await, (counts, head + 1), "the drill changed live data");
     let (ok, out) = cli(&["audit", "verify", "--dir", inst.dir.to_str().unwrap()]);

@@ -857,7 +857,6 @@ static FI: &[(&str, &str)] = &[
         "Nothing you typed was saved, sent or even read.",
         "Mitään kirjoittamaasi ei tallennettu, lähetetty eikä edes luettu.",
     ),
-    ("Person", "Henkilö"),
     ("Reported", "Ilmoitti"),
     ("Reporting rate", "Ilmoitusaste"),
     ("Reporting rate over the drills, oldest first:", "Ilmoitusaste harjoituksittain, vanhin ensin:"),
