@@ -106,6 +106,9 @@ async fn rotation_under_load(db: Db) {
     let out = run(&["audit", "export", "--dir", inst.dir.to_str().unwrap()]);
     let log = String::from_utf8_lossy(&out.stdout);
     assert!(log.contains("kek-rotation-start/v2") && log.contains("kek-rotation-done/v2"), "{log}");
+    // The new version is recorded before it exists (write-ahead: the key file is outside the database).
+    let added = log.find("kek-add-version/v2").expect("the added version is in the audit log");
+    assert!(added < log.find("kek-rotation-start/v2").unwrap(), "{log}");
     assert!(run(&["audit", "verify", "--dir", inst.dir.to_str().unwrap()]).status.success());
 }
 both_backends!(rotation_under_load);
