@@ -266,12 +266,12 @@ fn results(me: &SignedIn, campaigns: &[CampaignResult], show_names: bool) -> Mar
                             @for c in campaigns {
                                 tr {
                                     td { (me.time_ms(c.starts_at)) br; span.muted { (c.templates.join(", ")) } }
-                                    td { strong { (rate(c)) } }
-                                    td { (c.sent) " / " (c.recipients) }
-                                    td { (c.clicked) }
-                                    td { (c.submitted) }
-                                    td { (c.reported) }
-                                    td { @if let Some(ms) = c.median_time_to_report_ms { (duration(ms)) } @else { "–" } }
+                                    td data-label=(l.t("Reporting rate")) { strong { (rate(c)) } }
+                                    td data-label=(l.t("Sent")) { (c.sent) " / " (c.recipients) }
+                                    td data-label=(l.t("Clicked")) { (c.clicked) }
+                                    td data-label=(l.t("Submitted")) { (c.submitted) }
+                                    td data-label=(l.t("Reported")) { (c.reported) }
+                                    td data-label=(l.t("Median time to report")) { @if let Some(ms) = c.median_time_to_report_ms { (duration(ms)) } @else { "–" } }
                                 }
                             }
                         }
@@ -289,7 +289,10 @@ fn results(me: &SignedIn, campaigns: &[CampaignResult], show_names: bool) -> Mar
                             } }
                             tbody { @for p in people { tr {
                                 td { (p.username) " · " span.muted { (i18n::role_name(l, p.role)) " · " (p.template) } }
-                                td { (cell(p.sent_at)) } td { (cell(p.clicked_at)) } td { (cell(p.submitted_at)) } td { (cell(p.reported_at)) }
+                                td data-label=(l.t("Sent")) { (cell(p.sent_at)) }
+                                td data-label=(l.t("Clicked")) { (cell(p.clicked_at)) }
+                                td data-label=(l.t("Submitted")) { (cell(p.submitted_at)) }
+                                td data-label=(l.t("Reported")) { (cell(p.reported_at)) }
                             } } }
                         } }
                     }
