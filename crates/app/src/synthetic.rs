@@ -122,6 +122,102 @@ pub fn synthetic_patient(n: usize) -> Result<(Value, Vec<(ResourceType, Value)>)
     Ok((patient, related))
 }
 
+const STREETS: &[&str] = &[
+    "Mannerheimintie",
+    "Hämeenkatu",
+    "Kauppakatu",
+    "Koulukatu",
+    "Puistotie",
+    "Rantatie",
+    "Kirkkokatu",
+    "Myllytie",
+];
+
+/// A synthetic patient as a clinic registers one: identity code, name,
+/// gender, birth date, phone and e-mail; an address when `address` says so.
+pub fn patient(n: usize, address: bool) -> Result<Value> {
+    let (mut p, _) = synthetic_patient(n)?;
+    if address {
+        p["address"] = json!([{
+            "line": [format!("{} {}", one(STREETS)?, 1 + pick(60)?)],
+            "postalCode": format!("{:05}", 100 + pick(99_000)?),
+            "city": one(&["Helsinki", "Tampere", "Turku", "Oulu", "Espoo", "Jyväskylä"])?
+        }]);
+    }
+    Ok(p)
+}
+
+/// A finished session of `patient` with `practitioner` (ids), from `start` (Unix ms) for 50 minutes.
+pub fn encounter(patient: &str, practitioner: &str, start: i64) -> Value {
+    json!({
+        "resourceType": "Encounter", "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB", "display": "ambulatory"},
+        "type": [{"text": "Psychotherapy session"}],
+        "subject": {"reference": format!("Patient/{patient}")},
+        "participant": [{"individual": {"reference": format!("Practitioner/{practitioner}")}}],
+        "period": {"start": confidant_fhir::instant(start), "end": confidant_fhir::instant(start + 50 * 60_000)}
+    })
+}
+
+/// How a note is labelled: the therapist's psychotherapy (process) note, a
+/// summary shared with the patient, or an ordinary note.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoteKind {
+    Psychotherapy,
+    Shared,
+    Ordinary,
+}
+
+/// A session note of `patient` dated `date` (Unix ms), of `kind`, about
+/// `text_len` characters long (at least one sentence).
+pub fn note(patient: &str, encounter: Option<&str>, date: i64, kind: NoteKind, text_len: usize) -> Result<Value> {
+    let mut text = note_text()?;
+    while text.len() < text_len {
+        text.push(' ');
+        text.push_str(one(BODIES)?);
+    }
+    if text.len() > text_len {
+        let mut cut = text_len.max(one(OPENINGS)?.len());
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    let (meta, title) = match kind {
+        NoteKind::Psychotherapy => (
+            json!({"security": [{"system": confidant_fhir::ACT_CODE_SYSTEM, "code": confidant_fhir::PSYCHOTHERAPY_NOTE}]}),
+            "Psychotherapy note",
+        ),
+        NoteKind::Shared => (
+            json!({"tag": [{"system": confidant_fhir::SHARING_SYSTEM, "code": confidant_fhir::SHARED_WITH_PATIENT}]}),
+            "Session summary",
+        ),
+        NoteKind::Ordinary => (json!({}), "Session note"),
+    };
+    let mut n = json!({
+        "resourceType": "DocumentReference", "status": "current",
+        "type": {"text": title},
+        "subject": {"reference": format!("Patient/{patient}")},
+        "date": confidant_fhir::instant(date),
+        "content": [{"attachment": {
+            "contentType": "text/plain; charset=utf-8",
+            "data": base64::engine::general_purpose::STANDARD.encode(text)
+        }}]
+    });
+    if kind != NoteKind::Ordinary {
+        n["meta"] = meta;
+    }
+    if let Some(e) = encounter {
+        n["context"] = json!({"encounter": [{"reference": format!("Encounter/{e}")}]});
+    }
+    Ok(n)
+}
+
+/// A uniformly random number below `n` (n > 0), for the honey keeper's choices.
+pub fn below(n: usize) -> Result<usize> {
+    pick(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
