@@ -66,7 +66,8 @@ enum Act {
     /// A patient registered (body size of the real one).
     Register { size: usize },
     /// A record of this type created, `size` bytes like the real one, with its access columns.
-    Create { rt: ResourceType, size: usize, restricted: bool, shared: bool },
+    /// `day`: an appointment's UTC day (the real one's).
+    Create { rt: ResourceType, size: usize, restricted: bool, shared: bool, day: Option<i64> },
     Update { rt: ResourceType, size: usize },
     Read { rt: ResourceType },
     Vread { rt: ResourceType },
@@ -202,8 +203,9 @@ impl Keeper {
             if matches!(v.shadow, Shadow::Skip) {
                 continue;
             }
+            let at = e.time + v.delay;
             let actor = self.principal(&e)?;
-            self.due.push(Due { at: e.time + v.delay, visit, actor, act });
+            self.due.push(Due { at, visit, actor, act });
         }
         // Carry out what is due, oldest first.
         self.due.sort_by_key(|d| d.at);
@@ -285,6 +287,10 @@ impl Keeper {
                     size: r.body.len(),
                     restricted: r.restricted_to.is_some(),
                     shared: r.patient_visible,
+                    day: match rt {
+                        ResourceType::Appointment => self.day_of(&r.id, e.time).await?,
+                        _ => None,
+                    },
                 },
                 None => return Ok(None),
             },
@@ -296,6 +302,56 @@ impl Keeper {
             _ => return Ok(None),
         };
         Ok(Some(((actor.clone(), patient.clone()), act)))
+    }
+
+    /// The UTC day of a real appointment (`id`), from its blind `practitioner-day`
+    /// token: the keeper computes the tokens of each clinician's days from a week
+    /// back to four months ahead and asks the store which one the row has (a
+    /// few indexed queries; nothing is decrypted, and the day never leaves the
+    /// keeper: its honey appointment is booked on it, so that the dump's "same
+    /// clinician, same day" counts look like the clinic's).
+    async fn day_of(&self, id: &str, now: i64) -> Result<Option<i64>> {
+        let today = confidant_fhir::day_number(now);
+        let mut practitioners: Vec<&String> = self.staff.values().filter_map(|(_, pr)| pr.as_ref()).collect();
+        practitioners.sort();
+        practitioners.dedup();
+        for pr in practitioners {
+            let (mut lo, mut hi) = (today - 7, today + 121);
+            if !self.has_day(id, pr, lo..hi).await? {
+                continue;
+            }
+            while hi - lo > 1 {
+                let mid = lo + (hi - lo) / 2;
+                if self.has_day(id, pr, lo..mid).await? {
+                    hi = mid;
+                } else {
+                    lo = mid;
+                }
+            }
+            return Ok(Some(lo));
+        }
+        Ok(None)
+    }
+
+    /// Does appointment `id` carry the `practitioner-day` token of `pr` for one of `days`?
+    async fn has_day(&self, id: &str, pr: &str, days: std::ops::Range<i64>) -> Result<bool> {
+        let keyring = self.records.keyring();
+        let tokens: Vec<Vec<u8>> = days
+            .map(|d| {
+                let value = confidant_fhir::practitioner_day(pr, d);
+                keyring.search_token(
+                    ResourceType::Appointment.as_str(),
+                    confidant_fhir::PRACTITIONER_DAY,
+                    confidant_vault::BlindKind::Identifier,
+                    &value,
+                )
+            })
+            .collect();
+        let criteria = [
+            confidant_store::Criterion::Id(id.to_owned()),
+            confidant_store::Criterion::Token { param: confidant_fhir::PRACTITIONER_DAY, tokens },
+        ];
+        Ok(self.records.store().search("Appointment", &criteria, None, 1).await?.1 > 0)
     }
 
     async fn load_staff(&mut self) -> Result<()> {
@@ -350,7 +406,9 @@ impl Keeper {
         };
         match d.act.clone() {
             Act::Register { .. } => {}
-            Act::Create { rt, size, restricted, shared } => self.create(p, &honey, rt, size, restricted, shared).await?,
+            Act::Create { rt, size, restricted, shared, day } => {
+                self.create(p, &honey, rt, (size, day), restricted, shared).await?
+            }
             Act::Update { rt, size } => {
                 if let Some(row) = pick(self.records.honey_resources(&honey, rt).await?)? {
                     self.update(p, row, size).await?;
@@ -399,8 +457,16 @@ impl Keeper {
     /// about `size` bytes stored like the real registration it follows (0: any).
     async fn register(&mut self, p: &Principal, size: usize) -> Result<String> {
         let n = below(49)?;
-        let plain = synthetic::patient(n, false)?;
-        let with_address = synthetic::patient(n, true)?;
+        let given_names: Vec<&str> = synthetic::GIVEN_FEMALE.iter().chain(synthetic::GIVEN_MALE).copied().collect();
+        let g = self.clinic_name("given", &given_names).await?;
+        let f = self.clinic_name("family", synthetic::FAMILY_NAMES).await?;
+        let (given, family) = (given_names[g], synthetic::FAMILY_NAMES[f]);
+        let name = Some((given, family, g < synthetic::GIVEN_FEMALE.len()));
+        let plain = synthetic::patient(n, name, false)?;
+        let mut with_address = plain.clone();
+        if let Some(a) = synthetic::patient(n, name, true)?.get("address") {
+            with_address["address"] = a.clone();
+        }
         let base = self.overhead.get(&ResourceType::Patient).copied();
         // The address makes the difference in size: kept if the real one was larger.
         let address = match base {
@@ -420,6 +486,40 @@ impl Keeper {
         Ok(stored.id)
     }
 
+    /// One of `names` for a honey patient's `param` (`given`, `family`), as the
+    /// clinic's own patients carry them: with the probability that a patient
+    /// chosen at random has that name (counted by its blind token, nothing
+    /// decrypted); when the chosen patient's name is none of these, one that no
+    /// patient has yet (as a newcomer's name would be).
+    async fn clinic_name(&self, param: &'static str, names: &[&str]) -> Result<usize> {
+        let store = self.records.store();
+        let mut counts = Vec::with_capacity(names.len());
+        for name in names {
+            let token = self.records.keyring().search_token(
+                ResourceType::Patient.as_str(),
+                param,
+                confidant_vault::BlindKind::Text,
+                name,
+            );
+            let criteria = [confidant_store::Criterion::Token { param, tokens: vec![token] }];
+            counts.push(store.search("Patient", &criteria, None, 1).await?.1.max(0) as usize);
+        }
+        let (_, patients) = store.search("Patient", &[], None, 1).await?;
+        let listed: usize = counts.iter().sum();
+        let mut r = below((patients.max(0) as usize).max(listed).max(1))?;
+        for (i, c) in counts.iter().enumerate() {
+            if r < *c {
+                return Ok(i);
+            }
+            r -= c;
+        }
+        let unused: Vec<usize> = (0..names.len()).filter(|i| counts[*i] == 0).collect();
+        Ok(match unused.is_empty() {
+            true => below(names.len())?,
+            false => unused[below(unused.len())?],
+        })
+    }
+
     /// The practitioner whose care a honey record is in (for a receptionist's booking).
     async fn carer(&self, p: &Principal, honey: &str) -> Result<Option<String>> {
         if let Some(own) = &p.practitioner_id {
@@ -434,7 +534,7 @@ impl Keeper {
         p: &Principal,
         honey: &str,
         rt: ResourceType,
-        size: usize,
+        (size, day): (usize, Option<i64>),
         restricted: bool,
         shared: bool,
     ) -> Result<()> {
@@ -442,12 +542,16 @@ impl Keeper {
         match rt {
             ResourceType::Appointment => {
                 let Some(practitioner) = self.carer(p, honey).await? else { return Ok(()) };
-                // A weekday working hour in the next four weeks; another if it clashes.
-                for _ in 0..5 {
-                    let day = now / 86_400_000 + 1 + below(28)? as i64;
+                // The real appointment's day, at a working hour (another if it clashes);
+                // without one, a weekday in the next two weeks.
+                for _ in 0..8 {
+                    let day = match day {
+                        Some(d) => d,
+                        None => now / 86_400_000 + 1 + below(14)? as i64,
+                    };
                     let start = day * 86_400_000 + (7 + below(9)? as i64) * 3_600_000;
                     // 1970-01-01 was a Thursday: (day + 3) % 7 is 0 on Mondays.
-            if (day + 3) % 7 >= 5 {
+                    if (day + 3) % 7 >= 5 && below(10)? > 0 {
                         continue;
                     }
                     let b = Booking {
@@ -615,9 +719,9 @@ pub async fn plant(records: &Records, count: u32) -> Result<Vec<String>> {
         };
         let h = keeper.register(&p, 0).await.context("cannot register a honey record")?;
         for (rt, size) in [(ResourceType::Encounter, 0), (ResourceType::DocumentReference, 900)] {
-            keeper.create(&p, &h, rt, size, true, false).await.context("cannot write a honey record")?;
+            keeper.create(&p, &h, rt, (size, None), true, false).await.context("cannot write a honey record")?;
         }
-        keeper.create(&p, &h, ResourceType::Appointment, 0, false, false).await?;
+        keeper.create(&p, &h, ResourceType::Appointment, (0, None), false, false).await?;
         ids.push(h);
     }
     Ok(ids)

@@ -21,23 +21,26 @@ pub fn synthetic_hetu(birth: &str, n: usize) -> String {
     format!("{d}{m}{}{sep}{individual}{}", &y[2..], CHECK[(number % 31) as usize] as char)
 }
 
-const GIVEN_F: &[&str] =
-    &["Kerttu", "Iida", "Elina", "Hanna", "Maija", "Saara", "Linnea", "Tuulikki", "Riikka", "Ella"];
-const GIVEN_M: &[&str] =
-    &["Arvo", "Jaakko", "Mikael", "Teemu", "Ilmari", "Ossi", "Santeri", "Pekka", "Rasmus", "Lauri"];
-const FAMILY: &[&str] = &[
-    "Saarinen",
-    "Kivelä",
-    "Ahonen",
-    "Rautio",
-    "Lehtola",
-    "Honkanen",
-    "Vainio",
-    "Peltonen",
-    "Ruotsalainen",
-    "Kettunen",
-    "Lindholm",
-    "Aaltonen",
+/// Common Finnish given names, female then male, and family names. The honey
+/// keeper chooses among them as often as the clinic's own patients carry each
+/// (counted by their blind tokens), so that names are shared as the clinic's are.
+pub const GIVEN_FEMALE: &[&str] = &[
+    "Aino", "Helmi", "Sofia", "Lumi", "Aada", "Emilia", "Kerttu", "Iida", "Elina", "Hanna", "Maija", "Saara",
+    "Linnea", "Tuulikki", "Riikka", "Ella", "Anna", "Maria", "Johanna", "Liisa", "Laura", "Sanna", "Emma",
+    "Eevi", "Olivia", "Aurora", "Venla", "Pirjo", "Marjatta", "Anneli",
+];
+pub const GIVEN_MALE: &[&str] = &[
+    "Eero", "Onni", "Väinö", "Veeti", "Niilo", "Arvo", "Jaakko", "Mikael", "Teemu", "Ilmari", "Ossi", "Santeri",
+    "Pekka", "Rasmus", "Lauri", "Juhani", "Matti", "Antti", "Timo", "Mikko", "Jari", "Kari", "Ville", "Eino",
+    "Leo", "Elias", "Oliver", "Aleksi", "Juho", "Tapio",
+];
+pub const FAMILY_NAMES: &[&str] = &[
+    "Korhonen", "Virtanen", "Mäkinen", "Nieminen", "Mäkelä", "Hämäläinen", "Laine", "Heikkinen", "Koskinen",
+    "Järvinen", "Lehtonen", "Lehtinen", "Saarinen", "Salminen", "Heinonen", "Niemi", "Heikkilä", "Kinnunen",
+    "Salonen", "Turunen", "Salo", "Laitinen", "Tuominen", "Rantanen", "Karjalainen", "Jokinen", "Mattila",
+    "Savolainen", "Lahtinen", "Ahonen", "Kivelä", "Rautio", "Lehtola", "Honkanen", "Vainio", "Peltonen",
+    "Ruotsalainen", "Kettunen", "Lindholm", "Aaltonen", "Hiltunen", "Miettinen", "Leinonen", "Pelkonen",
+    "Hakala", "Anttila", "Räsänen", "Laaksonen", "Nurmi", "Lindroos",
 ];
 const OPENINGS: &[&str] = &[
     "Client arrived on time and engaged well.",
@@ -78,8 +81,13 @@ fn note_text() -> Result<String> {
 /// resources have no subject yet: the caller links them).
 pub fn synthetic_patient(n: usize) -> Result<(Value, Vec<(ResourceType, Value)>)> {
     let female = pick(2)? == 0;
-    let given = one(if female { GIVEN_F } else { GIVEN_M })?;
-    let family = one(FAMILY)?;
+    let given = one(if female { GIVEN_FEMALE } else { GIVEN_MALE })?;
+    let family = one(FAMILY_NAMES)?;
+    named_patient(n, given, family, female)
+}
+
+/// [`synthetic_patient`]'s patient (no sessions) with this name.
+fn named_patient(n: usize, given: &str, family: &str, female: bool) -> Result<(Value, Vec<(ResourceType, Value)>)> {
     let birth = format!("{}-{:02}-{:02}", 1950 + pick(55)?, 1 + pick(12)?, 1 + pick(28)?);
     let patient = json!({
         "resourceType": "Patient", "active": true,
@@ -133,10 +141,14 @@ const STREETS: &[&str] = &[
     "Myllytie",
 ];
 
-/// A synthetic patient as a clinic registers one: identity code, name,
-/// gender, birth date, phone and e-mail; an address when `address` says so.
-pub fn patient(n: usize, address: bool) -> Result<Value> {
-    let (mut p, _) = synthetic_patient(n)?;
+/// A synthetic patient as a clinic registers one: identity code, `name`
+/// (given, family, female) or a random one, gender, birth date, phone and
+/// e-mail; an address when `address` says so.
+pub fn patient(n: usize, name: Option<(&str, &str, bool)>, address: bool) -> Result<Value> {
+    let (mut p, _) = match name {
+        Some((given, family, female)) => named_patient(n, given, family, female)?,
+        None => synthetic_patient(n)?,
+    };
     if address {
         p["address"] = json!([{
             "line": [format!("{} {}", one(STREETS)?, 1 + pick(60)?)],

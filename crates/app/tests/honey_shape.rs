@@ -135,7 +135,7 @@ fn real_note(patient: &str, encounter: &str, at: i64) -> Value {
         7 | 8 => json!({"tag": [{"system": confidant_fhir::SHARING_SYSTEM, "code": confidant_fhir::SHARED_WITH_PATIENT}]}),
         _ => json!({}),
     };
-    json!({
+    let mut note = json!({
         "resourceType": "DocumentReference", "status": "current", "meta": meta,
         "type": {"text": "Session note"},
         "subject": {"reference": format!("Patient/{patient}")},
@@ -143,7 +143,11 @@ fn real_note(patient: &str, encounter: &str, at: i64) -> Value {
         "content": [{"attachment": {"contentType": "text/plain; charset=utf-8",
             "data": base64::engine::general_purpose::STANDARD.encode(text(150 + below(2400)))}}],
         "context": {"encounter": [{"reference": format!("Encounter/{encounter}")}]}
-    })
+    });
+    if note["meta"].as_object().is_some_and(|m| m.is_empty()) {
+        note.as_object_mut().unwrap().remove("meta");
+    }
+    note
 }
 
 struct Clinic {
@@ -238,6 +242,9 @@ impl Clinic {
                 if let Some(m) = changed["meta"].as_object_mut() {
                     m.remove("versionId");
                     m.remove("lastUpdated");
+                }
+                if !changed["meta"].as_object().is_some_and(|m| !m.is_empty()) {
+                    changed.as_object_mut().unwrap().remove("meta");
                 }
                 self.at(t).await.update(&me, ResourceType::DocumentReference, &note.id, changed, None).await.unwrap();
             }
@@ -575,7 +582,8 @@ async fn features(url: &str) -> (Vec<String>, Features) {
         set(&mut f, p, "audit.actors", actors.len() as f64);
         let top = actors.values().max().copied().unwrap_or(0);
         set(&mut f, p, "audit.top_actor_share", top as f64 / list.len() as f64);
-        set(&mut f, p, "audit.mean_hour", f["audit.hour_sum"][p] / list.len() as f64);
+        let mean_hour = f["audit.hour_sum"][p] / list.len() as f64;
+        set(&mut f, p, "audit.mean_hour", mean_hour);
         let g = gaps(list.iter().map(|(at, ..)| *at).collect());
         set(&mut f, p, "audit.min_gap", g.iter().copied().fold(f64::MAX, f64::min));
         set(&mut f, p, "audit.median_gap", median(g));

@@ -160,7 +160,7 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
-    /// Honey records: plant more synthetic patients that nobody should open.
+    /// Honey records: synthetic patients that nobody should open.
     Honey {
         #[command(subcommand)]
         action: HoneyAction,
@@ -440,13 +440,14 @@ enum RetentionAction {
 
 #[derive(Debug, Subcommand)]
 enum HoneyAction {
-    /// Plant honey records now: synthetic patients, each registered by a
-    /// clinician of the clinic (chosen at random) in their care, with a
-    /// session, a psychotherapy note and an appointment; the list of which
-    /// they are is sealed. Any touch raises a critical alert. `serve` plants
-    /// them by itself as patients are registered; planted together, these
-    /// share their time and stand out in a copy of the database: for drills
-    /// and tests. Needs a clinician. Safe while `serve` runs.
+    /// Plant honey records now, for drills and tests (`serve` plants them by itself).
+    ///
+    /// Synthetic patients, each registered by a clinician of the clinic (chosen
+    /// at random) in their care, with a session, a psychotherapy note and an
+    /// appointment; the list of which they are is sealed. Any touch raises a
+    /// critical alert. `serve` plants them as the clinic registers patients;
+    /// planted together, these share their time and stand out in a copy of
+    /// the database. Needs a clinician. Safe while `serve` runs.
     Plant {
         /// The instance directory (holds confidant.toml).
         #[arg(long)]
