@@ -6,8 +6,9 @@
 //! receptionist on one real patient, no gap longer than [`VISIT_GAP_MS`] — is
 //! replayed, with a small probability, on a honey record: the same actor,
 //! role and address, the same actions in the same order and spacing, the same
-//! record types, sizes close to the real ones, some minutes later
-//! ([`DELAY_MS`]). A visit that registers a patient is followed, with
+//! record types, sizes close to the real ones, on the next working day at
+//! the same time of day, give or take [`JITTER_MS`] ([`replay_delay`]: the
+//! clinic's hours and weekdays, not glued to the real visit). A visit that registers a patient is followed, with
 //! probability `[detection] honey_records` / 100, by the registration of a
 //! honey patient by the same clinician, who is on its care team like on any
 //! patient they register. Any other visit is replayed on one of the actor's
@@ -47,10 +48,9 @@ use crate::synthetic::{self, NoteKind, below};
 
 /// A pause longer than this ends a visit.
 pub const VISIT_GAP_MS: i64 = 30 * 60_000;
-/// A replayed visit starts this long after the real one, give or take
-/// [`DELAY_SPREAD_MS`]: not glued to it, within the same working hour.
-pub const DELAY_MS: i64 = 10 * 60_000;
-pub const DELAY_SPREAD_MS: i64 = 8 * 60_000;
+/// How far a replayed visit's time of day strays from the real one's.
+pub const JITTER_MS: i64 = 10 * 60_000;
+const DAY_MS: i64 = 86_400_000;
 /// How often `serve`'s keeper reads the log and carries out what is due.
 pub const STEP_SECONDS: u64 = 30;
 /// One `serve` node at a time replays (several nodes read one log): it holds
@@ -87,7 +87,8 @@ enum Shadow {
 
 #[derive(Debug)]
 struct Visit {
-    shadow: Shadow,
+    /// Which replay its entries go to (in [`Keeper::shadows`]).
+    id: u64,
     delay: i64,
     last: i64,
 }
@@ -95,7 +96,10 @@ struct Visit {
 #[derive(Debug)]
 struct Due {
     at: i64,
-    visit: (String, String),
+    /// How many days after the real visit this is (an appointment moves with it).
+    shift_days: i64,
+    /// The visit's replay (a key of [`Keeper::shadows`]).
+    visit: u64,
     actor: Principal,
     act: Act,
 }
@@ -110,7 +114,11 @@ pub struct Keeper {
     cursor: i64,
     /// user id → (role, Practitioner id).
     staff: HashMap<String, (Role, Option<String>)>,
+    /// Open visits: (actor, real patient) → visit.
     visits: HashMap<(String, String), Visit>,
+    /// Where each visit's replay goes, while it has steps due.
+    shadows: HashMap<u64, Shadow>,
+    next_visit: u64,
     due: Vec<Due>,
     /// Envelope and JSON overhead learnt from the keeper's own writes, per type:
     /// stored size minus the free text's size.
@@ -150,6 +158,8 @@ impl Keeper {
             cursor,
             staff: HashMap::new(),
             visits: HashMap::new(),
+            shadows: HashMap::new(),
+            next_visit: 0,
             due: Vec::new(),
             overhead: HashMap::new(),
         })
@@ -171,6 +181,7 @@ impl Keeper {
         if !self.lease(now).await? {
             self.due.clear();
             self.visits.clear();
+            self.shadows.clear();
             return Ok(());
         }
         let mut reach: Option<Reach> = None;
@@ -195,17 +206,20 @@ impl Keeper {
                         }
                     }
                 };
-                let delay = DELAY_MS - DELAY_SPREAD_MS + below((2 * DELAY_SPREAD_MS) as usize)? as i64;
-                self.visits.insert(visit.clone(), Visit { shadow, delay, last: e.time });
+                let delay = replay_delay(e.time)?;
+                self.next_visit += 1;
+                self.shadows.insert(self.next_visit, shadow);
+                self.visits.insert(visit.clone(), Visit { id: self.next_visit, delay, last: e.time });
             }
             let Some(v) = self.visits.get_mut(&visit) else { continue };
             v.last = e.time;
-            if matches!(v.shadow, Shadow::Skip) {
+            let (id, at) = (v.id, e.time + v.delay);
+            if matches!(self.shadows.get(&id), Some(Shadow::Skip) | None) {
                 continue;
             }
-            let at = e.time + v.delay;
+            let shift_days = confidant_fhir::day_number(at) - confidant_fhir::day_number(e.time);
             let actor = self.principal(&e)?;
-            self.due.push(Due { at, visit, actor, act });
+            self.due.push(Due { at, shift_days, visit: id, actor, act });
         }
         // Carry out what is due, oldest first.
         self.due.sort_by_key(|d| d.at);
@@ -216,8 +230,9 @@ impl Keeper {
                 tracing::warn!(error = %e, "a honey record's replayed step failed; the keeper goes on");
             }
         }
-        let due = &self.due;
-        self.visits.retain(|k, v| now - v.last <= VISIT_GAP_MS || due.iter().any(|d| &d.visit == k));
+        self.visits.retain(|_, v| now - v.last <= VISIT_GAP_MS);
+        let (due, visits) = (&self.due, &self.visits);
+        self.shadows.retain(|id, _| due.iter().any(|d| d.visit == *id) || visits.values().any(|v| v.id == *id));
         Ok(())
     }
 
@@ -239,6 +254,11 @@ impl Keeper {
             return Ok(true);
         }
         Ok(store.replace_setting(LEASE, &held, &mine).await?)
+    }
+
+    /// The last moment something is due (for a test's clock), if anything is.
+    pub fn due_until(&self) -> Option<i64> {
+        self.due.iter().map(|d| d.at).max()
     }
 
     /// The next moment something is due (for a test's clock), if anything is.
@@ -384,14 +404,12 @@ impl Keeper {
 
     /// Carry out one replayed step on its visit's honey record.
     async fn replay(&mut self, d: &Due) -> Result<()> {
-        let shadow = self.visits.get(&d.visit).map(|v| v.shadow.clone()).unwrap_or(Shadow::Skip);
+        let shadow = self.shadows.get(&d.visit).cloned().unwrap_or(Shadow::Skip);
         let p = &d.actor;
         let honey = match (&shadow, &d.act) {
             (Shadow::Planting, Act::Register { size }) => {
                 let id = self.register(p, *size).await?;
-                if let Some(v) = self.visits.get_mut(&d.visit) {
-                    v.shadow = Shadow::Honey(id);
-                }
+                self.shadows.insert(d.visit, Shadow::Honey(id));
                 return Ok(());
             }
             (Shadow::Honey(h), _) => h.clone(),
@@ -407,6 +425,7 @@ impl Keeper {
         match d.act.clone() {
             Act::Register { .. } => {}
             Act::Create { rt, size, restricted, shared, day } => {
+                let day = day.map(|day| day + d.shift_days);
                 self.create(p, &honey, rt, (size, day), restricted, shared).await?
             }
             Act::Update { rt, size } => {
@@ -624,6 +643,21 @@ impl Keeper {
         }
         Ok(())
     }
+}
+
+/// How long after a real visit at `at` (Unix ms) its replay starts: the next
+/// working day (Monday after a Friday or a weekend) at the same time of day,
+/// give or take [`JITTER_MS`]. A day later keeps the clinic's hours and
+/// weekdays in the honey records' timestamps; a replay minutes later would
+/// shift them, and sit right behind the visit it copies.
+pub fn replay_delay(at: i64) -> Result<i64> {
+    // 1970-01-01 was a Thursday: (day + 3) % 7 is 0 on Mondays.
+    let days = match (confidant_fhir::day_number(at) + 3) % 7 {
+        4 => 3,
+        5 => 2,
+        _ => 1,
+    };
+    Ok(days * DAY_MS - JITTER_MS + below((2 * JITTER_MS) as usize)? as i64)
 }
 
 fn json_len(v: &Value) -> i64 {

@@ -284,8 +284,12 @@ impl Clinic {
                 self.clinician_day(c, day).await;
             }
             self.reception_day(day).await;
-            // The evening: what the keeper still has due is done at its time.
             self.until(START + day * DAY + 20 * HOUR).await;
+        }
+        // The keeper replays a day later: what is still due is done at its time.
+        let last = self.keeper.as_ref().and_then(|k| k.due_until());
+        if let Some(last) = last {
+            self.until(last).await;
         }
     }
 }
