@@ -161,6 +161,14 @@ fn now_instant() -> String {
     now.format(&f).unwrap()
 }
 
+/// The UTC date `days` from now (YYYY-MM-DD), on the server's clock.
+#[allow(clippy::disallowed_methods)]
+fn days_from_now(days: i64) -> String {
+    let then = time::OffsetDateTime::now_utc() + time::Duration::days(days);
+    let f = time::macros::format_description!("[year]-[month]-[day]");
+    then.format(&f).unwrap()
+}
+
 /// S3: a stolen clinician session reads the clinician's patients in a loop.
 async fn stolen_session_is_locked_alerted_and_reported(db: Db) {
     let inst = Instance::new(db).await;
@@ -374,6 +382,27 @@ async fn honey_records_alert_on_every_path(db: Db) {
         assert_eq!(st, StatusCode::OK, "{path}: {b}");
         let total = if path.starts_with("Patient?_count") { 1 } else { 0 };
         assert_eq!(b["total"], total, "{path}: only the clinician's own patient: {b}");
+    }
+    // Nor their calendar: `honey plant` booked each an appointment with clin1 within two
+    // weeks, which clin1's calendar (and the FHIR search by practitioner) leaves out.
+    let pr: String = {
+        use sqlx::Row;
+        let mut db = inst.db().await;
+        let q = "SELECT practitioner_id FROM users WHERE practitioner_id IS NOT NULL";
+        let pr = sqlx::query(q).fetch_one(&mut db).await.unwrap().get(0);
+        let q = "SELECT COUNT(*) FROM resource_heads WHERE resource_type = 'Appointment'";
+        let booked: i64 = sqlx::query(q).fetch_one(&mut db).await.unwrap().get(0);
+        assert_eq!(booked, 3, "one appointment per honey record");
+        sqlx::Connection::close(db).await.unwrap();
+        pr
+    };
+    let (from, until) = (&now_instant()[..10], days_from_now(20));
+    for path in [
+        format!("Appointment?practitioner=Practitioner/{pr}&date=ge{from}&date=lt{until}"),
+        format!("Appointment?practitioner=Practitioner/{pr}"),
+    ] {
+        let (st, b) = call(&s, Some(&inst.token), Method::GET, &path, None).await;
+        assert_eq!((st, &b["total"]), (StatusCode::OK, &json!(0)), "{path}: {b}");
     }
     assert!(honey_alert(&alerts(&s, &inst.admin_token).await, &user_id(&inst, "clin1")).is_none());
     // Their care-team clinician who opens one by id anyway is alerted on too.
