@@ -64,15 +64,34 @@ const PER_STEP: i64 = 5_000;
 #[derive(Debug, Clone)]
 enum Act {
     /// A patient registered (body size of the real one).
-    Register { size: usize },
+    Register {
+        size: usize,
+    },
     /// A record of this type created, `size` bytes like the real one, with its access columns.
     /// `day`: an appointment's UTC day (the real one's).
-    Create { rt: ResourceType, size: usize, restricted: bool, shared: bool, day: Option<i64> },
-    Update { rt: ResourceType, size: usize },
-    Read { rt: ResourceType },
-    Vread { rt: ResourceType },
-    History { rt: ResourceType },
-    SearchHit { rt: ResourceType },
+    Create {
+        rt: ResourceType,
+        size: usize,
+        restricted: bool,
+        shared: bool,
+        day: Option<i64>,
+    },
+    Update {
+        rt: ResourceType,
+        size: usize,
+    },
+    Read {
+        rt: ResourceType,
+    },
+    Vread {
+        rt: ResourceType,
+    },
+    History {
+        rt: ResourceType,
+    },
+    SearchHit {
+        rt: ResourceType,
+    },
 }
 
 /// Where a real visit's replay goes.
@@ -285,7 +304,10 @@ impl Keeper {
         let Some(rt) = rt_of(resource) else { return Ok(None) };
         if !matches!(
             rt,
-            ResourceType::Patient | ResourceType::Encounter | ResourceType::Appointment | ResourceType::DocumentReference
+            ResourceType::Patient
+                | ResourceType::Encounter
+                | ResourceType::Appointment
+                | ResourceType::DocumentReference
         ) {
             return Ok(None);
         }
@@ -314,7 +336,9 @@ impl Keeper {
                 },
                 None => return Ok(None),
             },
-            (Some(AuditAction::Update), rt) => Act::Update { rt, size: row().await?.map(|r| r.body.len()).unwrap_or(0) },
+            (Some(AuditAction::Update), rt) => {
+                Act::Update { rt, size: row().await?.map(|r| r.body.len()).unwrap_or(0) }
+            }
             (Some(AuditAction::Read), rt) => Act::Read { rt },
             (Some(AuditAction::Vread), rt) => Act::Vread { rt },
             (Some(AuditAction::History), rt) => Act::History { rt },

@@ -25,22 +25,66 @@ pub fn synthetic_hetu(birth: &str, n: usize) -> String {
 /// keeper chooses among them as often as the clinic's own patients carry each
 /// (counted by their blind tokens), so that names are shared as the clinic's are.
 pub const GIVEN_FEMALE: &[&str] = &[
-    "Aino", "Helmi", "Sofia", "Lumi", "Aada", "Emilia", "Kerttu", "Iida", "Elina", "Hanna", "Maija", "Saara",
-    "Linnea", "Tuulikki", "Riikka", "Ella", "Anna", "Maria", "Johanna", "Liisa", "Laura", "Sanna", "Emma",
-    "Eevi", "Olivia", "Aurora", "Venla", "Pirjo", "Marjatta", "Anneli",
+    "Aino", "Helmi", "Sofia", "Lumi", "Aada", "Emilia", "Kerttu", "Iida", "Elina", "Hanna", "Maija", "Saara", "Linnea",
+    "Tuulikki", "Riikka", "Ella", "Anna", "Maria", "Johanna", "Liisa", "Laura", "Sanna", "Emma", "Eevi", "Olivia",
+    "Aurora", "Venla", "Pirjo", "Marjatta", "Anneli",
 ];
 pub const GIVEN_MALE: &[&str] = &[
     "Eero", "Onni", "Väinö", "Veeti", "Niilo", "Arvo", "Jaakko", "Mikael", "Teemu", "Ilmari", "Ossi", "Santeri",
-    "Pekka", "Rasmus", "Lauri", "Juhani", "Matti", "Antti", "Timo", "Mikko", "Jari", "Kari", "Ville", "Eino",
-    "Leo", "Elias", "Oliver", "Aleksi", "Juho", "Tapio",
+    "Pekka", "Rasmus", "Lauri", "Juhani", "Matti", "Antti", "Timo", "Mikko", "Jari", "Kari", "Ville", "Eino", "Leo",
+    "Elias", "Oliver", "Aleksi", "Juho", "Tapio",
 ];
 pub const FAMILY_NAMES: &[&str] = &[
-    "Korhonen", "Virtanen", "Mäkinen", "Nieminen", "Mäkelä", "Hämäläinen", "Laine", "Heikkinen", "Koskinen",
-    "Järvinen", "Lehtonen", "Lehtinen", "Saarinen", "Salminen", "Heinonen", "Niemi", "Heikkilä", "Kinnunen",
-    "Salonen", "Turunen", "Salo", "Laitinen", "Tuominen", "Rantanen", "Karjalainen", "Jokinen", "Mattila",
-    "Savolainen", "Lahtinen", "Ahonen", "Kivelä", "Rautio", "Lehtola", "Honkanen", "Vainio", "Peltonen",
-    "Ruotsalainen", "Kettunen", "Lindholm", "Aaltonen", "Hiltunen", "Miettinen", "Leinonen", "Pelkonen",
-    "Hakala", "Anttila", "Räsänen", "Laaksonen", "Nurmi", "Lindroos",
+    "Korhonen",
+    "Virtanen",
+    "Mäkinen",
+    "Nieminen",
+    "Mäkelä",
+    "Hämäläinen",
+    "Laine",
+    "Heikkinen",
+    "Koskinen",
+    "Järvinen",
+    "Lehtonen",
+    "Lehtinen",
+    "Saarinen",
+    "Salminen",
+    "Heinonen",
+    "Niemi",
+    "Heikkilä",
+    "Kinnunen",
+    "Salonen",
+    "Turunen",
+    "Salo",
+    "Laitinen",
+    "Tuominen",
+    "Rantanen",
+    "Karjalainen",
+    "Jokinen",
+    "Mattila",
+    "Savolainen",
+    "Lahtinen",
+    "Ahonen",
+    "Kivelä",
+    "Rautio",
+    "Lehtola",
+    "Honkanen",
+    "Vainio",
+    "Peltonen",
+    "Ruotsalainen",
+    "Kettunen",
+    "Lindholm",
+    "Aaltonen",
+    "Hiltunen",
+    "Miettinen",
+    "Leinonen",
+    "Pelkonen",
+    "Hakala",
+    "Anttila",
+    "Räsänen",
+    "Laaksonen",
+    "Nurmi",
+    "Lindroos",
 ];
 const OPENINGS: &[&str] = &[
     "Client arrived on time and engaged well.",
@@ -130,16 +174,8 @@ fn named_patient(n: usize, given: &str, family: &str, female: bool) -> Result<(V
     Ok((patient, related))
 }
 
-const STREETS: &[&str] = &[
-    "Mannerheimintie",
-    "Hämeenkatu",
-    "Kauppakatu",
-    "Koulukatu",
-    "Puistotie",
-    "Rantatie",
-    "Kirkkokatu",
-    "Myllytie",
-];
+const STREETS: &[&str] =
+    &["Mannerheimintie", "Hämeenkatu", "Kauppakatu", "Koulukatu", "Puistotie", "Rantatie", "Kirkkokatu", "Myllytie"];
 
 /// A synthetic patient as a clinic registers one: identity code, `name`
 /// (given, family, female) or a random one, gender, birth date, phone and

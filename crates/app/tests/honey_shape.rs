@@ -96,8 +96,28 @@ const FAMILY: &[&str] = &[
     "Turunen",
 ];
 const WORDS: &[&str] = &[
-    "Client", "described", "the", "week", "as", "heavy", "sleep", "improved", "we", "worked", "on", "values",
-    "exposure", "homework", "reviewed", "anxiety", "family", "conflict", "plan", "continue", "next", "session",
+    "Client",
+    "described",
+    "the",
+    "week",
+    "as",
+    "heavy",
+    "sleep",
+    "improved",
+    "we",
+    "worked",
+    "on",
+    "values",
+    "exposure",
+    "homework",
+    "reviewed",
+    "anxiety",
+    "family",
+    "conflict",
+    "plan",
+    "continue",
+    "next",
+    "session",
 ];
 
 fn real_patient(n: usize) -> Value {
@@ -115,7 +135,8 @@ fn real_patient(n: usize) -> Value {
         ]
     });
     if below(2) == 0 {
-        p["address"] = json!([{"line": [format!("Testikatu {}", 1 + below(80))], "postalCode": "00100", "city": "Helsinki"}]);
+        p["address"] =
+            json!([{"line": [format!("Testikatu {}", 1 + below(80))], "postalCode": "00100", "city": "Helsinki"}]);
     }
     p
 }
@@ -131,8 +152,12 @@ fn text(len: usize) -> String {
 
 fn real_note(patient: &str, encounter: &str, at: i64) -> Value {
     let meta = match below(10) {
-        0..=6 => json!({"security": [{"system": confidant_fhir::ACT_CODE_SYSTEM, "code": confidant_fhir::PSYCHOTHERAPY_NOTE}]}),
-        7 | 8 => json!({"tag": [{"system": confidant_fhir::SHARING_SYSTEM, "code": confidant_fhir::SHARED_WITH_PATIENT}]}),
+        0..=6 => {
+            json!({"security": [{"system": confidant_fhir::ACT_CODE_SYSTEM, "code": confidant_fhir::PSYCHOTHERAPY_NOTE}]})
+        }
+        7 | 8 => {
+            json!({"tag": [{"system": confidant_fhir::SHARING_SYSTEM, "code": confidant_fhir::SHARED_WITH_PATIENT}]})
+        }
         _ => json!({}),
     };
     let mut note = json!({
@@ -232,7 +257,8 @@ impl Clinic {
             let enc = confidant_app::synthetic::encounter(&patient, &pr, t - 50 * MINUTE);
             let enc = self.at(t).await.create(&me, ResourceType::Encounter, enc).await.unwrap().id;
             t += (3 + below(8) as i64) * MINUTE;
-            let note = self.at(t).await.create(&me, ResourceType::DocumentReference, real_note(&patient, &enc, t)).await;
+            let note =
+                self.at(t).await.create(&me, ResourceType::DocumentReference, real_note(&patient, &enc, t)).await;
             let note = note.unwrap();
             if below(5) == 0 {
                 t += (2 + below(6) as i64) * MINUTE;
@@ -243,7 +269,7 @@ impl Clinic {
                     m.remove("versionId");
                     m.remove("lastUpdated");
                 }
-                if !changed["meta"].as_object().is_some_and(|m| !m.is_empty()) {
+                if changed["meta"].as_object().is_none_or(|m| m.is_empty()) {
                     changed.as_object_mut().unwrap().remove("meta");
                 }
                 self.at(t).await.update(&me, ResourceType::DocumentReference, &note.id, changed, None).await.unwrap();
@@ -306,7 +332,8 @@ async fn database(pg: bool) -> (String, Option<tempfile::TempDir>) {
     let mut conn = sqlx::AnyConnection::connect(&admin).await.unwrap();
     conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
     conn.close().await.unwrap();
-    let (base, query) = admin.split_once('?').map(|(b, q)| (b, format!("?{q}"))).unwrap_or((admin.as_str(), String::new()));
+    let (base, query) =
+        admin.split_once('?').map(|(b, q)| (b, format!("?{q}"))).unwrap_or((admin.as_str(), String::new()));
     let cut = base.rfind('/').unwrap();
     (format!("{}/{name}{query}", &base[..cut]), None)
 }
@@ -333,7 +360,11 @@ async fn clinic(url: &str, keeper: bool) -> Clinic {
     let mut clinicians = Vec::new();
     for (i, family) in ["Lindqvist", "Salo", "Heikkinen", "Aalto"].iter().enumerate() {
         let pr = records
-            .create(&admin, ResourceType::Practitioner, json!({"resourceType": "Practitioner", "name": [{"family": family}]}))
+            .create(
+                &admin,
+                ResourceType::Practitioner,
+                json!({"resourceType": "Practitioner", "name": [{"family": family}]}),
+            )
             .await
             .unwrap()
             .id;
@@ -406,6 +437,8 @@ async fn plant_the_old_way(records: &Records, count: usize) {
 // ----- the thief's view: plain SQL, no key ------------------------------------------------
 
 type Features = BTreeMap<String, HashMap<String, f64>>;
+/// One audit entry as the dump holds it: when, who, what, and the entry itself.
+type LogEntry = (i64, Option<String>, String, Value);
 
 fn add(f: &mut Features, patient: &str, name: &str, v: f64) {
     *f.entry(name.to_owned()).or_default().entry(patient.to_owned()).or_default() += v;
@@ -499,10 +532,11 @@ async fn features(url: &str) -> (Vec<String>, Features) {
         set(&mut f, p, "versions.active_span", (last - created[p]) as f64);
     }
     // Current versions, their access columns.
-    for r in sqlx::query("SELECT resource_type, compartment, version_id, restricted_to, patient_visible FROM resource_heads")
-        .fetch_all(&mut db)
-        .await
-        .unwrap()
+    for r in
+        sqlx::query("SELECT resource_type, compartment, version_id, restricted_to, patient_visible FROM resource_heads")
+            .fetch_all(&mut db)
+            .await
+            .unwrap()
     {
         let (rt, compartment, version): (String, String, i64) = (r.get(0), r.get(1), r.get(2));
         if !created.contains_key(&compartment) {
@@ -515,10 +549,11 @@ async fn features(url: &str) -> (Vec<String>, Features) {
         add(&mut f, &compartment, &format!("{rt}.head_patient_visible"), r.get::<i64, _>(4) as f64);
     }
     // Care teams: rows, members, periods, and how large each member's care is.
-    let members = sqlx::query("SELECT care_team_id, patient_id, practitioner_id, starts_at, ends_at FROM care_team_members")
-        .fetch_all(&mut db)
-        .await
-        .unwrap();
+    let members =
+        sqlx::query("SELECT care_team_id, patient_id, practitioner_id, starts_at, ends_at FROM care_team_members")
+            .fetch_all(&mut db)
+            .await
+            .unwrap();
     let mut care_size: HashMap<String, f64> = HashMap::new();
     for r in &members {
         *care_size.entry(r.get::<String, _>(2)).or_default() += 1.0;
@@ -540,11 +575,10 @@ async fn features(url: &str) -> (Vec<String>, Features) {
         }
     }
     // Search tokens: how many, and how many other patients share each.
-    let owner: HashMap<(String, String), String> = versions
-        .iter()
-        .map(|r| ((r.get::<String, _>(0), r.get::<String, _>(1)), r.get::<String, _>(3)))
-        .collect();
-    let tokens = sqlx::query("SELECT resource_type, param, token, id FROM search_tokens").fetch_all(&mut db).await.unwrap();
+    let owner: HashMap<(String, String), String> =
+        versions.iter().map(|r| ((r.get::<String, _>(0), r.get::<String, _>(1)), r.get::<String, _>(3))).collect();
+    let tokens =
+        sqlx::query("SELECT resource_type, param, token, id FROM search_tokens").fetch_all(&mut db).await.unwrap();
     let mut sharing: HashMap<(String, String, Vec<u8>), HashSet<String>> = HashMap::new();
     for r in &tokens {
         let key = (r.get::<String, _>(0), r.get::<String, _>(1), r.get::<Vec<u8>, _>(2));
@@ -564,7 +598,7 @@ async fn features(url: &str) -> (Vec<String>, Features) {
     }
     // The audit log: per patient, entries by action, actors, roles, addresses, purposes, times.
     let log = sqlx::query("SELECT at, actor, patient, action, entry FROM audit_log").fetch_all(&mut db).await.unwrap();
-    let mut by_patient: HashMap<String, Vec<(i64, Option<String>, String, Value)>> = HashMap::new();
+    let mut by_patient: HashMap<String, Vec<LogEntry>> = HashMap::new();
     for r in &log {
         let patient: Option<String> = r.get(2);
         let Some(patient) = patient.filter(|p| created.contains_key(p)) else { continue };
@@ -595,7 +629,9 @@ async fn features(url: &str) -> (Vec<String>, Features) {
         set(&mut f, p, "audit.first_after_registration", (first - created[p]) as f64);
     }
     // Every other table that names a patient.
-    for (table, column) in [("break_glass", "patient_id"), ("legal_holds", "patient_id"), ("cosign_requests", "patient_id")] {
+    for (table, column) in
+        [("break_glass", "patient_id"), ("legal_holds", "patient_id"), ("cosign_requests", "patient_id")]
+    {
         let q = format!("SELECT {column} FROM {table}");
         for r in sqlx::query(sqlx::AssertSqlSafe(q)).fetch_all(&mut db).await.unwrap() {
             let p: String = r.get(0);
@@ -669,13 +705,7 @@ fn separation(patients: &[String], f: &Features, honey: &HashSet<String>) -> Sep
     maxima.sort_by(f64::total_cmp);
     let honey_n = y.iter().filter(|h| **h).count();
     let base = (honey_n as f64 / y.len() as f64).max(1.0 - honey_n as f64 / y.len() as f64);
-    Separation {
-        by_feature,
-        chance_bound: maxima[PERMUTATIONS - 2],
-        base_rate: base,
-        n: y.len(),
-        honey: honey_n,
-    }
+    Separation { by_feature, chance_bound: maxima[PERMUTATIONS - 2], base_rate: base, n: y.len(), honey: honey_n }
 }
 
 fn report(label: &str, s: &Separation) {

@@ -376,7 +376,8 @@ async fn honey_records_alert_on_every_path(db: Db) {
     }
     // Normal use never meets them: they are in clin1's care, but clin1's own
     // list, searches (even by id) and the notes of that care leave them out; no alert.
-    for path in ["Patient?_count=50".to_owned(), format!("Patient?_id={}", honey[1]), "DocumentReference?_count=50".into()]
+    for path in
+        ["Patient?_count=50".to_owned(), format!("Patient?_id={}", honey[1]), "DocumentReference?_count=50".into()]
     {
         let (st, b) = call(&s, Some(&inst.token), Method::GET, &path, None).await;
         assert_eq!(st, StatusCode::OK, "{path}: {b}");
