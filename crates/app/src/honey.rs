@@ -31,6 +31,9 @@
 //!
 //! `confidant honey plant` plants some at once, as the clinic's clinicians:
 //! for drills and tests; planted together, their time tells them apart.
+//!
+//! (Over 600 lines: the keeper is one state machine — visits, their replays,
+//! sizes, names, appointment days, the lease between nodes — read in one place.)
 
 use std::collections::HashMap;
 use std::sync::Arc;

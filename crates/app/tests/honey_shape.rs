@@ -24,6 +24,9 @@
 //!
 //! Both backends (PostgreSQL with CONFIDANT_TEST_POSTGRES_URL; the control on
 //! SQLite only: it checks the test's power, not SQL).
+//!
+//! (Over 600 lines: the clinic it simulates, the thief's features and the
+//! statistics are one argument, read together.)
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
