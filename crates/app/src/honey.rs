@@ -199,6 +199,10 @@ impl Keeper {
         if let Some(last) = entries.last() {
             self.cursor = last.seq;
         }
+        // Nothing new and nothing due: no write (an idle server leaves the database as it is).
+        if entries.is_empty() && self.due.is_empty() {
+            return Ok(());
+        }
         // Another node replays: this one only follows the log (and takes over when its lease lapses).
         if !self.lease(now).await? {
             self.due.clear();
