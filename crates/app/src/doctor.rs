@@ -629,13 +629,32 @@ async fn examine_instance(
     });
     // Detection.
     let honey = records.honey_records().await?;
-    out.push(if honey.is_empty() {
+    let per_100 = config.detection.honey_records;
+    let (_, patients) = records.store().search("Patient", &[], None, 1).await?;
+    let real = (patients.max(0) as usize).saturating_sub(honey.len());
+    // Planted at `per_100` of the registrations: five expected and none there is no chance (e^-5).
+    let expected = real * per_100 as usize / 100;
+    out.push(if per_100 == 0 {
         Finding::fail(
             "honey-records",
             Severity::High,
-            "no honey records: a thief reading everything goes unnoticed by them",
-            "0 planted",
+            "honey records are off: a thief reading everything goes unnoticed by them",
+            "[detection] honey_records = 0",
+            format!("set honey_records = 3 in [detection] of {}, and restart serve", Config::path(dir).display()),
+        )
+    } else if honey.is_empty() && expected >= 5 {
+        Finding::fail(
+            "honey-records",
+            Severity::Medium,
+            "no honey record among the patients registered: is serve's honey keeper running?",
+            format!("0 planted among {real} patients ({per_100} per 100 expected)"),
             format!("confidant honey plant --dir {} --count 3", dir.display()),
+        )
+    } else if honey.is_empty() {
+        Finding::pass(
+            "honey-records",
+            "honey records are on; serve plants them as patients are registered",
+            format!("none yet among {real} patients ({per_100} per 100)"),
         )
     } else {
         Finding::pass("honey-records", "honey records are in place", format!("{} planted", honey.len()))

@@ -300,12 +300,16 @@ async fn simulate(console: &Console, config: &Config, dir: &Path, progress: &dyn
 
     let instance = crate::instance::Instance::open(console, &copy).await?;
     let (c, records, identity) = (instance.config.clone(), instance.records.clone(), instance.identity.clone());
-    let honey: Vec<String> = records.honey_records().await?.into_iter().collect();
     let mut clin_a = staff(console, &identity, &records, Role::Clinician, true).await?;
     let mut clin_b = staff(console, &identity, &records, Role::Clinician, true).await?;
     let mut desk = staff(console, &identity, &records, Role::Reception, true).await?;
     let newcomer = staff(console, &identity, &records, Role::Clinician, false).await?;
     let lure = phishing_lure(console, &identity, &desk.username).await?;
+    // A young clinic may have none planted yet: the copy gets one (when honey records are on).
+    let mut honey: Vec<String> = records.honey_records().await?.into_iter().collect();
+    if honey.is_empty() && c.detection.honey_records > 0 {
+        honey = crate::honey::plant(&records, 1).await?;
+    }
     drop((identity, records));
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

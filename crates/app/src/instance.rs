@@ -169,7 +169,8 @@ pub async fn init(console: &Console, dir: &Path, options: InitOptions) -> Result
     let records = Arc::new(Records::open(store.clone(), vault, console.clock()).await?);
     let identity = Identity::new(identity_services(&records), config.identity_settings());
     let enrolment_code = identity.create_enrolment_code(Role::Admin).await?;
-    crate::honey::plant(&records, honey_records).await.context("cannot plant the honey records")?;
+    // No honey record yet: `serve`'s keeper plants them among the patients the
+    // clinic registers (`[detection] honey_records` per 100), as they are registered.
     // A first signed checkpoint: from its first minute, the log has a witness.
     let witness = confidant_audit::Witness::new(config.witness_path(&dir));
     let (mut checkpointer, _) =
@@ -416,6 +417,15 @@ impl Instance {
         let identity = Arc::new(Identity::new(identity_services(&records), settings).with_phishing(
             config.phishing.settings().with_context(|| format!("in [phishing] of {}", Config::path(dir).display()))?,
         ));
+        // The honey keeper replays some of the clinic's visits on honey records (`honey`).
+        let keeper = if config.detection.honey_records > 0 {
+            let keeper = crate::honey::Keeper::new(&records, config.detection.honey_records, Some(detector.clone()))
+                .await
+                .context("cannot start the honey keeper")?;
+            Some(crate::honey::spawn(keeper, std::time::Duration::from_secs(crate::honey::STEP_SECONDS)))
+        } else {
+            None
+        };
         // Phishing drill mails, every `[phishing] interval_seconds`, when enabled.
         let drills = if config.phishing.enabled {
             let out = crate::phishing::Outbound::new(config)
@@ -510,6 +520,9 @@ impl Instance {
         }
         if let Some(d) = drills {
             d.abort();
+        }
+        if let Some(k) = keeper {
+            k.abort();
         }
         tracing::info!("stopped; closing the database");
         records.store().close().await;

@@ -174,6 +174,18 @@ impl Outbound {
         Ok(channels)
     }
 
+    /// The channels a reminder to this patient would go by.
+    fn channels(&self, due: &DueReminder) -> Vec<&'static str> {
+        let mut c = Vec::new();
+        if self.email.is_some() && due.email.is_some() {
+            c.push("email");
+        }
+        if self.sms.is_some() && due.phone.is_some() {
+            c.push("sms");
+        }
+        c
+    }
+
     /// Whether this patient has a channel this clinic sends by.
     fn reaches(&self, due: &DueReminder) -> bool {
         (self.email.is_some() && due.email.is_some()) || (self.sms.is_some() && due.phone.is_some())
@@ -183,7 +195,20 @@ impl Outbound {
 /// Send every reminder due now.
 pub async fn sweep(records: &Records, out: &Outbound) -> Result<SweepReport> {
     let mut report = SweepReport::default();
+    let honey = records.honey_set();
     for due in records.due_reminders(out.lead_ms, PER_SWEEP).await? {
+        // A honey record's reminder goes through every step but the send: its
+        // made-up phone number may be someone's.
+        if honey.contains(&due.patient_id) {
+            let channels = out.channels(&due);
+            if channels.is_empty() {
+                records.reminder_unreachable(&due).await?;
+            } else {
+                records.issue_cancel_link(&due.appointment_id).await?;
+                records.reminder_sent(&due, &channels.join(" ")).await?;
+            }
+            continue;
+        }
         if !out.reaches(&due) {
             records.reminder_unreachable(&due).await?;
             report.unreachable += 1;

@@ -21,14 +21,51 @@ pub fn synthetic_hetu(birth: &str, n: usize) -> String {
     format!("{d}{m}{}{sep}{individual}{}", &y[2..], CHECK[(number % 31) as usize] as char)
 }
 
-const GIVEN_F: &[&str] =
-    &["Kerttu", "Iida", "Elina", "Hanna", "Maija", "Saara", "Linnea", "Tuulikki", "Riikka", "Ella"];
-const GIVEN_M: &[&str] =
-    &["Arvo", "Jaakko", "Mikael", "Teemu", "Ilmari", "Ossi", "Santeri", "Pekka", "Rasmus", "Lauri"];
-const FAMILY: &[&str] = &[
+/// Common Finnish given names, female then male, and family names. The honey
+/// keeper chooses among them as often as the clinic's own patients carry each
+/// (counted by their blind tokens), so that names are shared as the clinic's are.
+pub const GIVEN_FEMALE: &[&str] = &[
+    "Aino", "Helmi", "Sofia", "Lumi", "Aada", "Emilia", "Kerttu", "Iida", "Elina", "Hanna", "Maija", "Saara", "Linnea",
+    "Tuulikki", "Riikka", "Ella", "Anna", "Maria", "Johanna", "Liisa", "Laura", "Sanna", "Emma", "Eevi", "Olivia",
+    "Aurora", "Venla", "Pirjo", "Marjatta", "Anneli",
+];
+pub const GIVEN_MALE: &[&str] = &[
+    "Eero", "Onni", "Väinö", "Veeti", "Niilo", "Arvo", "Jaakko", "Mikael", "Teemu", "Ilmari", "Ossi", "Santeri",
+    "Pekka", "Rasmus", "Lauri", "Juhani", "Matti", "Antti", "Timo", "Mikko", "Jari", "Kari", "Ville", "Eino", "Leo",
+    "Elias", "Oliver", "Aleksi", "Juho", "Tapio",
+];
+pub const FAMILY_NAMES: &[&str] = &[
+    "Korhonen",
+    "Virtanen",
+    "Mäkinen",
+    "Nieminen",
+    "Mäkelä",
+    "Hämäläinen",
+    "Laine",
+    "Heikkinen",
+    "Koskinen",
+    "Järvinen",
+    "Lehtonen",
+    "Lehtinen",
     "Saarinen",
-    "Kivelä",
+    "Salminen",
+    "Heinonen",
+    "Niemi",
+    "Heikkilä",
+    "Kinnunen",
+    "Salonen",
+    "Turunen",
+    "Salo",
+    "Laitinen",
+    "Tuominen",
+    "Rantanen",
+    "Karjalainen",
+    "Jokinen",
+    "Mattila",
+    "Savolainen",
+    "Lahtinen",
     "Ahonen",
+    "Kivelä",
     "Rautio",
     "Lehtola",
     "Honkanen",
@@ -38,6 +75,16 @@ const FAMILY: &[&str] = &[
     "Kettunen",
     "Lindholm",
     "Aaltonen",
+    "Hiltunen",
+    "Miettinen",
+    "Leinonen",
+    "Pelkonen",
+    "Hakala",
+    "Anttila",
+    "Räsänen",
+    "Laaksonen",
+    "Nurmi",
+    "Lindroos",
 ];
 const OPENINGS: &[&str] = &[
     "Client arrived on time and engaged well.",
@@ -78,8 +125,13 @@ fn note_text() -> Result<String> {
 /// resources have no subject yet: the caller links them).
 pub fn synthetic_patient(n: usize) -> Result<(Value, Vec<(ResourceType, Value)>)> {
     let female = pick(2)? == 0;
-    let given = one(if female { GIVEN_F } else { GIVEN_M })?;
-    let family = one(FAMILY)?;
+    let given = one(if female { GIVEN_FEMALE } else { GIVEN_MALE })?;
+    let family = one(FAMILY_NAMES)?;
+    named_patient(n, given, family, female)
+}
+
+/// [`synthetic_patient`]'s patient (no sessions) with this name.
+fn named_patient(n: usize, given: &str, family: &str, female: bool) -> Result<(Value, Vec<(ResourceType, Value)>)> {
     let birth = format!("{}-{:02}-{:02}", 1950 + pick(55)?, 1 + pick(12)?, 1 + pick(28)?);
     let patient = json!({
         "resourceType": "Patient", "active": true,
@@ -120,6 +172,98 @@ pub fn synthetic_patient(n: usize) -> Result<(Value, Vec<(ResourceType, Value)>)
         ));
     }
     Ok((patient, related))
+}
+
+const STREETS: &[&str] =
+    &["Mannerheimintie", "Hämeenkatu", "Kauppakatu", "Koulukatu", "Puistotie", "Rantatie", "Kirkkokatu", "Myllytie"];
+
+/// A synthetic patient as a clinic registers one: identity code, `name`
+/// (given, family, female) or a random one, gender, birth date, phone and
+/// e-mail; an address when `address` says so.
+pub fn patient(n: usize, name: Option<(&str, &str, bool)>, address: bool) -> Result<Value> {
+    let (mut p, _) = match name {
+        Some((given, family, female)) => named_patient(n, given, family, female)?,
+        None => synthetic_patient(n)?,
+    };
+    if address {
+        p["address"] = json!([{
+            "line": [format!("{} {}", one(STREETS)?, 1 + pick(60)?)],
+            "postalCode": format!("{:05}", 100 + pick(99_000)?),
+            "city": one(&["Helsinki", "Tampere", "Turku", "Oulu", "Espoo", "Jyväskylä"])?
+        }]);
+    }
+    Ok(p)
+}
+
+/// A finished session of `patient` with `practitioner` (ids), from `start` (Unix ms) for 50 minutes.
+pub fn encounter(patient: &str, practitioner: &str, start: i64) -> Value {
+    json!({
+        "resourceType": "Encounter", "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB", "display": "ambulatory"},
+        "type": [{"text": "Psychotherapy session"}],
+        "subject": {"reference": format!("Patient/{patient}")},
+        "participant": [{"individual": {"reference": format!("Practitioner/{practitioner}")}}],
+        "period": {"start": confidant_fhir::instant(start), "end": confidant_fhir::instant(start + 50 * 60_000)}
+    })
+}
+
+/// How a note is labelled: the therapist's psychotherapy (process) note, a
+/// summary shared with the patient, or an ordinary note.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoteKind {
+    Psychotherapy,
+    Shared,
+    Ordinary,
+}
+
+/// A session note of `patient` dated `date` (Unix ms), of `kind`, about
+/// `text_len` characters long (at least one sentence).
+pub fn note(patient: &str, encounter: Option<&str>, date: i64, kind: NoteKind, text_len: usize) -> Result<Value> {
+    let mut text = note_text()?;
+    while text.len() < text_len {
+        text.push(' ');
+        text.push_str(one(BODIES)?);
+    }
+    if text.len() > text_len {
+        let mut cut = text_len.max(one(OPENINGS)?.len());
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    let (meta, title) = match kind {
+        NoteKind::Psychotherapy => (
+            json!({"security": [{"system": confidant_fhir::ACT_CODE_SYSTEM, "code": confidant_fhir::PSYCHOTHERAPY_NOTE}]}),
+            "Psychotherapy note",
+        ),
+        NoteKind::Shared => (
+            json!({"tag": [{"system": confidant_fhir::SHARING_SYSTEM, "code": confidant_fhir::SHARED_WITH_PATIENT}]}),
+            "Session summary",
+        ),
+        NoteKind::Ordinary => (json!({}), "Session note"),
+    };
+    let mut n = json!({
+        "resourceType": "DocumentReference", "status": "current",
+        "type": {"text": title},
+        "subject": {"reference": format!("Patient/{patient}")},
+        "date": confidant_fhir::instant(date),
+        "content": [{"attachment": {
+            "contentType": "text/plain; charset=utf-8",
+            "data": base64::engine::general_purpose::STANDARD.encode(text)
+        }}]
+    });
+    if kind != NoteKind::Ordinary {
+        n["meta"] = meta;
+    }
+    if let Some(e) = encounter {
+        n["context"] = json!({"encounter": [{"reference": format!("Encounter/{e}")}]});
+    }
+    Ok(n)
+}
+
+/// A uniformly random number below `n` (n > 0), for the honey keeper's choices.
+pub fn below(n: usize) -> Result<usize> {
+    pick(n)
 }
 
 #[cfg(test)]

@@ -77,9 +77,12 @@ enum Command {
         /// Use PostgreSQL instead of the embedded SQLite (postgres://user@host/db).
         #[arg(long)]
         database_url: Option<String>,
-        /// How many honey records to plant: synthetic patients, indistinguishable
-        /// from real ones in the database, that nobody has a reason to open; any
-        /// touch raises a critical alert. 0 plants none.
+        /// Honey records per 100 patients registered: synthetic patients that
+        /// nobody has a reason to open; any touch raises a critical alert. None
+        /// is planted now: `serve` registers each one right after a clinician
+        /// registers a real patient, as that clinician, and replays some of
+        /// the clinic's visits on them. What still tells them apart in a copy
+        /// of the database is in docs/security.md (S1). 0 plants none.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=100))]
         honey_records: u32,
     },
@@ -157,7 +160,7 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
-    /// Honey records: plant more synthetic patients that nobody should open.
+    /// Honey records: synthetic patients that nobody should open.
     Honey {
         #[command(subcommand)]
         action: HoneyAction,
@@ -437,11 +440,14 @@ enum RetentionAction {
 
 #[derive(Debug, Subcommand)]
 enum HoneyAction {
-    /// Plant honey records: synthetic patients with sessions and notes, stored
-    /// and sealed like real ones and listed nowhere in the clear. Any touch
-    /// raises a critical alert. `init` plants some; plant more from time to
-    /// time, so that they sit among real patients. Safe while `serve` runs
-    /// (restart it to watch the new ones).
+    /// Plant honey records now, for drills and tests (`serve` plants them by itself).
+    ///
+    /// Synthetic patients, each registered by a clinician of the clinic (chosen
+    /// at random) in their care, with a session, a psychotherapy note and an
+    /// appointment; the list of which they are is sealed. Any touch raises a
+    /// critical alert. `serve` plants them as the clinic registers patients;
+    /// planted together, these share their time and stand out in a copy of
+    /// the database. Needs a clinician. Safe while `serve` runs.
     Plant {
         /// The instance directory (holds confidant.toml).
         #[arg(long)]
@@ -836,7 +842,7 @@ fn main() -> ExitCode {
             Command::Honey { action: HoneyAction::Plant { dir, count } } => {
                 confidant_app::honey::plant_more(console, &dir, count).await.map(|total| {
                     println!(
-                        "Planted {count} honey records ({total} in all). Restart `confidant serve` to watch them."
+                        "Planted {count} honey records ({total} in all). A running `confidant serve` watches them within a minute."
                     );
                 })
             }

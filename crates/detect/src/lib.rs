@@ -100,7 +100,10 @@ impl Rule {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
-    /// Honey records `init` plants (synthetic patients nobody should ever open).
+    /// Honey records (synthetic patients nobody should ever open) per 100
+    /// patients the clinic registers: `serve`'s honey keeper plants each one
+    /// right after a clinician registers a real patient, in that clinician's
+    /// care (`confidant_app::honey`). 0: none.
     pub honey_records: u32,
     pub window_minutes: u32,
     /// More different patients' records opened than this within the window fires `bulk-patients`.
@@ -159,7 +162,8 @@ pub struct Detector {
     store: Store,
     auditor: Arc<Auditor>,
     settings: Settings,
-    honey: HashSet<String>,
+    /// The honey records' patient ids (replaced as the keeper plants more).
+    honey: std::sync::RwLock<Arc<HashSet<String>>>,
     state: Mutex<State>,
     /// Sinks that deliver alerts (the others are marked done at once).
     sinks: Vec<Sink>,
@@ -168,7 +172,7 @@ pub struct Detector {
 
 impl std::fmt::Debug for Detector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Detector({} honey records)", self.honey.len())
+        write!(f, "Detector({} honey records)", self.honey_set().len())
     }
 }
 
@@ -215,10 +219,26 @@ impl Detector {
             store,
             auditor,
             settings,
-            honey,
+            honey: std::sync::RwLock::new(Arc::new(honey)),
             state: Mutex::new(State::default()),
             sinks,
             wake: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
+    /// The honey records it alerts on.
+    fn honey_set(&self) -> Arc<HashSet<String>> {
+        match self.honey.read() {
+            Ok(h) => h.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Alert on these honey records from now on (the keeper planted more, here or on another node).
+    pub fn set_honey(&self, honey: Arc<HashSet<String>>) {
+        match self.honey.write() {
+            Ok(mut h) => *h = honey,
+            Err(poisoned) => *poisoned.into_inner() = honey,
         }
     }
 
@@ -265,10 +285,11 @@ impl Detector {
             return Vec::new();
         }
         let s = &self.settings;
+        let honey = self.honey_set();
         let [by_account, by_source] =
             rules::failed_logins(&seen, &mut st.failed_by_account, &mut st.failed_by_source, s);
         [
-            rules::honey_record(&seen, &self.honey),
+            rules::honey_record(&seen, &honey),
             rules::bulk_patients(&seen, &mut st.patients, s),
             rules::bulk_search(&seen, &mut st.search_hits, s),
             rules::break_glass(&seen),

@@ -343,6 +343,8 @@ impl Records {
             auditor: self.auditor.clone(),
             subscriber: Some(subscriber),
             bookings: self.bookings.clone(),
+            honey: self.honey.clone(),
+            shows_honey: self.shows_honey,
         }
     }
 }

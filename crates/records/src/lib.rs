@@ -89,6 +89,11 @@ pub struct Records {
     subscriber: Option<Arc<dyn Subscriber>>,
     /// One booking at a time per practitioner (the double-booking check).
     bookings: Arc<schedule::BookingLocks>,
+    /// The honey records' patient ids, opened once and kept current (`honey`).
+    honey: honey::HoneyCache,
+    /// Whether this service's lists and calendars show honey records (only the
+    /// honey keeper's does: see [`Records::for_planting`]).
+    shows_honey: bool,
 }
 
 impl std::fmt::Debug for Records {
@@ -139,7 +144,18 @@ impl Records {
         auditor: Arc<Auditor>,
     ) -> Result<Records> {
         let keyring = Arc::new(Keyring::open(store.clone(), vault).await?);
-        Ok(Records { store, keyring, clock, auditor, subscriber: None, bookings: Default::default() })
+        let records = Records {
+            store,
+            keyring,
+            clock,
+            auditor,
+            subscriber: None,
+            bookings: Default::default(),
+            honey: Default::default(),
+            shows_honey: false,
+        };
+        records.refresh_honey().await?;
+        Ok(records)
     }
 
     pub fn store(&self) -> &Store {

@@ -148,6 +148,10 @@ impl Records {
             for (row, via_break_glass) in rows.into_iter().take(100) {
                 opened += 1;
                 after = Some(row.id.clone());
+                // A honey record's appointments are in no calendar (`honey`).
+                if self.hides_from_calendar(&row) {
+                    continue;
+                }
                 let seen = if via_break_glass { Seen::ByBreakGlass } else { Seen::Yes };
                 let entry = self.entry(p, AuditAction::SearchHit, Outcome::Success, Some(&row), seen);
                 match self.open_record(row).await {

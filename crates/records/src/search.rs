@@ -160,6 +160,11 @@ impl Records {
         let last_id = rows.last().map(|(r, _)| r.id.clone());
         for (row, via_break_glass) in rows {
             let seen = if via_break_glass { Seen::ByBreakGlass } else { Seen::Yes };
+            // A honey record is not in its own clinician's lists (`honey`).
+            if self.hides_from_search(p, &row, seen) {
+                skipped += 1;
+                continue;
+            }
             // One entry per hit: each names the patient whose record was returned.
             let entry = self.entry(p, AuditAction::SearchHit, Outcome::Success, Some(&row), seen);
             match self.open_record(row).await {
@@ -187,13 +192,14 @@ impl Records {
     /// counted (up to [`COUNT_ONLY_AUDITED`]) audited as a search hit; nothing decrypted.
     async fn count_only(&self, p: &Principal, rt: ResourceType, criteria: &[Criterion]) -> Result<SearchPage> {
         let (rows, total) = self.store.search(rt.as_str(), criteria, None, COUNT_ONLY_AUDITED).await?;
+        let seen = |via_break_glass: bool| if via_break_glass { Seen::ByBreakGlass } else { Seen::Yes };
+        let hidden = rows.iter().filter(|(row, bg)| self.hides_from_search(p, row, seen(*bg))).count() as i64;
         let audit: Vec<_> = rows
             .iter()
-            .map(|(row, via_break_glass)| {
-                let seen = if *via_break_glass { Seen::ByBreakGlass } else { Seen::Yes };
-                self.entry(p, AuditAction::SearchHit, Outcome::Success, Some(row), seen)
-            })
+            .filter(|(row, bg)| !self.hides_from_search(p, row, seen(*bg)))
+            .map(|(row, bg)| self.entry(p, AuditAction::SearchHit, Outcome::Success, Some(row), seen(*bg)))
             .collect();
+        let total = (total - hidden).max(0);
         let page = SearchPage { entries: Vec::new(), total, next_after: None, previous_before: None };
         self.audited(p, &audit, page).await
     }
@@ -274,6 +280,9 @@ impl Records {
         let mut matching = Vec::new();
         for (row, via_break_glass) in rows {
             let seen = if via_break_glass { Seen::ByBreakGlass } else { Seen::Yes };
+            if self.hides_from_search(p, &row, seen) {
+                continue;
+            }
             let entry = self.entry(p, AuditAction::SearchHit, Outcome::Success, Some(&row), seen);
             match self.open_record(row).await {
                 Ok(stored) if long_names.iter().all(|l| l.matches(&stored.resource)) => matching.push((entry, stored)),

@@ -658,6 +658,21 @@ impl Store {
         Ok((r.try_get::<i64, _>(0)? > 0, r.try_get::<i64, _>(1)? > 0))
     }
 
+    /// Every (practitioner, patient) pair of a care-team membership current at
+    /// `now`, each once, in that order (the honey keeper's count of whose care
+    /// holds how many patients).
+    pub async fn care_team_pairs(&self, now: i64) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(self.sql(format!(
+            "SELECT DISTINCT c.practitioner_id, c.patient_id FROM care_team_members c WHERE {CURRENT_MEMBER} \
+             ORDER BY c.practitioner_id, c.patient_id"
+        )))
+        .bind(now)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
     /// Record a break-glass access (`reason_sealed` is the sealed reason) with its audit entry.
     #[allow(clippy::too_many_arguments)]
     pub async fn insert_break_glass(

@@ -161,6 +161,14 @@ fn now_instant() -> String {
     now.format(&f).unwrap()
 }
 
+/// The UTC date `days` from now (YYYY-MM-DD), on the server's clock.
+#[allow(clippy::disallowed_methods)]
+fn days_from_now(days: i64) -> String {
+    let then = time::OffsetDateTime::now_utc() + time::Duration::days(days);
+    let f = time::macros::format_description!("[year]-[month]-[day]");
+    then.format(&f).unwrap()
+}
+
 /// S3: a stolen clinician session reads the clinician's patients in a loop.
 async fn stolen_session_is_locked_alerted_and_reported(db: Db) {
     let inst = Instance::new(db).await;
@@ -300,9 +308,8 @@ async fn stolen_session_is_locked_alerted_and_reported(db: Db) {
 }
 both_backends!(stolen_session_is_locked_alerted_and_reported);
 
-/// The patients in the database right after `init`: the honey records (tests
-/// create no patient before calling this).
-pub(crate) async fn planted(inst: &Instance) -> Vec<String> {
+/// Every Patient id in the database.
+async fn patient_ids(inst: &Instance) -> Vec<String> {
     use sqlx::Row;
     let mut db = inst.db().await;
     let rows = sqlx::query("SELECT id FROM resource_heads WHERE resource_type = 'Patient' ORDER BY id")
@@ -313,10 +320,20 @@ pub(crate) async fn planted(inst: &Instance) -> Vec<String> {
     rows.iter().map(|r| r.get(0)).collect()
 }
 
+/// Three honey records planted by `honey plant` before any real patient
+/// (tests create none before calling this): in the care of clin1, the one
+/// clinician, and the only patients in the database.
+pub(crate) async fn planted(inst: &Instance) -> Vec<String> {
+    assert!(patient_ids(inst).await.is_empty(), "init plants no honey record, and no patient is registered yet");
+    let out = run(&["honey", "plant", "--dir", inst.dir.to_str().unwrap(), "--count", "3"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    patient_ids(inst).await
+}
+
 async fn honey_records_alert_on_every_path(db: Db) {
     let inst = Instance::new(db).await;
     let honey = planted(&inst).await;
-    assert_eq!(honey.len(), 3, "init plants three by default");
+    assert_eq!(honey.len(), 3);
     // Nothing marks them: the list is sealed, and they are stored like any patient.
     {
         use sqlx::Row;
@@ -357,13 +374,42 @@ async fn honey_records_alert_on_every_path(db: Db) {
         assert_eq!(a["severity"], "critical");
         assert!(!honey.iter().any(|h| a.to_string().contains(h.as_str())), "the alert does not name the record");
     }
-    // A clinician who tries one (not in their care: 404) is alerted on too.
+    // Normal use never meets them: they are in clin1's care, but clin1's own
+    // list, searches (even by id) and the notes of that care leave them out; no alert.
+    for path in
+        ["Patient?_count=50".to_owned(), format!("Patient?_id={}", honey[1]), "DocumentReference?_count=50".into()]
+    {
+        let (st, b) = call(&s, Some(&inst.token), Method::GET, &path, None).await;
+        assert_eq!(st, StatusCode::OK, "{path}: {b}");
+        let total = if path.starts_with("Patient?_count") { 1 } else { 0 };
+        assert_eq!(b["total"], total, "{path}: only the clinician's own patient: {b}");
+    }
+    // Nor their calendar: `honey plant` booked each an appointment with clin1 within two
+    // weeks, which clin1's calendar (and the FHIR search by practitioner) leaves out.
+    let pr: String = {
+        use sqlx::Row;
+        let mut db = inst.db().await;
+        let q = "SELECT practitioner_id FROM users WHERE practitioner_id IS NOT NULL";
+        let pr = sqlx::query(q).fetch_one(&mut db).await.unwrap().get(0);
+        let q = "SELECT COUNT(*) FROM resource_heads WHERE resource_type = 'Appointment'";
+        let booked: i64 = sqlx::query(q).fetch_one(&mut db).await.unwrap().get(0);
+        assert_eq!(booked, 3, "one appointment per honey record");
+        sqlx::Connection::close(db).await.unwrap();
+        pr
+    };
+    let (from, until) = (&now_instant()[..10], days_from_now(20));
+    for path in [
+        format!("Appointment?practitioner=Practitioner/{pr}&date=ge{from}&date=lt{until}"),
+        format!("Appointment?practitioner=Practitioner/{pr}"),
+    ] {
+        let (st, b) = call(&s, Some(&inst.token), Method::GET, &path, None).await;
+        assert_eq!((st, &b["total"]), (StatusCode::OK, &json!(0)), "{path}: {b}");
+    }
+    assert!(honey_alert(&alerts(&s, &inst.admin_token).await, &user_id(&inst, "clin1")).is_none());
+    // Their care-team clinician who opens one by id anyway is alerted on too.
     let (st, _) = call(&s, Some(&inst.token), Method::GET, &format!("Patient/{}", honey[1]), None).await;
-    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert_eq!(st, StatusCode::OK);
     assert!(honey_alert(&alerts(&s, &inst.admin_token).await, &user_id(&inst, "clin1")).is_some());
-    // Normal use never meets them: the clinician's own search does not show them.
-    let (_, b) = call(&s, Some(&inst.token), Method::GET, "Patient?_count=50", None).await;
-    assert_eq!(b["total"], 1, "only the clinician's own patient: {b}");
     s.stop();
     // The incident report marks them.
     let out = run(&["incident", "report", "--dir", inst.dir.to_str().unwrap(), "--actor", "desk"]);
@@ -373,7 +419,7 @@ async fn honey_records_alert_on_every_path(db: Db) {
     // More can be planted later, among the real patients; they alert too once served.
     let out = run(&["honey", "plant", "--dir", inst.dir.to_str().unwrap(), "--count", "2"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("Planted 2 honey records (5 in all)"), "{out:?}");
-    let now: Vec<String> = planted(&inst).await;
+    let now: Vec<String> = patient_ids(&inst).await;
     let new: Vec<&String> = now.iter().filter(|p| !honey.contains(p) && **p != real).collect();
     assert_eq!(new.len(), 2);
     let s = inst.start();

@@ -42,7 +42,8 @@ async fn doctor_finds_each_misconfiguration_and_passes_a_good_instance() {
     let inst = Instance::new(Db::Sqlite).await;
     let d = inst.dir.to_str().unwrap();
     // Well configured: a backup made and verified (init signed the first checkpoint,
-    // planted honey records; tokens expire). Staff without a second factor yet is medium.
+    // turned honey records on: none is due among no patients; tokens expire). Staff
+    // without a second factor yet is medium.
     let backup = inst.dir.parent().unwrap().join("first.backup");
     assert!(run(&["backup", "create", "--dir", d, "--out", backup.to_str().unwrap()]).status.success());
     let out = run(&["backup", "verify", backup.to_str().unwrap(), "--keys-from", d]);
@@ -84,11 +85,11 @@ async fn doctor_finds_each_misconfiguration_and_passes_a_good_instance() {
         Instance::set(t, "server", "listen", "0.0.0.0:8080".into());
         Instance::set(t, "access", "require_second_factor", false.into());
         Instance::set(t, "keys", "rotate_after_days", 30.into());
+        Instance::set(t, "detection", "honey_records", 0.into());
     });
     chmod(&inst.dir, 0o755);
     chmod(&inst.dir.join("confidant.db"), 0o644);
     std::fs::write(inst.key_file.with_extension("witness"), "").unwrap();
-    sql(&inst, "DELETE FROM instance_settings WHERE name = 'honey_records'").await;
     sql(&inst, "UPDATE api_tokens SET expires_at = NULL").await;
     sql(&inst, "UPDATE instance_settings SET created_at = created_at - 400 * 86400000 WHERE name = 'instance_id'")
         .await;
@@ -194,29 +195,11 @@ async fn the_drill_passes_on_a_healthy_instance_and_fails_the_step_of_each_broke
     inst.configure(|t| Instance::set(t, "access", "require_second_factor", false.into()));
     assert_eq!(failed_steps(&drill(&inst).1), ["password-only"]);
     inst.configure(|t| Instance::set(t, "access", "require_second_factor", true.into()));
-    // No honey records: the honey step fails.
-    let honey = {
-        use sqlx::Row;
-        let mut db = inst.db().await;
-        let v: Vec<u8> = sqlx::query("SELECT value FROM instance_settings WHERE name = 'honey_records'")
-            .fetch_one(&mut db)
-            .await
-            .unwrap()
-            .get(0);
-        sqlx::Connection::close(db).await.unwrap();
-        v
-    };
-    sql(&inst, "DELETE FROM instance_settings WHERE name = 'honey_records'").await;
+    // Honey records off (and none planted): the honey step fails. On, the drill
+    // plants one in its copy when the clinic has none yet, and the step passes.
+    inst.configure(|t| Instance::set(t, "detection", "honey_records", 0.into()));
     assert_eq!(failed_steps(&drill(&inst).1), ["honey-record"]);
-    {
-        let mut db = inst.db().await;
-        sqlx::query("INSERT INTO instance_settings (name, value, created_at) VALUES ('honey_records', ?, 0)")
-            .bind(honey)
-            .execute(&mut db)
-            .await
-            .unwrap();
-        sqlx::Connection::close(db).await.unwrap();
-    }
+    inst.configure(|t| Instance::set(t, "detection", "honey_records", 3.into()));
     // The witness truncated: an edited audit entry goes unnoticed.
     let witness = inst.key_file.with_extension("witness");
     let kept = std::fs::read(&witness).unwrap();

@@ -219,6 +219,10 @@ async fn care_teams_and_periods(db: &Db) {
         [member("pr1", Some(T0), Some(T0 + 100)), member("pr1", Some(T0 + 200), None), member("pr2", None, None)];
     let team = version("CareTeam", "ct1", 1, "p1");
     s.create_all(&[Write { care_team: Some(&members), ..write(&team, &[]) }], &[]).await.unwrap();
+    let pairs = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
+    assert_eq!(s.care_team_pairs(T0 + 50).await.unwrap(), pairs(&[("pr1", "p1"), ("pr2", "p1")]));
+    assert_eq!(s.care_team_pairs(T0 + 150).await.unwrap(), pairs(&[("pr2", "p1")]), "between pr1's periods");
+    assert_eq!(s.care_team_pairs(T0 + 250).await.unwrap(), pairs(&[("pr1", "p1"), ("pr2", "p1")]), "once each");
     for (at, pr1) in [(T0 - 1, false), (T0, true), (T0 + 99, true), (T0 + 100, false), (T0 + 200, true)] {
         assert_eq!(s.relationship("pr1", "u1", "p1", at).await.unwrap(), (pr1, false), "pr1 at T0{:+}", at - T0);
         assert_eq!(s.relationship("pr2", "u2", "p1", at).await.unwrap(), (true, false));
