@@ -62,7 +62,7 @@ fn request(s: &Server, client_id: &str, scope: &str, challenge: &str) -> Vec<(&'
     ]
 }
 
-fn borrowed(p: &[(&'static str, String)]) -> Vec<(&'static str, &str)> {
+fn borrowed<'a>(p: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     p.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
@@ -76,8 +76,9 @@ async fn authorize(b: &Browser, p: &[(&'static str, String)]) -> reqwest::Respon
     b.get(&format!("/oauth/authorize?{}", query(&borrowed(p)))).await
 }
 
-/// The hidden fields of the consent page's form.
+/// The hidden fields of the consent page's form (the page's sign-out form carries the CSRF token too: once).
 fn hidden_fields(page: &str) -> Vec<(String, String)> {
+    let mut seen = std::collections::HashSet::new();
     page.split("<input type=\"hidden\" name=\"")
         .skip(1)
         .map(|rest| {
@@ -86,6 +87,7 @@ fn hidden_fields(page: &str) -> Vec<(String, String)> {
             let value = value.replace("&quot;", "\"").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&");
             (name.to_owned(), value)
         })
+        .filter(|(name, _)| seen.insert(name.clone()))
         .collect()
 }
 
