@@ -49,9 +49,10 @@ impl OAuthError {
     /// A failure of ours (store, keys, audit log): logged, and told as a server error.
     fn internal(e: IdentityError) -> OAuthError {
         match e {
-            IdentityError::AuditFailed => {
-                OAuthError::new("temporarily_unavailable", "the token could not be recorded in the audit log; try again")
-            }
+            IdentityError::AuditFailed => OAuthError::new(
+                "temporarily_unavailable",
+                "the token could not be recorded in the audit log; try again",
+            ),
             e => {
                 tracing::error!(error = %e, "an OAuth request failed");
                 OAuthError::new("server_error", "internal error; the event is logged for the administrator")
@@ -96,7 +97,9 @@ pub fn check_redirect_uri(uri: &str) -> std::result::Result<(), String> {
         return bad("must be printable ASCII without spaces, quotes or a #fragment");
     }
     let Some((scheme, authority, _)) = split_uri(uri) else {
-        return bad("must be an absolute https:// URL (or http://127.0.0.1, http://localhost for apps on this machine)");
+        return bad(
+            "must be an absolute https:// URL (or http://127.0.0.1, http://localhost for apps on this machine)",
+        );
     };
     if authority.is_empty()
         || !authority.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
@@ -278,7 +281,8 @@ impl Identity {
         if !code.starts_with(CODE_PREFIX) || code.len() > 100 {
             return Err(unknown());
         }
-        let row = self.store().oauth_code(&hash).await.map_err(|e| OAuthError::internal(e.into()))?.ok_or_else(unknown)?;
+        let row =
+            self.store().oauth_code(&hash).await.map_err(|e| OAuthError::internal(e.into()))?.ok_or_else(unknown)?;
         let now = self.now();
         if row.used_at.is_some() {
             // A code presented twice was stolen or replayed: what it gave is taken back.
@@ -340,7 +344,12 @@ impl Identity {
             return Err(OAuthError::grant("the code was used already"));
         }
         tracing::info!(user = %user.id, token = %t.id, client_id = %app.client_id, "SMART app token issued");
-        Ok(AppToken { access_token: token, token_id: t.id, expires_in_secs: lifetime / 1000, scope: scopes.to_string() })
+        Ok(AppToken {
+            access_token: token,
+            token_id: t.id,
+            expires_in_secs: lifetime / 1000,
+            scope: scopes.to_string(),
+        })
     }
 
     /// Token revocation (RFC 7009): an app revokes a token it was given. A

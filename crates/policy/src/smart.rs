@@ -188,7 +188,10 @@ mod tests {
         assert_eq!(granted(Role::Reception, &asked, &app).unwrap().to_string(), "user/Patient.read");
         assert_eq!(granted(Role::Reception, &sc("user/DocumentReference.read"), &app), None);
         // The app's registration bounds it too.
-        assert_eq!(granted(Role::Clinician, &sc("user/*.*"), &sc("user/Patient.read")).unwrap().to_string(), "user/Patient.read");
+        assert_eq!(
+            granted(Role::Clinician, &sc("user/*.*"), &sc("user/Patient.read")).unwrap().to_string(),
+            "user/Patient.read"
+        );
         // A wildcard becomes the role's own types.
         let clin = granted(Role::Clinician, &sc("user/*.read"), &app).unwrap();
         assert!(clin.permits(ResourceType::DocumentReference, Action::Read));
@@ -199,7 +202,9 @@ mod tests {
         assert!(!admin.permits(ResourceType::Patient, Action::Read));
         // An auditor's whole read stays whole (the audit log), and only with both sides.
         assert!(granted(Role::Auditor, &sc("user/*.read"), &app).unwrap().permits_audit_read());
-        assert!(!granted(Role::Auditor, &sc("user/*.read"), &sc("user/Practitioner.read")).unwrap().permits_audit_read());
+        assert!(
+            !granted(Role::Auditor, &sc("user/*.read"), &sc("user/Practitioner.read")).unwrap().permits_audit_read()
+        );
     }
 
     #[test]

@@ -28,10 +28,8 @@ pub(crate) const REVOKE: &str = "/oauth/revoke";
 /// OpenID Connect, no launch context, public clients with PKCE S256).
 pub(crate) async fn configuration(State(state): State<AppState>) -> Response {
     let base = state.base_url.trim_end_matches('/');
-    let mut scopes: Vec<String> = ["user/*.rs", "user/*.cu", "user/*.read", "user/*.write", "user/*.*"]
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
+    let mut scopes: Vec<String> =
+        ["user/*.rs", "user/*.cu", "user/*.read", "user/*.write", "user/*.*"].into_iter().map(str::to_owned).collect();
     for rt in ResourceType::ALL {
         scopes.push(format!("user/{}.rs", rt.as_str()));
         if !rt.written_by_server() {

@@ -66,9 +66,10 @@ const CODE_KEPT_MS: i64 = 24 * 3_600_000;
 impl Store {
     /// Every registered app, oldest first.
     pub async fn smart_apps(&self) -> Result<Vec<SmartAppRow>> {
-        let rows = sqlx::query(self.sql(format!("SELECT {APP_COLUMNS} FROM smart_apps ORDER BY created_at, client_id")))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query(self.sql(format!("SELECT {APP_COLUMNS} FROM smart_apps ORDER BY created_at, client_id")))
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(app_row).collect()
     }
 

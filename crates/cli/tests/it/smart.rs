@@ -203,7 +203,8 @@ async fn discovery_and_capability_statement(db: Db) {
         for needed in ["launch-standalone", "client-public", "permission-v2", "permission-user"] {
             assert!(caps.contains(&needed), "{needed} in {caps:?}");
         }
-        for absent in ["context-standalone-patient", "client-confidential-symmetric", "sso-openid-connect", "launch-ehr"]
+        for absent in
+            ["context-standalone-patient", "client-confidential-symmetric", "sso-openid-connect", "launch-ehr"]
         {
             assert!(!caps.contains(&absent), "{absent} is not served");
         }
@@ -256,7 +257,12 @@ async fn a_client_library_runs_the_flow(db: Db) {
         .env("PATIENT_ID", &pid)
         .output()
         .unwrap();
-    assert!(out.status.success(), "the client: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "the client: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["token_type"], "Bearer");
     // Encounter is not registered for the app, openid and fhirUser grant nothing here.
@@ -284,7 +290,9 @@ async fn a_client_library_runs_the_flow(db: Db) {
     let revoked = log.iter().position(|e| e["action"] == "token-revoke" && e["target"] == token_id.as_str()).unwrap();
     let read = log
         .iter()
-        .position(|e| e["action"] == "read" && e["resource"] == format!("Patient/{pid}") && e["actor"] == user_id.as_str())
+        .position(|e| {
+            e["action"] == "read" && e["resource"] == format!("Patient/{pid}") && e["actor"] == user_id.as_str()
+        })
         .unwrap();
     assert!(issued < read && read < revoked, "issue, use, revoke in that order");
     // The app's token is an API token: listed on the admin's page, where it can be revoked.
@@ -349,8 +357,13 @@ async fn codes_and_clients_are_refused_as_they_must(db: Db) {
     assert!(e["error_description"].as_str().unwrap().contains("expired"), "{e}");
     assert_eq!(scalar(&inst, "SELECT COUNT(*) FROM api_tokens").await, tokens_before, "no token made");
     // Codes are stored by their hash only.
-    let codes: Vec<Vec<u8>> =
-        sqlx::query("SELECT code_hash FROM oauth_codes").fetch_all(&mut db).await.unwrap().iter().map(|r| r.get(0)).collect();
+    let codes: Vec<Vec<u8>> = sqlx::query("SELECT code_hash FROM oauth_codes")
+        .fetch_all(&mut db)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
     assert!(codes.iter().all(|h| h.len() == 32 && !String::from_utf8_lossy(h).contains("cnc_")));
 
     // Plain PKCE, no PKCE, a bad challenge, no aud: sent back to the app with the error and its state.
@@ -404,11 +417,24 @@ async fn codes_and_clients_are_refused_as_they_must(db: Db) {
     form[2].1 = &big;
     let (st, e) = token_request(&s, &form).await;
     assert_eq!((st, e["error"].as_str()), (S::BAD_REQUEST, Some("invalid_grant")));
-    let r = s.http.post(format!("{}/oauth/token", s.url)).json(&serde_json::json!({"grant_type": "authorization_code"})).send().await.unwrap();
+    let r = s
+        .http
+        .post(format!("{}/oauth/token", s.url))
+        .json(&serde_json::json!({"grant_type": "authorization_code"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), S::BAD_REQUEST);
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_request");
     let body = format!("{}&grant_type=authorization_code", query(&form));
-    let r = s.http.post(format!("{}/oauth/token", s.url)).header("content-type", "application/x-www-form-urlencoded").body(body).send().await.unwrap();
+    let r = s
+        .http
+        .post(format!("{}/oauth/token", s.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_request", "a repeated parameter");
     let r = s
         .http
@@ -509,16 +535,18 @@ async fn scopes_roles_sessions_and_registration(db: Db) {
     let next = params_of(&to)["next"].clone();
     let login = anon.get(&to).await.text().await.unwrap();
     assert!(login.contains("name=\"next\""), "the sign-in form carries where to go back");
-    let body = format!(
-        "username=pat1&password={}&{}",
-        crate::common::PASSWORD.replace(' ', "+"),
-        query(&[("next", &next)])
-    );
+    let body =
+        format!("username=pat1&password={}&{}", crate::common::PASSWORD.replace(' ', "+"), query(&[("next", &next)]));
     let r = anon.login(&body).await;
     assert_eq!(r.status(), S::SEE_OTHER);
     assert_eq!(r.headers()["location"], next.as_str(), "back to the consent");
     // Anywhere else is not followed.
-    let r = anon.login(&format!("username=pat1&password={}&next=https%3A%2F%2Fevil.example%2F", crate::common::PASSWORD.replace(' ', "+"))).await;
+    let r = anon
+        .login(&format!(
+            "username=pat1&password={}&next=https%3A%2F%2Fevil.example%2F",
+            crate::common::PASSWORD.replace(' ', "+")
+        ))
+        .await;
     assert_eq!(r.headers()["location"], "/");
     // Without a session, the consent form's post changes nothing.
     let codes = scalar(&inst, "SELECT COUNT(*) FROM oauth_codes").await;
@@ -566,13 +594,17 @@ async fn scopes_roles_sessions_and_registration(db: Db) {
     }
     let r = register(&admin, &"n".repeat(101), REDIRECT, "user/*.read").await;
     assert_eq!(r.status(), S::BAD_REQUEST);
-    let r = admin.post_raw("/admin/apps", &query(&[("name", "x"), ("redirect_uris", REDIRECT), ("scopes", "user/*.read")])).await;
+    let r = admin
+        .post_raw("/admin/apps", &query(&[("name", "x"), ("redirect_uris", REDIRECT), ("scopes", "user/*.read")]))
+        .await;
     assert_eq!(r.status(), S::FORBIDDEN, "no CSRF token");
     for who in [&clin, &desk] {
         assert_eq!(register(who, "Mine", REDIRECT, "user/*.read").await.status(), S::FORBIDDEN);
         assert_eq!(who.get("/admin/apps").await.status(), S::FORBIDDEN);
     }
-    let r = anon.post_raw("/admin/apps", &query(&[("name", "x"), ("redirect_uris", REDIRECT), ("scopes", "user/*.read")])).await;
+    let r = anon
+        .post_raw("/admin/apps", &query(&[("name", "x"), ("redirect_uris", REDIRECT), ("scopes", "user/*.read")]))
+        .await;
     assert_eq!((r.status(), r.headers()["location"].to_str().unwrap()), (S::SEE_OTHER, "/login"));
     assert_eq!(scalar(&inst, "SELECT COUNT(*) FROM smart_apps").await, apps, "nothing registered");
     let page = admin.get("/admin/apps").await.text().await.unwrap();

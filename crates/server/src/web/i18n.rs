@@ -904,7 +904,10 @@ static FI: &[(&str, &str)] = &[
     ),
     // --- SMART App Launch: the consent page and the apps page ---
     ("App authorization", "Sovelluksen valtuutus"),
-    ("This app is not registered here. Ask your administrator.", "Tätä sovellusta ei ole rekisteröity tänne. Kysy ylläpitäjältä."),
+    (
+        "This app is not registered here. Ask your administrator.",
+        "Tätä sovellusta ei ole rekisteröity tänne. Kysy ylläpitäjältä.",
+    ),
     (
         "The app asked to send you to an address not registered for it, so it was not sent there.",
         "Sovellus pyysi ohjaamaan sinut osoitteeseen, jota sille ei ole rekisteröity, joten sinua ei ohjattu sinne.",
@@ -917,7 +920,10 @@ static FI: &[(&str, &str)] = &[
         "This app asks to use Confidant as you, with what your role allows:",
         "Tämä sovellus pyytää käyttää Confidantia sinuna, niin pitkälle kuin roolisi sallii:",
     ),
-    ("It asked for more than it gets here; the rest is left out.", "Se pyysi enemmän kuin täällä saa; loput jätetään pois."),
+    (
+        "It asked for more than it gets here; the rest is left out.",
+        "Se pyysi enemmän kuin täällä saa; loput jätetään pois.",
+    ),
     (
         "It gets a token that lasts an hour. Every record it opens is in the audit log as opened by you; an administrator can revoke the token.",
         "Se saa tunnin voimassa olevan tunnisteen. Jokainen sen avaama tieto kirjataan lokiin sinun avaamanasi; ylläpitäjä voi perua tunnisteen.",

@@ -9,8 +9,8 @@
 //! to the app as `error=…&state=…` on its redirect URI.
 
 use axum::Form;
-use axum::extract::{FromRequestParts, Query, State};
 use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -80,7 +80,12 @@ fn error_to_app(r: &AuthorizeRequest, e: &OAuthError) -> Response {
 
 /// The checks of a request whose app and redirect URI are good; what the
 /// user would give. An error here goes back to the app.
-fn check_request(state: &AppState, me: &SignedIn, app: &SmartAppRow, r: &AuthorizeRequest) -> Result<Grant, OAuthError> {
+fn check_request(
+    state: &AppState,
+    me: &SignedIn,
+    app: &SmartAppRow,
+    r: &AuthorizeRequest,
+) -> Result<Grant, OAuthError> {
     let invalid = |why: &str| Err(OAuthError::new("invalid_request", why));
     if r.response_type != "code" {
         return Err(OAuthError::new("unsupported_response_type", "only response_type=code is served"));
@@ -203,7 +208,9 @@ fn consent_page(me: &SignedIn, app: &SmartAppRow, r: &AuthorizeRequest, grant: &
     // The form goes to this server, which sends the browser on to the app:
     // the page's CSP lets a form go there (its registered origin) and nowhere else.
     if let Some(origin) = uri_origin(&r.redirect_uri)
-        && let Ok(csp) = HeaderValue::from_str(&super::PAGE_CSP.replace("form-action 'self'", &format!("form-action 'self' {origin}")))
+        && let Ok(csp) = HeaderValue::from_str(
+            &super::PAGE_CSP.replace("form-action 'self'", &format!("form-action 'self' {origin}")),
+        )
     {
         resp.headers_mut().insert(header::CONTENT_SECURITY_POLICY, csp);
     }
