@@ -511,6 +511,11 @@ async fn scopes_roles_sessions_and_registration(db: Db) {
         assert_eq!(p["error"], "invalid_scope", "{scope}");
         assert!(p["error_description"].contains(says), "{scope}: {p:?}");
     }
+    // An administrator reads no clinical content, so an app gets nothing of it from them.
+    let r = authorize(&admin, &request(&s, &client_id, "user/Patient.rs", &challenge)).await;
+    let p = params_of(r.headers()["location"].to_str().unwrap());
+    assert_eq!(p["error"], "invalid_scope");
+    assert!(p["error_description"].contains("admin role"), "{p:?}");
     // An app registered for less gets less.
     let narrow = registered(&admin, "user/Patient.rs").await;
     let clin = Browser::sign_in(&s, "clin1").await;
