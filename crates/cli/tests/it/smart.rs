@@ -11,6 +11,9 @@
 //! registering an app, the wrong patient, hostile input (a huge state, bad
 //! redirect URIs, header injection, malformed token requests); every
 //! registration, token issue and revocation in the audit log.
+//!
+//! Over 600 lines because it holds the four flows' tests with the small
+//! helpers they share (PKCE pairs, the consent round trip, token requests).
 
 use reqwest::StatusCode as S;
 use serde_json::Value;
