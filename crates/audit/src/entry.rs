@@ -80,6 +80,10 @@ pub enum Action {
     PhishingSuspected,
     /// A staff member's e-mail address for drills was set.
     StaffEmail,
+    // SMART App Launch (issue 19): the target is the app's client id. Its
+    // tokens are `token-create` / `token-revoke` entries like every API token's.
+    /// An administrator registered a SMART app.
+    AppRegister,
 }
 
 impl Action {
@@ -123,6 +127,7 @@ impl Action {
         Action::PhishingReported,
         Action::PhishingSuspected,
         Action::StaffEmail,
+        Action::AppRegister,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -166,6 +171,7 @@ impl Action {
             Action::PhishingReported => "phishing-reported",
             Action::PhishingSuspected => "phishing-suspected",
             Action::StaffEmail => "staff-email",
+            Action::AppRegister => "app-register",
         }
     }
 

@@ -87,11 +87,36 @@ pub fn capability_statement(base: &str, software_version: &str, date: &str) -> V
         "rest": [{
             "mode": "server",
             "documentation": "Every resource is encrypted at rest with a per-patient key. Search is exact-match only, through blind indexes. Page with _count (at most 100; 0 for the total only); follow the Bundle's next and previous links. Also: _summary=count, _elements, _sort (date, where listed). Unknown parameters are refused (400) unless Prefer: handling=lenient. Creates and updates honour Prefer: return=minimal|representation|OperationOutcome. Conditional create (If-None-Exist) and update (PUT type?params) match on the exact parameters; several matches, or one outside the caller's care, give 412. JSON only: other formats get 406.",
-            "security": {
-                "cors": false,
-                "description": "Bearer token in the Authorization header (confidant token create)."
-            },
+            "security": security(base),
             "resource": resources,
         }]
+    })
+}
+
+/// `rest.security`: bearer tokens, from `confidant token create` or the SMART
+/// App Launch flow, whose endpoints the oauth-uris extension names (so that
+/// clients see this server is not open). `base` is the FHIR base URL, under
+/// the server's own (`/fhir/r4`).
+fn security(base: &str) -> Value {
+    let server = base.strip_suffix("/fhir/r4").unwrap_or(base);
+    json!({
+        "cors": false,
+        "service": [{
+            "coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                "code": "SMART-on-FHIR",
+                "display": "SMART-on-FHIR"
+            }],
+            "text": "OAuth2 using SMART-on-FHIR profile (see http://docs.smarthealthit.org)"
+        }],
+        "extension": [{
+            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+            "extension": [
+                {"url": "authorize", "valueUri": format!("{server}/oauth/authorize")},
+                {"url": "token", "valueUri": format!("{server}/oauth/token")},
+                {"url": "revoke", "valueUri": format!("{server}/oauth/revoke")}
+            ]
+        }],
+        "description": "Bearer token in the Authorization header: an API token (confidant token create) or one a SMART app gets through the authorization code flow with PKCE (see /.well-known/smart-configuration)."
     })
 }

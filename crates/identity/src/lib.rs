@@ -29,6 +29,8 @@ pub mod phishing;
 mod second_factor;
 mod services;
 mod sessions;
+// SMART App Launch: apps, authorization codes with PKCE, app tokens.
+pub mod smart;
 mod throttling;
 mod tokens;
 // Staff security training: standing, taking a module, assigning, importing, coverage.

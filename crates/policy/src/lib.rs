@@ -18,6 +18,8 @@ mod notes;
 pub mod phishing;
 pub mod records;
 pub mod schedule;
+// SMART App Launch: registering apps, scopes asked for and granted.
+pub mod smart;
 mod templates;
 // Staff security training: what its standing means for access.
 mod training;
@@ -87,8 +89,9 @@ pub enum Action {
 }
 
 /// SMART-on-FHIR style scopes of an API token: `user/Patient.read`,
-/// `user/DocumentReference.write`, `user/*.read`, `user/*.*`. A token never
-/// grants more than its user's role.
+/// `user/DocumentReference.write`, `user/*.read`, `user/*.*`, or in SMART v2
+/// syntax `user/Patient.rs`, `user/*.cu`, `user/*.cruds` without the `d`
+/// (see [`smart::v2_permissions`]). A token never grants more than its user's role.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scopes(Vec<(Option<ResourceType>, bool, bool)>);
 
@@ -97,8 +100,11 @@ impl Scopes {
     pub fn parse(s: &str) -> Result<Scopes, String> {
         let mut out = Vec::new();
         for scope in s.split_whitespace() {
-            let bad =
-                || format!("'{scope}' is not a scope like user/Patient.read, user/Encounter.write or user/*.read");
+            let bad = || {
+                format!(
+                    "'{scope}' is not a scope like user/Patient.read (or .rs), user/Encounter.write (or .cu) or user/*.read"
+                )
+            };
             let rest = scope.strip_prefix("user/").ok_or_else(bad)?;
             let (ty, perm) = rest.split_once('.').ok_or_else(bad)?;
             let ty = match ty {
@@ -109,7 +115,7 @@ impl Scopes {
                 "read" => (true, false),
                 "write" => (false, true),
                 "*" => (true, true),
-                _ => return Err(bad()),
+                v2 => smart::v2_permissions(v2).map_err(|why| format!("'{scope}': {why}"))?.ok_or_else(bad)?,
             };
             out.push((ty, r, w));
         }

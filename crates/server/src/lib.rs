@@ -14,6 +14,8 @@ mod client;
 mod error;
 mod fhir;
 pub mod metrics;
+// SMART App Launch: discovery, the token and revocation endpoints.
+mod oauth;
 pub mod tls;
 mod web;
 
@@ -138,7 +140,9 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .route("/metadata", get(fhir::metadata))
         // Only FHIR JSON: other formats get 406 (issue 19), before authentication.
-        .layer(middleware::from_fn(fhir::formats));
+        .layer(middleware::from_fn(fhir::formats))
+        // SMART discovery under the FHIR base, without authentication (a plain JSON document).
+        .route("/.well-known/smart-configuration", get(oauth::configuration));
     let api = api::routes()
         .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .merge(api::public_routes());
@@ -146,6 +150,9 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .nest("/fhir/r4", fhir)
         .nest("/api/v1", api)
+        .route("/.well-known/smart-configuration", get(oauth::configuration))
+        .route(oauth::TOKEN, axum::routing::post(oauth::token))
+        .route(oauth::REVOKE, axum::routing::post(oauth::revoke))
         .merge(web::routes(&state))
         // No such endpoint: an empty 404 that `uniform_errors` gives its surface's shape.
         .fallback(|| async { axum::http::StatusCode::NOT_FOUND })
@@ -181,7 +188,11 @@ async fn security_headers(
     // Pages get their own policy (our stylesheet, nothing inline); everything else none at all.
     let is_page = h.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
     let csp = if is_page { web::PAGE_CSP } else { "default-src 'none'; frame-ancestors 'none'" };
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
+    // A page may bring a stricter variant of its own (the SMART consent page
+    // names the one app origin its form may be sent on to).
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
+    }
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     resp
 }

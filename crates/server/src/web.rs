@@ -14,6 +14,8 @@
 
 mod admin;
 mod appointments;
+// SMART App Launch: the apps page (admins).
+mod apps;
 mod audit;
 mod booking;
 mod calendar;
@@ -22,6 +24,8 @@ mod front_desk;
 mod hours;
 pub(crate) mod i18n;
 mod measures;
+// SMART App Launch: the consent page.
+mod oauth;
 mod passkeys;
 // phishing drills
 mod phishing;
@@ -131,6 +135,9 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
         .route("/report", get(phishing::report_page).post(phishing::report))
         .route("/me/phishing", get(phishing::mine))
         .route("/admin/phishing", get(phishing::admin).post(phishing::create))
+        // --- SMART App Launch ---
+        .route(crate::oauth::AUTHORIZE, get(oauth::authorize).post(oauth::decide))
+        .route("/admin/apps", get(apps::apps).post(apps::register))
 }
 
 async fn css() -> Response {

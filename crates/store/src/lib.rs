@@ -25,6 +25,8 @@ mod phishing;
 mod reindex;
 mod rekey;
 mod schema;
+// SMART App Launch: apps, authorization codes, which app a token was given to.
+mod smart;
 mod snapshot;
 mod templates;
 // Staff security training: modules, completions, assignments.
@@ -46,6 +48,7 @@ pub use identity::{ApiTokenAuth, ApiTokenRow, PasskeyRow, SessionRow, ThrottleRo
 pub use phishing::{PhishCampaignRow, PhishEvent, PhishRecipientRow};
 pub use rekey::{Rekeyed, Sealed};
 pub use schema::ForeignObject;
+pub use smart::{AppTokenRow, OAuthCodeRow, SmartAppRow};
 pub use snapshot::{Cell, Column, Kind, SNAPSHOT_MAGIC, Snapshot, TableRows};
 pub use templates::{CosignRow, TemplateRow};
 pub use training::{TrainingAssignmentRow, TrainingCompletionRow, TrainingModuleRow};

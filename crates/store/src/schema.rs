@@ -330,6 +330,33 @@ const MIGRATIONS: &[&str] = &[
         language TEXT NOT NULL,
         set_at BIGINT NOT NULL
     );",
+    // 13: SMART apps and authorization codes.
+    // SMART App Launch (issue 19). An app (a client registered by an
+    // administrator: its random client id, name, exact redirect URIs one per
+    // line, the scopes it may be given) holds no PHI. An authorization code
+    // is stored only as its SHA-256, bound to its app, user, redirect URI and
+    // PKCE challenge, used once; `token_id` is the token it was exchanged for
+    // (revoked if the code comes back). A token an app got names its app.
+    "CREATE TABLE smart_apps (
+        client_id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        redirect_uris TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        created_by TEXT NOT NULL
+    );
+    CREATE TABLE oauth_codes (
+        code_hash {blob} PRIMARY KEY,
+        client_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        redirect_uri TEXT NOT NULL,
+        code_challenge TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        used_at BIGINT,
+        token_id TEXT
+    );
+    ALTER TABLE api_tokens ADD COLUMN client_id TEXT;",
 ];
 
 /// (the database's schema version, this build's); 0 where there is no schema yet.

@@ -42,3 +42,5 @@ mod ui;
 mod upgrade;
 mod validator;
 mod vastaamo;
+// SMART App Launch 2: discovery, the authorization code flow with PKCE (issue 19).
+mod smart;

@@ -42,6 +42,7 @@ fn tabs(me: &SignedIn) -> Markup {
             (tab("/admin/supervision", "Supervision"))
             (tab("/admin/training", "Training"))
             (tab("/admin/phishing", "Phishing drills"))
+            (tab("/admin/apps", "SMART apps"))
         }
     }
 }

@@ -902,6 +902,59 @@ static FI: &[(&str, &str)] = &[
         "Your clinic sends practice phishing e-mails. Here is what you did with yours; only you see this page with your name on it.",
         "Klinikkasi lähettää harjoituskalasteluviestejä. Tässä näet, mitä teit omillesi; vain sinä näet tämän sivun nimelläsi.",
     ),
+    // --- SMART App Launch: the consent page and the apps page ---
+    ("App authorization", "Sovelluksen valtuutus"),
+    (
+        "This app is not registered here. Ask your administrator.",
+        "Tätä sovellusta ei ole rekisteröity tänne. Kysy ylläpitäjältä.",
+    ),
+    (
+        "The app asked to send you to an address not registered for it, so it was not sent there.",
+        "Sovellus pyysi ohjaamaan sinut osoitteeseen, jota sille ei ole rekisteröity, joten sinua ei ohjattu sinne.",
+    ),
+    (
+        "The app's request could not be read (a parameter is missing, repeated or malformed).",
+        "Sovelluksen pyyntöä ei voitu lukea (parametri puuttuu, toistuu tai on virheellinen).",
+    ),
+    (
+        "This app asks to use Confidant as you, with what your role allows:",
+        "Tämä sovellus pyytää käyttää Confidantia sinuna, niin pitkälle kuin roolisi sallii:",
+    ),
+    (
+        "It asked for more than it gets here; the rest is left out.",
+        "Se pyysi enemmän kuin täällä saa; loput jätetään pois.",
+    ),
+    (
+        "It gets a token that lasts an hour. Every record it opens is in the audit log as opened by you; an administrator can revoke the token.",
+        "Se saa tunnin voimassa olevan tunnisteen. Jokainen sen avaama tieto kirjataan lokiin sinun avaamanasi; ylläpitäjä voi perua tunnisteen.",
+    ),
+    ("Allow", "Salli"),
+    ("Deny", "Estä"),
+    ("SMART apps", "SMART-sovellukset"),
+    ("App registered", "Sovellus rekisteröity"),
+    (
+        "Give the app its client id and this server's FHIR base URL:",
+        "Anna sovellukselle sen asiakastunnus ja tämän palvelimen FHIR-perusosoite:",
+    ),
+    ("No SMART apps.", "Ei SMART-sovelluksia."),
+    ("App", "Sovellus"),
+    ("Client id", "Asiakastunnus"),
+    ("Redirect URIs", "Paluuosoitteet"),
+    ("Registered", "Rekisteröity"),
+    ("Register an app", "Rekisteröi sovellus"),
+    (
+        "Redirect URIs, one per line (https; http only for 127.0.0.1 and localhost)",
+        "Paluuosoitteet, yksi riville (https; http vain osoitteille 127.0.0.1 ja localhost)",
+    ),
+    (
+        "Scopes it may be given at most (e.g. user/Patient.rs user/Appointment.rs)",
+        "Oikeudet, jotka sille voi enintään antaa (esim. user/Patient.rs user/Appointment.rs)",
+    ),
+    ("Register app", "Rekisteröi"),
+    (
+        "An app acts for each person who allows it, never with more than their role allows, and its tokens are listed under API tokens, where they can be revoked.",
+        "Sovellus toimii jokaisen sen sallivan henkilön puolesta, ei koskaan enemmällä kuin hänen roolinsa sallii, ja sen tunnisteet näkyvät API-tunnisteissa, joissa ne voi perua.",
+    ),
 ];
 
 #[cfg(test)]
@@ -929,6 +982,8 @@ mod tests {
             include_str!("sign_in.rs"),
             include_str!("templates.rs"),
             include_str!("training.rs"),
+            include_str!("oauth.rs"),
+            include_str!("apps.rs"),
         ];
         let mut out = Vec::new();
         for src in sources {

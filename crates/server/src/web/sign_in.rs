@@ -19,7 +19,27 @@ use crate::auth::{SESSION_COOKIE, cookie, cookie_header};
 /// into the attacker's account (login CSRF).
 const LOGIN_COOKIE: &str = "confidant_login";
 
-pub(super) async fn login_page(State(state): State<AppState>, v: Visitor) -> Response {
+/// Where a sign-in continues: only the SMART consent page (an app's request
+/// waiting for it), a path of ours in printable ASCII; anywhere else is `/`.
+fn next_after_sign_in(next: &str) -> Option<&str> {
+    (next.starts_with(&format!("{}?", crate::oauth::AUTHORIZE))
+        && next.len() <= 8192
+        && next.bytes().all(|b| (0x21..=0x7e).contains(&b)))
+    .then_some(next)
+}
+
+#[derive(Deserialize)]
+pub(super) struct NextQuery {
+    #[serde(default)]
+    next: String,
+}
+
+pub(super) async fn login_page(
+    State(state): State<AppState>,
+    v: Visitor,
+    next: Result<axum::extract::Query<NextQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let next = next.ok().and_then(|q| next_after_sign_in(&q.next).map(str::to_owned));
     let l = v.lang;
     let passkeys = state.identity.passkeys_enabled();
     let Ok(token) = confidant_vault::random_id() else {
@@ -30,6 +50,7 @@ pub(super) async fn login_page(State(state): State<AppState>, v: Visitor) -> Res
         html! {
             form.card method="post" action="/login" {
                 input type="hidden" name="form" value=(token);
+                @if let Some(next) = &next { input type="hidden" name="next" value=(next); }
                 label for="username" { (l.t("Username")) }
                 input id="username" name="username" autocomplete="username" required;
                 label for="password" { (l.t("Password")) }
@@ -58,6 +79,9 @@ pub(super) struct LoginForm {
     password: String,
     #[serde(default)]
     code: String,
+    /// Where to continue ([`next_after_sign_in`]).
+    #[serde(default)]
+    next: String,
 }
 
 pub(super) async fn login(
@@ -82,7 +106,7 @@ pub(super) async fn login(
     let source = crate::api::throttle_source(peer);
     match state.identity.login(&f.username, &f.password, code, &source, SessionKind::Cookie).await {
         Ok(login) => {
-            let to = if login.mfa_enrolment_required { "/mfa" } else { "/" };
+            let to = if login.mfa_enrolment_required { "/mfa" } else { next_after_sign_in(&f.next).unwrap_or("/") };
             let mut r = Redirect::to(to).into_response();
             set_session_cookies(&mut r, &state, &login);
             r.headers_mut().append(header::SET_COOKIE, cookie_header(LOGIN_COOKIE, "", 0, state.secure_cookies));

@@ -46,3 +46,5 @@ mod harness;
 mod identity;
 mod lifecycle;
 mod records;
+// SMART App Launch: apps, authorization codes, app tokens.
+mod smart;
