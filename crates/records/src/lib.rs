@@ -24,7 +24,11 @@ mod break_glass;
 mod conditional;
 mod crud;
 mod error;
+// Patient/{id}/$everything (issue 19).
+mod everything;
 mod honey;
+// _include and _revinclude (issue 19).
+mod include;
 mod incident;
 mod intake;
 mod key_status;
@@ -40,6 +44,8 @@ mod text;
 
 pub use audit_view::{ACTION_SYSTEM, AuditPage, AuditQuery};
 pub use conditional::CONDITION_NOT_MET;
+pub use everything::{COMPARTMENT, EverythingCursor, EverythingPage, EverythingRequest};
+pub use include::Included;
 pub use error::{RecordsError, Result, STOPPED_BY_DETECTION};
 pub use incident::{Accesses, IncidentQuery, IncidentReport};
 pub use key_status::{KekVersion, KeyStatus, kek_made_at, kek_made_setting, kek_versions};

@@ -42,3 +42,5 @@ mod ui;
 mod upgrade;
 mod validator;
 mod vastaamo;
+// _include, _revinclude and Patient/$everything (issue 19).
+mod fhir_include;
