@@ -493,6 +493,16 @@ async fn everything_matrix(db: Db) {
         }
     }
     assert_eq!(cells, MATRIX.len() * 2);
+    // The portal's "download my data" is the patient's own $everything, all of it in one searchset.
+    let pa = &c.ids["Patient"].0;
+    let (_, api) = call(&c.s, Some(&c.tokens["patient"]), Method::GET, &format!("Patient/{pa}/$everything"), None).await;
+    let r = crate::ui::Browser::sign_in(&c.s, "pat1").await.get("/me/data").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let download: Value = r.json().await.unwrap();
+    assert_eq!((download["type"].as_str(), download["total"].as_i64()), (Some("searchset"), api["total"].as_i64()));
+    assert_eq!(with_mode(&download, "match"), with_mode(&api, "match"), "{download}");
+    assert!(download["entry"].as_array().unwrap().iter().all(|e| e["fullUrl"].is_string()), "re-importable");
+    valid.push(download);
     let (st, _) = call(&c.s, None, Method::GET, &format!("Patient/{}/$everything", c.ids["Patient"].0), None).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
     validate_fhir("everything_matrix", &valid);
