@@ -105,12 +105,7 @@ pub fn check_includes(rt: ResourceType, include: &[&Include], revinclude: &[&Inc
         return Err(format!("_include={} applies to a {} search, not {}", i.name(), i.source.as_str(), rt.as_str()));
     }
     if let Some(i) = revinclude.iter().find(|i| i.target != rt) {
-        return Err(format!(
-            "_revinclude={} applies to a {} search, not {}",
-            i.name(),
-            i.target.as_str(),
-            rt.as_str()
-        ));
+        return Err(format!("_revinclude={} applies to a {} search, not {}", i.name(), i.target.as_str(), rt.as_str()));
     }
     Ok(())
 }

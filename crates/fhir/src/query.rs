@@ -174,7 +174,7 @@ mod tests {
             let q = parse_search_query_with(Some(bad), true).unwrap();
             assert!(q.include.is_empty() && q.revinclude.is_empty(), "{bad}");
         }
-        let many = vec!["_include=CareTeam:subject"; MAX_INCLUDE_PARAMS + 1].join("&");
+        let many = ["_include=CareTeam:subject"; MAX_INCLUDE_PARAMS + 1].join("&");
         let e = parse_search_query_with(Some(&many), true).unwrap_err();
         assert!(e.to_string().contains("at most 10"), "{e}");
     }

@@ -85,7 +85,8 @@ impl Records {
     /// unless named in `_type` (then refused, audited).
     pub async fn everything(&self, p: &Principal, patient: &str, req: &EverythingRequest) -> Result<EverythingPage> {
         self.permit(p, ResourceType::Patient, Action::Read, AuditAction::Read).await?;
-        let (patient_row, patient_seen) = self.visible_head(p, ResourceType::Patient, patient, AuditAction::Read).await?;
+        let (patient_row, patient_seen) =
+            self.visible_head(p, ResourceType::Patient, patient, AuditAction::Read).await?;
         let with_patient = req.types.as_ref().is_none_or(|t| t.contains(&ResourceType::Patient));
         let mut readable = [false; COMPARTMENT.len()];
         for (i, rt) in COMPARTMENT.iter().enumerate() {
@@ -159,10 +160,9 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_nothing_else_decodes() {
-        for c in [
-            EverythingCursor { index: 0, after: None },
-            EverythingCursor { index: 5, after: Some("0123abcd".into()) },
-        ] {
+        for c in
+            [EverythingCursor { index: 0, after: None }, EverythingCursor { index: 5, after: Some("0123abcd".into()) }]
+        {
             assert_eq!(EverythingCursor::decode(&c.encode()), Some(c));
         }
         for bad in ["", "6", "9.x", "01", "-1", "a.b", "1.", "1.<script>", "1.a/b", "1' OR '1'='1"] {

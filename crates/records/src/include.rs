@@ -56,7 +56,8 @@ impl Records {
     ) -> Result<Included> {
         self.permit_includes(p, include, revinclude).await?;
         let now = self.clock.now_millis();
-        let mut seen: BTreeSet<(&str, String)> = matches.iter().map(|s| (s.resource_type.as_str(), s.id.clone())).collect();
+        let mut seen: BTreeSet<(&str, String)> =
+            matches.iter().map(|s| (s.resource_type.as_str(), s.id.clone())).collect();
         let mut rows = Vec::new();
         let mut truncated = false;
         // Forward: the resources the matches refer to, each looked up by id within what the caller sees.
@@ -70,7 +71,8 @@ impl Records {
                         truncated = true;
                         break 'forward;
                     }
-                    let mut criteria: Vec<Criterion> = Self::visibility_criterion(p, i.target, now).into_iter().collect();
+                    let mut criteria: Vec<Criterion> =
+                        Self::visibility_criterion(p, i.target, now).into_iter().collect();
                     criteria.push(Criterion::Id(id.clone()));
                     let (found, _) = self.store.search(i.target.as_str(), &criteria, None, 1).await?;
                     seen.insert((i.target.as_str(), id));

@@ -513,7 +513,8 @@ async fn search(
         })
         .collect();
     // `_include` / `_revinclude`: after the matches, each audited as a read (none on a count).
-    if !q.count_only && !(q.include.is_empty() && q.revinclude.is_empty()) {
+    let includes = !q.include.is_empty() || !q.revinclude.is_empty();
+    if includes && !q.count_only {
         let included = state.records.included(&auth.principal, rt, &page.entries, &q.include, &q.revinclude).await?;
         entries.extend(included.entries.iter().map(|s| crate::fhir_everything::include_entry(&state.base_url, s)));
         if included.truncated {

@@ -155,8 +155,14 @@ async fn include_and_revinclude(db: Db) {
 
     // _include: a note's subject, once for two notes; the matches' total counts only the matches.
     let before = reads_by(s, &c.auditor, &clin1).await.len();
-    let (st, b) =
-        call(s, Some(&s.token), Method::GET, &format!("DocumentReference?patient={a}&_include=DocumentReference:subject"), None).await;
+    let (st, b) = call(
+        s,
+        Some(&s.token),
+        Method::GET,
+        &format!("DocumentReference?patient={a}&_include=DocumentReference:subject"),
+        None,
+    )
+    .await;
     assert_eq!(st, StatusCode::OK, "{b}");
     assert_eq!(b["total"], 2, "{b}");
     let notes: BTreeSet<String> = [&c.note, &c.psy].iter().map(|n| format!("DocumentReference/{n}")).collect();
@@ -193,8 +199,10 @@ async fn include_and_revinclude(db: Db) {
     valid.push(b);
 
     // A clinician outside the care team: nothing matches, nothing is included, no read audited.
-    for q in [format!("Patient?_id={a}&{all_rev}"), format!("DocumentReference?patient={a}&_include=DocumentReference:subject")]
-    {
+    for q in [
+        format!("Patient?_id={a}&{all_rev}"),
+        format!("DocumentReference?patient={a}&_include=DocumentReference:subject"),
+    ] {
         let (st, b) = call(s, Some(&c.clin3), Method::GET, &q, None).await;
         assert_eq!(st, StatusCode::OK, "{b}");
         assert_eq!((b["total"].as_i64(), b.get("entry")), (Some(0), None), "{q}: {b}");
@@ -203,40 +211,80 @@ async fn include_and_revinclude(db: Db) {
     assert!(reads_by(s, &c.auditor, &clin3).await.is_empty());
 
     // Reception: the appointments' patients (its role reads Patient) and its care teams, never notes.
-    let (st, b) = call(s, Some(&c.reception), Method::GET, &format!("Appointment?patient={a}&_include=Appointment:patient"), None).await;
+    let (st, b) = call(
+        s,
+        Some(&c.reception),
+        Method::GET,
+        &format!("Appointment?patient={a}&_include=Appointment:patient"),
+        None,
+    )
+    .await;
     assert_eq!(st, StatusCode::OK, "{b}");
     assert_eq!(with_mode(&b, "include"), BTreeSet::from([pa.clone()]));
     valid.push(b);
-    let (st, b) = call(s, Some(&c.reception), Method::GET, &format!("Patient?_id={a}&_revinclude=CareTeam:subject&_revinclude=Appointment:patient"), None).await;
+    let (st, b) = call(
+        s,
+        Some(&c.reception),
+        Method::GET,
+        &format!("Patient?_id={a}&_revinclude=CareTeam:subject&_revinclude=Appointment:patient"),
+        None,
+    )
+    .await;
     assert_eq!(st, StatusCode::OK, "{b}");
     assert_eq!(with_mode(&b, "include").len(), 3, "two care teams and the appointment: {b}");
     valid.push(b);
-    let (st, b) = call(s, Some(&c.reception), Method::GET, &format!("Patient?_id={a}&_revinclude=DocumentReference:subject"), None).await;
+    let (st, b) = call(
+        s,
+        Some(&c.reception),
+        Method::GET,
+        &format!("Patient?_id={a}&_revinclude=DocumentReference:subject"),
+        None,
+    )
+    .await;
     let d = outcome(st, &b, StatusCode::FORBIDDEN, "reception revincludes notes");
     assert!(d.contains("DocumentReference"), "{d}");
     // An admin reads care teams but no Patient: asking to include one is refused, not quietly emptied.
     let (st, b) =
-        call(s, Some(&s.admin_token), Method::GET, &format!("CareTeam?patient={a}&_include=CareTeam:subject"), None).await;
+        call(s, Some(&s.admin_token), Method::GET, &format!("CareTeam?patient={a}&_include=CareTeam:subject"), None)
+            .await;
     outcome(st, &b, StatusCode::FORBIDDEN, "admin includes a Patient");
     let (st, b) = call(s, Some(&s.admin_token), Method::GET, &format!("CareTeam?patient={a}"), None).await;
     assert_eq!((st, b["total"].as_i64()), (StatusCode::OK, Some(2)), "{b}");
     // The patient: their own Patient with their notes shared with them (none here).
     add_user(&c.inst.dir, "pat1", "patient", &["--patient", a]);
     let own = create_token(&c.inst.dir, "pat1", "user/*.read");
-    let (st, b) = call(s, Some(&own), Method::GET, &format!("Patient?_id={a}&_revinclude=DocumentReference:subject"), None).await;
+    let (st, b) =
+        call(s, Some(&own), Method::GET, &format!("Patient?_id={a}&_revinclude=DocumentReference:subject"), None).await;
     assert_eq!(st, StatusCode::OK, "{b}");
     assert_eq!((with_mode(&b, "match").len(), with_mode(&b, "include").len()), (1, 0), "{b}");
     valid.push(b);
 
     // Paging keeps the includes in its links; a count-only search includes nothing.
-    let (st, b) = call(s, Some(&s.token), Method::GET, &format!("DocumentReference?patient={a}&_count=1&_include=DocumentReference:subject"), None).await;
+    let (st, b) = call(
+        s,
+        Some(&s.token),
+        Method::GET,
+        &format!("DocumentReference?patient={a}&_count=1&_include=DocumentReference:subject"),
+        None,
+    )
+    .await;
     assert_eq!(st, StatusCode::OK, "{b}");
-    let next = b["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next").unwrap()["url"].as_str().unwrap().to_owned();
+    let next = b["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next").unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(next.contains("_include=DocumentReference%3Asubject"), "{next}");
     let (st, b2) = get(s, &s.token, &next).await;
     assert_eq!((st, with_mode(&b2, "include")), (StatusCode::OK, BTreeSet::from([pa.clone()])), "{b2}");
     valid.extend([b, b2]);
-    let (st, b) = call(s, Some(&s.token), Method::GET, &format!("DocumentReference?patient={a}&_summary=count&_include=DocumentReference:subject"), None).await;
+    let (st, b) = call(
+        s,
+        Some(&s.token),
+        Method::GET,
+        &format!("DocumentReference?patient={a}&_summary=count&_include=DocumentReference:subject"),
+        None,
+    )
+    .await;
     assert_eq!((st, b["total"].as_i64(), b.get("entry")), (StatusCode::OK, Some(2), None), "{b}");
 
     // No session.
@@ -247,7 +295,7 @@ async fn include_and_revinclude(db: Db) {
     let rows = row_counts(&c.inst).await;
     let reads_before = reads_by(s, &c.auditor, &clin1).await.len();
     // 1000 includes in 26 KB (under the 32 KiB URI limit, past which the answer is 414).
-    let thousand = vec!["_include=CareTeam:subject"; 1000].join("&");
+    let thousand = ["_include=CareTeam:subject"; 1000].join("&");
     for q in [
         "DocumentReference?_include=Foo:bar".to_owned(),
         "DocumentReference?_include=*".to_owned(),
@@ -286,11 +334,16 @@ async fn include_and_revinclude(db: Db) {
     for i in 0..200 {
         s.create(&note(a, &format!("note {i}"))).await;
     }
-    let (st, b) = call(s, Some(&s.token), Method::GET, &format!("Patient?_id={a}&_revinclude=DocumentReference:subject"), None).await;
+    let (st, b) =
+        call(s, Some(&s.token), Method::GET, &format!("Patient?_id={a}&_revinclude=DocumentReference:subject"), None)
+            .await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(with_mode(&b, "include").len(), 200);
     let last = b["entry"].as_array().unwrap().last().unwrap();
-    assert_eq!((last["search"]["mode"].as_str(), last["resource"]["issue"][0]["code"].as_str()), (Some("outcome"), Some("too-costly")));
+    assert_eq!(
+        (last["search"]["mode"].as_str(), last["resource"]["issue"][0]["code"].as_str()),
+        (Some("outcome"), Some("too-costly"))
+    );
     valid.push(b);
     validate_fhir("include_and_revinclude", &valid);
 }
@@ -305,7 +358,8 @@ async fn everything_pages_and_rules(db: Db) {
     let (clin1, _) = me(s, &s.token).await;
     let path = format!("Patient/{a}/$everything");
     let mut valid = Vec::new();
-    let mut all: BTreeSet<String> = [format!("Patient/{a}"), format!("Appointment/{}", c.appt), format!("Encounter/{}", c.enc)].into();
+    let mut all: BTreeSet<String> =
+        [format!("Patient/{a}"), format!("Appointment/{}", c.appt), format!("Encounter/{}", c.enc)].into();
     all.extend([&c.note, &c.psy].iter().map(|n| format!("DocumentReference/{n}")));
     all.extend(c.teams.iter().cloned());
 
@@ -348,7 +402,8 @@ async fn everything_pages_and_rules(db: Db) {
     assert_eq!(seen.into_iter().collect::<BTreeSet<_>>(), all);
 
     // _type: only the types named.
-    let (st, b) = call(s, Some(&s.token), Method::GET, &format!("{path}?_type=DocumentReference,Encounter"), None).await;
+    let (st, b) =
+        call(s, Some(&s.token), Method::GET, &format!("{path}?_type=DocumentReference,Encounter"), None).await;
     assert_eq!(st, StatusCode::OK, "{b}");
     assert_eq!(with_mode(&b, "match").len(), 3, "{b}");
     assert!(b["link"][0]["url"].as_str().unwrap().contains("_type="), "{b}");
@@ -368,18 +423,25 @@ async fn everything_pages_and_rules(db: Db) {
     let (clin3, _) = me(s, &c.clin3).await;
     let (st, b) = call(s, Some(&c.clin3), Method::GET, &path, None).await;
     outcome(st, &b, StatusCode::NOT_FOUND, "clin3 $everything");
-    let (st, nosuch) = call(s, Some(&c.clin3), Method::GET, "Patient/0123456789abcdef0123456789abcdef/$everything", None).await;
+    let (st, nosuch) =
+        call(s, Some(&c.clin3), Method::GET, "Patient/0123456789abcdef0123456789abcdef/$everything", None).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
-    assert_eq!(b["issue"][0]["diagnostics"].as_str().unwrap().replace(a, "X"), nosuch["issue"][0]["diagnostics"].as_str().unwrap().replace("0123456789abcdef0123456789abcdef", "X"), "the same 404");
+    assert_eq!(
+        b["issue"][0]["diagnostics"].as_str().unwrap().replace(a, "X"),
+        nosuch["issue"][0]["diagnostics"].as_str().unwrap().replace("0123456789abcdef0123456789abcdef", "X"),
+        "the same 404"
+    );
     assert!(reads_by(s, &c.auditor, &clin3).await.is_empty());
-    let (st, log) = call(s, Some(&c.auditor), Method::GET, &format!("AuditEvent?agent={clin3}&patient={a}"), None).await;
+    let (st, log) =
+        call(s, Some(&c.auditor), Method::GET, &format!("AuditEvent?agent={clin3}&patient={a}"), None).await;
     assert_eq!(st, StatusCode::OK);
     assert!(log["entry"].as_array().unwrap().iter().any(|e| e["resource"]["outcome"] == "4"), "{log}");
 
     // Reception: what its role reads (Patient, CareTeam, Appointment); a type it does not read, named: 403.
     let (st, b) = call(s, Some(&c.reception), Method::GET, &path, None).await;
     assert_eq!(st, StatusCode::OK, "{b}");
-    let types: BTreeSet<String> = with_mode(&b, "match").iter().map(|r| r.split('/').next().unwrap().to_owned()).collect();
+    let types: BTreeSet<String> =
+        with_mode(&b, "match").iter().map(|r| r.split('/').next().unwrap().to_owned()).collect();
     assert_eq!(types, BTreeSet::from(["Appointment", "CareTeam", "Patient"].map(String::from)));
     valid.push(b);
     let (st, b) = call(s, Some(&c.reception), Method::GET, &format!("{path}?_type=DocumentReference"), None).await;
@@ -454,7 +516,8 @@ async fn everything_matrix(db: Db) {
         }
     }
     assert_eq!(operations, ["Patient/everything"], "an operation without a matrix entry");
-    let compartment = ["CareTeam", "Appointment", "Encounter", "DocumentReference", "QuestionnaireResponse", "Observation"];
+    let compartment =
+        ["CareTeam", "Appointment", "Encounter", "DocumentReference", "QuestionnaireResponse", "Observation"];
     let mut valid = Vec::new();
     let mut cells = 0;
     for (role, perms) in MATRIX {
@@ -480,7 +543,7 @@ async fn everything_matrix(db: Db) {
                 .iter()
                 .map(|e| e["resource"]["resourceType"].as_str().unwrap())
                 .collect();
-            let mut expected: BTreeSet<&str> = compartment.into_iter().filter(|t| readable(*t)).collect();
+            let mut expected: BTreeSet<&str> = compartment.into_iter().filter(|t| readable(t)).collect();
             expected.insert("Patient");
             assert_eq!(types, expected, "{what}: {b}");
             // Never another patient's record.
@@ -495,7 +558,8 @@ async fn everything_matrix(db: Db) {
     assert_eq!(cells, MATRIX.len() * 2);
     // The portal's "download my data" is the patient's own $everything, all of it in one searchset.
     let pa = &c.ids["Patient"].0;
-    let (_, api) = call(&c.s, Some(&c.tokens["patient"]), Method::GET, &format!("Patient/{pa}/$everything"), None).await;
+    let (_, api) =
+        call(&c.s, Some(&c.tokens["patient"]), Method::GET, &format!("Patient/{pa}/$everything"), None).await;
     let r = crate::ui::Browser::sign_in(&c.s, "pat1").await.get("/me/data").await;
     assert_eq!(r.status(), StatusCode::OK);
     let download: Value = r.json().await.unwrap();
@@ -528,7 +592,8 @@ async fn capability_statement_lists_the_includes_served() {
         for (param, key) in [("_include", "searchInclude"), ("_revinclude", "searchRevInclude")] {
             let names: Vec<&str> = r[key].as_array().into_iter().flatten().map(|n| n.as_str().unwrap()).collect();
             for name in all {
-                let (st, b) = call(&s, Some(token), Method::GET, &format!("{ty}?_id=nosuchid&{param}={name}"), None).await;
+                let (st, b) =
+                    call(&s, Some(token), Method::GET, &format!("{ty}?_id=nosuchid&{param}={name}"), None).await;
                 if names.contains(&name) {
                     assert_eq!(st, StatusCode::OK, "{ty} {param}={name} is listed: {b}");
                     listed += 1;
@@ -571,11 +636,16 @@ async fn a_real_fhir_client_includes_and_exports() {
     let pid = report["patient"].as_str().unwrap();
     assert_eq!(report["include"], json!({"match": 2, "include": [format!("Patient/{pid}")]}), "{report}");
     assert_eq!(report["revinclude"]["match"], 1, "{report}");
-    assert_eq!(report["revinclude"]["include"].as_array().unwrap().len(), 4, "two notes, an appointment, the care team: {report}");
+    assert_eq!(
+        report["revinclude"]["include"].as_array().unwrap().len(),
+        4,
+        "two notes, an appointment, the care team: {report}"
+    );
     assert_eq!(report["everythingPages"], 3, "five resources, two a page: {report}");
     assert_eq!(report["everything"].as_array().unwrap().len(), 5, "{report}");
     assert_eq!(report["everythingTotal"], 5, "{report}");
-    let distinct: BTreeSet<&str> = report["everything"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+    let distinct: BTreeSet<&str> =
+        report["everything"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
     assert_eq!(distinct.len(), 5, "each resource once: {report}");
     assert_eq!(report["refused"], 400, "{report}");
 }
