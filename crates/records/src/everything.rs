@@ -8,13 +8,13 @@
 //! resource returned is audited as a read, one entry each, before the page is
 //! released: the bulk-read rule counts the patient as it counts any read.
 
-use confidant_audit::{Action as AuditAction, Outcome};
+use confidant_audit::Action as AuditAction;
 use confidant_fhir::ResourceType;
 use confidant_policy::records::Seen;
 use confidant_policy::{Action, Principal};
 use confidant_store::Criterion;
 
-use crate::{Records, RecordsError, Result, Stored};
+use crate::{Records, Result, Stored};
 
 /// The types of a patient's record, in the order `$everything` returns them
 /// (after the Patient itself).
@@ -135,21 +135,9 @@ impl Records {
                 next = Some(pending.clone());
             }
         }
-        let mut entries = Vec::with_capacity(rows.len());
-        let mut audit = Vec::with_capacity(rows.len());
-        for (row, via_break_glass) in rows {
-            let seen = if via_break_glass { Seen::ByBreakGlass } else { Seen::Yes };
-            let entry = self.entry(p, AuditAction::Read, Outcome::Success, Some(&row), seen);
-            match self.open_record(row).await {
-                Ok(stored) => {
-                    audit.push(entry);
-                    entries.push(stored);
-                }
-                // An altered row is left out (logged by id and alerted by `open_record`).
-                Err(RecordsError::Integrity) => total -= 1,
-                Err(e) => return Err(e),
-            }
-        }
+        // One read entry per resource returned.
+        let (entries, audit, skipped) = self.open_found(p, AuditAction::Read, rows).await?;
+        let total = total - skipped;
         self.audited(p, &audit, EverythingPage { entries, total, next }).await
     }
 }

@@ -10,9 +10,8 @@
 
 use std::collections::BTreeSet;
 
-use confidant_audit::{Action as AuditAction, Outcome};
+use confidant_audit::Action as AuditAction;
 use confidant_fhir::{Include, MAX_INCLUDED, ResourceType};
-use confidant_policy::records::Seen;
 use confidant_policy::{Action, Principal};
 use confidant_store::Criterion;
 
@@ -102,22 +101,8 @@ impl Records {
                 }
             }
         }
-        let mut entries = Vec::with_capacity(rows.len());
-        let mut audit = Vec::with_capacity(rows.len());
-        for (row, via_break_glass) in rows {
-            let seen = if via_break_glass { Seen::ByBreakGlass } else { Seen::Yes };
-            // One entry per included resource, as for a read of it.
-            let entry = self.entry(p, AuditAction::Read, Outcome::Success, Some(&row), seen);
-            match self.open_record(row).await {
-                Ok(stored) => {
-                    audit.push(entry);
-                    entries.push(stored);
-                }
-                // An altered row is left out (logged by id and alerted by `open_record`).
-                Err(RecordsError::Integrity) => {}
-                Err(e) => return Err(e),
-            }
-        }
+        // One entry per included resource, as for a read of it.
+        let (entries, audit, _) = self.open_found(p, AuditAction::Read, rows).await?;
         self.audited(p, &audit, Included { entries, truncated }).await
     }
 }

@@ -35,7 +35,7 @@ fn id_of(v: &Value) -> String {
 
 /// (user id, practitioner id) of a token's account.
 async fn me(s: &Server, token: &str) -> (String, Option<String>) {
-    let (_, me) = call(s, Some(token), Method::GET, "/api/v1/me", None).await;
+    let (_, me) = get(s, token, "/api/v1/me").await;
     (me["user_id"].as_str().unwrap().to_owned(), me["practitioner_id"].as_str().map(str::to_owned))
 }
 
@@ -155,14 +155,7 @@ async fn include_and_revinclude(db: Db) {
 
     // _include: a note's subject, once for two notes; the matches' total counts only the matches.
     let before = reads_by(s, &c.auditor, &clin1).await.len();
-    let (st, b) = call(
-        s,
-        Some(&s.token),
-        Method::GET,
-        &format!("DocumentReference?patient={a}&_include=DocumentReference:subject"),
-        None,
-    )
-    .await;
+    let (st, b) = get(s, &s.token, &format!("DocumentReference?patient={a}&_include=DocumentReference:subject")).await;
     assert_eq!(st, StatusCode::OK, "{b}");
     assert_eq!(b["total"], 2, "{b}");
     let notes: BTreeSet<String> = [&c.note, &c.psy].iter().map(|n| format!("DocumentReference/{n}")).collect();
@@ -176,7 +169,7 @@ async fn include_and_revinclude(db: Db) {
 
     // _revinclude of everything held, on a Patient search, by the patient's clinician.
     let all_rev = "_revinclude=DocumentReference:subject&_revinclude=Appointment:patient&_revinclude=CareTeam:subject";
-    let (st, b) = call(s, Some(&s.token), Method::GET, &format!("Patient?_id={a}&{all_rev}"), None).await;
+    let (st, b) = get(s, &s.token, &format!("Patient?_id={a}&{all_rev}")).await;
     assert_eq!(st, StatusCode::OK, "{b}");
     let mut expected: BTreeSet<String> = notes.clone();
     expected.insert(format!("Appointment/{}", c.appt));
@@ -187,7 +180,7 @@ async fn include_and_revinclude(db: Db) {
     valid.push(b);
 
     // Another clinician on the care team: not the psychotherapy note, and no read of it audited.
-    let (st, b) = call(s, Some(&c.clin2), Method::GET, &format!("Patient?_id={a}&{all_rev}"), None).await;
+    let (st, b) = get(s, &c.clin2, &format!("Patient?_id={a}&{all_rev}")).await;
     assert_eq!(st, StatusCode::OK, "{b}");
     let included = with_mode(&b, "include");
     assert!(included.contains(&format!("DocumentReference/{}", c.note)), "{b}");
@@ -203,7 +196,7 @@ async fn include_and_revinclude(db: Db) {
         format!("Patient?_id={a}&{all_rev}"),
         format!("DocumentReference?patient={a}&_include=DocumentReference:subject"),
     ] {
-        let (st, b) = call(s, Some(&c.clin3), Method::GET, &q, None).await;
+        let (st, b) = get(s, &c.clin3, &q).await;
         assert_eq!(st, StatusCode::OK, "{b}");
         assert_eq!((b["total"].as_i64(), b.get("entry")), (Some(0), None), "{q}: {b}");
         valid.push(b);
@@ -211,63 +204,35 @@ async fn include_and_revinclude(db: Db) {
     assert!(reads_by(s, &c.auditor, &clin3).await.is_empty());
 
     // Reception: the appointments' patients (its role reads Patient) and its care teams, never notes.
-    let (st, b) = call(
-        s,
-        Some(&c.reception),
-        Method::GET,
-        &format!("Appointment?patient={a}&_include=Appointment:patient"),
-        None,
-    )
-    .await;
+    let (st, b) = get(s, &c.reception, &format!("Appointment?patient={a}&_include=Appointment:patient")).await;
     assert_eq!(st, StatusCode::OK, "{b}");
     assert_eq!(with_mode(&b, "include"), BTreeSet::from([pa.clone()]));
     valid.push(b);
-    let (st, b) = call(
-        s,
-        Some(&c.reception),
-        Method::GET,
-        &format!("Patient?_id={a}&_revinclude=CareTeam:subject&_revinclude=Appointment:patient"),
-        None,
-    )
-    .await;
+    let (st, b) =
+        get(s, &c.reception, &format!("Patient?_id={a}&_revinclude=CareTeam:subject&_revinclude=Appointment:patient"))
+            .await;
     assert_eq!(st, StatusCode::OK, "{b}");
     assert_eq!(with_mode(&b, "include").len(), 3, "two care teams and the appointment: {b}");
     valid.push(b);
-    let (st, b) = call(
-        s,
-        Some(&c.reception),
-        Method::GET,
-        &format!("Patient?_id={a}&_revinclude=DocumentReference:subject"),
-        None,
-    )
-    .await;
+    let (st, b) = get(s, &c.reception, &format!("Patient?_id={a}&_revinclude=DocumentReference:subject")).await;
     let d = outcome(st, &b, StatusCode::FORBIDDEN, "reception revincludes notes");
     assert!(d.contains("DocumentReference"), "{d}");
     // An admin reads care teams but no Patient: asking to include one is refused, not quietly emptied.
-    let (st, b) =
-        call(s, Some(&s.admin_token), Method::GET, &format!("CareTeam?patient={a}&_include=CareTeam:subject"), None)
-            .await;
+    let (st, b) = get(s, &s.admin_token, &format!("CareTeam?patient={a}&_include=CareTeam:subject")).await;
     outcome(st, &b, StatusCode::FORBIDDEN, "admin includes a Patient");
-    let (st, b) = call(s, Some(&s.admin_token), Method::GET, &format!("CareTeam?patient={a}"), None).await;
+    let (st, b) = get(s, &s.admin_token, &format!("CareTeam?patient={a}")).await;
     assert_eq!((st, b["total"].as_i64()), (StatusCode::OK, Some(2)), "{b}");
     // The patient: their own Patient with their notes shared with them (none here).
     add_user(&c.inst.dir, "pat1", "patient", &["--patient", a]);
     let own = create_token(&c.inst.dir, "pat1", "user/*.read");
-    let (st, b) =
-        call(s, Some(&own), Method::GET, &format!("Patient?_id={a}&_revinclude=DocumentReference:subject"), None).await;
+    let (st, b) = get(s, &own, &format!("Patient?_id={a}&_revinclude=DocumentReference:subject")).await;
     assert_eq!(st, StatusCode::OK, "{b}");
     assert_eq!((with_mode(&b, "match").len(), with_mode(&b, "include").len()), (1, 0), "{b}");
     valid.push(b);
 
     // Paging keeps the includes in its links; a count-only search includes nothing.
-    let (st, b) = call(
-        s,
-        Some(&s.token),
-        Method::GET,
-        &format!("DocumentReference?patient={a}&_count=1&_include=DocumentReference:subject"),
-        None,
-    )
-    .await;
+    let (st, b) =
+        get(s, &s.token, &format!("DocumentReference?patient={a}&_count=1&_include=DocumentReference:subject")).await;
     assert_eq!(st, StatusCode::OK, "{b}");
     let next = b["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next").unwrap()["url"]
         .as_str()
@@ -277,14 +242,9 @@ async fn include_and_revinclude(db: Db) {
     let (st, b2) = get(s, &s.token, &next).await;
     assert_eq!((st, with_mode(&b2, "include")), (StatusCode::OK, BTreeSet::from([pa.clone()])), "{b2}");
     valid.extend([b, b2]);
-    let (st, b) = call(
-        s,
-        Some(&s.token),
-        Method::GET,
-        &format!("DocumentReference?patient={a}&_summary=count&_include=DocumentReference:subject"),
-        None,
-    )
-    .await;
+    let (st, b) =
+        get(s, &s.token, &format!("DocumentReference?patient={a}&_summary=count&_include=DocumentReference:subject"))
+            .await;
     assert_eq!((st, b["total"].as_i64(), b.get("entry")), (StatusCode::OK, Some(2), None), "{b}");
 
     // No session.
@@ -312,7 +272,7 @@ async fn include_and_revinclude(db: Db) {
         "Patient/x/_history?_include=DocumentReference:subject".to_owned(),
         "Questionnaire?_revinclude=DocumentReference:subject".to_owned(),
     ] {
-        let (st, b) = call(s, Some(&s.token), Method::GET, &q, None).await;
+        let (st, b) = get(s, &s.token, &q).await;
         let d = outcome(st, &b, StatusCode::BAD_REQUEST, &q[..q.len().min(120)]);
         assert_eq!(b["issue"][0]["code"], "not-supported", "{q}: {b}");
         assert!(!d.contains('\n') && d.len() < 400, "{q}: {d}");
@@ -334,9 +294,7 @@ async fn include_and_revinclude(db: Db) {
     for i in 0..200 {
         s.create(&note(a, &format!("note {i}"))).await;
     }
-    let (st, b) =
-        call(s, Some(&s.token), Method::GET, &format!("Patient?_id={a}&_revinclude=DocumentReference:subject"), None)
-            .await;
+    let (st, b) = get(s, &s.token, &format!("Patient?_id={a}&_revinclude=DocumentReference:subject")).await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(with_mode(&b, "include").len(), 200);
     let last = b["entry"].as_array().unwrap().last().unwrap();
@@ -365,7 +323,7 @@ async fn everything_pages_and_rules(db: Db) {
 
     // One page: everything of the clinician's patient, each resource audited as one read.
     let before = reads_by(s, &c.auditor, &clin1).await.len();
-    let (st, b) = call(s, Some(&s.token), Method::GET, &path, None).await;
+    let (st, b) = get(s, &s.token, &path).await;
     assert_eq!(st, StatusCode::OK, "{b}");
     assert_eq!(b["type"], "searchset");
     assert_eq!(with_mode(&b, "match"), all, "{b}");
@@ -402,8 +360,7 @@ async fn everything_pages_and_rules(db: Db) {
     assert_eq!(seen.into_iter().collect::<BTreeSet<_>>(), all);
 
     // _type: only the types named.
-    let (st, b) =
-        call(s, Some(&s.token), Method::GET, &format!("{path}?_type=DocumentReference,Encounter"), None).await;
+    let (st, b) = get(s, &s.token, &format!("{path}?_type=DocumentReference,Encounter")).await;
     assert_eq!(st, StatusCode::OK, "{b}");
     assert_eq!(with_mode(&b, "match").len(), 3, "{b}");
     assert!(b["link"][0]["url"].as_str().unwrap().contains("_type="), "{b}");
@@ -411,7 +368,7 @@ async fn everything_pages_and_rules(db: Db) {
 
     // A care-team colleague: not the psychotherapy note (and no read of it audited).
     let (clin2, _) = me(s, &c.clin2).await;
-    let (st, b) = call(s, Some(&c.clin2), Method::GET, &path, None).await;
+    let (st, b) = get(s, &c.clin2, &path).await;
     assert_eq!(st, StatusCode::OK, "{b}");
     let got = with_mode(&b, "match");
     assert_eq!(got.len(), all.len() - 1, "{b}");
@@ -421,10 +378,9 @@ async fn everything_pages_and_rules(db: Db) {
 
     // Outside the care team: 404 as for a read, the refusal audited, nothing read.
     let (clin3, _) = me(s, &c.clin3).await;
-    let (st, b) = call(s, Some(&c.clin3), Method::GET, &path, None).await;
+    let (st, b) = get(s, &c.clin3, &path).await;
     outcome(st, &b, StatusCode::NOT_FOUND, "clin3 $everything");
-    let (st, nosuch) =
-        call(s, Some(&c.clin3), Method::GET, "Patient/0123456789abcdef0123456789abcdef/$everything", None).await;
+    let (st, nosuch) = get(s, &c.clin3, "Patient/0123456789abcdef0123456789abcdef/$everything").await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     assert_eq!(
         b["issue"][0]["diagnostics"].as_str().unwrap().replace(a, "X"),
@@ -432,22 +388,21 @@ async fn everything_pages_and_rules(db: Db) {
         "the same 404"
     );
     assert!(reads_by(s, &c.auditor, &clin3).await.is_empty());
-    let (st, log) =
-        call(s, Some(&c.auditor), Method::GET, &format!("AuditEvent?agent={clin3}&patient={a}"), None).await;
+    let (st, log) = get(s, &c.auditor, &format!("AuditEvent?agent={clin3}&patient={a}")).await;
     assert_eq!(st, StatusCode::OK);
     assert!(log["entry"].as_array().unwrap().iter().any(|e| e["resource"]["outcome"] == "4"), "{log}");
 
     // Reception: what its role reads (Patient, CareTeam, Appointment); a type it does not read, named: 403.
-    let (st, b) = call(s, Some(&c.reception), Method::GET, &path, None).await;
+    let (st, b) = get(s, &c.reception, &path).await;
     assert_eq!(st, StatusCode::OK, "{b}");
     let types: BTreeSet<String> =
         with_mode(&b, "match").iter().map(|r| r.split('/').next().unwrap().to_owned()).collect();
     assert_eq!(types, BTreeSet::from(["Appointment", "CareTeam", "Patient"].map(String::from)));
     valid.push(b);
-    let (st, b) = call(s, Some(&c.reception), Method::GET, &format!("{path}?_type=DocumentReference"), None).await;
+    let (st, b) = get(s, &c.reception, &format!("{path}?_type=DocumentReference")).await;
     outcome(st, &b, StatusCode::FORBIDDEN, "reception _type=DocumentReference");
     for t in [&s.admin_token, &c.auditor] {
-        let (st, b) = call(s, Some(t), Method::GET, &path, None).await;
+        let (st, b) = get(s, t, &path).await;
         outcome(st, &b, StatusCode::FORBIDDEN, "admin or auditor $everything");
     }
     // No session.
@@ -470,7 +425,7 @@ async fn everything_pages_and_rules(db: Db) {
         (format!("Patient/{a}/$export"), StatusCode::NOT_FOUND),
         (format!("Encounter/{}/$everything", c.enc), StatusCode::NOT_FOUND),
     ] {
-        let (st, b) = call(s, Some(&s.token), Method::GET, &q, None).await;
+        let (st, b) = get(s, &s.token, &q).await;
         outcome(st, &b, expected, &q);
     }
     let (st, _) = call(s, Some(&s.token), Method::POST, &path, Some(&json!({"resourceType": "Parameters"}))).await;
