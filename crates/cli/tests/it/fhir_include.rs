@@ -22,9 +22,13 @@ both_backends!(include_and_revinclude);
 both_backends!(everything_pages_and_rules);
 both_backends!(everything_matrix);
 
-/// GET a FHIR path, or an absolute URL (a Bundle's link), as `token`.
+/// GET a FHIR path, a management API path (`/api/…`) or an absolute URL (a Bundle's link), as `token`.
 async fn get(s: &Server, token: &str, path: &str) -> (StatusCode, Value) {
-    let url = if path.starts_with("http") { path.to_owned() } else { s.fhir(path) };
+    let url = match path {
+        p if p.starts_with("http") => p.to_owned(),
+        p if p.starts_with("/api/") => format!("{}{p}", s.url),
+        p => s.fhir(p),
+    };
     let r = s.http.get(url).bearer_auth(token).send().await.unwrap();
     (r.status(), r.json().await.unwrap_or(Value::Null))
 }
