@@ -6,6 +6,10 @@
 //! OperationOutcome and nothing changed, the CapabilityStatement listing
 //! exactly what is served, every Bundle validated by both validators, and a
 //! real FHIR client library (npm `fhir-kit-client`) driving it.
+//!
+//! Over 600 lines because it is two features, each role by role with its
+//! hostile inputs and audit counts, sharing one small clinic; split it by
+//! feature (includes / `$everything`) if it grows.
 
 use std::collections::BTreeSet;
 
