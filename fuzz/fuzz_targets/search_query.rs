@@ -1,6 +1,6 @@
 //! A FHIR search query string as the API reads it (`/fhir/r4/{type}?…`):
 //! `parse_search_query` takes out `_count`, `_after`, `_before`, `_summary`,
-//! `_elements` and `_sort` and refuses unknown
+//! `_elements`, `_sort`, `_include` and `_revinclude` and refuses unknown
 //! `_` parameters; `date_range` reads an AuditEvent `date` value. Neither may
 //! panic; what they accept keeps their promises.
 #![no_main]
@@ -21,6 +21,11 @@ fuzz_target!(|data: &[u8]| {
             "an _elements name that is not an element name"
         );
         assert!(q.params.iter().all(|(k, _)| k == "_id" || !k.starts_with('_')), "a control parameter kept");
+        assert!(q.include.len() + q.revinclude.len() <= confidant_fhir::MAX_INCLUDE_PARAMS, "too many includes");
+        for list in [&q.include, &q.revinclude] {
+            assert!(list.iter().all(|i| confidant_fhir::INCLUDES.contains(*i)), "an include not served");
+            assert!(list.iter().enumerate().all(|(n, i)| !list[..n].contains(i)), "an include twice");
+        }
         // Each value as a date search value (AuditEvent `date`).
         for (_, v) in &q.params {
             if let Some((from, until)) = date_range(v) {

@@ -42,7 +42,7 @@ pub fn capability_statement(base: &str, software_version: &str, date: &str) -> V
             };
             // Conditional create and update match on the exact (blind-indexed) parameters.
             let conditional = !rt.written_by_server();
-            json!({
+            let mut resource = json!({
                 "type": rt.as_str(),
                 "interaction": interaction,
                 "versioning": "versioned",
@@ -53,7 +53,24 @@ pub fn capability_statement(base: &str, software_version: &str, date: &str) -> V
                 "conditionalRead": "not-supported",
                 "conditionalDelete": "not-supported",
                 "searchParam": params,
-            })
+            });
+            // `_include` and `_revinclude`: exactly the references served (issue 19).
+            let include: Vec<String> = crate::includes_from(*rt).map(crate::Include::name).collect();
+            if !include.is_empty() {
+                resource["searchInclude"] = json!(include);
+            }
+            let revinclude: Vec<String> = crate::revincludes_into(*rt).map(crate::Include::name).collect();
+            if !revinclude.is_empty() {
+                resource["searchRevInclude"] = json!(revinclude);
+            }
+            if *rt == ResourceType::Patient {
+                resource["operation"] = json!([{
+                    "name": "everything",
+                    "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+                    "documentation": "GET Patient/{id}/$everything: the patient and every record of theirs the caller may read, paged (_count, next links; _type to choose types). Each resource returned is audited as a read.",
+                }]);
+            }
+            resource
         })
         .collect();
     // The outcome measures (PHQ-9, GAD-7, CORE-10), built in and read-only.

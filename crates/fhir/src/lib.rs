@@ -9,6 +9,8 @@
 #![forbid(unsafe_code)]
 
 mod capability;
+// `_include` and `_revinclude` (issue 19).
+mod include;
 mod invariants;
 mod outcome;
 mod query;
@@ -18,6 +20,9 @@ mod search;
 mod shape;
 
 pub use capability::capability_statement;
+pub use include::{
+    INCLUDES, Include, MAX_INCLUDE_PARAMS, MAX_INCLUDED, check_includes, includes_from, parse_include, revincludes_into,
+};
 pub use outcome::{IssueType, operation_outcome};
 pub use query::{
     DEFAULT_COUNT, MAX_COUNT, QueryError, SearchQuery, parse_count, parse_search_query, parse_search_query_with,

@@ -1,6 +1,6 @@
 //! A search or history query string as the FHIR API reads it: the paging and
 //! result parameters (`_count`, `_after`, `_before`, `_summary`, `_elements`,
-//! `_sort`) taken out, the ignored ones dropped, other control parameters
+//! `_sort`, `_include`, `_revinclude`) taken out, the ignored ones dropped, other control parameters
 //! refused (or, with lenient handling, ignored). Here, not in the server, so
 //! that its fuzz target builds without the server's dependencies.
 
@@ -43,6 +43,10 @@ pub struct SearchQuery {
     pub sort: Option<String>,
     /// Result parameters kept for the Bundle's links (`_elements`, `_sort`, `_summary`).
     pub kept: Vec<(String, String)>,
+    /// `_include`: the references of the matches to bring along (each once).
+    pub include: Vec<&'static crate::Include>,
+    /// `_revinclude`: the resources referring to the matches to bring along (each once).
+    pub revinclude: Vec<&'static crate::Include>,
 }
 
 /// `_count`: a whole number, at most [`MAX_COUNT`]; 0 asks for the total only
@@ -69,6 +73,7 @@ pub fn parse_search_query(raw: Option<&str>) -> Result<SearchQuery, QueryError> 
 /// [`parse_search_query`]; with `lenient` (`Prefer: handling=lenient`) unsupported `_` parameters are ignored.
 pub fn parse_search_query_with(raw: Option<&str>, lenient: bool) -> Result<SearchQuery, QueryError> {
     let mut q = SearchQuery { count: DEFAULT_COUNT, ..SearchQuery::default() };
+    let mut includes = 0;
     let cursor = |v: &str| {
         if crate::is_valid_id(v) { Ok(Some(v.to_owned())) } else { Err(QueryError::Cursor) }
     };
@@ -106,6 +111,30 @@ pub fn parse_search_query_with(raw: Option<&str>, lenient: bool) -> Result<Searc
             // Only JSON is served (other formats are refused with 406 before this); these change nothing.
             "_format" | "_pretty" | "_total" => {}
             "_id" => q.params.push((k.into_owned(), v.into_owned())),
+            "_include" | "_revinclude" => {
+                includes += 1;
+                if includes > crate::MAX_INCLUDE_PARAMS {
+                    return Err(QueryError::NotSupported(format!(
+                        "at most {} _include and _revinclude parameters per request",
+                        crate::MAX_INCLUDE_PARAMS
+                    )));
+                }
+                let list = if k == "_include" { &mut q.include } else { &mut q.revinclude };
+                match crate::parse_include(&v) {
+                    Ok(i) if !list.contains(&i) => list.push(i),
+                    Ok(_) => {}
+                    Err(_) if lenient => {}
+                    Err(e) => return Err(QueryError::NotSupported(e)),
+                }
+            }
+            k if k.starts_with("_include:") || k.starts_with("_revinclude:") => {
+                if !lenient {
+                    return Err(QueryError::NotSupported(format!(
+                        "'{}' is not supported: includes are not followed further (no :iterate or :recurse)",
+                        k.escape_default()
+                    )));
+                }
+            }
             k if k.starts_with('_') => {
                 if !lenient {
                     return Err(unsupported(k));
@@ -123,4 +152,30 @@ pub fn parse_search_query_with(raw: Option<&str>, lenient: bool) -> Result<Searc
         q.count = 0;
     }
     Ok(q)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MAX_INCLUDE_PARAMS;
+
+    #[test]
+    fn includes_are_parsed_once_each_and_bounded() {
+        let q = parse_search_query(Some(
+            "_id=x&_include=DocumentReference:subject&_include=DocumentReference:subject:Patient&_revinclude=CareTeam:subject",
+        ))
+        .unwrap();
+        assert_eq!(q.include.len(), 1, "the same include twice is one");
+        assert_eq!(q.revinclude[0].name(), "CareTeam:subject");
+        assert_eq!(q.params.len(), 1);
+        for bad in ["_include=Foo:bar", "_include=*", "_revinclude=Patient:link", "_include:iterate=CareTeam:subject"] {
+            assert!(matches!(parse_search_query(Some(bad)), Err(QueryError::NotSupported(_))), "{bad}");
+            // Lenient handling ignores what it cannot serve, as it does other parameters.
+            let q = parse_search_query_with(Some(bad), true).unwrap();
+            assert!(q.include.is_empty() && q.revinclude.is_empty(), "{bad}");
+        }
+        let many = ["_include=CareTeam:subject"; MAX_INCLUDE_PARAMS + 1].join("&");
+        let e = parse_search_query_with(Some(&many), true).unwrap_err();
+        assert!(e.to_string().contains("at most 10"), "{e}");
+    }
 }

@@ -257,6 +257,32 @@ impl Records {
         e
     }
 
+    /// Open the rows found for `p`, each with its audit entry of `action`
+    /// (`via_break_glass` marks it so), to be committed by [`Records::audited`]
+    /// before release. An altered row is left out (logged by id and alerted
+    /// by `open_record`): how many were is the third value.
+    pub(crate) async fn open_found(
+        &self,
+        p: &Principal,
+        action: AuditAction,
+        rows: Vec<(VersionRow, bool)>,
+    ) -> Result<(Vec<crate::Stored>, Vec<Entry>, i64)> {
+        let (mut opened, mut audit, mut skipped) = (Vec::with_capacity(rows.len()), Vec::new(), 0);
+        for (row, via_break_glass) in rows {
+            let seen = if via_break_glass { Seen::ByBreakGlass } else { Seen::Yes };
+            let entry = self.entry(p, action, Outcome::Success, Some(&row), seen);
+            match self.open_record(row).await {
+                Ok(stored) => {
+                    audit.push(entry);
+                    opened.push(stored);
+                }
+                Err(RecordsError::Integrity) => skipped += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((opened, audit, skipped))
+    }
+
     /// Append the entries of an access and wait for their commit; only then
     /// is `value` released. No audit entry, no data (fail closed).
     /// Before that, the detector counts the response's patients: one that

@@ -24,8 +24,12 @@ mod break_glass;
 mod conditional;
 mod crud;
 mod error;
+// Patient/{id}/$everything (issue 19).
+mod everything;
 mod honey;
+// _include and _revinclude (issue 19).
 mod incident;
+mod include;
 mod intake;
 mod key_status;
 pub mod measures;
@@ -41,7 +45,9 @@ mod text;
 pub use audit_view::{ACTION_SYSTEM, AuditPage, AuditQuery};
 pub use conditional::CONDITION_NOT_MET;
 pub use error::{RecordsError, Result, STOPPED_BY_DETECTION};
+pub use everything::{COMPARTMENT, EverythingCursor, EverythingPage, EverythingRequest};
 pub use incident::{Accesses, IncidentQuery, IncidentReport};
+pub use include::Included;
 pub use key_status::{KekVersion, KeyStatus, kek_made_at, kek_made_setting, kek_versions};
 pub use notes::{COSIGN_REQUIRED_BY, COSIGNED_AT, COSIGNED_BY, SIGNED_AT};
 pub use reindex::{Reindexed, SETTING_APPOINTMENT_DAYS, SETTING_NAME_PREFIXES};

@@ -148,9 +148,6 @@ impl Records {
             None => self.store.search(rt.as_str(), &criteria, req.after.as_deref(), count + 1).await?,
         };
         let more = rows.len() as i64 > count;
-        let mut entries = Vec::with_capacity(rows.len());
-        let mut audit = Vec::with_capacity(rows.len());
-        let mut skipped = 0;
         // Backwards, the store answers nearest first: the page is the first `count`, in id order.
         let mut rows: Vec<_> = rows.into_iter().take(count as usize).collect();
         if backwards {
@@ -158,26 +155,15 @@ impl Records {
         }
         let first_id = rows.first().map(|(r, _)| r.id.clone());
         let last_id = rows.last().map(|(r, _)| r.id.clone());
-        for (row, via_break_glass) in rows {
-            let seen = if via_break_glass { Seen::ByBreakGlass } else { Seen::Yes };
-            // A honey record is not in its own clinician's lists (`honey`).
-            if self.hides_from_search(p, &row, seen) {
-                skipped += 1;
-                continue;
-            }
-            // One entry per hit: each names the patient whose record was returned.
-            let entry = self.entry(p, AuditAction::SearchHit, Outcome::Success, Some(&row), seen);
-            match self.open_record(row).await {
-                Ok(stored) => {
-                    audit.push(entry);
-                    entries.push(stored);
-                }
-                // One altered row does not take the others down with it: it is
-                // left out (logged by id and alerted by `open_record`), the rest answered.
-                Err(RecordsError::Integrity) => skipped += 1,
-                Err(e) => return Err(e),
-            }
-        }
+        // A honey record is not in its own clinician's lists (`honey`): left out unopened, unaudited.
+        let seen = |via_break_glass: bool| if via_break_glass { Seen::ByBreakGlass } else { Seen::Yes };
+        let listed = rows.len();
+        let rows: Vec<_> = rows.into_iter().filter(|(row, bg)| !self.hides_from_search(p, row, seen(*bg))).collect();
+        let hidden = (listed - rows.len()) as i64;
+        // One entry per hit: each names the patient whose record was returned. One
+        // altered row does not take the others down with it: it is left out, the rest answered.
+        let (entries, audit, skipped) = self.open_found(p, AuditAction::SearchHit, rows).await?;
+        let skipped = skipped + hidden;
         let (next_after, previous_before) = if backwards {
             // A page before a cursor has the cursor's page after it.
             (last_id, if more { first_id } else { None })

@@ -27,6 +27,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/{type}/{id}", get(read).put(update))
         .route("/{type}/{id}/_history", get(history))
         .route("/{type}/{id}/_history/{vid}", get(vread))
+        // Operations on an instance: Patient/{id}/$everything.
+        .route("/{type}/{id}/{operation}", get(crate::fhir_everything::operation))
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, IssueType::NotSupported, "method not supported here")
         })
@@ -167,11 +169,11 @@ fn conditions(query: &str) -> Result<Vec<(String, String)>, ApiError> {
 
 /// What a client asked for in `Prefer` (RFC 7240; unknown preferences are ignored).
 #[derive(Debug, Clone, Copy, Default)]
-struct Prefer {
+pub(crate) struct Prefer {
     /// `return=`: what a create or update answers with.
     ret: Return,
     /// `handling=lenient`: unknown or unsupported search parameters are ignored, not refused.
-    lenient: bool,
+    pub(crate) lenient: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -183,7 +185,7 @@ enum Return {
 }
 
 impl Prefer {
-    fn of(headers: &HeaderMap) -> Prefer {
+    pub(crate) fn of(headers: &HeaderMap) -> Prefer {
         let mut p = Prefer::default();
         for v in headers.get_all("prefer").iter().filter_map(|v| v.to_str().ok()) {
             for pref in v.split([',', ';']).map(str::trim) {
@@ -302,7 +304,7 @@ async fn conditional_update(
 pub use confidant_fhir::SearchQuery as Query;
 
 /// A refused query string as the API answers it.
-fn query_error(e: confidant_fhir::QueryError) -> ApiError {
+pub(crate) fn query_error(e: confidant_fhir::QueryError) -> ApiError {
     match e {
         confidant_fhir::QueryError::NotSupported(_) => {
             ApiError::new(StatusCode::BAD_REQUEST, IssueType::NotSupported, e.to_string())
@@ -331,6 +333,12 @@ fn link(base: &str, path: &str, q: &Query, cursor: Option<(&str, &str)>) -> Stri
     for (k, v) in q.params.iter().chain(&q.kept) {
         ser.append_pair(k, v);
     }
+    for i in &q.include {
+        ser.append_pair("_include", &i.name());
+    }
+    for i in &q.revinclude {
+        ser.append_pair("_revinclude", &i.name());
+    }
     ser.append_pair("_count", &q.count.to_string());
     if let Some((k, v)) = cursor {
         ser.append_pair(k, v);
@@ -343,7 +351,7 @@ fn own_cursor(q: &Query) -> Option<(&'static str, &str)> {
     q.after.as_deref().map(|a| ("_after", a)).or(q.before.as_deref().map(|b| ("_before", b)))
 }
 
-fn search_entry(base: &str, s: &Stored) -> Value {
+pub(crate) fn search_entry(base: &str, s: &Stored) -> Value {
     json!({
         "fullUrl": format!("{base}/fhir/r4/{}/{}", s.resource_type.as_str(), s.id),
         "resource": s.resource,
@@ -372,7 +380,7 @@ fn history_entry(base: &str, s: &Stored) -> Value {
 }
 
 /// A Bundle. FHIR JSON allows no empty arrays: `entry` is left out when there is none.
-fn bundle(kind: &str, total: Option<i64>, links: Vec<Value>, entries: Vec<Value>) -> Value {
+pub(crate) fn bundle(kind: &str, total: Option<i64>, links: Vec<Value>, entries: Vec<Value>) -> Value {
     let mut b = json!({"resourceType": "Bundle", "type": kind, "link": links});
     if let Some(t) = total {
         b["total"] = json!(t);
@@ -465,11 +473,16 @@ async fn search(
     if prefer.lenient {
         // Unknown parameters are left out (and out of the self link, which shows what was used).
         q.params.retain(|(k, _)| is_search_param(rt, k));
+        q.include.retain(|i| i.source == rt);
+        q.revinclude.retain(|i| i.target == rt);
     }
+    confidant_fhir::check_includes(rt, &q.include, &q.revinclude)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, IssueType::NotSupported, e))?;
     let by_date = rt == ResourceType::Appointment && q.params.iter().any(|(k, _)| k == "date");
     let order = sort_order(q.sort.as_deref(), by_date, prefer.lenient)?;
     let req = SearchRequest { params: q.params.clone(), count: q.count.max(1), after: q.after.clone() };
     let opts = SearchOptions { before: q.before.clone(), count_only: q.count_only };
+    state.records.permit_includes(&auth.principal, &q.include, &q.revinclude).await?;
     let mut page = state.records.search_with(&auth.principal, rt, &req, &opts).await?;
     let path = format!("/fhir/r4/{}", rt.as_str());
     let mut links = vec![json!({"relation": "self", "url": link(&state.base_url, &path, &q, own_cursor(&q))})];
@@ -488,7 +501,7 @@ async fn search(
             page.entries.reverse();
         }
     }
-    let entries: Vec<Value> = page
+    let mut entries: Vec<Value> = page
         .entries
         .iter()
         .map(|s| {
@@ -499,6 +512,15 @@ async fn search(
             e
         })
         .collect();
+    // `_include` / `_revinclude`: after the matches, each audited as a read (none on a count).
+    let includes = !q.include.is_empty() || !q.revinclude.is_empty();
+    if includes && !q.count_only {
+        let included = state.records.included(&auth.principal, rt, &page.entries, &q.include, &q.revinclude).await?;
+        entries.extend(included.entries.iter().map(|s| crate::fhir_everything::include_entry(&state.base_url, s)));
+        if included.truncated {
+            entries.push(crate::fhir_everything::truncated_entry());
+        }
+    }
     Ok(fhir_json(&bundle("searchset", Some(page.total), links, entries)))
 }
 
@@ -518,7 +540,14 @@ async fn history(
         q.elements = None;
         q.sort = None;
     }
-    if !q.params.is_empty() || q.elements.is_some() || q.sort.is_some() || q.count_only || q.before.is_some() {
+    if !q.params.is_empty()
+        || q.elements.is_some()
+        || q.sort.is_some()
+        || q.count_only
+        || q.before.is_some()
+        || !q.include.is_empty()
+        || !q.revinclude.is_empty()
+    {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, IssueType::NotSupported, "history takes only _count"));
     }
     let before = match &q.after {
@@ -688,6 +717,9 @@ async fn questionnaires(
             IssueType::NotSupported,
             format!("Questionnaire has no search parameter '{}'", k.escape_default()),
         ));
+    }
+    if !(q.include.is_empty() && q.revinclude.is_empty()) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, IssueType::NotSupported, "Questionnaire has no includes"));
     }
     let entries: Vec<Value> = confidant_records::measures::INSTRUMENTS
         .iter()

@@ -13,6 +13,8 @@ mod auth;
 mod client;
 mod error;
 mod fhir;
+// Patient/{id}/$everything and the entries of _include (issue 19).
+mod fhir_everything;
 pub mod metrics;
 // SMART App Launch: discovery, the token and revocation endpoints.
 mod oauth;

@@ -17,7 +17,7 @@ use crate::common::{Db, Instance, PASSWORD, Server, add_user, create_token, enco
 /// This is the README's table; the test derives every expected status from it.
 /// QuestionnaireResponse and Observation (outcome measures) are read-only here: the
 /// measures flow writes them (tests/it/measures.rs), never a client.
-const TYPES: [&str; 9] = [
+pub(crate) const TYPES: [&str; 9] = [
     "Patient",
     "Practitioner",
     "Encounter",
@@ -28,7 +28,7 @@ const TYPES: [&str; 9] = [
     "QuestionnaireResponse",
     "Observation",
 ];
-const MATRIX: &[(&str, [&str; 9])] = &[
+pub(crate) const MATRIX: &[(&str, [&str; 9])] = &[
     ("admin", ["-", "RW", "-", "-", "RW", "-", "RW", "-", "-"]),
     ("clinician", ["RW", "R", "RW", "RW", "RW", "RW", "R", "R", "R"]),
     ("reception", ["RW", "R", "-", "-", "RW", "RW", "R", "-", "-"]),
@@ -38,7 +38,7 @@ const MATRIX: &[(&str, [&str; 9])] = &[
 /// Types that are no patient's data (the staff directory, working hours): all see all of them.
 const STAFF_TYPES: &[&str] = &["Practitioner", "Schedule"];
 /// Roles that see only their patients (care team / own record); the others see all of an allowed type.
-const NARROW: &[&str] = &["clinician", "patient"];
+pub(crate) const NARROW: &[&str] = &["clinician", "patient"];
 /// The FHIR interactions each type offers (checked against the CapabilityStatement).
 const INTERACTIONS: &[&str] = &["search-type", "read", "vread", "history-instance", "create", "update"];
 /// The management API routes (checked against the OpenAPI document).
@@ -60,17 +60,17 @@ const API_ROUTES: &[(&str, &str)] = &[
 
 /// A small clinic: two clinicians with a patient each, reception, auditor,
 /// admin, and a patient account for patient A.
-struct Clinic {
-    inst: Instance,
-    s: Server,
-    tokens: BTreeMap<&'static str, String>,
+pub(crate) struct Clinic {
+    pub(crate) inst: Instance,
+    pub(crate) s: Server,
+    pub(crate) tokens: BTreeMap<&'static str, String>,
     /// Per type: (resource of patient A / clinician 1, resource of patient B / clinician 2).
-    ids: BTreeMap<&'static str, (String, String)>,
-    clin2_token: String,
-    psy_note: String,
+    pub(crate) ids: BTreeMap<&'static str, (String, String)>,
+    pub(crate) clin2_token: String,
+    pub(crate) psy_note: String,
     /// A practitioner with no account: new care teams in the matrix name them,
     /// so that creating one grants none of the tested users anything.
-    spare_practitioner: String,
+    pub(crate) spare_practitioner: String,
 }
 
 pub(crate) async fn call(
@@ -98,7 +98,7 @@ fn id_of(v: &Value) -> String {
     v["id"].as_str().unwrap_or_else(|| panic!("no id in {v}")).to_owned()
 }
 
-async fn clinic(db: Db) -> Clinic {
+pub(crate) async fn clinic(db: Db) -> Clinic {
     let inst = Instance::new(db).await;
     add_user(&inst.dir, "clin2", "clinician", &["--name", "Other Clinician"]);
     add_user(&inst.dir, "rec1", "reception", &[]);
@@ -162,7 +162,7 @@ async fn me(s: &Server, token: &str) -> Value {
 }
 
 /// An appointment, each at a time of its own (the same practitioner is never double-booked).
-fn appointment(p: &str, practitioner: &str) -> Value {
+pub(crate) fn appointment(p: &str, practitioner: &str) -> Value {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let hour = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (day, hour) = (1 + hour / 20, hour % 20);
@@ -183,7 +183,7 @@ fn schedule(practitioner: &str) -> Value {
 }
 
 /// A new resource of `ty` for the patient `p` (or none for Patient / Practitioner).
-fn new_resource(ty: &str, p: &str, practitioner: &str) -> Value {
+pub(crate) fn new_resource(ty: &str, p: &str, practitioner: &str) -> Value {
     match ty {
         "Patient" => patient("Uusi", "Potilas"),
         "Practitioner" => json!({"resourceType": "Practitioner", "name": [{"family": "Uusi"}]}),
@@ -206,7 +206,7 @@ fn new_resource(ty: &str, p: &str, practitioner: &str) -> Value {
 
 /// A completed PHQ-9 (its response and score) for each clinician's patient,
 /// through the pages (the only way they are written).
-async fn measures_of(c: &mut Clinic) {
+pub(crate) async fn measures_of(c: &mut Clinic) {
     for (clinician, patient) in [("clin1", c.ids["Patient"].0.clone()), ("clin2", c.ids["Patient"].1.clone())] {
         let b = crate::ui::Browser::sign_in(&c.s, clinician).await;
         let r = b.post(&format!("/patients/{patient}/measures"), "instrument=phq-9&action=now").await;

@@ -44,3 +44,5 @@ mod validator;
 mod vastaamo;
 // SMART App Launch 2: discovery, the authorization code flow with PKCE (issue 19).
 mod smart;
+// _include, _revinclude and Patient/$everything (issue 19).
+mod fhir_include;

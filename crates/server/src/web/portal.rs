@@ -4,11 +4,8 @@
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use confidant_fhir::ResourceType;
 use confidant_policy::Role;
-use confidant_records::{RecordsError, SearchRequest};
 use maud::html;
-use serde_json::json;
 
 use super::{SignedIn, i18n};
 use crate::AppState;
@@ -75,7 +72,8 @@ pub(super) async fn access_log(State(state): State<AppState>, me: SignedIn) -> R
     )
 }
 
-/// "Download my data": the patient's own records as a FHIR Bundle (each read audited).
+/// "Download my data": the patient's own records as the FHIR searchset Bundle of
+/// `Patient/{id}/$everything` (each resource audited as a read).
 pub(super) async fn my_data(State(state): State<AppState>, me: SignedIn) -> Response {
     if let Some(r) = me.only_for(&[Role::Patient]) {
         return r;
@@ -88,31 +86,11 @@ pub(super) async fn my_data(State(state): State<AppState>, me: SignedIn) -> Resp
             l.t("Only a patient account has its own records to download."),
         );
     };
-    let p = &me.auth.principal;
-    let mut entries = Vec::new();
-    match state.records.read(p, ResourceType::Patient, &pid).await {
-        Ok(p) => entries.push(p.resource),
+    // The export is the patient's `Patient/{id}/$everything`, every page of it (each resource audited as a read).
+    let bundle = match crate::fhir_everything::everything_bundle(&state, &me.auth.principal, &pid).await {
+        Ok(b) => b,
         Err(e) => return me.records_error(e),
-    }
-    for rt in [
-        ResourceType::Encounter,
-        ResourceType::DocumentReference,
-        ResourceType::Appointment,
-        ResourceType::QuestionnaireResponse,
-        ResourceType::Observation,
-    ] {
-        let req = SearchRequest { params: vec![("patient".to_owned(), pid.clone())], count: 100, after: None };
-        match state.records.search(p, rt, &req).await {
-            Ok(page) => entries.extend(page.entries.into_iter().map(|s| s.resource)),
-            Err(RecordsError::Forbidden(_)) => {}
-            Err(e) => return me.records_error(e),
-        }
-    }
-    let bundle = json!({
-        "resourceType": "Bundle", "type": "collection",
-        "timestamp": confidant_fhir::instant(state.records.now_millis()),
-        "entry": entries.into_iter().map(|r| json!({"resource": r})).collect::<Vec<_>>(),
-    });
+    };
     (
         [
             (header::CONTENT_TYPE, HeaderValue::from_static("application/fhir+json; charset=utf-8")),
