@@ -8,6 +8,8 @@
 //! is checked here; elements a resource type does not define are refused.
 #![forbid(unsafe_code)]
 
+// Transaction and batch Bundles (issue 19).
+mod bundle;
 mod capability;
 mod invariants;
 mod outcome;
@@ -17,6 +19,10 @@ mod schedule;
 mod search;
 mod shape;
 
+pub use bundle::{
+    BundleEntry, BundleError, BundleKind, EntryMethod, MAX_BUNDLE_ENTRIES, is_urn_uuid, parse_bundle, parse_conditions,
+    resolve_references, rewrite_references,
+};
 pub use capability::capability_statement;
 pub use outcome::{IssueType, operation_outcome};
 pub use query::{

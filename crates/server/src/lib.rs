@@ -139,12 +139,17 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
         .route("/metadata", get(fhir::metadata))
         // Only FHIR JSON: other formats get 406 (issue 19), before authentication.
         .layer(middleware::from_fn(fhir::formats));
+    // The same base with a trailing slash, behind the same layers (transaction and batch Bundles).
+    let base = fhir::base_with_slash()
+        .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(middleware::from_fn(fhir::formats));
     let api = api::routes()
         .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .merge(api::public_routes());
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .nest("/fhir/r4", fhir)
+        .merge(base)
         .nest("/api/v1", api)
         .merge(web::routes(&state))
         // No such endpoint: an empty 404 that `uniform_errors` gives its surface's shape.

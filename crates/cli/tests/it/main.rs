@@ -42,3 +42,5 @@ mod ui;
 mod upgrade;
 mod validator;
 mod vastaamo;
+// FHIR transaction and batch Bundles (issue 19).
+mod fhir_transaction;
