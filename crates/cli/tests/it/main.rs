@@ -44,3 +44,5 @@ mod validator;
 mod vastaamo;
 // FHIR transaction and batch Bundles (issue 19).
 mod fhir_transaction;
+// `confidant import` (issue 19).
+mod import;
