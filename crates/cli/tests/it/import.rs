@@ -100,7 +100,7 @@ async fn csv_imports_in_one_transaction_after_a_dry_run(db: Db) {
 /// A malformed NDJSON line, a CSV line with a bad date, a reference to no
 /// record of the import: the import is refused with each place and reason,
 /// nothing is written, and no canary of the refused files is in the output,
-/// the logs or the instance's files.
+/// the logs or the instance's files — nor that of a record imported.
 async fn a_malformed_line_refuses_the_whole_import(db: Db) {
     let inst = Instance::new(db).await;
     let files = inst.tmp.path();
@@ -132,12 +132,20 @@ async fn a_malformed_line_refuses_the_whole_import(db: Db) {
     let (ok, out2, err2) = import(&inst.dir, &[dangling.to_str().unwrap()]);
     assert!(!ok && err2.contains("dangling.ndjson, line 1: "), "{out2}{err2}");
     assert_eq!(row_counts(&inst).await, before, "nothing written");
-    let mut places =
-        vec![("stdout".to_owned(), (out + &out2).into_bytes()), ("stderr".to_owned(), (err + &err2).into_bytes())];
+    // A record that is imported: sealed like any other, its canary in no file and no output.
+    let c4 = canary();
+    let good = files.join("good.ndjson");
+    std::fs::write(&good, format!("{}\n", serde_json::to_string(&patient(&c4, "Kanarialintu")).unwrap())).unwrap();
+    let (ok, out3, err3) = import(&inst.dir, &[good.to_str().unwrap()]);
+    assert!(ok && out3.contains("Created: 1 Patient."), "{out3}{err3}");
+    let mut places = vec![
+        ("stdout".to_owned(), (out + &out2 + &out3).into_bytes()),
+        ("stderr".to_owned(), (err + &err2 + &err3).into_bytes()),
+    ];
     for f in files_under(&inst.dir).into_iter().chain(files_under(&inst.logs_dir())) {
         places.push((f.display().to_string(), std::fs::read(&f).unwrap_or_default()));
     }
-    let found = hits(&places, &[c1, c2, c3]);
+    let found = hits(&places, &[c1, c2, c3, c4]);
     assert!(found.is_empty(), "{found:?}");
 }
 
