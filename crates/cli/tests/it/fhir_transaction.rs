@@ -81,6 +81,7 @@ both_backends!(transaction_resolves_references_and_answers_each_entry);
 both_backends!(a_refused_entry_fails_the_whole_transaction);
 both_backends!(transactions_and_batches_follow_the_access_rules);
 both_backends!(hostile_bundles_are_refused_and_change_nothing);
+both_backends!(bundles_answer_as_single_requests_do_for_every_role);
 
 /// A Patient, its Appointment and a note in one transaction, the later entries
 /// referring to the first by `urn:uuid`; the answer has each entry's status,
@@ -400,6 +401,96 @@ async fn hostile_bundles_are_refused_and_change_nothing(db: Db) {
     outcomes.push(r.json().await.unwrap());
     assert_eq!(row_counts(&inst).await, counts, "nothing written");
     validate_fhir("hostile_bundles_are_refused_and_change_nothing", &outcomes);
+}
+
+/// The authorization matrix through Bundles: for every role (a clinician with
+/// and without the patient in their care, reception, admin, auditor, the
+/// patient) and every type, a create in a transaction and in a batch is
+/// answered exactly as the single create is — refused alike, or created.
+async fn bundles_answer_as_single_requests_do_for_every_role(db: Db) {
+    let inst = Instance::new(db).await;
+    inst.detector_locks_nothing();
+    add_user(&inst.dir, "clin2", "clinician", &["--name", "Toinen Kliinikko"]);
+    add_user(&inst.dir, "rec1", "reception", &[]);
+    add_user(&inst.dir, "aud1", "auditor", &[]);
+    let s = inst.start();
+    let pid = s.create(&patient("Matriisi", "Maija")).await["id"].as_str().unwrap().to_owned();
+    add_user(&inst.dir, "pat1", "patient", &["--patient", &pid]);
+    let (_, pr) = me(&s, &s.token).await;
+    let pr = pr.unwrap();
+    let roles = [
+        ("clinician", s.token.clone()),
+        ("other clinician", create_token(&inst.dir, "clin2", "user/*.*")),
+        ("reception", create_token(&inst.dir, "rec1", "user/*.*")),
+        ("admin", inst.admin_token.clone()),
+        ("auditor", create_token(&inst.dir, "aud1", "user/*.*")),
+        ("patient", create_token(&inst.dir, "pat1", "user/*.*")),
+    ];
+    let mut hour = 0;
+    let mut resource = |ty: &str| -> Value {
+        hour += 1;
+        let (day, h) = (1 + hour / 20, hour % 20);
+        match ty {
+            "Patient" => patient("Uusi", "Potilas"),
+            "Practitioner" => json!({"resourceType": "Practitioner", "name": [{"family": "Uusi"}]}),
+            "Encounter" => crate::common::encounter(&pid),
+            "DocumentReference" => note(&pid, "uusi muistiinpano"),
+            "CareTeam" => json!({"resourceType": "CareTeam", "status": "active",
+                "subject": {"reference": format!("Patient/{pid}")},
+                "participant": [{"member": {"reference": format!("Practitioner/{pr}")}}]}),
+            "Appointment" => appointment(
+                &format!("Patient/{pid}"),
+                &pr,
+                &format!("2027-10-{day:02}T{h:02}:00:00Z"),
+                &format!("2027-10-{day:02}T{h:02}:30:00Z"),
+            ),
+            _ => json!({"resourceType": "QuestionnaireResponse", "status": "completed",
+                "questionnaire": "urn:confidant:questionnaire:phq-9", "subject": {"reference": format!("Patient/{pid}")}}),
+        }
+    };
+    let types = [
+        "Patient",
+        "Practitioner",
+        "Encounter",
+        "DocumentReference",
+        "CareTeam",
+        "Appointment",
+        "QuestionnaireResponse",
+    ];
+    let mut answers = Vec::new();
+    let mut created = 0;
+    for (role, token) in &roles {
+        for ty in types {
+            let single = s
+                .http
+                .post(s.fhir(ty))
+                .bearer_auth(token)
+                .header("content-type", "application/fhir+json")
+                .body(serde_json::to_vec(&resource(ty)).unwrap())
+                .send()
+                .await
+                .unwrap()
+                .status();
+            let (st, t) = post_bundle(&s, Some(token), &tx("transaction", vec![post(None, resource(ty))])).await;
+            if single == StatusCode::CREATED {
+                created += 1;
+                assert_eq!(st, StatusCode::OK, "{role} {ty}: {t}");
+                assert_eq!(t["entry"][0]["response"]["status"], "201 Created", "{role} {ty}: {t}");
+            } else {
+                assert_eq!(st, single, "{role} {ty} in a transaction: {t}");
+                assert!(diagnostics(&t).starts_with("Bundle.entry[0]"), "{role} {ty}: {t}");
+            }
+            let (st, b) = post_bundle(&s, Some(token), &tx("batch", vec![post(None, resource(ty))])).await;
+            assert_eq!(st, StatusCode::OK, "{role} {ty}: {b}");
+            let line = b["entry"][0]["response"]["status"].as_str().unwrap().to_owned();
+            assert!(line.starts_with(&single.as_u16().to_string()), "{role} {ty} in a batch: {line} vs {single}");
+            answers.push(t);
+            answers.push(b);
+        }
+    }
+    // The matrix is not all refusals: the clinician, reception and admin create what they may.
+    assert!(created >= 8, "{created}");
+    validate_fhir("bundles_answer_as_single_requests_do_for_every_role", &answers);
 }
 
 /// A real FHIR client library (npm `fhir-kit-client`) posts a transaction
