@@ -369,12 +369,23 @@ impl Records {
         let mut written: HashSet<(ResourceType, String)> = HashSet::new();
         let mut matched = Vec::with_capacity(entries.len());
         let mut assigned = Vec::with_capacity(entries.len());
+        // Two creates on the same conditions that match nothing would make the duplicate they guard against.
+        let mut unmatched: HashSet<(ResourceType, Vec<(String, String)>)> = HashSet::new();
         for (i, e) in entries.iter().enumerate() {
             let (id, found) = match &e.op {
                 TxOp::Create { rt, if_none_exist: Some(c), .. } => {
                     match self.conditional_match(p, *rt, c, AuditAction::Create).await.map_err(at(i))? {
                         Some((row, seen)) => (row.id.clone(), Some((row, seen))),
-                        None => (confidant_vault::random_id().map_err(|e| at(i)(RecordsError::Vault(e)))?, None),
+                        None => {
+                            let mut key = c.clone();
+                            key.sort();
+                            if !unmatched.insert((*rt, key)) {
+                                return Err(at(i)(RecordsError::Invalid(
+                                    "two entries create a record on the same conditions (ifNoneExist): keep one".into(),
+                                )));
+                            }
+                            (confidant_vault::random_id().map_err(|e| at(i)(RecordsError::Vault(e)))?, None)
+                        }
                     }
                 }
                 TxOp::Create { .. } => (confidant_vault::random_id().map_err(|e| at(i)(RecordsError::Vault(e)))?, None),

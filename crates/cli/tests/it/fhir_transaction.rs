@@ -228,8 +228,14 @@ async fn a_refused_entry_fails_the_whole_transaction(db: Db) {
         post(None, appointment(U1, &pr, "2027-07-01T10:30:00Z", "2027-07-01T11:30:00Z")),
     ];
     let unknown = with_subject(post(None, note(booked_id, "x")), U2);
+    let twice = || {
+        let mut e = post(None, with_identifier("Kahdesti", "040404-444D"));
+        e["request"]["ifNoneExist"] = json!("identifier=040404-444D");
+        e
+    };
     let cases: Vec<(Vec<Value>, StatusCode, &str)> = vec![
         (vec![good(), post(None, bad_name)], StatusCode::BAD_REQUEST, "Bundle.entry[1]"),
+        (vec![twice(), good(), twice()], StatusCode::BAD_REQUEST, "Bundle.entry[2]"),
         (vec![good(), cond], StatusCode::PRECONDITION_FAILED, "Bundle.entry[1]"),
         (vec![good(), clash], StatusCode::CONFLICT, "Bundle.entry[1]"),
         (vec![good(), self_clash[0].clone(), self_clash[1].clone()], StatusCode::CONFLICT, "Bundle.entry[2]"),

@@ -85,6 +85,15 @@ async fn csv_imports_in_one_transaction_after_a_dry_run(db: Db) {
             && out.contains("Already there (matched by identifier, not created again): 2."),
         "{out}"
     );
+    // The same patient twice in one file: refused, the second line named.
+    let twice = files.join("twice.csv");
+    std::fs::write(
+        &twice,
+        format!("{PATIENTS_HEADER}\n,333333-333C,Kaksi,Kertaa,,,,\n,333333-333C,Kaksi,Kertaa,,,,\n"),
+    )
+    .unwrap();
+    let (ok, out, err) = import(&inst.dir, &[twice.to_str().unwrap()]);
+    assert!(!ok && err.contains("twice.csv, line 3: ") && err.contains("same conditions"), "{out}{err}");
     let s = inst.start();
     let (st, found) = s.get_json("Patient?identifier=010180-123A").await;
     assert_eq!((st, found["total"].as_i64()), (StatusCode::OK, Some(1)), "{found}");
