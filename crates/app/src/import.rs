@@ -85,17 +85,26 @@ pub async fn import(
         parse_file(&name, text, &mut items, &mut report.refused);
     }
     resolve_exported_ids(&mut items)?;
+    refer_to_imported_patients(&mut items);
     // Patients first: the records that refer to them find them in the same transaction.
     items.sort_by_key(|i| !matches!(&i.entry.op, TxOp::Create { rt: ResourceType::Patient, .. }));
     progress.note(&format!("[2/3] checking {} record(s)", items.len()));
     // References to other records of the import are resolved in the transaction; here they
     // stand for a record of the type they name.
-    let placeholders: HashMap<String, String> = items
+    let mut placeholders: HashMap<String, String> = items
         .iter()
         .filter_map(|i| {
             Some((i.entry.full_url.clone()?, format!("{}/placeholder", i.entry.op.resource_type().as_str())))
         })
         .collect();
+    for item in &items {
+        if let TxOp::Create { resource, .. } | TxOp::Update { resource, .. } = &item.entry.op {
+            for r in confidant_fhir::conditional_references(resource) {
+                let ty = r.split_once('?').map(|(t, _)| t.to_owned()).unwrap_or_default();
+                placeholders.insert(r, format!("{ty}/placeholder"));
+            }
+        }
+    }
     let mut counter = progress.start("checking", items.len() as u64, Unit::Items("records"));
     for (done, item) in items.iter().enumerate() {
         if let TxOp::Create { rt, resource, .. } | TxOp::Update { rt, resource, .. } = &item.entry.op {
@@ -319,6 +328,27 @@ fn resolve_exported_ids(items: &mut [Item]) -> Result<()> {
     Ok(())
 }
 
+/// A conditional reference to a patient by identifier (an appointment line's) names the
+/// patient of the same import with that identifier, if there is one: the transaction then
+/// links the two; otherwise it finds the stored patient.
+fn refer_to_imported_patients(items: &mut [Item]) {
+    let mut map = HashMap::new();
+    for item in items.iter() {
+        if let (TxOp::Create { rt: ResourceType::Patient, if_none_exist: Some(c), .. }, Some(urn)) =
+            (&item.entry.op, &item.entry.full_url)
+            && let [(k, v)] = c.as_slice()
+            && k == "identifier"
+        {
+            map.insert(confidant_fhir::conditional_reference(ResourceType::Patient, &[("identifier", v)]), urn.clone());
+        }
+    }
+    for item in items.iter_mut() {
+        if let TxOp::Create { resource, .. } | TxOp::Update { resource, .. } = &mut item.entry.op {
+            confidant_fhir::rewrite_references(resource, &map);
+        }
+    }
+}
+
 /// A random `urn:uuid:` (version 4).
 fn new_urn() -> Result<String> {
     let mut b = [0u8; 16];
@@ -441,7 +471,9 @@ fn appointment_row(f: &[String]) -> Result<TxEntry, String> {
         }
     }
     let status = if status.is_empty() { "booked" } else { status.as_str() };
-    let mut participant = vec![json!({"actor": {"reference": identifier_urn(patient)}, "status": "accepted"})];
+    // A conditional reference: the patient of the import with this identifier, or the one stored.
+    let reference = confidant_fhir::conditional_reference(ResourceType::Patient, &[("identifier", patient.as_str())]);
+    let mut participant = vec![json!({"actor": {"reference": reference}, "status": "accepted"})];
     if !practitioner.is_empty() {
         participant.push(json!({"actor": {"reference": format!("Practitioner/{practitioner}")}, "status": "accepted"}));
     }
@@ -519,7 +551,10 @@ mod tests {
                      urn:oid:1.2.246.21|010180-123A,abc,2027-03-01T09:00:00Z,2027-03-01T09:45:00Z,\n";
         let items = csv_resources("a.csv", appts).unwrap();
         let TxOp::Create { resource, .. } = &items[0].entry.op else { panic!() };
-        assert_eq!(resource["participant"][0]["actor"]["reference"], identifier_urn("urn:oid:1.2.246.21|010180-123A"));
+        assert_eq!(
+            resource["participant"][0]["actor"]["reference"],
+            "Patient?identifier=urn%3Aoid%3A1.2.246.21%7C010180-123A"
+        );
         assert!(confidant_fhir::is_urn_uuid(&identifier_urn("x")));
         assert!(csv_resources("x.csv", "name,age\n").is_err());
     }

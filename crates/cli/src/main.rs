@@ -214,7 +214,7 @@ enum Command {
     ///               identifier_system,identifier_value,family,given,birth_date,gender,phone,email
     ///             or appointments, with the header line
     ///               patient_identifier,practitioner,start,end,status
-    ///             (patient_identifier: system|value of a patient in the same import;
+    ///             (patient_identifier: system|value of a patient in this import or stored;
     ///             practitioner: a Practitioner id, see `user list`; start, end: instants
     ///             such as 2027-03-01T09:00:00Z; status: empty for booked)
     ///

@@ -293,6 +293,47 @@ pub fn rewrite_references(resource: &mut Value, map: &HashMap<String, String>) {
     }
 }
 
+/// The conditional references of a resource (`Patient?identifier=sys|value`):
+/// references that name a record by search parameters, for a transaction to
+/// resolve to the one record they match. Each once, in the order met.
+pub fn conditional_references(resource: &Value) -> Vec<String> {
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    match v {
+                        Value::String(s) if k == "reference" && is_conditional_reference(s) => {
+                            if !out.contains(s) {
+                                out.push(s.clone());
+                            }
+                        }
+                        other => walk(other, out),
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(resource, &mut out);
+    out
+}
+
+/// `Type?params` with a type name before the `?` (not a URL, not `urn:`).
+fn is_conditional_reference(s: &str) -> bool {
+    s.split_once('?').is_some_and(|(t, _)| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphabetic()))
+}
+
+/// A conditional reference to the `rt` record matching `conditions`, encoded.
+pub fn conditional_reference(rt: ResourceType, conditions: &[(&str, &str)]) -> String {
+    let mut ser = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in conditions {
+        ser.append_pair(k, v);
+    }
+    format!("{}?{}", rt.as_str(), ser.finish())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,5 +392,11 @@ mod tests {
         let mut unknown = json!({"subject": {"reference": U2}});
         assert!(resolve_references(&mut unknown, &ids).is_err());
         assert!(is_urn_uuid(U1) && !is_urn_uuid("urn:uuid:1b4e28ba") && !is_urn_uuid("Patient/x"));
+        let r = conditional_reference(ResourceType::Patient, &[("identifier", "urn:oid:1|010180+123A")]);
+        assert_eq!(r, "Patient?identifier=urn%3Aoid%3A1%7C010180%2B123A");
+        let doc = json!({"subject": {"reference": r}, "a": [{"reference": "http://x/Patient?y=1"}, {"reference": r}]});
+        assert_eq!(conditional_references(&doc), vec![r.clone()]);
+        let (_, q) = r.split_once('?').unwrap();
+        assert_eq!(parse_conditions(q).unwrap(), [("identifier".to_owned(), "urn:oid:1|010180+123A".to_owned())]);
     }
 }

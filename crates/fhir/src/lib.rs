@@ -20,8 +20,8 @@ mod search;
 mod shape;
 
 pub use bundle::{
-    BundleEntry, BundleError, BundleKind, EntryMethod, MAX_BUNDLE_ENTRIES, is_urn_uuid, parse_bundle, parse_conditions,
-    resolve_references, rewrite_references,
+    BundleEntry, BundleError, BundleKind, EntryMethod, MAX_BUNDLE_ENTRIES, conditional_reference,
+    conditional_references, is_urn_uuid, parse_bundle, parse_conditions, resolve_references, rewrite_references,
 };
 pub use capability::capability_statement;
 pub use outcome::{IssueType, operation_outcome};

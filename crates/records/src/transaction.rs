@@ -12,7 +12,9 @@
 //!   care team its creation gives it ([`Pending`]) — nothing else is assumed;
 //! * reads (`GET Type/id`) and the matches of conditional creates see the
 //!   records as they were before the transaction; their audit entries commit
-//!   in the same store transaction as the writes.
+//!   in the same store transaction as the writes;
+//! * a conditional reference (`Patient?identifier=…`) becomes the one stored
+//!   record it matches (none: 422; several, or one outside the caller's care: 412).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -169,6 +171,27 @@ impl Records {
             &Self::access(ResourceType::Patient, probe),
             Relationship { care_team, break_glass: false },
         )
+    }
+
+    /// The `Type/{id}` a conditional reference names: the one record of the type
+    /// matching its conditions that `p` sees (its entry, a search hit, joins `hits`);
+    /// none is 422, several or one outside the caller's care 412 (as a conditional create).
+    async fn conditional_reference(&self, p: &Principal, reference: &str, hits: &mut Vec<Entry>) -> Result<String> {
+        let (ty, query) = reference.split_once('?').unwrap_or((reference, ""));
+        let rt = ResourceType::parse(ty).ok_or_else(|| {
+            RecordsError::Invalid("a conditional reference names a type this server does not store".into())
+        })?;
+        self.permit(p, rt, Action::Read, AuditAction::SearchHit).await?;
+        let criteria = confidant_fhir::parse_conditions(query).map_err(|e| RecordsError::NotSupported(e.message))?;
+        match self.conditional_match(p, rt, &criteria, AuditAction::SearchHit).await? {
+            Some((row, seen)) => {
+                hits.push(self.entry(p, AuditAction::SearchHit, Outcome::Success, Some(&row), seen));
+                Ok(format!("{}/{}", rt.as_str(), row.id))
+            }
+            None => Err(RecordsError::Unprocessable(
+                "a conditional reference (Type?parameters) matches no record: nothing was written".into(),
+            )),
+        }
     }
 
     /// Seal and store prepared writes, in their order, with their audit entries
@@ -414,11 +437,19 @@ impl Records {
                 )));
             }
         }
-        // References between entries, resolved before anything is checked.
+        // References between entries, and conditional references (`Patient?identifier=…`) to
+        // the one stored record they match, resolved before anything is checked.
         let mut entries = entries;
+        let mut hits = Vec::new();
         for (i, e) in entries.iter_mut().enumerate() {
             if let TxOp::Create { resource, .. } | TxOp::Update { resource, .. } = &mut e.op {
                 confidant_fhir::resolve_references(resource, &ids).map_err(|m| at(i)(RecordsError::Invalid(m)))?;
+                let mut found = HashMap::new();
+                for reference in confidant_fhir::conditional_references(resource) {
+                    let row = self.conditional_reference(p, &reference, &mut hits).await.map_err(at(i))?;
+                    found.insert(reference, row);
+                }
+                confidant_fhir::rewrite_references(resource, &found);
             }
         }
         // One booking at a time per practitioner, as single bookings are (after the conditional locks).
@@ -470,6 +501,8 @@ impl Records {
             };
             slots.push(slot);
         }
+        // The conditional references' matches are audited with the rest (as search hits).
+        reads.extend(hits);
         Ok(Checked { prepared, reads, slots, guards })
     }
 }

@@ -150,6 +150,15 @@ async fn transaction_resolves_references_and_answers_each_entry(db: Db) {
     assert_eq!(answer2["entry"][1]["resource"]["participant"][0]["actor"]["reference"], format!("Patient/{pid}"));
     let (_, found) = get(&s, &s.token, "Patient?identifier=121280-111A").await;
     assert_eq!(found["total"], 1, "{found}");
+    // A conditional reference names the stored patient by identifier; one that matches nothing is refused.
+    let by_identifier = format!("Patient?identifier={HETU}%7C121280-111A");
+    let appt3 = appointment(&by_identifier, &pr, "2027-05-17T09:00:00Z", "2027-05-17T09:45:00Z");
+    let (st, answer5) = post_bundle(&s, Some(&s.token), &tx("transaction", vec![post(None, appt3)])).await;
+    assert_eq!(st, StatusCode::OK, "{answer5}");
+    assert_eq!(answer5["entry"][0]["resource"]["participant"][0]["actor"]["reference"], format!("Patient/{pid}"));
+    let nobody = appointment("Patient?identifier=999999-999X", &pr, "2027-05-18T09:00:00Z", "2027-05-18T09:45:00Z");
+    let (st, none) = post_bundle(&s, Some(&s.token), &tx("transaction", vec![post(None, nobody)])).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{none}");
 
     // A PUT with ifMatch and a GET in one transaction; then the same PUT again: 412, whole.
     let mut changed = appt.clone();
@@ -188,7 +197,7 @@ async fn transaction_resolves_references_and_answers_each_entry(db: Db) {
     assert_eq!(system, ["transaction", "batch"]);
     validate_fhir(
         "transaction_resolves_references_and_answers_each_entry",
-        &[answer, answer2, answer3, stale, answer4, appt],
+        &[answer, answer2, answer3, stale, answer4, answer5, none, appt],
     );
 }
 
@@ -279,6 +288,16 @@ async fn transactions_and_batches_follow_the_access_rules(db: Db) {
     let auditor = create_token(&inst.dir, "aud1", "user/*.*");
     let mine = s.create(&patient("Oma", "Olli")).await;
     let pid = mine["id"].as_str().unwrap().to_owned();
+    s.put(
+        &format!("Patient/{pid}"),
+        &{
+            let mut p = mine.clone();
+            p["identifier"] = json!([{"system": HETU, "value": "050505-555E"}]);
+            p
+        },
+        None,
+    )
+    .await;
     let counts = row_counts(&inst).await;
 
     // Wrong role: reception may not write notes; an auditor no records at all.
@@ -293,6 +312,13 @@ async fn transactions_and_batches_follow_the_access_rules(db: Db) {
     let (st, b3) = post_bundle(&s, Some(&clin2), &theirs).await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{b3}");
     assert!(!b3.to_string().contains(&pid), "{b3}");
+    // A conditional reference to a patient outside the caller's care: 412, as a conditional create.
+    let by_identifier = json!({"resourceType": "Encounter", "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+        "subject": {"reference": "Patient?identifier=050505-555E"}});
+    let (st, b8) = post_bundle(&s, Some(&clin2), &tx("transaction", vec![post(None, by_identifier)])).await;
+    assert_eq!(st, StatusCode::PRECONDITION_FAILED, "{b8}");
+    assert!(!b8.to_string().contains(&pid), "{b8}");
     let read = tx("transaction", vec![json!({"request": {"method": "GET", "url": format!("Patient/{pid}")}})]);
     let (st, b4) = post_bundle(&s, Some(&clin2), &read).await;
     assert_eq!(st, StatusCode::NOT_FOUND, "{b4}");
@@ -323,7 +349,7 @@ async fn transactions_and_batches_follow_the_access_rules(db: Db) {
     let (st, b7) = post_bundle(&s, Some("not-a-token"), &tx("batch", vec![post(None, patient("A", "B"))])).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED, "{b7}");
     assert_eq!(row_counts(&inst).await, counts);
-    validate_fhir("transactions_and_batches_follow_the_access_rules", &[b, b2, b3, b4, b5, b6, b7]);
+    validate_fhir("transactions_and_batches_follow_the_access_rules", &[b, b2, b3, b4, b5, b6, b7, b8]);
 }
 
 /// Not a Bundle, the wrong Bundle type, too many entries, an unknown or

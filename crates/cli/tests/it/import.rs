@@ -85,6 +85,27 @@ async fn csv_imports_in_one_transaction_after_a_dry_run(db: Db) {
             && out.contains("Already there (matched by identifier, not created again): 2."),
         "{out}"
     );
+    // Appointments alone, for patients already stored: found by their identifiers.
+    let later = files.join("later.csv");
+    std::fs::write(
+        &later,
+        format!(
+            "{APPOINTMENTS_HEADER}\nurn:oid:1.2.246.21|020290-234B,{pr},2027-03-02T09:00:00Z,2027-03-02T09:45:00Z,\n"
+        ),
+    )
+    .unwrap();
+    let (ok, out, err) = import(&inst.dir, &[later.to_str().unwrap()]);
+    assert!(ok && out.contains("Created: 1 Appointment."), "{out}{err}");
+    let unknown = files.join("unknown.csv");
+    std::fs::write(
+        &unknown,
+        format!(
+            "{APPOINTMENTS_HEADER}\nurn:oid:1.2.246.21|999999-999X,{pr},2027-03-03T09:00:00Z,2027-03-03T09:45:00Z,\n"
+        ),
+    )
+    .unwrap();
+    let (ok, out, err) = import(&inst.dir, &[unknown.to_str().unwrap()]);
+    assert!(!ok && err.contains("unknown.csv, line 2: ") && err.contains("matches no record"), "{out}{err}");
     // The same patient twice in one file: refused, the second line named.
     let twice = files.join("twice.csv");
     std::fs::write(
@@ -104,6 +125,9 @@ async fn csv_imports_in_one_transaction_after_a_dry_run(db: Db) {
     assert_eq!(appts["entry"][0]["resource"]["participant"][0]["actor"]["reference"], format!("Patient/{pid}"));
     let (_, other) = s.get_json("Patient?identifier=020290-234B").await;
     assert_eq!(other["entry"][0]["resource"]["name"][0]["family"], "Korhonen, jr");
+    let other_id = other["entry"][0]["resource"]["id"].as_str().unwrap();
+    let (_, later_appts) = s.get_json(&format!("Appointment?patient={other_id}")).await;
+    assert_eq!(later_appts["total"], 1, "{later_appts}");
 }
 
 /// A malformed NDJSON line, a CSV line with a bad date, a reference to no
