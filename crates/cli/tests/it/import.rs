@@ -86,25 +86,15 @@ async fn csv_imports_in_one_transaction_after_a_dry_run(db: Db) {
         "{out}"
     );
     // Appointments alone, for patients already stored: found by their identifiers.
-    let later = files.join("later.csv");
-    std::fs::write(
-        &later,
-        format!(
-            "{APPOINTMENTS_HEADER}\nurn:oid:1.2.246.21|020290-234B,{pr},2027-03-02T09:00:00Z,2027-03-02T09:45:00Z,\n"
-        ),
-    )
-    .unwrap();
-    let (ok, out, err) = import(&inst.dir, &[later.to_str().unwrap()]);
+    let one_appointment = |name: &str, patient: &str, day: u32| {
+        let path = files.join(name);
+        let line = format!("urn:oid:1.2.246.21|{patient},{pr},2027-03-{day:02}T09:00:00Z,2027-03-{day:02}T09:45:00Z,");
+        std::fs::write(&path, format!("{APPOINTMENTS_HEADER}\n{line}\n")).unwrap();
+        path.display().to_string()
+    };
+    let (ok, out, err) = import(&inst.dir, &[&one_appointment("later.csv", "020290-234B", 2)]);
     assert!(ok && out.contains("Created: 1 Appointment."), "{out}{err}");
-    let unknown = files.join("unknown.csv");
-    std::fs::write(
-        &unknown,
-        format!(
-            "{APPOINTMENTS_HEADER}\nurn:oid:1.2.246.21|999999-999X,{pr},2027-03-03T09:00:00Z,2027-03-03T09:45:00Z,\n"
-        ),
-    )
-    .unwrap();
-    let (ok, out, err) = import(&inst.dir, &[unknown.to_str().unwrap()]);
+    let (ok, out, err) = import(&inst.dir, &[&one_appointment("unknown.csv", "999999-999X", 3)]);
     assert!(!ok && err.contains("unknown.csv, line 2: ") && err.contains("matches no record"), "{out}{err}");
     // The same patient twice in one file: refused, the second line named.
     let twice = files.join("twice.csv");
