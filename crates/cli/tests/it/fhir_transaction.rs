@@ -5,6 +5,7 @@
 //! hostile Bundles. Every answer is validated by both validators; a real FHIR
 //! client library (npm `fhir-kit-client`) posts a transaction and a batch.
 
+use confidant_fhir::ResourceType;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -12,6 +13,7 @@ use crate::both_backends;
 use crate::common::{
     Db, Instance, Server, add_user, create_token, e2e_ready, note, patient, row_counts, validate_fhir,
 };
+use crate::fhir_conformance::{audit_events, diagnostics, user_id as me};
 
 const HETU: &str = "urn:oid:1.2.246.21";
 const U1: &str = "urn:uuid:0b8c3f6e-6a3c-4d52-9f8e-1a2b3c4d5e01";
@@ -54,27 +56,19 @@ fn appointment(patient_ref: &str, practitioner: &str, start: &str, end: &str) ->
                         {"actor": {"reference": format!("Practitioner/{practitioner}")}, "status": "accepted"}]})
 }
 
-fn diagnostics(v: &Value) -> String {
-    assert_eq!(v["resourceType"], "OperationOutcome", "{v}");
-    v["issue"][0]["diagnostics"].as_str().unwrap_or("").to_owned()
-}
-
-async fn me(s: &Server, token: &str) -> (String, Option<String>) {
-    let r = s.http.get(format!("{}/api/v1/me", s.url)).bearer_auth(token).send().await.unwrap();
-    let me: Value = r.json().await.unwrap();
-    (me["user_id"].as_str().unwrap().to_owned(), me["practitioner_id"].as_str().map(str::to_owned))
-}
-
-async fn audit_events(s: &Server, auditor: &str, query: &str) -> Vec<Value> {
-    let r = s.http.get(s.fhir(&format!("AuditEvent?{query}&_count=100"))).bearer_auth(auditor).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let b: Value = r.json().await.unwrap();
-    b["entry"].as_array().cloned().unwrap_or_default().into_iter().map(|e| e["resource"].clone()).collect()
-}
-
 async fn get(s: &Server, token: &str, path: &str) -> (StatusCode, Value) {
     let r = s.http.request(Method::GET, s.fhir(path)).bearer_auth(token).send().await.unwrap();
     (r.status(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// An instance with an auditor, served: the auditor's token, the clinician's user and Practitioner ids.
+async fn with_auditor(db: Db) -> (Instance, Server, String, String, String) {
+    let inst = Instance::new(db).await;
+    add_user(&inst.dir, "aud1", "auditor", &[]);
+    let s = inst.start();
+    let auditor = create_token(&inst.dir, "aud1", "user/*.*");
+    let (my_id, pr) = me(&s, &s.token).await;
+    (inst, s, auditor, my_id, pr.unwrap())
 }
 
 both_backends!(transaction_resolves_references_and_answers_each_entry);
@@ -89,12 +83,7 @@ both_backends!(bundles_answer_as_single_requests_do_for_every_role);
 /// `ifNoneExist`: the Patient is found (200), the new Appointment refers to it.
 /// A PUT with `ifMatch` and a GET in a transaction; a batch.
 async fn transaction_resolves_references_and_answers_each_entry(db: Db) {
-    let inst = Instance::new(db).await;
-    add_user(&inst.dir, "aud1", "auditor", &[]);
-    let s = inst.start();
-    let auditor = create_token(&inst.dir, "aud1", "user/*.*");
-    let (my_id, pr) = me(&s, &s.token).await;
-    let pr = pr.unwrap();
+    let (inst, s, auditor, my_id, pr) = with_auditor(db).await;
     let bundle = tx(
         "transaction",
         vec![
@@ -205,12 +194,7 @@ async fn transaction_resolves_references_and_answers_each_entry(db: Db) {
 /// unknown reference) fails the whole transaction with an OperationOutcome
 /// naming it: no row and no audit entry of a write is added.
 async fn a_refused_entry_fails_the_whole_transaction(db: Db) {
-    let inst = Instance::new(db).await;
-    add_user(&inst.dir, "aud1", "auditor", &[]);
-    let s = inst.start();
-    let auditor = create_token(&inst.dir, "aud1", "user/*.*");
-    let (my_id, pr) = me(&s, &s.token).await;
-    let pr = pr.unwrap();
+    let (inst, s, auditor, my_id, pr) = with_auditor(db).await;
     // Two patients with one identifier: a condition on it matches both.
     for _ in 0..2 {
         let mut p = with_identifier("Kaksoset", "020202-222B");
@@ -480,19 +464,13 @@ async fn bundles_answer_as_single_requests_do_for_every_role(db: Db) {
                 "questionnaire": "urn:confidant:questionnaire:phq-9", "subject": {"reference": format!("Patient/{pid}")}}),
         }
     };
-    let types = [
-        "Patient",
-        "Practitioner",
-        "Encounter",
-        "DocumentReference",
-        "CareTeam",
-        "Appointment",
-        "QuestionnaireResponse",
-    ];
+    // Every type the server stores but those the fixture has no body for (Schedule, Observation).
+    let types: Vec<&str> =
+        ResourceType::ALL.iter().map(|t| t.as_str()).filter(|t| !["Schedule", "Observation"].contains(t)).collect();
     let mut answers = Vec::new();
     let mut created = 0;
     for (role, token) in &roles {
-        for ty in types {
+        for ty in types.iter().copied() {
             let single = s
                 .http
                 .post(s.fhir(ty))
