@@ -1,4 +1,7 @@
 //! FHIR R4 REST handlers: create, read, vread, update, history, search.
+//!
+//! Over 600 lines because it is the one place the FHIR interactions meet HTTP (their headers,
+//! Prefer, paging links, the AuditEvent view); Bundles POSTed to the base are in `fhir/bundle.rs`.
 
 use axum::Extension;
 use axum::Router;
