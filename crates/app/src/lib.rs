@@ -38,6 +38,8 @@ pub mod doctor;
 pub mod drill;
 pub mod honey;
 pub mod incident;
+// `confidant import` (issue 19): Bundles, NDJSON, CSV through the transaction path.
+pub mod import;
 pub mod instance;
 pub mod keys;
 pub mod metrics;

@@ -15,6 +15,8 @@ mod patient;
 mod progress;
 mod report;
 mod users;
+// `confidant import` (issue 19).
+mod import;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -204,6 +206,44 @@ enum Command {
     Phishing {
         #[command(subcommand)]
         action: PhishingAction,
+    },
+    /// Import records: FHIR Bundles, NDJSON, CSV of patients or appointments.
+    ///
+    /// What each FILE holds, by its name:
+    ///   *.json    a FHIR Bundle (transaction, collection, searchset or batch: what a FHIR
+    ///             search exports), or one resource
+    ///   *.ndjson  one resource per line
+    ///   *.csv     patients, with the header line
+    ///               identifier_system,identifier_value,family,given,birth_date,gender,phone,email
+    ///             or appointments, with the header line
+    ///               patient_identifier,practitioner,start,end,status
+    ///             (patient_identifier: system|value of a patient in this import or stored;
+    ///             practitioner: a Practitioner id, see `user list`; start, end: instants
+    ///             such as 2027-03-01T09:00:00Z; status: empty for booked)
+    ///
+    /// All the files of one import are written in ONE transaction: everything or nothing.
+    /// Every record is checked first; each line or entry refused is listed (file, line or
+    /// entry, why; never its content) and nothing is written. Exported ids and references are
+    /// mapped to the new ids; a patient whose identifier is already stored is found, not
+    /// created again.
+    ///
+    /// The import acts as the staff account named by --as, with its rights (a clinician's
+    /// patients go on their care team; notes are theirs), from the console; every record is
+    /// audited. Run it with --dry-run first: that checks everything and writes nothing.
+    #[command(verbatim_doc_comment)]
+    Import {
+        /// The instance directory (holds confidant.toml).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The staff account the import acts as (username): a clinician or reception.
+        #[arg(long = "as", value_name = "USERNAME")]
+        as_user: String,
+        /// Check everything and print what would be created; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The files to import (one transaction for all of them).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -961,6 +1001,9 @@ fn main() -> ExitCode {
                 KeysAction::Rotate { dir, patient: Some(id) } => keys::rotate_patient(console, &dir, &id).await,
                 KeysAction::Retire { dir, version } => keys::retire(console, &dir, version).await,
             },
+            Command::Import { dir, as_user, dry_run, files } => {
+                import::run(console, &dir, &files, &as_user, dry_run).await
+            }
         }
     });
     match result {

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::{ResourceType, SearchParam, search_params};
+use crate::{MAX_BUNDLE_ENTRIES, ResourceType, SearchParam, search_params};
 
 /// The server's CapabilityStatement. `base` is the FHIR base URL.
 pub fn capability_statement(base: &str, software_version: &str, date: &str) -> Value {
@@ -104,6 +104,10 @@ pub fn capability_statement(base: &str, software_version: &str, date: &str) -> V
         "rest": [{
             "mode": "server",
             "documentation": "Every resource is encrypted at rest with a per-patient key. Search is exact-match only, through blind indexes. Page with _count (at most 100; 0 for the total only); follow the Bundle's next and previous links. Also: _summary=count, _elements, _sort (date, where listed). Unknown parameters are refused (400) unless Prefer: handling=lenient. Creates and updates honour Prefer: return=minimal|representation|OperationOutcome. Conditional create (If-None-Exist) and update (PUT type?params) match on the exact parameters; several matches, or one outside the caller's care, give 412. JSON only: other formats get 406.",
+            "interaction": [
+                {"code": "transaction", "documentation": format!("POST a Bundle of type transaction to the base: POST (with ifNoneExist), PUT Type/id (with ifMatch), GET Type/id; urn:uuid fullUrls resolved between entries; all or nothing. At most {MAX_BUNDLE_ENTRIES} entries.")},
+                {"code": "batch", "documentation": format!("POST a Bundle of type batch to the base: each entry on its own (POST, PUT, GET read or search), each answered with its status or an OperationOutcome. At most {MAX_BUNDLE_ENTRIES} entries.")}
+            ],
             "security": security(base),
             "resource": resources,
         }]

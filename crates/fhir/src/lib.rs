@@ -8,6 +8,8 @@
 //! is checked here; elements a resource type does not define are refused.
 #![forbid(unsafe_code)]
 
+// Transaction and batch Bundles (issue 19).
+mod bundle;
 mod capability;
 // `_include` and `_revinclude` (issue 19).
 mod include;
@@ -19,6 +21,10 @@ mod schedule;
 mod search;
 mod shape;
 
+pub use bundle::{
+    BundleEntry, BundleError, BundleKind, EntryMethod, MAX_BUNDLE_ENTRIES, conditional_reference,
+    conditional_references, is_urn_uuid, parse_bundle, parse_conditions, resolve_references, rewrite_references,
+};
 pub use capability::capability_statement;
 pub use include::{
     INCLUDES, Include, MAX_INCLUDE_PARAMS, MAX_INCLUDED, check_includes, includes_from, parse_include, revincludes_into,

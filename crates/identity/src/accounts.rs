@@ -63,6 +63,16 @@ impl Identity {
         self.store().user_by_id(name_or_id).await?.ok_or_else(|| IdentityError::NotFound("user".into()))
     }
 
+    /// The principal of an active staff account, as the console acts for it
+    /// (`confidant import --as`): its role and links, no token scopes.
+    pub async fn principal_of(&self, name_or_id: &str) -> Result<confidant_policy::Principal> {
+        let user = self.find_user(name_or_id).await?;
+        if user.disabled_at.is_some() {
+            return Err(IdentityError::NotFound("user".into()));
+        }
+        self.principal(&user, None).await
+    }
+
     /// Create an account. A clinician links to a Practitioner id, a patient to
     /// a Patient id. The password must pass the policy.
     pub async fn add_user(

@@ -106,7 +106,7 @@ impl Records {
 
     /// The one record matching `criteria` that `p` sees, `None` if none
     /// matches, else [`RecordsError::ConditionFailed`] (see the module).
-    async fn conditional_match(
+    pub(crate) async fn conditional_match(
         &self,
         p: &Principal,
         rt: ResourceType,

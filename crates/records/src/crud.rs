@@ -6,10 +6,11 @@ use confidant_audit::{Action as AuditAction, Outcome};
 use confidant_fhir::ResourceType;
 use confidant_policy::records::Seen;
 use confidant_policy::{self as policy, Action, Principal};
-use confidant_store::{CareTeamMember, ORGANISATION, StoreError, VersionRow, Write};
+use confidant_store::{CareTeamMember, ORGANISATION, VersionRow};
 use confidant_vault::DataKey;
 use serde_json::Value;
 
+use crate::transaction::{Pending, Prepared};
 use crate::{Records, RecordsError, Result, Stored};
 
 /// One answer for "no such patient" and "not your patient": ids are not probed.
@@ -63,9 +64,28 @@ impl Records {
         &self,
         p: &Principal,
         rt: ResourceType,
-        mut resource: Value,
+        resource: Value,
         clinician: Option<&str>,
     ) -> Result<Stored> {
+        let id = confidant_vault::random_id().map_err(RecordsError::Vault)?;
+        let prepared = self.prepare_create(p, rt, resource, id, clinician, &mut Pending::default()).await?;
+        self.commit_prepared(p, vec![prepared], Vec::new()).await?.pop().ok_or(RecordsError::Integrity)
+    }
+
+    /// Everything a create decides before it is sealed and stored: validation,
+    /// the caller's relationship to the patient (refusals audited), the note
+    /// rules, who the record is restricted to. `pending` holds what earlier
+    /// entries of the same transaction create (a new patient and its care team),
+    /// and learns what this one creates.
+    pub(crate) async fn prepare_create(
+        &self,
+        p: &Principal,
+        rt: ResourceType,
+        mut resource: Value,
+        id: String,
+        clinician: Option<&str>,
+        pending: &mut Pending,
+    ) -> Result<Prepared> {
         let team_of =
             clinician.filter(|_| rt == ResourceType::Patient).or(policy::records::care_team_of_new_record(p, rt));
         let checked =
@@ -73,7 +93,6 @@ impl Records {
         if rt == ResourceType::DocumentReference {
             Self::set_author_of_new_note(p, &mut resource)?;
         }
-        let id = confidant_vault::random_id().map_err(RecordsError::Vault)?;
         let compartment = self.compartment_for(rt, &id, checked.subject_patient.as_deref()).await?;
         // Writing into a patient's record needs the same relationship as reading it.
         let mut seen = Seen::Yes;
@@ -91,8 +110,17 @@ impl Records {
             };
             // A patient who does not exist and one outside the caller's care are
             // refused alike: looked up, related, audited (timing tells nothing).
-            let exists = self.store.compartment_of("Patient", &compartment).await?.is_some();
-            seen = self.sees(p, &probe).await?;
+            // A patient an earlier entry of the same transaction creates exists, with its care team.
+            let (exists, on_team) = match pending.care_team_of(&compartment) {
+                Some(team) => {
+                    seen = self.sees_new_patient(p, &probe, team);
+                    (true, Some(p.practitioner_id.as_ref().is_some_and(|me| team.contains(me))))
+                }
+                None => {
+                    seen = self.sees(p, &probe).await?;
+                    (self.store.compartment_of("Patient", &compartment).await?.is_some(), None)
+                }
+            };
             if !exists || seen == Seen::No {
                 // The refusal names the patient: it belongs in their access log (if they exist).
                 let owner = if exists { compartment.clone() } else { ORGANISATION.to_owned() };
@@ -101,7 +129,13 @@ impl Records {
                 self.audit_denied(p, AuditAction::Create, rt, Some(&target)).await;
                 return Err(RecordsError::Unprocessable(NOT_IN_CARE.into()));
             }
-            self.require_care_team_for_care_team_change(p, rt, &compartment).await?;
+            match on_team {
+                Some(member) if policy::records::care_team_change_needs_membership(p, rt) => {
+                    policy::records::may_change_care_teams(p, rt, member)?;
+                }
+                Some(_) => {}
+                None => self.require_care_team_for_care_team_change(p, rt, &compartment).await?,
+            }
         }
         if rt == ResourceType::DocumentReference {
             self.require_new_note_allowed(p, &compartment, &mut resource, &checked).await?;
@@ -110,57 +144,28 @@ impl Records {
         if team_of.is_some() {
             Self::allow(p, ResourceType::CareTeam, Action::Write)?;
         }
-        let (restricted_to, patient_visible) = Self::access_of(p, rt, &checked, &resource)?;
-        let now = self.clock.now_millis();
+        let access = Self::access_of(p, rt, &checked, &resource)?;
         let members = Self::members(&checked);
-        // Sealed again, once, if a key rotation replaced the patient's key meanwhile.
-        let mut retried = false;
-        let (key, new_key, audit) = loop {
-            let (key, new_key) = if rt == ResourceType::Patient {
-                let (key, row) = self.keyring.new_compartment_key(&compartment)?;
-                (key, Some(row))
-            } else {
-                (self.keyring.current_key(&compartment).await?, None)
-            };
-            Self::stamp(&mut resource, &id, 1, now);
-            let body = self.seal_body(&key, rt, &id, 1, &compartment, &resource)?;
-            let row =
-                Self::version_row(rt, &id, 1, &compartment, &key, now, body, (restricted_to.clone(), patient_visible));
-            let care_team = (rt == ResourceType::CareTeam).then_some(members.as_slice());
-            let tokens = self.tokens(rt, &checked.index);
-            let write = Write { row: &row, tokens: &tokens, new_key: new_key.as_ref(), care_team };
-            // A clinician who registers a patient is put on that patient's care team,
-            // in the same transaction: never a patient that nobody can see.
-            let team = match team_of {
-                Some(practitioner) => Some(self.new_care_team_row(&id, practitioner, &key, now)?),
-                None => None,
-            };
-            let mut audit = vec![self.entry(p, AuditAction::Create, Outcome::Success, Some(&row), seen).to_row()];
-            let stored = match &team {
-                Some((team_row, members)) => {
-                    audit.push(self.entry(p, AuditAction::Create, Outcome::Success, Some(team_row), seen).to_row());
-                    let team_write = Write { row: team_row, tokens: &[], new_key: None, care_team: Some(members) };
-                    self.store.create_all(&[write, team_write], &audit).await
-                }
-                None => self.store.create_all(&[write], &audit).await,
-            };
-            match stored {
-                Ok(()) => break (key, new_key, audit),
-                Err(StoreError::StaleKey) if !retried => {
-                    retried = true;
-                    self.keyring.forget_current_key(&compartment);
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
-        self.committed(Some(p), &audit).await;
-        if let Some(k) = new_key {
-            self.keyring.stored_new_key(&compartment, k.version, key);
+        match rt {
+            ResourceType::Patient => pending.new_patient(&id, team_of),
+            ResourceType::CareTeam => pending.add_to_team(&compartment, &members),
+            _ => {}
         }
-        if rt == ResourceType::DocumentReference {
-            self.note_saved(&id, &compartment, &resource).await;
-        }
-        Ok(Stored { resource_type: rt, id, version_id: 1, last_updated: now, resource })
+        Ok(Prepared {
+            rt,
+            id,
+            version: 1,
+            compartment,
+            tokens: self.tokens(rt, &checked.index),
+            resource,
+            access,
+            members,
+            team_of: team_of.map(str::to_owned),
+            seen,
+            expected: None,
+            if_match: None,
+            now: self.clock.now_millis(),
+        })
     }
 
     /// The stored form of one sealed version.
@@ -239,9 +244,22 @@ impl Records {
         p: &Principal,
         rt: ResourceType,
         id: &str,
-        mut resource: Value,
+        resource: Value,
         if_match: Option<i64>,
     ) -> Result<Stored> {
+        let prepared = self.prepare_update(p, rt, id, resource, if_match).await?;
+        self.commit_prepared(p, vec![prepared], Vec::new()).await?.pop().ok_or(RecordsError::Integrity)
+    }
+
+    /// Everything an update decides before it is sealed and stored (see [`Records::prepare_create`]).
+    pub(crate) async fn prepare_update(
+        &self,
+        p: &Principal,
+        rt: ResourceType,
+        id: &str,
+        mut resource: Value,
+        if_match: Option<i64>,
+    ) -> Result<Prepared> {
         let not_found = || RecordsError::NotFound(format!("{}/{id}", rt.as_str()));
         if !confidant_fhir::is_valid_id(id) {
             return Err(not_found());
@@ -282,55 +300,22 @@ impl Records {
                 current.compartment.clone()
             }
         };
-        let (restricted_to, patient_visible) = Self::access_of(p, rt, &checked, &resource)?;
-        let version = current.version_id + 1;
-        let now = self.clock.now_millis();
-        Self::stamp(&mut resource, id, version, now);
-        let members = Self::members(&checked);
-        let care_team = (rt == ResourceType::CareTeam).then_some(members.as_slice());
-        let tokens = self.tokens(rt, &checked.index);
-        // Sealed again, once, if a key rotation replaced the patient's key meanwhile.
-        let mut retried = false;
-        loop {
-            let key = self.keyring.current_key(&compartment).await?;
-            let body = self.seal_body(&key, rt, id, version, &compartment, &resource)?;
-            let row = Self::version_row(
-                rt,
-                id,
-                version,
-                &compartment,
-                &key,
-                now,
-                body,
-                (restricted_to.clone(), patient_visible),
-            );
-            let write = Write { row: &row, tokens: &tokens, new_key: None, care_team };
-            let audit = [self.entry(p, AuditAction::Update, Outcome::Success, Some(&row), seen).to_row()];
-            match self.store.update(write, current.version_id, &audit).await {
-                Ok(()) => {
-                    self.committed(Some(p), &audit).await;
-                    if rt == ResourceType::DocumentReference {
-                        self.note_saved(id, &compartment, &resource).await;
-                    }
-                    return Ok(Stored {
-                        resource_type: rt,
-                        id: id.to_owned(),
-                        version_id: version,
-                        last_updated: now,
-                        resource,
-                    });
-                }
-                Err(StoreError::StaleKey) if !retried => {
-                    retried = true;
-                    self.keyring.forget_current_key(&compartment);
-                }
-                Err(StoreError::Conflict) if if_match.is_some() => {
-                    let now_at = self.store.read(rt.as_str(), id).await?.map(|r| r.version_id).unwrap_or(version);
-                    return Err(RecordsError::PreconditionFailed { current: now_at });
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let access = Self::access_of(p, rt, &checked, &resource)?;
+        Ok(Prepared {
+            rt,
+            id: id.to_owned(),
+            version: current.version_id + 1,
+            compartment,
+            tokens: self.tokens(rt, &checked.index),
+            resource,
+            access,
+            members: Self::members(&checked),
+            team_of: None,
+            seen,
+            expected: Some(current.version_id),
+            if_match,
+            now: self.clock.now_millis(),
+        })
     }
 
     /// The current version of a resource (FHIR read).

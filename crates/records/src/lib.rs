@@ -41,6 +41,8 @@ mod schedule;
 mod search;
 mod templates;
 mod text;
+// Writes in one store transaction; FHIR transaction Bundles (issue 19).
+mod transaction;
 
 pub use audit_view::{ACTION_SYSTEM, AuditPage, AuditQuery};
 pub use conditional::CONDITION_NOT_MET;
@@ -59,6 +61,7 @@ pub use templates::{
     note_sections, sectioned_content, set_template, template_of,
 };
 pub use text::{visible_len, visible_text};
+pub use transaction::{TxDone, TxEntry, TxFailed, TxOp, TxPlan};
 
 use std::sync::Arc;
 

@@ -353,6 +353,35 @@ impl Records {
         write(resource).await
     }
 
+    /// The double-booking check of [`Records::write_appointment`] for one entry of a
+    /// transaction: against the practitioner's stored bookings (except `id`, the
+    /// one it replaces) and the transaction's earlier ones (`booked`, which it joins).
+    /// The caller holds the practitioner's booking lock.
+    pub(crate) async fn check_booking(
+        &self,
+        p: &Principal,
+        resource: &Value,
+        id: Option<&str>,
+        booked: &mut Vec<(String, (i64, i64))>,
+    ) -> Result<()> {
+        let practitioner = practitioner_in(resource).filter(|pr| confidant_fhir::is_valid_id(pr));
+        let (Some(practitioner), Some(span), true) = (practitioner, span_of(resource), holds_time(resource)) else {
+            return Ok(());
+        };
+        if span.1 <= span.0 {
+            return Ok(());
+        }
+        if booked.iter().any(|(pr, (s, e))| pr == practitioner && *s < span.1 && span.0 < *e) {
+            return Err(RecordsError::DoubleBooked { at: span.0 });
+        }
+        let except: Vec<String> = id.map(str::to_owned).into_iter().collect();
+        if let Some(at) = self.clash(p, practitioner, &[span], &except).await? {
+            return Err(RecordsError::DoubleBooked { at });
+        }
+        booked.push((practitioner.to_owned(), span));
+        Ok(())
+    }
+
     /// A booked appointment `p` may change, and what `which` takes with it:
     /// this one, or this and the later booked ones of its series (soonest first).
     async fn changing(&self, p: &Principal, id: &str, which: Which) -> Result<(String, Vec<Stored>)> {

@@ -1,4 +1,7 @@
 //! FHIR R4 REST handlers: create, read, vread, update, history, search.
+//!
+//! Over 600 lines because it is the one place the FHIR interactions meet HTTP (their headers,
+//! Prefer, paging links, the AuditEvent view); Bundles POSTed to the base are in `fhir/bundle.rs`.
 
 use axum::Extension;
 use axum::Router;
@@ -15,6 +18,9 @@ use serde_json::{Value, json};
 
 use crate::{ApiError, AppState, fhir_json};
 
+// Transaction and batch Bundles POSTed to the base (issue 19).
+mod bundle;
+
 use confidant_fhir::DEFAULT_COUNT;
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -23,6 +29,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/AuditEvent/{id}", get(audit_read))
         .route("/Questionnaire", get(questionnaires))
         .route("/Questionnaire/{id}", get(questionnaire))
+        .route("/", axum::routing::post(bundle::bundle))
         .route("/{type}", get(search).post(create).put(conditional_update))
         .route("/{type}/{id}", get(read).put(update))
         .route("/{type}/{id}/_history", get(history))
@@ -32,6 +39,12 @@ pub(crate) fn routes() -> Router<AppState> {
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, IssueType::NotSupported, "method not supported here")
         })
+}
+
+/// `POST /fhir/r4/` (the base with a trailing slash, where some clients send Bundles),
+/// outside the nested router, which answers only `/fhir/r4` itself.
+pub(crate) fn base_with_slash() -> Router<AppState> {
+    Router::new().route("/fhir/r4/", axum::routing::post(bundle::bundle))
 }
 
 pub(crate) async fn metadata(State(state): State<AppState>) -> Response {
@@ -124,17 +137,7 @@ async fn create(
         (None, None) => None,
     };
     let resource = json_body(&headers, body)?;
-    let (status, s) = match conditions {
-        Some(c) => match state.records.create_conditional(&auth.principal, rt, resource, &c).await? {
-            Conditional::Created(s) => (StatusCode::CREATED, s),
-            Conditional::Existing(s) | Conditional::Updated(s) => (StatusCode::OK, s),
-        },
-        // An appointment is checked against the practitioner's other bookings (409 on a clash).
-        None if rt == ResourceType::Appointment => {
-            (StatusCode::CREATED, state.records.write_appointment(&auth.principal, None, resource, None).await?)
-        }
-        None => (StatusCode::CREATED, state.records.create(&auth.principal, rt, resource).await?),
-    };
+    let (status, s) = create_resource(&state, &auth, rt, resource, conditions).await?;
     let location = format!("{}/fhir/r4/{}/{}/_history/{}", state.base_url, rt.as_str(), s.id, s.version_id);
     let what = if status == StatusCode::CREATED {
         "created"
@@ -144,27 +147,49 @@ async fn create(
     Ok(written(prefer, status, &s, location, what))
 }
 
-/// The conditions of a conditional create or update: search parameters only
-/// (no paging, sorting or other `_` parameters but `_id`), at least one.
-fn conditions(query: &str) -> Result<Vec<(String, String)>, ApiError> {
-    let mut out = Vec::new();
-    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
-        if k.starts_with('_') && k != "_id" {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                IssueType::NotSupported,
-                format!(
-                    "'{}' is not a condition: a conditional request takes search parameters only",
-                    k.escape_default()
-                ),
-            ));
+/// A create (conditional with `conditions`): 201 and what was created, or 200 and the one match.
+async fn create_resource(
+    state: &AppState,
+    auth: &Authenticated,
+    rt: ResourceType,
+    resource: Value,
+    conditions: Option<Vec<(String, String)>>,
+) -> Result<(StatusCode, Stored), ApiError> {
+    Ok(match conditions {
+        Some(c) => match state.records.create_conditional(&auth.principal, rt, resource, &c).await? {
+            Conditional::Created(s) => (StatusCode::CREATED, s),
+            Conditional::Existing(s) | Conditional::Updated(s) => (StatusCode::OK, s),
+        },
+        // An appointment is checked against the practitioner's other bookings (409 on a clash).
+        None if rt == ResourceType::Appointment => {
+            (StatusCode::CREATED, state.records.write_appointment(&auth.principal, None, resource, None).await?)
         }
-        out.push((k.into_owned(), v.into_owned()));
-    }
-    if out.is_empty() {
-        return Err(ApiError::bad_request("a conditional request needs at least one search parameter"));
-    }
-    Ok(out)
+        None => (StatusCode::CREATED, state.records.create(&auth.principal, rt, resource).await?),
+    })
+}
+
+/// An update of `rt/id` (appointments checked for double bookings).
+async fn update_resource(
+    state: &AppState,
+    auth: &Authenticated,
+    rt: ResourceType,
+    id: &str,
+    resource: Value,
+    expected: Option<i64>,
+) -> Result<Stored, ApiError> {
+    Ok(if rt == ResourceType::Appointment {
+        state.records.write_appointment(&auth.principal, Some(id), resource, expected).await?
+    } else {
+        state.records.update(&auth.principal, rt, id, resource, expected).await?
+    })
+}
+
+/// The conditions of a conditional create or update ([`confidant_fhir::parse_conditions`]).
+fn conditions(query: &str) -> Result<Vec<(String, String)>, ApiError> {
+    confidant_fhir::parse_conditions(query).map_err(|e| {
+        let code = if e.not_supported { IssueType::NotSupported } else { IssueType::Invalid };
+        ApiError::new(StatusCode::BAD_REQUEST, code, e.message)
+    })
 }
 
 /// What a client asked for in `Prefer` (RFC 7240; unknown preferences are ignored).
@@ -263,11 +288,7 @@ async fn update(
     let prefer = Prefer::of(&headers);
     let expected = if_match(&headers)?;
     let resource = json_body(&headers, body)?;
-    let s = if rt == ResourceType::Appointment {
-        state.records.write_appointment(&auth.principal, Some(&id), resource, expected).await?
-    } else {
-        state.records.update(&auth.principal, rt, &id, resource, expected).await?
-    };
+    let s = update_resource(&state, &auth, rt, &id, resource, expected).await?;
     let location = format!("{}/fhir/r4/{}/{}/_history/{}", state.base_url, rt.as_str(), s.id, s.version_id);
     Ok(written(prefer, StatusCode::OK, &s, location, "updated"))
 }

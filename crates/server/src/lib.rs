@@ -145,12 +145,17 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
         .layer(middleware::from_fn(fhir::formats))
         // SMART discovery under the FHIR base, without authentication (a plain JSON document).
         .route("/.well-known/smart-configuration", get(oauth::configuration));
+    // The same base with a trailing slash, behind the same layers (transaction and batch Bundles).
+    let base = fhir::base_with_slash()
+        .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(middleware::from_fn(fhir::formats));
     let api = api::routes()
         .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .merge(api::public_routes());
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .nest("/fhir/r4", fhir)
+        .merge(base)
         .nest("/api/v1", api)
         .route("/.well-known/smart-configuration", get(oauth::configuration))
         .route(oauth::TOKEN, axum::routing::post(oauth::token))

@@ -533,31 +533,8 @@ impl Store {
     /// Store a new version, with its audit entries, if the current one is still
     /// `expected_version`; otherwise [`StoreError::Conflict`] and nothing changes.
     pub async fn update(&self, w: Write<'_>, expected_version: i64, audit: &[AuditRow]) -> Result<()> {
-        let row = w.row;
         let mut tx = self.begin().await?;
-        let done = sqlx::query(self.sql(
-            "UPDATE resource_heads SET version_id = ?, last_updated = ?, restricted_to = ?, patient_visible = ? \
-             WHERE resource_type = ? AND id = ? AND version_id = ? AND compartment = ?",
-        ))
-        .bind(row.version_id)
-        .bind(row.last_updated)
-        .bind(row.restricted_to.as_deref())
-        .bind(i64::from(row.patient_visible))
-        .bind(row.resource_type.as_str())
-        .bind(row.id.as_str())
-        .bind(expected_version)
-        .bind(row.compartment.as_str())
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Err(StoreError::Conflict);
-        }
-        self.require_current_key(&mut tx, &row.compartment, row.key_version).await?;
-        let insert =
-            self.sql(format!("INSERT INTO resource_versions ({VERSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"));
-        Self::insert_version(&mut tx, insert, row).await?;
-        self.replace_tokens(&mut tx, row, w.tokens).await?;
-        self.set_care_team(&mut tx, row, w.care_team).await?;
+        self.update_in(&mut tx, w, expected_version).await?;
         self.commit_with_audit(tx, audit).await?;
         Ok(())
     }
@@ -572,8 +549,32 @@ impl Store {
         creates: &[Write<'_>],
         audit: &[AuditRow],
     ) -> Result<()> {
-        let row = w.row;
         let mut tx = self.begin().await?;
+        self.update_in(&mut tx, w, expected_version).await?;
+        for c in creates {
+            self.create_in(&mut tx, *c).await?;
+        }
+        self.commit_with_audit(tx, audit).await?;
+        Ok(())
+    }
+
+    /// Creates (`None`) and updates (`Some(expected version)`), in their order,
+    /// with their audit entries in one transaction: all or none (a FHIR
+    /// transaction Bundle). A conflict or a stale key anywhere writes nothing.
+    pub async fn write_all(&self, writes: &[(Write<'_>, Option<i64>)], audit: &[AuditRow]) -> Result<()> {
+        let mut tx = self.begin().await?;
+        for (w, expected) in writes {
+            match expected {
+                None => self.create_in(&mut tx, *w).await?,
+                Some(expected) => self.update_in(&mut tx, *w, *expected).await?,
+            }
+        }
+        self.commit_with_audit(tx, audit).await?;
+        Ok(())
+    }
+
+    async fn update_in(&self, tx: &mut Transaction<'static, Any>, w: Write<'_>, expected_version: i64) -> Result<()> {
+        let row = w.row;
         let done = sqlx::query(self.sql(
             "UPDATE resource_heads SET version_id = ?, last_updated = ?, restricted_to = ?, patient_visible = ? \
              WHERE resource_type = ? AND id = ? AND version_id = ? AND compartment = ?",
@@ -586,20 +587,17 @@ impl Store {
         .bind(row.id.as_str())
         .bind(expected_version)
         .bind(row.compartment.as_str())
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         if done.rows_affected() != 1 {
             return Err(StoreError::Conflict);
         }
-        self.require_current_key(&mut tx, &row.compartment, row.key_version).await?;
+        self.require_current_key(tx, &row.compartment, row.key_version).await?;
         let insert =
             self.sql(format!("INSERT INTO resource_versions ({VERSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"));
-        Self::insert_version(&mut tx, insert, row).await?;
-        self.replace_tokens(&mut tx, row, w.tokens).await?;
-        for c in creates {
-            self.create_in(&mut tx, *c).await?;
-        }
-        self.commit_with_audit(tx, audit).await?;
+        Self::insert_version(tx, insert, row).await?;
+        self.replace_tokens(tx, row, w.tokens).await?;
+        self.set_care_team(tx, row, w.care_team).await?;
         Ok(())
     }
 

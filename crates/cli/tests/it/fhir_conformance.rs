@@ -49,18 +49,18 @@ fn with_identifier(family: &str, value: &str) -> Value {
     p
 }
 
-fn diagnostics(v: &Value) -> String {
+pub(crate) fn diagnostics(v: &Value) -> String {
     assert_eq!(v["resourceType"], "OperationOutcome", "{v}");
     v["issue"][0]["diagnostics"].as_str().unwrap_or("").to_owned()
 }
 
-async fn user_id(s: &Server, token: &str) -> (String, Option<String>) {
+pub(crate) async fn user_id(s: &Server, token: &str) -> (String, Option<String>) {
     let r = s.http.get(format!("{}/api/v1/me", s.url)).bearer_auth(token).send().await.unwrap();
     let me: Value = r.json().await.unwrap();
     (me["user_id"].as_str().unwrap().to_owned(), me["practitioner_id"].as_str().map(str::to_owned))
 }
 
-async fn audit_events(s: &Server, auditor: &str, query: &str) -> Vec<Value> {
+pub(crate) async fn audit_events(s: &Server, auditor: &str, query: &str) -> Vec<Value> {
     let (st, _, b) = send(s, Some(auditor), Method::GET, &format!("AuditEvent?{query}&_count=100"), &[], None).await;
     assert_eq!(st, StatusCode::OK, "{query}: {b}");
     b["entry"].as_array().cloned().unwrap_or_default().into_iter().map(|e| e["resource"].clone()).collect()

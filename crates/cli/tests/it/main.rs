@@ -46,3 +46,7 @@ mod vastaamo;
 mod smart;
 // _include, _revinclude and Patient/$everything (issue 19).
 mod fhir_include;
+// FHIR transaction and batch Bundles (issue 19).
+mod fhir_transaction;
+// `confidant import` (issue 19).
+mod import;

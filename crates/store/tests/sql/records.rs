@@ -12,7 +12,8 @@ both_backends!(
     tokens_that_normalise_alike,
     care_teams_and_periods,
     own_record,
-    an_update_with_creates_is_all_or_none
+    an_update_with_creates_is_all_or_none,
+    writes_of_a_transaction_are_all_or_none
 );
 
 async fn settings_and_data_keys(db: &Db) {
@@ -321,5 +322,47 @@ async fn an_update_with_creates_is_all_or_none(db: &Db) {
     s.update_and_create(write(&r2, &[]), 1, &[write(&o1, &[])], &audit_rows).await.unwrap();
     assert_eq!(s.read("QuestionnaireResponse", "r1").await.unwrap(), Some(r2));
     assert_eq!(s.read("Observation", "o1").await.unwrap(), Some(o1));
+    assert_eq!(s.audit_size().await.unwrap(), 3);
+}
+
+/// `write_all` (a FHIR transaction): a new patient with its key, records of
+/// it and an update of another record, in order, with their audit entries;
+/// a stale expected version or a taken id anywhere writes none of it.
+async fn writes_of_a_transaction_are_all_or_none(db: &Db) {
+    let s = &db.store;
+    patient(s, "p1", &[]).await;
+    let e1 = version("Encounter", "e1", 1, "p1");
+    s.create_all(&[write(&e1, &[])], &[audit(1, "create", Some("u1"), Some("p1"))]).await.unwrap();
+    let k2 = key("p2", 1, 1);
+    let p2 = version("Patient", "p2", 1, "p2");
+    let a2 = version("Appointment", "a2", 1, "p2");
+    let e1v2 = version("Encounter", "e1", 2, "p1");
+    let rows = [audit(2, "create", Some("u1"), Some("p2")), audit(3, "create", Some("u1"), Some("p2"))];
+    // The update expects a version that is not current: nothing lands, not even the new patient's key.
+    let stale = [
+        (Write { new_key: Some(&k2), ..write(&p2, &[]) }, None),
+        (write(&a2, &[]), None),
+        (write(&e1v2, &[]), Some(2)),
+    ];
+    assert!(matches!(s.write_all(&stale, &rows).await, Err(StoreError::Conflict)));
+    assert_eq!(s.read("Patient", "p2").await.unwrap(), None);
+    assert_eq!(s.read("Appointment", "a2").await.unwrap(), None);
+    assert!(s.current_data_key("p2").await.unwrap().is_none());
+    assert_eq!(s.audit_size().await.unwrap(), 1);
+    // A record of the new patient before its key is written: stale key, nothing lands.
+    let early = [(write(&a2, &[]), None), (Write { new_key: Some(&k2), ..write(&p2, &[]) }, None)];
+    assert!(matches!(s.write_all(&early, &rows).await, Err(StoreError::StaleKey)));
+    assert_eq!(s.read("Patient", "p2").await.unwrap(), None);
+    // In order, all of it, with the audit entries.
+    let good = [
+        (Write { new_key: Some(&k2), ..write(&p2, &[]) }, None),
+        (write(&a2, &[]), None),
+        (write(&e1v2, &[]), Some(1)),
+    ];
+    s.write_all(&good, &rows).await.unwrap();
+    assert_eq!(s.read("Patient", "p2").await.unwrap(), Some(p2));
+    assert_eq!(s.read("Appointment", "a2").await.unwrap(), Some(a2));
+    assert_eq!(s.read("Encounter", "e1").await.unwrap(), Some(e1v2));
+    assert_eq!(s.current_data_key("p2").await.unwrap().map(|k| k.version), Some(1));
     assert_eq!(s.audit_size().await.unwrap(), 3);
 }
