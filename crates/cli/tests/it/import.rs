@@ -225,3 +225,59 @@ async fn exported_search_bundles_reimport_into_a_fresh_instance(db: Db) {
     texts.sort();
     assert_eq!(texts, expected);
 }
+
+both_backends!(everything_exports_reimport_into_a_fresh_instance);
+
+/// What a patient's `$everything` (the same Bundle as the portal's "download my
+/// data") holds re-imports: the Patient and their notes, with new ids and the
+/// references between them kept. What another instance's ids alone name (its
+/// care team's Practitioner) is reported, not silently carried over.
+async fn everything_exports_reimport_into_a_fresh_instance(db: Db) {
+    let old = Instance::new(db).await;
+    let s = old.start();
+    let p = s.create(&patient("Kaikki", "Testi")).await;
+    let pid = p["id"].as_str().unwrap().to_owned();
+    for text in ["Ensimmäinen käynti.", "Toinen käynti."] {
+        s.create(&note(&pid, text)).await;
+    }
+    let (status, everything) = s.get_json(&format!("Patient/{pid}/$everything")).await;
+    assert_eq!(status, StatusCode::OK, "{everything}");
+    let types: Vec<&str> =
+        everything["entry"].as_array().unwrap().iter().map(|e| e["resource"]["resourceType"].as_str().unwrap()).collect();
+    assert!(types.contains(&"Patient") && types.iter().filter(|t| **t == "DocumentReference").count() == 2, "{types:?}");
+    drop(s);
+    let new = Instance::new(db).await;
+    let f = new.tmp.path().join("everything.json");
+    std::fs::write(&f, serde_json::to_vec(&everything).unwrap()).unwrap();
+    let (ok, out, err) = import(&new.dir, &["--dry-run", f.to_str().unwrap()]);
+    assert!(ok, "the dry run of an exported $everything: {out}{err}");
+    let (ok, out, err) = import(&new.dir, &[f.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("1 Patient") && out.contains("2 DocumentReference"), "{out}");
+    let s = new.start();
+    let (_, patients) = s.get_json("Patient?_count=100").await;
+    assert_eq!(patients["total"], 1, "{patients}");
+    let new_pid = patients["entry"][0]["resource"]["id"].as_str().unwrap().to_owned();
+    assert_ne!(new_pid, pid, "a new id");
+    let (_, again) = s.get_json(&format!("Patient/{new_pid}/$everything")).await;
+    let mut texts: Vec<String> = again["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["resource"]["resourceType"] == "DocumentReference")
+        .map(|e| {
+            assert_eq!(e["resource"]["subject"]["reference"], format!("Patient/{new_pid}"));
+            e["resource"]["content"][0]["attachment"]["data"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let mut expected: Vec<String> = everything["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["resource"]["resourceType"] == "DocumentReference")
+        .map(|e| e["resource"]["content"][0]["attachment"]["data"].as_str().unwrap().to_owned())
+        .collect();
+    texts.sort();
+    expected.sort();
+    assert_eq!(texts, expected, "the notes came across whole");
+}
