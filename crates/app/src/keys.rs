@@ -125,7 +125,10 @@ pub async fn rotate(console: &Console, dir: &Path, progress: &dyn Progress) -> R
         // Write-ahead: the key provider lives outside the database, so no transaction can hold
         // both; the entry goes first, and a crash never leaves a version that nothing records.
         let e = console.entry(Action::KeyOperation, &format!("kek-add-version/v{}", current + 1));
-        console.record(&store, e).await.context("cannot record the new key version in the audit log; nothing was changed")?;
+        console
+            .record(&store, e)
+            .await
+            .context("cannot record the new key version in the audit log; nothing was changed")?;
         let v = key.add_version().context("cannot add a key version")?;
         // When it was made, for `keys status` (a second record of the same version is harmless).
         let _ = store.insert_setting(&confidant_records::kek_made_setting(v), b"", console.now()).await;

@@ -124,12 +124,12 @@ impl Identity {
         if !role.is_staff() || s.enforce == Enforcement::Off {
             return Ok(TrainingStanding::NotRequired);
         }
-        let versions = self.store().training_module_versions().await?;
+        // One statement: this runs on every request of a staff member.
+        let (versions, c, a) = self.store().training_standing_facts(&user.id).await?;
         let required: Vec<_> = versions.iter().filter(|(_, _, roles, _)| roles_cover(roles, role)).collect();
         if required.is_empty() {
             return Ok(TrainingStanding::Current);
         }
-        let (c, a) = self.store().training_records(Some(&user.id)).await?;
         let (c, a) = (completions(&c), assignments(&a));
         let now = self.now();
         let statuses: Vec<ModuleStatus> = required

@@ -69,10 +69,6 @@ impl Records {
         if !confidant_fhir::is_valid_id(id) {
             return Err(not_found());
         }
-        // An unknown id takes the same path as a record outside one's care: the
-        // relationship is looked up and the refusal audited either way, so the
-        // 404 tells nothing by its timing. Nothing is decrypted before access is decided.
-        let found = self.store.read(rt.as_str(), id).await?;
         let absent = |compartment: &str| VersionRow {
             resource_type: rt.as_str().into(),
             id: id.to_owned(),
@@ -84,17 +80,36 @@ impl Records {
             restricted_to: None,
             patient_visible: false,
         };
+        // An unknown id takes the same path as a record outside one's care: the
+        // relationship is looked up and the refusal audited either way, so the
+        // 404 tells nothing by its timing. Nothing is decrypted before access is decided.
+        // For care-team visibility the record and the relationship come in one
+        // statement (`Store::read_related`), found or not.
+        let visibility = policy::visibility(p, rt, self.clock.now_millis());
+        let (found, related) = match &visibility {
+            Visibility::CareTeam { practitioner_id, user_id, now } => {
+                let (row, (care_team, break_glass)) =
+                    self.store.read_related(rt.as_str(), id, practitioner_id, user_id, *now).await?;
+                (row, Relationship { care_team, break_glass })
+            }
+            _ => (self.store.read(rt.as_str(), id).await?, Relationship { care_team: false, break_glass: false }),
+        };
         let (row, seen) = match found {
             Some(row) => {
-                let seen = self.sees(p, &row).await?;
+                if row.resource_type != rt.as_str() {
+                    return Err(RecordsError::Integrity);
+                }
+                // As `relationship`: organisation records have no patient to be related to.
+                let rel = if row.compartment == ORGANISATION {
+                    Relationship { care_team: false, break_glass: false }
+                } else {
+                    related
+                };
+                let seen = Self::seen(&visibility, &Self::access(rt, &row), rel);
                 (row, seen)
             }
-            None => {
-                // The id in the place of a patient: a lookup that finds no relationship.
-                self.sees(p, &absent(id)).await?;
-                // Audited without a patient: there is none.
-                (absent(ORGANISATION), Seen::No)
-            }
+            // Audited without a patient: there is none.
+            None => (absent(ORGANISATION), Seen::No),
         };
         if seen == Seen::No {
             self.audit_denied(p, action, rt, Some(&row)).await;

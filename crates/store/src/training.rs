@@ -193,3 +193,55 @@ impl Store {
         ))
     }
 }
+
+impl Store {
+    /// What decides `user_id`'s training standing, in one statement (it is
+    /// asked on every request of a staff member): the module versions in force
+    /// as [`Store::training_module_versions`], and the user's completions and
+    /// assignments as [`Store::training_records`] gives them.
+    pub async fn training_standing_facts(
+        &self,
+        user_id: &str,
+    ) -> Result<(Vec<(String, i64, String, i64)>, Vec<TrainingCompletionRow>, Vec<TrainingAssignmentRow>)> {
+        // Every branch has the same columns: kind, module, text, four numbers.
+        let rows = sqlx::query(self.sql(
+            "SELECT CAST(0 AS BIGINT) AS kind, module_key, roles AS t, version AS a, active_since AS b, \
+                    CAST(0 AS BIGINT) AS c, CAST(0 AS BIGINT) AS d FROM training_modules \
+             UNION ALL \
+             SELECT CAST(1 AS BIGINT), module_key, user_id, version, score, out_of, passed_at \
+               FROM training_completions WHERE user_id = ? \
+             UNION ALL \
+             SELECT CAST(2 AS BIGINT), module_key, reason, CAST(0 AS BIGINT), CAST(0 AS BIGINT), \
+                    CAST(0 AS BIGINT), assigned_at FROM training_assignments WHERE user_id = ? \
+             ORDER BY kind, d",
+        ))
+        .bind(user_id)
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let (mut versions, mut completions, mut assignments) = (Vec::new(), Vec::new(), Vec::new());
+        for r in &rows {
+            let module_key: String = r.try_get(1)?;
+            let text: String = r.try_get(2)?;
+            let (a, b, c, d): (i64, i64, i64, i64) = (r.try_get(3)?, r.try_get(4)?, r.try_get(5)?, r.try_get(6)?);
+            match r.try_get::<i64, _>(0)? {
+                0 => versions.push((module_key, a, text, b)),
+                1 => completions.push(TrainingCompletionRow {
+                    user_id: text,
+                    module_key,
+                    version: a,
+                    score: b,
+                    out_of: c,
+                    passed_at: d,
+                }),
+                _ => assignments.push(TrainingAssignmentRow {
+                    user_id: user_id.to_owned(),
+                    module_key,
+                    reason: text,
+                    assigned_at: d,
+                }),
+            }
+        }
+        Ok((versions, completions, assignments))
+    }
+}

@@ -242,9 +242,16 @@ async fn everything_exports_reimport_into_a_fresh_instance(db: Db) {
     }
     let (status, everything) = s.get_json(&format!("Patient/{pid}/$everything")).await;
     assert_eq!(status, StatusCode::OK, "{everything}");
-    let types: Vec<&str> =
-        everything["entry"].as_array().unwrap().iter().map(|e| e["resource"]["resourceType"].as_str().unwrap()).collect();
-    assert!(types.contains(&"Patient") && types.iter().filter(|t| **t == "DocumentReference").count() == 2, "{types:?}");
+    let types: Vec<&str> = everything["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["resourceType"].as_str().unwrap())
+        .collect();
+    assert!(
+        types.contains(&"Patient") && types.iter().filter(|t| **t == "DocumentReference").count() == 2,
+        "{types:?}"
+    );
     drop(s);
     let new = Instance::new(db).await;
     let f = new.tmp.path().join("everything.json");

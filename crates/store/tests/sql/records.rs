@@ -1,7 +1,10 @@
 //! Instance settings and data keys; record versions and heads; search tokens;
 //! care teams with their periods, break-glass and a patient's own record.
 
-use confidant_store::{CareTeamMember, Criterion, StoreError, VersionRow, Write};
+use confidant_store::{
+    CareTeamMember, Criterion, StoreError, TrainingAssignmentRow, TrainingCompletionRow, TrainingModuleRow, VersionRow,
+    Write,
+};
 
 use crate::harness::{Db, T0, audit, key, patient, token, version, write};
 
@@ -13,7 +16,9 @@ both_backends!(
     care_teams_and_periods,
     own_record,
     an_update_with_creates_is_all_or_none,
-    writes_of_a_transaction_are_all_or_none
+    writes_of_a_transaction_are_all_or_none,
+    read_related_is_read_and_relationship,
+    training_standing_facts_are_the_modules_and_records
 );
 
 async fn settings_and_data_keys(db: &Db) {
@@ -365,4 +370,88 @@ async fn writes_of_a_transaction_are_all_or_none(db: &Db) {
     assert_eq!(s.read("Encounter", "e1").await.unwrap(), Some(e1v2));
     assert_eq!(s.current_data_key("p2").await.unwrap().map(|k| k.version), Some(1));
     assert_eq!(s.audit_size().await.unwrap(), 3);
+
+/// `read_related` answers what `read` and `relationship` answer together: the
+/// head, and the care-team and break-glass facts of its patient at `now`; for
+/// an unknown id, no row and the facts of the id in the place of a patient.
+async fn read_related_is_read_and_relationship(db: &Db) {
+    let s = &db.store;
+    patient(s, "p1", &[]).await;
+    patient(s, "p2", &[]).await;
+    let members = [member("pr1", Some(T0), Some(T0 + 100)), member("pr2", None, None)];
+    let team = version("CareTeam", "ct1", 1, "p1");
+    s.create_all(&[Write { care_team: Some(&members), ..write(&team, &[]) }], &[]).await.unwrap();
+    let e1 = version("Encounter", "e1", 1, "p1");
+    let e2 = version("Encounter", "e2", 1, "p2");
+    s.create_all(&[write(&e1, &[]), write(&e2, &[])], &[]).await.unwrap();
+    let e1v2 = version("Encounter", "e1", 2, "p1");
+    s.update(write(&e1v2, &[]), 1, &[]).await.unwrap();
+    let bg = audit(1, "break-glass", Some("u1"), Some("p2"));
+    s.insert_break_glass("bg1", "u1", "p2", (b"sealed reason", 1), T0, T0 + 1000, &[bg]).await.unwrap();
+    for (rt, id) in
+        [("Encounter", "e1"), ("Encounter", "e2"), ("Patient", "p1"), ("Encounter", "nope"), ("Patient", "e1")]
+    {
+        for (practitioner, user) in [("pr1", "u1"), ("pr2", "u2"), ("pr9", "u9")] {
+            for at in [T0 - 1, T0, T0 + 99, T0 + 100, T0 + 1000] {
+                let row = s.read(rt, id).await.unwrap();
+                let patient = row.as_ref().map_or(id, |r| r.compartment.as_str());
+                let rel = s.relationship(practitioner, user, patient, at).await.unwrap();
+                let related = s.read_related(rt, id, practitioner, user, at).await.unwrap();
+                assert_eq!(related, (row, rel), "{rt}/{id} for {practitioner}/{user} at T0{:+}", at - T0);
+            }
+        }
+    }
+    // The current version, not the first.
+    assert_eq!(s.read_related("Encounter", "e1", "pr2", "u2", T0).await.unwrap(), (Some(e1v2), (true, false)));
+    assert_eq!(s.read_related("Encounter", "e2", "pr1", "u1", T0).await.unwrap(), (Some(e2), (false, true)));
+    assert_eq!(s.read_related("Encounter", "nope", "pr1", "u1", T0).await.unwrap(), (None, (false, false)));
+}
+
+/// `training_standing_facts` (one statement) gives what `training_module_versions`
+/// and `training_records` give for the user: their rows only, in their order.
+async fn training_standing_facts_are_the_modules_and_records(db: &Db) {
+    let s = &db.store;
+    let module = |key: &str, version: i64, roles: &str| TrainingModuleRow {
+        module_key: key.into(),
+        version,
+        roles: roles.into(),
+        definition: "{}".into(),
+        active_since: T0 + version,
+        source: "built-in".into(),
+    };
+    assert_eq!(s.training_standing_facts("u1").await.unwrap(), (vec![], vec![], vec![]));
+    s.put_training_modules(&[module("privacy", 2, "all"), module("phishing", 1, "clinician,reception")], &[])
+        .await
+        .unwrap();
+    let pass = |user: &str, key: &str, at: i64| TrainingCompletionRow {
+        user_id: user.into(),
+        module_key: key.into(),
+        version: 1,
+        score: 4,
+        out_of: 5,
+        passed_at: at,
+    };
+    let assigned = |user: &str, key: &str, at: i64| TrainingAssignmentRow {
+        user_id: user.into(),
+        module_key: key.into(),
+        reason: "drill".into(),
+        assigned_at: at,
+    };
+    for p in [pass("u1", "privacy", T0 + 30), pass("u1", "phishing", T0 + 10), pass("u2", "privacy", T0 + 20)] {
+        s.record_training_pass(&p, &[]).await.unwrap();
+    }
+    for a in [assigned("u1", "phishing", T0 + 50), assigned("u1", "privacy", T0 + 40), assigned("u2", "privacy", T0)] {
+        s.assign_training(&a, &[]).await.unwrap();
+    }
+    for user in ["u1", "u2", "u3"] {
+        let (mut versions, completions, assignments) = s.training_standing_facts(user).await.unwrap();
+        let mut expected = s.training_module_versions().await.unwrap();
+        versions.sort();
+        expected.sort();
+        assert_eq!(versions, expected, "{user}");
+        assert_eq!((completions, assignments), s.training_records(Some(user)).await.unwrap(), "{user}");
+    }
+    let (_, completions, assignments) = s.training_standing_facts("u1").await.unwrap();
+    assert_eq!(completions.iter().map(|c| c.passed_at).collect::<Vec<_>>(), vec![T0 + 10, T0 + 30]);
+    assert_eq!(assignments.iter().map(|a| a.assigned_at).collect::<Vec<_>>(), vec![T0 + 40, T0 + 50]);
 }
