@@ -370,6 +370,7 @@ async fn writes_of_a_transaction_are_all_or_none(db: &Db) {
     assert_eq!(s.read("Encounter", "e1").await.unwrap(), Some(e1v2));
     assert_eq!(s.current_data_key("p2").await.unwrap().map(|k| k.version), Some(1));
     assert_eq!(s.audit_size().await.unwrap(), 3);
+}
 
 /// `read_related` answers what `read` and `relationship` answer together: the
 /// head, and the care-team and break-glass facts of its patient at `now`; for
