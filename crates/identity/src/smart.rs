@@ -69,6 +69,9 @@ pub struct AppToken {
     pub expires_in_secs: i64,
     /// The scopes granted, space-separated.
     pub scope: String,
+    /// The launch context: the patient's own id when a patient signed in
+    /// (the token reaches only their record), for the token response's `patient`.
+    pub patient: Option<String>,
 }
 
 /// What an app asked for and what it gets, for the consent page.
@@ -212,7 +215,8 @@ impl Identity {
     /// registration and the user's role all allow.
     pub fn grant_for(&self, user: &Principal, app: &SmartAppRow, scope: &str) -> Result<Grant, OAuthError> {
         policy::may_authorize_app(user).map_err(|d| OAuthError::new("access_denied", d.to_string()))?;
-        let requested = policy::parse_requested(scope).map_err(|why| OAuthError::new("invalid_scope", why))?;
+        let requested =
+            policy::parse_requested(scope, user.role).map_err(|why| OAuthError::new("invalid_scope", why))?;
         let allowed = Scopes::parse(&app.scopes).map_err(|why| OAuthError::new("invalid_scope", why))?;
         let granted = policy::granted(user.role, &requested.resources, &allowed).ok_or_else(|| {
             OAuthError::new(
@@ -344,11 +348,17 @@ impl Identity {
             return Err(OAuthError::grant("the code was used already"));
         }
         tracing::info!(user = %user.id, token = %t.id, client_id = %app.client_id, "SMART app token issued");
+        let patient = if role == Role::Patient {
+            self.principal(&user, None).await.map_err(OAuthError::internal)?.patient_id
+        } else {
+            None
+        };
         Ok(AppToken {
             access_token: token,
             token_id: t.id,
             expires_in_secs: lifetime / 1000,
             scope: scopes.to_string(),
+            patient,
         })
     }
 

@@ -61,9 +61,14 @@ pub struct Requested {
     pub ignored: Vec<String>,
 }
 
-/// Parse the `scope` of an authorization request; an error says what is
-/// wrong in words an app's developer can act on (the `invalid_scope` text).
-pub fn parse_requested(scope: &str) -> Result<Requested, String> {
+/// Parse the `scope` of an authorization request by a user of `role`; an
+/// error says what is wrong in words an app's developer can act on (the
+/// `invalid_scope` text). `patient/` scopes are for a patient's own app: a
+/// patient's role reaches only their own record, so for them `patient/X` is
+/// `user/X`, and the token response names the patient (standalone launch
+/// with the signed-in patient as its context). Staff have no patient picker
+/// here: their apps ask for `user/` scopes.
+pub fn parse_requested(scope: &str, role: Role) -> Result<Requested, String> {
     let words: Vec<&str> = scope.split_whitespace().collect();
     if words.len() > MAX_SCOPES {
         return Err(format!("ask for at most {MAX_SCOPES} scopes"));
@@ -73,15 +78,21 @@ pub fn parse_requested(scope: &str) -> Result<Requested, String> {
     for w in words {
         if IGNORED_SCOPES.contains(&w) {
             ignored.push(w.to_owned());
-        } else if w.starts_with("patient/") {
-            return Err(
-                "patient/ scopes need a patient chosen at launch, which this server does not offer: ask for user/ scopes (your role and care team still decide which patients)"
-                    .into(),
-            );
+        } else if let Some(rest) = w.strip_prefix("patient/") {
+            if role != Role::Patient {
+                return Err(
+                    "patient/ scopes are for a patient's own app, with the signed-in patient as the context; staff have no patient picker here: ask for user/ scopes (your role and care team still decide which patients)"
+                        .into(),
+                );
+            }
+            let as_user = format!("user/{rest}");
+            // Checked here so that an error names the scope as the app wrote it.
+            Scopes::parse(&as_user).map_err(|e| e.replace(&as_user, w))?;
+            resources.push(as_user);
         } else if w == "launch" {
             return Err("EHR launch is not offered: this server supports standalone launch".into());
         } else {
-            resources.push(w);
+            resources.push(w.to_owned());
         }
     }
     if resources.is_empty() {
@@ -169,14 +180,20 @@ mod tests {
 
     #[test]
     fn requests_keep_resource_scopes_and_set_aside_the_recognised_rest() {
-        let r = parse_requested("openid fhirUser launch/patient user/Patient.rs offline_access").unwrap();
+        let r =
+            parse_requested("openid fhirUser launch/patient user/Patient.rs offline_access", Role::Clinician).unwrap();
         assert_eq!(r.resources.to_string(), "user/Patient.read");
         assert_eq!(r.ignored, ["openid", "fhirUser", "launch/patient", "offline_access"]);
-        assert!(parse_requested("patient/*.read").unwrap_err().contains("patient/ scopes"));
-        assert!(parse_requested("launch user/Patient.rs").unwrap_err().contains("EHR launch"));
-        assert!(parse_requested("openid").unwrap_err().contains("at least one resource scope"));
-        assert!(parse_requested("user/Condition.rs").unwrap_err().contains("is not a scope"));
-        assert!(parse_requested(&"user/Patient.rs ".repeat(65)).unwrap_err().contains("at most 64"));
+        assert!(parse_requested("patient/*.read", Role::Clinician).unwrap_err().contains("patient/ scopes"));
+        // A patient's own app: patient/ is user/ for them (their role reaches only their record).
+        let own = parse_requested("launch/patient patient/*.rs patient/Appointment.read", Role::Patient).unwrap();
+        assert_eq!(own.resources, Scopes::parse("user/*.read user/Appointment.read").unwrap());
+        assert_eq!(own.ignored, ["launch/patient"]);
+        assert!(parse_requested("patient/*.cruds", Role::Patient).unwrap_err().contains("delete"));
+        assert!(parse_requested("launch user/Patient.rs", Role::Clinician).unwrap_err().contains("EHR launch"));
+        assert!(parse_requested("openid", Role::Clinician).unwrap_err().contains("at least one resource scope"));
+        assert!(parse_requested("user/Condition.rs", Role::Clinician).unwrap_err().contains("is not a scope"));
+        assert!(parse_requested(&"user/Patient.rs ".repeat(65), Role::Clinician).unwrap_err().contains("at most 64"));
     }
 
     #[test]

@@ -28,10 +28,22 @@ pub(crate) const REVOKE: &str = "/oauth/revoke";
 /// OpenID Connect, no launch context, public clients with PKCE S256).
 pub(crate) async fn configuration(State(state): State<AppState>) -> Response {
     let base = state.base_url.trim_end_matches('/');
-    let mut scopes: Vec<String> =
-        ["user/*.rs", "user/*.cu", "user/*.read", "user/*.write", "user/*.*"].into_iter().map(str::to_owned).collect();
+    let mut scopes: Vec<String> = [
+        "user/*.rs",
+        "user/*.cu",
+        "user/*.read",
+        "user/*.write",
+        "user/*.*",
+        "patient/*.rs",
+        "patient/*.read",
+        "launch/patient",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
     for rt in ResourceType::ALL {
         scopes.push(format!("user/{}.rs", rt.as_str()));
+        scopes.push(format!("patient/{}.rs", rt.as_str()));
         if !rt.written_by_server() {
             scopes.push(format!("user/{}.cu", rt.as_str()));
         }
@@ -45,7 +57,7 @@ pub(crate) async fn configuration(State(state): State<AppState>) -> Response {
         "response_types_supported": ["code"],
         "code_challenge_methods_supported": ["S256"],
         "scopes_supported": scopes,
-        "capabilities": ["launch-standalone", "client-public", "permission-v1", "permission-v2", "permission-user"],
+        "capabilities": ["launch-standalone", "client-public", "context-standalone-patient", "permission-v1", "permission-v2", "permission-user", "permission-patient"],
     });
     json_response(StatusCode::OK, &doc)
 }
@@ -135,12 +147,16 @@ pub(crate) async fn token(
     };
     match result.await {
         Ok(t) => {
-            let doc = json!({
+            let mut doc = json!({
                 "access_token": t.access_token,
                 "token_type": "Bearer",
                 "expires_in": t.expires_in_secs,
                 "scope": t.scope,
             });
+            // A patient's own app: the launch context is the signed-in patient.
+            if let Some(patient) = t.patient {
+                doc["patient"] = Value::String(patient);
+            }
             let mut r = json_response(StatusCode::OK, &doc);
             r.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
             r

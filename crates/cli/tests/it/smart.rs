@@ -203,17 +203,22 @@ async fn discovery_and_capability_statement(db: Db) {
         assert_eq!(c["grant_types_supported"], serde_json::json!(["authorization_code"]));
         assert_eq!(c["token_endpoint_auth_methods_supported"], serde_json::json!(["none"]));
         let caps: Vec<&str> = c["capabilities"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-        for needed in ["launch-standalone", "client-public", "permission-v2", "permission-user"] {
+        for needed in [
+            "launch-standalone",
+            "client-public",
+            "context-standalone-patient",
+            "permission-v2",
+            "permission-user",
+            "permission-patient",
+        ] {
             assert!(caps.contains(&needed), "{needed} in {caps:?}");
         }
-        for absent in
-            ["context-standalone-patient", "client-confidential-symmetric", "sso-openid-connect", "launch-ehr"]
-        {
+        for absent in ["client-confidential-symmetric", "sso-openid-connect", "launch-ehr"] {
             assert!(!caps.contains(&absent), "{absent} is not served");
         }
         let scopes = c["scopes_supported"].as_array().unwrap();
         assert!(scopes.contains(&Value::from("user/Patient.rs")) && scopes.contains(&Value::from("user/*.read")));
-        assert!(!scopes.iter().any(|s| s.as_str().unwrap().starts_with("patient/")));
+        assert!(scopes.contains(&Value::from("patient/*.rs")) && scopes.contains(&Value::from("launch/patient")));
     }
     let (status, meta) = s.get_json("metadata").await;
     assert_eq!(status, S::OK);
@@ -528,6 +533,17 @@ async fn scopes_roles_sessions_and_registration(db: Db) {
     // The wrong patient: a clinician's app sees only the clinician's patients.
     let (code, verifier) = code_for(&s, &clin, &client_id, "user/*.rs").await;
     let t = exchange(&s, &client_id, &code, &verifier).await.1;
+    assert!(t.get("patient").is_none(), "a clinician's token has no patient context: {t}");
+    let token = t["access_token"].as_str().unwrap();
+    assert_eq!(fhir_get(&s, token, &format!("Patient/{mine}")).await, S::OK);
+    assert_eq!(fhir_get(&s, token, &format!("Patient/{theirs}")).await, S::NOT_FOUND);
+
+    // A patient's own app: patient/ scopes, the signed-in patient as the launch context.
+    let pat = Browser::sign_in(&s, "pat1").await;
+    let (code, verifier) = code_for(&s, &pat, &client_id, "launch/patient patient/*.rs").await;
+    let (st, t) = exchange(&s, &client_id, &code, &verifier).await;
+    assert_eq!(st, S::OK, "{t}");
+    assert_eq!(t["patient"], mine.as_str(), "the token response names the patient: {t}");
     let token = t["access_token"].as_str().unwrap();
     assert_eq!(fhir_get(&s, token, &format!("Patient/{mine}")).await, S::OK);
     assert_eq!(fhir_get(&s, token, &format!("Patient/{theirs}")).await, S::NOT_FOUND);
