@@ -485,6 +485,18 @@ pub fn e2e_ready(test: &str) -> Option<PathBuf> {
     None
 }
 
+/// [`e2e_ready`] with fhir-kit-client (npm) installed too: the folder to run
+/// a FHIR client script in, or `None` (said loudly; a failure under CI).
+pub fn fhir_client_ready(test: &str) -> Option<PathBuf> {
+    let e2e = e2e_ready(test)?;
+    if e2e.join("node_modules/fhir-kit-client").exists() {
+        return Some(e2e);
+    }
+    assert!(std::env::var("CI").ok().as_deref() != Some("true"), "fhir-kit-client must be installed in CI");
+    eprintln!("\n*** SKIPPED {test}: run `npm ci` in tests/e2e ***\n");
+    None
+}
+
 // --- FHIR validation by two independent validators (issue 19) ---
 
 /// What one validator said of a set of resources: `None` if it is not installed here.

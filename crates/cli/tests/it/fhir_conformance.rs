@@ -12,9 +12,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::common::{
-    Db, Instance, Server, add_user, create_token, e2e_ready, note, patient, row_counts, validate_fhir,
-};
+use crate::common::{Db, Instance, Server, add_user, create_token, note, patient, row_counts, validate_fhir};
 
 const HETU: &str = "urn:oid:1.2.246.21";
 
@@ -760,12 +758,7 @@ async fn capability_statement_matches_the_router() {
 /// the Bundle's links, and a resource's history.
 #[tokio::test]
 async fn a_real_fhir_client_library() {
-    let Some(e2e) = e2e_ready("a_real_fhir_client_library") else { return };
-    if !e2e.join("node_modules/fhir-kit-client").exists() {
-        assert!(std::env::var("CI").ok().as_deref() != Some("true"), "fhir-kit-client must be installed in CI");
-        eprintln!("\n*** SKIPPED a_real_fhir_client_library: run `npm ci` in tests/e2e ***\n");
-        return;
-    }
+    let Some(e2e) = crate::common::fhir_client_ready("a_real_fhir_client_library") else { return };
     let inst = Instance::new(Db::Sqlite).await;
     add_user(&inst.dir, "rec1", "reception", &[]);
     let s = inst.start();

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use crate::access::{MATRIX, NARROW, TYPES, appointment, call, clinic, measures_of, new_resource};
 use crate::both_backends;
 use crate::common::{
-    Db, Instance, Server, add_user, create_token, e2e_ready, encounter, note, patient, row_counts, validate_fhir,
+    Db, Instance, Server, add_user, create_token, encounter, note, patient, row_counts, validate_fhir,
 };
 
 both_backends!(include_and_revinclude);
@@ -577,12 +577,7 @@ async fn capability_statement_lists_the_includes_served() {
 /// next links (tests/e2e/fhir_client.mjs, scenario `include`).
 #[tokio::test]
 async fn a_real_fhir_client_includes_and_exports() {
-    let Some(e2e) = e2e_ready("a_real_fhir_client_includes_and_exports") else { return };
-    if !e2e.join("node_modules/fhir-kit-client").exists() {
-        assert!(std::env::var("CI").ok().as_deref() != Some("true"), "fhir-kit-client must be installed in CI");
-        eprintln!("\n*** SKIPPED a_real_fhir_client_includes_and_exports: run `npm ci` in tests/e2e ***\n");
-        return;
-    }
+    let Some(e2e) = crate::common::fhir_client_ready("a_real_fhir_client_includes_and_exports") else { return };
     let inst = Instance::new(Db::Sqlite).await;
     let s = inst.start();
     let out = std::process::Command::new("node")

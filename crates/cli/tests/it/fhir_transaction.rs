@@ -10,9 +10,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::common::{
-    Db, Instance, Server, add_user, create_token, e2e_ready, note, patient, row_counts, validate_fhir,
-};
+use crate::common::{Db, Instance, Server, add_user, create_token, note, patient, row_counts, validate_fhir};
 use crate::fhir_conformance::{audit_events, diagnostics, user_id as me};
 
 const HETU: &str = "urn:oid:1.2.246.21";
@@ -508,12 +506,7 @@ async fn bundles_answer_as_single_requests_do_for_every_role(db: Db) {
 /// works and one that does not).
 #[tokio::test]
 async fn a_real_fhir_client_posts_bundles() {
-    let Some(e2e) = e2e_ready("a_real_fhir_client_posts_bundles") else { return };
-    if !e2e.join("node_modules/fhir-kit-client").exists() {
-        assert!(std::env::var("CI").ok().as_deref() != Some("true"), "fhir-kit-client must be installed in CI");
-        eprintln!("\n*** SKIPPED a_real_fhir_client_posts_bundles: run `npm ci` in tests/e2e ***\n");
-        return;
-    }
+    let Some(e2e) = crate::common::fhir_client_ready("a_real_fhir_client_posts_bundles") else { return };
     let inst = Instance::new(Db::Sqlite).await;
     let s = inst.start();
     let (_, pr) = me(&s, &s.token).await;
