@@ -5,6 +5,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::LIMIT_BOUND;
 use crate::{AuditRow, Result, Store};
 
 /// One alert as stored. `summary` holds ids and counts, never content.
@@ -114,9 +115,9 @@ impl Store {
     /// Alerts, newest first: all, or only those nobody has acknowledged.
     pub async fn alerts(&self, open_only: bool, limit: i64) -> Result<Vec<AlertRow>> {
         let filter = if open_only { "WHERE acknowledged_at IS NULL " } else { "" };
-        let rows = sqlx::query(
-            self.sql(format!("SELECT {ALERT_COLUMNS} FROM alerts {filter}ORDER BY first_at DESC, id DESC LIMIT ?")),
-        )
+        let rows = sqlx::query(self.sql(format!(
+            "SELECT {ALERT_COLUMNS} FROM alerts {filter}ORDER BY first_at DESC, id DESC LIMIT {LIMIT_BOUND}"
+        )))
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
@@ -154,7 +155,7 @@ impl Store {
     /// Alerts a sink has not delivered yet, oldest first.
     pub async fn undelivered_alerts(&self, sink: Sink, limit: i64) -> Result<Vec<AlertRow>> {
         let rows = sqlx::query(self.sql(format!(
-            "SELECT {ALERT_COLUMNS} FROM alerts WHERE {} IS NULL ORDER BY first_at, id LIMIT ?",
+            "SELECT {ALERT_COLUMNS} FROM alerts WHERE {} IS NULL ORDER BY first_at, id LIMIT {LIMIT_BOUND}",
             sink.column()
         )))
         .bind(limit)

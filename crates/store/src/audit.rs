@@ -20,6 +20,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
+use crate::LIMIT_BOUND;
 use crate::{Result, Store, StoreError};
 
 /// One audit entry to append: its bytes, their RFC 6962 leaf hash, and the
@@ -309,12 +310,13 @@ impl Store {
 
     /// Entries with `seq > after`, in sequence order, at most `limit`.
     pub async fn audit_entries(&self, after: i64, limit: i64) -> Result<Vec<StoredAudit>> {
-        let rows =
-            sqlx::query(self.sql(format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?")))
-                .bind(after)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(
+            self.sql(format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT {LIMIT_BOUND}")),
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(stored_audit).collect()
     }
 
@@ -361,7 +363,7 @@ impl Store {
                 ints.push(v);
             }
         }
-        sql.push_str(&format!(" ORDER BY seq {order} LIMIT ?"));
+        sql.push_str(&format!(" ORDER BY seq {order} LIMIT {LIMIT_BOUND}"));
         let mut q = sqlx::query(self.sql(sql)).bind(start);
         for s in strs {
             q = q.bind(s);

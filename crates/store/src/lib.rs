@@ -144,12 +144,14 @@ pub struct CareTeamMember {
     pub ends_at: Option<i64>,
 }
 
+/// A bound `LIMIT`, for every query of the store that has one. Not a bare `?`:
+/// SQLite marks a bare bound LIMIT as one that may change the plan, and then
+/// prepares the statement again at every execution (measured: two thirds of a
+/// search's instructions in SQLite); a cast is a value like any other.
+/// PostgreSQL takes both alike.
+pub(crate) const LIMIT_BOUND: &str = "CAST(? AS BIGINT)";
+
 /// A membership row that counts at a time bound (as `?`) after it.
-/// A bound `LIMIT`. Not a bare `?`: SQLite marks a bare bound LIMIT as one that may
-/// change the plan, and then prepares the statement again at every execution
-/// (measured: two thirds of a search's instructions in SQLite); a cast is a
-/// value like any other. PostgreSQL takes both alike.
-const LIMIT_BOUND: &str = "CAST(? AS BIGINT)";
 // Care-team membership is tested per row with EXISTS on (practitioner_id,
 // patient_id), not with `IN (SELECT ...)`, which lists all of a
 // practitioner's patients at every search.
@@ -390,10 +392,10 @@ impl Store {
 
     /// Up to `limit` data keys wrapped under a KEK version older than `kek_version`.
     pub async fn data_keys_older_than(&self, kek_version: i64, limit: i64) -> Result<Vec<DataKeyRow>> {
-        let rows = sqlx::query(self.sql(
+        let rows = sqlx::query(self.sql(format!(
             "SELECT compartment, version, kek_version, wrapped FROM data_keys WHERE kek_version < ? \
-             ORDER BY compartment, version LIMIT ?",
-        ))
+             ORDER BY compartment, version LIMIT {LIMIT_BOUND}",
+        )))
         .bind(kek_version)
         .bind(limit)
         .fetch_all(&self.pool)
@@ -766,7 +768,7 @@ impl Store {
     ) -> Result<Vec<VersionRow>> {
         let q = format!(
             "SELECT {VERSION_COLUMNS} FROM resource_versions \
-             WHERE resource_type = ? AND id = ? AND version_id < ? ORDER BY version_id DESC LIMIT ?"
+             WHERE resource_type = ? AND id = ? AND version_id < ? ORDER BY version_id DESC LIMIT {LIMIT_BOUND}"
         );
         let rows = sqlx::query(self.sql(q))
             .bind(resource_type)

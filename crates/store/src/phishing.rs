@@ -6,6 +6,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::LIMIT_BOUND;
 use crate::{Result, Store};
 
 /// One drill campaign: which templates, when and over how long.
@@ -149,7 +150,7 @@ impl Store {
         let rows = sqlx::query(self.sql(format!(
             "SELECT {RECIPIENT_COLUMNS} FROM phishing_recipients
              WHERE sent_at IS NULL AND send_at <= ? AND (claimed_at IS NULL OR claimed_at < ?)
-             ORDER BY send_at, id LIMIT ?"
+             ORDER BY send_at, id LIMIT {LIMIT_BOUND}"
         )))
         .bind(until)
         .bind(stale_before)
